@@ -1,0 +1,1105 @@
+//! The configuration: AIT's `bsc.yaml` keys, as JSON, validated completely at load.
+//!
+//! [`Config::load`] reads a file and returns either a fully valid [`Config`] or one
+//! [`ConfigError`] line naming the file and the JSON line/column or the handler and
+//! key. [`HandlerSpec::from_json`] validates one handler's keys; the config file and
+//! the REST API both go through it, so a handler is valid the same way wherever it
+//! comes from ([`Origin`] says what each may set).
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::pattern::{Pattern, PatternError};
+use crate::rotation::{RotationRule, RotationUnit};
+
+/// AIT's default file name pattern.
+pub const DEFAULT_FILE_NAME_PATTERN: &str = "%Y-%m-%d-%H-%M-%S-{name}.pcap";
+/// Default requested socket receive buffer (the kernel doubles and caps it).
+pub const DEFAULT_RCVBUF_BYTES: usize = 8 << 20;
+/// Default management listener.
+pub const DEFAULT_SERVER_HOST: &str = "127.0.0.1";
+pub const DEFAULT_SERVER_PORT: u16 = 8080;
+/// Longest handler name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// What kind of socket a handler captures from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ConnType {
+    Udp,
+    Tcp,
+    Ethernet,
+}
+
+impl ConnType {
+    pub fn parse(s: &str) -> Option<ConnType> {
+        match s {
+            "udp" => Some(ConnType::Udp),
+            "tcp" => Some(ConnType::Tcp),
+            "ethernet" => Some(ConnType::Ethernet),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnType::Udp => "udp",
+            ConnType::Tcp => "tcp",
+            ConnType::Ethernet => "ethernet",
+        }
+    }
+}
+
+impl fmt::Display for ConnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A capture address as AIT writes it: `[host, port]` for udp/tcp, `[interface,
+/// protocol]` for ethernet. Capturers are keyed by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Address {
+    /// The key AIT uses in `GET /` and `GET /stats`: Python's `repr` of the list,
+    /// e.g. `['', 8500]`.
+    pub fn python_repr(&self) -> String {
+        format!("[{}, {}]", python_str_repr(&self.host), self.port)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.is_empty() {
+            "*"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            write!(f, "[{host}]:{}", self.port)
+        } else {
+            write!(f, "{host}:{}", self.port)
+        }
+    }
+}
+
+/// Python's `repr()` of a str: single quotes unless the text has a single quote and
+/// no double quote; backslashes and control characters escaped.
+pub fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// A built-in transform applied to each unit before it is written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Writes the unit unchanged.
+    Identity,
+}
+
+impl Transform {
+    pub const NAMES: &'static str = "identity";
+
+    pub fn parse(s: &str) -> Option<Transform> {
+        match s {
+            "identity" => Some(Transform::Identity),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transform::Identity => "identity",
+        }
+    }
+}
+
+/// Where a handler definition came from; decides what it may set.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file: trusted, may use absolute `path`s.
+    ConfigFile,
+    /// A REST request: `path` and `file_name_pattern` are confined to the root.
+    Api,
+}
+
+/// One handler, fully validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerSpec {
+    pub name: String,
+    pub conn_type: ConnType,
+    pub address: Address,
+    /// `path` as given (a pattern), if any.
+    pub path: Option<Pattern>,
+    pub file_name_pattern: Pattern,
+    /// `None` when `rotate_log` is false.
+    pub rotation: Option<RotationRule>,
+    /// `rotate_log_index` and `rotate_log_delta` as configured (shown even when
+    /// `rotate_log` is false).
+    pub rotate_log_index: RotationUnit,
+    pub rotate_log_delta: u32,
+    pub pre_write_transforms: Vec<Transform>,
+    /// Requested socket receive buffer (udp).
+    pub rcvbuf_bytes: usize,
+    /// Every other key with a string or number value, in the order given.
+    pub metadata: Vec<(String, Value)>,
+    pub origin: Origin,
+}
+
+/// A handler key that is wrong, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn field_err(key: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Keys with a meaning of their own; everything else is metadata.
+const HANDLER_KEYS: [&str; 10] = [
+    "name",
+    "conn_type",
+    "address",
+    "path",
+    "file_name_pattern",
+    "rotate_log",
+    "rotate_log_index",
+    "rotate_log_delta",
+    "pre_write_transforms",
+    "rcvbuf_bytes",
+];
+/// Keys bsc reports in a handler's config dump; they cannot be set.
+const REPORTED_KEYS: [&str; 2] = ["log_dir", "_validated_log_dir_root"];
+
+/// Checks a handler name: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no `..`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "must be 1 to {MAX_NAME_LEN} characters, got {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{name:?} has {c:?}; a name may use letters, digits, '-', '_' and '.' only"
+        ));
+    }
+    if name.contains("..") {
+        return Err(format!("{name:?} contains \"..\""));
+    }
+    Ok(())
+}
+
+/// Reads an unsigned whole number given as a JSON number or a decimal string.
+fn whole_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads a boolean as JSON or as one of `true/false/True/False/1/0`.
+pub fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "true" | "True" | "1" => Some(true),
+            "false" | "False" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Text of a metadata value as Python's `str.format` would write it.
+pub fn metadata_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        let cut = (0..=57).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        format!("{}...", &s[..cut])
+    } else {
+        s
+    }
+}
+
+/// Checks a host part: an IP literal, a hostname, an interface name, or "".
+fn validate_host(host: &str) -> Result<(), String> {
+    if host.len() > 255 {
+        return Err("host is longer than 255 characters".into());
+    }
+    match host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_' | '%')))
+    {
+        Some(c) => Err(format!("host {host:?} has {c:?}")),
+        None => Ok(()),
+    }
+}
+
+/// A path pattern from REST must stay under the root: relative, no `..`, no `//`-tricks.
+fn confined(key: &str, s: &str) -> Result<(), FieldError> {
+    if s.len() > 255 {
+        return Err(field_err(
+            key,
+            format!("is {} bytes long; at most 255", s.len()),
+        ));
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        return Err(field_err(
+            key,
+            format!("{s:?} is absolute; over the API it must be relative to the root directory"),
+        ));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) || s.contains("..") {
+        return Err(field_err(
+            key,
+            format!("{s:?} contains \"..\"; it must stay inside the root directory"),
+        ));
+    }
+    Ok(())
+}
+
+impl HandlerSpec {
+    /// Validates one handler definition (a JSON object with AIT's keys).
+    pub fn from_json(obj: &Map<String, Value>, origin: Origin) -> Result<HandlerSpec, FieldError> {
+        let string = |key: &str| -> Result<Option<&str>, FieldError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(field_err(
+                    key,
+                    format!("must be a string, got {}", describe(other)),
+                )),
+            }
+        };
+
+        let name = string("name")?.ok_or_else(|| field_err("name", "is required"))?;
+        validate_name(name).map_err(|m| field_err("name", m))?;
+
+        let conn_type = string("conn_type")?
+            .ok_or_else(|| field_err("conn_type", "is required (udp, tcp or ethernet)"))?;
+        let conn_type = ConnType::parse(conn_type).ok_or_else(|| {
+            field_err(
+                "conn_type",
+                format!("{conn_type:?} is not one of udp, tcp, ethernet"),
+            )
+        })?;
+
+        let address = match obj.get("address") {
+            Some(Value::Array(a)) if a.len() == 2 => {
+                let host = match &a[0] {
+                    Value::String(s) => s.clone(),
+                    other => {
+                        return Err(field_err(
+                            "address",
+                            format!(
+                                "first element must be a string (host or interface), got {}",
+                                describe(other)
+                            ),
+                        ))
+                    }
+                };
+                validate_host(&host).map_err(|m| field_err("address", m))?;
+                let port_max = 65535;
+                let port = whole_number(&a[1])
+                    .filter(|p| *p <= port_max)
+                    .ok_or_else(|| {
+                        field_err(
+                            "address",
+                            format!(
+                                "second element must be a port/protocol number 0..65535, got {}",
+                                describe(&a[1])
+                            ),
+                        )
+                    })?;
+                if port == 0 && conn_type != ConnType::Ethernet {
+                    return Err(field_err(
+                        "address",
+                        format!("port 0 is not allowed for {conn_type}; use 1..65535"),
+                    ));
+                }
+                if host.is_empty() && conn_type != ConnType::Udp {
+                    return Err(field_err(
+                        "address",
+                        format!(
+                            "{conn_type} needs a host (tcp: the peer; ethernet: the interface)"
+                        ),
+                    ));
+                }
+                Address {
+                    host,
+                    port: port as u16,
+                }
+            }
+            None => {
+                return Err(field_err(
+                    "address",
+                    "is required: [host, port] (udp/tcp) or [interface, protocol] (ethernet)",
+                ))
+            }
+            Some(other) => {
+                return Err(field_err(
+                    "address",
+                    format!("must be a list [host, port], got {}", describe(other)),
+                ))
+            }
+        };
+
+        let path = match string("path")? {
+            None | Some("") => None,
+            Some(p) => {
+                if origin == Origin::Api {
+                    confined("path", p)?;
+                }
+                if p.contains('\0') {
+                    return Err(field_err("path", "contains a NUL byte"));
+                }
+                Some(Pattern::parse(p).map_err(|e| field_err("path", e.0))?)
+            }
+        };
+        let file_name_pattern = string("file_name_pattern")?.unwrap_or(DEFAULT_FILE_NAME_PATTERN);
+        if file_name_pattern.is_empty() || file_name_pattern.ends_with('/') {
+            return Err(field_err("file_name_pattern", "must name a file"));
+        }
+        if file_name_pattern.contains('\0') {
+            return Err(field_err("file_name_pattern", "contains a NUL byte"));
+        }
+        confined("file_name_pattern", file_name_pattern).or_else(|e| {
+            // From the config file an absolute file pattern is odd but AIT allows
+            // joining it; `..` is refused everywhere.
+            if origin == Origin::ConfigFile
+                && !file_name_pattern.contains("..")
+                && file_name_pattern.len() <= 255
+            {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        let file_name_pattern =
+            Pattern::parse(file_name_pattern).map_err(|e| field_err("file_name_pattern", e.0))?;
+
+        let rotate_log = match obj.get("rotate_log") {
+            None | Some(Value::Null) => true,
+            Some(v) => boolean(v).ok_or_else(|| {
+                field_err(
+                    "rotate_log",
+                    format!(
+                        "must be true or false (also True/False/1/0), got {}",
+                        describe(v)
+                    ),
+                )
+            })?,
+        };
+        let rotate_log_index = match string("rotate_log_index")? {
+            None => RotationUnit::Day,
+            Some(s) => s
+                .parse()
+                .map_err(|m: String| field_err("rotate_log_index", m))?,
+        };
+        let rotate_log_delta = match obj.get("rotate_log_delta") {
+            None | Some(Value::Null) => 1,
+            Some(v) => whole_number(v)
+                .filter(|d| (1..=1_000_000).contains(d))
+                .ok_or_else(|| {
+                    field_err(
+                        "rotate_log_delta",
+                        format!(
+                            "must be a whole number from 1 to 1000000, got {}",
+                            describe(v)
+                        ),
+                    )
+                })? as u32,
+        };
+        let rotation = rotate_log.then_some(RotationRule {
+            unit: rotate_log_index,
+            delta: rotate_log_delta,
+        });
+
+        let pre_write_transforms = match obj.get("pre_write_transforms") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    match v {
+                        Value::String(s) => Transform::parse(s),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        field_err(
+                            "pre_write_transforms",
+                            format!(
+                                "unknown transform {}; known: {}",
+                                describe(v),
+                                Transform::NAMES
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    Transform::parse(s).ok_or_else(|| {
+                        field_err(
+                            "pre_write_transforms",
+                            format!("unknown transform {s:?}; known: {}", Transform::NAMES),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(field_err(
+                    "pre_write_transforms",
+                    format!("must be a list of transform names, got {}", describe(other)),
+                ))
+            }
+        };
+
+        let rcvbuf_bytes = match obj.get("rcvbuf_bytes") {
+            None | Some(Value::Null) => DEFAULT_RCVBUF_BYTES,
+            Some(v) => whole_number(v)
+                .filter(|n| (4096..=1 << 30).contains(n))
+                .ok_or_else(|| {
+                    field_err(
+                        "rcvbuf_bytes",
+                        format!(
+                            "must be a number of bytes from 4096 to 1073741824, got {}",
+                            describe(v)
+                        ),
+                    )
+                })? as usize,
+        };
+
+        let mut metadata = Vec::new();
+        for (key, value) in obj {
+            if HANDLER_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if REPORTED_KEYS.contains(&key.as_str()) {
+                return Err(field_err(
+                    key,
+                    "is set by bsc and cannot be configured (use root_log_directory and path)",
+                ));
+            }
+            if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || key.is_empty()
+                || key.len() > 64
+            {
+                return Err(field_err(
+                    key,
+                    "is not a valid metadata key (letters, digits and '_', at most 64)",
+                ));
+            }
+            match value {
+                Value::String(s) if s.len() > 255 => return Err(field_err(key, "metadata values are at most 255 bytes")),
+                Value::String(_) | Value::Number(_) => metadata.push((key.clone(), value.clone())),
+                other => {
+                    return Err(field_err(
+                        key,
+                        format!("is not a handler key ({}) and metadata must be a string or a number, got {}", HANDLER_KEYS.join(", "), describe(other)),
+                    ))
+                }
+            }
+        }
+
+        let spec = HandlerSpec {
+            name: name.to_string(),
+            conn_type,
+            address,
+            path,
+            file_name_pattern,
+            rotation,
+            rotate_log_index,
+            rotate_log_delta,
+            pre_write_transforms,
+            rcvbuf_bytes,
+            metadata,
+            origin,
+        };
+        spec.check_pattern_keys()?;
+        Ok(spec)
+    }
+
+    /// Every `{key}` in `path` and `file_name_pattern` exists, and its value cannot
+    /// change the folder structure (no `/`, not `.` or `..`).
+    pub fn check_pattern_keys(&self) -> Result<(), FieldError> {
+        for (field, pattern) in [
+            ("path", self.path.as_ref()),
+            ("file_name_pattern", Some(&self.file_name_pattern)),
+        ] {
+            let Some(pattern) = pattern else { continue };
+            for key in pattern.keys() {
+                let value = self.key_value(key).ok_or_else(|| {
+                    field_err(
+                        field,
+                        format!(
+                            "uses {{{key}}} but the handler has no key {key:?} (it has: {})",
+                            self.key_names().join(", ")
+                        ),
+                    )
+                })?;
+                if value.contains('/') || value.contains('\0') || value == "." || value == ".." {
+                    return Err(field_err(key, format!("value {value:?} is used in {field} and must not contain '/' or be '.' or '..'")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The value `{key}` stands for: the handler's own fields, then metadata.
+    pub fn key_value(&self, key: &str) -> Option<String> {
+        match key {
+            "name" => Some(self.name.clone()),
+            "conn_type" => Some(self.conn_type.as_str().to_string()),
+            "host" => Some(self.address.host.clone()),
+            "port" => Some(self.address.port.to_string()),
+            _ => self
+                .metadata
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| metadata_text(v)),
+        }
+    }
+
+    fn key_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["name", "conn_type", "host", "port"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(self.metadata.iter().map(|(k, _)| k.clone()));
+        names
+    }
+
+    /// The folder files go to: root, then `path` (an absolute `path` replaces root).
+    pub fn log_dir(&self, root: &Path, t: OffsetDateTime) -> Result<PathBuf, PatternError> {
+        let mut dir = root.to_path_buf();
+        if let Some(p) = &self.path {
+            dir.push(self.render(p, t)?);
+        }
+        Ok(dir)
+    }
+
+    /// The full path of the file this handler writes for a unit received at `t`.
+    pub fn file_path(&self, root: &Path, t: OffsetDateTime) -> Result<PathBuf, PatternError> {
+        let mut path = self.log_dir(root, t)?;
+        path.push(self.render(&self.file_name_pattern, t)?);
+        Ok(path)
+    }
+
+    fn render(&self, p: &Pattern, t: OffsetDateTime) -> Result<String, PatternError> {
+        // Values are computed once per rendering, which happens once per file.
+        let values: Vec<(String, String)> = p
+            .keys()
+            .filter_map(|k| self.key_value(k).map(|v| (k.to_string(), v)))
+            .collect();
+        p.render(t, |k| {
+            values
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+/// The `manager_server` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: DEFAULT_SERVER_HOST.to_string(),
+            port: DEFAULT_SERVER_PORT,
+        }
+    }
+}
+
+/// A whole, valid configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Absolute root directory for captures.
+    pub root: PathBuf,
+    pub server: ServerConfig,
+    pub handlers: Vec<HandlerSpec>,
+}
+
+/// A configuration that cannot be used: one line for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The root directory when the config names none: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry) or `./captures`.
+pub fn default_root() -> PathBuf {
+    match std::env::var("STATE_DIRECTORY") {
+        Ok(v) if !v.is_empty() => PathBuf::from(v.split(':').next().unwrap_or(&v)),
+        _ => PathBuf::from("captures"),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Config {
+    /// The built-in defaults: no handlers, root from [`default_root`].
+    pub fn defaults() -> Config {
+        Config {
+            root: absolute(&default_root()),
+            server: ServerConfig::default(),
+            handlers: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let yaml_hint = format!(
+            "bsc reads JSON; convert AIT's YAML with: yq -o json {shown} > {}",
+            path.with_extension("json").display()
+        );
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            return Err(ConfigError(format!("{shown}: {yaml_hint}")));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            let looks_like_yaml = !text.trim_start().starts_with('{');
+            let hint = if looks_like_yaml {
+                format!(" ({yaml_hint})")
+            } else {
+                String::new()
+            };
+            ConfigError(format!(
+                "{shown}:{}:{}: invalid JSON: {}{hint}",
+                e.line(),
+                e.column(),
+                strip_position(&e.to_string())
+            ))
+        })?;
+        Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
+    }
+
+    /// Validates a parsed config document.
+    pub fn from_value(value: &Value) -> Result<Config, String> {
+        let top = value
+            .as_object()
+            .ok_or("the top level must be an object with capture_manager and handlers")?;
+        check_keys("top level", top, &["capture_manager", "handlers"])?;
+        let mut config = Config::defaults();
+
+        if let Some(cm) = top.get("capture_manager") {
+            let cm = cm.as_object().ok_or("capture_manager must be an object")?;
+            check_keys(
+                "capture_manager",
+                cm,
+                &["root_log_directory", "manager_server"],
+            )?;
+            match cm.get("root_log_directory") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if !s.is_empty() => config.root = absolute(Path::new(s)),
+                Some(other) => {
+                    return Err(format!(
+                        "capture_manager.root_log_directory must be a non-empty string, got {}",
+                        describe(other)
+                    ))
+                }
+            }
+            if let Some(ms) = cm.get("manager_server") {
+                let ms = ms
+                    .as_object()
+                    .ok_or("capture_manager.manager_server must be an object")?;
+                check_keys("capture_manager.manager_server", ms, &["host", "port"])?;
+                match ms.get("host") {
+                    None => {}
+                    Some(Value::String(h)) if validate_host(h).is_ok() => {
+                        config.server.host = if h.is_empty() { "0.0.0.0".to_string() } else { h.clone() }
+                    }
+                    Some(other) => return Err(format!("capture_manager.manager_server.host must be a host name or IP address, got {}", describe(other))),
+                }
+                if let Some(p) = ms.get("port") {
+                    config.server.port = whole_number(p)
+                        .filter(|p| (1..=65535).contains(p))
+                        .ok_or_else(|| {
+                            format!(
+                                "capture_manager.manager_server.port must be 1..65535, got {}",
+                                describe(p)
+                            )
+                        })? as u16;
+                }
+            }
+        }
+
+        match top.get("handlers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, h) in list.iter().enumerate() {
+                    let label = match h.get("name").and_then(Value::as_str) {
+                        Some(n) => format!("handler #{} ({n:?})", i + 1),
+                        None => format!("handler #{}", i + 1),
+                    };
+                    let obj = h
+                        .as_object()
+                        .ok_or_else(|| format!("{label}: must be an object"))?;
+                    let spec = HandlerSpec::from_json(obj, Origin::ConfigFile)
+                        .map_err(|e| format!("{label}: key {:?}: {}", e.key, e.message))?;
+                    config.handlers.push(spec);
+                }
+            }
+            Some(other) => return Err(format!("handlers must be a list, got {}", describe(other))),
+        }
+        config.check_conflicts()?;
+        Ok(config)
+    }
+
+    /// No two handlers share a name on one address; an address has one conn_type;
+    /// no two handlers write the same file.
+    fn check_conflicts(&self) -> Result<(), String> {
+        let now = OffsetDateTime::now_utc();
+        for (i, a) in self.handlers.iter().enumerate() {
+            for b in &self.handlers[..i] {
+                if a.address == b.address && a.name == b.name {
+                    return Err(format!(
+                        "handler {:?} appears twice on address {}",
+                        a.name,
+                        a.address.python_repr()
+                    ));
+                }
+                if a.address == b.address && a.conn_type != b.conn_type {
+                    return Err(format!(
+                        "address {} is used as {} by handler {:?} and as {} by handler {:?}",
+                        a.address.python_repr(),
+                        b.conn_type,
+                        b.name,
+                        a.conn_type,
+                        a.name
+                    ));
+                }
+                let (pa, pb) = (a.file_path(&self.root, now), b.file_path(&self.root, now));
+                if let (Ok(pa), Ok(pb)) = (pa, pb) {
+                    if pa == pb {
+                        return Err(format!(
+                            "handlers {:?} and {:?} would both write {}",
+                            b.name,
+                            a.name,
+                            pa.display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_keys(section: &str, obj: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "{section}: unknown key {k:?} (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// serde_json appends " at line L column C"; the caller already prints them.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> Result<HandlerSpec, FieldError> {
+        HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile)
+    }
+
+    fn api(v: Value) -> Result<HandlerSpec, FieldError> {
+        HandlerSpec::from_json(v.as_object().unwrap(), Origin::Api)
+    }
+
+    #[test]
+    fn ait_defaults() {
+        let s = spec(json!({"name": "h1", "conn_type": "udp", "address": ["", 8500]})).unwrap();
+        assert_eq!(s.file_name_pattern.source(), DEFAULT_FILE_NAME_PATTERN);
+        assert_eq!(
+            s.rotation,
+            Some(RotationRule {
+                unit: RotationUnit::Day,
+                delta: 1
+            })
+        );
+        assert_eq!(s.path, None);
+        assert!(s.pre_write_transforms.is_empty());
+        assert_eq!(s.rcvbuf_bytes, DEFAULT_RCVBUF_BYTES);
+        assert_eq!(s.address.python_repr(), "['', 8500]");
+    }
+
+    #[test]
+    fn metadata_is_kept_and_usable_in_patterns() {
+        let s = spec(json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", 8500],
+            "path": "{mission}/%j", "file_name_pattern": "{name}-{pass}.pcap", "mission": "ait", "pass": 7,
+            "rotate_log": "False"}))
+        .unwrap();
+        assert_eq!(
+            s.metadata,
+            vec![
+                ("mission".to_string(), json!("ait")),
+                ("pass".to_string(), json!(7))
+            ]
+        );
+        assert_eq!(s.rotation, None);
+        let t = time::Date::from_calendar_date(2026, time::Month::November, 28)
+            .unwrap()
+            .midnight()
+            .assume_utc();
+        assert_eq!(
+            s.file_path(Path::new("/r"), t).unwrap(),
+            PathBuf::from("/r/ait/332/tlm-7.pcap")
+        );
+    }
+
+    #[test]
+    fn each_bad_key_is_named() {
+        let base = json!({"name": "h", "conn_type": "udp", "address": ["", 8500]});
+        let with = |k: &str, v: Value| {
+            let mut o = base.clone();
+            o[k] = v;
+            o
+        };
+        let cases = [
+            (with("name", json!("a/b")), "name", "'/'"),
+            (with("name", json!("a..b")), "name", ".."),
+            (with("name", json!("x".repeat(65))), "name", "1 to 64"),
+            (with("name", json!(5)), "name", "must be a string"),
+            (with("conn_type", json!("bogus")), "conn_type", "not one of"),
+            (with("address", json!(["", 70000])), "address", "0..65535"),
+            (with("address", json!(["", 0])), "address", "port 0"),
+            (with("address", json!(["", -1])), "address", "0..65535"),
+            (with("address", json!("8500")), "address", "must be a list"),
+            (with("address", json!(["a b", 1])), "address", "' '"),
+            (
+                with("rotate_log", json!("yes")),
+                "rotate_log",
+                "true or false",
+            ),
+            (
+                with("rotate_log_index", json!("fortnight")),
+                "rotate_log_index",
+                "fortnight",
+            ),
+            (
+                with("rotate_log_delta", json!(0)),
+                "rotate_log_delta",
+                "1 to",
+            ),
+            (
+                with("pre_write_transforms", json!(["gzip"])),
+                "pre_write_transforms",
+                "unknown transform",
+            ),
+            (
+                with("file_name_pattern", json!("%Q.pcap")),
+                "file_name_pattern",
+                "%Q",
+            ),
+            (
+                with("file_name_pattern", json!("{satellite}.pcap")),
+                "file_name_pattern",
+                "{satellite}",
+            ),
+            (
+                with("file_name_pattern", json!("../x.pcap")),
+                "file_name_pattern",
+                "..",
+            ),
+            (with("path", json!("{x}")), "path", "no key"),
+            (with("log_dir", json!("/tmp")), "log_dir", "set by bsc"),
+            (with("flags", json!([1])), "flags", "string or a number"),
+            (with("rcvbuf_bytes", json!(12)), "rcvbuf_bytes", "4096"),
+        ];
+        for (v, key, needle) in cases {
+            let e = spec(v.clone()).unwrap_err();
+            assert_eq!(e.key, key, "{v}");
+            assert!(e.message.contains(needle), "{v}: {e}");
+        }
+        let e = spec(json!({"conn_type": "udp", "address": ["", 1]})).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("name", "is required")
+        );
+        let e = spec(json!({"name": "a", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "{sat}.pcap", "sat": "../x"})).unwrap_err();
+        assert_eq!(e.key, "sat");
+    }
+
+    #[test]
+    fn api_paths_are_confined() {
+        let base = |k: &str, v: &str| json!({"name": "h", "conn_type": "udp", "address": ["", 8500], k: v});
+        assert!(api(base("path", "sub/dir")).is_ok());
+        assert!(api(base("path", "../escape"))
+            .unwrap_err()
+            .message
+            .contains(".."));
+        assert!(api(base("path", "/etc"))
+            .unwrap_err()
+            .message
+            .contains("absolute"));
+        assert!(api(base("file_name_pattern", "/etc/x.pcap"))
+            .unwrap_err()
+            .message
+            .contains("absolute"));
+        assert!(api(base("path", &"a".repeat(256)))
+            .unwrap_err()
+            .message
+            .contains("255"));
+        assert!(spec(base("path", "/data/bsc")).is_ok());
+    }
+
+    #[test]
+    fn booleans_and_numbers_from_forms() {
+        for (v, b) in [
+            ("true", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+        ] {
+            assert_eq!(boolean(&json!(v)), Some(b));
+        }
+        assert_eq!(boolean(&json!("TRUE")), None);
+        let s = spec(json!({"name": "h", "conn_type": "udp", "address": ["", "8500"], "rotate_log_delta": "3", "pre_write_transforms": "identity, identity"})).unwrap();
+        assert_eq!(s.address.port, 8500);
+        assert_eq!(s.rotate_log_delta, 3);
+        assert_eq!(s.pre_write_transforms.len(), 2);
+    }
+
+    #[test]
+    fn python_repr_of_addresses() {
+        let a = |h: &str, p| Address {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(a("", 8500).python_repr(), "['', 8500]");
+        assert_eq!(a("127.0.0.1", 8125).python_repr(), "['127.0.0.1', 8125]");
+        assert_eq!(a("eth0", 0).python_repr(), "['eth0', 0]");
+        assert_eq!(python_str_repr("it's"), "\"it's\"");
+        assert_eq!(python_str_repr("a'\"b"), "'a\\'\"b'");
+        assert_eq!(python_str_repr("a\\b\n"), "'a\\\\b\\n'");
+    }
+
+    #[test]
+    fn whole_config_errors() {
+        let ok = json!({"capture_manager": {"root_log_directory": "/data", "manager_server": {"host": "127.0.0.1", "port": 9000}},
+            "handlers": [{"name": "a", "conn_type": "udp", "address": ["", 8500]}]});
+        let c = Config::from_value(&ok).unwrap();
+        assert_eq!(c.root, PathBuf::from("/data"));
+        assert_eq!(c.server.port, 9000);
+        let bad = [
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1]}, {"name": "a", "conn_type": "udp", "address": ["", 1]}]}),
+                "twice",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["h", 1]}, {"name": "b", "conn_type": "tcp", "address": ["h", 1]}]}),
+                "used as udp",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "x.pcap"},
+                                  {"name": "b", "conn_type": "udp", "address": ["", 2], "file_name_pattern": "x.pcap"}]}),
+                "both write",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "rotate_log_delta": -1}]}),
+                "handler #1 (\"a\"): key \"rotate_log_delta\"",
+            ),
+            (
+                json!({"capture_manager": {"root": "/x"}}),
+                "unknown key \"root\"",
+            ),
+            (
+                json!({"capture_manager": {"manager_server": {"port": 0}}}),
+                "1..65535",
+            ),
+            (json!({"handlers": {}}), "must be a list"),
+            (json!([1]), "top level"),
+        ];
+        for (v, needle) in bad {
+            let e = Config::from_value(&v).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The few direct OS calls bsc makes through libc, each wrapped in a safe function
+//! with a comment on why the unsafe block is sound. Nothing else in bsc uses
+//! `unsafe`.
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The signals bsc handles through its event loop.
+pub const HANDLED_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset only writes
+    // into that initialised set, with valid signal numbers.
+    unsafe {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        let mut set = set.assume_init();
+        for s in HANDLED_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP for this thread (call first thing in `main`,
+/// before any thread exists, so every thread inherits it); they are then read
+/// from [`SignalFd`] instead of interrupting anything.
+pub fn block_handled_signals() -> io::Result<()> {
+    let set = signal_set();
+    // SAFETY: `set` is a valid, initialised sigset_t; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// A non-blocking signalfd for the handled signals.
+pub struct SignalFd(OwnedFd);
+
+impl SignalFd {
+    pub fn new() -> io::Result<SignalFd> {
+        let set = signal_set();
+        // SAFETY: -1 asks for a new fd; `set` is valid; flags are valid.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: signalfd returned a new fd that nothing else owns.
+        Ok(SignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The next pending signal number, or `None` when none is pending.
+    pub fn read(&self) -> io::Result<Option<libc::c_int>> {
+        let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+        let want = size_of::<libc::signalfd_siginfo>();
+        // SAFETY: the buffer is `want` bytes of writable memory owned by `info`.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), info.as_mut_ptr().cast(), want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        if n as usize != want {
+            return Err(io::Error::other("short read from signalfd"));
+        }
+        // SAFETY: the kernel filled all `want` bytes (checked above).
+        let info = unsafe { info.assume_init() };
+        Ok(Some(info.ssi_signo as libc::c_int))
+    }
+}
+
+impl AsRawFd for SignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a valid c_int whose size is passed; an invalid
+    // fd or option only makes the call fail.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len point to writable memory of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Asks for a receive buffer of `bytes`: `SO_RCVBUFFORCE` first (passes
+/// `net.core.rmem_max`, needs CAP_NET_ADMIN), else `SO_RCVBUF` (capped by the
+/// kernel). Returns the size the kernel granted (it reports twice the request,
+/// the bookkeeping overhead included).
+pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    let bytes = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+    }
+    Ok(getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)? as usize)
+}
+
+/// Whether stderr is the stream systemd-journald reads (`JOURNAL_STREAM` is
+/// `device:inode` of it), so log lines should carry `<N>` priority prefixes.
+pub fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `struct stat` into the buffer it is given.
+    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded, so the struct is initialised.
+    let st = unsafe { st.assume_init() };
+    // dev_t and ino_t are not u64 on every target (32-bit ARM).
+    #[allow(clippy::unnecessary_cast)]
+    let same = st.st_dev as u64 == dev && st.st_ino as u64 == ino;
+    same
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffer_is_granted_and_reported() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got = set_receive_buffer(s.as_raw_fd(), 1 << 20).unwrap();
+        // Either forced (2x) or capped by rmem_max; never below the default minimum.
+        assert!(got >= 4096, "{got}");
+    }
+}
