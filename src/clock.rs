@@ -2,6 +2,7 @@
 //! "now", so rotation, file naming and statistics can be tested at any instant
 //! without sleeping.
 
+#[cfg(test)]
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,11 +64,13 @@ pub enum Clock {
     /// `CLOCK_REALTIME`, what PCAP timestamps and calendar rotation are defined on.
     System,
     /// A fixed instant that only moves when a test calls [`Clock::set`].
+    #[cfg(test)]
     Manual(Cell<UnixMicros>),
 }
 
 impl Clock {
     /// A manual clock starting at `t`.
+    #[cfg(test)]
     pub fn manual(t: UnixMicros) -> Clock {
         Clock::Manual(Cell::new(t))
     }
@@ -81,11 +84,13 @@ impl Clock {
                     .unwrap_or_default();
                 UnixMicros(d.as_micros() as i64)
             }
+            #[cfg(test)]
             Clock::Manual(t) => t.get(),
         }
     }
 
     /// Moves a manual clock to `t` (no effect on the system clock).
+    #[cfg(test)]
     pub fn set(&self, t: UnixMicros) {
         if let Clock::Manual(cell) = self {
             cell.set(t);

@@ -148,10 +148,14 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let source = config_path.as_ref().map_or_else(
+        || "built-in defaults".to_string(),
+        |p| p.display().to_string(),
+    );
     let mut event_loop = match EventLoop::start(config, config_path, Clock::System) {
         Ok(l) => l,
         Err(e) => {
-            error!("cannot start: {e}");
+            error!("{source}: cannot start: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -430,3 +430,111 @@ impl Manager {
             .position(|c| c.as_ref().is_some_and(|c| c.address == *address))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use serde_json::json;
+
+    fn spec(name: &str, port: u16, extra: serde_json::Value) -> HandlerSpec {
+        let mut v = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap()
+    }
+
+    fn free_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Drains until `n` more units were handed to handlers (datagrams on loopback
+    /// can take a moment to be readable).
+    fn drain_until(m: &mut Manager, cid: CapturerId, clock: &Clock, packets: u64) {
+        for _ in 0..1000 {
+            m.drain(cid, || clock.now());
+            if m.handlers().map(|(_, h)| h.stats.packets).max() >= Some(packets) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        panic!("datagrams never arrived");
+    }
+
+    #[test]
+    fn a_manual_clock_drives_naming_and_rotation() {
+        let root = std::env::temp_dir().join(format!("bsc-manager-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let poll = mio::Poll::new().unwrap();
+        let clock = Clock::manual(UnixMicros(1_795_860_000_000_000)); // 2026-11-28T10:00:00Z
+        let mut m = Manager::new(&root);
+        let port = free_port();
+        let hid = m
+            .add_handler(
+                spec(
+                    "h",
+                    port,
+                    json!({"rotate_log_index": "minute", "file_name_pattern": "%H%M-{name}.pcap"}),
+                ),
+                poll.registry(),
+                clock.now(),
+            )
+            .unwrap();
+        // Same name on the same address, and another conn_type there, are refused.
+        assert!(matches!(
+            m.add_handler(
+                spec("h", port, json!({"path": "x"})),
+                poll.registry(),
+                clock.now()
+            ),
+            Err(AddError::Conflict(_))
+        ));
+        assert!(matches!(
+            m.add_handler(
+                spec("g", port, json!({"file_name_pattern": "%H%M-h.pcap"})),
+                poll.registry(),
+                clock.now()
+            ),
+            Err(AddError::Conflict(_))
+        ));
+        let cid = m
+            .capturer_at(&Address {
+                host: "127.0.0.1".into(),
+                port,
+            })
+            .unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
+        drain_until(&mut m, cid, &clock, 1);
+        m.flush_dirty();
+        assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
+        clock.set(UnixMicros(1_795_860_059_000_000));
+        m.expire(clock.now());
+        assert_eq!(
+            m.handler(hid).log_file_path(clock.now()),
+            root.join("1000-h.pcap")
+        );
+        clock.set(UnixMicros(1_795_860_061_000_000));
+        m.expire(clock.now());
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(
+            m.handler(hid).log_file_path(clock.now()),
+            root.join("1001-h.pcap"),
+            "closed: shows the next name"
+        );
+        tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
+        drain_until(&mut m, cid, &clock, 2);
+        m.flush_dirty();
+        assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
+        // Removing the last handler closes the socket: the port is free at once.
+        m.remove_handler(hid, poll.registry());
+        assert!(m.capturers().is_empty());
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

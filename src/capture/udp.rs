@@ -42,9 +42,7 @@ fn resolve(address: &Address) -> io::Result<IpAddr> {
 pub fn bind(address: &Address, rcvbuf_bytes: usize) -> Result<BoundUdp, String> {
     let describe = |e: io::Error| {
         let hint = match e.kind() {
-            io::ErrorKind::AddrInUse => {
-                " (address in use: is another bsc or program capturing it?)"
-            }
+            io::ErrorKind::AddrInUse => " (is another bsc or program capturing it?)",
             io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
             io::ErrorKind::PermissionDenied => " (ports below 1024 need CAP_NET_BIND_SERVICE)",
             _ => "",

@@ -1,0 +1,306 @@
+//! Shared helpers for the black-box tests: start the real `bsc` binary, wait for
+//! conditions with generous timeouts, and read its files back with readers that
+//! are not bsc's writer (pcap-file's reader and tcpdump).
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pcap_file::pcap::PcapReader;
+
+/// How long any wait may take before a test fails (generous: CI is a loaded 2-core box).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A folder removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("bsc-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` until it holds or [`PATIENCE`] runs out; panics with `what` then.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > PATIENCE {
+            panic!("timed out after {PATIENCE:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; good enough on a test box).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running bsc process whose stderr lines are collected.
+pub struct Bsc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bsc {
+    /// Starts `bsc` with these arguments in `cwd` and waits for its "running" line.
+    pub fn start(args: &[&str], cwd: &Path) -> Bsc {
+        let bsc = Bsc::spawn(args, cwd, &[]);
+        bsc.wait_log("running:");
+        bsc
+    }
+
+    /// Starts `bsc` without waiting for anything.
+    pub fn spawn(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Bsc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bsc"));
+        cmd.args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.env_remove("STATE_DIRECTORY")
+            .env_remove("JOURNAL_STREAM");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start bsc");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Bsc { child, lines }
+    }
+
+    /// Starts bsc on a config file written from `json`.
+    pub fn with_config(dir: &Path, json: &serde_json::Value) -> Bsc {
+        let path = write_config(dir, json);
+        Bsc::start(&["--config", path.to_str().unwrap()], dir)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines containing `needle`.
+    pub fn log_matching(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+
+    /// Waits until a stderr line contains `needle`, and returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let mut found = None;
+        wait_until(
+            &format!("a log line with {needle:?} (log so far: {:?})", self.log()),
+            || {
+                found = self.log().into_iter().find(|l| l.contains(needle));
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: `kill` from the shell keeps tests free of unsafe code.
+        let name = match sig {
+            15 => "TERM",
+            1 => "HUP",
+            2 => "INT",
+            9 => "KILL",
+            _ => panic!("signal {sig}"),
+        };
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(15);
+        self.wait_exit()
+    }
+
+    /// Waits (at most [`PATIENCE`]) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut status = None;
+        wait_until("bsc to exit", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        // Let the stderr reader take the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        status.unwrap()
+    }
+}
+
+impl Drop for Bsc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes `json` as `bsc.json` in `dir`.
+pub fn write_config(dir: &Path, json: &serde_json::Value) -> PathBuf {
+    let path = dir.join("bsc.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(json).unwrap()).unwrap();
+    path
+}
+
+/// A record as an independent reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub ts_us: u64,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// A whole PCAP file read with pcap-file's reader: (link type, snaplen, records).
+/// Panics if any record is torn or malformed.
+pub fn read_pcap(path: &Path) -> (u32, u32, Vec<Record>) {
+    let mut r = PcapReader::new(File::open(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let h = r.header();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{}: record {}: {e}", path.display(), out.len()));
+        out.push(Record {
+            ts_us: p.timestamp.as_micros() as u64,
+            orig_len: p.orig_len,
+            data: p.data.into_owned(),
+        });
+    }
+    (h.datalink.into(), h.snaplen, out)
+}
+
+/// Records in a file, or 0 if it does not exist or is not readable yet.
+pub fn count_records(path: &Path) -> usize {
+    let Ok(f) = File::open(path) else { return 0 };
+    let Ok(mut r) = PcapReader::new(f) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(Ok(_)) = r.next_raw_packet() {
+        n += 1;
+    }
+    n
+}
+
+/// What tcpdump makes of a file: (records it printed, its stderr).
+pub fn tcpdump(path: &Path) -> (usize, String) {
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(path)
+        .output()
+        .expect("tcpdump is installed (.ci/run installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let records = stdout
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .count();
+    (records, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every `.pcap` file under `dir`, sorted by name.
+pub fn pcap_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(pcap_files(&p));
+        } else if p.extension().is_some_and(|x| x == "pcap") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A payload carrying sequence number `seq`: 8 bytes big-endian, then `seq % 97`
+/// bytes of a pattern derived from it, so lengths and contents vary.
+pub fn seq_payload(seq: u64) -> Vec<u8> {
+    let mut p = seq.to_be_bytes().to_vec();
+    p.extend((0..seq % 97).map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8)));
+    p
+}
+
+/// The sequence number in a payload made by [`seq_payload`].
+pub fn seq_of(payload: &[u8]) -> u64 {
+    u64::from_be_bytes(payload[..8].try_into().unwrap())
+}
+
+/// A UDP socket for sending to 127.0.0.1:`port`.
+pub fn sender(port: u16) -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(("127.0.0.1", port)).unwrap();
+    s
+}
+
+/// Whether another program could bind this UDP port on 127.0.0.1 right now.
+pub fn udp_port_is_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// The UTC instant at the start of a bsc log line (`2026-11-28T08:32:01.001342Z ...`),
+/// as seconds since the epoch.
+pub fn log_time(line: &str) -> f64 {
+    let ts = line.split_whitespace().next().unwrap();
+    let out = Command::new("date")
+        .args(["-u", "-d", ts, "+%s.%N"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
