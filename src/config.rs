@@ -211,6 +211,44 @@ const HANDLER_KEYS: [&str; 10] = [
 /// Keys bsc reports in a handler's config dump; they cannot be set.
 const REPORTED_KEYS: [&str; 2] = ["log_dir", "_validated_log_dir_root"];
 
+/// Whether `key` is one of the handler's own keys (not metadata).
+pub fn is_handler_key(key: &str) -> bool {
+    HANDLER_KEYS.contains(&key)
+}
+
+/// Validates one metadata key and value (any key that is not a handler key).
+pub fn metadata_entry(key: &str, value: &Value) -> Result<(String, Value), FieldError> {
+    if REPORTED_KEYS.contains(&key) {
+        return Err(field_err(
+            key,
+            "is set by bsc and cannot be configured (use root_log_directory and path)",
+        ));
+    }
+    if key.is_empty()
+        || key.len() > 64
+        || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(field_err(
+            key,
+            "is not a valid metadata key (letters, digits and '_', at most 64)",
+        ));
+    }
+    match value {
+        Value::String(s) if s.len() > 255 => {
+            Err(field_err(key, "metadata values are at most 255 bytes"))
+        }
+        Value::String(_) | Value::Number(_) => Ok((key.to_string(), value.clone())),
+        other => Err(field_err(
+            key,
+            format!(
+                "is not a handler key ({}) and metadata must be a string or a number, got {}",
+                HANDLER_KEYS.join(", "),
+                describe(other)
+            ),
+        )),
+    }
+}
+
 /// Checks a handler name: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no `..`.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -532,34 +570,10 @@ impl HandlerSpec {
 
         let mut metadata = Vec::new();
         for (key, value) in obj {
-            if HANDLER_KEYS.contains(&key.as_str()) {
+            if is_handler_key(key) {
                 continue;
             }
-            if REPORTED_KEYS.contains(&key.as_str()) {
-                return Err(field_err(
-                    key,
-                    "is set by bsc and cannot be configured (use root_log_directory and path)",
-                ));
-            }
-            if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || key.is_empty()
-                || key.len() > 64
-            {
-                return Err(field_err(
-                    key,
-                    "is not a valid metadata key (letters, digits and '_', at most 64)",
-                ));
-            }
-            match value {
-                Value::String(s) if s.len() > 255 => return Err(field_err(key, "metadata values are at most 255 bytes")),
-                Value::String(_) | Value::Number(_) => metadata.push((key.clone(), value.clone())),
-                other => {
-                    return Err(field_err(
-                        key,
-                        format!("is not a handler key ({}) and metadata must be a string or a number, got {}", HANDLER_KEYS.join(", "), describe(other)),
-                    ))
-                }
-            }
+            metadata.push(metadata_entry(key, value)?);
         }
 
         let spec = HandlerSpec {
@@ -666,6 +680,10 @@ impl HandlerSpec {
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
+    /// When set, every request needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Serve a non-loopback address without a token (for trusted networks only).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for ServerConfig {
@@ -673,6 +691,8 @@ impl Default for ServerConfig {
         ServerConfig {
             host: DEFAULT_SERVER_HOST.to_string(),
             port: DEFAULT_SERVER_PORT,
+            token: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -780,7 +800,22 @@ impl Config {
                 let ms = ms
                     .as_object()
                     .ok_or("capture_manager.manager_server must be an object")?;
-                check_keys("capture_manager.manager_server", ms, &["host", "port"])?;
+                check_keys(
+                    "capture_manager.manager_server",
+                    ms,
+                    &["host", "port", "token", "allow_unauthenticated"],
+                )?;
+                match ms.get("token") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(t)) if !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                        config.server.token = Some(t.clone())
+                    }
+                    Some(_) => return Err("capture_manager.manager_server.token must be 1 to 1024 printable ASCII characters without spaces".into()),
+                }
+                if let Some(v) = ms.get("allow_unauthenticated") {
+                    config.server.allow_unauthenticated =
+                        boolean(v).ok_or_else(|| format!("capture_manager.manager_server.allow_unauthenticated must be true or false, got {}", describe(v)))?;
+                }
                 match ms.get("host") {
                     None => {}
                     Some(Value::String(h)) if validate_host(h).is_ok() => {

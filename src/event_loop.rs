@@ -1,29 +1,34 @@
-//! The one event loop: a `mio::Poll` over the signalfd and every capture socket,
-//! with rotation timers as the poll timeout.
+//! The one event loop: a `mio::Poll` over the signalfd, every capture socket, the
+//! management listener and its connections, with rotation timers as the poll
+//! timeout.
 //!
 //! One turn of the loop:
 //! 1. poll, with a timeout that is zero if a capturer still has unread data, else
 //!    the time to the next rotation deadline, at most one second;
 //! 2. for each event: signals are read from the signalfd; a readable capturer is
-//!    queued;
+//!    queued; HTTP connections are served at once (answers never wait on disk);
 //! 3. every queued capturer is drained up to its budget (so no source starves the
 //!    others; one whose budget ran out stays queued for the next turn);
 //! 4. every handler that received something writes its pending records (one
 //!    `write` each): nothing read is left only in memory while bsc sleeps;
-//! 5. files whose rotation period has ended are closed.
+//! 5. files whose rotation period has ended are closed; HTTP connections that
+//!    timed out are closed.
 //!
 //! Nothing here blocks except `poll` itself and file writes.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::clock::Clock;
-use crate::config::Config;
+use crate::api;
+use crate::clock::{Clock, UnixMicros};
+use crate::config::{Config, ServerConfig};
+use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::sys::SignalFd;
 use crate::{error, info};
@@ -44,6 +49,8 @@ pub struct EventLoop {
     config: Config,
     /// Capturers whose read budget ran out before `WouldBlock`.
     ready: VecDeque<usize>,
+    http: Server,
+    started_at: UnixMicros,
 }
 
 /// Why [`EventLoop::start`] failed: a message for the operator.
@@ -66,6 +73,8 @@ impl EventLoop {
                 Interest::READABLE,
             )
             .map_err(|e| format!("cannot watch signals: {e}"))?;
+        check_exposure(&config.server)?;
+        let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
         let mut manager = Manager::new(&config.root);
         let now = clock.now();
         for spec in &config.handlers {
@@ -75,10 +84,11 @@ impl EventLoop {
                 .map_err(|e| format!("handler {name:?}: {e}"))?;
         }
         info!(
-            "bsc {} running: {} handlers, root {}",
+            "bsc {} running: {} handlers, root {}, management API on http://{}",
             env!("CARGO_PKG_VERSION"),
             config.handlers.len(),
-            config.root.display()
+            config.root.display(),
+            http.local
         );
         Ok(EventLoop {
             poll,
@@ -88,6 +98,8 @@ impl EventLoop {
             config_path,
             config,
             ready: VecDeque::new(),
+            http,
+            started_at: now,
         })
     }
 
@@ -110,7 +122,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => stop |= self.on_signals(),
-                    // The HTTP listener and its connections join here (their own tokens).
+                    token if Server::owns(token) => self.on_http(token),
                     token => {
                         if let Some(cid) = Manager::capturer_of_token(token) {
                             if !self.ready.contains(&cid) {
@@ -130,12 +142,35 @@ impl EventLoop {
             }
             self.manager.flush_dirty();
             self.manager.expire(self.clock.now());
+            self.http.sweep(Instant::now(), self.poll.registry());
             if stop {
                 self.manager.close_all();
                 info!("stopped: every file flushed and closed");
                 return Ok(());
             }
         }
+    }
+
+    /// Serves an HTTP event: the listener accepts, a connection reads, answers
+    /// and writes as far as it can without blocking.
+    fn on_http(&mut self, token: mio::Token) {
+        // Records read earlier in this turn reach the disk before an answer can
+        // report them (statistics and files agree).
+        self.manager.flush_dirty();
+        let connections = self.http.connections();
+        let mut cx = api::Context {
+            manager: &mut self.manager,
+            registry: self.poll.registry(),
+            now: self.clock.now(),
+            started_at: self.started_at,
+            token: self.config.server.token.as_deref(),
+            http_connections: connections,
+        };
+        let clock = &self.clock;
+        self.http.on_event(token, self.poll.registry(), &mut |req| {
+            cx.now = clock.now();
+            api::respond(req, &mut cx)
+        });
     }
 
     /// Time until the next rotation deadline, at most [`MAX_SLEEP`].
@@ -197,4 +232,25 @@ impl EventLoop {
             .apply_config(&new, self.poll.registry(), self.clock.now());
         self.config = new;
     }
+}
+
+/// Refuses to serve the management API beyond loopback without a token, unless
+/// the operator said the network is trusted.
+fn check_exposure(server: &ServerConfig) -> Result<(), StartError> {
+    if server.token.is_some() || server.allow_unauthenticated {
+        return Ok(());
+    }
+    let loopback = match server.host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => server.host == "localhost",
+    };
+    if loopback {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve the management API on {}:{} without a token: anyone who can reach it could start captures and write files. \
+         Set capture_manager.manager_server.token (clients send Authorization: Bearer <token>), \
+         or allow_unauthenticated: true if only trusted hosts can reach it",
+        server.host, server.port
+    ))
 }

@@ -25,7 +25,7 @@ use crate::{error, info, warn};
 const OPEN_RETRY_US: i64 = 1_000_000;
 
 /// Counters of one handler since it started.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HandlerStats {
     /// Units received (AIT's `reads`).
     pub packets: u64,
@@ -39,7 +39,65 @@ pub struct HandlerStats {
     /// Units longer than the snaplen, written cut (orig_len keeps the length).
     pub truncated: u64,
     pub last_packet_at: Option<UnixMicros>,
-    pub started_at: Option<UnixMicros>,
+    pub started_at: UnixMicros,
+    /// Bytes received per second over the last [`RATE_WINDOW_S`] seconds, as
+    /// (second, bytes) slots indexed by second modulo the window.
+    window: [(i64, u64); RATE_WINDOW_S as usize],
+}
+
+/// Seconds over which `rate_bytes_per_s` is averaged.
+pub const RATE_WINDOW_S: i64 = 10;
+
+impl HandlerStats {
+    fn new(now: UnixMicros) -> HandlerStats {
+        HandlerStats {
+            packets: 0,
+            bytes: 0,
+            files_opened: 0,
+            write_errors: 0,
+            records_lost: 0,
+            truncated: 0,
+            last_packet_at: None,
+            started_at: now,
+            window: [(i64::MIN, 0); RATE_WINDOW_S as usize],
+        }
+    }
+
+    fn count(&mut self, ts: UnixMicros, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        self.last_packet_at = Some(ts);
+        let sec = ts.secs();
+        let slot = &mut self.window[sec.rem_euclid(RATE_WINDOW_S) as usize];
+        if slot.0 != sec {
+            *slot = (sec, 0);
+        }
+        slot.1 += bytes as u64;
+    }
+
+    /// Bytes per second received over the last [`RATE_WINDOW_S`] seconds up to
+    /// `now` (over the handler's age if it is younger). Never divides by zero.
+    pub fn recent_rate(&self, now: UnixMicros) -> f64 {
+        let sec = now.secs();
+        let total: u64 = self
+            .window
+            .iter()
+            .filter(|(s, _)| *s > sec - RATE_WINDOW_S && *s <= sec)
+            .map(|(_, b)| b)
+            .sum();
+        let age = (sec - self.started_at.secs() + 1).clamp(1, RATE_WINDOW_S);
+        total as f64 / age as f64
+    }
+
+    /// Bytes per second since the handler started (AIT's `approx_data_rate`).
+    pub fn lifetime_rate(&self, now: UnixMicros) -> f64 {
+        let secs = (now.0 - self.started_at.0) as f64 / 1e6;
+        if secs <= 0.0 {
+            0.0
+        } else {
+            self.bytes as f64 / secs
+        }
+    }
 }
 
 /// The file a handler is writing now.
@@ -93,27 +151,26 @@ impl Handler {
             pending: Vec::new(),
             pending_records: 0,
             retry_open_at: None,
-            stats: HandlerStats {
-                started_at: Some(now),
-                ..HandlerStats::default()
-            },
+            stats: HandlerStats::new(now),
         }
     }
 
     /// Takes one received unit (datagram, read or frame) stamped `ts`; `orig_len`
     /// is its real length if the source had to cut it.
     pub fn record(&mut self, ts: UnixMicros, payload: &[u8], orig_len: usize) -> Recorded {
-        self.stats.packets += 1;
-        self.stats.bytes += orig_len as u64;
-        self.stats.last_packet_at = Some(ts);
+        self.stats.count(ts, orig_len);
         let mut outcome = Recorded::default();
         if self.file.as_ref().is_some_and(|f| self.period_ended(f, ts)) {
             self.close();
         }
         if self.file.is_none() {
+            if self.retry_open_at.is_some_and(|t| ts < t) {
+                self.stats.records_lost += 1;
+                return outcome;
+            }
             match self.open(ts) {
-                Some(rotate_at) => outcome.rotate_at = rotate_at,
-                None => {
+                Ok(rotate_at) => outcome.rotate_at = rotate_at,
+                Err(_) => {
                     self.stats.records_lost += 1;
                     return outcome;
                 }
@@ -147,63 +204,70 @@ impl Handler {
         }
     }
 
-    /// Opens the file for a unit at `ts`. Returns its rotation deadline, or `None`
-    /// (inner) when the file could not be opened.
-    #[allow(clippy::option_option)]
-    fn open(&mut self, ts: UnixMicros) -> Option<Option<UnixMicros>> {
-        if self.retry_open_at.is_some_and(|t| ts < t) {
-            return None;
-        }
+    /// Opens the file for a unit at `ts`. Returns its rotation deadline, or why it
+    /// could not be opened (already logged and counted).
+    fn open(&mut self, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
         let t = ts.to_datetime();
-        let path = match self.spec.file_path(&self.root, t) {
-            Ok(p) => p,
-            Err(e) => {
-                // Keys are checked when the handler is configured; this is a bug guard.
-                self.open_failed(ts, format_args!("cannot name its file: {e}"));
-                return None;
+        let opened = self
+            .spec
+            .file_path(&self.root, t)
+            .map_err(|e| format!("cannot name its file: {e}"))
+            .and_then(|path| pcap::open_or_append(&path, self.link).map_err(|e| e.to_string()));
+        let opened = match opened {
+            Ok(o) => o,
+            Err(why) => {
+                self.open_failed(ts, &why);
+                return Err(why);
             }
         };
-        match pcap::open_or_append(&path, self.link) {
-            Ok(opened) => {
-                match &opened.how {
-                    Opened::Created => info!("handler {}: opened {}", self.spec.name, opened.path.display()),
-                    Opened::Appended { torn_bytes: 0 } => info!("handler {}: appending to {}", self.spec.name, opened.path.display()),
-                    Opened::Appended { torn_bytes } => warn!(
-                        "handler {}: appending to {} after cutting a torn last record ({torn_bytes} bytes)",
-                        self.spec.name,
-                        opened.path.display()
-                    ),
-                    Opened::Renamed { original, reason } => warn!(
-                        "handler {}: not writing into {} ({reason}); using {} instead",
-                        self.spec.name,
-                        original.display(),
-                        opened.path.display()
-                    ),
-                }
-                let rotate_at = self
-                    .spec
-                    .rotation
-                    .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
-                self.file = Some(CurrentFile {
-                    file: opened.file,
-                    path: opened.path,
-                    opened_at: ts,
-                    rotate_at,
-                    len: opened.len,
-                    records: 0,
-                });
-                self.retry_open_at = None;
-                self.stats.files_opened += 1;
-                Some(rotate_at)
-            }
-            Err(e) => {
-                self.open_failed(ts, format_args!("{e}"));
-                None
-            }
+        match &opened.how {
+            Opened::Created => info!(
+                "handler {}: opened {}",
+                self.spec.name,
+                opened.path.display()
+            ),
+            Opened::Appended { torn_bytes: 0 } => info!(
+                "handler {}: appending to {}",
+                self.spec.name,
+                opened.path.display()
+            ),
+            Opened::Appended { torn_bytes } => warn!(
+                "handler {}: appending to {} after cutting a torn last record ({torn_bytes} bytes)",
+                self.spec.name,
+                opened.path.display()
+            ),
+            Opened::Renamed { original, reason } => warn!(
+                "handler {}: not writing into {} ({reason}); using {} instead",
+                self.spec.name,
+                original.display(),
+                opened.path.display()
+            ),
         }
+        let rotate_at = self
+            .spec
+            .rotation
+            .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
+        self.file = Some(CurrentFile {
+            file: opened.file,
+            path: opened.path,
+            opened_at: ts,
+            rotate_at,
+            len: opened.len,
+            records: 0,
+        });
+        self.retry_open_at = None;
+        self.stats.files_opened += 1;
+        Ok(rotate_at)
     }
 
-    fn open_failed(&mut self, ts: UnixMicros, why: std::fmt::Arguments<'_>) {
+    /// `POST /<name>/rotate`: closes the current file and opens the next one now.
+    /// Returns the new file's rotation deadline, or why it could not be opened.
+    pub fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
+        self.close();
+        self.open(now)
+    }
+
+    fn open_failed(&mut self, ts: UnixMicros, why: &str) {
         self.stats.write_errors += 1;
         self.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
         error!(
@@ -288,6 +352,16 @@ impl Handler {
                 .file_path(&self.root, now.to_datetime())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The root folder files are written under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file being written now, if one is open.
+    pub fn current_file(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
     }
 
     /// Bytes in the current file, records not yet flushed included.

@@ -13,7 +13,9 @@
 //! | [`capture`] | sockets: [`capture::udp`] |
 //! | [`handler`] | one output stream: file, pending buffer, stats |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers |
-//! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, timers |
+//! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
+//! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
+//! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`clock`] | where "now" comes from |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
@@ -28,6 +30,14 @@
 //! at the end of the wake-up [`manager::Manager::flush_dirty`] writes each dirty
 //! handler's buffer with one `write`.
 //!
+//! # Path of a request
+//!
+//! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
+//! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
+//! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
+//! with [`config::HandlerSpec::from_json`] and calls the [`manager`] →
+//! the [`http::response::Response`] is queued and written without blocking.
+//!
 //! # Invariants
 //!
 //! - one thread; nothing blocks the loop except `poll` and file writes;
@@ -36,11 +46,13 @@
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written.
 
+mod api;
 mod capture;
 mod clock;
 mod config;
 mod event_loop;
 mod handler;
+mod http;
 mod log;
 mod manager;
 mod pattern;

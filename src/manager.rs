@@ -204,7 +204,7 @@ impl Manager {
             }
             other => {
                 return Err(AddError::Unsupported(format!(
-                    "conn_type {other:?} is not supported by this version of bsc (udp is)"
+                    "conn_type \"{other}\" is not supported by this version of bsc (udp is)"
                 )))
             }
         };
@@ -382,6 +382,42 @@ impl Manager {
             "reload: {stopped} handlers stopped, {started} started, {failed} failed, {} running",
             self.handlers().count()
         );
+    }
+
+    /// `POST /<name>/rotate`: closes the handler's file and opens the next now.
+    /// Returns (previous file, new file).
+    pub fn rotate(
+        &mut self,
+        hid: HandlerId,
+        now: UnixMicros,
+    ) -> Result<(Option<PathBuf>, PathBuf), String> {
+        let h = self
+            .handlers
+            .get_mut(hid)
+            .and_then(Option::as_mut)
+            .ok_or("no such handler")?;
+        let previous = h.current_file().map(Path::to_path_buf);
+        let rotate_at = h.rotate_now(now)?;
+        let path = h.log_file_path(now);
+        if let Some(at) = rotate_at {
+            self.timers.insert((at, hid));
+        }
+        Ok((previous, path))
+    }
+
+    /// Ids of every live handler with this name (one per address at most).
+    pub fn handlers_named(&self, name: &str) -> Vec<HandlerId> {
+        self.handlers()
+            .filter(|(_, h)| h.spec.name == name)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// A live handler, to change its metadata.
+    pub fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
+        self.handlers[hid]
+            .as_mut()
+            .expect("handler id refers to a live handler")
     }
 
     /// Every live handler with its id, in id order.

@@ -161,6 +161,33 @@ pub fn stderr_is_journal() -> bool {
     same
 }
 
+/// CPU time (user + system) this process has used.
+pub fn cpu_time() -> std::time::Duration {
+    let mut usage = MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    let u = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Resident memory of this process in bytes (from /proc/self/statm), 0 if unknown.
+pub fn resident_memory_bytes() -> u64 {
+    // SAFETY: sysconf has no memory effects; _SC_PAGESIZE is always valid.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -392,7 +392,12 @@ fn bad_configs_exit_2_with_a_precise_message() {
         (h(json!({"pre_write_transforms": ["rot13"]})).to_string(), "unknown transform \"rot13\""),
         (json!({"handlers": [udp_handler("d", port, json!({})), udp_handler("d", port, json!({}))]}).to_string(), "handler \"d\" appears twice"),
         (json!({"capture_manager": {"root_dir": "/x"}}).to_string(), "capture_manager: unknown key \"root_dir\""),
-        (json!({"handlers": [udp_handler("ok", port, json!({})), udp_handler("busy", busy, json!({}))]}).to_string(), "handler \"busy\": cannot bind udp 127.0.0.1"),
+        (
+            json!({"capture_manager": {"manager_server": {"port": free_tcp_port()}},
+                   "handlers": [udp_handler("ok", port, json!({})), udp_handler("busy", busy, json!({}))]})
+            .to_string(),
+            "handler \"busy\": cannot bind udp 127.0.0.1",
+        ),
     ];
     for (text, needle) in cases {
         let path = dir.path().join("bsc.json");

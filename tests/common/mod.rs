@@ -74,6 +74,8 @@ pub fn free_tcp_port() -> u16 {
 pub struct Bsc {
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Port of its management API (when started through [`Bsc::with_config`]).
+    pub http_port: u16,
 }
 
 impl Bsc {
@@ -106,13 +108,62 @@ impl Bsc {
                 sink.lock().unwrap().push(line);
             }
         });
-        Bsc { child, lines }
+        Bsc {
+            child,
+            lines,
+            http_port: 8080,
+        }
     }
 
-    /// Starts bsc on a config file written from `json`.
+    /// Starts bsc on a config file written from `json`, its management API on a
+    /// free loopback port unless the config names one.
     pub fn with_config(dir: &Path, json: &serde_json::Value) -> Bsc {
-        let path = write_config(dir, json);
-        Bsc::start(&["--config", path.to_str().unwrap()], dir)
+        let mut json = json.clone();
+        let port = match json.pointer("/capture_manager/manager_server/port") {
+            Some(p) => p.as_u64().unwrap() as u16,
+            None => {
+                let port = free_tcp_port();
+                let cm = json
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("capture_manager")
+                    .or_insert(serde_json::json!({}));
+                cm["manager_server"] = serde_json::json!({"host": "127.0.0.1", "port": port});
+                port
+            }
+        };
+        let path = write_config(dir, &json);
+        let mut bsc = Bsc::start(&["--config", path.to_str().unwrap()], dir);
+        bsc.http_port = port;
+        bsc
+    }
+
+    /// One request to its management API, on a new connection.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> HttpResponse {
+        http_request(self.http_port, method, path, content_type, body)
+    }
+
+    /// `GET path`, expecting JSON.
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.request("GET", path, None, b"");
+        (r.status, r.json())
+    }
+
+    /// A request with an urlencoded form body, expecting JSON.
+    pub fn form(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let r = self.request(
+            method,
+            path,
+            Some("application/x-www-form-urlencoded"),
+            body.as_bytes(),
+        );
+        (r.status, r.json())
     }
 
     pub fn pid(&self) -> i32 {
@@ -303,4 +354,83 @@ pub fn log_time(line: &str) -> f64 {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// An HTTP response as a client sees it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends one request on a new connection to 127.0.0.1:`port` and reads the answer.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    std::io::Write::write_all(&mut s, &bytes).unwrap();
+    let mut reader = BufReader::new(s);
+    read_response(&mut reader).expect("a whole response")
+}
+
+/// Reads one response (framed by Content-Length) from a stream.
+pub fn read_response(reader: &mut impl BufRead) -> Option<HttpResponse> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(reader, &mut body).ok()?;
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }

@@ -1,0 +1,670 @@
+//! The management API: routes → manager calls → JSON in the shapes of AIT's
+//! service (see `shared/reference/`).
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /` | config of every handler, grouped by address key (`['', 8500]`) |
+//! | `GET /stats` | statistics of every handler, grouped by address key |
+//! | `POST /<name>/start` | adds a handler (201 with its config entry) |
+//! | `DELETE /<name>/stop` | stops every handler of that name (200 with their entries) |
+//! | `GET /<name>/config` | entries of handlers of that name (`[]` if none, as AIT) |
+//! | `POST /<name>/rotate` | closes and reopens their files now, metadata fields first |
+//! | `GET /health` | status, uptime, counts |
+//! | `GET /metrics` | Prometheus text exposition 0.0.4 |
+//!
+//! Every answer is JSON (metrics aside); every error is `{"error": "..."}` with a
+//! 4xx status. Fields come from the query string and the body (urlencoded,
+//! multipart or JSON; body wins) and are validated by the same code as the
+//! config file, with paths confined to the root directory.
+
+use std::fmt::Write;
+use std::path::{Component, Path};
+
+use mio::Registry;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::clock::UnixMicros;
+use crate::config::{self, ConnType, HandlerSpec, Origin};
+use crate::handler::Handler;
+use crate::http::form;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::manager::{AddError, Capturer, Manager};
+use crate::sys;
+
+/// What a request may see and change.
+pub struct Context<'a> {
+    pub manager: &'a mut Manager,
+    pub registry: &'a Registry,
+    pub now: UnixMicros,
+    pub started_at: UnixMicros,
+    /// `manager_server.token`: every request needs `Authorization: Bearer` it.
+    pub token: Option<&'a str>,
+    pub http_connections: usize,
+}
+
+/// Answers one request.
+pub fn respond(req: &Request, cx: &mut Context) -> Response {
+    if let Some(token) = cx.token {
+        if !authorized(req, token) {
+            return Response::error(401, "missing or wrong Authorization: Bearer token")
+                .with_header("WWW-Authenticate", "Bearer");
+        }
+    }
+    let segments = req.segments();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        [""] => only(req, "GET", || Response::json(200, &all_configs(cx.manager, cx.now))),
+        ["stats"] => only(req, "GET", || Response::json(200, &all_stats(cx.manager, cx.now))),
+        ["health"] => only(req, "GET", || health(cx)),
+        ["metrics"] => only(req, "GET", || metrics(cx)),
+        [name, "start"] => only(req, "POST", || start(name, req, cx)),
+        [name, "stop"] => only(req, "DELETE", || stop(name, cx)),
+        [name, "config"] => only(req, "GET", || {
+            let ids = cx.manager.handlers_named(name);
+            Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
+        }),
+        [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
+        _ => Response::error(404, format!("no route {} {}; see GET / , /stats, /health, /metrics, /<name>/start|stop|config|rotate", req.method, req.path)),
+    }
+}
+
+fn only(req: &Request, method: &'static str, answer: impl FnOnce() -> Response) -> Response {
+    if req.method == method {
+        answer()
+    } else {
+        Response::error(
+            405,
+            format!("{} is not allowed here; use {method}", req.method),
+        )
+        .with_header("Allow", method)
+    }
+}
+
+fn authorized(req: &Request, token: &str) -> bool {
+    let Some(value) = req.header("authorization") else {
+        return false;
+    };
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a
+/// guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// A JSON object whose keys keep the order they were added in.
+struct Ordered<T>(Vec<(String, T)>);
+
+impl<T: Serialize> Serialize for Ordered<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// AIT's handler dict, plus bsc's own keys.
+#[derive(Serialize)]
+struct HandlerDict<'a> {
+    name: &'a str,
+    log_dir: String,
+    #[serde(rename = "_validated_log_dir_root")]
+    validated_log_dir_root: String,
+    rotate_log: bool,
+    rotate_log_index: String,
+    rotate_log_delta: u32,
+    file_name_pattern: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    pre_write_transforms: Vec<&'static str>,
+    rcvbuf_bytes: usize,
+    #[serde(flatten)]
+    metadata: Ordered<&'a Value>,
+}
+
+/// One entry of `GET /` and `GET /<name>/config`.
+#[derive(Serialize)]
+struct ConfigEntry<'a> {
+    handler: HandlerDict<'a>,
+    log_file_path: String,
+    conn_type: &'static str,
+    address: (&'a str, u16),
+}
+
+fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
+    let spec = &h.spec;
+    ConfigEntry {
+        handler: HandlerDict {
+            name: &spec.name,
+            log_dir: spec
+                .log_dir(h.root(), now.to_datetime())
+                .unwrap_or_default()
+                .display()
+                .to_string(),
+            validated_log_dir_root: h.root().display().to_string(),
+            rotate_log: spec.rotation.is_some(),
+            rotate_log_index: spec.rotate_log_index.to_string(),
+            rotate_log_delta: spec.rotate_log_delta,
+            file_name_pattern: spec.file_name_pattern.source(),
+            path: spec.path.as_ref().map(|p| p.source()),
+            pre_write_transforms: spec
+                .pre_write_transforms
+                .iter()
+                .map(|t| t.as_str())
+                .collect(),
+            rcvbuf_bytes: spec.rcvbuf_bytes,
+            metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
+        },
+        log_file_path: h.log_file_path(now).display().to_string(),
+        conn_type: spec.conn_type.as_str(),
+        address: (&spec.address.host, spec.address.port),
+    }
+}
+
+/// One entry of `GET /stats`: AIT's four fields, then plain numbers.
+#[derive(Serialize)]
+struct StatsEntry<'a> {
+    name: &'a str,
+    reads: u64,
+    data_read_length: String,
+    approx_data_rate: String,
+    packets: u64,
+    bytes: u64,
+    rate_bytes_per_s: f64,
+    files_opened: u64,
+    current_file: Option<String>,
+    current_file_bytes: u64,
+    last_packet_at: Option<String>,
+    write_errors: u64,
+    records_lost: u64,
+    truncated: u64,
+    /// The socket's bound local address.
+    local_address: &'a str,
+    /// The receive buffer the kernel granted the socket.
+    rcvbuf_granted: usize,
+}
+
+fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsEntry<'a> {
+    let s = &h.stats;
+    StatsEntry {
+        name: &h.spec.name,
+        reads: s.packets,
+        data_read_length: format!("{} bytes", s.bytes),
+        approx_data_rate: format!("{} bytes/second", python_float(s.lifetime_rate(now))),
+        packets: s.packets,
+        bytes: s.bytes,
+        rate_bytes_per_s: s.recent_rate(now),
+        files_opened: s.files_opened,
+        current_file: h.current_file().map(|p| p.display().to_string()),
+        current_file_bytes: h.current_file_bytes(),
+        last_packet_at: s.last_packet_at.map(UnixMicros::to_rfc3339),
+        write_errors: s.write_errors,
+        records_lost: s.records_lost,
+        truncated: s.truncated,
+        local_address: &cap.local,
+        rcvbuf_granted: cap.rcvbuf_granted,
+    }
+}
+
+/// Entries of every handler grouped by the Python repr of their address, in the
+/// order the capturers were opened.
+fn grouped<'a, T>(
+    manager: &'a Manager,
+    entry: impl Fn(&'a Capturer, &'a Handler) -> T,
+) -> Ordered<Vec<T>> {
+    Ordered(
+        manager
+            .capturers()
+            .into_iter()
+            .map(|(_, cap)| {
+                (
+                    cap.address.python_repr(),
+                    cap.handlers
+                        .iter()
+                        .map(|&h| entry(cap, manager.handler(h)))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn all_configs(manager: &Manager, now: UnixMicros) -> Ordered<Vec<ConfigEntry<'_>>> {
+    grouped(manager, |_, h| config_entry(h, now))
+}
+
+fn all_stats(manager: &Manager, now: UnixMicros) -> Ordered<Vec<StatsEntry<'_>>> {
+    grouped(manager, |cap, h| stats_entry(cap, h, now))
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, `.0` on whole numbers,
+/// exponent form below 1e-4 and from 1e16 on.
+pub fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{x:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let mantissa = mantissa.strip_suffix(".0").unwrap_or(mantissa);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    let s = format!("{x}");
+    if s.contains('.') {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
+/// The request's fields: query string, then the body's (which win).
+fn fields(req: &Request) -> Result<Map<String, Value>, Response> {
+    let mut out = form::urlencoded(&req.query)
+        .map_err(|e| Response::error(e.status, format!("query string: {}", e.message)))?;
+    let body = form::decode(req.header("content-type"), &req.body)
+        .map_err(|e| Response::error(e.status, e.message))?;
+    out.extend(body);
+    Ok(out)
+}
+
+fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
+    if let Err(m) = config::validate_name(name) {
+        return Response::error(400, format!("handler name: {m}"));
+    }
+    let mut fields = match fields(req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    // AIT's client sends these too; the name is the one in the URL.
+    for extra in ["name", "service_host", "service_port"] {
+        fields.remove(extra);
+    }
+    if let Some(key) = ["log_dir_path", "log_dir", "address"]
+        .into_iter()
+        .find(|k| fields.contains_key(*k))
+    {
+        return Response::error(400, format!("{key}: not accepted over the API; use loc and port for the address and path (relative to the root directory) for the folder"));
+    }
+    let conn_type = match fields.remove("conn_type") {
+        None => return Response::error(400, "conn_type: is required (udp, tcp or ethernet)"),
+        Some(Value::String(s)) => match ConnType::parse(&s) {
+            Some(c) => c,
+            None => {
+                return Response::error(
+                    400,
+                    format!("conn_type: {s:?} is not one of udp, tcp, ethernet"),
+                )
+            }
+        },
+        Some(other) => {
+            return Response::error(400, format!("conn_type: must be a string, got {other}"))
+        }
+    };
+    let min_port = if conn_type == ConnType::Ethernet {
+        0
+    } else {
+        1
+    };
+    let port = match fields.remove("port") {
+        None => return Response::error(400, "port: is required"),
+        Some(v) => {
+            let text = match &v {
+                Value::String(s) => s.trim().to_string(),
+                other => other.to_string(),
+            };
+            match text.parse::<i64>() {
+                Ok(p) if (min_port..=65535).contains(&p) => p,
+                Ok(p) => {
+                    return Response::error(
+                        400,
+                        format!("port: {p} is out of range {min_port}..65535"),
+                    )
+                }
+                Err(_) => {
+                    return Response::error(
+                        400,
+                        format!("port: must be a whole number, got {text:?}"),
+                    )
+                }
+            }
+        }
+    };
+    let loc = match fields.remove("loc") {
+        None => String::new(),
+        Some(Value::String(s)) => s,
+        Some(other) => return Response::error(400, format!("loc: must be a string, got {other}")),
+    };
+    fields.insert("name".into(), json!(name));
+    fields.insert("conn_type".into(), json!(conn_type.as_str()));
+    fields.insert("address".into(), json!([loc, port]));
+    let spec = match HandlerSpec::from_json(&fields, Origin::Api) {
+        Ok(s) => s,
+        Err(e) => {
+            let key = if e.key == "address" {
+                "loc"
+            } else {
+                e.key.as_str()
+            };
+            return Response::error(400, format!("{key}: {}", e.message));
+        }
+    };
+    // Defence in depth: whatever the patterns give, the file stays under the root.
+    match spec.file_path(cx.manager.root(), cx.now.to_datetime()) {
+        Ok(p) if is_inside(&p, cx.manager.root()) => {}
+        Ok(p) => {
+            return Response::error(
+                400,
+                format!("path: {} is outside the root directory", p.display()),
+            )
+        }
+        Err(e) => return Response::error(400, format!("file_name_pattern: {e}")),
+    }
+    match cx.manager.add_handler(spec, cx.registry, cx.now) {
+        Ok(hid) => Response::json(201, &config_entry(cx.manager.handler(hid), cx.now)),
+        Err(e @ (AddError::Conflict(_) | AddError::Socket(_))) => {
+            Response::error(409, e.to_string())
+        }
+        Err(e @ AddError::Unsupported(_)) => Response::error(400, e.to_string()),
+    }
+}
+
+fn is_inside(path: &Path, root: &Path) -> bool {
+    path.starts_with(root) && !path.components().any(|c| matches!(c, Component::ParentDir))
+}
+
+fn not_found(name: &str, manager: &Manager) -> Response {
+    let mut names: Vec<&str> = manager
+        .handlers()
+        .map(|(_, h)| h.spec.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Response::error(
+        404,
+        format!(
+            "no handler named {name:?} (running: {})",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ),
+    )
+}
+
+fn stop(name: &str, cx: &mut Context) -> Response {
+    let ids = cx.manager.handlers_named(name);
+    if ids.is_empty() {
+        return not_found(name, cx.manager);
+    }
+    let entries: Vec<Value> = ids
+        .iter()
+        .map(|&h| {
+            serde_json::to_value(config_entry(cx.manager.handler(h), cx.now)).unwrap_or(Value::Null)
+        })
+        .collect();
+    for hid in ids {
+        cx.manager.remove_handler(hid, cx.registry);
+    }
+    Response::json(200, &entries)
+}
+
+fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
+    let ids = cx.manager.handlers_named(name);
+    if ids.is_empty() {
+        return not_found(name, cx.manager);
+    }
+    let fields = match fields(req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    // Validate the metadata for every handler first, then change anything.
+    let mut specs = Vec::new();
+    for &hid in &ids {
+        let mut spec = cx.manager.handler(hid).spec.clone();
+        for (key, value) in &fields {
+            if config::is_handler_key(key) || matches!(key.as_str(), "loc" | "port") {
+                return Response::error(400, format!("{key}: only metadata can be set when rotating; stop and start the handler to change {key}"));
+            }
+            let (key, value) = match config::metadata_entry(key, value) {
+                Ok(kv) => kv,
+                Err(e) => return Response::error(400, e.to_string()),
+            };
+            match spec.metadata.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => spec.metadata.push((key, value)),
+            }
+        }
+        if let Err(e) = spec.check_pattern_keys() {
+            return Response::error(400, e.to_string());
+        }
+        specs.push(spec);
+    }
+    let mut rotated = Vec::new();
+    for (hid, spec) in ids.into_iter().zip(specs) {
+        cx.manager.handler_mut(hid).spec = spec;
+        match cx.manager.rotate(hid, cx.now) {
+            Ok((previous, path)) => {
+                let h = cx.manager.handler(hid);
+                rotated.push(json!({
+                    "name": h.spec.name,
+                    "address": [h.spec.address.host, h.spec.address.port],
+                    "previous_file": previous.map(|p| p.display().to_string()),
+                    "log_file_path": path.display().to_string(),
+                }));
+            }
+            Err(e) => {
+                return Response::error(
+                    500,
+                    format!("handler {name}: cannot open the next file: {e}"),
+                )
+            }
+        }
+    }
+    Response::json(200, &rotated)
+}
+
+fn health(cx: &Context) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": (cx.now.0 - cx.started_at.0).max(0) / 1_000_000,
+            "handlers": cx.manager.handlers().count(),
+            "capturers": cx.manager.capturers().len(),
+            "http_connections": cx.http_connections,
+        }),
+    )
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn metrics(cx: &Context) -> Response {
+    let mut out = String::new();
+    let handlers: Vec<&Handler> = cx.manager.handlers().map(|(_, h)| h).collect();
+    type Metric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&Handler) -> f64,
+    );
+    let per_handler: [Metric; 8] = [
+        (
+            "bsc_packets_total",
+            "counter",
+            "Units (datagrams, reads, frames) received.",
+            |h| h.stats.packets as f64,
+        ),
+        (
+            "bsc_bytes_total",
+            "counter",
+            "Payload bytes received.",
+            |h| h.stats.bytes as f64,
+        ),
+        (
+            "bsc_write_errors_total",
+            "counter",
+            "Failed file opens and writes.",
+            |h| h.stats.write_errors as f64,
+        ),
+        (
+            "bsc_records_lost_total",
+            "counter",
+            "Units received but not written because of write errors.",
+            |h| h.stats.records_lost as f64,
+        ),
+        (
+            "bsc_files_opened_total",
+            "counter",
+            "PCAP files opened.",
+            |h| h.stats.files_opened as f64,
+        ),
+        (
+            "bsc_truncated_total",
+            "counter",
+            "Units longer than the snaplen, written cut.",
+            |h| h.stats.truncated as f64,
+        ),
+        (
+            "bsc_current_file_bytes",
+            "gauge",
+            "Size of the file being written (0 when none is open).",
+            |h| h.current_file_bytes() as f64,
+        ),
+        (
+            "bsc_last_packet_timestamp_seconds",
+            "gauge",
+            "Unix time of the last unit received (0 if none).",
+            |h| h.stats.last_packet_at.map_or(0.0, |t| t.0 as f64 / 1e6),
+        ),
+    ];
+    for (name, kind, help, value) in per_handler {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for h in &handlers {
+            let _ = writeln!(
+                out,
+                "{name}{{handler=\"{}\",address=\"{}\",conn_type=\"{}\"}} {}",
+                label(&h.spec.name),
+                label(&h.spec.address.python_repr()),
+                h.spec.conn_type,
+                value(h)
+            );
+        }
+    }
+    let process: [(&str, &str, &str, f64); 7] = [
+        (
+            "bsc_handlers",
+            "gauge",
+            "Handlers running.",
+            handlers.len() as f64,
+        ),
+        (
+            "bsc_capturers",
+            "gauge",
+            "Capture sockets open.",
+            cx.manager.capturers().len() as f64,
+        ),
+        (
+            "bsc_http_connections",
+            "gauge",
+            "Management API connections open.",
+            cx.http_connections as f64,
+        ),
+        (
+            "bsc_uptime_seconds",
+            "gauge",
+            "Seconds since bsc started.",
+            (cx.now.0 - cx.started_at.0) as f64 / 1e6,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            cx.started_at.0 as f64 / 1e6,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            sys::resident_memory_bytes() as f64,
+        ),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            sys::cpu_time().as_secs_f64(),
+        ),
+    ];
+    for (name, kind, help, value) in process {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    Response::text(200, "text/plain; version=0.0.4; charset=utf-8", out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_float_repr() {
+        for (x, want) in [
+            (0.0, "0.0"),
+            (1.0, "1.0"),
+            (0.9, "0.9"),
+            (18.0 / 32.4, "0.5555555555555556"),
+            (1234.5, "1234.5"),
+            (5e-5, "5e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e16, "1e+16"),
+            (2.5e20, "2.5e+20"),
+            (0.0001, "0.0001"),
+        ] {
+            assert_eq!(python_float(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,12 @@
+//! The hand-rolled HTTP/1.1 server of the management API.
+//!
+//! - [`request`]: request framing (bytes in, requests or a refusal out), pure;
+//! - [`form`]: body decoders (urlencoded, multipart, JSON) into one field map, pure;
+//! - [`response`]: responses to bytes, pure;
+//! - [`server`]: the listener and connections on the event loop: non-blocking
+//!   reads and writes, keep-alive, pipelining, limits and timeouts.
+
+pub mod form;
+pub mod request;
+pub mod response;
+pub mod server;
