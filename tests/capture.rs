@@ -498,3 +498,34 @@ fn runs_on_built_in_defaults_and_honours_state_directory() {
     bsc.signal(2);
     assert!(bsc.wait_exit().success());
 }
+
+#[test]
+fn ipv6_and_all_interfaces_binds() {
+    let dir = TempDir::new("v6");
+    let (p6, pall) = (free_udp_port(), free_udp_port());
+    let root = dir.path().join("cap");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [
+            {"name": "six", "conn_type": "udp", "address": ["::1", p6], "file_name_pattern": "six.pcap"},
+            {"name": "any", "conn_type": "udp", "address": ["", pall], "file_name_pattern": "any.pcap"}
+        ]}),
+    );
+    let tx6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    tx6.send_to(b"over ipv6", ("::1", p6)).unwrap();
+    sender(pall).send(b"to any").unwrap();
+    wait_until("both records", || {
+        count_records(&root.join("six.pcap")) == 1 && count_records(&root.join("any.pcap")) == 1
+    });
+    assert_eq!(read_pcap(&root.join("six.pcap")).2[0].data, b"over ipv6");
+    let (_, stats) = bsc.get("/stats");
+    assert_eq!(
+        stats[format!("['::1', {p6}]")][0]["local_address"],
+        format!("[::1]:{p6}")
+    );
+    assert_eq!(
+        stats[format!("['', {pall}]")][0]["local_address"],
+        format!("0.0.0.0:{pall}")
+    );
+    assert!(bsc.stop().success());
+}

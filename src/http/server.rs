@@ -36,6 +36,11 @@ const MAX_PENDING_INPUT: usize = MAX_HEAD + MAX_BODY + 4096;
 pub const LISTENER: Token = Token(1);
 /// Tokens of connections are `CONNECTION_TOKEN_BASE + slot`.
 const CONNECTION_TOKEN_BASE: usize = 1 << 28;
+/// How long a refused connection is kept (its input drained) so the client reads
+/// the 503 instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most refused connections lingering at once; past that the oldest is closed.
+const MAX_LINGERING: usize = 64;
 
 struct Connection {
     stream: TcpStream,
@@ -56,6 +61,8 @@ pub struct Server {
     listener: TcpListener,
     connections: Vec<Option<Connection>>,
     open: usize,
+    /// Connections refused with a 503, kept until their client closes or [`LINGER`].
+    lingering: Vec<(TcpStream, Instant)>,
     pub local: SocketAddr,
 }
 
@@ -83,6 +90,7 @@ impl Server {
             listener,
             connections: Vec::new(),
             open: 0,
+            lingering: Vec::new(),
             local,
         })
     }
@@ -134,6 +142,10 @@ impl Server {
             if self.open >= MAX_CONNECTIONS {
                 refuse_busy(&mut stream);
                 warn!("management API: refused {peer}: {MAX_CONNECTIONS} connections already open");
+                if self.lingering.len() >= MAX_LINGERING {
+                    self.lingering.remove(0);
+                }
+                self.lingering.push((stream, Instant::now()));
                 continue;
             }
             let slot = self
@@ -179,6 +191,9 @@ impl Server {
     /// Closes connections that timed out (see the module invariants); a request
     /// half received gets a 408 first. Call about once a second.
     pub fn sweep(&mut self, now: Instant, registry: &Registry) {
+        self.lingering.retain_mut(|(stream, since)| {
+            now.duration_since(*since) < LINGER && !drained_to_eof(stream)
+        });
         for slot in 0..self.connections.len() {
             let Some(c) = self.connections[slot].as_mut() else {
                 continue;
@@ -204,12 +219,11 @@ impl Server {
     }
 }
 
-/// Best effort: a 503 to a connection over the limit, then close it.
+/// Best effort: a 503 to a connection over the limit, and no more writing. The
+/// caller keeps it open a moment (see [`LINGER`]) so it is not reset before the
+/// client has read the answer.
 fn refuse_busy(stream: &mut TcpStream) {
-    // Read what already arrived so closing does not reset the connection before
-    // the client has read the answer.
-    let mut scratch = [0u8; 4096];
-    let _ = stream.read(&mut scratch);
+    drained_to_eof(stream);
     let mut out = Vec::new();
     let mut r = Response::error(
         503,
@@ -219,6 +233,19 @@ fn refuse_busy(stream: &mut TcpStream) {
     r.encode(&mut out);
     let _ = stream.write(&out);
     let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Reads and drops what a refused client sent. Returns whether it has closed.
+fn drained_to_eof(stream: &mut TcpStream) -> bool {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match stream.read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
 }
 
 /// Reads, answers and writes as far as possible without blocking. Returns whether
