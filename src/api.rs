@@ -151,7 +151,7 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
         handler: HandlerDict {
             name: &spec.name,
             log_dir: spec
-                .log_dir(h.root(), now.to_datetime())
+                .log_dir(h.root(), now.to_datetime(), h.stats.files_opened.max(1))
                 .unwrap_or_default()
                 .display()
                 .to_string(),
@@ -192,6 +192,10 @@ struct StatsEntry<'a> {
     write_errors: u64,
     records_lost: u64,
     truncated: u64,
+    rotations_calendar: u64,
+    rotations_size: u64,
+    rotations_count: u64,
+    rotations_forced: u64,
     /// The socket's bound local address.
     local_address: &'a str,
     /// The receive buffer the kernel granted the socket.
@@ -215,6 +219,10 @@ fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsE
         write_errors: s.write_errors,
         records_lost: s.records_lost,
         truncated: s.truncated,
+        rotations_calendar: s.rotations_calendar,
+        rotations_size: s.rotations_size,
+        rotations_count: s.rotations_count,
+        rotations_forced: s.rotations_forced,
         local_address: &cap.local,
         rcvbuf_granted: cap.rcvbuf_granted,
     }
@@ -372,7 +380,7 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
         }
     };
     // Defence in depth: whatever the patterns give, the file stays under the root.
-    match spec.file_path(cx.manager.root(), cx.now.to_datetime()) {
+    match spec.file_path(cx.manager.root(), cx.now.to_datetime(), 1) {
         Ok(p) if is_inside(&p, cx.manager.root()) => {}
         Ok(p) => {
             return Response::error(
@@ -577,6 +585,24 @@ fn metrics(cx: &Context) -> Response {
                 label(&h.spec.address.python_repr()),
                 h.spec.conn_type,
                 value(h)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP bsc_rotations_total Files closed for the next one, by reason.\n# TYPE bsc_rotations_total counter");
+    for h in &handlers {
+        let st = &h.stats;
+        for (reason, n) in [
+            ("calendar", st.rotations_calendar),
+            ("size", st.rotations_size),
+            ("count", st.rotations_count),
+            ("forced", st.rotations_forced),
+        ] {
+            let _ = writeln!(
+                out,
+                "bsc_rotations_total{{handler=\"{}\",address=\"{}\",conn_type=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&h.spec.name),
+                label(&h.spec.address.python_repr()),
+                h.spec.conn_type
             );
         }
     }

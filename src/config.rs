@@ -170,6 +170,10 @@ pub struct HandlerSpec {
     pub pre_write_transforms: Vec<Transform>,
     /// Requested socket receive buffer (udp).
     pub rcvbuf_bytes: usize,
+    /// Close a file before the next record would take it past this size.
+    pub rotate_max_bytes: Option<u64>,
+    /// Close a file once it holds this many records.
+    pub rotate_max_packets: Option<u64>,
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
@@ -196,7 +200,7 @@ fn field_err(key: &str, message: impl Into<String>) -> FieldError {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-const HANDLER_KEYS: [&str; 10] = [
+const HANDLER_KEYS: [&str; 12] = [
     "name",
     "conn_type",
     "address",
@@ -207,9 +211,24 @@ const HANDLER_KEYS: [&str; 10] = [
     "rotate_log_delta",
     "pre_write_transforms",
     "rcvbuf_bytes",
+    "rotate_max_bytes",
+    "rotate_max_packets",
 ];
-/// Keys bsc reports in a handler's config dump; they cannot be set.
-const REPORTED_KEYS: [&str; 2] = ["log_dir", "_validated_log_dir_root"];
+/// Keys bsc sets itself; they cannot be configured.
+const RESERVED_KEYS: [(&str, &str); 3] = [
+    (
+        "log_dir",
+        "is set by bsc and cannot be configured (use root_log_directory and path)",
+    ),
+    (
+        "_validated_log_dir_root",
+        "is set by bsc and cannot be configured (use root_log_directory)",
+    ),
+    (
+        "seq",
+        "is bsc's file counter ({seq} in patterns) and cannot be set",
+    ),
+];
 
 /// Whether `key` is one of the handler's own keys (not metadata).
 pub fn is_handler_key(key: &str) -> bool {
@@ -218,11 +237,8 @@ pub fn is_handler_key(key: &str) -> bool {
 
 /// Validates one metadata key and value (any key that is not a handler key).
 pub fn metadata_entry(key: &str, value: &Value) -> Result<(String, Value), FieldError> {
-    if REPORTED_KEYS.contains(&key) {
-        return Err(field_err(
-            key,
-            "is set by bsc and cannot be configured (use root_log_directory and path)",
-        ));
+    if let Some((_, why)) = RESERVED_KEYS.iter().find(|(k, _)| *k == key) {
+        return Err(field_err(key, *why));
     }
     if key.is_empty()
         || key.len() > 64
@@ -568,6 +584,20 @@ impl HandlerSpec {
                 })? as usize,
         };
 
+        let rotate_max_bytes = match obj.get("rotate_max_bytes") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_size(v).map_err(|m| field_err("rotate_max_bytes", m))?),
+        };
+        let rotate_max_packets = match obj.get("rotate_max_packets") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(whole_number(v).filter(|n| *n >= 1).ok_or_else(|| {
+                field_err(
+                    "rotate_max_packets",
+                    format!("must be a whole number, at least 1, got {}", describe(v)),
+                )
+            })?),
+        };
+
         let mut metadata = Vec::new();
         for (key, value) in obj {
             if is_handler_key(key) {
@@ -587,6 +617,8 @@ impl HandlerSpec {
             rotate_log_delta,
             pre_write_transforms,
             rcvbuf_bytes,
+            rotate_max_bytes,
+            rotate_max_packets,
             metadata,
             origin,
         };
@@ -595,14 +627,24 @@ impl HandlerSpec {
     }
 
     /// Every `{key}` in `path` and `file_name_pattern` exists, and its value cannot
-    /// change the folder structure (no `/`, not `.` or `..`).
+    /// change the folder structure (no `/`, not `.` or `..`). Only `{seq}` takes a
+    /// width.
     pub fn check_pattern_keys(&self) -> Result<(), FieldError> {
         for (field, pattern) in [
             ("path", self.path.as_ref()),
             ("file_name_pattern", Some(&self.file_name_pattern)),
         ] {
             let Some(pattern) = pattern else { continue };
-            for key in pattern.keys() {
+            for (key, width) in pattern.keys() {
+                if key == "seq" {
+                    continue;
+                }
+                if let Some(w) = width {
+                    return Err(field_err(
+                        field,
+                        format!("{{{key}:{w}}}: only {{seq}} takes a width"),
+                    ));
+                }
                 let value = self.key_value(key).ok_or_else(|| {
                     field_err(
                         field,
@@ -613,14 +655,18 @@ impl HandlerSpec {
                     )
                 })?;
                 if value.contains('/') || value.contains('\0') || value == "." || value == ".." {
-                    return Err(field_err(key, format!("value {value:?} is used in {field} and must not contain '/' or be '.' or '..'")));
+                    return Err(field_err(
+                        key,
+                        format!("value {value:?} is used in {field} and must not contain '/' or be '.' or '..'"),
+                    ));
                 }
             }
         }
         Ok(())
     }
 
-    /// The value `{key}` stands for: the handler's own fields, then metadata.
+    /// The value `{key}` stands for: the handler's own fields, then metadata
+    /// (`{seq}` is given when rendering).
     pub fn key_value(&self, key: &str) -> Option<String> {
         match key {
             "name" => Some(self.name.clone()),
@@ -636,7 +682,7 @@ impl HandlerSpec {
     }
 
     fn key_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["name", "conn_type", "host", "port"]
+        let mut names: Vec<String> = ["name", "conn_type", "host", "port", "seq"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -645,34 +691,84 @@ impl HandlerSpec {
     }
 
     /// The folder files go to: root, then `path` (an absolute `path` replaces root).
-    pub fn log_dir(&self, root: &Path, t: OffsetDateTime) -> Result<PathBuf, PatternError> {
+    /// `seq` is the number of the file (1 for the handler's first).
+    pub fn log_dir(
+        &self,
+        root: &Path,
+        t: OffsetDateTime,
+        seq: u64,
+    ) -> Result<PathBuf, PatternError> {
         let mut dir = root.to_path_buf();
         if let Some(p) = &self.path {
-            dir.push(self.render(p, t)?);
+            dir.push(self.render(p, t, seq)?);
         }
         Ok(dir)
     }
 
-    /// The full path of the file this handler writes for a unit received at `t`.
-    pub fn file_path(&self, root: &Path, t: OffsetDateTime) -> Result<PathBuf, PatternError> {
-        let mut path = self.log_dir(root, t)?;
-        path.push(self.render(&self.file_name_pattern, t)?);
+    /// The full path of file number `seq` of this handler, for a unit received at `t`.
+    pub fn file_path(
+        &self,
+        root: &Path,
+        t: OffsetDateTime,
+        seq: u64,
+    ) -> Result<PathBuf, PatternError> {
+        let mut path = self.log_dir(root, t, seq)?;
+        path.push(self.render(&self.file_name_pattern, t, seq)?);
         Ok(path)
     }
 
-    fn render(&self, p: &Pattern, t: OffsetDateTime) -> Result<String, PatternError> {
-        // Values are computed once per rendering, which happens once per file.
-        let values: Vec<(String, String)> = p
-            .keys()
-            .filter_map(|k| self.key_value(k).map(|v| (k.to_string(), v)))
-            .collect();
-        p.render(t, |k| {
-            values
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
+    fn render(&self, p: &Pattern, t: OffsetDateTime, seq: u64) -> Result<String, PatternError> {
+        p.render(t, |key, width| match key {
+            "seq" => Some(format!("{seq:0w$}", w = width.unwrap_or(4))),
+            _ => self.key_value(key),
         })
     }
+}
+
+/// Parses a size: a number of bytes, or a number with a unit: `B`, `KB`, `MB`,
+/// `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
+pub fn parse_size(v: &Value) -> Result<u64, String> {
+    const UNITS: &str = "B, KB, MB, GB, TB (x1000) or KiB, MiB, GiB, TiB (x1024)";
+    let text = match v {
+        Value::Number(n) => {
+            return n
+                .as_u64()
+                .ok_or_else(|| format!("must be a whole number of bytes, got {n}"))
+        }
+        Value::String(s) => s.trim(),
+        other => {
+            return Err(format!(
+                "must be a size such as 100MB or 1GiB, got {}",
+                describe(other)
+            ))
+        }
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "mb" | "m" => 1000_u64.pow(2),
+        "gb" | "g" => 1000_u64.pow(3),
+        "tb" | "t" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use {UNITS}")),
+    };
+    let n: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size; write a number of bytes or a number with a unit: {UNITS}")
+    })?;
+    let bytes = n * factor as f64;
+    if !(1.0..=u64::MAX as f64).contains(&bytes) || bytes.fract() != 0.0 {
+        return Err(format!(
+            "{text:?} must be a whole number of bytes, at least 1"
+        ));
+    }
+    Ok(bytes as u64)
 }
 
 /// The `manager_server` section.
@@ -881,7 +977,10 @@ impl Config {
                         a.name
                     ));
                 }
-                let (pa, pb) = (a.file_path(&self.root, now), b.file_path(&self.root, now));
+                let (pa, pb) = (
+                    a.file_path(&self.root, now, 1),
+                    b.file_path(&self.root, now, 1),
+                );
                 if let (Ok(pa), Ok(pb)) = (pa, pb) {
                     if pa == pb {
                         return Err(format!(
@@ -962,7 +1061,7 @@ mod tests {
             .midnight()
             .assume_utc();
         assert_eq!(
-            s.file_path(Path::new("/r"), t).unwrap(),
+            s.file_path(Path::new("/r"), t, 1).unwrap(),
             PathBuf::from("/r/ait/332/tlm-7.pcap")
         );
     }
@@ -1080,6 +1179,58 @@ mod tests {
         assert_eq!(s.address.port, 8500);
         assert_eq!(s.rotate_log_delta, 3);
         assert_eq!(s.pre_write_transforms.len(), 2);
+    }
+
+    #[test]
+    fn sizes() {
+        for (v, want) in [
+            (json!(100000), 100_000),
+            (json!("100000"), 100_000),
+            (json!("100MB"), 100_000_000),
+            (json!("100 mb"), 100_000_000),
+            (json!("1GiB"), 1 << 30),
+            (json!("1.5KiB"), 1536),
+            (json!("2k"), 2000),
+            (json!("7B"), 7),
+        ] {
+            assert_eq!(parse_size(&v), Ok(want), "{v}");
+        }
+        for v in [
+            json!("10XB"),
+            json!("-5MB"),
+            json!(""),
+            json!("0"),
+            json!("1.5B"),
+            json!(true),
+            json!(-1),
+        ] {
+            let e = parse_size(&v).unwrap_err();
+            assert!(!e.is_empty(), "{v}");
+        }
+        assert!(parse_size(&json!("10XB")).unwrap_err().contains("KiB"));
+        let s = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_bytes": "1MiB", "rotate_max_packets": 1000, "file_name_pattern": "{name}-{seq:6}.pcap"})).unwrap();
+        assert_eq!(
+            (s.rotate_max_bytes, s.rotate_max_packets),
+            (Some(1 << 20), Some(1000))
+        );
+        let t = time::Date::from_calendar_date(2026, time::Month::November, 28)
+            .unwrap()
+            .midnight()
+            .assume_utc();
+        assert_eq!(
+            s.file_path(Path::new("/r"), t, 12).unwrap(),
+            PathBuf::from("/r/h-000012.pcap")
+        );
+        let e = spec(
+            json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_packets": 0}),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "rotate_max_packets");
+        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "{name:3}.pcap"})).unwrap_err();
+        assert!(e.message.contains("only {seq} takes a width"), "{e}");
+        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "seq": 5}))
+            .unwrap_err();
+        assert_eq!(e.key, "seq");
     }
 
     #[test]

@@ -8,8 +8,14 @@
 //! nothing already read.
 //!
 //! Files are opened when a unit arrives (never empty files for idle links) and
-//! closed when their rotation period ends, by the next unit or by the event loop's
-//! timer, whichever comes first.
+//! closed when their rotation period ends (by the next unit or by the event loop's
+//! timer, whichever comes first), when the next record would take them past
+//! `rotate_max_bytes`, when they hold `rotate_max_packets` records, or on request.
+//!
+//! Naming: a handler's first file may be an existing file, which is appended to
+//! (a restart lands on the file it was writing, as AIT does). Every later file is
+//! a new one: if the pattern gives a name that exists, `-1`, `-2`, ... is inserted
+//! before the extension.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -40,6 +46,14 @@ pub struct HandlerStats {
     pub truncated: u64,
     pub last_packet_at: Option<UnixMicros>,
     pub started_at: UnixMicros,
+    /// Files closed because their calendar period ended.
+    pub rotations_calendar: u64,
+    /// Files closed because the next record would pass `rotate_max_bytes`.
+    pub rotations_size: u64,
+    /// Files closed because they held `rotate_max_packets` records.
+    pub rotations_count: u64,
+    /// Files closed by `POST /<name>/rotate`.
+    pub rotations_forced: u64,
     /// Bytes received per second over the last [`RATE_WINDOW_S`] seconds, as
     /// (second, bytes) slots indexed by second modulo the window.
     window: [(i64, u64); RATE_WINDOW_S as usize],
@@ -59,6 +73,10 @@ impl HandlerStats {
             truncated: 0,
             last_packet_at: None,
             started_at: now,
+            rotations_calendar: 0,
+            rotations_size: 0,
+            rotations_count: 0,
+            rotations_forced: 0,
             window: [(i64::MIN, 0); RATE_WINDOW_S as usize],
         }
     }
@@ -98,6 +116,15 @@ impl HandlerStats {
             self.bytes as f64 / secs
         }
     }
+}
+
+/// Why a file was closed for the next one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Rotation {
+    Calendar,
+    Size,
+    Count,
+    Forced,
 }
 
 /// The file a handler is writing now.
@@ -160,8 +187,19 @@ impl Handler {
     pub fn record(&mut self, ts: UnixMicros, payload: &[u8], orig_len: usize) -> Recorded {
         self.stats.count(ts, orig_len);
         let mut outcome = Recorded::default();
-        if self.file.as_ref().is_some_and(|f| self.period_ended(f, ts)) {
-            self.close();
+        let mut data = payload;
+        for t in &self.spec.pre_write_transforms {
+            data = match t {
+                Transform::Identity => data,
+            };
+        }
+        let record_len = (pcap::RECORD_HEADER_LEN + data.len().min(pcap::SNAPLEN as usize)) as u64;
+        if let Some(reason) = self
+            .file
+            .as_ref()
+            .and_then(|f| self.rotation_due(f, ts, record_len))
+        {
+            self.rotate(reason);
         }
         if self.file.is_none() {
             if self.retry_open_at.is_some_and(|t| ts < t) {
@@ -176,12 +214,6 @@ impl Handler {
                 }
             }
         }
-        let mut data = payload;
-        for t in &self.spec.pre_write_transforms {
-            data = match t {
-                Transform::Identity => data,
-            };
-        }
         if data.len() > pcap::SNAPLEN as usize {
             self.stats.truncated += 1;
         }
@@ -189,6 +221,44 @@ impl Handler {
         pcap::encode_record(&mut self.pending, ts, data, orig_len.max(data.len()));
         self.pending_records += 1;
         outcome
+    }
+
+    /// Whether `f` must be closed before a record of `next_len` bytes stamped `now`
+    /// is written, and why.
+    fn rotation_due(&self, f: &CurrentFile, now: UnixMicros, next_len: u64) -> Option<Rotation> {
+        if self.period_ended(f, now) {
+            return Some(Rotation::Calendar);
+        }
+        let records = f.records + self.pending_records;
+        if self
+            .spec
+            .rotate_max_packets
+            .is_some_and(|max| records >= max)
+        {
+            return Some(Rotation::Count);
+        }
+        let bytes = f.len + self.pending.len() as u64;
+        // A record larger than the limit is still written, alone in its file.
+        if self
+            .spec
+            .rotate_max_bytes
+            .is_some_and(|max| records > 0 && bytes + next_len > max)
+        {
+            return Some(Rotation::Size);
+        }
+        None
+    }
+
+    /// Closes the current file for the next one, counting why.
+    fn rotate(&mut self, reason: Rotation) {
+        self.close();
+        let counter = match reason {
+            Rotation::Calendar => &mut self.stats.rotations_calendar,
+            Rotation::Size => &mut self.stats.rotations_size,
+            Rotation::Count => &mut self.stats.rotations_count,
+            Rotation::Forced => &mut self.stats.rotations_forced,
+        };
+        *counter += 1;
     }
 
     /// Whether `f`'s rotation period is over at `now`: the precomputed deadline, or,
@@ -204,14 +274,28 @@ impl Handler {
         }
     }
 
+    /// The path the next file opened at `t` gets (see the module doc on naming).
+    fn next_path(&self, t: time::OffsetDateTime) -> Result<PathBuf, String> {
+        let seq = self.stats.files_opened + 1;
+        let base = self
+            .spec
+            .file_path(&self.root, t, seq)
+            .map_err(|e| format!("cannot name its file: {e}"))?;
+        if self.stats.files_opened == 0 || !base.exists() {
+            return Ok(base);
+        }
+        (1..=100_000)
+            .map(|n| pcap::numbered(&base, n))
+            .find(|p| !p.exists())
+            .ok_or_else(|| format!("{} and 100000 numbered variants exist", base.display()))
+    }
+
     /// Opens the file for a unit at `ts`. Returns its rotation deadline, or why it
     /// could not be opened (already logged and counted).
     fn open(&mut self, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
         let t = ts.to_datetime();
         let opened = self
-            .spec
-            .file_path(&self.root, t)
-            .map_err(|e| format!("cannot name its file: {e}"))
+            .next_path(t)
             .and_then(|path| pcap::open_or_append(&path, self.link).map_err(|e| e.to_string()));
         let opened = match opened {
             Ok(o) => o,
@@ -263,7 +347,7 @@ impl Handler {
     /// `POST /<name>/rotate`: closes the current file and opens the next one now.
     /// Returns the new file's rotation deadline, or why it could not be opened.
     pub fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
-        self.close();
+        self.rotate(Rotation::Forced);
         self.open(now)
     }
 
@@ -338,7 +422,7 @@ impl Handler {
             .as_ref()
             .is_some_and(|f| self.period_ended(f, now));
         if due {
-            self.close();
+            self.rotate(Rotation::Calendar);
         }
         due
     }
@@ -347,10 +431,7 @@ impl Handler {
     pub fn log_file_path(&self, now: UnixMicros) -> PathBuf {
         match &self.file {
             Some(f) => f.path.clone(),
-            None => self
-                .spec
-                .file_path(&self.root, now.to_datetime())
-                .unwrap_or_default(),
+            None => self.next_path(now.to_datetime()).unwrap_or_default(),
         }
     }
 
@@ -510,6 +591,81 @@ mod tests {
         h.flush();
         assert_eq!((h.stats.write_errors, h.stats.records_lost), (1, 3));
         assert_eq!(payloads(&root.join("sub/f.pcap")), [b"d"]);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn count_and_size_limits_rotate_into_new_names() {
+        let root = temp_dir("limits");
+        let mut h = handler(
+            &root,
+            json!({"rotate_max_packets": 3, "file_name_pattern": "x.pcap"}),
+        );
+        for i in 0..7u8 {
+            h.record(UnixMicros(T0 + i as i64), &[i; 10], 10);
+        }
+        h.flush();
+        assert_eq!(payloads(&root.join("x.pcap")).len(), 3);
+        assert_eq!(payloads(&root.join("x-1.pcap")).len(), 3);
+        assert_eq!(payloads(&root.join("x-2.pcap")), [[6u8; 10]]);
+        assert_eq!(h.stats.rotations_count, 2);
+
+        // 24-byte header + two 26-byte records = 76: two records per file.
+        let root2 = temp_dir("size");
+        let mut h = handler(
+            &root2,
+            json!({"rotate_max_bytes": 76, "file_name_pattern": "{name}-{seq}.pcap"}),
+        );
+        for i in 0..5u8 {
+            h.record(UnixMicros(T0), &[i; 10], 10);
+        }
+        h.flush();
+        let sizes: Vec<u64> = (1..=3)
+            .map(|n| {
+                std::fs::metadata(root2.join(format!("t-{n:04}.pcap")))
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, [76, 76, 50]);
+        assert_eq!(h.stats.rotations_size, 2);
+
+        // A limit below one record: each record alone, none lost.
+        let mut h = handler(
+            &root2,
+            json!({"name": "tiny", "rotate_max_bytes": 10, "file_name_pattern": "{name}-{seq}.pcap"}),
+        );
+        for i in 0..3u8 {
+            h.record(UnixMicros(T0), &[i; 40], 40);
+        }
+        h.flush();
+        for n in 1..=3 {
+            assert_eq!(payloads(&root2.join(format!("tiny-{n:04}.pcap"))).len(), 1);
+        }
+        drop(h);
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(root2).unwrap();
+    }
+
+    #[test]
+    fn forced_rotations_in_one_second_give_new_files_and_a_restart_appends() {
+        let root = temp_dir("forced");
+        let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
+        h.record(UnixMicros(T0), b"a", 1);
+        h.rotate_now(UnixMicros(T0 + 100)).unwrap();
+        h.record(UnixMicros(T0 + 200), b"b", 1);
+        h.rotate_now(UnixMicros(T0 + 300)).unwrap();
+        h.record(UnixMicros(T0 + 400), b"c", 1);
+        assert_eq!(h.stats.rotations_forced, 2);
+        drop(h);
+        assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
+        assert_eq!(payloads(&root.join("100000-1.pcap")), [b"b"]);
+        assert_eq!(payloads(&root.join("100000-2.pcap")), [b"c"]);
+        // A new run in the same second: its first file appends, as AIT does.
+        let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
+        h.record(UnixMicros(T0 + 500), b"d", 1);
+        drop(h);
+        assert_eq!(payloads(&root.join("100000.pcap")), [b"a", b"d"]);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

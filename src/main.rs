@@ -142,7 +142,7 @@ fn check(path: &PathBuf) -> ExitCode {
     for h in &config.handlers {
         // Keys were checked when the config loaded, so rendering succeeds.
         let file = h
-            .file_path(&config.root, now)
+            .file_path(&config.root, now, 1)
             .map_or_else(|e| format!("<{e}>"), |p| p.display().to_string());
         println!(
             "{} {} {} {}",

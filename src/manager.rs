@@ -150,7 +150,7 @@ impl Manager {
             }
         }
         let path = spec
-            .file_path(&self.root, now.to_datetime())
+            .file_path(&self.root, now.to_datetime(), 1)
             .map_err(|e| AddError::Conflict(format!("cannot name the file: {e}")))?;
         if let Some(other) = self.handlers().find(|(_, h)| h.log_file_path(now) == path) {
             return Err(AddError::Conflict(format!(

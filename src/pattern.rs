@@ -22,7 +22,8 @@ enum Piece {
     Literal(String),
     /// The letter after `%`.
     Time(char),
-    Key(String),
+    /// A key and the width given as `{key:N}` (only `{seq}` accepts one).
+    Key(String, Option<usize>),
 }
 
 /// Why a pattern could not be parsed.
@@ -83,10 +84,17 @@ impl Pattern {
                 }
                 '{' => {
                     let mut key = String::new();
+                    let mut width: Option<String> = None;
                     loop {
                         match chars.next() {
                             Some('}') => break,
-                            Some(k) if k.is_ascii_alphanumeric() || k == '_' => key.push(k),
+                            Some(':') if width.is_none() => width = Some(String::new()),
+                            Some(d) if width.is_some() && d.is_ascii_digit() => {
+                                if let Some(w) = width.as_mut() {
+                                    w.push(d)
+                                }
+                            }
+                            Some(k) if width.is_none() && (k.is_ascii_alphanumeric() || k == '_') => key.push(k),
                             Some(k) => {
                                 return Err(PatternError(format!(
                                     "pattern {source:?}: {k:?} in a {{key}} field (keys are letters, digits and '_'; write {{{{ for a literal brace)"
@@ -100,8 +108,19 @@ impl Pattern {
                             "pattern {source:?}: empty {{}} field (name a key, e.g. {{name}})"
                         )));
                     }
+                    let width = match width {
+                        None => None,
+                        Some(w) => match w.parse::<usize>() {
+                            Ok(n @ 1..=20) => Some(n),
+                            _ => {
+                                return Err(PatternError(format!(
+                                    "pattern {source:?}: {{{key}:{w}}} needs a width from 1 to 20"
+                                )))
+                            }
+                        },
+                    };
                     flush(&mut literal, &mut pieces);
-                    pieces.push(Piece::Key(key));
+                    pieces.push(Piece::Key(key, width));
                 }
                 c => literal.push(c),
             }
@@ -118,28 +137,28 @@ impl Pattern {
         &self.source
     }
 
-    /// Every `{key}` the pattern uses, in order of appearance.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    /// Every `{key}` the pattern uses, in order of appearance, with its width.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, Option<usize>)> {
         self.pieces.iter().filter_map(|p| match p {
-            Piece::Key(k) => Some(k.as_str()),
+            Piece::Key(k, w) => Some((k.as_str(), *w)),
             _ => None,
         })
     }
 
     /// The pattern expanded for instant `t` (taken as UTC), with `{key}` values from
-    /// `lookup`. A key `lookup` does not know is an error naming it.
-    pub fn render<'a>(
+    /// `lookup(key, width)`. A key `lookup` does not know is an error naming it.
+    pub fn render(
         &self,
         t: OffsetDateTime,
-        lookup: impl Fn(&str) -> Option<&'a str>,
+        lookup: impl Fn(&str, Option<usize>) -> Option<String>,
     ) -> Result<String, PatternError> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(s) => out.push_str(s),
                 Piece::Time(code) => write_time_code(&mut out, *code, t),
-                Piece::Key(k) => match lookup(k) {
-                    Some(v) => out.push_str(v),
+                Piece::Key(k, width) => match lookup(k, *width) {
+                    Some(v) => out.push_str(&v),
                     None => {
                         return Err(PatternError(format!(
                             "pattern {:?}: no key {{{k}}}",
@@ -282,10 +301,11 @@ mod tests {
     fn render(p: &str, t: OffsetDateTime) -> String {
         Pattern::parse(p)
             .unwrap()
-            .render(t, |k| match k {
-                "name" => Some("tlm"),
-                "pass" => Some("1234"),
-                "pct" => Some("50%d"),
+            .render(t, |k, w| match (k, w) {
+                ("name", None) => Some("tlm".into()),
+                ("pass", None) => Some("1234".into()),
+                ("pct", None) => Some("50%d".into()),
+                ("seq", w) => Some(format!("{:0w$}", 7, w = w.unwrap_or(4))),
                 _ => None,
             })
             .unwrap()
@@ -374,7 +394,10 @@ mod tests {
         // A key's value is not strftime-expanded.
         assert_eq!(render("{pct}", t), "50%d");
         let p = Pattern::parse("%Y/{name}-{pass}-{name}").unwrap();
-        assert_eq!(p.keys().collect::<Vec<_>>(), ["name", "pass", "name"]);
+        assert_eq!(
+            p.keys().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["name", "pass", "name"]
+        );
     }
 
     #[test]
@@ -388,7 +411,9 @@ mod tests {
             ("{}", "empty {} field"),
             ("{na-me}", "in a {key} field"),
             ("{0}", ""),
-            ("{name:4}", "in a {key} field"),
+            ("{seq:0}", "width from 1 to 20"),
+            ("{seq:x}", "in a {key} field"),
+            ("{seq:}", "width from 1 to 20"),
         ] {
             match Pattern::parse(p) {
                 Err(e) => assert!(e.0.contains(needle), "{p}: {e}"),
@@ -399,9 +424,18 @@ mod tests {
     }
 
     #[test]
+    fn widths() {
+        let t = dt(2026, 1, 1, 0, 0, 0);
+        assert_eq!(render("{name}-{seq}", t), "tlm-0007");
+        assert_eq!(render("{seq:6}|{seq:1}", t), "000007|7");
+        let p = Pattern::parse("{seq:6}").unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), [("seq", Some(6))]);
+    }
+
+    #[test]
     fn missing_key_is_an_error_at_render() {
         let p = Pattern::parse("{satellite}.pcap").unwrap();
-        let e = p.render(dt(2026, 1, 1, 0, 0, 0), |_| None).unwrap_err();
+        let e = p.render(dt(2026, 1, 1, 0, 0, 0), |_, _| None).unwrap_err();
         assert!(e.0.contains("{satellite}"), "{e}");
     }
 }

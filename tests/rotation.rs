@@ -1,0 +1,192 @@
+//! Black-box tests of rotation by size, by count and on request: the real binary,
+//! real datagrams, files read back by an independent reader.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::json;
+
+/// Starts bsc with one UDP handler `h` on a free port with `extra` keys.
+fn start(dir: &TempDir, extra: serde_json::Value) -> (Bsc, u16, PathBuf) {
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let mut h = json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port]});
+    for (k, v) in extra.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]}),
+    );
+    (bsc, port, root)
+}
+
+/// Every file's records, files ordered by the sequence number of their first record.
+fn files_in_order(root: &std::path::Path) -> Vec<(PathBuf, Vec<u64>)> {
+    let mut files: Vec<(PathBuf, Vec<u64>)> = pcap_files(root)
+        .into_iter()
+        .map(|f| {
+            (
+                f.clone(),
+                read_pcap(&f).2.iter().map(|r| seq_of(&r.data)).collect(),
+            )
+        })
+        .collect();
+    files.sort_by_key(|(_, seqs)| seqs.first().copied());
+    files
+}
+
+/// Sends `n` datagrams of `size` bytes (sequence-numbered), pacing so that the
+/// receive buffer never overflows, and waits until bsc has counted them all.
+fn send_all(bsc: &Bsc, port: u16, n: u64, size: usize) {
+    let tx = sender(port);
+    for seq in 0..n {
+        let mut p = seq.to_be_bytes().to_vec();
+        p.resize(size, (seq % 251) as u8);
+        tx.send(&p).unwrap();
+        if seq % 500 == 499 {
+            wait_until("bsc keeps up", || {
+                bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0]["packets"] == seq + 1
+            });
+        }
+    }
+    wait_until("all counted", || {
+        bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0]["packets"] == n
+    });
+}
+
+#[test]
+fn size_limit_keeps_every_file_under_it_and_loses_nothing() {
+    let dir = TempDir::new("bysize");
+    let (bsc, port, root) = start(&dir, json!({"rotate_max_bytes": 100000}));
+    send_all(&bsc, port, 400, 1024);
+    let (_, stats) = bsc.get("/stats");
+    assert!(bsc.stop().success());
+    let files = files_in_order(&root);
+    assert_eq!(files.len(), 5, "{files:?}");
+    let record = 16 + 1024;
+    for (i, (f, _)) in files.iter().enumerate() {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len <= 100_000, "{} is {len} bytes", f.display());
+        if i + 1 < files.len() {
+            assert!(
+                len > 100_000 - record,
+                "{} is {len} bytes: not within one record of the limit",
+                f.display()
+            );
+        }
+        assert_eq!(tcpdump(f).0, read_pcap(f).2.len());
+    }
+    let all: Vec<u64> = files.iter().flat_map(|(_, s)| s.clone()).collect();
+    assert_eq!(
+        all,
+        (0..400).collect::<Vec<_>>(),
+        "every record once, in order, across files"
+    );
+    let mut names: Vec<&PathBuf> = files.iter().map(|(f, _)| f).collect();
+    names.dedup();
+    assert_eq!(names.len(), files.len());
+    assert_eq!(
+        stats["['127.0.0.1', ".to_string() + &port.to_string() + "]"][0]["rotations_size"],
+        4
+    );
+}
+
+#[test]
+fn count_limit_gives_files_of_exactly_that_many_records() {
+    let dir = TempDir::new("bycount");
+    let (bsc, port, root) = start(
+        &dir,
+        json!({"rotate_max_packets": 1000, "file_name_pattern": "{name}-{seq}.pcap"}),
+    );
+    send_all(&bsc, port, 5500, 32);
+    assert!(bsc.stop().success());
+    let files = files_in_order(&root);
+    let counts: Vec<usize> = files.iter().map(|(_, s)| s.len()).collect();
+    assert_eq!(counts, [1000, 1000, 1000, 1000, 1000, 500]);
+    let names: Vec<String> = files
+        .iter()
+        .map(|(f, _)| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "h-0001.pcap",
+            "h-0002.pcap",
+            "h-0003.pcap",
+            "h-0004.pcap",
+            "h-0005.pcap",
+            "h-0006.pcap"
+        ]
+    );
+    let all: Vec<u64> = files.iter().flat_map(|(_, s)| s.clone()).collect();
+    assert_eq!(all, (0..5500).collect::<Vec<_>>());
+}
+
+#[test]
+fn forced_rotations_within_a_second_give_distinct_files() {
+    let dir = TempDir::new("forced");
+    let (bsc, port, root) = start(&dir, json!({}));
+    let tx = sender(port);
+    let mut rotated_to = Vec::new();
+    for seq in 0..3u64 {
+        tx.send(&seq_payload(seq)).unwrap();
+        wait_until("counted", || {
+            bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0]["packets"] == seq + 1
+        });
+        if seq < 2 {
+            let (status, r) = bsc.form("POST", "/h/rotate", "");
+            assert_eq!(status, 200, "{r}");
+            rotated_to.push(r[0]["log_file_path"].as_str().unwrap().to_string());
+        }
+    }
+    let (_, stats) = bsc.get("/stats");
+    assert!(bsc.stop().success());
+    let files = files_in_order(&root);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for (i, (f, seqs)) in files.iter().enumerate() {
+        assert_eq!(
+            seqs,
+            &[i as u64],
+            "{}: one record each, none appended into another",
+            f.display()
+        );
+    }
+    assert_ne!(rotated_to[0], rotated_to[1]);
+    assert_eq!(
+        stats[format!("['127.0.0.1', {port}]")][0]["rotations_forced"],
+        2
+    );
+}
+
+#[test]
+fn a_size_limit_below_one_datagram_puts_each_alone() {
+    let dir = TempDir::new("tiny");
+    let (bsc, port, root) = start(&dir, json!({"rotate_max_bytes": "100B"}));
+    send_all(&bsc, port, 20, 500);
+    assert!(bsc.stop().success());
+    let files = files_in_order(&root);
+    assert_eq!(files.len(), 20);
+    for (i, (f, seqs)) in files.iter().enumerate() {
+        assert_eq!(seqs, &[i as u64], "{}", f.display());
+        assert_eq!(read_pcap(f).2[0].data.len(), 500, "whole datagram");
+    }
+}
+
+#[test]
+fn bad_sizes_name_the_units() {
+    let dir = TempDir::new("badsize");
+    let cfg = write_config(
+        dir.path(),
+        &json!({"handlers": [{"name": "h", "conn_type": "udp", "address": ["", 9], "rotate_max_bytes": "10 XB"}]}),
+    );
+    let mut bsc = Bsc::spawn(&["--config", cfg.to_str().unwrap()], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2));
+    let line = bsc.log().pop().unwrap();
+    assert!(
+        line.contains("rotate_max_bytes") && line.contains("KB") && line.contains("GiB"),
+        "{line}"
+    );
+}
