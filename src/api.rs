@@ -26,12 +26,12 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::clock::UnixMicros;
-use crate::config::{self, ConnType, HandlerSpec, Origin};
+use crate::config::{self, ConnType, Direction, HandlerSpec, Origin, Timestamps};
 use crate::handler::Handler;
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::manager::{AddError, Capturer, Manager};
+use crate::manager::{AddError, Capturer, Manager, TcpStatus};
 use crate::sys;
 
 /// What a request may see and change.
@@ -132,8 +132,34 @@ struct HandlerDict<'a> {
     path: Option<&'a str>,
     pre_write_transforms: Vec<&'static str>,
     rcvbuf_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotate_max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotate_max_packets: Option<u64>,
+    #[serde(flatten)]
+    source: SourceOptions<'a>,
     #[serde(flatten)]
     metadata: Ordered<&'a Value>,
+}
+
+/// The options of a handler's kind of source, as configured.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SourceOptions<'a> {
+    Udp {
+        record_source: bool,
+        timestamps: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        interface: Option<&'a str>,
+    },
+    Tcp {
+        connect_timeout_s: f64,
+        reconnect_max_s: f64,
+    },
+    Ethernet {
+        direction: &'static str,
+        timestamps: &'static str,
+    },
 }
 
 /// One entry of `GET /` and `GET /<name>/config`.
@@ -167,11 +193,39 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
                 .map(|t| t.as_str())
                 .collect(),
             rcvbuf_bytes: spec.rcvbuf_bytes,
+            rotate_max_bytes: spec.rotate_max_bytes,
+            rotate_max_packets: spec.rotate_max_packets,
+            source: source_options(spec),
             metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
         },
         log_file_path: h.log_file_path(now).display().to_string(),
         conn_type: spec.conn_type.as_str(),
         address: (&spec.address.host, spec.address.port),
+    }
+}
+
+fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
+    let timestamps = match spec.timestamps {
+        Timestamps::Kernel => "kernel",
+        Timestamps::Read => "read",
+    };
+    match spec.conn_type {
+        ConnType::Udp => SourceOptions::Udp {
+            record_source: spec.record_source,
+            timestamps,
+            interface: spec.interface.as_deref(),
+        },
+        ConnType::Tcp => SourceOptions::Tcp {
+            connect_timeout_s: spec.connect_timeout.as_secs_f64(),
+            reconnect_max_s: spec.reconnect_max.as_secs_f64(),
+        },
+        ConnType::Ethernet => SourceOptions::Ethernet {
+            direction: match spec.direction {
+                Direction::Both => "both",
+                Direction::In => "in",
+            },
+            timestamps,
+        },
     }
 }
 
@@ -200,6 +254,9 @@ struct StatsEntry<'a> {
     local_address: &'a str,
     /// The receive buffer the kernel granted the socket.
     rcvbuf_granted: usize,
+    /// tcp: `connected`, `reconnects`, `last_error`, `last_connected_at`.
+    #[serde(flatten)]
+    tcp: Option<TcpStatus>,
 }
 
 fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsEntry<'a> {
@@ -225,6 +282,7 @@ fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsE
         rotations_forced: s.rotations_forced,
         local_address: &cap.local,
         rcvbuf_granted: cap.rcvbuf_granted,
+        tcp: cap.tcp_status(),
     }
 }
 
@@ -395,7 +453,7 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
         Err(e @ (AddError::Conflict(_) | AddError::Socket(_))) => {
             Response::error(409, e.to_string())
         }
-        Err(e @ AddError::Unsupported(_)) => Response::error(400, e.to_string()),
+        Err(e @ AddError::Invalid(_)) => Response::error(400, format!("loc: {e}")),
     }
 }
 

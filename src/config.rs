@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -143,6 +144,25 @@ impl Transform {
     }
 }
 
+/// Which Ethernet frames a handler keeps (`direction`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Frames received and sent on the interface (AIT's behaviour).
+    Both,
+    /// Only frames the interface received.
+    In,
+}
+
+/// Which time stamps a record (`timestamps`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Timestamps {
+    /// The kernel's receive time (`SO_TIMESTAMPNS`); the time of reading when the
+    /// kernel gives none.
+    Kernel,
+    /// The time bsc read the unit.
+    Read,
+}
+
 /// Where a handler definition came from; decides what it may set.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -174,6 +194,18 @@ pub struct HandlerSpec {
     pub rotate_max_bytes: Option<u64>,
     /// Close a file once it holds this many records.
     pub rotate_max_packets: Option<u64>,
+    /// tcp: how long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// tcp: the longest wait between reconnection attempts.
+    pub reconnect_max: Duration,
+    /// ethernet: which frames to keep.
+    pub direction: Direction,
+    /// udp multicast: the interface (name or IPv4 address) to join the group on.
+    pub interface: Option<String>,
+    /// udp: write each datagram as an IP/UDP packet carrying the sender's address.
+    pub record_source: bool,
+    /// udp and ethernet: which time stamps a record.
+    pub timestamps: Timestamps,
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
@@ -200,7 +232,7 @@ fn field_err(key: &str, message: impl Into<String>) -> FieldError {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-const HANDLER_KEYS: [&str; 12] = [
+const HANDLER_KEYS: [&str; 18] = [
     "name",
     "conn_type",
     "address",
@@ -213,6 +245,12 @@ const HANDLER_KEYS: [&str; 12] = [
     "rcvbuf_bytes",
     "rotate_max_bytes",
     "rotate_max_packets",
+    "connect_timeout_s",
+    "reconnect_max_s",
+    "direction",
+    "interface",
+    "record_source",
+    "timestamps",
 ];
 /// Keys bsc sets itself; they cannot be configured.
 const RESERVED_KEYS: [(&str, &str); 3] = [
@@ -598,6 +636,96 @@ impl HandlerSpec {
             })?),
         };
 
+        let only_for = |key: &str, kinds: &[ConnType]| -> Result<(), FieldError> {
+            if obj.get(key).is_some_and(|v| !v.is_null()) && !kinds.contains(&conn_type) {
+                let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                return Err(field_err(
+                    key,
+                    format!(
+                        "only applies to {} handlers, not {conn_type}",
+                        names.join(" and ")
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let seconds = |key: &str, default: f64, min: f64| -> Result<Duration, FieldError> {
+            let v = match obj.get(key) {
+                None | Some(Value::Null) => return Ok(Duration::from_secs_f64(default)),
+                Some(v) => v,
+            };
+            let n = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if (min..=86_400.0).contains(&n) => Ok(Duration::from_secs_f64(n)),
+                _ => Err(field_err(
+                    key,
+                    format!(
+                        "must be a number of seconds from {min} to 86400, got {}",
+                        describe(v)
+                    ),
+                )),
+            }
+        };
+        only_for("connect_timeout_s", &[ConnType::Tcp])?;
+        only_for("reconnect_max_s", &[ConnType::Tcp])?;
+        only_for("direction", &[ConnType::Ethernet])?;
+        only_for("interface", &[ConnType::Udp])?;
+        only_for("record_source", &[ConnType::Udp])?;
+        only_for("timestamps", &[ConnType::Udp, ConnType::Ethernet])?;
+        let connect_timeout = seconds("connect_timeout_s", 5.0, 0.1)?;
+        let reconnect_max = seconds("reconnect_max_s", 30.0, 0.5)?;
+        let direction = match string("direction")? {
+            None | Some("both") => Direction::Both,
+            Some("in") => Direction::In,
+            Some(other) => {
+                return Err(field_err(
+                    "direction",
+                    format!("{other:?} is not one of both, in"),
+                ))
+            }
+        };
+        let interface = match string("interface")? {
+            None | Some("") => None,
+            Some(i) => {
+                validate_host(i).map_err(|m| field_err("interface", m))?;
+                let group = address
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .filter(|ip| ip.is_multicast());
+                if group.is_none() {
+                    return Err(field_err(
+                        "interface",
+                        "only applies when the address is a multicast group",
+                    ));
+                }
+                Some(i.to_string())
+            }
+        };
+        let record_source = match obj.get("record_source") {
+            None | Some(Value::Null) => false,
+            Some(v) => boolean(v).ok_or_else(|| {
+                field_err(
+                    "record_source",
+                    format!("must be true or false, got {}", describe(v)),
+                )
+            })?,
+        };
+        let timestamps = match string("timestamps")? {
+            None | Some("kernel") => Timestamps::Kernel,
+            Some("read") => Timestamps::Read,
+            Some(other) => {
+                return Err(field_err(
+                    "timestamps",
+                    format!("{other:?} is not one of kernel, read"),
+                ))
+            }
+        };
+
         let mut metadata = Vec::new();
         for (key, value) in obj {
             if is_handler_key(key) {
@@ -619,6 +747,12 @@ impl HandlerSpec {
             rcvbuf_bytes,
             rotate_max_bytes,
             rotate_max_packets,
+            connect_timeout,
+            reconnect_max,
+            direction,
+            interface,
+            record_source,
+            timestamps,
             metadata,
             origin,
         };
@@ -1231,6 +1365,60 @@ mod tests {
         let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "seq": 5}))
             .unwrap_err();
         assert_eq!(e.key, "seq");
+    }
+
+    #[test]
+    fn source_options_apply_to_their_conn_type_only() {
+        let base = |ct: &str, host: &str, k: &str, v: Value| json!({"name": "h", "conn_type": ct, "address": [host, 7], k: v});
+        let s = spec(base("tcp", "10.0.0.1", "connect_timeout_s", json!(2.5))).unwrap();
+        assert_eq!(
+            (s.connect_timeout, s.reconnect_max),
+            (Duration::from_millis(2500), Duration::from_secs(30))
+        );
+        assert_eq!(
+            spec(base("udp", "", "connect_timeout_s", json!(2)))
+                .unwrap_err()
+                .message,
+            "only applies to tcp handlers, not udp"
+        );
+        assert_eq!(
+            spec(base("ethernet", "eth0", "direction", json!("in")))
+                .unwrap()
+                .direction,
+            Direction::In
+        );
+        assert!(spec(base("ethernet", "eth0", "direction", json!("out")))
+            .unwrap_err()
+            .message
+            .contains("both, in"));
+        assert!(spec(base("udp", "", "direction", json!("in"))).is_err());
+        assert!(spec(base("udp", "239.1.2.3", "interface", json!("lo"))).is_ok());
+        assert!(spec(base("udp", "127.0.0.1", "interface", json!("lo")))
+            .unwrap_err()
+            .message
+            .contains("multicast"));
+        assert!(
+            spec(base("udp", "", "record_source", json!("True")))
+                .unwrap()
+                .record_source
+        );
+        assert_eq!(
+            spec(base("udp", "", "timestamps", json!("read")))
+                .unwrap()
+                .timestamps,
+            Timestamps::Read
+        );
+        assert_eq!(
+            spec(base("ethernet", "eth0", "timestamps", json!(null)))
+                .unwrap()
+                .timestamps,
+            Timestamps::Kernel
+        );
+        assert!(spec(base("tcp", "h", "timestamps", json!("kernel"))).is_err());
+        assert!(spec(base("tcp", "10.0.0.1", "reconnect_max_s", json!(0.1)))
+            .unwrap_err()
+            .message
+            .contains("0.5"));
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //!
 //! One turn of the loop:
 //! 1. poll, with a timeout that is zero if a capturer still has unread data, else
-//!    the time to the next rotation deadline, at most one second;
+//!    the time to the next rotation or capturer deadline, at most one second;
 //! 2. for each event: signals are read from the signalfd; a readable capturer is
 //!    queued; HTTP connections are served at once (answers never wait on disk);
 //! 3. every queued capturer is drained up to its budget (so no source starves the
 //!    others; one whose budget ran out stays queued for the next turn);
 //! 4. every handler that received something writes its pending records (one
 //!    `write` each): nothing read is left only in memory while bsc sleeps;
-//! 5. files whose rotation period has ended are closed; HTTP connections that
-//!    timed out are closed.
+//! 5. files whose rotation period has ended are closed; TCP capturers whose
+//!    back-off or connect deadline came are served; HTTP connections that timed
+//!    out are closed.
 //!
 //! Nothing here blocks except `poll` itself and file writes.
 
@@ -136,12 +137,18 @@ impl EventLoop {
                 let Some(cid) = self.ready.pop_front() else {
                     break;
                 };
-                if self.manager.drain(cid, || self.clock.now()) == Drained::More {
+                if self
+                    .manager
+                    .drain(cid, self.poll.registry(), || self.clock.now())
+                    == Drained::More
+                {
                     self.ready.push_back(cid);
                 }
             }
             self.manager.flush_dirty();
             self.manager.expire(self.clock.now());
+            self.manager
+                .expire_capturers(self.poll.registry(), Instant::now());
             self.http.sweep(Instant::now(), self.poll.registry());
             if stop {
                 self.manager.close_all();
@@ -173,15 +180,17 @@ impl EventLoop {
         });
     }
 
-    /// Time until the next rotation deadline, at most [`MAX_SLEEP`].
+    /// Time until the next rotation or capturer deadline, at most [`MAX_SLEEP`].
     fn sleep_time(&self) -> Duration {
-        match self.manager.next_deadline() {
-            Some(at) => {
-                let us = (at.0 - self.clock.now().0).max(0) as u64;
-                Duration::from_micros(us).min(MAX_SLEEP)
-            }
+        let rotation = match self.manager.next_deadline() {
+            Some(at) => Duration::from_micros((at.0 - self.clock.now().0).max(0) as u64),
             None => MAX_SLEEP,
-        }
+        };
+        let capturer = match self.manager.next_capturer_deadline() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => MAX_SLEEP,
+        };
+        rotation.min(capturer).min(MAX_SLEEP)
     }
 
     /// Reads every pending signal. Returns whether bsc must stop.

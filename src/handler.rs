@@ -19,11 +19,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::clock::UnixMicros;
-use crate::config::{ConnType, HandlerSpec, Transform};
+use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
+use crate::ipudp;
 use crate::pcap::{self, LinkType, Opened};
+use crate::sys::{Peer, PACKET_OUTGOING};
 use crate::{error, info, warn};
 
 /// How long a handler waits after failing to open a file before trying again
@@ -140,6 +143,20 @@ struct CurrentFile {
     records: u64,
 }
 
+/// One received unit, as a capturer hands it to each of its handlers.
+#[derive(Copy, Clone, Debug)]
+pub struct Unit<'a> {
+    /// The bytes captured.
+    pub data: &'a [u8],
+    /// The unit's real length (more than `data` when the source had to cut it).
+    pub orig_len: usize,
+    /// When bsc read it.
+    pub read_at: UnixMicros,
+    /// When the kernel received it, if the source reports that.
+    pub kernel_at: Option<UnixMicros>,
+    pub peer: Peer,
+}
+
 /// What [`Handler::record`] did that the manager must know.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
@@ -155,6 +172,8 @@ pub struct Handler {
     pub spec: HandlerSpec,
     root: PathBuf,
     link: LinkType,
+    /// The capturer's local address (destination of `record_source` headers).
+    local: Option<SocketAddr>,
     file: Option<CurrentFile>,
     pending: Vec<u8>,
     pending_records: u64,
@@ -165,15 +184,25 @@ pub struct Handler {
 
 impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
-    pub fn new(spec: HandlerSpec, root: &Path, now: UnixMicros) -> Handler {
-        let link = match spec.conn_type {
-            ConnType::Ethernet => LinkType::Ethernet,
-            ConnType::Udp | ConnType::Tcp => LinkType::User0,
+    /// `local` is the address its capturer's socket is bound to, if any.
+    pub fn new(
+        spec: HandlerSpec,
+        root: &Path,
+        now: UnixMicros,
+        local: Option<SocketAddr>,
+    ) -> Handler {
+        let link = match (spec.conn_type, spec.record_source, local) {
+            (ConnType::Ethernet, _, _) => LinkType::Ethernet,
+            (ConnType::Udp, true, Some(SocketAddr::V6(_))) => LinkType::Ipv6,
+            (ConnType::Udp, true, _) => LinkType::Ipv4,
+            // record_source is refused for tcp by the config loader.
+            (ConnType::Udp, false, _) | (ConnType::Tcp, _, _) => LinkType::User0,
         };
         Handler {
             spec,
             root: root.to_path_buf(),
             link,
+            local,
             file: None,
             pending: Vec::new(),
             pending_records: 0,
@@ -182,9 +211,37 @@ impl Handler {
         }
     }
 
-    /// Takes one received unit (datagram, read or frame) stamped `ts`; `orig_len`
-    /// is its real length if the source had to cut it.
-    pub fn record(&mut self, ts: UnixMicros, payload: &[u8], orig_len: usize) -> Recorded {
+    /// Takes one received unit. Returns what the manager must arrange (a flush,
+    /// a rotation timer). Outgoing Ethernet frames are skipped with `direction: in`.
+    pub fn record(&mut self, unit: &Unit) -> Recorded {
+        if self.spec.direction == Direction::In
+            && unit.peer
+                == (Peer::Packet {
+                    pkttype: PACKET_OUTGOING,
+                })
+        {
+            return Recorded::default();
+        }
+        let ts = match (self.spec.timestamps, unit.kernel_at) {
+            (Timestamps::Kernel, Some(k)) => k,
+            _ => unit.read_at,
+        };
+        let source = match (self.link, unit.peer) {
+            (LinkType::Ipv4 | LinkType::Ipv6, Peer::Inet(src)) => Some(src),
+            _ => None,
+        };
+        self.record_at(ts, unit.data, unit.orig_len, source)
+    }
+
+    /// Records `payload` (really `orig_len` long) stamped `ts`, behind synthesized
+    /// IP/UDP headers from `source` when the handler records sources.
+    fn record_at(
+        &mut self,
+        ts: UnixMicros,
+        payload: &[u8],
+        orig_len: usize,
+        source: Option<SocketAddr>,
+    ) -> Recorded {
         self.stats.count(ts, orig_len);
         let mut outcome = Recorded::default();
         let mut data = payload;
@@ -193,7 +250,13 @@ impl Handler {
                 Transform::Identity => data,
             };
         }
-        let record_len = (pcap::RECORD_HEADER_LEN + data.len().min(pcap::SNAPLEN as usize)) as u64;
+        let headers = match self.link {
+            LinkType::Ipv4 => ipudp::V4_HEADERS,
+            LinkType::Ipv6 => ipudp::V6_HEADERS,
+            LinkType::User0 | LinkType::Ethernet => 0,
+        };
+        let captured = (headers + data.len()).min(pcap::SNAPLEN as usize);
+        let record_len = (pcap::RECORD_HEADER_LEN + captured) as u64;
         if let Some(reason) = self
             .file
             .as_ref()
@@ -214,11 +277,25 @@ impl Handler {
                 }
             }
         }
-        if data.len() > pcap::SNAPLEN as usize {
+        if headers + data.len() > pcap::SNAPLEN as usize || orig_len > data.len() {
             self.stats.truncated += 1;
         }
         outcome.needs_flush = self.pending.is_empty();
-        pcap::encode_record(&mut self.pending, ts, data, orig_len.max(data.len()));
+        if headers == 0 {
+            pcap::encode_record(&mut self.pending, ts, data, orig_len.max(data.len()));
+        } else {
+            let unspecified = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+            let src = source.unwrap_or(unspecified);
+            let dst = self.local.unwrap_or(unspecified);
+            pcap::record_header(
+                &mut self.pending,
+                ts,
+                captured,
+                headers + orig_len.max(data.len()),
+            );
+            ipudp::write_headers(&mut self.pending, src, dst, data);
+            self.pending.extend_from_slice(&data[..captured - headers]);
+        }
         self.pending_records += 1;
         outcome
     }
@@ -490,7 +567,7 @@ mod tests {
             v[k] = x.clone();
         }
         let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
-        Handler::new(spec, root, UnixMicros(0))
+        Handler::new(spec, root, UnixMicros(0), None)
     }
 
     fn payloads(path: &Path) -> Vec<Vec<u8>> {
@@ -504,6 +581,19 @@ mod tests {
 
     const T0: i64 = 1_795_860_000_000_000; // 2026-11-28T10:00:00Z
 
+    impl Handler {
+        /// A unit read at `ts` with no kernel time and no peer.
+        fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
+            self.record(&Unit {
+                data,
+                orig_len,
+                read_at: ts,
+                kernel_at: None,
+                peer: Peer::Unknown,
+            })
+        }
+    }
+
     #[test]
     fn hourly_rotation_by_record_time_and_by_timer() {
         let root = temp_dir("hourly");
@@ -512,7 +602,7 @@ mod tests {
             json!({"rotate_log_index": "hour", "file_name_pattern": "%H-%M-%S.pcap"}),
         );
         assert_eq!(h.log_file_path(UnixMicros(T0)), root.join("10-00-00.pcap"));
-        let r = h.record(UnixMicros(T0 + 1_000), b"a", 1);
+        let r = h.record_plain(UnixMicros(T0 + 1_000), b"a", 1);
         assert_eq!(
             r,
             Recorded {
@@ -520,11 +610,11 @@ mod tests {
                 rotate_at: Some(UnixMicros(T0 + 3_600_000_000))
             }
         );
-        assert!(!h.record(UnixMicros(T0 + 2_000), b"b", 1).needs_flush);
+        assert!(!h.record_plain(UnixMicros(T0 + 2_000), b"b", 1).needs_flush);
         h.flush();
         // 10:59:59.9 still goes to the first file; 11:00:00 opens the next.
-        h.record(UnixMicros(T0 + 3_599_900_000), b"c", 1);
-        let r = h.record(UnixMicros(T0 + 3_600_000_000), b"d", 1);
+        h.record_plain(UnixMicros(T0 + 3_599_900_000), b"c", 1);
+        let r = h.record_plain(UnixMicros(T0 + 3_600_000_000), b"d", 1);
         assert_eq!(r.rotate_at, Some(UnixMicros(T0 + 7_200_000_000)));
         h.flush();
         assert_eq!(payloads(&root.join("10-00-00.pcap")), [b"a", b"b", b"c"]);
@@ -551,9 +641,9 @@ mod tests {
             &root,
             json!({"rotate_log_index": "hour", "file_name_pattern": "%d-%H.pcap"}),
         );
-        h.record(UnixMicros(T0), b"a", 1);
-        h.record(UnixMicros(T0 - 60_000_000), b"b", 1); // one minute back, same day: same file
-        h.record(UnixMicros(T0 - 86_400_000_000), b"c", 1); // a day back: new file
+        h.record_plain(UnixMicros(T0), b"a", 1);
+        h.record_plain(UnixMicros(T0 - 60_000_000), b"b", 1); // one minute back, same day: same file
+        h.record_plain(UnixMicros(T0 - 86_400_000_000), b"c", 1); // a day back: new file
         h.flush();
         drop(h);
         assert_eq!(payloads(&root.join("28-10.pcap")), [b"a", b"b"]);
@@ -568,8 +658,8 @@ mod tests {
             &root,
             json!({"rotate_log": false, "file_name_pattern": "one.pcap"}),
         );
-        assert_eq!(h.record(UnixMicros(T0), b"a", 1).rotate_at, None);
-        h.record(UnixMicros(T0 + 400 * 86_400_000_000), b"b", 1);
+        assert_eq!(h.record_plain(UnixMicros(T0), b"a", 1).rotate_at, None);
+        h.record_plain(UnixMicros(T0 + 400 * 86_400_000_000), b"b", 1);
         drop(h); // closing flushes
         assert_eq!(payloads(&root.join("one.pcap")), [b"a", b"b"]);
         std::fs::remove_dir_all(root).unwrap();
@@ -582,12 +672,12 @@ mod tests {
         // A plain file where the handler's folder should be.
         std::fs::write(root.join("sub"), b"x").unwrap();
         let mut h = handler(&root, json!({"path": "sub", "file_name_pattern": "f.pcap"}));
-        h.record(UnixMicros(T0), b"a", 1);
-        h.record(UnixMicros(T0 + 500_000), b"b", 1);
+        h.record_plain(UnixMicros(T0), b"a", 1);
+        h.record_plain(UnixMicros(T0 + 500_000), b"b", 1);
         assert_eq!((h.stats.write_errors, h.stats.records_lost), (1, 2));
         std::fs::remove_file(root.join("sub")).unwrap();
-        h.record(UnixMicros(T0 + 900_000), b"c", 1); // still inside the back-off
-        h.record(UnixMicros(T0 + 1_000_000), b"d", 1);
+        h.record_plain(UnixMicros(T0 + 900_000), b"c", 1); // still inside the back-off
+        h.record_plain(UnixMicros(T0 + 1_000_000), b"d", 1);
         h.flush();
         assert_eq!((h.stats.write_errors, h.stats.records_lost), (1, 3));
         assert_eq!(payloads(&root.join("sub/f.pcap")), [b"d"]);
@@ -602,7 +692,7 @@ mod tests {
             json!({"rotate_max_packets": 3, "file_name_pattern": "x.pcap"}),
         );
         for i in 0..7u8 {
-            h.record(UnixMicros(T0 + i as i64), &[i; 10], 10);
+            h.record_plain(UnixMicros(T0 + i as i64), &[i; 10], 10);
         }
         h.flush();
         assert_eq!(payloads(&root.join("x.pcap")).len(), 3);
@@ -617,7 +707,7 @@ mod tests {
             json!({"rotate_max_bytes": 76, "file_name_pattern": "{name}-{seq}.pcap"}),
         );
         for i in 0..5u8 {
-            h.record(UnixMicros(T0), &[i; 10], 10);
+            h.record_plain(UnixMicros(T0), &[i; 10], 10);
         }
         h.flush();
         let sizes: Vec<u64> = (1..=3)
@@ -636,7 +726,7 @@ mod tests {
             json!({"name": "tiny", "rotate_max_bytes": 10, "file_name_pattern": "{name}-{seq}.pcap"}),
         );
         for i in 0..3u8 {
-            h.record(UnixMicros(T0), &[i; 40], 40);
+            h.record_plain(UnixMicros(T0), &[i; 40], 40);
         }
         h.flush();
         for n in 1..=3 {
@@ -651,11 +741,11 @@ mod tests {
     fn forced_rotations_in_one_second_give_new_files_and_a_restart_appends() {
         let root = temp_dir("forced");
         let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
-        h.record(UnixMicros(T0), b"a", 1);
+        h.record_plain(UnixMicros(T0), b"a", 1);
         h.rotate_now(UnixMicros(T0 + 100)).unwrap();
-        h.record(UnixMicros(T0 + 200), b"b", 1);
+        h.record_plain(UnixMicros(T0 + 200), b"b", 1);
         h.rotate_now(UnixMicros(T0 + 300)).unwrap();
-        h.record(UnixMicros(T0 + 400), b"c", 1);
+        h.record_plain(UnixMicros(T0 + 400), b"c", 1);
         assert_eq!(h.stats.rotations_forced, 2);
         drop(h);
         assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
@@ -663,7 +753,7 @@ mod tests {
         assert_eq!(payloads(&root.join("100000-2.pcap")), [b"c"]);
         // A new run in the same second: its first file appends, as AIT does.
         let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
-        h.record(UnixMicros(T0 + 500), b"d", 1);
+        h.record_plain(UnixMicros(T0 + 500), b"d", 1);
         drop(h);
         assert_eq!(payloads(&root.join("100000.pcap")), [b"a", b"d"]);
         std::fs::remove_dir_all(root).unwrap();

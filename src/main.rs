@@ -10,7 +10,8 @@
 //! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
 //! | [`rotation`] | AIT's calendar rotation rule (pure) |
 //! | [`pcap`] | PCAP header/record encoding; open, append, repair a file |
-//! | [`capture`] | sockets: [`capture::udp`] |
+//! | [`capture`] | sockets: [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
+//! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
 //! | [`handler`] | one output stream: file, pending buffer, stats |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
@@ -53,6 +54,7 @@ mod config;
 mod event_loop;
 mod handler;
 mod http;
+mod ipudp;
 mod log;
 mod manager;
 mod pattern;

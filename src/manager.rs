@@ -6,20 +6,28 @@
 //! - a name appears at most once per address; no two handlers write the same file;
 //! - a handler with pending records is in `dirty` exactly once, so a wake-up
 //!   flushes only handlers that received something (idle ones cost nothing);
-//! - every open file with a rotation deadline has an entry in `timers` (entries
-//!   may be stale: they are checked against the handler when they fire).
+//! - every open file with a rotation deadline has an entry in `timers`, and every
+//!   TCP capturer waiting for something (a back-off, a connect deadline) has one
+//!   in `capturer_timers` (entries may be stale: they are checked when they fire).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use crate::capture::ethernet::{self, PacketSocket};
+use crate::capture::tcp::{ReadOutcome, TcpClient};
 use crate::capture::udp;
 use crate::clock::UnixMicros;
 use crate::config::{Address, Config, ConnType, HandlerSpec, Origin};
-use crate::handler::Handler;
+use crate::handler::{Handler, Recorded, Unit};
+use crate::sys::{self, Peer};
 use crate::{error, info, warn};
 
 /// Index of a handler in the manager.
@@ -29,8 +37,10 @@ pub type CapturerId = usize;
 
 /// Most units one capturer reads per wake-up before the loop serves others.
 pub const READ_BUDGET: usize = 1024;
-/// Receive buffer for one datagram: every UDP payload fits.
+/// Receive buffer for one unit: every UDP payload and Ethernet frame fits.
 pub const RECV_BUFFER_LEN: usize = 65536;
+/// Largest TCP read: one record, never more than the snaplen.
+const TCP_READ_LEN: usize = 65535;
 
 /// mio tokens of capturers are `CAPTURER_TOKEN_BASE + id`.
 pub const CAPTURER_TOKEN_BASE: usize = 1 << 20;
@@ -38,6 +48,8 @@ pub const CAPTURER_TOKEN_BASE: usize = 1 << 20;
 /// The socket a capturer reads.
 enum Source {
     Udp(mio::net::UdpSocket),
+    Tcp(TcpClient),
+    Ethernet(PacketSocket),
 }
 
 /// One socket (address + conn_type) and the handlers it feeds.
@@ -46,10 +58,37 @@ pub struct Capturer {
     pub conn_type: ConnType,
     source: Source,
     pub handlers: Vec<HandlerId>,
+    /// What the socket is bound to: `127.0.0.1:8500`, `eth1 (ifindex 3)`, or the
+    /// TCP peer.
     pub local: String,
+    local_addr: Option<SocketAddr>,
     pub rcvbuf_granted: usize,
     /// Creation order, for listings in AIT's order.
     pub seq: u64,
+}
+
+impl Capturer {
+    /// The connection state of a TCP capturer.
+    pub fn tcp_status(&self) -> Option<TcpStatus> {
+        match &self.source {
+            Source::Tcp(c) => Some(TcpStatus {
+                connected: c.is_connected(),
+                reconnects: c.reconnects,
+                last_error: c.last_error.clone(),
+                last_connected_at: c.last_connected_at.map(UnixMicros::to_rfc3339),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A TCP capturer's connection, as `/stats` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TcpStatus {
+    pub connected: bool,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    pub last_connected_at: Option<String>,
 }
 
 /// Why a handler could not be added.
@@ -60,16 +99,15 @@ pub enum AddError {
     Conflict(String),
     /// The socket could not be opened (HTTP 409: usually "address in use").
     Socket(String),
-    /// This build cannot capture this conn_type (HTTP 400).
-    Unsupported(String),
+    /// The address names something that does not exist, such as an interface
+    /// (HTTP 400).
+    Invalid(String),
 }
 
 impl fmt::Display for AddError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AddError::Conflict(m) | AddError::Socket(m) | AddError::Unsupported(m) => {
-                f.write_str(m)
-            }
+            AddError::Conflict(m) | AddError::Socket(m) | AddError::Invalid(m) => f.write_str(m),
         }
     }
 }
@@ -91,6 +129,7 @@ pub struct Manager {
     /// Handlers with pending records (see the module invariants).
     dirty: Vec<HandlerId>,
     timers: BTreeSet<(UnixMicros, HandlerId)>,
+    capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
     recv_buf: Vec<u8>,
 }
@@ -104,6 +143,7 @@ impl Manager {
             handlers: Vec::new(),
             dirty: Vec::new(),
             timers: BTreeSet::new(),
+            capturer_timers: BTreeSet::new(),
             next_seq: 0,
             recv_buf: vec![0; RECV_BUFFER_LEN],
         }
@@ -161,7 +201,29 @@ impl Manager {
         }
 
         let cid = match existing {
-            Some(cid) => cid,
+            Some(cid) => {
+                let cap = self.capturer(cid);
+                if let Some(first) = cap.handlers.first() {
+                    let first = &self.handler(*first).spec;
+                    if (
+                        first.rcvbuf_bytes,
+                        first.interface.as_ref(),
+                        first.connect_timeout,
+                        first.reconnect_max,
+                    ) != (
+                        spec.rcvbuf_bytes,
+                        spec.interface.as_ref(),
+                        spec.connect_timeout,
+                        spec.reconnect_max,
+                    ) {
+                        warn!(
+                            "handler {}: {} is already open; its socket options (rcvbuf_bytes, interface, connect_timeout_s, reconnect_max_s) stay those of handler {}",
+                            spec.name, spec.address, first.name
+                        );
+                    }
+                }
+                cid
+            }
             None => self.open_capturer(&spec, registry)?,
         };
         let hid = self
@@ -169,7 +231,7 @@ impl Manager {
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.handlers.len());
-        let handler = Handler::new(spec, &self.root, now);
+        let handler = Handler::new(spec, &self.root, now, self.capturer(cid).local_addr);
         info!(
             "handler {}: capturing {} {} into {}",
             handler.spec.name,
@@ -197,29 +259,62 @@ impl Manager {
             .position(Option::is_none)
             .unwrap_or(self.capturers.len());
         let token = Token(CAPTURER_TOKEN_BASE + cid);
-        let (mut source, local, rcvbuf_granted) = match spec.conn_type {
+        let watch = |e: io::Error| AddError::Socket(format!("cannot watch {}: {e}", spec.address));
+        let (source, local, local_addr, rcvbuf_granted) = match spec.conn_type {
             ConnType::Udp => {
-                let b = udp::bind(&spec.address, spec.rcvbuf_bytes).map_err(AddError::Socket)?;
-                (Source::Udp(b.socket), b.local.to_string(), b.rcvbuf_granted)
+                let mut b = udp::bind(&spec.address, spec.rcvbuf_bytes, spec.interface.as_deref())
+                    .map_err(AddError::Socket)?;
+                registry
+                    .register(&mut b.socket, token, Interest::READABLE)
+                    .map_err(watch)?;
+                (
+                    Source::Udp(b.socket),
+                    b.local.to_string(),
+                    Some(b.local),
+                    b.rcvbuf_granted,
+                )
             }
-            other => {
-                return Err(AddError::Unsupported(format!(
-                    "conn_type \"{other}\" is not supported by this version of bsc (udp is)"
-                )))
+            ConnType::Ethernet => {
+                sys::interface_index(&spec.address.host)
+                    .map_err(|e| AddError::Invalid(format!("cannot capture ethernet: {e}")))?;
+                let (p, granted) =
+                    ethernet::open(&spec.address, spec.rcvbuf_bytes).map_err(AddError::Socket)?;
+                registry
+                    .register(&mut SourceFd(&p.as_raw_fd()), token, Interest::READABLE)
+                    .map_err(watch)?;
+                let local = format!("{} (ifindex {})", spec.address.host, p.ifindex);
+                (Source::Ethernet(p), local, None, granted)
+            }
+            ConnType::Tcp => {
+                let seed = UnixMicros::from_datetime(time::OffsetDateTime::now_utc()).0 as u64
+                    ^ ((std::process::id() as u64) << 32)
+                    ^ cid as u64;
+                let mut client = TcpClient::new(
+                    &spec.address,
+                    spec.connect_timeout,
+                    spec.reconnect_max,
+                    seed,
+                );
+                // Start connecting now; a peer that is down is not an error.
+                if let Some(at) = client.on_timer(registry, token, Instant::now()) {
+                    self.capturer_timers.insert((at, cid));
+                }
+                (
+                    Source::Tcp(client),
+                    format!("peer {}", spec.address),
+                    None,
+                    0,
+                )
             }
         };
-        let registered = match &mut source {
-            Source::Udp(s) => registry.register(s, token, Interest::READABLE),
-        };
-        registered.map_err(|e| AddError::Socket(format!("cannot watch {}: {e}", spec.address)))?;
-        if rcvbuf_granted < spec.rcvbuf_bytes {
+        if spec.conn_type != ConnType::Tcp && rcvbuf_granted < spec.rcvbuf_bytes {
             warn!(
-                "udp {}: asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
-                spec.address, spec.rcvbuf_bytes, rcvbuf_granted
+                "{} {}: asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                spec.conn_type, spec.address, spec.rcvbuf_bytes, rcvbuf_granted
             );
         }
         info!(
-            "capturer {} {}: listening on {local}, receive buffer {rcvbuf_granted} bytes",
+            "capturer {} {}: {local}, receive buffer {rcvbuf_granted} bytes",
             spec.conn_type, spec.address
         );
         let cap = Capturer {
@@ -228,6 +323,7 @@ impl Manager {
             source,
             handlers: Vec::new(),
             local,
+            local_addr,
             rcvbuf_granted,
             seq: self.next_seq,
         };
@@ -260,6 +356,11 @@ impl Manager {
         if let Some(mut cap) = self.capturers[cid].take() {
             let result = match &mut cap.source {
                 Source::Udp(s) => registry.deregister(s),
+                Source::Ethernet(p) => registry.deregister(&mut SourceFd(&p.as_raw_fd())),
+                Source::Tcp(c) => {
+                    c.close(registry);
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 warn!("capturer {}: deregistering failed: {e}", cap.address);
@@ -269,41 +370,123 @@ impl Manager {
     }
 
     /// Reads from a capturer until `WouldBlock` or [`READ_BUDGET`] units, handing
-    /// each unit, stamped with the time it was read, to every handler of it.
-    pub fn drain(&mut self, cid: CapturerId, now: impl Fn() -> UnixMicros) -> Drained {
-        let Some(Some(cap)) = self.capturers.get(cid) else {
+    /// each unit, stamped with the time it was read (and the kernel's receive time
+    /// where the source has one), to every handler of it.
+    pub fn drain(
+        &mut self,
+        cid: CapturerId,
+        registry: &Registry,
+        now: impl Fn() -> UnixMicros,
+    ) -> Drained {
+        let Manager {
+            capturers,
+            handlers,
+            dirty,
+            timers,
+            capturer_timers,
+            recv_buf,
+            ..
+        } = self;
+        let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
-        for _ in 0..READ_BUDGET {
-            let received = match &cap.source {
-                Source::Udp(s) => s.recv_from(&mut self.recv_buf).map(|(n, _)| n),
-            };
-            let n = match received {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors and the like: report and keep the socket.
-                    warn!("capturer {}: receive failed: {e}", cap.address);
-                    continue;
-                }
-            };
-            let ts = now();
+        let mut deliver = |unit: &Unit| {
             for &hid in &cap.handlers {
                 // Handler ids in a capturer always refer to live handlers.
-                let Some(Some(h)) = self.handlers.get_mut(hid) else {
+                let Some(Some(h)) = handlers.get_mut(hid) else {
                     continue;
                 };
-                let r = h.record(ts, &self.recv_buf[..n], n);
-                if r.needs_flush {
-                    self.dirty.push(hid);
+                let Recorded {
+                    needs_flush,
+                    rotate_at,
+                } = h.record(unit);
+                if needs_flush {
+                    dirty.push(hid);
                 }
-                if let Some(at) = r.rotate_at {
-                    self.timers.insert((at, hid));
+                if let Some(at) = rotate_at {
+                    timers.insert((at, hid));
+                }
+            }
+        };
+        match &mut cap.source {
+            Source::Udp(_) | Source::Ethernet(_) => {
+                let fd = match &cap.source {
+                    Source::Udp(s) => s.as_raw_fd(),
+                    Source::Ethernet(p) => p.as_raw_fd(),
+                    Source::Tcp(_) => return Drained::Empty,
+                };
+                for _ in 0..READ_BUDGET {
+                    let r = match sys::recv_msg(fd, recv_buf) {
+                        Ok(r) => r,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            // ICMP errors and the like: report, keep the socket, come back later.
+                            warn!("capturer {}: receive failed: {e}", cap.address);
+                            return Drained::Empty;
+                        }
+                    };
+                    let kernel_at = r.kernel_time.map(|d| UnixMicros(d.as_micros() as i64));
+                    deliver(&Unit {
+                        data: &recv_buf[..r.len],
+                        orig_len: r.full_len,
+                        read_at: now(),
+                        kernel_at,
+                        peer: r.peer,
+                    });
+                }
+                Drained::More
+            }
+            Source::Tcp(client) => {
+                let wall = now();
+                if let Some(at) = client.on_ready(registry, wall) {
+                    capturer_timers.insert((at, cid));
+                    return Drained::Empty;
+                }
+                for _ in 0..READ_BUDGET {
+                    match client.read(registry, &mut recv_buf[..TCP_READ_LEN]) {
+                        ReadOutcome::Data(n) => deliver(&Unit {
+                            data: &recv_buf[..n],
+                            orig_len: n,
+                            read_at: now(),
+                            kernel_at: None,
+                            peer: Peer::Unknown,
+                        }),
+                        ReadOutcome::WouldBlock => return Drained::Empty,
+                        ReadOutcome::Ended(at) => {
+                            capturer_timers.insert((at, cid));
+                            return Drained::Empty;
+                        }
+                    }
+                }
+                Drained::More
+            }
+        }
+    }
+
+    /// The earliest capturer deadline (a TCP back-off or connect timeout).
+    pub fn next_capturer_deadline(&self) -> Option<Instant> {
+        self.capturer_timers.first().map(|(t, _)| *t)
+    }
+
+    /// Runs the capturer timers that are due at `now`.
+    pub fn expire_capturers(&mut self, registry: &Registry, now: Instant) {
+        while let Some(&(at, cid)) = self.capturer_timers.first() {
+            if at > now {
+                break;
+            }
+            self.capturer_timers.pop_first();
+            let token = Token(CAPTURER_TOKEN_BASE + cid);
+            if let Some(Some(Capturer {
+                source: Source::Tcp(client),
+                ..
+            })) = self.capturers.get_mut(cid)
+            {
+                if let Some(next) = client.on_timer(registry, token, now) {
+                    self.capturer_timers.insert((next, cid));
                 }
             }
         }
-        Drained::More
     }
 
     /// Writes the pending records of every handler that received any.
@@ -491,9 +674,15 @@ mod tests {
 
     /// Drains until `n` more units were handed to handlers (datagrams on loopback
     /// can take a moment to be readable).
-    fn drain_until(m: &mut Manager, cid: CapturerId, clock: &Clock, packets: u64) {
+    fn drain_until(
+        m: &mut Manager,
+        registry: &Registry,
+        cid: CapturerId,
+        clock: &Clock,
+        packets: u64,
+    ) {
         for _ in 0..1000 {
-            m.drain(cid, || clock.now());
+            m.drain(cid, registry, || clock.now());
             if m.handlers().map(|(_, h)| h.stats.packets).max() >= Some(packets) {
                 return;
             }
@@ -515,7 +704,7 @@ mod tests {
                 spec(
                     "h",
                     port,
-                    json!({"rotate_log_index": "minute", "file_name_pattern": "%H%M-{name}.pcap"}),
+                    json!({"rotate_log_index": "minute", "file_name_pattern": "%H%M-{name}.pcap", "timestamps": "read"}),
                 ),
                 poll.registry(),
                 clock.now(),
@@ -546,7 +735,7 @@ mod tests {
             .unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, cid, &clock, 1);
+        drain_until(&mut m, poll.registry(), cid, &clock, 1);
         m.flush_dirty();
         assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
         clock.set(UnixMicros(1_795_860_059_000_000));
@@ -564,7 +753,7 @@ mod tests {
             "closed: shows the next name"
         );
         tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, cid, &clock, 2);
+        drain_until(&mut m, poll.registry(), cid, &clock, 2);
         m.flush_dirty();
         assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
         // Removing the last handler closes the socket: the port is free at once.

@@ -36,6 +36,10 @@ pub enum LinkType {
     User0,
     /// 1: whole Ethernet frames.
     Ethernet,
+    /// 228: raw IPv4 packets (UDP with `record_source`).
+    Ipv4,
+    /// 229: raw IPv6 packets (UDP with `record_source`).
+    Ipv6,
 }
 
 impl LinkType {
@@ -43,6 +47,8 @@ impl LinkType {
         match self {
             LinkType::User0 => DataLink::USER0,
             LinkType::Ethernet => DataLink::ETHERNET,
+            LinkType::Ipv4 => DataLink::IPV4,
+            LinkType::Ipv6 => DataLink::IPV6,
         }
     }
 }
@@ -70,15 +76,21 @@ pub fn global_header(link: LinkType) -> [u8; GLOBAL_HEADER_LEN] {
 /// the source truncated it). Returns the number of bytes appended.
 pub fn encode_record(out: &mut Vec<u8>, ts: UnixMicros, payload: &[u8], orig_len: usize) -> usize {
     let incl = payload.len().min(SNAPLEN as usize);
+    out.reserve(RECORD_HEADER_LEN + incl);
+    record_header(out, ts, incl, orig_len);
+    out.extend_from_slice(&payload[..incl]);
+    RECORD_HEADER_LEN + incl
+}
+
+/// Appends a record header for `incl` captured bytes (at most [`SNAPLEN`]) of a
+/// unit `orig_len` long; the caller appends the `incl` bytes.
+pub fn record_header(out: &mut Vec<u8>, ts: UnixMicros, incl: usize, orig_len: usize) {
     // PCAP seconds are unsigned 32-bit: instants before 1970 are written as 0.
     let secs = ts.secs().clamp(0, u32::MAX as i64) as u32;
-    out.reserve(RECORD_HEADER_LEN + incl);
     out.extend_from_slice(&secs.to_ne_bytes());
     out.extend_from_slice(&ts.subsec_micros().to_ne_bytes());
     out.extend_from_slice(&(incl as u32).to_ne_bytes());
     out.extend_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
-    out.extend_from_slice(&payload[..incl]);
-    RECORD_HEADER_LEN + incl
 }
 
 /// A PCAP file opened for appending records.

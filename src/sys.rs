@@ -188,6 +188,213 @@ pub fn resident_memory_bytes() -> u64 {
         .map_or(0, |pages| pages * page)
 }
 
+/// Who sent a received unit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// An IP sender (UDP).
+    Inet(std::net::SocketAddr),
+    /// An AF_PACKET frame: its packet type (`PACKET_HOST`, `PACKET_OUTGOING`, ...).
+    Packet {
+        pkttype: u8,
+    },
+    Unknown,
+}
+
+/// What one [`recv_msg`] gave.
+#[derive(Copy, Clone, Debug)]
+pub struct Received {
+    /// Bytes placed in the buffer.
+    pub len: usize,
+    /// The unit's real length (larger than `len` when the buffer was too small).
+    pub full_len: usize,
+    pub peer: Peer,
+    /// The kernel's receive time (`SO_TIMESTAMPNS`), when it gave one.
+    pub kernel_time: Option<std::time::Duration>,
+}
+
+/// One `recvmsg(MSG_TRUNC)` on a non-blocking datagram or packet socket: the data,
+/// its real length, the sender and the kernel receive timestamp if enabled.
+pub fn recv_msg(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 16]; // 128 bytes, 8-byte aligned as cmsghdr needs
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below stay valid for
+    // the call (they point at locals and at `buf`, which outlive it).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg describes valid, writable buffers of the given lengths.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let full_len = n as usize;
+    let mut kernel_time = None;
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled,
+    // within msg_controllen; a SCM_TIMESTAMPNS payload is a timespec (read
+    // unaligned, as CMSG_DATA may not be aligned for it).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if ts.tv_sec > 0 {
+                    kernel_time = Some(std::time::Duration::new(
+                        ts.tv_sec as u64,
+                        ts.tv_nsec as u32,
+                    ));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Received {
+        len: full_len.min(buf.len()),
+        full_len,
+        peer: peer_of(&addr),
+        kernel_time,
+    })
+}
+
+fn peer_of(addr: &libc::sockaddr_storage) -> Peer {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a: libc::sockaddr_in =
+                unsafe { std::ptr::read((addr as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Peer::Inet(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((addr as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Peer::Inet(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        libc::AF_PACKET => {
+            // SAFETY: the family says the storage holds a sockaddr_ll.
+            let a: libc::sockaddr_ll =
+                unsafe { std::ptr::read((addr as *const libc::sockaddr_storage).cast()) };
+            Peer::Packet {
+                pkttype: a.sll_pkttype,
+            }
+        }
+        _ => Peer::Unknown,
+    }
+}
+
+/// Asks the kernel to attach its receive time (`SO_TIMESTAMPNS`) to every unit.
+pub fn enable_receive_timestamps(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// The index of a network interface, by name.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL byte")
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named {name:?}"),
+        )),
+        i => Ok(i),
+    }
+}
+
+/// Joins an IPv4 multicast group on the interface with this index.
+pub fn join_multicast_v4_index(
+    fd: RawFd,
+    group: std::net::Ipv4Addr,
+    ifindex: u32,
+) -> io::Result<()> {
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from(group).to_be(),
+        },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    // SAFETY: mreq is a valid ip_mreqn whose size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            (&mreq as *const libc::ip_mreqn).cast(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Linux's `PACKET_OUTGOING`: a frame this host sent.
+pub const PACKET_OUTGOING: u8 = 4;
+
+/// An AF_PACKET raw socket, non-blocking, bound to `ifindex` and an EtherType
+/// (`0` = every protocol, `ETH_P_ALL`).
+pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<OwnedFd> {
+    let proto = if ethertype == 0 {
+        libc::ETH_P_ALL as u16
+    } else {
+        ethertype
+    };
+    // SAFETY: plain socket(2) call with valid constants.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto.to_be() as libc::c_int,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket returned a new fd that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields set make it a bind address.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: sll is a valid sockaddr_ll whose size is passed.
+    let rc = unsafe {
+        libc::bind(
+            owned.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

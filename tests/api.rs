@@ -494,10 +494,17 @@ fn every_bad_request_gets_a_clear_json_error_and_bsc_keeps_running() {
         ),
         (
             "POST",
-            "/tcp/start",
-            format!("loc=127.0.0.1&port={busy}&conn_type=tcp"),
+            "/tcp2/start",
+            format!("port={port}&conn_type=tcp"),
             400,
-            "conn_type \"tcp\" is not supported",
+            "loc: tcp needs a host",
+        ),
+        (
+            "POST",
+            "/eth/start",
+            "loc=nosuchif0&port=0&conn_type=ethernet".into(),
+            400,
+            "no network interface named \"nosuchif0\"",
         ),
         (
             "DELETE",

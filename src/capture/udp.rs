@@ -1,10 +1,11 @@
 //! UDP sockets: bound to a local address (or joined to a multicast group),
-//! non-blocking, with a large receive buffer.
+//! non-blocking, with a large receive buffer and kernel receive timestamps.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
+use super::resolve::resolve;
 use crate::config::Address;
 use crate::sys;
 
@@ -15,31 +16,15 @@ pub struct BoundUdp {
     pub rcvbuf_granted: usize,
 }
 
-/// Turns an address's host into the IP to bind: `""` is every IPv4 interface;
-/// IP literals are used as they are; other names are resolved (at most once, when
-/// the capturer is created).
-fn resolve(address: &Address) -> io::Result<IpAddr> {
-    if address.host.is_empty() {
-        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    }
-    if let Ok(ip) = address.host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    (address.host.as_str(), address.port)
-        .to_socket_addrs()?
-        .next()
-        .map(|a| a.ip())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{:?} resolves to no address", address.host),
-            )
-        })
-}
-
-/// Binds `address` (joining the group if its host is a multicast address) and asks
-/// for a `rcvbuf_bytes` receive buffer.
-pub fn bind(address: &Address, rcvbuf_bytes: usize) -> Result<BoundUdp, String> {
+/// Binds `address` and asks for a `rcvbuf_bytes` receive buffer. Host `""` is
+/// every IPv4 interface. If the host is a multicast group, the socket binds the
+/// port on every interface and joins the group on `interface` (a name or an IPv4
+/// address; the system's choice when `None`).
+pub fn bind(
+    address: &Address,
+    rcvbuf_bytes: usize,
+    interface: Option<&str>,
+) -> Result<BoundUdp, String> {
     let describe = |e: io::Error| {
         let hint = match e.kind() {
             io::ErrorKind::AddrInUse => " (is another bsc or program capturing it?)",
@@ -49,7 +34,11 @@ pub fn bind(address: &Address, rcvbuf_bytes: usize) -> Result<BoundUdp, String> 
         };
         format!("cannot bind udp {address}: {e}{hint}")
     };
-    let ip = resolve(address).map_err(describe)?;
+    let ip = if address.host.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        resolve(&address.host).map_err(describe)?
+    };
     let socket = if ip.is_multicast() {
         let any: IpAddr = if ip.is_ipv4() {
             Ipv4Addr::UNSPECIFIED.into()
@@ -57,11 +46,7 @@ pub fn bind(address: &Address, rcvbuf_bytes: usize) -> Result<BoundUdp, String> 
             Ipv6Addr::UNSPECIFIED.into()
         };
         let s = UdpSocket::bind(SocketAddr::new(any, address.port)).map_err(describe)?;
-        match ip {
-            IpAddr::V4(g) => s.join_multicast_v4(&g, &Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(g) => s.join_multicast_v6(&g, 0),
-        }
-        .map_err(|e| {
+        join(&s, ip, interface).map_err(|e| {
             format!(
                 "cannot join multicast group {ip} on port {}: {e}",
                 address.port
@@ -74,10 +59,23 @@ pub fn bind(address: &Address, rcvbuf_bytes: usize) -> Result<BoundUdp, String> 
     socket.set_nonblocking(true).map_err(describe)?;
     let rcvbuf_granted =
         sys::set_receive_buffer(socket.as_raw_fd(), rcvbuf_bytes).map_err(describe)?;
+    sys::enable_receive_timestamps(socket.as_raw_fd()).map_err(describe)?;
     let local = socket.local_addr().map_err(describe)?;
     Ok(BoundUdp {
         socket: mio::net::UdpSocket::from_std(socket),
         local,
         rcvbuf_granted,
     })
+}
+
+fn join(s: &UdpSocket, group: IpAddr, interface: Option<&str>) -> io::Result<()> {
+    match (group, interface) {
+        (IpAddr::V4(g), None) => s.join_multicast_v4(&g, &Ipv4Addr::UNSPECIFIED),
+        (IpAddr::V4(g), Some(i)) => match i.parse::<Ipv4Addr>() {
+            Ok(local) => s.join_multicast_v4(&g, &local),
+            Err(_) => sys::join_multicast_v4_index(s.as_raw_fd(), g, sys::interface_index(i)?),
+        },
+        (IpAddr::V6(g), None) => s.join_multicast_v6(&g, 0),
+        (IpAddr::V6(g), Some(i)) => s.join_multicast_v6(&g, sys::interface_index(i)?),
+    }
 }

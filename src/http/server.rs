@@ -13,7 +13,7 @@
 //!   [`TIMEOUT`] is closed.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -21,6 +21,7 @@ use mio::{Interest, Registry, Token};
 
 use super::request::{self, Parsed, Request, MAX_BODY, MAX_HEAD};
 use super::response::Response;
+use crate::capture::resolve::resolve;
 use crate::warn;
 
 /// Most connections open at once.
@@ -69,11 +70,8 @@ pub struct Server {
 impl Server {
     /// Binds `host:port` and registers the listener.
     pub fn bind(host: &str, port: u16, registry: &Registry) -> Result<Server, String> {
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve management address {host}:{port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("management address {host}:{port} resolves to nothing"))?;
+        let ip = resolve(host).map_err(|e| format!("management address {host}:{port}: {e}"))?;
+        let addr = SocketAddr::new(ip, port);
         let mut listener = TcpListener::bind(addr).map_err(|e| {
             let hint = if e.kind() == io::ErrorKind::AddrInUse {
                 " (is another bsc running? set capture_manager.manager_server.port)"
