@@ -213,6 +213,15 @@ impl Bsc {
         assert!(ok.success());
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal_named(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         self.signal(15);

@@ -1,0 +1,511 @@
+//! Black-box tests of the TCP, raw Ethernet and multicast sources, `record_source`
+//! and kernel timestamps. Run as root (CI is): Ethernet capture happens on a veth
+//! pair whose far end lives in a network namespace the test creates and removes.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn config(root: &Path, handlers: Vec<Value>) -> Value {
+    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
+}
+
+/// Bytes of every record of a file, concatenated, and the records' lengths.
+fn stream_of(path: &Path) -> (Vec<u8>, Vec<usize>) {
+    let (_, _, records) = read_pcap(path);
+    let lens = records.iter().map(|r| r.data.len()).collect();
+    (records.into_iter().flat_map(|r| r.data).collect(), lens)
+}
+
+/// Deterministic pseudo-random bytes and write sizes.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Accepts one connection and writes `data` in random-size writes.
+fn serve(listener: &TcpListener, data: &[u8], rng: &mut Rng) -> std::net::TcpStream {
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut at = 0;
+    while at < data.len() {
+        let n = (1 + rng.next() % 9000) as usize;
+        let end = (at + n).min(data.len());
+        conn.write_all(&data[at..end]).unwrap();
+        at = end;
+    }
+    conn
+}
+
+fn tcp_stats(bsc: &Bsc, port: u16) -> Value {
+    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
+}
+
+#[test]
+fn tcp_stream_is_captured_whole_across_a_peer_restart() {
+    let dir = TempDir::new("tcp");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "modem.pcap"}),
+            ],
+        ),
+    );
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let first = rng.bytes(1 << 20);
+    let conn = serve(&listener, &first, &mut rng);
+    let path = root.join("modem.pcap");
+    wait_until("the first MiB on disk", || {
+        path.exists() && stream_of(&path).0.len() >= first.len()
+    });
+    assert_eq!(tcp_stats(&bsc, port)["connected"], true);
+
+    // The peer goes away for 2 s (part of the scenario), then comes back.
+    drop(conn);
+    drop(listener);
+    wait_until("bsc notices the peer is gone", || {
+        tcp_stats(&bsc, port)["connected"] == false
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let second = rng.bytes(1 << 20);
+    let conn = serve(&listener, &second, &mut rng);
+    let both: Vec<u8> = first.iter().chain(&second).copied().collect();
+    wait_until("the second MiB on disk", || {
+        stream_of(&path).0.len() >= both.len()
+    });
+    let stats = tcp_stats(&bsc, port);
+    assert_eq!(
+        (stats["connected"].as_bool(), stats["reconnects"].as_u64()),
+        (Some(true), Some(1)),
+        "{stats}"
+    );
+    assert!(stats["last_error"].is_string(), "{stats}");
+    assert!(
+        bsc.log()
+            .iter()
+            .any(|l| l.contains("closed the connection; next attempt in")),
+        "{:?}",
+        bsc.log()
+    );
+    assert!(stats["last_connected_at"].as_str().unwrap().ends_with('Z'));
+    drop(conn);
+    assert!(bsc.stop().success());
+
+    let (bytes, lens) = stream_of(&path);
+    assert!(
+        bytes == both,
+        "the records concatenated are exactly the bytes sent ({} vs {})",
+        bytes.len(),
+        both.len()
+    );
+    assert!(
+        lens.iter().all(|&n| (1..=65535).contains(&n)),
+        "no empty or oversized records"
+    );
+    assert_eq!(tcpdump(&path).0, lens.len());
+}
+
+#[test]
+fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
+    let dir = TempDir::new("tcpdown");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")}}),
+    );
+    let port = free_tcp_port();
+    let (status, entry) = bsc.form(
+        "POST",
+        "/late/start",
+        &format!("loc=127.0.0.1&port={port}&conn_type=tcp&connect_timeout_s=1"),
+    );
+    assert_eq!(status, 201, "{entry}");
+    wait_until("a failed attempt is reported", || {
+        tcp_stats(&bsc, port)["last_error"].is_string()
+    });
+    let stats = tcp_stats(&bsc, port);
+    assert_eq!(stats["connected"], false);
+    assert!(
+        stats["last_error"].as_str().unwrap().contains("refused"),
+        "{stats}"
+    );
+
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(b"late but here").unwrap();
+    wait_until("connected and captured", || {
+        tcp_stats(&bsc, port)["bytes"] == 13
+    });
+    assert_eq!(tcp_stats(&bsc, port)["connected"], true);
+    // Stopping the handler closes the connection.
+    assert_eq!(bsc.form("DELETE", "/late/stop", "").0, 200);
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut conn, &mut buf).unwrap(),
+        0,
+        "bsc closed its end"
+    );
+}
+
+/// A veth pair: `host` in this namespace, `far` in a namespace of its own; both
+/// removed when dropped.
+struct Veth {
+    ns: String,
+    host: String,
+    far: String,
+}
+
+impl Veth {
+    fn new() -> Veth {
+        let id = std::process::id() % 100_000;
+        let v = Veth {
+            ns: format!("bsc-test-{id}"),
+            host: format!("bsch{id}"),
+            far: format!("bscf{id}"),
+        };
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .expect("iproute2 is installed (.ci/run installs it)");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["ip", "netns", "add", &v.ns]);
+        run(&[
+            "ip", "link", "add", &v.host, "type", "veth", "peer", "name", &v.far,
+        ]);
+        run(&["ip", "link", "set", &v.far, "netns", &v.ns]);
+        // No IPv6 on the pair: no router solicitations or other chatter in the capture.
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", v.host),
+            "1",
+        )
+        .unwrap();
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &v.ns,
+            "sh",
+            "-c",
+            &format!("echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6", v.far),
+        ]);
+        run(&["ip", "link", "set", &v.host, "mtu", "9000", "up"]);
+        run(&[
+            "ip", "netns", "exec", &v.ns, "ip", "link", "set", &v.far, "mtu", "9000", "up",
+        ]);
+        v
+    }
+
+    /// Sends raw frames on an interface (in the namespace if `ns` is given).
+    fn send(ns: Option<&str>, ifname: &str, frames: &[Vec<u8>]) {
+        let script = "import socket,sys\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind((sys.argv[1],0))\nfor h in sys.argv[2:]:\n    s.send(bytes.fromhex(h))\n";
+        let hex: Vec<String> = frames
+            .iter()
+            .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "python3"]);
+                c
+            }
+            None => Command::new("python3"),
+        };
+        let out = cmd
+            .args(["-c", script, ifname])
+            .args(&hex)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sending frames: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// An Ethernet frame: broadcast destination, a fixed source, `ethertype`, and a
+/// payload that starts with `tag`.
+fn frame(ethertype: u16, tag: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0x00, 0x5e, 0x10, 0x20, tag]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend((0..len).map(|i| tag.wrapping_add(i as u8)));
+    f
+}
+
+#[test]
+fn ethernet_frames_are_captured_exactly_with_protocol_and_direction_filters() {
+    let veth = Veth::new();
+    let dir = TempDir::new("eth");
+    let root = dir.path().join("cap");
+    let (p1, p2) = (0x88b5u16, 0x88b6u16);
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "all", "conn_type": "ethernet", "address": [veth.host, 0], "file_name_pattern": "all.pcap"}),
+                json!({"name": "inonly", "conn_type": "ethernet", "address": [veth.host, 0], "direction": "in", "file_name_pattern": "in.pcap"}),
+                json!({"name": "only", "conn_type": "ethernet", "address": [veth.host, p1], "file_name_pattern": "only.pcap"}),
+            ],
+        ),
+    );
+    let incoming = vec![frame(p1, 1, 100), frame(p2, 2, 46), frame(p1, 3, 9000)];
+    Veth::send(Some(&veth.ns), &veth.far, &incoming);
+    let outgoing = vec![frame(p1, 4, 64)];
+    Veth::send(None, &veth.host, &outgoing);
+
+    let ours = |path: &PathBuf| -> Vec<Vec<u8>> {
+        if !path.exists() {
+            return Vec::new();
+        }
+        read_pcap(path)
+            .2
+            .into_iter()
+            .map(|r| r.data)
+            .filter(|d| d.len() > 13 && [p1, p2].contains(&u16::from_be_bytes([d[12], d[13]])))
+            .collect()
+    };
+    let all: Vec<Vec<u8>> = incoming.iter().chain(&outgoing).cloned().collect();
+    wait_until("every frame captured", || {
+        ours(&root.join("all.pcap")).len() == 4
+            && ours(&root.join("in.pcap")).len() == 3
+            && ours(&root.join("only.pcap")).len() == 2
+    });
+    assert!(bsc.stop().success());
+
+    assert_eq!(
+        ours(&root.join("all.pcap")),
+        all,
+        "exact frames, both directions"
+    );
+    assert_eq!(
+        ours(&root.join("in.pcap")),
+        incoming,
+        "direction in drops the outgoing frame"
+    );
+    // The kernel hands outgoing frames only to all-protocol sockets, so a socket
+    // bound to one EtherType sees that EtherType's incoming frames.
+    let only: Vec<Vec<u8>> = incoming
+        .iter()
+        .filter(|f| u16::from_be_bytes([f[12], f[13]]) == p1)
+        .cloned()
+        .collect();
+    assert_eq!(
+        ours(&root.join("only.pcap")),
+        only,
+        "the protocol filter keeps its EtherType"
+    );
+    let (link, _, records) = read_pcap(&root.join("all.pcap"));
+    assert_eq!(link, 1);
+    let jumbo = records
+        .iter()
+        .find(|r| r.data.len() == 9014)
+        .expect("the jumbo frame");
+    assert_eq!(jumbo.orig_len, 9014);
+    let (n, stderr) = tcpdump(&root.join("all.pcap"));
+    assert!(n >= 4 && stderr.contains("link-type EN10MB"), "{stderr}");
+    let text = String::from_utf8(
+        Command::new("tcpdump")
+            .args(["-n", "-e", "-r"])
+            .arg(root.join("only.pcap"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("02:00:5e:10:20:01 > ff:ff:ff:ff:ff:ff, ethertype Unknown (0x88b5)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ethernet_on_a_missing_interface_is_a_clear_error() {
+    let dir = TempDir::new("noif");
+    let cfg = write_config(
+        dir.path(),
+        &json!({"capture_manager": {"manager_server": {"port": free_tcp_port()}},
+        "handlers": [{"name": "e", "conn_type": "ethernet", "address": ["nosuchif9", 0]}]}),
+    );
+    let mut bsc = Bsc::spawn(&["--config", cfg.to_str().unwrap()], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2));
+    assert!(
+        bsc.log().iter().any(|l| l.contains("handler \"e\"")
+            && l.contains("no network interface named \"nosuchif9\"")),
+        "{:?}",
+        bsc.log()
+    );
+}
+
+#[test]
+fn a_multicast_group_on_loopback_is_joined() {
+    let dir = TempDir::new("mcast");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let group = "239.255.77.1";
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "mc", "conn_type": "udp", "address": [group, port], "interface": "lo", "file_name_pattern": "mc.pcap"}),
+            ],
+        ),
+    );
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Send the group's traffic out of the loopback interface.
+    let lo = libc::in_addr {
+        s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+    };
+    // SAFETY: a valid socket and an in_addr option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&lo as *const libc::in_addr).cast(),
+            std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let start = Instant::now();
+    // Datagrams sent before the join completes are lost; keep sending until one lands.
+    let path = root.join("mc.pcap");
+    wait_until("a multicast datagram captured", || {
+        tx.send_to(b"to the group", (group, port)).unwrap();
+        count_records(&path) > 0
+    });
+    assert!(start.elapsed() < PATIENCE);
+    assert!(bsc.stop().success());
+    assert!(read_pcap(&path).2.iter().all(|r| r.data == b"to the group"));
+}
+
+#[test]
+fn record_source_shows_who_sent_each_datagram() {
+    let dir = TempDir::new("source");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "src", "conn_type": "udp", "address": ["127.0.0.1", port], "record_source": true, "file_name_pattern": "src.pcap"}),
+                json!({"name": "raw", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "raw.pcap"}),
+            ],
+        ),
+    );
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.send_to(b"from a", ("127.0.0.1", port)).unwrap();
+    b.send_to(b"from b!", ("127.0.0.1", port)).unwrap();
+    let path = root.join("src.pcap");
+    wait_until("two records", || {
+        count_records(&path) == 2 && count_records(&root.join("raw.pcap")) == 2
+    });
+    assert!(bsc.stop().success());
+    let (link, _, records) = read_pcap(&path);
+    assert_eq!(link, 228);
+    assert_eq!(&records[0].data[28..], b"from a");
+    assert_eq!(
+        read_pcap(&root.join("raw.pcap")).2[0].data,
+        b"from a",
+        "the plain handler keeps AIT's raw payload"
+    );
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1.{pa} > 127.0.0.1.{port}: UDP, length 6")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1.{pb} > 127.0.0.1.{port}: UDP, length 7")),
+        "{text}"
+    );
+}
+
+#[test]
+fn kernel_timestamps_are_the_arrival_time_not_the_reading_time() {
+    let dir = TempDir::new("kts");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "kernel", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "kernel.pcap"}),
+                json!({"name": "read", "conn_type": "udp", "address": ["127.0.0.1", port], "timestamps": "read", "file_name_pattern": "read.pcap"}),
+            ],
+        ),
+    );
+    // bsc is stopped while the datagram arrives, and reads it 1.5 s later.
+    bsc.signal_named("STOP");
+    let sent_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    sender(port).send(b"when?").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    bsc.signal_named("CONT");
+    wait_until("both records", || {
+        count_records(&root.join("kernel.pcap")) == 1 && count_records(&root.join("read.pcap")) == 1
+    });
+    assert!(bsc.stop().success());
+    let kernel = read_pcap(&root.join("kernel.pcap")).2[0].ts_us;
+    let read = read_pcap(&root.join("read.pcap")).2[0].ts_us;
+    assert!(
+        kernel.abs_diff(sent_at) < 500_000,
+        "kernel time {kernel} vs sent {sent_at}"
+    );
+    assert!(
+        read >= sent_at + 1_400_000,
+        "read time {read} vs sent {sent_at}"
+    );
+}
