@@ -9,6 +9,8 @@
 //! | `DELETE /<name>/stop` | stops every handler of that name (200 with their entries) |
 //! | `GET /<name>/config` | entries of handlers of that name (`[]` if none, as AIT) |
 //! | `POST /<name>/rotate` | closes and reopens their files now, metadata fields first |
+//! | `GET /capturers` | every socket: address, state, local address, handlers |
+//! | `DELETE /capturers` | closes the socket at an address and stops its handlers |
 //! | `GET /health` | status, uptime, counts |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
 //!
@@ -31,7 +33,7 @@ use crate::handler::Handler;
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::manager::{AddError, Capturer, Manager, TcpStatus};
+use crate::manager::{AddError, Capturer, CapturerState, Manager, TcpStatus};
 use crate::sys;
 
 /// What a request may see and change.
@@ -59,7 +61,12 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
         [""] => only(req, "GET", || Response::json(200, &all_configs(cx.manager, cx.now))),
         ["stats"] => only(req, "GET", || Response::json(200, &all_stats(cx.manager, cx.now))),
         ["health"] => only(req, "GET", || health(cx)),
-        ["metrics"] => only(req, "GET", || metrics(cx)),
+                ["metrics"] => only(req, "GET", || metrics(cx)),
+        ["capturers"] => match req.method.as_str() {
+            "GET" => Response::json(200, &capturers(cx.manager, cx.now)),
+            "DELETE" => stop_capturer(req, cx),
+            other => Response::error(405, format!("{other} is not allowed here; use GET or DELETE")).with_header("Allow", "GET, DELETE"),
+        },
         [name, "start"] => only(req, "POST", || start(name, req, cx)),
         [name, "stop"] => only(req, "DELETE", || stop(name, cx)),
         [name, "config"] => only(req, "GET", || {
@@ -67,7 +74,10 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
         }),
         [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
-        _ => Response::error(404, format!("no route {} {}; see GET / , /stats, /health, /metrics, /<name>/start|stop|config|rotate", req.method, req.path)),
+                _ => Response::error(
+            404,
+            format!("no route {} {}; see GET / , /stats, /health, /metrics, /capturers, /<name>/start|stop|config|rotate", req.method, req.path),
+        ),
     }
 }
 
@@ -551,6 +561,141 @@ fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
         }
     }
     Response::json(200, &rotated)
+}
+
+/// One entry of `GET /capturers`.
+#[derive(Serialize)]
+struct CapturerEntry<'a> {
+    address: (&'a str, u16),
+    key: String,
+    conn_type: &'static str,
+    /// udp: the bound address; tcp: the connection's local address while connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ifindex: Option<u32>,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    rcvbuf_granted: usize,
+    handlers: Vec<&'a str>,
+}
+
+fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
+    manager
+        .capturers()
+        .into_iter()
+        .map(|(_, cap)| {
+            let (state, next_attempt_at, error) = match cap.state(now) {
+                CapturerState::Listening => ("listening", None, None),
+                CapturerState::Connecting => ("connecting", None, None),
+                CapturerState::Connected => ("connected", None, None),
+                CapturerState::Backoff {
+                    next_attempt_at,
+                    reason,
+                } => ("backoff", Some(next_attempt_at.to_rfc3339()), reason),
+                CapturerState::Error(e) => ("error", None, Some(e)),
+            };
+            CapturerEntry {
+                address: (&cap.address.host, cap.address.port),
+                key: cap.address.python_repr(),
+                conn_type: cap.conn_type.as_str(),
+                local_address: cap.local_addr().map(|a| a.to_string()),
+                ifindex: cap.ifindex(),
+                state,
+                next_attempt_at,
+                error,
+                rcvbuf_granted: cap.rcvbuf_granted,
+                handlers: cap
+                    .handlers
+                    .iter()
+                    .map(|&h| manager.handler(h).spec.name.as_str())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// `DELETE /capturers` with `loc`, `port` (and optionally `conn_type`).
+fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
+    let fields = match fields(req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let text = |key: &str| match fields.get(key) {
+        None => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(other) => Some(other.to_string()),
+    };
+    let Some(port) = text("port") else {
+        return Response::error(400, "port: is required");
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Response::error(
+            400,
+            format!("port: must be a whole number 0..65535, got {port:?}"),
+        );
+    };
+    let address = config::Address {
+        host: text("loc").unwrap_or_default(),
+        port,
+    };
+    let existing: Vec<String> = cx
+        .manager
+        .capturers()
+        .iter()
+        .map(|(_, c)| c.address.python_repr())
+        .collect();
+    let not_found = |why: String| {
+        Response::error(
+            404,
+            format!(
+                "{why} (capturers: {})",
+                if existing.is_empty() {
+                    "none".into()
+                } else {
+                    existing.join(", ")
+                }
+            ),
+        )
+    };
+    let Some(cid) = cx.manager.capturer_at(&address) else {
+        return not_found(format!("no capturer at {}", address.python_repr()));
+    };
+    let conn_type = cx
+        .manager
+        .capturers()
+        .into_iter()
+        .find(|(id, _)| *id == cid)
+        .map(|(_, c)| c.conn_type);
+    if let (Some(want), Some(have)) = (text("conn_type"), conn_type) {
+        if want != have.as_str() {
+            return not_found(format!(
+                "no {want} capturer at {} (it is {have})",
+                address.python_repr()
+            ));
+        }
+    }
+    let entries: Vec<Value> = cx
+        .manager
+        .handlers()
+        .filter(|(_, h)| h.spec.address == address)
+        .map(|(_, h)| serde_json::to_value(config_entry(h, cx.now)).unwrap_or(Value::Null))
+        .collect();
+    // Dropping the removed handlers flushes and closes their files; the socket is
+    // closed before the answer is sent.
+    drop(cx.manager.remove_capturer(&address, cx.registry));
+    Response::json(
+        200,
+        &json!({
+            "address": [address.host, address.port],
+            "key": address.python_repr(),
+            "conn_type": conn_type.map(ConnType::as_str),
+            "stopped": entries,
+        }),
+    )
 }
 
 fn health(cx: &Context) -> Response {

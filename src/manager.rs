@@ -22,7 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::capture::ethernet::{self, PacketSocket};
-use crate::capture::tcp::{ReadOutcome, TcpClient};
+use crate::capture::tcp::{ReadOutcome, State as TcpState, TcpClient};
 use crate::capture::udp;
 use crate::clock::UnixMicros;
 use crate::config::{Address, Config, ConnType, HandlerSpec, Origin};
@@ -65,9 +65,65 @@ pub struct Capturer {
     pub rcvbuf_granted: usize,
     /// Creation order, for listings in AIT's order.
     pub seq: u64,
+    /// The last receive error, until a unit is received again (udp, ethernet).
+    error: Option<String>,
+}
+
+/// Where a capturer is, as `GET /capturers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CapturerState {
+    /// A UDP or Ethernet socket receiving.
+    Listening,
+    /// A TCP connection attempt under way.
+    Connecting,
+    Connected,
+    /// Waiting until `next_attempt_at` to connect again, after `reason`.
+    Backoff {
+        next_attempt_at: UnixMicros,
+        reason: Option<String>,
+    },
+    /// Receiving failed, for this reason.
+    Error(String),
 }
 
 impl Capturer {
+    /// The socket's state at wall-clock instant `now`.
+    pub fn state(&self, now: UnixMicros) -> CapturerState {
+        match &self.source {
+            Source::Tcp(c) => match &c.state {
+                TcpState::Connecting { .. } => CapturerState::Connecting,
+                TcpState::Connected { .. } => CapturerState::Connected,
+                TcpState::Backoff { until } => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    CapturerState::Backoff {
+                        next_attempt_at: now.plus_micros(wait.as_micros() as i64),
+                        reason: c.last_error.clone(),
+                    }
+                }
+            },
+            _ => match &self.error {
+                Some(e) => CapturerState::Error(e.clone()),
+                None => CapturerState::Listening,
+            },
+        }
+    }
+
+    /// The local socket address: the bound one (udp) or the connection's (tcp).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.source {
+            Source::Tcp(c) => c.local_addr(),
+            _ => self.local_addr,
+        }
+    }
+
+    /// The interface index of an Ethernet capturer.
+    pub fn ifindex(&self) -> Option<u32> {
+        match &self.source {
+            Source::Ethernet(p) => Some(p.ifindex),
+            _ => None,
+        }
+    }
+
     /// The connection state of a TCP capturer.
     pub fn tcp_status(&self) -> Option<TcpStatus> {
         match &self.source {
@@ -326,6 +382,7 @@ impl Manager {
             local_addr,
             rcvbuf_granted,
             seq: self.next_seq,
+            error: None,
         };
         self.next_seq += 1;
         if cid == self.capturers.len() {
@@ -421,11 +478,17 @@ impl Manager {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            // ICMP errors and the like: report, keep the socket, come back later.
-                            warn!("capturer {}: receive failed: {e}", cap.address);
+                            // ICMP errors, an interface gone down: report once, keep the
+                            // socket, come back at the next readiness event.
+                            let why = format!("receive failed: {e}");
+                            if cap.error.as_ref() != Some(&why) {
+                                warn!("capturer {}: {why}", cap.address);
+                                cap.error = Some(why);
+                            }
                             return Drained::Empty;
                         }
                     };
+                    cap.error = None;
                     let kernel_at = r.kernel_time.map(|d| UnixMicros(d.as_micros() as i64));
                     deliver(&Unit {
                         data: &recv_buf[..r.len],
@@ -586,6 +649,23 @@ impl Manager {
             self.timers.insert((at, hid));
         }
         Ok((previous, path))
+    }
+
+    /// `DELETE /capturers`: stops every handler of the capturer at `address` (their
+    /// files flushed and closed) and closes its socket. Returns the handlers, or
+    /// `None` if no capturer has that address.
+    pub fn remove_capturer(
+        &mut self,
+        address: &Address,
+        registry: &Registry,
+    ) -> Option<Vec<Handler>> {
+        let cid = self.capturer_at(address)?;
+        let ids = self.capturer(cid).handlers.clone();
+        Some(
+            ids.into_iter()
+                .filter_map(|hid| self.remove_handler(hid, registry))
+                .collect(),
+        )
     }
 
     /// Ids of every live handler with this name (one per address at most).

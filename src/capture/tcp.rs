@@ -93,6 +93,14 @@ impl TcpClient {
         matches!(self.state, State::Connected { .. })
     }
 
+    /// The local address of the connection, when one is up.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.state {
+            State::Connected { stream, .. } => stream.local_addr().ok(),
+            _ => None,
+        }
+    }
+
     /// The timer fired: starts an attempt if the back-off is over, or gives up on
     /// an attempt past its deadline. Returns the next instant to be woken at.
     pub fn on_timer(&mut self, registry: &Registry, token: Token, now: Instant) -> Option<Instant> {
