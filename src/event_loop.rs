@@ -31,8 +31,9 @@ use crate::clock::{Clock, UnixMicros};
 use crate::config::{Config, ServerConfig};
 use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
+use crate::notify::Notifier;
 use crate::sys::SignalFd;
-use crate::{error, info};
+use crate::{debug, error, info};
 
 /// Token of the signalfd.
 const SIGNALS: Token = Token(0);
@@ -52,6 +53,33 @@ pub struct EventLoop {
     ready: VecDeque<usize>,
     http: Server,
     started_at: UnixMicros,
+    notifier: Notifier,
+    status: StatusRate,
+}
+
+/// The `STATUS=` line for systemd: handlers and the packet rate since the last line.
+struct StatusRate {
+    at: Instant,
+    packets: u64,
+}
+
+impl StatusRate {
+    fn line(&mut self, manager: &Manager) -> String {
+        let packets: u64 = manager.handlers().map(|(_, h)| h.stats.packets).sum();
+        let now = Instant::now();
+        let secs = now.duration_since(self.at).as_secs_f64();
+        let rate = if secs > 0.0 {
+            packets.saturating_sub(self.packets) as f64 / secs
+        } else {
+            0.0
+        };
+        (self.at, self.packets) = (now, packets);
+        format!(
+            "capturing: {} handlers, {} capturers, {rate:.0} packets/s",
+            manager.handlers().count(),
+            manager.capturers().len()
+        )
+    }
 }
 
 /// Why [`EventLoop::start`] failed: a message for the operator.
@@ -101,12 +129,20 @@ impl EventLoop {
             ready: VecDeque::new(),
             http,
             started_at: now,
+            notifier: Notifier::from_env(),
+            status: StatusRate {
+                at: Instant::now(),
+                packets: 0,
+            },
         })
     }
 
     /// Runs until SIGTERM or SIGINT, then flushes and closes every file.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        // Every socket is bound and every handler started (see `start`).
+        let status = self.status_line();
+        self.notifier.ready(&status);
         loop {
             let timeout = if self.ready.is_empty() {
                 self.sleep_time()
@@ -150,7 +186,13 @@ impl EventLoop {
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
             self.http.sweep(Instant::now(), self.poll.registry());
+            crate::log::report_suppressed();
+            let status = &mut self.status;
+            let manager = &self.manager;
+            self.notifier
+                .ping_if_due(Instant::now(), || status.line(manager));
             if stop {
+                self.notifier.stopping();
                 self.manager.close_all();
                 info!("stopped: every file flushed and closed");
                 return Ok(());
@@ -176,7 +218,9 @@ impl EventLoop {
         let clock = &self.clock;
         self.http.on_event(token, self.poll.registry(), &mut |req| {
             cx.now = clock.now();
-            api::respond(req, &mut cx)
+            let response = api::respond(req, &mut cx);
+            debug!("http {} {} -> {}", req.method, req.path, response.status);
+            response
         });
     }
 
@@ -190,7 +234,11 @@ impl EventLoop {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => MAX_SLEEP,
         };
-        rotation.min(capturer).min(MAX_SLEEP)
+        let watchdog = match self.notifier.next_ping() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => MAX_SLEEP,
+        };
+        rotation.min(capturer).min(watchdog).min(MAX_SLEEP)
     }
 
     /// Reads every pending signal. Returns whether bsc must stop.
@@ -227,10 +275,13 @@ impl EventLoop {
             return;
         };
         info!("SIGHUP: re-reading {}", path.display());
+        self.notifier.reloading();
         let new = match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
                 error!("reload refused, keeping the running configuration: {e}");
+                let status = format!("reload refused: {e}");
+                self.notifier.ready(&status);
                 return;
             }
         };
@@ -240,6 +291,12 @@ impl EventLoop {
         self.manager
             .apply_config(&new, self.poll.registry(), self.clock.now());
         self.config = new;
+        let status = self.status_line();
+        self.notifier.ready(&status);
+    }
+
+    fn status_line(&mut self) -> String {
+        self.status.line(&self.manager)
     }
 }
 

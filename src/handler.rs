@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use crate::clock::UnixMicros;
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
 use crate::ipudp;
+use crate::log::{self, Level};
 use crate::pcap::{self, LinkType, Opened};
 use crate::sys::{Peer, PACKET_OUTGOING};
-use crate::{error, info, warn};
+use crate::{info, warn};
 
 /// How long a handler waits after failing to open a file before trying again
 /// (units arriving meanwhile are counted as lost).
@@ -431,9 +432,14 @@ impl Handler {
     fn open_failed(&mut self, ts: UnixMicros, why: &str) {
         self.stats.write_errors += 1;
         self.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
-        error!(
-            "handler {}: {why}; units are counted as lost until a retry in 1 s succeeds",
-            self.spec.name
+        let key = format!("open {}", self.spec.name);
+        log::limited(
+            &key,
+            Level::Error,
+            format_args!(
+                "handler {}: {why}; units are counted as lost until a retry in 1 s succeeds",
+                self.spec.name
+            ),
         );
     }
 
@@ -460,15 +466,20 @@ impl Handler {
                 self.stats.write_errors += 1;
                 self.stats.records_lost += self.pending_records;
                 let cut = f.file.set_len(f.len);
-                error!(
+                let key = format!("write {}", self.spec.name);
+                log::limited(
+                    &key,
+                    Level::Error,
+                    format_args!(
                     "handler {}: write to {} failed: {e}; {} records lost{}",
                     self.spec.name,
                     f.path.display(),
                     self.pending_records,
                     match cut {
                         Ok(()) => String::new(),
-                        Err(e) => format!("; could not cut the partial write off ({e}): it will be repaired when reopened"),
+                                                Err(e) => format!("; could not cut the partial write off ({e}): it will be repaired when reopened"),
                     }
+                    ),
                 );
                 self.file = None;
             }

@@ -1,28 +1,44 @@
 //! Log lines on stderr, one per event.
 //!
 //! Under journald (stderr is `JOURNAL_STREAM`) each line starts with its syslog
-//! priority (`<3>` error, `<4>` warning, `<6>` info) and journald adds the time;
-//! otherwise each line starts with a UTC timestamp and the level.
+//! priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug) and journald adds
+//! the time; otherwise each line starts with a UTC timestamp and the level.
+//! Lines below the level set with `--log-level` are dropped.
+//!
+//! A condition that repeats (a full disk, a dead peer, a broken socket) is logged
+//! through [`limited`]: at most once per [`REPEAT_WINDOW`] per key, and the next
+//! line (or [`report_suppressed`], called by the event loop) says how many were
+//! left out.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 
 /// How serious a log line is.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    Error,
-    Warn,
-    Info,
+    Error = 3,
+    Warn = 4,
+    Info = 6,
+    Debug = 7,
 }
 
 impl Level {
-    fn syslog_priority(self) -> u8 {
-        match self {
-            Level::Error => 3,
-            Level::Warn => 4,
-            Level::Info => 6,
+    /// Parses `--log-level`.
+    pub fn parse(s: &str) -> Result<Level, String> {
+        match s {
+            "error" => Ok(Level::Error),
+            "warn" | "warning" => Ok(Level::Warn),
+            "info" => Ok(Level::Info),
+            "debug" => Ok(Level::Debug),
+            other => Err(format!(
+                "unknown log level {other:?}; use error, warn, info or debug"
+            )),
         }
     }
 
@@ -31,18 +47,33 @@ impl Level {
             Level::Error => "error",
             Level::Warn => "warning",
             Level::Info => "info",
+            Level::Debug => "debug",
         }
     }
 }
 
 static JOURNAL: OnceLock<bool> = OnceLock::new();
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Only lines at `level` or more serious are written from now on.
+pub fn set_max_level(level: Level) {
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// Whether a line at `level` would be written.
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
 
 /// Writes one line; a failed write to stderr is ignored (there is nowhere else
 /// to report it, and capture must go on).
 pub fn write(level: Level, msg: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
     let journal = *JOURNAL.get_or_init(crate::sys::stderr_is_journal);
     let line = if journal {
-        format!("<{}>{msg}\n", level.syslog_priority())
+        format!("<{}>{msg}\n", level as u8)
     } else {
         format!(
             "{} {}: {msg}\n",
@@ -51,6 +82,91 @@ pub fn write(level: Level, msg: std::fmt::Arguments<'_>) {
         )
     };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// How often one repeating condition is logged.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
+
+struct Repeats {
+    since: Instant,
+    suppressed: u64,
+    level: Level,
+    last: String,
+}
+
+thread_local! {
+    // bsc logs from its one thread; the map holds one entry per condition key.
+    static REPEATS: RefCell<HashMap<String, Repeats>> = RefCell::new(HashMap::new());
+}
+
+/// Logs `msg` unless the condition `key` was logged less than [`REPEAT_WINDOW`]
+/// ago, in which case it is counted and reported later.
+pub fn limited(key: &str, level: Level, msg: std::fmt::Arguments<'_>) {
+    let now = Instant::now();
+    REPEATS.with(|r| {
+        let mut map = r.borrow_mut();
+        match map.get_mut(key) {
+            Some(rep) if now.duration_since(rep.since) < REPEAT_WINDOW => {
+                rep.suppressed += 1;
+                rep.last = msg.to_string();
+            }
+            Some(rep) => {
+                let n = std::mem::take(&mut rep.suppressed);
+                rep.since = now;
+                if n > 0 {
+                    write(
+                        level,
+                        format_args!(
+                            "{msg} (and {n} more like it in the last {} s)",
+                            REPEAT_WINDOW.as_secs()
+                        ),
+                    );
+                } else {
+                    write(level, msg);
+                }
+            }
+            None => {
+                map.insert(
+                    key.to_string(),
+                    Repeats {
+                        since: now,
+                        suppressed: 0,
+                        level,
+                        last: String::new(),
+                    },
+                );
+                write(level, msg);
+            }
+        }
+    });
+}
+
+/// Reports conditions that stopped repeating while suppressed, and forgets
+/// conditions quiet for a whole window. Called about once a second.
+pub fn report_suppressed() {
+    let now = Instant::now();
+    REPEATS.with(|r| {
+        r.borrow_mut().retain(|_, rep| {
+            if now.duration_since(rep.since) < REPEAT_WINDOW {
+                return true;
+            }
+            if rep.suppressed > 0 {
+                write(
+                    rep.level,
+                    format_args!(
+                        "{} (repeated {} times in the last {} s)",
+                        rep.last,
+                        rep.suppressed,
+                        REPEAT_WINDOW.as_secs()
+                    ),
+                );
+                rep.suppressed = 0;
+                rep.since = now;
+                return true;
+            }
+            false
+        })
+    });
 }
 
 /// Logs an error line.
@@ -69,4 +185,34 @@ macro_rules! warn {
 #[macro_export]
 macro_rules! info {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)*)) };
+}
+
+/// Logs a debug line.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(Level::parse("warn"), Ok(Level::Warn));
+        assert!(Level::parse("loud").unwrap_err().contains("debug"));
+        assert!(Level::Error < Level::Debug);
+    }
+
+    #[test]
+    fn repeats_are_counted_not_written() {
+        for i in 0..5 {
+            limited("test-key", Level::Debug, format_args!("failure {i}"));
+        }
+        REPEATS.with(|r| {
+            let map = r.borrow();
+            let rep = map.get("test-key").unwrap();
+            assert_eq!((rep.suppressed, rep.last.as_str()), (4, "failure 4"));
+        });
+    }
 }

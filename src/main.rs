@@ -17,6 +17,7 @@
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
+//! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
@@ -57,6 +58,7 @@ mod http;
 mod ipudp;
 mod log;
 mod manager;
+mod notify;
 mod pattern;
 mod pcap;
 mod rotation;
@@ -83,6 +85,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// least serious log lines to write: error, warn, info (default) or debug
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
     #[argh(subcommand)]
     command: Option<Command>,
 }
@@ -109,6 +114,13 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args: Args = argh::from_env();
+    match log::Level::parse(&args.log_level) {
+        Ok(level) => log::set_max_level(level),
+        Err(e) => {
+            eprintln!("--log-level: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     if args.version {
         println!("bsc {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

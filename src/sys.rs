@@ -161,6 +161,17 @@ pub fn stderr_is_journal() -> bool {
     same
 }
 
+/// `CLOCK_MONOTONIC` in microseconds (what systemd's `MONOTONIC_USEC` wants).
+pub fn monotonic_micros() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes a timespec into the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
 /// CPU time (user + system) this process has used.
 pub fn cpu_time() -> std::time::Duration {
     let mut usage = MaybeUninit::<libc::rusage>::uninit();

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::config::Address;
 use crate::sys;
+use crate::warn;
 
 /// An open packet socket.
 pub struct PacketSocket {
@@ -37,7 +38,8 @@ pub fn open(address: &Address, rcvbuf_bytes: usize) -> Result<(PacketSocket, usi
     })?;
     let granted = sys::set_receive_buffer(fd.as_raw_fd(), rcvbuf_bytes)
         .map_err(|e| format!("{iface}: receive buffer: {e}"))?;
-    sys::enable_receive_timestamps(fd.as_raw_fd())
-        .map_err(|e| format!("{iface}: timestamps: {e}"))?;
+    if let Err(e) = sys::enable_receive_timestamps(fd.as_raw_fd()) {
+        warn!("ethernet {iface}: no kernel receive timestamps ({e}); records carry the time of reading");
+    }
     Ok((PacketSocket { fd, ifindex }, granted))
 }

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use super::resolve::resolve;
 use crate::config::Address;
 use crate::sys;
+use crate::warn;
 
 /// A bound UDP socket and the receive buffer the kernel granted.
 pub struct BoundUdp {
@@ -59,7 +60,11 @@ pub fn bind(
     socket.set_nonblocking(true).map_err(describe)?;
     let rcvbuf_granted =
         sys::set_receive_buffer(socket.as_raw_fd(), rcvbuf_bytes).map_err(describe)?;
-    sys::enable_receive_timestamps(socket.as_raw_fd()).map_err(describe)?;
+    if let Err(e) = sys::enable_receive_timestamps(socket.as_raw_fd()) {
+        warn!(
+            "udp {address}: no kernel receive timestamps ({e}); records carry the time of reading"
+        );
+    }
     let local = socket.local_addr().map_err(describe)?;
     Ok(BoundUdp {
         socket: mio::net::UdpSocket::from_std(socket),

@@ -88,8 +88,14 @@ impl Bsc {
 
     /// Starts `bsc` without waiting for anything.
     pub fn spawn(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Bsc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bsc"));
-        cmd.args(args)
+        Bsc::spawn_program(&[env!("CARGO_BIN_EXE_bsc")], args, cwd, env)
+    }
+
+    /// Starts `program[0] program[1..] args` (a runner such as qemu may come first).
+    pub fn spawn_program(program: &[&str], args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Bsc {
+        let mut cmd = Command::new(program[0]);
+        cmd.args(&program[1..])
+            .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -185,15 +191,16 @@ impl Bsc {
 
     /// Waits until a stderr line contains `needle`, and returns it.
     pub fn wait_log(&self, needle: &str) -> String {
-        let mut found = None;
-        wait_until(
-            &format!("a log line with {needle:?} (log so far: {:?})", self.log()),
-            || {
-                found = self.log().into_iter().find(|l| l.contains(needle));
-                found.is_some()
-            },
-        );
-        found.unwrap()
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            if start.elapsed() > PATIENCE {
+                panic!("timed out after {PATIENCE:?} waiting for a log line with {needle:?}; log: {:?}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends a signal.
