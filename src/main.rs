@@ -1,77 +1,15 @@
-//! bsc, the binary stream capturer: telemetry streams in, rotating PCAP files out,
-//! on one thread and one `mio` event loop.
-//!
-//! # Map
-//!
-//! | module | its job |
-//! |---|---|
-//! | `main` | command line (argh), start-up, exit codes |
-//! | [`config`] | AIT's config keys as JSON: schema, defaults, validation |
-//! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
-//! | [`rotation`] | AIT's calendar rotation rule (pure) |
-//! | [`pcap`] | PCAP header/record encoding; open, append, repair a file |
-//! | [`capture`] | sockets: [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
-//! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
-//! | [`handler`] | one output stream: file, pending buffer, stats |
-//! | [`manager`] | capturers by address, handlers, dirty list, timers |
-//! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
-//! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
-//! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
-//! | [`clock`] | where "now" comes from |
-//! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
-//! | [`log`] | one line per event on stderr |
-//!
-//! # Path of a datagram
-//!
-//! socket readable (edge-triggered) → [`event_loop`] queues the capturer →
-//! [`manager::Manager::drain`] reads until `WouldBlock` (bounded per wake-up), stamps
-//! each datagram with the clock and gives it to every handler of that address →
-//! [`handler::Handler::record`] rotates if the period ended, opens the file if none
-//! is open ([`pcap::open_or_append`]), encodes the record into its pending buffer →
-//! at the end of the wake-up [`manager::Manager::flush_dirty`] writes each dirty
-//! handler's buffer with one `write`.
-//!
-//! # Path of a request
-//!
-//! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
-//! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
-//! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
-//! with [`config::HandlerSpec::from_json`] and calls the [`manager`] →
-//! the [`http::response::Response`] is queued and written without blocking.
-//!
-//! # Invariants
-//!
-//! - one thread; nothing blocks the loop except `poll` and file writes;
-//! - one writer per file: no two handlers resolve to the same path;
-//! - every record read is handed to the kernel before the loop sleeps again;
-//! - a file is only ever appended to after its header is checked and a torn last
-//!   record is cut off; a foreign file is never written.
-
-mod api;
-mod capture;
-mod clock;
-mod config;
-mod event_loop;
-mod handler;
-mod http;
-mod ipudp;
-mod log;
-mod manager;
-mod notify;
-mod pattern;
-mod pcap;
-mod rotation;
-mod sys;
+//! The `bsc` binary: command line, start-up and exit codes. Everything else is in
+//! the library (`src/lib.rs` has the map).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::event_loop::EventLoop;
+use bsc::clock::Clock;
+use bsc::config::Config;
+use bsc::event_loop::EventLoop;
+use bsc::{error, log, sys};
 
 /// Exit status for a bad config or a start-up failure.
 const EXIT_CONFIG: u8 = 2;

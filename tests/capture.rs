@@ -201,8 +201,8 @@ fn restart_appends_repairs_torn_records_and_never_touches_foreign_files() {
         wait_until("records on disk", || {
             count_records(watch) as u64 >= first + n
         });
-        let log = bsc.log();
-        assert!(bsc.stop().success());
+        let (status, log) = bsc.stop_with_log();
+        assert!(status.success());
         log
     };
     run(0, 3, &path);

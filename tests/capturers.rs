@@ -64,10 +64,8 @@ fn deleting_a_capturer_stops_its_handlers_and_frees_its_port() {
     assert_eq!(names, ["a", "b"]);
     // The port is free the moment the answer is in.
     assert!(std::net::UdpSocket::bind(("0.0.0.0", p1)).is_ok());
-    assert!(
-        bsc.log_matching("handler a: closed").len() == 1
-            && bsc.log_matching("handler b: closed").len() == 1
-    );
+    bsc.wait_log("handler a: closed");
+    bsc.wait_log("handler b: closed");
     for f in ["a.pcap", "b.pcap"] {
         assert_eq!(read_pcap(&root.join(f)).2.len(), 3);
         assert_eq!(tcpdump(&root.join(f)).0, 3);

@@ -102,13 +102,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
         "{stats}"
     );
     assert!(stats["last_error"].is_string(), "{stats}");
-    assert!(
-        bsc.log()
-            .iter()
-            .any(|l| l.contains("closed the connection; next attempt in")),
-        "{:?}",
-        bsc.log()
-    );
+    bsc.wait_log("closed the connection; next attempt in");
     assert!(stats["last_connected_at"].as_str().unwrap().ends_with('Z'));
     drop(conn);
     assert!(bsc.stop().success());

@@ -74,6 +74,8 @@ pub fn free_tcp_port() -> u16 {
 pub struct Bsc {
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until bsc exits (and its end of the pipe closes).
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Port of its management API (when started through [`Bsc::with_config`]).
     pub http_port: u16,
 }
@@ -109,7 +111,7 @@ impl Bsc {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -117,6 +119,7 @@ impl Bsc {
         Bsc {
             child,
             lines,
+            reader: Some(reader),
             http_port: 8080,
         }
     }
@@ -235,6 +238,13 @@ impl Bsc {
         self.wait_exit()
     }
 
+    /// Sends SIGTERM, waits for the exit, and returns the status and every log line.
+    pub fn stop_with_log(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal(15);
+        let status = self.wait_exit();
+        (status, self.log())
+    }
+
     /// Waits (at most [`PATIENCE`]) for the process to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut status = None;
@@ -242,8 +252,10 @@ impl Bsc {
             status = self.child.try_wait().unwrap();
             status.is_some()
         });
-        // Let the stderr reader take the last lines.
-        std::thread::sleep(Duration::from_millis(50));
+        // Every line bsc wrote is collected once the reader sees the pipe close.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         status.unwrap()
     }
 }
