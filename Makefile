@@ -14,7 +14,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER ?= aarch64-linux-gnu-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER ?= arm-linux-gnueabihf-gcc
 
 .PHONY: all build release test bench lint fmt clean install uninstall deb deb-check \
-        cross-deps aarch64 armv7 cross cross-test sizes
+        cross-deps aarch64 armv7 cross cross-test sizes fuzz
 
 all: build
 
@@ -100,3 +100,14 @@ cross-test: cross
 sizes:
 	@for f in target/release/bsc target/$(AARCH64)/arm/bsc target/$(ARMV7)/arm/bsc; do \
 	  test -f $$f && printf '%-50s %8d bytes  %s\n' $$f $$(stat -c %s $$f) "$$(file -b $$f | cut -d, -f1-2)"; done; true
+
+# Fuzz every parser for FUZZ_SECONDS each (cargo-fuzz on the stable toolchain,
+# which needs RUSTC_BOOTSTRAP for the sanitizer flags). Seeds: tests/fuzz/seeds.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := http_request router forms config pattern
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd tests/fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

@@ -260,6 +260,12 @@ struct StatsEntry<'a> {
     rotations_size: u64,
     rotations_count: u64,
     rotations_forced: u64,
+    files_deleted: u64,
+    /// `ok`, or `degraded` while writes fail or the disk budget stops writing.
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded_reason: Option<String>,
+    clock_synchronized: bool,
     /// The socket's bound local address.
     local_address: &'a str,
     /// The receive buffer the kernel granted the socket.
@@ -290,6 +296,17 @@ fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsE
         rotations_size: s.rotations_size,
         rotations_count: s.rotations_count,
         rotations_forced: s.rotations_forced,
+        files_deleted: s.files_deleted,
+        state: if h.degraded.is_some() || h.suspended {
+            "degraded"
+        } else {
+            "ok"
+        },
+        degraded_reason: h.degraded.clone().or_else(|| {
+            h.suspended
+                .then(|| "disk budget: no space to write".to_string())
+        }),
+        clock_synchronized: clock_ok(now),
         local_address: &cap.local,
         rcvbuf_granted: cap.rcvbuf_granted,
         tcp: cap.tcp_status(),
@@ -459,7 +476,10 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
         Err(e) => return Response::error(400, format!("file_name_pattern: {e}")),
     }
     match cx.manager.add_handler(spec, cx.registry, cx.now) {
-        Ok(hid) => Response::json(201, &config_entry(cx.manager.handler(hid), cx.now)),
+        Ok(hid) => {
+            cx.manager.save_api_handlers();
+            Response::json(201, &config_entry(cx.manager.handler(hid), cx.now))
+        }
         Err(e @ (AddError::Conflict(_) | AddError::Socket(_))) => {
             Response::error(409, e.to_string())
         }
@@ -505,6 +525,7 @@ fn stop(name: &str, cx: &mut Context) -> Response {
     for hid in ids {
         cx.manager.remove_handler(hid, cx.registry);
     }
+    cx.manager.save_api_handlers();
     Response::json(200, &entries)
 }
 
@@ -559,6 +580,9 @@ fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
                 )
             }
         }
+    }
+    if !fields.is_empty() {
+        cx.manager.save_api_handlers();
     }
     Response::json(200, &rotated)
 }
@@ -687,6 +711,7 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
     // Dropping the removed handlers flushes and closes their files; the socket is
     // closed before the answer is sent.
     drop(cx.manager.remove_capturer(&address, cx.registry));
+    cx.manager.save_api_handlers();
     Response::json(
         200,
         &json!({
@@ -698,11 +723,25 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
     )
 }
 
+/// Whether the wall clock can be trusted: after 2020 and synchronised (NTP).
+fn clock_ok(now: UnixMicros) -> bool {
+    now.secs() >= 1_577_836_800 && sys::clock_synchronised()
+}
+
 fn health(cx: &Context) -> Response {
+    let degraded: Vec<&str> = cx
+        .manager
+        .handlers()
+        .filter(|(_, h)| h.degraded.is_some() || h.suspended)
+        .map(|(_, h)| h.spec.name.as_str())
+        .collect();
     Response::json(
         200,
         &json!({
-            "status": "ok",
+            "status": if degraded.is_empty() { "ok" } else { "degraded" },
+            "degraded_handlers": degraded,
+            "disk_full": cx.manager.disk_full(),
+            "clock_synchronized": clock_ok(cx.now),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (cx.now.0 - cx.started_at.0).max(0) / 1_000_000,
             "handlers": cx.manager.handlers().count(),
@@ -728,7 +767,7 @@ fn metrics(cx: &Context) -> Response {
         &'static str,
         fn(&Handler) -> f64,
     );
-    let per_handler: [Metric; 8] = [
+    let per_handler: [Metric; 9] = [
         (
             "bsc_packets_total",
             "counter",
@@ -764,6 +803,12 @@ fn metrics(cx: &Context) -> Response {
             "counter",
             "Units longer than the snaplen, written cut.",
             |h| h.stats.truncated as f64,
+        ),
+        (
+            "bsc_files_deleted_total",
+            "counter",
+            "Files deleted by retention or the disk budget.",
+            |h| h.stats.files_deleted as f64,
         ),
         (
             "bsc_current_file_bytes",

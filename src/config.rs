@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::pattern::{Pattern, PatternError};
@@ -206,6 +206,16 @@ pub struct HandlerSpec {
     pub record_source: bool,
     /// udp and ethernet: which time stamps a record.
     pub timestamps: Timestamps,
+    /// How often written records are forced to the disk (`None`: only on close).
+    pub fsync_interval: Option<Duration>,
+    /// Retention: at most this many files of this handler (the open one included).
+    pub max_files: Option<u64>,
+    /// Retention: at most this many bytes in this handler's files.
+    pub max_bytes: Option<u64>,
+    /// Retention: delete this handler's closed files older than this.
+    pub max_age: Option<Duration>,
+    /// A command (argv, no shell) run with each closed file's path appended.
+    pub on_close: Vec<String>,
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
@@ -232,7 +242,7 @@ fn field_err(key: &str, message: impl Into<String>) -> FieldError {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-const HANDLER_KEYS: [&str; 18] = [
+const HANDLER_KEYS: [&str; 23] = [
     "name",
     "conn_type",
     "address",
@@ -251,6 +261,11 @@ const HANDLER_KEYS: [&str; 18] = [
     "interface",
     "record_source",
     "timestamps",
+    "fsync_interval_s",
+    "max_files",
+    "max_bytes",
+    "max_age",
+    "on_close",
 ];
 /// Keys bsc sets itself; they cannot be configured.
 const RESERVED_KEYS: [(&str, &str); 3] = [
@@ -726,6 +741,59 @@ impl HandlerSpec {
             }
         };
 
+        let fsync_interval = match obj.get("fsync_interval_s") {
+            Some(v) if v.as_f64() == Some(0.0) || v.as_str().map(str::trim) == Some("0") => None,
+            _ => Some(seconds("fsync_interval_s", 10.0, 0.0)?),
+        };
+        let max_files = match obj.get("max_files") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(whole_number(v).filter(|n| *n >= 1).ok_or_else(|| {
+                field_err(
+                    "max_files",
+                    format!("must be a whole number, at least 1, got {}", describe(v)),
+                )
+            })?),
+        };
+        let max_bytes = match obj.get("max_bytes") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_size(v).map_err(|m| field_err("max_bytes", m))?),
+        };
+        let max_age = match obj.get("max_age") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_age(v).map_err(|m| field_err("max_age", m))?),
+        };
+        let on_close = match obj.get("on_close") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if !items.is_empty() && items.len() <= 64 => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) if !s.is_empty() && !s.contains('\0') => Ok(s.clone()),
+                    other => Err(field_err(
+                        "on_close",
+                        format!(
+                            "every element must be a non-empty string, got {}",
+                            describe(other)
+                        ),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(field_err(
+                    "on_close",
+                    format!(
+                        "must be a command as a list of strings (program first, no shell), got {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        if origin == Origin::Api && !on_close.is_empty() {
+            return Err(field_err(
+                "on_close",
+                "commands can only be configured in the config file, not over the API",
+            ));
+        }
+
         let mut metadata = Vec::new();
         for (key, value) in obj {
             if is_handler_key(key) {
@@ -753,11 +821,110 @@ impl HandlerSpec {
             interface,
             record_source,
             timestamps,
+            fsync_interval,
+            max_files,
+            max_bytes,
+            max_age,
+            on_close,
             metadata,
             origin,
         };
         spec.check_pattern_keys()?;
         Ok(spec)
+    }
+
+    /// The handler as the keys [`HandlerSpec::from_json`] accepts (what the state
+    /// file of API-added handlers stores); `from_json(to_json())` gives it back.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.name));
+        m.insert("conn_type".into(), json!(self.conn_type.as_str()));
+        m.insert(
+            "address".into(),
+            json!([self.address.host, self.address.port]),
+        );
+        if let Some(p) = &self.path {
+            m.insert("path".into(), json!(p.source()));
+        }
+        m.insert(
+            "file_name_pattern".into(),
+            json!(self.file_name_pattern.source()),
+        );
+        m.insert("rotate_log".into(), json!(self.rotation.is_some()));
+        m.insert(
+            "rotate_log_index".into(),
+            json!(self.rotate_log_index.to_string()),
+        );
+        m.insert("rotate_log_delta".into(), json!(self.rotate_log_delta));
+        m.insert(
+            "pre_write_transforms".into(),
+            json!(self
+                .pre_write_transforms
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()),
+        );
+        m.insert("rcvbuf_bytes".into(), json!(self.rcvbuf_bytes));
+        let optional = [
+            ("rotate_max_bytes", self.rotate_max_bytes.map(|v| json!(v))),
+            (
+                "rotate_max_packets",
+                self.rotate_max_packets.map(|v| json!(v)),
+            ),
+            ("max_files", self.max_files.map(|v| json!(v))),
+            ("max_bytes", self.max_bytes.map(|v| json!(v))),
+            ("max_age", self.max_age.map(|v| json!(v.as_secs_f64()))),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        }
+        m.insert(
+            "fsync_interval_s".into(),
+            json!(self.fsync_interval.map_or(0.0, |d| d.as_secs_f64())),
+        );
+        let timestamps = json!(match self.timestamps {
+            Timestamps::Kernel => "kernel",
+            Timestamps::Read => "read",
+        });
+        match self.conn_type {
+            ConnType::Udp => {
+                m.insert("record_source".into(), json!(self.record_source));
+                m.insert("timestamps".into(), timestamps);
+                if let Some(i) = &self.interface {
+                    m.insert("interface".into(), json!(i));
+                }
+            }
+            ConnType::Tcp => {
+                m.insert(
+                    "connect_timeout_s".into(),
+                    json!(self.connect_timeout.as_secs_f64()),
+                );
+                m.insert(
+                    "reconnect_max_s".into(),
+                    json!(self.reconnect_max.as_secs_f64()),
+                );
+            }
+            ConnType::Ethernet => {
+                m.insert(
+                    "direction".into(),
+                    json!(if self.direction == Direction::In {
+                        "in"
+                    } else {
+                        "both"
+                    }),
+                );
+                m.insert("timestamps".into(), timestamps);
+            }
+        }
+        if !self.on_close.is_empty() {
+            m.insert("on_close".into(), json!(self.on_close));
+        }
+        for (k, v) in &self.metadata {
+            m.insert(k.clone(), v.clone());
+        }
+        m
     }
 
     /// Every `{key}` in `path` and `file_name_pattern` exists, and its value cannot
@@ -859,6 +1026,48 @@ impl HandlerSpec {
     }
 }
 
+/// Parses an age: a number of seconds, or a number with a unit `s`, `m`, `h`,
+/// `d` or `w` (`"30d"`, `"12h"`).
+pub fn parse_age(v: &Value) -> Result<Duration, String> {
+    let text = match v {
+        Value::Number(n) => {
+            return n
+                .as_f64()
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("must be a positive number of seconds, got {n}"))
+        }
+        Value::String(s) => s.trim(),
+        other => {
+            return Err(format!(
+                "must be an age such as \"30d\" or \"12h\", got {}",
+                describe(other)
+            ))
+        }
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let unit: f64 = match text[split..].trim() {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 604_800.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use s, m, h, d or w"
+            ))
+        }
+    };
+    match text[..split].parse::<f64>() {
+        Ok(n) if n > 0.0 && n * unit < 1e10 => Ok(Duration::from_secs_f64(n * unit)),
+        _ => Err(format!(
+            "{text:?} is not an age; write a positive number with s, m, h, d or w"
+        )),
+    }
+}
+
 /// Parses a size: a number of bytes, or a number with a unit: `B`, `KB`, `MB`,
 /// `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
 pub fn parse_size(v: &Value) -> Result<u64, String> {
@@ -933,7 +1142,32 @@ pub struct Config {
     /// Absolute root directory for captures.
     pub root: PathBuf,
     pub server: ServerConfig,
+    pub storage: StorageConfig,
     pub handlers: Vec<HandlerSpec>,
+}
+
+/// Disk budget, persistence and hooks (`capture_manager` keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageConfig {
+    /// Keep at least this many bytes free on the root's file system.
+    pub min_free_bytes: Option<u64>,
+    /// Keep at least this share (0-100) of the root's file system free.
+    pub min_free_percent: Option<f64>,
+    /// Save handlers added over the API and restore them at start-up.
+    pub persist: bool,
+    /// Most `on_close` commands running at once (the rest wait their turn).
+    pub on_close_max_running: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_bytes: None,
+            min_free_percent: None,
+            persist: true,
+            on_close_max_running: 2,
+        }
+    }
 }
 
 /// A configuration that cannot be used: one line for the operator.
@@ -965,6 +1199,7 @@ impl Config {
         Config {
             root: absolute(&default_root()),
             server: ServerConfig::default(),
+            storage: StorageConfig::default(),
             handlers: Vec::new(),
         }
     }
@@ -1014,7 +1249,14 @@ impl Config {
             check_keys(
                 "capture_manager",
                 cm,
-                &["root_log_directory", "manager_server"],
+                &[
+                    "root_log_directory",
+                    "manager_server",
+                    "min_free_bytes",
+                    "min_free_percent",
+                    "persist",
+                    "on_close_max_running",
+                ],
             )?;
             match cm.get("root_log_directory") {
                 None | Some(Value::Null) => {}
@@ -1025,6 +1267,36 @@ impl Config {
                         describe(other)
                     ))
                 }
+            }
+            if let Some(v) = cm.get("min_free_bytes").filter(|v| !v.is_null()) {
+                config.storage.min_free_bytes = Some(
+                    parse_size(v).map_err(|m| format!("capture_manager.min_free_bytes: {m}"))?,
+                );
+            }
+            if let Some(v) = cm.get("min_free_percent").filter(|v| !v.is_null()) {
+                config.storage.min_free_percent = Some(
+                    v.as_f64()
+                        .filter(|p| (0.0..100.0).contains(p))
+                        .ok_or_else(|| format!("capture_manager.min_free_percent must be a number from 0 to 100, got {}", describe(v)))?,
+                );
+            }
+            if let Some(v) = cm.get("persist") {
+                config.storage.persist = boolean(v).ok_or_else(|| {
+                    format!(
+                        "capture_manager.persist must be true or false, got {}",
+                        describe(v)
+                    )
+                })?;
+            }
+            if let Some(v) = cm.get("on_close_max_running") {
+                config.storage.on_close_max_running = whole_number(v)
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "capture_manager.on_close_max_running must be 1 to 64, got {}",
+                            describe(v)
+                        )
+                    })? as usize;
             }
             if let Some(ms) = cm.get("manager_server") {
                 let ms = ms
@@ -1419,6 +1691,21 @@ mod tests {
             .unwrap_err()
             .message
             .contains("0.5"));
+    }
+
+    #[test]
+    fn to_json_round_trips() {
+        for v in [
+            json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", 9], "path": "x/%j", "file_name_pattern": "{name}-{seq:6}.pcap",
+                   "rotate_log": false, "rotate_log_index": "hours", "rotate_max_bytes": "1MB", "max_files": 3, "max_age": "2d",
+                   "record_source": true, "timestamps": "read", "fsync_interval_s": 0, "pass": 7, "sat": "aqua"}),
+            json!({"name": "b", "conn_type": "tcp", "address": ["10.0.0.1", 7000], "connect_timeout_s": 1.5, "reconnect_max_s": 10}),
+            json!({"name": "c", "conn_type": "ethernet", "address": ["eth1", 0x88b5], "direction": "in", "max_bytes": "1GiB"}),
+        ] {
+            let a = spec(v).unwrap();
+            let b = HandlerSpec::from_json(&a.to_json(), Origin::ConfigFile).unwrap();
+            assert_eq!(a, b);
+        }
     }
 
     #[test]

@@ -28,17 +28,19 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::api;
 use crate::clock::{Clock, UnixMicros};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Config, HandlerSpec, Origin, ServerConfig};
 use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::notify::Notifier;
 use crate::sys::SignalFd;
-use crate::{debug, error, info};
+use crate::{debug, error, info, warn};
 
 /// Token of the signalfd.
 const SIGNALS: Token = Token(0);
 /// Longest sleep: the loop wakes at least this often to check timers.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Period of the maintenance tick (fsync intervals, retention, disk budget, hooks).
+const TICK: Duration = Duration::from_secs(1);
 
 /// Everything the loop owns.
 pub struct EventLoop {
@@ -55,6 +57,8 @@ pub struct EventLoop {
     started_at: UnixMicros,
     notifier: Notifier,
     status: StatusRate,
+    /// When the once-a-second maintenance (fsync, retention, disk budget) runs next.
+    next_tick: Instant,
 }
 
 /// The `STATUS=` line for systemd: handlers and the packet rate since the last line.
@@ -104,13 +108,38 @@ impl EventLoop {
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         check_exposure(&config.server)?;
         let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
-        let mut manager = Manager::new(&config.root);
+        let mut manager = Manager::new(&config.root, &config.storage);
         let now = clock.now();
         for spec in &config.handlers {
             let name = spec.name.clone();
             manager
                 .add_handler(spec.clone(), poll.registry(), now)
                 .map_err(|e| format!("handler {name:?}: {e}"))?;
+        }
+        // Handlers added over the API before a restart come back after the
+        // config file's; one that cannot start is reported, not fatal.
+        for fields in manager.saved_api_handlers() {
+            let name = fields
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string();
+            let restored = HandlerSpec::from_json(&fields, Origin::Api)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    manager
+                        .add_handler(spec, poll.registry(), now)
+                        .map_err(|e| e.to_string())
+                });
+            match restored {
+                Ok(_) => info!("handler {name}: restored (added over the API before the restart)"),
+                Err(e) => warn!("handler {name}: saved over the API but cannot be restored: {e}"),
+            }
+        }
+        if now.secs() < 1_577_836_800 || !crate::sys::clock_synchronised() {
+            warn!(
+                "the system clock is not synchronised (or before 2020): file names and timestamps may be wrong until it is; capture goes on (/health shows clock_synchronized)"
+            );
         }
         info!(
             "bsc {} running: {} handlers, root {}, management API on http://{}",
@@ -130,6 +159,7 @@ impl EventLoop {
             http,
             started_at: now,
             notifier: Notifier::from_env(),
+            next_tick: Instant::now() + TICK,
             status: StatusRate {
                 at: Instant::now(),
                 packets: 0,
@@ -187,6 +217,12 @@ impl EventLoop {
                 .expire_capturers(self.poll.registry(), Instant::now());
             self.http.sweep(Instant::now(), self.poll.registry());
             crate::log::report_suppressed();
+            self.manager.dispatch_closed();
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.manager.tick();
+                self.next_tick = now + TICK;
+            }
             let status = &mut self.status;
             let manager = &self.manager;
             self.notifier
@@ -247,6 +283,7 @@ impl EventLoop {
         loop {
             match self.signals.read() {
                 Ok(Some(libc::SIGHUP)) => self.reload(),
+                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(),
                 Ok(Some(sig)) => {
                     info!(
                         "signal {}: stopping",

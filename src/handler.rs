@@ -17,16 +17,20 @@
 //! a new one: if the pattern gives a name that exists, `-1`, `-2`, ... is inserted
 //! before the extension.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
 
 use crate::clock::UnixMicros;
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
 use crate::ipudp;
 use crate::log::{self, Level};
 use crate::pcap::{self, LinkType, Opened};
+use crate::storage::{excess, ClosedFile, OwnFile, Retention, Storage};
 use crate::sys::{Peer, PACKET_OUTGOING};
 use crate::{info, warn};
 
@@ -58,6 +62,8 @@ pub struct HandlerStats {
     pub rotations_count: u64,
     /// Files closed by `POST /<name>/rotate`.
     pub rotations_forced: u64,
+    /// Files deleted by retention or the disk budget.
+    pub files_deleted: u64,
     /// Bytes received per second over the last [`RATE_WINDOW_S`] seconds, as
     /// (second, bytes) slots indexed by second modulo the window.
     window: [(i64, u64); RATE_WINDOW_S as usize],
@@ -81,6 +87,7 @@ impl HandlerStats {
             rotations_size: 0,
             rotations_count: 0,
             rotations_forced: 0,
+            files_deleted: 0,
             window: [(i64::MIN, 0); RATE_WINDOW_S as usize],
         }
     }
@@ -142,6 +149,13 @@ struct CurrentFile {
     /// Bytes on disk: header and whole records only. A failed write is cut back to it.
     len: u64,
     records: u64,
+    /// Whether bsc created this file (retention may delete it once closed).
+    created: bool,
+    first_ts: Option<UnixMicros>,
+    last_ts: Option<UnixMicros>,
+    /// When data written to the file was last forced to the disk.
+    synced_at: Instant,
+    unsynced: bool,
 }
 
 /// One received unit, as a capturer hands it to each of its handlers.
@@ -178,20 +192,44 @@ pub struct Handler {
     file: Option<CurrentFile>,
     pending: Vec<u8>,
     pending_records: u64,
-    /// After a failed open, no new attempt before this instant.
+    /// After a failed open or write, no new attempt before this instant.
     retry_open_at: Option<UnixMicros>,
     pub stats: HandlerStats,
+    /// The journal and the closed-file outbox.
+    storage: Rc<Storage>,
+    /// Closed files this handler created, oldest first (for retention).
+    own_files: VecDeque<OwnFile>,
+    /// Why writing fails, while it does (cleared by the next successful write).
+    pub degraded: Option<String>,
+    /// Set by the disk budget: units are counted as lost instead of written.
+    pub suspended: bool,
 }
 
 impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
     /// `local` is the address its capturer's socket is bound to, if any.
+    /// `storage` is shared with the manager; `earlier` lists the files this handler
+    /// created in earlier runs (from the journal), for retention.
     pub fn new(
         spec: HandlerSpec,
         root: &Path,
         now: UnixMicros,
         local: Option<SocketAddr>,
+        storage: Rc<Storage>,
+        earlier: Vec<PathBuf>,
     ) -> Handler {
+        let mut own_files: Vec<OwnFile> = earlier
+            .into_iter()
+            .filter_map(|path| {
+                let m = std::fs::metadata(&path).ok()?;
+                Some(OwnFile {
+                    bytes: m.len(),
+                    closed_at: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    path,
+                })
+            })
+            .collect();
+        own_files.sort_by_key(|f| f.closed_at);
         let link = match (spec.conn_type, spec.record_source, local) {
             (ConnType::Ethernet, _, _) => LinkType::Ethernet,
             (ConnType::Udp, true, Some(SocketAddr::V6(_))) => LinkType::Ipv6,
@@ -209,7 +247,16 @@ impl Handler {
             pending_records: 0,
             retry_open_at: None,
             stats: HandlerStats::new(now),
+            storage,
+            own_files: own_files.into(),
+            degraded: None,
+            suspended: false,
         }
+    }
+
+    /// The handler's key in the journal: its name and address.
+    pub fn journal_key(&self) -> String {
+        format!("{}@{}", self.spec.name, self.spec.address.python_repr())
     }
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
@@ -231,6 +278,11 @@ impl Handler {
             (LinkType::Ipv4 | LinkType::Ipv6, Peer::Inet(src)) => Some(src),
             _ => None,
         };
+        if self.suspended {
+            self.stats.count(ts, unit.orig_len);
+            self.stats.records_lost += 1;
+            return Recorded::default();
+        }
         self.record_at(ts, unit.data, unit.orig_len, source)
     }
 
@@ -282,6 +334,10 @@ impl Handler {
             self.stats.truncated += 1;
         }
         outcome.needs_flush = self.pending.is_empty();
+        if let Some(f) = self.file.as_mut() {
+            f.first_ts.get_or_insert(ts);
+            f.last_ts = Some(ts);
+        }
         if headers == 0 {
             pcap::encode_record(&mut self.pending, ts, data, orig_len.max(data.len()));
         } else {
@@ -409,6 +465,13 @@ impl Handler {
             .spec
             .rotation
             .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
+        if opened.created {
+            self.storage.created(&self.journal_key(), &opened.path);
+            // The new directory entry must survive a power cut too.
+            if let Some(dir) = opened.path.parent().and_then(|d| File::open(d).ok()) {
+                let _ = dir.sync_all();
+            }
+        }
         self.file = Some(CurrentFile {
             file: opened.file,
             path: opened.path,
@@ -416,9 +479,15 @@ impl Handler {
             rotate_at,
             len: opened.len,
             records: 0,
+            created: opened.created,
+            first_ts: None,
+            last_ts: None,
+            synced_at: Instant::now(),
+            unsynced: false,
         });
         self.retry_open_at = None;
         self.stats.files_opened += 1;
+        self.enforce_retention();
         Ok(rotate_at)
     }
 
@@ -444,61 +513,190 @@ impl Handler {
     }
 
     /// Writes every pending record to the current file with one `write` (looping
-    /// only on short writes). On a write error the file is cut back to its last
-    /// whole record, the pending records are counted as lost, and the file is
-    /// closed so the next unit reopens (and repairs) it.
-    pub fn flush(&mut self) {
+    /// only on short writes), and forces the file to the disk when
+    /// `fsync_interval_s` has passed since it last was.
+    ///
+    /// On a write error (a full disk, an I/O error, a removed folder) the file is
+    /// cut back to its last whole record, the pending records are counted as lost,
+    /// the handler is `degraded`, and the file is closed: the first unit a second
+    /// or more later reopens (and repairs) it or a new one.
+    /// Returns the number of bytes written.
+    pub fn flush(&mut self) -> u64 {
         if self.pending.is_empty() {
-            return;
+            return 0;
         }
         let Some(f) = self.file.as_mut() else {
             // Records are only encoded while a file is open.
             self.pending.clear();
             self.pending_records = 0;
-            return;
+            return 0;
         };
+        let mut written = 0;
         match write_all(&mut f.file, &self.pending) {
             Ok(()) => {
+                written = self.pending.len() as u64;
                 f.len += self.pending.len() as u64;
                 f.records += self.pending_records;
+                f.unsynced = true;
+                if let Some(why) = self.degraded.take() {
+                    info!(
+                        "handler {}: writing again ({} after: {why})",
+                        self.spec.name,
+                        f.path.display()
+                    );
+                }
+                if self
+                    .spec
+                    .fsync_interval
+                    .is_some_and(|every| f.synced_at.elapsed() >= every)
+                {
+                    sync(f, &self.spec.name);
+                }
             }
             Err(e) => {
                 self.stats.write_errors += 1;
                 self.stats.records_lost += self.pending_records;
                 let cut = f.file.set_len(f.len);
+                let why = format!("write to {} failed: {e}", f.path.display());
                 let key = format!("write {}", self.spec.name);
                 log::limited(
                     &key,
                     Level::Error,
                     format_args!(
-                    "handler {}: write to {} failed: {e}; {} records lost{}",
-                    self.spec.name,
-                    f.path.display(),
-                    self.pending_records,
-                    match cut {
-                        Ok(()) => String::new(),
-                                                Err(e) => format!("; could not cut the partial write off ({e}): it will be repaired when reopened"),
-                    }
+                        "handler {}: {why}; {} records lost{}; retrying in 1 s",
+                        self.spec.name,
+                        self.pending_records,
+                        match cut {
+                            Ok(()) => String::new(),
+                            Err(e) => format!("; could not cut the partial write off ({e}): it will be repaired when reopened"),
+                        }
                     ),
                 );
+                self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
+                self.degraded = Some(why);
                 self.file = None;
             }
         }
         self.pending.clear();
         self.pending_records = 0;
+        written
     }
 
-    /// Flushes and closes the current file, if any.
+    /// Flushes, forces to the disk and closes the current file, if any; hands it
+    /// to the outbox (for `on_close`) and, if bsc created it, to retention.
     pub fn close(&mut self) {
         self.flush();
-        if let Some(f) = self.file.take() {
-            info!(
-                "handler {}: closed {} ({} records, {} bytes)",
+        let Some(mut f) = self.file.take() else {
+            return;
+        };
+        if f.unsynced {
+            sync(&mut f, &self.spec.name);
+        }
+        info!(
+            "handler {}: closed {} ({} records, {} bytes)",
+            self.spec.name,
+            f.path.display(),
+            f.records,
+            f.len
+        );
+        self.storage.closed(ClosedFile {
+            handler: self.spec.name.clone(),
+            on_close: self.spec.on_close.clone(),
+            path: f.path.clone(),
+            records: f.records,
+            bytes: f.len,
+            first_ts: f.first_ts,
+            last_ts: f.last_ts,
+        });
+        if f.created {
+            self.own_files.push_back(OwnFile {
+                path: f.path,
+                bytes: f.len,
+                closed_at: SystemTime::now(),
+            });
+            self.enforce_retention();
+        }
+    }
+
+    /// Once a second: forces data written more than `fsync_interval_s` ago to the
+    /// disk (even on an idle link), and applies `max_age`.
+    pub fn maintain(&mut self) {
+        if let (Some(every), Some(f)) = (self.spec.fsync_interval, self.file.as_mut()) {
+            if f.unsynced && f.synced_at.elapsed() >= every {
+                sync(f, &self.spec.name);
+            }
+        }
+        if self.spec.max_age.is_some() {
+            self.enforce_retention();
+        }
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            max_files: self.spec.max_files,
+            max_bytes: self.spec.max_bytes,
+            max_age: self.spec.max_age,
+        }
+    }
+
+    /// Deletes this handler's oldest closed files beyond its retention limits.
+    fn enforce_retention(&mut self) {
+        let r = self.retention();
+        if r == Retention::default() {
+            return;
+        }
+        let open = self
+            .file
+            .as_ref()
+            .map(|f| f.len + self.pending.len() as u64);
+        let n = excess(
+            self.own_files.make_contiguous(),
+            open,
+            &r,
+            SystemTime::now(),
+        );
+        for _ in 0..n {
+            if let Some(old) = self.own_files.pop_front() {
+                self.delete(&old, "retention");
+            }
+        }
+    }
+
+    /// Deletes one of this handler's closed files (retention or the disk budget).
+    pub fn delete(&mut self, file: &OwnFile, why: &str) {
+        match std::fs::remove_file(&file.path) {
+            Ok(()) => {
+                info!(
+                    "handler {}: deleted {} ({} bytes, {why})",
+                    self.spec.name,
+                    file.path.display(),
+                    file.bytes
+                );
+                self.stats.files_deleted += 1;
+                self.storage.deleted(&file.path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.storage.deleted(&file.path),
+            Err(e) => warn!(
+                "handler {}: cannot delete {}: {e}",
                 self.spec.name,
-                f.path.display(),
-                f.records,
-                f.len
-            );
+                file.path.display()
+            ),
+        }
+    }
+
+    /// The oldest closed file this handler created, if any.
+    pub fn oldest_own_file(&self) -> Option<&OwnFile> {
+        self.own_files.front()
+    }
+
+    /// Deletes the oldest closed file this handler created (the disk budget).
+    pub fn delete_oldest(&mut self, why: &str) -> bool {
+        match self.own_files.pop_front() {
+            Some(old) => {
+                self.delete(&old, why);
+                true
+            }
+            None => false,
         }
     }
 
@@ -541,6 +739,23 @@ impl Handler {
     }
 }
 
+/// Forces a file's data to the disk (`fdatasync`), logging a failure.
+fn sync(f: &mut CurrentFile, handler: &str) {
+    if let Err(e) = f.file.sync_data() {
+        let key = format!("sync {handler}");
+        log::limited(
+            &key,
+            Level::Error,
+            format_args!(
+                "handler {handler}: fsync of {} failed: {e}",
+                f.path.display()
+            ),
+        );
+    }
+    f.synced_at = Instant::now();
+    f.unsynced = false;
+}
+
 fn write_all(file: &mut File, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         match file.write(buf) {
@@ -578,7 +793,15 @@ mod tests {
             v[k] = x.clone();
         }
         let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
-        Handler::new(spec, root, UnixMicros(0), None)
+        let (storage, _) = Storage::open(root);
+        Handler::new(
+            spec,
+            root,
+            UnixMicros(0),
+            None,
+            Rc::new(storage),
+            Vec::new(),
+        )
     }
 
     fn payloads(path: &Path) -> Vec<Vec<u8>> {

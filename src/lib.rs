@@ -19,6 +19,9 @@
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
+//! | [`hooks`] | `on_close` commands: queued, run without blocking, reaped on SIGCHLD |
+//! | [`persist`] | the state file of handlers added over the API |
+//! | [`storage`] | the journal of files bsc created, retention arithmetic, closed-file outbox |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
 //!
@@ -54,6 +57,7 @@ pub mod clock;
 pub mod config;
 pub mod event_loop;
 pub mod handler;
+pub mod hooks;
 pub mod http;
 pub mod ipudp;
 pub mod log;
@@ -61,5 +65,7 @@ pub mod manager;
 pub mod notify;
 pub mod pattern;
 pub mod pcap;
+pub mod persist;
 pub mod rotation;
+pub mod storage;
 pub mod sys;

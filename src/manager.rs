@@ -10,12 +10,13 @@
 //!   TCP capturer waiting for something (a back-off, a connect deadline) has one
 //!   in `capturer_timers` (entries may be stale: they are checked when they fire).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
@@ -25,8 +26,12 @@ use crate::capture::ethernet::{self, PacketSocket};
 use crate::capture::tcp::{ReadOutcome, State as TcpState, TcpClient};
 use crate::capture::udp;
 use crate::clock::UnixMicros;
+use crate::config::StorageConfig;
 use crate::config::{Address, Config, ConnType, HandlerSpec, Origin};
 use crate::handler::{Handler, Recorded, Unit};
+use crate::hooks::Hooks;
+use crate::persist::StateFile;
+use crate::storage::Storage;
 use crate::sys::{self, Peer};
 use crate::{error, info, warn};
 
@@ -188,11 +193,26 @@ pub struct Manager {
     capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
     recv_buf: Vec<u8>,
+    /// The journal of created files and the closed-file outbox.
+    storage: Rc<Storage>,
+    /// Files created in earlier runs, by handler key, not yet claimed by a handler.
+    earlier: HashMap<String, Vec<PathBuf>>,
+    budget: StorageConfig,
+    /// Whether the disk budget stopped writing (nothing left to delete).
+    disk_full: bool,
+    /// Bytes that may still be written before the budget must be looked at
+    /// again (`None`: no budget).
+    headroom: Option<u64>,
+    hooks: Hooks,
+    /// Where handlers added over the API are saved (`None`: `persist: false`).
+    state: Option<StateFile>,
 }
 
 impl Manager {
-    /// An empty manager writing under `root`.
-    pub fn new(root: &Path) -> Manager {
+    /// An empty manager writing under `root`, with the disk budget, persistence
+    /// and hook settings of `storage`.
+    pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
+        let (journal, earlier) = Storage::open(root);
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
@@ -202,6 +222,36 @@ impl Manager {
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             recv_buf: vec![0; RECV_BUFFER_LEN],
+            storage: Rc::new(journal),
+            earlier,
+            budget: storage.clone(),
+            disk_full: false,
+            headroom: None,
+            hooks: Hooks::new(storage.on_close_max_running),
+            state: storage.persist.then(|| StateFile::new(root)),
+        }
+    }
+
+    /// The handlers added over the API in an earlier run (see [`crate::persist`]).
+    pub fn saved_api_handlers(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.state.as_ref().map_or_else(Vec::new, StateFile::load)
+    }
+
+    /// Saves the handlers added over the API (after every change to them).
+    pub fn save_api_handlers(&self) {
+        let Some(state) = &self.state else { return };
+        let specs: Vec<_> = self
+            .handlers()
+            .filter(|(_, h)| h.spec.origin == Origin::Api)
+            .map(|(_, h)| h.spec.to_json())
+            .collect();
+        if let Err(e) = state.save(&specs) {
+            let key = "persist";
+            crate::log::limited(
+                key,
+                crate::log::Level::Error,
+                format_args!("cannot save the API handlers: {e}; they will not survive a restart"),
+            );
         }
     }
 
@@ -287,7 +337,17 @@ impl Manager {
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.handlers.len());
-        let handler = Handler::new(spec, &self.root, now, self.capturer(cid).local_addr);
+        let key = format!("{}@{}", spec.name, spec.address.python_repr());
+        let earlier = self.earlier.remove(&key).unwrap_or_default();
+        let mut handler = Handler::new(
+            spec,
+            &self.root,
+            now,
+            self.capturer(cid).local_addr,
+            self.storage.clone(),
+            earlier,
+        );
+        handler.suspended = self.disk_full;
         info!(
             "handler {}: capturing {} {} into {}",
             handler.spec.name,
@@ -554,9 +614,18 @@ impl Manager {
 
     /// Writes the pending records of every handler that received any.
     pub fn flush_dirty(&mut self) {
+        let mut written = 0;
         for hid in self.dirty.drain(..) {
             if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                h.flush();
+                written += h.flush();
+            }
+        }
+        // The disk budget follows the writes: once what was written since the last
+        // look could have used up the headroom, look again at once.
+        if let Some(headroom) = self.headroom.as_mut() {
+            *headroom = headroom.saturating_sub(written);
+            if *headroom == 0 {
+                self.enforce_budget();
             }
         }
     }
@@ -585,6 +654,114 @@ impl Manager {
             h.close();
         }
         self.dirty.clear();
+        self.dispatch_closed();
+        if self.hooks.pending() > 0 {
+            warn!(
+                "on_close: {} hooks still running or waiting at shutdown; waiting ones are not run",
+                self.hooks.pending()
+            );
+        }
+    }
+
+    /// Hands the files closed since the last call to their `on_close` hooks.
+    pub fn dispatch_closed(&mut self) {
+        for file in self.storage.take_closed() {
+            if !file.on_close.is_empty() {
+                let argv = file.on_close.clone();
+                self.hooks.submit(&argv, file);
+            }
+        }
+    }
+
+    /// SIGCHLD: reaps finished hooks and starts waiting ones.
+    pub fn reap_hooks(&mut self) {
+        self.hooks.poll();
+    }
+
+    /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
+    pub fn tick(&mut self) {
+        for h in self.handlers.iter_mut().flatten() {
+            h.maintain();
+        }
+        self.enforce_budget();
+        self.dispatch_closed();
+        self.hooks.poll();
+    }
+
+    /// The free space the disk budget keeps, given the file system's size.
+    fn budget_threshold(&self, total: u64) -> Option<u64> {
+        let pct = self
+            .budget
+            .min_free_percent
+            .map(|p| (total as f64 * p / 100.0) as u64);
+        match (self.budget.min_free_bytes, pct) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+        }
+    }
+
+    /// Keeps the root's file system above `min_free_bytes`/`min_free_percent` by
+    /// deleting the oldest closed files bsc created (across handlers); if nothing
+    /// is left to delete, stops writing (units counted as lost) until space returns.
+    fn enforce_budget(&mut self) {
+        if self.budget.min_free_bytes.is_none() && self.budget.min_free_percent.is_none() {
+            return;
+        }
+        let Ok((mut free, total)) = sys::disk_space(&self.root) else {
+            return;
+        };
+        let Some(threshold) = self.budget_threshold(total) else {
+            return;
+        };
+        for _ in 0..1000 {
+            if free >= threshold {
+                break;
+            }
+            // The oldest closed file of any handler, or one of a handler gone since.
+            let victim = self
+                .handlers()
+                .filter_map(|(id, h)| h.oldest_own_file().map(|f| (f.closed_at, id)))
+                .min();
+            match victim {
+                Some((_, id)) => {
+                    self.handler_mut(id).delete_oldest("disk budget");
+                }
+                None => {
+                    match self.earlier.values_mut().find_map(|v| v.pop()) {
+                        Some(path) => {
+                            if std::fs::remove_file(&path).is_ok() {
+                                info!("disk budget: deleted {} (a file of a handler no longer running)", path.display());
+                            }
+                            self.storage.deleted(&path);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            free = sys::disk_space(&self.root).map_or(free, |(f, _)| f);
+        }
+        let full = free < threshold;
+        // Look again after half the remaining room is written (or at the next tick).
+        self.headroom = Some(free.saturating_sub(threshold) / 2);
+        if full != self.disk_full {
+            if full {
+                error!(
+                    "disk budget: {} has {free} bytes free, below the {threshold} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
+                    self.root.display()
+                );
+            } else {
+                info!("disk budget: {free} bytes free again; writing resumes");
+            }
+            self.disk_full = full;
+            for h in self.handlers.iter_mut().flatten() {
+                h.suspended = full;
+            }
+        }
+    }
+
+    /// Whether the disk budget has stopped writing.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full
     }
 
     /// Applies a re-read config: handlers that came from the old config file and
@@ -777,7 +954,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let poll = mio::Poll::new().unwrap();
         let clock = Clock::manual(UnixMicros(1_795_860_000_000_000)); // 2026-11-28T10:00:00Z
-        let mut m = Manager::new(&root);
+        let mut m = Manager::new(&root, &StorageConfig::default());
         let port = free_port();
         let hid = m
             .add_handler(

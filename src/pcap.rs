@@ -102,6 +102,8 @@ pub struct OpenedFile {
     pub len: u64,
     /// What was done to make the file ready.
     pub how: Opened,
+    /// Whether this call created the file (as opposed to appending to one).
+    pub created: bool,
 }
 
 /// How [`open_or_append`] made a file ready.
@@ -184,6 +186,7 @@ fn try_open(path: &Path, link: LinkType) -> io::Result<Attempt> {
                 path: path.to_path_buf(),
                 len: GLOBAL_HEADER_LEN as u64,
                 how: Opened::Created,
+                created: true,
             }));
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -204,6 +207,7 @@ fn try_open(path: &Path, link: LinkType) -> io::Result<Attempt> {
             how: Opened::Appended {
                 torn_bytes: got as u64,
             },
+            created: false,
         }));
     }
     if have != want {
@@ -220,6 +224,7 @@ fn try_open(path: &Path, link: LinkType) -> io::Result<Attempt> {
         how: Opened::Appended {
             torn_bytes: size - whole,
         },
+        created: false,
     }))
 }
 

@@ -6,8 +6,10 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// The signals bsc handles through its event loop.
-pub const HANDLED_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// The signals bsc handles through its event loop (SIGCHLD: an `on_close` hook
+/// ended).
+pub const HANDLED_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD];
 
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given; sigaddset only writes
@@ -34,6 +36,53 @@ pub fn block_handled_signals() -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// Spawns a command whose signal mask is empty again (bsc blocks the signals it
+/// reads from its signalfd, and children would inherit that).
+pub fn spawn_with_default_signals(
+    cmd: &mut std::process::Command,
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // sigemptyset and pthread_sigmask, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Free and total bytes of the file system holding `path` (for the disk budget).
+pub fn disk_space(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string; statvfs fills the struct it is given.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs succeeded, so the struct is initialised.
+    let st = unsafe { st.assume_init() };
+    // fsblkcnt_t and f_frsize are 32-bit on some targets (armv7).
+    #[allow(clippy::unnecessary_cast)]
+    let (frsize, avail, blocks) = (st.f_frsize as u64, st.f_bavail as u64, st.f_blocks as u64);
+    Ok((avail * frsize, blocks * frsize))
+}
+
+/// Whether the kernel considers the system clock synchronised (NTP or similar):
+/// `adjtimex` without changes, `STA_UNSYNC` clear.
+pub fn clock_synchronised() -> bool {
+    // SAFETY: all-zero is a valid timex with modes 0 (read only).
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: adjtimex reads the clock state into the struct it is given.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
 }
 
 /// A non-blocking signalfd for the handled signals.

@@ -1,0 +1,363 @@
+//! Black-box tests that do the damage: kill -9 under load, a file system that
+//! fills up, retention, the disk budget, persistence across restarts, and
+//! `on_close` hooks. Root is needed for the small tmpfs (CI runs as root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn handler(name: &str, port: u16, extra: Value) -> Value {
+    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
+    for (k, v) in extra.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    h
+}
+
+fn stats_of(bsc: &Bsc, port: u16) -> Value {
+    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
+}
+
+/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn new(dir: &Path, mib: u32) -> SmallFs {
+        let mnt = dir.join("small");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs(mnt)
+    }
+
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_that_was_reported() {
+    let dir = TempDir::new("kill9");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let cfg = json!({"capture_manager": {"root_log_directory": root},
+                     "handlers": [handler("k", port, json!({"rotate_log": false, "file_name_pattern": "k.pcap"}))]});
+    let mut bsc = Bsc::with_config(dir.path(), &cfg);
+    // 50k datagrams/s for at most 3 s (150k at most), paced in 1 ms slices.
+    let sender_thread = std::thread::spawn(move || {
+        let tx = sender(port);
+        let start = Instant::now();
+        let mut seq = 0u64;
+        while start.elapsed() < Duration::from_secs(3) && seq < 150_000 {
+            let due = (start.elapsed().as_secs_f64() * 50_000.0) as u64;
+            while seq < due {
+                let _ = tx.send(&seq_payload(seq));
+                seq += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let reported = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+    bsc.signal(9);
+    bsc.wait_exit();
+    sender_thread.join().unwrap();
+    let path = root.join("k.pcap");
+    let (_, _, records) = read_pcap(&path);
+    assert!(
+        records.len() as u64 >= reported,
+        "{} records on disk, /stats said {reported}",
+        records.len()
+    );
+    let (n, stderr) = tcpdump(&path);
+    assert_eq!(n, records.len(), "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+
+    // Restart onto the same file: appended to, nothing torn.
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    sender(port).send(&seq_payload(999_999)).unwrap();
+    wait_until("the appended record", || {
+        count_records(&path) == records.len() + 1
+    });
+    assert!(bsc.stop().success());
+    let (n, stderr) = tcpdump(&path);
+    assert_eq!(n, records.len() + 1, "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+}
+
+#[test]
+fn a_full_disk_degrades_and_capture_resumes_when_space_returns() {
+    let dir = TempDir::new("fullfs");
+    let fs = SmallFs::new(dir.path(), 4);
+    let root = fs.0.join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root},
+                "handlers": [handler("f", port, json!({"rotate_max_bytes": "256KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+    );
+    // Leave about 1 MiB, then send 3 MiB.
+    let filler = fs.0.join("filler");
+    std::fs::write(&filler, vec![0u8; (fs.free() - (1 << 20)) as usize]).unwrap();
+    let tx = sender(port);
+    let payload = vec![7u8; 1000];
+    for i in 0..3000u32 {
+        tx.send(&payload).unwrap();
+        if i % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    wait_until("3000 counted", || stats_of(&bsc, port)["packets"] == 3000);
+    let (status, health) = bsc.get("/health");
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("degraded")),
+        "{health}"
+    );
+    let s = stats_of(&bsc, port);
+    assert_eq!(s["state"], "degraded", "{s}");
+    let lost = s["records_lost"].as_u64().unwrap();
+    assert!(lost > 0 && s["write_errors"].as_u64().unwrap() > 0, "{s}");
+    // Every file is still a valid pcap.
+    for f in pcap_files(&root) {
+        let (n, stderr) = tcpdump(&f);
+        assert!(
+            !stderr.contains("truncated") && n == read_pcap(&f).2.len(),
+            "{}: {stderr}",
+            f.display()
+        );
+    }
+
+    // Space comes back: within 2 s of the next datagrams, writing resumes.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let before: usize = pcap_files(&root).iter().map(|f| count_records(f)).sum();
+    wait_until("capture resumes", || {
+        tx.send(&payload).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let now: usize = pcap_files(&root).iter().map(|f| count_records(f)).sum();
+        now > before && stats_of(&bsc, port)["state"] == "ok"
+    });
+    assert!(
+        freed.elapsed() < Duration::from_secs(2),
+        "resumed after {:?}",
+        freed.elapsed()
+    );
+    assert_eq!(bsc.get("/health").1["status"], "ok");
+    assert!(bsc.stop().success());
+    for f in pcap_files(&root) {
+        assert!(!tcpdump(&f).1.contains("truncated"), "{}", f.display());
+    }
+}
+
+#[test]
+fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
+    let dir = TempDir::new("maxfiles");
+    let root = dir.path().join("cap");
+    std::fs::create_dir_all(&root).unwrap();
+    let foreign = root.join("operator-notes.pcap");
+    std::fs::write(&foreign, b"not bsc's").unwrap();
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root},
+                "handlers": [handler("r", port, json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"}))]}),
+    );
+    let tx = sender(port);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        tx.send(b"tick").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until("retention settles", || pcap_files(&root).len() == 4);
+    let files: Vec<PathBuf> = pcap_files(&root)
+        .into_iter()
+        .filter(|f| *f != foreign)
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    // They are the newest: everything sent in the last ~3 s is in them.
+    let newest: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let deleted = stats_of(&bsc, port)["files_deleted"].as_u64().unwrap();
+    assert!(deleted >= 6, "deleted {deleted}, kept {newest:?}");
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not bsc's");
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn the_disk_budget_keeps_a_small_file_system_from_filling() {
+    let dir = TempDir::new("budget");
+    let fs = SmallFs::new(dir.path(), 4);
+    let root = fs.0.join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
+                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+    );
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    let tx = sender(port);
+    let payload = vec![1u8; 1000];
+    let mut min_free = u64::MAX;
+    for i in 0..8000u32 {
+        tx.send(&payload).unwrap();
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(50));
+            min_free = min_free.min(fs.free());
+        }
+    }
+    wait_until("all counted", || stats_of(&bsc, port)["packets"] == 8000);
+    let s = stats_of(&bsc, port);
+    assert_eq!(s["write_errors"], 0, "the disk never filled: {s}");
+    assert!(s["files_deleted"].as_u64().unwrap() > 0, "{s}");
+    assert!(min_free > 512 * 1024, "free space fell to {min_free}");
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn handlers_added_over_the_api_survive_restarts() {
+    let dir = TempDir::new("persist");
+    let root = dir.path().join("cap");
+    let cfg = json!({"capture_manager": {"root_log_directory": root, "manager_server": {"port": free_tcp_port()}}});
+    let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    for (i, port) in ports.iter().enumerate() {
+        let body = format!("loc=127.0.0.1&port={port}&conn_type=udp&rotate_log_index=hour&pass={i}&file_name_pattern=%7Bname%7D-%7Bpass%7D.pcap");
+        assert_eq!(bsc.form("POST", &format!("/p{i}/start"), &body).0, 201);
+    }
+    let before = bsc.get("/").1;
+    assert!(bsc.stop().success());
+
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert_eq!(bsc.get("/").1, before, "same names, addresses and options");
+    assert_eq!(bsc.form("DELETE", "/p1/stop", "").0, 200);
+    assert!(bsc.stop().success());
+
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let after = bsc.get("/").1;
+    let mut names: Vec<&str> = after
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .map(|e| e["handler"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["p0", "p2"], "the stopped one stays gone");
+    sender(ports[2]).send(b"still capturing").unwrap();
+    wait_until("restored handler captures", || {
+        count_records(&root.join("p2-2.pcap")) == 1
+    });
+    assert!(bsc.stop().success());
+
+    // A corrupt state file is moved aside; bsc starts anyway.
+    std::fs::write(root.join(".bsc/handlers.json"), "[{").unwrap();
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert_eq!(bsc.get("/").1, json!({}));
+    bsc.wait_log("is unreadable");
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
+    let dir = TempDir::new("onclose");
+    let root = dir.path().join("cap");
+    let out = dir.path().join("hook-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nsleep 2\nenv | grep '^BSC_' | sort > {}/\"$(basename \"$1\")\".env\necho \"$1\" >> {}/calls\n", out.display(), out.display()),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&hook).status().unwrap();
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root, "on_close_max_running": 1},
+                "handlers": [handler("h", port, json!({"rotate_max_packets": 2, "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook.to_str().unwrap()]}))]}),
+    );
+    let tx = sender(port);
+    let start = Instant::now();
+    for i in 0..6u64 {
+        tx.send(&seq_payload(i)).unwrap();
+        // Capture keeps pace while the (slow) hooks run one at a time.
+        wait_until("captured at once", || {
+            stats_of(&bsc, port)["packets"] == i + 1
+        });
+    }
+    wait_until("two files closed, their records on disk", || {
+        count_records(&root.join("h-0003.pcap")) == 2
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "capture was not held up by the hooks: {:?}",
+        start.elapsed()
+    );
+    wait_until("both hooks ran (2 s each, one at a time)", || {
+        std::fs::read_to_string(out.join("calls")).is_ok_and(|c| c.lines().count() == 2)
+    });
+    let env = std::fs::read_to_string(out.join("h-0001.pcap.env")).unwrap();
+    let f1 = root.join("h-0001.pcap");
+    assert!(
+        env.contains("BSC_HANDLER=h\n") && env.contains(&format!("BSC_FILE={}\n", f1.display())),
+        "{env}"
+    );
+    assert!(
+        env.contains("BSC_RECORDS=2\n")
+            && env.contains(&format!(
+                "BSC_BYTES={}\n",
+                std::fs::metadata(&f1).unwrap().len()
+            )),
+        "{env}"
+    );
+    assert!(
+        env.contains("BSC_FIRST_TS=20") && env.contains("BSC_LAST_TS=20"),
+        "{env}"
+    );
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("on_close:") && l.contains("h-0001.pcap: done")),
+        "{log:?}"
+    );
+    let calls = std::fs::read_to_string(out.join("calls")).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| l.ends_with("h-0001.pcap")).count(),
+        1,
+        "once per file: {calls}"
+    );
+}
