@@ -270,6 +270,8 @@ struct StatsEntry<'a> {
     local_address: &'a str,
     /// The receive buffer the kernel granted the socket.
     rcvbuf_granted: usize,
+    /// Units the kernel dropped on this socket for lack of buffer space.
+    kernel_drops: u32,
     /// tcp: `connected`, `reconnects`, `last_error`, `last_connected_at`.
     #[serde(flatten)]
     tcp: Option<TcpStatus>,
@@ -309,6 +311,7 @@ fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsE
         clock_synchronized: clock_ok(now),
         local_address: &cap.local,
         rcvbuf_granted: cap.rcvbuf_granted,
+        kernel_drops: cap.kernel_drops,
         tcp: cap.tcp_status(),
     }
 }
@@ -604,6 +607,7 @@ struct CapturerEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     rcvbuf_granted: usize,
+    kernel_drops: u32,
     handlers: Vec<&'a str>,
 }
 
@@ -632,6 +636,7 @@ fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
                 next_attempt_at,
                 error,
                 rcvbuf_granted: cap.rcvbuf_granted,
+                kernel_drops: cap.kernel_drops,
                 handlers: cap
                     .handlers
                     .iter()
@@ -835,6 +840,16 @@ fn metrics(cx: &Context) -> Response {
                 value(h)
             );
         }
+    }
+    let _ = writeln!(out, "# HELP bsc_kernel_drops_total Units the kernel dropped on a capture socket for lack of buffer space.\n# TYPE bsc_kernel_drops_total counter");
+    for (_, cap) in cx.manager.capturers() {
+        let _ = writeln!(
+            out,
+            "bsc_kernel_drops_total{{address=\"{}\",conn_type=\"{}\"}} {}",
+            label(&cap.address.python_repr()),
+            cap.conn_type,
+            cap.kernel_drops
+        );
     }
     let _ = writeln!(out, "# HELP bsc_rotations_total Files closed for the next one, by reason.\n# TYPE bsc_rotations_total counter");
     for h in &handlers {

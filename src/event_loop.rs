@@ -215,11 +215,11 @@ impl EventLoop {
             self.manager.expire(self.clock.now());
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
-            self.http.sweep(Instant::now(), self.poll.registry());
             crate::log::report_suppressed();
             self.manager.dispatch_closed();
             let now = Instant::now();
             if now >= self.next_tick {
+                self.http.sweep(now, self.poll.registry());
                 self.manager.tick();
                 self.next_tick = now + TICK;
             }

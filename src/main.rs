@@ -59,6 +59,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    if let Err(e) = sys::raise_open_file_limit() {
+        bsc::warn!("cannot raise the open-file limit: {e}");
+    }
     if args.version {
         println!("bsc {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -27,7 +27,7 @@ use crate::capture::tcp::{ReadOutcome, State as TcpState, TcpClient};
 use crate::capture::udp;
 use crate::clock::UnixMicros;
 use crate::config::StorageConfig;
-use crate::config::{Address, Config, ConnType, HandlerSpec, Origin};
+use crate::config::{Address, Config, ConnType, HandlerSpec, Origin, Timestamps};
 use crate::handler::{Handler, Recorded, Unit};
 use crate::hooks::Hooks;
 use crate::persist::StateFile;
@@ -72,6 +72,12 @@ pub struct Capturer {
     pub seq: u64,
     /// The last receive error, until a unit is received again (udp, ethernet).
     error: Option<String>,
+    /// The kernel's count of units it dropped for lack of buffer space
+    /// (`SO_RXQ_OVFL`, udp and ethernet).
+    pub kernel_drops: u32,
+    /// Whether a handler records the time of reading (so the clock is read per
+    /// unit even when the kernel stamps it).
+    read_time_wanted: bool,
 }
 
 /// Where a capturer is, as `GET /capturers` shows it.
@@ -192,7 +198,10 @@ pub struct Manager {
     timers: BTreeSet<(UnixMicros, HandlerId)>,
     capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
+    /// TCP reads land here.
     recv_buf: Vec<u8>,
+    /// UDP and Ethernet units land here, a batch at a time.
+    batch: sys::Batch,
     /// The journal of created files and the closed-file outbox.
     storage: Rc<Storage>,
     /// Files created in earlier runs, by handler key, not yet claimed by a handler.
@@ -222,6 +231,7 @@ impl Manager {
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             recv_buf: vec![0; RECV_BUFFER_LEN],
+            batch: sys::Batch::new(),
             storage: Rc::new(journal),
             earlier,
             budget: storage.clone(),
@@ -361,6 +371,7 @@ impl Manager {
             self.handlers[hid] = Some(handler);
         }
         self.capturer_mut(cid).handlers.push(hid);
+        self.update_read_time_wanted(cid);
         Ok(hid)
     }
 
@@ -443,6 +454,8 @@ impl Manager {
             rcvbuf_granted,
             seq: self.next_seq,
             error: None,
+            kernel_drops: 0,
+            read_time_wanted: false,
         };
         self.next_seq += 1;
         if cid == self.capturers.len() {
@@ -463,6 +476,8 @@ impl Manager {
         cap.handlers.retain(|&h| h != hid);
         if cap.handlers.is_empty() {
             self.close_capturer(cid, registry);
+        } else {
+            self.update_read_time_wanted(cid);
         }
         info!("handler {}: stopped", handler.spec.name);
         // Dropping the handler closes its file; the caller may still read it first.
@@ -502,6 +517,7 @@ impl Manager {
             timers,
             capturer_timers,
             recv_buf,
+            batch,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
@@ -532,9 +548,9 @@ impl Manager {
                     Source::Ethernet(p) => p.as_raw_fd(),
                     Source::Tcp(_) => return Drained::Empty,
                 };
-                for _ in 0..READ_BUDGET {
-                    let r = match sys::recv_msg(fd, recv_buf) {
-                        Ok(r) => r,
+                for _ in 0..READ_BUDGET / sys::BATCH {
+                    let n = match batch.recv(fd) {
+                        Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
@@ -549,14 +565,32 @@ impl Manager {
                         }
                     };
                     cap.error = None;
-                    let kernel_at = r.kernel_time.map(|d| UnixMicros(d.as_micros() as i64));
-                    deliver(&Unit {
-                        data: &recv_buf[..r.len],
-                        orig_len: r.full_len,
-                        read_at: now(),
-                        kernel_at,
-                        peer: r.peer,
-                    });
+                    for i in 0..n {
+                        let (data, info) = batch.unit(i);
+                        if let Some(d) = info.drops {
+                            cap.kernel_drops = d;
+                        }
+                        let kernel_at = info
+                            .received
+                            .kernel_time
+                            .map(|d| UnixMicros(d.as_micros() as i64));
+                        // The clock is read per unit, and only when a record needs it.
+                        let read_at = match kernel_at {
+                            Some(k) if !cap.read_time_wanted => k,
+                            _ => now(),
+                        };
+                        deliver(&Unit {
+                            data,
+                            orig_len: info.received.full_len,
+                            read_at,
+                            kernel_at,
+                            peer: info.received.peer,
+                        });
+                    }
+                    if n < sys::BATCH {
+                        // The queue ran dry: the next datagram raises a new edge.
+                        return Drained::Empty;
+                    }
                 }
                 Drained::More
             }
@@ -826,6 +860,15 @@ impl Manager {
             self.timers.insert((at, hid));
         }
         Ok((previous, path))
+    }
+
+    fn update_read_time_wanted(&mut self, cid: CapturerId) {
+        let wanted = self
+            .capturer(cid)
+            .handlers
+            .iter()
+            .any(|&h| self.handler(h).spec.timestamps == Timestamps::Read);
+        self.capturer_mut(cid).read_time_wanted = wanted;
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their

@@ -75,6 +75,29 @@ pub fn disk_space(path: &std::path::Path) -> io::Result<(u64, u64)> {
     Ok((avail * frsize, blocks * frsize))
 }
 
+/// Raises the soft limit on open files to the hard limit (each capture socket,
+/// file and connection is one). Returns the new soft limit.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32-bit on some targets
+    Ok(lim.rlim_cur as u64)
+}
+
 /// Whether the kernel considers the system clock synchronised (NTP or similar):
 /// `adjtimex` without changes, `STA_UNSYNC` clear.
 pub fn clock_synchronised() -> bool {
@@ -260,7 +283,7 @@ pub enum Peer {
     Unknown,
 }
 
-/// What one [`recv_msg`] gave.
+/// What the kernel gave for one received unit.
 #[derive(Copy, Clone, Debug)]
 pub struct Received {
     /// Bytes placed in the buffer.
@@ -270,59 +293,6 @@ pub struct Received {
     pub peer: Peer,
     /// The kernel's receive time (`SO_TIMESTAMPNS`), when it gave one.
     pub kernel_time: Option<std::time::Duration>,
-}
-
-/// One `recvmsg(MSG_TRUNC)` on a non-blocking datagram or packet socket: the data,
-/// its real length, the sender and the kernel receive timestamp if enabled.
-pub fn recv_msg(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut control = [0u64; 16]; // 128 bytes, 8-byte aligned as cmsghdr needs
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr; the pointers set below stay valid for
-    // the call (they point at locals and at `buf`, which outlive it).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg describes valid, writable buffers of the given lengths.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let full_len = n as usize;
-    let mut kernel_time = None;
-    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled,
-    // within msg_controllen; a SCM_TIMESTAMPNS payload is a timespec (read
-    // unaligned, as CMSG_DATA may not be aligned for it).
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                if ts.tv_sec > 0 {
-                    kernel_time = Some(std::time::Duration::new(
-                        ts.tv_sec as u64,
-                        ts.tv_nsec as u32,
-                    ));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok(Received {
-        len: full_len.min(buf.len()),
-        full_len,
-        peer: peer_of(&addr),
-        kernel_time,
-    })
 }
 
 fn peer_of(addr: &libc::sockaddr_storage) -> Peer {
@@ -360,6 +330,154 @@ fn peer_of(addr: &libc::sockaddr_storage) -> Peer {
         }
         _ => Peer::Unknown,
     }
+}
+
+/// Units one [`Batch::recv`] receives at most.
+pub const BATCH: usize = 64;
+/// Room for one unit: every UDP datagram and Ethernet frame fits whole.
+pub const SLOT: usize = 65536;
+/// Control-message room per unit: a timestamp and the drop counter.
+const CONTROL_WORDS: usize = 16;
+
+/// Preallocated `recvmmsg` buffers: [`BATCH`] slots of [`SLOT`] bytes. They are
+/// allocated zeroed, so the kernel maps pages only as units fill them: small
+/// datagrams keep the resident set small.
+pub struct Batch {
+    data: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_storage>,
+    controls: Vec<[u64; CONTROL_WORDS]>,
+    msgs: Vec<libc::mmsghdr>,
+    received: usize,
+}
+
+/// What the kernel told about one unit of a batch, besides its bytes.
+#[derive(Copy, Clone, Debug)]
+pub struct UnitInfo {
+    pub received: Received,
+    /// The socket's drop counter (`SO_RXQ_OVFL`), when the kernel attached it.
+    pub drops: Option<u32>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr; the
+        // pointers in them are set before every call.
+        let zero_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let zero_msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        Batch {
+            data: vec![0; BATCH * SLOT],
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            addrs: vec![zero_addr; BATCH],
+            controls: vec![[0; CONTROL_WORDS]; BATCH],
+            msgs: vec![zero_msg; BATCH],
+            received: 0,
+        }
+    }
+
+    /// One `recvmmsg(MSG_TRUNC)`: up to [`BATCH`] units from a non-blocking socket.
+    /// Returns how many arrived (`WouldBlock` when none had).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.data[i * SLOT..].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            };
+            let h = &mut self.msgs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.controls[i].as_mut_ptr().cast();
+            h.msg_controllen = (CONTROL_WORDS * 8) as _;
+            h.msg_flags = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        // SAFETY: every mmsghdr points at buffers owned by `self` with the lengths
+        // given; they stay valid and unaliased for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            self.received = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// Unit `i` of the last batch: its bytes and what the kernel said of it.
+    pub fn unit(&self, i: usize) -> (&[u8], UnitInfo) {
+        debug_assert!(i < self.received);
+        let m = &self.msgs[i];
+        let full_len = m.msg_len as usize;
+        let len = full_len.min(SLOT);
+        let mut kernel_time = None;
+        let mut drops = None;
+        // SAFETY: the kernel filled this message's control buffer within
+        // msg_controllen; CMSG_FIRSTHDR/NXTHDR stay inside it; payloads are read
+        // unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET {
+                    match (*cmsg).cmsg_type {
+                        libc::SCM_TIMESTAMPNS => {
+                            let ts: libc::timespec =
+                                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                            if ts.tv_sec > 0 {
+                                kernel_time = Some(std::time::Duration::new(
+                                    ts.tv_sec as u64,
+                                    ts.tv_nsec as u32,
+                                ));
+                            }
+                        }
+                        libc::SO_RXQ_OVFL => {
+                            drops = Some(std::ptr::read_unaligned(
+                                libc::CMSG_DATA(cmsg).cast::<u32>(),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&m.msg_hdr, cmsg);
+            }
+        }
+        let received = Received {
+            len,
+            full_len,
+            peer: peer_of(&self.addrs[i]),
+            kernel_time,
+        };
+        (
+            &self.data[i * SLOT..i * SLOT + len],
+            UnitInfo { received, drops },
+        )
+    }
+}
+
+/// Asks the kernel to attach its count of units dropped for lack of buffer space
+/// (`SO_RXQ_OVFL`) to every unit received.
+pub fn enable_drop_counter(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
 /// Asks the kernel to attach its receive time (`SO_TIMESTAMPNS`) to every unit.

@@ -529,3 +529,57 @@ fn ipv6_and_all_interfaces_binds() {
     );
     assert!(bsc.stop().success());
 }
+
+#[test]
+fn kernel_drops_are_counted_so_loss_is_visible() {
+    let dir = TempDir::new("drops");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![udp_handler(
+                "d",
+                port,
+                json!({"rcvbuf_bytes": 4096, "file_name_pattern": "d.pcap"}),
+            )],
+        ),
+    );
+    // bsc cannot read while stopped: the small buffer overflows.
+    bsc.signal_named("STOP");
+    let tx = sender(port);
+    for seq in 0..2000 {
+        tx.send(&seq_payload(seq)).unwrap();
+    }
+    bsc.signal_named("CONT");
+    // One more datagram after the overflow carries the kernel's final count.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    tx.send(&seq_payload(2000)).unwrap();
+    let key = format!("['127.0.0.1', {port}]");
+    wait_until("the last datagram", || {
+        bsc.get("/stats").1[&key][0]["packets"]
+            .as_u64()
+            .is_some_and(|p| p > 0)
+            && count_records(&root.join("d.pcap")) > 0
+            && {
+                let s = &bsc.get("/stats").1[&key][0];
+                s["packets"].as_u64().unwrap() + s["kernel_drops"].as_u64().unwrap() == 2001
+            }
+    });
+    let s = bsc.get("/stats").1[&key][0].clone();
+    assert!(s["kernel_drops"].as_u64().unwrap() > 0, "{s}");
+    let metrics = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "bsc_kernel_drops_total{{address=\"{key}\",conn_type=\"udp\"}} {}",
+            s["kernel_drops"]
+        )),
+        "{metrics}"
+    );
+    assert!(bsc.stop().success());
+    assert_eq!(
+        read_pcap(&root.join("d.pcap")).2.len() as u64,
+        s["packets"].as_u64().unwrap()
+    );
+}
