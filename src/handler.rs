@@ -149,7 +149,7 @@ struct CurrentFile {
     /// Bytes on disk: header and whole records only. A failed write is cut back to it.
     len: u64,
     records: u64,
-    /// Whether bsc created this file (retention may delete it once closed).
+    /// Whether bsc created (and journaled) this file: retention may delete it.
     created: bool,
     first_ts: Option<UnixMicros>,
     last_ts: Option<UnixMicros>,
@@ -199,6 +199,9 @@ pub struct Handler {
     storage: Rc<Storage>,
     /// Closed files this handler created, oldest first (for retention).
     own_files: VecDeque<OwnFile>,
+    /// Whether created files are journaled and remembered: only when retention
+    /// or the disk budget may delete them (otherwise the list would only grow).
+    tracked: bool,
     /// Why writing fails, while it does (cleared by the next successful write).
     pub degraded: Option<String>,
     /// Set by the disk budget: units are counted as lost instead of written.
@@ -209,7 +212,8 @@ impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
     /// `local` is the address its capturer's socket is bound to, if any.
     /// `storage` is shared with the manager; `earlier` lists the files this handler
-    /// created in earlier runs (from the journal), for retention.
+    /// created in earlier runs (from the journal), for retention. With `budget`
+    /// (a disk budget is set) or retention limits, created files are tracked.
     pub fn new(
         spec: HandlerSpec,
         root: &Path,
@@ -217,7 +221,12 @@ impl Handler {
         local: Option<SocketAddr>,
         storage: Rc<Storage>,
         earlier: Vec<PathBuf>,
+        budget: bool,
     ) -> Handler {
+        let tracked = budget
+            || spec.max_files.is_some()
+            || spec.max_bytes.is_some()
+            || spec.max_age.is_some();
         let mut own_files: Vec<OwnFile> = earlier
             .into_iter()
             .filter_map(|path| {
@@ -249,6 +258,7 @@ impl Handler {
             stats: HandlerStats::new(now),
             storage,
             own_files: own_files.into(),
+            tracked,
             degraded: None,
             suspended: false,
         }
@@ -465,7 +475,7 @@ impl Handler {
             .spec
             .rotation
             .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
-        if opened.created {
+        if opened.created && self.tracked {
             self.storage.created(&self.journal_key(), &opened.path);
             // The new directory entry must survive a power cut too.
             if let Some(dir) = opened.path.parent().and_then(|d| File::open(d).ok()) {
@@ -479,7 +489,7 @@ impl Handler {
             rotate_at,
             len: opened.len,
             records: 0,
-            created: opened.created,
+            created: opened.created && self.tracked,
             first_ts: None,
             last_ts: None,
             synced_at: Instant::now(),
@@ -500,6 +510,7 @@ impl Handler {
 
     fn open_failed(&mut self, ts: UnixMicros, why: &str) {
         self.stats.write_errors += 1;
+        self.degraded = Some(why.to_string());
         self.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
         let key = format!("open {}", self.spec.name);
         log::limited(
@@ -801,6 +812,7 @@ mod tests {
             None,
             Rc::new(storage),
             Vec::new(),
+            false,
         )
     }
 

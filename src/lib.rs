@@ -28,12 +28,16 @@
 //! # Path of a datagram
 //!
 //! socket readable (edge-triggered) → [`event_loop`] queues the capturer →
-//! [`manager::Manager::drain`] reads until `WouldBlock` (bounded per wake-up), stamps
-//! each datagram with the clock and gives it to every handler of that address →
-//! [`handler::Handler::record`] rotates if the period ended, opens the file if none
-//! is open ([`pcap::open_or_append`]), encodes the record into its pending buffer →
-//! at the end of the wake-up [`manager::Manager::flush_dirty`] writes each dirty
-//! handler's buffer with one `write`.
+//! [`manager::Manager::drain`] reads batches of up to 64 datagrams with one
+//! `recvmmsg` each ([`sys::Batch`], with the kernel's receive timestamp and drop
+//! counter per datagram) until the queue is dry (bounded per wake-up) and gives
+//! each datagram to every handler of that address →
+//! [`handler::Handler::record`] rotates if the period ended or a size/count limit
+//! is reached, opens the file if none is open ([`pcap::open_or_append`]), encodes
+//! the record into its pending buffer → at the end of the wake-up
+//! [`manager::Manager::flush_dirty`] writes each dirty handler's buffer with one
+//! `write` → once a second [`manager::Manager::tick`] forces data to the disk,
+//! applies retention and the disk budget; closed files go to [`hooks`].
 //!
 //! # Path of a request
 //!
@@ -45,11 +49,12 @@
 //!
 //! # Invariants
 //!
-//! - one thread; nothing blocks the loop except `poll` and file writes;
+//! - one thread; nothing blocks the loop except `poll` and file writes/fsyncs;
 //! - one writer per file: no two handlers resolve to the same path;
 //! - every record read is handed to the kernel before the loop sleeps again;
 //! - a file is only ever appended to after its header is checked and a torn last
-//!   record is cut off; a foreign file is never written.
+//!   record is cut off; a foreign file is never written;
+//! - bsc only deletes files its journal says it created ([`storage`]).
 
 pub mod api;
 pub mod capture;

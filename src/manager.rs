@@ -349,13 +349,16 @@ impl Manager {
             .unwrap_or(self.handlers.len());
         let key = format!("{}@{}", spec.name, spec.address.python_repr());
         let earlier = self.earlier.remove(&key).unwrap_or_default();
+        let budget = self.budget.min_free_bytes.is_some() || self.budget.min_free_percent.is_some();
+        let local = self.capturer(cid).local_addr;
         let mut handler = Handler::new(
             spec,
             &self.root,
             now,
-            self.capturer(cid).local_addr,
+            local,
             self.storage.clone(),
             earlier,
+            budget,
         );
         handler.suspended = self.disk_full;
         info!(

@@ -180,7 +180,12 @@ fn try_open(path: &Path, link: LinkType) -> io::Result<Attempt> {
     let want = global_header(link);
     match OpenOptions::new().append(true).create_new(true).open(path) {
         Ok(mut file) => {
-            file.write_all(&want)?;
+            if let Err(e) = file.write_all(&want) {
+                // A full disk: leave no empty or half-headed file behind.
+                drop(file);
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
             return Ok(Attempt::Ready(OpenedFile {
                 file,
                 path: path.to_path_buf(),

@@ -202,15 +202,7 @@ impl TcpClient {
 
     /// Drops the connection (if any) and schedules the next attempt.
     fn fail(&mut self, registry: &Registry, reason: String) -> Instant {
-        let old = std::mem::replace(
-            &mut self.state,
-            State::Backoff {
-                until: Instant::now(),
-            },
-        );
-        if let State::Connecting { mut stream, .. } | State::Connected { mut stream, .. } = old {
-            let _ = registry.deregister(&mut stream);
-        }
+        self.close(registry);
         self.failures = self.failures.saturating_add(1);
         let wait = self.backoff();
         warn!(
