@@ -277,7 +277,12 @@ struct StatsEntry<'a> {
     tcp: Option<TcpStatus>,
 }
 
-fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsEntry<'a> {
+fn stats_entry<'a>(
+    cap: &'a Capturer,
+    h: &'a Handler,
+    now: UnixMicros,
+    clock_synchronized: bool,
+) -> StatsEntry<'a> {
     let s = &h.stats;
     StatsEntry {
         name: &h.spec.name,
@@ -308,7 +313,7 @@ fn stats_entry<'a>(cap: &'a Capturer, h: &'a Handler, now: UnixMicros) -> StatsE
             h.suspended
                 .then(|| "disk budget: no space to write".to_string())
         }),
-        clock_synchronized: clock_ok(now),
+        clock_synchronized,
         local_address: &cap.local,
         rcvbuf_granted: cap.rcvbuf_granted,
         kernel_drops: cap.kernel_drops,
@@ -344,7 +349,9 @@ fn all_configs(manager: &Manager, now: UnixMicros) -> Ordered<Vec<ConfigEntry<'_
 }
 
 fn all_stats(manager: &Manager, now: UnixMicros) -> Ordered<Vec<StatsEntry<'_>>> {
-    grouped(manager, |cap, h| stats_entry(cap, h, now))
+    // One adjtimex per request, not per handler.
+    let clock = clock_ok(now);
+    grouped(manager, |cap, h| stats_entry(cap, h, now, clock))
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, `.0` on whole numbers,

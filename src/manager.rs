@@ -213,6 +213,8 @@ pub struct Manager {
     /// again (`None`: no budget).
     headroom: Option<u64>,
     hooks: Hooks,
+    /// Units handed to handlers since start (the loop's coalescing reads it).
+    units_read: u64,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
     state: Option<StateFile>,
 }
@@ -238,6 +240,7 @@ impl Manager {
             disk_full: false,
             headroom: None,
             hooks: Hooks::new(storage.on_close_max_running),
+            units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
     }
@@ -521,12 +524,14 @@ impl Manager {
             capturer_timers,
             recv_buf,
             batch,
+            units_read,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
         let mut deliver = |unit: &Unit| {
+            *units_read += 1;
             for &hid in &cap.handlers {
                 // Handler ids in a capturer always refer to live handlers.
                 let Some(Some(h)) = handlers.get_mut(hid) else {
@@ -622,6 +627,11 @@ impl Manager {
                 Drained::More
             }
         }
+    }
+
+    /// Units received since start, on every capturer.
+    pub fn units_read(&self) -> u64 {
+        self.units_read
     }
 
     /// The earliest capturer deadline (a TCP back-off or connect timeout).

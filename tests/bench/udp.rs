@@ -47,7 +47,7 @@ fn main() {
         std::fs::metadata(bin).map_or(0, |m| m.len())
     );
     println!(
-        "{:>5} {:<16} {:>10} {:>10} {:>10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>8}",
+        "{:>5} {:<22} {:>10} {:>10} {:>10} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}",
         "size",
         "receiver",
         "offered/s",
@@ -56,6 +56,7 @@ fn main() {
         "loss %",
         "cpu us",
         "ratio",
+        "user",
         "peak RSS",
         "http p50",
         "http p99"
@@ -70,6 +71,10 @@ fn main() {
             ("bsc 1000 idle+1", 1, 1000),
         ] {
             for share in [0.5, 1.0] {
+                // BSC_BENCH_ONLY=text runs only the rows whose label contains it.
+                if std::env::var("BSC_BENCH_ONLY").is_ok_and(|only| !label.contains(&only)) {
+                    continue;
+                }
                 let rate = if share < 1.0 {
                     Some((max_rate * share) as u64)
                 } else {
@@ -97,6 +102,8 @@ struct Outcome {
     sent: u64,
     written: u64,
     cpu_ns: u64,
+    /// Share of the CPU time spent in user space (the rest is the kernel's).
+    user_share: Option<f64>,
     peak_rss_kb: u64,
     http: Vec<Duration>,
 }
@@ -117,7 +124,7 @@ fn print_row(size: usize, label: &str, r: &Outcome, ceiling: Option<&Outcome>) {
         }
     };
     println!(
-        "{:>5} {:<16} {:>10} {:>10} {:>10} {:>8.3} {:>9.3} {:>7} {:>9} {:>8} {:>8}",
+        "{:>5} {:<22} {:>10} {:>10} {:>10} {:>8.3} {:>9.3} {:>7} {:>6} {:>9} {:>8} {:>8}",
         size,
         label,
         r.offered.round() as u64,
@@ -126,6 +133,8 @@ fn print_row(size: usize, label: &str, r: &Outcome, ceiling: Option<&Outcome>) {
         100.0 * r.sent.saturating_sub(r.written) as f64 / r.sent.max(1) as f64,
         per(r),
         ratio,
+        r.user_share
+            .map_or("-".to_string(), |u| format!("{:.0}%", u * 100.0)),
         if r.peak_rss_kb > 0 {
             format!("{} KB", r.peak_rss_kb)
         } else {
@@ -174,14 +183,6 @@ fn generate(ports: &[u16], size: usize, rate: Option<u64>) -> (u64, f64) {
     (sent, sent as f64 / start.elapsed().as_secs_f64())
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -200,7 +201,17 @@ fn run_bsc(
 ) -> Outcome {
     let dir = work.join(format!("s{size}-a{active}-i{idle}-r{}", rate.unwrap_or(0)));
     std::fs::create_dir_all(&dir).unwrap();
-    let ports: Vec<u16> = (0..active).map(|_| free_port()).collect();
+    // Every port at once, held together so no two can be the same.
+    let held: Vec<UdpSocket> = (0..active + idle)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let all: Vec<u16> = held
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    drop(held);
+    let (ports, idle_ports) = all.split_at(active);
+    let ports = ports.to_vec();
     let http_port = free_tcp_port();
     let mut handlers: Vec<serde_json::Value> = ports
         .iter()
@@ -209,14 +220,6 @@ fn run_bsc(
                                           "rotate_log": false, "file_name_pattern": "{name}.pcap"}))
         .collect();
     // Idle handlers: sockets bound to ports nobody sends to.
-    let idle_socks: Vec<UdpSocket> = (0..idle)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let idle_ports: Vec<u16> = idle_socks
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect();
-    drop(idle_socks);
     for (i, p) in idle_ports.iter().enumerate() {
         handlers.push(serde_json::json!({"name": format!("idle{i}"), "conn_type": "udp", "address": ["127.0.0.1", p], "rotate_log": false, "file_name_pattern": "{name}.pcap"}));
     }
@@ -230,12 +233,23 @@ fn run_bsc(
         .args(["--config", cfg.to_str().unwrap(), "--log-level", "warn"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // BSC_BENCH_LOG=file keeps bsc's log lines.
+        .stderr(match std::env::var("BSC_BENCH_LOG") {
+            Ok(path) => Stdio::from(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .expect("start bsc");
-    let http = wait_http(http_port);
+    let http = wait_http(http_port, active + idle, &mut child);
     let pid = child.id();
     let cpu_before = cpu_ns(pid);
+    let ticks_before = user_system_ticks(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {
         let stop = stop.clone();
@@ -265,6 +279,9 @@ fn run_bsc(
     stop.store(true, Ordering::Relaxed);
     let http = prober.join().unwrap();
     let cpu = cpu_ns(pid).saturating_sub(cpu_before);
+    let ticks = user_system_ticks(pid);
+    let (user, system) = (ticks.0 - ticks_before.0, ticks.1 - ticks_before.1);
+    let user_share = (user + system > 0).then(|| user as f64 / (user + system) as f64);
     let peak_rss_kb = peak_rss_kb(pid);
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -277,17 +294,27 @@ fn run_bsc(
         sent,
         written,
         cpu_ns: cpu,
+        user_share,
         peak_rss_kb,
         http,
     }
 }
 
-/// Connects to bsc's API once it answers (at most 20 s).
-fn wait_http(port: u16) -> TcpStream {
+/// Connects to bsc's API once it answers with every handler running (at most
+/// 20 s); stops the benchmark if bsc exits instead.
+fn wait_http(port: u16, handlers: usize, child: &mut std::process::Child) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            return s;
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("bsc exited during start-up ({status}); run with BSC_BENCH_LOG=file to see why");
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+            if answer.contains(&format!("\"handlers\":{handlers},")) {
+                return TcpStream::connect(("127.0.0.1", port)).unwrap();
+            }
         }
         assert!(Instant::now() < deadline, "bsc did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -339,6 +366,21 @@ fn cpu_ns(pid: u32) -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0)
+}
+
+/// (user, system) clock ticks the process has used (/proc/PID/stat fields 14, 15).
+fn user_system_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    (
+        f.get(11).copied().unwrap_or(0),
+        f.get(12).copied().unwrap_or(0),
+    )
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {
@@ -447,6 +489,7 @@ fn run_ceiling(size: usize) -> Outcome {
         sent,
         written,
         cpu_ns,
+        user_share: None,
         peak_rss_kb: 0,
         http: Vec::new(),
     }
