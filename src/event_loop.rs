@@ -12,10 +12,16 @@
 //! 4. every handler that received something writes its pending records (one
 //!    `write` each): nothing read is left only in memory while bsc sleeps;
 //! 5. files whose rotation period has ended are closed; TCP capturers whose
-//!    back-off or connect deadline came are served; HTTP connections that timed
-//!    out are closed.
+//!    back-off or connect deadline came are served; closed files go to their
+//!    `on_close` hooks;
+//! 6. once a second: HTTP connections that timed out are closed, files are forced
+//!    to the disk, retention and the disk budget run, repeated log lines are
+//!    reported; the systemd watchdog is pinged at its own pace;
+//! 7. a turn that read less than a full batch pauses 200 us (everything read
+//!    is already written) so the next finds a fuller batch.
 //!
-//! Nothing here blocks except `poll` itself and file writes.
+//! Nothing here blocks except `poll` itself, file writes and fsyncs, and the
+//! coalescing pause.
 
 use std::collections::VecDeque;
 use std::io;
@@ -32,8 +38,7 @@ use crate::config::{Config, HandlerSpec, Origin, ServerConfig};
 use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::notify::Notifier;
-use crate::sys;
-use crate::sys::SignalFd;
+use crate::sys::{self, SignalFd};
 use crate::{debug, error, info, warn};
 
 /// Token of the signalfd.
@@ -220,12 +225,12 @@ impl EventLoop {
             self.manager.expire(self.clock.now());
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
-            crate::log::report_suppressed();
             self.manager.dispatch_closed();
             let now = Instant::now();
             if now >= self.next_tick {
                 self.http.sweep(now, self.poll.registry());
                 self.manager.tick();
+                crate::log::report_suppressed();
                 self.next_tick = now + TICK;
             }
             let status = &mut self.status;
