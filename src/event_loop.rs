@@ -344,6 +344,9 @@ impl EventLoop {
         if new.server != self.config.server {
             info!("reload: manager_server changes take effect at the next restart");
         }
+        if new.storage != self.config.storage {
+            info!("reload: min_free_bytes, min_free_percent, persist and on_close_max_running changes take effect at the next restart");
+        }
         self.manager
             .apply_config(&new, self.poll.registry(), self.clock.now());
         self.config = new;
