@@ -4,6 +4,7 @@
 #![no_main]
 use bsc::api::{self, Context};
 use bsc::clock::UnixMicros;
+use bsc::config::StorageConfig;
 use bsc::http::request::{parse, Parsed};
 use bsc::manager::Manager;
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     thread_local! {
         static WORLD: (mio::Poll, std::cell::RefCell<Manager>) = {
             let root = std::env::temp_dir().join(format!("bsc-fuzz-router-{}", std::process::id()));
-            (mio::Poll::new().unwrap(), std::cell::RefCell::new(Manager::new(&root)))
+            (mio::Poll::new().unwrap(), std::cell::RefCell::new(Manager::new(&root, &StorageConfig::default())))
         };
     }
     let Parsed::Complete(req, _) = parse(data) else { return };
