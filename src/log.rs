@@ -53,7 +53,9 @@ impl Level {
 }
 
 static JOURNAL: OnceLock<bool> = OnceLock::new();
-static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// `info` by default; unit tests of the library only show warnings and errors.
+static MAX_LEVEL: AtomicU8 =
+    AtomicU8::new(if cfg!(test) { Level::Warn } else { Level::Info } as u8);
 
 /// Only lines at `level` or more serious are written from now on.
 pub fn set_max_level(level: Level) {
