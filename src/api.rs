@@ -33,7 +33,7 @@ use crate::handler::Handler;
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::manager::{AddError, Capturer, CapturerState, Manager, TcpStatus};
+use crate::manager::{AddError, Capturer, CapturerState, HandlerId, Manager, TcpStatus};
 use crate::sys;
 
 /// What a request may see and change.
@@ -526,17 +526,22 @@ fn stop(name: &str, cx: &mut Context) -> Response {
     if ids.is_empty() {
         return not_found(name, cx.manager);
     }
-    let entries: Vec<Value> = ids
-        .iter()
-        .map(|&h| {
-            serde_json::to_value(config_entry(cx.manager.handler(h), cx.now)).unwrap_or(Value::Null)
-        })
-        .collect();
+    let entries = owned_entries(cx.manager, &ids, cx.now);
     for hid in ids {
         cx.manager.remove_handler(hid, cx.registry);
     }
     cx.manager.save_api_handlers();
     Response::json(200, &entries)
+}
+
+/// Config entries of handlers about to be stopped, taken before they go (the
+/// entries borrow the handlers).
+fn owned_entries(manager: &Manager, ids: &[HandlerId], now: UnixMicros) -> Vec<Value> {
+    ids.iter()
+        .map(|&h| {
+            serde_json::to_value(config_entry(manager.handler(h), now)).unwrap_or(Value::Null)
+        })
+        .collect()
 }
 
 fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
@@ -700,26 +705,17 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
     let Some(cid) = cx.manager.capturer_at(&address) else {
         return not_found(format!("no capturer at {}", address.python_repr()));
     };
-    let conn_type = cx
-        .manager
-        .capturers()
-        .into_iter()
-        .find(|(id, _)| *id == cid)
-        .map(|(_, c)| c.conn_type);
-    if let (Some(want), Some(have)) = (text("conn_type"), conn_type) {
-        if want != have.as_str() {
+    let cap = cx.manager.capturer(cid);
+    let conn_type = cap.conn_type;
+    if let Some(want) = text("conn_type") {
+        if want != conn_type.as_str() {
             return not_found(format!(
-                "no {want} capturer at {} (it is {have})",
+                "no {want} capturer at {} (it is {conn_type})",
                 address.python_repr()
             ));
         }
     }
-    let entries: Vec<Value> = cx
-        .manager
-        .handlers()
-        .filter(|(_, h)| h.spec.address == address)
-        .map(|(_, h)| serde_json::to_value(config_entry(h, cx.now)).unwrap_or(Value::Null))
-        .collect();
+    let entries = owned_entries(cx.manager, &cap.handlers, cx.now);
     // Dropping the removed handlers flushes and closes their files; the socket is
     // closed before the answer is sent.
     drop(cx.manager.remove_capturer(&address, cx.registry));
@@ -729,7 +725,7 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
         &json!({
             "address": [address.host, address.port],
             "key": address.python_repr(),
-            "conn_type": conn_type.map(ConnType::as_str),
+            "conn_type": conn_type.as_str(),
             "stopped": entries,
         }),
     )

@@ -42,8 +42,6 @@ pub type CapturerId = usize;
 
 /// Most units one capturer reads per wake-up before the loop serves others.
 pub const READ_BUDGET: usize = 1024;
-/// Receive buffer for one unit: every UDP payload and Ethernet frame fits.
-pub const RECV_BUFFER_LEN: usize = 65536;
 /// Largest TCP read: one record, never more than the snaplen.
 const TCP_READ_LEN: usize = 65535;
 
@@ -198,9 +196,7 @@ pub struct Manager {
     timers: BTreeSet<(UnixMicros, HandlerId)>,
     capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
-    /// TCP reads land here.
-    recv_buf: Vec<u8>,
-    /// UDP and Ethernet units land here, a batch at a time.
+    /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
     batch: sys::Batch,
     /// The journal of created files and the closed-file outbox.
     storage: Rc<Storage>,
@@ -232,7 +228,6 @@ impl Manager {
             timers: BTreeSet::new(),
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
-            recv_buf: vec![0; RECV_BUFFER_LEN],
             batch: sys::Batch::new(),
             storage: Rc::new(journal),
             earlier,
@@ -522,7 +517,6 @@ impl Manager {
             dirty,
             timers,
             capturer_timers,
-            recv_buf,
             batch,
             units_read,
             ..
@@ -549,59 +543,9 @@ impl Manager {
                 }
             }
         };
-        match &mut cap.source {
-            Source::Udp(_) | Source::Ethernet(_) => {
-                let fd = match &cap.source {
-                    Source::Udp(s) => s.as_raw_fd(),
-                    Source::Ethernet(p) => p.as_raw_fd(),
-                    Source::Tcp(_) => return Drained::Empty,
-                };
-                for _ in 0..READ_BUDGET / sys::BATCH {
-                    let n = match batch.recv(fd) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            // ICMP errors, an interface gone down: report once, keep the
-                            // socket, come back at the next readiness event.
-                            let why = format!("receive failed: {e}");
-                            if cap.error.as_ref() != Some(&why) {
-                                warn!("capturer {}: {why}", cap.address);
-                                cap.error = Some(why);
-                            }
-                            return Drained::Empty;
-                        }
-                    };
-                    cap.error = None;
-                    for i in 0..n {
-                        let (data, info) = batch.unit(i);
-                        if let Some(d) = info.drops {
-                            cap.kernel_drops = d;
-                        }
-                        let kernel_at = info
-                            .received
-                            .kernel_time
-                            .map(|d| UnixMicros(d.as_micros() as i64));
-                        // The clock is read per unit, and only when a record needs it.
-                        let read_at = match kernel_at {
-                            Some(k) if !cap.read_time_wanted => k,
-                            _ => now(),
-                        };
-                        deliver(&Unit {
-                            data,
-                            orig_len: info.received.full_len,
-                            read_at,
-                            kernel_at,
-                            peer: info.received.peer,
-                        });
-                    }
-                    if n < sys::BATCH {
-                        // The queue ran dry: the next datagram raises a new edge.
-                        return Drained::Empty;
-                    }
-                }
-                Drained::More
-            }
+        let fd = match &mut cap.source {
+            Source::Udp(s) => s.as_raw_fd(),
+            Source::Ethernet(p) => p.as_raw_fd(),
             Source::Tcp(client) => {
                 let wall = now();
                 if let Some(at) = client.on_ready(registry, wall) {
@@ -609,9 +553,11 @@ impl Manager {
                     return Drained::Empty;
                 }
                 for _ in 0..READ_BUDGET {
-                    match client.read(registry, &mut recv_buf[..TCP_READ_LEN]) {
+                    // One read, one record: at most TCP_READ_LEN bytes, into the
+                    // batch's first slot (nothing else uses it during this call).
+                    match client.read(registry, &mut batch.slot_mut(0)[..TCP_READ_LEN]) {
                         ReadOutcome::Data(n) => deliver(&Unit {
-                            data: &recv_buf[..n],
+                            data: &batch.slot_mut(0)[..n],
                             orig_len: n,
                             read_at: now(),
                             kernel_at: None,
@@ -624,9 +570,54 @@ impl Manager {
                         }
                     }
                 }
-                Drained::More
+                return Drained::More;
+            }
+        };
+        for _ in 0..READ_BUDGET / sys::BATCH {
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors, an interface gone down: report once, keep the
+                    // socket, come back at the next readiness event.
+                    let why = format!("receive failed: {e}");
+                    if cap.error.as_ref() != Some(&why) {
+                        warn!("capturer {}: {why}", cap.address);
+                        cap.error = Some(why);
+                    }
+                    return Drained::Empty;
+                }
+            };
+            cap.error = None;
+            for i in 0..n {
+                let (data, info) = batch.unit(i);
+                if let Some(d) = info.drops {
+                    cap.kernel_drops = d;
+                }
+                let kernel_at = info
+                    .received
+                    .kernel_time
+                    .map(|d| UnixMicros(d.as_micros() as i64));
+                // The clock is read per unit, and only when a record needs it.
+                let read_at = match kernel_at {
+                    Some(k) if !cap.read_time_wanted => k,
+                    _ => now(),
+                };
+                deliver(&Unit {
+                    data,
+                    orig_len: info.received.full_len,
+                    read_at,
+                    kernel_at,
+                    peer: info.received.peer,
+                });
+            }
+            if n < sys::BATCH {
+                // The queue ran dry: the next datagram raises a new edge.
+                return Drained::Empty;
             }
         }
+        Drained::More
     }
 
     /// Units received since start, on every capturer.
@@ -943,7 +934,8 @@ impl Manager {
             .expect("handler id refers to a live handler")
     }
 
-    fn capturer(&self, cid: CapturerId) -> &Capturer {
+    /// A live capturer (ids handed out by the manager stay valid until it closes).
+    pub fn capturer(&self, cid: CapturerId) -> &Capturer {
         self.capturers[cid]
             .as_ref()
             .expect("capturer id refers to a live capturer")

@@ -424,6 +424,11 @@ impl Batch {
         Ok(self.received)
     }
 
+    /// Slot `i` as a plain buffer (for a TCP read between batches).
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.data[i * SLOT..(i + 1) * SLOT]
+    }
+
     /// Unit `i` of the last batch: its bytes and what the kernel said of it.
     pub fn unit(&self, i: usize) -> (&[u8], UnitInfo) {
         debug_assert!(i < self.received);

@@ -208,25 +208,42 @@ fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
     );
     let tx = sender(port);
     let start = Instant::now();
+    let mut sent = 0u64;
     while start.elapsed() < Duration::from_secs(10) {
-        tx.send(b"tick").unwrap();
+        tx.send(&seq_payload(sent)).unwrap();
+        sent += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
+    wait_until("every datagram counted", || {
+        stats_of(&bsc, port)["packets"] == sent
+    });
     wait_until("retention settles", || pcap_files(&root).len() == 4);
+    let s = stats_of(&bsc, port);
+    let (opened, deleted) = (
+        s["files_opened"].as_u64().unwrap(),
+        s["files_deleted"].as_u64().unwrap(),
+    );
+    assert!(deleted >= 6 && opened - deleted == 3, "{s}");
+    assert!(bsc.stop().success());
+    // The three kept are the newest: together they hold an unbroken run of the
+    // last datagrams sent, up to the very last.
     let files: Vec<PathBuf> = pcap_files(&root)
         .into_iter()
         .filter(|f| *f != foreign)
         .collect();
     assert_eq!(files.len(), 3, "{files:?}");
-    // They are the newest: everything sent in the last ~3 s is in them.
-    let newest: Vec<String> = files
+    let mut kept: Vec<u64> = files
         .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .flat_map(|f| read_pcap(f).2.into_iter().map(|r| seq_of(&r.data)))
         .collect();
-    let deleted = stats_of(&bsc, port)["files_deleted"].as_u64().unwrap();
-    assert!(deleted >= 6, "deleted {deleted}, kept {newest:?}");
-    assert_eq!(std::fs::read(&foreign).unwrap(), b"not bsc's");
-    assert!(bsc.stop().success());
+    kept.sort_unstable();
+    let first = kept[0];
+    assert_eq!(kept, (first..sent).collect::<Vec<_>>(), "kept {files:?}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        b"not bsc's",
+        "an operator's file is never touched"
+    );
 }
 
 #[test]

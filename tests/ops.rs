@@ -115,17 +115,21 @@ fn notify_socket_in_the_abstract_namespace() {
 #[test]
 fn log_level_and_journald_prefixes() {
     let dir = TempDir::new("loglevel");
+    let http_port = free_tcp_port();
     let cfg = write_config(
         dir.path(),
-        &json!({"capture_manager": {"manager_server": {"port": free_tcp_port()}}}),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"), "manager_server": {"port": http_port}}}),
     );
-    // warn: the info line "running" is not written.
+    // warn: bsc runs (it answers) but the info line "running" is not written.
     let mut quiet = Bsc::spawn(
         &["--config", cfg.to_str().unwrap(), "--log-level", "warn"],
         dir.path(),
         &[],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("bsc answers", || {
+        std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok()
+            && http_request(http_port, "GET", "/health", None, b"").status == 200
+    });
     quiet.signal(15);
     assert!(quiet.wait_exit().success());
     assert!(
