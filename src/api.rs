@@ -20,7 +20,6 @@
 //! config file, with paths confined to the root directory.
 
 use std::fmt::Write;
-use std::path::{Component, Path};
 
 use mio::Registry;
 use serde::ser::{SerializeMap, Serializer};
@@ -29,11 +28,13 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::UnixMicros;
 use crate::config::{self, ConnType, Direction, HandlerSpec, Origin, Timestamps};
-use crate::handler::Handler;
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::manager::{AddError, Capturer, CapturerState, HandlerId, Manager, TcpStatus};
+use crate::manager::handler::Handler;
+use crate::manager::{
+    AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
+};
 use crate::sys;
 
 /// What a request may see and change.
@@ -182,15 +183,15 @@ struct ConfigEntry<'a> {
 }
 
 fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
-    let spec = &h.spec;
+    let spec = h.spec();
+    let file = h.log_file_path(now);
     ConfigEntry {
         handler: HandlerDict {
             name: &spec.name,
-            log_dir: spec
-                .log_dir(h.root(), now.to_datetime(), h.stats.files_opened.max(1))
-                .unwrap_or_default()
-                .display()
-                .to_string(),
+            log_dir: file
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
             validated_log_dir_root: h.root().display().to_string(),
             rotate_log: spec.rotation.is_some(),
             rotate_log_index: spec.rotate_log_index.to_string(),
@@ -261,6 +262,8 @@ struct StatsEntry<'a> {
     rotations_count: u64,
     rotations_forced: u64,
     files_deleted: u64,
+    /// Open files deleted or moved behind bsc's back.
+    files_vanished: u64,
     /// `ok`, or `degraded` while writes fail or the disk budget stops writing.
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -283,9 +286,9 @@ fn stats_entry<'a>(
     now: UnixMicros,
     clock_synchronized: bool,
 ) -> StatsEntry<'a> {
-    let s = &h.stats;
+    let s = &h.stats();
     StatsEntry {
-        name: &h.spec.name,
+        name: &h.spec().name,
         reads: s.packets,
         data_read_length: format!("{} bytes", s.bytes),
         approx_data_rate: format!("{} bytes/second", python_float(s.lifetime_rate(now))),
@@ -304,13 +307,14 @@ fn stats_entry<'a>(
         rotations_count: s.rotations_count,
         rotations_forced: s.rotations_forced,
         files_deleted: s.files_deleted,
-        state: if h.degraded.is_some() || h.suspended {
+        files_vanished: s.files_vanished,
+        state: if h.degraded().is_some() || h.suspended() {
             "degraded"
         } else {
             "ok"
         },
-        degraded_reason: h.degraded.clone().or_else(|| {
-            h.suspended
+        degraded_reason: h.degraded().map(str::to_string).or_else(|| {
+            h.suspended()
                 .then(|| "disk budget: no space to write".to_string())
         }),
         clock_synchronized,
@@ -474,17 +478,6 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
             return Response::error(400, format!("{key}: {}", e.message));
         }
     };
-    // Defence in depth: whatever the patterns give, the file stays under the root.
-    match spec.file_path(cx.manager.root(), cx.now.to_datetime(), 1) {
-        Ok(p) if is_inside(&p, cx.manager.root()) => {}
-        Ok(p) => {
-            return Response::error(
-                400,
-                format!("path: {} is outside the root directory", p.display()),
-            )
-        }
-        Err(e) => return Response::error(400, format!("file_name_pattern: {e}")),
-    }
     match cx.manager.add_handler(spec, cx.registry, cx.now) {
         Ok(hid) => {
             cx.manager.save_api_handlers();
@@ -493,18 +486,14 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
         Err(e @ (AddError::Conflict(_) | AddError::Socket(_))) => {
             Response::error(409, e.to_string())
         }
-        Err(e @ AddError::Invalid(_)) => Response::error(400, format!("loc: {e}")),
+        Err(AddError::Invalid(e)) => Response::error(400, e),
     }
-}
-
-fn is_inside(path: &Path, root: &Path) -> bool {
-    path.starts_with(root) && !path.components().any(|c| matches!(c, Component::ParentDir))
 }
 
 fn not_found(name: &str, manager: &Manager) -> Response {
     let mut names: Vec<&str> = manager
         .handlers()
-        .map(|(_, h)| h.spec.name.as_str())
+        .map(|(_, h)| h.spec().name.as_str())
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -545,61 +534,34 @@ fn owned_entries(manager: &Manager, ids: &[HandlerId], now: UnixMicros) -> Vec<V
 }
 
 fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
-    let ids = cx.manager.handlers_named(name);
-    if ids.is_empty() {
+    if cx.manager.handlers_named(name).is_empty() {
         return not_found(name, cx.manager);
     }
     let fields = match fields(req) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    // Validate the metadata for every handler first, then change anything.
-    let mut specs = Vec::new();
-    for &hid in &ids {
-        let mut spec = cx.manager.handler(hid).spec.clone();
-        for (key, value) in &fields {
-            if config::is_handler_key(key) || matches!(key.as_str(), "loc" | "port") {
-                return Response::error(400, format!("{key}: only metadata can be set when rotating; stop and start the handler to change {key}"));
-            }
-            let (key, value) = match config::metadata_entry(key, value) {
-                Ok(kv) => kv,
-                Err(e) => return Response::error(400, e.to_string()),
-            };
-            match spec.metadata.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => spec.metadata.push((key, value)),
-            }
+    match cx.manager.rotate(name, &fields, cx.now) {
+        Ok(rotated) => {
+            let answer: Vec<Value> = rotated
+                .into_iter()
+                .map(|r| {
+                    let h = cx.manager.handler(r.id);
+                    json!({
+                        "name": h.spec().name,
+                        "address": [h.spec().address.host, h.spec().address.port],
+                        "previous_file": r.previous.map(|p| p.display().to_string()),
+                        "log_file_path": r.path.display().to_string(),
+                    })
+                })
+                .collect();
+            Response::json(200, &answer)
         }
-        if let Err(e) = spec.check_pattern_keys() {
-            return Response::error(400, e.to_string());
-        }
-        specs.push(spec);
+        Err(RotateError::NotFound) => not_found(name, cx.manager),
+        Err(RotateError::Invalid(m)) => Response::error(400, m),
+        Err(RotateError::Conflict(m)) => Response::error(409, m),
+        Err(RotateError::Failed(m)) => Response::error(503, m),
     }
-    let mut rotated = Vec::new();
-    for (hid, spec) in ids.into_iter().zip(specs) {
-        cx.manager.handler_mut(hid).spec = spec;
-        match cx.manager.rotate(hid, cx.now) {
-            Ok((previous, path)) => {
-                let h = cx.manager.handler(hid);
-                rotated.push(json!({
-                    "name": h.spec.name,
-                    "address": [h.spec.address.host, h.spec.address.port],
-                    "previous_file": previous.map(|p| p.display().to_string()),
-                    "log_file_path": path.display().to_string(),
-                }));
-            }
-            Err(e) => {
-                return Response::error(
-                    500,
-                    format!("handler {name}: cannot open the next file: {e}"),
-                )
-            }
-        }
-    }
-    if !fields.is_empty() {
-        cx.manager.save_api_handlers();
-    }
-    Response::json(200, &rotated)
 }
 
 /// One entry of `GET /capturers`.
@@ -652,7 +614,7 @@ fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
                 handlers: cap
                     .handlers
                     .iter()
-                    .map(|&h| manager.handler(h).spec.name.as_str())
+                    .map(|&h| manager.handler(h).spec().name.as_str())
                     .collect(),
             }
         })
@@ -740,8 +702,8 @@ fn health(cx: &Context) -> Response {
     let degraded: Vec<&str> = cx
         .manager
         .handlers()
-        .filter(|(_, h)| h.degraded.is_some() || h.suspended)
-        .map(|(_, h)| h.spec.name.as_str())
+        .filter(|(_, h)| h.degraded().is_some() || h.suspended())
+        .map(|(_, h)| h.spec().name.as_str())
         .collect();
     Response::json(
         200,
@@ -780,43 +742,43 @@ fn metrics(cx: &Context) -> Response {
             "bsc_packets_total",
             "counter",
             "Units (datagrams, reads, frames) received.",
-            |h| h.stats.packets as f64,
+            |h| h.stats().packets as f64,
         ),
         (
             "bsc_bytes_total",
             "counter",
             "Payload bytes received.",
-            |h| h.stats.bytes as f64,
+            |h| h.stats().bytes as f64,
         ),
         (
             "bsc_write_errors_total",
             "counter",
             "Failed file opens and writes.",
-            |h| h.stats.write_errors as f64,
+            |h| h.stats().write_errors as f64,
         ),
         (
             "bsc_records_lost_total",
             "counter",
             "Units received but not written because of write errors.",
-            |h| h.stats.records_lost as f64,
+            |h| h.stats().records_lost as f64,
         ),
         (
             "bsc_files_opened_total",
             "counter",
             "PCAP files opened.",
-            |h| h.stats.files_opened as f64,
+            |h| h.stats().files_opened as f64,
         ),
         (
             "bsc_truncated_total",
             "counter",
             "Units longer than the snaplen, written cut.",
-            |h| h.stats.truncated as f64,
+            |h| h.stats().truncated as f64,
         ),
         (
             "bsc_files_deleted_total",
             "counter",
             "Files deleted by retention or the disk budget.",
-            |h| h.stats.files_deleted as f64,
+            |h| h.stats().files_deleted as f64,
         ),
         (
             "bsc_current_file_bytes",
@@ -828,7 +790,7 @@ fn metrics(cx: &Context) -> Response {
             "bsc_last_packet_timestamp_seconds",
             "gauge",
             "Unix time of the last unit received (0 if none).",
-            |h| h.stats.last_packet_at.map_or(0.0, |t| t.0 as f64 / 1e6),
+            |h| h.stats().last_packet_at.map_or(0.0, |t| t.0 as f64 / 1e6),
         ),
     ];
     for (name, kind, help, value) in per_handler {
@@ -837,9 +799,9 @@ fn metrics(cx: &Context) -> Response {
             let _ = writeln!(
                 out,
                 "{name}{{handler=\"{}\",address=\"{}\",conn_type=\"{}\"}} {}",
-                label(&h.spec.name),
-                label(&h.spec.address.python_repr()),
-                h.spec.conn_type,
+                label(&h.spec().name),
+                label(&h.spec().address.python_repr()),
+                h.spec().conn_type,
                 value(h)
             );
         }
@@ -856,7 +818,7 @@ fn metrics(cx: &Context) -> Response {
     }
     let _ = writeln!(out, "# HELP bsc_rotations_total Files closed for the next one, by reason.\n# TYPE bsc_rotations_total counter");
     for h in &handlers {
-        let st = &h.stats;
+        let st = &h.stats();
         for (reason, n) in [
             ("calendar", st.rotations_calendar),
             ("size", st.rotations_size),
@@ -866,9 +828,9 @@ fn metrics(cx: &Context) -> Response {
             let _ = writeln!(
                 out,
                 "bsc_rotations_total{{handler=\"{}\",address=\"{}\",conn_type=\"{}\",reason=\"{reason}\"}} {n}",
-                label(&h.spec.name),
-                label(&h.spec.address.python_repr()),
-                h.spec.conn_type
+                label(&h.spec().name),
+                label(&h.spec().address.python_repr()),
+                h.spec().conn_type
             );
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
 
@@ -307,9 +308,14 @@ pub fn metadata_entry(key: &str, value: &Value) -> Result<(String, Value), Field
         ));
     }
     match value {
-        Value::String(s) if s.len() > 255 => {
-            Err(field_err(key, "metadata values are at most 255 bytes"))
-        }
+        Value::String(s) if s.len() > MAX_METADATA_VALUE => Err(field_err(
+            key,
+            format!("metadata values are at most {MAX_METADATA_VALUE} bytes"),
+        )),
+        Value::String(s) if s.chars().any(char::is_control) => Err(field_err(
+            key,
+            "contains a control character; metadata values may not",
+        )),
         Value::String(_) | Value::Number(_) => Ok((key.to_string(), value.clone())),
         other => Err(field_err(
             key,
@@ -320,6 +326,40 @@ pub fn metadata_entry(key: &str, value: &Value) -> Result<(String, Value), Field
             ),
         )),
     }
+}
+
+/// Most metadata keys one handler may carry.
+pub const MAX_METADATA_KEYS: usize = 64;
+/// Longest metadata value, in bytes.
+pub const MAX_METADATA_VALUE: usize = 255;
+
+/// Refuses a control character (below U+0020, and U+007F..U+009F) anywhere in
+/// a handler's values, naming the key: such values would reach file names, log
+/// lines and state files.
+fn refuse_control_characters(obj: &Map<String, Value>) -> Result<(), FieldError> {
+    fn find(v: &Value) -> Option<char> {
+        match v {
+            Value::String(s) => s.chars().find(|c| c.is_control()),
+            Value::Array(a) => a.iter().find_map(find),
+            Value::Object(m) => m
+                .keys()
+                .find_map(|k| k.chars().find(|c| c.is_control()))
+                .or_else(|| m.values().find_map(find)),
+            _ => None,
+        }
+    }
+    for (key, value) in obj {
+        if let Some(c) = key.chars().find(|c| c.is_control()).or_else(|| find(value)) {
+            return Err(field_err(
+                &key.escape_debug().to_string(),
+                format!(
+                    "contains the control character {}; names, patterns and values may not",
+                    c.escape_unicode()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a handler name: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no `..`.
@@ -430,6 +470,7 @@ fn confined(key: &str, s: &str) -> Result<(), FieldError> {
 impl HandlerSpec {
     /// Validates one handler definition (a JSON object with AIT's keys).
     pub fn from_json(obj: &Map<String, Value>, origin: Origin) -> Result<HandlerSpec, FieldError> {
+        refuse_control_characters(obj)?;
         let string = |key: &str| -> Result<Option<&str>, FieldError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(None),
@@ -805,6 +846,15 @@ impl HandlerSpec {
             }
             metadata.push(metadata_entry(key, value)?);
         }
+        if metadata.len() > MAX_METADATA_KEYS {
+            return Err(field_err(
+                "metadata",
+                format!(
+                    "{} metadata keys; a handler carries at most {MAX_METADATA_KEYS}",
+                    metadata.len()
+                ),
+            ));
+        }
 
         let spec = HandlerSpec {
             name: name.to_string(),
@@ -931,6 +981,35 @@ impl HandlerSpec {
         m
     }
 
+    /// This handler with its metadata updated from `fields` (what `POST
+    /// /<name>/rotate` carries): only metadata may change, every value is checked
+    /// as at start, and the patterns must still render.
+    pub fn with_metadata(&self, fields: &Map<String, Value>) -> Result<HandlerSpec, FieldError> {
+        refuse_control_characters(fields)?;
+        let mut spec = self.clone();
+        for (key, value) in fields {
+            if is_handler_key(key) || matches!(key.as_str(), "loc" | "port") {
+                return Err(field_err(
+                    key,
+                    format!("only metadata can be set when rotating; stop and start the handler to change {key}"),
+                ));
+            }
+            let (key, value) = metadata_entry(key, value)?;
+            match spec.metadata.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => spec.metadata.push((key, value)),
+            }
+        }
+        if spec.metadata.len() > MAX_METADATA_KEYS {
+            return Err(field_err(
+                "metadata",
+                format!("a handler carries at most {MAX_METADATA_KEYS} metadata keys; this rotate would give it {}", spec.metadata.len()),
+            ));
+        }
+        spec.check_pattern_keys()?;
+        Ok(spec)
+    }
+
     /// Every `{key}` in `path` and `file_name_pattern` exists, and its value cannot
     /// change the folder structure (no `/`, not `.` or `..`). Only `{seq}` takes a
     /// width.
@@ -995,31 +1074,76 @@ impl HandlerSpec {
         names
     }
 
-    /// The folder files go to: root, then `path` (an absolute `path` replaces root).
-    /// `seq` is the number of the file (1 for the handler's first).
-    pub fn log_dir(
-        &self,
-        root: &Path,
-        t: OffsetDateTime,
-        seq: u64,
-    ) -> Result<PathBuf, PatternError> {
-        let mut dir = root.to_path_buf();
-        if let Some(p) = &self.path {
-            dir.push(self.render(p, t, seq)?);
-        }
-        Ok(dir)
-    }
-
-    /// The full path of file number `seq` of this handler, for a unit received at `t`.
+    /// The checked place of file number `seq` of this handler for a unit received
+    /// at `t`: root (or, from the config file, an absolute `path`'s literal
+    /// folders), then `path`, then `file_name_pattern`, every code and `{key}`
+    /// rendered. Fails, saying why, where a rendered name is empty, `.`, `..`, too
+    /// long or has a control character, or the path would be in bsc's state folder
+    /// (see [`crate::paths`]).
     pub fn file_path(
         &self,
         root: &Path,
         t: OffsetDateTime,
         seq: u64,
-    ) -> Result<PathBuf, PatternError> {
-        let mut path = self.log_dir(root, t, seq)?;
-        path.push(self.render(&self.file_name_pattern, t, seq)?);
-        Ok(path)
+    ) -> Result<CapturePath, String> {
+        let mut base = root.to_path_buf();
+        let mut rel = String::new();
+        if let Some(p) = &self.path {
+            let dir = self.render(p, t, seq).map_err(|e| format!("path: {e}"))?;
+            // Whether a path is absolute is the pattern's property, never the
+            // rendered value's: `{a}/x` with an empty `a` is refused below, not
+            // taken as `/x`. Only the config file may give an absolute pattern.
+            let source = p.source();
+            let (below, pattern_below) = match source.starts_with('/') {
+                true => {
+                    let literal = literal_base(source);
+                    base = PathBuf::from(literal);
+                    let rest = dir.strip_prefix(literal).unwrap_or(&dir);
+                    let pattern_rest = &source[literal.len()..];
+                    (
+                        rest.strip_prefix('/').unwrap_or(rest),
+                        pattern_rest.strip_prefix('/').unwrap_or(pattern_rest),
+                    )
+                }
+                false => (dir.as_str(), source),
+            };
+            // One trailing '/' in the pattern (`path: vc0/`) is the folder itself.
+            let (below, pattern_below) = match pattern_below.strip_suffix('/') {
+                Some(p) => (below.strip_suffix('/').unwrap_or(below), p),
+                None => (below, pattern_below),
+            };
+            // Folders the pattern has are always checked, even if they rendered empty.
+            if !pattern_below.is_empty() {
+                rel.push_str(below);
+                rel.push('/');
+            }
+        }
+        let file = self
+            .render(&self.file_name_pattern, t, seq)
+            .map_err(|e| format!("file_name_pattern: {e}"))?;
+        match self.file_name_pattern.source().starts_with('/') {
+            // An absolute file pattern (config file only) replaces the folder, as
+            // Python's os.path.join does.
+            true => {
+                let source = self.file_name_pattern.source();
+                let mut literal = literal_base(source);
+                if literal == source {
+                    // No code at all: the last component is the file itself.
+                    literal = literal.rsplit_once('/').map_or("/", |(d, _)| d);
+                }
+                let literal = if literal.is_empty() { "/" } else { literal };
+                base = PathBuf::from(literal);
+                let below = file.strip_prefix(literal).unwrap_or(&file);
+                rel = below.strip_prefix('/').unwrap_or(below).to_string();
+            }
+            false => rel.push_str(&file),
+        }
+        CapturePath::new(base, &rel, root).map_err(|e| {
+            format!(
+                "the file path {:?} cannot be used: {e}",
+                Path::new(&rel).display()
+            )
+        })
     }
 
     fn render(&self, p: &Pattern, t: OffsetDateTime, seq: u64) -> Result<String, PatternError> {
@@ -1369,6 +1493,9 @@ impl Config {
     fn check_conflicts(&self) -> Result<(), String> {
         let now = OffsetDateTime::now_utc();
         for (i, a) in self.handlers.iter().enumerate() {
+            // Every rendered name must be usable now, not at the first unit.
+            a.file_path(&self.root, now, 1)
+                .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
             for b in &self.handlers[..i] {
                 if a.address == b.address && a.name == b.name {
                     return Err(format!(
@@ -1397,7 +1524,7 @@ impl Config {
                             "handlers {:?} and {:?} would both write {}",
                             b.name,
                             a.name,
-                            pa.display()
+                            pa.full().display()
                         ));
                     }
                 }
@@ -1471,7 +1598,7 @@ mod tests {
             .midnight()
             .assume_utc();
         assert_eq!(
-            s.file_path(Path::new("/r"), t, 1).unwrap(),
+            s.file_path(Path::new("/r"), t, 1).unwrap().full(),
             PathBuf::from("/r/ait/332/tlm-7.pcap")
         );
     }
@@ -1573,6 +1700,61 @@ mod tests {
     }
 
     #[test]
+    fn rendered_paths_cannot_leave_their_base_whatever_the_metadata() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let root = Path::new("/r");
+        let with = |fields: Value| {
+            let mut o = json!({"name": "h", "conn_type": "udp", "address": ["", 8500]});
+            for (k, v) in fields.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            api(o).unwrap()
+        };
+        let h = with(json!({"path": "{a}/tmp/esc", "a": "x"}));
+        assert_eq!(
+            h.file_path(root, t, 1).unwrap().full(),
+            PathBuf::from("/r/x/tmp/esc/1970-01-01-00-00-00-h.pcap")
+        );
+        for (pattern_key, pattern, value) in [
+            ("path", "{a}/tmp/esc", ""),
+            ("path", ".{a}.", ""),
+            ("path", "x/{a}", "."),
+            ("file_name_pattern", "{a}", ""),
+            ("file_name_pattern", ".{a}.", ""),
+            ("file_name_pattern", "{a}{a}", &"y".repeat(200)),
+            ("path", "{a}", ".bsc"),
+        ] {
+            let h = with(json!({pattern_key: pattern, "a": "x"}));
+            let changed = h.with_metadata(json!({"a": value}).as_object().unwrap());
+            let refused = match changed {
+                Err(_) => true,
+                Ok(h) => h.file_path(root, t, 1).is_err(),
+            };
+            assert!(refused, "{pattern_key}={pattern:?} with a={value:?}");
+        }
+        // Control characters and too many keys are refused in rotate too.
+        assert!(h
+            .with_metadata(json!({"a": "x\n<0>kernel"}).as_object().unwrap())
+            .is_err());
+        let many: Map<String, Value> = (0..64).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(h
+            .with_metadata(&many)
+            .unwrap_err()
+            .message
+            .contains("at most 64"));
+        // From the config file an absolute path keeps its literal folders as base.
+        let c = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "path": "/data/{m}/%Y", "m": "vc0", "file_name_pattern": "f.pcap"})).unwrap();
+        let p = c.file_path(root, t, 1).unwrap();
+        assert_eq!(
+            (p.base(), p.full()),
+            (Path::new("/data"), PathBuf::from("/data/vc0/1970/f.pcap"))
+        );
+        let c = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "path": "/data/{m}", "m": "", "file_name_pattern": "f.pcap"})).unwrap();
+        assert!(c.file_path(root, t, 1).is_err());
+        assert!(spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "a\tb.pcap"})).is_err());
+    }
+
+    #[test]
     fn booleans_and_numbers_from_forms() {
         for (v, b) in [
             ("true", true),
@@ -1628,7 +1810,7 @@ mod tests {
             .midnight()
             .assume_utc();
         assert_eq!(
-            s.file_path(Path::new("/r"), t, 12).unwrap(),
+            s.file_path(Path::new("/r"), t, 12).unwrap().full(),
             PathBuf::from("/r/h-000012.pcap")
         );
         let e = spec(

@@ -77,7 +77,7 @@ struct StatusRate {
 
 impl StatusRate {
     fn line(&mut self, manager: &Manager) -> String {
-        let packets: u64 = manager.handlers().map(|(_, h)| h.stats.packets).sum();
+        let packets: u64 = manager.handlers().map(|(_, h)| h.stats().packets).sum();
         let now = Instant::now();
         let secs = now.duration_since(self.at).as_secs_f64();
         let rate = if secs > 0.0 {
@@ -115,6 +115,7 @@ impl EventLoop {
             )
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         check_exposure(&config.server)?;
+        crate::storage::check_root_writable(&config.root, true)?;
         let mut manager = Manager::new(&config.root, &config.storage);
         let now = clock.now();
         for spec in &config.handlers {

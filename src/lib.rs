@@ -8,12 +8,13 @@
 //! | `main.rs` | command line (argh), start-up, exit codes (the binary) |
 //! | [`config`] | AIT's config keys as JSON: schema, defaults, validation |
 //! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
+//! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
 //! | [`rotation`] | AIT's calendar rotation rule (pure) |
-//! | [`pcap`] | PCAP header/record encoding; open, append, repair a file |
+//! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
 //! | [`capture`] | sockets: [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
-//! | [`handler`] | one output stream: file, pending buffer, stats |
-//! | [`manager`] | capturers by address, handlers, dirty list, timers |
+//! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
+//! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
@@ -21,7 +22,7 @@
 //! | [`clock`] | where "now" comes from |
 //! | [`hooks`] | `on_close` commands: queued, run without blocking, reaped on SIGCHLD |
 //! | [`persist`] | the state file of handlers added over the API |
-//! | [`storage`] | the journal of files bsc created, retention arithmetic, closed-file outbox |
+//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, confined deletion, outbox |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
 //!
@@ -32,9 +33,11 @@
 //! `recvmmsg` each ([`sys::Batch`], with the kernel's receive timestamp and drop
 //! counter per datagram) until the queue is dry (bounded per wake-up) and gives
 //! each datagram to every handler of that address →
-//! [`handler::Handler::record`] rotates if the period ended or a size/count limit
-//! is reached, opens the file if none is open ([`pcap::open_or_append`]), encodes
-//! the record into its pending buffer → at the end of the wake-up
+//! [`manager::handler::Handler::record`] rotates if the period ended or a
+//! size/count limit is reached, opens the next file if none is open (named from
+//! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),
+//! encodes the record into its pending buffer → at the end of the wake-up (or once
+//! the buffer holds 1 MiB)
 //! [`manager::Manager::flush_dirty`] writes each dirty handler's buffer with one
 //! `write` → once a second [`manager::Manager::tick`] forces data to the disk,
 //! applies retention and the disk budget; closed files go to [`hooks`].
@@ -44,13 +47,30 @@
 //! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
 //! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
 //! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
-//! with [`config::HandlerSpec::from_json`] and calls the [`manager`] →
+//! with [`config::HandlerSpec::from_json`] (or, for a rotate,
+//! [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
 //! the [`http::response::Response`] is queued and written without blocking.
 //!
 //! # Invariants
 //!
 //! - one thread; nothing blocks the loop except `poll` and file writes/fsyncs;
-//! - one writer per file: no two handlers resolve to the same path;
+//! - **confinement**: every file and folder bsc creates, writes or deletes is below
+//!   its trusted base (the root for API handlers; the root or a folder the config
+//!   file names for config handlers), checked on the *rendered* path whenever a
+//!   path can change (start, rotate with metadata, reload, restore, every new
+//!   file: [`paths::CapturePath::new`]), and reached without following links
+//!   ([`sys::open_dir_beneath`]); bsc's state folder `<root>/.bsc` is never a
+//!   capture target;
+//! - **no control characters** in names, patterns or metadata from the API or a
+//!   config file; the journal and state files are JSON; log lines escape them;
+//! - **one writer per file**: only the manager changes a handler; a name whose
+//!   pattern path another handler has is refused (409), and a file another
+//!   handler has open is never opened ([`storage::Storage::is_open`]);
+//! - **a closed file is final**: closing makes it read-only and journals it; bsc
+//!   never opens a read-only file or one it closed for appending, so `on_close`
+//!   runs once per file; after a crash only the file left open may be resumed;
+//! - **names never repeat**: `{seq}` and `-N` go on after the last the journal
+//!   recorded for the handler's key, across reloads, restarts and retention;
 //! - every record read is handed to the kernel before the loop sleeps again;
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written;
@@ -61,13 +81,13 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod event_loop;
-pub mod handler;
 pub mod hooks;
 pub mod http;
 pub mod ipudp;
 pub mod log;
 pub mod manager;
 pub mod notify;
+pub mod paths;
 pub mod pattern;
 pub mod pcap;
 pub mod persist;

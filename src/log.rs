@@ -74,16 +74,36 @@ pub fn write(level: Level, msg: std::fmt::Arguments<'_>) {
         return;
     }
     let journal = *JOURNAL.get_or_init(crate::sys::stderr_is_journal);
+    let raw = msg.to_string();
+    let text = escape_controls(&raw);
     let line = if journal {
-        format!("<{}>{msg}\n", level as u8)
+        format!("<{}>{text}\n", level as u8)
     } else {
         format!(
-            "{} {}: {msg}\n",
+            "{} {}: {text}\n",
             Clock::System.now().to_rfc3339(),
             level.name()
         )
     };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`),
+/// so a value that reaches a message (a name, a path, a peer's error) can never
+/// start a line of its own or forge a priority prefix.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// How often one repeating condition is logged.
@@ -204,6 +224,16 @@ mod tests {
         assert_eq!(Level::parse("warn"), Ok(Level::Warn));
         assert!(Level::parse("loud").unwrap_err().contains("debug"));
         assert!(Level::Error < Level::Debug);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(
+            escape_controls("x\n<0>kernel: panic\t\u{1b}[2J\u{7f}"),
+            "x\\n<0>kernel: panic\\t\\u{1b}[2J\\u{7f}"
+        );
+        assert!(!escape_controls("a\r\nb").contains('\n'));
     }
 
     #[test]

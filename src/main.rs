@@ -87,6 +87,10 @@ fn check(path: &PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = bsc::storage::check_root_writable(&config.root, false) {
+        error!("{}: {e}", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let now = Clock::System.now().to_datetime();
     println!(
         "{}: ok, {} handlers, root {}",
@@ -98,7 +102,7 @@ fn check(path: &PathBuf) -> ExitCode {
         // Keys were checked when the config loaded, so rendering succeeds.
         let file = h
             .file_path(&config.root, now, 1)
-            .map_or_else(|e| format!("<{e}>"), |p| p.display().to_string());
+            .map_or_else(|e| format!("<{e}>"), |p| p.full().display().to_string());
         println!(
             "{} {} {} {}",
             h.name,

@@ -3,14 +3,17 @@
 //! Invariants:
 //! - one capturer per address; handlers on the same address share it, and a
 //!   capturer left without handlers is closed at once (its port is free again);
-//! - a name appears at most once per address; no two handlers write the same file;
+//! - a name appears at most once per address; no two handlers' patterns give the
+//!   same file, checked whenever a handler is added or its metadata changes (and
+//!   [`crate::storage::Storage`] refuses a second writer for any open file);
+//! - only the manager changes a handler (its mutators are visible here only);
 //! - a handler with pending records is in `dirty` exactly once, so a wake-up
 //!   flushes only handlers that received something (idle ones cost nothing);
 //! - every open file with a rotation deadline has an entry in `timers`, and every
 //!   TCP capturer waiting for something (a back-off, a connect deadline) has one
 //!   in `capturer_timers` (entries may be stale: they are checked when they fire).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +21,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
+
+use serde_json::{Map, Value};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -28,12 +33,14 @@ use crate::capture::udp;
 use crate::clock::UnixMicros;
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, ConnType, HandlerSpec, Origin, Timestamps};
-use crate::handler::{Handler, Recorded, Unit};
 use crate::hooks::Hooks;
 use crate::persist::StateFile;
 use crate::storage::Storage;
 use crate::sys::{self, Peer};
 use crate::{error, info, warn};
+use handler::{journal_key, Handler, Recorded, Unit, FLUSH_AT};
+
+pub mod handler;
 
 /// Index of a handler in the manager.
 pub type HandlerId = usize;
@@ -177,6 +184,29 @@ impl fmt::Display for AddError {
     }
 }
 
+/// Why `POST /<name>/rotate` changed nothing (or, `Failed`, could not open a
+/// next file after closing the current one).
+#[derive(Debug, PartialEq, Eq)]
+pub enum RotateError {
+    /// No handler has that name (HTTP 404).
+    NotFound,
+    /// A field is not metadata, a value is bad, or a name would be (HTTP 400).
+    Invalid(String),
+    /// The new name is another handler's file (HTTP 409).
+    Conflict(String),
+    /// The next file could not be opened (HTTP 503; the handler retries at the
+    /// next unit).
+    Failed(String),
+}
+
+/// One handler a rotation closed and reopened.
+#[derive(Debug)]
+pub struct Rotated {
+    pub id: HandlerId,
+    pub previous: Option<PathBuf>,
+    pub path: PathBuf,
+}
+
 /// What draining a capturer left behind.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drained {
@@ -198,11 +228,14 @@ pub struct Manager {
     next_seq: u64,
     /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
     batch: sys::Batch,
-    /// The journal of created files and the closed-file outbox.
+    /// The journal, open files and the closed-file outbox.
     storage: Rc<Storage>,
-    /// Files created in earlier runs, by handler key, not yet claimed by a handler.
-    earlier: HashMap<String, Vec<PathBuf>>,
     budget: StorageConfig,
+    /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
+    /// against the disk budget's headroom.
+    written_early: u64,
+    /// The longest unit read since the last tick (to give batch memory back).
+    longest_unit: usize,
     /// Whether the disk budget stopped writing (nothing left to delete).
     disk_full: bool,
     /// Bytes that may still be written before the budget must be looked at
@@ -219,7 +252,7 @@ impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
     /// and hook settings of `storage`.
     pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
-        let (journal, earlier) = Storage::open(root);
+        let journal = Storage::open(root);
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
@@ -230,8 +263,9 @@ impl Manager {
             next_seq: 0,
             batch: sys::Batch::new(),
             storage: Rc::new(journal),
-            earlier,
             budget: storage.clone(),
+            written_early: 0,
+            longest_unit: 0,
             disk_full: false,
             headroom: None,
             hooks: Hooks::new(storage.on_close_max_running),
@@ -250,8 +284,8 @@ impl Manager {
         let Some(state) = &self.state else { return };
         let specs: Vec<_> = self
             .handlers()
-            .filter(|(_, h)| h.spec.origin == Origin::Api)
-            .map(|(_, h)| h.spec.to_json())
+            .filter(|(_, h)| h.spec().origin == Origin::Api)
+            .map(|(_, h)| h.spec().to_json())
             .collect();
         if let Err(e) = state.save(&specs) {
             let key = "persist";
@@ -294,7 +328,7 @@ impl Manager {
             if cap
                 .handlers
                 .iter()
-                .any(|&h| self.handler(h).spec.name == spec.name)
+                .any(|&h| self.handler(h).spec().name == spec.name)
             {
                 return Err(AddError::Conflict(format!(
                     "a handler named {:?} already captures {}",
@@ -303,22 +337,13 @@ impl Manager {
                 )));
             }
         }
-        let path = spec
-            .file_path(&self.root, now.to_datetime(), 1)
-            .map_err(|e| AddError::Conflict(format!("cannot name the file: {e}")))?;
-        if let Some(other) = self.handlers().find(|(_, h)| h.log_file_path(now) == path) {
-            return Err(AddError::Conflict(format!(
-                "handler {:?} already writes {}",
-                other.1.spec.name,
-                path.display()
-            )));
-        }
+        self.check_file_free(&spec, None, now)?;
 
         let cid = match existing {
             Some(cid) => {
                 let cap = self.capturer(cid);
                 if let Some(first) = cap.handlers.first() {
-                    let first = &self.handler(*first).spec;
+                    let first = self.handler(*first).spec();
                     if (
                         first.rcvbuf_bytes,
                         first.interface.as_ref(),
@@ -345,25 +370,15 @@ impl Manager {
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.handlers.len());
-        let key = format!("{}@{}", spec.name, spec.address.python_repr());
-        let earlier = self.earlier.remove(&key).unwrap_or_default();
-        let budget = self.budget.min_free_bytes.is_some() || self.budget.min_free_percent.is_some();
         let local = self.capturer(cid).local_addr;
-        let mut handler = Handler::new(
-            spec,
-            &self.root,
-            now,
-            local,
-            self.storage.clone(),
-            earlier,
-            budget,
-        );
-        handler.suspended = self.disk_full;
+        let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
+        handler.set_suspended(self.disk_full);
+        let spec = handler.spec();
         info!(
             "handler {}: capturing {} {} into {}",
-            handler.spec.name,
-            handler.spec.conn_type,
-            handler.spec.address,
+            spec.name,
+            spec.conn_type,
+            spec.address,
             handler.log_file_path(now).display()
         );
         if hid == self.handlers.len() {
@@ -374,6 +389,38 @@ impl Manager {
         self.capturer_mut(cid).handlers.push(hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
+    }
+
+    /// Whether `spec` can name its next file at `now` (every rendered name
+    /// checked, see [`crate::paths`]) and that name is no other handler's
+    /// (`except` is the handler being changed).
+    fn check_file_free(
+        &self,
+        spec: &HandlerSpec,
+        except: Option<HandlerId>,
+        now: UnixMicros,
+    ) -> Result<(), AddError> {
+        let seq = self
+            .storage
+            .last(&journal_key(spec))
+            .map_or(1, |l| l.seq + 1);
+        let path = spec
+            .file_path(&self.root, now.to_datetime(), seq)
+            .map_err(AddError::Invalid)?
+            .full();
+        let other = self.handlers().find(|&(id, h)| {
+            Some(id) != except
+                && (h.pattern_path(now).as_ref() == Some(&path)
+                    || h.current_file() == Some(path.as_path()))
+        });
+        match other {
+            Some((_, h)) => Err(AddError::Conflict(format!(
+                "handler {:?} already writes {}",
+                h.spec().name,
+                path.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn open_capturer(
@@ -472,7 +519,7 @@ impl Manager {
     pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry) -> Option<Handler> {
         let handler = self.handlers.get_mut(hid)?.take()?;
         self.dirty.retain(|&h| h != hid);
-        let cid = self.capturer_at(&handler.spec.address)?;
+        let cid = self.capturer_at(&handler.spec().address)?;
         let cap = self.capturer_mut(cid);
         cap.handlers.retain(|&h| h != hid);
         if cap.handlers.is_empty() {
@@ -480,7 +527,7 @@ impl Manager {
         } else {
             self.update_read_time_wanted(cid);
         }
-        info!("handler {}: stopped", handler.spec.name);
+        info!("handler {}: stopped", handler.spec().name);
         // Dropping the handler closes its file; the caller may still read it first.
         Some(handler)
     }
@@ -519,6 +566,8 @@ impl Manager {
             capturer_timers,
             batch,
             units_read,
+            written_early,
+            longest_unit,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
@@ -526,6 +575,7 @@ impl Manager {
         };
         let mut deliver = |unit: &Unit| {
             *units_read += 1;
+            *longest_unit = (*longest_unit).max(unit.data.len());
             for &hid in &cap.handlers {
                 // Handler ids in a capturer always refer to live handlers.
                 let Some(Some(h)) = handlers.get_mut(hid) else {
@@ -537,6 +587,10 @@ impl Manager {
                 } = h.record(unit);
                 if needs_flush {
                     dirty.push(hid);
+                }
+                // A burst of large units: write now rather than hold it all.
+                if h.pending_bytes() >= FLUSH_AT {
+                    *written_early += h.flush();
                 }
                 if let Some(at) = rotate_at {
                     timers.insert((at, hid));
@@ -652,7 +706,7 @@ impl Manager {
 
     /// Writes the pending records of every handler that received any.
     pub fn flush_dirty(&mut self) {
-        let mut written = 0;
+        let mut written = std::mem::take(&mut self.written_early);
         for hid in self.dirty.drain(..) {
             if let Some(Some(h)) = self.handlers.get_mut(hid) {
                 written += h.flush();
@@ -721,6 +775,10 @@ impl Manager {
         for h in self.handlers.iter_mut().flatten() {
             h.maintain();
         }
+        // After large units, the batch's slots are resident: give them back.
+        if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
+            self.batch.release();
+        }
         self.enforce_budget();
         self.dispatch_closed();
         self.hooks.poll();
@@ -755,26 +813,23 @@ impl Manager {
             if free >= threshold {
                 break;
             }
-            // The oldest closed file of any handler, or one of a handler gone since.
-            let victim = self
+            // The oldest closed file bsc created, of a running handler or not.
+            let Some((key, victim)) = self.storage.take_oldest() else {
+                break;
+            };
+            let owner = self
                 .handlers()
-                .filter_map(|(id, h)| h.oldest_own_file().map(|f| (f.closed_at, id)))
-                .min();
-            match victim {
-                Some((_, id)) => {
-                    self.handler_mut(id).delete_oldest("disk budget");
-                }
-                None => {
-                    match self.earlier.values_mut().find_map(|v| v.pop()) {
-                        Some(path) => {
-                            if std::fs::remove_file(&path).is_ok() {
-                                info!("disk budget: deleted {} (a file of a handler no longer running)", path.display());
-                            }
-                            self.storage.deleted(&path);
-                        }
-                        None => break,
-                    }
-                }
+                .find(|(_, h)| h.journal_key() == key)
+                .map(|(id, _)| id);
+            match owner {
+                Some(id) => self.handler_mut(id).delete(&victim, "disk budget"),
+                None => match self.storage.remove(&victim) {
+                    Ok(()) => info!(
+                        "disk budget: deleted {} (a file of a handler no longer running)",
+                        victim.path.display()
+                    ),
+                    Err(e) => warn!("disk budget: cannot delete {}: {e}", victim.path.display()),
+                },
             }
             free = sys::disk_space(&self.root).map_or(free, |(f, _)| f);
         }
@@ -792,7 +847,7 @@ impl Manager {
             }
             self.disk_full = full;
             for h in self.handlers.iter_mut().flatten() {
-                h.suspended = full;
+                h.set_suspended(full);
             }
         }
     }
@@ -817,7 +872,9 @@ impl Manager {
         }
         let stale: Vec<HandlerId> = self
             .handlers()
-            .filter(|(_, h)| h.spec.origin == Origin::ConfigFile && !new.handlers.contains(&h.spec))
+            .filter(|(_, h)| {
+                h.spec().origin == Origin::ConfigFile && !new.handlers.contains(h.spec())
+            })
             .map(|(id, _)| id)
             .collect();
         let (mut stopped, mut started, mut failed) = (0, 0, 0);
@@ -826,7 +883,7 @@ impl Manager {
             stopped += 1;
         }
         for spec in &new.handlers {
-            let running = self.handlers().any(|(_, h)| h.spec == *spec);
+            let running = self.handlers().any(|(_, h)| h.spec() == spec);
             if running {
                 continue;
             }
@@ -845,25 +902,56 @@ impl Manager {
         );
     }
 
-    /// `POST /<name>/rotate`: closes the handler's file and opens the next now.
-    /// Returns (previous file, new file).
+    /// `POST /<name>/rotate`: for every handler named `name`, sets the metadata
+    /// `fields` (each checked as at start), closes its file and opens the next
+    /// now. Every handler is checked before any is changed: the new metadata must
+    /// give every rendered name a valid one, and no other handler's file.
     pub fn rotate(
         &mut self,
-        hid: HandlerId,
+        name: &str,
+        fields: &Map<String, Value>,
         now: UnixMicros,
-    ) -> Result<(Option<PathBuf>, PathBuf), String> {
-        let h = self
-            .handlers
-            .get_mut(hid)
-            .and_then(Option::as_mut)
-            .ok_or("no such handler")?;
-        let previous = h.current_file().map(Path::to_path_buf);
-        let rotate_at = h.rotate_now(now)?;
-        let path = h.log_file_path(now);
-        if let Some(at) = rotate_at {
-            self.timers.insert((at, hid));
+    ) -> Result<Vec<Rotated>, RotateError> {
+        let ids = self.handlers_named(name);
+        if ids.is_empty() {
+            return Err(RotateError::NotFound);
         }
-        Ok((previous, path))
+        let mut specs = Vec::new();
+        for &hid in &ids {
+            let spec = self
+                .handler(hid)
+                .spec()
+                .with_metadata(fields)
+                .map_err(|e| RotateError::Invalid(e.to_string()))?;
+            self.check_file_free(&spec, Some(hid), now)
+                .map_err(|e| match e {
+                    AddError::Invalid(m) => RotateError::Invalid(m),
+                    other => RotateError::Conflict(other.to_string()),
+                })?;
+            specs.push(spec);
+        }
+        let mut rotated = Vec::new();
+        for (hid, spec) in ids.into_iter().zip(specs) {
+            let h = self.handler_mut(hid);
+            h.set_metadata(spec);
+            let previous = h.current_file().map(Path::to_path_buf);
+            let rotate_at = h.rotate_now(now).map_err(|e| {
+                RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
+            })?;
+            let path = h.log_file_path(now);
+            if let Some(at) = rotate_at {
+                self.timers.insert((at, hid));
+            }
+            rotated.push(Rotated {
+                id: hid,
+                previous,
+                path,
+            });
+        }
+        if !fields.is_empty() {
+            self.save_api_handlers();
+        }
+        Ok(rotated)
     }
 
     fn update_read_time_wanted(&mut self, cid: CapturerId) {
@@ -871,7 +959,7 @@ impl Manager {
             .capturer(cid)
             .handlers
             .iter()
-            .any(|&h| self.handler(h).spec.timestamps == Timestamps::Read);
+            .any(|&h| self.handler(h).spec().timestamps == Timestamps::Read);
         self.capturer_mut(cid).read_time_wanted = wanted;
     }
 
@@ -895,13 +983,12 @@ impl Manager {
     /// Ids of every live handler with this name (one per address at most).
     pub fn handlers_named(&self, name: &str) -> Vec<HandlerId> {
         self.handlers()
-            .filter(|(_, h)| h.spec.name == name)
+            .filter(|(_, h)| h.spec().name == name)
             .map(|(id, _)| id)
             .collect()
     }
 
-    /// A live handler, to change its metadata.
-    pub fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
+    fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
         self.handlers[hid]
             .as_mut()
             .expect("handler id refers to a live handler")
@@ -988,7 +1075,7 @@ mod tests {
     ) {
         for _ in 0..1000 {
             m.drain(cid, registry, || clock.now());
-            if m.handlers().map(|(_, h)| h.stats.packets).max() >= Some(packets) {
+            if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));

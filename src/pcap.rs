@@ -9,18 +9,24 @@
 //!   in the middle of a write) has been cut off, so the file stays readable;
 //! - a file whose header differs is never written into.
 //!
-//! Encoding is pure ([`global_header`], [`encode_record`]); [`open_or_append`] is the
-//! only function here that touches the file system.
+//! - a closed file is final: [`PcapFile::finish`] makes it read-only, and a
+//!   read-only file is never opened for appending.
+//!
+//! Encoding is pure ([`global_header`], [`encode_record`]); [`PcapFile`] is the
+//! only thing here that touches the file system.
 
-use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
 
 use crate::clock::UnixMicros;
+use crate::sys::{self, OpenMode};
 
 /// Largest record payload bsc writes, and the snaplen of every file.
 pub const SNAPLEN: u32 = 65535;
@@ -93,20 +99,7 @@ pub fn record_header(out: &mut Vec<u8>, ts: UnixMicros, incl: usize, orig_len: u
     out.extend_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
 }
 
-/// A PCAP file opened for appending records.
-#[derive(Debug)]
-pub struct OpenedFile {
-    pub file: File,
-    pub path: PathBuf,
-    /// Bytes in the file now (header and whole records only).
-    pub len: u64,
-    /// What was done to make the file ready.
-    pub how: Opened,
-    /// Whether this call created the file (as opposed to appending to one).
-    pub created: bool,
-}
-
-/// How [`open_or_append`] made a file ready.
+/// How [`PcapFile::open`] made a file ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {
     /// A new file, header written.
@@ -114,123 +107,237 @@ pub enum Opened {
     /// An existing file with a matching header; `torn_bytes` of a partial last
     /// record were cut off first (0 when the file was whole).
     Appended { torn_bytes: u64 },
-    /// The first name was taken by a file with another header; this is the next
-    /// free (or matching) `-N` name.
-    Renamed { original: PathBuf, reason: String },
 }
 
-/// Why a file could not be opened.
+/// What [`PcapFile::open`] found at a name.
 #[derive(Debug)]
-pub struct OpenError {
-    pub path: PathBuf,
-    pub error: io::Error,
+pub enum Attempt {
+    Ready(PcapFile, Opened),
+    /// The name cannot be used, and why: it exists and appending is not allowed,
+    /// it is a closed (final, read-only) file, or its header is not bsc's.
+    Taken(String),
 }
 
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot open {}: {}", self.path.display(), self.error)
-    }
+/// What happened to an open file behind bsc's back.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Vanished {
+    /// Deleted (no name links to it any more): what is written to it is lost.
+    Deleted,
+    /// Its name now leads elsewhere or nowhere (moved, or its folder removed),
+    /// but the data is still in some file.
+    Moved,
 }
 
-/// Opens `path` for appending `link` records: creates it (and its folders) with a
-/// header, or appends to it if its header matches (after cutting off a torn last
-/// record), or, if its header does not match, tries `stem-1.ext`, `stem-2.ext`, ...
-pub fn open_or_append(path: &Path, link: LinkType) -> Result<OpenedFile, OpenError> {
-    let err = |path: &Path, error| OpenError {
-        path: path.to_path_buf(),
-        error,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-    }
-    let mut first_mismatch: Option<String> = None;
-    for n in 0u32..1000 {
-        let candidate = if n == 0 {
-            path.to_path_buf()
-        } else {
-            numbered(path, n)
-        };
-        match try_open(&candidate, link).map_err(|e| err(&candidate, e))? {
-            Attempt::Ready(mut opened) => {
-                if let Some(reason) = first_mismatch {
-                    opened.how = Opened::Renamed {
-                        original: path.to_path_buf(),
-                        reason,
-                    };
+/// A capture file being written: the only owner of its descriptor and of the
+/// bookkeeping that keeps it valid.
+///
+/// Invariants: `len` is the length of the header and the whole records on disk;
+/// a failed append is cut back to it, so the file never ends in a torn record
+/// that bsc wrote while running; [`PcapFile::finish`] makes the file read-only,
+/// which is how bsc (and anyone downstream) knows it is final: bsc never opens a
+/// file without an owner write bit for appending.
+#[derive(Debug)]
+pub struct PcapFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    records: u64,
+    created: bool,
+    unsynced: bool,
+    synced_at: Instant,
+    /// Device and inode, to notice the name leading elsewhere.
+    identity: (u64, u64),
+}
+
+/// Mode of a file being written (owner read/write, group read).
+pub const MODE_OPEN: u32 = 0o640;
+/// Mode of a closed, final file (read-only).
+pub const MODE_CLOSED: u32 = 0o440;
+
+impl PcapFile {
+    /// Opens `name` in the folder `dir` (`path` is its full path, for messages)
+    /// for appending `link` records: creates it with a header, or, when
+    /// `may_append`, appends to an existing writable file whose header matches
+    /// (after cutting off a torn last record).
+    pub fn open(
+        dir: &OwnedFd,
+        name: &str,
+        path: PathBuf,
+        link: LinkType,
+        may_append: bool,
+    ) -> io::Result<Attempt> {
+        let want = global_header(link);
+        match sys::open_file_at(dir, name, OpenMode::CreateNew) {
+            Ok(mut file) => {
+                if let Err(e) = file.write_all(&want) {
+                    // A full disk: leave no empty or half-headed file behind.
+                    drop(file);
+                    let _ = sys::unlink_at(dir, name);
+                    return Err(e);
                 }
-                return Ok(opened);
+                let f = PcapFile::new(file, path, GLOBAL_HEADER_LEN as u64, true)?;
+                return Ok(Attempt::Ready(f, Opened::Created));
             }
-            Attempt::Mismatch(reason) => {
-                first_mismatch.get_or_insert(reason);
-            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
-    }
-    Err(err(
-        path,
-        io::Error::other("1000 files with this name and a foreign header; giving up"),
-    ))
-}
-
-enum Attempt {
-    Ready(OpenedFile),
-    Mismatch(String),
-}
-
-fn try_open(path: &Path, link: LinkType) -> io::Result<Attempt> {
-    let want = global_header(link);
-    match OpenOptions::new().append(true).create_new(true).open(path) {
-        Ok(mut file) => {
-            if let Err(e) = file.write_all(&want) {
-                // A full disk: leave no empty or half-headed file behind.
-                drop(file);
-                let _ = std::fs::remove_file(path);
-                return Err(e);
-            }
-            return Ok(Attempt::Ready(OpenedFile {
-                file,
-                path: path.to_path_buf(),
-                len: GLOBAL_HEADER_LEN as u64,
-                how: Opened::Created,
-                created: true,
-            }));
+        if !may_append {
+            return Ok(Attempt::Taken("the name exists".into()));
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let mut file = OpenOptions::new().read(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
-    let mut have = [0u8; GLOBAL_HEADER_LEN];
-    let got = read_up_to(&mut file, &mut have)?;
-    if got < GLOBAL_HEADER_LEN && have[..got] == want[..got] {
-        // Empty (AIT leaves such files) or a header cut short: nothing to lose.
-        file.set_len(0)?;
-        file.write_all(&want)?;
-        return Ok(Attempt::Ready(OpenedFile {
-            file,
-            path: path.to_path_buf(),
-            len: GLOBAL_HEADER_LEN as u64,
-            how: Opened::Appended {
-                torn_bytes: got as u64,
+        let mut file = match sys::open_file_at(dir, name, OpenMode::Existing) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Attempt::Taken("it vanished while being opened".into()))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Ok(Attempt::Taken(
+                    "it is a symbolic link, and bsc writes no file through a link".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Ok(Attempt::Taken("it is not a plain file".into()));
+        }
+        if meta.permissions().mode() & 0o200 == 0 {
+            return Ok(Attempt::Taken(
+                "it is a closed, final (read-only) file".into(),
+            ));
+        }
+        let size = meta.len();
+        let mut have = [0u8; GLOBAL_HEADER_LEN];
+        let got = read_up_to(&mut file, &mut have)?;
+        if got < GLOBAL_HEADER_LEN && have[..got] == want[..got] {
+            // Empty (AIT leaves such files) or a header cut short: nothing to lose.
+            file.set_len(0)?;
+            file.write_all(&want)?;
+            let f = PcapFile::new(file, path, GLOBAL_HEADER_LEN as u64, false)?;
+            return Ok(Attempt::Ready(
+                f,
+                Opened::Appended {
+                    torn_bytes: got as u64,
+                },
+            ));
+        }
+        if have != want {
+            return Ok(Attempt::Taken(describe_mismatch(&have[..got], link)));
+        }
+        let whole = whole_records_end(&mut file, size)?;
+        if whole < size {
+            file.set_len(whole)?;
+        }
+        let f = PcapFile::new(file, path, whole, false)?;
+        Ok(Attempt::Ready(
+            f,
+            Opened::Appended {
+                torn_bytes: size - whole,
             },
-            created: false,
-        }));
+        ))
     }
-    if have != want {
-        return Ok(Attempt::Mismatch(describe_mismatch(&have[..got], link)));
+
+    fn new(file: File, path: PathBuf, len: u64, created: bool) -> io::Result<PcapFile> {
+        let meta = file.metadata()?;
+        Ok(PcapFile {
+            file,
+            path,
+            len,
+            records: 0,
+            created,
+            unsynced: false,
+            synced_at: Instant::now(),
+            identity: (meta.dev(), meta.ino()),
+        })
     }
-    let whole = whole_records_end(&mut file, size)?;
-    if whole < size {
-        file.set_len(whole)?;
+
+    /// Appends `bytes` holding `records` whole records (one `write`, looping only
+    /// on short writes). On failure the file is cut back to its last whole record;
+    /// the error says whether that worked.
+    pub fn append(&mut self, bytes: &[u8], records: u64) -> io::Result<()> {
+        match write_all(&mut self.file, bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                self.records += records;
+                self.unsynced |= !bytes.is_empty();
+                Ok(())
+            }
+            Err(e) => Err(match self.file.set_len(self.len) {
+                Ok(()) => e,
+                Err(cut) => io::Error::new(
+                    e.kind(),
+                    format!("{e}; could not cut the partial write off ({cut}): it will be repaired if the file is reopened"),
+                ),
+            }),
+        }
     }
-    Ok(Attempt::Ready(OpenedFile {
-        file,
-        path: path.to_path_buf(),
-        len: whole,
-        how: Opened::Appended {
-            torn_bytes: size - whole,
-        },
-        created: false,
-    }))
+
+    /// Forces written data to the disk (`fdatasync`) if any is not yet.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.synced_at = Instant::now();
+        self.unsynced = false;
+        self.file.sync_data()
+    }
+
+    /// Whether data has waited at least `every` to be forced to the disk.
+    pub fn sync_due(&self, every: Duration) -> bool {
+        self.unsynced && self.synced_at.elapsed() >= every
+    }
+
+    /// Closes the file for good: forces it to the disk and makes it read-only
+    /// ([`MODE_CLOSED`]), the mark of a final file.
+    pub fn finish(mut self) -> io::Result<()> {
+        let synced = self.sync();
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(MODE_CLOSED))?;
+        synced
+    }
+
+    /// Whether the file was deleted, or its name now leads elsewhere.
+    pub fn vanished(&self) -> Option<Vanished> {
+        match self.file.metadata() {
+            Ok(m) if m.nlink() == 0 => return Some(Vanished::Deleted),
+            Ok(_) => {}
+            Err(_) => return Some(Vanished::Deleted),
+        }
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.identity => None,
+            _ => Some(Vanished::Moved),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes on disk: header and whole records.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Records written since it was opened.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether bsc created this file (rather than appending to an existing one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+}
+
+fn write_all(file: &mut File, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.write(buf) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -274,19 +381,6 @@ fn describe_mismatch(have: &[u8], link: LinkType) -> String {
         ),
         Err(_) => "it is not a pcap file".to_string(),
     }
-}
-
-/// `dir/stem-N.ext` for `dir/stem.ext` (or `dir/name-N` without extension).
-pub fn numbered(path: &Path, n: u32) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{n}"),
-    };
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -357,67 +451,94 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(out[12..16].try_into().unwrap()), 70_000);
     }
 
+    /// Opens `path` as a handler would (its folder created).
+    fn open(path: &Path, may_append: bool) -> Attempt {
+        let dir = sys::open_dir_beneath(path.parent().unwrap(), &[], true).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        PcapFile::open(&dir, name, path.to_path_buf(), LinkType::User0, may_append).unwrap()
+    }
+
+    fn ready(a: Attempt) -> (PcapFile, Opened) {
+        match a {
+            Attempt::Ready(f, how) => (f, how),
+            Attempt::Taken(why) => panic!("taken: {why}"),
+        }
+    }
+
     #[test]
     fn create_then_append_then_repair_torn_record() {
         let dir = temp_dir("append");
         let path = dir.join("sub/a.pcap");
-        let mut f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.how, Opened::Created);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let (mut f, how) = ready(open(&path, true));
+        assert_eq!(how, Opened::Created);
         let mut buf = Vec::new();
         encode_record(&mut buf, UnixMicros(1_000_000), b"one", 3);
-        f.file.write_all(&buf).unwrap();
+        f.append(&buf, 1).unwrap();
         drop(f);
 
-        let mut f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.how, Opened::Appended { torn_bytes: 0 });
-        assert_eq!(f.len, 24 + 19);
+        assert!(
+            matches!(open(&path, false), Attempt::Taken(_)),
+            "no append unless asked"
+        );
+        let (mut f, how) = ready(open(&path, true));
+        assert_eq!(how, Opened::Appended { torn_bytes: 0 });
+        assert_eq!(f.bytes(), 24 + 19);
         buf.clear();
         encode_record(&mut buf, UnixMicros(2_000_000), b"two", 3);
         // Simulate a crash in the middle of this record.
         f.file.write_all(&buf[..10]).unwrap();
         drop(f);
 
-        let mut f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.how, Opened::Appended { torn_bytes: 10 });
-        f.file.write_all(&buf).unwrap();
-        drop(f);
+        let (mut f, how) = ready(open(&path, true));
+        assert_eq!(how, Opened::Appended { torn_bytes: 10 });
+        f.append(&buf, 1).unwrap();
+        f.finish().unwrap();
         let (h, records) = read_back(&path);
         assert_eq!(h.datalink, DataLink::USER0);
         assert_eq!(
             records,
             vec![(1_000_000, b"one".to_vec()), (2_000_000, b"two".to_vec())]
         );
+        // Finished: read-only, and never appended to again.
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, MODE_CLOSED);
+        match open(&path, true) {
+            Attempt::Taken(why) => assert!(why.contains("closed"), "{why}"),
+            Attempt::Ready(..) => panic!("a finished file was opened again"),
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn foreign_header_is_never_touched() {
+    fn foreign_headers_and_links_are_never_touched() {
         let dir = temp_dir("foreign");
         let path = dir.join("x.pcap");
         std::fs::write(&path, global_header(LinkType::Ethernet)).unwrap();
-        let notes = dir.join("x-1.pcap");
-        std::fs::write(&notes, b"operator's notes, not a pcap at all").unwrap();
-        let f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.path, dir.join("x-2.pcap"));
-        match &f.how {
-            Opened::Renamed { original, reason } => {
-                assert_eq!(original, &path);
-                assert!(reason.contains("ETHERNET"), "{reason}");
-            }
-            other => panic!("{other:?}"),
+        match open(&path, true) {
+            Attempt::Taken(reason) => assert!(reason.contains("ETHERNET"), "{reason}"),
+            Attempt::Ready(..) => panic!("foreign header accepted"),
         }
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            global_header(LinkType::Ethernet)
-        );
+        let notes = dir.join("n.pcap");
+        std::fs::write(&notes, b"operator's notes, not a pcap at all").unwrap();
+        assert!(matches!(open(&notes, true), Attempt::Taken(_)));
         assert_eq!(
             std::fs::read(&notes).unwrap(),
             b"operator's notes, not a pcap at all"
         );
-        // After a restart the same fallback name is found and appended to.
-        drop(f);
-        let again = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(again.path, dir.join("x-2.pcap"));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            global_header(LinkType::Ethernet)
+        );
+        // A symlink is never written through, even to a valid pcap file.
+        let target = dir.join("t.pcap");
+        std::fs::write(&target, global_header(LinkType::User0)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("l.pcap")).unwrap();
+        let d = sys::open_dir_beneath(&dir, &[], false).unwrap();
+        match PcapFile::open(&d, "l.pcap", dir.join("l.pcap"), LinkType::User0, true).unwrap() {
+            Attempt::Taken(why) => assert!(why.contains("symbolic link"), "{why}"),
+            Attempt::Ready(..) => panic!("written through a link"),
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -426,8 +547,8 @@ mod tests {
         let dir = temp_dir("empty");
         let path = dir.join("e.pcap");
         std::fs::write(&path, b"").unwrap();
-        let f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.len, 24);
+        let (f, _) = ready(open(&path, true));
+        assert_eq!(f.bytes(), 24);
         drop(f);
         // A record header claiming more than the snaplen is garbage: cut.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -435,22 +556,22 @@ mod tests {
             0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0, 9, 9,
         ]);
         std::fs::write(&path, &bytes).unwrap();
-        let f = open_or_append(&path, LinkType::User0).unwrap();
-        assert_eq!(f.how, Opened::Appended { torn_bytes: 18 });
+        let (_, how) = ready(open(&path, true));
+        assert_eq!(how, Opened::Appended { torn_bytes: 18 });
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn numbered_names() {
-        assert_eq!(
-            numbered(Path::new("/a/b.pcap"), 1),
-            PathBuf::from("/a/b-1.pcap")
-        );
-        assert_eq!(numbered(Path::new("/a/b"), 2), PathBuf::from("/a/b-2"));
-        assert_eq!(
-            numbered(Path::new("/a/b.tar.pcap"), 3),
-            PathBuf::from("/a/b.tar-3.pcap")
-        );
+    fn deletion_and_moves_are_noticed() {
+        let dir = temp_dir("vanish");
+        let path = dir.join("v.pcap");
+        let (f, _) = ready(open(&path, true));
+        assert_eq!(f.vanished(), None);
+        std::fs::rename(&path, dir.join("w.pcap")).unwrap();
+        assert_eq!(f.vanished(), Some(Vanished::Moved));
+        std::fs::remove_file(dir.join("w.pcap")).unwrap();
+        assert_eq!(f.vanished(), Some(Vanished::Deleted));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,28 +1,46 @@
 //! What bsc keeps on disk besides captures, and what it may delete.
 //!
-//! - The **journal** (`<root>/.bsc/files.log`) lists every capture file bsc
-//!   created, per handler (`+key<TAB>path` lines, `-path` when deleted), so that
-//!   retention and the disk budget delete only files bsc made: a file an operator
-//!   dropped into the folder, or one bsc only appended to, is never touched. It is
-//!   compacted at start-up (files gone from disk are dropped).
+//! - The **journal** (`<root>/.bsc/files.jsonl`) records, one JSON object a line,
+//!   every capture file bsc opened (with its handler key, `{seq}` number and `-N`
+//!   suffix), closed and deleted. No value can break a line (JSON escapes
+//!   everything), and a torn last line (a crash) is skipped. It is compacted at
+//!   start-up and whenever it has grown to twice what is live, so it stays
+//!   proportional to the files that exist.
+//! - From it, per handler key (name and address, so it survives reloads and
+//!   restarts): the last file opened, so naming continues after it and a file
+//!   closed is never opened again; the closed files bsc created that still exist,
+//!   oldest first, for retention and the disk budget.
+//! - The set of files open now: a name one handler has open is never opened by
+//!   another (one writer per file).
 //! - **Retention** ([`excess`]) is pure arithmetic over a handler's closed files,
 //!   oldest first: `max_files`, `max_bytes`, `max_age`.
+//! - **Deletion** only ever removes a file the journal says bsc created, below the
+//!   trusted folder it was created in, without following links ([`Storage::remove`]).
 //! - The **outbox** collects files as handlers close them, for `on_close` hooks.
+//!
+//! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use crate::clock::UnixMicros;
-use crate::warn;
+use crate::paths::STATE_DIR;
+use crate::{sys, warn};
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnFile {
     pub path: PathBuf,
+    /// The trusted folder it was created below (deletion walks from there).
+    pub trusted: PathBuf,
     pub bytes: u64,
     pub closed_at: SystemTime,
 }
@@ -75,73 +93,286 @@ pub struct ClosedFile {
     pub last_ts: Option<UnixMicros>,
 }
 
-/// The journal file and the outbox, shared by the manager and its handlers (one
-/// thread: `RefCell` is enough).
-#[derive(Debug)]
-pub struct Storage {
-    journal: RefCell<Option<File>>,
-    journal_path: PathBuf,
-    closed: RefCell<Vec<ClosedFile>>,
+/// One line of the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    Opened {
+        key: String,
+        path: PathBuf,
+        /// The trusted folder `path` is below.
+        trusted: PathBuf,
+        /// The name before numbering (`path` is its `-n` variant; `n = 0`: itself).
+        unnumbered: PathBuf,
+        n: u32,
+        seq: u64,
+        created: bool,
+    },
+    Closed {
+        path: PathBuf,
+    },
+    Deleted {
+        path: PathBuf,
+    },
 }
 
+/// The last file opened for a handler key: where its naming goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastFile {
+    pub path: PathBuf,
+    pub trusted: PathBuf,
+    pub unnumbered: PathBuf,
+    pub n: u32,
+    pub seq: u64,
+    pub created: bool,
+    /// Whether bsc recorded closing it (false: it was open when bsc last stopped,
+    /// or is open now).
+    pub closed: bool,
+}
+
+/// What the journal knows of one handler key.
+#[derive(Debug, Default)]
+struct KeyFiles {
+    last: Option<LastFile>,
+    /// Closed files this key created that still exist, oldest first.
+    closed: VecDeque<OwnFile>,
+}
+
+/// The journal, what it knows per key, the open files and the outbox, shared by
+/// the manager and its handlers (one thread: `RefCell` is enough).
+#[derive(Debug)]
+pub struct Storage {
+    root: PathBuf,
+    journal_path: PathBuf,
+    journal: RefCell<Option<File>>,
+    keys: RefCell<HashMap<String, KeyFiles>>,
+    /// Every file a handler has open now.
+    open: RefCell<HashSet<PathBuf>>,
+    closed: RefCell<Vec<ClosedFile>>,
+    /// Lines appended since the journal was last rewritten, and lines it had then.
+    appended: Cell<u64>,
+    compacted_lines: Cell<u64>,
+}
+
+/// Lines a journal may gain before compaction is considered at all.
+const COMPACT_MIN_LINES: u64 = 1024;
+
 impl Storage {
-    /// Opens (and compacts) the journal under `root`. Returns the storage and the
-    /// files each handler key created in earlier runs that still exist.
-    pub fn open(root: &Path) -> (Storage, HashMap<String, Vec<PathBuf>>) {
-        let journal_path = root.join(".bsc").join("files.log");
-        let mut live: Vec<(String, PathBuf)> = Vec::new();
-        let existing = std::fs::read_to_string(&journal_path);
-        if let Ok(text) = &existing {
-            for line in text.lines() {
-                if let Some(rest) = line.strip_prefix('+') {
-                    if let Some((key, path)) = rest.split_once('\t') {
-                        live.push((key.to_string(), PathBuf::from(path)));
+    /// Opens (and compacts) the journal under `root`.
+    pub fn open(root: &Path) -> Storage {
+        let dir = root.join(STATE_DIR);
+        let storage = Storage {
+            root: root.to_path_buf(),
+            journal_path: dir.join("files.jsonl"),
+            journal: RefCell::new(None),
+            keys: RefCell::new(HashMap::new()),
+            open: RefCell::new(HashSet::new()),
+            closed: RefCell::new(Vec::new()),
+            appended: Cell::new(0),
+            compacted_lines: Cell::new(0),
+        };
+        let mut found = false;
+        match std::fs::read_to_string(&storage.journal_path) {
+            Ok(text) => {
+                found = true;
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    match serde_json::from_str::<Entry>(line) {
+                        Ok(e) => storage.apply(e, None),
+                        // A torn last line (a crash while appending) or damage.
+                        Err(e) => warn!(
+                            "{}: skipping an unreadable line ({e})",
+                            storage.journal_path.display()
+                        ),
                     }
-                } else if let Some(path) = line.strip_prefix('-') {
-                    live.retain(|(_, p)| p != Path::new(path));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot read {}: {e}", storage.journal_path.display()),
+        }
+        found |= storage.read_legacy(&dir.join("files.log"));
+        if found {
+            storage.compact();
+        }
+        storage
+    }
+
+    /// The journal of bsc 0.1 (`+key<TAB>path`, `-path`): files it lists inside
+    /// the root are taken over as closed files; the old file is then removed.
+    fn read_legacy(&self, path: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        for line in text.lines() {
+            if let Some((key, p)) = line.strip_prefix('+').and_then(|r| r.split_once('\t')) {
+                let p = PathBuf::from(p);
+                if inside(&p, &self.root) {
+                    self.apply(
+                        Entry::Opened {
+                            key: key.to_string(),
+                            path: p.clone(),
+                            trusted: self.root.clone(),
+                            unnumbered: p.clone(),
+                            n: 0,
+                            seq: 0,
+                            created: true,
+                        },
+                        None,
+                    );
+                    self.apply(Entry::Closed { path: p }, None);
+                }
+            } else if let Some(p) = line.strip_prefix('-') {
+                self.apply(Entry::Deleted { path: p.into() }, None);
+            }
+        }
+        let _ = std::fs::remove_file(path);
+        true
+    }
+
+    /// Applies one journal entry to what is known per key. `closed_at` is when a
+    /// file was closed (`None`: take its modification time).
+    fn apply(&self, e: Entry, closed_at: Option<SystemTime>) {
+        let mut keys = self.keys.borrow_mut();
+        match e {
+            Entry::Opened {
+                key,
+                path,
+                trusted,
+                unnumbered,
+                n,
+                seq,
+                created,
+            } => {
+                let k = keys.entry(key).or_default();
+                let seq = seq.max(k.last.as_ref().map_or(0, |l| l.seq));
+                k.last = Some(LastFile {
+                    path,
+                    trusted,
+                    unnumbered,
+                    n,
+                    seq,
+                    created,
+                    closed: false,
+                });
+            }
+            Entry::Closed { path } => {
+                for k in keys.values_mut() {
+                    let Some(last) = k.last.as_mut().filter(|l| l.path == path) else {
+                        continue;
+                    };
+                    last.closed = true;
+                    if last.created {
+                        let (bytes, mtime) = std::fs::metadata(&path)
+                            .map_or((0, SystemTime::UNIX_EPOCH), |m| {
+                                (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+                            });
+                        k.closed.retain(|f| f.path != path);
+                        k.closed.push_back(OwnFile {
+                            path: path.clone(),
+                            trusted: last.trusted.clone(),
+                            bytes,
+                            closed_at: closed_at.unwrap_or(mtime),
+                        });
+                    }
+                    break;
+                }
+            }
+            Entry::Deleted { path } => {
+                for k in keys.values_mut() {
+                    k.closed.retain(|f| f.path != path);
+                    if let Some(last) = k.last.as_mut().filter(|l| l.path == path) {
+                        last.closed = true;
+                    }
                 }
             }
         }
-        live.retain(|(_, p)| p.is_file());
-        live.dedup_by(|a, b| a.1 == b.1);
-        let storage = Storage {
-            journal: RefCell::new(None),
-            journal_path,
-            closed: RefCell::new(Vec::new()),
-        };
-        // Compact an existing journal; create nothing until a file is created.
-        if existing.is_ok() {
-            storage.rewrite(&live);
-        }
-        let mut by_key: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for (key, path) in live {
-            by_key.entry(key).or_default().push(path);
-        }
-        (storage, by_key)
     }
 
-    fn rewrite(&self, live: &[(String, PathBuf)]) {
-        let result = (|| -> io::Result<File> {
-            std::fs::create_dir_all(self.journal_path.parent().unwrap_or(Path::new(".")))?;
-            let tmp = self.journal_path.with_extension("tmp");
-            let mut f = File::create(&tmp)?;
-            for (key, path) in live {
-                writeln!(f, "+{key}\t{}", path.display())?;
+    /// Rewrites the journal from what is live: per key, its closed files that
+    /// still exist, then its last file (kept even when gone: naming goes on from it).
+    fn compact(&self) {
+        let mut lines = Vec::new();
+        {
+            let mut keys = self.keys.borrow_mut();
+            for (key, k) in keys.iter_mut() {
+                k.closed.retain(|f| f.path.is_file());
+                for f in &k.closed {
+                    if k.last.as_ref().is_some_and(|l| l.path == f.path) {
+                        continue;
+                    }
+                    lines.push(Entry::Opened {
+                        key: key.clone(),
+                        path: f.path.clone(),
+                        trusted: f.trusted.clone(),
+                        unnumbered: f.path.clone(),
+                        n: 0,
+                        seq: 0,
+                        created: true,
+                    });
+                    lines.push(Entry::Closed {
+                        path: f.path.clone(),
+                    });
+                }
+                if let Some(l) = &k.last {
+                    lines.push(Entry::Opened {
+                        key: key.clone(),
+                        path: l.path.clone(),
+                        trusted: l.trusted.clone(),
+                        unnumbered: l.unnumbered.clone(),
+                        n: l.n,
+                        seq: l.seq,
+                        created: l.created,
+                    });
+                    if l.closed {
+                        lines.push(Entry::Closed {
+                            path: l.path.clone(),
+                        });
+                    }
+                }
             }
+        }
+        let result = (|| -> io::Result<File> {
+            let dir = self.journal_path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let tmp = self.journal_path.with_extension("jsonl.tmp");
+            let mut f = File::create(&tmp)?;
+            let mut text = String::new();
+            for e in &lines {
+                text.push_str(&line_of(e));
+            }
+            f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.journal_path)?;
+            File::open(dir)?.sync_all()?;
             OpenOptions::new().append(true).open(&self.journal_path)
         })();
         match result {
-            Ok(f) => *self.journal.borrow_mut() = Some(f),
+            Ok(f) => {
+                *self.journal.borrow_mut() = Some(f);
+                self.appended.set(0);
+                self.compacted_lines.set(lines.len() as u64);
+            }
             Err(e) => warn!(
-                "cannot write {}: {e}; files created now will not be deleted by retention",
+                "cannot rewrite {}: {e}; naming and retention of new files is not remembered across restarts",
                 self.journal_path.display()
             ),
         }
     }
 
-    fn append(&self, line: String) {
+    fn append(&self, e: &Entry) {
+        // Deleted behind bsc's back (the whole root, say): write it anew from
+        // what is known, then go on.
+        let deleted = self
+            .journal
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.metadata().map_or(true, |m| m.nlink() == 0));
+        if deleted {
+            warn!(
+                "{} was deleted while bsc ran; writing it anew",
+                self.journal_path.display()
+            );
+            self.compact();
+        }
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             let opened = std::fs::create_dir_all(dir).and_then(|()| {
@@ -154,7 +385,7 @@ impl Storage {
                 Ok(f) => *self.journal.borrow_mut() = Some(f),
                 Err(e) => {
                     warn!(
-                        "cannot open {}: {e}; files created now will not be deleted by retention",
+                        "cannot open {}: {e}; naming and retention of new files is not remembered across restarts",
                         self.journal_path.display()
                     );
                     return;
@@ -162,20 +393,61 @@ impl Storage {
             }
         }
         if let Some(f) = self.journal.borrow_mut().as_mut() {
-            if let Err(e) = f.write_all(line.as_bytes()) {
+            if let Err(e) = f.write_all(line_of(e).as_bytes()) {
                 warn!("cannot append to {}: {e}", self.journal_path.display());
             }
         }
+        self.appended.set(self.appended.get() + 1);
+        let live = self.compacted_lines.get();
+        if self.appended.get() > COMPACT_MIN_LINES.max(live) {
+            self.compact();
+        }
     }
 
-    /// Notes that bsc created `path` for the handler `key`.
-    pub fn created(&self, key: &str, path: &Path) {
-        self.append(format!("+{key}\t{}\n", path.display()));
+    /// The last file opened for `key`, if the journal knows one.
+    pub fn last(&self, key: &str) -> Option<LastFile> {
+        self.keys.borrow().get(key).and_then(|k| k.last.clone())
     }
 
-    /// Notes that bsc deleted `path`.
-    pub fn deleted(&self, path: &Path) {
-        self.append(format!("-{}\n", path.display()));
+    /// Whether some handler has `path` open now.
+    pub fn is_open(&self, path: &Path) -> bool {
+        self.open.borrow().contains(path)
+    }
+
+    /// Notes that the handler `key` opened `last.path` (and holds it open).
+    pub fn opened(&self, key: &str, last: LastFile) {
+        self.open.borrow_mut().insert(last.path.clone());
+        let e = Entry::Opened {
+            key: key.to_string(),
+            path: last.path,
+            trusted: last.trusted,
+            unnumbered: last.unnumbered,
+            n: last.n,
+            seq: last.seq,
+            created: last.created,
+        };
+        self.apply(e.clone(), None);
+        self.append(&e);
+    }
+
+    /// Notes that `path` was closed for good (and is no longer open).
+    pub fn finished(&self, path: &Path) {
+        self.open.borrow_mut().remove(path);
+        let e = Entry::Closed {
+            path: path.to_path_buf(),
+        };
+        self.apply(e.clone(), Some(SystemTime::now()));
+        self.append(&e);
+    }
+
+    /// Notes that `path` is gone (deleted by bsc or behind its back).
+    pub fn gone(&self, path: &Path) {
+        self.open.borrow_mut().remove(path);
+        let e = Entry::Deleted {
+            path: path.to_path_buf(),
+        };
+        self.apply(e.clone(), None);
+        self.append(&e);
     }
 
     /// Puts a closed file in the outbox.
@@ -187,6 +459,125 @@ impl Storage {
     pub fn take_closed(&self) -> Vec<ClosedFile> {
         std::mem::take(&mut *self.closed.borrow_mut())
     }
+
+    /// The closed files `key` created that must go for `r`, given its open file
+    /// (`open_bytes`), oldest first; they are taken off the list.
+    pub fn take_excess(&self, key: &str, open_bytes: Option<u64>, r: &Retention) -> Vec<OwnFile> {
+        let mut keys = self.keys.borrow_mut();
+        let Some(k) = keys.get_mut(key) else {
+            return Vec::new();
+        };
+        let n = excess(k.closed.make_contiguous(), open_bytes, r, SystemTime::now());
+        k.closed.drain(..n).collect()
+    }
+
+    /// The oldest closed file bsc created, of any key, taken off its list, with
+    /// its key (for the disk budget).
+    pub fn take_oldest(&self) -> Option<(String, OwnFile)> {
+        let mut keys = self.keys.borrow_mut();
+        let (key, _) = keys
+            .iter()
+            .filter_map(|(key, k)| k.closed.front().map(|f| (key, f.closed_at)))
+            .min_by_key(|(_, at)| *at)?;
+        let key = key.clone();
+        let f = keys.get_mut(&key)?.closed.pop_front()?;
+        Some((key, f))
+    }
+
+    /// Deletes a file bsc created: only below the trusted folder it was created in
+    /// (the root, or a folder the config file names), never through a link, and
+    /// never in bsc's state folder. Journals the deletion (also when it was gone).
+    pub fn remove(&self, f: &OwnFile) -> io::Result<()> {
+        let refuse = |why: &str| {
+            Err(io::Error::other(format!(
+                "refusing to delete {}: {why}",
+                f.path.display()
+            )))
+        };
+        if f.path.starts_with(self.root.join(STATE_DIR)) {
+            return refuse("it is in bsc's state folder");
+        }
+        let result =
+            dir_of(&f.trusted, &f.path).and_then(|(dir, name)| sys::unlink_at(&dir, &name));
+        match result {
+            Ok(()) => {
+                self.gone(&f.path);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.gone(&f.path);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether bsc can write under `root`: with `create`, by making the root and its
+/// state folder and a probe file in it (start-up); without, by asking the kernel
+/// about the nearest folder that exists (`bsc check`, which changes nothing).
+pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
+    let fail = |what: &Path, e: io::Error| {
+        format!(
+            "root_log_directory {}: cannot write {}: {e} (bsc runs as uid {}; fix the owner or mode, or choose another root)",
+            root.display(),
+            what.display(),
+            sys::effective_uid()
+        )
+    };
+    if !create {
+        let mut dir = root;
+        while !dir.exists() {
+            dir = dir.parent().unwrap_or(Path::new("/"));
+        }
+        return sys::can_write_dir(dir).map_err(|e| fail(dir, e));
+    }
+    let state = root.join(STATE_DIR);
+    std::fs::create_dir_all(&state).map_err(|e| fail(&state, e))?;
+    let probe = state.join(format!(".write-test-{}", std::process::id()));
+    File::create(&probe).map_err(|e| fail(&probe, e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
+    sys::can_write_dir(root).map_err(|e| fail(root, e))
+}
+
+/// The folder of `path` (opened below `trusted` without following links) and the
+/// file's name in it. `path` must be below `trusted` with only plain components.
+pub fn dir_of(trusted: &Path, path: &Path) -> io::Result<(OwnedFd, String)> {
+    let refuse = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
+    if !trusted.is_absolute() {
+        return Err(refuse("its trusted folder is not absolute"));
+    }
+    let rel = path
+        .strip_prefix(trusted)
+        .map_err(|_| refuse("it is not below the folder it was created in"))?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str().ok_or_else(|| refuse("not UTF-8"))?),
+            _ => return Err(refuse("its path is not plain")),
+        }
+    }
+    let name = parts.pop().ok_or_else(|| refuse("it has no file name"))?;
+    Ok((
+        sys::open_dir_beneath(trusted, &parts, false)?,
+        name.to_string(),
+    ))
+}
+
+/// One journal line, newline included.
+fn line_of(e: &Entry) -> String {
+    // Serializing a plain enum of strings and numbers cannot fail.
+    let mut s = serde_json::to_string(e).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Whether `path` is below `dir` with only plain components.
+fn inside(path: &Path, dir: &Path) -> bool {
+    path.strip_prefix(dir).is_ok_and(|rel| {
+        rel.components().all(|c| matches!(c, Component::Normal(_)))
+            && rel.components().next().is_some()
+    })
 }
 
 #[cfg(test)]
@@ -199,6 +590,7 @@ mod tests {
             .iter()
             .map(|a| OwnFile {
                 path: PathBuf::from(format!("f{a}")),
+                trusted: PathBuf::from("/"),
                 bytes,
                 closed_at: now - Duration::from_secs(*a),
             })
@@ -231,33 +623,117 @@ mod tests {
         assert_eq!(excess(&f, None, &r(Some(4), Some(1000), Some(45)), now), 1);
     }
 
+    fn opened(s: &Storage, key: &str, path: &Path, root: &Path, n: u32, seq: u64) {
+        s.opened(
+            key,
+            LastFile {
+                path: path.to_path_buf(),
+                trusted: root.to_path_buf(),
+                unnumbered: path.to_path_buf(),
+                n,
+                seq,
+                created: true,
+                closed: false,
+            },
+        );
+    }
+
     #[test]
-    fn journal_keeps_what_exists_and_forgets_deleted_files() {
+    fn journal_keeps_what_exists_and_survives_hostile_names() {
         let root = std::env::temp_dir().join(format!("bsc-storage-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        // A name with a newline and a tab: one JSON line each, nothing injected.
         let (a, b, c) = (
-            root.join("a.pcap"),
+            root.join("a\n+h\t.etc.passwd.pcap"),
             root.join("b.pcap"),
             root.join("c.pcap"),
         );
         for p in [&a, &b, &c] {
             std::fs::write(p, b"x").unwrap();
         }
-        let (s, before) = Storage::open(&root);
-        assert!(before.is_empty());
-        s.created("h@['', 1]", &a);
-        s.created("h@['', 1]", &b);
-        s.created("g", &c);
-        s.deleted(&b);
+        let s = Storage::open(&root);
+        assert!(s.last("h").is_none());
+        opened(&s, "h", &a, &root, 0, 1);
+        assert!(s.is_open(&a));
+        s.finished(&a);
+        assert!(!s.is_open(&a));
+        opened(&s, "h", &b, &root, 0, 2);
+        s.finished(&b);
+        opened(&s, "g", &c, &root, 3, 9);
         drop(s);
-        std::fs::remove_file(&c).unwrap();
-        let (_, after) = Storage::open(&root);
-        assert_eq!(after.get("h@['', 1]"), Some(&vec![a.clone()]));
-        assert!(
-            !after.contains_key("g"),
-            "gone from disk, gone from the journal"
+        let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        std::fs::remove_file(&b).unwrap();
+        let s = Storage::open(&root);
+        let last = s.last("h").unwrap();
+        assert_eq!(
+            (last.path.clone(), last.seq, last.closed),
+            (b.clone(), 2, true)
         );
+        let g = s.last("g").unwrap();
+        assert_eq!(
+            (g.n, g.seq, g.closed),
+            (3, 9, false),
+            "open when bsc stopped"
+        );
+        // Only `a` is left to delete for h (b is gone); the budget takes it.
+        let (key, f) = s.take_oldest().unwrap();
+        assert_eq!((key.as_str(), &f.path), ("h", &a));
+        s.remove(&f).unwrap();
+        assert!(!a.exists() && c.exists());
+        assert!(s.take_oldest().is_none(), "g's file was never closed");
+        // A forged entry outside its trusted folder is refused.
+        let forged = OwnFile {
+            path: PathBuf::from("/etc/passwd"),
+            trusted: root.clone(),
+            bytes: 1,
+            closed_at: SystemTime::now(),
+        };
+        assert!(s.remove(&forged).is_err());
+        let link = OwnFile {
+            path: root.join("sub/x.pcap"),
+            trusted: root.clone(),
+            bytes: 1,
+            closed_at: SystemTime::now(),
+        };
+        let outside = root.with_extension("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("x.pcap"), b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        assert!(s.remove(&link).is_err(), "no deletion through a link");
+        assert!(outside.join("x.pcap").exists());
+        std::fs::remove_dir_all(&outside).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_journal_is_compacted_while_running() {
+        let root = std::env::temp_dir().join(format!("bsc-compact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let s = Storage::open(&root);
+        let r = Retention {
+            max_files: Some(2),
+            ..Retention::default()
+        };
+        for i in 0..3000u64 {
+            let p = root.join(format!("f{i}.pcap"));
+            std::fs::write(&p, b"x").unwrap();
+            opened(&s, "k", &p, &root, 0, i + 1);
+            s.finished(&p);
+            for f in s.take_excess("k", None, &r) {
+                s.remove(&f).unwrap();
+            }
+        }
+        let lines = std::fs::read_to_string(root.join(".bsc/files.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines < 2 * COMPACT_MIN_LINES as usize + 10, "{lines} lines");
+        drop(s);
+        let s = Storage::open(&root);
+        assert_eq!(s.last("k").unwrap().seq, 3000);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

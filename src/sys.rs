@@ -339,6 +339,148 @@ pub const SLOT: usize = 65536;
 /// Control-message room per unit: a timestamp and the drop counter.
 const CONTROL_WORDS: usize = 16;
 
+/// Opens the folder `base/dirs[0]/dirs[1]/...`, creating missing folders (mode
+/// 0750) when `create` is set. `base` is trusted (the root, or a folder the config
+/// file names) and may itself be reached through symlinks; below it no symlink is
+/// followed (`O_NOFOLLOW` on every component), so a link planted inside the root
+/// cannot lead a capture file out of it. Components must be plain names (no `/`,
+/// not `.` or `..`): the caller checked them.
+pub fn open_dir_beneath(
+    base: &std::path::Path,
+    dirs: &[&str],
+    create: bool,
+) -> io::Result<OwnedFd> {
+    if create {
+        std::fs::create_dir_all(base)?;
+    }
+    let mut fd = std::fs::File::open(base)?;
+    if !fd.metadata()?.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a folder",
+            base.display()
+        )));
+    }
+    let mut dir: OwnedFd = fd.into();
+    for name in dirs {
+        let c = cstring(name)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `dir` is an open folder fd owned here; `c` is NUL-terminated.
+        let mut raw = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        if raw < 0 && create && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
+            // SAFETY: as above; mkdirat only creates the entry.
+            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o750) };
+            if rc != 0 && io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: as above.
+            raw = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        }
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::other(format!(
+                    "{name:?} is a symlink or not a folder; bsc follows no links below its root"
+                )),
+                _ => e,
+            });
+        }
+        // SAFETY: `raw` is a new fd that nothing else owns.
+        fd = unsafe { std::fs::File::from_raw_fd(raw) };
+        dir = fd.into();
+    }
+    Ok(dir)
+}
+
+/// How [`open_file_at`] opens a file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a new file (mode 0640); fail with `AlreadyExists` if the name is taken.
+    CreateNew,
+    /// Open an existing file for reading and appending.
+    Existing,
+}
+
+/// Opens the plain file `name` in the folder `dir`, never through a symlink.
+pub fn open_file_at(dir: &OwnedFd, name: &str, mode: OpenMode) -> io::Result<std::fs::File> {
+    let c = cstring(name)?;
+    let flags = libc::O_NOFOLLOW
+        | libc::O_CLOEXEC
+        | match mode {
+            OpenMode::CreateNew => libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_EXCL,
+            OpenMode::Existing => libc::O_RDWR | libc::O_APPEND,
+        };
+    // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated; the mode argument
+    // is read only with O_CREAT.
+    let raw = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o640 as libc::c_uint) };
+    if raw < 0 {
+        // ELOOP: `name` is a symlink (the caller says so in its own words).
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new fd that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(raw) })
+}
+
+/// Removes the plain file `name` from the folder `dir` (never a folder; a symlink
+/// itself, not its target).
+pub fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated; flags 0 removes a
+    // non-folder entry only.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether the effective user may create files in `dir` (`faccessat` with
+/// `AT_EACCESS`: the check the kernel makes for this process, root included).
+pub fn can_write_dir(dir: &std::path::Path) -> io::Result<()> {
+    let c = cstring(&dir.to_string_lossy())?;
+    // SAFETY: `c` is NUL-terminated; faccessat only reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `IP_MULTICAST_ALL`: whether an IPv4 socket receives every group any socket on
+/// the machine joined (Linux's default) or only its own.
+pub fn set_multicast_all(fd: RawFd, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on as libc::c_int;
+    // SAFETY: `v` is a live c_int and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_ALL,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The effective user id (for messages).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+fn cstring(s: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| io::Error::other("a name contains a NUL byte"))
+}
+
 /// Preallocated `recvmmsg` buffers: [`BATCH`] slots of [`SLOT`] bytes. They are
 /// allocated zeroed, so the kernel maps pages only as units fill them: small
 /// datagrams keep the resident set small.
@@ -422,6 +564,23 @@ impl Batch {
         }
         self.received = n as usize;
         Ok(self.received)
+    }
+
+    /// Gives the slots' memory back to the kernel (`MADV_DONTNEED`): after a burst
+    /// of large units every slot is resident; the next units fault in only what
+    /// they fill. The contents read as zeros afterwards, which nothing relies on.
+    pub fn release(&mut self) {
+        let page = 4096;
+        let start = self.data.as_mut_ptr() as usize;
+        let aligned = start.div_ceil(page) * page;
+        let end = start + self.data.len();
+        if end > aligned + page {
+            let len = (end - aligned) / page * page;
+            // SAFETY: [aligned, aligned+len) lies inside `self.data`, which we own
+            // exclusively here; MADV_DONTNEED on private anonymous memory only
+            // drops pages (they read back as zeros), it never unmaps them.
+            unsafe { libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        }
     }
 
     /// Slot `i` as a plain buffer (for a TCP read between batches).

@@ -178,42 +178,53 @@ fn rotation_by_second_splits_without_loss_and_closes_idle_files() {
 }
 
 #[test]
-fn restart_appends_repairs_torn_records_and_never_touches_foreign_files() {
+fn a_crash_left_file_is_repaired_and_resumed_and_foreign_files_are_never_touched() {
     let dir = TempDir::new("append");
     let port = free_udp_port();
+    let cfg_for = |root: &std::path::Path| {
+        config(
+            root,
+            vec![udp_handler(
+                "f",
+                port,
+                json!({"rotate_log": false, "file_name_pattern": "fixed.pcap"}),
+            )],
+        )
+    };
     let root = dir.path().join("cap");
-    let cfg = config(
-        &root,
-        vec![udp_handler(
-            "f",
-            port,
-            json!({"rotate_log": false, "file_name_pattern": "fixed.pcap"}),
-        )],
-    );
+    let cfg = cfg_for(&root);
     let path = root.join("fixed.pcap");
 
-    let run = |first: u64, n: u64, watch: &std::path::Path| {
-        let bsc = Bsc::with_config(dir.path(), &cfg);
-        let tx = sender(port);
-        for seq in first..first + n {
-            tx.send(&seq_payload(seq)).unwrap();
-        }
-        wait_until("records on disk", || {
-            count_records(watch) as u64 >= first + n
-        });
-        let (status, log) = bsc.stop_with_log();
-        assert!(status.success());
-        log
-    };
-    run(0, 3, &path);
-    // A crash in the middle of a record: the header of a 40-byte record and 5 bytes.
+    // Sends n datagrams from `first` on, waits for them in `watch`, then stops
+    // bsc with SIGTERM, or with SIGKILL (a crash) when `crash`.
+    let run =
+        |cfg: &serde_json::Value, first: u64, n: u64, watch: &std::path::Path, crash: bool| {
+            let mut bsc = Bsc::with_config(dir.path(), cfg);
+            let tx = sender(port);
+            for seq in first..first + n {
+                tx.send(&seq_payload(seq)).unwrap();
+            }
+            wait_until("records on disk", || {
+                count_records(watch) as u64 >= first + n
+            });
+            if crash {
+                bsc.signal(9);
+                bsc.wait_exit();
+                return bsc.log();
+            }
+            let (status, log) = bsc.stop_with_log();
+            assert!(status.success());
+            log
+        };
+    run(&cfg, 0, 3, &path, true);
+    // The crash also cut a record: the header of a 40-byte record and 5 bytes.
     let mut bytes = std::fs::read(&path).unwrap();
     let good_len = bytes.len();
     bytes.extend_from_slice(&[
         1, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0, 1, 2, 3, 4, 5,
     ]);
     std::fs::write(&path, &bytes).unwrap();
-    let log = run(3, 2, &path);
+    let log = run(&cfg, 3, 2, &path, false);
     assert!(
         log.iter()
             .any(|l| l.contains("torn last record (21 bytes)")),
@@ -231,17 +242,23 @@ fn restart_appends_repairs_torn_records_and_never_touches_foreign_files() {
     );
     let (n, stderr) = tcpdump(&path);
     assert_eq!(n, 5, "{stderr}");
+    // Closed by a clean stop: final. The next run writes the next name.
+    run(&cfg, 0, 1, &root.join("fixed-1.pcap"), false);
+    assert_eq!(read_pcap(&path).2.len(), 5);
 
-    // A file with another link type (Ethernet) under the name: left alone, -1 used.
+    // A new root with files bsc did not make: one with bsc's header (as AIT
+    // leaves them) is appended to; one with another link type is left alone.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
     let foreign = {
         let mut h = std::fs::read(&path).unwrap()[..24].to_vec();
         h[20..24].copy_from_slice(&1u32.to_ne_bytes());
         h
     };
-    std::fs::write(&path, &foreign).unwrap();
-    let log = run(0, 2, &root.join("fixed-1.pcap"));
+    std::fs::write(other.join("fixed.pcap"), &foreign).unwrap();
+    let log = run(&cfg_for(&other), 0, 2, &other.join("fixed-1.pcap"), false);
     assert_eq!(
-        std::fs::read(&path).unwrap(),
+        std::fs::read(other.join("fixed.pcap")).unwrap(),
         foreign,
         "foreign file untouched"
     );
@@ -250,8 +267,13 @@ fn restart_appends_repairs_torn_records_and_never_touches_foreign_files() {
             .any(|l| l.contains("not writing into") && l.contains("fixed-1.pcap")),
         "{log:?}"
     );
-    let (link, _, records) = read_pcap(&root.join("fixed-1.pcap"));
+    let (link, _, records) = read_pcap(&other.join("fixed-1.pcap"));
     assert_eq!((link, records.len()), (147, 2));
+    let ait = dir.path().join("ait");
+    std::fs::create_dir_all(&ait).unwrap();
+    std::fs::write(ait.join("fixed.pcap"), &std::fs::read(&path).unwrap()[..24]).unwrap();
+    run(&cfg_for(&ait), 0, 2, &ait.join("fixed.pcap"), false);
+    assert_eq!(read_pcap(&ait.join("fixed.pcap")).2.len(), 2);
 }
 
 #[test]

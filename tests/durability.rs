@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,48 +21,6 @@ fn handler(name: &str, port: u16, extra: Value) -> Value {
 
 fn stats_of(bsc: &Bsc, port: u16) -> Value {
     bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
-/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
-struct SmallFs(PathBuf);
-
-impl SmallFs {
-    fn new(dir: &Path, mib: u32) -> SmallFs {
-        let mnt = dir.join("small");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&mnt)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mount (needs root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallFs(mnt)
-    }
-
-    fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["-B1", "--output=avail"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
 }
 
 #[test]

@@ -412,6 +412,54 @@ fn a_multicast_group_on_loopback_is_joined() {
     assert!(read_pcap(&path).2.iter().all(|r| r.data == b"to the group"));
 }
 
+/// Sends from `tx` out of the loopback interface (for multicast groups).
+fn multicast_out_of_loopback(tx: &UdpSocket) {
+    let lo = libc::in_addr {
+        s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+    };
+    // SAFETY: a valid socket and an in_addr option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&lo as *const libc::in_addr).cast(),
+            std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn multicast_handlers_bind_their_group_so_groups_share_a_port_and_unicast_stays_out() {
+    let dir = TempDir::new("mcast2");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let (g1, g2) = ("239.255.77.11", "239.255.77.12");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "one", "conn_type": "udp", "address": [g1, port], "interface": "lo", "file_name_pattern": "one.pcap"}),
+                json!({"name": "two", "conn_type": "udp", "address": [g2, port], "interface": "lo", "file_name_pattern": "two.pcap"}),
+            ],
+        ),
+    );
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    multicast_out_of_loopback(&tx);
+    let (one, two) = (root.join("one.pcap"), root.join("two.pcap"));
+    wait_until("both groups captured", || {
+        tx.send_to(b"group one", (g1, port)).unwrap();
+        tx.send_to(b"group two", (g2, port)).unwrap();
+        tx.send_to(b"unicast", ("127.0.0.1", port)).unwrap();
+        count_records(&one) > 2 && count_records(&two) > 2
+    });
+    assert!(bsc.stop().success());
+    assert!(read_pcap(&one).2.iter().all(|r| r.data == b"group one"));
+    assert!(read_pcap(&two).2.iter().all(|r| r.data == b"group two"));
+}
+
 #[test]
 fn record_source_shows_who_sent_each_datagram() {
     let dir = TempDir::new("source");

@@ -2,7 +2,7 @@
 //! non-blocking, with a large receive buffer and kernel receive timestamps.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use super::resolve::resolve;
@@ -19,7 +19,7 @@ pub struct BoundUdp {
 
 /// Binds `address` and asks for a `rcvbuf_bytes` receive buffer. Host `""` is
 /// every IPv4 interface. If the host is a multicast group, the socket binds the
-/// port on every interface and joins the group on `interface` (a name or an IPv4
+/// group address and port and joins the group on `interface` (a name or an IPv4
 /// address; the system's choice when `None`).
 pub fn bind(
     address: &Address,
@@ -41,12 +41,16 @@ pub fn bind(
         resolve(&address.host).map_err(describe)?
     };
     let socket = if ip.is_multicast() {
-        let any: IpAddr = if ip.is_ipv4() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            Ipv6Addr::UNSPECIFIED.into()
-        };
-        let s = UdpSocket::bind(SocketAddr::new(any, address.port)).map_err(describe)?;
+        // Bound to the group itself: the kernel then delivers only datagrams sent
+        // to the group (not unicast ones to the port), and several groups can
+        // share a port, one socket each.
+        let s = UdpSocket::bind(SocketAddr::new(ip, address.port)).map_err(describe)?;
+        if ip.is_ipv4() {
+            // Not every group some other socket on the machine joined, only ours.
+            if let Err(e) = sys::set_multicast_all(s.as_raw_fd(), false) {
+                warn!("udp {address}: cannot turn off IP_MULTICAST_ALL ({e})");
+            }
+        }
         join(&s, ip, interface).map_err(|e| {
             format!(
                 "cannot join multicast group {ip} on port {}: {e}",

@@ -276,6 +276,48 @@ pub fn write_config(dir: &Path, json: &serde_json::Value) -> PathBuf {
     path
 }
 
+/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
+pub struct SmallFs(pub PathBuf);
+
+impl SmallFs {
+    pub fn new(dir: &Path, mib: u32) -> SmallFs {
+        let mnt = dir.join("small");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs(mnt)
+    }
+
+    pub fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
 /// A record as an independent reader sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {

@@ -1,38 +1,50 @@
 //! One handler: a named output stream of a capturer, with its own file pattern,
-//! rotation rule, statistics, open PCAP file and pending-record buffer.
+//! rotation rule, statistics, open PCAP file and pending-record buffer. Only the
+//! manager (its parent module) changes a handler: every mutating method is
+//! `pub(super)`, and the spec is read-only outside.
 //!
 //! The write path: [`Handler::record`] appends an encoded record to `pending` (no
-//! syscall); the event loop calls [`Handler::flush`] once per wake-up, which writes
-//! the whole buffer with one `write`, before the loop polls again. So the kernel
-//! has every record the process has read before bsc sleeps, and a `kill -9` loses
-//! nothing already read.
+//! syscall); the event loop has [`Handler::flush`] write the whole buffer with one
+//! `write` per wake-up (or sooner, once it holds [`FLUSH_AT`] bytes), before the
+//! loop polls again. So the kernel has every record the process has read before
+//! bsc sleeps, and a `kill -9` loses nothing already read.
 //!
 //! Files are opened when a unit arrives (never empty files for idle links) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
 //! timer, whichever comes first), when the next record would take them past
 //! `rotate_max_bytes`, when they hold `rotate_max_packets` records, or on request.
 //!
-//! Naming: a handler's first file may be an existing file, which is appended to
-//! (a restart lands on the file it was writing, as AIT does). Every later file is
-//! a new one: if the pattern gives a name that exists, `-1`, `-2`, ... is inserted
-//! before the extension.
+//! Naming (one place: [`Handler::open`]): `{seq}` continues after the last number
+//! the journal recorded for this handler's key (name and address), and a `-N`
+//! suffix continues after the last one used for the same name; neither is ever
+//! reused, so a handler's files sort in time order. A closed file is final: it is
+//! read-only and never opened again. The first file of a handler may append to an
+//! existing file only if it is not final (one a crash left open, or a foreign file
+//! with bsc's header, as AIT does); a file another handler has open is skipped.
 
-use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
 
 use crate::clock::UnixMicros;
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
 use crate::ipudp;
 use crate::log::{self, Level};
-use crate::pcap::{self, LinkType, Opened};
-use crate::storage::{excess, ClosedFile, OwnFile, Retention, Storage};
-use crate::sys::{Peer, PACKET_OUTGOING};
-use crate::{info, warn};
+use crate::paths::CapturePath;
+use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Vanished};
+use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Storage};
+use crate::sys::{self, Peer, PACKET_OUTGOING};
+use crate::{error, info, warn};
+
+/// Pending bytes past which a handler writes before the wake-up ends (bounds
+/// its buffer during a burst of large units).
+pub const FLUSH_AT: usize = 1 << 20;
+/// Capacity a pending buffer keeps when idle; more is given back by
+/// [`Handler::maintain`] once a second passes without needing it.
+const IDLE_CAPACITY: usize = 64 * 1024;
+/// Most names tried for one new file before giving up (each taken name costs
+/// one `open`).
+const MAX_NAME_TRIES: u32 = 1000;
 
 /// How long a handler waits after failing to open a file before trying again
 /// (units arriving meanwhile are counted as lost).
@@ -64,6 +76,8 @@ pub struct HandlerStats {
     pub rotations_forced: u64,
     /// Files deleted by retention or the disk budget.
     pub files_deleted: u64,
+    /// Open files deleted or moved behind bsc's back.
+    pub files_vanished: u64,
     /// Bytes received per second over the last [`RATE_WINDOW_S`] seconds, as
     /// (second, bytes) slots indexed by second modulo the window.
     window: [(i64, u64); RATE_WINDOW_S as usize],
@@ -88,6 +102,7 @@ impl HandlerStats {
             rotations_count: 0,
             rotations_forced: 0,
             files_deleted: 0,
+            files_vanished: 0,
             window: [(i64::MIN, 0); RATE_WINDOW_S as usize],
         }
     }
@@ -141,21 +156,16 @@ enum Rotation {
 /// The file a handler is writing now.
 #[derive(Debug)]
 struct CurrentFile {
-    file: File,
-    path: PathBuf,
+    file: PcapFile,
+    /// The name its pattern gave, before any `-N`.
+    unnumbered: PathBuf,
     opened_at: UnixMicros,
     /// When its rotation period ends (`None` when `rotate_log` is false).
     rotate_at: Option<UnixMicros>,
-    /// Bytes on disk: header and whole records only. A failed write is cut back to it.
-    len: u64,
-    records: u64,
-    /// Whether bsc created (and journaled) this file: retention may delete it.
-    created: bool,
     first_ts: Option<UnixMicros>,
     last_ts: Option<UnixMicros>,
-    /// When data written to the file was last forced to the disk.
-    synced_at: Instant,
-    unsynced: bool,
+    /// Records in the file at the last check that it still exists.
+    records_checked: u64,
 }
 
 /// One received unit, as a capturer hands it to each of its handlers.
@@ -184,61 +194,42 @@ pub struct Recorded {
 /// One named output stream.
 #[derive(Debug)]
 pub struct Handler {
-    pub spec: HandlerSpec,
+    spec: HandlerSpec,
     root: PathBuf,
     link: LinkType,
     /// The capturer's local address (destination of `record_source` headers).
     local: Option<SocketAddr>,
     file: Option<CurrentFile>,
+    /// Whether this handler has opened a file yet (only its first may append).
+    opened_any: bool,
     pending: Vec<u8>,
     pending_records: u64,
+    /// Most pending bytes since the last [`Handler::maintain`].
+    pending_peak: usize,
     /// After a failed open or write, no new attempt before this instant.
     retry_open_at: Option<UnixMicros>,
-    pub stats: HandlerStats,
-    /// The journal and the closed-file outbox.
+    stats: HandlerStats,
+    /// The journal, open files and the closed-file outbox (shared).
     storage: Rc<Storage>,
-    /// Closed files this handler created, oldest first (for retention).
-    own_files: VecDeque<OwnFile>,
-    /// Whether created files are journaled and remembered: only when retention
-    /// or the disk budget may delete them (otherwise the list would only grow).
-    tracked: bool,
     /// Why writing fails, while it does (cleared by the next successful write).
-    pub degraded: Option<String>,
+    degraded: Option<String>,
     /// Set by the disk budget: units are counted as lost instead of written.
-    pub suspended: bool,
+    suspended: bool,
 }
 
 impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
     /// `local` is the address its capturer's socket is bound to, if any.
-    /// `storage` is shared with the manager; `earlier` lists the files this handler
-    /// created in earlier runs (from the journal), for retention. With `budget`
-    /// (a disk budget is set) or retention limits, created files are tracked.
-    pub fn new(
+    /// `storage` is shared with the manager. A file the journal says this
+    /// handler's key left open (a crash) is repaired and closed now, unless the
+    /// pattern still gives its name at `now` (the first unit then appends to it).
+    pub(super) fn new(
         spec: HandlerSpec,
         root: &Path,
         now: UnixMicros,
         local: Option<SocketAddr>,
         storage: Rc<Storage>,
-        earlier: Vec<PathBuf>,
-        budget: bool,
     ) -> Handler {
-        let tracked = budget
-            || spec.max_files.is_some()
-            || spec.max_bytes.is_some()
-            || spec.max_age.is_some();
-        let mut own_files: Vec<OwnFile> = earlier
-            .into_iter()
-            .filter_map(|path| {
-                let m = std::fs::metadata(&path).ok()?;
-                Some(OwnFile {
-                    bytes: m.len(),
-                    closed_at: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    path,
-                })
-            })
-            .collect();
-        own_files.sort_by_key(|f| f.closed_at);
         let link = match (spec.conn_type, spec.record_source, local) {
             (ConnType::Ethernet, _, _) => LinkType::Ethernet,
             (ConnType::Udp, true, Some(SocketAddr::V6(_))) => LinkType::Ipv6,
@@ -246,32 +237,66 @@ impl Handler {
             // record_source is refused for tcp by the config loader.
             (ConnType::Udp, false, _) | (ConnType::Tcp, _, _) => LinkType::User0,
         };
-        Handler {
+        let mut h = Handler {
             spec,
             root: root.to_path_buf(),
             link,
             local,
             file: None,
+            opened_any: false,
             pending: Vec::new(),
             pending_records: 0,
+            pending_peak: 0,
             retry_open_at: None,
             stats: HandlerStats::new(now),
             storage,
-            own_files: own_files.into(),
-            tracked,
             degraded: None,
             suspended: false,
-        }
+        };
+        h.settle_left_open(now, true);
+        h
+    }
+
+    /// The handler's definition.
+    pub fn spec(&self) -> &HandlerSpec {
+        &self.spec
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &HandlerStats {
+        &self.stats
+    }
+
+    /// Why writing fails, while it does.
+    pub fn degraded(&self) -> Option<&str> {
+        self.degraded.as_deref()
+    }
+
+    /// Whether the disk budget has stopped this handler writing.
+    pub fn suspended(&self) -> bool {
+        self.suspended
     }
 
     /// The handler's key in the journal: its name and address.
     pub fn journal_key(&self) -> String {
-        format!("{}@{}", self.spec.name, self.spec.address.python_repr())
+        journal_key(&self.spec)
+    }
+
+    /// Replaces the spec with one that differs only in metadata (the manager
+    /// checked it); the next file is named with it.
+    pub(super) fn set_metadata(&mut self, spec: HandlerSpec) {
+        debug_assert_eq!(spec.name, self.spec.name);
+        self.spec = spec;
+    }
+
+    /// Set by the disk budget.
+    pub(super) fn set_suspended(&mut self, suspended: bool) {
+        self.suspended = suspended;
     }
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
     /// a rotation timer). Outgoing Ethernet frames are skipped with `direction: in`.
-    pub fn record(&mut self, unit: &Unit) -> Recorded {
+    pub(super) fn record(&mut self, unit: &Unit) -> Recorded {
         if self.spec.direction == Direction::In
             && unit.peer
                 == (Peer::Packet {
@@ -367,13 +392,18 @@ impl Handler {
         outcome
     }
 
+    /// Bytes waiting to be written.
+    pub(super) fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Whether `f` must be closed before a record of `next_len` bytes stamped `now`
     /// is written, and why.
     fn rotation_due(&self, f: &CurrentFile, now: UnixMicros, next_len: u64) -> Option<Rotation> {
         if self.period_ended(f, now) {
             return Some(Rotation::Calendar);
         }
-        let records = f.records + self.pending_records;
+        let records = f.file.records() + self.pending_records;
         if self
             .spec
             .rotate_max_packets
@@ -381,7 +411,7 @@ impl Handler {
         {
             return Some(Rotation::Count);
         }
-        let bytes = f.len + self.pending.len() as u64;
+        let bytes = f.file.bytes() + self.pending.len() as u64;
         // A record larger than the limit is still written, alone in its file.
         if self
             .spec
@@ -418,93 +448,209 @@ impl Handler {
         }
     }
 
-    /// The path the next file opened at `t` gets (see the module doc on naming).
-    fn next_path(&self, t: time::OffsetDateTime) -> Result<PathBuf, String> {
-        let seq = self.stats.files_opened + 1;
-        let base = self
-            .spec
-            .file_path(&self.root, t, seq)
-            .map_err(|e| format!("cannot name its file: {e}"))?;
-        if self.stats.files_opened == 0 || !base.exists() {
-            return Ok(base);
-        }
-        (1..=100_000)
-            .map(|n| pcap::numbered(&base, n))
-            .find(|p| !p.exists())
-            .ok_or_else(|| format!("{} and 100000 numbered variants exist", base.display()))
+    /// Where the next file opened at `t` starts its search: the checked place its
+    /// pattern gives (with the `{seq}` number) and the first `-N` to try.
+    fn next_place(&self, t: time::OffsetDateTime) -> Result<(CapturePath, u64, u32), String> {
+        let last = self.storage.last(&self.journal_key());
+        let seq = last.as_ref().map_or(1, |l| l.seq + 1);
+        let place = self.spec.file_path(&self.root, t, seq)?;
+        let n = match last {
+            Some(l) if l.unnumbered == place.full() => l.n + 1,
+            _ => 0,
+        };
+        Ok((place, seq, n))
     }
 
-    /// Opens the file for a unit at `ts`. Returns its rotation deadline, or why it
-    /// could not be opened (already logged and counted).
+    /// A file this handler's key left open when bsc last stopped (a crash) is
+    /// either resumed by the first unit (when `may_resume` and the pattern gives
+    /// its name at `now`) or repaired, made final and handed to `on_close` now.
+    /// Returns the file to resume.
+    fn settle_left_open(&mut self, now: UnixMicros, may_resume: bool) -> Option<LastFile> {
+        if self.opened_any {
+            return None;
+        }
+        let last = self
+            .storage
+            .last(&self.journal_key())
+            .filter(|l| !l.closed && !self.storage.is_open(&l.path))?;
+        let same_name = self
+            .spec
+            .file_path(&self.root, now.to_datetime(), last.seq)
+            .is_ok_and(|p| p.full() == last.unnumbered);
+        if may_resume && same_name {
+            return Some(last);
+        }
+        let opened = crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
+            PcapFile::open(&dir, &name, last.path.clone(), self.link, true)
+        });
+        match opened {
+            Ok(Attempt::Ready(f, how)) => {
+                let bytes = f.bytes();
+                if let Opened::Appended { torn_bytes } = how {
+                    if torn_bytes > 0 {
+                        warn!(
+                            "handler {}: {} was left open by a crash; cut a torn last record ({torn_bytes} bytes)",
+                            self.spec.name,
+                            last.path.display()
+                        );
+                    }
+                }
+                if let Err(e) = f.finish() {
+                    warn!(
+                        "handler {}: cannot make {} final: {e}",
+                        self.spec.name,
+                        last.path.display()
+                    );
+                }
+                info!(
+                    "handler {}: closed {}, left open when bsc last stopped",
+                    self.spec.name,
+                    last.path.display()
+                );
+                self.storage.finished(&last.path);
+                self.storage.closed(ClosedFile {
+                    handler: self.spec.name.clone(),
+                    on_close: self.spec.on_close.clone(),
+                    path: last.path.clone(),
+                    // Not counted: only its length is known.
+                    records: 0,
+                    bytes,
+                    first_ts: None,
+                    last_ts: None,
+                });
+            }
+            // Gone, final already, or not bsc's any more: nothing to close.
+            _ => self.storage.finished(&last.path),
+        }
+        None
+    }
+
+    /// Opens the next file for a unit at `ts` (see the module doc on naming).
+    /// Returns its rotation deadline, or why it could not be opened (already
+    /// logged and counted).
     fn open(&mut self, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
         let t = ts.to_datetime();
-        let opened = self
-            .next_path(t)
-            .and_then(|path| pcap::open_or_append(&path, self.link).map_err(|e| e.to_string()));
-        let opened = match opened {
-            Ok(o) => o,
+        let resume = self.settle_left_open(ts, true);
+        let found = match &resume {
+            Some(l) => self
+                .spec
+                .file_path(&self.root, t, l.seq)
+                .map(|p| (p, l.seq, l.n)),
+            None => self.next_place(t),
+        }
+        .and_then(|(place, seq, n)| self.open_from(&place, seq, n));
+        let (file, how, unnumbered) = match found {
+            Ok(f) => f,
             Err(why) => {
                 self.open_failed(ts, &why);
                 return Err(why);
             }
         };
-        match &opened.how {
+        match how {
             Opened::Created => info!(
                 "handler {}: opened {}",
                 self.spec.name,
-                opened.path.display()
+                file.path().display()
             ),
             Opened::Appended { torn_bytes: 0 } => info!(
                 "handler {}: appending to {}",
                 self.spec.name,
-                opened.path.display()
+                file.path().display()
             ),
             Opened::Appended { torn_bytes } => warn!(
                 "handler {}: appending to {} after cutting a torn last record ({torn_bytes} bytes)",
                 self.spec.name,
-                opened.path.display()
-            ),
-            Opened::Renamed { original, reason } => warn!(
-                "handler {}: not writing into {} ({reason}); using {} instead",
-                self.spec.name,
-                original.display(),
-                opened.path.display()
+                file.path().display()
             ),
         }
         let rotate_at = self
             .spec
             .rotation
             .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
-        if opened.created && self.tracked {
-            self.storage.created(&self.journal_key(), &opened.path);
-            // The new directory entry must survive a power cut too.
-            if let Some(dir) = opened.path.parent().and_then(|d| File::open(d).ok()) {
-                let _ = dir.sync_all();
-            }
-        }
         self.file = Some(CurrentFile {
-            file: opened.file,
-            path: opened.path,
+            file,
+            unnumbered,
             opened_at: ts,
             rotate_at,
-            len: opened.len,
-            records: 0,
-            created: opened.created && self.tracked,
             first_ts: None,
             last_ts: None,
-            synced_at: Instant::now(),
-            unsynced: false,
+            records_checked: 0,
         });
+        self.opened_any = true;
         self.retry_open_at = None;
         self.stats.files_opened += 1;
         self.enforce_retention();
         Ok(rotate_at)
     }
 
+    /// Opens the first usable name of `place` from suffix `n` on, and journals it.
+    fn open_from(
+        &self,
+        place: &CapturePath,
+        seq: u64,
+        n: u32,
+    ) -> Result<(PcapFile, Opened, PathBuf), String> {
+        let unnumbered = place.full();
+        let dir = sys::open_dir_beneath(place.base(), &place.dirs(), true)
+            .map_err(|e| format!("cannot open the folder of {}: {e}", unnumbered.display()))?;
+        let mut first_refusal: Option<(PathBuf, String)> = None;
+        for n in n..n.saturating_add(MAX_NAME_TRIES) {
+            let candidate = place.numbered(n);
+            let path = candidate.full();
+            let attempt = if self.storage.is_open(&path) {
+                Attempt::Taken("another handler is writing it".into())
+            } else {
+                let name = candidate.file_name();
+                PcapFile::open(&dir, name, path.clone(), self.link, !self.opened_any)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?
+            };
+            match attempt {
+                Attempt::Ready(file, how) => {
+                    if let Some((first, why)) = first_refusal {
+                        warn!(
+                            "handler {}: not writing into {} ({why}); using {} instead",
+                            self.spec.name,
+                            first.display(),
+                            path.display()
+                        );
+                    }
+                    if file.created() {
+                        // The new folder entry must survive a power cut too.
+                        let _ = std::fs::File::from(dir).sync_all();
+                    }
+                    self.storage.opened(
+                        &self.journal_key(),
+                        LastFile {
+                            path,
+                            trusted: place.base().to_path_buf(),
+                            unnumbered: unnumbered.clone(),
+                            n,
+                            seq,
+                            created: file.created(),
+                            closed: false,
+                        },
+                    );
+                    return Ok((file, how, unnumbered));
+                }
+                Attempt::Taken(why) => {
+                    first_refusal.get_or_insert((path, why));
+                }
+            }
+        }
+        Err(format!(
+            "{} and its next {MAX_NAME_TRIES} numbered names are all taken",
+            unnumbered.display()
+        ))
+    }
+
     /// `POST /<name>/rotate`: closes the current file and opens the next one now.
     /// Returns the new file's rotation deadline, or why it could not be opened.
-    pub fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
+    pub(super) fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
         self.rotate(Rotation::Forced);
+        // A forced rotation always gives a new file, never the one a crash left.
+        self.settle_left_open(now, false);
+        self.opened_any = true;
+        self.retry_open_at = None;
         self.open(now)
     }
 
@@ -523,16 +669,16 @@ impl Handler {
         );
     }
 
-    /// Writes every pending record to the current file with one `write` (looping
-    /// only on short writes), and forces the file to the disk when
-    /// `fsync_interval_s` has passed since it last was.
+    /// Writes every pending record to the current file with one `write`, and
+    /// forces the file to the disk when `fsync_interval_s` has passed since it
+    /// last was.
     ///
-    /// On a write error (a full disk, an I/O error, a removed folder) the file is
-    /// cut back to its last whole record, the pending records are counted as lost,
-    /// the handler is `degraded`, and the file is closed: the first unit a second
-    /// or more later reopens (and repairs) it or a new one.
-    /// Returns the number of bytes written.
-    pub fn flush(&mut self) -> u64 {
+    /// On a write error (a full disk, an I/O error) the file is cut back to its
+    /// last whole record, the pending records are counted as lost, the handler is
+    /// `degraded`, and the file is closed: the first unit a second or more later
+    /// opens the next one. Returns the number of bytes written.
+    pub(super) fn flush(&mut self) -> u64 {
+        self.pending_peak = self.pending_peak.max(self.pending.len());
         if self.pending.is_empty() {
             return 0;
         }
@@ -543,49 +689,42 @@ impl Handler {
             return 0;
         };
         let mut written = 0;
-        match write_all(&mut f.file, &self.pending) {
+        match f.file.append(&self.pending, self.pending_records) {
             Ok(()) => {
                 written = self.pending.len() as u64;
-                f.len += self.pending.len() as u64;
-                f.records += self.pending_records;
-                f.unsynced = true;
                 if let Some(why) = self.degraded.take() {
                     info!(
                         "handler {}: writing again ({} after: {why})",
                         self.spec.name,
-                        f.path.display()
+                        f.file.path().display()
                     );
                 }
                 if self
                     .spec
                     .fsync_interval
-                    .is_some_and(|every| f.synced_at.elapsed() >= every)
+                    .is_some_and(|every| f.file.sync_due(every))
                 {
-                    sync(f, &self.spec.name);
+                    sync(&mut f.file, &self.spec.name);
                 }
             }
             Err(e) => {
                 self.stats.write_errors += 1;
                 self.stats.records_lost += self.pending_records;
-                let cut = f.file.set_len(f.len);
-                let why = format!("write to {} failed: {e}", f.path.display());
+                let why = format!("write to {} failed: {e}", f.file.path().display());
                 let key = format!("write {}", self.spec.name);
                 log::limited(
                     &key,
                     Level::Error,
                     format_args!(
-                        "handler {}: {why}; {} records lost{}; retrying in 1 s",
-                        self.spec.name,
-                        self.pending_records,
-                        match cut {
-                            Ok(()) => String::new(),
-                            Err(e) => format!("; could not cut the partial write off ({e}): it will be repaired when reopened"),
-                        }
+                        "handler {}: {why}; {} records lost; retrying in 1 s",
+                        self.spec.name, self.pending_records,
                     ),
                 );
                 self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
                 self.degraded = Some(why);
-                self.file = None;
+                self.pending.clear();
+                self.pending_records = 0;
+                self.close();
             }
         }
         self.pending.clear();
@@ -593,53 +732,108 @@ impl Handler {
         written
     }
 
-    /// Flushes, forces to the disk and closes the current file, if any; hands it
-    /// to the outbox (for `on_close`) and, if bsc created it, to retention.
-    pub fn close(&mut self) {
+    /// Flushes, forces to the disk and closes the current file for good, if any:
+    /// it becomes read-only, is journaled as closed, goes to the outbox (for
+    /// `on_close`) and, if bsc created it, to retention.
+    pub(super) fn close(&mut self) {
         self.flush();
-        let Some(mut f) = self.file.take() else {
+        let Some(f) = self.file.take() else {
             return;
         };
-        if f.unsynced {
-            sync(&mut f, &self.spec.name);
+        let (path, records, bytes) = (
+            f.file.path().to_path_buf(),
+            f.file.records(),
+            f.file.bytes(),
+        );
+        if let Err(e) = f.file.finish() {
+            let key = format!("sync {}", self.spec.name);
+            log::limited(
+                &key,
+                Level::Error,
+                format_args!(
+                    "handler {}: closing {} failed: {e}",
+                    self.spec.name,
+                    path.display()
+                ),
+            );
         }
         info!(
-            "handler {}: closed {} ({} records, {} bytes)",
+            "handler {}: closed {} ({records} records, {bytes} bytes)",
             self.spec.name,
-            f.path.display(),
-            f.records,
-            f.len
+            path.display(),
         );
+        self.storage.finished(&path);
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
-            path: f.path.clone(),
-            records: f.records,
-            bytes: f.len,
+            path,
+            records,
+            bytes,
             first_ts: f.first_ts,
             last_ts: f.last_ts,
         });
-        if f.created {
-            self.own_files.push_back(OwnFile {
-                path: f.path,
-                bytes: f.len,
-                closed_at: SystemTime::now(),
-            });
-            self.enforce_retention();
-        }
+        self.enforce_retention();
     }
 
-    /// Once a second: forces data written more than `fsync_interval_s` ago to the
-    /// disk (even on an idle link), and applies `max_age`.
-    pub fn maintain(&mut self) {
+    /// Once a second: notices a file deleted or moved behind bsc's back, forces
+    /// data written more than `fsync_interval_s` ago to the disk (even on an idle
+    /// link), applies `max_age`, and gives back buffer memory a burst left.
+    pub(super) fn maintain(&mut self) {
+        self.check_file_still_there();
         if let (Some(every), Some(f)) = (self.spec.fsync_interval, self.file.as_mut()) {
-            if f.unsynced && f.synced_at.elapsed() >= every {
-                sync(f, &self.spec.name);
+            if f.file.sync_due(every) {
+                sync(&mut f.file, &self.spec.name);
             }
         }
         if self.spec.max_age.is_some() {
             self.enforce_retention();
         }
+        let keep = self.pending_peak.max(IDLE_CAPACITY);
+        if self.pending.capacity() > keep {
+            self.pending.shrink_to(keep);
+        }
+        self.pending_peak = 0;
+    }
+
+    /// If the open file was deleted (or its name or folder removed or moved), it
+    /// is counted and logged, and the next unit opens a new file (folders are
+    /// made again). Records written to a deleted file since the last check are
+    /// counted as lost.
+    fn check_file_still_there(&mut self) {
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        let Some(what) = f.file.vanished() else {
+            f.records_checked = f.file.records();
+            return;
+        };
+        self.flush();
+        let Some(f) = self.file.take() else {
+            return;
+        };
+        let path = f.file.path().to_path_buf();
+        self.stats.files_vanished += 1;
+        match what {
+            Vanished::Deleted => {
+                let lost = f.file.records() - f.records_checked;
+                self.stats.records_lost += lost;
+                error!(
+                    "handler {}: {} was deleted while open; {lost} records written to it since the last check are lost; the next unit opens a new file",
+                    self.spec.name,
+                    path.display()
+                );
+            }
+            Vanished::Moved => {
+                let _ = f.file.finish();
+                error!(
+                    "handler {}: {} was moved or its folder removed while open; its records stay in the moved file; the next unit opens a new file",
+                    self.spec.name,
+                    path.display()
+                );
+            }
+        }
+        self.degraded = Some(format!("{} vanished while open", path.display()));
+        self.storage.gone(&path);
     }
 
     fn retention(&self) -> Retention {
@@ -659,23 +853,15 @@ impl Handler {
         let open = self
             .file
             .as_ref()
-            .map(|f| f.len + self.pending.len() as u64);
-        let n = excess(
-            self.own_files.make_contiguous(),
-            open,
-            &r,
-            SystemTime::now(),
-        );
-        for _ in 0..n {
-            if let Some(old) = self.own_files.pop_front() {
-                self.delete(&old, "retention");
-            }
+            .map(|f| f.file.bytes() + self.pending.len() as u64);
+        for old in self.storage.take_excess(&self.journal_key(), open, &r) {
+            self.delete(&old, "retention");
         }
     }
 
     /// Deletes one of this handler's closed files (retention or the disk budget).
-    pub fn delete(&mut self, file: &OwnFile, why: &str) {
-        match std::fs::remove_file(&file.path) {
+    pub(super) fn delete(&mut self, file: &OwnFile, why: &str) {
+        match self.storage.remove(file) {
             Ok(()) => {
                 info!(
                     "handler {}: deleted {} ({} bytes, {why})",
@@ -684,9 +870,7 @@ impl Handler {
                     file.bytes
                 );
                 self.stats.files_deleted += 1;
-                self.storage.deleted(&file.path);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.storage.deleted(&file.path),
             Err(e) => warn!(
                 "handler {}: cannot delete {}: {e}",
                 self.spec.name,
@@ -695,25 +879,9 @@ impl Handler {
         }
     }
 
-    /// The oldest closed file this handler created, if any.
-    pub fn oldest_own_file(&self) -> Option<&OwnFile> {
-        self.own_files.front()
-    }
-
-    /// Deletes the oldest closed file this handler created (the disk budget).
-    pub fn delete_oldest(&mut self, why: &str) -> bool {
-        match self.own_files.pop_front() {
-            Some(old) => {
-                self.delete(&old, why);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Closes the current file if its rotation period has ended by `now`. Returns
     /// whether it did.
-    pub fn close_if_due(&mut self, now: UnixMicros) -> bool {
+    pub(super) fn close_if_due(&mut self, now: UnixMicros) -> bool {
         let due = self
             .file
             .as_ref()
@@ -724,11 +892,47 @@ impl Handler {
         due
     }
 
-    /// The file being written, or the one the next unit would be written to.
+    /// The file being written, or the one the next unit would be written to
+    /// (empty if the pattern cannot give one now).
     pub fn log_file_path(&self, now: UnixMicros) -> PathBuf {
         match &self.file {
-            Some(f) => f.path.clone(),
-            None => self.next_path(now.to_datetime()).unwrap_or_default(),
+            Some(f) => f.file.path().to_path_buf(),
+            None => self.next_path(now).unwrap_or_default(),
+        }
+    }
+
+    /// The name the next file opened at `now` would get: the first of its
+    /// candidates that is free (no more than a few looks).
+    pub fn next_path(&self, now: UnixMicros) -> Result<PathBuf, String> {
+        if let Some(l) = self
+            .storage
+            .last(&self.journal_key())
+            .filter(|l| !self.opened_any && !l.closed && !self.storage.is_open(&l.path))
+        {
+            if self
+                .spec
+                .file_path(&self.root, now.to_datetime(), l.seq)
+                .is_ok_and(|p| p.full() == l.unnumbered)
+            {
+                return Ok(l.path);
+            }
+        }
+        let (place, _, n) = self.next_place(now.to_datetime())?;
+        let free = (n..n + 8)
+            .map(|n| place.numbered(n).full())
+            .find(|p| !self.storage.is_open(p) && std::fs::symlink_metadata(p).is_err());
+        Ok(free.unwrap_or_else(|| place.numbered(n).full()))
+    }
+
+    /// The name the pattern gives for this handler's current or next file, before
+    /// any `-N`: two handlers must never share one.
+    pub fn pattern_path(&self, now: UnixMicros) -> Option<PathBuf> {
+        match &self.file {
+            Some(f) => Some(f.unnumbered.clone()),
+            None => self
+                .next_place(now.to_datetime())
+                .ok()
+                .map(|(p, _, _)| p.full()),
         }
     }
 
@@ -739,44 +943,35 @@ impl Handler {
 
     /// The file being written now, if one is open.
     pub fn current_file(&self) -> Option<&Path> {
-        self.file.as_ref().map(|f| f.path.as_path())
+        self.file.as_ref().map(|f| f.file.path())
     }
 
     /// Bytes in the current file, records not yet flushed included.
     pub fn current_file_bytes(&self) -> u64 {
         self.file
             .as_ref()
-            .map_or(0, |f| f.len + self.pending.len() as u64)
+            .map_or(0, |f| f.file.bytes() + self.pending.len() as u64)
     }
 }
 
-/// Forces a file's data to the disk (`fdatasync`), logging a failure.
-fn sync(f: &mut CurrentFile, handler: &str) {
-    if let Err(e) = f.file.sync_data() {
+/// The journal key of a handler: its name and address.
+pub fn journal_key(spec: &HandlerSpec) -> String {
+    format!("{}@{}", spec.name, spec.address.python_repr())
+}
+
+/// Forces a file's data to the disk, logging a failure.
+fn sync(f: &mut PcapFile, handler: &str) {
+    if let Err(e) = f.sync() {
         let key = format!("sync {handler}");
         log::limited(
             &key,
             Level::Error,
             format_args!(
                 "handler {handler}: fsync of {} failed: {e}",
-                f.path.display()
+                f.path().display()
             ),
         );
     }
-    f.synced_at = Instant::now();
-    f.unsynced = false;
-}
-
-fn write_all(file: &mut File, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match file.write(buf) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Drop for Handler {
@@ -791,6 +986,7 @@ mod tests {
     use crate::config::{HandlerSpec, Origin};
     use pcap_file::pcap::PcapReader;
     use serde_json::json;
+    use std::fs::File;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("bsc-handler-{tag}-{}", std::process::id()));
@@ -804,15 +1000,12 @@ mod tests {
             v[k] = x.clone();
         }
         let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
-        let (storage, _) = Storage::open(root);
         Handler::new(
             spec,
             root,
-            UnixMicros(0),
+            UnixMicros(T0),
             None,
-            Rc::new(storage),
-            Vec::new(),
-            false,
+            Rc::new(Storage::open(root)),
         )
     }
 
@@ -984,7 +1177,7 @@ mod tests {
     }
 
     #[test]
-    fn forced_rotations_in_one_second_give_new_files_and_a_restart_appends() {
+    fn forced_rotations_and_restarts_never_reopen_a_closed_file() {
         let root = temp_dir("forced");
         let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
         h.record_plain(UnixMicros(T0), b"a", 1);
@@ -997,11 +1190,51 @@ mod tests {
         assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
         assert_eq!(payloads(&root.join("100000-1.pcap")), [b"b"]);
         assert_eq!(payloads(&root.join("100000-2.pcap")), [b"c"]);
-        // A new run in the same second: its first file appends, as AIT does.
+        // A new run in the same second: the closed files are final, numbering
+        // goes on after the last.
         let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
+        assert_eq!(
+            h.log_file_path(UnixMicros(T0 + 500)),
+            root.join("100000-3.pcap")
+        );
         h.record_plain(UnixMicros(T0 + 500), b"d", 1);
         drop(h);
-        assert_eq!(payloads(&root.join("100000.pcap")), [b"a", b"d"]);
+        assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
+        assert_eq!(payloads(&root.join("100000-3.pcap")), [b"d"]);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_file_left_open_by_a_crash_is_resumed_or_closed() {
+        let root = temp_dir("crash");
+        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+        h.record_plain(UnixMicros(T0), b"a", 1);
+        h.flush();
+        // A crash: the handler vanishes without closing its file.
+        std::mem::forget(h);
+        let mut bytes = std::fs::read(root.join("10.pcap")).unwrap();
+        bytes.extend_from_slice(&[1, 2, 3]); // a torn record
+        std::fs::write(root.join("10.pcap"), &bytes).unwrap();
+        // Same hour: the next run repairs and appends to it.
+        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+        h.record_plain(UnixMicros(T0 + 1_000), b"b", 1);
+        h.flush();
+        std::mem::forget(h);
+        assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
+        // Next hour: the leftover is repaired, closed and final; the unit goes to
+        // the hour's file.
+        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+        h.record_plain(UnixMicros(T0 + 3_600_000_000), b"c", 1);
+        let closed = h.storage.take_closed();
+        assert_eq!(closed.len(), 1, "handed to on_close once");
+        assert_eq!(closed[0].path, root.join("10.pcap"));
+        drop(h);
+        assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
+        assert_eq!(payloads(&root.join("11.pcap")), [b"c"]);
+        let mode = std::fs::metadata(root.join("10.pcap"))
+            .unwrap()
+            .permissions();
+        assert!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o200 == 0);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -1,0 +1,208 @@
+//! Where capture files may go: a rendered path is checked before anything is
+//! created, and then reached without following links.
+//!
+//! A [`CapturePath`] is a trusted base folder (the root directory, or for a config
+//! file's absolute `path` the literal folder it names before its first `%` or `{`)
+//! plus plain components below it. Invariants, checked by [`CapturePath::new`],
+//! the only way to make one:
+//! - every component below the base is a plain name: not empty, not `.` or `..`,
+//!   no `/`, no control character, at most [`NAME_MAX`] bytes, so no value of a
+//!   pattern or its metadata can climb out of the base;
+//! - the whole path is at most [`PATH_MAX`] bytes;
+//! - nothing is placed in bsc's own state folder (`<root>/.bsc`).
+//!
+//! [`crate::sys::open_dir_beneath`] then walks the components with `O_NOFOLLOW`,
+//! so a symlink planted below the base cannot redirect a write either.
+//! [`numbered`] is the one function that makes the `-N` variants of a name.
+
+use std::path::{Path, PathBuf};
+
+/// Longest file or folder name (Linux `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// Longest whole path (Linux `PATH_MAX` less the terminating NUL).
+pub const PATH_MAX: usize = 4095;
+/// bsc's state folder under the root: journal, API handlers. Never a capture target.
+pub const STATE_DIR: &str = ".bsc";
+
+/// A checked place for a capture file (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CapturePath {
+    base: PathBuf,
+    dirs: Vec<String>,
+    file: String,
+}
+
+/// Checks one file or folder name that a pattern rendered.
+pub fn check_component(c: &str) -> Result<(), String> {
+    if c.is_empty() {
+        return Err(
+            "it has an empty folder name (two '/' in a row, or a {key} whose value is empty)"
+                .into(),
+        );
+    }
+    if c == "." || c == ".." {
+        return Err(format!(
+            "it has a component {c:?}; '.' and '..' are not file or folder names"
+        ));
+    }
+    if c.len() > NAME_MAX {
+        return Err(format!(
+            "a file or folder name in it is {} bytes long; at most {NAME_MAX}",
+            c.len()
+        ));
+    }
+    if let Some(ch) = c.chars().find(|ch| ch.is_control()) {
+        return Err(format!(
+            "it contains the control character {:?}",
+            ch.escape_default().to_string()
+        ));
+    }
+    Ok(())
+}
+
+impl CapturePath {
+    /// `base` / `rel`, where `rel` (rendered, `/`-separated, relative) ends with the
+    /// file name. `root` is bsc's root directory (for the state-folder rule).
+    pub fn new(base: PathBuf, rel: &str, root: &Path) -> Result<CapturePath, String> {
+        let mut parts: Vec<String> = Vec::new();
+        for c in rel.split('/') {
+            check_component(c)?;
+            parts.push(c.to_string());
+        }
+        // `split` always yields at least one item, so there is a file name.
+        let file = parts.pop().unwrap_or_default();
+        let p = CapturePath {
+            base,
+            dirs: parts,
+            file,
+        };
+        let full = p.full();
+        let len = full.as_os_str().len();
+        if len > PATH_MAX {
+            return Err(format!(
+                "it is {len} bytes long; a path is at most {PATH_MAX}"
+            ));
+        }
+        if full.starts_with(root.join(STATE_DIR)) {
+            return Err(format!(
+                "{} is inside bsc's state folder {}",
+                full.display(),
+                root.join(STATE_DIR).display()
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The trusted folder the path starts from.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The folders below the base, outermost first.
+    pub fn dirs(&self) -> Vec<&str> {
+        self.dirs.iter().map(String::as_str).collect()
+    }
+
+    /// The file name.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
+    /// The whole path.
+    pub fn full(&self) -> PathBuf {
+        let mut p = self.base.clone();
+        p.extend(&self.dirs);
+        p.push(&self.file);
+        p
+    }
+
+    /// The same place with the `n`th numbered file name (`n = 0`: unchanged).
+    pub fn numbered(&self, n: u32) -> CapturePath {
+        CapturePath {
+            base: self.base.clone(),
+            dirs: self.dirs.clone(),
+            file: numbered(&self.file, n),
+        }
+    }
+}
+
+/// `stem-N.ext` for `stem.ext`, `name-N` without an extension; `n = 0` leaves
+/// the name as it is. The one place that numbers file names.
+pub fn numbered(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    match name.rfind('.').filter(|&i| i > 0) {
+        Some(i) => format!("{}-{n}{}", &name[..i], &name[i..]),
+        None => format!("{name}-{n}"),
+    }
+}
+
+/// The literal leading folders of an absolute path pattern: everything up to the
+/// last `/` before the first `%`, `{` or `}` (the whole pattern if it has none).
+pub fn literal_base(pattern: &str) -> &str {
+    let special = pattern.find(['%', '{', '}']).unwrap_or(pattern.len());
+    if special == pattern.len() {
+        return pattern.trim_end_matches('/');
+    }
+    match pattern[..special].rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &pattern[..i],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_plain_names() {
+        let root = Path::new("/r");
+        let ok = CapturePath::new(root.into(), "a/b/c.pcap", root).unwrap();
+        assert_eq!(ok.full(), PathBuf::from("/r/a/b/c.pcap"));
+        assert_eq!(ok.dirs(), ["a", "b"]);
+        assert_eq!(ok.file_name(), "c.pcap");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/../b.pcap",
+            "a//b.pcap",
+            "/abs.pcap",
+            "a/.",
+            "x\n.pcap",
+            "x\u{7f}.pcap",
+            ".bsc/handlers.json.tmp",
+            "./a.pcap",
+        ] {
+            assert!(CapturePath::new(root.into(), bad, root).is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(256);
+        assert!(CapturePath::new(root.into(), &long, root).is_err());
+        assert!(CapturePath::new(root.into(), &"x".repeat(255), root).is_ok());
+        let deep = vec!["d".repeat(200); 21].join("/");
+        let e = CapturePath::new(root.into(), &deep, root).unwrap_err();
+        assert!(e.contains("at most 4095"), "{e}");
+        // ".bsc" below a folder is an ordinary name.
+        assert!(CapturePath::new(root.into(), "a/.bsc", root).is_ok());
+    }
+
+    #[test]
+    fn numbering() {
+        assert_eq!(numbered("b.pcap", 0), "b.pcap");
+        assert_eq!(numbered("b.pcap", 1), "b-1.pcap");
+        assert_eq!(numbered("b", 2), "b-2");
+        assert_eq!(numbered("b.tar.pcap", 3), "b.tar-3.pcap");
+        assert_eq!(numbered(".pcap", 4), ".pcap-4");
+        let p = CapturePath::new("/r".into(), "d/x.pcap", Path::new("/r")).unwrap();
+        assert_eq!(p.numbered(7).full(), PathBuf::from("/r/d/x-7.pcap"));
+    }
+
+    #[test]
+    fn literal_bases() {
+        assert_eq!(literal_base("/data/{m}/%Y"), "/data");
+        assert_eq!(literal_base("/data/vc0/"), "/data/vc0");
+        assert_eq!(literal_base("/{m}"), "/");
+        assert_eq!(literal_base("/data/x%Y"), "/data");
+    }
+}

@@ -1,0 +1,808 @@
+//! Black-box tests of the promises bsc makes about its files: every path confined
+//! to its base, one writer per file, a closed file is final, names never reused,
+//! retention and hooks once per file — each across sequences of operations
+//! (start, rotate with metadata, reload, restart, restore), with hostile values at
+//! every entry point. Each test is named after the defect it guards against.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn config(root: &Path, handlers: Vec<Value>) -> Value {
+    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
+}
+
+/// A form body with every value percent-encoded.
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every file (not folder) below `dir`, recursively.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                out.extend(files_below(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `/stats` entry of the handler at 127.0.0.1:`port`.
+fn stats_of(bsc: &Bsc, port: u16) -> Value {
+    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
+}
+
+/// Sends `payload` to 127.0.0.1:`port` and waits until the handler there counted
+/// `packets` units in all.
+fn send_and_wait(bsc: &Bsc, port: u16, payload: &[u8], packets: u64) {
+    sender(port).send(payload).unwrap();
+    wait_until(&format!("{packets} packets on port {port}"), || {
+        stats_of(bsc, port)["packets"].as_u64() >= Some(packets)
+    });
+}
+
+/// Starts bsc on `root` with no config handlers (API only).
+fn api_only(dir: &Path, root: &Path) -> Bsc {
+    Bsc::with_config(dir, &config(root, vec![]))
+}
+
+#[test]
+fn rotate_metadata_can_never_move_files_outside_the_root() {
+    let dir = TempDir::new("escape");
+    let root = dir.path().join("cap");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    // `{a}/<abs path>`: with a=x inside the root; with an empty a it would be
+    // the absolute folder `outside`.
+    let escape = format!("{{a}}{}", outside.display());
+    let (status, body) = bsc.form(
+        "POST",
+        "/esc/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("conn_type", "udp"),
+            ("path", &escape),
+            ("a", "x"),
+            ("file_name_pattern", "f.pcap"),
+        ]),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(body["log_file_path"]
+        .as_str()
+        .unwrap()
+        .starts_with(root.to_str().unwrap()));
+    for hostile in ["", ".", "..", "/", "x/y", "a\nb"] {
+        let (status, body) = bsc.form("POST", "/esc/rotate", &form(&[("a", hostile)]));
+        assert_eq!(status, 400, "a={hostile:?}: {body}");
+        assert!(body["error"].is_string());
+    }
+    // `.{a}.` renders `..` with an empty value: refused at start and at rotate.
+    let port2 = free_udp_port();
+    let (status, _) = bsc.form(
+        "POST",
+        "/dots/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("port", &port2.to_string()),
+            ("conn_type", "udp"),
+            ("path", ".{a}."),
+            ("a", ""),
+        ]),
+    );
+    assert_eq!(status, 400);
+    send_and_wait(&bsc, port, b"inside", 1);
+    let (status, _) = bsc.form("POST", "/esc/rotate", &form(&[("a", "y")]));
+    assert_eq!(status, 200);
+    send_and_wait(&bsc, port, b"inside too", 2);
+    assert!(bsc.stop().success());
+    assert!(
+        files_below(&outside).is_empty(),
+        "{:?}",
+        files_below(&outside)
+    );
+    let inside = files_below(&root.join("x")).len() + files_below(&root.join("y")).len();
+    assert_eq!(inside, 2);
+
+    // The same spec restored from the state file with the empty value is refused
+    // at start-up (logged), and bsc runs.
+    let state = root.join(".bsc/handlers.json");
+    let mut saved: Vec<Value> = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    saved[0]["a"] = json!("");
+    saved.push(json!({"name": "up", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()], "path": "../up"}));
+    saved.push(json!({"name": "ctl", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()], "file_name_pattern": "a\nb.pcap"}));
+    std::fs::write(&state, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let bsc = api_only(dir.path(), &root);
+    let (_, all) = bsc.get("/");
+    assert_eq!(all.as_object().unwrap().len(), 0, "{all}");
+    for name in ["esc", "up", "ctl"] {
+        assert!(
+            bsc.log().iter().any(|l| l.contains(&format!(
+                "handler {name}: saved over the API but cannot be restored"
+            ))),
+            "restore of {name} not reported: {:?}",
+            bsc.log()
+        );
+    }
+    assert!(bsc.stop().success());
+    assert!(files_below(&outside).is_empty());
+}
+
+#[test]
+fn a_symlink_inside_the_root_never_leads_a_write_outside() {
+    let dir = TempDir::new("symlink");
+    let root = dir.path().join("cap");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    // A valid pcap file outside, that a link inside the root names.
+    std::fs::write(outside.join("t.pcap"), b"keep me").unwrap();
+    std::os::unix::fs::symlink(outside.join("t.pcap"), root.join("t.pcap")).unwrap();
+    let port = free_udp_port();
+    let port2 = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "l", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "link", "file_name_pattern": "x.pcap"}),
+                json!({"name": "t", "conn_type": "udp", "address": ["127.0.0.1", port2], "file_name_pattern": "t.pcap"}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, port, b"one", 1);
+    send_and_wait(&bsc, port2, b"two", 1);
+    wait_until("the link refused", || {
+        stats_of(&bsc, port)["write_errors"].as_u64() >= Some(1)
+    });
+    let t = stats_of(&bsc, port2);
+    assert!(bsc.stop().success());
+    assert_eq!(files_below(&outside), vec![outside.join("t.pcap")]);
+    assert_eq!(std::fs::read(outside.join("t.pcap")).unwrap(), b"keep me");
+    // The file-name link is skipped for the next name instead.
+    assert_eq!(t["write_errors"], 0, "{t}");
+    assert_eq!(read_pcap(&root.join("t-1.pcap")).2[0].data, b"two");
+}
+
+#[test]
+fn hostile_names_never_reach_the_journal_or_delete_anything() {
+    let dir = TempDir::new("journal");
+    let root = dir.path().join("cap");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    let key = format!("h@['127.0.0.1', {port}]");
+    for (field, value) in [
+        (
+            "file_name_pattern",
+            format!("x\n+{key}\t{}", victim.display()),
+        ),
+        ("file_name_pattern", "tab\there.pcap".to_string()),
+        ("path", "a\rb".to_string()),
+        ("mission", "x\u{7f}".to_string()),
+        ("mission", "esc\u{1b}[2J".to_string()),
+    ] {
+        let (status, body) = bsc.form(
+            "POST",
+            "/h/start",
+            &form(&[
+                ("loc", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("conn_type", "udp"),
+                (field, &value),
+            ]),
+        );
+        assert_eq!(status, 400, "{field}={value:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(field), "{body}");
+    }
+    // A legitimate handler with retention, then a restart: the journal is JSON
+    // lines, and nothing but bsc's own files is deleted.
+    let (status, body) = bsc.form(
+        "POST",
+        "/h/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("conn_type", "udp"),
+            ("file_name_pattern", "h.pcap"),
+            ("rotate_max_packets", "1"),
+            ("max_files", "1"),
+        ]),
+    );
+    assert_eq!(status, 201, "{body}");
+    for i in 0..4u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i + 1);
+    }
+    assert!(bsc.stop().success());
+    let journal = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+    for line in journal.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    }
+    let bsc = api_only(dir.path(), &root);
+    send_and_wait(&bsc, port, &seq_payload(9), 1);
+    assert!(bsc.stop().success());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    // A config file with such a name stops start-up (exit 2, naming the key).
+    let path = write_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "c", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()], "file_name_pattern": "a\nb.pcap"}),
+            ],
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("file_name_pattern") && err.contains("control"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_state_folder_is_never_a_capture_target() {
+    let dir = TempDir::new("statefolder");
+    let root = dir.path().join("cap");
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    let start = |fields: &[(&str, &str)]| {
+        let mut all = vec![("loc", "127.0.0.1"), ("conn_type", "udp")];
+        let p = port.to_string();
+        all.push(("port", &p));
+        all.extend_from_slice(fields);
+        bsc.form("POST", "/s/start", &form(&all))
+    };
+    for fields in [
+        vec![("path", ".bsc"), ("file_name_pattern", "handlers.json.tmp")],
+        vec![("path", ".bsc/x")],
+        vec![("file_name_pattern", ".bsc")],
+    ] {
+        let (status, body) = start(&fields);
+        assert_eq!(status, 400, "{fields:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(".bsc"), "{body}");
+    }
+    let (status, _) = start(&[("path", "{where}"), ("where", "ok")]);
+    assert_eq!(status, 201);
+    let (status, body) = bsc.form("POST", "/s/rotate", &form(&[("where", ".bsc")]));
+    assert_eq!(status, 400, "{body}");
+    send_and_wait(&bsc, port, b"x", 1);
+    assert!(bsc.stop().success());
+    // The state file is intact: the handler comes back.
+    let bsc = api_only(dir.path(), &root);
+    assert_eq!(bsc.get("/s/config").1.as_array().unwrap().len(), 1);
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn two_handlers_never_write_one_file() {
+    let dir = TempDir::new("onewriter");
+    let root = dir.path().join("cap");
+    let bsc = api_only(dir.path(), &root);
+    let (p1, p2, p3) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let start = |name: &str, port: u16, extra: &[(&str, &str)]| {
+        let p = port.to_string();
+        let mut all = vec![
+            ("loc", "127.0.0.1"),
+            ("conn_type", "udp"),
+            ("port", p.as_str()),
+        ];
+        all.extend_from_slice(extra);
+        bsc.form("POST", &format!("/{name}/start"), &form(&all)).0
+    };
+    assert_eq!(
+        start("h1", p1, &[("file_name_pattern", "{m}.pcap"), ("m", "a")]),
+        201
+    );
+    assert_eq!(start("h2", p2, &[("file_name_pattern", "b.pcap")]), 201);
+    send_and_wait(&bsc, p1, b"h1-a", 1);
+    send_and_wait(&bsc, p2, b"h2-b", 1);
+    // Rotating h1 onto h2's file is a conflict; nothing changes.
+    let (status, body) = bsc.form("POST", "/h1/rotate", &form(&[("m", "b")]));
+    assert_eq!(status, 409, "{body}");
+    // A third handler onto either file too.
+    assert_eq!(start("h3", p3, &[("file_name_pattern", "b.pcap")]), 409);
+    assert_eq!(start("h3", p3, &[("file_name_pattern", "a.pcap")]), 409);
+    send_and_wait(&bsc, p1, b"h1-a", 2);
+    send_and_wait(&bsc, p2, b"h2-b", 2);
+    // Once h2 stops, h1 may take the name b; b.pcap is final, so h1 gets b-1.
+    assert_eq!(bsc.request("DELETE", "/h2/stop", None, b"").status, 200);
+    let (status, body) = bsc.form("POST", "/h1/rotate", &form(&[("m", "b")]));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body[0]["log_file_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/b-1.pcap"),
+        "{body}"
+    );
+    send_and_wait(&bsc, p1, b"h1-b", 3);
+    assert!(bsc.stop().success());
+    let data = |f: &str| -> Vec<Vec<u8>> {
+        read_pcap(&root.join(f))
+            .2
+            .into_iter()
+            .map(|r| r.data)
+            .collect()
+    };
+    assert_eq!(data("a.pcap"), [b"h1-a", b"h1-a"]);
+    assert_eq!(data("b.pcap"), [b"h2-b", b"h2-b"]);
+    assert_eq!(data("b-1.pcap"), [b"h1-b"]);
+}
+
+/// The files a hook log lists, one line each.
+fn hook_lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_reload_never_reopens_a_closed_file_and_hooks_run_once_per_file() {
+    let dir = TempDir::new("reload-seq");
+    let root = dir.path().join("cap");
+    let hooks = dir.path().join("hooks.log");
+    let port = free_udp_port();
+    let handler = |max_bytes: &str| {
+        json!({"name": "payload", "conn_type": "udp", "address": ["127.0.0.1", port],
+               "file_name_pattern": "payload-{seq:6}.pcap", "rotate_max_packets": 2,
+               "rotate_max_bytes": max_bytes, "max_files": 4,
+               "on_close": ["/bin/sh", "-c", format!("echo \"$1\" >> {}", hooks.display()), "hook"]})
+    };
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![handler("1MiB")]));
+    let mut sent = 0u64;
+    for _ in 0..5 {
+        send_and_wait(&bsc, port, &seq_payload(sent), sent + 1);
+        sent += 1;
+    }
+    // Change one key and reload, in the middle of the series.
+    let cfg = write_config(dir.path(), &{
+        let mut c = config(&root, vec![handler("2MiB")]);
+        c["capture_manager"]["manager_server"] =
+            json!({"host": "127.0.0.1", "port": bsc.http_port});
+        c
+    });
+    assert!(cfg.exists());
+    bsc.signal(1);
+    bsc.wait_log("reload:");
+    for _ in 0..7 {
+        let before = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+        send_and_wait(&bsc, port, &seq_payload(sent), before + 1);
+        sent += 1;
+    }
+    assert!(bsc.stop().success());
+    // Files: payload-000001 ... in order, no -N suffix, at most 4 kept, each the
+    // next datagrams in order; the kept ones are the newest.
+    let files = pcap_files(&root);
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() <= 4, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("-1.") && n.starts_with("payload-")),
+        "{names:?}"
+    );
+    let seqs: Vec<u64> = files
+        .iter()
+        .flat_map(|f| read_pcap(f).2)
+        .map(|r| seq_of(&r.data))
+        .collect();
+    let mut expected: Vec<u64> = (0..sent).collect();
+    expected.drain(..expected.len() - seqs.len());
+    assert_eq!(seqs, expected, "{names:?}");
+    // Every closed file went to on_close exactly once, all distinct.
+    wait_until("hooks finished", || hook_lines(&hooks).len() as u64 >= 7);
+    let lines = hook_lines(&hooks);
+    let mut unique = lines.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), lines.len(), "a hook ran twice: {lines:?}");
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            l.rsplit('-')
+                .next()
+                .unwrap()
+                .trim_end_matches(".pcap")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    assert_eq!(numbers, sorted, "closed in name order: {lines:?}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+}
+
+#[test]
+fn names_are_never_reused_so_name_order_is_time_order() {
+    let dir = TempDir::new("noreuse");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let spec = json!({"name": "ret", "conn_type": "udp", "address": ["127.0.0.1", port],
+                      "file_name_pattern": "x-ret.pcap", "rotate_max_packets": 2, "max_files": 3});
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    for i in 0..12u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i + 1);
+    }
+    assert!(bsc.stop().success());
+    // A restart goes on with the next number too.
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    for i in 12..16u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i - 11);
+    }
+    assert!(bsc.stop().success());
+    let mut by_number: Vec<(u32, Vec<u64>)> = pcap_files(&root)
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let n = name
+                .strip_prefix("x-ret-")
+                .map_or(0, |r| r.trim_end_matches(".pcap").parse().unwrap());
+            (n, read_pcap(p).2.iter().map(|r| seq_of(&r.data)).collect())
+        })
+        .collect();
+    by_number.sort();
+    assert_eq!(
+        by_number,
+        vec![(5, vec![10, 11]), (6, vec![12, 13]), (7, vec![14, 15])],
+        "suffixes go on after the highest, never back to a freed name"
+    );
+}
+
+#[test]
+fn kill_9_then_restart_resumes_only_the_file_left_open() {
+    let dir = TempDir::new("kill9-final");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let spec = json!({"name": "k", "conn_type": "udp", "address": ["127.0.0.1", port],
+                      "file_name_pattern": "k-%Y.pcap", "rotate_max_packets": 3});
+    let mut bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    for i in 0..4u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i + 1);
+    }
+    bsc.signal(9);
+    bsc.wait_exit();
+    let year = time_year();
+    let (first, open) = (
+        root.join(format!("k-{year}.pcap")),
+        root.join(format!("k-{year}-1.pcap")),
+    );
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().permissions().mode() & 0o222,
+        0,
+        "closed: read-only"
+    );
+    assert_ne!(
+        std::fs::metadata(&open).unwrap().permissions().mode() & 0o200,
+        0,
+        "left open"
+    );
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    for i in 4..6u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i - 3);
+    }
+    assert!(bsc.stop().success());
+    let seqs = |p: &Path| -> Vec<u64> { read_pcap(p).2.iter().map(|r| seq_of(&r.data)).collect() };
+    assert_eq!(seqs(&first), [0, 1, 2]);
+    assert_eq!(
+        seqs(&open),
+        [3, 4, 5],
+        "the file a crash left open is resumed"
+    );
+    assert_eq!(pcap_files(&root).len(), 2);
+}
+
+fn time_year() -> String {
+    let out = Command::new("date").args(["-u", "+%Y"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_deleted_root_is_noticed_and_capture_resumes() {
+    let dir = TempDir::new("rmroot");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "d", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "sub", "file_name_pattern": "d.pcap"}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, port, b"before", 1);
+    std::fs::remove_dir_all(&root).unwrap();
+    wait_until("the deletion noticed", || {
+        stats_of(&bsc, port)["files_vanished"].as_u64() >= Some(1)
+    });
+    let s = stats_of(&bsc, port);
+    assert_eq!(s["state"], "degraded", "{s}");
+    assert!(!bsc.log_matching("was deleted while open").is_empty());
+    send_and_wait(&bsc, port, b"after", 2);
+    // A new file (folders made again), under the next name: names never repeat.
+    let next = root.join("sub/d-1.pcap");
+    wait_until("a new file", || count_records(&next) == 1);
+    assert_eq!(stats_of(&bsc, port)["state"], "ok");
+    assert!(bsc.stop().success());
+    assert_eq!(read_pcap(&next).2[0].data, b"after");
+    // The journal was made again too: a restart goes on after d-1.
+    let journal = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+    assert!(journal.contains("d-1.pcap"), "{journal}");
+}
+
+#[test]
+fn handlers_that_could_never_write_are_refused_up_front() {
+    let dir = TempDir::new("neverwrite");
+    let root = dir.path().join("cap");
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    let p = port.to_string();
+    let long = "m".repeat(251);
+    for fields in [
+        vec![("file_name_pattern", ".")],
+        vec![("file_name_pattern", "..")],
+        vec![("file_name_pattern", "a/")],
+        vec![("path", "a//b")],
+        vec![("file_name_pattern", "{m}.pcap"), ("m", long.as_str())],
+        vec![
+            (
+                "path",
+                "{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}/{m}",
+            ),
+            ("m", long.as_str()),
+        ],
+    ] {
+        let mut all = vec![
+            ("loc", "127.0.0.1"),
+            ("conn_type", "udp"),
+            ("port", p.as_str()),
+        ];
+        all.extend_from_slice(&fields);
+        let (status, body) = bsc.form("POST", "/n/start", &form(&all));
+        assert_eq!(status, 400, "{fields:?}: {body}");
+    }
+    assert_eq!(bsc.get("/n/config").1, json!([]));
+    // A rotate whose metadata would make a name too long: 400, never 500, and the
+    // handler keeps its file.
+    let (status, _) = bsc.form(
+        "POST",
+        "/n/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("conn_type", "udp"),
+            ("port", &p),
+            ("file_name_pattern", "{m}.pcap"),
+            ("m", "short"),
+        ]),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = bsc.form("POST", "/n/rotate", &form(&[("m", &long)]));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("255"), "{body}");
+    send_and_wait(&bsc, port, b"still", 1);
+    assert!(bsc.stop().success());
+    assert_eq!(read_pcap(&root.join("short.pcap")).2.len(), 1);
+}
+
+#[test]
+fn each_new_file_costs_the_same_however_many_came_before() {
+    let dir = TempDir::new("manyfiles");
+    let fs = SmallFs::new(dir.path(), 256);
+    let root = fs.0.join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "fixed.pcap", "rotate_max_packets": 1}),
+            ],
+        ),
+    );
+    let tx = sender(port);
+    let total = 6000u64;
+    for i in 0..total {
+        tx.send(&seq_payload(i)).unwrap();
+        if i % 500 == 499 {
+            // Bounded pacing: let the receive buffer drain.
+            wait_until("the batch received", || {
+                stats_of(&bsc, port)["packets"].as_u64() >= Some(i + 1)
+            });
+        }
+    }
+    wait_until("every datagram in its own file", || {
+        stats_of(&bsc, port)["files_opened"].as_u64() >= Some(total)
+    });
+    assert_eq!(bsc.get("/health").0, 200);
+    assert!(bsc.stop().success());
+    let files = pcap_files(&root);
+    assert_eq!(files.len() as u64, total);
+    assert_eq!(
+        read_pcap(&root.join(format!("fixed-{}.pcap", total - 1)))
+            .2
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn metadata_is_bounded_and_cannot_forge_log_lines() {
+    let dir = TempDir::new("metabound");
+    let root = dir.path().join("cap");
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    let p = port.to_string();
+    let (status, _) = bsc.form(
+        "POST",
+        "/m/start",
+        &form(&[("loc", "127.0.0.1"), ("conn_type", "udp"), ("port", &p)]),
+    );
+    assert_eq!(status, 201);
+    let keys: Vec<(String, String)> = (0..65)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    let body = keys
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, answer) = bsc.form("POST", "/m/rotate", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("64"), "{answer}");
+    let (status, _) = bsc.form("POST", "/m/rotate", &form(&[("k", &"v".repeat(256))]));
+    assert_eq!(status, 400);
+    let (status, _) = bsc.form("POST", "/m/rotate", &form(&[("k", "x\n<0>kernel: forged")]));
+    assert_eq!(status, 400);
+    // Many rotates with 64 keys each keep the state file small.
+    for round in 0..20 {
+        let body = (0..64)
+            .map(|i| format!("k{i}=round{round}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(bsc.form("POST", "/m/rotate", &body).0, 200);
+    }
+    let state = std::fs::metadata(root.join(".bsc/handlers.json"))
+        .unwrap()
+        .len();
+    assert!(state < 64 * 1024, "state file {state} bytes");
+    let (_, log) = bsc.stop_with_log();
+    assert!(
+        log.iter()
+            .all(|l| !l.contains("<0>") || l.contains("\\n<0>")),
+        "{log:?}"
+    );
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn memory_returns_after_a_burst_of_large_datagrams() {
+    let dir = TempDir::new("burst");
+    let fs = SmallFs::new(dir.path(), 512);
+    let root = fs.0.join("cap");
+    let port = free_udp_port();
+    let handlers = (0..5)
+        .map(|i| json!({"name": format!("b{i}"), "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": format!("b{i}.pcap")}))
+        .collect();
+    let bsc = Bsc::with_config(dir.path(), &config(&root, handlers));
+    // A small warm-up, so the idle level includes what any first use allocates.
+    send_and_wait(&bsc, port, &[1u8; 100], 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = rss(bsc.pid());
+    let tx = sender(port);
+    let big = vec![0x5au8; 65_000];
+    let mut sent = 1u64;
+    for chunk in 0..14 {
+        for _ in 0..50 {
+            tx.send(&big).unwrap();
+        }
+        sent += 50;
+        // Bounded: wait for this chunk (the 24 MiB buffer holds about 350).
+        let want = sent;
+        wait_until(&format!("chunk {chunk}"), || {
+            stats_of(&bsc, port)["packets"].as_u64() >= Some(want)
+        });
+    }
+    let peak = rss(bsc.pid());
+    let mut after = peak;
+    wait_until("memory given back", || {
+        after = rss(bsc.pid());
+        after <= before + 1024 * 1024
+    });
+    assert!(bsc.stop().success());
+    eprintln!("rss before {before}, peak {peak}, after {after}");
+    assert_eq!(count_records(&root.join("b4.pcap")) as u64, sent);
+}
+
+#[test]
+fn an_unwritable_root_stops_start_up_and_check() {
+    let dir = TempDir::new("unwritable");
+    let root = dir.path().join("cap");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root, "manager_server": {"host": "127.0.0.1", "port": free_tcp_port()}},
+                "handlers": [{"name": "u", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()]}]}),
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let nobody = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bsc"))
+            .args(args)
+            .current_dir(dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        vec!["--config", cfg.to_str().unwrap()],
+        vec!["check", "--config", cfg.to_str().unwrap()],
+    ] {
+        let out = nobody(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write") && err.contains("uid 65534"),
+            "{err}"
+        );
+        assert!(!err.contains("READY"), "{err}");
+    }
+}
