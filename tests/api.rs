@@ -721,7 +721,10 @@ fn framing_limits_pipelining_and_connection_limits() {
         (r.status, r.json()["error"].as_str().is_some()),
         (413, true)
     );
-    assert_eq!(raw(b"POST /x/start HTTP/1.1\r\n\r\n").status, 411);
+    // No length: no body (RFC 9112 section 6.3), so the request reaches the route.
+    let r = raw(b"POST /x/start HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 400, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("conn_type"));
     assert_eq!(
         raw(b"POST /x/start HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").status,
         501

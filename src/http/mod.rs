@@ -4,7 +4,9 @@
 //! - [`form`]: body decoders (urlencoded, multipart, JSON) into one field map, pure;
 //! - [`response`]: responses to bytes, pure;
 //! - [`server`]: the listener and connections on the event loop: non-blocking
-//!   reads and writes, keep-alive, pipelining, limits and timeouts.
+//!   reads and writes, keep-alive, pipelining with back-pressure (one answer
+//!   beyond a low-water mark per connection), limits, timeouts, and room made
+//!   for a newcomer by closing an unused connection when every slot is taken.
 
 pub mod form;
 pub mod request;

@@ -2,11 +2,12 @@
 //! has buffered and says whether they hold a whole request (and how many bytes it
 //! took), need more bytes, or must be refused with a status.
 //!
-//! Heads are parsed by `httparse`; bodies are framed by `Content-Length`.
-//! Limits: head at most [`MAX_HEAD`] (431), body at most [`MAX_BODY`] (413), a
-//! POST/PUT/PATCH body needs a Content-Length (411), chunked bodies are refused
-//! (501), anything malformed is 400. Every refusal closes the connection, since the
-//! rest of its bytes cannot be framed.
+//! Heads are parsed by `httparse`; bodies are framed by `Content-Length`, and a
+//! request with neither `Content-Length` nor `Transfer-Encoding` has an empty body
+//! whatever its method (RFC 9112 section 6.3), so `curl -X POST` works as it is.
+//! Limits: head at most [`MAX_HEAD`] (431), body at most [`MAX_BODY`] (413),
+//! chunked bodies are refused (501), anything malformed is 400. Every refusal
+//! closes the connection, since the rest of its bytes cannot be framed.
 
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -132,9 +133,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
         },
         _ => return refuse(400, "more than one Content-Length header"),
     };
-    if content_length.is_none() && matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
-        return refuse(411, format!("{method} needs a Content-Length header"));
-    }
+    // No Content-Length (and no Transfer-Encoding, refused above): no body.
     let body_len = content_length.unwrap_or(0);
     if body_len > MAX_BODY {
         return refuse(
@@ -302,7 +301,6 @@ mod tests {
             status(b"POST /a HTTP/1.1\r\nContent-Length: 70000\r\n\r\n"),
             413
         );
-        assert_eq!(status(b"POST /a HTTP/1.1\r\n\r\n"), 411);
         assert_eq!(
             status(b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             501
@@ -336,6 +334,22 @@ mod tests {
             parse(b"DELETE /a/stop HTTP/1.1\r\n\r\n"),
             Parsed::Complete(..)
         ));
+    }
+
+    #[test]
+    fn a_request_without_content_length_has_an_empty_body() {
+        // What `curl -X POST URL` sends: no Content-Length, no Transfer-Encoding.
+        let req = b"POST /a/rotate HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n";
+        let (r, n) = complete(req);
+        assert_eq!((r.method.as_str(), r.body.len(), n), ("POST", 0, req.len()));
+        for method in ["PUT", "PATCH", "DELETE"] {
+            let (r, _) = complete(format!("{method} /a HTTP/1.1\r\n\r\n").as_bytes());
+            assert!(r.body.is_empty(), "{method}");
+        }
+        // The bytes after the head are the next request, not a body.
+        let two = b"POST /a/rotate HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n";
+        let (_, n) = complete(two);
+        assert_eq!(complete(&two[n..]).0.path, "/health");
     }
 
     #[test]

@@ -4,13 +4,24 @@
 //! [`super::request::parse`], hands each to the `respond` callback (the API) and
 //! queues the answer; answers are written without blocking, partial writes kept
 //! for the next writable event. Invariants:
-//! - at most [`MAX_CONNECTIONS`] are open; one more gets a 503 and is closed;
-//! - a connection never buffers more than [`MAX_PENDING_OUTPUT`] of answers: past
-//!   that it stops reading requests until the client reads (so a client that never
-//!   reads cannot grow bsc's memory or block the loop);
+//! - at most [`MAX_CONNECTIONS`] are open. When all are taken, a newcomer closes
+//!   the connection that has held its slot without use the longest, if that is at
+//!   least [`GRACE`]: no whole request [`GRACE`] after its first byte (or after the
+//!   connection opened), idle since its last answer, or its client not reading
+//!   its answers. Only if none has, the newcomer gets a 503 and is closed. So
+//!   sockets that connect and send nothing hold the server for [`GRACE`] at most;
+//! - a connection is served its next request only while less than
+//!   [`OUTPUT_LOW_WATER`] of its answers is unwritten, and reads requests only
+//!   then: its unwritten output is at most [`OUTPUT_LOW_WATER`] plus one answer
+//!   (the one that crossed it), however many requests it pipelines, and a client
+//!   that never reads cannot grow bsc's memory or block the loop;
+//! - a connection buffers at most [`READ_AHEAD`] of pipelined requests beyond the
+//!   one it needs whole (a request itself may be up to `MAX_HEAD + MAX_BODY`);
 //! - a request that is not whole [`TIMEOUT`] after its first byte gets a 408 and the
 //!   connection closes; a connection idle, or whose client does not read, for
-//!   [`TIMEOUT`] is closed.
+//!   [`TIMEOUT`] is closed;
+//! - refusals and evictions are logged through [`crate::log::limited`]: a flood of
+//!   connections writes a line per [`crate::log::REPEAT_WINDOW`], not one each.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -22,14 +33,20 @@ use mio::{Interest, Registry, Token};
 use super::request::{self, Parsed, Request, MAX_BODY, MAX_HEAD};
 use super::response::Response;
 use crate::capture::resolve::resolve;
-use crate::warn;
+use crate::log::{self, Level};
 
 /// Most connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a request may take to arrive, and how long a connection may idle.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Most answer bytes queued on one connection before it stops reading requests.
-pub const MAX_PENDING_OUTPUT: usize = 1 << 20;
+/// How long a connection keeps its slot without use once every slot is taken and
+/// another connection arrives (see the module invariants).
+pub const GRACE: Duration = Duration::from_secs(2);
+/// A connection is served (and read) only while less than this much of its
+/// answers is unwritten.
+pub const OUTPUT_LOW_WATER: usize = 64 * 1024;
+/// Pipelined request bytes read ahead of the request being served.
+pub const READ_AHEAD: usize = 16 * 1024;
 /// Most request bytes buffered on one connection (a whole request always fits).
 const MAX_PENDING_INPUT: usize = MAX_HEAD + MAX_BODY + 4096;
 
@@ -45,8 +62,11 @@ const MAX_LINGERING: usize = 64;
 
 struct Connection {
     stream: TcpStream,
+    peer: SocketAddr,
     input: Vec<u8>,
+    /// Encoded answers; `output[..sent]` is already written.
     output: Vec<u8>,
+    sent: usize,
     /// When the first byte of the request now being received arrived.
     request_started: Option<Instant>,
     /// Last time bytes moved in either direction.
@@ -55,6 +75,76 @@ struct Connection {
     /// Close once the output is written.
     closing: bool,
     peer_done: bool,
+}
+
+impl Connection {
+    /// Answer bytes not written yet.
+    fn unsent(&self) -> usize {
+        self.output.len() - self.sent
+    }
+
+    /// Appends to the output, first dropping what is already written.
+    fn queue(&mut self, bytes: impl FnOnce(&mut Vec<u8>)) {
+        self.output.drain(..self.sent);
+        self.sent = 0;
+        bytes(&mut self.output);
+    }
+
+    /// Whether to read more: the connection can be served now (see
+    /// [`OUTPUT_LOW_WATER`]) and the input holds less than [`READ_AHEAD`], or
+    /// less than the whole request at its front.
+    fn wants_input(&self) -> bool {
+        if self.peer_done || self.closing || self.unsent() >= OUTPUT_LOW_WATER {
+            return false;
+        }
+        self.input.len() < READ_AHEAD
+            || (self.input.len() < MAX_PENDING_INPUT
+                && matches!(request::parse(&self.input), Parsed::Partial { .. }))
+    }
+
+    /// Since when the connection holds its slot without use, and how.
+    fn unused(&self) -> (Instant, &'static str) {
+        unused_since(self.unsent(), self.request_started, self.last_progress)
+    }
+
+    /// Before the caller closes it: a 408 if a request is half received and
+    /// nothing else is being written (best effort, without blocking).
+    fn give_up(&mut self, why: String) {
+        if self.request_started.is_some() && self.unsent() == 0 {
+            let mut r = Response::error(408, why);
+            r.close = true;
+            self.queue(|out| r.encode(out));
+            let _ = write_out(self);
+        }
+    }
+}
+
+/// Since when a connection holds its slot without use, from its state: its client
+/// not reading (answers unwritten) since the last bytes moved; a request not
+/// whole since its first byte; otherwise idle since the last bytes moved (the
+/// last answer written, or the connection opened). With why, for the log.
+fn unused_since(
+    unsent: usize,
+    request_started: Option<Instant>,
+    last_progress: Instant,
+) -> (Instant, &'static str) {
+    if unsent > 0 {
+        return (last_progress, "not reading its answers");
+    }
+    match request_started {
+        Some(first_byte) => (first_byte, "request not whole"),
+        None => (last_progress, "idle"),
+    }
+}
+
+/// Which connection a newcomer replaces when every slot is taken: of `unused`
+/// (slot, since when unused), the one unused the longest, if that is at least
+/// [`GRACE`] before `now`.
+fn pick_eviction(unused: impl Iterator<Item = (usize, Instant)>, now: Instant) -> Option<usize> {
+    unused
+        .filter(|&(_, since)| now.saturating_duration_since(since) >= GRACE)
+        .min_by_key(|&(slot, since)| (since, slot))
+        .map(|(slot, _)| slot)
 }
 
 /// The listener and every open connection.
@@ -133,13 +223,24 @@ impl Server {
                 Err(e) => {
                     // EMFILE and the like: the pending connection stays queued; the
                     // loop comes back at the next event.
-                    warn!("management API: accept failed: {e}");
+                    log::limited(
+                        "http-accept",
+                        Level::Warn,
+                        format_args!("management API: accept failed: {e}"),
+                    );
                     return;
                 }
             };
-            if self.open >= MAX_CONNECTIONS {
+            if self.open >= MAX_CONNECTIONS && !self.make_room(peer, registry) {
                 refuse_busy(&mut stream);
-                warn!("management API: refused {peer}: {MAX_CONNECTIONS} connections already open");
+                log::limited(
+                    "http-refused",
+                    Level::Warn,
+                    format_args!(
+                        "management API: refused {peer}: {MAX_CONNECTIONS} connections open, none unused for {} s",
+                        GRACE.as_secs()
+                    ),
+                );
                 if self.lingering.len() >= MAX_LINGERING {
                     self.lingering.remove(0);
                 }
@@ -155,13 +256,19 @@ impl Server {
             if let Err(e) =
                 registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             {
-                warn!("management API: cannot watch {peer}: {e}");
+                log::limited(
+                    "http-watch",
+                    Level::Warn,
+                    format_args!("management API: cannot watch {peer}: {e}"),
+                );
                 continue;
             }
             let conn = Connection {
                 stream,
+                peer,
                 input: Vec::new(),
                 output: Vec::new(),
+                sent: 0,
                 request_started: None,
                 last_progress: Instant::now(),
                 continue_sent: false,
@@ -177,6 +284,40 @@ impl Server {
             // Bytes may already be waiting; the edge for them may have passed.
             self.on_event(token, registry, respond);
         }
+    }
+
+    /// Every slot is taken and `newcomer` arrived: closes the connection unused
+    /// the longest, if for [`GRACE`] at least. Returns whether a slot is free now.
+    fn make_room(&mut self, newcomer: SocketAddr, registry: &Registry) -> bool {
+        let now = Instant::now();
+        let unused = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| Some((slot, c.as_ref()?.unused().0)));
+        let Some(slot) = pick_eviction(unused, now) else {
+            return false;
+        };
+        // `pick_eviction` only returns slots of open connections.
+        let Some(c) = self.connections[slot].as_mut() else {
+            return false;
+        };
+        let (since, how) = c.unused();
+        let secs = now.saturating_duration_since(since).as_secs();
+        c.give_up(format!(
+            "request not received within {} s while the server is full",
+            GRACE.as_secs()
+        ));
+        log::limited(
+            "http-evicted",
+            Level::Warn,
+            format_args!(
+                "management API: {MAX_CONNECTIONS} connections open: closed {} ({how} for {secs} s) to make room for {newcomer}",
+                c.peer
+            ),
+        );
+        self.close(slot, registry);
+        true
     }
 
     fn close(&mut self, slot: usize, registry: &Registry) {
@@ -203,15 +344,10 @@ impl Server {
             if !expired {
                 continue;
             }
-            if c.request_started.is_some() && c.output.is_empty() {
-                let mut r = Response::error(
-                    408,
-                    format!("request not received within {} s", TIMEOUT.as_secs()),
-                );
-                r.close = true;
-                r.encode(&mut c.output);
-                let _ = write_out(c);
-            }
+            c.give_up(format!(
+                "request not received within {} s",
+                TIMEOUT.as_secs()
+            ));
             self.close(slot, registry);
         }
     }
@@ -251,8 +387,8 @@ fn drained_to_eof(stream: &mut TcpStream) -> bool {
 fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> bool {
     loop {
         let mut progressed = false;
-        // Read what the kernel has, while there is room.
-        while !c.peer_done && !c.closing && c.input.len() < MAX_PENDING_INPUT {
+        // Read what the kernel has, while the connection can be served.
+        while c.wants_input() {
             let mut chunk = [0u8; 16 * 1024];
             let room = (MAX_PENDING_INPUT - c.input.len()).min(chunk.len());
             match c.stream.read(&mut chunk[..room]) {
@@ -267,12 +403,13 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
                 Err(_) => return false,
             }
         }
-        // Answer whole requests while the answers fit.
-        while !c.closing && c.output.len() < MAX_PENDING_OUTPUT && !c.input.is_empty() {
+        // Answer whole requests while earlier answers are (almost) written: a
+        // pipelined burst queues one answer at a time, whatever its size.
+        while !c.closing && c.unsent() < OUTPUT_LOW_WATER && !c.input.is_empty() {
             match request::parse(&c.input) {
                 Parsed::Partial { expects_continue } => {
                     if expects_continue && !c.continue_sent {
-                        c.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        c.queue(|out| out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"));
                         c.continue_sent = true;
                     }
                     if c.request_started.is_none() {
@@ -287,14 +424,14 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
                     let mut response = respond(&req);
                     response.close |= !req.keep_alive;
                     c.closing = response.close;
-                    response.encode(&mut c.output);
+                    c.queue(|out| response.encode(out));
                     progressed = true;
                 }
                 Parsed::Refused(refusal) => {
                     let mut response = Response::error(refusal.status, refusal.message);
                     response.close = true;
                     c.closing = true;
-                    response.encode(&mut c.output);
+                    c.queue(|out| response.encode(out));
                     progressed = true;
                 }
             }
@@ -303,7 +440,11 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
             Ok(wrote) => progressed |= wrote,
             Err(_) => return false,
         }
-        if c.output.is_empty() && (c.closing || (c.peer_done && !has_whole_request(c))) {
+        if c.input.is_empty() && c.input.capacity() > 2 * READ_AHEAD {
+            // A large body was here once; an idle connection keeps no big buffer.
+            c.input = Vec::new();
+        }
+        if c.unsent() == 0 && (c.closing || (c.peer_done && !has_whole_request(c))) {
             let _ = c.stream.shutdown(Shutdown::Write);
             return false;
         }
@@ -318,20 +459,87 @@ fn has_whole_request(c: &Connection) -> bool {
 }
 
 /// Writes queued output until done or `WouldBlock`. Returns whether bytes moved.
+/// Memory follows what is left to write: once everything is written a large
+/// buffer is given back (an idle connection keeps none), and a large buffer
+/// mostly written when the client stops reading keeps only its unwritten part.
 fn write_out(c: &mut Connection) -> io::Result<bool> {
     let mut written = 0;
-    while written < c.output.len() {
-        match c.stream.write(&c.output[written..]) {
+    while c.sent < c.output.len() {
+        match c.stream.write(&c.output[c.sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
+            Ok(n) => {
+                c.sent += n;
+                written += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    if c.sent == c.output.len() {
+        if c.output.capacity() > OUTPUT_LOW_WATER {
+            c.output = Vec::new();
+        } else {
+            c.output.clear();
+        }
+        c.sent = 0;
+    } else if c.output.capacity() > OUTPUT_LOW_WATER && c.sent > c.output.len() / 2 {
+        // Copies at most half of what it frees, so at most the answer's size in all.
+        c.output = c.output[c.sent..].to_vec();
+        c.sent = 0;
+    }
     if written > 0 {
-        c.output.drain(..written);
         c.last_progress = Instant::now();
     }
     Ok(written > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newcomer_replaces_the_connection_unused_the_longest_past_the_grace() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let now = at(10_000);
+        // Slot 1 unused since 3 s, slot 2 since 1 s, slot 0 since 9 s ago.
+        let unused = [(0, at(1_000)), (1, at(7_000)), (2, at(9_000))];
+        assert_eq!(pick_eviction(unused.into_iter(), now), Some(0));
+        assert_eq!(
+            pick_eviction(unused[1..].iter().copied(), now),
+            Some(1),
+            "3 s is past the grace"
+        );
+        assert_eq!(
+            pick_eviction(unused[2..].iter().copied(), now),
+            None,
+            "1 s is within the grace: the newcomer is refused instead"
+        );
+        assert_eq!(pick_eviction([(5, at(8_000))].into_iter(), now), Some(5));
+        assert_eq!(
+            pick_eviction([(4, at(1_000)), (3, at(1_000))].into_iter(), now),
+            Some(3),
+            "ties go to the lowest slot"
+        );
+        assert_eq!(pick_eviction(std::iter::empty(), now), None);
+    }
+
+    #[test]
+    fn unused_since_the_first_byte_of_a_request_not_whole() {
+        let t0 = Instant::now();
+        let first_byte = t0 + Duration::from_secs(1);
+        let last_byte = t0 + Duration::from_secs(5);
+        // A slow request keeps its slot from its first byte, however it trickles.
+        assert_eq!(
+            unused_since(0, Some(first_byte), last_byte),
+            (first_byte, "request not whole")
+        );
+        assert_eq!(unused_since(0, None, last_byte), (last_byte, "idle"));
+        // Answers unwritten: the client has not read since the last bytes moved.
+        assert_eq!(
+            unused_since(10, Some(first_byte), last_byte),
+            (last_byte, "not reading its answers")
+        );
+    }
 }
