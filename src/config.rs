@@ -132,11 +132,11 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub const NAMES: &'static str = "identity";
+    pub const NAMES: &'static str = "identity (or AIT's name, identity_transform)";
 
     pub fn parse(s: &str) -> Option<Transform> {
         match s {
-            "identity" => Some(Transform::Identity),
+            "identity" | "identity_transform" => Some(Transform::Identity),
             _ => None,
         }
     }
