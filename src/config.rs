@@ -133,11 +133,11 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub const NAMES: &'static str = "identity";
+    pub const NAMES: &'static str = "identity (or AIT's name, identity_transform)";
 
     pub fn parse(s: &str) -> Option<Transform> {
         match s {
-            "identity" => Some(Transform::Identity),
+            "identity" | "identity_transform" => Some(Transform::Identity),
             _ => None,
         }
     }
@@ -1332,35 +1332,35 @@ impl Config {
         }
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file: YAML (AIT's `bsc.yaml` as is, see
+    /// [`crate::yaml`]) when it is named `.yaml`/`.yml` or does not start like a
+    /// JSON object or list, else JSON. (A JSON scalar reads the same as YAML.)
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
-        let yaml_hint = format!(
-            "bsc reads JSON; convert AIT's YAML with: yq -o json {shown} > {}",
-            path.with_extension("json").display()
-        );
-        if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            return Err(ConfigError(format!("{shown}: {yaml_hint}")));
-        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            let looks_like_yaml = !text.trim_start().starts_with('{');
-            let hint = if looks_like_yaml {
-                format!(" ({yaml_hint})")
-            } else {
-                String::new()
-            };
-            ConfigError(format!(
-                "{shown}:{}:{}: invalid JSON: {}{hint}",
-                e.line(),
-                e.column(),
-                strip_position(&e.to_string())
-            ))
-        })?;
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) || !text.trim_start().starts_with(['{', '[']);
+        let value: Value = if is_yaml {
+            crate::yaml::to_json(&text).map_err(|e| match e.position {
+                Some((line, column)) => ConfigError(format!(
+                    "{shown}:{line}:{column}: invalid YAML: {}",
+                    e.message
+                )),
+                None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
+            })?
+        } else {
+            serde_json::from_str(&text).map_err(|e| {
+                ConfigError(format!(
+                    "{shown}:{}:{}: invalid JSON: {}",
+                    e.line(),
+                    e.column(),
+                    strip_position(&e.to_string())
+                ))
+            })?
+        };
         Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
     }
 

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `main.rs` | command line (argh), start-up, exit codes (the binary) |
 //! | [`config`] | AIT's config keys as JSON: schema, defaults, validation |
+//! | [`yaml`] | AIT's `bsc.yaml` as is: YAML text to the JSON value [`config`] validates |
 //! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
 //! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
 //! | [`rotation`] | AIT's calendar rotation rule (pure) |
@@ -94,3 +95,4 @@ pub mod persist;
 pub mod rotation;
 pub mod storage;
 pub mod sys;
+pub mod yaml;
