@@ -338,7 +338,7 @@ fn grouped<'a, T>(
             .map(|(_, cap)| {
                 (
                     cap.address.python_repr(),
-                    cap.handlers
+                    cap.handlers()
                         .iter()
                         .map(|&h| entry(cap, manager.handler(h)))
                         .collect(),
@@ -612,7 +612,7 @@ fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
                 rcvbuf_granted: cap.rcvbuf_granted,
                 kernel_drops: cap.kernel_drops,
                 handlers: cap
-                    .handlers
+                    .handlers()
                     .iter()
                     .map(|&h| manager.handler(h).spec().name.as_str())
                     .collect(),
@@ -677,7 +677,7 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
             ));
         }
     }
-    let entries = owned_entries(cx.manager, &cap.handlers, cx.now);
+    let entries = owned_entries(cx.manager, cap.handlers(), cx.now);
     // Dropping the removed handlers flushes and closes their files; the socket is
     // closed before the answer is sent.
     drop(cx.manager.remove_capturer(&address, cx.registry));

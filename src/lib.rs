@@ -12,7 +12,7 @@
 //! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
 //! | [`rotation`] | AIT's calendar rotation rule (pure) |
 //! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
-//! | [`capture`] | sockets: [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
+//! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
@@ -23,17 +23,18 @@
 //! | [`clock`] | where "now" comes from |
 //! | [`hooks`] | `on_close` commands: queued, run without blocking, reaped on SIGCHLD |
 //! | [`persist`] | the state file of handlers added over the API |
-//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, confined deletion, outbox |
+//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
 //!
 //! # Path of a datagram
 //!
 //! socket readable (edge-triggered) → [`event_loop`] queues the capturer →
-//! [`manager::Manager::drain`] reads batches of up to 64 datagrams with one
-//! `recvmmsg` each ([`sys::Batch`], with the kernel's receive timestamp and drop
-//! counter per datagram) until the queue is dry (bounded per wake-up) and gives
-//! each datagram to every handler of that address →
+//! [`manager::Manager::drain`] has [`capture::capturer::Capturer::read`] read
+//! batches of up to 64 datagrams with one `recvmmsg` each ([`sys::Batch`], with
+//! the kernel's receive timestamp and drop counter per datagram) until the queue
+//! is dry (bounded per wake-up), and gives each datagram to every handler of that
+//! address →
 //! [`manager::handler::Handler::record`] rotates if the period ended or a
 //! size/count limit is reached, opens the next file if none is open (named from
 //! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),

@@ -15,30 +15,24 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+use mio::{Registry, Token};
 use serde_json::{Map, Value};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
-
-use crate::capture::ethernet::{self, PacketSocket};
-use crate::capture::tcp::{ReadOutcome, State as TcpState, TcpClient};
-use crate::capture::udp;
+use crate::capture::capturer::OpenError;
+pub use crate::capture::capturer::{Capturer, CapturerState, Drained, TcpStatus, Unit};
 use crate::clock::UnixMicros;
 use crate::config::StorageConfig;
-use crate::config::{Address, Config, ConnType, HandlerSpec, Origin, Timestamps};
+use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::hooks::Hooks;
 use crate::persist::StateFile;
-use crate::storage::Storage;
-use crate::sys::{self, Peer};
+use crate::storage::{DiskBudget, Storage};
+use crate::sys;
 use crate::{error, info, warn};
-use handler::{journal_key, Handler, Recorded, Unit, FLUSH_AT};
+use handler::{journal_key, Handler, Recorded, FLUSH_AT};
 
 pub mod handler;
 
@@ -47,121 +41,8 @@ pub type HandlerId = usize;
 /// Index of a capturer in the manager.
 pub type CapturerId = usize;
 
-/// Most units one capturer reads per wake-up before the loop serves others.
-pub const READ_BUDGET: usize = 1024;
-/// Largest TCP read: one record, never more than the snaplen.
-const TCP_READ_LEN: usize = 65535;
-
 /// mio tokens of capturers are `CAPTURER_TOKEN_BASE + id`.
 pub const CAPTURER_TOKEN_BASE: usize = 1 << 20;
-
-/// The socket a capturer reads.
-enum Source {
-    Udp(mio::net::UdpSocket),
-    Tcp(TcpClient),
-    Ethernet(PacketSocket),
-}
-
-/// One socket (address + conn_type) and the handlers it feeds.
-pub struct Capturer {
-    pub address: Address,
-    pub conn_type: ConnType,
-    source: Source,
-    pub handlers: Vec<HandlerId>,
-    /// What the socket is bound to: `127.0.0.1:8500`, `eth1 (ifindex 3)`, or the
-    /// TCP peer.
-    pub local: String,
-    local_addr: Option<SocketAddr>,
-    pub rcvbuf_granted: usize,
-    /// Creation order, for listings in AIT's order.
-    pub seq: u64,
-    /// The last receive error, until a unit is received again (udp, ethernet).
-    error: Option<String>,
-    /// The kernel's count of units it dropped for lack of buffer space
-    /// (`SO_RXQ_OVFL`, udp and ethernet).
-    pub kernel_drops: u32,
-    /// Whether a handler records the time of reading (so the clock is read per
-    /// unit even when the kernel stamps it).
-    read_time_wanted: bool,
-}
-
-/// Where a capturer is, as `GET /capturers` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CapturerState {
-    /// A UDP or Ethernet socket receiving.
-    Listening,
-    /// A TCP connection attempt under way.
-    Connecting,
-    Connected,
-    /// Waiting until `next_attempt_at` to connect again, after `reason`.
-    Backoff {
-        next_attempt_at: UnixMicros,
-        reason: Option<String>,
-    },
-    /// Receiving failed, for this reason.
-    Error(String),
-}
-
-impl Capturer {
-    /// The socket's state at wall-clock instant `now`.
-    pub fn state(&self, now: UnixMicros) -> CapturerState {
-        match &self.source {
-            Source::Tcp(c) => match &c.state {
-                TcpState::Connecting { .. } => CapturerState::Connecting,
-                TcpState::Connected { .. } => CapturerState::Connected,
-                TcpState::Backoff { until } => {
-                    let wait = until.saturating_duration_since(Instant::now());
-                    CapturerState::Backoff {
-                        next_attempt_at: now.plus_micros(wait.as_micros() as i64),
-                        reason: c.last_error.clone(),
-                    }
-                }
-            },
-            _ => match &self.error {
-                Some(e) => CapturerState::Error(e.clone()),
-                None => CapturerState::Listening,
-            },
-        }
-    }
-
-    /// The local socket address: the bound one (udp) or the connection's (tcp).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.source {
-            Source::Tcp(c) => c.local_addr(),
-            _ => self.local_addr,
-        }
-    }
-
-    /// The interface index of an Ethernet capturer.
-    pub fn ifindex(&self) -> Option<u32> {
-        match &self.source {
-            Source::Ethernet(p) => Some(p.ifindex),
-            _ => None,
-        }
-    }
-
-    /// The connection state of a TCP capturer.
-    pub fn tcp_status(&self) -> Option<TcpStatus> {
-        match &self.source {
-            Source::Tcp(c) => Some(TcpStatus {
-                connected: c.is_connected(),
-                reconnects: c.reconnects,
-                last_error: c.last_error.clone(),
-                last_connected_at: c.last_connected_at.map(UnixMicros::to_rfc3339),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// A TCP capturer's connection, as `/stats` shows it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TcpStatus {
-    pub connected: bool,
-    pub reconnects: u64,
-    pub last_error: Option<String>,
-    pub last_connected_at: Option<String>,
-}
 
 /// Why a handler could not be added.
 #[derive(Debug, PartialEq, Eq)]
@@ -207,15 +88,6 @@ pub struct Rotated {
     pub path: PathBuf,
 }
 
-/// What draining a capturer left behind.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Drained {
-    /// Read until `WouldBlock`: nothing more until the next readiness event.
-    Empty,
-    /// The budget ran out first: read again on the next turn of the loop.
-    More,
-}
-
 /// All capturers and handlers.
 pub struct Manager {
     root: PathBuf,
@@ -230,7 +102,7 @@ pub struct Manager {
     batch: sys::Batch,
     /// The journal, open files and the closed-file outbox.
     storage: Rc<Storage>,
-    budget: StorageConfig,
+    budget: DiskBudget,
     /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
     /// against the disk budget's headroom.
     written_early: u64,
@@ -263,7 +135,10 @@ impl Manager {
             next_seq: 0,
             batch: sys::Batch::new(),
             storage: Rc::new(journal),
-            budget: storage.clone(),
+            budget: DiskBudget {
+                min_free_bytes: storage.min_free_bytes,
+                min_free_percent: storage.min_free_percent,
+            },
             written_early: 0,
             longest_unit: 0,
             disk_full: false,
@@ -326,7 +201,7 @@ impl Manager {
                 )));
             }
             if cap
-                .handlers
+                .handlers()
                 .iter()
                 .any(|&h| self.handler(h).spec().name == spec.name)
             {
@@ -342,7 +217,7 @@ impl Manager {
         let cid = match existing {
             Some(cid) => {
                 let cap = self.capturer(cid);
-                if let Some(first) = cap.handlers.first() {
+                if let Some(first) = cap.handlers().first() {
                     let first = self.handler(*first).spec();
                     if (
                         first.rcvbuf_bytes,
@@ -370,7 +245,7 @@ impl Manager {
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.handlers.len());
-        let local = self.capturer(cid).local_addr;
+        let local = self.capturer(cid).local_addr();
         let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
         handler.set_suspended(self.disk_full);
         let spec = handler.spec();
@@ -386,7 +261,7 @@ impl Manager {
         } else {
             self.handlers[hid] = Some(handler);
         }
-        self.capturer_mut(cid).handlers.push(hid);
+        self.capturer_mut(cid).attach(hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
     }
@@ -434,77 +309,14 @@ impl Manager {
             .position(Option::is_none)
             .unwrap_or(self.capturers.len());
         let token = Token(CAPTURER_TOKEN_BASE + cid);
-        let watch = |e: io::Error| AddError::Socket(format!("cannot watch {}: {e}", spec.address));
-        let (source, local, local_addr, rcvbuf_granted) = match spec.conn_type {
-            ConnType::Udp => {
-                let mut b = udp::bind(&spec.address, spec.rcvbuf_bytes, spec.interface.as_deref())
-                    .map_err(AddError::Socket)?;
-                registry
-                    .register(&mut b.socket, token, Interest::READABLE)
-                    .map_err(watch)?;
-                (
-                    Source::Udp(b.socket),
-                    b.local.to_string(),
-                    Some(b.local),
-                    b.rcvbuf_granted,
-                )
-            }
-            ConnType::Ethernet => {
-                sys::interface_index(&spec.address.host)
-                    .map_err(|e| AddError::Invalid(format!("cannot capture ethernet: {e}")))?;
-                let (p, granted) =
-                    ethernet::open(&spec.address, spec.rcvbuf_bytes).map_err(AddError::Socket)?;
-                registry
-                    .register(&mut SourceFd(&p.as_raw_fd()), token, Interest::READABLE)
-                    .map_err(watch)?;
-                let local = format!("{} (ifindex {})", spec.address.host, p.ifindex);
-                (Source::Ethernet(p), local, None, granted)
-            }
-            ConnType::Tcp => {
-                let seed = UnixMicros::from_datetime(time::OffsetDateTime::now_utc()).0 as u64
-                    ^ ((std::process::id() as u64) << 32)
-                    ^ cid as u64;
-                let mut client = TcpClient::new(
-                    &spec.address,
-                    spec.connect_timeout,
-                    spec.reconnect_max,
-                    seed,
-                );
-                // Start connecting now; a peer that is down is not an error.
-                if let Some(at) = client.on_timer(registry, token, Instant::now()) {
-                    self.capturer_timers.insert((at, cid));
-                }
-                (
-                    Source::Tcp(client),
-                    format!("peer {}", spec.address),
-                    None,
-                    0,
-                )
-            }
-        };
-        if spec.conn_type != ConnType::Tcp && rcvbuf_granted < spec.rcvbuf_bytes {
-            warn!(
-                "{} {}: asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
-                spec.conn_type, spec.address, spec.rcvbuf_bytes, rcvbuf_granted
-            );
+        let (cap, timer) =
+            Capturer::open(spec, token, self.next_seq, registry).map_err(|e| match e {
+                OpenError::Socket(m) => AddError::Socket(m),
+                OpenError::Invalid(m) => AddError::Invalid(m),
+            })?;
+        if let Some(at) = timer {
+            self.capturer_timers.insert((at, cid));
         }
-        info!(
-            "capturer {} {}: {local}, receive buffer {rcvbuf_granted} bytes",
-            spec.conn_type, spec.address
-        );
-        let cap = Capturer {
-            address: spec.address.clone(),
-            conn_type: spec.conn_type,
-            source,
-            handlers: Vec::new(),
-            local,
-            local_addr,
-            rcvbuf_granted,
-            seq: self.next_seq,
-            error: None,
-            kernel_drops: 0,
-            read_time_wanted: false,
-        };
         self.next_seq += 1;
         if cid == self.capturers.len() {
             self.capturers.push(Some(cap));
@@ -521,8 +333,8 @@ impl Manager {
         self.dirty.retain(|&h| h != hid);
         let cid = self.capturer_at(&handler.spec().address)?;
         let cap = self.capturer_mut(cid);
-        cap.handlers.retain(|&h| h != hid);
-        if cap.handlers.is_empty() {
+        cap.detach(hid);
+        if cap.handlers().is_empty() {
             self.close_capturer(cid, registry);
         } else {
             self.update_read_time_wanted(cid);
@@ -533,25 +345,14 @@ impl Manager {
     }
 
     fn close_capturer(&mut self, cid: CapturerId, registry: &Registry) {
-        if let Some(mut cap) = self.capturers[cid].take() {
-            let result = match &mut cap.source {
-                Source::Udp(s) => registry.deregister(s),
-                Source::Ethernet(p) => registry.deregister(&mut SourceFd(&p.as_raw_fd())),
-                Source::Tcp(c) => {
-                    c.close(registry);
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
-                warn!("capturer {}: deregistering failed: {e}", cap.address);
-            }
-            info!("capturer {} {}: closed", cap.conn_type, cap.address);
+        if let Some(cap) = self.capturers[cid].take() {
+            cap.close(registry);
         }
     }
 
-    /// Reads from a capturer until `WouldBlock` or [`READ_BUDGET`] units, handing
-    /// each unit, stamped with the time it was read (and the kernel's receive time
-    /// where the source has one), to every handler of it.
+    /// Reads from a capturer (see [`Capturer::read`]) and gives each unit to
+    /// every handler of it; arms the flush, rotation and capturer timers that
+    /// follow.
     pub fn drain(
         &mut self,
         cid: CapturerId,
@@ -573,10 +374,10 @@ impl Manager {
         let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
-        let mut deliver = |unit: &Unit| {
+        let drained = cap.read(registry, batch, now, |unit, ids| {
             *units_read += 1;
             *longest_unit = (*longest_unit).max(unit.data.len());
-            for &hid in &cap.handlers {
+            for &hid in ids {
                 // Handler ids in a capturer always refer to live handlers.
                 let Some(Some(h)) = handlers.get_mut(hid) else {
                     continue;
@@ -596,82 +397,11 @@ impl Manager {
                     timers.insert((at, hid));
                 }
             }
-        };
-        let fd = match &mut cap.source {
-            Source::Udp(s) => s.as_raw_fd(),
-            Source::Ethernet(p) => p.as_raw_fd(),
-            Source::Tcp(client) => {
-                let wall = now();
-                if let Some(at) = client.on_ready(registry, wall) {
-                    capturer_timers.insert((at, cid));
-                    return Drained::Empty;
-                }
-                for _ in 0..READ_BUDGET {
-                    // One read, one record: at most TCP_READ_LEN bytes, into the
-                    // batch's first slot (nothing else uses it during this call).
-                    match client.read(registry, &mut batch.slot_mut(0)[..TCP_READ_LEN]) {
-                        ReadOutcome::Data(n) => deliver(&Unit {
-                            data: &batch.slot_mut(0)[..n],
-                            orig_len: n,
-                            read_at: now(),
-                            kernel_at: None,
-                            peer: Peer::Unknown,
-                        }),
-                        ReadOutcome::WouldBlock => return Drained::Empty,
-                        ReadOutcome::Ended(at) => {
-                            capturer_timers.insert((at, cid));
-                            return Drained::Empty;
-                        }
-                    }
-                }
-                return Drained::More;
-            }
-        };
-        for _ in 0..READ_BUDGET / sys::BATCH {
-            let n = match batch.recv(fd) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors, an interface gone down: report once, keep the
-                    // socket, come back at the next readiness event.
-                    let why = format!("receive failed: {e}");
-                    if cap.error.as_ref() != Some(&why) {
-                        warn!("capturer {}: {why}", cap.address);
-                        cap.error = Some(why);
-                    }
-                    return Drained::Empty;
-                }
-            };
-            cap.error = None;
-            for i in 0..n {
-                let (data, info) = batch.unit(i);
-                if let Some(d) = info.drops {
-                    cap.kernel_drops = d;
-                }
-                let kernel_at = info
-                    .received
-                    .kernel_time
-                    .map(|d| UnixMicros(d.as_micros() as i64));
-                // The clock is read per unit, and only when a record needs it.
-                let read_at = match kernel_at {
-                    Some(k) if !cap.read_time_wanted => k,
-                    _ => now(),
-                };
-                deliver(&Unit {
-                    data,
-                    orig_len: info.received.full_len,
-                    read_at,
-                    kernel_at,
-                    peer: info.received.peer,
-                });
-            }
-            if n < sys::BATCH {
-                // The queue ran dry: the next datagram raises a new edge.
-                return Drained::Empty;
-            }
+        });
+        if let Drained::Timer(at) = drained {
+            capturer_timers.insert((at, cid));
         }
-        Drained::More
+        drained
     }
 
     /// Units received since start, on every capturer.
@@ -692,12 +422,8 @@ impl Manager {
             }
             self.capturer_timers.pop_first();
             let token = Token(CAPTURER_TOKEN_BASE + cid);
-            if let Some(Some(Capturer {
-                source: Source::Tcp(client),
-                ..
-            })) = self.capturers.get_mut(cid)
-            {
-                if let Some(next) = client.on_timer(registry, token, now) {
+            if let Some(Some(cap)) = self.capturers.get_mut(cid) {
+                if let Some(next) = cap.on_timer(registry, token, now) {
                     self.capturer_timers.insert((next, cid));
                 }
             }
@@ -784,29 +510,17 @@ impl Manager {
         self.hooks.poll();
     }
 
-    /// The free space the disk budget keeps, given the file system's size.
-    fn budget_threshold(&self, total: u64) -> Option<u64> {
-        let pct = self
-            .budget
-            .min_free_percent
-            .map(|p| (total as f64 * p / 100.0) as u64);
-        match (self.budget.min_free_bytes, pct) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
-        }
-    }
-
     /// Keeps the root's file system above `min_free_bytes`/`min_free_percent` by
     /// deleting the oldest closed files bsc created (across handlers); if nothing
     /// is left to delete, stops writing (units counted as lost) until space returns.
     fn enforce_budget(&mut self) {
-        if self.budget.min_free_bytes.is_none() && self.budget.min_free_percent.is_none() {
+        if self.budget == DiskBudget::default() {
             return;
         }
         let Ok((mut free, total)) = sys::disk_space(&self.root) else {
             return;
         };
-        let Some(threshold) = self.budget_threshold(total) else {
+        let Some(threshold) = self.budget.threshold(total) else {
             return;
         };
         for _ in 0..1000 {
@@ -957,10 +671,10 @@ impl Manager {
     fn update_read_time_wanted(&mut self, cid: CapturerId) {
         let wanted = self
             .capturer(cid)
-            .handlers
+            .handlers()
             .iter()
             .any(|&h| self.handler(h).spec().timestamps == Timestamps::Read);
-        self.capturer_mut(cid).read_time_wanted = wanted;
+        self.capturer_mut(cid).set_read_time_wanted(wanted);
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their
@@ -972,7 +686,7 @@ impl Manager {
         registry: &Registry,
     ) -> Option<Vec<Handler>> {
         let cid = self.capturer_at(address)?;
-        let ids = self.capturer(cid).handlers.clone();
+        let ids = self.capturer(cid).handlers().to_vec();
         Some(
             ids.into_iter()
                 .filter_map(|hid| self.remove_handler(hid, registry))

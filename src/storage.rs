@@ -12,6 +12,9 @@
 //!   oldest first, for retention and the disk budget.
 //! - The set of files open now: a name one handler has open is never opened by
 //!   another (one writer per file).
+//! - The **disk budget** ([`DiskBudget`]) says how much of the root's file system
+//!   to keep free; the manager deletes the oldest closed files ([`Storage::take_oldest`])
+//!   until it is.
 //! - **Retention** ([`excess`]) is pure arithmetic over a handler's closed files,
 //!   oldest first: `max_files`, `max_bytes`, `max_age`.
 //! - **Deletion** only ever removes a file the journal says bsc created, below the
@@ -78,6 +81,28 @@ pub fn excess(files: &[OwnFile], open_bytes: Option<u64>, r: &Retention, now: Sy
         drop = drop.max(n);
     }
     drop
+}
+
+/// The disk budget (`capture_manager.min_free_bytes`, `min_free_percent`): how
+/// much of the root's file system must stay free.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct DiskBudget {
+    pub min_free_bytes: Option<u64>,
+    pub min_free_percent: Option<f64>,
+}
+
+impl DiskBudget {
+    /// The bytes to keep free on a file system of `total` bytes (`None`: no
+    /// budget): the larger of the two limits.
+    pub fn threshold(&self, total: u64) -> Option<u64> {
+        let pct = self
+            .min_free_percent
+            .map(|p| (total as f64 * p / 100.0) as u64);
+        match (self.min_free_bytes, pct) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+        }
+    }
 }
 
 /// A file a handler closed, as `on_close` hooks see it.
@@ -595,6 +620,22 @@ mod tests {
                 closed_at: now - Duration::from_secs(*a),
             })
             .collect()
+    }
+
+    #[test]
+    fn disk_budget_arithmetic() {
+        let b = |bytes, pct| DiskBudget {
+            min_free_bytes: bytes,
+            min_free_percent: pct,
+        };
+        assert_eq!(b(None, None).threshold(1000), None);
+        assert_eq!(b(Some(300), None).threshold(1000), Some(300));
+        assert_eq!(b(None, Some(10.0)).threshold(1000), Some(100));
+        assert_eq!(
+            b(Some(50), Some(10.0)).threshold(1000),
+            Some(100),
+            "the larger"
+        );
     }
 
     #[test]

@@ -445,11 +445,11 @@ fn bad_configs_exit_2_with_a_precise_message() {
     }
     drop(occupied);
 
-    // YAML gets the conversion hint; a missing file says so.
+    // A YAML syntax error names its line; a missing file says so.
     let yaml = dir.path().join("bsc.yaml");
-    std::fs::write(&yaml, "capture_manager: {}\n").unwrap();
+    std::fs::write(&yaml, "capture_manager: [\n").unwrap();
     for (file, needle) in [
-        (yaml.clone(), "yq -o json"),
+        (yaml.clone(), "invalid YAML"),
         (dir.path().join("missing.json"), "cannot read"),
     ] {
         let mut bsc = Bsc::spawn(&["--config", file.to_str().unwrap()], dir.path(), &[]);

@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::capture::capturer::Unit;
 use crate::clock::UnixMicros;
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
 use crate::ipudp;
@@ -166,20 +167,6 @@ struct CurrentFile {
     last_ts: Option<UnixMicros>,
     /// Records in the file at the last check that it still exists.
     records_checked: u64,
-}
-
-/// One received unit, as a capturer hands it to each of its handlers.
-#[derive(Copy, Clone, Debug)]
-pub struct Unit<'a> {
-    /// The bytes captured.
-    pub data: &'a [u8],
-    /// The unit's real length (more than `data` when the source had to cut it).
-    pub orig_len: usize,
-    /// When bsc read it.
-    pub read_at: UnixMicros,
-    /// When the kernel received it, if the source reports that.
-    pub kernel_at: Option<UnixMicros>,
-    pub peer: Peer,
 }
 
 /// What [`Handler::record`] did that the manager must know.

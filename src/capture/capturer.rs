@@ -1,0 +1,387 @@
+//! A capturer: one socket (address + conn_type) and the read path from it.
+//!
+//! [`Capturer::read`] drains the socket until `WouldBlock` or [`READ_BUDGET`]
+//! units, handing each [`Unit`] (stamped with the time it was read, and the
+//! kernel's receive time where the source has one) to a callback; it knows
+//! nothing of handlers or files. UDP and Ethernet read batches of up to
+//! [`sys::BATCH`] units per `recvmmsg`; TCP reads one record per `read`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::ethernet::{self, PacketSocket};
+use super::tcp::{ReadOutcome, State as TcpState, TcpClient};
+use super::udp;
+use crate::clock::UnixMicros;
+use crate::config::{Address, ConnType, HandlerSpec};
+use crate::sys::{self, Peer};
+use crate::{info, warn};
+
+/// Most units one capturer reads per wake-up before the loop serves others.
+pub const READ_BUDGET: usize = 1024;
+/// Largest TCP read: one record, never more than the snaplen.
+const TCP_READ_LEN: usize = 65535;
+
+/// One received unit, as a capturer hands it to each of its handlers.
+#[derive(Copy, Clone, Debug)]
+pub struct Unit<'a> {
+    /// The bytes captured.
+    pub data: &'a [u8],
+    /// The unit's real length (more than `data` when the source had to cut it).
+    pub orig_len: usize,
+    /// When bsc read it.
+    pub read_at: UnixMicros,
+    /// When the kernel received it, if the source reports that.
+    pub kernel_at: Option<UnixMicros>,
+    pub peer: Peer,
+}
+
+/// The socket a capturer reads.
+enum Source {
+    Udp(mio::net::UdpSocket),
+    Tcp(TcpClient),
+    Ethernet(PacketSocket),
+}
+
+/// One socket (address + conn_type) and the ids of the handlers it feeds.
+pub struct Capturer {
+    pub address: Address,
+    pub conn_type: ConnType,
+    source: Source,
+    handlers: Vec<usize>,
+    /// What the socket is bound to: `127.0.0.1:8500`, `eth1 (ifindex 3)`, or the
+    /// TCP peer.
+    pub local: String,
+    local_addr: Option<SocketAddr>,
+    pub rcvbuf_granted: usize,
+    /// Creation order, for listings in AIT's order.
+    pub seq: u64,
+    /// The last receive error, until a unit is received again (udp, ethernet).
+    error: Option<String>,
+    /// The kernel's count of units it dropped for lack of buffer space
+    /// (`SO_RXQ_OVFL`, udp and ethernet).
+    pub kernel_drops: u32,
+    /// Whether a handler records the time of reading (so the clock is read per
+    /// unit even when the kernel stamps it).
+    read_time_wanted: bool,
+}
+
+/// Why a socket could not be opened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The socket could not be made (usually "address in use").
+    Socket(String),
+    /// The address names something that does not exist, such as an interface.
+    Invalid(String),
+}
+
+/// What draining a capturer left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Read until `WouldBlock`: nothing more until the next readiness event.
+    Empty,
+    /// The budget ran out first: read again on the next turn of the loop.
+    More,
+    /// A TCP capturer needs its timer at this instant (a back-off or connect
+    /// deadline); nothing more to read until then.
+    Timer(Instant),
+}
+
+/// Where a capturer is, as `GET /capturers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CapturerState {
+    /// A UDP or Ethernet socket receiving.
+    Listening,
+    /// A TCP connection attempt under way.
+    Connecting,
+    Connected,
+    /// Waiting until `next_attempt_at` to connect again, after `reason`.
+    Backoff {
+        next_attempt_at: UnixMicros,
+        reason: Option<String>,
+    },
+    /// Receiving failed, for this reason.
+    Error(String),
+}
+
+impl Capturer {
+    /// The socket's state at wall-clock instant `now`.
+    pub fn state(&self, now: UnixMicros) -> CapturerState {
+        match &self.source {
+            Source::Tcp(c) => match &c.state {
+                TcpState::Connecting { .. } => CapturerState::Connecting,
+                TcpState::Connected { .. } => CapturerState::Connected,
+                TcpState::Backoff { until } => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    CapturerState::Backoff {
+                        next_attempt_at: now.plus_micros(wait.as_micros() as i64),
+                        reason: c.last_error.clone(),
+                    }
+                }
+            },
+            _ => match &self.error {
+                Some(e) => CapturerState::Error(e.clone()),
+                None => CapturerState::Listening,
+            },
+        }
+    }
+
+    /// The local socket address: the bound one (udp) or the connection's (tcp).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.source {
+            Source::Tcp(c) => c.local_addr(),
+            _ => self.local_addr,
+        }
+    }
+
+    /// The interface index of an Ethernet capturer.
+    pub fn ifindex(&self) -> Option<u32> {
+        match &self.source {
+            Source::Ethernet(p) => Some(p.ifindex),
+            _ => None,
+        }
+    }
+
+    /// The connection state of a TCP capturer.
+    pub fn tcp_status(&self) -> Option<TcpStatus> {
+        match &self.source {
+            Source::Tcp(c) => Some(TcpStatus {
+                connected: c.is_connected(),
+                reconnects: c.reconnects,
+                last_error: c.last_error.clone(),
+                last_connected_at: c.last_connected_at.map(UnixMicros::to_rfc3339),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A TCP capturer's connection, as `/stats` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TcpStatus {
+    pub connected: bool,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    pub last_connected_at: Option<String>,
+}
+
+impl Capturer {
+    /// Opens the socket `spec` names and registers it under `token`; a TCP
+    /// capturer starts connecting (a peer that is down is not an error) and may
+    /// return the instant its timer is due. `seq` orders listings.
+    pub fn open(
+        spec: &HandlerSpec,
+        token: Token,
+        seq: u64,
+        registry: &Registry,
+    ) -> Result<(Capturer, Option<Instant>), OpenError> {
+        let watch = |e: io::Error| OpenError::Socket(format!("cannot watch {}: {e}", spec.address));
+        let mut timer = None;
+        let (source, local, local_addr, rcvbuf_granted) = match spec.conn_type {
+            ConnType::Udp => {
+                let mut b = udp::bind(&spec.address, spec.rcvbuf_bytes, spec.interface.as_deref())
+                    .map_err(OpenError::Socket)?;
+                registry
+                    .register(&mut b.socket, token, Interest::READABLE)
+                    .map_err(watch)?;
+                (
+                    Source::Udp(b.socket),
+                    b.local.to_string(),
+                    Some(b.local),
+                    b.rcvbuf_granted,
+                )
+            }
+            ConnType::Ethernet => {
+                sys::interface_index(&spec.address.host)
+                    .map_err(|e| OpenError::Invalid(format!("cannot capture ethernet: {e}")))?;
+                let (p, granted) =
+                    ethernet::open(&spec.address, spec.rcvbuf_bytes).map_err(OpenError::Socket)?;
+                registry
+                    .register(&mut SourceFd(&p.as_raw_fd()), token, Interest::READABLE)
+                    .map_err(watch)?;
+                let local = format!("{} (ifindex {})", spec.address.host, p.ifindex);
+                (Source::Ethernet(p), local, None, granted)
+            }
+            ConnType::Tcp => {
+                let seed = UnixMicros::from_datetime(time::OffsetDateTime::now_utc()).0 as u64
+                    ^ ((std::process::id() as u64) << 32)
+                    ^ token.0 as u64;
+                let mut client = TcpClient::new(
+                    &spec.address,
+                    spec.connect_timeout,
+                    spec.reconnect_max,
+                    seed,
+                );
+                timer = client.on_timer(registry, token, Instant::now());
+                (
+                    Source::Tcp(client),
+                    format!("peer {}", spec.address),
+                    None,
+                    0,
+                )
+            }
+        };
+        if spec.conn_type != ConnType::Tcp && rcvbuf_granted < spec.rcvbuf_bytes {
+            warn!(
+                "{} {}: asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                spec.conn_type, spec.address, spec.rcvbuf_bytes, rcvbuf_granted
+            );
+        }
+        info!(
+            "capturer {} {}: {local}, receive buffer {rcvbuf_granted} bytes",
+            spec.conn_type, spec.address
+        );
+        let cap = Capturer {
+            address: spec.address.clone(),
+            conn_type: spec.conn_type,
+            source,
+            handlers: Vec::new(),
+            local,
+            local_addr,
+            rcvbuf_granted,
+            seq,
+            error: None,
+            kernel_drops: 0,
+            read_time_wanted: false,
+        };
+        Ok((cap, timer))
+    }
+
+    /// Deregisters and closes the socket (the port is free when this returns).
+    pub fn close(mut self, registry: &Registry) {
+        let result = match &mut self.source {
+            Source::Udp(s) => registry.deregister(s),
+            Source::Ethernet(p) => registry.deregister(&mut SourceFd(&p.as_raw_fd())),
+            Source::Tcp(c) => {
+                c.close(registry);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            warn!("capturer {}: deregistering failed: {e}", self.address);
+        }
+        info!("capturer {} {}: closed", self.conn_type, self.address);
+    }
+
+    /// The ids of the handlers this capturer feeds, in the order they came.
+    pub fn handlers(&self) -> &[usize] {
+        &self.handlers
+    }
+
+    /// Feeds handler `id` too (the manager's bookkeeping).
+    pub(crate) fn attach(&mut self, id: usize) {
+        self.handlers.push(id);
+    }
+
+    /// Stops feeding handler `id`.
+    pub(crate) fn detach(&mut self, id: usize) {
+        self.handlers.retain(|&h| h != id);
+    }
+
+    /// Whether some handler wants the time of reading (not only the kernel's).
+    pub(crate) fn set_read_time_wanted(&mut self, wanted: bool) {
+        self.read_time_wanted = wanted;
+    }
+
+    /// A TCP capturer's timer came (a back-off or connect deadline): acts on it,
+    /// and says when the next is due.
+    pub fn on_timer(&mut self, registry: &Registry, token: Token, now: Instant) -> Option<Instant> {
+        match &mut self.source {
+            Source::Tcp(client) => client.on_timer(registry, token, now),
+            _ => None,
+        }
+    }
+
+    /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing each to
+    /// `deliver` with the ids of the handlers to feed; `batch` holds the units
+    /// (a TCP read uses its first slot).
+    pub fn read(
+        &mut self,
+        registry: &Registry,
+        batch: &mut sys::Batch,
+        now: impl Fn() -> UnixMicros,
+        mut deliver: impl FnMut(&Unit, &[usize]),
+    ) -> Drained {
+        let fd = match &mut self.source {
+            Source::Udp(s) => s.as_raw_fd(),
+            Source::Ethernet(p) => p.as_raw_fd(),
+            Source::Tcp(client) => {
+                if let Some(at) = client.on_ready(registry, now()) {
+                    return Drained::Timer(at);
+                }
+                for _ in 0..READ_BUDGET {
+                    // One read, one record: at most TCP_READ_LEN bytes, into the
+                    // batch's first slot (nothing else uses it during this call).
+                    match client.read(registry, &mut batch.slot_mut(0)[..TCP_READ_LEN]) {
+                        ReadOutcome::Data(n) => deliver(
+                            &Unit {
+                                data: &batch.slot_mut(0)[..n],
+                                orig_len: n,
+                                read_at: now(),
+                                kernel_at: None,
+                                peer: Peer::Unknown,
+                            },
+                            &self.handlers,
+                        ),
+                        ReadOutcome::WouldBlock => return Drained::Empty,
+                        ReadOutcome::Ended(at) => return Drained::Timer(at),
+                    }
+                }
+                return Drained::More;
+            }
+        };
+        for _ in 0..READ_BUDGET / sys::BATCH {
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors, an interface gone down: report once, keep the
+                    // socket, come back at the next readiness event.
+                    let why = format!("receive failed: {e}");
+                    if self.error.as_ref() != Some(&why) {
+                        warn!("capturer {}: {why}", self.address);
+                        self.error = Some(why);
+                    }
+                    return Drained::Empty;
+                }
+            };
+            self.error = None;
+            for i in 0..n {
+                let (data, info) = batch.unit(i);
+                if let Some(d) = info.drops {
+                    self.kernel_drops = d;
+                }
+                let kernel_at = info
+                    .received
+                    .kernel_time
+                    .map(|d| UnixMicros(d.as_micros() as i64));
+                // The clock is read per unit, and only when a record needs it.
+                let read_at = match kernel_at {
+                    Some(k) if !self.read_time_wanted => k,
+                    _ => now(),
+                };
+                deliver(
+                    &Unit {
+                        data,
+                        orig_len: info.received.full_len,
+                        read_at,
+                        kernel_at,
+                        peer: info.received.peer,
+                    },
+                    &self.handlers,
+                );
+            }
+            if n < sys::BATCH {
+                // The queue ran dry: the next datagram raises a new edge.
+                return Drained::Empty;
+            }
+        }
+        Drained::More
+    }
+}
