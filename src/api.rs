@@ -35,6 +35,7 @@ use crate::manager::handler::Handler;
 use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
+use crate::storage::OwnFile;
 use crate::sys;
 
 /// What a request may see and change.
@@ -75,9 +76,10 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
         }),
         [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
+        [name, "files"] => only(req, "GET", || files(name, cx)),
                 _ => Response::error(
             404,
-            format!("no route {} {}; see GET / , /stats, /health, /metrics, /capturers, /<name>/start|stop|config|rotate", req.method, req.path),
+            format!("no route {} {}; see GET / , /stats, /health, /metrics, /capturers, /<name>/start|stop|config|rotate|files", req.method, req.path),
         ),
     }
 }
@@ -562,6 +564,57 @@ fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
         Err(RotateError::Conflict(m)) => Response::error(409, m),
         Err(RotateError::Failed(m)) => Response::error(503, m),
     }
+}
+
+/// One file of `GET /<name>/files`.
+#[derive(Serialize)]
+struct FileEntry {
+    path: String,
+    bytes: u64,
+    /// Unknown (null) only for files an older bsc closed.
+    records: Option<u64>,
+    first_record_at: Option<String>,
+    last_record_at: Option<String>,
+    /// `open` (being written) or `closed` (final).
+    state: &'static str,
+}
+
+/// `GET /<name>/files`: per handler with that name, the files bsc made for it
+/// that still exist (oldest first), the open one last.
+fn files(name: &str, cx: &Context) -> Response {
+    let ids = cx.manager.handlers_named(name);
+    if ids.is_empty() {
+        return not_found(name, cx.manager);
+    }
+    let entry = |f: &OwnFile, state| FileEntry {
+        path: f.path.display().to_string(),
+        bytes: f.bytes,
+        records: f.span.records,
+        first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
+        last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
+        state,
+    };
+    let answer: Vec<Value> = ids
+        .iter()
+        .map(|&hid| {
+            let h = cx.manager.handler(hid);
+            let mut list: Vec<FileEntry> = cx
+                .manager
+                .files_of(hid)
+                .iter()
+                .map(|f| entry(f, "closed"))
+                .collect();
+            if let Some(open) = h.open_file() {
+                list.push(entry(&open, "open"));
+            }
+            json!({
+                "name": h.spec().name,
+                "address": [h.spec().address.host, h.spec().address.port],
+                "files": list,
+            })
+        })
+        .collect();
+    Response::json(200, &answer)
 }
 
 /// One entry of `GET /capturers`.

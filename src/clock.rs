@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 
 /// An instant as microseconds since the Unix epoch, UTC (the resolution of a PCAP
 /// record timestamp).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct UnixMicros(pub i64);
 
 impl UnixMicros {

@@ -694,6 +694,12 @@ impl Manager {
         )
     }
 
+    /// The closed files bsc made for handler `hid` (its key: name and address)
+    /// that still exist, oldest first.
+    pub fn files_of(&self, hid: HandlerId) -> Vec<crate::storage::OwnFile> {
+        self.storage.files(&self.handler(hid).journal_key())
+    }
+
     /// Ids of every live handler with this name (one per address at most).
     pub fn handlers_named(&self, name: &str) -> Vec<HandlerId> {
         self.handlers()

@@ -147,6 +147,8 @@ pub struct PcapFile {
     synced_at: Instant,
     /// Device and inode, to notice the name leading elsewhere.
     identity: (u64, u64),
+    /// The records it already had when opened for appending.
+    earlier: Scan,
 }
 
 /// Mode of a file being written (owner read/write, group read).
@@ -223,15 +225,16 @@ impl PcapFile {
         if have != want {
             return Ok(Attempt::Taken(describe_mismatch(&have[..got], link)));
         }
-        let whole = whole_records_end(&mut file, size)?;
-        if whole < size {
-            file.set_len(whole)?;
+        let scan = scan_records(&mut file, size)?;
+        if scan.end < size {
+            file.set_len(scan.end)?;
         }
-        let f = PcapFile::new(file, path, whole, false)?;
+        let mut f = PcapFile::new(file, path, scan.end, false)?;
+        f.earlier = scan;
         Ok(Attempt::Ready(
             f,
             Opened::Appended {
-                torn_bytes: size - whole,
+                torn_bytes: size - scan.end,
             },
         ))
     }
@@ -247,6 +250,7 @@ impl PcapFile {
             unsynced: false,
             synced_at: Instant::now(),
             identity: (meta.dev(), meta.ino()),
+            earlier: Scan::default(),
         })
     }
 
@@ -322,6 +326,11 @@ impl PcapFile {
         self.records
     }
 
+    /// The records the file already had when it was opened (none if created).
+    pub fn earlier(&self) -> Scan {
+        self.earlier
+    }
+
     /// Whether bsc created this file (rather than appending to an existing one).
     pub fn created(&self) -> bool {
         self.created
@@ -351,25 +360,44 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Walks the record headers of a file whose global header matched, and returns the
-/// offset just past the last whole record. Reads headers only; payloads are skipped.
-fn whole_records_end(file: &mut File, size: u64) -> io::Result<u64> {
+/// What the record headers of a file say.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The offset just past the last whole record.
+    pub end: u64,
+    pub records: u64,
+    pub first_ts: Option<UnixMicros>,
+    pub last_ts: Option<UnixMicros>,
+}
+
+/// Walks the record headers of a file whose global header matched. Reads headers
+/// only; payloads are skipped.
+fn scan_records(file: &mut File, size: u64) -> io::Result<Scan> {
     file.seek(SeekFrom::Start(GLOBAL_HEADER_LEN as u64))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut pos = GLOBAL_HEADER_LEN as u64;
+    let mut scan = Scan {
+        end: GLOBAL_HEADER_LEN as u64,
+        ..Scan::default()
+    };
     let mut header = [0u8; RECORD_HEADER_LEN];
     loop {
-        if size - pos < RECORD_HEADER_LEN as u64 {
-            return Ok(pos);
+        if size - scan.end < RECORD_HEADER_LEN as u64 {
+            return Ok(scan);
         }
         reader.read_exact(&mut header)?;
-        let incl = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]) as u64;
-        if incl > SNAPLEN as u64 || size - pos - (RECORD_HEADER_LEN as u64) < incl {
+        let word =
+            |i: usize| u32::from_ne_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let incl = word(8) as u64;
+        if incl > SNAPLEN as u64 || size - scan.end - (RECORD_HEADER_LEN as u64) < incl {
             // Torn (or garbage from a crash): everything from here is cut off.
-            return Ok(pos);
+            return Ok(scan);
         }
         reader.seek_relative(incl as i64)?;
-        pos += RECORD_HEADER_LEN as u64 + incl;
+        scan.end += RECORD_HEADER_LEN as u64 + incl;
+        scan.records += 1;
+        let ts = UnixMicros(word(0) as i64 * 1_000_000 + word(4) as i64);
+        scan.first_ts.get_or_insert(ts);
+        scan.last_ts = Some(ts);
     }
 }
 

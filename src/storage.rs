@@ -46,6 +46,20 @@ pub struct OwnFile {
     pub trusted: PathBuf,
     pub bytes: u64,
     pub closed_at: SystemTime,
+    /// What it holds, as recorded when it was closed.
+    pub span: Span,
+}
+
+/// The records a file holds and the time they cover (unknown for files closed
+/// by bsc 0.1).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ts: Option<UnixMicros>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ts: Option<UnixMicros>,
 }
 
 /// A handler's retention limits.
@@ -135,6 +149,8 @@ enum Entry {
     },
     Closed {
         path: PathBuf,
+        #[serde(flatten)]
+        span: Span,
     },
     Deleted {
         path: PathBuf,
@@ -243,7 +259,13 @@ impl Storage {
                         },
                         None,
                     );
-                    self.apply(Entry::Closed { path: p }, None);
+                    self.apply(
+                        Entry::Closed {
+                            path: p,
+                            span: Span::default(),
+                        },
+                        None,
+                    );
                 }
             } else if let Some(p) = line.strip_prefix('-') {
                 self.apply(Entry::Deleted { path: p.into() }, None);
@@ -279,7 +301,7 @@ impl Storage {
                     closed: false,
                 });
             }
-            Entry::Closed { path } => {
+            Entry::Closed { path, span } => {
                 for k in keys.values_mut() {
                     let Some(last) = k.last.as_mut().filter(|l| l.path == path) else {
                         continue;
@@ -296,6 +318,7 @@ impl Storage {
                             trusted: last.trusted.clone(),
                             bytes,
                             closed_at: closed_at.unwrap_or(mtime),
+                            span,
                         });
                     }
                     break;
@@ -335,6 +358,7 @@ impl Storage {
                     });
                     lines.push(Entry::Closed {
                         path: f.path.clone(),
+                        span: f.span,
                     });
                 }
                 if let Some(l) = &k.last {
@@ -348,8 +372,14 @@ impl Storage {
                         created: l.created,
                     });
                     if l.closed {
+                        let span = k
+                            .closed
+                            .iter()
+                            .find(|f| f.path == l.path)
+                            .map_or_else(Span::default, |f| f.span);
                         lines.push(Entry::Closed {
                             path: l.path.clone(),
+                            span,
                         });
                     }
                 }
@@ -455,11 +485,13 @@ impl Storage {
         self.append(&e);
     }
 
-    /// Notes that `path` was closed for good (and is no longer open).
-    pub fn finished(&self, path: &Path) {
+    /// Notes that `path` was closed for good, holding `span` (and is no longer
+    /// open).
+    pub fn finished(&self, path: &Path, span: Span) {
         self.open.borrow_mut().remove(path);
         let e = Entry::Closed {
             path: path.to_path_buf(),
+            span,
         };
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
@@ -473,6 +505,14 @@ impl Storage {
         };
         self.apply(e.clone(), None);
         self.append(&e);
+    }
+
+    /// The closed files the handler `key` created that still exist, oldest first.
+    pub fn files(&self, key: &str) -> Vec<OwnFile> {
+        self.keys
+            .borrow()
+            .get(key)
+            .map_or_else(Vec::new, |k| k.closed.iter().cloned().collect())
     }
 
     /// Puts a closed file in the outbox.
@@ -616,6 +656,7 @@ mod tests {
             .map(|a| OwnFile {
                 path: PathBuf::from(format!("f{a}")),
                 trusted: PathBuf::from("/"),
+                span: Span::default(),
                 bytes,
                 closed_at: now - Duration::from_secs(*a),
             })
@@ -697,10 +738,10 @@ mod tests {
         assert!(s.last("h").is_none());
         opened(&s, "h", &a, &root, 0, 1);
         assert!(s.is_open(&a));
-        s.finished(&a);
+        s.finished(&a, Span::default());
         assert!(!s.is_open(&a));
         opened(&s, "h", &b, &root, 0, 2);
-        s.finished(&b);
+        s.finished(&b, Span::default());
         opened(&s, "g", &c, &root, 3, 9);
         drop(s);
         let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
@@ -730,6 +771,7 @@ mod tests {
             trusted: root.clone(),
             bytes: 1,
             closed_at: SystemTime::now(),
+            span: Span::default(),
         };
         assert!(s.remove(&forged).is_err());
         let link = OwnFile {
@@ -737,6 +779,7 @@ mod tests {
             trusted: root.clone(),
             bytes: 1,
             closed_at: SystemTime::now(),
+            span: Span::default(),
         };
         let outside = root.with_extension("outside");
         std::fs::create_dir_all(&outside).unwrap();
@@ -762,7 +805,7 @@ mod tests {
             let p = root.join(format!("f{i}.pcap"));
             std::fs::write(&p, b"x").unwrap();
             opened(&s, "k", &p, &root, 0, i + 1);
-            s.finished(&p);
+            s.finished(&p, Span::default());
             for f in s.take_excess("k", None, &r) {
                 s.remove(&f).unwrap();
             }

@@ -806,3 +806,69 @@ fn an_unwritable_root_stops_start_up_and_check() {
         assert!(!err.contains("READY"), "{err}");
     }
 }
+
+#[test]
+fn files_lists_what_bsc_made_with_records_and_times_across_a_restart() {
+    let dir = TempDir::new("files");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let spec = json!({"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port],
+                      "file_name_pattern": "f-{seq}.pcap", "rotate_max_packets": 2});
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    for i in 0..5u64 {
+        send_and_wait(&bsc, port, &seq_payload(i), i + 1);
+    }
+    let (status, body) = bsc.get("/f/files");
+    assert_eq!(status, 200, "{body}");
+    let files = body[0]["files"].as_array().unwrap().clone();
+    let summary: Vec<(String, u64, String)> = files
+        .iter()
+        .map(|f| {
+            let name = Path::new(f["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                name,
+                f["records"].as_u64().unwrap(),
+                f["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("f-0001.pcap".to_string(), 2, "closed".to_string()),
+            ("f-0002.pcap".to_string(), 2, "closed".to_string()),
+            ("f-0003.pcap".to_string(), 1, "open".to_string()),
+        ]
+    );
+    for f in &files {
+        assert!(f["first_record_at"].as_str().unwrap() <= f["last_record_at"].as_str().unwrap());
+        assert_eq!(
+            f["bytes"].as_u64().unwrap(),
+            std::fs::metadata(f["path"].as_str().unwrap())
+                .unwrap()
+                .len()
+        );
+    }
+    assert_eq!(bsc.get("/nosuch/files").0, 404);
+    assert!(bsc.stop().success());
+    // After a restart the journal still knows them all, closed, with their records.
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    let (_, body) = bsc.get("/f/files");
+    let records: Vec<u64> = body[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["records"].as_u64().unwrap())
+        .collect();
+    assert_eq!(records, [2, 2, 1]);
+    assert!(body[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["state"] == "closed"));
+    assert!(bsc.stop().success());
+}

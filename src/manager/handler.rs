@@ -33,7 +33,7 @@ use crate::ipudp;
 use crate::log::{self, Level};
 use crate::paths::CapturePath;
 use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Vanished};
-use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Storage};
+use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
 use crate::{error, info, warn};
 
@@ -472,7 +472,7 @@ impl Handler {
         });
         match opened {
             Ok(Attempt::Ready(f, how)) => {
-                let bytes = f.bytes();
+                let (bytes, scan) = (f.bytes(), f.earlier());
                 if let Opened::Appended { torn_bytes } = how {
                     if torn_bytes > 0 {
                         warn!(
@@ -494,20 +494,26 @@ impl Handler {
                     self.spec.name,
                     last.path.display()
                 );
-                self.storage.finished(&last.path);
+                self.storage.finished(
+                    &last.path,
+                    Span {
+                        records: Some(scan.records),
+                        first_ts: scan.first_ts,
+                        last_ts: scan.last_ts,
+                    },
+                );
                 self.storage.closed(ClosedFile {
                     handler: self.spec.name.clone(),
                     on_close: self.spec.on_close.clone(),
                     path: last.path.clone(),
-                    // Not counted: only its length is known.
-                    records: 0,
+                    records: scan.records,
                     bytes,
-                    first_ts: None,
-                    last_ts: None,
+                    first_ts: scan.first_ts,
+                    last_ts: scan.last_ts,
                 });
             }
             // Gone, final already, or not bsc's any more: nothing to close.
-            _ => self.storage.finished(&last.path),
+            _ => self.storage.finished(&last.path, Span::default()),
         }
         None
     }
@@ -554,13 +560,14 @@ impl Handler {
             .spec
             .rotation
             .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
+        let earlier = file.earlier();
         self.file = Some(CurrentFile {
             file,
             unnumbered,
             opened_at: ts,
             rotate_at,
-            first_ts: None,
-            last_ts: None,
+            first_ts: earlier.first_ts,
+            last_ts: earlier.last_ts,
             records_checked: 0,
         });
         self.opened_any = true;
@@ -727,11 +734,8 @@ impl Handler {
         let Some(f) = self.file.take() else {
             return;
         };
-        let (path, records, bytes) = (
-            f.file.path().to_path_buf(),
-            f.file.records(),
-            f.file.bytes(),
-        );
+        let path = f.file.path().to_path_buf();
+        let (records, bytes) = (f.file.earlier().records + f.file.records(), f.file.bytes());
         if let Err(e) = f.file.finish() {
             let key = format!("sync {}", self.spec.name);
             log::limited(
@@ -749,7 +753,14 @@ impl Handler {
             self.spec.name,
             path.display(),
         );
-        self.storage.finished(&path);
+        self.storage.finished(
+            &path,
+            Span {
+                records: Some(records),
+                first_ts: f.first_ts,
+                last_ts: f.last_ts,
+            },
+        );
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
@@ -931,6 +942,23 @@ impl Handler {
     /// The file being written now, if one is open.
     pub fn current_file(&self) -> Option<&Path> {
         self.file.as_ref().map(|f| f.file.path())
+    }
+
+    /// The file being written, described as a closed one would be (records not
+    /// yet flushed included).
+    pub fn open_file(&self) -> Option<OwnFile> {
+        let f = self.file.as_ref()?;
+        Some(OwnFile {
+            path: f.file.path().to_path_buf(),
+            trusted: PathBuf::new(),
+            bytes: f.file.bytes() + self.pending.len() as u64,
+            closed_at: std::time::SystemTime::now(),
+            span: Span {
+                records: Some(f.file.earlier().records + f.file.records() + self.pending_records),
+                first_ts: f.first_ts,
+                last_ts: f.last_ts,
+            },
+        })
     }
 
     /// Bytes in the current file, records not yet flushed included.
