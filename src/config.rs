@@ -1146,6 +1146,27 @@ impl HandlerSpec {
         })
     }
 
+    /// The file name the pattern gives at `t` with `{seq}` left as `marker` (to
+    /// recognise the handler's files in a folder), or `None` if `path` uses
+    /// `{seq}` too (its files are then spread over folders) or it does not render.
+    pub fn file_name_template(&self, t: OffsetDateTime, marker: &str) -> Option<String> {
+        if self
+            .path
+            .as_ref()
+            .is_some_and(|p| p.keys().any(|(k, _)| k == "seq"))
+        {
+            return None;
+        }
+        let name = self
+            .file_name_pattern
+            .render(t, |key, _| match key {
+                "seq" => Some(marker.to_string()),
+                _ => self.key_value(key),
+            })
+            .ok()?;
+        Some(name.rsplit('/').next().unwrap_or(&name).to_string())
+    }
+
     fn render(&self, p: &Pattern, t: OffsetDateTime, seq: u64) -> Result<String, PatternError> {
         p.render(t, |key, width| match key {
             "seq" => Some(format!("{seq:0w$}", w = width.unwrap_or(4))),
@@ -1317,8 +1338,12 @@ pub fn default_root() -> PathBuf {
     }
 }
 
+/// `p` made absolute, and without links if it exists (so that a path naming the
+/// state folder through a link to the root is seen for what it is).
 fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 impl Config {

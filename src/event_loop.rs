@@ -116,6 +116,11 @@ impl EventLoop {
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         check_exposure(&config.server)?;
         crate::storage::check_root_writable(&config.root, true)?;
+        // Now that it exists: the root without links (see config's `absolute`).
+        let mut config = config;
+        if let Ok(real) = std::fs::canonicalize(&config.root) {
+            config.root = real;
+        }
         let mut manager = Manager::new(&config.root, &config.storage);
         let now = clock.now();
         for spec in &config.handlers {
@@ -144,6 +149,7 @@ impl EventLoop {
                 Err(e) => warn!("handler {name}: saved over the API but cannot be restored: {e}"),
             }
         }
+        manager.settle_left_open();
         // The API listens last: once it answers, every capture socket is bound.
         let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
         if now.secs() < 1_577_836_800 || !crate::sys::clock_synchronised() {

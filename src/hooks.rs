@@ -8,9 +8,10 @@
 
 use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 
 use crate::clock::UnixMicros;
-use crate::storage::ClosedFile;
+use crate::storage::{ClosedFile, Storage};
 use crate::sys;
 use crate::{info, warn};
 
@@ -28,14 +29,18 @@ pub struct Hooks {
     max_running: usize,
     running: Vec<(Child, String)>,
     queue: VecDeque<Job>,
+    /// Where a hook's start is journaled: a hook that never started (bsc stopped
+    /// or crashed first) runs after the next start, one that did is not run again.
+    storage: Rc<Storage>,
 }
 
 impl Hooks {
-    pub fn new(max_running: usize) -> Hooks {
+    pub fn new(max_running: usize, storage: Rc<Storage>) -> Hooks {
         Hooks {
             max_running: max_running.max(1),
             running: Vec::new(),
             queue: VecDeque::new(),
+            storage,
         }
     }
 
@@ -95,8 +100,15 @@ impl Hooks {
                 .env("BSC_LAST_TS", ts(job.file.last_ts))
                 .stdin(Stdio::null());
             match sys::spawn_with_default_signals(&mut cmd) {
-                Ok(child) => self.running.push((child, what)),
-                Err(e) => warn!("on_close: cannot run {what}: {e}"),
+                Ok(child) => {
+                    self.storage.hook_started(&job.file.path);
+                    self.running.push((child, what));
+                }
+                Err(e) => {
+                    // Not retried: a command that cannot start will not start later.
+                    self.storage.hook_started(&job.file.path);
+                    warn!("on_close: cannot run {what}: {e}");
+                }
             }
         }
     }

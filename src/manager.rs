@@ -28,8 +28,9 @@ use crate::clock::UnixMicros;
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::hooks::Hooks;
+use crate::pcap::{Attempt, LinkType, PcapFile};
 use crate::persist::StateFile;
-use crate::storage::{DiskBudget, Storage};
+use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
 use handler::{journal_key, Handler, Recorded, FLUSH_AT};
@@ -124,7 +125,7 @@ impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
     /// and hook settings of `storage`.
     pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
-        let journal = Storage::open(root);
+        let journal = Rc::new(Storage::open(root));
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
@@ -134,7 +135,7 @@ impl Manager {
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             batch: sys::Batch::new(),
-            storage: Rc::new(journal),
+            storage: journal.clone(),
             budget: DiskBudget {
                 min_free_bytes: storage.min_free_bytes,
                 min_free_percent: storage.min_free_percent,
@@ -143,7 +144,7 @@ impl Manager {
             longest_unit: 0,
             disk_full: false,
             headroom: None,
-            hooks: Hooks::new(storage.on_close_max_running),
+            hooks: Hooks::new(storage.on_close_max_running, journal),
             units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
@@ -169,6 +170,58 @@ impl Manager {
                 crate::log::Level::Error,
                 format_args!("cannot save the API handlers: {e}; they will not survive a restart"),
             );
+        }
+    }
+
+    /// Once every handler has started: files a crash left open for handlers that
+    /// are not running any more are repaired (a torn last record cut) and made
+    /// final, so nothing stays half-written and writable. (A running handler
+    /// settles its own: resumed by its first unit, or closed and hooked.)
+    pub fn settle_left_open(&mut self) {
+        for (key, last) in self.storage.left_open() {
+            if self.handlers().any(|(_, h)| h.journal_key() == key) {
+                continue;
+            }
+            let busy = |id| self.storage.is_busy(id);
+            let finished =
+                crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
+                    if sys::identity_at(&dir, &name).is_err() {
+                        return Ok(None);
+                    }
+                    for link in LinkType::ALL {
+                        if let Attempt::Ready(f, _) =
+                            PcapFile::open(&dir, &name, last.path.clone(), link, true, &busy)?
+                        {
+                            let (scan, id) = (f.earlier(), f.identity());
+                            f.finish()?;
+                            return Ok(Some((scan, id)));
+                        }
+                    }
+                    Ok(None)
+                });
+            let (span, id) = match finished {
+                Ok(Some((scan, id))) => {
+                    info!(
+                        "{}: left open when bsc last stopped, by a handler not running now ({key}); repaired and closed",
+                        last.path.display()
+                    );
+                    let span = Span {
+                        records: Some(scan.records),
+                        first_ts: scan.first_ts,
+                        last_ts: scan.last_ts,
+                    };
+                    (span, Some(id))
+                }
+                Ok(None) => (Span::default(), None),
+                Err(e) => {
+                    warn!(
+                        "{}: left open when bsc last stopped; cannot close it: {e}",
+                        last.path.display()
+                    );
+                    (Span::default(), None)
+                }
+            };
+            self.storage.finished(&last.path, span, id, false);
         }
     }
 
@@ -248,6 +301,21 @@ impl Manager {
         let local = self.capturer(cid).local_addr();
         let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
         handler.set_suspended(self.disk_full);
+        // Files closed before bsc last stopped whose hook never started.
+        let waiting = self
+            .storage
+            .take_unhooked(&handler.journal_key(), &handler.spec().name);
+        if !waiting.is_empty() && !handler.spec().on_close.is_empty() {
+            info!(
+                "handler {}: {} closed files still wait for on_close from before the restart; queued",
+                handler.spec().name,
+                waiting.len()
+            );
+            for mut file in waiting {
+                file.on_close = handler.spec().on_close.clone();
+                self.storage.closed(file);
+            }
+        }
         let spec = handler.spec();
         info!(
             "handler {}: capturing {} {} into {}",
@@ -475,7 +543,7 @@ impl Manager {
         self.dispatch_closed();
         if self.hooks.pending() > 0 {
             warn!(
-                "on_close: {} hooks still running or waiting at shutdown; waiting ones are not run",
+                "on_close: {} hooks still running or waiting at shutdown; waiting ones run after the next start",
                 self.hooks.pending()
             );
         }

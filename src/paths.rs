@@ -15,12 +15,15 @@
 //! so a symlink planted below the base cannot redirect a write either.
 //! [`numbered`] is the one function that makes the `-N` variants of a name.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Longest file or folder name (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 /// Longest whole path (Linux `PATH_MAX` less the terminating NUL).
 pub const PATH_MAX: usize = 4095;
+/// Room a file name keeps for a `-N` suffix (`-` and up to 10 digits), so that
+/// every numbered variant of an accepted name can be written too.
+pub const SUFFIX_ROOM: usize = 11;
 /// bsc's state folder under the root: journal, API handlers. Never a capture target.
 pub const STATE_DIR: &str = ".bsc";
 
@@ -64,6 +67,18 @@ impl CapturePath {
     /// `base` / `rel`, where `rel` (rendered, `/`-separated, relative) ends with the
     /// file name. `root` is bsc's root directory (for the state-folder rule).
     pub fn new(base: PathBuf, rel: &str, root: &Path) -> Result<CapturePath, String> {
+        // The base is trusted, but must be a plain absolute path too: a `..` in it
+        // could alias the state folder or another handler's folder.
+        let plain = base.is_absolute()
+            && base
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain {
+            return Err(format!(
+                "its folder {} is not a plain absolute path (no '.' or '..')",
+                base.display()
+            ));
+        }
         let mut parts: Vec<String> = Vec::new();
         for c in rel.split('/') {
             check_component(c)?;
@@ -71,6 +86,13 @@ impl CapturePath {
         }
         // `split` always yields at least one item, so there is a file name.
         let file = parts.pop().unwrap_or_default();
+        if file.len() > NAME_MAX - SUFFIX_ROOM {
+            return Err(format!(
+                "its file name is {} bytes long; at most {} ({NAME_MAX} less room for a -N suffix)",
+                file.len(),
+                NAME_MAX - SUFFIX_ROOM
+            ));
+        }
         let p = CapturePath {
             base,
             dirs: parts,
@@ -138,6 +160,42 @@ pub fn numbered(name: &str, n: u32) -> String {
     }
 }
 
+/// Reads a folder entry `name` as a file of the template `pre{seq}post` (the
+/// file name a pattern gives, split around its `{seq}`; `has_seq` false: the
+/// whole name is `pre`): its `{seq}` number (0 without one) and `-N` suffix, or
+/// `None` if it is not such a file. The inverse of [`numbered`].
+pub fn parse_numbered(name: &str, pre: &str, post: &str, has_seq: bool) -> Option<(u64, u32)> {
+    let (seq, base) = if has_seq {
+        let rest = name.strip_prefix(pre)?;
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
+        }
+        (
+            rest[..digits].parse().ok()?,
+            format!("{pre}{}{post}", &rest[..digits]),
+        )
+    } else {
+        (0, pre.to_string())
+    };
+    if name == base {
+        return Some((seq, 0));
+    }
+    // `numbered` put `-N` before the last '.' of the name (or at its end).
+    let (stem, ext) = match base.rfind('.').filter(|&i| i > 0) {
+        Some(i) => base.split_at(i),
+        None => (base.as_str(), ""),
+    };
+    let n = name
+        .strip_prefix(stem)?
+        .strip_suffix(ext)?
+        .strip_prefix('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((seq, n.parse().ok()?))
+}
+
 /// The literal leading folders of an absolute path pattern: everything up to the
 /// last `/` before the first `%`, `{` or `}` (the whole pattern if it has none).
 pub fn literal_base(pattern: &str) -> &str {
@@ -179,12 +237,19 @@ mod tests {
         }
         let long = "x".repeat(256);
         assert!(CapturePath::new(root.into(), &long, root).is_err());
-        assert!(CapturePath::new(root.into(), &"x".repeat(255), root).is_ok());
+        assert!(CapturePath::new(root.into(), &format!("{}/f", "x".repeat(255)), root).is_ok());
+        assert!(CapturePath::new(root.into(), &"x".repeat(244), root).is_ok());
+        let e = CapturePath::new(root.into(), &"x".repeat(245), root).unwrap_err();
+        assert!(e.contains("-N suffix"), "{e}");
         let deep = vec!["d".repeat(200); 21].join("/");
         let e = CapturePath::new(root.into(), &deep, root).unwrap_err();
         assert!(e.contains("at most 4095"), "{e}");
         // ".bsc" below a folder is an ordinary name.
         assert!(CapturePath::new(root.into(), "a/.bsc", root).is_ok());
+        // The base itself must be plain.
+        let dotted = PathBuf::from("/r/x/../.bsc");
+        assert!(CapturePath::new(dotted, "h.pcap", root).is_err());
+        assert!(CapturePath::new("rel".into(), "h.pcap", root).is_err());
     }
 
     #[test]
@@ -196,6 +261,38 @@ mod tests {
         assert_eq!(numbered(".pcap", 4), ".pcap-4");
         let p = CapturePath::new("/r".into(), "d/x.pcap", Path::new("/r")).unwrap();
         assert_eq!(p.numbered(7).full(), PathBuf::from("/r/d/x-7.pcap"));
+    }
+
+    #[test]
+    fn numbered_names_are_read_back() {
+        assert_eq!(
+            parse_numbered("n-0004.pcap", "n-", ".pcap", true),
+            Some((4, 0))
+        );
+        assert_eq!(
+            parse_numbered("n-0004-2.pcap", "n-", ".pcap", true),
+            Some((4, 2))
+        );
+        assert_eq!(parse_numbered("n-x.pcap", "n-", ".pcap", true), None);
+        assert_eq!(
+            parse_numbered("fixed.pcap", "fixed.pcap", "", false),
+            Some((0, 0))
+        );
+        assert_eq!(
+            parse_numbered("fixed-17.pcap", "fixed.pcap", "", false),
+            Some((0, 17))
+        );
+        assert_eq!(
+            parse_numbered("fixed-17.pcapx", "fixed.pcap", "", false),
+            None
+        );
+        assert_eq!(parse_numbered("other.pcap", "fixed.pcap", "", false), None);
+        for (name, n) in [("a.b.pcap", 3), ("plain", 2), ("x-0009.pcap", 12)] {
+            assert_eq!(
+                parse_numbered(&numbered(name, n), name, "", false),
+                Some((0, n))
+            );
+        }
     }
 
     #[test]

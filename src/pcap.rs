@@ -49,6 +49,14 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// Every link type bsc writes.
+    pub const ALL: [LinkType; 4] = [
+        LinkType::User0,
+        LinkType::Ethernet,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+    ];
+
     fn datalink(self) -> DataLink {
         match self {
             LinkType::User0 => DataLink::USER0,
@@ -146,10 +154,13 @@ pub struct PcapFile {
     unsynced: bool,
     synced_at: Instant,
     /// Device and inode, to notice the name leading elsewhere.
-    identity: (u64, u64),
+    identity: FileId,
     /// The records it already had when opened for appending.
     earlier: Scan,
 }
+
+/// A file's identity: device and inode (two names can lead to one file).
+pub type FileId = (u64, u64);
 
 /// Mode of a file being written (owner read/write, group read).
 pub const MODE_OPEN: u32 = 0o640;
@@ -160,13 +171,16 @@ impl PcapFile {
     /// Opens `name` in the folder `dir` (`path` is its full path, for messages)
     /// for appending `link` records: creates it with a header, or, when
     /// `may_append`, appends to an existing writable file whose header matches
-    /// (after cutting off a torn last record).
+    /// (after cutting off a torn last record) unless it is `busy` (another
+    /// handler has it open, under whatever name) or has other hard links (one of
+    /// them could be outside the root). Nothing is changed in a file refused.
     pub fn open(
         dir: &OwnedFd,
         name: &str,
         path: PathBuf,
         link: LinkType,
         may_append: bool,
+        busy: &dyn Fn(FileId) -> bool,
     ) -> io::Result<Attempt> {
         let want = global_header(link);
         match sys::open_file_at(dir, name, OpenMode::CreateNew) {
@@ -205,6 +219,14 @@ impl PcapFile {
         if meta.permissions().mode() & 0o200 == 0 {
             return Ok(Attempt::Taken(
                 "it is a closed, final (read-only) file".into(),
+            ));
+        }
+        if busy((meta.dev(), meta.ino())) {
+            return Ok(Attempt::Taken("another handler is writing it".into()));
+        }
+        if meta.nlink() > 1 {
+            return Ok(Attempt::Taken(
+                "it has other hard links, and bsc writes no file another name leads to".into(),
             ));
         }
         let size = meta.len();
@@ -314,6 +336,11 @@ impl PcapFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Device and inode.
+    pub fn identity(&self) -> FileId {
+        self.identity
     }
 
     /// Bytes on disk: header and whole records.
@@ -483,7 +510,15 @@ mod tests {
     fn open(path: &Path, may_append: bool) -> Attempt {
         let dir = sys::open_dir_beneath(path.parent().unwrap(), &[], true).unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
-        PcapFile::open(&dir, name, path.to_path_buf(), LinkType::User0, may_append).unwrap()
+        PcapFile::open(
+            &dir,
+            name,
+            path.to_path_buf(),
+            LinkType::User0,
+            may_append,
+            &|_| false,
+        )
+        .unwrap()
     }
 
     fn ready(a: Attempt) -> (PcapFile, Opened) {
@@ -563,7 +598,16 @@ mod tests {
         std::fs::write(&target, global_header(LinkType::User0)).unwrap();
         std::os::unix::fs::symlink(&target, dir.join("l.pcap")).unwrap();
         let d = sys::open_dir_beneath(&dir, &[], false).unwrap();
-        match PcapFile::open(&d, "l.pcap", dir.join("l.pcap"), LinkType::User0, true).unwrap() {
+        match PcapFile::open(
+            &d,
+            "l.pcap",
+            dir.join("l.pcap"),
+            LinkType::User0,
+            true,
+            &|_| false,
+        )
+        .unwrap()
+        {
             Attempt::Taken(why) => assert!(why.contains("symbolic link"), "{why}"),
             Attempt::Ready(..) => panic!("written through a link"),
         }

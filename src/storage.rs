@@ -24,7 +24,7 @@
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMicros;
 use crate::paths::STATE_DIR;
+use crate::pcap::FileId;
 use crate::{sys, warn};
 
 /// A closed capture file that a handler created.
@@ -48,6 +49,9 @@ pub struct OwnFile {
     pub closed_at: SystemTime,
     /// What it holds, as recorded when it was closed.
     pub span: Span,
+    /// Its device and inode when it was closed: a file put under the same name
+    /// since is not bsc's and is never deleted.
+    pub id: Option<FileId>,
 }
 
 /// The records a file holds and the time they cover (unknown for files closed
@@ -151,6 +155,15 @@ enum Entry {
         path: PathBuf,
         #[serde(flatten)]
         span: Span,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<FileId>,
+        /// Whether its handler has an `on_close` hook still to run for it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hook: bool,
+    },
+    /// The `on_close` hook for `path` was started.
+    HookStarted {
+        path: PathBuf,
     },
     Deleted {
         path: PathBuf,
@@ -187,12 +200,28 @@ pub struct Storage {
     journal_path: PathBuf,
     journal: RefCell<Option<File>>,
     keys: RefCell<HashMap<String, KeyFiles>>,
-    /// Every file a handler has open now.
-    open: RefCell<HashSet<PathBuf>>,
+    /// Every file a handler has open now, with its identity.
+    open: RefCell<HashMap<PathBuf, FileId>>,
+    /// The state folder's identity (never a capture folder, under any name).
+    state_dir: Option<FileId>,
+    /// Closed files whose `on_close` hook has not started yet, with their key:
+    /// they survive a restart (and are handed to the hook again then).
+    unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
     closed: RefCell<Vec<ClosedFile>>,
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
+}
+
+/// A closed file waiting for its `on_close` hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Unhooked {
+    key: String,
+    span: Span,
+    bytes: u64,
+    /// Closed in an earlier run (read from the journal at start-up); files
+    /// closed in this run are already on their way to the hook.
+    earlier: bool,
 }
 
 /// Lines a journal may gain before compaction is considered at all.
@@ -207,7 +236,9 @@ impl Storage {
             journal_path: dir.join("files.jsonl"),
             journal: RefCell::new(None),
             keys: RefCell::new(HashMap::new()),
-            open: RefCell::new(HashSet::new()),
+            open: RefCell::new(HashMap::new()),
+            state_dir: std::fs::metadata(&dir).ok().map(|m| (m.dev(), m.ino())),
+            unhooked: RefCell::new(HashMap::new()),
             closed: RefCell::new(Vec::new()),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
@@ -263,6 +294,8 @@ impl Storage {
                         Entry::Closed {
                             path: p,
                             span: Span::default(),
+                            id: None,
+                            hook: false,
                         },
                         None,
                     );
@@ -301,17 +334,31 @@ impl Storage {
                     closed: false,
                 });
             }
-            Entry::Closed { path, span } => {
-                for k in keys.values_mut() {
+            Entry::Closed {
+                path,
+                span,
+                id,
+                hook,
+            } => {
+                for (key, k) in keys.iter_mut() {
                     let Some(last) = k.last.as_mut().filter(|l| l.path == path) else {
                         continue;
                     };
                     last.closed = true;
+                    let (bytes, mtime) = std::fs::metadata(&path)
+                        .map_or((0, SystemTime::UNIX_EPOCH), |m| {
+                            (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+                        });
+                    if hook {
+                        let waiting = Unhooked {
+                            key: key.clone(),
+                            span,
+                            bytes,
+                            earlier: closed_at.is_none(),
+                        };
+                        self.unhooked.borrow_mut().insert(path.clone(), waiting);
+                    }
                     if last.created {
-                        let (bytes, mtime) = std::fs::metadata(&path)
-                            .map_or((0, SystemTime::UNIX_EPOCH), |m| {
-                                (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH))
-                            });
                         k.closed.retain(|f| f.path != path);
                         k.closed.push_back(OwnFile {
                             path: path.clone(),
@@ -319,12 +366,17 @@ impl Storage {
                             bytes,
                             closed_at: closed_at.unwrap_or(mtime),
                             span,
+                            id,
                         });
                     }
                     break;
                 }
             }
+            Entry::HookStarted { path } => {
+                self.unhooked.borrow_mut().remove(&path);
+            }
             Entry::Deleted { path } => {
+                self.unhooked.borrow_mut().remove(&path);
                 for k in keys.values_mut() {
                     k.closed.retain(|f| f.path != path);
                     if let Some(last) = k.last.as_mut().filter(|l| l.path == path) {
@@ -341,6 +393,7 @@ impl Storage {
         let mut lines = Vec::new();
         {
             let mut keys = self.keys.borrow_mut();
+            let unhooked = self.unhooked.borrow();
             for (key, k) in keys.iter_mut() {
                 k.closed.retain(|f| f.path.is_file());
                 for f in &k.closed {
@@ -359,6 +412,30 @@ impl Storage {
                     lines.push(Entry::Closed {
                         path: f.path.clone(),
                         span: f.span,
+                        id: f.id,
+                        hook: unhooked.contains_key(&f.path),
+                    });
+                }
+                // Files waiting for their hook that bsc did not create (appended).
+                for (path, u) in unhooked.iter().filter(|(p, u)| {
+                    u.key == *key
+                        && !k.closed.iter().any(|f| &f.path == *p)
+                        && k.last.as_ref().is_none_or(|l| &l.path != *p)
+                }) {
+                    lines.push(Entry::Opened {
+                        key: key.clone(),
+                        path: path.clone(),
+                        trusted: PathBuf::from("/"),
+                        unnumbered: path.clone(),
+                        n: 0,
+                        seq: 0,
+                        created: false,
+                    });
+                    lines.push(Entry::Closed {
+                        path: path.clone(),
+                        span: u.span,
+                        id: None,
+                        hook: true,
                     });
                 }
                 if let Some(l) = &k.last {
@@ -372,14 +449,12 @@ impl Storage {
                         created: l.created,
                     });
                     if l.closed {
-                        let span = k
-                            .closed
-                            .iter()
-                            .find(|f| f.path == l.path)
-                            .map_or_else(Span::default, |f| f.span);
+                        let own = k.closed.iter().find(|f| f.path == l.path);
                         lines.push(Entry::Closed {
                             path: l.path.clone(),
-                            span,
+                            span: own.map_or_else(Span::default, |f| f.span),
+                            id: own.and_then(|f| f.id),
+                            hook: unhooked.contains_key(&l.path),
                         });
                     }
                 }
@@ -464,14 +539,66 @@ impl Storage {
         self.keys.borrow().get(key).and_then(|k| k.last.clone())
     }
 
-    /// Whether some handler has `path` open now.
-    pub fn is_open(&self, path: &Path) -> bool {
-        self.open.borrow().contains(path)
+    /// Every key's last file that bsc left open when it last stopped (a crash),
+    /// and no handler has open now.
+    pub fn left_open(&self) -> Vec<(String, LastFile)> {
+        let open = self.open.borrow();
+        self.keys
+            .borrow()
+            .iter()
+            .filter_map(|(key, k)| {
+                let l = k.last.as_ref()?;
+                (!l.closed && !open.contains_key(&l.path)).then(|| (key.clone(), l.clone()))
+            })
+            .collect()
     }
 
-    /// Notes that the handler `key` opened `last.path` (and holds it open).
-    pub fn opened(&self, key: &str, last: LastFile) {
-        self.open.borrow_mut().insert(last.path.clone());
+    /// Where naming starts for a key the journal has never seen (found in the
+    /// folder); kept until the key's first file is journaled.
+    pub fn seed(&self, key: &str, last: LastFile) {
+        let mut keys = self.keys.borrow_mut();
+        let k = keys.entry(key.to_string()).or_default();
+        if k.last.is_none() {
+            k.last = Some(last);
+        }
+    }
+
+    /// Whether bsc closed `path` for good (it is final even if its mode was
+    /// changed since).
+    pub fn was_closed(&self, path: &Path) -> bool {
+        self.keys.borrow().values().any(|k| {
+            k.last.as_ref().is_some_and(|l| l.closed && l.path == path)
+                || k.closed.iter().any(|f| f.path == path)
+        })
+    }
+
+    /// Whether some handler has `path` open now.
+    pub fn is_open(&self, path: &Path) -> bool {
+        self.open.borrow().contains_key(path)
+    }
+
+    /// Whether some handler has the file `id` open now, under any name.
+    pub fn is_busy(&self, id: FileId) -> bool {
+        self.open.borrow().values().any(|&o| o == id)
+    }
+
+    /// Whether the folder `dir` is bsc's state folder (under any name).
+    pub fn is_state_dir(&self, dir: &OwnedFd) -> bool {
+        let Some(state) = self.state_dir else {
+            return false;
+        };
+        // A duplicate descriptor, to `fstat` without taking `dir`.
+        dir.try_clone()
+            .ok()
+            .map(File::from)
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| (m.dev(), m.ino()) == state)
+    }
+
+    /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
+    /// it open).
+    pub fn opened(&self, key: &str, last: LastFile, id: FileId) {
+        self.open.borrow_mut().insert(last.path.clone(), id);
         let e = Entry::Opened {
             key: key.to_string(),
             path: last.path,
@@ -485,13 +612,15 @@ impl Storage {
         self.append(&e);
     }
 
-    /// Notes that `path` was closed for good, holding `span` (and is no longer
-    /// open).
-    pub fn finished(&self, path: &Path, span: Span) {
+    /// Notes that `path` (the file `id`) was closed for good, holding `span`
+    /// (and is no longer open); `hook`: its `on_close` hook is still to run.
+    pub fn finished(&self, path: &Path, span: Span, id: Option<FileId>, hook: bool) {
         self.open.borrow_mut().remove(path);
         let e = Entry::Closed {
             path: path.to_path_buf(),
             span,
+            id,
+            hook,
         };
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
@@ -513,6 +642,45 @@ impl Storage {
             .borrow()
             .get(key)
             .map_or_else(Vec::new, |k| k.closed.iter().cloned().collect())
+    }
+
+    /// Notes that the `on_close` hook for `path` started (it is not run again).
+    pub fn hook_started(&self, path: &Path) {
+        if self.unhooked.borrow().contains_key(path) {
+            let e = Entry::HookStarted {
+                path: path.to_path_buf(),
+            };
+            self.apply(e.clone(), None);
+            self.append(&e);
+        }
+    }
+
+    /// The closed files of `key` whose `on_close` hook never started (bsc stopped
+    /// first), taken off the list, as the hook sees them.
+    pub fn take_unhooked(&self, key: &str, handler: &str) -> Vec<ClosedFile> {
+        let mut waiting = self.unhooked.borrow_mut();
+        let paths: Vec<PathBuf> = waiting
+            .iter()
+            .filter(|(_, u)| u.key == key && u.earlier)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut files: Vec<ClosedFile> = paths
+            .into_iter()
+            .filter_map(|p| {
+                let u = waiting.remove(&p)?;
+                Some(ClosedFile {
+                    handler: handler.to_string(),
+                    on_close: Vec::new(),
+                    records: u.span.records.unwrap_or(0),
+                    bytes: u.bytes,
+                    first_ts: u.span.first_ts,
+                    last_ts: u.span.last_ts,
+                    path: p,
+                })
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
     }
 
     /// Puts a closed file in the outbox.
@@ -562,8 +730,18 @@ impl Storage {
         if f.path.starts_with(self.root.join(STATE_DIR)) {
             return refuse("it is in bsc's state folder");
         }
-        let result =
-            dir_of(&f.trusted, &f.path).and_then(|(dir, name)| sys::unlink_at(&dir, &name));
+        let (dir, name) = dir_of(&f.trusted, &f.path)?;
+        let result = match sys::identity_at(&dir, &name) {
+            // Not the file bsc closed: someone put another under its name (a
+            // freed inode number can come back at once, so the size, final since
+            // the close, is compared too).
+            Ok((now, size)) if f.id.is_some_and(|id| id != now) || size != f.bytes => {
+                self.gone(&f.path);
+                return refuse("it was replaced by another file since bsc closed it; left alone");
+            }
+            Ok(_) => sys::unlink_at(&dir, &name),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => {
                 self.gone(&f.path);
@@ -657,6 +835,7 @@ mod tests {
                 path: PathBuf::from(format!("f{a}")),
                 trusted: PathBuf::from("/"),
                 span: Span::default(),
+                id: None,
                 bytes,
                 closed_at: now - Duration::from_secs(*a),
             })
@@ -717,6 +896,7 @@ mod tests {
                 created: true,
                 closed: false,
             },
+            (0, seq),
         );
     }
 
@@ -738,10 +918,10 @@ mod tests {
         assert!(s.last("h").is_none());
         opened(&s, "h", &a, &root, 0, 1);
         assert!(s.is_open(&a));
-        s.finished(&a, Span::default());
+        s.finished(&a, Span::default(), None, false);
         assert!(!s.is_open(&a));
         opened(&s, "h", &b, &root, 0, 2);
-        s.finished(&b, Span::default());
+        s.finished(&b, Span::default(), None, false);
         opened(&s, "g", &c, &root, 3, 9);
         drop(s);
         let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
@@ -772,6 +952,7 @@ mod tests {
             bytes: 1,
             closed_at: SystemTime::now(),
             span: Span::default(),
+            id: None,
         };
         assert!(s.remove(&forged).is_err());
         let link = OwnFile {
@@ -780,6 +961,7 @@ mod tests {
             bytes: 1,
             closed_at: SystemTime::now(),
             span: Span::default(),
+            id: None,
         };
         let outside = root.with_extension("outside");
         std::fs::create_dir_all(&outside).unwrap();
@@ -805,7 +987,7 @@ mod tests {
             let p = root.join(format!("f{i}.pcap"));
             std::fs::write(&p, b"x").unwrap();
             opened(&s, "k", &p, &root, 0, i + 1);
-            s.finished(&p, Span::default());
+            s.finished(&p, Span::default(), None, false);
             for f in s.take_excess("k", None, &r) {
                 s.remove(&f).unwrap();
             }

@@ -432,6 +432,31 @@ pub fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The device and inode, and the size, of the entry `name` in the folder `dir`,
+/// not following a symlink (`fstatat` with `AT_SYMLINK_NOFOLLOW`).
+pub fn identity_at(dir: &OwnedFd, name: &str) -> io::Result<((u64, u64), u64)> {
+    let c = cstring(name)?;
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `dir` is an open folder fd, `c` is NUL-terminated and `st` is a
+    // buffer of the size fstatat fills.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (32-bit ARM): cast everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(((st.st_dev as u64, st.st_ino as u64), st.st_size as u64))
+}
+
 /// Whether the effective user may create files in `dir` (`faccessat` with
 /// `AT_EACCESS`: the check the kernel makes for this process, root included).
 pub fn can_write_dir(dir: &std::path::Path) -> io::Result<()> {

@@ -361,3 +361,63 @@ fn a_post_without_content_length_has_an_empty_body_and_rotates() {
     );
     assert!(bsc.stop().success());
 }
+
+#[test]
+fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
+    let dir = TempDir::new("unauth");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(Some("s3cret"))}}),
+    );
+    let port = bsc.http_port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicUsize::new(0));
+    // MAX_CONNECTIONS clients that keep their connection busy with requests that
+    // get 401, reconnecting whenever bsc closes one (bounded by 2 * PATIENCE).
+    let attacker = {
+        let (stop, busy) = (stop.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let connect = || {
+                let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                s.set_nonblocking(true).unwrap();
+                Some(s)
+            };
+            let mut held: Vec<Option<TcpStream>> =
+                (0..MAX_CONNECTIONS).map(|_| connect()).collect();
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::SeqCst) && start.elapsed() < 2 * PATIENCE {
+                for slot in held.iter_mut() {
+                    let alive = match slot.as_mut() {
+                        Some(s) => {
+                            let sent = s
+                                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                                .is_ok();
+                            let read = match s.read(&mut buf) {
+                                Ok(0) => false,
+                                Ok(_) => true,
+                                Err(e) => e.kind() == ErrorKind::WouldBlock,
+                            };
+                            sent && read
+                        }
+                        None => false,
+                    };
+                    if !alive {
+                        *slot = connect();
+                    }
+                }
+                busy.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    wait_until("the clients keep asking", || {
+        busy.load(Ordering::SeqCst) > 10
+    });
+    let body = health_eventually(port, Some("s3cret"));
+    stop.store(true, Ordering::SeqCst);
+    attacker.join().unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert!(bsc.stop().success());
+}

@@ -589,6 +589,8 @@ fn handlers_that_could_never_write_are_refused_up_front() {
         vec![("file_name_pattern", "a/")],
         vec![("path", "a//b")],
         vec![("file_name_pattern", "{m}.pcap"), ("m", long.as_str())],
+        // Fits, but its -N variants would not.
+        vec![("file_name_pattern", "{m}"), ("m", &long[..250])],
         vec![
             (
                 "path",
@@ -629,45 +631,90 @@ fn handlers_that_could_never_write_are_refused_up_front() {
     assert_eq!(read_pcap(&root.join("short.pcap")).2.len(), 1);
 }
 
+/// Lines in a file (0 if it does not exist yet).
+fn lines_in(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
 #[test]
 fn each_new_file_costs_the_same_however_many_came_before() {
+    // Counted, not timed: the file-system calls bsc makes (strace) for 300 new
+    // files after 300 came before, and for 300 new files after 2,400 came before.
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is needed: apt-get install strace (.ci/run installs it)"
+    );
     let dir = TempDir::new("manyfiles");
     let fs = SmallFs::new(dir.path(), 256);
     let root = fs.0.join("cap");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let http = free_tcp_port();
+    let cfg = write_config(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "fixed.pcap", "rotate_max_packets": 1}),
-            ],
-        ),
+        &json!({"capture_manager": {"root_log_directory": root, "manager_server": {"host": "127.0.0.1", "port": http}},
+                "handlers": [{"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "fixed.pcap", "rotate_max_packets": 1}]}),
     );
+    let trace = dir.path().join("trace.log");
+    let mut bsc = Bsc::spawn_program(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=%file",
+            "-o",
+            trace.to_str().unwrap(),
+            env!("CARGO_BIN_EXE_bsc"),
+        ],
+        &["--config", cfg.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    bsc.wait_log("running:");
+    bsc.http_port = http;
     let tx = sender(port);
-    let total = 6000u64;
-    for i in 0..total {
-        tx.send(&seq_payload(i)).unwrap();
-        if i % 500 == 499 {
-            // Bounded pacing: let the receive buffer drain.
-            wait_until("the batch received", || {
-                stats_of(&bsc, port)["packets"].as_u64() >= Some(i + 1)
-            });
+    let mut sent = 0u64;
+    let mut send = |n: u64, bsc: &Bsc| {
+        for _ in 0..n {
+            tx.send(&seq_payload(sent)).unwrap();
+            sent += 1;
+            if sent.is_multiple_of(100) {
+                let want = sent;
+                wait_until("the files opened", || {
+                    stats_of(bsc, port)["files_opened"].as_u64() >= Some(want)
+                });
+            }
         }
-    }
-    wait_until("every datagram in its own file", || {
-        stats_of(&bsc, port)["files_opened"].as_u64() >= Some(total)
-    });
-    assert_eq!(bsc.get("/health").0, 200);
-    assert!(bsc.stop().success());
-    let files = pcap_files(&root);
-    assert_eq!(files.len() as u64, total);
-    assert_eq!(
-        read_pcap(&root.join(format!("fixed-{}.pcap", total - 1)))
-            .2
-            .len(),
-        1
+    };
+    send(300, &bsc);
+    let a0 = lines_in(&trace);
+    send(300, &bsc);
+    let early = lines_in(&trace) - a0;
+    send(1800, &bsc);
+    let b0 = lines_in(&trace);
+    send(300, &bsc);
+    let late = lines_in(&trace) - b0;
+    // SIGTERM to bsc itself (strace's child); strace exits with it.
+    let strace = bsc.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children")).unwrap();
+    let traced = children
+        .split_whitespace()
+        .next()
+        .expect("bsc runs under strace");
+    assert!(Command::new("kill")
+        .args(["-TERM", traced])
+        .status()
+        .unwrap()
+        .success());
+    assert!(bsc.wait_exit().success());
+    eprintln!("file-system calls for 300 files: early {early}, late {late}");
+    assert!(
+        late <= early + early / 2 + 300,
+        "the cost of a new file grows with the files before it: {early} calls early, {late} late"
     );
+    assert_eq!(pcap_files(&root).len(), 2700);
+    assert_eq!(read_pcap(&root.join("fixed-2699.pcap")).2.len(), 1);
 }
 
 #[test]
@@ -783,14 +830,31 @@ fn an_unwritable_root_stops_start_up_and_check() {
                 "handlers": [{"name": "u", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()]}]}),
     );
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Runs bsc as nobody; one that starts anyway is stopped, and the test fails.
     let nobody = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_bsc"))
+        let child = Command::new(env!("CARGO_BIN_EXE_bsc"))
             .args(args)
             .current_dir(dir.path())
             .uid(65534)
             .gid(65534)
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let start = std::time::Instant::now();
+        while Path::new(&format!("/proc/{pid}/stat")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            if start.elapsed() > PATIENCE {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+                panic!("bsc {args:?} kept running as uid 65534 with an unwritable root");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
     };
     for args in [
         vec!["--config", cfg.to_str().unwrap()],
@@ -871,4 +935,310 @@ fn files_lists_what_bsc_made_with_records_and_times_across_a_restart() {
         .iter()
         .all(|f| f["state"] == "closed"));
     assert!(bsc.stop().success());
+}
+
+/// Runs `bsc check` and `bsc --config` on `cfg`; both must exit 2 with `needle`.
+fn refused_at_load(dir: &Path, cfg: &Path, needle: &str) {
+    for args in [vec!["check", "--config"], vec!["--config"]] {
+        let mut bsc = Bsc::spawn(
+            &[args.clone(), vec![cfg.to_str().unwrap()]].concat(),
+            dir,
+            &[],
+        );
+        assert_eq!(bsc.wait_exit().code(), Some(2), "{args:?}: {:?}", bsc.log());
+        assert!(
+            bsc.log().iter().any(|l| l.contains(needle)),
+            "{:?}",
+            bsc.log()
+        );
+    }
+}
+
+#[test]
+fn a_config_path_through_dotdot_or_a_linked_root_never_reaches_the_state_folder() {
+    let dir = TempDir::new("dotdot");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("x")).unwrap();
+    let handler = |path: String| {
+        json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()],
+               "path": path, "file_name_pattern": "handlers.json.tmp", "rotate_log": false})
+    };
+    let cfg = write_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![handler(format!("{}/x/../.bsc", root.display()))],
+        ),
+    );
+    refused_at_load(dir.path(), &cfg, "not a plain absolute path");
+    // The root named through a link: the state folder is found under its real name.
+    let link = dir.path().join("rootlink");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(&link, vec![handler(format!("{}/.bsc", root.display()))]),
+    );
+    refused_at_load(dir.path(), &cfg, "state folder");
+}
+
+#[test]
+fn two_names_for_one_folder_never_give_one_file_two_writers() {
+    let dir = TempDir::new("alias");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let alias = dir.path().join("alias");
+    std::os::unix::fs::symlink(&root, &alias).unwrap();
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    // A config handler writes alias/sub/f.pcap: the same file as root/sub/f.pcap.
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", pa],
+                        "path": format!("{}/sub", alias.display()), "file_name_pattern": "f.pcap", "rotate_log": false}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, pa, b"from a", 1);
+    let (status, body) = bsc.form(
+        "POST",
+        "/b/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("port", &pb.to_string()),
+            ("conn_type", "udp"),
+            ("path", "sub"),
+            ("file_name_pattern", "f.pcap"),
+            ("rotate_log", "false"),
+        ]),
+    );
+    assert_eq!(status, 201, "{body}");
+    send_and_wait(&bsc, pb, b"from b", 1);
+    send_and_wait(&bsc, pa, b"from a", 2);
+    assert!(bsc.stop().success());
+    let data = |f: &str| -> Vec<Vec<u8>> {
+        read_pcap(&root.join(f))
+            .2
+            .into_iter()
+            .map(|r| r.data)
+            .collect()
+    };
+    assert_eq!(data("sub/f.pcap"), [b"from a", b"from a"]);
+    assert_eq!(data("sub/f-1.pcap"), [b"from b"]);
+}
+
+#[test]
+fn hooks_still_waiting_at_shutdown_run_after_the_restart_once_each() {
+    let dir = TempDir::new("hookqueue");
+    let root = dir.path().join("root");
+    let log = dir.path().join("hooks.log");
+    let hook = json!([
+        "/bin/sh",
+        "-c",
+        format!("sleep 1; echo \"$1\" >> {}", log.display()),
+        "hook"
+    ]);
+    let ports: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
+    let handlers: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"name": format!("h{i}"), "conn_type": "udp", "address": ["127.0.0.1", p], "on_close": hook}))
+        .collect();
+    let mut cfg = config(&root, handlers);
+    cfg["capture_manager"]["on_close_max_running"] = json!(1);
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    for &p in &ports {
+        send_and_wait(&bsc, p, b"x", 1);
+    }
+    let (_, lines) = bsc.stop_with_log();
+    assert!(
+        lines.iter().any(|l| l.contains("run after the next start")),
+        "{lines:?}"
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    wait_until("every hook ran", || hook_lines(&log).len() >= 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(bsc.stop().success());
+    let mut ran = hook_lines(&log);
+    ran.sort();
+    let before = ran.len();
+    ran.dedup();
+    assert_eq!(
+        (before, ran.len()),
+        (3, 3),
+        "each file's hook once: {ran:?}"
+    );
+}
+
+#[test]
+fn a_hook_that_makes_a_file_writable_again_does_not_make_it_open_again() {
+    let dir = TempDir::new("rewritable");
+    let root = dir.path().join("root");
+    let log = dir.path().join("hooks.log");
+    let hook = json!([
+        "/bin/sh",
+        "-c",
+        format!("chmod 0644 \"$1\"; echo \"$1\" >> {}", log.display()),
+        "hook"
+    ]);
+    let spec = |name: &str, port: u16| json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "fixed.pcap", "rotate_log": false, "on_close": hook});
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec("a", pa)]));
+    send_and_wait(&bsc, pa, b"a", 1);
+    // Renamed and moved by a reload: a new key lands on the same name.
+    let mut cfg = config(&root, vec![spec("b", pb)]);
+    cfg["capture_manager"]["manager_server"] = json!({"host": "127.0.0.1", "port": bsc.http_port});
+    write_config(dir.path(), &cfg);
+    bsc.signal(1);
+    bsc.wait_log("reload:");
+    wait_until("a's hook ran", || hook_lines(&log).len() == 1);
+    send_and_wait(&bsc, pb, b"b", 1);
+    assert!(bsc.stop().success());
+    wait_until("b's hook ran", || hook_lines(&log).len() == 2);
+    let data = |f: &str| -> Vec<Vec<u8>> {
+        read_pcap(&root.join(f))
+            .2
+            .into_iter()
+            .map(|r| r.data)
+            .collect()
+    };
+    assert_eq!(data("fixed.pcap"), [b"a"]);
+    assert_eq!(data("fixed-1.pcap"), [b"b"]);
+    let lines = hook_lines(&log);
+    assert_ne!(lines[0], lines[1], "{lines:?}");
+}
+
+#[test]
+fn a_handler_moved_to_another_address_goes_on_after_its_highest_file() {
+    let dir = TempDir::new("moved");
+    let root = dir.path().join("root");
+    let bsc = api_only(dir.path(), &root);
+    let start = |port: u16| {
+        bsc.form(
+            "POST",
+            "/n/start",
+            &form(&[
+                ("loc", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("conn_type", "udp"),
+                ("file_name_pattern", "{name}-{seq}.pcap"),
+                ("max_files", "1"),
+            ]),
+        )
+        .0
+    };
+    let pa = free_udp_port();
+    assert_eq!(start(pa), 201);
+    for i in 0..3u64 {
+        send_and_wait(&bsc, pa, &seq_payload(i), i + 1);
+        assert_eq!(bsc.form("POST", "/n/rotate", "").0, 200);
+    }
+    assert_eq!(bsc.request("DELETE", "/n/stop", None, b"").status, 200);
+    let pb = free_udp_port();
+    assert_eq!(start(pb), 201);
+    send_and_wait(&bsc, pb, b"moved", 1);
+    let (_, stats) = bsc.get("/stats");
+    let current = stats[format!("['127.0.0.1', {pb}]")][0]["current_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(current.ends_with("/n-0005.pcap"), "{current}");
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn retention_never_deletes_a_file_put_under_the_name_of_one_bsc_closed() {
+    let dir = TempDir::new("replaced");
+    let root = dir.path().join("root");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "r", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 2}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, port, b"1", 1);
+    assert_eq!(bsc.form("POST", "/r/rotate", "").0, 200);
+    let first = root.join("0001.pcap");
+    std::fs::remove_file(&first).unwrap();
+    std::fs::write(&first, b"precious").unwrap();
+    for i in 2..4u64 {
+        send_and_wait(&bsc, port, b"n", i);
+        assert_eq!(bsc.form("POST", "/r/rotate", "").0, 200);
+    }
+    assert!(bsc.stop().success());
+    assert_eq!(std::fs::read(&first).unwrap(), b"precious");
+}
+
+#[test]
+fn a_hard_link_into_the_root_is_never_written_through() {
+    let dir = TempDir::new("hardlink");
+    let root = dir.path().join("root");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    // A file outside with bsc's own header, hard-linked into the root.
+    let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&65535u32.to_le_bytes());
+    header.extend_from_slice(&147u32.to_le_bytes());
+    std::fs::write(out.join("hl.pcap"), &header).unwrap();
+    std::fs::hard_link(out.join("hl.pcap"), root.join("hl.pcap")).unwrap();
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "s", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "hl.pcap", "rotate_log": false}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, port, b"x", 1);
+    assert!(bsc.stop().success());
+    assert_eq!(
+        std::fs::read(out.join("hl.pcap")).unwrap(),
+        header,
+        "outside file untouched"
+    );
+    assert_eq!(read_pcap(&root.join("hl-1.pcap")).2.len(), 1);
+}
+
+#[test]
+fn a_file_a_crash_left_open_is_made_final_even_if_its_handler_is_gone() {
+    let dir = TempDir::new("orphan");
+    let root = dir.path().join("root");
+    let port = free_udp_port();
+    let mut bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "o", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "o.pcap"}),
+            ],
+        ),
+    );
+    send_and_wait(&bsc, port, b"x", 1);
+    bsc.signal(9);
+    bsc.wait_exit();
+    let file = root.join("o.pcap");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(&[9, 9, 9]);
+    std::fs::write(&file, &bytes).unwrap();
+    assert_ne!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o200,
+        0
+    );
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![]));
+    assert!(bsc.stop().success());
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o222,
+        0,
+        "final"
+    );
+    assert_eq!(read_pcap(&file).2.len(), 1, "torn tail cut");
 }

@@ -8,8 +8,10 @@
 //!   the connection that has held its slot without use the longest, if that is at
 //!   least [`GRACE`]: no whole request [`GRACE`] after its first byte (or after the
 //!   connection opened), idle since its last answer, or its client not reading
-//!   its answers. Only if none has, the newcomer gets a 503 and is closed. So
-//!   sockets that connect and send nothing hold the server for [`GRACE`] at most;
+//!   its answers; a connection whose last answer was a 401 (with a token set, a
+//!   client without it) is closed first, at once. Only if none qualifies, the
+//!   newcomer gets a 503 and is closed. So sockets that connect and send nothing
+//!   hold the server for [`GRACE`] at most, and unauthorized ones not at all;
 //! - a connection is served its next request only while less than
 //!   [`OUTPUT_LOW_WATER`] of its answers is unwritten, and reads requests only
 //!   then: its unwritten output is at most [`OUTPUT_LOW_WATER`] plus one answer
@@ -75,6 +77,8 @@ struct Connection {
     /// Close once the output is written.
     closing: bool,
     peer_done: bool,
+    /// Its last answer was a 401: it has no right to a slot while others wait.
+    refused_auth: bool,
 }
 
 impl Connection {
@@ -274,6 +278,7 @@ impl Server {
                 continue_sent: false,
                 closing: false,
                 peer_done: false,
+                refused_auth: false,
             };
             if slot == self.connections.len() {
                 self.connections.push(Some(conn));
@@ -290,12 +295,24 @@ impl Server {
     /// the longest, if for [`GRACE`] at least. Returns whether a slot is free now.
     fn make_room(&mut self, newcomer: SocketAddr, registry: &Registry) -> bool {
         let now = Instant::now();
+        // First a connection whose last answer was a 401 (it may not use the API),
+        // at once; else one unused for GRACE.
+        let refused = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| {
+                let c = c.as_ref()?;
+                c.refused_auth.then_some((slot, c.last_progress))
+            })
+            .min_by_key(|&(slot, since)| (since, slot))
+            .map(|(slot, _)| slot);
         let unused = self
             .connections
             .iter()
             .enumerate()
             .filter_map(|(slot, c)| Some((slot, c.as_ref()?.unused().0)));
-        let Some(slot) = pick_eviction(unused, now) else {
+        let Some(slot) = refused.or_else(|| pick_eviction(unused, now)) else {
             return false;
         };
         // `pick_eviction` only returns slots of open connections.
@@ -422,6 +439,7 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
                     c.request_started = None;
                     c.continue_sent = false;
                     let mut response = respond(&req);
+                    c.refused_auth = response.status == 401;
                     response.close |= !req.keep_alive;
                     c.closing = response.close;
                     c.queue(|out| response.encode(out));

@@ -240,8 +240,74 @@ impl Handler {
             degraded: None,
             suspended: false,
         };
+        if h.storage.last(&h.journal_key()).is_none() {
+            h.seed_naming(now);
+        }
         h.settle_left_open(now, true);
         h
+    }
+
+    /// For a key the journal has never seen (a new handler, one that moved to
+    /// another address, or a journal lost): one look at the folder its pattern
+    /// gives now, so `{seq}` and `-N` go on after the highest files there.
+    fn seed_naming(&self, now: UnixMicros) {
+        const MARK: &str = "\u{1}";
+        let t = now.to_datetime();
+        let (Some(template), Ok(place)) = (
+            self.spec.file_name_template(t, MARK),
+            self.spec.file_path(&self.root, t, 1),
+        ) else {
+            return;
+        };
+        let (pre, post, has_seq) = match template.split_once(MARK) {
+            Some((pre, post)) => (pre.to_string(), post.to_string(), true),
+            None => (template.clone(), String::new(), false),
+        };
+        let folder = place
+            .full()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return;
+        };
+        let best = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (seq, n) = crate::paths::parse_numbered(&name, &pre, &post, has_seq)?;
+                Some((seq, n, name))
+            })
+            .max_by_key(|(seq, n, _)| (*seq, *n));
+        let Some((seq, n, name)) = best else {
+            return;
+        };
+        if !has_seq && n == 0 {
+            // Only the pattern's own name: the first unit may append to it, as
+            // AIT does, if it is not final and has bsc's header.
+            return;
+        }
+        let Ok(unnumbered) = self.spec.file_path(&self.root, t, seq.max(1)) else {
+            return;
+        };
+        info!(
+            "handler {}: naming goes on after {} (found in {})",
+            self.spec.name,
+            name,
+            folder.display()
+        );
+        self.storage.seed(
+            &self.journal_key(),
+            LastFile {
+                path: folder.join(&name),
+                trusted: place.base().to_path_buf(),
+                unnumbered: unnumbered.full(),
+                n,
+                seq,
+                created: false,
+                closed: true,
+            },
+        );
     }
 
     /// The handler's definition.
@@ -467,12 +533,13 @@ impl Handler {
         if may_resume && same_name {
             return Some(last);
         }
+        let busy = |id| self.storage.is_busy(id);
         let opened = crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
-            PcapFile::open(&dir, &name, last.path.clone(), self.link, true)
+            PcapFile::open(&dir, &name, last.path.clone(), self.link, true, &busy)
         });
         match opened {
             Ok(Attempt::Ready(f, how)) => {
-                let (bytes, scan) = (f.bytes(), f.earlier());
+                let (bytes, scan, id) = (f.bytes(), f.earlier(), f.identity());
                 if let Opened::Appended { torn_bytes } = how {
                     if torn_bytes > 0 {
                         warn!(
@@ -501,6 +568,8 @@ impl Handler {
                         first_ts: scan.first_ts,
                         last_ts: scan.last_ts,
                     },
+                    Some(id),
+                    !self.spec.on_close.is_empty(),
                 );
                 self.storage.closed(ClosedFile {
                     handler: self.spec.name.clone(),
@@ -513,7 +582,9 @@ impl Handler {
                 });
             }
             // Gone, final already, or not bsc's any more: nothing to close.
-            _ => self.storage.finished(&last.path, Span::default()),
+            _ => self
+                .storage
+                .finished(&last.path, Span::default(), None, false),
         }
         None
     }
@@ -587,15 +658,24 @@ impl Handler {
         let unnumbered = place.full();
         let dir = sys::open_dir_beneath(place.base(), &place.dirs(), true)
             .map_err(|e| format!("cannot open the folder of {}: {e}", unnumbered.display()))?;
+        if self.storage.is_state_dir(&dir) {
+            return Err(format!(
+                "{} is bsc's state folder (under another name); it is never a capture folder",
+                unnumbered.parent().unwrap_or(Path::new("")).display()
+            ));
+        }
+        let busy = |id| self.storage.is_busy(id);
         let mut first_refusal: Option<(PathBuf, String)> = None;
         for n in n..n.saturating_add(MAX_NAME_TRIES) {
             let candidate = place.numbered(n);
             let path = candidate.full();
             let attempt = if self.storage.is_open(&path) {
                 Attempt::Taken("another handler is writing it".into())
+            } else if !self.opened_any && self.storage.was_closed(&path) {
+                Attempt::Taken("bsc closed it before: it is final".into())
             } else {
                 let name = candidate.file_name();
-                PcapFile::open(&dir, name, path.clone(), self.link, !self.opened_any)
+                PcapFile::open(&dir, name, path.clone(), self.link, !self.opened_any, &busy)
                     .map_err(|e| format!("cannot open {}: {e}", path.display()))?
             };
             match attempt {
@@ -623,6 +703,7 @@ impl Handler {
                             created: file.created(),
                             closed: false,
                         },
+                        file.identity(),
                     );
                     return Ok((file, how, unnumbered));
                 }
@@ -734,7 +815,7 @@ impl Handler {
         let Some(f) = self.file.take() else {
             return;
         };
-        let path = f.file.path().to_path_buf();
+        let (path, id) = (f.file.path().to_path_buf(), f.file.identity());
         let (records, bytes) = (f.file.earlier().records + f.file.records(), f.file.bytes());
         if let Err(e) = f.file.finish() {
             let key = format!("sync {}", self.spec.name);
@@ -760,6 +841,8 @@ impl Handler {
                 first_ts: f.first_ts,
                 last_ts: f.last_ts,
             },
+            Some(id),
+            !self.spec.on_close.is_empty(),
         );
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
@@ -953,6 +1036,7 @@ impl Handler {
             trusted: PathBuf::new(),
             bytes: f.file.bytes() + self.pending.len() as u64,
             closed_at: std::time::SystemTime::now(),
+            id: Some(f.file.identity()),
             span: Span {
                 records: Some(f.file.earlier().records + f.file.records() + self.pending_records),
                 first_ts: f.first_ts,
