@@ -5,7 +5,7 @@
 //! Sans I/O, like the server: [`Action::call`] builds the request ([`Call`],
 //! encoded by [`Call::encode`]), [`parse_answer`] reads the answer's bytes, and the
 //! `format_*` functions and [`status_table`] turn the answer's JSON into text for
-//! an operator. Only [`send`] (one blocking [`TcpStream`] with timeouts, one
+//! an operator. Only [`exchange`] (one blocking [`TcpStream`] with timeouts, one
 //! request, `Connection: close`) and [`run`] touch the network.
 //!
 //! Exit statuses ([`ClientError::exit_code`]): 0 done, 1 refused by bsc (its
@@ -445,8 +445,13 @@ fn describe_io(e: &io::Error) -> String {
     }
 }
 
-/// Sends one request and returns the checked answer (the thin I/O part).
+/// Sends one request and returns the checked answer's JSON.
 pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
+    check_answer(&exchange(target, call)?, &target.to_string())
+}
+
+/// Sends one request and reads its answer (the thin I/O part).
+pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     let server = target.to_string();
     let unreachable = |reason: String| ClientError::Unreachable {
         server: server.clone(),
@@ -499,29 +504,28 @@ pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
             Parsed::Partial => {}
         }
     };
-    check_answer(&answer, &server)
+    Ok(answer)
 }
 
 /// Does `action` against `target` and returns what to print on stdout.
 pub fn run(action: &Action, target: &Target, now: UnixMicros) -> Result<String, ClientError> {
-    let answer = send(target, &action.call())?;
+    let reply = exchange(target, &action.call())?;
+    let answer = check_answer(&reply, &target.to_string())?;
     Ok(match action {
         Action::Add(_) => format_added(&answer),
         Action::Stop { .. } => format_stopped(&answer),
         Action::Rotate { .. } => format_rotated(&answer),
         Action::StopCapturer { .. } => format_capturer_stopped(&answer),
-        Action::Status { json: true } | Action::Files { json: true, .. } => pretty(&answer),
+        // As bsc sent it: serde_json's map would sort the address keys.
+        Action::Status { json: true } | Action::Files { json: true, .. } => {
+            format!("{}\n", String::from_utf8_lossy(&reply.body))
+        }
         Action::Status { json: false } => {
             let capturers = send(target, &Call::new("GET", "/capturers".into()))?;
             status_table(&answer, &capturers, now)
         }
         Action::Files { json: false, .. } => file_list(&answer),
     })
-}
-
-/// JSON for scripts, one value, indented.
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()) + "\n"
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
