@@ -18,6 +18,7 @@
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
+//! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
@@ -80,6 +81,7 @@
 
 pub mod api;
 pub mod capture;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod event_loop;

@@ -1,0 +1,509 @@
+//! The `bsc` client commands, black-box: a real bsc on free loopback ports, and the
+//! real binary as its client (`bsc add/status/files/rotate/stop/stop-capturer`),
+//! checked by what an operator sees (stdout, the one stderr line, the exit status)
+//! and by what bsc did (its API through the harness, its files).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Runs `bsc ARGS` as a client, with `env` and without the caller's BSC_* variables.
+fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bsc"));
+    cmd.args(args)
+        .env_remove("BSC_SERVER")
+        .env_remove("BSC_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // The client's own timeouts (10 s connect, 30 s answer) bound this.
+    cmd.output().expect("run the bsc client")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit status, showing both streams when it is another.
+fn expect_code(o: &Output, code: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: stdout {:?}, stderr {:?}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Asserts a refusal: exit 1 and exactly one stderr line starting `bsc: refused (STATUS): `.
+fn expect_refused(o: &Output, status: u16, what: &str) -> String {
+    expect_code(o, 1, what);
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "{what}: one line: {err:?}");
+    assert!(
+        err.starts_with(&format!("bsc: refused ({status}): ")),
+        "{what}: {err:?}"
+    );
+    err
+}
+
+fn start_bsc(dir: &TempDir) -> Bsc {
+    Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")}}),
+    )
+}
+
+/// The words of the table row whose first column is `name`.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&name))
+        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
+}
+
+#[test]
+fn add_capture_status_files_rotate_stop() {
+    let dir = TempDir::new("client-flow");
+    let bsc = start_bsc(&dir);
+    let server = format!("127.0.0.1:{}", bsc.http_port);
+    let s = ["--server", server.as_str()];
+    let port = free_udp_port();
+    let port_text = port.to_string();
+
+    // An empty bsc says so.
+    let o = cli(&["status", s[0], s[1]], &[]);
+    expect_code(&o, 0, "status of an empty bsc");
+    assert!(stdout(&o).starts_with("no handlers"), "{}", stdout(&o));
+
+    // add: AIT's positional arguments; --opt=value and --set for metadata.
+    let o = cli(
+        &[
+            "add",
+            "tlm",
+            "127.0.0.1",
+            &port_text,
+            "udp",
+            "--rotate-log",
+            "false",
+            "--file-name-pattern={name}-{pass}.pcap",
+            "--set",
+            "pass=1",
+            s[0],
+            s[1],
+        ],
+        &[],
+    );
+    expect_code(&o, 0, "add");
+    let first = dir.path().join("cap").join("tlm-1.pcap");
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "added tlm (udp 127.0.0.1:{port}), writing {}\n",
+            first.display()
+        )
+    );
+    let (code, all) = bsc.get("/");
+    assert_eq!(code, 200);
+    let entries = all[format!("['127.0.0.1', {port}]")].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["handler"]["name"], "tlm");
+    assert_eq!(entries[0]["handler"]["rotate_log"], false);
+    assert_eq!(entries[0]["handler"]["pass"], "1");
+
+    // The same handler again: bsc's 409, as one line, exit 1.
+    let o = cli(
+        &["add", "tlm", "127.0.0.1", &port_text, "udp", s[0], s[1]],
+        &[],
+    );
+    let err = expect_refused(&o, 409, "duplicate add");
+    assert!(err.contains("tlm"), "{err}");
+
+    // Capture 20 datagrams sent to 127.0.0.1.
+    let tx = sender(port);
+    for i in 0..20u64 {
+        tx.send(&seq_payload(i)).unwrap();
+    }
+    wait_until("20 packets in /stats", || {
+        bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0]["packets"] == 20
+    });
+
+    let o = cli(&["status", s[0], s[1]], &[]);
+    expect_code(&o, 0, "status");
+    let table = stdout(&o);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "HANDLER",
+        "ADDRESS",
+        "STATE",
+        "PACKETS",
+        "RATE",
+        "LAST PACKET",
+        "LOST",
+        "DROPS",
+        "SIZE",
+        "FILE",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let words = row(&table, "tlm");
+    assert_eq!(
+        words[..5],
+        ["tlm", "udp", &format!("127.0.0.1:{port}"), "ok", "20"],
+        "{table}"
+    );
+    assert!(table.contains("s ago"), "{table}");
+    assert_eq!(words.last(), Some(&first.to_str().unwrap()), "{table}");
+
+    // --json is bsc's /stats as is, for scripts.
+    let o = cli(&["status", "--json", s[0], s[1]], &[]);
+    expect_code(&o, 0, "status --json");
+    let stats: Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
+    assert_eq!(stats[format!("['127.0.0.1', {port}]")][0]["packets"], 20);
+
+    // files: the open file with its 20 records.
+    let o = cli(&["files", "tlm", s[0], s[1]], &[]);
+    expect_code(&o, 0, "files");
+    let list = stdout(&o);
+    assert!(
+        list.starts_with(&format!("tlm (127.0.0.1:{port})\n")),
+        "{list}"
+    );
+    let open = row(&list, "open");
+    assert_eq!(open[3], "20", "{list}");
+    assert_eq!(open.last(), Some(&first.to_str().unwrap()), "{list}");
+
+    // rotate with metadata: the file closes, the next is named from pass=2.
+    let o = cli(&["rotate", "tlm", "pass=2", s[0], s[1]], &[]);
+    expect_code(&o, 0, "rotate");
+    let second = dir.path().join("cap").join("tlm-2.pcap");
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "tlm (127.0.0.1:{port}): closed {}; next file {}\n",
+            first.display(),
+            second.display()
+        )
+    );
+    let (_, _, records) = read_pcap(&first);
+    assert_eq!(records.len(), 20);
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.data == seq_payload(i as u64)));
+    tx.send(&seq_payload(20)).unwrap();
+    wait_until("a record in the next file", || count_records(&second) == 1);
+
+    let o = cli(&["files", "tlm", s[0], s[1]], &[]);
+    expect_code(&o, 0, "files after rotate");
+    let list = stdout(&o);
+    let closed = row(&list, "closed");
+    assert_eq!(closed[3], "20", "{list}");
+    assert_eq!(closed.last(), Some(&first.to_str().unwrap()), "{list}");
+    assert_eq!(
+        row(&list, "open").last(),
+        Some(&second.to_str().unwrap()),
+        "{list}"
+    );
+    let o = cli(&["files", "tlm", "--json", s[0], s[1]], &[]);
+    expect_code(&o, 0, "files --json");
+    let files: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(files[0]["files"].as_array().unwrap().len(), 2);
+
+    // stop: gone from bsc; stopping again is bsc's 404.
+    let o = cli(&["stop", "tlm", s[0], s[1]], &[]);
+    expect_code(&o, 0, "stop");
+    assert_eq!(stdout(&o), format!("stopped tlm (udp 127.0.0.1:{port})\n"));
+    assert_eq!(bsc.get("/tlm/config").1, json!([]));
+    assert!(
+        udp_port_is_free(port),
+        "the socket closed with its last handler"
+    );
+    let o = cli(&["stop", "tlm", s[0], s[1]], &[]);
+    let err = expect_refused(&o, 404, "stop unknown");
+    assert!(err.contains("no handler named \"tlm\""), "{err}");
+    let o = cli(&["files", "nothere", s[0], s[1]], &[]);
+    expect_refused(&o, 404, "files of an unknown name");
+}
+
+#[test]
+fn stop_capturer_closes_the_socket_and_its_handlers() {
+    let dir = TempDir::new("client-capturer");
+    let bsc = start_bsc(&dir);
+    let server = format!("--server=127.0.0.1:{}", bsc.http_port);
+    let port = free_udp_port();
+    let port_text = port.to_string();
+    for name in ["a", "b"] {
+        let o = cli(&[&server, "add", name, "127.0.0.1", &port_text, "udp"], &[]);
+        expect_code(&o, 0, "add");
+    }
+    // Another conn_type than the socket's is refused and changes nothing.
+    let o = cli(
+        &["stop-capturer", "127.0.0.1", &port_text, "tcp", &server],
+        &[],
+    );
+    let err = expect_refused(&o, 404, "wrong conn_type");
+    assert!(err.contains("it is udp"), "{err}");
+    assert_eq!(bsc.get("/capturers").1.as_array().unwrap().len(), 1);
+
+    let o = cli(
+        &["stop-capturer", "127.0.0.1", &port_text, "udp", &server],
+        &[],
+    );
+    expect_code(&o, 0, "stop-capturer");
+    assert_eq!(
+        stdout(&o),
+        format!("closed udp 127.0.0.1:{port}; stopped a, b\n")
+    );
+    assert_eq!(bsc.get("/capturers").1, json!([]));
+    assert_eq!(bsc.get("/").1, json!({}));
+    assert!(udp_port_is_free(port));
+    // Without a conn_type, at an address nobody captures: 404.
+    let o = cli(&["stop-capturer", "127.0.0.1", &port_text, &server], &[]);
+    expect_refused(&o, 404, "stop-capturer again");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_describes_the_sources() {
+    for (args, needle) in [
+        (&["add", "onlyname"][..], "Required positional arguments"),
+        (&["add", "a", "", "notaport", "udp"][..], "port"),
+        (&["rotate", "tlm", "notkeyvalue"][..], "is not KEY=VALUE"),
+        (
+            &["add", "a", "", "1", "udp", "--rotate-log", "maybe"][..],
+            "is not true or false",
+        ),
+        (
+            &["status", "--server", "nonsense"][..],
+            "--server: server \"nonsense\": give HOST:PORT",
+        ),
+        (&["status", "--server"][..], "--server: needs a value"),
+        (&["frobnicate"][..], "frobnicate"),
+        (&["check"][..], "bsc check --config FILE"),
+    ] {
+        let o = cli(args, &[]);
+        expect_code(&o, 2, &format!("{args:?}"));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    let o = cli(&["status"], &[("BSC_SERVER", "no-port")]);
+    expect_code(&o, 2, "a bad BSC_SERVER");
+    assert!(
+        stderr(&o).starts_with("bsc: BSC_SERVER: "),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cli(&["--help"], &[]);
+    expect_code(&o, 0, "--help");
+    let help = stdout(&o);
+    for word in [
+        "UDP",
+        "TCP",
+        "Ethernet",
+        "check",
+        "add",
+        "stop",
+        "rotate",
+        "stop-capturer",
+        "status",
+        "files",
+        "--server",
+        "--token",
+        "-c, --config",
+    ] {
+        assert!(help.contains(word), "{word} in --help:\n{help}");
+    }
+    let examples = help.split("Examples:").nth(1).expect("an Examples section");
+    for cmd in [
+        "check",
+        "add",
+        "stop",
+        "rotate",
+        "stop-capturer",
+        "status",
+        "files",
+    ] {
+        assert!(
+            examples.contains(&format!("bsc {cmd} ")),
+            "an example of {cmd}:\n{help}"
+        );
+    }
+    let o = cli(&["add", "--help"], &[]);
+    expect_code(&o, 0, "add --help");
+    assert!(stdout(&o).contains("--rotate-log-index"));
+}
+
+#[test]
+fn an_unreachable_bsc_exits_3_and_says_where_it_looked() {
+    // Bound and released: nobody listens there.
+    let port = free_tcp_port();
+    let o = cli(&["status", "--server", &format!("127.0.0.1:{port}")], &[]);
+    expect_code(&o, 3, "nobody listens");
+    assert_eq!(
+        stderr(&o),
+        format!("bsc: cannot reach bsc at 127.0.0.1:{port}: connection refused (is it running? set --server or BSC_SERVER)\n")
+    );
+    // BSC_SERVER is used when --server is not given.
+    let o = cli(
+        &["stop", "tlm"],
+        &[("BSC_SERVER", &format!("127.0.0.1:{port}"))],
+    );
+    expect_code(&o, 3, "nobody listens at BSC_SERVER");
+    assert!(
+        stderr(&o).contains(&format!("at 127.0.0.1:{port}: connection refused")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn token_from_flag_env_or_config_and_server_from_config() {
+    let dir = TempDir::new("client-token");
+    let http = free_tcp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": {"host": "127.0.0.1", "port": http, "token": "s3cret"}}}),
+    );
+    let server = format!("127.0.0.1:{http}");
+    let o = cli(&["status", "--server", &server], &[]);
+    let err = expect_refused(&o, 401, "no token");
+    assert!(err.contains("--token or BSC_TOKEN"), "{err}");
+    let o = cli(&["status", "--server", &server, "--token", "wrong"], &[]);
+    expect_refused(&o, 401, "wrong token");
+
+    let o = cli(&["status", "--server", &server, "--token", "s3cret"], &[]);
+    expect_code(&o, 0, "--token");
+    assert!(stdout(&o).starts_with("no handlers"));
+    let o = cli(&["--server", &server, "status"], &[("BSC_TOKEN", "s3cret")]);
+    expect_code(&o, 0, "BSC_TOKEN");
+
+    // The config file gives both the server and the token.
+    let config = dir.path().join("bsc.json");
+    let port = free_udp_port().to_string();
+    let o = cli(
+        &[
+            "add",
+            "cfg",
+            "127.0.0.1",
+            &port,
+            "udp",
+            "-c",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    expect_code(&o, 0, "server and token from --config");
+    assert_eq!(bsc.get_with_token("/cfg/config", "s3cret").len(), 1);
+    let o = cli(&["-c", config.to_str().unwrap(), "status"], &[]);
+    expect_code(&o, 0, "status from --config");
+    assert_eq!(row(&stdout(&o), "cfg")[4], "0", "{}", stdout(&o));
+    // --token wins over the config's.
+    let o = cli(
+        &["status", "-c", config.to_str().unwrap(), "--token", "wrong"],
+        &[],
+    );
+    expect_refused(&o, 401, "--token over the config's");
+}
+
+/// `GET path` with a Bearer token, as a list.
+trait WithToken {
+    fn get_with_token(&self, path: &str, token: &str) -> Vec<Value>;
+}
+
+impl WithToken for Bsc {
+    fn get_with_token(&self, path: &str, token: &str) -> Vec<Value> {
+        use std::io::{BufReader, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let r = read_response(&mut BufReader::new(s)).expect("an answer");
+        assert_eq!(r.status, 200);
+        r.json().as_array().unwrap().clone()
+    }
+}
+
+fn write_plain_config(dir: &Path, http: u16) -> String {
+    let path = write_config(
+        dir,
+        &json!({"capture_manager": {"root_log_directory": dir.join("cap"),
+                 "manager_server": {"host": "127.0.0.1", "port": http}},
+                "handlers": [{"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()],
+                              "rotate_log": false, "file_name_pattern": "tlm.pcap"}]}),
+    );
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn options_in_any_position() {
+    let dir = TempDir::new("client-options");
+    let http = free_tcp_port();
+    let cfg = write_plain_config(dir.path(), http);
+    let want = format!("{cfg}: ok, 1 handlers");
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["--config", &cfg, "check"],
+        vec!["check", "-c", &cfg],
+        vec!["check", "--config", &cfg],
+        vec!["-c", &cfg, "check"],
+        vec!["check", &format!("--config={cfg}")],
+        vec!["--log-level=WARN", "check", "-c", &cfg],
+        vec!["check", "-c", &cfg, "--log-level", "Debug"],
+    ] {
+        let o = cli(&args, &[]);
+        expect_code(&o, 0, &format!("{args:?}"));
+        assert!(stdout(&o).starts_with(&want), "{args:?}: {}", stdout(&o));
+        outputs.push(stdout(&o));
+    }
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{outputs:?}");
+    let o = cli(&["check", "-c", &cfg, "--log-level=loud"], &[]);
+    expect_code(&o, 2, "a bad level");
+
+    // The capturer itself with --log-level=WARN (and --config=): no info lines.
+    let bsc = Bsc::spawn(
+        &["--log-level=WARN", &format!("--config={cfg}")],
+        dir.path(),
+        &[],
+    );
+    wait_until("the API to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+    });
+    let port = free_udp_port().to_string();
+    let o = cli(
+        &[
+            "add",
+            "more",
+            "127.0.0.1",
+            &port,
+            "udp",
+            "--server",
+            &format!("127.0.0.1:{http}"),
+        ],
+        &[],
+    );
+    expect_code(&o, 0, "add to a bsc at WARN");
+    let o = cli(&["status", "--server", &format!("127.0.0.1:{http}")], &[]);
+    expect_code(&o, 0, "status");
+    assert!(row(&stdout(&o), "more").len() > 4);
+    assert!(row(&stdout(&o), "tlm").len() > 4);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert!(
+        log.iter().all(|l| !l.contains(" info: ")),
+        "no info lines at WARN: {log:?}"
+    );
+}
