@@ -14,6 +14,7 @@
 //! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
 //! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
+//! | [`framing`] | a stream (or datagram) cut into telemetry units: space packets, TM frames, fixed, length field, KISS; CCSDS headers, CRC/FECF (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
@@ -83,6 +84,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod event_loop;
+pub mod framing;
 pub mod hooks;
 pub mod http;
 pub mod ipudp;
