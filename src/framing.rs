@@ -156,7 +156,7 @@ impl SyncMarker {
             .strip_prefix("0x")
             .or_else(|| t.strip_prefix("0X"))
             .unwrap_or(t);
-        if t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut bytes = [0u8; MAX_SYNC_LEN];
@@ -1172,8 +1172,11 @@ mod tests {
         Framing::from_json(&v).unwrap()
     }
 
-    /// Frames `chunks` one push each: the units (with KISS ports) and the stats.
-    fn run(f: &Framing, chunks: &[&[u8]]) -> (Vec<(Vec<u8>, Option<u8>)>, FramingStats) {
+    /// Units handed out, with their KISS ports.
+    type Units = Vec<(Vec<u8>, Option<u8>)>;
+
+    /// Frames `chunks` one push each: the units and the stats.
+    fn run(f: &Framing, chunks: &[&[u8]]) -> (Units, FramingStats) {
         let mut fr = Framer::new(f);
         let mut units = Vec::new();
         for c in chunks {
@@ -1182,7 +1185,7 @@ mod tests {
         (units, fr.stats())
     }
 
-    fn data_of(units: &[(Vec<u8>, Option<u8>)]) -> Vec<Vec<u8>> {
+    fn data_of(units: &Units) -> Vec<Vec<u8>> {
         units.iter().map(|u| u.0.clone()).collect()
     }
 
