@@ -873,6 +873,12 @@ impl KissDecoder {
             self.bad = true; // too long: the rest of the frame is skipped
             return;
         }
+        // Amortized growth, but never past the bound (max_length + command byte).
+        let need = self.buf.len() + bytes.len();
+        if need > self.buf.capacity() {
+            let want = need.max(2 * self.buf.capacity()).min(self.max_length + 1);
+            self.buf.reserve_exact(want - self.buf.len());
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -1745,6 +1751,15 @@ mod tests {
         assert_eq!(units, vec![b"1234".to_vec()]);
         assert_eq!(stats.framing_errors, 1);
         assert_eq!(stats.bytes_discarded, 6);
+        let mut fr = Framer::new(&f);
+        for b in &stream {
+            fr.push(&[*b], &mut |_| {});
+        }
+        assert!(
+            fr.kiss.buf.capacity() <= 5,
+            "bounded: {}",
+            fr.kiss.buf.capacity()
+        );
     }
 
     #[test]
