@@ -14,6 +14,9 @@
 //! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
 //! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
+//! | [`framing`] | a stream (or datagram) cut into telemetry units: space packets, TM frames, fixed, length field, KISS; CCSDS headers, CRC/FECF (pure) |
+//! | [`sequence`] | sequence-gap accounting per APID or virtual channel: gaps, missing, duplicates, resets (pure) |
+//! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
@@ -85,6 +88,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod event_loop;
+pub mod framing;
 pub mod hooks;
 pub mod http;
 pub mod ipudp;
@@ -96,6 +100,8 @@ pub mod pattern;
 pub mod pcap;
 pub mod persist;
 pub mod rotation;
+pub mod sequence;
 pub mod storage;
 pub mod sys;
+pub mod transform;
 pub mod yaml;

@@ -125,3 +125,299 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Telemetry units: framing and sequence accounting (src/framing.rs, sequence.rs)
+
+mod units {
+    //! Real CCSDS space packets, TM frames (ASM, correct FECF) and KISS frames.
+    use bsc::framing::{crc16_ccitt, ASM, FEND, FESC, TFEND, TFESC};
+
+    pub fn space_packet(apid: u16, count: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(apid & 0x7FF).to_be_bytes());
+        p.extend_from_slice(&(0xC000 | (count & 0x3FFF)).to_be_bytes());
+        p.extend_from_slice(&((data.len() - 1) as u16).to_be_bytes());
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// A frame of 6 + data + 2 bytes after the ASM.
+    pub fn tm_frame(scid: u16, vcid: u8, mc: u8, vc: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = ASM.to_vec();
+        f.extend_from_slice(&((scid << 4) | (u16::from(vcid) << 1)).to_be_bytes());
+        f.extend_from_slice(&[mc, vc, 0x18, 0x00]);
+        f.extend_from_slice(data);
+        let crc = crc16_ccitt(&f[4..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    pub fn kiss_frame(port: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![FEND, port << 4];
+        for &b in data {
+            match b {
+                FEND => f.extend_from_slice(&[FESC, TFEND]),
+                FESC => f.extend_from_slice(&[FESC, TFESC]),
+                b => f.push(b),
+            }
+        }
+        f.push(FEND);
+        f
+    }
+}
+
+use bsc::framing::{fecf_ok, Framer, Framing, FramingStats};
+use bsc::sequence::{SequenceCheck, SequenceChecker};
+
+const TM_DATA: usize = 24;
+const FIXED_LEN: usize = 16;
+
+/// Framing kinds under test, and how each wraps a payload into a unit on the wire
+/// (returning the wire bytes and the unit the framer should hand out).
+fn kind(i: usize) -> Framing {
+    let v = match i {
+        0 => serde_json::json!({"kind": "ccsds_space_packet"}),
+        1 => serde_json::json!({"kind": "ccsds_tm_frame", "length": 6 + TM_DATA + 2}),
+        2 => serde_json::json!({"kind": "fixed", "length": FIXED_LEN, "sync": "FAF320"}),
+        3 => serde_json::json!({"kind": "fixed", "length": FIXED_LEN}),
+        4 => {
+            serde_json::json!({"kind": "length", "size": 2, "adjustment": 2, "max_length": 200, "sync": "EB90", "keep_sync": true})
+        }
+        5 => {
+            serde_json::json!({"kind": "length", "offset": 1, "size": 3, "endian": "little", "adjustment": 4, "max_length": 200})
+        }
+        _ => serde_json::json!({"kind": "kiss"}),
+    };
+    Framing::from_json(&v).unwrap()
+}
+const KINDS: usize = 7;
+
+fn wire_unit(kind: usize, n: usize, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut p = payload.to_vec();
+    match kind {
+        0 => {
+            let u =
+                units::space_packet([0x10, 0x123, 0x7FE][n % 3], (16380 + n as u16) % 16384, &p);
+            (u.clone(), u)
+        }
+        1 => {
+            p.resize(TM_DATA, 0x1A);
+            let f = units::tm_frame(42, (n % 8) as u8, n as u8, n as u8, &p);
+            (f.clone(), f[4..].to_vec())
+        }
+        2 | 3 => {
+            p.resize(FIXED_LEN, 0xFA);
+            let sync: &[u8] = if kind == 2 { &[0xFA, 0xF3, 0x20] } else { &[] };
+            ([sync, &p].concat(), p)
+        }
+        4 => {
+            let u = [&[0xEB, 0x90][..], &(p.len() as u16).to_be_bytes(), &p].concat();
+            (u.clone(), u)
+        }
+        5 => {
+            let len = (p.len() as u32).to_le_bytes();
+            let u = [&[0x55][..], &len[..3], &p].concat();
+            (u.clone(), u)
+        }
+        _ => (units::kiss_frame((n % 16) as u8, &p), p),
+    }
+}
+
+fn frame_chunks(f: &Framing, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, FramingStats) {
+    let mut framer = Framer::new(f);
+    let mut out = Vec::new();
+    for c in chunks {
+        framer.push(c, &mut |u| out.push(u.data.to_vec()));
+    }
+    (out, framer.stats())
+}
+
+fn cut<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+    at.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut prev = 0;
+    for a in at {
+        chunks.push(&stream[prev..a]);
+        prev = a;
+    }
+    chunks.push(&stream[prev..]);
+    chunks
+}
+
+/// A count sequence with drops and duplicates, and what a checker must report.
+struct Model {
+    counts: Vec<u16>,
+    gaps: u64,
+    missing: u64,
+    duplicates: u64,
+}
+
+fn model(start: u32, range: u32, fate: &[u8]) -> Model {
+    // fate per unit: 0 = dropped, 1 = kept, 2 = kept twice.
+    let mut m = Model {
+        counts: Vec::new(),
+        gaps: 0,
+        missing: 0,
+        duplicates: 0,
+    };
+    let (mut seen, mut run) = (false, 0u64);
+    for (i, &f) in fate.iter().enumerate() {
+        let count = ((start + i as u32) % range) as u16;
+        if f == 0 {
+            run += 1;
+            continue;
+        }
+        if seen && run > 0 {
+            m.gaps += 1;
+            m.missing += run;
+        }
+        seen = true;
+        run = 0;
+        m.counts.push(count);
+        if f == 2 {
+            m.counts.push(count);
+            m.duplicates += 1;
+        }
+    }
+    m
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_split_of_a_stream_yields_the_same_units(
+        k in 0..KINDS,
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..10),
+        garbage in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 10),
+        dirty in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let f = kind(k);
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for (n, p) in payloads.iter().enumerate() {
+            if dirty {
+                stream.extend_from_slice(&garbage[n]);
+            }
+            let (wire, unit) = wire_unit(k, n, p);
+            stream.extend_from_slice(&wire);
+            expected.push(unit);
+        }
+        let (whole, stats) = frame_chunks(&f, &[&stream]);
+        if !dirty {
+            prop_assert_eq!(&whole, &expected);
+            prop_assert_eq!(stats, FramingStats { units: expected.len() as u64, framing_errors: 0, bytes_discarded: 0 });
+            if k == 1 {
+                prop_assert!(whole.iter().all(|u| fecf_ok(u)));
+            }
+            // The same stream as one datagram gives the same units.
+            let mut framer = Framer::new(&f);
+            let mut from_datagram = Vec::new();
+            framer.units_in_datagram(&stream, &mut |u| from_datagram.push(u.data.to_vec()));
+            prop_assert_eq!(&from_datagram, &expected);
+        }
+        let chunks = cut(&stream, &cuts);
+        let (split, split_stats) = frame_chunks(&f, &chunks);
+        prop_assert_eq!(split, whole);
+        prop_assert_eq!(split_stats, stats);
+        // A reconnect drops the partial unit and counts its bytes as discarded.
+        let mut framer = Framer::new(&f);
+        for c in &chunks {
+            framer.push(c, &mut |_| {});
+        }
+        let (held, discarded) = (framer.buffered() as u64, framer.stats().bytes_discarded);
+        prop_assert!(held + discarded <= stream.len() as u64);
+        framer.reset();
+        prop_assert_eq!((framer.buffered(), framer.stats().bytes_discarded), (0, discarded + held));
+    }
+
+    #[test]
+    fn framers_never_panic_on_arbitrary_bytes(k in 0..KINDS, bytes in proptest::collection::vec(any::<u8>(), 0..600), cuts in proptest::collection::vec(any::<usize>(), 0..6)) {
+        let f = kind(k);
+        let (whole, stats) = frame_chunks(&f, &[&bytes]);
+        let (split, split_stats) = frame_chunks(&f, &cut(&bytes, &cuts));
+        prop_assert_eq!(split, whole);
+        prop_assert_eq!(split_stats, stats);
+        prop_assert!(stats.bytes_discarded <= bytes.len() as u64);
+    }
+
+    #[test]
+    fn space_packet_sequence_counts_match_a_model(
+        streams in proptest::collection::vec((0u16..0x7FF, 0u32..16384, proptest::collection::vec(prop_oneof![1 => Just(0u8), 6 => Just(1u8), 1 => Just(2u8)], 1..300)), 1..5),
+        order in proptest::collection::vec(any::<u8>(), 0..2000),
+    ) {
+        let mut apids: Vec<u16> = streams.iter().map(|s| s.0).collect();
+        apids.sort_unstable();
+        apids.dedup();
+        prop_assume!(apids.len() == streams.len());
+        let models: Vec<Model> = streams.iter().map(|(_, start, fate)| model(*start, 16384, fate)).collect();
+        // Interleave the streams in a random order, each in its own order.
+        let mut next = vec![0usize; streams.len()];
+        let mut checker = SequenceChecker::new(SequenceCheck::SpacePacket { offset: 0 });
+        let mut o = order.iter().cycle();
+        loop {
+            let open: Vec<usize> = (0..streams.len()).filter(|&i| next[i] < models[i].counts.len()).collect();
+            if open.is_empty() { break; }
+            let i = open[*o.next().unwrap_or(&0) as usize % open.len()];
+            checker.check(&units::space_packet(streams[i].0, models[i].counts[next[i]], b"x"));
+            next[i] += 1;
+        }
+        let r = checker.report();
+        prop_assert_eq!(r.totals.gaps, models.iter().map(|m| m.gaps).sum::<u64>());
+        prop_assert_eq!(r.totals.missing, models.iter().map(|m| m.missing).sum::<u64>());
+        prop_assert_eq!(r.totals.duplicates, models.iter().map(|m| m.duplicates).sum::<u64>());
+        prop_assert_eq!(r.totals.resets, 0);
+        let tracked = models.iter().filter(|m| !m.counts.is_empty()).count();
+        prop_assert_eq!(r.streams.len(), tracked);
+        for ((apid, _, _), m) in streams.iter().zip(&models) {
+            if let Some(last) = m.counts.last() {
+                let s = r.streams.iter().find(|s| s.id == format!("apid 0x{apid:03X}")).unwrap();
+                prop_assert_eq!((s.gaps, s.missing, s.duplicates, s.last_count), (m.gaps, m.missing, m.duplicates, *last));
+                prop_assert_eq!(s.units, m.counts.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn tm_virtual_channel_counts_match_a_model(
+        start in 0u32..256,
+        before in proptest::collection::vec(prop_oneof![1 => Just(0u8), 5 => Just(1u8), 1 => Just(2u8)], 1..120),
+        after in proptest::collection::vec(prop_oneof![1 => Just(0u8), 5 => Just(1u8), 1 => Just(2u8)], 0..120),
+        jump in 129u32..256,
+    ) {
+        // One VC whose sender restarts once: `before`, then `after` counting on from
+        // a count `jump` (> 128) past the last one sent. Drop runs stay below 128,
+        // so each is a gap; the restart is one reset.
+        let first = model(start, 256, &before);
+        let restart = (start + before.len() as u32 - 1 + jump) % 256;
+        let mut after = after;
+        if let Some(f) = after.first_mut() {
+            *f = (*f).max(1); // the restarted sender's first frame arrives
+        }
+        let second = model(restart, 256, &after);
+        let mut checker = SequenceChecker::new(SequenceCheck::TmFrame { offset: 4 });
+        let counts: Vec<u16> = first.counts.iter().chain(&second.counts).copied().collect();
+        for (mc, &c) in counts.iter().enumerate() {
+            checker.check(&units::tm_frame(9, 2, mc as u8, c as u8, &[0; 4]));
+        }
+        // The step into the restart is a reset only if something came before it
+        // and the last frame before the restart arrived (else it may look like a gap).
+        let last_arrived = before.last() != Some(&0);
+        prop_assume!(last_arrived || first.counts.is_empty() || after.is_empty());
+        let resets = u64::from(!first.counts.is_empty() && !after.is_empty());
+        let t = checker.totals();
+        prop_assert_eq!(
+            (t.gaps, t.missing, t.duplicates, t.resets),
+            (first.gaps + second.gaps, first.missing + second.missing, first.duplicates + second.duplicates, resets)
+        );
+        let r = checker.report();
+        prop_assert_eq!(r.streams.len(), usize::from(!counts.is_empty()));
+        if !counts.is_empty() {
+            let m = &r.master_channels[0];
+            prop_assert_eq!((m.gaps, m.resets, m.units), (0, 0, counts.len() as u64));
+        }
+    }
+}
