@@ -24,8 +24,10 @@ build:
 release:
 	$(CARGO) build --release
 
-# What CI runs (see .ci/run): every unit and black-box test.
+# The README's test command, and what CI runs (see .ci/run): installs what the
+# tests need when it is missing (tests/deps.sh), then every unit and black-box test.
 test:
+	bash tests/deps.sh
 	$(CARGO) test
 
 # Loopback-only UDP benchmark against a release build; prints a table.

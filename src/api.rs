@@ -272,7 +272,9 @@ struct StatsEntry<'a> {
     degraded_reason: Option<String>,
     clock_synchronized: bool,
     /// The socket's bound local address.
-    local_address: &'a str,
+    /// udp: the bound address; tcp: the connection's, while connected (as
+    /// `/capturers` shows it); ethernet: the interface.
+    local_address: Option<String>,
     /// The receive buffer the kernel granted the socket.
     rcvbuf_granted: usize,
     /// Units the kernel dropped on this socket for lack of buffer space.
@@ -320,7 +322,10 @@ fn stats_entry<'a>(
                 .then(|| "disk budget: no space to write".to_string())
         }),
         clock_synchronized,
-        local_address: &cap.local,
+        local_address: match cap.conn_type {
+            ConnType::Ethernet => Some(cap.local.clone()),
+            _ => cap.local_addr().map(|a| a.to_string()),
+        },
         rcvbuf_granted: cap.rcvbuf_granted,
         kernel_drops: cap.kernel_drops,
         tcp: cap.tcp_status(),

@@ -131,6 +131,7 @@ impl EventLoop {
         }
         // Handlers added over the API before a restart come back after the
         // config file's; one that cannot start is reported, not fatal.
+        let mut restored_count = 0;
         for fields in manager.saved_api_handlers() {
             let name = fields
                 .get("name")
@@ -145,7 +146,10 @@ impl EventLoop {
                         .map_err(|e| e.to_string())
                 });
             match restored {
-                Ok(_) => info!("handler {name}: restored (added over the API before the restart)"),
+                Ok(_) => {
+                    restored_count += 1;
+                    info!("handler {name}: restored (added over the API before the restart)")
+                }
                 Err(e) => warn!("handler {name}: saved over the API but cannot be restored: {e}"),
             }
         }
@@ -158,9 +162,14 @@ impl EventLoop {
             );
         }
         info!(
-            "bsc {} running: {} handlers, root {}, management API on http://{}",
+            "bsc {} running: {}{}, root {}, management API on http://{}",
             env!("CARGO_PKG_VERSION"),
-            config.handlers.len(),
+            crate::log::count(manager.handlers().count(), "handler"),
+            if restored_count > 0 {
+                format!(" ({restored_count} restored from the state file)")
+            } else {
+                String::new()
+            },
             config.root.display(),
             http.local
         );

@@ -106,6 +106,15 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `n thing` or `n things`, for messages ("1 handler", "3 handlers").
+pub fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// How often one repeating condition is logged.
 pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 

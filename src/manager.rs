@@ -317,12 +317,14 @@ impl Manager {
             }
         }
         let spec = handler.spec();
+        let next = handler.log_file_path(now);
         info!(
-            "handler {}: capturing {} {} into {}",
+            "handler {}: capturing {} {} into {} as {}",
             spec.name,
             spec.conn_type,
             spec.address,
-            handler.log_file_path(now).display()
+            next.parent().unwrap_or(Path::new("")).display(),
+            spec.file_name_pattern.source()
         );
         if hid == self.handlers.len() {
             self.handlers.push(Some(handler));

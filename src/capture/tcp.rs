@@ -174,6 +174,7 @@ impl TcpClient {
         }
         self.connections += 1;
         self.failures = 0;
+        self.last_error = None;
         self.last_connected_at = Some(wall);
         info!("capturer tcp {}: connected to {peer}", self.address);
         None

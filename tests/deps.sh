@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the black-box tests need when it is missing: Debian packages with
+# apt-get, and AIT's own Python client (ait-core, from PyPI) in a virtual
+# environment under target/ait-venv. Run by `make test` (the README's test
+# command) and so by .ci/run. Needs root for apt-get; prints what it installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command → Debian package
+need=()
+want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+want tcpdump tcpdump            # the independent PCAP reader
+want curl curl                  # the client operators use (README examples)
+want promtool prometheus        # the judge of GET /metrics
+want ip iproute2                # network namespaces and veth pairs (Ethernet)
+want python3 python3            # raw frames, AIT's client
+want systemd-analyze systemd    # the unit file checks
+want make make
+want strace strace              # counts file-system calls per new file
+want jq jq                      # the README's curl | jq example (tests/readme.rs)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "tests/deps.sh: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# AIT's client commands (ait-bsc-create-handler, ait-bsc-stop-handler).
+venv=target/ait-venv
+if [ ! -x "$venv/bin/ait-bsc-create-handler" ]; then
+  echo "tests/deps.sh: installing ait-core into $venv"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'ait-core>=3,<4'
+fi
