@@ -1,18 +1,17 @@
-//! The configuration: AIT's `bsc.yaml` keys, as JSON, validated completely at load.
-//!
-//! [`Config::load`] reads a file and returns either a fully valid [`Config`] or one
-//! [`ConfigError`] line naming the file and the JSON line/column or the handler and
-//! key. [`HandlerSpec::from_json`] validates one handler's keys; the config file and
-//! the REST API both go through it, so a handler is valid the same way wherever it
-//! comes from ([`Origin`] says what each may set).
+//! One handler's definition: [`HandlerSpec`], validated from AIT's keys by
+//! [`HandlerSpec::from_json`], whichever way it comes ([`Origin`]).
 
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use super::address::{validate_host, Address};
+use super::choices::{ConnType, Direction, Timestamps, Transform};
+use super::fields::{
+    boolean, describe, field_err, parse_age, parse_size, whole_number, FieldError,
+};
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
@@ -25,148 +24,8 @@ pub const DEFAULT_FILE_NAME_PATTERN: &str = "%Y-%m-%d-%H-%M-%S-{name}.pcap";
 /// datagrams/s is 20,000 datagrams: 16.6 MB at 64 bytes, 46 MB at 1 KiB; 24 MiB
 /// doubled (48 MiB) holds either.
 pub const DEFAULT_RCVBUF_BYTES: usize = 24 << 20;
-/// Default management listener.
-pub const DEFAULT_SERVER_HOST: &str = "127.0.0.1";
-pub const DEFAULT_SERVER_PORT: u16 = 8080;
 /// Longest handler name.
 pub const MAX_NAME_LEN: usize = 64;
-
-/// What kind of socket a handler captures from.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ConnType {
-    Udp,
-    Tcp,
-    Ethernet,
-}
-
-impl ConnType {
-    pub fn parse(s: &str) -> Option<ConnType> {
-        match s {
-            "udp" => Some(ConnType::Udp),
-            "tcp" => Some(ConnType::Tcp),
-            "ethernet" => Some(ConnType::Ethernet),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnType::Udp => "udp",
-            ConnType::Tcp => "tcp",
-            ConnType::Ethernet => "ethernet",
-        }
-    }
-}
-
-impl fmt::Display for ConnType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A capture address as AIT writes it: `[host, port]` for udp/tcp, `[interface,
-/// protocol]` for ethernet. Capturers are keyed by it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Address {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Address {
-    /// The key AIT uses in `GET /` and `GET /stats`: Python's `repr` of the list,
-    /// e.g. `['', 8500]`.
-    pub fn python_repr(&self) -> String {
-        format!("[{}, {}]", python_str_repr(&self.host), self.port)
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.is_empty() {
-            "*"
-        } else {
-            &self.host
-        };
-        if host.contains(':') {
-            write!(f, "[{host}]:{}", self.port)
-        } else {
-            write!(f, "{host}:{}", self.port)
-        }
-    }
-}
-
-/// Python's `repr()` of a str: single quotes unless the text has a single quote and
-/// no double quote; backslashes and control characters escaped.
-pub fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// A built-in transform applied to each unit before it is written.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Transform {
-    /// Writes the unit unchanged.
-    Identity,
-}
-
-impl Transform {
-    pub const NAMES: &'static str = "identity (or AIT's name, identity_transform)";
-
-    pub fn parse(s: &str) -> Option<Transform> {
-        match s {
-            "identity" | "identity_transform" => Some(Transform::Identity),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transform::Identity => "identity",
-        }
-    }
-}
-
-/// Which Ethernet frames a handler keeps (`direction`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Frames received and sent on the interface (AIT's behaviour).
-    Both,
-    /// Only frames the interface received.
-    In,
-}
-
-/// Which time stamps a record (`timestamps`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Timestamps {
-    /// The kernel's receive time (`SO_TIMESTAMPNS`); the time of reading when the
-    /// kernel gives none.
-    Kernel,
-    /// The time bsc read the unit.
-    Read,
-}
 
 /// Where a handler definition came from; decides what it may set.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -224,26 +83,6 @@ pub struct HandlerSpec {
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
-}
-
-/// A handler key that is wrong, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-fn field_err(key: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        key: key.to_string(),
-        message: message.into(),
-    }
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
@@ -384,62 +223,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads an unsigned whole number given as a JSON number or a decimal string.
-fn whole_number(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Reads a boolean as JSON or as one of `true/false/True/False/1/0`.
-pub fn boolean(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_u64() {
-            Some(1) => Some(true),
-            Some(0) => Some(false),
-            _ => None,
-        },
-        Value::String(s) => match s.as_str() {
-            "true" | "True" | "1" => Some(true),
-            "false" | "False" | "0" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// Text of a metadata value as Python's `str.format` would write it.
 pub fn metadata_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-fn describe(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 60 {
-        let cut = (0..=57).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
-        format!("{}...", &s[..cut])
-    } else {
-        s
-    }
-}
-
-/// Checks a host part: an IP literal, a hostname, an interface name, or "".
-fn validate_host(host: &str) -> Result<(), String> {
-    if host.len() > 255 {
-        return Err("host is longer than 255 characters".into());
-    }
-    match host
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_' | '%')))
-    {
-        Some(c) => Err(format!("host {host:?} has {c:?}")),
-        None => Ok(()),
     }
 }
 
@@ -1154,405 +942,11 @@ impl HandlerSpec {
     }
 }
 
-/// Parses an age: a number of seconds, or a number with a unit `s`, `m`, `h`,
-/// `d` or `w` (`"30d"`, `"12h"`).
-pub fn parse_age(v: &Value) -> Result<Duration, String> {
-    let text = match v {
-        Value::Number(n) => {
-            return n
-                .as_f64()
-                .filter(|s| *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| format!("must be a positive number of seconds, got {n}"))
-        }
-        Value::String(s) => s.trim(),
-        other => {
-            return Err(format!(
-                "must be an age such as \"30d\" or \"12h\", got {}",
-                describe(other)
-            ))
-        }
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let unit: f64 = match text[split..].trim() {
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        "w" => 604_800.0,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?}; use s, m, h, d or w"
-            ))
-        }
-    };
-    match text[..split].parse::<f64>() {
-        Ok(n) if n > 0.0 && n * unit < 1e10 => Ok(Duration::from_secs_f64(n * unit)),
-        _ => Err(format!(
-            "{text:?} is not an age; write a positive number with s, m, h, d or w"
-        )),
-    }
-}
-
-/// Parses a size: a number of bytes, or a number with a unit: `B`, `KB`, `MB`,
-/// `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024).
-pub fn parse_size(v: &Value) -> Result<u64, String> {
-    const UNITS: &str = "B, KB, MB, GB, TB (x1000) or KiB, MiB, GiB, TiB (x1024)";
-    let text = match v {
-        Value::Number(n) => {
-            return n
-                .as_u64()
-                .ok_or_else(|| format!("must be a whole number of bytes, got {n}"))
-        }
-        Value::String(s) => s.trim(),
-        other => {
-            return Err(format!(
-                "must be a size such as 100MB or 1GiB, got {}",
-                describe(other)
-            ))
-        }
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = (&text[..split], text[split..].trim());
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "mb" | "m" => 1000_u64.pow(2),
-        "gb" | "g" => 1000_u64.pow(3),
-        "tb" | "t" => 1000_u64.pow(4),
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use {UNITS}")),
-    };
-    let n: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a size; write a number of bytes or a number with a unit: {UNITS}")
-    })?;
-    let bytes = n * factor as f64;
-    if !(1.0..=u64::MAX as f64).contains(&bytes) || bytes.fract() != 0.0 {
-        return Err(format!(
-            "{text:?} must be a whole number of bytes, at least 1"
-        ));
-    }
-    Ok(bytes as u64)
-}
-
-/// The `manager_server` section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerConfig {
-    pub host: String,
-    pub port: u16,
-    /// When set, every request needs `Authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// Serve a non-loopback address without a token (for trusted networks only).
-    pub allow_unauthenticated: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            host: DEFAULT_SERVER_HOST.to_string(),
-            port: DEFAULT_SERVER_PORT,
-            token: None,
-            allow_unauthenticated: false,
-        }
-    }
-}
-
-/// A whole, valid configuration.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Config {
-    /// Absolute root directory for captures.
-    pub root: PathBuf,
-    pub server: ServerConfig,
-    pub storage: StorageConfig,
-    pub handlers: Vec<HandlerSpec>,
-}
-
-/// Disk budget, persistence and hooks (`capture_manager` keys).
-#[derive(Clone, Debug, PartialEq)]
-pub struct StorageConfig {
-    /// Keep at least this many bytes free on the root's file system.
-    pub min_free_bytes: Option<u64>,
-    /// Keep at least this share (0-100) of the root's file system free.
-    pub min_free_percent: Option<f64>,
-    /// Save handlers added over the API and restore them at start-up.
-    pub persist: bool,
-    /// Most `on_close` commands running at once (the rest wait their turn).
-    pub on_close_max_running: usize,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            min_free_bytes: None,
-            min_free_percent: None,
-            persist: true,
-            on_close_max_running: 2,
-        }
-    }
-}
-
-/// A configuration that cannot be used: one line for the operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The root directory when the config names none: `$STATE_DIRECTORY` (systemd's
-/// `StateDirectory=`, first entry) or `./captures`.
-pub fn default_root() -> PathBuf {
-    match std::env::var("STATE_DIRECTORY") {
-        Ok(v) if !v.is_empty() => PathBuf::from(v.split(':').next().unwrap_or(&v)),
-        _ => PathBuf::from("captures"),
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-impl Config {
-    /// The built-in defaults: no handlers, root from [`default_root`].
-    pub fn defaults() -> Config {
-        Config {
-            root: absolute(&default_root()),
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            handlers: Vec::new(),
-        }
-    }
-
-    /// Reads and validates a config file: YAML (AIT's `bsc.yaml` as is, see
-    /// [`crate::yaml`]) when it is named `.yaml`/`.yml` or does not start like a
-    /// JSON object or list, else JSON. (A JSON scalar reads the same as YAML.)
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
-        let is_yaml = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) || !text.trim_start().starts_with(['{', '[']);
-        let value: Value = if is_yaml {
-            crate::yaml::to_json(&text).map_err(|e| match e.position {
-                Some((line, column)) => ConfigError(format!(
-                    "{shown}:{line}:{column}: invalid YAML: {}",
-                    e.message
-                )),
-                None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
-            })?
-        } else {
-            serde_json::from_str(&text).map_err(|e| {
-                ConfigError(format!(
-                    "{shown}:{}:{}: invalid JSON: {}",
-                    e.line(),
-                    e.column(),
-                    strip_position(&e.to_string())
-                ))
-            })?
-        };
-        Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
-    }
-
-    /// Validates a parsed config document.
-    pub fn from_value(value: &Value) -> Result<Config, String> {
-        let top = value
-            .as_object()
-            .ok_or("the top level must be an object with capture_manager and handlers")?;
-        check_keys("top level", top, &["capture_manager", "handlers"])?;
-        let mut config = Config::defaults();
-
-        if let Some(cm) = top.get("capture_manager") {
-            let cm = cm.as_object().ok_or("capture_manager must be an object")?;
-            check_keys(
-                "capture_manager",
-                cm,
-                &[
-                    "root_log_directory",
-                    "manager_server",
-                    "min_free_bytes",
-                    "min_free_percent",
-                    "persist",
-                    "on_close_max_running",
-                ],
-            )?;
-            match cm.get("root_log_directory") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(s)) if !s.is_empty() => config.root = absolute(Path::new(s)),
-                Some(other) => {
-                    return Err(format!(
-                        "capture_manager.root_log_directory must be a non-empty string, got {}",
-                        describe(other)
-                    ))
-                }
-            }
-            if let Some(v) = cm.get("min_free_bytes").filter(|v| !v.is_null()) {
-                config.storage.min_free_bytes = Some(
-                    parse_size(v).map_err(|m| format!("capture_manager.min_free_bytes: {m}"))?,
-                );
-            }
-            if let Some(v) = cm.get("min_free_percent").filter(|v| !v.is_null()) {
-                config.storage.min_free_percent = Some(
-                    v.as_f64()
-                        .filter(|p| (0.0..100.0).contains(p))
-                        .ok_or_else(|| format!("capture_manager.min_free_percent must be a number from 0 to 100, got {}", describe(v)))?,
-                );
-            }
-            if let Some(v) = cm.get("persist") {
-                config.storage.persist = boolean(v).ok_or_else(|| {
-                    format!(
-                        "capture_manager.persist must be true or false, got {}",
-                        describe(v)
-                    )
-                })?;
-            }
-            if let Some(v) = cm.get("on_close_max_running") {
-                config.storage.on_close_max_running = whole_number(v)
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or_else(|| {
-                        format!(
-                            "capture_manager.on_close_max_running must be 1 to 64, got {}",
-                            describe(v)
-                        )
-                    })? as usize;
-            }
-            if let Some(ms) = cm.get("manager_server") {
-                let ms = ms
-                    .as_object()
-                    .ok_or("capture_manager.manager_server must be an object")?;
-                check_keys(
-                    "capture_manager.manager_server",
-                    ms,
-                    &["host", "port", "token", "allow_unauthenticated"],
-                )?;
-                match ms.get("token") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(t)) if !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic()) => {
-                        config.server.token = Some(t.clone())
-                    }
-                    Some(_) => return Err("capture_manager.manager_server.token must be 1 to 1024 printable ASCII characters without spaces".into()),
-                }
-                if let Some(v) = ms.get("allow_unauthenticated") {
-                    config.server.allow_unauthenticated =
-                        boolean(v).ok_or_else(|| format!("capture_manager.manager_server.allow_unauthenticated must be true or false, got {}", describe(v)))?;
-                }
-                match ms.get("host") {
-                    None => {}
-                    Some(Value::String(h)) if validate_host(h).is_ok() => {
-                        config.server.host = if h.is_empty() { "0.0.0.0".to_string() } else { h.clone() }
-                    }
-                    Some(other) => return Err(format!("capture_manager.manager_server.host must be a host name or IP address, got {}", describe(other))),
-                }
-                if let Some(p) = ms.get("port") {
-                    config.server.port = whole_number(p)
-                        .filter(|p| (1..=65535).contains(p))
-                        .ok_or_else(|| {
-                            format!(
-                                "capture_manager.manager_server.port must be 1..65535, got {}",
-                                describe(p)
-                            )
-                        })? as u16;
-                }
-            }
-        }
-
-        match top.get("handlers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(list)) => {
-                for (i, h) in list.iter().enumerate() {
-                    let label = match h.get("name").and_then(Value::as_str) {
-                        Some(n) => format!("handler #{} ({n:?})", i + 1),
-                        None => format!("handler #{}", i + 1),
-                    };
-                    let obj = h
-                        .as_object()
-                        .ok_or_else(|| format!("{label}: must be an object"))?;
-                    let spec = HandlerSpec::from_json(obj, Origin::ConfigFile)
-                        .map_err(|e| format!("{label}: key {:?}: {}", e.key, e.message))?;
-                    config.handlers.push(spec);
-                }
-            }
-            Some(other) => return Err(format!("handlers must be a list, got {}", describe(other))),
-        }
-        config.check_conflicts()?;
-        Ok(config)
-    }
-
-    /// No two handlers share a name on one address; an address has one conn_type;
-    /// no two handlers write the same file.
-    fn check_conflicts(&self) -> Result<(), String> {
-        let now = OffsetDateTime::now_utc();
-        for (i, a) in self.handlers.iter().enumerate() {
-            // Every rendered name must be usable now, not at the first unit.
-            a.file_path(&self.root, now, 1)
-                .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
-            for b in &self.handlers[..i] {
-                if a.address == b.address && a.name == b.name {
-                    return Err(format!(
-                        "handler {:?} appears twice on address {}",
-                        a.name,
-                        a.address.python_repr()
-                    ));
-                }
-                if a.address == b.address && a.conn_type != b.conn_type {
-                    return Err(format!(
-                        "address {} is used as {} by handler {:?} and as {} by handler {:?}",
-                        a.address.python_repr(),
-                        b.conn_type,
-                        b.name,
-                        a.conn_type,
-                        a.name
-                    ));
-                }
-                let (pa, pb) = (
-                    a.file_path(&self.root, now, 1),
-                    b.file_path(&self.root, now, 1),
-                );
-                if let (Ok(pa), Ok(pb)) = (pa, pb) {
-                    if pa == pb {
-                        return Err(format!(
-                            "handlers {:?} and {:?} would both write {}",
-                            b.name,
-                            a.name,
-                            pa.full().display()
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn check_keys(section: &str, obj: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(format!(
-            "{section}: unknown key {k:?} (known: {})",
-            known.join(", ")
-        )),
-        None => Ok(()),
-    }
-}
-
-/// serde_json appends " at line L column C"; the caller already prints them.
-fn strip_position(msg: &str) -> &str {
-    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::PathBuf;
 
     fn spec(v: Value) -> Result<HandlerSpec, FieldError> {
         HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile)
@@ -1774,58 +1168,6 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        for (v, want) in [
-            (json!(100000), 100_000),
-            (json!("100000"), 100_000),
-            (json!("100MB"), 100_000_000),
-            (json!("100 mb"), 100_000_000),
-            (json!("1GiB"), 1 << 30),
-            (json!("1.5KiB"), 1536),
-            (json!("2k"), 2000),
-            (json!("7B"), 7),
-        ] {
-            assert_eq!(parse_size(&v), Ok(want), "{v}");
-        }
-        for v in [
-            json!("10XB"),
-            json!("-5MB"),
-            json!(""),
-            json!("0"),
-            json!("1.5B"),
-            json!(true),
-            json!(-1),
-        ] {
-            let e = parse_size(&v).unwrap_err();
-            assert!(!e.is_empty(), "{v}");
-        }
-        assert!(parse_size(&json!("10XB")).unwrap_err().contains("KiB"));
-        let s = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_bytes": "1MiB", "rotate_max_packets": 1000, "file_name_pattern": "{name}-{seq:6}.pcap"})).unwrap();
-        assert_eq!(
-            (s.rotate_max_bytes, s.rotate_max_packets),
-            (Some(1 << 20), Some(1000))
-        );
-        let t = time::Date::from_calendar_date(2026, time::Month::November, 28)
-            .unwrap()
-            .midnight()
-            .assume_utc();
-        assert_eq!(
-            s.file_path(Path::new("/r"), t, 12).unwrap().full(),
-            PathBuf::from("/r/h-000012.pcap")
-        );
-        let e = spec(
-            json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_packets": 0}),
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "rotate_max_packets");
-        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "{name:3}.pcap"})).unwrap_err();
-        assert!(e.message.contains("only {seq} takes a width"), "{e}");
-        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "seq": 5}))
-            .unwrap_err();
-        assert_eq!(e.key, "seq");
-    }
-
-    #[test]
     fn source_options_apply_to_their_conn_type_only() {
         let base = |ct: &str, host: &str, k: &str, v: Value| json!({"name": "h", "conn_type": ct, "address": [host, 7], k: v});
         let s = spec(base("tcp", "10.0.0.1", "connect_timeout_s", json!(2.5))).unwrap();
@@ -1895,58 +1237,29 @@ mod tests {
     }
 
     #[test]
-    fn python_repr_of_addresses() {
-        let a = |h: &str, p| Address {
-            host: h.into(),
-            port: p,
-        };
-        assert_eq!(a("", 8500).python_repr(), "['', 8500]");
-        assert_eq!(a("127.0.0.1", 8125).python_repr(), "['127.0.0.1', 8125]");
-        assert_eq!(a("eth0", 0).python_repr(), "['eth0', 0]");
-        assert_eq!(python_str_repr("it's"), "\"it's\"");
-        assert_eq!(python_str_repr("a'\"b"), "'a\\'\"b'");
-        assert_eq!(python_str_repr("a\\b\n"), "'a\\\\b\\n'");
-    }
-
-    #[test]
-    fn whole_config_errors() {
-        let ok = json!({"capture_manager": {"root_log_directory": "/data", "manager_server": {"host": "127.0.0.1", "port": 9000}},
-            "handlers": [{"name": "a", "conn_type": "udp", "address": ["", 8500]}]});
-        let c = Config::from_value(&ok).unwrap();
-        assert_eq!(c.root, PathBuf::from("/data"));
-        assert_eq!(c.server.port, 9000);
-        let bad = [
-            (
-                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1]}, {"name": "a", "conn_type": "udp", "address": ["", 1]}]}),
-                "twice",
-            ),
-            (
-                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["h", 1]}, {"name": "b", "conn_type": "tcp", "address": ["h", 1]}]}),
-                "used as udp",
-            ),
-            (
-                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "x.pcap"},
-                                  {"name": "b", "conn_type": "udp", "address": ["", 2], "file_name_pattern": "x.pcap"}]}),
-                "both write",
-            ),
-            (
-                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "rotate_log_delta": -1}]}),
-                "handler #1 (\"a\"): key \"rotate_log_delta\"",
-            ),
-            (
-                json!({"capture_manager": {"root": "/x"}}),
-                "unknown key \"root\"",
-            ),
-            (
-                json!({"capture_manager": {"manager_server": {"port": 0}}}),
-                "1..65535",
-            ),
-            (json!({"handlers": {}}), "must be a list"),
-            (json!([1]), "top level"),
-        ];
-        for (v, needle) in bad {
-            let e = Config::from_value(&v).unwrap_err();
-            assert!(e.contains(needle), "{v}: {e}");
-        }
+    fn size_limits_and_seq_widths() {
+        let s = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_bytes": "1MiB", "rotate_max_packets": 1000, "file_name_pattern": "{name}-{seq:6}.pcap"})).unwrap();
+        assert_eq!(
+            (s.rotate_max_bytes, s.rotate_max_packets),
+            (Some(1 << 20), Some(1000))
+        );
+        let t = time::Date::from_calendar_date(2026, time::Month::November, 28)
+            .unwrap()
+            .midnight()
+            .assume_utc();
+        assert_eq!(
+            s.file_path(Path::new("/r"), t, 12).unwrap().full(),
+            PathBuf::from("/r/h-000012.pcap")
+        );
+        let e = spec(
+            json!({"name": "h", "conn_type": "udp", "address": ["", 1], "rotate_max_packets": 0}),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "rotate_max_packets");
+        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "{name:3}.pcap"})).unwrap_err();
+        assert!(e.message.contains("only {seq} takes a width"), "{e}");
+        let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "seq": 5}))
+            .unwrap_err();
+        assert_eq!(e.key, "seq");
     }
 }

@@ -1,0 +1,352 @@
+//! The configuration: AIT's `bsc.yaml` keys, as JSON, validated completely at load.
+//!
+//! [`Config::load`] reads a file and returns either a fully valid [`Config`] or one
+//! [`ConfigError`] line naming the file and the JSON line/column or the handler and
+//! key. [`HandlerSpec::from_json`] validates one handler's keys; the config file and
+//! the REST API both go through it, so a handler is valid the same way wherever it
+//! comes from ([`Origin`] says what each may set).
+//!
+//! | file | its job |
+//! |---|---|
+//! | `mod.rs` | the whole document: [`Config::load`], sections, conflicts between handlers |
+//! | [`handler`] | one handler: [`HandlerSpec`], its keys, metadata, rendered paths |
+//! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
+//! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
+//! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
+//! | [`address`] | capture addresses and their Python `repr` |
+//!
+//! Everything a caller needs is re-exported here (`config::HandlerSpec`).
+
+pub mod address;
+pub mod capture_manager;
+pub mod choices;
+pub mod fields;
+pub mod handler;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+pub use address::{python_str_repr, Address};
+pub use capture_manager::{ServerConfig, StorageConfig, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT};
+pub use choices::{ConnType, Direction, Timestamps, Transform};
+pub use fields::{boolean, parse_age, parse_size, FieldError};
+pub use handler::{
+    is_handler_key, metadata_entry, metadata_text, validate_name, HandlerSpec, Origin,
+    DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE,
+    MAX_NAME_LEN,
+};
+
+use address::validate_host;
+use fields::{describe, whole_number};
+
+/// A whole, valid configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Absolute root directory for captures.
+    pub root: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub handlers: Vec<HandlerSpec>,
+}
+
+/// A configuration that cannot be used: one line for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The root directory when the config names none: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry) or `./captures`.
+pub fn default_root() -> PathBuf {
+    match std::env::var("STATE_DIRECTORY") {
+        Ok(v) if !v.is_empty() => PathBuf::from(v.split(':').next().unwrap_or(&v)),
+        _ => PathBuf::from("captures"),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Config {
+    /// The built-in defaults: no handlers, root from [`default_root`].
+    pub fn defaults() -> Config {
+        Config {
+            root: absolute(&default_root()),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            handlers: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a config file: YAML (AIT's `bsc.yaml` as is, see
+    /// [`crate::yaml`]) when it is named `.yaml`/`.yml` or does not start like a
+    /// JSON object or list, else JSON. (A JSON scalar reads the same as YAML.)
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) || !text.trim_start().starts_with(['{', '[']);
+        let value: Value = if is_yaml {
+            crate::yaml::to_json(&text).map_err(|e| match e.position {
+                Some((line, column)) => ConfigError(format!(
+                    "{shown}:{line}:{column}: invalid YAML: {}",
+                    e.message
+                )),
+                None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
+            })?
+        } else {
+            serde_json::from_str(&text).map_err(|e| {
+                ConfigError(format!(
+                    "{shown}:{}:{}: invalid JSON: {}",
+                    e.line(),
+                    e.column(),
+                    strip_position(&e.to_string())
+                ))
+            })?
+        };
+        Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
+    }
+
+    /// Validates a parsed config document.
+    pub fn from_value(value: &Value) -> Result<Config, String> {
+        let top = value
+            .as_object()
+            .ok_or("the top level must be an object with capture_manager and handlers")?;
+        check_keys("top level", top, &["capture_manager", "handlers"])?;
+        let mut config = Config::defaults();
+
+        if let Some(cm) = top.get("capture_manager") {
+            let cm = cm.as_object().ok_or("capture_manager must be an object")?;
+            check_keys(
+                "capture_manager",
+                cm,
+                &[
+                    "root_log_directory",
+                    "manager_server",
+                    "min_free_bytes",
+                    "min_free_percent",
+                    "persist",
+                    "on_close_max_running",
+                ],
+            )?;
+            match cm.get("root_log_directory") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if !s.is_empty() => config.root = absolute(Path::new(s)),
+                Some(other) => {
+                    return Err(format!(
+                        "capture_manager.root_log_directory must be a non-empty string, got {}",
+                        describe(other)
+                    ))
+                }
+            }
+            if let Some(v) = cm.get("min_free_bytes").filter(|v| !v.is_null()) {
+                config.storage.min_free_bytes = Some(
+                    parse_size(v).map_err(|m| format!("capture_manager.min_free_bytes: {m}"))?,
+                );
+            }
+            if let Some(v) = cm.get("min_free_percent").filter(|v| !v.is_null()) {
+                config.storage.min_free_percent = Some(
+                    v.as_f64()
+                        .filter(|p| (0.0..100.0).contains(p))
+                        .ok_or_else(|| format!("capture_manager.min_free_percent must be a number from 0 to 100, got {}", describe(v)))?,
+                );
+            }
+            if let Some(v) = cm.get("persist") {
+                config.storage.persist = boolean(v).ok_or_else(|| {
+                    format!(
+                        "capture_manager.persist must be true or false, got {}",
+                        describe(v)
+                    )
+                })?;
+            }
+            if let Some(v) = cm.get("on_close_max_running") {
+                config.storage.on_close_max_running = whole_number(v)
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "capture_manager.on_close_max_running must be 1 to 64, got {}",
+                            describe(v)
+                        )
+                    })? as usize;
+            }
+            if let Some(ms) = cm.get("manager_server") {
+                let ms = ms
+                    .as_object()
+                    .ok_or("capture_manager.manager_server must be an object")?;
+                check_keys(
+                    "capture_manager.manager_server",
+                    ms,
+                    &["host", "port", "token", "allow_unauthenticated"],
+                )?;
+                match ms.get("token") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(t)) if !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                        config.server.token = Some(t.clone())
+                    }
+                    Some(_) => return Err("capture_manager.manager_server.token must be 1 to 1024 printable ASCII characters without spaces".into()),
+                }
+                if let Some(v) = ms.get("allow_unauthenticated") {
+                    config.server.allow_unauthenticated =
+                        boolean(v).ok_or_else(|| format!("capture_manager.manager_server.allow_unauthenticated must be true or false, got {}", describe(v)))?;
+                }
+                match ms.get("host") {
+                    None => {}
+                    Some(Value::String(h)) if validate_host(h).is_ok() => {
+                        config.server.host = if h.is_empty() { "0.0.0.0".to_string() } else { h.clone() }
+                    }
+                    Some(other) => return Err(format!("capture_manager.manager_server.host must be a host name or IP address, got {}", describe(other))),
+                }
+                if let Some(p) = ms.get("port") {
+                    config.server.port = whole_number(p)
+                        .filter(|p| (1..=65535).contains(p))
+                        .ok_or_else(|| {
+                            format!(
+                                "capture_manager.manager_server.port must be 1..65535, got {}",
+                                describe(p)
+                            )
+                        })? as u16;
+                }
+            }
+        }
+
+        match top.get("handlers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, h) in list.iter().enumerate() {
+                    let label = match h.get("name").and_then(Value::as_str) {
+                        Some(n) => format!("handler #{} ({n:?})", i + 1),
+                        None => format!("handler #{}", i + 1),
+                    };
+                    let obj = h
+                        .as_object()
+                        .ok_or_else(|| format!("{label}: must be an object"))?;
+                    let spec = HandlerSpec::from_json(obj, Origin::ConfigFile)
+                        .map_err(|e| format!("{label}: key {:?}: {}", e.key, e.message))?;
+                    config.handlers.push(spec);
+                }
+            }
+            Some(other) => return Err(format!("handlers must be a list, got {}", describe(other))),
+        }
+        config.check_conflicts()?;
+        Ok(config)
+    }
+
+    /// No two handlers share a name on one address; an address has one conn_type;
+    /// no two handlers write the same file.
+    fn check_conflicts(&self) -> Result<(), String> {
+        let now = OffsetDateTime::now_utc();
+        for (i, a) in self.handlers.iter().enumerate() {
+            // Every rendered name must be usable now, not at the first unit.
+            a.file_path(&self.root, now, 1)
+                .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
+            for b in &self.handlers[..i] {
+                if a.address == b.address && a.name == b.name {
+                    return Err(format!(
+                        "handler {:?} appears twice on address {}",
+                        a.name,
+                        a.address.python_repr()
+                    ));
+                }
+                if a.address == b.address && a.conn_type != b.conn_type {
+                    return Err(format!(
+                        "address {} is used as {} by handler {:?} and as {} by handler {:?}",
+                        a.address.python_repr(),
+                        b.conn_type,
+                        b.name,
+                        a.conn_type,
+                        a.name
+                    ));
+                }
+                let (pa, pb) = (
+                    a.file_path(&self.root, now, 1),
+                    b.file_path(&self.root, now, 1),
+                );
+                if let (Ok(pa), Ok(pb)) = (pa, pb) {
+                    if pa == pb {
+                        return Err(format!(
+                            "handlers {:?} and {:?} would both write {}",
+                            b.name,
+                            a.name,
+                            pa.full().display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_keys(section: &str, obj: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "{section}: unknown key {k:?} (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// serde_json appends " at line L column C"; the caller already prints them.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_config_errors() {
+        let ok = json!({"capture_manager": {"root_log_directory": "/data", "manager_server": {"host": "127.0.0.1", "port": 9000}},
+            "handlers": [{"name": "a", "conn_type": "udp", "address": ["", 8500]}]});
+        let c = Config::from_value(&ok).unwrap();
+        assert_eq!(c.root, PathBuf::from("/data"));
+        assert_eq!(c.server.port, 9000);
+        let bad = [
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1]}, {"name": "a", "conn_type": "udp", "address": ["", 1]}]}),
+                "twice",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["h", 1]}, {"name": "b", "conn_type": "tcp", "address": ["h", 1]}]}),
+                "used as udp",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "file_name_pattern": "x.pcap"},
+                                  {"name": "b", "conn_type": "udp", "address": ["", 2], "file_name_pattern": "x.pcap"}]}),
+                "both write",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "rotate_log_delta": -1}]}),
+                "handler #1 (\"a\"): key \"rotate_log_delta\"",
+            ),
+            (
+                json!({"capture_manager": {"root": "/x"}}),
+                "unknown key \"root\"",
+            ),
+            (
+                json!({"capture_manager": {"manager_server": {"port": 0}}}),
+                "1..65535",
+            ),
+            (json!({"handlers": {}}), "must be a list"),
+            (json!([1]), "top level"),
+        ];
+        for (v, needle) in bad {
+            let e = Config::from_value(&v).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+    }
+}
