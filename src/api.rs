@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::clock::UnixMicros;
-use crate::config::{self, ConnType, Direction, HandlerSpec, Origin, Timestamps};
+use crate::config::{self, ConnType, HandlerSpec};
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -216,10 +216,7 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
 }
 
 fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
-    let timestamps = match spec.timestamps {
-        Timestamps::Kernel => "kernel",
-        Timestamps::Read => "read",
-    };
+    let timestamps = spec.timestamps.as_str();
     match spec.conn_type {
         ConnType::Udp => SourceOptions::Udp {
             record_source: spec.record_source,
@@ -231,10 +228,7 @@ fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
             reconnect_max_s: spec.reconnect_max.as_secs_f64(),
         },
         ConnType::Ethernet => SourceOptions::Ethernet {
-            direction: match spec.direction {
-                Direction::Both => "both",
-                Direction::In => "in",
-            },
+            direction: spec.direction.as_str(),
             timestamps,
         },
     }
@@ -401,82 +395,13 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
     if let Err(m) = config::validate_name(name) {
         return Response::error(400, format!("handler name: {m}"));
     }
-    let mut fields = match fields(req) {
+    let fields = match fields(req) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    // AIT's client sends these too; the name is the one in the URL.
-    for extra in ["name", "service_host", "service_port"] {
-        fields.remove(extra);
-    }
-    if let Some(key) = ["log_dir_path", "log_dir", "address"]
-        .into_iter()
-        .find(|k| fields.contains_key(*k))
-    {
-        return Response::error(400, format!("{key}: not accepted over the API; use loc and port for the address and path (relative to the root directory) for the folder"));
-    }
-    let conn_type = match fields.remove("conn_type") {
-        None => return Response::error(400, "conn_type: is required (udp, tcp or ethernet)"),
-        Some(Value::String(s)) => match ConnType::parse(&s) {
-            Some(c) => c,
-            None => {
-                return Response::error(
-                    400,
-                    format!("conn_type: {s:?} is not one of udp, tcp, ethernet"),
-                )
-            }
-        },
-        Some(other) => {
-            return Response::error(400, format!("conn_type: must be a string, got {other}"))
-        }
-    };
-    let min_port = if conn_type == ConnType::Ethernet {
-        0
-    } else {
-        1
-    };
-    let port = match fields.remove("port") {
-        None => return Response::error(400, "port: is required"),
-        Some(v) => {
-            let text = match &v {
-                Value::String(s) => s.trim().to_string(),
-                other => other.to_string(),
-            };
-            match text.parse::<i64>() {
-                Ok(p) if (min_port..=65535).contains(&p) => p,
-                Ok(p) => {
-                    return Response::error(
-                        400,
-                        format!("port: {p} is out of range {min_port}..65535"),
-                    )
-                }
-                Err(_) => {
-                    return Response::error(
-                        400,
-                        format!("port: must be a whole number, got {text:?}"),
-                    )
-                }
-            }
-        }
-    };
-    let loc = match fields.remove("loc") {
-        None => String::new(),
-        Some(Value::String(s)) => s,
-        Some(other) => return Response::error(400, format!("loc: must be a string, got {other}")),
-    };
-    fields.insert("name".into(), json!(name));
-    fields.insert("conn_type".into(), json!(conn_type.as_str()));
-    fields.insert("address".into(), json!([loc, port]));
-    let spec = match HandlerSpec::from_json(&fields, Origin::Api) {
+    let spec = match HandlerSpec::from_api_fields(name, fields) {
         Ok(s) => s,
-        Err(e) => {
-            let key = if e.key == "address" {
-                "loc"
-            } else {
-                e.key.as_str()
-            };
-            return Response::error(400, format!("{key}: {}", e.message));
-        }
+        Err(e) => return Response::error(400, e.to_string()),
     };
     match cx.manager.add_handler(spec, cx.registry, cx.now) {
         Ok(hid) => {

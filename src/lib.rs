@@ -52,8 +52,9 @@
 //! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
 //! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
 //! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
-//! with [`config::HandlerSpec::from_json`] (or, for a rotate,
-//! [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
+//! with [`config::HandlerSpec::from_api_fields`] (the config file's
+//! [`config::HandlerSpec::from_json`] behind it, read by [`config::fields::Fields`];
+//! for a rotate, [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
 //! the [`http::response::Response`] is queued and written without blocking.
 //!
 //! # Invariants

@@ -1,12 +1,22 @@
-//! Reading JSON values as the config means them: whole numbers, booleans, sizes,
-//! ages; and the error that names the key.
+//! Reading a config object's keys: [`Fields`] knows the key it reads and names it
+//! in every error, so no caller repeats it; the value parsers below it (whole
+//! numbers, booleans, sizes, ages) are plain functions over one JSON value.
+//!
+//! Absent and `null` are the same everywhere: the key is not given, its default
+//! applies. Numbers may come as JSON numbers or as decimal strings (what a form
+//! sends).
 
 use std::fmt;
+use std::ops::{Bound, Range, RangeBounds, RangeInclusive};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// A handler key that is wrong, and why.
+use super::choices::{self, Names};
+
+/// A key that is wrong, and why. `key` is the key as the operator wrote it
+/// (`max_files`), or dotted for a section (`capture_manager.persist`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     pub key: String,
@@ -26,8 +36,215 @@ pub(crate) fn field_err(key: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// Reads the keys of one JSON object (a handler, or a section such as
+/// `capture_manager`); every error it returns names the key it was reading.
+pub struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    /// The section's dotted name, put before each key in errors ("" for a handler).
+    section: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// A handler's keys: errors name the bare key (`max_files`).
+    pub fn new(obj: &'a Map<String, Value>) -> Fields<'a> {
+        Fields { obj, section: "" }
+    }
+
+    /// A section's keys: errors name `section.key`.
+    pub fn section(obj: &'a Map<String, Value>, section: &'a str) -> Fields<'a> {
+        Fields { obj, section }
+    }
+
+    /// The error for `key`, named as the operator wrote it.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> FieldError {
+        match self.section {
+            "" => field_err(key, message),
+            section => field_err(&format!("{section}.{key}"), message),
+        }
+    }
+
+    /// Refuses a key that is not in `known` (a section has no metadata).
+    pub fn only(&self, known: &[&str]) -> Result<(), FieldError> {
+        match self.obj.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(field_err(
+                self.section,
+                format!("unknown key {k:?} (known: {})", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The value of `key`; `None` when absent or `null`.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    /// `key` read by `parse` (a value parser such as [`parse_size`]), its error
+    /// named; `None` when not given.
+    pub fn read<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&'a Value) -> Result<T, String>,
+    ) -> Result<Option<T>, FieldError> {
+        self.get(key)
+            .map(|v| parse(v).map_err(|m| self.error(key, m)))
+            .transpose()
+    }
+
+    /// Refuses a missing `key`, saying `why` it is needed.
+    pub fn require(&self, key: &str, why: &str) -> Result<(), FieldError> {
+        match self.get(key) {
+            Some(_) => Ok(()),
+            None => Err(self.error(key, why)),
+        }
+    }
+
+    /// A string read with its type's `FromStr` (whose error says what is wrong).
+    pub fn parsed<T: FromStr>(&self, key: &str) -> Result<Option<T>, FieldError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| self.error(key, e.to_string())),
+        }
+    }
+
+    /// A string.
+    pub fn string(&self, key: &str) -> Result<Option<&'a str>, FieldError> {
+        self.read(key, |v| match v {
+            Value::String(s) => Ok(s.as_str()),
+            other => Err(format!("must be a string, got {}", describe(other))),
+        })
+    }
+
+    /// A boolean, as [`boolean`] reads it.
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, FieldError> {
+        self.read(key, |v| {
+            boolean(v).ok_or_else(|| {
+                format!(
+                    "must be true or false (also True/False/1/0), got {}",
+                    describe(v)
+                )
+            })
+        })
+        .map(|b| b.unwrap_or(default))
+    }
+
+    /// A whole number in `range` (`1..` or `1..=64`).
+    pub fn whole(
+        &self,
+        key: &str,
+        range: impl RangeBounds<u64>,
+    ) -> Result<Option<u64>, FieldError> {
+        self.read(key, |v| {
+            whole_number(v)
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| format!("must be {}, got {}", whole_range(&range), describe(v)))
+        })
+    }
+
+    /// A number in `range`.
+    pub fn number(&self, key: &str, range: Range<f64>) -> Result<Option<f64>, FieldError> {
+        self.read(key, |v| {
+            v.as_f64().filter(|n| range.contains(n)).ok_or_else(|| {
+                format!(
+                    "must be a number from {} to {}, got {}",
+                    range.start,
+                    range.end,
+                    describe(v)
+                )
+            })
+        })
+    }
+
+    /// A port (or, for ethernet, a protocol) number from `min` to 65535.
+    pub fn port(&self, key: &str, min: u16) -> Result<Option<u16>, FieldError> {
+        self.read(key, |v| {
+            let text = match v {
+                Value::String(s) => s.trim().to_string(),
+                other => other.to_string(),
+            };
+            match text.parse::<i64>() {
+                Ok(p) if (i64::from(min)..=65535).contains(&p) => Ok(p as u16),
+                Ok(p) => Err(format!("{p} is out of range {min}..65535")),
+                Err(_) => Err(format!("must be a whole number, got {text:?}")),
+            }
+        })
+    }
+
+    /// A number of seconds in `range`, `default` when not given.
+    pub fn seconds(
+        &self,
+        key: &str,
+        default: f64,
+        range: RangeInclusive<f64>,
+    ) -> Result<Duration, FieldError> {
+        self.read(key, |v| {
+            let n = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            n.filter(|n| range.contains(n))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    format!(
+                        "must be a number of seconds from {} to {}, got {}",
+                        range.start(),
+                        range.end(),
+                        describe(v)
+                    )
+                })
+        })
+        .map(|d| d.unwrap_or_else(|| Duration::from_secs_f64(default)))
+    }
+
+    /// A size ([`parse_size`]).
+    pub fn size(&self, key: &str) -> Result<Option<u64>, FieldError> {
+        self.read(key, parse_size)
+    }
+
+    /// An age ([`parse_age`]).
+    pub fn age(&self, key: &str) -> Result<Option<Duration>, FieldError> {
+        self.read(key, parse_age)
+    }
+
+    /// One of the names in `table` (see [`choices`]), `default` when not given.
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        table: &Names<T>,
+        default: T,
+    ) -> Result<T, FieldError> {
+        let chosen = self.string(key)?.map(|s| {
+            choices::parse(table, s).ok_or_else(|| {
+                self.error(key, format!("{s:?} is not one of {}", choices::list(table)))
+            })
+        });
+        Ok(chosen.transpose()?.unwrap_or(default))
+    }
+}
+
+/// "a whole number from 1 to 64", "a whole number, at least 1".
+fn whole_range(range: &impl RangeBounds<u64>) -> String {
+    let start = match range.start_bound() {
+        Bound::Included(&n) => n,
+        Bound::Excluded(&n) => n + 1,
+        Bound::Unbounded => 0,
+    };
+    match range.end_bound() {
+        Bound::Included(&end) => format!("a whole number from {start} to {end}"),
+        Bound::Excluded(&end) => format!("a whole number from {start} to {}", end - 1),
+        Bound::Unbounded => format!("a whole number, at least {start}"),
+    }
+}
+
 /// Reads an unsigned whole number given as a JSON number or a decimal string.
-pub(crate) fn whole_number(v: &Value) -> Option<u64> {
+pub fn whole_number(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -53,7 +270,8 @@ pub fn boolean(v: &Value) -> Option<bool> {
     }
 }
 
-pub(crate) fn describe(v: &Value) -> String {
+/// A value as an error shows it: its JSON, cut at 60 bytes.
+pub fn describe(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
         let cut = (0..=57).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
@@ -183,5 +401,84 @@ mod tests {
             assert!(!e.is_empty(), "{v}");
         }
         assert!(parse_size(&json!("10XB")).unwrap_err().contains("KiB"));
+    }
+
+    #[test]
+    fn booleans_from_forms() {
+        for (v, b) in [
+            ("true", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+        ] {
+            assert_eq!(boolean(&json!(v)), Some(b));
+        }
+        assert_eq!(boolean(&json!("TRUE")), None);
+        assert_eq!(boolean(&json!(2)), None);
+    }
+
+    #[test]
+    fn the_reader_names_the_key_in_every_error() {
+        let obj = json!({"n": "0", "big": 70000, "b": "yes", "s": 5, "t": "1.5", "z": null,
+                         "sz": "1KiB", "age": "2h", "pick": "out", "p": "-1"});
+        let f = Fields::new(obj.as_object().unwrap());
+        let e = f.whole("n", 1..).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "n: must be a whole number, at least 1, got \"0\""
+        );
+        assert_eq!(f.whole("big", 1..=1_000_000).unwrap(), Some(70000));
+        assert_eq!(
+            f.whole("big", 1..=64).unwrap_err().message,
+            "must be a whole number from 1 to 64, got 70000"
+        );
+        assert_eq!(f.whole("absent", 1..).unwrap(), None);
+        assert_eq!(f.whole("z", 1..).unwrap(), None, "null is not given");
+        assert!(f
+            .boolean("b", true)
+            .unwrap_err()
+            .message
+            .contains("true or false"));
+        assert!(f.boolean("absent", true).unwrap());
+        assert_eq!(
+            f.string("s").unwrap_err().message,
+            "must be a string, got 5"
+        );
+        assert_eq!(
+            f.seconds("t", 5.0, 0.1..=86400.0).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            f.seconds("absent", 5.0, 0.1..=86400.0).unwrap(),
+            Duration::from_secs(5)
+        );
+        assert!(f
+            .seconds("t", 5.0, 2.0..=86400.0)
+            .unwrap_err()
+            .message
+            .contains("from 2 to 86400"));
+        assert_eq!(f.size("sz").unwrap(), Some(1024));
+        assert_eq!(f.age("age").unwrap(), Some(Duration::from_secs(7200)));
+        let table = [("both", 1), ("in", 2)];
+        assert_eq!(f.choice("absent", &table, 1).unwrap(), 1);
+        assert_eq!(
+            f.choice("pick", &table, 1).unwrap_err().to_string(),
+            "pick: \"out\" is not one of both, in"
+        );
+        assert_eq!(
+            f.port("p", 1).unwrap_err().message,
+            "-1 is out of range 1..65535"
+        );
+        assert_eq!(
+            f.port("big", 0).unwrap_err().message,
+            "70000 is out of range 0..65535"
+        );
+        let section = Fields::section(obj.as_object().unwrap(), "capture_manager");
+        assert_eq!(
+            section.whole("n", 1..).unwrap_err().key,
+            "capture_manager.n"
+        );
     }
 }

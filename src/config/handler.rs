@@ -8,10 +8,8 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::address::{validate_host, Address};
-use super::choices::{ConnType, Direction, Timestamps, Transform};
-use super::fields::{
-    boolean, describe, field_err, parse_age, parse_size, whole_number, FieldError,
-};
+use super::choices::{list, ConnType, Direction, Timestamps, Transform};
+use super::fields::{describe, field_err, whole_number, FieldError, Fields};
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
@@ -127,6 +125,9 @@ const RESERVED_KEYS: [(&str, &str); 3] = [
     ),
 ];
 
+/// Fields the API takes for the address in place of `address` (with `conn_type`).
+pub const API_KEYS: [&str; 3] = ["conn_type", "port", "loc"];
+
 /// Whether `key` is one of the handler's own keys (not metadata).
 pub fn is_handler_key(key: &str) -> bool {
     HANDLER_KEYS.contains(&key)
@@ -232,260 +233,199 @@ pub fn metadata_text(v: &Value) -> String {
 }
 
 /// A path pattern from REST must stay under the root: relative, no `..`, no `//`-tricks.
-fn confined(key: &str, s: &str) -> Result<(), FieldError> {
+fn confined(s: &str) -> Result<(), String> {
     if s.len() > 255 {
-        return Err(field_err(
-            key,
-            format!("is {} bytes long; at most 255", s.len()),
-        ));
+        return Err(format!("is {} bytes long; at most 255", s.len()));
     }
     let p = Path::new(s);
     if p.is_absolute() {
-        return Err(field_err(
-            key,
-            format!("{s:?} is absolute; over the API it must be relative to the root directory"),
+        return Err(format!(
+            "{s:?} is absolute; over the API it must be relative to the root directory"
         ));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) || s.contains("..") {
-        return Err(field_err(
-            key,
-            format!("{s:?} contains \"..\"; it must stay inside the root directory"),
+        return Err(format!(
+            "{s:?} contains \"..\"; it must stay inside the root directory"
         ));
     }
     Ok(())
+}
+
+/// `address`: `[host, port]` (udp, tcp) or `[interface, protocol]` (ethernet).
+fn address(v: &Value, conn_type: ConnType) -> Result<Address, String> {
+    let Value::Array(a) = v else {
+        return Err(format!("must be a list [host, port], got {}", describe(v)));
+    };
+    let [host, port] = a.as_slice() else {
+        return Err(format!("must be a list [host, port], got {}", describe(v)));
+    };
+    let Value::String(host) = host else {
+        return Err(format!(
+            "first element must be a string (host or interface), got {}",
+            describe(host)
+        ));
+    };
+    validate_host(host)?;
+    let port = whole_number(port)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| {
+            format!(
+                "second element must be a port/protocol number 0..65535, got {}",
+                describe(port)
+            )
+        })?;
+    if port == 0 && conn_type != ConnType::Ethernet {
+        return Err(format!(
+            "port 0 is not allowed for {conn_type}; use 1..65535"
+        ));
+    }
+    if host.is_empty() && conn_type != ConnType::Udp {
+        return Err(format!(
+            "{conn_type} needs a host (tcp: the peer; ethernet: the interface)"
+        ));
+    }
+    Ok(Address {
+        host: host.clone(),
+        port,
+    })
+}
+
+/// `path`: a folder pattern; over the API confined to the root.
+fn path_pattern(p: &str, origin: Origin) -> Result<Pattern, String> {
+    if origin == Origin::Api {
+        confined(p)?;
+    }
+    if p.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    Pattern::parse(p).map_err(|e| e.0)
+}
+
+/// `file_name_pattern`: names a file; over the API confined to the root.
+fn file_pattern(p: &str, origin: Origin) -> Result<Pattern, String> {
+    if p.is_empty() || p.ends_with('/') {
+        return Err("must name a file".into());
+    }
+    if p.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    confined(p).or_else(|e| {
+        // From the config file an absolute file pattern is odd but AIT allows
+        // joining it; `..` is refused everywhere.
+        if origin == Origin::ConfigFile && !p.contains("..") && p.len() <= 255 {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    Pattern::parse(p).map_err(|e| e.0)
+}
+
+/// `pre_write_transforms`: a list of names, or (from a form) comma-separated names.
+fn transforms(v: &Value) -> Result<Vec<Transform>, String> {
+    let known = list(Transform::NAMES);
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .and_then(Transform::parse)
+                    .ok_or_else(|| format!("unknown transform {}; known: {known}", describe(v)))
+            })
+            .collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Transform::parse(s)
+                    .ok_or_else(|| format!("unknown transform {s:?}; known: {known}"))
+            })
+            .collect(),
+        other => Err(format!(
+            "must be a list of transform names, got {}",
+            describe(other)
+        )),
+    }
+}
+
+/// `on_close`: a command as a list of strings, program first.
+fn command(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::Array(items) if !items.is_empty() && items.len() <= 64 => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => Ok(s.clone()),
+                other => Err(format!(
+                    "every element must be a non-empty string, got {}",
+                    describe(other)
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "must be a command as a list of strings (program first, no shell), got {}",
+            describe(other)
+        )),
+    }
 }
 
 impl HandlerSpec {
     /// Validates one handler definition (a JSON object with AIT's keys).
     pub fn from_json(obj: &Map<String, Value>, origin: Origin) -> Result<HandlerSpec, FieldError> {
         refuse_control_characters(obj)?;
-        let string = |key: &str| -> Result<Option<&str>, FieldError> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => Err(field_err(
-                    key,
-                    format!("must be a string, got {}", describe(other)),
-                )),
-            }
-        };
+        let f = Fields::new(obj);
 
-        let name = string("name")?.ok_or_else(|| field_err("name", "is required"))?;
+        let name = f
+            .string("name")?
+            .ok_or_else(|| field_err("name", "is required"))?;
         validate_name(name).map_err(|m| field_err("name", m))?;
-
-        let conn_type = string("conn_type")?
-            .ok_or_else(|| field_err("conn_type", "is required (udp, tcp or ethernet)"))?;
-        let conn_type = ConnType::parse(conn_type).ok_or_else(|| {
-            field_err(
-                "conn_type",
-                format!("{conn_type:?} is not one of udp, tcp, ethernet"),
-            )
-        })?;
-
-        let address = match obj.get("address") {
-            Some(Value::Array(a)) if a.len() == 2 => {
-                let host = match &a[0] {
-                    Value::String(s) => s.clone(),
-                    other => {
-                        return Err(field_err(
-                            "address",
-                            format!(
-                                "first element must be a string (host or interface), got {}",
-                                describe(other)
-                            ),
-                        ))
-                    }
-                };
-                validate_host(&host).map_err(|m| field_err("address", m))?;
-                let port_max = 65535;
-                let port = whole_number(&a[1])
-                    .filter(|p| *p <= port_max)
-                    .ok_or_else(|| {
-                        field_err(
-                            "address",
-                            format!(
-                                "second element must be a port/protocol number 0..65535, got {}",
-                                describe(&a[1])
-                            ),
-                        )
-                    })?;
-                if port == 0 && conn_type != ConnType::Ethernet {
-                    return Err(field_err(
-                        "address",
-                        format!("port 0 is not allowed for {conn_type}; use 1..65535"),
-                    ));
-                }
-                if host.is_empty() && conn_type != ConnType::Udp {
-                    return Err(field_err(
-                        "address",
-                        format!(
-                            "{conn_type} needs a host (tcp: the peer; ethernet: the interface)"
-                        ),
-                    ));
-                }
-                Address {
-                    host,
-                    port: port as u16,
-                }
-            }
-            None => {
-                return Err(field_err(
+        f.require("conn_type", "is required (udp, tcp or ethernet)")?;
+        // Given (required just above), so the default is never used.
+        let conn_type = f.choice("conn_type", ConnType::NAMES, ConnType::Udp)?;
+        let address = f
+            .read("address", |v| address(v, conn_type))?
+            .ok_or_else(|| {
+                field_err(
                     "address",
                     "is required: [host, port] (udp/tcp) or [interface, protocol] (ethernet)",
-                ))
-            }
-            Some(other) => {
-                return Err(field_err(
-                    "address",
-                    format!("must be a list [host, port], got {}", describe(other)),
-                ))
-            }
-        };
-
-        let path = match string("path")? {
-            None | Some("") => None,
-            Some(p) => {
-                if origin == Origin::Api {
-                    confined("path", p)?;
-                }
-                if p.contains('\0') {
-                    return Err(field_err("path", "contains a NUL byte"));
-                }
-                Some(Pattern::parse(p).map_err(|e| field_err("path", e.0))?)
-            }
-        };
-        let file_name_pattern = string("file_name_pattern")?.unwrap_or(DEFAULT_FILE_NAME_PATTERN);
-        if file_name_pattern.is_empty() || file_name_pattern.ends_with('/') {
-            return Err(field_err("file_name_pattern", "must name a file"));
-        }
-        if file_name_pattern.contains('\0') {
-            return Err(field_err("file_name_pattern", "contains a NUL byte"));
-        }
-        confined("file_name_pattern", file_name_pattern).or_else(|e| {
-            // From the config file an absolute file pattern is odd but AIT allows
-            // joining it; `..` is refused everywhere.
-            if origin == Origin::ConfigFile
-                && !file_name_pattern.contains("..")
-                && file_name_pattern.len() <= 255
-            {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
-        let file_name_pattern =
-            Pattern::parse(file_name_pattern).map_err(|e| field_err("file_name_pattern", e.0))?;
-
-        let rotate_log = match obj.get("rotate_log") {
-            None | Some(Value::Null) => true,
-            Some(v) => boolean(v).ok_or_else(|| {
-                field_err(
-                    "rotate_log",
-                    format!(
-                        "must be true or false (also True/False/1/0), got {}",
-                        describe(v)
-                    ),
                 )
-            })?,
+            })?;
+
+        let path = match f.string("path")? {
+            None | Some("") => None,
+            Some(p) => Some(path_pattern(p, origin).map_err(|m| field_err("path", m))?),
         };
-        let rotate_log_index = match string("rotate_log_index")? {
-            None => RotationUnit::Day,
-            Some(s) => s
-                .parse()
-                .map_err(|m: String| field_err("rotate_log_index", m))?,
-        };
-        let rotate_log_delta = match obj.get("rotate_log_delta") {
-            None | Some(Value::Null) => 1,
-            Some(v) => whole_number(v)
-                .filter(|d| (1..=1_000_000).contains(d))
-                .ok_or_else(|| {
-                    field_err(
-                        "rotate_log_delta",
-                        format!(
-                            "must be a whole number from 1 to 1000000, got {}",
-                            describe(v)
-                        ),
-                    )
-                })? as u32,
-        };
+        let file_name_pattern = f
+            .string("file_name_pattern")?
+            .unwrap_or(DEFAULT_FILE_NAME_PATTERN);
+        let file_name_pattern = file_pattern(file_name_pattern, origin)
+            .map_err(|m| field_err("file_name_pattern", m))?;
+
+        let rotate_log = f.boolean("rotate_log", true)?;
+        let rotate_log_index = f.parsed("rotate_log_index")?.unwrap_or(RotationUnit::Day);
+        let rotate_log_delta = f.whole("rotate_log_delta", 1..=1_000_000)?.unwrap_or(1) as u32;
         let rotation = rotate_log.then_some(RotationRule {
             unit: rotate_log_index,
             delta: rotate_log_delta,
         });
+        let pre_write_transforms = f
+            .read("pre_write_transforms", transforms)?
+            .unwrap_or_default();
+        let rcvbuf_bytes = f
+            .whole("rcvbuf_bytes", 4096..=1 << 30)?
+            .map_or(DEFAULT_RCVBUF_BYTES, |n| n as usize);
+        let rotate_max_bytes = f.size("rotate_max_bytes")?;
+        let rotate_max_packets = f.whole("rotate_max_packets", 1..)?;
 
-        let pre_write_transforms = match obj.get("pre_write_transforms") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    match v {
-                        Value::String(s) => Transform::parse(s),
-                        _ => None,
-                    }
-                    .ok_or_else(|| {
-                        field_err(
-                            "pre_write_transforms",
-                            format!(
-                                "unknown transform {}; known: {}",
-                                describe(v),
-                                Transform::NAMES
-                            ),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    Transform::parse(s).ok_or_else(|| {
-                        field_err(
-                            "pre_write_transforms",
-                            format!("unknown transform {s:?}; known: {}", Transform::NAMES),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(field_err(
-                    "pre_write_transforms",
-                    format!("must be a list of transform names, got {}", describe(other)),
-                ))
-            }
-        };
-
-        let rcvbuf_bytes = match obj.get("rcvbuf_bytes") {
-            None | Some(Value::Null) => DEFAULT_RCVBUF_BYTES,
-            Some(v) => whole_number(v)
-                .filter(|n| (4096..=1 << 30).contains(n))
-                .ok_or_else(|| {
-                    field_err(
-                        "rcvbuf_bytes",
-                        format!(
-                            "must be a number of bytes from 4096 to 1073741824, got {}",
-                            describe(v)
-                        ),
-                    )
-                })? as usize,
-        };
-
-        let rotate_max_bytes = match obj.get("rotate_max_bytes") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(parse_size(v).map_err(|m| field_err("rotate_max_bytes", m))?),
-        };
-        let rotate_max_packets = match obj.get("rotate_max_packets") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(whole_number(v).filter(|n| *n >= 1).ok_or_else(|| {
-                field_err(
-                    "rotate_max_packets",
-                    format!("must be a whole number, at least 1, got {}", describe(v)),
-                )
-            })?),
-        };
-
-        let only_for = |key: &str, kinds: &[ConnType]| -> Result<(), FieldError> {
-            if obj.get(key).is_some_and(|v| !v.is_null()) && !kinds.contains(&conn_type) {
+        for (key, kinds) in [
+            ("connect_timeout_s", &[ConnType::Tcp][..]),
+            ("reconnect_max_s", &[ConnType::Tcp]),
+            ("direction", &[ConnType::Ethernet]),
+            ("interface", &[ConnType::Udp]),
+            ("record_source", &[ConnType::Udp]),
+            ("timestamps", &[ConnType::Udp, ConnType::Ethernet]),
+        ] {
+            if f.get(key).is_some() && !kinds.contains(&conn_type) {
                 let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
                 return Err(field_err(
                     key,
@@ -495,48 +435,11 @@ impl HandlerSpec {
                     ),
                 ));
             }
-            Ok(())
-        };
-        let seconds = |key: &str, default: f64, min: f64| -> Result<Duration, FieldError> {
-            let v = match obj.get(key) {
-                None | Some(Value::Null) => return Ok(Duration::from_secs_f64(default)),
-                Some(v) => v,
-            };
-            let n = match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            };
-            match n {
-                Some(n) if (min..=86_400.0).contains(&n) => Ok(Duration::from_secs_f64(n)),
-                _ => Err(field_err(
-                    key,
-                    format!(
-                        "must be a number of seconds from {min} to 86400, got {}",
-                        describe(v)
-                    ),
-                )),
-            }
-        };
-        only_for("connect_timeout_s", &[ConnType::Tcp])?;
-        only_for("reconnect_max_s", &[ConnType::Tcp])?;
-        only_for("direction", &[ConnType::Ethernet])?;
-        only_for("interface", &[ConnType::Udp])?;
-        only_for("record_source", &[ConnType::Udp])?;
-        only_for("timestamps", &[ConnType::Udp, ConnType::Ethernet])?;
-        let connect_timeout = seconds("connect_timeout_s", 5.0, 0.1)?;
-        let reconnect_max = seconds("reconnect_max_s", 30.0, 0.5)?;
-        let direction = match string("direction")? {
-            None | Some("both") => Direction::Both,
-            Some("in") => Direction::In,
-            Some(other) => {
-                return Err(field_err(
-                    "direction",
-                    format!("{other:?} is not one of both, in"),
-                ))
-            }
-        };
-        let interface = match string("interface")? {
+        }
+        let connect_timeout = f.seconds("connect_timeout_s", 5.0, 0.1..=86_400.0)?;
+        let reconnect_max = f.seconds("reconnect_max_s", 30.0, 0.5..=86_400.0)?;
+        let direction = f.choice("direction", Direction::NAMES, Direction::Both)?;
+        let interface = match f.string("interface")? {
             None | Some("") => None,
             Some(i) => {
                 validate_host(i).map_err(|m| field_err("interface", m))?;
@@ -554,72 +457,16 @@ impl HandlerSpec {
                 Some(i.to_string())
             }
         };
-        let record_source = match obj.get("record_source") {
-            None | Some(Value::Null) => false,
-            Some(v) => boolean(v).ok_or_else(|| {
-                field_err(
-                    "record_source",
-                    format!("must be true or false, got {}", describe(v)),
-                )
-            })?,
-        };
-        let timestamps = match string("timestamps")? {
-            None | Some("kernel") => Timestamps::Kernel,
-            Some("read") => Timestamps::Read,
-            Some(other) => {
-                return Err(field_err(
-                    "timestamps",
-                    format!("{other:?} is not one of kernel, read"),
-                ))
-            }
-        };
+        let record_source = f.boolean("record_source", false)?;
+        let timestamps = f.choice("timestamps", Timestamps::NAMES, Timestamps::Kernel)?;
 
-        let fsync_interval = match obj.get("fsync_interval_s") {
-            Some(v) if v.as_f64() == Some(0.0) || v.as_str().map(str::trim) == Some("0") => None,
-            _ => Some(seconds("fsync_interval_s", 10.0, 0.0)?),
-        };
-        let max_files = match obj.get("max_files") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(whole_number(v).filter(|n| *n >= 1).ok_or_else(|| {
-                field_err(
-                    "max_files",
-                    format!("must be a whole number, at least 1, got {}", describe(v)),
-                )
-            })?),
-        };
-        let max_bytes = match obj.get("max_bytes") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(parse_size(v).map_err(|m| field_err("max_bytes", m))?),
-        };
-        let max_age = match obj.get("max_age") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(parse_age(v).map_err(|m| field_err("max_age", m))?),
-        };
-        let on_close = match obj.get("on_close") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) if !items.is_empty() && items.len() <= 64 => items
-                .iter()
-                .map(|i| match i {
-                    Value::String(s) if !s.is_empty() && !s.contains('\0') => Ok(s.clone()),
-                    other => Err(field_err(
-                        "on_close",
-                        format!(
-                            "every element must be a non-empty string, got {}",
-                            describe(other)
-                        ),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(field_err(
-                    "on_close",
-                    format!(
-                        "must be a command as a list of strings (program first, no shell), got {}",
-                        describe(other)
-                    ),
-                ))
-            }
-        };
+        // 0: only when a file closes.
+        let fsync_interval =
+            Some(f.seconds("fsync_interval_s", 10.0, 0.0..=86_400.0)?).filter(|d| !d.is_zero());
+        let max_files = f.whole("max_files", 1..)?;
+        let max_bytes = f.size("max_bytes")?;
+        let max_age = f.age("max_age")?;
+        let on_close = f.read("on_close", command)?.unwrap_or_default();
         if origin == Origin::Api && !on_close.is_empty() {
             return Err(field_err(
                 "on_close",
@@ -675,6 +522,51 @@ impl HandlerSpec {
         Ok(spec)
     }
 
+    /// Validates a handler started over the API (`POST /<name>/start`): `name`
+    /// from the URL, the address as `conn_type`, `port` and `loc` (default `""`,
+    /// every interface), every other field as in the config file but confined to
+    /// the root. AIT's client extras `name`, `service_host` and `service_port`
+    /// are dropped; `log_dir_path`, `log_dir` and `address` are refused. An error
+    /// in the address is named `loc`, the field the client sent.
+    pub fn from_api_fields(
+        name: &str,
+        mut fields: Map<String, Value>,
+    ) -> Result<HandlerSpec, FieldError> {
+        // AIT's client sends these too; the name is the one in the URL.
+        for extra in ["name", "service_host", "service_port"] {
+            fields.remove(extra);
+        }
+        if let Some(key) = ["log_dir_path", "log_dir", "address"]
+            .into_iter()
+            .find(|k| fields.contains_key(*k))
+        {
+            return Err(field_err(key, "not accepted over the API; use loc and port for the address and path (relative to the root directory) for the folder"));
+        }
+        let f = Fields::new(&fields);
+        f.require("conn_type", "is required (udp, tcp or ethernet)")?;
+        // Given (required just above), so the default is never used.
+        let conn_type = f.choice("conn_type", ConnType::NAMES, ConnType::Udp)?;
+        let min_port = if conn_type == ConnType::Ethernet {
+            0
+        } else {
+            1
+        };
+        let port = f
+            .port("port", min_port)?
+            .ok_or_else(|| field_err("port", "is required"))?;
+        let loc = f.string("loc")?.unwrap_or("").to_string();
+        for key in API_KEYS {
+            fields.remove(key);
+        }
+        fields.insert("name".into(), json!(name));
+        fields.insert("conn_type".into(), json!(conn_type.as_str()));
+        fields.insert("address".into(), json!([loc, port]));
+        HandlerSpec::from_json(&fields, Origin::Api).map_err(|e| match e.key.as_str() {
+            "address" => field_err("loc", e.message),
+            _ => e,
+        })
+    }
+
     /// The handler as the keys [`HandlerSpec::from_json`] accepts (what the state
     /// file of API-added handlers stores); `from_json(to_json())` gives it back.
     pub fn to_json(&self) -> Map<String, Value> {
@@ -726,10 +618,7 @@ impl HandlerSpec {
             "fsync_interval_s".into(),
             json!(self.fsync_interval.map_or(0.0, |d| d.as_secs_f64())),
         );
-        let timestamps = json!(match self.timestamps {
-            Timestamps::Kernel => "kernel",
-            Timestamps::Read => "read",
-        });
+        let timestamps = json!(self.timestamps.as_str());
         match self.conn_type {
             ConnType::Udp => {
                 m.insert("record_source".into(), json!(self.record_source));
@@ -749,14 +638,7 @@ impl HandlerSpec {
                 );
             }
             ConnType::Ethernet => {
-                m.insert(
-                    "direction".into(),
-                    json!(if self.direction == Direction::In {
-                        "in"
-                    } else {
-                        "both"
-                    }),
-                );
+                m.insert("direction".into(), json!(self.direction.as_str()));
                 m.insert("timestamps".into(), timestamps);
             }
         }
@@ -776,7 +658,7 @@ impl HandlerSpec {
         refuse_control_characters(fields)?;
         let mut spec = self.clone();
         for (key, value) in fields {
-            if is_handler_key(key) || matches!(key.as_str(), "loc" | "port") {
+            if is_handler_key(key) || API_KEYS.contains(&key.as_str()) {
                 return Err(field_err(
                     key,
                     format!("only metadata can be set when rotating; stop and start the handler to change {key}"),
@@ -1149,18 +1031,7 @@ mod tests {
     }
 
     #[test]
-    fn booleans_and_numbers_from_forms() {
-        for (v, b) in [
-            ("true", true),
-            ("True", true),
-            ("1", true),
-            ("false", false),
-            ("False", false),
-            ("0", false),
-        ] {
-            assert_eq!(boolean(&json!(v)), Some(b));
-        }
-        assert_eq!(boolean(&json!("TRUE")), None);
+    fn numbers_from_forms() {
         let s = spec(json!({"name": "h", "conn_type": "udp", "address": ["", "8500"], "rotate_log_delta": "3", "pre_write_transforms": "identity, identity"})).unwrap();
         assert_eq!(s.address.port, 8500);
         assert_eq!(s.rotate_log_delta, 3);
@@ -1261,5 +1132,89 @@ mod tests {
         let e = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1], "seq": 5}))
             .unwrap_err();
         assert_eq!(e.key, "seq");
+    }
+
+    #[test]
+    fn api_fields_become_a_handler_and_their_errors_name_the_field_sent() {
+        let start = |fields: Value| {
+            HandlerSpec::from_api_fields("h", fields.as_object().unwrap().clone())
+                .map_err(|e| e.to_string())
+        };
+        let s = start(json!({"port": "8500", "conn_type": "udp", "name": "other",
+                             "service_host": "127.0.0.1", "service_port": "8080", "pass": 3}))
+        .unwrap();
+        assert_eq!((s.name.as_str(), s.origin), ("h", Origin::Api));
+        assert_eq!(
+            s.address,
+            Address {
+                host: String::new(),
+                port: 8500
+            }
+        );
+        assert_eq!(s.metadata, vec![("pass".to_string(), json!(3))]);
+        let s = start(json!({"port": 0, "conn_type": "ethernet", "loc": "eth0"})).unwrap();
+        assert_eq!((s.conn_type, s.address.port), (ConnType::Ethernet, 0));
+        for (fields, want) in [
+            (
+                json!({"port": 1}),
+                "conn_type: is required (udp, tcp or ethernet)",
+            ),
+            (
+                json!({"port": 1, "conn_type": "bogus"}),
+                "conn_type: \"bogus\" is not one of udp, tcp, ethernet",
+            ),
+            (
+                json!({"port": 1, "conn_type": 5}),
+                "conn_type: must be a string, got 5",
+            ),
+            (json!({"conn_type": "udp"}), "port: is required"),
+            (
+                json!({"conn_type": "udp", "port": "abc"}),
+                "port: must be a whole number, got \"abc\"",
+            ),
+            (
+                json!({"conn_type": "udp", "port": "70000"}),
+                "port: 70000 is out of range 1..65535",
+            ),
+            (
+                json!({"conn_type": "udp", "port": "-1"}),
+                "port: -1 is out of range 1..65535",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 0}),
+                "port: 0 is out of range 1..65535",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "loc": 7}),
+                "loc: must be a string, got 7",
+            ),
+            (
+                json!({"conn_type": "tcp", "port": 1}),
+                "loc: tcp needs a host",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "loc": "a b"}),
+                "loc: host \"a b\" has ' '",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "log_dir_path": "/x"}),
+                "log_dir_path: not accepted over the API",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "address": ["", 1]}),
+                "address: not accepted over the API",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "path": "/etc"}),
+                "path: \"/etc\" is absolute",
+            ),
+            (
+                json!({"conn_type": "udp", "port": 1, "on_close": ["/bin/true"]}),
+                "on_close: commands can only be configured in the config file",
+            ),
+        ] {
+            let e = start(fields.clone()).unwrap_err();
+            assert!(e.starts_with(want), "{fields}: {e}");
+        }
     }
 }

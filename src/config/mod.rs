@@ -26,21 +26,22 @@ pub mod handler;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use address::{python_str_repr, Address};
 pub use capture_manager::{ServerConfig, StorageConfig, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT};
 pub use choices::{ConnType, Direction, Timestamps, Transform};
 pub use fields::{boolean, parse_age, parse_size, FieldError};
+pub use handler::API_KEYS;
 pub use handler::{
     is_handler_key, metadata_entry, metadata_text, validate_name, HandlerSpec, Origin,
     DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE,
     MAX_NAME_LEN,
 };
 
-use address::validate_host;
-use fields::{describe, whole_number};
+use capture_manager::CaptureManager;
+use fields::{describe, Fields};
 
 /// A whole, valid configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,101 +124,18 @@ impl Config {
         let top = value
             .as_object()
             .ok_or("the top level must be an object with capture_manager and handlers")?;
-        check_keys("top level", top, &["capture_manager", "handlers"])?;
+        Fields::section(top, "top level")
+            .only(&["capture_manager", "handlers"])
+            .map_err(|e| e.to_string())?;
         let mut config = Config::defaults();
 
         if let Some(cm) = top.get("capture_manager") {
-            let cm = cm.as_object().ok_or("capture_manager must be an object")?;
-            check_keys(
-                "capture_manager",
-                cm,
-                &[
-                    "root_log_directory",
-                    "manager_server",
-                    "min_free_bytes",
-                    "min_free_percent",
-                    "persist",
-                    "on_close_max_running",
-                ],
-            )?;
-            match cm.get("root_log_directory") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(s)) if !s.is_empty() => config.root = absolute(Path::new(s)),
-                Some(other) => {
-                    return Err(format!(
-                        "capture_manager.root_log_directory must be a non-empty string, got {}",
-                        describe(other)
-                    ))
-                }
+            let cm = CaptureManager::from_json(cm).map_err(|e| e.to_string())?;
+            if let Some(root) = cm.root {
+                config.root = absolute(&root);
             }
-            if let Some(v) = cm.get("min_free_bytes").filter(|v| !v.is_null()) {
-                config.storage.min_free_bytes = Some(
-                    parse_size(v).map_err(|m| format!("capture_manager.min_free_bytes: {m}"))?,
-                );
-            }
-            if let Some(v) = cm.get("min_free_percent").filter(|v| !v.is_null()) {
-                config.storage.min_free_percent = Some(
-                    v.as_f64()
-                        .filter(|p| (0.0..100.0).contains(p))
-                        .ok_or_else(|| format!("capture_manager.min_free_percent must be a number from 0 to 100, got {}", describe(v)))?,
-                );
-            }
-            if let Some(v) = cm.get("persist") {
-                config.storage.persist = boolean(v).ok_or_else(|| {
-                    format!(
-                        "capture_manager.persist must be true or false, got {}",
-                        describe(v)
-                    )
-                })?;
-            }
-            if let Some(v) = cm.get("on_close_max_running") {
-                config.storage.on_close_max_running = whole_number(v)
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or_else(|| {
-                        format!(
-                            "capture_manager.on_close_max_running must be 1 to 64, got {}",
-                            describe(v)
-                        )
-                    })? as usize;
-            }
-            if let Some(ms) = cm.get("manager_server") {
-                let ms = ms
-                    .as_object()
-                    .ok_or("capture_manager.manager_server must be an object")?;
-                check_keys(
-                    "capture_manager.manager_server",
-                    ms,
-                    &["host", "port", "token", "allow_unauthenticated"],
-                )?;
-                match ms.get("token") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(t)) if !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic()) => {
-                        config.server.token = Some(t.clone())
-                    }
-                    Some(_) => return Err("capture_manager.manager_server.token must be 1 to 1024 printable ASCII characters without spaces".into()),
-                }
-                if let Some(v) = ms.get("allow_unauthenticated") {
-                    config.server.allow_unauthenticated =
-                        boolean(v).ok_or_else(|| format!("capture_manager.manager_server.allow_unauthenticated must be true or false, got {}", describe(v)))?;
-                }
-                match ms.get("host") {
-                    None => {}
-                    Some(Value::String(h)) if validate_host(h).is_ok() => {
-                        config.server.host = if h.is_empty() { "0.0.0.0".to_string() } else { h.clone() }
-                    }
-                    Some(other) => return Err(format!("capture_manager.manager_server.host must be a host name or IP address, got {}", describe(other))),
-                }
-                if let Some(p) = ms.get("port") {
-                    config.server.port = whole_number(p)
-                        .filter(|p| (1..=65535).contains(p))
-                        .ok_or_else(|| {
-                            format!(
-                                "capture_manager.manager_server.port must be 1..65535, got {}",
-                                describe(p)
-                            )
-                        })? as u16;
-                }
-            }
+            config.server = cm.server;
+            config.storage = cm.storage;
         }
 
         match top.get("handlers") {
@@ -285,16 +203,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-fn check_keys(section: &str, obj: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(format!(
-            "{section}: unknown key {k:?} (known: {})",
-            known.join(", ")
-        )),
-        None => Ok(()),
     }
 }
 
