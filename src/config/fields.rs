@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::choices::{self, Names};
+use super::typos;
 
 /// A key that is wrong, and why. `key` is the key as the operator wrote it
 /// (`max_files`), or dotted for a section (`capture_manager.persist`).
@@ -68,7 +69,14 @@ impl<'a> Fields<'a> {
         match self.obj.keys().find(|k| !known.contains(&k.as_str())) {
             Some(k) => Err(field_err(
                 self.section,
-                format!("unknown key {k:?} (known: {})", known.join(", ")),
+                match typos::suggestion(k, known) {
+                    Some(meant) => format!(
+                        "unknown key {k:?}; {} (known: {})",
+                        typos::did_you_mean(meant),
+                        known.join(", ")
+                    ),
+                    None => format!("unknown key {k:?} (known: {})", known.join(", ")),
+                },
             )),
             None => Ok(()),
         }

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::address::{validate_host, Address};
 use super::choices::{list, ConnType, Direction, Timestamps, Transform};
 use super::fields::{describe, field_err, whole_number, FieldError, Fields};
+use super::typos;
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
@@ -84,7 +85,7 @@ pub struct HandlerSpec {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-const HANDLER_KEYS: [&str; 23] = [
+pub const HANDLER_KEYS: [&str; 23] = [
     "name",
     "conn_type",
     "address",
@@ -127,6 +128,27 @@ const RESERVED_KEYS: [(&str, &str); 3] = [
 
 /// Fields the API takes for the address in place of `address` (with `conn_type`).
 pub const API_KEYS: [&str; 3] = ["conn_type", "port", "loc"];
+
+/// Refuses a key that is not a handler key but a typo of one (or, with
+/// `api`, of `port`, `loc` or `conn_type`); see [`super::typos`].
+fn refuse_typos(obj: &Map<String, Value>, api: bool) -> Result<(), FieldError> {
+    let mut known = HANDLER_KEYS.to_vec();
+    if api {
+        known.extend(API_KEYS);
+    }
+    for key in obj.keys() {
+        if let Some(meant) = typos::suggestion(key, &known) {
+            return Err(field_err(
+                key,
+                format!(
+                    "is not a handler key; {} (a key this close to one is not taken as metadata: rename it if it is metadata)",
+                    typos::did_you_mean(meant)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Whether `key` is one of the handler's own keys (not metadata).
 pub fn is_handler_key(key: &str) -> bool {
@@ -373,6 +395,7 @@ impl HandlerSpec {
     /// Validates one handler definition (a JSON object with AIT's keys).
     pub fn from_json(obj: &Map<String, Value>, origin: Origin) -> Result<HandlerSpec, FieldError> {
         refuse_control_characters(obj)?;
+        refuse_typos(obj, origin == Origin::Api)?;
         let f = Fields::new(obj);
 
         let name = f
@@ -656,6 +679,7 @@ impl HandlerSpec {
     /// as at start, and the patterns must still render.
     pub fn with_metadata(&self, fields: &Map<String, Value>) -> Result<HandlerSpec, FieldError> {
         refuse_control_characters(fields)?;
+        refuse_typos(fields, true)?;
         let mut spec = self.clone();
         for (key, value) in fields {
             if is_handler_key(key) || API_KEYS.contains(&key.as_str()) {
@@ -1215,6 +1239,55 @@ mod tests {
         ] {
             let e = start(fields.clone()).unwrap_err();
             assert!(e.starts_with(want), "{fields}: {e}");
+        }
+    }
+
+    #[test]
+    fn typos_of_keys_are_refused_with_a_suggestion_and_metadata_is_kept() {
+        let base = |k: &str| json!({"name": "h", "conn_type": "udp", "address": ["", 1], k: "4"});
+        for (typo, meant) in [
+            ("max_file", "max_files"),
+            ("rotate_log_idex", "rotate_log_index"),
+            ("rotate_max_byte", "rotate_max_bytes"),
+            ("file_name_patern", "file_name_pattern"),
+            ("fsync_interval", "fsync_interval_s"),
+            ("conn_typ", "conn_type"),
+            ("adress", "address"),
+        ] {
+            for e in [spec(base(typo)).unwrap_err(), api(base(typo)).unwrap_err()] {
+                assert_eq!(e.key, typo);
+                assert!(
+                    e.message.contains(&format!("did you mean \"{meant}\"?")),
+                    "{e}"
+                );
+            }
+        }
+        // `port` is a key over the API only.
+        assert!(spec(base("prot")).is_ok());
+        assert!(api(base("prot"))
+            .unwrap_err()
+            .message
+            .contains("did you mean \"port\"?"));
+        let h = spec(json!({"name": "h", "conn_type": "udp", "address": ["", 1],
+            "pass": 1, "mission": "m", "station": "s", "orbit": 2, "spacecraft": "x",
+            "vcid": 0, "apid": 7, "site": "a", "antenna": "b", "band": "S"}))
+        .unwrap();
+        assert_eq!(h.metadata.len(), 10);
+        // Rotate: metadata passes, typos of handler and API keys do not.
+        let fields = |v: Value| v.as_object().unwrap().clone();
+        let rotated = h
+            .with_metadata(&fields(
+                json!({"pass": 2, "mission": "n", "station": "t", "orbit": 3}),
+            ))
+            .unwrap();
+        assert_eq!(rotated.key_value("pass").as_deref(), Some("2"));
+        for (typo, meant) in [("max_file", "max_files"), ("prot", "port"), ("lco", "loc")] {
+            let e = h.with_metadata(&fields(json!({typo: "3"}))).unwrap_err();
+            assert_eq!(e.key, typo);
+            assert!(
+                e.message.contains(&format!("did you mean \"{meant}\"?")),
+                "{e}"
+            );
         }
     }
 }

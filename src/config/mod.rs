@@ -13,6 +13,7 @@
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
+//! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
 //! | [`address`] | capture addresses and their Python `repr` |
 //!
 //! Everything a caller needs is re-exported here (`config::HandlerSpec`).
@@ -22,6 +23,7 @@ pub mod capture_manager;
 pub mod choices;
 pub mod fields;
 pub mod handler;
+pub mod typos;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,12 +35,12 @@ pub use address::{python_str_repr, Address};
 pub use capture_manager::{ServerConfig, StorageConfig, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT};
 pub use choices::{ConnType, Direction, Timestamps, Transform};
 pub use fields::{boolean, parse_age, parse_size, FieldError};
-pub use handler::API_KEYS;
 pub use handler::{
     is_handler_key, metadata_entry, metadata_text, validate_name, HandlerSpec, Origin,
     DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE,
     MAX_NAME_LEN,
 };
+pub use handler::{API_KEYS, HANDLER_KEYS};
 
 use capture_manager::CaptureManager;
 use fields::{describe, Fields};
@@ -244,6 +246,22 @@ mod tests {
             (
                 json!({"capture_manager": {"root": "/x"}}),
                 "unknown key \"root\"",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "max_file": 4}]}),
+                "handler #1 (\"a\"): key \"max_file\": is not a handler key; did you mean \"max_files\"?",
+            ),
+            (
+                json!({"capture_manager": {"persit": false}}),
+                "capture_manager: unknown key \"persit\"; did you mean \"persist\"?",
+            ),
+            (
+                json!({"capture_manager": {"manager_server": {"prot": 80}}}),
+                "capture_manager.manager_server: unknown key \"prot\"; did you mean \"port\"?",
+            ),
+            (
+                json!({"handler": []}),
+                "top level: unknown key \"handler\"; did you mean \"handlers\"?",
             ),
             (
                 json!({"capture_manager": {"manager_server": {"port": 0}}}),
