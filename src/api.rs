@@ -14,10 +14,15 @@
 //! | `GET /health` | status, uptime, counts |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
 //!
+//! A config entry's `handler` dict has AIT's keys and, beside them, every other
+//! key in effect with its applied value (an unset limit is `null`): what a client
+//! reads back is what bsc does, not only what it was sent.
+//!
 //! Every answer is JSON (metrics aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
-//! config file, with paths confined to the root directory.
+//! config file ([`HandlerSpec::from_api_fields`]), with paths confined to the
+//! root directory.
 
 use std::fmt::Write;
 
@@ -128,7 +133,10 @@ impl<T: Serialize> Serialize for Ordered<T> {
     }
 }
 
-/// AIT's handler dict, plus bsc's own keys.
+/// AIT's handler dict (`log_dir`, `_validated_log_dir_root`, `name`,
+/// `rotate_log`, `pre_write_transforms`, the keys given), plus every other key in
+/// effect with its applied value (defaults included; an unset limit is `null`),
+/// then the metadata.
 #[derive(Serialize)]
 struct HandlerDict<'a> {
     name: &'a str,
@@ -143,24 +151,28 @@ struct HandlerDict<'a> {
     path: Option<&'a str>,
     pre_write_transforms: Vec<&'static str>,
     rcvbuf_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     rotate_max_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     rotate_max_packets: Option<u64>,
+    /// Seconds; 0 when records are forced to the disk only as a file closes.
+    fsync_interval_s: f64,
+    max_files: Option<u64>,
+    max_bytes: Option<u64>,
+    /// Seconds.
+    max_age: Option<f64>,
+    on_close: &'a [String],
     #[serde(flatten)]
     source: SourceOptions<'a>,
     #[serde(flatten)]
     metadata: Ordered<&'a Value>,
 }
 
-/// The options of a handler's kind of source, as configured.
+/// The options of a handler's kind of source, as applied.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum SourceOptions<'a> {
     Udp {
         record_source: bool,
         timestamps: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
         interface: Option<&'a str>,
     },
     Tcp {
@@ -206,6 +218,11 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
             rcvbuf_bytes: spec.rcvbuf_bytes,
             rotate_max_bytes: spec.rotate_max_bytes,
             rotate_max_packets: spec.rotate_max_packets,
+            fsync_interval_s: spec.fsync_interval.map_or(0.0, |d| d.as_secs_f64()),
+            max_files: spec.max_files,
+            max_bytes: spec.max_bytes,
+            max_age: spec.max_age.map(|d| d.as_secs_f64()),
+            on_close: &spec.on_close,
             source: source_options(spec),
             metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
         },
