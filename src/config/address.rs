@@ -1,6 +1,12 @@
-//! Capture addresses as AIT writes them, and Python's `repr` of their keys.
+//! Capture addresses as AIT writes them (`[host, port]`, read by
+//! [`Address::from_json`]), and Python's `repr` of their keys.
 
 use std::fmt;
+
+use serde_json::Value;
+
+use super::choices::ConnType;
+use super::fields::{describe, whole_number};
 
 /// A capture address as AIT writes it: `[host, port]` for udp/tcp, `[interface,
 /// protocol]` for ethernet. Capturers are keyed by it.
@@ -11,6 +17,45 @@ pub struct Address {
 }
 
 impl Address {
+    /// `address`: `[host, port]` (udp, tcp) or `[interface, protocol]` (ethernet).
+    pub fn from_json(v: &Value, conn_type: ConnType) -> Result<Address, String> {
+        let Value::Array(a) = v else {
+            return Err(format!("must be a list [host, port], got {}", describe(v)));
+        };
+        let [host, port] = a.as_slice() else {
+            return Err(format!("must be a list [host, port], got {}", describe(v)));
+        };
+        let Value::String(host) = host else {
+            return Err(format!(
+                "first element must be a string (host or interface), got {}",
+                describe(host)
+            ));
+        };
+        validate_host(host)?;
+        let port = whole_number(port)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| {
+                format!(
+                    "second element must be a port/protocol number 0..65535, got {}",
+                    describe(port)
+                )
+            })?;
+        if port == 0 && conn_type != ConnType::Ethernet {
+            return Err(format!(
+                "port 0 is not allowed for {conn_type}; use 1..65535"
+            ));
+        }
+        if host.is_empty() && conn_type != ConnType::Udp {
+            return Err(format!(
+                "{conn_type} needs a host (tcp: the peer; ethernet: the interface)"
+            ));
+        }
+        Ok(Address {
+            host: host.clone(),
+            port,
+        })
+    }
+
     /// The key AIT uses in `GET /` and `GET /stats`: Python's `repr` of the list,
     /// e.g. `['', 8500]`.
     pub fn python_repr(&self) -> String {

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::address::{validate_host, Address};
 use super::choices::{list, ConnType, Direction, Timestamps, Transform};
-use super::fields::{describe, field_err, whole_number, FieldError, Fields};
+use super::fields::{describe, field_err, FieldError, Fields};
 use super::typos;
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
@@ -273,45 +273,6 @@ fn confined(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `address`: `[host, port]` (udp, tcp) or `[interface, protocol]` (ethernet).
-fn address(v: &Value, conn_type: ConnType) -> Result<Address, String> {
-    let Value::Array(a) = v else {
-        return Err(format!("must be a list [host, port], got {}", describe(v)));
-    };
-    let [host, port] = a.as_slice() else {
-        return Err(format!("must be a list [host, port], got {}", describe(v)));
-    };
-    let Value::String(host) = host else {
-        return Err(format!(
-            "first element must be a string (host or interface), got {}",
-            describe(host)
-        ));
-    };
-    validate_host(host)?;
-    let port = whole_number(port)
-        .and_then(|p| u16::try_from(p).ok())
-        .ok_or_else(|| {
-            format!(
-                "second element must be a port/protocol number 0..65535, got {}",
-                describe(port)
-            )
-        })?;
-    if port == 0 && conn_type != ConnType::Ethernet {
-        return Err(format!(
-            "port 0 is not allowed for {conn_type}; use 1..65535"
-        ));
-    }
-    if host.is_empty() && conn_type != ConnType::Udp {
-        return Err(format!(
-            "{conn_type} needs a host (tcp: the peer; ethernet: the interface)"
-        ));
-    }
-    Ok(Address {
-        host: host.clone(),
-        port,
-    })
-}
-
 /// `path`: a folder pattern; over the API confined to the root.
 fn path_pattern(p: &str, origin: Origin) -> Result<Pattern, String> {
     if origin == Origin::Api {
@@ -406,7 +367,7 @@ impl HandlerSpec {
         // Given (required just above), so the default is never used.
         let conn_type = f.choice("conn_type", ConnType::NAMES, ConnType::Udp)?;
         let address = f
-            .read("address", |v| address(v, conn_type))?
+            .read("address", |v| Address::from_json(v, conn_type))?
             .ok_or_else(|| {
                 field_err(
                     "address",

@@ -14,7 +14,7 @@
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
-//! | [`address`] | capture addresses and their Python `repr` |
+//! | [`address`] | capture addresses: read from `[host, port]`, their Python `repr` |
 //!
 //! Everything a caller needs is re-exported here (`config::HandlerSpec`).
 
