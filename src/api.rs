@@ -14,10 +14,15 @@
 //! | `GET /health` | status, uptime, counts |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
 //!
+//! A config entry's `handler` dict has AIT's keys and, beside them, every other
+//! key in effect with its applied value (an unset limit is `null`): what a client
+//! reads back is what bsc does, not only what it was sent.
+//!
 //! Every answer is JSON (metrics aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
-//! config file, with paths confined to the root directory.
+//! config file ([`HandlerSpec::from_api_fields`]), with paths confined to the
+//! root directory.
 
 use std::fmt::Write;
 
@@ -27,7 +32,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::clock::UnixMicros;
-use crate::config::{self, ConnType, Direction, HandlerSpec, Origin, Timestamps};
+use crate::config::{self, ConnType, HandlerSpec};
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -130,7 +135,10 @@ impl<T: Serialize> Serialize for Ordered<T> {
     }
 }
 
-/// AIT's handler dict, plus bsc's own keys.
+/// AIT's handler dict (`log_dir`, `_validated_log_dir_root`, `name`,
+/// `rotate_log`, `pre_write_transforms`, the keys given), plus every other key in
+/// effect with its applied value (defaults included; an unset limit is `null`),
+/// then the metadata.
 #[derive(Serialize)]
 struct HandlerDict<'a> {
     name: &'a str,
@@ -145,24 +153,28 @@ struct HandlerDict<'a> {
     path: Option<&'a str>,
     pre_write_transforms: Vec<&'static str>,
     rcvbuf_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     rotate_max_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     rotate_max_packets: Option<u64>,
+    /// Seconds; 0 when records are forced to the disk only as a file closes.
+    fsync_interval_s: f64,
+    max_files: Option<u64>,
+    max_bytes: Option<u64>,
+    /// Seconds.
+    max_age: Option<f64>,
+    on_close: &'a [String],
     #[serde(flatten)]
     source: SourceOptions<'a>,
     #[serde(flatten)]
     metadata: Ordered<&'a Value>,
 }
 
-/// The options of a handler's kind of source, as configured.
+/// The options of a handler's kind of source, as applied.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum SourceOptions<'a> {
     Udp {
         record_source: bool,
         timestamps: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
         interface: Option<&'a str>,
     },
     Tcp {
@@ -208,6 +220,11 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
             rcvbuf_bytes: spec.rcvbuf_bytes,
             rotate_max_bytes: spec.rotate_max_bytes,
             rotate_max_packets: spec.rotate_max_packets,
+            fsync_interval_s: spec.fsync_interval.map_or(0.0, |d| d.as_secs_f64()),
+            max_files: spec.max_files,
+            max_bytes: spec.max_bytes,
+            max_age: spec.max_age.map(|d| d.as_secs_f64()),
+            on_close: &spec.on_close,
             source: source_options(spec),
             metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
         },
@@ -218,10 +235,7 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
 }
 
 fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
-    let timestamps = match spec.timestamps {
-        Timestamps::Kernel => "kernel",
-        Timestamps::Read => "read",
-    };
+    let timestamps = spec.timestamps.as_str();
     match spec.conn_type {
         ConnType::Udp => SourceOptions::Udp {
             record_source: spec.record_source,
@@ -233,10 +247,7 @@ fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
             reconnect_max_s: spec.reconnect_max.as_secs_f64(),
         },
         ConnType::Ethernet => SourceOptions::Ethernet {
-            direction: match spec.direction {
-                Direction::Both => "both",
-                Direction::In => "in",
-            },
+            direction: spec.direction.as_str(),
             timestamps,
         },
     }
@@ -408,82 +419,13 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
     if let Err(m) = config::validate_name(name) {
         return Response::error(400, format!("handler name: {m}"));
     }
-    let mut fields = match fields(req) {
+    let fields = match fields(req) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    // AIT's client sends these too; the name is the one in the URL.
-    for extra in ["name", "service_host", "service_port"] {
-        fields.remove(extra);
-    }
-    if let Some(key) = ["log_dir_path", "log_dir", "address"]
-        .into_iter()
-        .find(|k| fields.contains_key(*k))
-    {
-        return Response::error(400, format!("{key}: not accepted over the API; use loc and port for the address and path (relative to the root directory) for the folder"));
-    }
-    let conn_type = match fields.remove("conn_type") {
-        None => return Response::error(400, "conn_type: is required (udp, tcp or ethernet)"),
-        Some(Value::String(s)) => match ConnType::parse(&s) {
-            Some(c) => c,
-            None => {
-                return Response::error(
-                    400,
-                    format!("conn_type: {s:?} is not one of udp, tcp, ethernet"),
-                )
-            }
-        },
-        Some(other) => {
-            return Response::error(400, format!("conn_type: must be a string, got {other}"))
-        }
-    };
-    let min_port = if conn_type == ConnType::Ethernet {
-        0
-    } else {
-        1
-    };
-    let port = match fields.remove("port") {
-        None => return Response::error(400, "port: is required"),
-        Some(v) => {
-            let text = match &v {
-                Value::String(s) => s.trim().to_string(),
-                other => other.to_string(),
-            };
-            match text.parse::<i64>() {
-                Ok(p) if (min_port..=65535).contains(&p) => p,
-                Ok(p) => {
-                    return Response::error(
-                        400,
-                        format!("port: {p} is out of range {min_port}..65535"),
-                    )
-                }
-                Err(_) => {
-                    return Response::error(
-                        400,
-                        format!("port: must be a whole number, got {text:?}"),
-                    )
-                }
-            }
-        }
-    };
-    let loc = match fields.remove("loc") {
-        None => String::new(),
-        Some(Value::String(s)) => s,
-        Some(other) => return Response::error(400, format!("loc: must be a string, got {other}")),
-    };
-    fields.insert("name".into(), json!(name));
-    fields.insert("conn_type".into(), json!(conn_type.as_str()));
-    fields.insert("address".into(), json!([loc, port]));
-    let spec = match HandlerSpec::from_json(&fields, Origin::Api) {
+    let spec = match HandlerSpec::from_api_fields(name, fields) {
         Ok(s) => s,
-        Err(e) => {
-            let key = if e.key == "address" {
-                "loc"
-            } else {
-                e.key.as_str()
-            };
-            return Response::error(400, format!("{key}: {}", e.message));
-        }
+        Err(e) => return Response::error(400, e.to_string()),
     };
     match cx.manager.add_handler(spec, cx.registry, cx.now) {
         Ok(hid) => {

@@ -6,7 +6,10 @@
 //! | module | its job |
 //! |---|---|
 //! | `main.rs` | command line (argh), start-up, exit codes (the binary) |
-//! | [`config`] | AIT's config keys as JSON: schema, defaults, validation |
+//! | [`config`] | AIT's config keys as JSON: the whole document, load, conflicts between handlers |
+//! | [`config::handler`] | one handler's keys: [`config::HandlerSpec`], metadata, rendered paths |
+//! | [`config::capture_manager`] | the `capture_manager` and `manager_server` sections |
+//! | [`config::fields`] | JSON values as the config means them: numbers, booleans, sizes, ages |
 //! | [`yaml`] | AIT's `bsc.yaml` as is: YAML text to the JSON value [`config`] validates |
 //! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
 //! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
@@ -53,8 +56,9 @@
 //! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
 //! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
 //! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
-//! with [`config::HandlerSpec::from_json`] (or, for a rotate,
-//! [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
+//! with [`config::HandlerSpec::from_api_fields`] (the config file's
+//! [`config::HandlerSpec::from_json`] behind it, read by [`config::fields::Fields`];
+//! for a rotate, [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
 //! the [`http::response::Response`] is queued and written without blocking.
 //!
 //! # Invariants

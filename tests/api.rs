@@ -921,3 +921,111 @@ fn capture_loses_nothing_while_the_api_is_hammered() {
         "no loss, no reordering ({n} API requests meanwhile)"
     );
 }
+
+#[test]
+fn config_entries_show_every_key_in_effect_given_or_default() {
+    let dir = TempDir::new("applied");
+    let bsc = empty_bsc(&dir);
+    let root = dir.path().join("cap");
+    let (p1, p2, peer) = (free_udp_port(), free_udp_port(), free_tcp_port());
+
+    // Given: several keys, as a form sends them.
+    let (status, started) = bsc.form(
+        "POST",
+        "/given/start",
+        &format!(
+            "loc=127.0.0.1&port={p1}&conn_type=udp&max_files=3&max_bytes=10MB&max_age=2d\
+             &fsync_interval_s=0&rotate_max_bytes=1MiB&rotate_max_packets=100&timestamps=read\
+             &record_source=true&rcvbuf_bytes=65536&rotate_log_index=hour&pass=7"
+        ),
+    );
+    assert_eq!(status, 201, "{started}");
+    let (status, configs) = bsc.get("/given/config");
+    assert_eq!(status, 200);
+    let handler = &configs[0]["handler"];
+    assert_eq!(
+        &started["handler"], handler,
+        "the start answer shows the same"
+    );
+    for (key, want) in [
+        ("max_files", json!(3)),
+        ("max_bytes", json!(10_000_000)),
+        ("max_age", json!(172_800.0)),
+        ("fsync_interval_s", json!(0.0)),
+        ("rotate_max_bytes", json!(1 << 20)),
+        ("rotate_max_packets", json!(100)),
+        ("timestamps", json!("read")),
+        ("record_source", json!(true)),
+        ("rcvbuf_bytes", json!(65536)),
+        ("rotate_log_index", json!("hour")),
+        ("interface", Value::Null),
+        ("on_close", json!([])),
+        ("pass", json!("7")),
+        // AIT's keys stay.
+        ("name", json!("given")),
+        ("rotate_log", json!(true)),
+        ("pre_write_transforms", json!([])),
+        ("log_dir", json!(root.to_str().unwrap())),
+        ("_validated_log_dir_root", json!(root.to_str().unwrap())),
+    ] {
+        assert_eq!(handler.get(key), Some(&want), "{key} in {handler}");
+    }
+
+    // Not given: the defaults, and null for limits that are not set.
+    assert_eq!(
+        bsc.form("POST", "/plain/start", &format!("port={p2}&conn_type=udp"))
+            .0,
+        201
+    );
+    let (_, all) = bsc.get("/");
+    let handler = &all[format!("['', {p2}]")][0]["handler"];
+    for (key, want) in [
+        ("max_files", Value::Null),
+        ("max_bytes", Value::Null),
+        ("max_age", Value::Null),
+        ("rotate_max_bytes", Value::Null),
+        ("rotate_max_packets", Value::Null),
+        ("fsync_interval_s", json!(10.0)),
+        ("timestamps", json!("kernel")),
+        ("record_source", json!(false)),
+        ("rcvbuf_bytes", json!(25_165_824)),
+        ("rotate_log_index", json!("day")),
+        ("rotate_log_delta", json!(1)),
+        ("on_close", json!([])),
+    ] {
+        assert_eq!(handler.get(key), Some(&want), "{key} in {handler}");
+    }
+    for absent in ["connect_timeout_s", "reconnect_max_s", "direction"] {
+        assert!(
+            handler.get(absent).is_none(),
+            "{absent} is not udp's: {handler}"
+        );
+    }
+
+    // tcp: its own two keys, one given, one default (the peer need not answer).
+    let (status, tcp) = bsc.form(
+        "POST",
+        "/peer/start",
+        &format!("loc=127.0.0.1&port={peer}&conn_type=tcp&connect_timeout_s=2.5"),
+    );
+    assert_eq!(status, 201, "{tcp}");
+    let handler = &bsc.get("/peer/config").1[0]["handler"];
+    assert_eq!(handler["connect_timeout_s"], json!(2.5), "{handler}");
+    assert_eq!(handler["reconnect_max_s"], json!(30.0), "{handler}");
+    assert!(handler.get("timestamps").is_none() && handler.get("record_source").is_none());
+
+    // ethernet: direction and timestamps (an EtherType nothing on lo sends).
+    let (status, eth) = bsc.form(
+        "POST",
+        "/link/start",
+        "loc=lo&port=34997&conn_type=ethernet&direction=in",
+    );
+    assert_eq!(status, 201, "{eth}");
+    let handler = &bsc.get("/link/config").1[0]["handler"];
+    assert_eq!(
+        (&handler["direction"], &handler["timestamps"]),
+        (&json!("in"), &json!("kernel")),
+        "{handler}"
+    );
+    assert!(bsc.stop().success());
+}
