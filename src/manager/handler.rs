@@ -561,25 +561,12 @@ impl Handler {
                     self.spec.name,
                     last.path.display()
                 );
-                self.storage.finished(
-                    &last.path,
-                    Span {
-                        records: Some(scan.records),
-                        first_ts: scan.first_ts,
-                        last_ts: scan.last_ts,
-                    },
-                    Some(id),
-                    !self.spec.on_close.is_empty(),
-                );
-                self.storage.closed(ClosedFile {
-                    handler: self.spec.name.clone(),
-                    on_close: self.spec.on_close.clone(),
-                    path: last.path.clone(),
-                    records: scan.records,
-                    bytes,
+                let span = Span {
+                    records: Some(scan.records),
                     first_ts: scan.first_ts,
                     last_ts: scan.last_ts,
-                });
+                };
+                self.hand_over(last.path.clone(), span, bytes, id);
             }
             // Gone, final already, or not bsc's any more: nothing to close.
             _ => self
@@ -834,26 +821,29 @@ impl Handler {
             self.spec.name,
             path.display(),
         );
-        self.storage.finished(
-            &path,
-            Span {
-                records: Some(records),
-                first_ts: f.first_ts,
-                last_ts: f.last_ts,
-            },
-            Some(id),
-            !self.spec.on_close.is_empty(),
-        );
+        let span = Span {
+            records: Some(records),
+            first_ts: f.first_ts,
+            last_ts: f.last_ts,
+        };
+        self.hand_over(path, span, bytes, id);
+        self.enforce_retention();
+    }
+
+    /// A file closed for good: journaled (with its hook still to run, if it has
+    /// one) and put in the outbox for `on_close`.
+    fn hand_over(&self, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
+        let hook = !self.spec.on_close.is_empty();
+        self.storage.finished(&path, span, Some(id), hook);
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
             path,
-            records,
+            records: span.records.unwrap_or(0),
             bytes,
-            first_ts: f.first_ts,
-            last_ts: f.last_ts,
+            first_ts: span.first_ts,
+            last_ts: span.last_ts,
         });
-        self.enforce_retention();
     }
 
     /// Once a second: notices a file deleted or moved behind bsc's back, forces
