@@ -611,7 +611,7 @@ fn health_and_prometheus_metrics() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("promtool is installed (.ci/run installs prometheus)");
+        .expect("promtool is needed: apt-get install prometheus (make test installs it)");
     check
         .stdin
         .take()

@@ -254,7 +254,7 @@ fn the_unit_is_hardened_and_valid() {
         .args(["security", "--offline=true", "--no-pager"])
         .arg(&unit)
         .output()
-        .expect("systemd-analyze is installed (.ci/run installs systemd)");
+        .expect("systemd-analyze is needed: apt-get install systemd (make test installs it)");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let exposure: f64 = text

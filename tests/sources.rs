@@ -101,7 +101,10 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
         (Some(true), Some(1)),
         "{stats}"
     );
-    assert!(stats["last_error"].is_null(), "cleared once connected again: {stats}");
+    assert!(
+        stats["last_error"].is_null(),
+        "cleared once connected again: {stats}"
+    );
     bsc.wait_log("closed the connection; next attempt in");
     assert!(stats["last_connected_at"].as_str().unwrap().ends_with('Z'));
     drop(conn);
@@ -183,7 +186,7 @@ impl Veth {
             let out = Command::new(args[0])
                 .args(&args[1..])
                 .output()
-                .expect("iproute2 is installed (.ci/run installs it)");
+                .expect("ip is needed: apt-get install iproute2 (make test installs it)");
             assert!(
                 out.status.success(),
                 "{args:?}: {}",

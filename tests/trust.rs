@@ -642,7 +642,7 @@ fn each_new_file_costs_the_same_however_many_came_before() {
     // files after 300 came before, and for 300 new files after 2,400 came before.
     assert!(
         Command::new("strace").arg("-V").output().is_ok(),
-        "strace is needed: apt-get install strace (.ci/run installs it)"
+        "strace is needed: apt-get install strace (make test installs it)"
     );
     let dir = TempDir::new("manyfiles");
     let fs = SmallFs::new(dir.path(), 256);

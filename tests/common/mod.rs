@@ -363,7 +363,7 @@ pub fn tcpdump(path: &Path) -> (usize, String) {
         .args(["-n", "-r"])
         .arg(path)
         .output()
-        .expect("tcpdump is installed (.ci/run installs it)");
+        .expect("tcpdump is needed: apt-get install tcpdump (make test installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let records = stdout
         .lines()
