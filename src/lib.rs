@@ -20,6 +20,7 @@
 //! | [`framing`] | a stream (or datagram) cut into telemetry units: space packets, TM frames, fixed, length field, KISS; CCSDS headers, CRC/FECF (pure) |
 //! | [`sequence`] | sequence-gap accounting per APID or virtual channel: gaps, missing, duplicates, resets (pure) |
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
+//! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
@@ -107,5 +108,6 @@ pub mod rotation;
 pub mod sequence;
 pub mod storage;
 pub mod sys;
+pub mod telemetry;
 pub mod transform;
 pub mod yaml;
