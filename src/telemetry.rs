@@ -58,9 +58,14 @@ impl UnitPath {
         let fecf_at = spec
             .fecf
             .then(|| match (&spec.framing, spec.sequence_check) {
-                (Framing::TmFrame { keep_sync: true, .. }, _) => ASM.len(),
-            (Framing::TmFrame { .. }, _) => 0,
-            (_, Some(SequenceCheck::TmFrame { offset })) => offset,
+                (
+                    Framing::TmFrame {
+                        keep_sync: true, ..
+                    },
+                    _,
+                ) => ASM.len(),
+                (Framing::TmFrame { .. }, _) => 0,
+                (_, Some(SequenceCheck::TmFrame { offset })) => offset,
                 _ => 0,
             });
         UnitPath {
