@@ -442,6 +442,12 @@ impl HandlerSpec {
         let sequence_check = match f.get(sequence::KEY) {
             None => None,
             Some(Value::String(s)) if s == "none" => None,
+            // From a form: the object as JSON text.
+            Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+                let v: Value = serde_json::from_str(s)
+                    .map_err(|e| field_err(sequence::KEY, format!("not valid JSON: {e}")))?;
+                Some(SequenceCheck::from_json(&v).map_err(|m| nested_err(sequence::KEY, m))?)
+            }
             Some(v) => Some(SequenceCheck::from_json(v).map_err(|m| nested_err(sequence::KEY, m))?),
         };
         let fecf = f.boolean("fecf", false)?;

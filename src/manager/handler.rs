@@ -7,7 +7,10 @@
 //! syscall); the event loop has [`Handler::flush`] write the whole buffer with one
 //! `write` per wake-up (or sooner, once it holds [`FLUSH_AT`] bytes), before the
 //! loop polls again. So the kernel has every record the process has read before
-//! bsc sleeps, and a `kill -9` loses nothing already read.
+//! bsc sleeps, and a `kill -9` loses nothing already read. A handler with
+//! framing, checks or transforms first passes each read through its
+//! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
+//! stamped with the time of the read that completed it.
 //!
 //! Files are opened when a unit arrives (never empty files for idle links) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
