@@ -604,3 +604,43 @@ fn bad_telemetry_keys_are_refused_naming_the_key() {
         assert!(answer.to_string().contains(says), "{body}: {answer}");
     }
 }
+
+#[test]
+fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
+    let dir = TempDir::new("tlm-udp-framed");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port],
+                        "rotate_log": false, "file_name_pattern": "u.pcap",
+                        "framing": "ccsds_space_packet"}),
+            ],
+        ),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(port));
+    let tx = sender(port);
+    let pkts: Vec<Vec<u8>> = (0..5)
+        .map(|i| units::space_packet(0x10, i, &[i as u8; 30]))
+        .collect();
+    // Three whole units; then one whole and the first 20 bytes of the next, which
+    // the following datagram does not complete.
+    tx.send(&pkts[..3].concat()).unwrap();
+    let mut second = pkts[3].clone();
+    second.extend_from_slice(&pkts[4][..20]);
+    tx.send(&second).unwrap();
+    tx.send(&pkts[4][20..]).unwrap();
+    tx.send(&pkts[4]).unwrap();
+    wait_until("five units", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == 5 && s["bytes_discarded"] == 20 + 16)
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(s["framing_errors"], 2, "{s}");
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("u.pcap")) == pkts);
+}
