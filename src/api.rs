@@ -40,8 +40,10 @@ use crate::manager::handler::Handler;
 use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
+use crate::sequence::SequenceReport;
 use crate::storage::OwnFile;
 use crate::sys;
+use crate::telemetry::UnitPath;
 
 /// What a request may see and change.
 pub struct Context<'a> {
@@ -151,7 +153,13 @@ struct HandlerDict<'a> {
     file_name_pattern: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<&'a str>,
-    pre_write_transforms: Vec<&'static str>,
+    pre_write_transforms: Vec<String>,
+    /// `"none"` or the framing object, defaults written out.
+    framing: Value,
+    /// `null` when units are not sequence-checked.
+    sequence_check: Option<Value>,
+    fecf: bool,
+    drop_bad_frames: bool,
     rcvbuf_bytes: usize,
     rotate_max_bytes: Option<u64>,
     rotate_max_packets: Option<u64>,
@@ -215,8 +223,12 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
             pre_write_transforms: spec
                 .pre_write_transforms
                 .iter()
-                .map(|t| t.as_str())
+                .map(|t| t.to_string())
                 .collect(),
+            framing: spec.framing.to_json(),
+            sequence_check: spec.sequence_check.map(|c| c.to_json()),
+            fecf: spec.fecf,
+            drop_bad_frames: spec.drop_bad_frames,
             rcvbuf_bytes: spec.rcvbuf_bytes,
             rotate_max_bytes: spec.rotate_max_bytes,
             rotate_max_packets: spec.rotate_max_packets,
@@ -293,6 +305,18 @@ struct StatsEntry<'a> {
     /// tcp: `connected`, `reconnects`, `last_error`, `last_connected_at`.
     #[serde(flatten)]
     tcp: Option<TcpStatus>,
+    /// Losses of synchronization while framing (0 without `framing`).
+    framing_errors: u64,
+    /// Bytes in no unit: garbage, bad units, partial units at a disconnect.
+    bytes_discarded: u64,
+    /// TM frames whose FECF failed (0 without `fecf`).
+    crc_errors: u64,
+    /// Units `pre_write_transforms` filtered out.
+    filtered: u64,
+    /// Only with `sequence_check`: totals, then per stream (at most 256; units of
+    /// further streams count as `other`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<SequenceReport>,
 }
 
 fn stats_entry<'a>(
@@ -302,6 +326,7 @@ fn stats_entry<'a>(
     clock_synchronized: bool,
 ) -> StatsEntry<'a> {
     let s = &h.stats();
+    let units = h.units();
     StatsEntry {
         name: &h.spec().name,
         reads: s.packets,
@@ -340,6 +365,11 @@ fn stats_entry<'a>(
         rcvbuf_granted: cap.rcvbuf_granted,
         kernel_drops: cap.kernel_drops,
         tcp: cap.tcp_status(),
+        framing_errors: units.map_or(0, |u| u.framing().framing_errors),
+        bytes_discarded: units.map_or(0, |u| u.framing().bytes_discarded),
+        crc_errors: units.map_or(0, UnitPath::crc_errors),
+        filtered: units.map_or(0, UnitPath::filtered),
+        sequence: units.and_then(UnitPath::sequence),
     }
 }
 
@@ -737,7 +767,7 @@ fn metrics(cx: &Context) -> Response {
         &'static str,
         fn(&Handler) -> f64,
     );
-    let per_handler: [Metric; 9] = [
+    let per_handler: [Metric; 13] = [
         (
             "bsc_packets_total",
             "counter",
@@ -779,6 +809,30 @@ fn metrics(cx: &Context) -> Response {
             "counter",
             "Files deleted by retention or the disk budget.",
             |h| h.stats().files_deleted as f64,
+        ),
+        (
+            "bsc_framing_errors_total",
+            "counter",
+            "Losses of synchronization while framing units.",
+            |h| h.units().map_or(0, |u| u.framing().framing_errors) as f64,
+        ),
+        (
+            "bsc_bytes_discarded_total",
+            "counter",
+            "Bytes in no unit: garbage, bad units, partial units at a disconnect.",
+            |h| h.units().map_or(0, |u| u.framing().bytes_discarded) as f64,
+        ),
+        (
+            "bsc_crc_errors_total",
+            "counter",
+            "TM frames whose FECF failed.",
+            |h| h.units().map_or(0, UnitPath::crc_errors) as f64,
+        ),
+        (
+            "bsc_filtered_total",
+            "counter",
+            "Units pre_write_transforms filtered out.",
+            |h| h.units().map_or(0, UnitPath::filtered) as f64,
         ),
         (
             "bsc_current_file_bytes",
@@ -832,6 +886,38 @@ fn metrics(cx: &Context) -> Response {
                 label(&h.spec().address.python_repr()),
                 h.spec().conn_type
             );
+        }
+    }
+    // Per sequence-checked stream: at most 256 per handler (sequence::MAX_STREAMS).
+    let reports: Vec<(&Handler, SequenceReport)> = handlers
+        .iter()
+        .filter_map(|h| Some((*h, h.units()?.sequence()?)))
+        .collect();
+    for (name, help, value) in [
+        (
+            "bsc_sequence_gaps_total",
+            "Gaps in a stream's sequence count (per APID or virtual channel).",
+            (|s| s.gaps) as fn(&crate::sequence::StreamReport) -> u64,
+        ),
+        (
+            "bsc_units_missing_total",
+            "Units a stream's sequence count shows missing.",
+            |s| s.missing,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (h, report) in &reports {
+            for st in &report.streams {
+                let _ = writeln!(
+                    out,
+                    "{name}{{handler=\"{}\",address=\"{}\",conn_type=\"{}\",stream=\"{}\"}} {}",
+                    label(&h.spec().name),
+                    label(&h.spec().address.python_repr()),
+                    h.spec().conn_type,
+                    label(&st.id),
+                    value(st)
+                );
+            }
         }
     }
     let process: [(&str, &str, &str, f64); 7] = [

@@ -20,6 +20,7 @@
 //! | [`framing`] | a stream (or datagram) cut into telemetry units: space packets, TM frames, fixed, length field, KISS; CCSDS headers, CRC/FECF (pure) |
 //! | [`sequence`] | sequence-gap accounting per APID or virtual channel: gaps, missing, duplicates, resets (pure) |
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
+//! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
@@ -42,7 +43,10 @@
 //! the kernel's receive timestamp and drop counter per datagram) until the queue
 //! is dry (bounded per wake-up), and gives each datagram to every handler of that
 //! address →
-//! [`manager::handler::Handler::record`] rotates if the period ended or a
+//! [`manager::handler::Handler::record`] (a handler with `framing`, a sequence
+//! check, FECF or transforms first has its [`telemetry::UnitPath`] cut the read or
+//! datagram into units, check and transform them: one record per unit written)
+//! rotates if the period ended or a
 //! size/count limit is reached, opens the next file if none is open (named from
 //! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),
 //! encodes the record into its pending buffer → at the end of the wake-up (or once
@@ -82,6 +86,10 @@
 //! - **names never repeat**: `{seq}` and `-N` go on after the last the journal
 //!   recorded for the handler's key, across reloads, restarts and retention;
 //! - every record read is handed to the kernel before the loop sleeps again;
+//! - **bad input never stops capture**: framing state is per handler and per TCP
+//!   connection (dropped, counted, when the connection ends: [`capture::capturer::Drained::Ended`]);
+//!   garbage and bad units are skipped and counted; a handler without framing,
+//!   checks or transforms writes each read as it comes;
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written;
 //! - bsc only deletes files its journal says it created ([`storage`]).
@@ -107,5 +115,6 @@ pub mod rotation;
 pub mod sequence;
 pub mod storage;
 pub mod sys;
+pub mod telemetry;
 pub mod transform;
 pub mod yaml;

@@ -468,8 +468,19 @@ impl Manager {
                 }
             }
         });
-        if let Drained::Timer(at) = drained {
-            capturer_timers.insert((at, cid));
+        match drained {
+            Drained::Timer(at) => {
+                capturer_timers.insert((at, cid));
+            }
+            Drained::Ended(at) => {
+                for &hid in cap.handlers() {
+                    if let Some(Some(h)) = handlers.get_mut(hid) {
+                        h.connection_ended();
+                    }
+                }
+                capturer_timers.insert((at, cid));
+            }
+            Drained::Empty | Drained::More => {}
         }
         drained
     }

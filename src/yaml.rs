@@ -107,7 +107,8 @@ handlers:
 
     #[test]
     fn ait_bsc_yaml_is_a_valid_config() {
-        use crate::config::{Config, Transform};
+        use crate::config::Config;
+        use crate::transform::Transform;
         let c = Config::from_value(&to_json(AIT_BSC_YAML).unwrap()).unwrap();
         assert_eq!(c.server.port, 8080);
         let names: Vec<_> = c.handlers.iter().map(|h| h.name.as_str()).collect();

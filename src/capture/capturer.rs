@@ -4,7 +4,10 @@
 //! units, handing each [`Unit`] (stamped with the time it was read, and the
 //! kernel's receive time where the source has one) to a callback; it knows
 //! nothing of handlers or files. UDP and Ethernet read batches of up to
-//! [`sys::BATCH`] units per `recvmmsg`; TCP reads one record per `read`.
+//! [`sys::BATCH`] units per `recvmmsg`; TCP hands over each `read` (a handler
+//! without `framing` records it as one unit; one with framing cuts it into
+//! units, see [`crate::framing`]) and says when a connection ended
+//! ([`Drained::Ended`]), so that handlers drop a partial unit.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,7 +27,7 @@ use crate::{info, warn};
 
 /// Most units one capturer reads per wake-up before the loop serves others.
 pub const READ_BUDGET: usize = 1024;
-/// Largest TCP read: one record, never more than the snaplen.
+/// Largest TCP read: one record (without framing), never more than the snaplen.
 const TCP_READ_LEN: usize = 65535;
 
 /// One received unit, as a capturer hands it to each of its handlers.
@@ -39,6 +42,9 @@ pub struct Unit<'a> {
     /// When the kernel received it, if the source reports that.
     pub kernel_at: Option<UnixMicros>,
     pub peer: Peer,
+    /// Whether the bytes are part of a byte stream (tcp), to be framed across
+    /// reads, rather than a datagram or frame whole in itself.
+    pub stream: bool,
 }
 
 /// The socket a capturer reads.
@@ -90,6 +96,9 @@ pub enum Drained {
     /// A TCP capturer needs its timer at this instant (a back-off or connect
     /// deadline); nothing more to read until then.
     Timer(Instant),
+    /// A TCP connection ended (its handlers drop any partial unit); the next
+    /// attempt is due at this instant.
+    Ended(Instant),
 }
 
 /// Where a capturer is, as `GET /capturers` shows it.
@@ -325,11 +334,12 @@ impl Capturer {
                                 read_at: now(),
                                 kernel_at: None,
                                 peer: Peer::Unknown,
+                                stream: true,
                             },
                             &self.handlers,
                         ),
                         ReadOutcome::WouldBlock => return Drained::Empty,
-                        ReadOutcome::Ended(at) => return Drained::Timer(at),
+                        ReadOutcome::Ended(at) => return Drained::Ended(at),
                     }
                 }
                 return Drained::More;
@@ -373,6 +383,7 @@ impl Capturer {
                         read_at,
                         kernel_at,
                         peer: info.received.peer,
+                        stream: false,
                     },
                     &self.handlers,
                 );

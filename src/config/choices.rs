@@ -57,30 +57,6 @@ impl fmt::Display for ConnType {
     }
 }
 
-/// A built-in transform applied to each unit before it is written
-/// (`pre_write_transforms`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Transform {
-    /// Writes the unit unchanged.
-    Identity,
-}
-
-impl Transform {
-    /// `identity_transform` is AIT's name.
-    pub const NAMES: &'static Names<Transform> = &[
-        ("identity", Transform::Identity),
-        ("identity_transform", Transform::Identity),
-    ];
-
-    pub fn parse(s: &str) -> Option<Transform> {
-        parse(Self::NAMES, s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        name(Self::NAMES, self)
-    }
-}
-
 /// Which Ethernet frames a handler keeps (`direction`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -132,9 +108,6 @@ mod tests {
             }
             assert_eq!(ConnType::parse(c.as_str()), Some(c));
         }
-        match Transform::Identity {
-            t @ Transform::Identity => assert_eq!(Transform::parse(t.as_str()), Some(t)),
-        }
         for d in [Direction::Both, Direction::In] {
             match d {
                 Direction::Both | Direction::In => {}
@@ -147,11 +120,6 @@ mod tests {
             }
             assert_eq!(parse(Timestamps::NAMES, t.as_str()), Some(t));
         }
-        assert_eq!(
-            Transform::parse("identity_transform"),
-            Some(Transform::Identity)
-        );
-        assert_eq!(Transform::Identity.as_str(), "identity");
         assert_eq!(list(ConnType::NAMES), "udp, tcp, ethernet");
         assert_eq!(ConnType::parse("UDP"), None);
     }

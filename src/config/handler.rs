@@ -8,12 +8,15 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::address::{validate_host, Address};
-use super::choices::{list, ConnType, Direction, Timestamps, Transform};
+use super::choices::{ConnType, Direction, Timestamps};
 use super::fields::{describe, field_err, FieldError, Fields};
 use super::typos;
+use crate::framing::{self, Framing};
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
+use crate::sequence::{self, SequenceCheck};
+use crate::transform::Transform;
 
 /// AIT's default file name pattern.
 pub const DEFAULT_FILE_NAME_PATTERN: &str = "%Y-%m-%d-%H-%M-%S-{name}.pcap";
@@ -51,6 +54,14 @@ pub struct HandlerSpec {
     pub rotate_log_index: RotationUnit,
     pub rotate_log_delta: u32,
     pub pre_write_transforms: Vec<Transform>,
+    /// tcp and udp: how the stream (or each datagram) is cut into units.
+    pub framing: Framing,
+    /// Which CCSDS counter each unit's sequence is checked by, if any.
+    pub sequence_check: Option<SequenceCheck>,
+    /// TM frames: check each frame's FECF (CRC), counting `crc_errors`.
+    pub fecf: bool,
+    /// With `fecf`: frames whose FECF fails are not written.
+    pub drop_bad_frames: bool,
     /// Requested socket receive buffer (udp).
     pub rcvbuf_bytes: usize,
     /// Close a file before the next record would take it past this size.
@@ -85,7 +96,7 @@ pub struct HandlerSpec {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-pub const HANDLER_KEYS: [&str; 23] = [
+pub const HANDLER_KEYS: [&str; 27] = [
     "name",
     "conn_type",
     "address",
@@ -109,6 +120,10 @@ pub const HANDLER_KEYS: [&str; 23] = [
     "max_bytes",
     "max_age",
     "on_close",
+    "framing",
+    "sequence_check",
+    "fecf",
+    "drop_bad_frames",
 ];
 /// Keys bsc sets itself; they cannot be configured.
 const RESERVED_KEYS: [(&str, &str); 3] = [
@@ -304,31 +319,50 @@ fn file_pattern(p: &str, origin: Origin) -> Result<Pattern, String> {
     Pattern::parse(p).map_err(|e| e.0)
 }
 
-/// `pre_write_transforms`: a list of names, or (from a form) comma-separated names.
+/// `pre_write_transforms`: a list of transforms in their string forms, or (from a
+/// form) one string of them separated by commas (`apid:0x100,0x101, strip:4`: an
+/// item without `:` that is not a transform's name goes on the list before it).
 fn transforms(v: &Value) -> Result<Vec<Transform>, String> {
-    let known = list(Transform::NAMES);
     match v {
         Value::Array(items) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .and_then(Transform::parse)
-                    .ok_or_else(|| format!("unknown transform {}; known: {known}", describe(v)))
+            .map(|v| match v {
+                Value::String(s) => Transform::parse(s),
+                other => Err(format!(
+                    "unknown transform {}; valid: {}",
+                    describe(other),
+                    Transform::FORMS
+                )),
             })
             .collect(),
-        Value::String(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                Transform::parse(s)
-                    .ok_or_else(|| format!("unknown transform {s:?}; known: {known}"))
-            })
-            .collect(),
+        Value::String(s) => {
+            let mut forms: Vec<String> = Vec::new();
+            for item in s.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let starts_one = item.contains(':') || Transform::parse(item).is_ok();
+                match forms.last_mut() {
+                    Some(last) if !starts_one => {
+                        last.push(',');
+                        last.push_str(item);
+                    }
+                    _ => forms.push(item.to_string()),
+                }
+            }
+            forms.iter().map(|f| Transform::parse(f)).collect()
+        }
         other => Err(format!(
-            "must be a list of transform names, got {}",
+            "must be a list of transforms ({}), got {}",
+            Transform::FORMS,
             describe(other)
         )),
+    }
+}
+
+/// An error of a nested value's own parser (`framing.length: ...`), named by the
+/// key it gives, or by `key` when it gives none.
+fn nested_err(key: &str, message: String) -> FieldError {
+    match message.split_once(": ") {
+        Some((k, m)) if k == key || k.starts_with(&format!("{key}.")) => field_err(k, m),
+        _ => field_err(key, message),
     }
 }
 
@@ -395,6 +429,43 @@ impl HandlerSpec {
         let pre_write_transforms = f
             .read("pre_write_transforms", transforms)?
             .unwrap_or_default();
+        let framing = match f.get(framing::KEY) {
+            None => Framing::None,
+            Some(v) => Framing::from_json(v).map_err(|m| nested_err(framing::KEY, m))?,
+        };
+        if framing != Framing::None && conn_type == ConnType::Ethernet {
+            return Err(field_err(
+                framing::KEY,
+                "only applies to tcp and udp handlers, not ethernet",
+            ));
+        }
+        let sequence_check = match f.get(sequence::KEY) {
+            None => None,
+            Some(Value::String(s)) if s == "none" => None,
+            // From a form: the object as JSON text.
+            Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+                let v: Value = serde_json::from_str(s)
+                    .map_err(|e| field_err(sequence::KEY, format!("not valid JSON: {e}")))?;
+                Some(SequenceCheck::from_json(&v).map_err(|m| nested_err(sequence::KEY, m))?)
+            }
+            Some(v) => Some(SequenceCheck::from_json(v).map_err(|m| nested_err(sequence::KEY, m))?),
+        };
+        let fecf = f.boolean("fecf", false)?;
+        let tm_frames = matches!(framing, Framing::TmFrame { .. })
+            || matches!(sequence_check, Some(SequenceCheck::TmFrame { .. }));
+        if fecf && !tm_frames {
+            return Err(field_err(
+                "fecf",
+                "only applies to TM frames: set framing {\"kind\": \"ccsds_tm_frame\", ...} (or sequence_check \"ccsds_tm_frame\" when each datagram is one frame)",
+            ));
+        }
+        let drop_bad_frames = f.boolean("drop_bad_frames", false)?;
+        if drop_bad_frames && !fecf {
+            return Err(field_err(
+                "drop_bad_frames",
+                "only applies with fecf: true (it drops frames whose FECF fails)",
+            ));
+        }
         let rcvbuf_bytes = f
             .whole("rcvbuf_bytes", 4096..=1 << 30)?
             .map_or(DEFAULT_RCVBUF_BYTES, |n| n as usize);
@@ -485,6 +556,10 @@ impl HandlerSpec {
             rotate_log_index,
             rotate_log_delta,
             pre_write_transforms,
+            framing,
+            sequence_check,
+            fecf,
+            drop_bad_frames,
             rcvbuf_bytes,
             rotate_max_bytes,
             rotate_max_packets,
@@ -579,9 +654,19 @@ impl HandlerSpec {
             json!(self
                 .pre_write_transforms
                 .iter()
-                .map(|t| t.as_str())
+                .map(|t| t.to_string())
                 .collect::<Vec<_>>()),
         );
+        if self.framing != Framing::None {
+            m.insert(framing::KEY.into(), self.framing.to_json());
+        }
+        if let Some(c) = &self.sequence_check {
+            m.insert(sequence::KEY.into(), c.to_json());
+        }
+        if self.fecf {
+            m.insert("fecf".into(), json!(true));
+            m.insert("drop_bad_frames".into(), json!(self.drop_bad_frames));
+        }
         m.insert("rcvbuf_bytes".into(), json!(self.rcvbuf_bytes));
         let optional = [
             ("rotate_max_bytes", self.rotate_max_bytes.map(|v| json!(v))),
@@ -842,6 +927,86 @@ mod tests {
 
     fn api(v: Value) -> Result<HandlerSpec, FieldError> {
         HandlerSpec::from_json(v.as_object().unwrap(), Origin::Api)
+    }
+
+    #[test]
+    fn telemetry_keys_read_back_and_errors_name_the_key() {
+        let base = json!({"name": "h", "conn_type": "tcp", "address": ["127.0.0.1", 9000]});
+        let with = |k: &str, v: Value| {
+            let mut o = base.clone();
+            o[k] = v;
+            o
+        };
+        let s = spec(json!({
+            "name": "h", "conn_type": "tcp", "address": ["127.0.0.1", 9000],
+            "framing": {"kind": "ccsds_tm_frame", "length": 1115, "keep_sync": true},
+            "sequence_check": {"kind": "ccsds_tm_frame", "offset": 4},
+            "fecf": true, "drop_bad_frames": true,
+            "pre_write_transforms": "strip:4, vcid:0,3, identity_transform",
+        }))
+        .unwrap();
+        assert_eq!(
+            s.framing,
+            Framing::TmFrame {
+                length: 1115,
+                keep_sync: true
+            }
+        );
+        assert_eq!(s.sequence_check, Some(SequenceCheck::TmFrame { offset: 4 }));
+        assert!(s.fecf && s.drop_bad_frames);
+        let forms: Vec<String> = s
+            .pre_write_transforms
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(forms, ["strip:4", "vcid:0,3", "identity"]);
+        assert_eq!(spec(Value::Object(s.to_json())).unwrap(), s);
+
+        for (obj, key, says) in [
+            (
+                with("framing", json!({"kind": "ccsds_tm_frame"})),
+                "framing.length",
+                "required",
+            ),
+            (
+                with("framing", json!({"kind": "fixed", "length": 0})),
+                "framing.length",
+                "",
+            ),
+            (with("framing", json!("hdlc")), "framing", "unknown framing"),
+            (
+                with("sequence_check", json!("tm")),
+                "sequence_check.kind",
+                "valid",
+            ),
+            (with("fecf", json!(true)), "fecf", "TM frames"),
+            (
+                with("drop_bad_frames", json!(true)),
+                "drop_bad_frames",
+                "fecf",
+            ),
+            (
+                with("pre_write_transforms", json!(["rot13"])),
+                "pre_write_transforms",
+                "strip:N",
+            ),
+            (
+                with("pre_write_transforms", json!("apid:0x800")),
+                "pre_write_transforms",
+                "0..2047",
+            ),
+        ] {
+            let e = spec(obj.clone()).unwrap_err();
+            assert_eq!(e.key, key, "{obj}: {e}");
+            assert!(e.message.contains(says), "{obj}: {e}");
+        }
+        let mut eth = json!({"name": "h", "conn_type": "ethernet", "address": ["lo", 0]});
+        eth["framing"] = json!("kiss");
+        assert_eq!(spec(eth).unwrap_err().key, "framing");
+        assert_eq!(
+            typos::suggestion("sequence_chek", &HANDLER_KEYS),
+            Some("sequence_check")
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 
 pub use address::{python_str_repr, Address};
 pub use capture_manager::{ServerConfig, StorageConfig, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT};
-pub use choices::{ConnType, Direction, Timestamps, Transform};
+pub use choices::{ConnType, Direction, Timestamps};
 pub use fields::{boolean, parse_age, parse_size, FieldError};
 pub use handler::{
     is_handler_key, metadata_entry, metadata_text, validate_name, HandlerSpec, Origin,

@@ -7,7 +7,10 @@
 //! syscall); the event loop has [`Handler::flush`] write the whole buffer with one
 //! `write` per wake-up (or sooner, once it holds [`FLUSH_AT`] bytes), before the
 //! loop polls again. So the kernel has every record the process has read before
-//! bsc sleeps, and a `kill -9` loses nothing already read.
+//! bsc sleeps, and a `kill -9` loses nothing already read. A handler with
+//! framing, checks or transforms first passes each read through its
+//! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
+//! stamped with the time of the read that completed it.
 //!
 //! Files are opened when a unit arrives (never empty files for idle links) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
@@ -28,13 +31,14 @@ use std::rc::Rc;
 
 use crate::capture::capturer::Unit;
 use crate::clock::UnixMicros;
-use crate::config::{ConnType, Direction, HandlerSpec, Timestamps, Transform};
+use crate::config::{ConnType, Direction, HandlerSpec, Timestamps};
 use crate::ipudp;
 use crate::log::{self, Level};
 use crate::paths::CapturePath;
 use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Vanished};
 use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
+use crate::telemetry::UnitPath;
 use crate::{error, info, warn};
 
 /// Pending bytes past which a handler writes before the wake-up ends (bounds
@@ -202,6 +206,8 @@ pub struct Handler {
     degraded: Option<String>,
     /// Set by the disk budget: units are counted as lost instead of written.
     suspended: bool,
+    /// Framing, checks and transforms (`None`: each read is written as it comes).
+    units: Option<Box<UnitPath>>,
 }
 
 impl Handler {
@@ -225,7 +231,6 @@ impl Handler {
             (ConnType::Udp, false, _) | (ConnType::Tcp, _, _) => LinkType::User0,
         };
         let mut h = Handler {
-            spec,
             root: root.to_path_buf(),
             link,
             local,
@@ -239,6 +244,8 @@ impl Handler {
             storage,
             degraded: None,
             suspended: false,
+            units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
+            spec,
         };
         if h.storage.last(&h.journal_key()).is_none() {
             h.seed_naming(now);
@@ -366,12 +373,58 @@ impl Handler {
             (LinkType::Ipv4 | LinkType::Ipv6, Peer::Inet(src)) => Some(src),
             _ => None,
         };
+        if let Some(mut units) = self.units.take() {
+            let outcome = self.record_units(&mut units, unit, ts, source);
+            self.units = Some(units);
+            return outcome;
+        }
         if self.suspended {
             self.stats.count(ts, unit.orig_len);
             self.stats.records_lost += 1;
             return Recorded::default();
         }
         self.record_at(ts, unit.data, unit.orig_len, source)
+    }
+
+    /// Records the units `units` cuts `unit` into, each stamped `ts` (the read
+    /// that completed it); see [`crate::telemetry`].
+    fn record_units(
+        &mut self,
+        units: &mut UnitPath,
+        unit: &Unit,
+        ts: UnixMicros,
+        source: Option<SocketAddr>,
+    ) -> Recorded {
+        let mut outcome = Recorded::default();
+        // Without framing the unit is the read: keep what the source cut off.
+        let cut = match self.spec.framing {
+            crate::framing::Framing::None => unit.orig_len.saturating_sub(unit.data.len()),
+            _ => 0,
+        };
+        units.feed(unit.data, unit.stream, &mut |whole, write| {
+            self.stats.count(ts, whole.len() + cut);
+            let Some(data) = write else { return };
+            if self.suspended {
+                self.stats.records_lost += 1;
+                return;
+            }
+            let r = self.write_record(ts, data, data.len() + cut, source);
+            outcome.needs_flush |= r.needs_flush;
+            outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
+        });
+        outcome
+    }
+
+    /// A TCP connection of this handler's capturer ended: a partial unit is dropped.
+    pub(super) fn connection_ended(&mut self) {
+        if let Some(u) = self.units.as_mut() {
+            u.connection_ended();
+        }
+    }
+
+    /// Framing, checks and transforms, when the handler has any.
+    pub fn units(&self) -> Option<&UnitPath> {
+        self.units.as_deref()
     }
 
     /// Records `payload` (really `orig_len` long) stamped `ts`, behind synthesized
@@ -384,13 +437,19 @@ impl Handler {
         source: Option<SocketAddr>,
     ) -> Recorded {
         self.stats.count(ts, orig_len);
+        self.write_record(ts, payload, orig_len, source)
+    }
+
+    /// Writes `data` (really `orig_len` long) as one record stamped `ts`,
+    /// rotating or opening a file first if due; counts nothing but failures.
+    fn write_record(
+        &mut self,
+        ts: UnixMicros,
+        data: &[u8],
+        orig_len: usize,
+        source: Option<SocketAddr>,
+    ) -> Recorded {
         let mut outcome = Recorded::default();
-        let mut data = payload;
-        for t in &self.spec.pre_write_transforms {
-            data = match t {
-                Transform::Identity => data,
-            };
-        }
         let headers = match self.link {
             LinkType::Ipv4 => ipudp::V4_HEADERS,
             LinkType::Ipv6 => ipudp::V6_HEADERS,
@@ -1118,6 +1177,7 @@ mod tests {
                 read_at: ts,
                 kernel_at: None,
                 peer: Peer::Unknown,
+                stream: false,
             })
         }
     }

@@ -1,0 +1,646 @@
+//! Black-box tests of telemetry units (`framing`, `sequence_check`, `fecf`,
+//! `pre_write_transforms`): the real binary reads a TCP peer on 127.0.0.1 that the
+//! test controls (or UDP datagrams sent to 127.0.0.1), and the files must hold
+//! exactly the intact units in order, the counters what the generator dropped
+//! and damaged.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Real CCSDS space packets, TM frames (ASM, correct FECF) and KISS frames (as
+/// in tests/properties.rs).
+mod units {
+    use bsc::framing::{crc16_ccitt, ASM, FEND, FESC, TFEND, TFESC};
+
+    pub fn space_packet(apid: u16, count: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(apid & 0x7FF).to_be_bytes());
+        p.extend_from_slice(&(0xC000 | (count & 0x3FFF)).to_be_bytes());
+        p.extend_from_slice(&((data.len() - 1) as u16).to_be_bytes());
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// A frame of 6 + data + 2 bytes after the ASM.
+    pub fn tm_frame(scid: u16, vcid: u8, mc: u8, vc: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = ASM.to_vec();
+        f.extend_from_slice(&((scid << 4) | (u16::from(vcid) << 1)).to_be_bytes());
+        f.extend_from_slice(&[mc, vc, 0x18, 0x00]);
+        f.extend_from_slice(data);
+        let crc = crc16_ccitt(&f[4..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    pub fn kiss_frame(port: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![FEND, port << 4];
+        for &b in data {
+            match b {
+                FEND => f.extend_from_slice(&[FESC, TFEND]),
+                FESC => f.extend_from_slice(&[FESC, TFESC]),
+                b => f.push(b),
+            }
+        }
+        f.push(FEND);
+        f
+    }
+}
+
+/// xorshift64: the splits, payloads and fates of units, the same every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn config(root: &Path, handlers: Vec<Value>) -> Value {
+    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
+}
+
+fn tcp_handler(name: &str, port: u16, keys: Value) -> Value {
+    let mut h = json!({"name": name, "conn_type": "tcp", "address": ["127.0.0.1", port],
+                       "rotate_log": false, "file_name_pattern": format!("{name}.pcap")});
+    for (k, v) in keys.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    h
+}
+
+/// Accepts one connection and writes `data` in random splits (1 to 700 bytes,
+/// now and then a pause so that bsc reads a partial unit).
+fn serve(listener: &TcpListener, data: &[u8], rng: &mut Rng) -> TcpStream {
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + 1 + rng.below(700) as usize).min(data.len());
+        conn.write_all(&data[at..end]).unwrap();
+        if rng.below(16) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        at = end;
+    }
+    conn
+}
+
+fn stats_of(bsc: &Bsc, port: u16, host: &str) -> Vec<Value> {
+    bsc.get("/stats").1[format!("['{host}', {port}]")]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The records' payloads, read with pcap-file's reader; tcpdump must read the
+/// same number of records without complaint.
+fn payloads(path: &Path) -> Vec<Vec<u8>> {
+    let (_, _, records) = read_pcap(path);
+    let (n, err) = tcpdump(path);
+    assert_eq!(n, records.len(), "tcpdump of {}: {err}", path.display());
+    for w in records.windows(2) {
+        assert!(w[0].ts_us <= w[1].ts_us, "time stamps go back");
+    }
+    records.into_iter().map(|r| r.data).collect()
+}
+
+fn promtool_accepts(text: &str) {
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/run installs prometheus)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Gaps and missing units a stream of counts shows (modulo `range`; steps above
+/// half the range would be resets, which the generators never make).
+fn gaps(counts: &[u32], range: u32) -> (u64, u64) {
+    let (mut gaps, mut missing) = (0, 0);
+    for w in counts.windows(2) {
+        let d = (w[1] + range - w[0]) % range;
+        assert!(d >= 1 && d <= range / 2);
+        if d > 1 {
+            gaps += 1;
+            missing += u64::from(d - 1);
+        }
+    }
+    (gaps, missing)
+}
+
+#[test]
+fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
+    let dir = TempDir::new("tlm-sp");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![tcp_handler(
+                "sp",
+                port,
+                json!({"framing": {"kind": "ccsds_space_packet"}, "sequence_check": "ccsds_space_packet"}),
+            )],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0001);
+    let apids = [0x100u16, 0x101, 0x3FF];
+    // Counters start just below 16383 so that every stream wraps.
+    let mut next = [16_370u32, 16_000, 16_380];
+    let mut sent_counts: Vec<Vec<u32>> = vec![Vec::new(); 3];
+    let (mut wire, mut intact) = (Vec::new(), Vec::new());
+    let (mut garbage_runs, mut garbage_bytes) = (0u64, 0u64);
+    for _ in 0..900 {
+        let s = rng.below(3) as usize;
+        // About one unit in 12 is dropped on purpose (a run of 1 to 3).
+        if rng.below(12) == 0 {
+            next[s] = (next[s] + 1 + rng.below(3) as u32) % 16384;
+        }
+        let count = next[s];
+        next[s] = (next[s] + 1) % 16384;
+        let data = {
+            let n = 1 + rng.below(300) as usize;
+            rng.bytes(n)
+        };
+        let p = units::space_packet(apids[s], count as u16, &data);
+        wire.extend_from_slice(&p);
+        intact.push(p);
+        sent_counts[s].push(count);
+        // Garbage between units: bytes whose version bits are not 000, so that
+        // no unit can start in them (one framing error per run).
+        if rng.below(20) == 0 {
+            let n = 1 + rng.below(40) as usize;
+            wire.extend((0..n).map(|_| 0xE0 | rng.next() as u8));
+            garbage_runs += 1;
+            garbage_bytes += n as u64;
+        }
+    }
+    let conn = serve(&listener, &wire, &mut rng);
+    let path = root.join("sp.pcap");
+    wait_until("every unit written", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == intact.len())
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(s["framing_errors"], garbage_runs, "{s}");
+    assert_eq!(s["bytes_discarded"], garbage_bytes, "{s}");
+    let (mut want_gaps, mut want_missing) = (0, 0);
+    for counts in &sent_counts {
+        let (g, m) = gaps(counts, 16384);
+        want_gaps += g;
+        want_missing += m;
+    }
+    assert!(want_gaps > 10, "the generator dropped units");
+    let seq = &s["sequence"];
+    assert_eq!(
+        (seq["gaps"].as_u64(), seq["missing"].as_u64()),
+        (Some(want_gaps), Some(want_missing)),
+        "{s}"
+    );
+    assert_eq!((seq["duplicates"] == 0, seq["resets"] == 0), (true, true));
+    let streams = seq["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 3);
+    assert_eq!(streams[0]["id"], "apid 0x100");
+    assert_eq!(
+        streams[0]["last_count"],
+        sent_counts[0].last().copied().unwrap()
+    );
+    assert_eq!(streams[0]["units"], sent_counts[0].len());
+
+    let metrics = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
+    for line in [
+        format!("bsc_framing_errors_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} {garbage_runs}"),
+        format!("bsc_bytes_discarded_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} {garbage_bytes}"),
+        format!("bsc_units_missing_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\",stream=\"apid 0x101\"}} {}", gaps(&sent_counts[1], 16384).1),
+        format!("bsc_sequence_gaps_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\",stream=\"apid 0x3FF\"}} {}", gaps(&sent_counts[2], 16384).0),
+        format!("bsc_crc_errors_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} 0"),
+        format!("bsc_filtered_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} 0"),
+    ] {
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    promtool_accepts(&metrics);
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(
+        payloads(&path) == intact,
+        "the file holds the intact units in order"
+    );
+}
+
+#[test]
+fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
+    const LEN: usize = 6 + 40 + 2;
+    let dir = TempDir::new("tlm-tm");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tm = json!({"kind": "ccsds_tm_frame", "length": LEN, "keep_sync": true});
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                tcp_handler(
+                    "all",
+                    port,
+                    json!({"framing": tm, "fecf": true,
+                           "sequence_check": {"kind": "ccsds_tm_frame", "offset": 4}}),
+                ),
+                tcp_handler(
+                    "good",
+                    port,
+                    json!({"framing": tm, "fecf": true, "drop_bad_frames": true}),
+                ),
+                // Without the ASM, only virtual channel 1.
+                tcp_handler(
+                    "vc1",
+                    port,
+                    json!({"framing": {"kind": "ccsds_tm_frame", "length": LEN},
+                           "pre_write_transforms": ["vcid:1"]}),
+                ),
+            ],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0002);
+    let (mut mc, mut vc) = (0u32, [250u32, 10]);
+    let mut good_counts: Vec<Vec<u32>> = vec![Vec::new(); 2];
+    let (mut wire, mut all, mut good, mut vc1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bad, mut garbage_runs, mut garbage_bytes) = (0u64, 0u64, 0u64);
+    for _ in 0..700 {
+        let v = rng.below(2) as usize;
+        if rng.below(15) == 0 {
+            let skip = 1 + rng.below(2) as u32;
+            vc[v] = (vc[v] + skip) % 256;
+            mc = (mc + skip) % 256;
+        }
+        let mut f = units::tm_frame(42, v as u8, mc as u8, vc[v] as u8, &rng.bytes(40));
+        let damaged = rng.below(25) == 0;
+        if damaged {
+            f[10 + rng.below(40) as usize] ^= 1 << rng.below(8);
+            bad += 1;
+        } else {
+            good.push(f.clone());
+            good_counts[v].push(vc[v]);
+        }
+        if v == 1 {
+            vc1.push(f[4..].to_vec());
+        }
+        vc[v] = (vc[v] + 1) % 256;
+        mc = (mc + 1) % 256;
+        wire.extend_from_slice(&f);
+        all.push(f);
+        // Garbage without 0x1A cannot hold (or begin) an ASM.
+        if rng.below(20) == 0 {
+            let n = 1 + rng.below(30) as usize;
+            wire.extend((0..n).map(|_| match rng.next() as u8 {
+                0x1A => 0x1B,
+                b => b,
+            }));
+            garbage_runs += 1;
+            garbage_bytes += n as u64;
+        }
+    }
+    let conn = serve(&listener, &wire, &mut rng);
+    wait_until("every frame framed", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == all.len())
+    });
+    let stats = stats_of(&bsc, port, "127.0.0.1");
+    let (s, g) = (&stats[0], &stats[1]);
+    assert!(bad > 5 && garbage_runs > 5);
+    for s in [s, g] {
+        assert_eq!(s["crc_errors"], bad, "{s}");
+        assert_eq!(s["framing_errors"], garbage_runs, "{s}");
+        assert_eq!(s["bytes_discarded"], garbage_bytes, "{s}");
+    }
+    assert!(g.get("sequence").is_none(), "no sequence_check: {g}");
+    // A frame whose FECF fails is not sequence-checked: it counts as missing.
+    let (mut want_gaps, mut want_missing) = (0, 0);
+    for counts in &good_counts {
+        let (g, m) = gaps(counts, 256);
+        want_gaps += g;
+        want_missing += m;
+    }
+    assert_eq!(
+        (
+            s["sequence"]["gaps"].as_u64(),
+            s["sequence"]["missing"].as_u64()
+        ),
+        (Some(want_gaps), Some(want_missing)),
+        "{s}"
+    );
+    assert_eq!(stats[2]["filtered"], all.len() - vc1.len());
+    promtool_accepts(&String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap());
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("all.pcap")) == all);
+    assert!(payloads(&root.join("good.pcap")) == good);
+    assert!(payloads(&root.join("vc1.pcap")) == vc1);
+}
+
+#[test]
+fn kiss_frames_with_escaped_bytes_are_unescaped() {
+    let dir = TempDir::new("tlm-kiss");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![tcp_handler("kiss", port, json!({"framing": "kiss"}))],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0003);
+    let (mut wire, mut want) = (Vec::new(), Vec::new());
+    for i in 0..400 {
+        let mut data = {
+            let n = 1 + rng.below(200) as usize;
+            rng.bytes(n)
+        };
+        // Every frame holds bytes that must be escaped.
+        data[0] = 0xC0;
+        let last = data.len() - 1;
+        data[last / 2] = 0xDB;
+        wire.extend(units::kiss_frame((i % 3) as u8, &data));
+        want.push(data);
+    }
+    let conn = serve(&listener, &wire, &mut rng);
+    wait_until("every frame written", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == want.len())
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(
+        (s["framing_errors"] == 0, s["bytes_discarded"] == 0),
+        (true, true),
+        "{s}"
+    );
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("kiss.pcap")) == want);
+}
+
+#[test]
+fn a_reconnect_mid_unit_discards_and_counts_the_partial_unit() {
+    let dir = TempDir::new("tlm-reconnect");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![tcp_handler(
+                "sp",
+                port,
+                json!({"framing": "ccsds_space_packet", "reconnect_max_s": 1}),
+            )],
+        ),
+    );
+    let pkts: Vec<Vec<u8>> = (0..6)
+        .map(|i| units::space_packet(0x42, i, &[i as u8; 100]))
+        .collect();
+    let mut first = pkts[..3].concat();
+    first.extend_from_slice(&pkts[3][..50]);
+    let mut rng = Rng(0x5EED_0004);
+    let conn = serve(&listener, &first, &mut rng);
+    wait_until("three units", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == 3)
+    });
+    drop(conn);
+    wait_until("bsc notices the peer is gone", || {
+        stats_of(&bsc, port, "127.0.0.1")[0]["connected"] == false
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(
+        (s["bytes_discarded"].as_u64(), s["framing_errors"].as_u64()),
+        (Some(50), Some(0)),
+        "{s}"
+    );
+    // The new connection starts with a whole unit.
+    let conn = serve(&listener, &pkts[3..].concat(), &mut rng);
+    wait_until("six units", || {
+        stats_of(&bsc, port, "127.0.0.1")[0]["packets"] == 6
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(
+        (s["bytes_discarded"].as_u64(), s["framing_errors"].as_u64()),
+        (Some(50), Some(0)),
+        "{s}"
+    );
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("sp.pcap")) == pkts);
+}
+
+#[test]
+fn udp_datagrams_of_one_space_packet_are_sequence_checked() {
+    let dir = TempDir::new("tlm-udp");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port],
+                        "rotate_log": false, "file_name_pattern": "u.pcap",
+                        "sequence_check": "ccsds_space_packet"}),
+            ],
+        ),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(port));
+    let tx = sender(port);
+    let counts: Vec<u32> = (16_370..16_384).chain(3..10).chain(12..20).collect();
+    let mut want = Vec::new();
+    for &c in &counts {
+        let p = units::space_packet(0x7, c as u16, &[c as u8; 9]);
+        tx.send(&p).unwrap();
+        want.push(p);
+        // Loopback never drops, but keep the kernel's queue short.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wait_until("every datagram", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == counts.len())
+    });
+    let seq = stats_of(&bsc, port, "127.0.0.1")[0]["sequence"].clone();
+    assert_eq!(
+        (seq["gaps"].as_u64(), seq["missing"].as_u64()),
+        (Some(2), Some(3 + 2)),
+        "{seq}"
+    );
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("u.pcap")) == want);
+}
+
+#[test]
+fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
+    let dir = TempDir::new("tlm-split");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sp = json!("ccsds_space_packet");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                tcp_handler(
+                    "a100",
+                    port,
+                    json!({"framing": sp, "pre_write_transforms": ["apid:0x100"]}),
+                ),
+                tcp_handler(
+                    "a101",
+                    port,
+                    json!({"framing": sp, "pre_write_transforms": ["apid:0x101", "strip:6", "tail:2"]}),
+                ),
+            ],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0005);
+    let (mut wire, mut a100, mut a101) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..300u16 {
+        let apid = [0x100, 0x101, 0x102][rng.below(3) as usize];
+        let data = {
+            let n = 3 + rng.below(100) as usize;
+            rng.bytes(n)
+        };
+        let p = units::space_packet(apid, i, &data);
+        match apid {
+            0x100 => a100.push(p.clone()),
+            0x101 => a101.push(data[..data.len() - 2].to_vec()),
+            _ => {}
+        }
+        wire.extend(p);
+    }
+    let conn = serve(&listener, &wire, &mut rng);
+    wait_until("every unit framed", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .iter()
+            .all(|s| s["packets"] == 300)
+    });
+    let stats = stats_of(&bsc, port, "127.0.0.1");
+    assert_eq!(stats[0]["filtered"], 300 - a100.len());
+    assert_eq!(stats[1]["filtered"], 300 - a101.len());
+    let (_, all) = bsc.get("/");
+    let entry = &all[format!("['127.0.0.1', {port}]")][1]["handler"];
+    assert_eq!(
+        entry["pre_write_transforms"],
+        json!(["apid:0x101", "strip:6", "tail:2"])
+    );
+    assert_eq!(entry["framing"]["kind"], "ccsds_space_packet");
+    assert_eq!(entry["sequence_check"], Value::Null);
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("a100.pcap")) == a100);
+    assert!(payloads(&root.join("a101.pcap")) == a101);
+}
+
+#[test]
+fn bad_telemetry_keys_are_refused_naming_the_key() {
+    let dir = TempDir::new("tlm-bad");
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")}}),
+    );
+    let port = free_tcp_port();
+    for (body, says) in [
+        (
+            format!(
+                "conn_type=tcp&loc=127.0.0.1&port={port}&framing=%7B%22kind%22%3A%22fixed%22%7D"
+            ),
+            "framing.length",
+        ),
+        (
+            format!("conn_type=tcp&loc=127.0.0.1&port={port}&pre_write_transforms=rot13"),
+            "strip:N",
+        ),
+        (format!("conn_type=udp&port={port}&fecf=true"), "fecf"),
+    ] {
+        let (status, answer) = bsc.form("POST", "/x/start", &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.to_string().contains(says), "{body}: {answer}");
+    }
+}
+
+#[test]
+fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
+    let dir = TempDir::new("tlm-udp-framed");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port],
+                        "rotate_log": false, "file_name_pattern": "u.pcap",
+                        "framing": "ccsds_space_packet"}),
+            ],
+        ),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(port));
+    let tx = sender(port);
+    let pkts: Vec<Vec<u8>> = (0..5)
+        .map(|i| units::space_packet(0x10, i, &[i as u8; 30]))
+        .collect();
+    // Three whole units; then one whole and the first 20 bytes of the next, which
+    // the following datagram does not complete.
+    tx.send(&pkts[..3].concat()).unwrap();
+    let mut second = pkts[3].clone();
+    second.extend_from_slice(&pkts[4][..20]);
+    tx.send(&second).unwrap();
+    tx.send(&pkts[4][20..]).unwrap();
+    tx.send(&pkts[4]).unwrap();
+    wait_until("five units", || {
+        stats_of(&bsc, port, "127.0.0.1")
+            .first()
+            .is_some_and(|s| s["packets"] == 5 && s["bytes_discarded"] == 20 + 16)
+    });
+    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    assert_eq!(s["framing_errors"], 2, "{s}");
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("u.pcap")) == pkts);
+}
