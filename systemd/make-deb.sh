@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds target/deb/bsc_VERSION_ARCH.deb from an already built binary with dpkg-deb.
 # Usage: make-deb.sh ARCH VERSION   (run by `make deb ARCH=...`)
+# BSC_DEB_BIN packs another binary than the one the build puts for ARCH (tests/package.rs).
 set -eu
 arch=$1
 version=$2
@@ -10,6 +11,7 @@ case "$arch" in
   armhf) bin=target/armv7-unknown-linux-gnueabihf/arm/bsc; depends="" ;;
   *) echo "unknown ARCH $arch" >&2; exit 2 ;;
 esac
+bin=${BSC_DEB_BIN:-$bin}
 root=target/deb/bsc_${version}_${arch}
 rm -rf "$root"
 make --no-print-directory install BIN="$bin" DESTDIR="$PWD/$root" PREFIX=/usr UNITDIR=/lib/systemd/system >/dev/null
