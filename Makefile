@@ -45,24 +45,33 @@ clean:
 	$(CARGO) clean
 
 # Install BIN (default: the native release build) under DESTDIR/PREFIX. An
-# existing /etc/bsc/bsc.json is never overwritten.
+# existing /etc/bsc/bsc.json is never overwritten. Installing into the running
+# system (no DESTDIR) also creates the system user bsc the unit runs as.
 BIN ?= target/release/bsc
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 install:
 	@test -x $(BIN) || $(CARGO) build --release
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bsc
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|/usr/bin/bsc|$(PREFIX)/bin/bsc|; s|/etc/bsc/bsc.json|$(SYSCONFDIR)/bsc/bsc.json|' systemd/bsc.service > $(DESTDIR)$(UNITDIR)/bsc.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/bsc.service
+	install -D -m 0644 systemd/bsc.sysusers $(DESTDIR)$(SYSUSERSDIR)/bsc.conf
 	install -D -m 0644 systemd/60-bsc.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8
+	gzip -9n -c systemd/bsc.8 > $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz
 	install -d $(DESTDIR)$(SYSCONFDIR)/bsc
 	test -e $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json || install -m 0644 systemd/bsc.json $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null 2>&1; then \
+	  echo "systemd-sysusers $(SYSUSERSDIR)/bsc.conf"; systemd-sysusers $(SYSUSERSDIR)/bsc.conf; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/bsc $(DESTDIR)$(UNITDIR)/bsc.service \
+	      $(DESTDIR)$(SYSUSERSDIR)/bsc.conf $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz \
 	      $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md
 	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc 2>/dev/null
-	@echo "kept $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json (remove it by hand if unwanted)"
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json, the captures in /var/lib/bsc and the user bsc (remove them by hand if unwanted)"
 
 # make deb ARCH=amd64|arm64|armhf -> target/deb/bsc_VERSION_ARCH.deb
 ARCH ?= amd64

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds target/deb/bsc_VERSION_ARCH.deb from an already built binary with dpkg-deb.
 # Usage: make-deb.sh ARCH VERSION   (run by `make deb ARCH=...`)
+# BSC_DEB_BIN packs another binary than the one the build puts for ARCH (tests/package.rs).
 set -eu
 arch=$1
 version=$2
@@ -10,16 +11,32 @@ case "$arch" in
   armhf) bin=target/armv7-unknown-linux-gnueabihf/arm/bsc; depends="" ;;
   *) echo "unknown ARCH $arch" >&2; exit 2 ;;
 esac
+bin=${BSC_DEB_BIN:-$bin}
 root=target/deb/bsc_${version}_${arch}
 rm -rf "$root"
 make --no-print-directory install BIN="$bin" DESTDIR="$PWD/$root" PREFIX=/usr UNITDIR=/lib/systemd/system >/dev/null
+# What a Debian package adds to `make install`: its copyright, changelog (a native
+# package's: changelog.gz) and lintian overrides.
+doc="$root/usr/share/doc/bsc"
+install -m 0644 systemd/copyright "$doc/copyright"
+gzip -9n -c systemd/changelog > "$doc/changelog.gz"
+chmod 0644 "$doc/changelog.gz"
+install -D -m 0644 systemd/bsc.lintian-overrides "$root/usr/share/lintian/overrides/bsc"
+if [ "$arch" != amd64 ]; then
+  cat >> "$root/usr/share/lintian/overrides/bsc" <<'EOF'
+
+# The ARM builds are linked statically on purpose (README "Deploying to an ARM
+# box"): one binary runs on any ARM Linux, whatever its C library.
+bsc: statically-linked-binary [usr/bin/bsc]
+EOF
+fi
 mkdir -p "$root/DEBIAN"
 size=$(du -sk "$root" | cut -f1)
 {
   echo "Package: bsc"
   echo "Version: $version"
   echo "Architecture: $arch"
-  echo "Maintainer: bsc maintainers <bsc@localhost>"
+  echo "Maintainer: bsc maintainers <bsc-maintainers@users.noreply.github.com>"
   echo "Installed-Size: $size"
   [ -n "$depends" ] && echo "$depends"
   echo "Section: net"
@@ -30,31 +47,12 @@ size=$(du -sk "$root" | cut -f1)
   echo " schedule, managed with curl. Drop-in successor of AIT-Core's ait-bsc."
 } > "$root/DEBIAN/control"
 echo /etc/bsc/bsc.json > "$root/DEBIAN/conffiles"
-# The unit runs as a DynamicUser: no account to create. Enable, do not start.
-cat > "$root/DEBIAN/postinst" <<'SH'
-#!/bin/sh
-set -e
-if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
-  systemctl daemon-reload || true
-  systemctl enable bsc.service || true
-  sysctl -q -p /usr/lib/sysctl.d/60-bsc.conf || true
-fi
-exit 0
-SH
-cat > "$root/DEBIAN/prerm" <<'SH'
-#!/bin/sh
-set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl disable --now bsc.service || true
-fi
-exit 0
-SH
-cat > "$root/DEBIAN/postrm" <<'SH'
-#!/bin/sh
-set -e
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-exit 0
-SH
-chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+# The system user bsc (sysusers.d), the unit enabled but not started, a running
+# bsc restarted on upgrade: systemd/bsc.postinst, bsc.prerm, bsc.postrm.
+for script in postinst prerm postrm; do
+  install -m 0755 "systemd/bsc.$script" "$root/DEBIAN/$script"
+done
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort | xargs md5sum) > "$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
 dpkg-deb --root-owner-group --build "$root" "target/deb/bsc_${version}_${arch}.deb" >/dev/null
 echo "target/deb/bsc_${version}_${arch}.deb"

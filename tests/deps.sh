@@ -15,9 +15,15 @@ want promtool prometheus        # the judge of GET /metrics
 want ip iproute2                # network namespaces and veth pairs (Ethernet)
 want python3 python3            # raw frames, AIT's client
 want systemd-analyze systemd    # the unit file checks
+want systemd-sysusers systemd   # the user bsc (tests/package.rs)
 want make make
 want strace strace              # counts file-system calls per new file
 want jq jq                      # the README's curl | jq example (tests/readme.rs)
+want man man-db                 # bsc(8) renders (tests/package.rs)
+want nroff groff-base
+want dpkg-deb dpkg              # the .deb, installed in an overlay (tests/package.rs)
+want dpkg-parsechangelog dpkg-dev
+want unshare util-linux
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "tests/deps.sh: installing ${need[*]}"

@@ -203,10 +203,22 @@ fn make_install_lays_out_the_files_and_keeps_an_existing_config() {
         "lib/systemd/system/bsc.service",
         "etc/bsc/bsc.json",
         "usr/lib/sysctl.d/60-bsc.conf",
+        "usr/lib/sysusers.d/bsc.conf",
         "usr/share/doc/bsc/README.md",
+        "usr/share/man/man8/bsc.8.gz",
     ] {
         assert!(dest.join(f).is_file(), "{f} installed");
     }
+    let man = Command::new("man")
+        .arg("-l")
+        .arg(dest.join("usr/share/man/man8/bsc.8.gz"))
+        .output()
+        .expect("man is installed (tests/deps.sh)");
+    assert!(
+        man.status.success() && String::from_utf8_lossy(&man.stdout).contains("BSC(8)"),
+        "the installed page reads: {}",
+        String::from_utf8_lossy(&man.stderr)
+    );
     let status = Command::new(dest.join("usr/bin/bsc"))
         .arg("check")
         .arg("--config")
@@ -225,9 +237,14 @@ fn make_install_lays_out_the_files_and_keeps_an_existing_config() {
         "{\"handlers\": []}"
     );
     assert!(make(&["uninstall", &destdir]).status.success());
-    assert!(
-        !dest.join("usr/bin/bsc").exists() && !dest.join("lib/systemd/system/bsc.service").exists()
-    );
+    for f in [
+        "usr/bin/bsc",
+        "lib/systemd/system/bsc.service",
+        "usr/lib/sysusers.d/bsc.conf",
+        "usr/share/man/man8/bsc.8.gz",
+    ] {
+        assert!(!dest.join(f).exists(), "{f} uninstalled");
+    }
     assert!(dest.join("etc/bsc/bsc.json").exists());
 
     // PREFIX moves the binary and the unit follows.
