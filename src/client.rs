@@ -389,6 +389,12 @@ pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
 
 /// An answer checked: 2xx with a JSON body, or the error bsc gave.
 pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError> {
+    if !(200..600).contains(&answer.status) {
+        return Err(ClientError::NotBsc {
+            server: server.to_string(),
+            reason: format!("it answered with status {}", answer.status),
+        });
+    }
     let json: Option<Value> = serde_json::from_slice(&answer.body).ok();
     if (200..300).contains(&answer.status) {
         return json.ok_or_else(|| ClientError::NotBsc {
@@ -397,7 +403,8 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
         });
     }
     let message = match json.as_ref().and_then(|j| j.get("error")) {
-        Some(Value::String(s)) => s.clone(),
+        // One line, whatever the server sent: no newline or terminal escape.
+        Some(Value::String(s)) => crate::log::escape_controls(s).into_owned(),
         _ => {
             let text = String::from_utf8_lossy(&answer.body);
             let text = text.trim();
@@ -485,7 +492,17 @@ pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     stream.write_all(&call.encode(target)).map_err(io)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
+    // One deadline for the whole answer, however slowly it drips.
+    let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
     let answer = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no whole answer within {} s", ANSWER_TIMEOUT.as_secs()),
+            )));
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -122,6 +122,7 @@ impl EventLoop {
             config.root = real;
         }
         let mut manager = Manager::new(&config.root, &config.storage);
+        manager.keep_trusted(&config.trusted_bases());
         let now = clock.now();
         for spec in &config.handlers {
             let name = spec.name.clone();

@@ -173,6 +173,12 @@ impl Manager {
         }
     }
 
+    /// Forgets journal entries outside the root and `bases` (see
+    /// [`Storage::keep_trusted`]); called at start-up, before any handler.
+    pub fn keep_trusted(&mut self, bases: &[PathBuf]) {
+        self.storage.keep_trusted(bases);
+    }
+
     /// Once every handler has started: files a crash left open for handlers that
     /// are not running any more are repaired (a torn last record cut) and made
     /// final, so nothing stays half-written and writable. (A running handler
@@ -315,6 +321,11 @@ impl Manager {
                 file.on_close = handler.spec().on_close.clone();
                 self.storage.closed(file);
             }
+        } else {
+            // The handler has no hook any more: nothing is left to run for them.
+            for file in waiting {
+                self.storage.hook_started(&file.path);
+            }
         }
         let spec = handler.spec();
         let next = handler.log_file_path(now);
@@ -353,6 +364,7 @@ impl Manager {
             .file_path(&self.root, now.to_datetime(), seq)
             .map_err(AddError::Invalid)?
             .full();
+        crate::paths::check_not_state_folder(&path, &self.root).map_err(AddError::Invalid)?;
         let other = self.handlers().find(|&(id, h)| {
             Some(id) != except
                 && (h.pattern_path(now).as_ref() == Some(&path)
@@ -399,13 +411,27 @@ impl Manager {
     /// Stops a handler: flushes and closes its file; closes its capturer if it was
     /// the last handler there.
     pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry) -> Option<Handler> {
+        self.detach_handler(hid, registry, true)
+    }
+
+    /// Stops a handler; its capturer, if left without handlers, is closed only
+    /// when `close_empty` (a reload that replaces the handler keeps the socket, so
+    /// nothing queued in it is lost while the new handler starts).
+    fn detach_handler(
+        &mut self,
+        hid: HandlerId,
+        registry: &Registry,
+        close_empty: bool,
+    ) -> Option<Handler> {
         let handler = self.handlers.get_mut(hid)?.take()?;
         self.dirty.retain(|&h| h != hid);
         let cid = self.capturer_at(&handler.spec().address)?;
         let cap = self.capturer_mut(cid);
         cap.detach(hid);
         if cap.handlers().is_empty() {
-            self.close_capturer(cid, registry);
+            if close_empty {
+                self.close_capturer(cid, registry);
+            }
         } else {
             self.update_read_time_wanted(cid);
         }
@@ -674,7 +700,26 @@ impl Manager {
             .collect();
         let (mut stopped, mut started, mut failed) = (0, 0, 0);
         for hid in stale {
-            self.remove_handler(hid, registry);
+            // Replaced by a handler on the same socket with the same socket
+            // options: the socket stays open across the swap.
+            let old = self.handler(hid).spec();
+            let replaced = new.handlers.iter().any(|s| {
+                s.name == old.name
+                    && s.address == old.address
+                    && s.conn_type == old.conn_type
+                    && (
+                        s.rcvbuf_bytes,
+                        &s.interface,
+                        s.connect_timeout,
+                        s.reconnect_max,
+                    ) == (
+                        old.rcvbuf_bytes,
+                        &old.interface,
+                        old.connect_timeout,
+                        old.reconnect_max,
+                    )
+            });
+            self.detach_handler(hid, registry, !replaced);
             stopped += 1;
         }
         for spec in &new.handlers {
@@ -690,6 +735,16 @@ impl Manager {
                     error!("reload: handler {name}: {e}");
                 }
             }
+        }
+        // Sockets kept for a replacement that then failed to start.
+        let empty: Vec<CapturerId> = self
+            .capturers()
+            .iter()
+            .filter(|(_, c)| c.handlers().is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for cid in empty {
+            self.close_capturer(cid, registry);
         }
         info!(
             "reload: {stopped} handlers stopped, {started} started, {failed} failed, {} running",

@@ -148,6 +148,27 @@ impl CapturePath {
     }
 }
 
+/// Refuses a file whose folder, where it exists already, leads into bsc's state
+/// folder under its real name (through a link): such a config or request is
+/// refused up front, not at the first unit (the open refuses it too).
+pub fn check_not_state_folder(file: &Path, root: &Path) -> Result<(), String> {
+    let mut existing = file.parent();
+    while let Some(dir) = existing.filter(|d| !d.exists()) {
+        existing = dir.parent();
+    }
+    let (Some(dir), Ok(state)) = (existing, std::fs::canonicalize(root.join(STATE_DIR))) else {
+        return Ok(());
+    };
+    match std::fs::canonicalize(dir) {
+        Ok(real) if real.starts_with(&state) => Err(format!(
+            "{} leads into bsc's state folder {}; it is never a capture folder",
+            dir.display(),
+            state.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `stem-N.ext` for `stem.ext`, `name-N` without an extension; `n = 0` leaves
 /// the name as it is. The one place that numbers file names.
 pub fn numbered(name: &str, n: u32) -> String {

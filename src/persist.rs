@@ -28,7 +28,7 @@ impl StateFile {
     /// The saved handlers (none if there is no file). A corrupt file is renamed
     /// to `handlers.json.corrupt-<unix time>` and reported.
     pub fn load(&self) -> Vec<Map<String, Value>> {
-        let text = match std::fs::read(&self.path) {
+        let text = match crate::storage::read_state_file(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
             Err(e) => {
@@ -78,7 +78,7 @@ impl StateFile {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::storage::create_state_file(&tmp)?;
         let body = serde_json::to_vec_pretty(handlers).map_err(io::Error::other)?;
         f.write_all(&body)?;
         f.sync_all()?;

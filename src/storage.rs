@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -217,6 +217,8 @@ pub struct Storage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Unhooked {
     key: String,
+    /// The trusted folder the file is below.
+    trusted: PathBuf,
     span: Span,
     bytes: u64,
     /// Closed in an earlier run (read from the journal at start-up); files
@@ -244,11 +246,16 @@ impl Storage {
             compacted_lines: Cell::new(0),
         };
         let mut found = false;
-        match std::fs::read_to_string(&storage.journal_path) {
-            Ok(text) => {
+        match read_state_file(&storage.journal_path) {
+            Ok(bytes) => {
                 found = true;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    match serde_json::from_str::<Entry>(line) {
+                // Line by line, bytes first: one damaged line (torn, not UTF-8,
+                // not JSON) is skipped, never the whole journal.
+                for line in bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.trim_ascii().is_empty())
+                {
+                    match serde_json::from_slice::<Entry>(line) {
                         Ok(e) => storage.apply(e, None),
                         // A torn last line (a crash while appending) or damage.
                         Err(e) => warn!(
@@ -352,6 +359,7 @@ impl Storage {
                     if hook {
                         let waiting = Unhooked {
                             key: key.clone(),
+                            trusted: last.trusted.clone(),
                             span,
                             bytes,
                             earlier: closed_at.is_none(),
@@ -425,7 +433,7 @@ impl Storage {
                     lines.push(Entry::Opened {
                         key: key.clone(),
                         path: path.clone(),
-                        trusted: PathBuf::from("/"),
+                        trusted: u.trusted.clone(),
                         unnumbered: path.clone(),
                         n: 0,
                         seq: 0,
@@ -464,7 +472,7 @@ impl Storage {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
             let tmp = self.journal_path.with_extension("jsonl.tmp");
-            let mut f = File::create(&tmp)?;
+            let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
             for e in &lines {
                 text.push_str(&line_of(e));
@@ -473,7 +481,10 @@ impl Storage {
             f.sync_all()?;
             std::fs::rename(&tmp, &self.journal_path)?;
             File::open(dir)?.sync_all()?;
-            OpenOptions::new().append(true).open(&self.journal_path)
+            OpenOptions::new()
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.journal_path)
         })();
         match result {
             Ok(f) => {
@@ -509,6 +520,7 @@ impl Storage {
                 OpenOptions::new()
                     .append(true)
                     .create(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&self.journal_path)
             });
             match opened {
@@ -539,6 +551,42 @@ impl Storage {
         self.keys.borrow().get(key).and_then(|k| k.last.clone())
     }
 
+    /// Forgets every journal entry that is not below the root or one of `bases`
+    /// (the folders the config file names), or is in the state folder: the
+    /// journal is bsc's own, but an entry naming another place is never acted on
+    /// (deleted, repaired, appended to, hooked). Returns how many were dropped.
+    pub fn keep_trusted(&self, bases: &[PathBuf]) -> usize {
+        let state = self.root.join(STATE_DIR);
+        let ok = |trusted: &Path, path: &Path| {
+            (trusted == self.root || bases.iter().any(|b| b == trusted))
+                && inside(path, trusted)
+                && !path.starts_with(&state)
+        };
+        let mut dropped = 0;
+        for k in self.keys.borrow_mut().values_mut() {
+            let before = k.closed.len();
+            k.closed.retain(|f| ok(&f.trusted, &f.path));
+            dropped += before - k.closed.len();
+            if k.last.as_ref().is_some_and(|l| !ok(&l.trusted, &l.path)) {
+                k.last = None;
+                dropped += 1;
+            }
+        }
+        let mut waiting = self.unhooked.borrow_mut();
+        let before = waiting.len();
+        waiting.retain(|p, u| ok(&u.trusted, p));
+        dropped += before - waiting.len();
+        drop(waiting);
+        if dropped > 0 {
+            warn!(
+                "{}: ignored {dropped} entries that name files outside the root and the folders the config names",
+                self.journal_path.display()
+            );
+            self.compact();
+        }
+        dropped
+    }
+
     /// Every key's last file that bsc left open when it last stopped (a crash),
     /// and no handler has open now.
     pub fn left_open(&self) -> Vec<(String, LastFile)> {
@@ -553,13 +601,22 @@ impl Storage {
             .collect()
     }
 
-    /// Where naming starts for a key the journal has never seen (found in the
-    /// folder); kept until the key's first file is journaled.
-    pub fn seed(&self, key: &str, last: LastFile) {
+    /// The highest file of a key's pattern found in its folder: naming starts
+    /// after it where it is beyond what the journal knows (a file the journal
+    /// says is still open, to be resumed, is never passed over).
+    pub fn seed(&self, key: &str, found: LastFile) {
         let mut keys = self.keys.borrow_mut();
         let k = keys.entry(key.to_string()).or_default();
-        if k.last.is_none() {
-            k.last = Some(last);
+        let beyond = match &k.last {
+            None => true,
+            Some(l) if !l.closed => false,
+            Some(l) => {
+                found.seq > l.seq
+                    || (found.seq == l.seq && found.unnumbered == l.unnumbered && found.n > l.n)
+            }
+        };
+        if beyond {
+            k.last = Some(found);
         }
     }
 
@@ -656,27 +713,24 @@ impl Storage {
     }
 
     /// The closed files of `key` whose `on_close` hook never started (bsc stopped
-    /// first), taken off the list, as the hook sees them.
+    /// first), as the hook sees them. They stay listed (now as queued in this
+    /// run) until [`Storage::hook_started`] journals their hook.
     pub fn take_unhooked(&self, key: &str, handler: &str) -> Vec<ClosedFile> {
         let mut waiting = self.unhooked.borrow_mut();
-        let paths: Vec<PathBuf> = waiting
-            .iter()
+        let mut files: Vec<ClosedFile> = waiting
+            .iter_mut()
             .filter(|(_, u)| u.key == key && u.earlier)
-            .map(|(p, _)| p.clone())
-            .collect();
-        let mut files: Vec<ClosedFile> = paths
-            .into_iter()
-            .filter_map(|p| {
-                let u = waiting.remove(&p)?;
-                Some(ClosedFile {
+            .map(|(p, u)| {
+                u.earlier = false;
+                ClosedFile {
                     handler: handler.to_string(),
                     on_close: Vec::new(),
                     records: u.span.records.unwrap_or(0),
                     bytes: u.bytes,
                     first_ts: u.span.first_ts,
                     last_ts: u.span.last_ts,
-                    path: p,
-                })
+                    path: p.clone(),
+                }
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -776,11 +830,46 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
         return sys::can_write_dir(dir).map_err(|e| fail(dir, e));
     }
     let state = root.join(STATE_DIR);
+    if std::fs::symlink_metadata(&state).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!(
+            "{} is a symlink or not a folder; bsc keeps its state only in a plain folder there",
+            state.display()
+        ));
+    }
     std::fs::create_dir_all(&state).map_err(|e| fail(&state, e))?;
     let probe = state.join(format!(".write-test-{}", std::process::id()));
-    File::create(&probe).map_err(|e| fail(&probe, e))?;
+    create_state_file(&probe).map_err(|e| fail(&probe, e))?;
     std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
     sys::can_write_dir(root).map_err(|e| fail(root, e))
+}
+
+/// Creates a state file (a temporary one, to be renamed into place) anew: whatever
+/// is at `path` is removed first (a symlink itself, not its target), and the new
+/// file is created exclusively without following links, so no link planted in
+/// the state folder can make bsc write elsewhere.
+pub fn create_state_file(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads a state file, never through a symlink.
+pub fn read_state_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut f, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// The folder of `path` (opened below `trusted` without following links) and the

@@ -38,6 +38,14 @@ impl fmt::Display for YamlError {
 
 /// Parses one YAML document into a JSON value. An empty document is `null`.
 pub fn to_json(text: &str) -> Result<Value, YamlError> {
+    // The parser's time grows with the square of flow nesting (`[[[[...`): a
+    // config is refused before it can stall the loop on a reload.
+    if let Some((line, column)) = too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(YamlError {
+            position: Some((line, column)),
+            message: format!("lists or maps nested deeper than {MAX_FLOW_DEPTH} levels"),
+        });
+    }
     serde_norway::from_str(text).map_err(|e| {
         let position = e.location().map(|l| (l.line(), l.column()));
         let mut message = e.to_string();
@@ -53,10 +61,47 @@ pub fn to_json(text: &str) -> Result<Value, YamlError> {
     })
 }
 
+/// Deepest `[`/`{` nesting a config may have (AIT's has 2).
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where `[` or `{` nesting (outside quoted strings and comments) first passes
+/// `max`, as line and column (1-based), if it does.
+fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        for (col, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > max {
+                        return Some((n + 1, col + 1));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn deep_flow_nesting_is_refused_quickly() {
+        let deep = format!("a: {}", "[".repeat(100_000));
+        let e = to_json(&deep).unwrap_err();
+        assert_eq!(e.position, Some((1, 4 + MAX_FLOW_DEPTH)));
+        assert!(to_json("a: [[1, 2], {b: '[[[[[[['}]  # [[[[[[[[").is_ok());
+    }
 
     /// AIT's `bsc.yaml` as its documentation shows it.
     const AIT_BSC_YAML: &str = "\

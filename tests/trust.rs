@@ -1060,6 +1060,12 @@ fn hooks_still_waiting_at_shutdown_run_after_the_restart_once_each() {
     wait_until("every hook ran", || hook_lines(&log).len() >= 3);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(bsc.stop().success());
+    // More restarts run nothing again.
+    for _ in 0..2 {
+        let bsc = Bsc::with_config(dir.path(), &cfg);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(bsc.stop().success());
+    }
     let mut ran = hook_lines(&log);
     ran.sort();
     let before = ran.len();
@@ -1241,4 +1247,241 @@ fn a_file_a_crash_left_open_is_made_final_even_if_its_handler_is_gone() {
         "final"
     );
     assert_eq!(read_pcap(&file).2.len(), 1, "torn tail cut");
+}
+
+#[test]
+fn forged_journal_entries_outside_the_root_are_never_acted_on() {
+    let dir = TempDir::new("forged");
+    let root = dir.path().join("root");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(root.join(".bsc")).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("v_del.pcap"), b"KEEP ME").unwrap();
+    std::fs::write(out.join("v_hook.txt"), b"KEEP ME TOO").unwrap();
+    let port = free_udp_port();
+    let log = dir.path().join("hooks.log");
+    let key = format!("tlm@['127.0.0.1', {port}]");
+    let lines = [
+        json!({"opened": {"key": key, "path": out.join("v_del.pcap"), "trusted": out, "unnumbered": out.join("v_del.pcap"), "n": 0, "seq": 0, "created": true}}),
+        json!({"closed": {"path": out.join("v_del.pcap"), "records": 1}}),
+        json!({"opened": {"key": key, "path": out.join("v_hook.txt"), "trusted": "/", "unnumbered": out.join("v_hook.txt"), "n": 0, "seq": 0, "created": false}}),
+        json!({"closed": {"path": out.join("v_hook.txt"), "records": 1, "hook": true}}),
+        json!({"opened": {"key": key, "path": root.join(".bsc/handlers.json"), "trusted": root, "unnumbered": root.join(".bsc/handlers.json"), "n": 0, "seq": 0, "created": true}}),
+        json!({"closed": {"path": root.join(".bsc/handlers.json"), "records": 1, "hook": true}}),
+    ];
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    text.push_str("\u{ff}not utf-8 at all\n"); // a damaged line among good ones
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"\xff\xfe\n");
+    std::fs::write(root.join(".bsc/files.jsonl"), bytes).unwrap();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port],
+            "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 1,
+            "on_close": ["/bin/sh", "-c", format!("echo \"$1\" >> {}", log.display()), "hook"]}),
+            ],
+        ),
+    );
+    assert!(
+        !bsc.log_matching("entries that name files outside the root")
+            .is_empty(),
+        "{:?}",
+        bsc.log()
+    );
+    for i in 1..4u64 {
+        send_and_wait(&bsc, port, b"x", i);
+        assert_eq!(bsc.form("POST", "/tlm/rotate", "").0, 200);
+    }
+    assert!(bsc.stop().success());
+    assert_eq!(std::fs::read(out.join("v_del.pcap")).unwrap(), b"KEEP ME");
+    assert_eq!(
+        std::fs::read(out.join("v_hook.txt")).unwrap(),
+        b"KEEP ME TOO"
+    );
+    let hooked = hook_lines(&log);
+    assert!(
+        hooked
+            .iter()
+            .all(|l| l.starts_with(root.to_str().unwrap()) && !l.contains(".bsc")),
+        "{hooked:?}"
+    );
+}
+
+#[test]
+fn links_planted_in_the_state_folder_are_never_written_through() {
+    let dir = TempDir::new("statelinks");
+    let root = dir.path().join("root");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(root.join(".bsc")).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    for (link, target) in [
+        ("files.jsonl.tmp", "p1.txt"),
+        ("handlers.json.tmp", "p2.txt"),
+        ("files.jsonl", "p3.txt"),
+    ] {
+        std::fs::write(out.join(target), b"PRECIOUS").unwrap();
+        std::os::unix::fs::symlink(out.join(target), root.join(".bsc").join(link)).unwrap();
+    }
+    let bsc = api_only(dir.path(), &root);
+    let port = free_udp_port();
+    let (status, _) = bsc.form(
+        "POST",
+        "/s/start",
+        &form(&[
+            ("loc", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("conn_type", "udp"),
+        ]),
+    );
+    assert_eq!(status, 201);
+    send_and_wait(&bsc, port, b"x", 1);
+    assert!(bsc.stop().success());
+    for target in ["p1.txt", "p2.txt", "p3.txt"] {
+        assert_eq!(
+            std::fs::read(out.join(target)).unwrap(),
+            b"PRECIOUS",
+            "{target}"
+        );
+    }
+    // A state folder that is itself a link stops start-up.
+    let root2 = dir.path().join("root2");
+    std::fs::create_dir_all(&root2).unwrap();
+    std::os::unix::fs::symlink(&out, root2.join(".bsc")).unwrap();
+    let cfg = write_config(dir.path(), &config(&root2, vec![]));
+    let mut bsc = Bsc::spawn(&["--config", cfg.to_str().unwrap()], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2), "{:?}", bsc.log());
+    assert!(
+        bsc.log()
+            .iter()
+            .any(|l| l.contains("is a symlink or not a folder")),
+        "{:?}",
+        bsc.log()
+    );
+}
+
+#[test]
+fn seq_goes_on_when_a_name_comes_back_to_an_earlier_address() {
+    let dir = TempDir::new("seqback");
+    let root = dir.path().join("root");
+    let bsc = api_only(dir.path(), &root);
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let mut names = Vec::new();
+    for port in [pa, pb, pa] {
+        let (status, _) = bsc.form(
+            "POST",
+            "/s/start",
+            &form(&[
+                ("loc", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("conn_type", "udp"),
+                ("file_name_pattern", "{name}-{seq}.pcap"),
+            ]),
+        );
+        assert_eq!(status, 201);
+        send_and_wait(&bsc, port, b"x", 1);
+        let (_, r) = bsc.form("POST", "/s/rotate", "");
+        names.push(
+            r[0]["previous_file"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+        send_and_wait(&bsc, port, b"y", 2);
+        assert_eq!(bsc.request("DELETE", "/s/stop", None, b"").status, 200);
+    }
+    assert!(bsc.stop().success());
+    let mut files: Vec<String> = pcap_files(&root)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "s-0001.pcap",
+            "s-0002.pcap",
+            "s-0003.pcap",
+            "s-0004.pcap",
+            "s-0005.pcap",
+            "s-0006.pcap"
+        ],
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_reload_that_changes_a_handler_keeps_its_socket_and_loses_nothing() {
+    let dir = TempDir::new("reloadloss");
+    let root = dir.path().join("root");
+    let port = free_udp_port();
+    let cfg_with = |v: u64, http: Option<u16>| {
+        let mut c = config(
+            &root,
+            vec![
+                json!({"name": "chg", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "{name}-{seq}.pcap", "v": v}),
+            ],
+        );
+        if let Some(h) = http {
+            c["capture_manager"]["manager_server"] = json!({"host": "127.0.0.1", "port": h});
+        }
+        c
+    };
+    let bsc = Bsc::with_config(dir.path(), &cfg_with(0, None));
+    let tx = sender(port);
+    let mut sent = 0u64;
+    for round in 1..=10u64 {
+        for _ in 0..200 {
+            tx.send(&seq_payload(sent)).unwrap();
+            sent += 1;
+        }
+        write_config(dir.path(), &cfg_with(round, Some(bsc.http_port)));
+        bsc.signal(1);
+        for _ in 0..200 {
+            tx.send(&seq_payload(sent)).unwrap();
+            sent += 1;
+        }
+        wait_until("the reload applied", || {
+            bsc.log_matching("reload:").len() as u64 >= round
+        });
+    }
+    wait_until("every datagram on disk", || {
+        pcap_files(&root)
+            .iter()
+            .map(|p| count_records(p) as u64)
+            .sum::<u64>()
+            >= sent
+    });
+    assert!(bsc.stop().success());
+    let mut seqs: Vec<u64> = pcap_files(&root)
+        .iter()
+        .flat_map(|p| read_pcap(p).2)
+        .map(|r| seq_of(&r.data))
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..sent).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_config_folder_linked_into_the_state_folder_stops_start_up() {
+    let dir = TempDir::new("linkstate");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join(".bsc")).unwrap();
+    let link = dir.path().join("lnk");
+    std::os::unix::fs::symlink(root.join(".bsc"), &link).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()], "path": link}),
+            ],
+        ),
+    );
+    refused_at_load(dir.path(), &cfg, "leads into bsc's state folder");
 }

@@ -200,3 +200,38 @@ fn a_yaml_syntax_error_exits_2_naming_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(wanted), "{stderr}");
 }
+
+#[test]
+fn a_yaml_file_with_a_byte_order_mark_is_read_and_deep_nesting_is_refused_quickly() {
+    let dir = TempDir::new("yamlbom");
+    let bom = dir.path().join("bom.yaml");
+    std::fs::write(
+        &bom,
+        format!(
+            "\u{feff}capture_manager:\n  root_log_directory: {}\nhandlers: []\n",
+            dir.path().join("cap").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config", bom.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deep = dir.path().join("deep.yaml");
+    std::fs::write(&deep, format!("a: {}\n", "[".repeat(100_000))).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config", deep.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("deep.yaml:1:68: invalid YAML: lists or maps nested deeper than 64"),
+        "{err}"
+    );
+}

@@ -100,12 +100,14 @@ impl Config {
         let shown = path.display();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        // A byte-order mark (some Windows editors write one) is not content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let is_yaml = matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) || !text.trim_start().starts_with(['{', '[']);
         let value: Value = if is_yaml {
-            crate::yaml::to_json(&text).map_err(|e| match e.position {
+            crate::yaml::to_json(text).map_err(|e| match e.position {
                 Some((line, column)) => ConfigError(format!(
                     "{shown}:{line}:{column}: invalid YAML: {}",
                     e.message
@@ -113,7 +115,7 @@ impl Config {
                 None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
             })?
         } else {
-            serde_json::from_str(&text).map_err(|e| {
+            serde_json::from_str(text).map_err(|e| {
                 ConfigError(format!(
                     "{shown}:{}:{}: invalid JSON: {}",
                     e.line(),
@@ -168,11 +170,29 @@ impl Config {
 
     /// No two handlers share a name on one address; an address has one conn_type;
     /// no two handlers write the same file.
+    /// The folders this config trusts bsc to write below: the root, and the
+    /// literal folders of the config handlers' absolute paths.
+    pub fn trusted_bases(&self) -> Vec<PathBuf> {
+        let now = OffsetDateTime::now_utc();
+        let mut bases = vec![self.root.clone()];
+        for h in &self.handlers {
+            if let Ok(p) = h.file_path(&self.root, now, 1) {
+                if !bases.iter().any(|b| b == p.base()) {
+                    bases.push(p.base().to_path_buf());
+                }
+            }
+        }
+        bases
+    }
+
     fn check_conflicts(&self) -> Result<(), String> {
         let now = OffsetDateTime::now_utc();
         for (i, a) in self.handlers.iter().enumerate() {
             // Every rendered name must be usable now, not at the first unit.
-            a.file_path(&self.root, now, 1)
+            let place = a
+                .file_path(&self.root, now, 1)
+                .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
+            crate::paths::check_not_state_folder(&place.full(), &self.root)
                 .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
             for b in &self.handlers[..i] {
                 if a.address == b.address && a.name == b.name {

@@ -4,11 +4,12 @@
 //! silently drop the setting. Pure functions; the callers decide the error.
 //!
 //! The rule: [`edit_distance`] (optimal string alignment, lower-cased) at most
-//! [`allowed_edits`] of the key's length: 1 for keys of up to 5 characters, 2 for
-//! longer ones. Tuned so that real metadata (`pass`, `mission`, `station`,
-//! `orbit`, `spacecraft`, `vcid`, `apid`, `site`, `antenna`, `band`) stays
-//! metadata, while `max_file`, `prot`, `conn_typ`, `adress` or `fsync_interval`
-//! are typos.
+//! [`allowed_edits`] of the key's length: for keys of up to 5 characters only a
+//! swap of two adjacent letters (`prot`), 1 edit up to 11 characters, 2 beyond.
+//! Tuned so that real metadata (`pass`, `mission`, `station`, `orbit`,
+//! `spacecraft`, `vcid`, `apid`, `site`, `antenna`, `band`, `lat`, `lon`, `part`,
+//! `post`, `names`, `max_rate`, `min_age`, `min_files`) stays metadata, while
+//! `max_file`, `prot`, `conn_typ`, `adress` or `fsync_interval` are typos.
 
 /// The optimal string alignment distance between `a` and `b`, over characters:
 /// the fewest insertions, deletions, substitutions and swaps of two adjacent
@@ -43,11 +44,24 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// How many edits from a known key a key of `len` characters may be and still be
 /// taken for a typo of it.
 pub fn allowed_edits(len: usize) -> usize {
-    if len <= 5 {
+    if len <= 11 {
         1
     } else {
         2
     }
+}
+
+/// Whether `a` is `b` with two adjacent characters swapped.
+fn is_adjacent_swap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    diff.len() == 2
+        && diff[1] == diff[0] + 1
+        && a[diff[0]] == b[diff[1]]
+        && a[diff[1]] == b[diff[0]]
 }
 
 /// The known key that `key` is a typo of: the nearest in `known` (compared
@@ -58,11 +72,12 @@ pub fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
         return None;
     }
     let lower = key.to_lowercase();
+    let short = key.chars().count() <= 5;
     let allowed = allowed_edits(key.chars().count());
     known
         .iter()
         .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
-        .filter(|(d, _)| *d <= allowed)
+        .filter(|(d, k)| *d <= allowed && (!short || is_adjacent_swap(&lower, &k.to_lowercase())))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
@@ -129,6 +144,24 @@ mod tests {
             assert_eq!(suggestion(typo, &api), Some(meant), "{typo}");
         }
         for metadata in [
+            // Real metadata an earlier rule took for typos (review).
+            "lat",
+            "lon",
+            "part",
+            "post",
+            "log",
+            "sort",
+            "sport",
+            "ports",
+            "names",
+            "named",
+            "patch",
+            "path1",
+            "max_rate",
+            "min_age",
+            "min_files",
+            "min_bytes",
+            "scname",
             "pass",
             "mission",
             "station",

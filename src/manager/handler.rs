@@ -247,16 +247,14 @@ impl Handler {
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
             spec,
         };
-        if h.storage.last(&h.journal_key()).is_none() {
-            h.seed_naming(now);
-        }
+        h.seed_naming(now);
         h.settle_left_open(now, true);
         h
     }
 
-    /// For a key the journal has never seen (a new handler, one that moved to
-    /// another address, or a journal lost): one look at the folder its pattern
-    /// gives now, so `{seq}` and `-N` go on after the highest files there.
+    /// One look at the folder its pattern gives now, so `{seq}` and `-N` go on
+    /// after the highest files there even where the journal knows less (a new
+    /// handler, one that moved to another address and back, a journal lost).
     fn seed_naming(&self, now: UnixMicros) {
         const MARK: &str = "\u{1}";
         let t = now.to_datetime();
