@@ -241,10 +241,18 @@ impl Capturer {
                 spec.conn_type, spec.address, spec.rcvbuf_bytes, rcvbuf_granted
             );
         }
-        info!(
-            "capturer {} {}: {local}, receive buffer {rcvbuf_granted} bytes",
-            spec.conn_type, spec.address
-        );
+        match spec.conn_type {
+            ConnType::Tcp => info!("capturer tcp {}: connecting", spec.address),
+            // The bound address only where it says more than the configured one.
+            _ if local == spec.address.to_string() => info!(
+                "capturer {} {}: receive buffer {rcvbuf_granted} bytes",
+                spec.conn_type, spec.address
+            ),
+            _ => info!(
+                "capturer {} {}: bound to {local}, receive buffer {rcvbuf_granted} bytes",
+                spec.conn_type, spec.address
+            ),
+        }
         let cap = Capturer {
             address: spec.address.clone(),
             conn_type: spec.conn_type,
