@@ -728,6 +728,42 @@ fn clock_ok(now: UnixMicros) -> bool {
     now.secs() >= 1_577_836_800 && sys::clock_synchronised()
 }
 
+/// Why bsc is degraded now, one line each: handlers that cannot write, the disk
+/// budget exhausted, TCP peers unreachable for longer than `peer_unreachable_s`.
+fn degraded_reasons(manager: &Manager) -> Vec<String> {
+    let mut reasons: Vec<String> = manager
+        .handlers()
+        .filter_map(|(_, h)| {
+            let why = h.degraded().map(str::to_string).or_else(|| {
+                h.suspended()
+                    .then(|| "disk budget: no space to write".to_string())
+            })?;
+            Some(format!("handler {}: {why}", h.spec().name))
+        })
+        .collect();
+    if manager.disk_full() {
+        reasons.push(
+            "disk budget: below the free space to keep, and no closed bsc file left to delete"
+                .into(),
+        );
+    }
+    let limit = manager.peer_unreachable();
+    for (_, cap) in manager.capturers() {
+        if let Some(down) = cap.down_for().filter(|d| *d >= limit) {
+            let why = cap
+                .tcp_status()
+                .and_then(|t| t.last_error)
+                .map_or_else(String::new, |e| format!(" ({e})"));
+            reasons.push(format!(
+                "tcp {}: peer unreachable for {} s{why}",
+                cap.address,
+                down.as_secs()
+            ));
+        }
+    }
+    reasons
+}
+
 fn health(cx: &Context) -> Response {
     let degraded: Vec<&str> = cx
         .manager
@@ -735,10 +771,12 @@ fn health(cx: &Context) -> Response {
         .filter(|(_, h)| h.degraded().is_some() || h.suspended())
         .map(|(_, h)| h.spec().name.as_str())
         .collect();
+    let reasons = degraded_reasons(cx.manager);
     Response::json(
         200,
         &json!({
-            "status": if degraded.is_empty() { "ok" } else { "degraded" },
+            "status": if reasons.is_empty() { "ok" } else { "degraded" },
+            "reasons": reasons,
             "degraded_handlers": degraded,
             "disk_full": cx.manager.disk_full(),
             "clock_synchronized": clock_ok(cx.now),
@@ -748,6 +786,31 @@ fn health(cx: &Context) -> Response {
             "capturers": cx.manager.capturers().len(),
             "http_connections": cx.http_connections,
         }),
+    )
+}
+
+/// The labels of a handler's series: its name, its address as AIT writes it
+/// (`address`) and split (`host`, `port`), and its conn_type.
+fn handler_labels(h: &Handler) -> String {
+    let spec = h.spec();
+    format!(
+        "handler=\"{}\",conn_type=\"{}\",host=\"{}\",port=\"{}\",address=\"{}\"",
+        label(&spec.name),
+        spec.conn_type,
+        label(&spec.address.host),
+        spec.address.port,
+        label(&spec.address.python_repr())
+    )
+}
+
+/// The labels of a capturer's series.
+fn capturer_labels(cap: &Capturer) -> String {
+    format!(
+        "conn_type=\"{}\",host=\"{}\",port=\"{}\",address=\"{}\"",
+        cap.conn_type,
+        label(&cap.address.host),
+        cap.address.port,
+        label(&cap.address.python_repr())
     )
 }
 
@@ -850,24 +913,53 @@ fn metrics(cx: &Context) -> Response {
     for (name, kind, help, value) in per_handler {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for h in &handlers {
-            let _ = writeln!(
-                out,
-                "{name}{{handler=\"{}\",address=\"{}\",conn_type=\"{}\"}} {}",
-                label(&h.spec().name),
-                label(&h.spec().address.python_repr()),
-                h.spec().conn_type,
-                value(h)
-            );
+            let _ = writeln!(out, "{name}{{{}}} {}", handler_labels(h), value(h));
         }
     }
-    let _ = writeln!(out, "# HELP bsc_kernel_drops_total Units the kernel dropped on a capture socket for lack of buffer space.\n# TYPE bsc_kernel_drops_total counter");
-    for (_, cap) in cx.manager.capturers() {
+    let _ = writeln!(out, "# HELP bsc_handler_up Whether a handler can write (1) or is degraded (0).\n# TYPE bsc_handler_up gauge");
+    for h in &handlers {
+        let up = h.degraded().is_none() && !h.suspended();
         let _ = writeln!(
             out,
-            "bsc_kernel_drops_total{{address=\"{}\",conn_type=\"{}\"}} {}",
-            label(&cap.address.python_repr()),
-            cap.conn_type,
+            "bsc_handler_up{{{}}} {}",
+            handler_labels(h),
+            u8::from(up)
+        );
+    }
+    let capturers = cx.manager.capturers();
+    // Kernel drops mean something for datagram and frame sockets, not TCP.
+    let _ = writeln!(out, "# HELP bsc_kernel_drops_total Units the kernel dropped on a capture socket for lack of buffer space.\n# TYPE bsc_kernel_drops_total counter");
+    for (_, cap) in capturers
+        .iter()
+        .filter(|(_, c)| c.conn_type != ConnType::Tcp)
+    {
+        let _ = writeln!(
+            out,
+            "bsc_kernel_drops_total{{{}}} {}",
+            capturer_labels(cap),
             cap.kernel_drops
+        );
+    }
+    let tcp: Vec<(&Capturer, TcpStatus)> = capturers
+        .iter()
+        .filter_map(|(_, c)| Some((*c, c.tcp_status()?)))
+        .collect();
+    let _ = writeln!(out, "# HELP bsc_capturer_connected Whether a TCP capturer's connection to its peer is up.\n# TYPE bsc_capturer_connected gauge");
+    for (cap, t) in &tcp {
+        let _ = writeln!(
+            out,
+            "bsc_capturer_connected{{{}}} {}",
+            capturer_labels(cap),
+            u8::from(t.connected)
+        );
+    }
+    let _ = writeln!(out, "# HELP bsc_reconnects_total Connections to a TCP capturer's peer after the first.\n# TYPE bsc_reconnects_total counter");
+    for (cap, t) in &tcp {
+        let _ = writeln!(
+            out,
+            "bsc_reconnects_total{{{}}} {}",
+            capturer_labels(cap),
+            t.reconnects
         );
     }
     let _ = writeln!(out, "# HELP bsc_rotations_total Files closed for the next one, by reason.\n# TYPE bsc_rotations_total counter");
@@ -881,10 +973,8 @@ fn metrics(cx: &Context) -> Response {
         ] {
             let _ = writeln!(
                 out,
-                "bsc_rotations_total{{handler=\"{}\",address=\"{}\",conn_type=\"{}\",reason=\"{reason}\"}} {n}",
-                label(&h.spec().name),
-                label(&h.spec().address.python_repr()),
-                h.spec().conn_type
+                "bsc_rotations_total{{{},reason=\"{reason}\"}} {n}",
+                handler_labels(h)
             );
         }
     }
@@ -910,17 +1000,16 @@ fn metrics(cx: &Context) -> Response {
             for st in &report.streams {
                 let _ = writeln!(
                     out,
-                    "{name}{{handler=\"{}\",address=\"{}\",conn_type=\"{}\",stream=\"{}\"}} {}",
-                    label(&h.spec().name),
-                    label(&h.spec().address.python_repr()),
-                    h.spec().conn_type,
+                    "{name}{{{},stream=\"{}\"}} {}",
+                    handler_labels(h),
                     label(&st.id),
                     value(st)
                 );
             }
         }
     }
-    let process: [(&str, &str, &str, f64); 7] = [
+    let disk = cx.manager.disk();
+    let mut process: Vec<(&str, &str, &str, f64)> = vec![
         (
             "bsc_handlers",
             "gauge",
@@ -931,7 +1020,7 @@ fn metrics(cx: &Context) -> Response {
             "bsc_capturers",
             "gauge",
             "Capture sockets open.",
-            cx.manager.capturers().len() as f64,
+            capturers.len() as f64,
         ),
         (
             "bsc_http_connections",
@@ -940,10 +1029,16 @@ fn metrics(cx: &Context) -> Response {
             cx.http_connections as f64,
         ),
         (
-            "bsc_uptime_seconds",
+            "bsc_disk_full",
             "gauge",
-            "Seconds since bsc started.",
-            (cx.now.0 - cx.started_at.0) as f64 / 1e6,
+            "Whether the disk budget stopped writing (1): nothing left to delete.",
+            f64::from(u8::from(cx.manager.disk_full())),
+        ),
+        (
+            "bsc_clock_synchronized",
+            "gauge",
+            "Whether the system clock is synchronized (1) and after 2020.",
+            f64::from(u8::from(clock_ok(cx.now))),
         ),
         (
             "process_start_time_seconds",
@@ -964,6 +1059,33 @@ fn metrics(cx: &Context) -> Response {
             sys::cpu_time().as_secs_f64(),
         ),
     ];
+    if let Some((free, _, budget)) = disk {
+        process.push((
+            "bsc_disk_free_bytes",
+            "gauge",
+            "Free bytes on the root's file system.",
+            free as f64,
+        ));
+        if let Some(keep) = budget {
+            process.push((
+                "bsc_disk_budget_bytes",
+                "gauge",
+                "Free bytes the disk budget keeps on the root's file system.",
+                keep as f64,
+            ));
+        }
+    }
+    if let Ok(n) = sys::open_fds() {
+        process.push(("bsc_open_fds", "gauge", "File descriptors open.", n as f64));
+    }
+    if let Ok(n) = sys::open_file_limit() {
+        process.push(("bsc_max_fds", "gauge", "The open-file limit.", n as f64));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP bsc_build_info The running bsc's version.\n# TYPE bsc_build_info gauge\nbsc_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     for (name, kind, help, value) in process {
         let _ = writeln!(
             out,

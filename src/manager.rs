@@ -109,6 +109,8 @@ pub struct Manager {
     written_early: u64,
     /// The longest unit read since the last tick (to give batch memory back).
     longest_unit: usize,
+    /// How long a TCP peer may be unreachable before health says degraded.
+    peer_unreachable: std::time::Duration,
     /// Whether the disk budget stopped writing (nothing left to delete).
     disk_full: bool,
     /// Bytes that may still be written before the budget must be looked at
@@ -142,6 +144,7 @@ impl Manager {
             },
             written_early: 0,
             longest_unit: 0,
+            peer_unreachable: storage.peer_unreachable,
             disk_full: false,
             headroom: None,
             hooks: Hooks::new(storage.on_close_max_running, journal),
@@ -671,6 +674,18 @@ impl Manager {
                 h.set_suspended(full);
             }
         }
+    }
+
+    /// How long a TCP peer may be unreachable before health says degraded.
+    pub fn peer_unreachable(&self) -> std::time::Duration {
+        self.peer_unreachable
+    }
+
+    /// The disk budget's view of the root's file system now: (free bytes, total
+    /// bytes, bytes to keep free if a budget is set).
+    pub fn disk(&self) -> Option<(u64, u64, Option<u64>)> {
+        let (free, total) = sys::disk_space(&self.root).ok()?;
+        Some((free, total, self.budget.threshold(total)))
     }
 
     /// Whether the disk budget has stopped writing.

@@ -77,6 +77,28 @@ pub fn disk_space(path: &std::path::Path) -> io::Result<(u64, u64)> {
 
 /// Raises the soft limit on open files to the hard limit (each capture socket,
 /// file and connection is one). Returns the new soft limit.
+/// The open-file limit (`RLIMIT_NOFILE`, soft).
+pub fn open_file_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32-bit on some targets
+    Ok(lim.rlim_cur as u64)
+}
+
+/// File descriptors this process has open (`/proc/self/fd`, less the one
+/// reading it).
+pub fn open_fds() -> io::Result<u64> {
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1) as u64)
+}
+
 pub fn raise_open_file_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -598,7 +598,7 @@ fn health_and_prometheus_metrics() {
     let text = String::from_utf8(r.body).unwrap();
     assert!(
         text.contains(&format!(
-            "bsc_packets_total{{handler=\"m1\",address=\"['', {port}]\",conn_type=\"udp\"}} 1"
+            "bsc_packets_total{{handler=\"m1\",conn_type=\"udp\",host=\"\",port=\"{port}\",address=\"['', {port}]\"}} 1"
         )),
         "{text}"
     );
@@ -1027,5 +1027,65 @@ fn config_entries_show_every_key_in_effect_given_or_default() {
         (&json!("in"), &json!("kernel")),
         "{handler}"
     );
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn health_says_why_it_is_degraded_and_the_metrics_carry_health() {
+    let dir = TempDir::new("healthwhy");
+    let dead = free_tcp_port(); // nobody listens: the peer stays unreachable
+    let udp = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"), "peer_unreachable_s": 1},
+                "handlers": [
+                    {"name": "t", "conn_type": "tcp", "address": ["127.0.0.1", dead], "reconnect_max_s": 0.5},
+                    {"name": "u", "conn_type": "udp", "address": ["127.0.0.1", udp]}]}),
+    );
+    let mut health = json!(null);
+    wait_until("health degraded by the unreachable peer", || {
+        health = bsc.get("/health").1;
+        health["status"] == "degraded"
+    });
+    let reasons = health["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("tcp 127.0.0.1:{dead}: peer unreachable for"))),
+        "{health}"
+    );
+    let text = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
+    let tcp = format!(
+        "conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{dead}\",address=\"['127.0.0.1', {dead}]\""
+    );
+    for line in [
+        format!("bsc_capturer_connected{{{tcp}}} 0"),
+        format!("bsc_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        format!("bsc_handler_up{{handler=\"u\",conn_type=\"udp\",host=\"127.0.0.1\",port=\"{udp}\",address=\"['127.0.0.1', {udp}]\"}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    for name in [
+        "bsc_reconnects_total{",
+        "bsc_disk_free_bytes ",
+        "bsc_disk_full 0",
+        "bsc_clock_synchronized ",
+        "bsc_open_fds ",
+        "bsc_max_fds ",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
+    }
+    assert!(!text.contains("bsc_uptime_seconds"), "{text}");
+    assert!(
+        !text.contains(&format!("bsc_kernel_drops_total{{{tcp}}}")),
+        "no kernel drops for tcp"
+    );
+    // The peer keeps refusing: its warning is written once per 10 s, not per try.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let warned = bsc
+        .log_matching(&format!("capturer tcp 127.0.0.1:{dead}:"))
+        .len();
+    assert!(warned <= 2, "{warned} lines: {:?}", bsc.log());
     assert!(bsc.stop().success());
 }

@@ -594,7 +594,7 @@ fn kernel_drops_are_counted_so_loss_is_visible() {
     let metrics = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
     assert!(
         metrics.contains(&format!(
-            "bsc_kernel_drops_total{{address=\"{key}\",conn_type=\"udp\"}} {}",
+            "bsc_kernel_drops_total{{conn_type=\"udp\",host=\"127.0.0.1\",port=\"{port}\",address=\"{key}\"}} {}",
             s["kernel_drops"]
         )),
         "{metrics}"

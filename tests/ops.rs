@@ -300,3 +300,32 @@ fn the_unit_is_hardened_and_valid() {
         "verify: {stderr}"
     );
 }
+
+#[test]
+fn the_example_alerting_rules_pass_promtool() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/bsc-alerts.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool is needed: apt-get install prometheus (make test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCESS: 10 rules found"), "{text}");
+    // Every metric the rules use is one bsc exports (names from src/api.rs).
+    let api =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api.rs")).unwrap();
+    let yml = std::fs::read_to_string(&rules).unwrap();
+    for word in yml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("bsc_") {
+            assert!(
+                api.contains(&format!("\"{word}")) || api.contains(&format!("{word}{{")),
+                "{word} is not a metric bsc exports"
+            );
+        }
+    }
+}

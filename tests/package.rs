@@ -217,6 +217,7 @@ fn the_manual_page_renders_and_covers_the_command_line_and_the_keys() {
         "min_free_percent",
         "persist",
         "on_close_max_running",
+        "peer_unreachable_s",
         "allow_unauthenticated",
         "token",
     ]) {

@@ -243,12 +243,12 @@ fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
 
     let metrics = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
     for line in [
-        format!("bsc_framing_errors_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} {garbage_runs}"),
-        format!("bsc_bytes_discarded_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} {garbage_bytes}"),
-        format!("bsc_units_missing_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\",stream=\"apid 0x101\"}} {}", gaps(&sent_counts[1], 16384).1),
-        format!("bsc_sequence_gaps_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\",stream=\"apid 0x3FF\"}} {}", gaps(&sent_counts[2], 16384).0),
-        format!("bsc_crc_errors_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} 0"),
-        format!("bsc_filtered_total{{handler=\"sp\",address=\"['127.0.0.1', {port}]\",conn_type=\"tcp\"}} 0"),
+        format!("bsc_framing_errors_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\"}} {garbage_runs}"),
+        format!("bsc_bytes_discarded_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\"}} {garbage_bytes}"),
+        format!("bsc_units_missing_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\",stream=\"apid 0x101\"}} {}", gaps(&sent_counts[1], 16384).1),
+        format!("bsc_sequence_gaps_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\",stream=\"apid 0x3FF\"}} {}", gaps(&sent_counts[2], 16384).0),
+        format!("bsc_crc_errors_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\"}} 0"),
+        format!("bsc_filtered_total{{handler=\"sp\",conn_type=\"tcp\",host=\"127.0.0.1\",port=\"{port}\",address=\"['127.0.0.1', {port}]\"}} 0"),
     ] {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }

@@ -156,6 +156,15 @@ impl Capturer {
         }
     }
 
+    /// How long a TCP capturer has been without a connection (`None`: connected,
+    /// or not TCP).
+    pub fn down_for(&self) -> Option<std::time::Duration> {
+        match &self.source {
+            Source::Tcp(c) => c.down_since.map(|t| t.elapsed()),
+            _ => None,
+        }
+    }
+
     /// The connection state of a TCP capturer.
     pub fn tcp_status(&self) -> Option<TcpStatus> {
         match &self.source {

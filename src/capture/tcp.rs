@@ -19,7 +19,7 @@ use mio::{Interest, Registry, Token};
 use super::resolve::resolve;
 use crate::clock::UnixMicros;
 use crate::config::Address;
-use crate::{info, warn};
+use crate::info;
 
 /// The first wait after a failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -61,6 +61,8 @@ pub struct TcpClient {
     connections: u64,
     pub last_error: Option<String>,
     pub last_connected_at: Option<UnixMicros>,
+    /// Since when no connection is up (`None` while one is).
+    pub down_since: Option<Instant>,
     rng: u64,
 }
 
@@ -84,6 +86,7 @@ impl TcpClient {
             connections: 0,
             last_error: None,
             last_connected_at: None,
+            down_since: Some(Instant::now()),
             rng: seed | 1,
         }
     }
@@ -175,6 +178,7 @@ impl TcpClient {
         self.connections += 1;
         self.failures = 0;
         self.last_error = None;
+        self.down_since = None;
         self.last_connected_at = Some(wall);
         info!("capturer tcp {}: connected to {peer}", self.address);
         None
@@ -206,10 +210,16 @@ impl TcpClient {
         self.close(registry);
         self.failures = self.failures.saturating_add(1);
         let wait = self.backoff();
-        warn!(
-            "capturer tcp {}: {reason}; next attempt in {:.1} s",
-            self.address,
-            wait.as_secs_f64()
+        self.down_since.get_or_insert_with(Instant::now);
+        // A peer that stays down is reported once per REPEAT_WINDOW, not per attempt.
+        crate::log::limited(
+            &format!("tcp {}", self.address),
+            crate::log::Level::Warn,
+            format_args!(
+                "capturer tcp {}: {reason}; next attempt in {:.1} s",
+                self.address,
+                wait.as_secs_f64()
+            ),
         );
         self.last_error = Some(reason);
         let until = Instant::now() + wait;

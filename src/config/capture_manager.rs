@@ -46,6 +46,9 @@ pub struct StorageConfig {
     pub persist: bool,
     /// Most `on_close` commands running at once (the rest wait their turn).
     pub on_close_max_running: usize,
+    /// How long a TCP peer may stay unreachable before `/health` says degraded
+    /// (`peer_unreachable_s`).
+    pub peer_unreachable: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -55,18 +58,20 @@ impl Default for StorageConfig {
             min_free_percent: None,
             persist: true,
             on_close_max_running: 2,
+            peer_unreachable: std::time::Duration::from_secs(60),
         }
     }
 }
 
 /// Keys of `capture_manager`.
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "root_log_directory",
     "manager_server",
     "min_free_bytes",
     "min_free_percent",
     "persist",
     "on_close_max_running",
+    "peer_unreachable_s",
 ];
 /// Keys of `capture_manager.manager_server`.
 const SERVER_KEYS: [&str; 4] = ["host", "port", "token", "allow_unauthenticated"];
@@ -103,6 +108,11 @@ impl CaptureManager {
             on_close_max_running: f
                 .whole("on_close_max_running", 1..=64)?
                 .map_or(defaults.on_close_max_running, |n| n as usize),
+            peer_unreachable: f.seconds(
+                "peer_unreachable_s",
+                defaults.peer_unreachable.as_secs_f64(),
+                1.0..=86_400.0,
+            )?,
         };
         let server = match f.get("manager_server") {
             Some(ms) => server(ms)?,
