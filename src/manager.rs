@@ -673,6 +673,11 @@ impl Manager {
         }
     }
 
+    /// The disk budget (`min_free_bytes`, `min_free_percent`) in effect.
+    pub fn disk_budget(&self) -> DiskBudget {
+        self.budget
+    }
+
     /// Whether the disk budget has stopped writing.
     pub fn disk_full(&self) -> bool {
         self.disk_full
