@@ -11,14 +11,16 @@
 //! | `POST /<name>/rotate` | closes and reopens their files now, metadata fields first |
 //! | `GET /capturers` | every socket: address, state, local address, handlers |
 //! | `DELETE /capturers` | closes the socket at an address and stops its handlers |
-//! | `GET /health` | status, uptime, counts |
+//! | `GET /series` | per handler, units and bytes of each of the last 600 seconds |
+//! | `GET /health` | status, uptime, counts, disk space |
+//! | `GET /ui` | the status page (HTML; the one route served without the token) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
 //!
 //! A config entry's `handler` dict has AIT's keys and, beside them, every other
 //! key in effect with its applied value (an unset limit is `null`): what a client
 //! reads back is what bsc does, not only what it was sent.
 //!
-//! Every answer is JSON (metrics aside); every error is `{"error": "..."}` with a
+//! Every answer is JSON (metrics and the status page aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
 //! config file ([`HandlerSpec::from_api_fields`]), with paths confined to the
@@ -56,8 +58,17 @@ pub struct Context<'a> {
     pub http_connections: usize,
 }
 
+/// The status page: one self-contained HTML file (inline CSS and JS) that reads
+/// the JSON routes with the token the operator types in.
+const STATUS_PAGE: &str = include_str!("ui.html");
+
 /// Answers one request.
 pub fn respond(req: &Request, cx: &mut Context) -> Response {
+    // The status page holds no data (it fetches the JSON routes with the token),
+    // so it is the one route served without the token: a GET only.
+    if req.method == "GET" && req.segments() == ["ui"] {
+        return status_page();
+    }
     if let Some(token) = cx.token {
         if !authorized(req, token) {
             return Response::error(401, "missing or wrong Authorization: Bearer token")
@@ -69,7 +80,9 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
     match segments.as_slice() {
         [""] => only(req, "GET", || Response::json(200, &all_configs(cx.manager, cx.now))),
         ["stats"] => only(req, "GET", || Response::json(200, &all_stats(cx.manager, cx.now))),
+        ["series"] => only(req, "GET", || Response::json(200, &series(cx.manager, cx.now))),
         ["health"] => only(req, "GET", || health(cx)),
+        ["ui"] => only(req, "GET", status_page),
                 ["metrics"] => only(req, "GET", || metrics(cx)),
         ["capturers"] => match req.method.as_str() {
             "GET" => Response::json(200, &capturers(cx.manager, cx.now)),
@@ -86,7 +99,7 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
         [name, "files"] => only(req, "GET", || files(name, cx)),
                 _ => Response::error(
             404,
-            format!("no route {} {}; see GET / , /stats, /health, /metrics, /capturers, /<name>/start|stop|config|rotate|files", req.method, req.path),
+            format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),
         ),
     }
 }
@@ -723,6 +736,63 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
     )
 }
 
+/// `GET /ui`: the page, never cached (a new bsc may serve a new page), and told
+/// by its Content-Security-Policy to load nothing and talk only to bsc.
+fn status_page() -> Response {
+    Response::text(200, "text/html; charset=utf-8", STATUS_PAGE.to_string())
+        .with_header("Cache-Control", "no-store")
+        .with_header(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        )
+}
+
+/// One handler of `GET /series`.
+#[derive(Serialize)]
+struct SeriesEntry<'a> {
+    name: &'a str,
+    address: (&'a str, u16),
+    /// Units per second, oldest first.
+    packets: Vec<u32>,
+    /// Bytes per second, oldest first.
+    bytes: Vec<u32>,
+}
+
+/// `GET /series`: per handler (in the order of `/stats`), units and bytes of
+/// each of the last [`SERIES_S`](crate::manager::handler::SERIES_S) seconds, the current (partial) second last.
+fn series(manager: &Manager, now: UnixMicros) -> Value {
+    let handlers: Vec<SeriesEntry> = manager
+        .capturers()
+        .into_iter()
+        .flat_map(|(_, cap)| cap.handlers().iter().map(|&h| manager.handler(h)))
+        .map(|h| {
+            let (packets, bytes) = h.stats().series(now).unzip();
+            SeriesEntry {
+                name: &h.spec().name,
+                address: (&h.spec().address.host, h.spec().address.port),
+                packets,
+                bytes,
+            }
+        })
+        .collect();
+    json!({ "now": now.secs(), "step_s": 1, "handlers": handlers })
+}
+
+/// The root's file system as `/health` shows it: free and total bytes, the bytes
+/// the disk budget keeps free (`null` without a budget), and whether the budget
+/// has stopped writing. `null` when the root cannot be looked at.
+fn disk(manager: &Manager) -> Value {
+    match manager.disk() {
+        Some((free, total, budget)) => json!({
+            "free_bytes": free,
+            "total_bytes": total,
+            "budget_bytes": budget,
+            "full": manager.disk_full(),
+        }),
+        None => Value::Null,
+    }
+}
+
 /// Whether the wall clock can be trusted: after 2020 and synchronised (NTP).
 fn clock_ok(now: UnixMicros) -> bool {
     now.secs() >= 1_577_836_800 && sys::clock_synchronised()
@@ -779,6 +849,7 @@ fn health(cx: &Context) -> Response {
             "reasons": reasons,
             "degraded_handlers": degraded,
             "disk_full": cx.manager.disk_full(),
+            "disk": disk(cx.manager),
             "clock_synchronized": clock_ok(cx.now),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (cx.now.0 - cx.started_at.0).max(0) / 1_000_000,

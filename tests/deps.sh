@@ -24,6 +24,7 @@ want nroff groff-base
 want dpkg-deb dpkg              # the .deb, installed in an overlay (tests/package.rs)
 want dpkg-parsechangelog dpkg-dev
 want unshare util-linux
+want chromium chromium         # the status page in a real browser (tests/ui.rs)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "tests/deps.sh: installing ${need[*]}"

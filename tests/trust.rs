@@ -830,9 +830,13 @@ fn an_unwritable_root_stops_start_up_and_check() {
                 "handlers": [{"name": "u", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()]}]}),
     );
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A copy of the binary nobody can run (the checkout's folder may be private).
+    let bin = dir.path().join("bsc");
+    std::fs::copy(env!("CARGO_BIN_EXE_bsc"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Runs bsc as nobody; one that starts anyway is stopped, and the test fails.
     let nobody = |args: &[&str]| {
-        let child = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        let child = Command::new(&bin)
             .args(args)
             .current_dir(dir.path())
             .uid(65534)

@@ -83,13 +83,37 @@ pub struct HandlerStats {
     pub files_deleted: u64,
     /// Open files deleted or moved behind bsc's back.
     pub files_vanished: u64,
-    /// Bytes received per second over the last [`RATE_WINDOW_S`] seconds, as
-    /// (second, bytes) slots indexed by second modulo the window.
-    window: [(i64, u64); RATE_WINDOW_S as usize],
+    /// Units and bytes per second over the last [`SERIES_S`] seconds, one slot
+    /// per second indexed by second modulo [`SERIES_S`]: allocated once here,
+    /// filled by [`HandlerStats::count`] (no allocation per unit), read by
+    /// [`HandlerStats::recent_rate`] and [`HandlerStats::series`].
+    seconds: Box<[SecondSlot]>,
 }
 
 /// Seconds over which `rate_bytes_per_s` is averaged.
 pub const RATE_WINDOW_S: i64 = 10;
+
+/// Seconds of per-second history a handler keeps (`GET /series`).
+pub const SERIES_S: i64 = 600;
+
+/// What one second saw: 16 bytes, so a handler's history is 600 × 16 bytes
+/// (9.4 KiB). The counts saturate at 4 Gi units or 4 GiB per second, beyond any
+/// link bsc captures.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct SecondSlot {
+    /// The Unix second the counts are of (`i64::MIN`: never used).
+    sec: i64,
+    packets: u32,
+    bytes: u32,
+}
+
+impl SecondSlot {
+    const EMPTY: SecondSlot = SecondSlot {
+        sec: i64::MIN,
+        packets: 0,
+        bytes: 0,
+    };
+}
 
 impl HandlerStats {
     fn new(now: UnixMicros) -> HandlerStats {
@@ -108,7 +132,7 @@ impl HandlerStats {
             rotations_forced: 0,
             files_deleted: 0,
             files_vanished: 0,
-            window: [(i64::MIN, 0); RATE_WINDOW_S as usize],
+            seconds: vec![SecondSlot::EMPTY; SERIES_S as usize].into_boxed_slice(),
         }
     }
 
@@ -117,22 +141,42 @@ impl HandlerStats {
         self.bytes += bytes as u64;
         self.last_packet_at = Some(ts);
         let sec = ts.secs();
-        let slot = &mut self.window[sec.rem_euclid(RATE_WINDOW_S) as usize];
-        if slot.0 != sec {
-            *slot = (sec, 0);
+        let slot = &mut self.seconds[sec.rem_euclid(SERIES_S) as usize];
+        if slot.sec != sec {
+            *slot = SecondSlot {
+                sec,
+                ..SecondSlot::EMPTY
+            };
         }
-        slot.1 += bytes as u64;
+        slot.packets = slot.packets.saturating_add(1);
+        slot.bytes = slot
+            .bytes
+            .saturating_add(u32::try_from(bytes).unwrap_or(u32::MAX));
+    }
+
+    /// The slot of second `sec` if it holds that second's counts.
+    fn second(&self, sec: i64) -> Option<&SecondSlot> {
+        let slot = &self.seconds[sec.rem_euclid(SERIES_S) as usize];
+        (slot.sec == sec).then_some(slot)
+    }
+
+    /// (units, bytes) of each of the [`SERIES_S`] seconds up to and including
+    /// `now`'s, oldest first; (0, 0) for a second without units.
+    pub fn series(&self, now: UnixMicros) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let end = now.secs();
+        (end - SERIES_S + 1..=end).map(|sec| {
+            self.second(sec)
+                .map_or((0, 0), |slot| (slot.packets, slot.bytes))
+        })
     }
 
     /// Bytes per second received over the last [`RATE_WINDOW_S`] seconds up to
     /// `now` (over the handler's age if it is younger). Never divides by zero.
     pub fn recent_rate(&self, now: UnixMicros) -> f64 {
         let sec = now.secs();
-        let total: u64 = self
-            .window
-            .iter()
-            .filter(|(s, _)| *s > sec - RATE_WINDOW_S && *s <= sec)
-            .map(|(_, b)| b)
+        let total: u64 = (sec - RATE_WINDOW_S + 1..=sec)
+            .filter_map(|s| self.second(s))
+            .map(|slot| u64::from(slot.bytes))
             .sum();
         let age = (sec - self.started_at.secs() + 1).clamp(1, RATE_WINDOW_S);
         total as f64 / age as f64
@@ -1178,6 +1222,37 @@ mod tests {
                 stream: false,
             })
         }
+    }
+
+    #[test]
+    fn per_second_series_and_recent_rate_from_one_ring() {
+        let mut st = HandlerStats::new(UnixMicros(T0));
+        let at = |s: i64| UnixMicros(T0 + s * 1_000_000 + 500_000);
+        for s in 0..SERIES_S + 5 {
+            // Second s sees s % 3 units of 100 bytes.
+            for _ in 0..s % 3 {
+                st.count(at(s), 100);
+            }
+        }
+        let now = at(SERIES_S + 4);
+        let series: Vec<(u32, u32)> = st.series(now).collect();
+        assert_eq!(series.len(), SERIES_S as usize);
+        // Oldest first: the first slot is second 5, the last is second 604.
+        for (i, &(p, b)) in series.iter().enumerate() {
+            let s = i as i64 + 5;
+            assert_eq!((p, b), ((s % 3) as u32, (s % 3) as u32 * 100), "second {s}");
+        }
+        // Seconds 595..=604 hold 10 units of 100 bytes: 100 bytes/s.
+        assert_eq!(st.recent_rate(now), 100.0);
+        // Ten minutes later nothing is left; an old slot is never read as new.
+        let later = at(2 * SERIES_S + 4);
+        assert!(st.series(later).all(|x| x == (0, 0)));
+        assert_eq!(st.recent_rate(later), 0.0);
+        // Counts saturate instead of wrapping.
+        st.count(later, u32::MAX as usize + 1);
+        st.count(later, 10);
+        assert_eq!(st.series(later).last(), Some((2, u32::MAX)));
+        assert_eq!(std::mem::size_of::<SecondSlot>(), 16);
     }
 
     #[test]

@@ -1,0 +1,342 @@
+//! The status page (`GET /ui`) in a real browser: headless Chromium loads it
+//! from a running bsc with one busy and one silent UDP handler, and the DOM it
+//! renders is checked (a row per handler, a sparkline that moves for the busy
+//! one, the silent one marked silent); screenshots go to `target/ui.png` and
+//! `target/ui-phone.png`. Also `/series` against `/stats`, and the token rule:
+//! `/ui` is the one route served without it.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Headless Chromium's path, or a failure that says how to get it.
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !path.is_empty() {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    panic!(
+        "headless Chromium is needed for the status page test: apt-get install chromium (tests/deps.sh installs it)"
+    );
+}
+
+/// Runs headless Chromium on `url` with `args` (a fresh profile each time,
+/// nothing but loopback), killed after a minute; its stdout.
+fn browse(profile: &Path, args: &[&str], url: &str) -> String {
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {:?}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rendered DOM of `url`, after the page's scripts ran for a few
+/// (virtual) seconds.
+fn dump_dom(profile: &Path, url: &str) -> String {
+    browse(profile, &["--virtual-time-budget=3000", "--dump-dom"], url)
+}
+
+/// A screenshot of `url` at `width`×`height` into `out`; checks it is a PNG.
+fn screenshot(profile: &Path, url: &str, out: &Path, width: u32, height: u32) {
+    let _ = std::fs::remove_file(out);
+    browse(
+        profile,
+        &[
+            "--virtual-time-budget=3000",
+            &format!("--screenshot={}", out.display()),
+            &format!("--window-size={width},{height}"),
+        ],
+        url,
+    );
+    let png = std::fs::read(out).unwrap_or_else(|e| panic!("no screenshot {}: {e}", out.display()));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5000,
+        "{} is no real screenshot",
+        out.display()
+    );
+}
+
+/// The `<tr>` of handler `name` in a dumped DOM, up to the next row.
+fn row<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!("<tr data-handler=\"{name}\""))
+        .unwrap_or_else(|| panic!("no row for {name} in the page:\n{dom}"));
+    let rest = &dom[start..];
+    let end = rest[1..].find("<tr").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+/// The value of the first `attr="..."` in `html`.
+fn attr<'a>(html: &'a str, attr: &str) -> Option<&'a str> {
+    let key = format!(" {attr}=\"");
+    let start = html.find(&key)? + key.len();
+    Some(&html[start..start + html[start..].find('"')?])
+}
+
+/// The packets sparkline of a row: its `data-flat` and how many distinct
+/// heights its polyline has.
+fn packets_sparkline(row: &str) -> (String, usize) {
+    let svg = &row[row
+        .find("data-series=\"packets\"")
+        .unwrap_or_else(|| panic!("no packets sparkline in {row}"))..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    let flat = attr(svg, "data-flat").unwrap().to_string();
+    let points = attr(svg, "points").unwrap();
+    let mut ys: Vec<&str> = points
+        .split_whitespace()
+        .map(|p| p.split_once(',').unwrap().1)
+        .collect();
+    assert_eq!(ys.len(), 600, "one point per second of 10 minutes");
+    ys.sort_unstable();
+    ys.dedup();
+    (flat, ys.len())
+}
+
+/// Sends datagrams to 127.0.0.1:`port` at about 200 a second until `stop` is set
+/// (at most 60 s); the number sent.
+fn send_until(port: u16, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+            s.send_to(&seq_payload(sent), ("127.0.0.1", port)).unwrap();
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        sent
+    })
+}
+
+fn target_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stats_of<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in /stats: {stats}"))
+}
+
+#[test]
+fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
+    let dir = TempDir::new("ui");
+    let (busy_port, quiet_port) = (free_udp_port(), free_udp_port());
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")},
+                "handlers": [
+                    {"name": "busy", "conn_type": "udp", "address": ["127.0.0.1", busy_port], "rotate_log": false, "file_name_pattern": "busy.pcap"},
+                    {"name": "quiet", "conn_type": "udp", "address": ["127.0.0.1", quiet_port], "rotate_log": false, "file_name_pattern": "quiet.pcap"}]}),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = send_until(busy_port, stop.clone());
+    // A few seconds of traffic, and quiet older than the 2 s silence threshold.
+    wait_until("busy has 3 s of traffic and bsc is 3 s old", || {
+        let (_, stats) = bsc.get("/stats");
+        let (_, health) = bsc.get("/health");
+        stats_of(&stats, "busy")["packets"].as_u64() >= Some(500)
+            && health["uptime_s"].as_u64() >= Some(3)
+    });
+
+    let url = format!("http://127.0.0.1:{}/ui?silent_s=2", bsc.http_port);
+    let profile = TempDir::new("ui-chromium");
+    let dom = dump_dom(profile.path(), &url);
+    let busy = row(&dom, "busy");
+    let quiet = row(&dom, "quiet");
+    assert_eq!(dom.matches("<tr data-handler=").count(), 2, "{dom}");
+    assert_eq!(attr(busy, "data-silent"), Some("false"), "{busy}");
+    assert_eq!(attr(quiet, "data-silent"), Some("true"), "{quiet}");
+    assert!(
+        quiet.contains("SILENT"),
+        "silence is written, not only coloured: {quiet}"
+    );
+    let (flat, heights) = packets_sparkline(busy);
+    assert_eq!(flat, "false", "{busy}");
+    assert!(
+        heights > 1,
+        "the busy sparkline has {heights} height(s): {busy}"
+    );
+    assert_eq!(packets_sparkline(quiet), ("true".into(), 1), "{quiet}");
+    assert!(
+        busy.contains("busy.pcap"),
+        "the current file is shown: {busy}"
+    );
+    assert!(dom.contains("Disk free"), "{dom}");
+
+    let target = target_dir();
+    screenshot(profile.path(), &url, &target.join("ui.png"), 1200, 800);
+    screenshot(profile.path(), &url, &target.join("ui-phone.png"), 390, 844);
+
+    // /series counts what /stats counts, second by second.
+    stop.store(true, Ordering::SeqCst);
+    let sent = sender.join().unwrap();
+    wait_until("bsc has every datagram", || {
+        stats_of(&bsc.get("/stats").1, "busy")["packets"].as_u64() == Some(sent)
+    });
+    let (status, series) = bsc.get("/series");
+    assert_eq!(status, 200);
+    assert_eq!(series["step_s"], 1);
+    assert!(
+        series["now"].as_i64().unwrap() > 1_577_836_800,
+        "{}",
+        series["now"]
+    );
+    let handlers = series["handlers"].as_array().unwrap();
+    let names: Vec<&str> = handlers
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["busy", "quiet"]);
+    assert_eq!(handlers[0]["address"], json!(["127.0.0.1", busy_port]));
+    let stats = bsc.get("/stats").1;
+    for h in handlers {
+        let st = stats_of(&stats, h["name"].as_str().unwrap());
+        for key in ["packets", "bytes"] {
+            let values = h[key].as_array().unwrap();
+            assert_eq!(values.len(), 600);
+            let sum: u64 = values.iter().map(|v| v.as_u64().unwrap()).sum();
+            assert_eq!(sum, st[key].as_u64().unwrap(), "{} {key}", h["name"]);
+        }
+    }
+    let busy_seconds = handlers[0]["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.as_u64() > Some(0))
+        .count();
+    assert!(
+        busy_seconds >= 3,
+        "traffic spread over {busy_seconds} seconds"
+    );
+
+    let (_, health) = bsc.get("/health");
+    let disk = &health["disk"];
+    assert!(
+        disk["free_bytes"].as_u64().unwrap() <= disk["total_bytes"].as_u64().unwrap(),
+        "{disk}"
+    );
+    assert_eq!(
+        (&disk["budget_bytes"], &disk["full"]),
+        (&Value::Null, &json!(false)),
+        "{disk}"
+    );
+}
+
+#[test]
+fn with_a_token_only_the_page_is_served_without_it() {
+    let dir = TempDir::new("ui-token");
+    let port = free_tcp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "min_free_bytes": 1024,
+                 "manager_server": {"host": "127.0.0.1", "port": port, "token": "s3cret"}}}),
+    );
+    let page = bsc.request("GET", "/ui", None, b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.body.len() < 50 * 1024,
+        "the page is {} bytes",
+        page.body.len()
+    );
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("sessionStorage") && html.contains("Authorization"));
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"),
+        "the page loads nothing from elsewhere"
+    );
+    for (method, path) in [
+        ("GET", "/stats"),
+        ("GET", "/series"),
+        ("GET", "/health"),
+        ("POST", "/ui"),
+        ("GET", "/ui/x"),
+    ] {
+        let r = bsc.request(method, path, None, b"");
+        assert_eq!(r.status, 401, "{method} {path} without the token");
+    }
+    let with_token = |path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "GET {path} HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let r = read_response(&mut std::io::BufReader::new(s)).unwrap();
+        (r.status, r.json())
+    };
+    let (status, health) = with_token("/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["disk"]["budget_bytes"], 1024, "{health}");
+    assert_eq!(with_token("/series").0, 200);
+
+    // In the browser, without a token in the tab, the page asks for one.
+    let profile = TempDir::new("ui-token-chromium");
+    let dom = dump_dom(profile.path(), &format!("http://127.0.0.1:{port}/ui"));
+    assert!(dom.contains("token needed"), "{dom}");
+    assert!(!dom.contains("<tr data-handler="), "{dom}");
+}
