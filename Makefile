@@ -6,23 +6,46 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /lib/systemd/system
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-# Cross targets: static glibc builds that run on any ARM Linux.
-AARCH64 := aarch64-unknown-linux-gnu
-ARMV7 := armv7-unknown-linux-gnueabihf
-STATIC := -C target-feature=+crt-static
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER ?= aarch64-linux-gnu-gcc
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER ?= arm-linux-gnueabihf-gcc
+# The shipped binaries (`make release`, `make aarch64`, `make armv7`) rebuild std
+# from source (rust-src) with bsc's own profile, `-Z build-std` on the stable
+# toolchain through RUSTC_BOOTSTRAP=1: armv7's musl std is not downloadable, and a
+# std without backtrace symbolization (no `backtrace` feature; panics still print
+# their message) and with `optimize_for_size` keeps each binary under 1,000,000
+# bytes (README, Sizes). `cargo build --release` alone still works, larger.
+BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_BIN := target/$(HOST)/release/bsc
+MAX_BYTES := 1000000
 
-.PHONY: all build release test bench lint fmt clean install uninstall deb deb-check \
-        cross-deps aarch64 armv7 cross cross-test sizes fuzz
+# Cross targets: static musl builds that run on any ARM Linux.
+AARCH64 := aarch64-unknown-linux-musl
+ARMV7 := armv7-unknown-linux-musleabihf
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER ?= arm-linux-gnueabihf-gcc
+# aarch64: rustup's self-contained musl (crt, libc.a, libunwind.a); the std built
+# from source lacks the f128 soft-float routines musl's printf uses: libgcc has them.
+AARCH64_FLAGS := -C link-arg=-lgcc
+# armv7: no rustup std, so no self-contained musl either: Debian's musl-dev:armhf
+# (crt1.o, crti.o, crtn.o found through gcc's -B, libc.a through -L) and, as
+# libunwind.a, gcc's libgcc_eh.a (the _Unwind_* functions std links).
+ARMV7_MUSL := /usr/lib/arm-linux-musleabihf
+ARMV7_LINK := $(CURDIR)/target/armv7-musl-link
+ARMV7_FLAGS := -C link-self-contained=no -C link-arg=-B$(ARMV7_MUSL) -L $(ARMV7_MUSL) -L $(ARMV7_LINK)
+
+.PHONY: all build release rust-src test bench lint fmt clean install uninstall deb deb-check \
+        cross-deps aarch64 armv7 cross cross-test sizes size-check fuzz
 
 all: build
 
 build:
 	$(CARGO) build
 
-release:
-	$(CARGO) build --release
+# The shipped x86-64 binary: $(RELEASE_BIN) (release profile, std from source).
+release: rust-src
+	RUSTC_BOOTSTRAP=1 $(CARGO) build --release --target $(HOST) $(BUILD_STD)
+
+rust-src:
+	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
 
 # The README's test command, and what CI runs (see .ci/run): installs what the
 # tests need when it is missing (tests/deps.sh), then every unit and black-box test.
@@ -44,13 +67,14 @@ fmt:
 clean:
 	$(CARGO) clean
 
-# Install BIN (default: the native release build) under DESTDIR/PREFIX. An
-# existing /etc/bsc/bsc.json is never overwritten. Installing into the running
-# system (no DESTDIR) also creates the system user bsc the unit runs as.
-BIN ?= target/release/bsc
+# Install BIN (default: the native release build, `make release`) under
+# DESTDIR/PREFIX. An existing /etc/bsc/bsc.json is never overwritten. Installing
+# into the running system (no DESTDIR) also creates the system user bsc the unit
+# runs as.
+BIN ?= $(RELEASE_BIN)
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 install:
-	@test -x $(BIN) || $(CARGO) build --release
+	@test -x $(BIN) || $(MAKE) --no-print-directory release
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bsc
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|/usr/bin/bsc|$(PREFIX)/bin/bsc|; s|/etc/bsc/bsc.json|$(SYSCONFDIR)/bsc/bsc.json|' systemd/bsc.service > $(DESTDIR)$(UNITDIR)/bsc.service
@@ -88,18 +112,22 @@ deb-check: deb
 	dpkg-deb --info target/deb/bsc_$(VERSION)_$(ARCH).deb
 	dpkg-deb --contents target/deb/bsc_$(VERSION)_$(ARCH).deb
 
-# Cross toolchains: rustup targets and Debian's cross linkers and qemu-user.
-cross-deps:
-	rustup target add $(AARCH64) $(ARMV7)
-	command -v aarch64-linux-gnu-gcc >/dev/null && command -v arm-linux-gnueabihf-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user; }
+# Cross toolchains: the aarch64 musl rustup target, rust-src, Debian's cross
+# linkers, armv7's musl (musl-dev:armhf, multiarch) and qemu-user.
+cross-deps: rust-src
+	rustup target add $(AARCH64)
+	command -v aarch64-linux-gnu-gcc >/dev/null && command -v arm-linux-gnueabihf-gcc >/dev/null && \
+	  command -v qemu-aarch64 >/dev/null && test -f $(ARMV7_MUSL)/libc.a || \
+	  { dpkg --add-architecture armhf && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user musl-dev:armhf; }
 
-aarch64:
-	RUSTFLAGS="$(STATIC)" $(CARGO) build --profile arm --target $(AARCH64)
+aarch64: rust-src
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(AARCH64_FLAGS)" $(CARGO) build --profile arm --target $(AARCH64) $(BUILD_STD)
 
-armv7:
-	RUSTFLAGS="$(STATIC)" $(CARGO) build --profile arm --target $(ARMV7)
+armv7: rust-src
+	mkdir -p $(ARMV7_LINK)
+	cp "$$(arm-linux-gnueabihf-gcc -print-file-name=libgcc_eh.a)" $(ARMV7_LINK)/libunwind.a
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(ARMV7_FLAGS)" $(CARGO) build --profile arm --target $(ARMV7) $(BUILD_STD)
 
 cross: aarch64 armv7
 
@@ -108,9 +136,19 @@ cross-test: cross
 	BSC_SMOKE_BIN=$(CURDIR)/target/$(AARCH64)/arm/bsc BSC_SMOKE_RUNNER=qemu-aarch64 $(CARGO) test --test smoke
 	BSC_SMOKE_BIN=$(CURDIR)/target/$(ARMV7)/arm/bsc BSC_SMOKE_RUNNER=qemu-arm $(CARGO) test --test smoke
 
+SHIPPED := $(RELEASE_BIN) target/$(AARCH64)/arm/bsc target/$(ARMV7)/arm/bsc
 sizes:
-	@for f in target/release/bsc target/$(AARCH64)/arm/bsc target/$(ARMV7)/arm/bsc; do \
+	@for f in $(SHIPPED); do \
 	  test -f $$f && printf '%-50s %8d bytes  %s\n' $$f $$(stat -c %s $$f) "$$(file -b $$f | cut -d, -f1-2)"; done; true
+
+# Fails unless each binary in CHECK (default: all three shipped ones) exists and
+# is at most MAX_BYTES; prints the sizes first.
+CHECK ?= $(SHIPPED)
+size-check: sizes
+	@fail=0; for f in $(CHECK); do \
+	  if ! test -f $$f; then echo "size check: $$f missing" >&2; fail=1; \
+	  elif [ $$(stat -c %s $$f) -gt $(MAX_BYTES) ]; then echo "size check: $$f is $$(stat -c %s $$f) bytes, over $(MAX_BYTES)" >&2; fail=1; fi; \
+	done; [ $$fail = 0 ] && echo "size check: each of $(words $(CHECK)) binaries at most $(MAX_BYTES) bytes"
 
 # Fuzz every parser for FUZZ_SECONDS each (cargo-fuzz on the stable toolchain,
 # which needs RUSTC_BOOTSTRAP for the sanitizer flags). Seeds: tests/fuzz/seeds.

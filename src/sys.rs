@@ -601,7 +601,7 @@ impl Batch {
                 fd,
                 self.msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_TRUNC,
+                libc::MSG_TRUNC as _,
                 std::ptr::null_mut(),
             )
         };

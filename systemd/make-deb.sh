@@ -6,9 +6,10 @@ set -eu
 arch=$1
 version=$2
 case "$arch" in
-  amd64) bin=target/release/bsc; depends="Depends: libc6 (>= 2.34)" ;;
-  arm64) bin=target/aarch64-unknown-linux-gnu/arm/bsc; depends="" ;;
-  armhf) bin=target/armv7-unknown-linux-gnueabihf/arm/bsc; depends="" ;;
+  # The shipped binaries (Makefile: release, aarch64, armv7); the ARM ones are static musl.
+  amd64) bin=target/x86_64-unknown-linux-gnu/release/bsc; depends="Depends: libc6 (>= 2.34)" ;;
+  arm64) bin=target/aarch64-unknown-linux-musl/arm/bsc; depends="" ;;
+  armhf) bin=target/armv7-unknown-linux-musleabihf/arm/bsc; depends="" ;;
   *) echo "unknown ARCH $arch" >&2; exit 2 ;;
 esac
 bin=${BSC_DEB_BIN:-$bin}
