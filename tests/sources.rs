@@ -388,21 +388,7 @@ fn a_multicast_group_on_loopback_is_joined() {
         ),
     );
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    // Send the group's traffic out of the loopback interface.
-    let lo = libc::in_addr {
-        s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-    };
-    // SAFETY: a valid socket and an in_addr option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            tx.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            (&lo as *const libc::in_addr).cast(),
-            std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+    multicast_out_of_loopback(&tx);
     let start = Instant::now();
     // Datagrams sent before the join completes are lost; keep sending until one lands.
     let path = root.join("mc.pcap");

@@ -9,7 +9,6 @@ mod common;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -119,29 +118,6 @@ fn payloads(path: &Path) -> Vec<Vec<u8>> {
         assert!(w[0].ts_us <= w[1].ts_us, "time stamps go back");
     }
     records.into_iter().map(|r| r.data).collect()
-}
-
-fn promtool_accepts(text: &str) {
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (.ci/run installs prometheus)");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Gaps and missing units a stream of counts shows (modulo `range`; steps above

@@ -357,6 +357,31 @@ pub fn count_records(path: &Path) -> usize {
     n
 }
 
+/// Asserts that promtool (`promtool check metrics`) accepts a /metrics answer.
+pub fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install prometheus (make test installs it)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// What tcpdump makes of a file: (records it printed, its stderr).
 pub fn tcpdump(path: &Path) -> (usize, String) {
     let out = Command::new("tcpdump")
