@@ -183,6 +183,8 @@ struct HandlerDict<'a> {
     /// Seconds.
     max_age: Option<f64>,
     on_close: &'a [String],
+    /// `"us"` or `"ns"`.
+    timestamp_precision: &'static str,
     #[serde(flatten)]
     source: SourceOptions<'a>,
     #[serde(flatten)]
@@ -250,6 +252,7 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
             max_bytes: spec.max_bytes,
             max_age: spec.max_age.map(|d| d.as_secs_f64()),
             on_close: &spec.on_close,
+            timestamp_precision: spec.timestamp_precision.as_str(),
             source: source_options(spec),
             metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
         },

@@ -61,6 +61,40 @@ impl UnixMicros {
     }
 }
 
+/// An instant as nanoseconds since the Unix epoch, UTC: the time a unit was
+/// received or read, at the resolution of a nanosecond PCAP file. Everything else
+/// in bsc (rotation, naming, statistics) works on its [`UnixMicros`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixNanos(pub i64);
+
+impl UnixNanos {
+    /// From a time since the epoch (the kernel's receive time), saturating.
+    pub fn from_duration(d: std::time::Duration) -> UnixNanos {
+        UnixNanos(d.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    /// The microsecond instant (floor): what a microsecond file records.
+    pub fn micros(self) -> UnixMicros {
+        UnixMicros(self.0.div_euclid(1000))
+    }
+
+    /// Whole seconds since the epoch (floor).
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
+    }
+
+    /// Nanoseconds past the whole second, 0..1_000_000_000.
+    pub fn subsec_nanos(self) -> u32 {
+        self.0.rem_euclid(1_000_000_000) as u32
+    }
+}
+
+impl From<UnixMicros> for UnixNanos {
+    fn from(t: UnixMicros) -> UnixNanos {
+        UnixNanos(t.0.saturating_mul(1000))
+    }
+}
+
 /// Where "now" comes from: the system's real-time clock, or a value a test sets.
 #[derive(Debug)]
 pub enum Clock {
@@ -80,15 +114,19 @@ impl Clock {
 
     /// The current instant.
     pub fn now(&self) -> UnixMicros {
+        self.now_nanos().micros()
+    }
+
+    /// The current instant at nanosecond resolution (the time a unit is read).
+    pub fn now_nanos(&self) -> UnixNanos {
         match self {
-            Clock::System => {
-                let d = SystemTime::now()
+            Clock::System => UnixNanos::from_duration(
+                SystemTime::now()
                     .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                UnixMicros(d.as_micros() as i64)
-            }
+                    .unwrap_or_default(),
+            ),
             #[cfg(test)]
-            Clock::Manual(t) => t.get(),
+            Clock::Manual(t) => t.get().into(),
         }
     }
 
@@ -111,6 +149,17 @@ mod tests {
         assert_eq!(UnixMicros(1_500_000).subsec_micros(), 500_000);
         assert_eq!(UnixMicros(-1).secs(), -1);
         assert_eq!(UnixMicros(-1).subsec_micros(), 999_999);
+    }
+
+    #[test]
+    fn nanos_split_and_truncate_to_micros() {
+        let t = UnixNanos::from_duration(std::time::Duration::new(1_795_860_000, 123_456_789));
+        assert_eq!(t.secs(), 1_795_860_000);
+        assert_eq!(t.subsec_nanos(), 123_456_789);
+        assert_eq!(t.micros(), UnixMicros(1_795_860_000_123_456));
+        assert_eq!(UnixNanos::from(UnixMicros(-1)).micros(), UnixMicros(-1));
+        assert_eq!(UnixNanos(-1).subsec_nanos(), 999_999_999);
+        assert_eq!(UnixNanos(-1).micros(), UnixMicros(-1));
     }
 
     #[test]

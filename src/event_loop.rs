@@ -232,7 +232,7 @@ impl EventLoop {
                 };
                 if self
                     .manager
-                    .drain(cid, self.poll.registry(), || self.clock.now())
+                    .drain(cid, self.poll.registry(), || self.clock.now_nanos())
                     == Drained::More
                 {
                     self.ready.push_back(cid);

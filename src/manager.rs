@@ -24,11 +24,11 @@ use serde_json::{Map, Value};
 
 use crate::capture::capturer::OpenError;
 pub use crate::capture::capturer::{Capturer, CapturerState, Drained, TcpStatus, Unit};
-use crate::clock::UnixMicros;
+use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::hooks::Hooks;
-use crate::pcap::{Attempt, LinkType, PcapFile};
+use crate::pcap::{Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
@@ -198,12 +198,15 @@ impl Manager {
                         return Ok(None);
                     }
                     for link in LinkType::ALL {
-                        if let Attempt::Ready(f, _) =
-                            PcapFile::open(&dir, &name, last.path.clone(), link, true, &busy)?
-                        {
-                            let (scan, id) = (f.earlier(), f.identity());
-                            f.finish()?;
-                            return Ok(Some((scan, id)));
+                        for precision in Precision::ALL {
+                            let path = last.path.clone();
+                            if let Attempt::Ready(f, _) =
+                                PcapFile::open(&dir, &name, path, link, precision, true, &busy)?
+                            {
+                                let (scan, id) = (f.earlier(), f.identity());
+                                f.finish()?;
+                                return Ok(Some((scan, id)));
+                            }
                         }
                     }
                     Ok(None)
@@ -456,7 +459,7 @@ impl Manager {
         &mut self,
         cid: CapturerId,
         registry: &Registry,
-        now: impl Fn() -> UnixMicros,
+        now: impl Fn() -> UnixNanos,
     ) -> Drained {
         let Manager {
             capturers,
@@ -945,7 +948,7 @@ mod tests {
         packets: u64,
     ) {
         for _ in 0..1000 {
-            m.drain(cid, registry, || clock.now());
+            m.drain(cid, registry, || clock.now_nanos());
             if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
                 return;
             }

@@ -2,10 +2,12 @@
 //! for appending safely.
 //!
 //! Invariants:
-//! - bsc writes version 2.4, microsecond timestamps, snaplen 65535, in the host's
-//!   byte order (what libpcap itself writes), so a record is never truncated;
+//! - bsc writes version 2.4, microsecond timestamps (nanosecond ones when a
+//!   handler asks, [`Precision::Nano`]), snaplen 65535, in the host's byte order
+//!   (what libpcap itself writes), so a record is never truncated;
 //! - an existing file is only appended to if its global header is exactly the one
-//!   bsc would write for that link type, and after any torn last record (a crash
+//!   bsc would write for that link type and precision (so a microsecond file never
+//!   gets nanosecond records, nor the other way round), and after any torn last record (a crash
 //!   in the middle of a write) has been cut off, so the file stays readable;
 //! - a file whose header differs is never written into.
 //!
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
 
-use crate::clock::UnixMicros;
+use crate::clock::{UnixMicros, UnixNanos};
 use crate::sys::{self, OpenMode};
 
 /// Largest record payload bsc writes, and the snaplen of every file.
@@ -67,8 +69,29 @@ impl LinkType {
     }
 }
 
-/// The 24-byte global header bsc writes for `link`.
-pub fn global_header(link: LinkType) -> [u8; GLOBAL_HEADER_LEN] {
+/// The resolution of a file's record timestamps (its magic number says which).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Microseconds (magic a1b2c3d4): the default, what AIT's readers expect.
+    Micro,
+    /// Nanoseconds (magic a1b23c4d).
+    Nano,
+}
+
+impl Precision {
+    /// Both precisions.
+    pub const ALL: [Precision; 2] = [Precision::Micro, Precision::Nano];
+
+    fn resolution(self) -> TsResolution {
+        match self {
+            Precision::Micro => TsResolution::MicroSecond,
+            Precision::Nano => TsResolution::NanoSecond,
+        }
+    }
+}
+
+/// The 24-byte global header bsc writes for `link` at `precision`.
+pub fn global_header(link: LinkType, precision: Precision) -> [u8; GLOBAL_HEADER_LEN] {
     let header = PcapHeader {
         version_major: 2,
         version_minor: 4,
@@ -76,7 +99,7 @@ pub fn global_header(link: LinkType) -> [u8; GLOBAL_HEADER_LEN] {
         ts_accuracy: 0,
         snaplen: SNAPLEN,
         datalink: link.datalink(),
-        ts_resolution: TsResolution::MicroSecond,
+        ts_resolution: precision.resolution(),
         endianness: Endianness::native(),
     };
     let mut out = [0u8; GLOBAL_HEADER_LEN];
@@ -87,22 +110,40 @@ pub fn global_header(link: LinkType) -> [u8; GLOBAL_HEADER_LEN] {
 
 /// Appends one record (header + the first [`SNAPLEN`] bytes of `payload`) to `out`.
 /// `orig_len` is the length the unit really had (larger than the payload only when
-/// the source truncated it). Returns the number of bytes appended.
-pub fn encode_record(out: &mut Vec<u8>, ts: UnixMicros, payload: &[u8], orig_len: usize) -> usize {
+/// the source truncated it); `ts` is written at `precision`. Returns the number of
+/// bytes appended.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    precision: Precision,
+    ts: UnixNanos,
+    payload: &[u8],
+    orig_len: usize,
+) -> usize {
     let incl = payload.len().min(SNAPLEN as usize);
     out.reserve(RECORD_HEADER_LEN + incl);
-    record_header(out, ts, incl, orig_len);
+    record_header(out, precision, ts, incl, orig_len);
     out.extend_from_slice(&payload[..incl]);
     RECORD_HEADER_LEN + incl
 }
 
 /// Appends a record header for `incl` captured bytes (at most [`SNAPLEN`]) of a
-/// unit `orig_len` long; the caller appends the `incl` bytes.
-pub fn record_header(out: &mut Vec<u8>, ts: UnixMicros, incl: usize, orig_len: usize) {
+/// unit `orig_len` long, stamped `ts` at `precision` (a microsecond file gets
+/// the microsecond, truncated); the caller appends the `incl` bytes.
+pub fn record_header(
+    out: &mut Vec<u8>,
+    precision: Precision,
+    ts: UnixNanos,
+    incl: usize,
+    orig_len: usize,
+) {
     // PCAP seconds are unsigned 32-bit: instants before 1970 are written as 0.
     let secs = ts.secs().clamp(0, u32::MAX as i64) as u32;
+    let frac = match precision {
+        Precision::Micro => ts.subsec_nanos() / 1000,
+        Precision::Nano => ts.subsec_nanos(),
+    };
     out.extend_from_slice(&secs.to_ne_bytes());
-    out.extend_from_slice(&ts.subsec_micros().to_ne_bytes());
+    out.extend_from_slice(&frac.to_ne_bytes());
     out.extend_from_slice(&(incl as u32).to_ne_bytes());
     out.extend_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
 }
@@ -169,8 +210,9 @@ pub const MODE_CLOSED: u32 = 0o440;
 
 impl PcapFile {
     /// Opens `name` in the folder `dir` (`path` is its full path, for messages)
-    /// for appending `link` records: creates it with a header, or, when
-    /// `may_append`, appends to an existing writable file whose header matches
+    /// for appending `link` records at `precision`: creates it with a header, or,
+    /// when `may_append`, appends to an existing writable file whose header
+    /// matches (link type and precision too)
     /// (after cutting off a torn last record) unless it is `busy` (another
     /// handler has it open, under whatever name) or has other hard links (one of
     /// them could be outside the root). Nothing is changed in a file refused.
@@ -179,10 +221,11 @@ impl PcapFile {
         name: &str,
         path: PathBuf,
         link: LinkType,
+        precision: Precision,
         may_append: bool,
         busy: &dyn Fn(FileId) -> bool,
     ) -> io::Result<Attempt> {
-        let want = global_header(link);
+        let want = global_header(link, precision);
         match sys::open_file_at(dir, name, OpenMode::CreateNew) {
             Ok(mut file) => {
                 if let Err(e) = file.write_all(&want) {
@@ -245,9 +288,13 @@ impl PcapFile {
             ));
         }
         if have != want {
-            return Ok(Attempt::Taken(describe_mismatch(&have[..got], link)));
+            return Ok(Attempt::Taken(describe_mismatch(
+                &have[..got],
+                link,
+                precision,
+            )));
         }
-        let scan = scan_records(&mut file, size)?;
+        let scan = scan_records(&mut file, size, precision)?;
         if scan.end < size {
             file.set_len(scan.end)?;
         }
@@ -398,8 +445,8 @@ pub struct Scan {
 }
 
 /// Walks the record headers of a file whose global header matched. Reads headers
-/// only; payloads are skipped.
-fn scan_records(file: &mut File, size: u64) -> io::Result<Scan> {
+/// only; payloads are skipped. The timestamps are kept at microseconds.
+fn scan_records(file: &mut File, size: u64, precision: Precision) -> io::Result<Scan> {
     file.seek(SeekFrom::Start(GLOBAL_HEADER_LEN as u64))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut scan = Scan {
@@ -422,17 +469,21 @@ fn scan_records(file: &mut File, size: u64) -> io::Result<Scan> {
         reader.seek_relative(incl as i64)?;
         scan.end += RECORD_HEADER_LEN as u64 + incl;
         scan.records += 1;
-        let ts = UnixMicros(word(0) as i64 * 1_000_000 + word(4) as i64);
+        let frac = match precision {
+            Precision::Micro => word(4) as i64,
+            Precision::Nano => word(4) as i64 / 1000,
+        };
+        let ts = UnixMicros(word(0) as i64 * 1_000_000 + frac);
         scan.first_ts.get_or_insert(ts);
         scan.last_ts = Some(ts);
     }
 }
 
-fn describe_mismatch(have: &[u8], link: LinkType) -> String {
+fn describe_mismatch(have: &[u8], link: LinkType, precision: Precision) -> String {
     match PcapHeader::from_slice(have) {
         Ok((_, h)) => format!(
-            "it is a pcap v{}.{} file with link type {:?}, snaplen {}, {:?} timestamps, {:?}-endian; bsc writes v2.4, {:?}, snaplen {SNAPLEN}, microseconds, {:?}-endian",
-            h.version_major, h.version_minor, h.datalink, h.snaplen, h.ts_resolution, h.endianness, link.datalink(), Endianness::native()
+            "it is a pcap v{}.{} file with link type {:?}, snaplen {}, {:?} timestamps, {:?}-endian; bsc writes v2.4, {:?}, snaplen {SNAPLEN}, {:?} timestamps, {:?}-endian",
+            h.version_major, h.version_minor, h.datalink, h.snaplen, h.ts_resolution, h.endianness, link.datalink(), precision.resolution(), Endianness::native()
         ),
         Err(_) => "it is not a pcap file".to_string(),
     }
@@ -464,7 +515,7 @@ mod tests {
 
     #[test]
     fn header_bytes_match_ait_on_little_endian() {
-        let h = global_header(LinkType::User0);
+        let h = global_header(LinkType::User0, Precision::Micro);
         if cfg!(target_endian = "little") {
             // From AIT's file (reference/57): d4c3b2a1 0200 0400 ... ffff0000 93000000
             assert_eq!(
@@ -477,7 +528,7 @@ mod tests {
         }
         assert_eq!(
             u32::from_ne_bytes(
-                global_header(LinkType::Ethernet)[20..24]
+                global_header(LinkType::Ethernet, Precision::Micro)[20..24]
                     .try_into()
                     .unwrap()
             ),
@@ -488,7 +539,13 @@ mod tests {
     #[test]
     fn record_encoding() {
         let mut out = Vec::new();
-        let n = encode_record(&mut out, UnixMicros(1_795_845_904_000_123), b"hello", 5);
+        let n = encode_record(
+            &mut out,
+            Precision::Micro,
+            UnixMicros(1_795_845_904_000_123).into(),
+            b"hello",
+            5,
+        );
         assert_eq!(n, 21);
         assert_eq!(
             u32::from_ne_bytes(out[0..4].try_into().unwrap()),
@@ -501,9 +558,86 @@ mod tests {
         // Oversized: cut to the snaplen, orig_len keeps the truth.
         let big = vec![7u8; 70_000];
         out.clear();
-        encode_record(&mut out, UnixMicros(0), &big, big.len());
+        encode_record(
+            &mut out,
+            Precision::Micro,
+            UnixMicros(0).into(),
+            &big,
+            big.len(),
+        );
         assert_eq!(out.len(), 16 + 65535);
         assert_eq!(u32::from_ne_bytes(out[12..16].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn nanosecond_header_and_records() {
+        let h = global_header(LinkType::User0, Precision::Nano);
+        assert_eq!(u32::from_ne_bytes(h[0..4].try_into().unwrap()), 0xa1b2_3c4d);
+        if cfg!(target_endian = "little") {
+            assert_eq!(h[0..4], [0x4d, 0x3c, 0xb2, 0xa1]);
+        }
+        // Only the magic differs from the microsecond header.
+        assert_eq!(
+            h[4..],
+            global_header(LinkType::User0, Precision::Micro)[4..]
+        );
+        let (_, parsed) = PcapHeader::from_slice(&h).unwrap();
+        assert_eq!(parsed.ts_resolution, TsResolution::NanoSecond);
+        assert_eq!(parsed.datalink, DataLink::USER0);
+
+        let ts = UnixNanos(1_795_845_904_000_123_456);
+        let mut out = Vec::new();
+        assert_eq!(encode_record(&mut out, Precision::Nano, ts, b"hi", 2), 18);
+        let word = |o: &[u8], i: usize| u32::from_ne_bytes(o[i..i + 4].try_into().unwrap());
+        assert_eq!(word(&out, 0), 1_795_845_904);
+        assert_eq!(word(&out, 4), 123_456);
+        assert_eq!(word(&out, 8), 2);
+        assert_eq!(word(&out, 12), 2);
+        assert_eq!(&out[16..], b"hi");
+        // The same instant in a microsecond file: truncated to the microsecond.
+        out.clear();
+        encode_record(&mut out, Precision::Micro, ts, b"hi", 2);
+        assert_eq!(word(&out, 0), 1_795_845_904);
+        assert_eq!(word(&out, 4), 123);
+    }
+
+    #[test]
+    fn precisions_never_mix_in_one_file() {
+        let dir = temp_dir("precision");
+        let d = sys::open_dir_beneath(&dir, &[], false).unwrap();
+        let open_at = |name: &str, p: Precision| {
+            PcapFile::open(&d, name, dir.join(name), LinkType::User0, p, true, &|_| {
+                false
+            })
+            .unwrap()
+        };
+        for (name, made, other) in [
+            ("n.pcap", Precision::Nano, Precision::Micro),
+            ("u.pcap", Precision::Micro, Precision::Nano),
+        ] {
+            let (mut f, how) = ready(open_at(name, made));
+            assert_eq!(how, Opened::Created);
+            let mut buf = Vec::new();
+            encode_record(&mut buf, made, UnixNanos(1_000_000_789), b"one", 3);
+            f.append(&buf, 1).unwrap();
+            drop(f);
+            let before = std::fs::read(dir.join(name)).unwrap();
+            match open_at(name, other) {
+                Attempt::Taken(why) => assert!(why.contains("timestamps"), "{why}"),
+                Attempt::Ready(..) => panic!("{name}: {made:?} file opened for {other:?}"),
+            }
+            assert_eq!(std::fs::read(dir.join(name)).unwrap(), before);
+            // The same precision appends, and the scan reads its timestamps.
+            let (f, how) = ready(open_at(name, made));
+            assert_eq!(how, Opened::Appended { torn_bytes: 0 });
+            assert_eq!(f.earlier().first_ts, Some(UnixMicros(1_000_000)));
+        }
+        // pcap-file reads the nanosecond file at nanoseconds.
+        let mut r = PcapReader::new(File::open(dir.join("n.pcap")).unwrap()).unwrap();
+        assert_eq!(r.header().ts_resolution, TsResolution::NanoSecond);
+        let p = r.next_packet().unwrap().unwrap();
+        assert_eq!(p.timestamp.as_nanos(), 1_000_000_789);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// Opens `path` as a handler would (its folder created).
@@ -515,6 +649,7 @@ mod tests {
             name,
             path.to_path_buf(),
             LinkType::User0,
+            Precision::Micro,
             may_append,
             &|_| false,
         )
@@ -536,7 +671,13 @@ mod tests {
         let (mut f, how) = ready(open(&path, true));
         assert_eq!(how, Opened::Created);
         let mut buf = Vec::new();
-        encode_record(&mut buf, UnixMicros(1_000_000), b"one", 3);
+        encode_record(
+            &mut buf,
+            Precision::Micro,
+            UnixMicros(1_000_000).into(),
+            b"one",
+            3,
+        );
         f.append(&buf, 1).unwrap();
         drop(f);
 
@@ -548,7 +689,13 @@ mod tests {
         assert_eq!(how, Opened::Appended { torn_bytes: 0 });
         assert_eq!(f.bytes(), 24 + 19);
         buf.clear();
-        encode_record(&mut buf, UnixMicros(2_000_000), b"two", 3);
+        encode_record(
+            &mut buf,
+            Precision::Micro,
+            UnixMicros(2_000_000).into(),
+            b"two",
+            3,
+        );
         // Simulate a crash in the middle of this record.
         f.file.write_all(&buf[..10]).unwrap();
         drop(f);
@@ -577,7 +724,7 @@ mod tests {
     fn foreign_headers_and_links_are_never_touched() {
         let dir = temp_dir("foreign");
         let path = dir.join("x.pcap");
-        std::fs::write(&path, global_header(LinkType::Ethernet)).unwrap();
+        std::fs::write(&path, global_header(LinkType::Ethernet, Precision::Micro)).unwrap();
         match open(&path, true) {
             Attempt::Taken(reason) => assert!(reason.contains("ETHERNET"), "{reason}"),
             Attempt::Ready(..) => panic!("foreign header accepted"),
@@ -591,11 +738,11 @@ mod tests {
         );
         assert_eq!(
             std::fs::read(&path).unwrap(),
-            global_header(LinkType::Ethernet)
+            global_header(LinkType::Ethernet, Precision::Micro)
         );
         // A symlink is never written through, even to a valid pcap file.
         let target = dir.join("t.pcap");
-        std::fs::write(&target, global_header(LinkType::User0)).unwrap();
+        std::fs::write(&target, global_header(LinkType::User0, Precision::Micro)).unwrap();
         std::os::unix::fs::symlink(&target, dir.join("l.pcap")).unwrap();
         let d = sys::open_dir_beneath(&dir, &[], false).unwrap();
         match PcapFile::open(
@@ -603,6 +750,7 @@ mod tests {
             "l.pcap",
             dir.join("l.pcap"),
             LinkType::User0,
+            Precision::Micro,
             true,
             &|_| false,
         )

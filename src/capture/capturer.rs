@@ -20,7 +20,7 @@ use mio::{Interest, Registry, Token};
 use super::ethernet::{self, PacketSocket};
 use super::tcp::{ReadOutcome, State as TcpState, TcpClient};
 use super::udp;
-use crate::clock::UnixMicros;
+use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{Address, ConnType, HandlerSpec};
 use crate::sys::{self, Peer};
 use crate::{info, warn};
@@ -37,10 +37,12 @@ pub struct Unit<'a> {
     pub data: &'a [u8],
     /// The unit's real length (more than `data` when the source had to cut it).
     pub orig_len: usize,
-    /// When bsc read it.
-    pub read_at: UnixMicros,
-    /// When the kernel received it, if the source reports that.
-    pub kernel_at: Option<UnixMicros>,
+    /// When bsc read it (nanoseconds, for nanosecond files; everything else
+    /// uses its microsecond).
+    pub read_at: UnixNanos,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, nanoseconds), if the
+    /// source reports that.
+    pub kernel_at: Option<UnixNanos>,
     pub peer: Peer,
     /// Whether the bytes are part of a byte stream (tcp), to be framed across
     /// reads, rather than a datagram or frame whole in itself.
@@ -330,14 +332,14 @@ impl Capturer {
         &mut self,
         registry: &Registry,
         batch: &mut sys::Batch,
-        now: impl Fn() -> UnixMicros,
+        now: impl Fn() -> UnixNanos,
         mut deliver: impl FnMut(&Unit, &[usize]),
     ) -> Drained {
         let fd = match &mut self.source {
             Source::Udp(s) => s.as_raw_fd(),
             Source::Ethernet(p) => p.as_raw_fd(),
             Source::Tcp(client) => {
-                if let Some(at) = client.on_ready(registry, now()) {
+                if let Some(at) = client.on_ready(registry, now().micros()) {
                     return Drained::Timer(at);
                 }
                 for _ in 0..READ_BUDGET {
@@ -384,10 +386,7 @@ impl Capturer {
                 if let Some(d) = info.drops {
                     self.kernel_drops = d;
                 }
-                let kernel_at = info
-                    .received
-                    .kernel_time
-                    .map(|d| UnixMicros(d.as_micros() as i64));
+                let kernel_at = info.received.kernel_time.map(UnixNanos::from_duration);
                 // The clock is read per unit, and only when a record needs it.
                 let read_at = match kernel_at {
                     Some(k) if !self.read_time_wanted => k,

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+pub use crate::pcap::Precision;
+
 /// Every name a value may be written as; a value's first name is its own.
 pub type Names<T> = [(&'static str, T)];
 
@@ -94,6 +96,16 @@ impl Timestamps {
     }
 }
 
+/// The resolution of a handler's record timestamps (`timestamp_precision`).
+impl Precision {
+    pub const NAMES: &'static Names<Precision> =
+        &[("us", Precision::Micro), ("ns", Precision::Nano)];
+
+    pub fn as_str(self) -> &'static str {
+        name(Self::NAMES, self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +131,12 @@ mod tests {
                 Timestamps::Kernel | Timestamps::Read => {}
             }
             assert_eq!(parse(Timestamps::NAMES, t.as_str()), Some(t));
+        }
+        for p in Precision::ALL {
+            match p {
+                Precision::Micro | Precision::Nano => {}
+            }
+            assert_eq!(parse(Precision::NAMES, p.as_str()), Some(p));
         }
         assert_eq!(list(ConnType::NAMES), "udp, tcp, ethernet");
         assert_eq!(ConnType::parse("UDP"), None);

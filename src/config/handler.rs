@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::address::{validate_host, Address};
-use super::choices::{ConnType, Direction, Timestamps};
+use super::choices::{ConnType, Direction, Precision, Timestamps};
 use super::fields::{describe, field_err, FieldError, Fields};
 use super::typos;
 use crate::framing::{self, Framing};
@@ -80,6 +80,8 @@ pub struct HandlerSpec {
     pub record_source: bool,
     /// udp and ethernet: which time stamps a record.
     pub timestamps: Timestamps,
+    /// The resolution of record timestamps, and so of the file's header.
+    pub timestamp_precision: Precision,
     /// How often written records are forced to the disk (`None`: only on close).
     pub fsync_interval: Option<Duration>,
     /// Retention: at most this many files of this handler (the open one included).
@@ -96,7 +98,7 @@ pub struct HandlerSpec {
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-pub const HANDLER_KEYS: [&str; 27] = [
+pub const HANDLER_KEYS: [&str; 28] = [
     "name",
     "conn_type",
     "address",
@@ -115,6 +117,7 @@ pub const HANDLER_KEYS: [&str; 27] = [
     "interface",
     "record_source",
     "timestamps",
+    "timestamp_precision",
     "fsync_interval_s",
     "max_files",
     "max_bytes",
@@ -514,6 +517,8 @@ impl HandlerSpec {
         };
         let record_source = f.boolean("record_source", false)?;
         let timestamps = f.choice("timestamps", Timestamps::NAMES, Timestamps::Kernel)?;
+        let timestamp_precision =
+            f.choice("timestamp_precision", Precision::NAMES, Precision::Micro)?;
 
         // 0: only when a file closes.
         let fsync_interval =
@@ -569,6 +574,7 @@ impl HandlerSpec {
             interface,
             record_source,
             timestamps,
+            timestamp_precision,
             fsync_interval,
             max_files,
             max_bytes,
@@ -686,6 +692,10 @@ impl HandlerSpec {
         m.insert(
             "fsync_interval_s".into(),
             json!(self.fsync_interval.map_or(0.0, |d| d.as_secs_f64())),
+        );
+        m.insert(
+            "timestamp_precision".into(),
+            json!(self.timestamp_precision.as_str()),
         );
         let timestamps = json!(self.timestamps.as_str());
         match self.conn_type {
@@ -1257,6 +1267,17 @@ mod tests {
             Timestamps::Kernel
         );
         assert!(spec(base("tcp", "h", "timestamps", json!("kernel"))).is_err());
+        // timestamp_precision: every kind of source, `us` by default.
+        for (kind, host) in [("udp", ""), ("tcp", "h"), ("ethernet", "eth0")] {
+            let ns = spec(base(kind, host, "timestamp_precision", json!("ns"))).unwrap();
+            assert_eq!(ns.timestamp_precision, Precision::Nano);
+            assert_eq!(ns.to_json()["timestamp_precision"], json!("ns"));
+            let us = spec(base(kind, host, "timestamp_precision", json!(null))).unwrap();
+            assert_eq!(us.timestamp_precision, Precision::Micro);
+            assert_eq!(us.to_json()["timestamp_precision"], json!("us"));
+        }
+        let e = spec(base("udp", "", "timestamp_precision", json!("ms"))).unwrap_err();
+        assert!(e.message.contains("us, ns"), "{}", e.message);
         assert!(spec(base("tcp", "10.0.0.1", "reconnect_max_s", json!(0.1)))
             .unwrap_err()
             .message

@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::capture::capturer::Unit;
-use crate::clock::UnixMicros;
+use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps};
 use crate::ipudp;
 use crate::log::{self, Level};
 use crate::paths::CapturePath;
-use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Vanished};
+use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
 use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
 use crate::telemetry::UnitPath;
@@ -407,16 +407,19 @@ impl Handler {
         {
             return Recorded::default();
         }
-        let ts = match (self.spec.timestamps, unit.kernel_at) {
+        // `at` goes into the record (a nanosecond file keeps all of it);
+        // everything else works on its microsecond.
+        let at = match (self.spec.timestamps, unit.kernel_at) {
             (Timestamps::Kernel, Some(k)) => k,
             _ => unit.read_at,
         };
+        let ts = at.micros();
         let source = match (self.link, unit.peer) {
             (LinkType::Ipv4 | LinkType::Ipv6, Peer::Inet(src)) => Some(src),
             _ => None,
         };
         if let Some(mut units) = self.units.take() {
-            let outcome = self.record_units(&mut units, unit, ts, source);
+            let outcome = self.record_units(&mut units, unit, at, source);
             self.units = Some(units);
             return outcome;
         }
@@ -425,18 +428,19 @@ impl Handler {
             self.stats.records_lost += 1;
             return Recorded::default();
         }
-        self.record_at(ts, unit.data, unit.orig_len, source)
+        self.record_at(at, unit.data, unit.orig_len, source)
     }
 
-    /// Records the units `units` cuts `unit` into, each stamped `ts` (the read
+    /// Records the units `units` cuts `unit` into, each stamped `at` (the read
     /// that completed it); see [`crate::telemetry`].
     fn record_units(
         &mut self,
         units: &mut UnitPath,
         unit: &Unit,
-        ts: UnixMicros,
+        at: UnixNanos,
         source: Option<SocketAddr>,
     ) -> Recorded {
+        let ts = at.micros();
         let mut outcome = Recorded::default();
         // Without framing the unit is the read: keep what the source cut off.
         let cut = match self.spec.framing {
@@ -450,7 +454,7 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return;
             }
-            let r = self.write_record(ts, data, data.len() + cut, source);
+            let r = self.write_record(at, data, data.len() + cut, source);
             outcome.needs_flush |= r.needs_flush;
             outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
         });
@@ -469,28 +473,31 @@ impl Handler {
         self.units.as_deref()
     }
 
-    /// Records `payload` (really `orig_len` long) stamped `ts`, behind synthesized
+    /// Records `payload` (really `orig_len` long) stamped `at`, behind synthesized
     /// IP/UDP headers from `source` when the handler records sources.
     fn record_at(
         &mut self,
-        ts: UnixMicros,
+        at: UnixNanos,
         payload: &[u8],
         orig_len: usize,
         source: Option<SocketAddr>,
     ) -> Recorded {
-        self.stats.count(ts, orig_len);
-        self.write_record(ts, payload, orig_len, source)
+        self.stats.count(at.micros(), orig_len);
+        self.write_record(at, payload, orig_len, source)
     }
 
-    /// Writes `data` (really `orig_len` long) as one record stamped `ts`,
-    /// rotating or opening a file first if due; counts nothing but failures.
+    /// Writes `data` (really `orig_len` long) as one record stamped `at` (at the
+    /// handler's `timestamp_precision`), rotating or opening a file first if due;
+    /// counts nothing but failures.
     fn write_record(
         &mut self,
-        ts: UnixMicros,
+        at: UnixNanos,
         data: &[u8],
         orig_len: usize,
         source: Option<SocketAddr>,
     ) -> Recorded {
+        let ts = at.micros();
+        let precision = self.spec.timestamp_precision;
         let mut outcome = Recorded::default();
         let headers = match self.link {
             LinkType::Ipv4 => ipudp::V4_HEADERS,
@@ -528,14 +535,21 @@ impl Handler {
             f.last_ts = Some(ts);
         }
         if headers == 0 {
-            pcap::encode_record(&mut self.pending, ts, data, orig_len.max(data.len()));
+            pcap::encode_record(
+                &mut self.pending,
+                precision,
+                at,
+                data,
+                orig_len.max(data.len()),
+            );
         } else {
             let unspecified = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             let src = source.unwrap_or(unspecified);
             let dst = self.local.unwrap_or(unspecified);
             pcap::record_header(
                 &mut self.pending,
-                ts,
+                precision,
+                at,
                 captured,
                 headers + orig_len.max(data.len()),
             );
@@ -635,8 +649,20 @@ impl Handler {
             return Some(last);
         }
         let busy = |id| self.storage.is_busy(id);
+        // Repaired at the precision it was written at: the handler's, or the
+        // other if the config changed while bsc was stopped.
+        let mut precisions = Precision::ALL;
+        precisions.sort_by_key(|&p| p != self.spec.timestamp_precision);
         let opened = crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
-            PcapFile::open(&dir, &name, last.path.clone(), self.link, true, &busy)
+            let mut attempt = Attempt::Taken(String::new());
+            for precision in precisions {
+                let path = last.path.clone();
+                attempt = PcapFile::open(&dir, &name, path, self.link, precision, true, &busy)?;
+                if matches!(attempt, Attempt::Ready(..)) {
+                    break;
+                }
+            }
+            Ok(attempt)
         });
         match opened {
             Ok(Attempt::Ready(f, how)) => {
@@ -763,8 +789,16 @@ impl Handler {
                 Attempt::Taken("bsc closed it before: it is final".into())
             } else {
                 let name = candidate.file_name();
-                PcapFile::open(&dir, name, path.clone(), self.link, !self.opened_any, &busy)
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?
+                PcapFile::open(
+                    &dir,
+                    name,
+                    path.clone(),
+                    self.link,
+                    self.spec.timestamp_precision,
+                    !self.opened_any,
+                    &busy,
+                )
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?
             };
             match attempt {
                 Attempt::Ready(file, how) => {
@@ -1216,7 +1250,7 @@ mod tests {
             self.record(&Unit {
                 data,
                 orig_len,
-                read_at: ts,
+                read_at: ts.into(),
                 kernel_at: None,
                 peer: Peer::Unknown,
                 stream: false,
