@@ -148,6 +148,17 @@ pub fn record_header(
     out.extend_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
 }
 
+/// The precision of the bsc file `name` in `dir` (any link type), by its magic;
+/// `None` when it cannot be read or is not a pcap file bsc writes.
+pub fn precision_of(dir: &OwnedFd, name: &str) -> Option<Precision> {
+    let mut file = sys::open_file_at(dir, name, OpenMode::Existing).ok()?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic).ok()?;
+    Precision::ALL
+        .into_iter()
+        .find(|&p| global_header(LinkType::User0, p)[..4] == magic)
+}
+
 /// How [`PcapFile::open`] made a file ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {
@@ -632,6 +643,9 @@ mod tests {
             assert_eq!(how, Opened::Appended { torn_bytes: 0 });
             assert_eq!(f.earlier().first_ts, Some(UnixMicros(1_000_000)));
         }
+        assert_eq!(precision_of(&d, "n.pcap"), Some(Precision::Nano));
+        assert_eq!(precision_of(&d, "u.pcap"), Some(Precision::Micro));
+        assert_eq!(precision_of(&d, "none.pcap"), None);
         // pcap-file reads the nanosecond file at nanoseconds.
         let mut r = PcapReader::new(File::open(dir.join("n.pcap")).unwrap()).unwrap();
         assert_eq!(r.header().ts_resolution, TsResolution::NanoSecond);

@@ -645,7 +645,15 @@ impl Handler {
             .spec
             .file_path(&self.root, now.to_datetime(), last.seq)
             .is_ok_and(|p| p.full() == last.unnumbered);
-        if may_resume && same_name {
+        // A file left at the other precision (the config changed while bsc was
+        // stopped) is never appended to: it is closed like any other.
+        let own_precision = || {
+            crate::storage::dir_of(&last.trusted, &last.path)
+                .ok()
+                .and_then(|(dir, name)| pcap::precision_of(&dir, &name))
+                .is_none_or(|p| p == self.spec.timestamp_precision)
+        };
+        if may_resume && same_name && own_precision() {
             return Some(last);
         }
         let busy = |id| self.storage.is_busy(id);

@@ -322,6 +322,8 @@ impl Drop for SmallFs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub ts_us: u64,
+    /// The timestamp to the nanosecond (a microsecond file's times 1000).
+    pub ts_ns: u64,
     pub orig_len: u32,
     pub data: Vec<u8>,
 }
@@ -337,6 +339,7 @@ pub fn read_pcap(path: &Path) -> (u32, u32, Vec<Record>) {
         let p = p.unwrap_or_else(|e| panic!("{}: record {}: {e}", path.display(), out.len()));
         out.push(Record {
             ts_us: p.timestamp.as_micros() as u64,
+            ts_ns: p.timestamp.as_nanos() as u64,
             orig_len: p.orig_len,
             data: p.data.into_owned(),
         });
