@@ -226,3 +226,36 @@ fn a_file_left_open_is_appended_to_only_at_its_own_precision() {
         assert_eq!(mode & 0o222, 0, "the left-open {first} file was made final");
     }
 }
+
+#[test]
+fn tcp_reads_are_stamped_to_the_nanosecond() {
+    use std::io::Write;
+    let dir = TempDir::new("nanos-tcp");
+    let root = dir.path().join("cap");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": &root}, "handlers": [
+            {"name": "t", "conn_type": "tcp", "address": ["127.0.0.1", port],
+             "timestamp_precision": "ns", "file_name_pattern": "t.pcap"},
+        ]}),
+    );
+    let (mut conn, _) = listener.accept().unwrap();
+    let path = root.join("t.pcap");
+    // One write at a time, each waited for: one read, one record.
+    for i in 0..20 {
+        conn.write_all(format!("read {i:02}").as_bytes()).unwrap();
+        wait_until("the read recorded", || count_records(&path) == i + 1);
+    }
+    assert!(bsc.stop().success());
+    assert_eq!(magic(&path), 0xa1b2_3c4d_u32.to_ne_bytes());
+    let (_, _, records) = read_pcap(&path);
+    assert_eq!(records.len(), 20);
+    assert!(
+        records.iter().any(|r| r.ts_ns % 1000 != 0),
+        "read times with no sub-microsecond digits: {:?}",
+        records.iter().map(|r| r.ts_ns).collect::<Vec<_>>()
+    );
+    assert!(records.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+}
