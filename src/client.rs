@@ -834,6 +834,10 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
                 ),
                 number(e, "records_lost").to_string(),
                 number(e, "kernel_drops").to_string(),
+                // Telemetry units the sequence counters say never arrived.
+                e.pointer("/sequence/missing")
+                    .and_then(Value::as_u64)
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
                 if file.is_some() {
                     human_bytes(number(e, "current_file_bytes"))
                 } else {
@@ -857,6 +861,7 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
             ("LAST PACKET", Right),
             ("LOST", Right),
             ("DROPS", Right),
+            ("MISSING", Right),
             ("SIZE", Right),
             ("FILE", Left),
         ],
@@ -1333,7 +1338,8 @@ mod tests {
                 {"name": "tlm", "packets": 1234, "rate_bytes_per_s": 1500.0,
                  "last_packet_at": "2026-11-28T09:59:57.000000Z",
                  "current_file": "/data/2026-11-28-tlm.pcap", "current_file_bytes": 2_500_000,
-                 "records_lost": 0, "kernel_drops": 7, "state": "ok"},
+                 "records_lost": 0, "kernel_drops": 7, "state": "ok",
+                 "sequence": {"gaps": 3, "missing": 12}},
                 {"name": "tlm-copy", "packets": 0, "rate_bytes_per_s": 0.0, "last_packet_at": null,
                  "current_file": null, "current_file_bytes": 0,
                  "records_lost": 3, "kernel_drops": 7, "state": "degraded",
@@ -1365,10 +1371,10 @@ mod tests {
         let now = UnixMicros(1_795_860_000_000_000);
         let out = status_table(&stats, &capturers, now);
         let want = "\
-HANDLER   ADDRESS            STATE        PACKETS      RATE  LAST PACKET  LOST  DROPS    SIZE  FILE
-ground    tcp 10.0.0.5:9000  ok, backoff       10     0 B/s       2h ago     0      0   512 B  /data/ground.pcap
-tlm       udp *:8500         ok              1234  1.5 kB/s       3s ago     0      7  2.5 MB  /data/2026-11-28-tlm.pcap
-tlm-copy  udp *:8500         degraded           0     0 B/s        never     3      7       -  (none open)
+HANDLER   ADDRESS            STATE        PACKETS      RATE  LAST PACKET  LOST  DROPS  MISSING    SIZE  FILE
+ground    tcp 10.0.0.5:9000  ok, backoff       10     0 B/s       2h ago     0      0        -   512 B  /data/ground.pcap
+tlm       udp *:8500         ok              1234  1.5 kB/s       3s ago     0      7       12  2.5 MB  /data/2026-11-28-tlm.pcap
+tlm-copy  udp *:8500         degraded           0     0 B/s        never     3      7        -       -  (none open)
 
 ground: backoff: connection refused (next attempt at 2026-11-28T10:00:02.000000Z)
 tlm-copy: degraded: cannot write: no space left on device
