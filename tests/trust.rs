@@ -70,6 +70,18 @@ fn send_and_wait(bsc: &Bsc, port: u16, payload: &[u8], packets: u64) {
     });
 }
 
+/// `POST /<name>/start` of a UDP handler on 127.0.0.1:`port` with `extra` fields.
+fn start_udp(bsc: &Bsc, name: &str, port: u16, extra: &[(&str, &str)]) -> (u16, Value) {
+    let port = port.to_string();
+    let mut fields = vec![
+        ("loc", "127.0.0.1"),
+        ("port", port.as_str()),
+        ("conn_type", "udp"),
+    ];
+    fields.extend_from_slice(extra);
+    bsc.form("POST", &format!("/{name}/start"), &form(&fields))
+}
+
 /// Starts bsc on `root` with no config handlers (API only).
 fn api_only(dir: &Path, root: &Path) -> Bsc {
     Bsc::with_config(dir, &config(root, vec![]))
@@ -86,17 +98,15 @@ fn rotate_metadata_can_never_move_files_outside_the_root() {
     // `{a}/<abs path>`: with a=x inside the root; with an empty a it would be
     // the absolute folder `outside`.
     let escape = format!("{{a}}{}", outside.display());
-    let (status, body) = bsc.form(
-        "POST",
-        "/esc/start",
-        &form(&[
-            ("loc", "127.0.0.1"),
-            ("port", &port.to_string()),
-            ("conn_type", "udp"),
+    let (status, body) = start_udp(
+        &bsc,
+        "esc",
+        port,
+        &[
             ("path", &escape),
             ("a", "x"),
             ("file_name_pattern", "f.pcap"),
-        ]),
+        ],
     );
     assert_eq!(status, 201, "{body}");
     assert!(body["log_file_path"]
@@ -110,17 +120,7 @@ fn rotate_metadata_can_never_move_files_outside_the_root() {
     }
     // `.{a}.` renders `..` with an empty value: refused at start and at rotate.
     let port2 = free_udp_port();
-    let (status, _) = bsc.form(
-        "POST",
-        "/dots/start",
-        &form(&[
-            ("loc", "127.0.0.1"),
-            ("port", &port2.to_string()),
-            ("conn_type", "udp"),
-            ("path", ".{a}."),
-            ("a", ""),
-        ]),
-    );
+    let (status, _) = start_udp(&bsc, "dots", port2, &[("path", ".{a}."), ("a", "")]);
     assert_eq!(status, 400);
     send_and_wait(&bsc, port, b"inside", 1);
     let (status, _) = bsc.form("POST", "/esc/rotate", &form(&[("a", "y")]));
@@ -215,32 +215,21 @@ fn hostile_names_never_reach_the_journal_or_delete_anything() {
         ("mission", "x\u{7f}".to_string()),
         ("mission", "esc\u{1b}[2J".to_string()),
     ] {
-        let (status, body) = bsc.form(
-            "POST",
-            "/h/start",
-            &form(&[
-                ("loc", "127.0.0.1"),
-                ("port", &port.to_string()),
-                ("conn_type", "udp"),
-                (field, &value),
-            ]),
-        );
+        let (status, body) = start_udp(&bsc, "h", port, &[(field, &value)]);
         assert_eq!(status, 400, "{field}={value:?}: {body}");
         assert!(body["error"].as_str().unwrap().contains(field), "{body}");
     }
     // A legitimate handler with retention, then a restart: the journal is JSON
     // lines, and nothing but bsc's own files is deleted.
-    let (status, body) = bsc.form(
-        "POST",
-        "/h/start",
-        &form(&[
-            ("loc", "127.0.0.1"),
-            ("port", &port.to_string()),
-            ("conn_type", "udp"),
+    let (status, body) = start_udp(
+        &bsc,
+        "h",
+        port,
+        &[
             ("file_name_pattern", "h.pcap"),
             ("rotate_max_packets", "1"),
             ("max_files", "1"),
-        ]),
+        ],
     );
     assert_eq!(status, 201, "{body}");
     for i in 0..4u64 {
@@ -1005,17 +994,15 @@ fn two_names_for_one_folder_never_give_one_file_two_writers() {
         ),
     );
     send_and_wait(&bsc, pa, b"from a", 1);
-    let (status, body) = bsc.form(
-        "POST",
-        "/b/start",
-        &form(&[
-            ("loc", "127.0.0.1"),
-            ("port", &pb.to_string()),
-            ("conn_type", "udp"),
+    let (status, body) = start_udp(
+        &bsc,
+        "b",
+        pb,
+        &[
             ("path", "sub"),
             ("file_name_pattern", "f.pcap"),
             ("rotate_log", "false"),
-        ]),
+        ],
     );
     assert_eq!(status, 201, "{body}");
     send_and_wait(&bsc, pb, b"from b", 1);
@@ -1125,16 +1112,14 @@ fn a_handler_moved_to_another_address_goes_on_after_its_highest_file() {
     let root = dir.path().join("root");
     let bsc = api_only(dir.path(), &root);
     let start = |port: u16| {
-        bsc.form(
-            "POST",
-            "/n/start",
-            &form(&[
-                ("loc", "127.0.0.1"),
-                ("port", &port.to_string()),
-                ("conn_type", "udp"),
+        start_udp(
+            &bsc,
+            "n",
+            port,
+            &[
                 ("file_name_pattern", "{name}-{seq}.pcap"),
                 ("max_files", "1"),
-            ]),
+            ],
         )
         .0
     };
@@ -1331,15 +1316,7 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
     }
     let bsc = api_only(dir.path(), &root);
     let port = free_udp_port();
-    let (status, _) = bsc.form(
-        "POST",
-        "/s/start",
-        &form(&[
-            ("loc", "127.0.0.1"),
-            ("port", &port.to_string()),
-            ("conn_type", "udp"),
-        ]),
-    );
+    let (status, _) = start_udp(&bsc, "s", port, &[]);
     assert_eq!(status, 201);
     send_and_wait(&bsc, port, b"x", 1);
     assert!(bsc.stop().success());
@@ -1374,15 +1351,11 @@ fn seq_goes_on_when_a_name_comes_back_to_an_earlier_address() {
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let mut names = Vec::new();
     for port in [pa, pb, pa] {
-        let (status, _) = bsc.form(
-            "POST",
-            "/s/start",
-            &form(&[
-                ("loc", "127.0.0.1"),
-                ("port", &port.to_string()),
-                ("conn_type", "udp"),
-                ("file_name_pattern", "{name}-{seq}.pcap"),
-            ]),
+        let (status, _) = start_udp(
+            &bsc,
+            "s",
+            port,
+            &[("file_name_pattern", "{name}-{seq}.pcap")],
         );
         assert_eq!(status, 201);
         send_and_wait(&bsc, port, b"x", 1);
