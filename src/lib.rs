@@ -22,7 +22,8 @@
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
 //! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
-//! | [`manager::handler`] | one output stream: naming, file, pending buffer, stats |
+//! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
+//! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
@@ -49,10 +50,11 @@
 //! rotates if the period ended or a
 //! size/count limit is reached, opens the next file if none is open (named from
 //! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),
-//! encodes the record into its pending buffer → at the end of the wake-up (or once
-//! the buffer holds 1 MiB)
-//! [`manager::Manager::flush_dirty`] writes each dirty handler's buffer with one
-//! `write` → once a second [`manager::Manager::tick`] forces data to the disk,
+//! encodes the record header into its pending buffer and leaves the payload in
+//! its receive slot ([`manager::pending`]) → after each batch, before the slots
+//! are read into again ([`capture::capturer::Delivery::Reuse`]), the manager has
+//! each handler that received something write its records with one gathering
+//! `writev` → once a second [`manager::Manager::tick`] forces data to the disk,
 //! applies retention and the disk budget; closed files go to [`hooks`].
 //!
 //! # Path of a request
@@ -85,7 +87,8 @@
 //!   runs once per file; after a crash only the file left open may be resumed;
 //! - **names never repeat**: `{seq}` and `-N` go on after the last the journal
 //!   recorded for the handler's key, across reloads, restarts and retention;
-//! - every record read is handed to the kernel before the loop sleeps again;
+//! - every record read is handed to the kernel before the loop sleeps again, and
+//!   before the receive slot it lies in is read into again;
 //! - **bad input never stops capture**: framing state is per handler and per TCP
 //!   connection (dropped, counted, when the connection ends: [`capture::capturer::Drained::Ended`]);
 //!   garbage and bad units are skipped and counted; a handler without framing,

@@ -7,8 +7,11 @@
 //!   same file, checked whenever a handler is added or its metadata changes (and
 //!   [`crate::storage::Storage`] refuses a second writer for any open file);
 //! - only the manager changes a handler (its mutators are visible here only);
-//! - a handler with pending records is in `dirty` exactly once, so a wake-up
-//!   flushes only handlers that received something (idle ones cost nothing);
+//! - a handler with pending records is in `dirty`, so a batch is written by
+//!   the handlers that received something (idle ones cost nothing), each with
+//!   one gathering `writev`, before its receive slots are reused
+//!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
+//!   to the slots once a drain returns;
 //! - every open file with a rotation deadline has an entry in `timers`, and every
 //!   TCP capturer waiting for something (a back-off, a connect deadline) has one
 //!   in `capturer_timers` (entries may be stale: they are checked when they fire).
@@ -23,7 +26,7 @@ use mio::{Registry, Token};
 use serde_json::{Map, Value};
 
 use crate::capture::capturer::OpenError;
-pub use crate::capture::capturer::{Capturer, CapturerState, Drained, TcpStatus, Unit};
+pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, TcpStatus, Unit};
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
@@ -36,6 +39,7 @@ use crate::{error, info, warn};
 use handler::{journal_key, Handler, Recorded, FLUSH_AT};
 
 pub mod handler;
+pub mod pending;
 
 /// Index of a handler in the manager.
 pub type HandlerId = usize;
@@ -476,27 +480,39 @@ impl Manager {
         let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
-        let drained = cap.read(registry, batch, now, |unit, ids| {
-            *units_read += 1;
-            *longest_unit = (*longest_unit).max(unit.data.len());
-            for &hid in ids {
-                // Handler ids in a capturer always refer to live handlers.
-                let Some(Some(h)) = handlers.get_mut(hid) else {
-                    continue;
-                };
-                let Recorded {
-                    needs_flush,
-                    rotate_at,
-                } = h.record(unit);
-                if needs_flush {
-                    dirty.push(hid);
+        let drained = cap.read(registry, batch, now, |delivery| match delivery {
+            Delivery::Unit(unit, ids) => {
+                *units_read += 1;
+                *longest_unit = (*longest_unit).max(unit.data.len());
+                for &hid in ids {
+                    // Handler ids in a capturer always refer to live handlers.
+                    let Some(Some(h)) = handlers.get_mut(hid) else {
+                        continue;
+                    };
+                    let Recorded {
+                        needs_flush,
+                        rotate_at,
+                    } = h.record(unit);
+                    if needs_flush {
+                        dirty.push(hid);
+                    }
+                    // Units copied in a burst (framed TCP): write now rather
+                    // than hold them all.
+                    if h.pending_own_bytes() >= FLUSH_AT {
+                        *written_early += h.flush_from(unit.slots);
+                    }
+                    if let Some(at) = rotate_at {
+                        timers.insert((at, hid));
+                    }
                 }
-                // A burst of large units: write now rather than hold it all.
-                if h.pending_bytes() >= FLUSH_AT {
-                    *written_early += h.flush();
-                }
-                if let Some(at) = rotate_at {
-                    timers.insert((at, hid));
+            }
+            // Pending records refer to the slots: one gathering write per
+            // handler per batch, before the slots are read into again.
+            Delivery::Reuse(slots) => {
+                for hid in dirty.drain(..) {
+                    if let Some(Some(h)) = handlers.get_mut(hid) {
+                        *written_early += h.flush_from(slots);
+                    }
                 }
             }
         });

@@ -18,7 +18,7 @@
 //! only thing here that touches the file system.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,8 @@ pub const SNAPLEN: u32 = 65535;
 pub const GLOBAL_HEADER_LEN: usize = 24;
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 16;
+/// Most parts one `writev` takes (Linux's `UIO_MAXIOV`).
+pub const MAX_IOV: usize = 1024;
 
 /// The link types bsc writes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -338,11 +340,42 @@ impl PcapFile {
     /// on short writes). On failure the file is cut back to its last whole record;
     /// the error says whether that worked.
     pub fn append(&mut self, bytes: &[u8], records: u64) -> io::Result<()> {
-        match write_all(&mut self.file, bytes) {
+        self.append_parts(std::iter::once(bytes), records)
+    }
+
+    /// Appends the concatenation of `parts`, holding `records` whole records, with
+    /// one gathering `writev` per [`MAX_IOV`] parts (looping only on short
+    /// writes): record headers and payloads go from wherever they lie, the
+    /// payloads from the receive slots they arrived in. On failure the file is cut
+    /// back to its last whole record, as [`PcapFile::append`].
+    pub fn append_parts<'a>(
+        &mut self,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        records: u64,
+    ) -> io::Result<()> {
+        let mut parts = parts.into_iter().filter(|p| !p.is_empty()).peekable();
+        let mut written = 0u64;
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut outcome = Ok(());
+        while parts.peek().is_some() {
+            let mut n = 0;
+            for p in parts.by_ref().take(MAX_IOV) {
+                iov[n] = IoSlice::new(p);
+                n += 1;
+            }
+            match write_all_vectored(&mut self.file, &mut iov[..n]) {
+                Ok(bytes) => written += bytes,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        match outcome {
             Ok(()) => {
-                self.len += bytes.len() as u64;
+                self.len += written;
                 self.records += records;
-                self.unsynced |= !bytes.is_empty();
+                self.unsynced |= written > 0;
                 Ok(())
             }
             Err(e) => Err(match self.file.set_len(self.len) {
@@ -422,16 +455,22 @@ impl PcapFile {
     }
 }
 
-fn write_all(file: &mut File, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match file.write(buf) {
+/// Writes every byte of `iov` (one `writev`, more only after a short write);
+/// returns how many that was.
+fn write_all_vectored(file: &mut File, mut iov: &mut [IoSlice<'_>]) -> io::Result<u64> {
+    let mut total = 0u64;
+    while !iov.is_empty() {
+        match file.write_vectored(iov) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
-            Ok(n) => buf = &buf[n..],
+            Ok(n) => {
+                total += n as u64;
+                IoSlice::advance_slices(&mut iov, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {

@@ -630,9 +630,15 @@ impl Batch {
         }
     }
 
-    /// Slot `i` as a plain buffer (for a TCP read between batches).
+    /// Slot `i` as a plain buffer (for a TCP read).
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         &mut self.data[i * SLOT..(i + 1) * SLOT]
+    }
+
+    /// Every slot: the memory units lie in, for writing them from where they
+    /// arrived.
+    pub fn slots(&self) -> &[u8] {
+        &self.data
     }
 
     /// Unit `i` of the last batch: its bytes and what the kernel said of it.

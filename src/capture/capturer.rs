@@ -8,6 +8,11 @@
 //! without `framing` records it as one unit; one with framing cuts it into
 //! units, see [`crate::framing`]) and says when a connection ended
 //! ([`Drained::Ended`]), so that handlers drop a partial unit.
+//!
+//! Units stay in the batch's slots after they are delivered, so handlers write
+//! them from there ([`crate::manager::pending`]); before a slot is read into
+//! again, and before [`Capturer::read`] returns, it says so with
+//! [`Delivery::Reuse`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +40,10 @@ const TCP_READ_LEN: usize = 65535;
 pub struct Unit<'a> {
     /// The bytes captured.
     pub data: &'a [u8],
+    /// The receive slots `data` lies in (empty when it lies elsewhere): a
+    /// handler may refer to its bytes there until the next
+    /// [`Delivery::Reuse`].
+    pub slots: &'a [u8],
     /// The unit's real length (more than `data` when the source had to cut it).
     pub orig_len: usize,
     /// When bsc read it (nanoseconds, for nanosecond files; everything else
@@ -47,6 +56,15 @@ pub struct Unit<'a> {
     /// Whether the bytes are part of a byte stream (tcp), to be framed across
     /// reads, rather than a datagram or frame whole in itself.
     pub stream: bool,
+}
+
+/// What [`Capturer::read`] hands its callback.
+pub enum Delivery<'a> {
+    /// A unit, for the handlers with these ids.
+    Unit(&'a Unit<'a>, &'a [usize]),
+    /// The slots are about to be read into again (or the read ends): whatever
+    /// refers to them must be written now, from this memory.
+    Reuse(&'a [u8]),
 }
 
 /// The socket a capturer reads.
@@ -327,13 +345,14 @@ impl Capturer {
 
     /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing each to
     /// `deliver` with the ids of the handlers to feed; `batch` holds the units
-    /// (a TCP read uses its first slot).
+    /// (TCP reads go into its slots in turn), and `deliver` hears of each reuse
+    /// of the slots and of the end of the read ([`Delivery::Reuse`]).
     pub fn read(
         &mut self,
         registry: &Registry,
         batch: &mut sys::Batch,
         now: impl Fn() -> UnixNanos,
-        mut deliver: impl FnMut(&Unit, &[usize]),
+        mut deliver: impl FnMut(Delivery),
     ) -> Drained {
         let fd = match &mut self.source {
             Source::Udp(s) => s.as_raw_fd(),
@@ -342,26 +361,47 @@ impl Capturer {
                 if let Some(at) = client.on_ready(registry, now().micros()) {
                     return Drained::Timer(at);
                 }
+                let mut drained = Drained::More;
+                let mut filled = 0;
                 for _ in 0..READ_BUDGET {
-                    // One read, one record: at most TCP_READ_LEN bytes, into the
-                    // batch's first slot (nothing else uses it during this call).
-                    match client.read(registry, &mut batch.slot_mut(0)[..TCP_READ_LEN]) {
-                        ReadOutcome::Data(n) => deliver(
-                            &Unit {
-                                data: &batch.slot_mut(0)[..n],
-                                orig_len: n,
-                                read_at: now(),
-                                kernel_at: None,
-                                peer: Peer::Unknown,
-                                stream: true,
-                            },
-                            &self.handlers,
-                        ),
-                        ReadOutcome::WouldBlock => return Drained::Empty,
-                        ReadOutcome::Ended(at) => return Drained::Ended(at),
+                    if filled == sys::BATCH {
+                        deliver(Delivery::Reuse(batch.slots()));
+                        filled = 0;
+                    }
+                    // One read, one record without framing: at most TCP_READ_LEN
+                    // bytes, into the next slot.
+                    match client.read(registry, &mut batch.slot_mut(filled)[..TCP_READ_LEN]) {
+                        ReadOutcome::Data(n) => {
+                            let slot = filled * sys::SLOT;
+                            let slots = batch.slots();
+                            deliver(Delivery::Unit(
+                                &Unit {
+                                    data: &slots[slot..slot + n],
+                                    slots,
+                                    orig_len: n,
+                                    read_at: now(),
+                                    kernel_at: None,
+                                    peer: Peer::Unknown,
+                                    stream: true,
+                                },
+                                &self.handlers,
+                            ));
+                            filled += 1;
+                        }
+                        ReadOutcome::WouldBlock => {
+                            drained = Drained::Empty;
+                            break;
+                        }
+                        ReadOutcome::Ended(at) => {
+                            drained = Drained::Ended(at);
+                            break;
+                        }
                     }
                 }
-                return Drained::More;
+                if filled > 0 {
+                    deliver(Delivery::Reuse(batch.slots()));
+                }
+                return drained;
             }
         };
         for _ in 0..READ_BUDGET / sys::BATCH {
@@ -381,6 +421,7 @@ impl Capturer {
                 }
             };
             self.error = None;
+            let batch: &sys::Batch = batch;
             for i in 0..n {
                 let (data, info) = batch.unit(i);
                 if let Some(d) = info.drops {
@@ -392,9 +433,10 @@ impl Capturer {
                     Some(k) if !self.read_time_wanted => k,
                     _ => now(),
                 };
-                deliver(
+                deliver(Delivery::Unit(
                     &Unit {
                         data,
+                        slots: batch.slots(),
                         orig_len: info.received.full_len,
                         read_at,
                         kernel_at,
@@ -402,8 +444,9 @@ impl Capturer {
                         stream: false,
                     },
                     &self.handlers,
-                );
+                ));
             }
+            deliver(Delivery::Reuse(batch.slots()));
             if n < sys::BATCH {
                 // The queue ran dry: the next datagram raises a new edge.
                 return Drained::Empty;

@@ -1,12 +1,14 @@
 //! One handler: a named output stream of a capturer, with its own file pattern,
-//! rotation rule, statistics, open PCAP file and pending-record buffer. Only the
+//! rotation rule, statistics, open PCAP file and pending records. Only the
 //! manager (its parent module) changes a handler: every mutating method is
 //! `pub(super)`, and the spec is read-only outside.
 //!
-//! The write path: [`Handler::record`] appends an encoded record to `pending` (no
-//! syscall); the event loop has [`Handler::flush`] write the whole buffer with one
-//! `write` per wake-up (or sooner, once it holds [`FLUSH_AT`] bytes), before the
-//! loop polls again. So the kernel has every record the process has read before
+//! The write path: [`Handler::record`] adds a record to `pending` (no syscall):
+//! its header is encoded into the handler's buffer, its payload is referred to
+//! in the receive slot it arrived in ([`Pending`]); the manager has
+//! [`Handler::flush_from`] write them with one gathering `writev` per batch
+//! (before the slots are reused; sooner once the buffer holds [`FLUSH_AT`]
+//! bytes of copies), so the kernel has every record the process has read before
 //! bsc sleeps, and a `kill -9` loses nothing already read. A handler with
 //! framing, checks or transforms first passes each read through its
 //! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
@@ -29,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::pending::Pending;
 use crate::capture::capturer::Unit;
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Timestamps};
@@ -41,8 +44,9 @@ use crate::sys::{self, Peer, PACKET_OUTGOING};
 use crate::telemetry::UnitPath;
 use crate::{error, info, warn};
 
-/// Pending bytes past which a handler writes before the wake-up ends (bounds
-/// its buffer during a burst of large units).
+/// Bytes in a handler's own buffer (headers, units it had to copy) past which
+/// it writes at once rather than at the end of the batch (bounds the buffer
+/// during a burst of framed TCP units).
 pub const FLUSH_AT: usize = 1 << 20;
 /// Capacity a pending buffer keeps when idle; more is given back by
 /// [`Handler::maintain`] once a second passes without needing it.
@@ -237,9 +241,9 @@ pub struct Handler {
     file: Option<CurrentFile>,
     /// Whether this handler has opened a file yet (only its first may append).
     opened_any: bool,
-    pending: Vec<u8>,
-    pending_records: u64,
-    /// Most pending bytes since the last [`Handler::maintain`].
+    /// Records taken, not yet written (see [`Pending`]).
+    pending: Pending,
+    /// Most pending own bytes since the last [`Handler::maintain`].
     pending_peak: usize,
     /// After a failed open or write, no new attempt before this instant.
     retry_open_at: Option<UnixMicros>,
@@ -280,8 +284,7 @@ impl Handler {
             local,
             file: None,
             opened_any: false,
-            pending: Vec::new(),
-            pending_records: 0,
+            pending: Pending::default(),
             pending_peak: 0,
             retry_open_at: None,
             stats: HandlerStats::new(now),
@@ -428,7 +431,7 @@ impl Handler {
             self.stats.records_lost += 1;
             return Recorded::default();
         }
-        self.record_at(at, unit.data, unit.orig_len, source)
+        self.record_at(at, unit.data, unit.orig_len, source, unit.slots)
     }
 
     /// Records the units `units` cuts `unit` into, each stamped `at` (the read
@@ -454,7 +457,7 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return;
             }
-            let r = self.write_record(at, data, data.len() + cut, source);
+            let r = self.write_record(at, data, data.len() + cut, source, unit.slots);
             outcome.needs_flush |= r.needs_flush;
             outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
         });
@@ -481,20 +484,23 @@ impl Handler {
         payload: &[u8],
         orig_len: usize,
         source: Option<SocketAddr>,
+        slots: &[u8],
     ) -> Recorded {
         self.stats.count(at.micros(), orig_len);
-        self.write_record(at, payload, orig_len, source)
+        self.write_record(at, payload, orig_len, source, slots)
     }
 
-    /// Writes `data` (really `orig_len` long) as one record stamped `at` (at the
+    /// Takes `data` (really `orig_len` long) as one record stamped `at` (at the
     /// handler's `timestamp_precision`), rotating or opening a file first if due;
-    /// counts nothing but failures.
+    /// counts nothing but failures. `data` is referred to, not copied, if it lies
+    /// in the receive slots `slots`.
     fn write_record(
         &mut self,
         at: UnixNanos,
         data: &[u8],
         orig_len: usize,
         source: Option<SocketAddr>,
+        slots: &[u8],
     ) -> Recorded {
         let ts = at.micros();
         let precision = self.spec.timestamp_precision;
@@ -511,6 +517,8 @@ impl Handler {
             .as_ref()
             .and_then(|f| self.rotation_due(f, ts, record_len))
         {
+            // The records so far belong to this file, and may refer to the slots.
+            self.flush_from(slots);
             self.rotate(reason);
         }
         if self.file.is_none() {
@@ -534,35 +542,28 @@ impl Handler {
             f.first_ts.get_or_insert(ts);
             f.last_ts = Some(ts);
         }
-        if headers == 0 {
-            pcap::encode_record(
-                &mut self.pending,
-                precision,
-                at,
-                data,
-                orig_len.max(data.len()),
-            );
-        } else {
+        pcap::record_header(
+            self.pending.own(),
+            precision,
+            at,
+            captured,
+            headers + orig_len.max(data.len()),
+        );
+        if headers > 0 {
             let unspecified = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             let src = source.unwrap_or(unspecified);
             let dst = self.local.unwrap_or(unspecified);
-            pcap::record_header(
-                &mut self.pending,
-                precision,
-                at,
-                captured,
-                headers + orig_len.max(data.len()),
-            );
-            ipudp::write_headers(&mut self.pending, src, dst, data);
-            self.pending.extend_from_slice(&data[..captured - headers]);
+            ipudp::write_headers(self.pending.own(), src, dst, data);
         }
-        self.pending_records += 1;
+        self.pending.payload(&data[..captured - headers], slots);
+        self.pending.end_record();
         outcome
     }
 
-    /// Bytes waiting to be written.
-    pub(super) fn pending_bytes(&self) -> usize {
-        self.pending.len()
+    /// Bytes waiting to be written in the handler's own buffer (headers, and
+    /// units that had to be copied): what a burst makes it hold.
+    pub(super) fn pending_own_bytes(&self) -> usize {
+        self.pending.own_len()
     }
 
     /// Whether `f` must be closed before a record of `next_len` bytes stamped `now`
@@ -571,7 +572,7 @@ impl Handler {
         if self.period_ended(f, now) {
             return Some(Rotation::Calendar);
         }
-        let records = f.file.records() + self.pending_records;
+        let records = f.file.records() + self.pending.records();
         if self
             .spec
             .rotate_max_packets
@@ -874,7 +875,14 @@ impl Handler {
         );
     }
 
-    /// Writes every pending record to the current file with one `write`, and
+    /// Writes every pending record to the current file (see [`Handler::flush_from`]);
+    /// outside a drain, when no record refers to the receive slots.
+    pub(super) fn flush(&mut self) -> u64 {
+        self.flush_from(&[])
+    }
+
+    /// Writes every pending record to the current file with one gathering
+    /// `writev`, payloads from the receive slots `slots` (see [`Pending`]), and
     /// forces the file to the disk when `fsync_interval_s` has passed since it
     /// last was.
     ///
@@ -882,21 +890,21 @@ impl Handler {
     /// last whole record, the pending records are counted as lost, the handler is
     /// `degraded`, and the file is closed: the first unit a second or more later
     /// opens the next one. Returns the number of bytes written.
-    pub(super) fn flush(&mut self) -> u64 {
-        self.pending_peak = self.pending_peak.max(self.pending.len());
+    pub(super) fn flush_from(&mut self, slots: &[u8]) -> u64 {
+        self.pending_peak = self.pending_peak.max(self.pending.own_len());
         if self.pending.is_empty() {
             return 0;
         }
         let Some(f) = self.file.as_mut() else {
             // Records are only encoded while a file is open.
             self.pending.clear();
-            self.pending_records = 0;
             return 0;
         };
+        let records = self.pending.records();
         let mut written = 0;
-        match f.file.append(&self.pending, self.pending_records) {
-            Ok(()) => {
-                written = self.pending.len() as u64;
+        match self.pending.write_to(&mut f.file, slots) {
+            Ok(bytes) => {
+                written = bytes;
                 if let Some(why) = self.degraded.take() {
                     info!(
                         "handler {}: writing again ({} after: {why})",
@@ -914,7 +922,7 @@ impl Handler {
             }
             Err(e) => {
                 self.stats.write_errors += 1;
-                self.stats.records_lost += self.pending_records;
+                self.stats.records_lost += records;
                 let why = format!("write to {} failed: {e}", f.file.path().display());
                 let key = format!("write {}", self.spec.name);
                 log::limited(
@@ -922,18 +930,14 @@ impl Handler {
                     Level::Error,
                     format_args!(
                         "handler {}: {why}; {} records lost; retrying in 1 s",
-                        self.spec.name, self.pending_records,
+                        self.spec.name, records,
                     ),
                 );
                 self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
                 self.degraded = Some(why);
-                self.pending.clear();
-                self.pending_records = 0;
                 self.close();
             }
         }
-        self.pending.clear();
-        self.pending_records = 0;
         written
     }
 
@@ -1171,7 +1175,7 @@ impl Handler {
             closed_at: std::time::SystemTime::now(),
             id: Some(f.file.identity()),
             span: Span {
-                records: Some(f.file.earlier().records + f.file.records() + self.pending_records),
+                records: Some(f.file.earlier().records + f.file.records() + self.pending.records()),
                 first_ts: f.first_ts,
                 last_ts: f.last_ts,
             },
@@ -1257,6 +1261,7 @@ mod tests {
         fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
             self.record(&Unit {
                 data,
+                slots: &[],
                 orig_len,
                 read_at: ts.into(),
                 kernel_at: None,
