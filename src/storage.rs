@@ -202,8 +202,8 @@ pub struct Storage {
     keys: RefCell<HashMap<String, KeyFiles>>,
     /// Every file a handler has open now, with its identity.
     open: RefCell<HashMap<PathBuf, FileId>>,
-    /// The state folder's identity (never a capture folder, under any name).
-    state_dir: Option<FileId>,
+    /// The state folder (never a capture folder, under any name).
+    state_dir: PathBuf,
     /// Closed files whose `on_close` hook has not started yet, with their key:
     /// they survive a restart (and are handed to the hook again then).
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
@@ -239,7 +239,7 @@ impl Storage {
             journal: RefCell::new(None),
             keys: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
-            state_dir: std::fs::metadata(&dir).ok().map(|m| (m.dev(), m.ino())),
+            state_dir: dir.clone(),
             unhooked: RefCell::new(HashMap::new()),
             closed: RefCell::new(Vec::new()),
             appended: Cell::new(0),
@@ -639,9 +639,11 @@ impl Storage {
         self.open.borrow().values().any(|&o| o == id)
     }
 
-    /// Whether the folder `dir` is bsc's state folder (under any name).
+    /// Whether the folder `dir` is bsc's state folder (under any name). The
+    /// state folder is looked at anew each time: it may have been deleted and
+    /// made again, and its old inode number given to a capture folder.
     pub fn is_state_dir(&self, dir: &OwnedFd) -> bool {
-        let Some(state) = self.state_dir else {
+        let Ok(state) = std::fs::metadata(&self.state_dir).map(|m| (m.dev(), m.ino())) else {
             return false;
         };
         // A duplicate descriptor, to `fstat` without taking `dir`.
@@ -1089,6 +1091,26 @@ mod tests {
         drop(s);
         let s = Storage::open(&root);
         assert_eq!(s.last("k").unwrap().seq, 3000);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_state_folder_is_known_after_it_was_deleted_and_made_again() {
+        let root = std::env::temp_dir().join(format!("bsc-statedir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join(STATE_DIR)).unwrap();
+        let storage = Storage::open(&root);
+        let open = |dirs: &[&str]| sys::open_dir_beneath(&root, dirs, false).unwrap();
+        assert!(storage.is_state_dir(&open(&[STATE_DIR])));
+        assert!(!storage.is_state_dir(&open(&[])));
+        // Deleted and made again: a new inode, still the state folder, and the
+        // old one's identity (which a new capture folder may be given) is not.
+        std::fs::remove_dir_all(root.join(STATE_DIR)).unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        assert!(!storage.is_state_dir(&open(&["sub"])));
+        std::fs::create_dir(root.join(STATE_DIR)).unwrap();
+        assert!(storage.is_state_dir(&open(&[STATE_DIR])));
+        assert!(!storage.is_state_dir(&open(&["sub"])));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
