@@ -126,6 +126,26 @@ fn count_limit_gives_files_of_exactly_that_many_records() {
 }
 
 #[test]
+fn a_file_full_by_count_is_final_at_once_not_at_the_next_unit() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("countfinal");
+    let (bsc, port, root) = start(
+        &dir,
+        json!({"rotate_max_packets": 3, "file_name_pattern": "{name}-{seq}.pcap"}),
+    );
+    send_all(&bsc, port, 3, 32);
+    let first = root.join("h-0001.pcap");
+    // No fourth unit comes: the file is closed (read-only, journaled) anyway.
+    wait_until("h-0001.pcap closed", || {
+        std::fs::metadata(&first).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o440)
+    });
+    assert_eq!(count_records(&first), 3);
+    assert_eq!(bsc.log_matching("closed").len(), 1, "{:?}", bsc.log());
+    assert!(!root.join("h-0002.pcap").exists());
+    assert!(bsc.stop().success());
+}
+
+#[test]
 fn forced_rotations_within_a_second_give_distinct_files() {
     let dir = TempDir::new("forced");
     let (bsc, port, root) = start(&dir, json!({}));

@@ -557,6 +557,17 @@ impl Handler {
         }
         self.pending.payload(&data[..captured - headers], slots);
         self.pending.end_record();
+        // A file full by count is closed now, not when the next unit comes, so
+        // that it is final (and handed on) at once.
+        let full = self.file.as_ref().is_some_and(|f| {
+            self.spec
+                .rotate_max_packets
+                .is_some_and(|max| f.file.records() + self.pending.records() >= max)
+        });
+        if full {
+            self.flush_from(slots);
+            self.rotate(Rotation::Count);
+        }
         outcome
     }
 
