@@ -706,7 +706,7 @@ impl Handler {
             // Gone, final already, or not bsc's any more: nothing to close.
             _ => self
                 .storage
-                .finished(&last.path, Span::default(), None, false),
+                .finished(&last.path, Span::default(), None, false, None),
         }
         None
     }
@@ -973,11 +973,13 @@ impl Handler {
         self.enforce_retention();
     }
 
-    /// A file closed for good: journaled (with its hook still to run, if it has
-    /// one) and put in the outbox for `on_close`.
+    /// A file closed for good: journaled (with its hook still to run, and its
+    /// `ship` settings, if it has them: it then waits to ship) and put in the
+    /// outbox for `on_close`.
     fn hand_over(&self, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
         let hook = !self.spec.on_close.is_empty();
-        self.storage.finished(&path, span, Some(id), hook);
+        self.storage
+            .finished(&path, span, Some(id), hook, self.spec.ship.as_ref());
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
