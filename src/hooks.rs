@@ -436,21 +436,26 @@ impl Shipper {
         status
     }
 
-    /// At shutdown: journals the commands that have just succeeded and says
-    /// what is left (it ships after the next start).
+    /// At shutdown: journals the commands that have just succeeded, stops the
+    /// others (their process groups are killed: the file ships again after the
+    /// next start) and says what is left.
     pub fn stop(&mut self) {
+        let mut running = 0;
         for lane in self.lanes.values_mut() {
-            if let Some(a) = lane.running.as_mut() {
-                if a.child
-                    .try_wait()
-                    .is_ok_and(|s| s.is_some_and(|s| s.success()))
-                {
+            let Some(mut a) = lane.running.take() else {
+                continue;
+            };
+            match a.child.try_wait() {
+                Ok(Some(s)) if s.success() => {
                     self.storage.shipped(&a.path);
-                    lane.running = None;
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => {
+                    running += 1;
+                    let _ = sys::kill_process_group(a.child.id());
                 }
             }
         }
-        let running = self.running();
         let waiting: u64 = self
             .storage
             .unshipped_keys()

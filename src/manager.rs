@@ -641,6 +641,14 @@ impl Manager {
         };
         for done in self.shipper.poll(now, wall, current) {
             if !done.delete {
+                // Retention may now delete what it had to spare.
+                let owner = self
+                    .handlers()
+                    .find(|(_, h)| h.journal_key() == done.key)
+                    .map(|(id, _)| id);
+                if let Some(id) = owner {
+                    self.handler_mut(id).shipped_one();
+                }
                 continue;
             }
             let Some(file) = self.storage.take_file(&done.key, &done.path) else {

@@ -1075,6 +1075,12 @@ impl Handler {
         }
     }
 
+    /// Applies retention now (a file it had to spare while it waited to ship
+    /// has shipped).
+    pub(super) fn shipped_one(&mut self) {
+        self.enforce_retention();
+    }
+
     /// Deletes one of this handler's closed files (retention or the disk budget).
     pub(super) fn delete(&mut self, file: &OwnFile, why: &str) {
         match self.storage.remove(file) {
