@@ -926,26 +926,29 @@ fn label(v: &str) -> String {
 /// The `bsc_ship_*` series: one per key that ships, labelled as its handler's
 /// (a handler gone whose files still wait: its name and address only).
 fn ship_metrics(out: &mut String, cx: &Context) {
-    let ships: Vec<(String, ShipStatus)> = cx
+    let statuses = cx.manager.ship_statuses(cx.now);
+    if statuses.is_empty() {
+        return;
+    }
+    let by_key: std::collections::HashMap<String, &Handler> = cx
         .manager
-        .ship_statuses(cx.now)
+        .handlers()
+        .map(|(_, h)| (h.journal_key(), h))
+        .collect();
+    let ships: Vec<(String, ShipStatus)> = statuses
         .into_iter()
         .map(|(key, st)| {
-            let labels = cx
-                .manager
-                .handlers()
-                .find(|(_, h)| h.journal_key() == key)
-                .map_or_else(
-                    || {
-                        let address = key.split_once('@').map_or("", |(_, a)| a);
-                        format!(
-                            "handler=\"{}\",address=\"{}\"",
-                            label(name_of_key(&key)),
-                            label(address)
-                        )
-                    },
-                    |(_, h)| handler_labels(h),
-                );
+            let labels = by_key.get(&key).map_or_else(
+                || {
+                    let address = key.split_once('@').map_or("", |(_, a)| a);
+                    format!(
+                        "handler=\"{}\",address=\"{}\"",
+                        label(name_of_key(&key)),
+                        label(address)
+                    )
+                },
+                |h| handler_labels(h),
+            );
             (labels, st)
         })
         .collect();

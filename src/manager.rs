@@ -680,27 +680,24 @@ impl Manager {
         self.shipper.next_deadline()
     }
 
-    /// What handler key `key` has waiting to ship and how shipping goes, if it
-    /// ships at all (its handler has `ship`, or files of it wait).
-    pub fn ship_status(&self, key: &str, now: UnixMicros) -> Option<ShipStatus> {
-        let configured = self
-            .handlers()
-            .any(|(_, h)| h.journal_key() == key && h.spec().ship.is_some());
-        let status = self.shipper.status(key, now);
-        (configured || status.pending_files > 0 || status != ShipStatus::default())
-            .then_some(status)
-    }
-
-    /// Every key that ships (see [`Manager::ship_status`]), with its status:
-    /// running handlers' and those of handlers gone whose files still wait.
+    /// Every handler key that ships, with what it has waiting and how shipping
+    /// goes: running handlers with `ship`, and any key with files waiting or
+    /// attempts in this run (a handler gone, or changed to no `ship`).
     pub fn ship_statuses(&self, now: UnixMicros) -> Vec<(String, ShipStatus)> {
-        let mut keys: Vec<String> = self.handlers().map(|(_, h)| h.journal_key()).collect();
+        let mut keys: Vec<String> = self
+            .handlers()
+            .filter(|(_, h)| h.spec().ship.is_some())
+            .map(|(_, h)| h.journal_key())
+            .collect();
         keys.extend(self.storage.unshipped_keys());
         keys.extend(self.shipper.keys().map(str::to_string));
         keys.sort();
         keys.dedup();
         keys.into_iter()
-            .filter_map(|k| Some((k.clone(), self.ship_status(&k, now)?)))
+            .map(|k| {
+                let status = self.shipper.status(&k, now);
+                (k, status)
+            })
             .collect()
     }
 
