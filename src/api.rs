@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::UnixMicros;
 use crate::config::{self, ConnType, HandlerSpec};
+use crate::hooks::{name_of_key, ShipStatus};
 use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -333,6 +334,10 @@ struct StatsEntry<'a> {
     /// further streams count as `other`).
     #[serde(skip_serializing_if = "Option::is_none")]
     sequence: Option<SequenceReport>,
+    /// Only for a handler with `ship` (or files of its key waiting): its backlog
+    /// and how shipping goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ship: Option<ShipStatus>,
 }
 
 fn stats_entry<'a>(
@@ -340,6 +345,7 @@ fn stats_entry<'a>(
     h: &'a Handler,
     now: UnixMicros,
     clock_synchronized: bool,
+    ship: Option<ShipStatus>,
 ) -> StatsEntry<'a> {
     let s = &h.stats();
     let units = h.units();
@@ -386,6 +392,7 @@ fn stats_entry<'a>(
         crc_errors: units.map_or(0, UnitPath::crc_errors),
         filtered: units.map_or(0, UnitPath::filtered),
         sequence: units.and_then(UnitPath::sequence),
+        ship,
     }
 }
 
@@ -419,7 +426,12 @@ fn all_configs(manager: &Manager, now: UnixMicros) -> Ordered<Vec<ConfigEntry<'_
 fn all_stats(manager: &Manager, now: UnixMicros) -> Ordered<Vec<StatsEntry<'_>>> {
     // One adjtimex per request, not per handler.
     let clock = clock_ok(now);
-    grouped(manager, |cap, h| stats_entry(cap, h, now, clock))
+    let ships: std::collections::HashMap<String, ShipStatus> =
+        manager.ship_statuses(now).into_iter().collect();
+    grouped(manager, |cap, h| {
+        let ship = ships.get(&h.journal_key()).cloned();
+        stats_entry(cap, h, now, clock, ship)
+    })
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, `.0` on whole numbers,
@@ -802,8 +814,9 @@ fn clock_ok(now: UnixMicros) -> bool {
 }
 
 /// Why bsc is degraded now, one line each: handlers that cannot write, the disk
-/// budget exhausted, TCP peers unreachable for longer than `peer_unreachable_s`.
-fn degraded_reasons(manager: &Manager) -> Vec<String> {
+/// budget exhausted, TCP peers unreachable for longer than `peer_unreachable_s`,
+/// a file waiting to ship for longer than `ship_max_pending_age_s`.
+fn degraded_reasons(manager: &Manager, now: UnixMicros) -> Vec<String> {
     let mut reasons: Vec<String> = manager
         .handlers()
         .filter_map(|(_, h)| {
@@ -814,6 +827,21 @@ fn degraded_reasons(manager: &Manager) -> Vec<String> {
             Some(format!("handler {}: {why}", h.spec().name))
         })
         .collect();
+    let limit = manager.ship_max_pending_age().as_secs();
+    for (key, ship) in manager.ship_statuses(now) {
+        let Some(age) = ship.oldest_pending_age_s.filter(|&a| a > limit) else {
+            continue;
+        };
+        let why = ship
+            .last_error
+            .map_or_else(String::new, |e| format!("; last error: {e}"));
+        reasons.push(format!(
+            "ship: handler {}: the oldest file waiting to ship was closed {age} s ago, over ship_max_pending_age_s ({limit}); {} files, {} bytes wait{why}",
+            name_of_key(&key),
+            ship.pending_files,
+            ship.pending_bytes
+        ));
+    }
     if manager.disk_full() {
         reasons.push(
             "disk budget: below the free space to keep, and no closed bsc file left to delete"
@@ -844,7 +872,7 @@ fn health(cx: &Context) -> Response {
         .filter(|(_, h)| h.degraded().is_some() || h.suspended())
         .map(|(_, h)| h.spec().name.as_str())
         .collect();
-    let reasons = degraded_reasons(cx.manager);
+    let reasons = degraded_reasons(cx.manager, cx.now);
     Response::json(
         200,
         &json!({
@@ -893,6 +921,87 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The `bsc_ship_*` series: one per key that ships, labelled as its handler's
+/// (a handler gone whose files still wait: its name and address only).
+fn ship_metrics(out: &mut String, cx: &Context) {
+    let statuses = cx.manager.ship_statuses(cx.now);
+    if statuses.is_empty() {
+        return;
+    }
+    let by_key: std::collections::HashMap<String, &Handler> = cx
+        .manager
+        .handlers()
+        .map(|(_, h)| (h.journal_key(), h))
+        .collect();
+    let ships: Vec<(String, ShipStatus)> = statuses
+        .into_iter()
+        .map(|(key, st)| {
+            let labels = by_key.get(&key).map_or_else(
+                || {
+                    let address = key.split_once('@').map_or("", |(_, a)| a);
+                    format!(
+                        "handler=\"{}\",address=\"{}\"",
+                        label(name_of_key(&key)),
+                        label(address)
+                    )
+                },
+                |h| handler_labels(h),
+            );
+            (labels, st)
+        })
+        .collect();
+    type ShipMetric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ShipStatus) -> f64,
+    );
+    let series: [ShipMetric; 6] = [
+        (
+            "bsc_ship_pending_files",
+            "gauge",
+            "Closed files waiting to ship.",
+            |s| s.pending_files as f64,
+        ),
+        (
+            "bsc_ship_pending_bytes",
+            "gauge",
+            "Bytes of the closed files waiting to ship.",
+            |s| s.pending_bytes as f64,
+        ),
+        (
+            "bsc_ship_oldest_pending_age_seconds",
+            "gauge",
+            "Seconds since the oldest file waiting to ship was closed (0 when none waits).",
+            |s| s.oldest_pending_age_s.unwrap_or(0) as f64,
+        ),
+        (
+            "bsc_shipped_files_total",
+            "counter",
+            "Files shipped (their ship command exited 0) since bsc started.",
+            |s| s.shipped as f64,
+        ),
+        (
+            "bsc_ship_failures_total",
+            "counter",
+            "Failed ship attempts (exit not 0, signal, timeout, cannot start) since bsc started.",
+            |s| s.failures as f64,
+        ),
+        (
+            "bsc_ship_dropped_total",
+            "counter",
+            "Files that were waiting to ship and are gone: deleted by the disk budget or behind bsc's back.",
+            |s| s.dropped as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, st) in &ships {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(st));
+        }
+    }
 }
 
 fn metrics(cx: &Context) -> Response {
@@ -1000,6 +1109,7 @@ fn metrics(cx: &Context) -> Response {
             u8::from(up)
         );
     }
+    ship_metrics(&mut out, cx);
     let capturers = cx.manager.capturers();
     // Kernel drops mean something for datagram and frame sockets, not TCP.
     let _ = writeln!(out, "# HELP bsc_kernel_drops_total Units the kernel dropped on a capture socket for lack of buffer space.\n# TYPE bsc_kernel_drops_total counter");

@@ -815,6 +815,9 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
                     notes.push(format!("{name}: socket error: {why}"));
                 }
             }
+            if let Some(note) = ship_note(name, &e["ship"]) {
+                notes.push(note);
+            }
             let file = e.get("current_file").and_then(Value::as_str);
             rows.push(vec![
                 name.to_string(),
@@ -875,6 +878,51 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
         }
     }
     out
+}
+
+/// The line `bsc status` adds for a handler whose files wait to ship (store and
+/// forward), or that lost some before they shipped.
+fn ship_note(name: &str, ship: &Value) -> Option<String> {
+    let pending = number(ship, "pending_files");
+    let dropped = number(ship, "dropped");
+    if pending == 0 && dropped == 0 {
+        return None;
+    }
+    let mut note = format!(
+        "{name}: {pending} files ({}) wait to ship",
+        human_bytes(number(ship, "pending_bytes"))
+    );
+    if let Some(age) = ship.get("oldest_pending_age_s").and_then(Value::as_u64) {
+        note.push_str(&format!(", the oldest closed {}", seconds_text(age)));
+    }
+    if let Some(e) = ship.get("last_error").and_then(Value::as_str) {
+        if ship
+            .get("next_attempt_at")
+            .and_then(Value::as_str)
+            .is_some()
+        {
+            note.push_str(&format!("; failing: {e}"));
+        }
+    }
+    if let Some(next) = ship.get("next_attempt_at").and_then(Value::as_str) {
+        note.push_str(&format!(" (next attempt at {next})"));
+    }
+    if dropped > 0 {
+        note.push_str(&format!(
+            "; {dropped} dropped before they shipped (disk budget or deleted)"
+        ));
+    }
+    Some(note)
+}
+
+/// A number of seconds as a person reads it (`42s ago`, `5m ago`, `3h ago`).
+fn seconds_text(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
 }
 
 /// A record time as a person reads it: to the second, `-` when unknown.
@@ -1380,6 +1428,33 @@ ground: backoff: connection refused (next attempt at 2026-11-28T10:00:02.000000Z
 tlm-copy: degraded: cannot write: no space left on device
 ";
         assert_eq!(out, want, "\n{out}");
+    }
+
+    #[test]
+    fn status_shows_a_ship_backlog() {
+        let (mut stats, capturers) = stats_fixture();
+        stats["['', 8500]"][0]["ship"] = json!({"pending_files": 12, "pending_bytes": 3_400_000,
+            "oldest_pending_age_s": 330, "shipped": 4, "failures": 9, "dropped": 0,
+            "last_error": "exit status: 1", "next_attempt_at": "2026-11-28T10:00:40.000000Z",
+            "running": false});
+        stats["['', 8500]"][1]["ship"] = json!({"pending_files": 0, "pending_bytes": 0,
+            "oldest_pending_age_s": null, "shipped": 4, "failures": 0, "dropped": 0,
+            "last_error": null, "next_attempt_at": null, "running": false});
+        let out = status_table(&stats, &capturers, UnixMicros(1_795_860_000_000_000));
+        assert!(
+            out.contains("tlm: 12 files (3.4 MB) wait to ship, the oldest closed 5m ago; failing: exit status: 1 (next attempt at 2026-11-28T10:00:40.000000Z)\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("tlm-copy: 0 files"),
+            "nothing waits: no line\n{out}"
+        );
+        stats["['', 8500]"][1]["ship"]["dropped"] = json!(2);
+        let out = status_table(&stats, &capturers, UnixMicros(1_795_860_000_000_000));
+        assert!(
+            out.contains("tlm-copy: 0 files (0 B) wait to ship; 2 dropped"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!    `write` each): nothing read is left only in memory while bsc sleeps;
 //! 5. files whose rotation period has ended are closed; TCP capturers whose
 //!    back-off or connect deadline came are served; closed files go to their
-//!    `on_close` hooks;
+//!    `on_close` hooks; ship commands that ended are reaped (successes journaled)
+//!    and the next ones started;
 //! 6. once a second: HTTP connections that timed out are closed, files are forced
 //!    to the disk, retention and the disk budget run, repeated log lines are
 //!    reported; the systemd watchdog is pinged at its own pace;
@@ -243,6 +244,7 @@ impl EventLoop {
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
             self.manager.dispatch_closed();
+            self.manager.ship(Instant::now(), self.clock.now());
             let now = Instant::now();
             if now >= self.next_tick {
                 self.http.sweep(now, self.poll.registry());
@@ -296,7 +298,7 @@ impl EventLoop {
         });
     }
 
-    /// Time until the next rotation or capturer deadline, at most [`MAX_SLEEP`].
+    /// Time until the next rotation, capturer or ship deadline, at most [`MAX_SLEEP`].
     fn sleep_time(&self) -> Duration {
         let rotation = match self.manager.next_deadline() {
             Some(at) => Duration::from_micros((at.0 - self.clock.now().0).max(0) as u64),
@@ -306,11 +308,19 @@ impl EventLoop {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => MAX_SLEEP,
         };
+        let ship = match self.manager.next_ship_deadline() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => MAX_SLEEP,
+        };
         let watchdog = match self.notifier.next_ping() {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => MAX_SLEEP,
         };
-        rotation.min(capturer).min(watchdog).min(MAX_SLEEP)
+        rotation
+            .min(capturer)
+            .min(ship)
+            .min(watchdog)
+            .min(MAX_SLEEP)
     }
 
     /// Reads every pending signal. Returns whether bsc must stop.
@@ -362,7 +372,7 @@ impl EventLoop {
             info!("reload: manager_server changes take effect at the next restart");
         }
         if new.storage != self.config.storage {
-            info!("reload: min_free_bytes, min_free_percent, persist and on_close_max_running changes take effect at the next restart");
+            info!("reload: min_free_bytes, min_free_percent, persist, on_close_max_running, ship_max_running and ship_max_pending_age_s changes take effect at the next restart");
         }
         self.manager
             .apply_config(&new, self.poll.registry(), self.clock.now());

@@ -30,9 +30,9 @@
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
-//! | [`hooks`] | `on_close` commands: queued, run without blocking, reaped on SIGCHLD |
+//! | [`hooks`] | commands for closed files, run without blocking, reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
 //! | [`persist`] | the state file of handlers added over the API |
-//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox |
+//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox, ship queue (waiting and shipped files) |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
 //!
@@ -55,7 +55,9 @@
 //! are read into again ([`capture::capturer::Delivery::Reuse`]), the manager has
 //! each handler that received something write its records with one gathering
 //! `writev` → once a second [`manager::Manager::tick`] forces data to the disk,
-//! applies retention and the disk budget; closed files go to [`hooks`].
+//! applies retention and the disk budget; closed files go to [`hooks`]
+//! (`on_close`) and, journaled as waiting to ship, to
+//! [`manager::Manager::ship`] ([`hooks::Shipper`]).
 //!
 //! # Path of a request
 //!
@@ -95,7 +97,13 @@
 //!   checks or transforms writes each read as it comes;
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written;
-//! - bsc only deletes files its journal says it created ([`storage`]).
+//! - bsc only deletes files its journal says it created ([`storage`]);
+//! - **a file waiting to ship is never deleted by retention**; only the disk
+//!   budget may, when no other file is left, and it logs and counts it;
+//! - **a file recorded as shipped is never shipped again**: its `shipped` line
+//!   is forced to the disk before the next ship command starts; every closed
+//!   file of a handler with `ship` ships at least once (the journal survives
+//!   restarts and `kill -9`).
 
 pub mod api;
 pub mod capture;

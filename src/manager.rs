@@ -30,7 +30,7 @@ pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, T
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, ShipStatus, Shipper};
 use crate::pcap::{Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
@@ -121,6 +121,10 @@ pub struct Manager {
     /// again (`None`: no budget).
     headroom: Option<u64>,
     hooks: Hooks,
+    /// Store and forward: the ship commands.
+    shipper: Shipper,
+    /// How old the oldest file waiting to ship may get before health says degraded.
+    ship_max_pending_age: std::time::Duration,
     /// Units handed to handlers since start (the loop's coalescing reads it).
     units_read: u64,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
@@ -151,7 +155,9 @@ impl Manager {
             peer_unreachable: storage.peer_unreachable,
             disk_full: false,
             headroom: None,
-            hooks: Hooks::new(storage.on_close_max_running, journal),
+            hooks: Hooks::new(storage.on_close_max_running, journal.clone()),
+            shipper: Shipper::new(storage.ship_max_running, journal),
+            ship_max_pending_age: storage.ship_max_pending_age,
             units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
@@ -237,7 +243,7 @@ impl Manager {
                     (Span::default(), None)
                 }
             };
-            self.storage.finished(&last.path, span, id, false);
+            self.storage.finished(&last.path, span, id, false, None);
         }
     }
 
@@ -595,13 +601,15 @@ impl Manager {
         }
     }
 
-    /// Flushes and closes every file (on shutdown). Sockets close when dropped.
+    /// Flushes and closes every file (on shutdown): each goes to `on_close` and
+    /// waits to ship (after the next start). Sockets close when dropped.
     pub fn close_all(&mut self) {
         for h in self.handlers.iter_mut().flatten() {
             h.close();
         }
         self.dirty.clear();
         self.dispatch_closed();
+        self.shipper.stop();
         if self.hooks.pending() > 0 {
             warn!(
                 "on_close: {} hooks still running or waiting at shutdown; waiting ones run after the next start",
@@ -610,9 +618,14 @@ impl Manager {
         }
     }
 
-    /// Hands the files closed since the last call to their `on_close` hooks.
+    /// Hands the files closed since the last call to their `on_close` hooks (and
+    /// has the shipper look at its queue, which closing journaled them on).
     pub fn dispatch_closed(&mut self) {
-        for file in self.storage.take_closed() {
+        let closed = self.storage.take_closed();
+        if !closed.is_empty() {
+            self.shipper.kick();
+        }
+        for file in closed {
             if !file.on_close.is_empty() {
                 let argv = file.on_close.clone();
                 self.hooks.submit(&argv, file);
@@ -620,9 +633,93 @@ impl Manager {
         }
     }
 
-    /// SIGCHLD: reaps finished hooks and starts waiting ones.
+    /// SIGCHLD: reaps finished hooks and starts waiting ones (ship commands
+    /// are reaped by the next [`Manager::ship`]).
     pub fn reap_hooks(&mut self) {
         self.hooks.poll();
+        self.shipper.kick();
+    }
+
+    /// Store and forward, every turn (cheap unless something changed or a
+    /// deadline came): reaps ship commands, journals successes, starts the next
+    /// attempts, and deletes shipped files of handlers with `delete_after_ship`.
+    pub fn ship(&mut self, now: Instant, wall: UnixMicros) {
+        if !self.shipper.due(now) {
+            return;
+        }
+        let handlers = &self.handlers;
+        let current = |key: &str| {
+            handlers
+                .iter()
+                .flatten()
+                .find(|h| h.journal_key() == key)
+                .and_then(|h| h.spec().ship.clone())
+        };
+        for done in self.shipper.poll(now, wall, current) {
+            if !done.delete {
+                // Retention may now delete what it had to spare.
+                let owner = self
+                    .handlers()
+                    .find(|(_, h)| h.journal_key() == done.key)
+                    .map(|(id, _)| id);
+                if let Some(id) = owner {
+                    self.handler_mut(id).shipped_one();
+                }
+                continue;
+            }
+            let Some(file) = self.storage.take_file(&done.key, &done.path) else {
+                // Not a file bsc created (it appended to it): never deleted.
+                continue;
+            };
+            let owner = self
+                .handlers()
+                .find(|(_, h)| h.journal_key() == done.key)
+                .map(|(id, _)| id);
+            match owner {
+                Some(id) => self
+                    .handler_mut(id)
+                    .delete(&file, "shipped, delete_after_ship"),
+                None => match self.storage.remove(&file) {
+                    Ok(()) => info!(
+                        "ship: deleted {} (shipped, delete_after_ship)",
+                        file.path.display()
+                    ),
+                    Err(e) => warn!("ship: cannot delete {}: {e}", file.path.display()),
+                },
+            }
+        }
+    }
+
+    /// When [`Manager::ship`] must run next without a kick (a ship timeout or
+    /// the end of a back-off).
+    pub fn next_ship_deadline(&self) -> Option<Instant> {
+        self.shipper.next_deadline()
+    }
+
+    /// Every handler key that ships, with what it has waiting and how shipping
+    /// goes: running handlers with `ship`, and any key with files waiting or
+    /// attempts in this run (a handler gone, or changed to no `ship`).
+    pub fn ship_statuses(&self, now: UnixMicros) -> Vec<(String, ShipStatus)> {
+        let mut keys: Vec<String> = self
+            .handlers()
+            .filter(|(_, h)| h.spec().ship.is_some())
+            .map(|(_, h)| h.journal_key())
+            .collect();
+        keys.extend(self.storage.unshipped_keys());
+        keys.extend(self.shipper.keys().map(str::to_string));
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| {
+                let status = self.shipper.status(&k, now);
+                (k, status)
+            })
+            .collect()
+    }
+
+    /// How old the oldest file waiting to ship may get before health says degraded.
+    pub fn ship_max_pending_age(&self) -> std::time::Duration {
+        self.ship_max_pending_age
     }
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
@@ -637,6 +734,7 @@ impl Manager {
         self.enforce_budget();
         self.dispatch_closed();
         self.hooks.poll();
+        self.shipper.kick();
     }
 
     /// Keeps the root's file system above `min_free_bytes`/`min_free_percent` by
@@ -656,10 +754,24 @@ impl Manager {
             if free >= threshold {
                 break;
             }
-            // The oldest closed file bsc created, of a running handler or not.
-            let Some((key, victim)) = self.storage.take_oldest() else {
-                break;
+            // The oldest closed file bsc created, of a running handler or not;
+            // one still waiting to ship only when nothing else is left.
+            let (key, victim, unshipped) = match self.storage.take_oldest(false) {
+                Some((key, victim)) => (key, victim, false),
+                None => match self.storage.take_oldest(true) {
+                    Some((key, victim)) => (key, victim, true),
+                    None => break,
+                },
             };
+            if unshipped {
+                error!(
+                    "disk budget: deleting {} ({} bytes, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
+                    victim.path.display(),
+                    victim.bytes,
+                    crate::hooks::name_of_key(&key)
+                );
+                self.shipper.dropped(&key);
+            }
             let owner = self
                 .handlers()
                 .find(|(_, h)| h.journal_key() == key)

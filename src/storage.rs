@@ -20,11 +20,18 @@
 //! - **Deletion** only ever removes a file the journal says bsc created, below the
 //!   trusted folder it was created in, without following links ([`Storage::remove`]).
 //! - The **outbox** collects files as handlers close them, for `on_close` hooks.
+//! - The **ship queue** (store and forward) holds, per key and oldest first, the
+//!   closed files still waiting to ship, each with the `ship` settings of its
+//!   handler when it was closed (`Closed` with `ship`); a `Shipped` line, forced
+//!   to the disk before the next ship command starts, takes a file off it for
+//!   good. Retention never deletes a file on it ([`Storage::take_excess`] stops at
+//!   the first); only the disk budget may, when nothing else is left
+//!   ([`Storage::take_oldest`]).
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -35,6 +42,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMicros;
+use crate::config::ShipSpec;
 use crate::paths::STATE_DIR;
 use crate::pcap::FileId;
 use crate::{sys, warn};
@@ -136,8 +144,33 @@ pub struct ClosedFile {
     pub last_ts: Option<UnixMicros>,
 }
 
+/// A closed file waiting to ship (store and forward).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unshipped {
+    /// Its handler's journal key (name and address).
+    pub key: String,
+    pub path: PathBuf,
+    /// The trusted folder it is below.
+    pub trusted: PathBuf,
+    pub span: Span,
+    pub bytes: u64,
+    /// When it was closed (after a restart: its modification time).
+    pub closed_at: SystemTime,
+    /// Its handler's `ship` settings when it was closed.
+    pub ship: ShipSpec,
+}
+
+/// What waits to ship for one key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Backlog {
+    pub files: u64,
+    pub bytes: u64,
+    /// When the oldest waiting file was closed.
+    pub oldest: Option<SystemTime>,
+}
+
 /// One line of the journal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Entry {
     Opened {
@@ -160,6 +193,13 @@ enum Entry {
         /// Whether its handler has an `on_close` hook still to run for it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         hook: bool,
+        /// Its handler's `ship` settings: it waits to ship until `Shipped`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ship: Option<ShipSpec>,
+    },
+    /// `path` was shipped (its ship command exited 0): it never ships again.
+    Shipped {
+        path: PathBuf,
     },
     /// The `on_close` hook for `path` was started.
     HookStarted {
@@ -208,6 +248,12 @@ pub struct Storage {
     /// they survive a restart (and are handed to the hook again then).
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
     closed: RefCell<Vec<ClosedFile>>,
+    /// Closed files waiting to ship, per key, oldest first (see the module doc).
+    ship_queue: RefCell<HashMap<String, VecDeque<Unshipped>>>,
+    /// The paths on `ship_queue`.
+    unshipped: RefCell<HashSet<PathBuf>>,
+    /// Whether lines were appended since the journal was last forced to the disk.
+    unsynced: Cell<bool>,
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
@@ -242,6 +288,9 @@ impl Storage {
             state_dir: dir.clone(),
             unhooked: RefCell::new(HashMap::new()),
             closed: RefCell::new(Vec::new()),
+            ship_queue: RefCell::new(HashMap::new()),
+            unshipped: RefCell::new(HashSet::new()),
+            unsynced: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
         };
@@ -303,6 +352,7 @@ impl Storage {
                             span: Span::default(),
                             id: None,
                             hook: false,
+                            ship: None,
                         },
                         None,
                     );
@@ -346,6 +396,7 @@ impl Storage {
                 span,
                 id,
                 hook,
+                ship,
             } => {
                 for (key, k) in keys.iter_mut() {
                     let Some(last) = k.last.as_mut().filter(|l| l.path == path) else {
@@ -366,6 +417,21 @@ impl Storage {
                         };
                         self.unhooked.borrow_mut().insert(path.clone(), waiting);
                     }
+                    if let Some(ship) = ship {
+                        self.unqueue(&path);
+                        self.unshipped.borrow_mut().insert(path.clone());
+                        let file = Unshipped {
+                            key: key.clone(),
+                            path: path.clone(),
+                            trusted: last.trusted.clone(),
+                            span,
+                            bytes,
+                            closed_at: closed_at.unwrap_or(mtime),
+                            ship,
+                        };
+                        let mut queue = self.ship_queue.borrow_mut();
+                        queue.entry(key.clone()).or_default().push_back(file);
+                    }
                     if last.created {
                         k.closed.retain(|f| f.path != path);
                         k.closed.push_back(OwnFile {
@@ -383,8 +449,12 @@ impl Storage {
             Entry::HookStarted { path } => {
                 self.unhooked.borrow_mut().remove(&path);
             }
+            Entry::Shipped { path } => {
+                self.unqueue(&path);
+            }
             Entry::Deleted { path } => {
                 self.unhooked.borrow_mut().remove(&path);
+                self.unqueue(&path);
                 for k in keys.values_mut() {
                     k.closed.retain(|f| f.path != path);
                     if let Some(last) = k.last.as_mut().filter(|l| l.path == path) {
@@ -395,6 +465,17 @@ impl Storage {
         }
     }
 
+    /// Takes `path` off the ship queue, if it is there.
+    fn unqueue(&self, path: &Path) {
+        if !self.unshipped.borrow_mut().remove(path) {
+            return;
+        }
+        for q in self.ship_queue.borrow_mut().values_mut() {
+            q.retain(|f| f.path != path);
+        }
+        self.ship_queue.borrow_mut().retain(|_, q| !q.is_empty());
+    }
+
     /// Rewrites the journal from what is live: per key, its closed files that
     /// still exist, then its last file (kept even when gone: naming goes on from it).
     fn compact(&self) {
@@ -402,6 +483,13 @@ impl Storage {
         {
             let mut keys = self.keys.borrow_mut();
             let unhooked = self.unhooked.borrow();
+            let queue = self.ship_queue.borrow();
+            let ship_of = |key: &str, path: &Path| {
+                queue
+                    .get(key)
+                    .and_then(|q| q.iter().find(|f| f.path == path))
+                    .map(|f| f.ship.clone())
+            };
             for (key, k) in keys.iter_mut() {
                 k.closed.retain(|f| f.path.is_file());
                 for f in &k.closed {
@@ -422,28 +510,41 @@ impl Storage {
                         span: f.span,
                         id: f.id,
                         hook: unhooked.contains_key(&f.path),
+                        ship: ship_of(key, &f.path),
                     });
                 }
-                // Files waiting for their hook that bsc did not create (appended).
-                for (path, u) in unhooked.iter().filter(|(p, u)| {
-                    u.key == *key
-                        && !k.closed.iter().any(|f| &f.path == *p)
-                        && k.last.as_ref().is_none_or(|l| &l.path != *p)
-                }) {
+                // Files waiting for their hook or to ship that bsc did not
+                // create (appended), or that are gone (a ship attempt drops them).
+                let elsewhere = |p: &Path| {
+                    !k.closed.iter().any(|f| f.path == p)
+                        && k.last.as_ref().is_none_or(|l| l.path != p)
+                };
+                let mut others: Vec<(PathBuf, PathBuf, Span)> = unhooked
+                    .iter()
+                    .filter(|(p, u)| u.key == *key && elsewhere(p))
+                    .map(|(p, u)| (p.clone(), u.trusted.clone(), u.span))
+                    .collect();
+                for f in queue.get(key).into_iter().flatten() {
+                    if elsewhere(&f.path) && !others.iter().any(|(p, _, _)| *p == f.path) {
+                        others.push((f.path.clone(), f.trusted.clone(), f.span));
+                    }
+                }
+                for (path, trusted, span) in others {
                     lines.push(Entry::Opened {
                         key: key.clone(),
                         path: path.clone(),
-                        trusted: u.trusted.clone(),
+                        trusted,
                         unnumbered: path.clone(),
                         n: 0,
                         seq: 0,
                         created: false,
                     });
                     lines.push(Entry::Closed {
-                        path: path.clone(),
-                        span: u.span,
+                        hook: unhooked.contains_key(&path),
+                        ship: ship_of(key, &path),
+                        path,
+                        span,
                         id: None,
-                        hook: true,
                     });
                 }
                 if let Some(l) = &k.last {
@@ -463,6 +564,7 @@ impl Storage {
                             span: own.map_or_else(Span::default, |f| f.span),
                             id: own.and_then(|f| f.id),
                             hook: unhooked.contains_key(&l.path),
+                            ship: ship_of(key, &l.path),
                         });
                     }
                 }
@@ -489,6 +591,7 @@ impl Storage {
         match result {
             Ok(f) => {
                 *self.journal.borrow_mut() = Some(f);
+                self.unsynced.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
             }
@@ -538,6 +641,7 @@ impl Storage {
             if let Err(e) = f.write_all(line_of(e).as_bytes()) {
                 warn!("cannot append to {}: {e}", self.journal_path.display());
             }
+            self.unsynced.set(true);
         }
         self.appended.set(self.appended.get() + 1);
         let live = self.compacted_lines.get();
@@ -577,6 +681,18 @@ impl Storage {
         waiting.retain(|p, u| ok(&u.trusted, p));
         dropped += before - waiting.len();
         drop(waiting);
+        let outside: Vec<PathBuf> = self
+            .ship_queue
+            .borrow()
+            .values()
+            .flatten()
+            .filter(|f| !ok(&f.trusted, &f.path))
+            .map(|f| f.path.clone())
+            .collect();
+        dropped += outside.len();
+        for p in outside {
+            self.unqueue(&p);
+        }
         if dropped > 0 {
             warn!(
                 "{}: ignored {dropped} entries that name files outside the root and the folders the config names",
@@ -672,14 +788,23 @@ impl Storage {
     }
 
     /// Notes that `path` (the file `id`) was closed for good, holding `span`
-    /// (and is no longer open); `hook`: its `on_close` hook is still to run.
-    pub fn finished(&self, path: &Path, span: Span, id: Option<FileId>, hook: bool) {
+    /// (and is no longer open); `hook`: its `on_close` hook is still to run;
+    /// `ship`: it waits to ship with these settings.
+    pub fn finished(
+        &self,
+        path: &Path,
+        span: Span,
+        id: Option<FileId>,
+        hook: bool,
+        ship: Option<&ShipSpec>,
+    ) {
         self.open.borrow_mut().remove(path);
         let e = Entry::Closed {
             path: path.to_path_buf(),
             span,
             id,
             hook,
+            ship: ship.cloned(),
         };
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
@@ -750,27 +875,126 @@ impl Storage {
     }
 
     /// The closed files `key` created that must go for `r`, given its open file
-    /// (`open_bytes`), oldest first; they are taken off the list.
+    /// (`open_bytes`), oldest first; they are taken off the list. Never a file
+    /// waiting to ship: deletion stops at the oldest one (files ship oldest
+    /// first, so those waiting are the newest).
     pub fn take_excess(&self, key: &str, open_bytes: Option<u64>, r: &Retention) -> Vec<OwnFile> {
         let mut keys = self.keys.borrow_mut();
         let Some(k) = keys.get_mut(key) else {
             return Vec::new();
         };
         let n = excess(k.closed.make_contiguous(), open_bytes, r, SystemTime::now());
+        let unshipped = self.unshipped.borrow();
+        let n = k
+            .closed
+            .iter()
+            .take(n)
+            .take_while(|f| !unshipped.contains(&f.path))
+            .count();
         k.closed.drain(..n).collect()
     }
 
     /// The oldest closed file bsc created, of any key, taken off its list, with
-    /// its key (for the disk budget).
-    pub fn take_oldest(&self) -> Option<(String, OwnFile)> {
+    /// its key (for the disk budget). Files waiting to ship are taken only with
+    /// `even_unshipped`, and only when no other file is left.
+    pub fn take_oldest(&self, even_unshipped: bool) -> Option<(String, OwnFile)> {
         let mut keys = self.keys.borrow_mut();
-        let (key, _) = keys
-            .iter()
-            .filter_map(|(key, k)| k.closed.front().map(|f| (key, f.closed_at)))
-            .min_by_key(|(_, at)| *at)?;
-        let key = key.clone();
-        let f = keys.get_mut(&key)?.closed.pop_front()?;
+        let unshipped = self.unshipped.borrow();
+        let oldest = |waiting: bool| {
+            keys.iter()
+                .filter_map(|(key, k)| {
+                    let i = k
+                        .closed
+                        .iter()
+                        .position(|f| unshipped.contains(&f.path) == waiting)?;
+                    Some((key.clone(), i, k.closed[i].closed_at))
+                })
+                .min_by_key(|(_, _, at)| *at)
+        };
+        let (key, i, _) = match oldest(false) {
+            Some(found) => found,
+            None if even_unshipped => oldest(true)?,
+            None => return None,
+        };
+        let f = keys.get_mut(&key)?.closed.remove(i)?;
         Some((key, f))
+    }
+
+    /// Keys with files waiting to ship.
+    pub fn unshipped_keys(&self) -> Vec<String> {
+        self.ship_queue.borrow().keys().cloned().collect()
+    }
+
+    /// The oldest file of `key` waiting to ship.
+    pub fn next_unshipped(&self, key: &str) -> Option<Unshipped> {
+        self.ship_queue
+            .borrow()
+            .get(key)
+            .and_then(|q| q.front().cloned())
+    }
+
+    /// Whether files of `key` wait to ship.
+    pub fn has_unshipped(&self, key: &str) -> bool {
+        self.ship_queue.borrow().contains_key(key)
+    }
+
+    /// Whether `path` waits to ship.
+    pub fn is_unshipped(&self, path: &Path) -> bool {
+        self.unshipped.borrow().contains(path)
+    }
+
+    /// What waits to ship for `key`.
+    pub fn backlog(&self, key: &str) -> Backlog {
+        let queue = self.ship_queue.borrow();
+        let Some(q) = queue.get(key) else {
+            return Backlog::default();
+        };
+        Backlog {
+            files: q.len() as u64,
+            bytes: q.iter().map(|f| f.bytes).sum(),
+            oldest: q.iter().map(|f| f.closed_at).min(),
+        }
+    }
+
+    /// Notes that `path` was shipped: journaled and forced to the disk before
+    /// this returns, so it never ships again. Returns whether it was waiting.
+    pub fn shipped(&self, path: &Path) -> bool {
+        if !self.is_unshipped(path) {
+            return false;
+        }
+        let e = Entry::Shipped {
+            path: path.to_path_buf(),
+        };
+        self.apply(e.clone(), None);
+        self.append(&e);
+        self.sync_journal();
+        true
+    }
+
+    /// Forces what was appended to the journal to the disk (before a ship
+    /// command starts, and after one succeeded).
+    pub fn sync_journal(&self) {
+        if !self.unsynced.get() {
+            return;
+        }
+        if let Some(f) = self.journal.borrow().as_ref() {
+            if let Err(e) = f.sync_data() {
+                warn!(
+                    "cannot force {} to the disk: {e}",
+                    self.journal_path.display()
+                );
+                return;
+            }
+        }
+        self.unsynced.set(false);
+    }
+
+    /// Takes `path`, a closed file `key` created, off its list (to delete it).
+    pub fn take_file(&self, key: &str, path: &Path) -> Option<OwnFile> {
+        let mut keys = self.keys.borrow_mut();
+        let k = keys.get_mut(key)?;
+        let i = k.closed.iter().position(|f| f.path == path)?;
+        k.closed.remove(i)
     }
 
     /// Deletes a file bsc created: only below the trusted folder it was created in
@@ -1009,10 +1233,10 @@ mod tests {
         assert!(s.last("h").is_none());
         opened(&s, "h", &a, &root, 0, 1);
         assert!(s.is_open(&a));
-        s.finished(&a, Span::default(), None, false);
+        s.finished(&a, Span::default(), None, false, None);
         assert!(!s.is_open(&a));
         opened(&s, "h", &b, &root, 0, 2);
-        s.finished(&b, Span::default(), None, false);
+        s.finished(&b, Span::default(), None, false, None);
         opened(&s, "g", &c, &root, 3, 9);
         drop(s);
         let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
@@ -1031,11 +1255,11 @@ mod tests {
             "open when bsc stopped"
         );
         // Only `a` is left to delete for h (b is gone); the budget takes it.
-        let (key, f) = s.take_oldest().unwrap();
+        let (key, f) = s.take_oldest(true).unwrap();
         assert_eq!((key.as_str(), &f.path), ("h", &a));
         s.remove(&f).unwrap();
         assert!(!a.exists() && c.exists());
-        assert!(s.take_oldest().is_none(), "g's file was never closed");
+        assert!(s.take_oldest(true).is_none(), "g's file was never closed");
         // A forged entry outside its trusted folder is refused.
         let forged = OwnFile {
             path: PathBuf::from("/etc/passwd"),
@@ -1064,6 +1288,76 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    fn ship(cmd: &str) -> ShipSpec {
+        ShipSpec {
+            argv: vec![cmd.to_string()],
+            timeout_s: 300.0,
+            retry_max_s: 600.0,
+            delete_after: false,
+        }
+    }
+
+    #[test]
+    fn the_ship_queue_survives_restarts_and_compaction_and_retention_spares_it() {
+        let root = std::env::temp_dir().join(format!("bsc-shipq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // A name no line format survives: newline, quote, tab, backslash.
+        let names = ["a\n{\"x\":1}\t.pcap", "b.pcap", "c.pcap", "d.pcap"];
+        let paths: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
+        let s = Storage::open(&root);
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, vec![b'x'; 10]).unwrap();
+            opened(&s, "k", p, &root, 0, i as u64 + 1);
+            s.finished(p, Span::default(), None, false, Some(&ship("/bin/up")));
+        }
+        assert_eq!(
+            s.next_unshipped("k").unwrap().path,
+            paths[0],
+            "oldest first"
+        );
+        assert_eq!(s.backlog("k").files, 4);
+        assert_eq!(s.backlog("k").bytes, 40);
+        // Retention: at most one file; none may go while all wait to ship.
+        let r = Retention {
+            max_files: Some(1),
+            ..Retention::default()
+        };
+        assert!(s.take_excess("k", None, &r).is_empty());
+        assert!(s.take_oldest(false).is_none(), "the budget spares them too");
+        assert!(s.shipped(&paths[0]));
+        assert!(!s.shipped(&paths[0]), "once");
+        assert!(s.shipped(&paths[1]));
+        drop(s);
+        let s = Storage::open(&root); // compacts
+        assert_eq!(s.backlog("k").files, 2);
+        assert_eq!(s.next_unshipped("k").unwrap().path, paths[2]);
+        assert_eq!(s.next_unshipped("k").unwrap().ship, ship("/bin/up"));
+        assert!(!s.is_unshipped(&paths[0]) && s.is_unshipped(&paths[3]));
+        // Shipped files may go (oldest first), and deletion stops at the
+        // first waiting one.
+        let gone = s.take_excess("k", None, &r);
+        assert_eq!(
+            gone.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            [&paths[0], &paths[1]]
+        );
+        // Only the disk budget takes a waiting file, when asked to.
+        let (_, f) = s.take_oldest(true).unwrap();
+        assert_eq!(f.path, paths[2]);
+        s.remove(&f).unwrap();
+        assert_eq!(s.next_unshipped("k").unwrap().path, paths[3]);
+        // Forced lines in the journal for a file bsc never closed do nothing.
+        drop(s);
+        let journal = root.join(".bsc/files.jsonl");
+        let mut text = std::fs::read_to_string(&journal).unwrap();
+        text.push_str("{\"shipped\":{\"path\":\"/nowhere\"}}\n{\"closed\":{\"path\": tor");
+        std::fs::write(&journal, text).unwrap();
+        let s = Storage::open(&root);
+        assert_eq!(s.backlog("k").files, 1);
+        assert_eq!(s.unshipped_keys(), ["k"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn the_journal_is_compacted_while_running() {
         let root = std::env::temp_dir().join(format!("bsc-compact-{}", std::process::id()));
@@ -1078,7 +1372,7 @@ mod tests {
             let p = root.join(format!("f{i}.pcap"));
             std::fs::write(&p, b"x").unwrap();
             opened(&s, "k", &p, &root, 0, i + 1);
-            s.finished(&p, Span::default(), None, false);
+            s.finished(&p, Span::default(), None, false, None);
             for f in s.take_excess("k", None, &r) {
                 s.remove(&f).unwrap();
             }

@@ -7,7 +7,7 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The signals bsc handles through its event loop (SIGCHLD: an `on_close` hook
-/// ended).
+/// or a `ship` command ended).
 pub const HANDLED_SIGNALS: [libc::c_int; 4] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD];
 
@@ -55,6 +55,48 @@ pub fn spawn_with_default_signals(
         });
     }
     cmd.spawn()
+}
+
+/// Spawns a `ship` command: as [`spawn_with_default_signals`], in a process group
+/// of its own (so a timeout can kill everything it started:
+/// [`kill_process_group`]) and killed if bsc dies first (`PR_SET_PDEATHSIG`), so
+/// no upload bsc cannot see finish goes on after it (the file ships again after
+/// the next start).
+pub fn spawn_supervised(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl and getppid, which are async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // bsc died before prctl took effect: do not run orphaned.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("bsc is gone"));
+            }
+            Ok(())
+        });
+    }
+    spawn_with_default_signals(cmd)
+}
+
+/// Sends SIGKILL to every process of the process group `pgid` (a ship command
+/// started by [`spawn_supervised`] and whatever it started).
+pub fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return Err(io::Error::other("not a process id"));
+    };
+    if pgid <= 1 {
+        return Err(io::Error::other("not a process group bsc started"));
+    }
+    // SAFETY: kill takes plain integers; a negative pid names a process group.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Free and total bytes of the file system holding `path` (for the disk budget).

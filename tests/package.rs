@@ -218,6 +218,8 @@ fn the_manual_page_renders_and_covers_the_command_line_and_the_keys() {
         "persist",
         "on_close_max_running",
         "peer_unreachable_s",
+        "ship_max_running",
+        "ship_max_pending_age_s",
         "allow_unauthenticated",
         "token",
     ]) {

@@ -1,5 +1,5 @@
 //! The `capture_manager` section: the root, the management server
-//! (`manager_server`), the disk budget, persistence and hooks. Sections have no
+//! (`manager_server`), the disk budget, persistence, hooks and shipping. Sections have no
 //! metadata: an unknown key is an error.
 
 use std::path::PathBuf;
@@ -49,6 +49,11 @@ pub struct StorageConfig {
     /// How long a TCP peer may stay unreachable before `/health` says degraded
     /// (`peer_unreachable_s`).
     pub peer_unreachable: std::time::Duration,
+    /// Most `ship` commands running at once, across handlers (`ship_max_running`).
+    pub ship_max_running: usize,
+    /// How old the oldest file waiting to ship may get before `/health` says
+    /// degraded (`ship_max_pending_age_s`).
+    pub ship_max_pending_age: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -59,12 +64,14 @@ impl Default for StorageConfig {
             persist: true,
             on_close_max_running: 2,
             peer_unreachable: std::time::Duration::from_secs(60),
+            ship_max_running: 1,
+            ship_max_pending_age: std::time::Duration::from_secs(3600),
         }
     }
 }
 
 /// Keys of `capture_manager`.
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 9] = [
     "root_log_directory",
     "manager_server",
     "min_free_bytes",
@@ -72,6 +79,8 @@ const KEYS: [&str; 7] = [
     "persist",
     "on_close_max_running",
     "peer_unreachable_s",
+    "ship_max_running",
+    "ship_max_pending_age_s",
 ];
 /// Keys of `capture_manager.manager_server`.
 const SERVER_KEYS: [&str; 4] = ["host", "port", "token", "allow_unauthenticated"];
@@ -112,6 +121,14 @@ impl CaptureManager {
                 "peer_unreachable_s",
                 defaults.peer_unreachable.as_secs_f64(),
                 1.0..=86_400.0,
+            )?,
+            ship_max_running: f
+                .whole("ship_max_running", 1..=64)?
+                .map_or(defaults.ship_max_running, |n| n as usize),
+            ship_max_pending_age: f.seconds(
+                "ship_max_pending_age_s",
+                defaults.ship_max_pending_age.as_secs_f64(),
+                1.0..=31_536_000.0,
             )?,
         };
         let server = match f.get("manager_server") {

@@ -92,13 +92,16 @@ pub struct HandlerSpec {
     pub max_age: Option<Duration>,
     /// A command (argv, no shell) run with each closed file's path appended.
     pub on_close: Vec<String>,
+    /// Store and forward: the command that ships each closed file, retried until
+    /// it succeeds (`None`: files are not shipped).
+    pub ship: Option<ShipSpec>,
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
 }
 
 /// Keys with a meaning of their own; everything else is metadata.
-pub const HANDLER_KEYS: [&str; 28] = [
+pub const HANDLER_KEYS: [&str; 32] = [
     "name",
     "conn_type",
     "address",
@@ -123,6 +126,10 @@ pub const HANDLER_KEYS: [&str; 28] = [
     "max_bytes",
     "max_age",
     "on_close",
+    "ship",
+    "ship_timeout_s",
+    "ship_retry_max_s",
+    "delete_after_ship",
     "framing",
     "sequence_check",
     "fecf",
@@ -369,7 +376,82 @@ fn nested_err(key: &str, message: String) -> FieldError {
     }
 }
 
-/// `on_close`: a command as a list of strings, program first.
+/// How a handler's closed files are shipped (`ship`, `ship_timeout_s`,
+/// `ship_retry_max_s`, `delete_after_ship`); recorded in the journal with each
+/// file waiting to ship, so a file keeps shipping after its handler is gone.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShipSpec {
+    /// The command, program first; the file's path is appended.
+    pub argv: Vec<String>,
+    /// Longest run of one attempt, in seconds (then it is killed: a failure).
+    pub timeout_s: f64,
+    /// Longest wait between attempts, in seconds (back-off from 5 s doubles up to it).
+    pub retry_max_s: f64,
+    /// Delete each file once shipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_after: bool,
+}
+
+impl ShipSpec {
+    /// Default `ship_timeout_s`.
+    pub const DEFAULT_TIMEOUT_S: f64 = 300.0;
+    /// Default `ship_retry_max_s`.
+    pub const DEFAULT_RETRY_MAX_S: f64 = 600.0;
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_s.clamp(1.0, 86_400.0))
+    }
+
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_secs_f64(self.retry_max_s.clamp(1.0, 86_400.0))
+    }
+}
+
+/// `ship` and the keys that go with it. Config file only; a key that goes with
+/// `ship` is refused without it.
+fn ship_spec(f: &Fields, origin: Origin) -> Result<Option<ShipSpec>, FieldError> {
+    const KEYS: [&str; 4] = [
+        "ship",
+        "ship_timeout_s",
+        "ship_retry_max_s",
+        "delete_after_ship",
+    ];
+    if origin == Origin::Api {
+        if let Some(k) = KEYS.iter().find(|k| f.get(k).is_some()) {
+            return Err(field_err(
+                k,
+                "store and forward can only be configured in the config file, not over the API",
+            ));
+        }
+        return Ok(None);
+    }
+    let argv = f.read("ship", command)?;
+    let timeout = f.seconds(
+        "ship_timeout_s",
+        ShipSpec::DEFAULT_TIMEOUT_S,
+        1.0..=86_400.0,
+    )?;
+    let retry_max = f.seconds(
+        "ship_retry_max_s",
+        ShipSpec::DEFAULT_RETRY_MAX_S,
+        1.0..=86_400.0,
+    )?;
+    let delete_after = f.boolean("delete_after_ship", false)?;
+    match argv {
+        Some(argv) => Ok(Some(ShipSpec {
+            argv,
+            timeout_s: timeout.as_secs_f64(),
+            retry_max_s: retry_max.as_secs_f64(),
+            delete_after,
+        })),
+        None => match KEYS[1..].iter().find(|k| f.get(k).is_some()) {
+            Some(k) => Err(field_err(k, "only applies with ship (a command as a list)")),
+            None => Ok(None),
+        },
+    }
+}
+
+/// `on_close` and `ship`: a command as a list of strings, program first.
 fn command(v: &Value) -> Result<Vec<String>, String> {
     match v {
         Value::Array(items) if !items.is_empty() && items.len() <= 64 => items
@@ -533,6 +615,7 @@ impl HandlerSpec {
                 "commands can only be configured in the config file, not over the API",
             ));
         }
+        let ship = ship_spec(&f, origin)?;
 
         let mut metadata = Vec::new();
         for (key, value) in obj {
@@ -580,6 +663,7 @@ impl HandlerSpec {
             max_bytes,
             max_age,
             on_close,
+            ship,
             metadata,
             origin,
         };
@@ -723,6 +807,12 @@ impl HandlerSpec {
         }
         if !self.on_close.is_empty() {
             m.insert("on_close".into(), json!(self.on_close));
+        }
+        if let Some(ship) = &self.ship {
+            m.insert("ship".into(), json!(ship.argv));
+            m.insert("ship_timeout_s".into(), json!(ship.timeout_s));
+            m.insert("ship_retry_max_s".into(), json!(ship.retry_max_s));
+            m.insert("delete_after_ship".into(), json!(ship.delete_after));
         }
         for (k, v) in &self.metadata {
             m.insert(k.clone(), v.clone());
@@ -937,6 +1027,172 @@ mod tests {
 
     fn api(v: Value) -> Result<HandlerSpec, FieldError> {
         HandlerSpec::from_json(v.as_object().unwrap(), Origin::Api)
+    }
+
+    #[test]
+    fn ship_keys_read_back_and_hostile_values_are_refused() {
+        let base = json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", 9000]});
+        let with = |pairs: &[(&str, Value)]| {
+            let mut o = base.clone();
+            for (k, v) in pairs {
+                o[*k] = v.clone();
+            }
+            o
+        };
+        let s = spec(with(&[("ship", json!(["/bin/up", "--to", "s3://b/"]))])).unwrap();
+        assert_eq!(
+            s.ship,
+            Some(ShipSpec {
+                argv: vec!["/bin/up".into(), "--to".into(), "s3://b/".into()],
+                timeout_s: 300.0,
+                retry_max_s: 600.0,
+                delete_after: false,
+            })
+        );
+        let s = spec(with(&[
+            ("ship", json!(["up"])),
+            ("ship_timeout_s", json!(30)),
+            ("ship_retry_max_s", json!("2.5")),
+            ("delete_after_ship", json!(true)),
+        ]))
+        .unwrap();
+        let ship = s.ship.clone().unwrap();
+        assert_eq!(
+            (ship.timeout_s, ship.retry_max_s, ship.delete_after),
+            (30.0, 2.5, true)
+        );
+        // What GET / shows reads back as the same handler.
+        let back = spec(Value::Object(s.to_json())).unwrap();
+        assert_eq!(back.ship, s.ship);
+        assert_eq!(spec(base.clone()).unwrap().ship, None);
+        let long: Vec<String> = (0..65).map(|i| format!("a{i}")).collect();
+        for (pairs, want) in [
+            (
+                vec![("ship", json!([]))],
+                "ship: must be a command as a list",
+            ),
+            (
+                vec![("ship", json!(""))],
+                "ship: must be a command as a list",
+            ),
+            (
+                vec![("ship", json!("/bin/up"))],
+                "ship: must be a command as a list",
+            ),
+            (
+                vec![("ship", json!([""]))],
+                "ship: every element must be a non-empty string",
+            ),
+            (
+                vec![("ship", json!(["up", 3]))],
+                "ship: every element must be a non-empty string",
+            ),
+            (
+                vec![("ship", json!(["up", null]))],
+                "ship: every element must be a non-empty string",
+            ),
+            (
+                vec![("ship", json!(["up", ["x"]]))],
+                "ship: every element must be a non-empty string",
+            ),
+            (
+                vec![("ship", json!({"a": 1}))],
+                "ship: must be a command as a list",
+            ),
+            (
+                vec![("ship", json!(long))],
+                "ship: must be a command as a list",
+            ),
+            (
+                vec![("ship", json!(["up\nrm"]))],
+                "ship: contains the control character",
+            ),
+            (
+                vec![("ship", json!(["up\u{0}"]))],
+                "ship: contains the control character",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_timeout_s", json!(0))],
+                "ship_timeout_s: must be a number of seconds from 1 to 86400",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_timeout_s", json!(-5))],
+                "ship_timeout_s: must be a number",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_timeout_s", json!(1e300))],
+                "ship_timeout_s: must be a number",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_timeout_s", json!("nan"))],
+                "ship_timeout_s: must be a number",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_retry_max_s", json!(0))],
+                "ship_retry_max_s: must be a number",
+            ),
+            (
+                vec![
+                    ("ship", json!(["up"])),
+                    ("ship_retry_max_s", json!(18446744073709551615u64)),
+                ],
+                "ship_retry_max_s: must be a number",
+            ),
+            (
+                vec![("ship", json!(["up"])), ("ship_retry_max_s", json!([1]))],
+                "ship_retry_max_s: must be a number",
+            ),
+            (
+                vec![
+                    ("ship", json!(["up"])),
+                    ("delete_after_ship", json!("yes please")),
+                ],
+                "delete_after_ship: must be true or false",
+            ),
+            (
+                vec![("ship_timeout_s", json!(5))],
+                "ship_timeout_s: only applies with ship",
+            ),
+            (
+                vec![("delete_after_ship", json!(true))],
+                "delete_after_ship: only applies with ship",
+            ),
+        ] {
+            let e = spec(with(&pairs)).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{pairs:?}: {e}");
+        }
+        // Config file only: refused over the API, each key.
+        for k in [
+            "ship",
+            "ship_timeout_s",
+            "ship_retry_max_s",
+            "delete_after_ship",
+        ] {
+            let v = if k == "ship" {
+                json!(["/bin/true"])
+            } else {
+                json!(1)
+            };
+            let mut o = base.clone();
+            o[k] = v;
+            let e = api(o).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "{k}: store and forward can only be configured in the config file"
+                )),
+                "{e}"
+            );
+        }
+        // Typos of the new keys are typos, not metadata.
+        for (typo, meant) in [
+            ("shp", None),
+            ("ship_timeout", Some("ship_timeout_s")),
+            ("ship_retry_max", Some("ship_retry_max_s")),
+            ("delete_afer_ship", Some("delete_after_ship")),
+            ("hsip", Some("ship")),
+        ] {
+            assert_eq!(typos::suggestion(typo, &HANDLER_KEYS), meant, "{typo}");
+        }
     }
 
     #[test]

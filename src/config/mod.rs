@@ -40,7 +40,7 @@ pub use handler::{
     DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE,
     MAX_NAME_LEN,
 };
-pub use handler::{API_KEYS, HANDLER_KEYS};
+pub use handler::{ShipSpec, API_KEYS, HANDLER_KEYS};
 
 use capture_manager::CaptureManager;
 use fields::{describe, Fields};

@@ -718,7 +718,7 @@ impl Handler {
             // Gone, final already, or not bsc's any more: nothing to close.
             _ => self
                 .storage
-                .finished(&last.path, Span::default(), None, false),
+                .finished(&last.path, Span::default(), None, false, None),
         }
         None
     }
@@ -988,11 +988,13 @@ impl Handler {
         self.enforce_retention();
     }
 
-    /// A file closed for good: journaled (with its hook still to run, if it has
-    /// one) and put in the outbox for `on_close`.
+    /// A file closed for good: journaled (with its hook still to run, and its
+    /// `ship` settings, if it has them: it then waits to ship) and put in the
+    /// outbox for `on_close`.
     fn hand_over(&self, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
         let hook = !self.spec.on_close.is_empty();
-        self.storage.finished(&path, span, Some(id), hook);
+        self.storage
+            .finished(&path, span, Some(id), hook, self.spec.ship.as_ref());
         self.storage.closed(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
@@ -1086,6 +1088,12 @@ impl Handler {
         for old in self.storage.take_excess(&self.journal_key(), open, &r) {
             self.delete(&old, "retention");
         }
+    }
+
+    /// Applies retention now (a file it had to spare while it waited to ship
+    /// has shipped).
+    pub(super) fn shipped_one(&mut self) {
+        self.enforce_retention();
     }
 
     /// Deletes one of this handler's closed files (retention or the disk budget).
