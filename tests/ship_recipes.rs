@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// The handler key whose command ships each closed file.
-const SHIP_KEY: &str = "on_close";
+/// The handler key whose command ships each closed file (retried until it exits
+/// 0). `on_close` runs the same command with the same argv and environment once:
+/// every test here but the retry passes with it too.
+const SHIP_KEY: &str = "ship";
 
 /// A name with a space and characters that need percent-encoding in a URL (and
 /// that curl would glob): `{seq}` keeps each file's name distinct.
