@@ -82,6 +82,8 @@ install:
 	install -D -m 0644 systemd/bsc.sysusers $(DESTDIR)$(SYSUSERSDIR)/bsc.conf
 	install -D -m 0644 systemd/60-bsc.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md
+	install -d $(DESTDIR)$(PREFIX)/share/doc/bsc/examples
+	install -m 0755 systemd/examples/bsc-ship-s3 systemd/examples/bsc-ship-rsync $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8
 	gzip -9n -c systemd/bsc.8 > $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz
 	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz
@@ -93,7 +95,9 @@ install:
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/bsc $(DESTDIR)$(UNITDIR)/bsc.service \
 	      $(DESTDIR)$(SYSUSERSDIR)/bsc.conf $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz \
-	      $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md
+	      $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md \
+	      $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/bsc-ship-s3 $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/bsc-ship-rsync
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc/examples 2>/dev/null
 	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc 2>/dev/null
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json, the captures in /var/lib/bsc and the user bsc (remove them by hand if unwanted)"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the black-box tests need when it is missing: Debian packages with
-# apt-get, and AIT's own Python client (ait-core, from PyPI) in a virtual
-# environment under target/ait-venv. Run by `make test` (the README's test
+# apt-get, AIT's own Python client (ait-core, from PyPI) in a virtual
+# environment under target/ait-venv, and moto's S3-compatible server (PyPI's
+# moto[server]) in target/moto-venv for the ship recipes (tests/ship_recipes.rs). Run by `make test` (the README's test
 # command) and so by .ci/run. Needs root for apt-get; prints what it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ want dpkg-deb dpkg              # the .deb, installed in an overlay (tests/packa
 want dpkg-parsechangelog dpkg-dev
 want unshare util-linux
 want chromium chromium         # the status page in a real browser (tests/ui.rs)
+want rsync rsync                # the rsync ship recipe (tests/ship_recipes.rs)
+want sha256sum coreutils        # the S3 ship recipe's payload hash
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "tests/deps.sh: installing ${need[*]}"
@@ -40,4 +43,13 @@ if [ ! -x "$venv/bin/ait-bsc-create-handler" ]; then
   mkdir -p target
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'ait-core>=3,<4'
+fi
+
+# moto_server: a local S3-compatible server for the S3 ship recipe.
+venv=target/moto-venv
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "tests/deps.sh: installing moto[server] into $venv"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'moto[server]>=5,<6'
 fi

@@ -262,9 +262,14 @@ fn build_deb(dir: &Path) -> PathBuf {
     for f in ["Makefile", "Cargo.toml", "README.md"] {
         std::fs::copy(repo().join(f), tree.join(f)).unwrap();
     }
-    for entry in std::fs::read_dir(repo().join("systemd")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), tree.join("systemd").join(entry.file_name())).unwrap();
+    for sub in ["systemd", "systemd/examples"] {
+        std::fs::create_dir_all(tree.join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo().join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), tree.join(sub).join(entry.file_name())).unwrap();
+            }
+        }
     }
     let out = Command::new("sh")
         .args(["systemd/make-deb.sh", "amd64", env!("CARGO_PKG_VERSION")])
@@ -292,6 +297,8 @@ fn the_deb_carries_the_user_the_man_page_and_debhelper_style_scripts() {
         "./usr/share/man/man8/bsc.8.gz",
         "./usr/share/doc/bsc/copyright",
         "./usr/share/doc/bsc/changelog.gz",
+        "./usr/share/doc/bsc/examples/bsc-ship-s3",
+        "./usr/share/doc/bsc/examples/bsc-ship-rsync",
         "./usr/share/lintian/overrides/bsc",
         "./etc/bsc/bsc.json",
     ] {
