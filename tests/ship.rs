@@ -75,7 +75,7 @@ echo "${{1##*/}}" >> "$d/received.log"
     }
 
     /// A config with one UDP handler `h` shipping through the script, one file
-    /// per datagram (closed when the next one comes), and `extra` keys.
+    /// per datagram (closed as soon as it holds it), and `extra` keys.
     fn config(&self, port: u16, extra: Value, cm: Value) -> Value {
         let mut h = json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
             "file_name_pattern": "{name}-{seq}.pcap", "rotate_max_packets": 1,
@@ -147,8 +147,8 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
     let port = free_udp_port();
     let bsc = Bsc::with_config(dir.path(), &st.config(port, json!({}), json!({})));
     assert_eq!(ship_of(&bsc, port)["pending_files"], 0, "configured: shown");
-    // Six datagrams: five closed files (the sixth stays open).
-    for i in 0..6 {
+    // Five datagrams: five closed files (each full with its one record).
+    for i in 0..5 {
         send(&bsc, port, i);
     }
     wait_until("five files shipped", || st.received().len() >= 5);
@@ -199,9 +199,18 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
         "{log:?}"
     );
     assert!(log.iter().any(|l| l.contains("ship: handler h: shipped")));
-    // The file open at shutdown was closed and waits to ship: after a restart
-    // it ships, and nothing shipped before ships again.
-    let bsc = Bsc::with_config(dir.path(), &st.config(port, json!({}), json!({})));
+    // A file open at shutdown (no count limit now) is closed and waits to
+    // ship: after a restart it ships, and nothing shipped before ships again.
+    st.set("down", "");
+    let open = json!({"rotate_max_packets": 1000});
+    let bsc = Bsc::with_config(dir.path(), &st.config(port, open.clone(), json!({})));
+    sender(port).send(&seq_payload(5)).unwrap();
+    wait_until("the sixth file open", || {
+        stats_of(&bsc, port)["current_file"].is_string() && count_records(&root.join(name(6))) == 1
+    });
+    assert!(bsc.stop().success());
+    st.clear("down");
+    let bsc = Bsc::with_config(dir.path(), &st.config(port, open, json!({})));
     wait_until("the file left open at shutdown shipped", || {
         st.received().len() >= 6
     });
@@ -222,7 +231,7 @@ fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice(
     let cfg = st.config(port, json!({}), json!({}));
     let mut bsc = Bsc::with_config(dir.path(), &cfg);
     // A backlog of 20 closed files while the backhaul is down.
-    for i in 0..21 {
+    for i in 0..20 {
         send(&bsc, port, i);
     }
     wait_until("20 waiting", || ship_of(&bsc, port)["pending_files"] == 20);
@@ -252,8 +261,8 @@ fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice(
     for n in &all {
         *counts.entry(n.as_str()).or_default() += 1;
     }
-    let want: Vec<String> = (1..=21).map(name).collect();
-    for n in &want[..20] {
+    let want: Vec<String> = (1..=20).map(name).collect();
+    for n in &want {
         assert!(
             counts.contains_key(n.as_str()),
             "{n} never arrived: {all:?}"
@@ -298,7 +307,7 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
         dir.path(),
         &st.config(port, json!({"max_files": 2, "max_bytes": 200}), json!({})),
     );
-    for i in 0..9 {
+    for i in 0..8 {
         send(&bsc, port, i);
     }
     wait_until("8 waiting", || ship_of(&bsc, port)["pending_files"] == 8);
@@ -308,7 +317,7 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     assert!(ship["pending_bytes"].as_u64().unwrap() > 8 * 24, "{ship}");
     std::thread::sleep(Duration::from_millis(1500)); // a few ticks of retention
     assert_eq!(stats_of(&bsc, port)["files_deleted"], 0);
-    for seq in 1..=9 {
+    for seq in 1..=8 {
         assert!(
             root.join(name(seq)).exists(),
             "{} deleted unshipped",
@@ -320,7 +329,6 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     wait_until("8 shipped", || st.received().len() >= 8);
     wait_until("retention caught up", || pcap_files(&root).len() <= 2);
     assert_eq!(st.received(), (1..=8).map(name).collect::<Vec<_>>());
-    assert!(root.join(name(9)).exists(), "the open file stays");
     assert!(bsc.stop().success());
 }
 
@@ -332,17 +340,22 @@ fn delete_after_ship_keeps_only_what_central_storage_lacks() {
     let port = free_udp_port();
     let bsc = Bsc::with_config(
         dir.path(),
-        &st.config(port, json!({"delete_after_ship": true}), json!({})),
+        &st.config(
+            port,
+            json!({"delete_after_ship": true, "rotate_max_packets": 2}),
+            json!({}),
+        ),
     );
-    for i in 0..4 {
+    // Two records a file: two files closed, the third open.
+    for i in 0..5 {
         send(&bsc, port, i);
     }
-    wait_until("3 shipped", || st.received().len() >= 3);
-    wait_until("3 deleted", || stats_of(&bsc, port)["files_deleted"] == 3);
+    wait_until("2 shipped", || st.received().len() >= 2);
+    wait_until("2 deleted", || stats_of(&bsc, port)["files_deleted"] == 2);
     let left: Vec<_> = pcap_files(&root);
-    assert_eq!(left, vec![root.join(name(4))], "only the open file");
-    for seq in 1..=3 {
-        assert_eq!(count_records(&st.dir.join("central").join(name(seq))), 1);
+    assert_eq!(left, vec![root.join(name(3))], "only the open file");
+    for seq in 1..=2 {
+        assert_eq!(count_records(&st.dir.join("central").join(name(seq))), 2);
     }
     let (status, log) = bsc.stop_with_log();
     assert!(status.success());
