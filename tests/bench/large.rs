@@ -74,20 +74,24 @@ pub fn section() {
         MAX_STEP.as_secs_f64(),
         MAX_SENT_BYTES >> 20
     );
-    let mut verdicts = Vec::new();
+    let (mut verdicts, mut summary) = (Vec::new(), Vec::new());
+    let mut add = |(v, s): (Vec<String>, Vec<String>)| {
+        verdicts.extend(v);
+        summary.extend(s);
+    };
     if fs_wanted("tmpfs") {
         let path = PathBuf::from(format!("/tmp/bsc-bench-tmpfs-{pid}"));
         match Tmpfs::mount(path, TMPFS_MB) {
             Some(t) => {
                 let w = WorkDir::new(t.0.join("w"));
-                verdicts.extend(file_system("tmpfs", &w.0, runs, senders));
+                add(file_system("tmpfs", &w.0, runs, senders));
                 drop(w);
                 drop(t);
             }
             None => match Path::new("/dev/shm") {
                 shm if common::fs_type(shm) == "tmpfs" => {
                     let w = WorkDir::new(shm.join(format!("bsc-bench-{pid}")));
-                    verdicts.extend(file_system("tmpfs", &w.0, runs, senders));
+                    add(file_system("tmpfs", &w.0, runs, senders));
                 }
                 _ => println!("(no tmpfs: mount failed and /dev/shm is not tmpfs)"),
             },
@@ -96,7 +100,14 @@ pub fn section() {
     if fs_wanted("disk") {
         let w = WorkDir::new(PathBuf::from(format!("/var/tmp/bsc-bench-large-{pid}")));
         let fs = common::fs_type(&w.0);
-        verdicts.extend(file_system(&format!("disk/{fs}"), &w.0, runs, senders));
+        add(file_system(&format!("disk/{fs}"), &w.0, runs, senders));
+    }
+    if !summary.is_empty() {
+        println!("\nlarge: summary (medians; GB/s = captured GB per CPU second, Gb/s = captured Gbit/s at the maximum; 60% loss over all 1-handler runs; 10h/1h and idle/1h: CPU per datagram at 60%)");
+        println!("{}", summary_header());
+        for l in &summary {
+            println!("{l}");
+        }
     }
     if !verdicts.is_empty() {
         println!("\nlarge: verdicts");
@@ -192,7 +203,8 @@ fn print_row(fs: &str, label: &str, r: &Row, capacity: Option<f64>) {
     );
 }
 
-fn file_system(fs: &str, root: &Path, runs: usize, senders: usize) -> Vec<String> {
+/// Prints the rows of one file system; returns its verdicts and summary lines.
+fn file_system(fs: &str, root: &Path, runs: usize, senders: usize) -> (Vec<String>, Vec<String>) {
     println!(
         "\n-- {fs}: {} ({}) -- Gbit/s asked, offered, captured; GB = 1e9 bytes",
         root.display(),
@@ -200,6 +212,7 @@ fn file_system(fs: &str, root: &Path, runs: usize, senders: usize) -> Vec<String
     );
     header();
     let mut verdicts = Vec::new();
+    let mut summary = Vec::new();
     for size in SIZES {
         let bounds = |rate: Option<f64>| match rate {
             Some(_) => (LARGE_STEP, LARGE_MAX_BYTES / size as u64),
@@ -223,22 +236,26 @@ fn file_system(fs: &str, root: &Path, runs: usize, senders: usize) -> Vec<String
         };
         // The reference runs in every case (its capacity sets the 60% rate),
         // alternating with bsc at the generator's maximum; medians of both.
-        let (mut refs, mut maxes) = (Vec::new(), Vec::new());
+        let (mut refs, mut maxes, mut ref_gbits, mut max_gbits) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let (dur, max_count) = bounds(None);
             let r = run_reference(root, size, senders, dur, max_count);
             print_row(fs, "reference max", &r, None);
             let c = r.per_cpu_s();
             refs.push(c);
+            ref_gbits.push(r.gbits(r.written));
             if common::only("bsc 1 handler max") {
                 let b = step(1, 0, None);
                 print_row(fs, "bsc 1 handler max", &b, Some(c));
                 maxes.push(b.per_cpu_s());
+                max_gbits.push(b.gbits(b.written));
             }
         }
         let capacity = common::median(refs);
+        let bsc_max = common::median(maxes.clone());
         if !maxes.is_empty() {
-            let m = common::median(maxes);
+            let m = bsc_max;
             let ratio = m / capacity;
             verdicts.push(format!(
                 "{fs} {size} B: bsc {:.3} GB per CPU-s = {ratio:.2}x the reference's {:.3} (medians; target >= 0.8x): {}",
@@ -313,8 +330,69 @@ fn file_system(fs: &str, root: &Path, runs: usize, senders: usize) -> Vec<String
                 }
             ));
         }
+        summary.push(summary_line(
+            fs,
+            size,
+            capacity,
+            common::median(ref_gbits),
+            bsc_max,
+            common::median(max_gbits),
+            rate,
+            &rows[0],
+            med[1] / med[0],
+            med[2] / med[0],
+        ));
     }
-    verdicts
+    (verdicts, summary)
+}
+
+/// One line of the summary: medians of a file system's rows for one size.
+#[allow(clippy::too_many_arguments)]
+fn summary_line(
+    fs: &str,
+    size: usize,
+    capacity: f64,
+    ref_gbits: f64,
+    bsc_max: f64,
+    max_gbits: f64,
+    rate: f64,
+    one: &[Row],
+    ten: f64,
+    idle: f64,
+) -> String {
+    let sent: u64 = one.iter().map(|r| r.sent).sum();
+    let lost: u64 = one.iter().map(Row::lost).sum();
+    format!(
+        "{:<10} {:>6} {:>9.3} {:>8.2} {:>9.3} {:>8.2} {:>6.2} {:>8.2} {:>9.3} {:>7.2} {:>7.2}",
+        fs,
+        size,
+        capacity / 1e9,
+        ref_gbits,
+        bsc_max / 1e9,
+        max_gbits,
+        bsc_max / capacity,
+        rate * size as f64 * 8.0 / 1e9,
+        100.0 * lost as f64 / sent.max(1) as f64,
+        ten,
+        idle
+    )
+}
+
+pub fn summary_header() -> String {
+    format!(
+        "{:<10} {:>6} {:>9} {:>8} {:>9} {:>8} {:>6} {:>8} {:>9} {:>7} {:>7}",
+        "fs",
+        "size",
+        "ref GB/s",
+        "ref Gb/s",
+        "bsc GB/s",
+        "bsc Gb/s",
+        "ratio",
+        "60% Gb/s",
+        "60% loss%",
+        "10h/1h",
+        "idle/1h"
+    )
 }
 
 /// The reference receiver at the generator's maximum.
