@@ -1,7 +1,7 @@
 //! What the sections share: selection by environment, a bsc child that cannot
 //! outlive the benchmark, a `sendmmsg` generator, read-back of the PCAP files and
-//! cleanup on panic (the bench profile inherits `panic = "abort"`, so Drop guards
-//! do not run on a panic: a panic hook kills the children and unmounts instead).
+//! cleanup on a panic (a panic hook kills the children and unmounts first, in
+//! case the panic does not unwind) and on Ctrl-C or SIGTERM.
 
 use std::fs::File;
 use std::io::Write;
@@ -91,6 +91,37 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// For a child started elsewhere: killed by the cleanup until forgotten.
+pub fn register_pid(pid: u32) {
+    PIDS.lock().unwrap().push(pid);
+}
+
+pub fn forget_pid(pid: u32) {
+    PIDS.lock().unwrap().retain(|p| *p != pid);
+}
+
+/// Ctrl-C or SIGTERM: the same cleanup, then exit 130. The signals are blocked
+/// in every thread (call this first, before any thread starts) and one thread
+/// waits for them; bsc children start with an empty signal mask (std resets it).
+pub fn install_signal_cleanup() {
+    // SAFETY: a sigset_t built with sigemptyset/sigaddset, blocked for this
+    // thread (and so for the threads it starts), then waited for in one thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            libc::sigwait(&set, &mut sig);
+            eprintln!("signal {sig}: cleaning up");
+            cleanup_all();
+            std::process::exit(130);
+        });
+    }
+}
+
 pub fn cleanup_all() {
     for pid in PIDS.lock().map(|v| v.clone()).unwrap_or_default() {
         // SAFETY: kill(2) on a pid this process started.
@@ -100,7 +131,11 @@ pub fn cleanup_all() {
     for dir in DIRS.lock().map(|v| v.clone()).unwrap_or_default() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    for m in MOUNTS.lock().map(|v| v.clone()).unwrap_or_default() {
+    let mounts: Vec<PathBuf> = MOUNTS
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for m in mounts {
         let _ = Command::new("umount").arg("-l").arg(&m).status();
         let _ = std::fs::remove_dir(&m);
     }
@@ -150,9 +185,13 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
+        let mut mounts = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        if !mounts.contains(&self.0) {
+            return; // the panic hook has unmounted it already
+        }
         let _ = Command::new("umount").arg(&self.0).status();
         let _ = std::fs::remove_dir(&self.0);
-        MOUNTS.lock().unwrap().retain(|d| d != &self.0);
+        mounts.retain(|d| d != &self.0);
     }
 }
 

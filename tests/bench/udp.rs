@@ -61,6 +61,7 @@ const SIZES: [usize; 2] = [64, 1024];
 const RCVBUF: usize = common::RCVBUF;
 
 fn main() {
+    common::install_signal_cleanup();
     common::install_panic_hook();
     let started = Instant::now();
     let bin = env!("CARGO_BIN_EXE_bsc");
@@ -307,6 +308,7 @@ fn run_bsc(
         .stderr(log_sink())
         .spawn()
         .expect("start bsc");
+    common::register_pid(child.id());
     let http = wait_http(http_port, active + idle, &mut child);
     let pid = child.id();
     let cpu_before = cpu_ns(pid);
@@ -348,6 +350,7 @@ fn run_bsc(
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
+    common::forget_pid(pid);
     let written = distinct_sequence_numbers(&files, sent);
     let _ = std::fs::remove_dir_all(&dir);
     Outcome {
