@@ -22,8 +22,8 @@
 //!   loss, bytes per CPU second, bsc's ratio (target 0.8x), no loss at 60% of the
 //!   reference's capacity, and 1 vs 10 handlers vs 1,000 idle + 1 at that rate in
 //!   alternating runs (targets 1.15x and 1.1x).
-//! - `rcvbuf` (large.rs): how many 8,000 B and 60,000 B datagrams the receive
-//!   buffer bsc asks for by default holds, counted by filling a socket.
+//! - `rcvbuf` (large.rs): how many 1,024 B, 8,000 B and 60,000 B datagrams the
+//!   receive buffer bsc asks for by default holds, counted by filling a socket.
 //!
 //! Loss is always counted from the PCAP files (distinct sequence numbers in the
 //! payloads, read back with pcap-file), never from bsc's own counters.
