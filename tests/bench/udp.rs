@@ -1,18 +1,47 @@
 //! `make bench`: how many datagrams a release bsc captures, at what CPU cost, and
-//! how fast it answers HTTP meanwhile, against a count-only `recvmmsg` receiver
-//! measured in the same run (the ceiling one socket gives on this machine).
+//! how fast it answers HTTP meanwhile, against receivers written here and measured
+//! in the same run. Loopback (127.0.0.1) only; every step is bounded in time and
+//! datagrams. Four sections, each on its own with `BSC_BENCH_SECTION`:
 //!
-//! For 64-byte and 1024-byte datagrams: the ceiling receiver at the generator's
-//! maximum rate (which also measures that maximum), then a fresh bsc with 1
-//! handler, with 10 handlers on 10 ports, and with 1,000 idle handlers plus one
-//! active, at 50% and 100% of the maximum. Loss is counted from the PCAP files
-//! (distinct sequence numbers read back with pcap-file), never from bsc's own
-//! counters. CPU is bsc's own (/proc/PID/schedstat) per datagram written, and its
-//! ratio to the ceiling receiver's (thread CPU time per datagram). `/stats` is
-//! fetched every 20 ms on a keep-alive connection during each step: p50/p99.
+//! - `udp` (this file): for 64-byte and 1024-byte datagrams, a count-only
+//!   `recvmmsg` receiver at the generator's maximum rate (the ceiling one socket
+//!   gives on this machine, which also measures that maximum), then a fresh bsc
+//!   with 1 handler, with 10 handlers on 10 ports, and with 1,000 idle handlers
+//!   plus one active, at 50% and 100% of the maximum. CPU is bsc's own
+//!   (/proc/PID/schedstat) per datagram written, and its ratio to the ceiling
+//!   receiver's (thread CPU time per datagram). `/stats` is fetched every 20 ms on
+//!   a keep-alive connection during each step: p50/p99.
+//! - `units` (units.rs, issue 14): a TCP stream of CCSDS space packets from a
+//!   local server at its maximum rate, bsc with `framing: ccsds_space_packet`
+//!   (with and without `sequence_check`) against the same stream unframed; UDP
+//!   datagrams that are each one space packet, with and without `sequence_check`.
+//!   CPU per space packet and the ratios against the 1.2x target.
+//! - `large` (large.rs, issue 17): 8,000 B and 60,000 B datagrams, on a tmpfs of
+//!   our own and on the disk (/var/tmp): a reference receiver (recvmmsg + one
+//!   writev per batch into a pcap file) against bsc: Gbit/s offered and captured,
+//!   loss, bytes per CPU second, bsc's ratio (target 0.8x), no loss at 60% of the
+//!   reference's capacity, and 1 vs 10 handlers vs 1,000 idle + 1 at that rate in
+//!   alternating runs (targets 1.15x and 1.1x).
+//! - `rcvbuf` (large.rs): how many 1,024 B, 8,000 B and 60,000 B datagrams the
+//!   receive buffer bsc asks for by default holds, counted by filling a socket.
 //!
-//! Bounded: each step sends for `STEP` (at most `MAX_PER_STEP` datagrams), only to
-//! 127.0.0.1; the whole run takes about two minutes.
+//! Loss is always counted from the PCAP files (distinct sequence numbers in the
+//! payloads, read back with pcap-file), never from bsc's own counters.
+//!
+//! Environment:
+//! - `BSC_BENCH_SECTION=udp,units,large,rcvbuf`: only these sections (default all).
+//! - `BSC_BENCH_ONLY=text`: only the rows whose label contains `text`.
+//! - `BSC_BENCH_RUNS=N` (default 3): alternating runs behind each median
+//!   (units and large sections).
+//! - `BSC_BENCH_FS=tmpfs|disk`: only this file system in the large section.
+//! - `BSC_BENCH_SENDERS=N` (default 1): generator threads in the large section.
+//! - `BSC_BENCH_LOG=file`: keep bsc's log lines.
+//!
+//! The whole run takes about three and a half minutes (2 cores), plus the build.
+
+mod common;
+mod large;
+mod units;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -29,22 +58,52 @@ use pcap_file::pcap::PcapReader;
 const STEP: Duration = Duration::from_secs(2);
 const MAX_PER_STEP: u64 = 2_000_000;
 const SIZES: [usize; 2] = [64, 1024];
-const RCVBUF: usize = 24 << 20;
+const RCVBUF: usize = common::RCVBUF;
 
 fn main() {
-    let work = std::env::temp_dir().join(format!("bsc-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    common::install_signal_cleanup();
+    common::install_panic_hook();
+    let started = Instant::now();
     let bin = env!("CARGO_BIN_EXE_bsc");
     println!(
-        "bsc UDP capture benchmark: {} s per step, loopback only, {} cores",
-        STEP.as_secs(),
-        cores()
+        "bsc capture benchmark: loopback only, {} cores, load average {}",
+        cores(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "binary: {} ({} bytes)",
         bin,
         std::fs::metadata(bin).map_or(0, |m| m.len())
+    );
+    if common::section("udp") {
+        section_udp(bin);
+    }
+    if common::section("units") {
+        units::section();
+    }
+    if common::section("large") {
+        large::section();
+    }
+    if common::section("rcvbuf") {
+        large::section_rcvbuf();
+    }
+    common::cleanup_all();
+    println!("\nbenchmark took {:.0} s", started.elapsed().as_secs_f64());
+}
+
+fn section_udp(bin: &str) {
+    let work = common::WorkDir::new(
+        std::env::temp_dir().join(format!("bsc-bench-{}", std::process::id())),
+    );
+    let work = &work.0;
+    println!(
+        "\n== udp: small datagrams, {} s per step ==",
+        STEP.as_secs()
     );
     println!(
         "{:>5} {:<22} {:>10} {:>10} {:>10} {:>8} {:>9} {:>7} {:>6} {:>9} {:>8} {:>8}",
@@ -80,7 +139,7 @@ fn main() {
                 } else {
                     None
                 };
-                let r = run_bsc(&work, bin, size, ports, idle, rate);
+                let r = run_bsc(work, bin, size, ports, idle, rate);
                 print_row(
                     size,
                     &format!("{label} {}%", (share * 100.0) as u32),
@@ -90,7 +149,6 @@ fn main() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 fn cores() -> usize {
@@ -183,6 +241,20 @@ fn generate(ports: &[u16], size: usize, rate: Option<u64>) -> (u64, f64) {
     (sent, sent as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Where bsc's stderr goes: `BSC_BENCH_LOG=file` keeps its log lines.
+fn log_sink() -> Stdio {
+    match std::env::var("BSC_BENCH_LOG") {
+        Ok(path) => Stdio::from(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        Err(_) => Stdio::null(),
+    }
+}
+
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -233,19 +305,10 @@ fn run_bsc(
         .args(["--config", cfg.to_str().unwrap(), "--log-level", "warn"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        // BSC_BENCH_LOG=file keeps bsc's log lines.
-        .stderr(match std::env::var("BSC_BENCH_LOG") {
-            Ok(path) => Stdio::from(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .unwrap(),
-            ),
-            Err(_) => Stdio::null(),
-        })
+        .stderr(log_sink())
         .spawn()
         .expect("start bsc");
+    common::register_pid(child.id());
     let http = wait_http(http_port, active + idle, &mut child);
     let pid = child.id();
     let cpu_before = cpu_ns(pid);
@@ -287,6 +350,7 @@ fn run_bsc(
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
+    common::forget_pid(pid);
     let written = distinct_sequence_numbers(&files, sent);
     let _ = std::fs::remove_dir_all(&dir);
     Outcome {
