@@ -144,10 +144,12 @@ pub fn record_header(
         Precision::Micro => ts.subsec_nanos() / 1000,
         Precision::Nano => ts.subsec_nanos(),
     };
-    out.extend_from_slice(&secs.to_ne_bytes());
-    out.extend_from_slice(&frac.to_ne_bytes());
-    out.extend_from_slice(&(incl as u32).to_ne_bytes());
-    out.extend_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[0..4].copy_from_slice(&secs.to_ne_bytes());
+    h[4..8].copy_from_slice(&frac.to_ne_bytes());
+    h[8..12].copy_from_slice(&(incl as u32).to_ne_bytes());
+    h[12..16].copy_from_slice(&(orig_len.max(incl).min(u32::MAX as usize) as u32).to_ne_bytes());
+    out.extend_from_slice(&h);
 }
 
 /// The precision of the bsc file `name` in `dir` (any link type), by its magic;

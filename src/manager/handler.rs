@@ -92,6 +92,9 @@ pub struct HandlerStats {
     /// filled by [`HandlerStats::count`] (no allocation per unit), read by
     /// [`HandlerStats::recent_rate`] and [`HandlerStats::series`].
     seconds: Box<[SecondSlot]>,
+    /// The second the last unit was counted in, as microseconds [start, end),
+    /// and its slot: units of the same second skip the divisions.
+    current: (i64, i64, usize),
 }
 
 /// Seconds over which `rate_bytes_per_s` is averaged.
@@ -137,6 +140,7 @@ impl HandlerStats {
             files_deleted: 0,
             files_vanished: 0,
             seconds: vec![SecondSlot::EMPTY; SERIES_S as usize].into_boxed_slice(),
+            current: (0, 0, 0),
         }
     }
 
@@ -144,14 +148,19 @@ impl HandlerStats {
         self.packets += 1;
         self.bytes += bytes as u64;
         self.last_packet_at = Some(ts);
-        let sec = ts.secs();
-        let slot = &mut self.seconds[sec.rem_euclid(SERIES_S) as usize];
-        if slot.sec != sec {
-            *slot = SecondSlot {
-                sec,
-                ..SecondSlot::EMPTY
-            };
+        let (start, end, mut i) = self.current;
+        if !(start..end).contains(&ts.0) {
+            let sec = ts.secs();
+            i = sec.rem_euclid(SERIES_S) as usize;
+            self.current = (sec * 1_000_000, (sec + 1) * 1_000_000, i);
+            if self.seconds[i].sec != sec {
+                self.seconds[i] = SecondSlot {
+                    sec,
+                    ..SecondSlot::EMPTY
+                };
+            }
         }
+        let slot = &mut self.seconds[i];
         slot.packets = slot.packets.saturating_add(1);
         slot.bytes = slot
             .bytes
