@@ -80,6 +80,15 @@ fn records_of(root: &Path, prefix: &str) -> Vec<Record> {
     all
 }
 
+/// Records so far in the files under `root` whose names start with `prefix`.
+fn records_under(root: &Path, prefix: &str) -> usize {
+    pcap_files(root)
+        .iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .map(|f| count_records(f))
+        .sum()
+}
+
 /// Sends `sizes` as datagrams in bursts of 64 (a batch's worth), waiting after
 /// each burst until `root` holds every record sent so far under `prefix`.
 fn send_in_bursts(tx: &UdpSocket, root: &Path, prefix: &str, sizes: &[usize]) {
@@ -89,12 +98,7 @@ fn send_in_bursts(tx: &UdpSocket, root: &Path, prefix: &str, sizes: &[usize]) {
         }
         let want = burst * 64 + chunk.len();
         wait_until(&format!("{want} records under {prefix}"), || {
-            pcap_files(root)
-                .iter()
-                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-                .map(|p| count_records(p))
-                .sum::<usize>()
-                >= want
+            records_under(root, prefix) >= want
         });
     }
 }
@@ -118,14 +122,9 @@ fn sixty_thousand_byte_datagrams_are_written_byte_exact_by_three_handlers() {
     let sizes = vec![60_000; 640];
     send_in_bursts(&tx, &root, "plain", &sizes);
     wait_until("every handler has every record", || {
-        ["src", "strip"].iter().all(|p| {
-            pcap_files(&root)
-                .iter()
-                .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(p))
-                .map(|f| count_records(f))
-                .sum::<usize>()
-                >= sizes.len()
-        })
+        ["src", "strip"]
+            .iter()
+            .all(|p| records_under(&root, p) >= sizes.len())
     });
     let (_, stats) = bsc.get("/stats");
     assert!(bsc.stop().success());

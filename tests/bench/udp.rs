@@ -323,22 +323,7 @@ fn run_bsc(
     let files: Vec<_> = (0..active)
         .map(|i| dir.join(format!("a{i}.pcap")))
         .collect();
-    let total = || {
-        files
-            .iter()
-            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-            .sum::<u64>()
-    };
-    let mut last = u64::MAX;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = total();
-        if now == last || Instant::now() > deadline {
-            break;
-        }
-        last = now;
-    }
+    common::settle(&files);
     stop.store(true, Ordering::Relaxed);
     let http = prober.join().unwrap();
     let cpu = cpu_ns(pid).saturating_sub(cpu_before);
