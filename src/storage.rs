@@ -272,6 +272,10 @@ struct Unhooked {
     earlier: bool,
 }
 
+/// The highest `{seq}` and `-N` taken from the journal (see [`checked`]).
+const MAX_SEQ: u64 = 1 << 52;
+const MAX_N: u32 = 1 << 30;
+
 /// Lines a journal may gain before compaction is considered at all.
 const COMPACT_MIN_LINES: u64 = 1024;
 
@@ -305,7 +309,7 @@ impl Storage {
                     .filter(|l| !l.trim_ascii().is_empty())
                 {
                     match serde_json::from_slice::<Entry>(line) {
-                        Ok(e) => storage.apply(e, None),
+                        Ok(e) => storage.apply(checked(e), None),
                         // A torn last line (a crash while appending) or damage.
                         Err(e) => warn!(
                             "{}: skipping an unreadable line ({e})",
@@ -1120,6 +1124,51 @@ pub fn dir_of(trusted: &Path, path: &Path) -> io::Result<(OwnedFd, String)> {
         sys::open_dir_beneath(trusted, &parts, false)?,
         name.to_string(),
     ))
+}
+
+/// Why journaled `ship` settings cannot be used (`None`: they can). The journal
+/// is bsc's own, but damage or a hand edit must never crash it: the config
+/// refuses all of these, so only a corrupted journal has them.
+pub fn unusable_ship(s: &ShipSpec) -> Option<&'static str> {
+    if s.argv.first().is_none_or(|p| p.is_empty()) {
+        return Some("an empty command");
+    }
+    if s.argv.iter().any(|a| a.contains('\0')) {
+        return Some("a NUL byte in the command");
+    }
+    let ok = |t: f64| t.is_finite() && t > 0.0;
+    if !ok(s.timeout_s) || !ok(s.retry_max_s) {
+        return Some("a timeout or retry wait that is not a positive number");
+    }
+    None
+}
+
+/// A journal entry as read at start-up, with unusable `ship` settings taken
+/// out: the file is kept (retention, the disk budget) but does not wait to ship.
+/// Logged once per file, at start-up.
+fn checked(mut e: Entry) -> Entry {
+    // Naming counts on from these (`seq + 1`, `n + 1`): a forged maximum must
+    // not overflow. Real ones stay far below (a file a millisecond for 10^8 years).
+    if let Entry::Opened { path, seq, n, .. } = &mut e {
+        if *seq > MAX_SEQ || *n > MAX_N {
+            warn!(
+                "{}: its journaled sequence number or -N suffix is out of range; capped",
+                path.display()
+            );
+            *seq = (*seq).min(MAX_SEQ);
+            *n = (*n).min(MAX_N);
+        }
+    }
+    if let Entry::Closed { path, ship, .. } = &mut e {
+        if let Some(why) = ship.as_ref().and_then(unusable_ship) {
+            warn!(
+                "{}: its journaled ship settings have {why}; the file is kept but will not be shipped",
+                path.display()
+            );
+            *ship = None;
+        }
+    }
+    e
 }
 
 /// One journal line, newline included.

@@ -93,7 +93,9 @@ fn review_a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
     let bsc = Bsc::with_config(dir.path(), &cfg);
     let jlen = || std::fs::metadata(journal(&root)).map_or(0, |m| m.len());
     udp(port, 2);
-    wait_until("two files journaled", || pcap_files(&root).len() == 2 && jlen() > 0);
+    wait_until("two files journaled", || {
+        pcap_files(&root).len() == 2 && jlen() > 0
+    });
     std::thread::sleep(Duration::from_millis(300));
     let l2 = jlen();
     udp(port, 1);
@@ -178,10 +180,11 @@ fn review_a_file_left_open_by_a_crash_ships_after_its_handler_is_renamed() {
 }
 
 /// Bad input never crashes bsc: a journal `closed` line whose `ship` command is
-/// an empty list (damage, or a hand edit) panics the shipper (hooks.rs
-/// `command`: `argv[0]`) at every start, a crash loop under systemd.
+/// an empty list (damage, or a hand edit) once panicked the shipper (hooks.rs
+/// `command`: `argv[0]`) at every start, a crash loop under systemd. Now the
+/// reader logs it once and keeps the file, not shipped.
 #[test]
-fn review_a_journal_ship_command_that_is_empty_does_not_crash_bsc() {
+fn a_journal_ship_command_that_is_empty_does_not_crash_bsc() {
     let dir = TempDir::new("review-emptyargv");
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join(".bsc")).unwrap();
@@ -209,8 +212,12 @@ fn review_a_journal_ship_command_that_is_empty_does_not_crash_bsc() {
     std::thread::sleep(Duration::from_secs(2));
     let alive = bsc.child.try_wait().unwrap().is_none();
     let panics = bsc.log_matching("panicked");
+    let refused = bsc.log_matching("will not be shipped");
     if alive {
         bsc.stop();
     }
     assert!(alive && panics.is_empty(), "bsc died: {panics:?}");
+    assert_eq!(refused.len(), 1, "logged once: {refused:?}");
+    assert!(refused[0].contains("old.pcap") && refused[0].contains("empty command"));
+    assert!(old.exists(), "the file is kept");
 }
