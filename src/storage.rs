@@ -183,6 +183,11 @@ enum Entry {
         n: u32,
         seq: u64,
         created: bool,
+        /// Its handler's `ship` settings when it opened the file: a file a crash
+        /// left open ships with them after the restart even if its handler is
+        /// gone by then (absent in journals of earlier versions: not shipped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ship: Option<ShipSpec>,
     },
     Closed {
         path: PathBuf,
@@ -228,6 +233,8 @@ pub struct LastFile {
 #[derive(Debug, Default)]
 struct KeyFiles {
     last: Option<LastFile>,
+    /// The `ship` settings journaled with `last` when it was opened.
+    last_ship: Option<ShipSpec>,
     /// Closed files this key created that still exist, oldest first.
     closed: VecDeque<OwnFile>,
 }
@@ -347,6 +354,7 @@ impl Storage {
                             n: 0,
                             seq: 0,
                             created: true,
+                            ship: None,
                         },
                         None,
                     );
@@ -382,8 +390,10 @@ impl Storage {
                 n,
                 seq,
                 created,
+                ship,
             } => {
                 let k = keys.entry(key).or_default();
+                k.last_ship = ship;
                 let seq = seq.max(k.last.as_ref().map_or(0, |l| l.seq));
                 k.last = Some(LastFile {
                     path,
@@ -508,6 +518,7 @@ impl Storage {
                         n: 0,
                         seq: 0,
                         created: true,
+                        ship: None,
                     });
                     lines.push(Entry::Closed {
                         path: f.path.clone(),
@@ -542,6 +553,7 @@ impl Storage {
                         n: 0,
                         seq: 0,
                         created: false,
+                        ship: None,
                     });
                     lines.push(Entry::Closed {
                         hook: unhooked.contains_key(&path),
@@ -560,6 +572,7 @@ impl Storage {
                         n: l.n,
                         seq: l.seq,
                         created: l.created,
+                        ship: k.last_ship.clone().filter(|_| !l.closed),
                     });
                     if l.closed {
                         let own = k.closed.iter().find(|f| f.path == l.path);
@@ -709,14 +722,16 @@ impl Storage {
 
     /// Every key's last file that bsc left open when it last stopped (a crash),
     /// and no handler has open now.
-    pub fn left_open(&self) -> Vec<(String, LastFile)> {
+    /// With each, the `ship` settings its handler had when it opened it.
+    pub fn left_open(&self) -> Vec<(String, LastFile, Option<ShipSpec>)> {
         let open = self.open.borrow();
         self.keys
             .borrow()
             .iter()
             .filter_map(|(key, k)| {
                 let l = k.last.as_ref()?;
-                (!l.closed && !open.contains_key(&l.path)).then(|| (key.clone(), l.clone()))
+                (!l.closed && !open.contains_key(&l.path))
+                    .then(|| (key.clone(), l.clone(), k.last_ship.clone()))
             })
             .collect()
     }
@@ -737,6 +752,7 @@ impl Storage {
         };
         if beyond {
             k.last = Some(found);
+            k.last_ship = None;
         }
     }
 
@@ -775,8 +791,9 @@ impl Storage {
     }
 
     /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
-    /// it open).
-    pub fn opened(&self, key: &str, last: LastFile, id: FileId) {
+    /// it open); `ship`: the handler's `ship` settings, should a crash leave the
+    /// file open and the handler be gone at the next start.
+    pub fn opened(&self, key: &str, last: LastFile, id: FileId, ship: Option<&ShipSpec>) {
         self.open.borrow_mut().insert(last.path.clone(), id);
         let e = Entry::Opened {
             key: key.to_string(),
@@ -786,6 +803,7 @@ impl Storage {
             n: last.n,
             seq: last.seq,
             created: last.created,
+            ship: ship.cloned(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
@@ -1149,7 +1167,17 @@ pub fn unusable_ship(s: &ShipSpec) -> Option<&'static str> {
 fn checked(mut e: Entry) -> Entry {
     // Naming counts on from these (`seq + 1`, `n + 1`): a forged maximum must
     // not overflow. Real ones stay far below (a file a millisecond for 10^8 years).
-    if let Entry::Opened { path, seq, n, .. } = &mut e {
+    if let Entry::Opened {
+        path, seq, n, ship, ..
+    } = &mut e
+    {
+        if let Some(why) = ship.as_ref().and_then(unusable_ship) {
+            warn!(
+                "{}: its journaled ship settings have {why}; the file will not be shipped",
+                path.display()
+            );
+            *ship = None;
+        }
         if *seq > MAX_SEQ || *n > MAX_N {
             warn!(
                 "{}: its journaled sequence number or -N suffix is out of range; capped",
@@ -1261,6 +1289,7 @@ mod tests {
                 closed: false,
             },
             (0, seq),
+            None,
         );
     }
 
@@ -1405,6 +1434,50 @@ mod tests {
         assert_eq!(s.backlog("k").files, 1);
         assert_eq!(s.unshipped_keys(), ["k"]);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_file_left_open_keeps_its_ship_settings_across_restarts_and_compaction() {
+        let root = std::env::temp_dir().join(format!("bsc-leftship-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join(STATE_DIR)).unwrap();
+        let (a, b) = (root.join("a.pcap"), root.join("b.pcap"));
+        let s = Storage::open(&root);
+        s.opened("k", last_file(&a, &root, 1), (0, 1), Some(&ship("/bin/up")));
+        drop(s); // "a crash": never closed
+        for _ in 0..2 {
+            let s = Storage::open(&root); // compacts each time
+            let left = s.left_open();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].2, Some(ship("/bin/up")));
+        }
+        // A journal of an earlier version (no `ship` in `opened`) still reads.
+        let line = format!(
+            "{{\"opened\":{{\"key\":\"g\",\"path\":{b:?},\"trusted\":{root:?},\"unnumbered\":{b:?},\"n\":0,\"seq\":4,\"created\":true}}}}\n"
+        );
+        let journal = root.join(".bsc/files.jsonl");
+        let mut text = std::fs::read_to_string(&journal).unwrap();
+        text.push_str(&line);
+        std::fs::write(&journal, text).unwrap();
+        let s = Storage::open(&root);
+        assert_eq!(s.last("g").unwrap().seq, 4);
+        assert!(s
+            .left_open()
+            .iter()
+            .any(|(k, _, ship)| k == "g" && ship.is_none()));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn last_file(path: &Path, root: &Path, seq: u64) -> LastFile {
+        LastFile {
+            path: path.to_path_buf(),
+            trusted: root.to_path_buf(),
+            unnumbered: path.to_path_buf(),
+            n: 0,
+            seq,
+            created: true,
+            closed: false,
+        }
     }
 
     #[test]

@@ -142,10 +142,11 @@ fn review_a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
 /// README "Store and forward": "every closed file is shipped at least once"
 /// and "a handler removed or renamed keeps its waiting files shipping". A file
 /// the handler had open when bsc was killed is, after a restart with the
-/// handler renamed, repaired and closed by `settle_left_open` with no `ship`:
-/// it never ships.
+/// handler renamed, was repaired and closed by `settle_left_open` with no
+/// `ship`, and never shipped. The `opened` line now records the handler's ship
+/// settings, and settling a gone handler's file queues it with them.
 #[test]
-fn review_a_file_left_open_by_a_crash_ships_after_its_handler_is_renamed() {
+fn a_file_left_open_by_a_crash_ships_after_its_handler_is_renamed() {
     let dir = TempDir::new("review-renamed");
     let root = dir.path().join("root");
     let shipped = dir.path().join("shipped");

@@ -846,6 +846,7 @@ impl Handler {
                             closed: false,
                         },
                         file.identity(),
+                        self.spec.ship.as_ref(),
                     );
                     return Ok((file, how, unnumbered));
                 }
