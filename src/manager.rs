@@ -730,6 +730,8 @@ impl Manager {
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
     pub fn tick(&mut self) {
+        // A journal an append failed on is written anew as soon as it can be.
+        self.storage.catch_up();
         for h in self.handlers.iter_mut().flatten() {
             h.maintain();
         }

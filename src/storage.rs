@@ -5,7 +5,12 @@
 //!   suffix), closed and deleted. No value can break a line (JSON escapes
 //!   everything), and a torn last line (a crash) is skipped. It is compacted at
 //!   start-up and whenever it has grown to twice what is live, so it stays
-//!   proportional to the files that exist.
+//!   proportional to the files that exist. An append that fails (a full disk)
+//!   is cut back to the previous length and the journal is then *behind*:
+//!   nothing more is appended, and it is written anew from memory (as compaction
+//!   does: a temporary file, forced, renamed) at the next append or within a
+//!   second, once that succeeds. Until then a crash forgets this run's latest
+//!   entries (a file may then ship again: still at least once).
 //! - From it, per handler key (name and address, so it survives reloads and
 //!   restarts): the last file opened, so naming continues after it and a file
 //!   closed is never opened again; the closed files bsc created that still exist,
@@ -45,7 +50,7 @@ use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
 use crate::paths::STATE_DIR;
 use crate::pcap::FileId;
-use crate::{sys, warn};
+use crate::{info, sys, warn};
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,6 +266,10 @@ pub struct Storage {
     unshipped: RefCell<HashSet<PathBuf>>,
     /// Whether lines were appended since the journal was last forced to the disk.
     unsynced: Cell<bool>,
+    /// Whether the journal on disk lacks entries memory has (an append failed:
+    /// a full disk, an I/O error). Nothing is appended then; the journal is
+    /// written anew from memory as soon as that can succeed ([`Storage::catch_up`]).
+    behind: Cell<bool>,
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
@@ -302,6 +311,7 @@ impl Storage {
             ship_queue: RefCell::new(HashMap::new()),
             unshipped: RefCell::new(HashSet::new()),
             unsynced: Cell::new(false),
+            behind: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
         };
@@ -490,9 +500,23 @@ impl Storage {
         self.ship_queue.borrow_mut().retain(|_, q| !q.is_empty());
     }
 
-    /// Rewrites the journal from what is live: per key, its closed files that
-    /// still exist, then its last file (kept even when gone: naming goes on from it).
-    fn compact(&self) {
+    /// Rewrites the journal from what is live (see [`Storage::live_lines`]).
+    /// Returns whether it succeeded.
+    fn compact(&self) -> bool {
+        let lines = self.live_lines();
+        let result = self.rewrite(&lines);
+        if let Err(e) = &result {
+            warn!(
+                "cannot rewrite {}: {e}; naming and retention of new files is not remembered across restarts",
+                self.journal_path.display()
+            );
+        }
+        result.is_ok()
+    }
+
+    /// What is live, as journal lines: per key, its closed files that still
+    /// exist, then its last file (kept even when gone: naming goes on from it).
+    fn live_lines(&self) -> Vec<Entry> {
         let mut lines = Vec::new();
         {
             let mut keys = self.keys.borrow_mut();
@@ -587,13 +611,20 @@ impl Storage {
                 }
             }
         }
+        lines
+    }
+
+    /// Writes `lines` as the whole journal: a temporary file, forced to the
+    /// disk, renamed into place (the folder forced too), then appended to. On
+    /// success the journal on disk has every entry memory has.
+    fn rewrite(&self, lines: &[Entry]) -> io::Result<()> {
+        let dir = self.journal_path.parent().unwrap_or(Path::new("."));
+        let tmp = self.journal_path.with_extension("jsonl.tmp");
         let result = (|| -> io::Result<File> {
-            let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
-            let tmp = self.journal_path.with_extension("jsonl.tmp");
             let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
-            for e in &lines {
+            for e in lines {
                 text.push_str(&line_of(e));
             }
             f.write_all(text.as_bytes())?;
@@ -609,17 +640,56 @@ impl Storage {
             Ok(f) => {
                 *self.journal.borrow_mut() = Some(f);
                 self.unsynced.set(false);
+                self.behind.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
+                Ok(())
             }
-            Err(e) => warn!(
-                "cannot rewrite {}: {e}; naming and retention of new files is not remembered across restarts",
-                self.journal_path.display()
-            ),
+            Err(e) => {
+                // A partial temporary file must not hold on to the space.
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
     }
 
+    /// Whether the journal on disk has every entry memory has. If it is behind
+    /// (an append failed), tries to write it anew from memory first (on every
+    /// append and once a second): logged once when it falls behind
+    /// ([`Storage::append`]) and once when it has caught up.
+    pub fn catch_up(&self) -> bool {
+        if !self.behind.get() {
+            return true;
+        }
+        self.compact_quietly();
+        if self.behind.get() {
+            return false;
+        }
+        info!(
+            "{}: written anew; the journal has every entry again",
+            self.journal_path.display()
+        );
+        true
+    }
+
+    /// [`Storage::compact`] without its log line on failure (retried once a
+    /// second while the journal is behind).
+    fn compact_quietly(&self) {
+        let lines = self.live_lines();
+        let _ = self.rewrite(&lines);
+    }
+
+    /// Appends `e` (already applied to memory) to the journal. An append that
+    /// fails (a full disk: a short write) is cut back to the journal's previous
+    /// length, so no torn line is left for the next line to be glued to, and the
+    /// journal is then behind memory: nothing more is appended, and it is written
+    /// anew from memory, with every entry, as soon as that succeeds
+    /// ([`Storage::catch_up`]: at the next append, or within a second).
     fn append(&self, e: &Entry) {
+        if self.behind.get() {
+            self.catch_up();
+            return;
+        }
         // Deleted behind bsc's back (the whole root, say): write it anew from
         // what is known, then go on.
         let deleted = self
@@ -632,12 +702,17 @@ impl Storage {
                 "{} was deleted while bsc ran; writing it anew",
                 self.journal_path.display()
             );
-            self.compact();
+            // The rewrite has `e` already.
+            if !self.compact() {
+                self.fall_behind("cannot write it anew");
+            }
+            return;
         }
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             let opened = std::fs::create_dir_all(dir).and_then(|()| {
                 OpenOptions::new()
+                    .read(true)
                     .append(true)
                     .create(true)
                     .custom_flags(libc::O_NOFOLLOW)
@@ -645,26 +720,55 @@ impl Storage {
             });
             match opened {
                 Ok(f) => *self.journal.borrow_mut() = Some(f),
-                Err(e) => {
-                    warn!(
-                        "cannot open {}: {e}; naming and retention of new files is not remembered across restarts",
-                        self.journal_path.display()
-                    );
+                Err(err) => {
+                    self.fall_behind(&format!("cannot open it: {err}"));
                     return;
                 }
             }
         }
+        let mut failed = None;
         if let Some(f) = self.journal.borrow_mut().as_mut() {
-            if let Err(e) = f.write_all(line_of(e).as_bytes()) {
-                warn!("cannot append to {}: {e}", self.journal_path.display());
+            let mut line = line_of(e);
+            let len = f.metadata().map(|m| m.len());
+            // A torn last line (a crash while appending) is ended first, so this
+            // line is not glued to it (the reader skips the torn one alone).
+            if let Ok(len @ 1..) = len {
+                let mut last = [0u8; 1];
+                let torn = std::os::unix::fs::FileExt::read_at(f, &mut last, len - 1)
+                    .is_ok_and(|n| n == 1 && last[0] != b'\n');
+                if torn {
+                    line.insert(0, '\n');
+                }
+            }
+            if let Err(err) = f.write_all(line.as_bytes()) {
+                // Cut back what was written of it (failing that, the rewrite
+                // replaces the whole file anyway).
+                let cut = len.and_then(|len| f.set_len(len));
+                failed = Some(match cut {
+                    Ok(()) => format!("{err}"),
+                    Err(c) => format!("{err} (and cannot cut it back: {c})"),
+                });
             }
             self.unsynced.set(true);
+        }
+        if let Some(why) = failed {
+            self.fall_behind(&why);
+            return;
         }
         self.appended.set(self.appended.get() + 1);
         let live = self.compacted_lines.get();
         if self.appended.get() > COMPACT_MIN_LINES.max(live) {
             self.compact();
         }
+    }
+
+    /// Notes (and logs, once) that the journal on disk lacks entries memory has.
+    fn fall_behind(&self, why: &str) {
+        self.behind.set(true);
+        warn!(
+            "cannot append to {}: {why}; it lacks this run's latest entries until it can be written anew from memory (tried every second): a crash before then forgets them (files may ship again, and retention may not know them)",
+            self.journal_path.display()
+        );
     }
 
     /// The last file opened for `key`, if the journal knows one.
@@ -996,7 +1100,8 @@ impl Storage {
     /// Forces what was appended to the journal to the disk (before a ship
     /// command starts, and after one succeeded).
     pub fn sync_journal(&self) {
-        if !self.unsynced.get() {
+        // Behind: a rewrite (forced to the disk) is all that can help.
+        if !self.catch_up() || !self.unsynced.get() {
             return;
         }
         if let Some(f) = self.journal.borrow().as_ref() {
