@@ -106,8 +106,9 @@ impl Hooks {
                 break;
             };
             let what = format!("{} {}", job.argv.join(" "), job.file.path.display());
-            let mut cmd = command(&job.argv, &job.file);
-            match sys::spawn_with_default_signals(&mut cmd) {
+            let spawned = command(&job.argv, &job.file)
+                .and_then(|mut cmd| sys::spawn_with_default_signals(&mut cmd));
+            match spawned {
                 Ok(child) => {
                     self.storage.hook_started(&job.file.path);
                     self.running.push((child, what));
@@ -128,11 +129,15 @@ impl Hooks {
 }
 
 /// The command `argv` for `file`: its path appended, its `BSC_*` environment.
-/// `argv` is never empty (the config refuses an empty command).
-fn command(argv: &[String], file: &ClosedFile) -> Command {
+/// The config refuses an empty command and the journal's reader drops one, but
+/// an empty `argv` is an error here too, never a panic.
+fn command(argv: &[String], file: &ClosedFile) -> std::io::Result<Command> {
     let ts = |t: Option<UnixMicros>| t.map(UnixMicros::to_rfc3339).unwrap_or_default();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    let Some((program, args)) = argv.split_first() else {
+        return Err(std::io::Error::other("the command is empty"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .arg(&file.path)
         .env("BSC_HANDLER", &file.handler)
         .env("BSC_FILE", &file.path)
@@ -141,7 +146,7 @@ fn command(argv: &[String], file: &ClosedFile) -> Command {
         .env("BSC_FIRST_TS", ts(file.first_ts))
         .env("BSC_LAST_TS", ts(file.last_ts))
         .stdin(Stdio::null());
-    cmd
+    Ok(cmd)
 }
 
 /// The first wait after a failed ship attempt.
@@ -375,8 +380,9 @@ impl Shipper {
                 // the disk before the command can act on the file.
                 self.storage.sync_journal();
                 let closed = closed_file(&key, &file);
-                let mut cmd = command(&spec.argv, &closed);
-                match sys::spawn_supervised(&mut cmd) {
+                let spawned = command(&spec.argv, &closed)
+                    .and_then(|mut cmd| sys::spawn_supervised(&mut cmd));
+                match spawned {
                     Ok(child) => {
                         lane.running = Some(Attempt {
                             child,
@@ -388,7 +394,8 @@ impl Shipper {
                         running += 1;
                     }
                     Err(e) => {
-                        let why = format!("cannot run {}: {e}", spec.argv[0]);
+                        let program = spec.argv.first().map_or("", String::as_str);
+                        let why = format!("cannot run {program}: {e}");
                         lane.fail(&key, &file.path, &spec, why, now, wall);
                     }
                 }

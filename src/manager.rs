@@ -197,7 +197,7 @@ impl Manager {
     /// final, so nothing stays half-written and writable. (A running handler
     /// settles its own: resumed by its first unit, or closed and hooked.)
     pub fn settle_left_open(&mut self) {
-        for (key, last) in self.storage.left_open() {
+        for (key, last, ship) in self.storage.left_open() {
             if self.handlers().any(|(_, h)| h.journal_key() == key) {
                 continue;
             }
@@ -243,7 +243,13 @@ impl Manager {
                     (Span::default(), None)
                 }
             };
-            self.storage.finished(&last.path, span, id, false, None);
+            // It waits to ship with the settings its handler had when it
+            // opened it (as a file it had closed would), unless it is gone.
+            // (`on_close` is not run: like the files a gone handler closed,
+            // whose hooks run only when a handler of that key starts again.)
+            let ship = ship.filter(|_| std::fs::symlink_metadata(&last.path).is_ok());
+            self.storage
+                .finished(&last.path, span, id, false, ship.as_ref());
         }
     }
 
@@ -724,6 +730,8 @@ impl Manager {
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
     pub fn tick(&mut self) {
+        // A journal an append failed on is written anew as soon as it can be.
+        self.storage.catch_up();
         for h in self.handlers.iter_mut().flatten() {
             h.maintain();
         }

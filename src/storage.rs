@@ -5,7 +5,12 @@
 //!   suffix), closed and deleted. No value can break a line (JSON escapes
 //!   everything), and a torn last line (a crash) is skipped. It is compacted at
 //!   start-up and whenever it has grown to twice what is live, so it stays
-//!   proportional to the files that exist.
+//!   proportional to the files that exist. An append that fails (a full disk)
+//!   is cut back to the previous length and the journal is then *behind*:
+//!   nothing more is appended, and it is written anew from memory (as compaction
+//!   does: a temporary file, forced, renamed) at the next append or within a
+//!   second, once that succeeds. Until then a crash forgets this run's latest
+//!   entries (a file may then ship again: still at least once).
 //! - From it, per handler key (name and address, so it survives reloads and
 //!   restarts): the last file opened, so naming continues after it and a file
 //!   closed is never opened again; the closed files bsc created that still exist,
@@ -45,7 +50,7 @@ use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
 use crate::paths::STATE_DIR;
 use crate::pcap::FileId;
-use crate::{sys, warn};
+use crate::{info, sys, warn};
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +188,11 @@ enum Entry {
         n: u32,
         seq: u64,
         created: bool,
+        /// Its handler's `ship` settings when it opened the file: a file a crash
+        /// left open ships with them after the restart even if its handler is
+        /// gone by then (absent in journals of earlier versions: not shipped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ship: Option<ShipSpec>,
     },
     Closed {
         path: PathBuf,
@@ -228,6 +238,8 @@ pub struct LastFile {
 #[derive(Debug, Default)]
 struct KeyFiles {
     last: Option<LastFile>,
+    /// The `ship` settings journaled with `last` when it was opened.
+    last_ship: Option<ShipSpec>,
     /// Closed files this key created that still exist, oldest first.
     closed: VecDeque<OwnFile>,
 }
@@ -254,6 +266,10 @@ pub struct Storage {
     unshipped: RefCell<HashSet<PathBuf>>,
     /// Whether lines were appended since the journal was last forced to the disk.
     unsynced: Cell<bool>,
+    /// Whether the journal on disk lacks entries memory has (an append failed:
+    /// a full disk, an I/O error). Nothing is appended then; the journal is
+    /// written anew from memory as soon as that can succeed ([`Storage::catch_up`]).
+    behind: Cell<bool>,
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
@@ -271,6 +287,10 @@ struct Unhooked {
     /// closed in this run are already on their way to the hook.
     earlier: bool,
 }
+
+/// The highest `{seq}` and `-N` taken from the journal (see [`checked`]).
+const MAX_SEQ: u64 = 1 << 52;
+const MAX_N: u32 = 1 << 30;
 
 /// Lines a journal may gain before compaction is considered at all.
 const COMPACT_MIN_LINES: u64 = 1024;
@@ -291,6 +311,7 @@ impl Storage {
             ship_queue: RefCell::new(HashMap::new()),
             unshipped: RefCell::new(HashSet::new()),
             unsynced: Cell::new(false),
+            behind: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
         };
@@ -305,7 +326,7 @@ impl Storage {
                     .filter(|l| !l.trim_ascii().is_empty())
                 {
                     match serde_json::from_slice::<Entry>(line) {
-                        Ok(e) => storage.apply(e, None),
+                        Ok(e) => storage.apply(checked(e), None),
                         // A torn last line (a crash while appending) or damage.
                         Err(e) => warn!(
                             "{}: skipping an unreadable line ({e})",
@@ -343,6 +364,7 @@ impl Storage {
                             n: 0,
                             seq: 0,
                             created: true,
+                            ship: None,
                         },
                         None,
                     );
@@ -378,8 +400,10 @@ impl Storage {
                 n,
                 seq,
                 created,
+                ship,
             } => {
                 let k = keys.entry(key).or_default();
+                k.last_ship = ship;
                 let seq = seq.max(k.last.as_ref().map_or(0, |l| l.seq));
                 k.last = Some(LastFile {
                     path,
@@ -476,9 +500,23 @@ impl Storage {
         self.ship_queue.borrow_mut().retain(|_, q| !q.is_empty());
     }
 
-    /// Rewrites the journal from what is live: per key, its closed files that
-    /// still exist, then its last file (kept even when gone: naming goes on from it).
-    fn compact(&self) {
+    /// Rewrites the journal from what is live (see [`Storage::live_lines`]).
+    /// Returns whether it succeeded.
+    fn compact(&self) -> bool {
+        let lines = self.live_lines();
+        let result = self.rewrite(&lines);
+        if let Err(e) = &result {
+            warn!(
+                "cannot rewrite {}: {e}; naming and retention of new files is not remembered across restarts",
+                self.journal_path.display()
+            );
+        }
+        result.is_ok()
+    }
+
+    /// What is live, as journal lines: per key, its closed files that still
+    /// exist, then its last file (kept even when gone: naming goes on from it).
+    fn live_lines(&self) -> Vec<Entry> {
         let mut lines = Vec::new();
         {
             let mut keys = self.keys.borrow_mut();
@@ -504,6 +542,7 @@ impl Storage {
                         n: 0,
                         seq: 0,
                         created: true,
+                        ship: None,
                     });
                     lines.push(Entry::Closed {
                         path: f.path.clone(),
@@ -538,6 +577,7 @@ impl Storage {
                         n: 0,
                         seq: 0,
                         created: false,
+                        ship: None,
                     });
                     lines.push(Entry::Closed {
                         hook: unhooked.contains_key(&path),
@@ -556,6 +596,7 @@ impl Storage {
                         n: l.n,
                         seq: l.seq,
                         created: l.created,
+                        ship: k.last_ship.clone().filter(|_| !l.closed),
                     });
                     if l.closed {
                         let own = k.closed.iter().find(|f| f.path == l.path);
@@ -570,13 +611,20 @@ impl Storage {
                 }
             }
         }
+        lines
+    }
+
+    /// Writes `lines` as the whole journal: a temporary file, forced to the
+    /// disk, renamed into place (the folder forced too), then appended to. On
+    /// success the journal on disk has every entry memory has.
+    fn rewrite(&self, lines: &[Entry]) -> io::Result<()> {
+        let dir = self.journal_path.parent().unwrap_or(Path::new("."));
+        let tmp = self.journal_path.with_extension("jsonl.tmp");
         let result = (|| -> io::Result<File> {
-            let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
-            let tmp = self.journal_path.with_extension("jsonl.tmp");
             let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
-            for e in &lines {
+            for e in lines {
                 text.push_str(&line_of(e));
             }
             f.write_all(text.as_bytes())?;
@@ -592,17 +640,56 @@ impl Storage {
             Ok(f) => {
                 *self.journal.borrow_mut() = Some(f);
                 self.unsynced.set(false);
+                self.behind.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
+                Ok(())
             }
-            Err(e) => warn!(
-                "cannot rewrite {}: {e}; naming and retention of new files is not remembered across restarts",
-                self.journal_path.display()
-            ),
+            Err(e) => {
+                // A partial temporary file must not hold on to the space.
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
     }
 
+    /// Whether the journal on disk has every entry memory has. If it is behind
+    /// (an append failed), tries to write it anew from memory first (on every
+    /// append and once a second): logged once when it falls behind
+    /// ([`Storage::append`]) and once when it has caught up.
+    pub fn catch_up(&self) -> bool {
+        if !self.behind.get() {
+            return true;
+        }
+        self.compact_quietly();
+        if self.behind.get() {
+            return false;
+        }
+        info!(
+            "{}: written anew; the journal has every entry again",
+            self.journal_path.display()
+        );
+        true
+    }
+
+    /// [`Storage::compact`] without its log line on failure (retried once a
+    /// second while the journal is behind).
+    fn compact_quietly(&self) {
+        let lines = self.live_lines();
+        let _ = self.rewrite(&lines);
+    }
+
+    /// Appends `e` (already applied to memory) to the journal. An append that
+    /// fails (a full disk: a short write) is cut back to the journal's previous
+    /// length, so no torn line is left for the next line to be glued to, and the
+    /// journal is then behind memory: nothing more is appended, and it is written
+    /// anew from memory, with every entry, as soon as that succeeds
+    /// ([`Storage::catch_up`]: at the next append, or within a second).
     fn append(&self, e: &Entry) {
+        if self.behind.get() {
+            self.catch_up();
+            return;
+        }
         // Deleted behind bsc's back (the whole root, say): write it anew from
         // what is known, then go on.
         let deleted = self
@@ -615,12 +702,17 @@ impl Storage {
                 "{} was deleted while bsc ran; writing it anew",
                 self.journal_path.display()
             );
-            self.compact();
+            // The rewrite has `e` already.
+            if !self.compact() {
+                self.fall_behind("cannot write it anew");
+            }
+            return;
         }
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             let opened = std::fs::create_dir_all(dir).and_then(|()| {
                 OpenOptions::new()
+                    .read(true)
                     .append(true)
                     .create(true)
                     .custom_flags(libc::O_NOFOLLOW)
@@ -628,26 +720,55 @@ impl Storage {
             });
             match opened {
                 Ok(f) => *self.journal.borrow_mut() = Some(f),
-                Err(e) => {
-                    warn!(
-                        "cannot open {}: {e}; naming and retention of new files is not remembered across restarts",
-                        self.journal_path.display()
-                    );
+                Err(err) => {
+                    self.fall_behind(&format!("cannot open it: {err}"));
                     return;
                 }
             }
         }
+        let mut failed = None;
         if let Some(f) = self.journal.borrow_mut().as_mut() {
-            if let Err(e) = f.write_all(line_of(e).as_bytes()) {
-                warn!("cannot append to {}: {e}", self.journal_path.display());
+            let mut line = line_of(e);
+            let len = f.metadata().map(|m| m.len());
+            // A torn last line (a crash while appending) is ended first, so this
+            // line is not glued to it (the reader skips the torn one alone).
+            if let Ok(len @ 1..) = len {
+                let mut last = [0u8; 1];
+                let torn = std::os::unix::fs::FileExt::read_at(f, &mut last, len - 1)
+                    .is_ok_and(|n| n == 1 && last[0] != b'\n');
+                if torn {
+                    line.insert(0, '\n');
+                }
+            }
+            if let Err(err) = f.write_all(line.as_bytes()) {
+                // Cut back what was written of it (failing that, the rewrite
+                // replaces the whole file anyway).
+                let cut = len.and_then(|len| f.set_len(len));
+                failed = Some(match cut {
+                    Ok(()) => format!("{err}"),
+                    Err(c) => format!("{err} (and cannot cut it back: {c})"),
+                });
             }
             self.unsynced.set(true);
+        }
+        if let Some(why) = failed {
+            self.fall_behind(&why);
+            return;
         }
         self.appended.set(self.appended.get() + 1);
         let live = self.compacted_lines.get();
         if self.appended.get() > COMPACT_MIN_LINES.max(live) {
             self.compact();
         }
+    }
+
+    /// Notes (and logs, once) that the journal on disk lacks entries memory has.
+    fn fall_behind(&self, why: &str) {
+        self.behind.set(true);
+        warn!(
+            "cannot append to {}: {why}; it lacks this run's latest entries until it can be written anew from memory (tried every second): a crash before then forgets them (files may ship again, and retention may not know them)",
+            self.journal_path.display()
+        );
     }
 
     /// The last file opened for `key`, if the journal knows one.
@@ -705,14 +826,16 @@ impl Storage {
 
     /// Every key's last file that bsc left open when it last stopped (a crash),
     /// and no handler has open now.
-    pub fn left_open(&self) -> Vec<(String, LastFile)> {
+    /// With each, the `ship` settings its handler had when it opened it.
+    pub fn left_open(&self) -> Vec<(String, LastFile, Option<ShipSpec>)> {
         let open = self.open.borrow();
         self.keys
             .borrow()
             .iter()
             .filter_map(|(key, k)| {
                 let l = k.last.as_ref()?;
-                (!l.closed && !open.contains_key(&l.path)).then(|| (key.clone(), l.clone()))
+                (!l.closed && !open.contains_key(&l.path))
+                    .then(|| (key.clone(), l.clone(), k.last_ship.clone()))
             })
             .collect()
     }
@@ -733,6 +856,7 @@ impl Storage {
         };
         if beyond {
             k.last = Some(found);
+            k.last_ship = None;
         }
     }
 
@@ -771,8 +895,9 @@ impl Storage {
     }
 
     /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
-    /// it open).
-    pub fn opened(&self, key: &str, last: LastFile, id: FileId) {
+    /// it open); `ship`: the handler's `ship` settings, should a crash leave the
+    /// file open and the handler be gone at the next start.
+    pub fn opened(&self, key: &str, last: LastFile, id: FileId, ship: Option<&ShipSpec>) {
         self.open.borrow_mut().insert(last.path.clone(), id);
         let e = Entry::Opened {
             key: key.to_string(),
@@ -782,6 +907,7 @@ impl Storage {
             n: last.n,
             seq: last.seq,
             created: last.created,
+            ship: ship.cloned(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
@@ -974,7 +1100,8 @@ impl Storage {
     /// Forces what was appended to the journal to the disk (before a ship
     /// command starts, and after one succeeded).
     pub fn sync_journal(&self) {
-        if !self.unsynced.get() {
+        // Behind: a rewrite (forced to the disk) is all that can help.
+        if !self.catch_up() || !self.unsynced.get() {
             return;
         }
         if let Some(f) = self.journal.borrow().as_ref() {
@@ -1122,6 +1249,61 @@ pub fn dir_of(trusted: &Path, path: &Path) -> io::Result<(OwnedFd, String)> {
     ))
 }
 
+/// Why journaled `ship` settings cannot be used (`None`: they can). The journal
+/// is bsc's own, but damage or a hand edit must never crash it: the config
+/// refuses all of these, so only a corrupted journal has them.
+pub fn unusable_ship(s: &ShipSpec) -> Option<&'static str> {
+    if s.argv.first().is_none_or(|p| p.is_empty()) {
+        return Some("an empty command");
+    }
+    if s.argv.iter().any(|a| a.contains('\0')) {
+        return Some("a NUL byte in the command");
+    }
+    let ok = |t: f64| t.is_finite() && t > 0.0;
+    if !ok(s.timeout_s) || !ok(s.retry_max_s) {
+        return Some("a timeout or retry wait that is not a positive number");
+    }
+    None
+}
+
+/// A journal entry as read at start-up, with unusable `ship` settings taken
+/// out: the file is kept (retention, the disk budget) but does not wait to ship.
+/// Logged once per file, at start-up.
+fn checked(mut e: Entry) -> Entry {
+    // Naming counts on from these (`seq + 1`, `n + 1`): a forged maximum must
+    // not overflow. Real ones stay far below (a file a millisecond for 10^8 years).
+    if let Entry::Opened {
+        path, seq, n, ship, ..
+    } = &mut e
+    {
+        if let Some(why) = ship.as_ref().and_then(unusable_ship) {
+            warn!(
+                "{}: its journaled ship settings have {why}; the file will not be shipped",
+                path.display()
+            );
+            *ship = None;
+        }
+        if *seq > MAX_SEQ || *n > MAX_N {
+            warn!(
+                "{}: its journaled sequence number or -N suffix is out of range; capped",
+                path.display()
+            );
+            *seq = (*seq).min(MAX_SEQ);
+            *n = (*n).min(MAX_N);
+        }
+    }
+    if let Entry::Closed { path, ship, .. } = &mut e {
+        if let Some(why) = ship.as_ref().and_then(unusable_ship) {
+            warn!(
+                "{}: its journaled ship settings have {why}; the file is kept but will not be shipped",
+                path.display()
+            );
+            *ship = None;
+        }
+    }
+    e
+}
+
 /// One journal line, newline included.
 fn line_of(e: &Entry) -> String {
     // Serializing a plain enum of strings and numbers cannot fail.
@@ -1212,6 +1394,7 @@ mod tests {
                 closed: false,
             },
             (0, seq),
+            None,
         );
     }
 
@@ -1356,6 +1539,50 @@ mod tests {
         assert_eq!(s.backlog("k").files, 1);
         assert_eq!(s.unshipped_keys(), ["k"]);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_file_left_open_keeps_its_ship_settings_across_restarts_and_compaction() {
+        let root = std::env::temp_dir().join(format!("bsc-leftship-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join(STATE_DIR)).unwrap();
+        let (a, b) = (root.join("a.pcap"), root.join("b.pcap"));
+        let s = Storage::open(&root);
+        s.opened("k", last_file(&a, &root, 1), (0, 1), Some(&ship("/bin/up")));
+        drop(s); // "a crash": never closed
+        for _ in 0..2 {
+            let s = Storage::open(&root); // compacts each time
+            let left = s.left_open();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].2, Some(ship("/bin/up")));
+        }
+        // A journal of an earlier version (no `ship` in `opened`) still reads.
+        let line = format!(
+            "{{\"opened\":{{\"key\":\"g\",\"path\":{b:?},\"trusted\":{root:?},\"unnumbered\":{b:?},\"n\":0,\"seq\":4,\"created\":true}}}}\n"
+        );
+        let journal = root.join(".bsc/files.jsonl");
+        let mut text = std::fs::read_to_string(&journal).unwrap();
+        text.push_str(&line);
+        std::fs::write(&journal, text).unwrap();
+        let s = Storage::open(&root);
+        assert_eq!(s.last("g").unwrap().seq, 4);
+        assert!(s
+            .left_open()
+            .iter()
+            .any(|(k, _, ship)| k == "g" && ship.is_none()));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn last_file(path: &Path, root: &Path, seq: u64) -> LastFile {
+        LastFile {
+            path: path.to_path_buf(),
+            trusted: root.to_path_buf(),
+            unnumbered: path.to_path_buf(),
+            n: 0,
+            seq,
+            created: true,
+            closed: false,
+        }
     }
 
     #[test]

@@ -855,6 +855,7 @@ impl Handler {
                             closed: false,
                         },
                         file.identity(),
+                        self.spec.ship.as_ref(),
                     );
                     return Ok((file, how, unnumbered));
                 }
