@@ -103,7 +103,11 @@
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line
 //!   is forced to the disk before the next ship command starts; every closed
 //!   file of a handler with `ship` ships at least once (the journal survives
-//!   restarts and `kill -9`).
+//!   restarts and `kill -9`). While a full disk keeps the journal behind
+//!   memory (a failed append is cut back, the journal is written anew once it
+//!   can be), a crash forgets what it lacks: a file shipped then may ship
+//!   again, one opened and closed then is kept but not shipped (README,
+//!   Durability and the disk).
 
 pub mod api;
 pub mod capture;

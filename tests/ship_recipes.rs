@@ -148,23 +148,17 @@ const BUCKET: &str = "captures";
 const REGION: &str = "eu-central-1";
 
 impl Moto {
-    /// The server: target/moto-venv (tests/deps.sh), else `moto_server` on PATH.
+    /// The server: the version tests/deps.sh pins, in target/moto-venv (not
+    /// whatever `moto_server` is on PATH: moto 5.2.1 there answered the signed
+    /// uploads with HTTP errors where the pinned one accepts them).
     fn program() -> PathBuf {
         let venv = repo().join("target/moto-venv/bin/moto_server");
-        if venv.exists() {
-            return venv;
-        }
-        let found = Command::new("sh")
-            .args(["-c", "command -v moto_server"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
         assert!(
-            !found.is_empty(),
+            venv.exists(),
             "moto_server is needed (PyPI's moto[server]): `bash tests/deps.sh` installs it into {}",
             venv.display()
         );
-        PathBuf::from(found)
+        venv
     }
 
     fn start(dir: &Path) -> Moto {
