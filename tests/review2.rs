@@ -188,3 +188,40 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
         "left open by the crash while behind: {open:?}; still not final after restart and stop: {writable:?}; shipped: {got}"
     );
 }
+
+/// README "Rotation": "`rotate_max_packets`: a file is closed once it holds
+/// that many records." A file a crash left open that already holds N or more
+/// records (the limit lowered while bsc was stopped, or a crash between the
+/// N-th record's write and the close) is resumed by the first unit and gets
+/// one more record before it is closed.
+#[test]
+fn a_resumed_file_already_full_by_count_gets_no_more_records() {
+    let dir = TempDir::new("rt2-resume-full");
+    let root = dir.path().join("root");
+    let port = free_udp_port();
+    let cfg = |max: u64| {
+        json!({
+            "capture_manager": {"root_log_directory": root},
+            "handlers": [{"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+                "rotate_max_packets": max, "file_name_pattern": "{name}-{seq}.pcap"}]
+        })
+    };
+    let mut bsc = Bsc::with_config(dir.path(), &cfg(5));
+    send_n(port, 0, 3);
+    wait_until("3 records", || count_records(&root.join("h-0001.pcap")) == 3);
+    bsc.signal(9);
+    bsc.wait_exit();
+    let bsc = Bsc::with_config(dir.path(), &cfg(2));
+    send_n(port, 3, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    bsc.stop();
+    let counts: Vec<_> = pcap_files(&root)
+        .iter()
+        .map(|f| (f.file_name().unwrap().to_string_lossy().into_owned(), count_records(f)))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![("h-0001.pcap".to_string(), 3), ("h-0002.pcap".to_string(), 1)],
+        "a file holding 3 records with rotate_max_packets 2 was appended to"
+    );
+}
