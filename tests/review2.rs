@@ -2,6 +2,7 @@
 //! names. Root is needed (tmpfs mounts).
 
 mod common;
+#[allow(dead_code)]
 #[path = "common/units.rs"]
 mod units;
 
