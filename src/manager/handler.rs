@@ -303,23 +303,31 @@ impl Handler {
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
             spec,
         };
-        h.seed_naming(now);
-        h.settle_left_open(now, true);
+        // The folder may hold files beyond the journal's last (opened while a
+        // full disk kept the journal behind, then a crash): the journal's
+        // left-open file is then closed, not resumed, and naming goes on after
+        // the newest file found, so names keep sorting in time order.
+        let found = h.scan_folder(now);
+        let beyond = found.as_ref().is_some_and(|(f, _)| {
+            h.storage
+                .last(&h.journal_key())
+                .is_some_and(|l| f.seq > l.seq || (f.unnumbered == l.unnumbered && f.n > l.n))
+        });
+        h.settle_left_open(now, !beyond);
+        if let Some((found, folder)) = found {
+            h.seed_naming(found, &folder, beyond);
+        }
         h
     }
 
     /// One look at the folder its pattern gives now, so `{seq}` and `-N` go on
     /// after the highest files there even where the journal knows less (a new
     /// handler, one that moved to another address and back, a journal lost).
-    fn seed_naming(&self, now: UnixMicros) {
+    fn scan_folder(&self, now: UnixMicros) -> Option<(LastFile, PathBuf)> {
         const MARK: &str = "\u{1}";
         let t = now.to_datetime();
-        let (Some(template), Ok(place)) = (
-            self.spec.file_name_template(t, MARK),
-            self.spec.file_path(&self.root, t, 1),
-        ) else {
-            return;
-        };
+        let template = self.spec.file_name_template(t, MARK)?;
+        let place = self.spec.file_path(&self.root, t, 1).ok()?;
         let (pre, post, has_seq) = match template.split_once(MARK) {
             Some((pre, post)) => (pre.to_string(), post.to_string(), true),
             None => (template.clone(), String::new(), false),
@@ -329,46 +337,60 @@ impl Handler {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            return;
-        };
-        let best = entries
+        let (seq, n, name) = std::fs::read_dir(&folder)
+            .ok()?
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let (seq, n) = crate::paths::parse_numbered(&name, &pre, &post, has_seq)?;
                 Some((seq, n, name))
             })
-            .max_by_key(|(seq, n, _)| (*seq, *n));
-        let Some((seq, n, name)) = best else {
-            return;
-        };
+            .max_by_key(|(seq, n, _)| (*seq, *n))?;
         if !has_seq && n == 0 {
             // Only the pattern's own name: the first unit may append to it, as
             // AIT does, if it is not final and has bsc's header.
-            return;
+            return None;
         }
-        let Ok(unnumbered) = self.spec.file_path(&self.root, t, seq.max(1)) else {
-            return;
+        let unnumbered = self.spec.file_path(&self.root, t, seq.max(1)).ok()?;
+        let found = LastFile {
+            path: folder.join(&name),
+            trusted: place.base().to_path_buf(),
+            unnumbered: unnumbered.full(),
+            n,
+            seq,
+            created: false,
+            closed: true,
         };
+        Some((found, folder))
+    }
+
+    /// Has `{seq}` and `-N` go on after `found`, the newest file of the
+    /// handler's pattern in `folder` ([`Handler::scan_folder`]), where the
+    /// journal knows less: a new key, files copied in, or (`beyond`: files
+    /// newer than the journal's last) entries a crash lost while a full disk
+    /// kept the journal behind.
+    fn seed_naming(&self, found: LastFile, folder: &Path, beyond: bool) {
+        let name = found
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        use std::os::unix::fs::PermissionsExt;
+        let writable = |m: std::fs::Metadata| m.permissions().mode() & 0o200 != 0;
+        if beyond && std::fs::metadata(&found.path).is_ok_and(writable) {
+            warn!(
+                "handler {}: {} is newer than anything the journal recorded and is not final: it was likely being written when bsc stopped while a full disk kept the journal behind; it is left as it is (neither closed nor shipped)",
+                self.spec.name,
+                found.path.display()
+            );
+        }
         info!(
             "handler {}: naming goes on after {} (found in {})",
             self.spec.name,
             name,
             folder.display()
         );
-        self.storage.seed(
-            &self.journal_key(),
-            LastFile {
-                path: folder.join(&name),
-                trusted: place.base().to_path_buf(),
-                unnumbered: unnumbered.full(),
-                n,
-                seq,
-                created: false,
-                closed: true,
-            },
-        );
+        self.storage.seed(&self.journal_key(), found);
     }
 
     /// The handler's definition.
@@ -542,6 +564,23 @@ impl Handler {
                     return outcome;
                 }
             }
+            // A resumed file may be full already (a crash between its last
+            // record and its close, or a lower limit since): it is closed, and
+            // the record goes to the next (new, so never full) file.
+            if let Some(reason) = self
+                .file
+                .as_ref()
+                .and_then(|f| self.rotation_due(f, ts, record_len))
+            {
+                self.rotate(reason);
+                match self.open(ts) {
+                    Ok(rotate_at) => outcome.rotate_at = rotate_at,
+                    Err(_) => {
+                        self.stats.records_lost += 1;
+                        return outcome;
+                    }
+                }
+            }
         }
         if headers + data.len() > pcap::SNAPLEN as usize || orig_len > data.len() {
             self.stats.truncated += 1;
@@ -569,9 +608,9 @@ impl Handler {
         // A file full by count is closed now, not when the next unit comes, so
         // that it is final (and handed on) at once.
         let full = self.file.as_ref().is_some_and(|f| {
-            self.spec
-                .rotate_max_packets
-                .is_some_and(|max| f.file.records() + self.pending.records() >= max)
+            self.spec.rotate_max_packets.is_some_and(|max| {
+                f.file.earlier().records + f.file.records() + self.pending.records() >= max
+            })
         });
         if full {
             self.flush_from(slots);
@@ -592,7 +631,7 @@ impl Handler {
         if self.period_ended(f, now) {
             return Some(Rotation::Calendar);
         }
-        let records = f.file.records() + self.pending.records();
+        let records = f.file.earlier().records + f.file.records() + self.pending.records();
         if self
             .spec
             .rotate_max_packets
