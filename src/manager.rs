@@ -662,12 +662,12 @@ impl Manager {
                 .and_then(|h| h.spec().ship.clone())
         };
         for done in self.shipper.poll(now, wall, current) {
+            let owner = self
+                .handlers()
+                .find(|(_, h)| h.journal_key() == done.key)
+                .map(|(id, _)| id);
             if !done.delete {
                 // Retention may now delete what it had to spare.
-                let owner = self
-                    .handlers()
-                    .find(|(_, h)| h.journal_key() == done.key)
-                    .map(|(id, _)| id);
                 if let Some(id) = owner {
                     self.handler_mut(id).shipped_one();
                 }
@@ -677,10 +677,6 @@ impl Manager {
                 // Not a file bsc created (it appended to it): never deleted.
                 continue;
             };
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.journal_key() == done.key)
-                .map(|(id, _)| id);
             match owner {
                 Some(id) => self
                     .handler_mut(id)
@@ -764,14 +760,10 @@ impl Manager {
             }
             // The oldest closed file bsc created, of a running handler or not;
             // one still waiting to ship only when nothing else is left.
-            let (key, victim, unshipped) = match self.storage.take_oldest(false) {
-                Some((key, victim)) => (key, victim, false),
-                None => match self.storage.take_oldest(true) {
-                    Some((key, victim)) => (key, victim, true),
-                    None => break,
-                },
+            let Some((key, victim)) = self.storage.take_oldest(true) else {
+                break;
             };
-            if unshipped {
+            if self.storage.is_unshipped(&victim.path) {
                 error!(
                     "disk budget: deleting {} ({} bytes, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
                     victim.path.display(),

@@ -708,6 +708,11 @@ impl Storage {
             }
             return;
         }
+        // A journal opened here may end in a torn line (a crash while
+        // appending): it is ended first, so this line is not glued to it (the
+        // reader skips the torn one alone). Lines this run appends are whole:
+        // a failed append is cut back.
+        let mut torn = false;
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
             let opened = std::fs::create_dir_all(dir).and_then(|()| {
@@ -719,7 +724,10 @@ impl Storage {
                     .open(&self.journal_path)
             });
             match opened {
-                Ok(f) => *self.journal.borrow_mut() = Some(f),
+                Ok(f) => {
+                    torn = ends_in_torn_line(&f);
+                    *self.journal.borrow_mut() = Some(f);
+                }
                 Err(err) => {
                     self.fall_behind(&format!("cannot open it: {err}"));
                     return;
@@ -729,17 +737,10 @@ impl Storage {
         let mut failed = None;
         if let Some(f) = self.journal.borrow_mut().as_mut() {
             let mut line = line_of(e);
-            let len = f.metadata().map(|m| m.len());
-            // A torn last line (a crash while appending) is ended first, so this
-            // line is not glued to it (the reader skips the torn one alone).
-            if let Ok(len @ 1..) = len {
-                let mut last = [0u8; 1];
-                let torn = std::os::unix::fs::FileExt::read_at(f, &mut last, len - 1)
-                    .is_ok_and(|n| n == 1 && last[0] != b'\n');
-                if torn {
-                    line.insert(0, '\n');
-                }
+            if torn {
+                line.insert(0, '\n');
             }
+            let len = f.metadata().map(|m| m.len());
             if let Err(err) = f.write_all(line.as_bytes()) {
                 // Cut back what was written of it (failing that, the rewrite
                 // replaces the whole file anyway).
@@ -1302,6 +1303,16 @@ fn checked(mut e: Entry) -> Entry {
         }
     }
     e
+}
+
+/// Whether `f` is not empty and does not end with a newline.
+fn ends_in_torn_line(f: &File) -> bool {
+    let Ok(len @ 1..) = f.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_at(f, &mut last, len - 1)
+        .is_ok_and(|n| n == 1 && last[0] != b'\n')
 }
 
 /// One journal line, newline included.

@@ -59,9 +59,10 @@ pub fn spawn_with_default_signals(
 
 /// Spawns a `ship` command: as [`spawn_with_default_signals`], in a process group
 /// of its own (so a timeout can kill everything it started:
-/// [`kill_process_group`]) and killed if bsc dies first (`PR_SET_PDEATHSIG`), so
-/// no upload bsc cannot see finish goes on after it (the file ships again after
-/// the next start).
+/// [`kill_process_group`]) and killed if bsc dies first (`PR_SET_PDEATHSIG`).
+/// That reaches the command itself only: what it started lives on after a
+/// `kill -9` of bsc unless a cgroup ends it, as systemd does for the unit
+/// (README, Store and forward). The file ships again after the next start.
 pub fn spawn_supervised(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
