@@ -149,9 +149,10 @@ sizes:
 	@for f in $(SHIPPED); do \
 	  test -f $$f && printf '%-50s %8d bytes  %s\n' $$f $$(stat -c %s $$f) "$$(file -b $$f | cut -d, -f1-2)"; done; true
 
-# Fails unless each binary in CHECK (default: all three shipped ones) exists and
-# is at most MAX_BYTES; prints the sizes first.
-CHECK ?= $(SHIPPED)
+# Fails unless each binary in CHECK (default: the two ARM builds, the boxes bsc
+# is made for) exists and is at most MAX_BYTES; prints all three sizes first. The
+# x86-64 binary is reported, not judged (issue 26: the limit is the ARM boxes').
+CHECK ?= target/$(AARCH64)/arm/bsc target/$(ARMV7)/arm/bsc
 size-check: sizes
 	@fail=0; for f in $(CHECK); do \
 	  if ! test -f $$f; then echo "size check: $$f missing" >&2; fail=1; \
