@@ -95,3 +95,31 @@ fn bsc_status_marks_handlers_restored_from_the_api_state() {
     );
     assert!(bsc.stop().success());
 }
+
+/// The README's "Moving from AIT" section names each difference the issue
+/// found an AIT operator surprised by, with the key that changes it.
+#[test]
+fn the_readme_lists_what_differs_from_ait_with_its_key() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let start = readme
+        .find("\n## Moving from AIT\n")
+        .expect("a \"Moving from AIT\" section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+    for needle in [
+        "forgets handlers added over the API",
+        "`capture_manager.persist: false`",
+        "`NAME (restored)`",
+        "at its first unit",
+        "`log_dir` is the folder pattern",
+        "AIT-Core issue 173",
+        "`timestamp_precision: us`",
+        "`timestamps: read`",
+        "`rcvbuf_bytes`",
+        "`manager_server.token`",
+    ] {
+        assert!(section.contains(needle), "{needle} in:\n{section}");
+    }
+}
