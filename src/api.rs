@@ -308,6 +308,9 @@ struct StatsEntry<'a> {
     files_vanished: u64,
     /// `ok`, or `degraded` while writes fail or the disk budget stops writing.
     state: &'static str,
+    /// `config`, `api` (added by a request of this run) or `restored` (added
+    /// over the API before the last start and restored from the state file).
+    origin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded_reason: Option<String>,
     clock_synchronized: bool,
@@ -379,6 +382,7 @@ fn stats_entry<'a>(
             h.suspended()
                 .then(|| "disk budget: no space to write".to_string())
         }),
+        origin: h.origin(),
         clock_synchronized,
         local_address: match cap.conn_type {
             ConnType::Ethernet => Some(cap.local.clone()),

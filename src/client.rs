@@ -768,6 +768,7 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
     }
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut any_restored = false;
     for key in keys {
         let cap = caps.iter().find(|c| text(c, "key") == key);
         let Some(entries) = groups.and_then(|g| g.get(key)).and_then(Value::as_array) else {
@@ -819,8 +820,15 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
                 notes.push(note);
             }
             let file = e.get("current_file").and_then(Value::as_str);
+            // Not in the config file: saved over the API before the last start.
+            let restored = text(e, "origin") == "restored";
+            any_restored |= restored;
             rows.push(vec![
-                name.to_string(),
+                if restored {
+                    format!("{name} (restored)")
+                } else {
+                    name.to_string()
+                },
                 address.clone(),
                 state,
                 number(e, "packets").to_string(),
@@ -870,6 +878,11 @@ pub fn status_table(stats: &Value, capturers: &Value, now: UnixMicros) -> String
         ],
         &rows,
     );
+    if any_restored {
+        notes.push(
+            "(restored): added over the API before bsc last started, restored from ROOT/.bsc/handlers.json, not in the config file; `bsc stop NAME` removes it for good".into(),
+        );
+    }
     if !notes.is_empty() {
         out.push('\n');
         for n in notes {

@@ -148,7 +148,8 @@ impl EventLoop {
                         .map_err(|e| e.to_string())
                 });
             match restored {
-                Ok(_) => {
+                Ok(hid) => {
+                    manager.mark_restored(hid);
                     restored_count += 1;
                     info!("handler {name}: restored (added over the API before the restart)")
                 }

@@ -990,6 +990,12 @@ impl Manager {
             .collect()
     }
 
+    /// Marks a handler as restored at start-up from the handlers saved over the
+    /// API (`GET /stats` says `"origin": "restored"`).
+    pub fn mark_restored(&mut self, hid: HandlerId) {
+        self.handler_mut(hid).mark_restored();
+    }
+
     fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
         self.handlers[hid]
             .as_mut()

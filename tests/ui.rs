@@ -2,8 +2,11 @@
 //! from a running bsc with one busy and one silent UDP handler, and the DOM it
 //! renders is checked (a row per handler, a sparkline that moves for the busy
 //! one, the silent one marked silent); screenshots go to `target/ui.png` and
-//! `target/ui-phone.png`. Also `/series` against `/stats`, and the token rule:
-//! `/ui` is the one route served without it.
+//! `target/ui-phone.png`. At laptop sizes (1280x800, 1400x1000), with 40-character
+//! names and a TCP peer that refuses, the page's `?layout=1` boxes show every
+//! cell inside the window (screenshots `target/ui-1280.png` and
+//! `target/ui-1400.png`, copied to `docs/` by hand). Also `/series` against
+//! `/stats`, and the token rule: `/ui` is the one route served without it.
 
 mod common;
 
@@ -339,4 +342,117 @@ fn with_a_token_only_the_page_is_served_without_it() {
     let dom = dump_dom(profile.path(), &format!("http://127.0.0.1:{port}/ui"));
     assert!(dom.contains("token needed"), "{dom}");
     assert!(!dom.contains("<tr data-handler="), "{dom}");
+}
+
+/// The text of `<pre id="layout">` in a dumped DOM, as the page wrote it.
+fn layout_of(dom: &str) -> Value {
+    let start = dom
+        .find("<pre id=\"layout\" hidden=\"\">")
+        .map(|i| i + "<pre id=\"layout\" hidden=\"\">".len())
+        .unwrap_or_else(|| panic!("no layout in the page:\n{dom}"));
+    let text = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("layout {text:?}: {e}"))
+}
+
+#[test]
+fn every_column_fits_a_laptop_window_with_long_names_and_a_refusing_peer() {
+    let dir = TempDir::new("ui-laptop");
+    let udp_port = free_udp_port();
+    // Nothing listens there: bsc keeps trying, and shows connect's error.
+    let refusing = free_tcp_port();
+    let udp_name = "ground-station-alpha-vc1-tm-frames-prime";
+    let tcp_name = "ground-station-alpha-modem-tcp-stream-ab";
+    assert_eq!((udp_name.len(), tcp_name.len()), (40, 40));
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")},
+                "handlers": [
+                    {"name": udp_name, "conn_type": "udp", "address": ["127.0.0.1", udp_port],
+                     "path": "station-alpha/virtual-channel-1/%Y/%j",
+                     "file_name_pattern": "%Y-%m-%d-%H-%M-%S-{name}.pcap"},
+                    {"name": tcp_name, "conn_type": "tcp", "address": ["127.0.0.1", refusing]}]}),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = send_until(udp_port, stop.clone());
+    wait_until("traffic written, the peer refused, bsc 3 s old", || {
+        let (_, caps) = bsc.get("/capturers");
+        let (_, stats) = bsc.get("/stats");
+        let (_, health) = bsc.get("/health");
+        caps.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["error"].is_string())
+            && stats_of(&stats, udp_name)["packets"].as_u64() >= Some(300)
+            && health["uptime_s"].as_u64() >= Some(3)
+    });
+
+    let url = format!("http://127.0.0.1:{}/ui?silent_s=1&layout=1", bsc.http_port);
+    let profile = TempDir::new("ui-laptop-chromium");
+    for (width, height) in [(1280u32, 800u32), (1400, 1000)] {
+        let size = format!("--window-size={width},{height}");
+        let dom = browse(
+            profile.path(),
+            &["--virtual-time-budget=3000", &size, "--dump-dom"],
+            &url,
+        );
+        // The busy link is fine; the refusing one is silent, its mark whole.
+        assert_eq!(attr(row(&dom, udp_name), "data-silent"), Some("false"));
+        assert!(row(&dom, tcp_name).contains("SILENT"), "{dom}");
+        assert!(
+            row(&dom, tcp_name).contains("TCP backing off"),
+            "{}",
+            row(&dom, tcp_name)
+        );
+        let layout = layout_of(&dom);
+        let width_px = i64::from(width);
+        assert_eq!(layout["window_width"], width, "{layout}");
+        assert!(
+            layout["page_width"].as_i64() <= Some(width_px),
+            "the page scrolls sideways at {width} px: {layout}"
+        );
+        let cells = layout["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 18, "9 columns of 2 rows: {layout}");
+        for c in cells {
+            let (content, cell) = (&c["content"], &c["cell"]);
+            let inside =
+                |b: &Value| b["left"].as_i64() >= Some(0) && b["right"].as_i64() <= Some(width_px);
+            assert!(
+                inside(cell) && inside(content),
+                "at {width}x{height}, {} of {} is not inside the window: {c}",
+                c["column"],
+                c["handler"]
+            );
+            assert!(
+                content["left"].as_i64() >= cell["left"].as_i64()
+                    && content["right"].as_i64() <= cell["right"].as_i64()
+                    && c["clipped"] == false,
+                "at {width}x{height}, {} of {} sticks out of its cell: {c}",
+                c["column"],
+                c["handler"]
+            );
+        }
+        // Long texts are shortened or wrapped, the whole text on hover.
+        let tcp_row = row(&dom, tcp_name);
+        let (_, caps) = bsc.get("/capturers");
+        let error = caps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|c| c["error"].as_str())
+            .unwrap()
+            .to_string();
+        assert!(
+            tcp_row.contains(&format!("title=\"{error}")),
+            "the peer's whole error is on hover: {tcp_row}"
+        );
+        let shot = target_dir().join(format!("ui-{width}.png"));
+        screenshot(profile.path(), &url, &shot, width, height);
+    }
+    stop.store(true, Ordering::SeqCst);
+    traffic.join().unwrap();
 }

@@ -34,7 +34,7 @@ use std::rc::Rc;
 use super::pending::Pending;
 use crate::capture::capturer::Unit;
 use crate::clock::{UnixMicros, UnixNanos};
-use crate::config::{ConnType, Direction, HandlerSpec, Timestamps};
+use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
 use crate::ipudp;
 use crate::log::{self, Level};
 use crate::paths::CapturePath;
@@ -265,6 +265,9 @@ pub struct Handler {
     suspended: bool,
     /// Framing, checks and transforms (`None`: each read is written as it comes).
     units: Option<Box<UnitPath>>,
+    /// Brought back at start-up from the handlers saved over the API
+    /// ([`crate::persist`]), not from the config file or a request of this run.
+    restored: bool,
 }
 
 impl Handler {
@@ -301,6 +304,7 @@ impl Handler {
             degraded: None,
             suspended: false,
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
+            restored: false,
             spec,
         };
         // The folder may hold files beyond the journal's last (opened while a
@@ -396,6 +400,22 @@ impl Handler {
     /// The handler's definition.
     pub fn spec(&self) -> &HandlerSpec {
         &self.spec
+    }
+
+    /// Where the handler came from, as `GET /stats` says it: `config` (the
+    /// config file), `api` (a request of this run) or `restored` (saved over
+    /// the API before the last start, see [`crate::persist`]).
+    pub fn origin(&self) -> &'static str {
+        match (self.spec.origin, self.restored) {
+            (Origin::ConfigFile, _) => "config",
+            (Origin::Api, false) => "api",
+            (Origin::Api, true) => "restored",
+        }
+    }
+
+    /// Marks the handler as restored from the saved API handlers.
+    pub(super) fn mark_restored(&mut self) {
+        self.restored = true;
     }
 
     /// Its counters.
