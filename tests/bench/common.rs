@@ -1199,14 +1199,16 @@ impl TcpOutcome {
     }
 }
 
-/// The reference process: killed when dropped (and by the panic hook).
-struct Reference {
+/// The C framing reference, running: killed when dropped (and by the panic hook).
+pub struct Reference {
     child: Child,
     done: std::sync::mpsc::Receiver<String>,
 }
 
 impl Reference {
-    fn start(bin: &Path, port: u16, file: &Path) -> Reference {
+    /// Starts `bin` (see `build_tcp_reference`): it connects to 127.0.0.1:`port`
+    /// and writes what it cuts from the stream to `file`.
+    pub fn start(bin: &Path, port: u16, file: &Path) -> Reference {
         let mut child = Command::new(bin)
             .args(["127.0.0.1", &port.to_string()])
             .arg(file)
@@ -1223,6 +1225,17 @@ impl Reference {
             let _ = tx.send(line);
         });
         Reference { child, done }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The records it wrote, once it has said it is done (at most `timeout`);
+    /// None if it did not (it printed why on stderr).
+    pub fn wait_done(&self, timeout: Duration) -> Option<u64> {
+        let line = self.done.recv_timeout(timeout).ok()?;
+        line.trim().strip_prefix("done ")?.parse().ok()
     }
 }
 
@@ -1277,7 +1290,7 @@ pub fn run_tcp(
     };
     let pid = bsc
         .as_ref()
-        .map_or_else(|| reference.as_ref().unwrap().child.id(), |b| b.pid);
+        .map_or_else(|| reference.as_ref().unwrap().pid(), |b| b.pid);
     if let Some(p) = pin {
         p.receiver(pid);
     }
@@ -1300,7 +1313,11 @@ pub fn run_tcp(
     let written = on_cpus(pin.map(|p| &p.load[..]), || {
         let mut written = 0u64;
         while written < total {
-            // Past the time bound, only finish the packet under way.
+            // Past the time bound, only finish the packet under way; 10 s
+            // later, not even that (the receiver has stopped reading).
+            if start.elapsed() > TCP_TIME + Duration::from_secs(10) {
+                break;
+            }
             let limit = if start.elapsed() > TCP_TIME {
                 written.div_ceil(PACKET as u64) * PACKET as u64
             } else {
@@ -1336,9 +1353,8 @@ pub fn run_tcp(
             cpu
         }
         (None, Some(r)) => {
-            match r.done.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.starts_with("done") => {}
-                _ => problems.push("the reference did not finish (see its message)".to_string()),
+            if r.wait_done(Duration::from_secs(20)).is_none() {
+                problems.push("the reference did not finish (see its message)".to_string());
             }
             cpu_ns(pid).saturating_sub(cpu0)
         }
