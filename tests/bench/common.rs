@@ -1,15 +1,19 @@
 //! What the sections share: selection by environment, a bsc child that cannot
-//! outlive the benchmark, a `sendmmsg` generator, read-back of the PCAP files and
-//! cleanup on a panic (a panic hook kills the children and unmounts first, in
-//! case the panic does not unwind) and on Ctrl-C or SIGTERM.
+//! outlive the benchmark, CPU time and memory of a process, pinning receivers to
+//! a core of their own, the generators (one `send` per datagram for small
+//! datagrams, `sendmmsg` batches for large ones), the small-datagram steps (bsc
+//! and the count-only receiver), the TCP space-packet stream (bsc and the C
+//! framing reference), read-back of the PCAP files and cleanup on a panic (a
+//! panic hook kills the children and unmounts first, in case the panic does not
+//! unwind) and on Ctrl-C or SIGTERM.
 
 use std::fs::File;
-use std::io::Write;
-use std::net::{TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ use pcap_file::pcap::PcapReader;
 /// bsc's own default `rcvbuf_bytes` (24 MiB): what every receiver here asks for.
 pub const RCVBUF: usize = bsc::config::DEFAULT_RCVBUF_BYTES;
 
-/// `BSC_BENCH_SECTION=udp,units,large,rcvbuf`: only these sections (default all).
+/// `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf`: only these sections (default all).
 pub fn section(name: &str) -> bool {
     match std::env::var("BSC_BENCH_SECTION") {
         Ok(list) if !list.trim().is_empty() => list.split(',').any(|s| s.trim() == name),
@@ -222,7 +226,7 @@ impl Bsc {
     /// Writes `dir/bsc.json` with these handlers and the root `dir`, starts bsc
     /// and waits (at most 20 s) until `/health` counts every handler.
     pub fn start(dir: &Path, handlers: Vec<serde_json::Value>) -> Bsc {
-        let http_port = crate::free_tcp_port();
+        let http_port = free_tcp_port();
         let n = handlers.len();
         let config = serde_json::json!({
             "capture_manager": {"root_log_directory": dir, "manager_server": {"host": "127.0.0.1", "port": http_port}},
@@ -234,12 +238,12 @@ impl Bsc {
             .args(["--config", cfg.to_str().unwrap(), "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(crate::log_sink())
+            .stderr(log_sink())
             .spawn()
             .expect("start bsc");
         let pid = child.id();
         PIDS.lock().unwrap().push(pid);
-        drop(crate::wait_http(http_port, n, &mut child));
+        drop(wait_http(http_port, n, &mut child));
         Bsc {
             child,
             pid,
@@ -248,7 +252,7 @@ impl Bsc {
     }
 
     pub fn cpu_ns(&self) -> u64 {
-        crate::cpu_ns(self.pid)
+        cpu_ns(self.pid)
     }
 
     /// `GET /stats` as JSON (Null if bsc does not answer in 5 s).
@@ -673,5 +677,757 @@ pub fn run_udp_step(s: &UdpStep) -> StepOutcome {
         written: rb.distinct,
         cpu_ns,
         stats,
+    }
+}
+
+// ---- measuring a process ----
+
+/// CPU time of `pid`'s main thread (bsc and the references have one thread):
+/// the first field of /proc/PID/schedstat, in ns.
+pub fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// CPU time of the calling thread, in ns (the same clock as /proc/PID/schedstat).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// (user, system) clock ticks the process has used (/proc/PID/stat fields 14, 15).
+pub fn user_system_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    (
+        f.get(11).copied().unwrap_or(0),
+        f.get(12).copied().unwrap_or(0),
+    )
+}
+
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where bsc's stderr goes: `BSC_BENCH_LOG=file` keeps its log lines.
+pub fn log_sink() -> Stdio {
+    match std::env::var("BSC_BENCH_LOG") {
+        Ok(path) => Stdio::from(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        Err(_) => Stdio::null(),
+    }
+}
+
+/// Connects to bsc's API once it answers with every handler running (at most
+/// 20 s); stops the benchmark if bsc exits instead.
+pub fn wait_http(port: u16, handlers: usize, child: &mut Child) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("bsc exited during start-up ({status}); run with BSC_BENCH_LOG=file to see why");
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+            if answer.contains(&format!("\"handlers\":{handlers},")) {
+                return TcpStream::connect(("127.0.0.1", port)).unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "bsc did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- pinning ----
+
+/// Where a pinned step runs: the receiver (bsc, a reference, the counter) alone
+/// on the last CPU this process may use, the load (generator, TCP server, the
+/// benchmark itself) on the others.
+pub struct Pinning {
+    pub receiver: usize,
+    pub load: Vec<usize>,
+}
+
+impl Pinning {
+    /// None when this process may use fewer than 2 CPUs.
+    pub fn detect() -> Option<Pinning> {
+        let mut cpus = allowed_cpus()?;
+        let receiver = cpus.pop()?;
+        (!cpus.is_empty()).then_some(Pinning {
+            receiver,
+            load: cpus,
+        })
+    }
+
+    /// Pins `pid`'s main thread (bsc and the references have one) to the receiver CPU.
+    pub fn receiver(&self, pid: u32) {
+        set_cpus(pid, &[self.receiver]);
+    }
+}
+
+fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t filled by sched_getaffinity for this thread,
+    // then only read with CPU_ISSET below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|c| libc::CPU_ISSET(*c, &set))
+                .collect(),
+        )
+    }
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpus`; false if refused.
+fn set_cpus(tid: u32, cpus: &[usize]) -> bool {
+    // SAFETY: a zeroed cpu_set_t with CPU_SET below CPU_SETSIZE, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|c| **c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(
+            tid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ) == 0
+    }
+}
+
+/// Runs `f` with the calling thread on `cpus` (None: where it is), then puts
+/// the thread back on the CPUs it had.
+pub fn on_cpus<T>(cpus: Option<&[usize]>, f: impl FnOnce() -> T) -> T {
+    let before = cpus.and_then(|c| allowed_cpus().filter(|_| set_cpus(0, c)));
+    let out = f();
+    if let Some(b) = before {
+        set_cpus(0, &b);
+    }
+    out
+}
+
+// ---- small datagrams: the udp and goals sections ----
+
+/// Each small-datagram step sends for this long, at most `SMALL_MAX` datagrams.
+pub const SMALL_STEP: Duration = Duration::from_secs(2);
+pub const SMALL_MAX: u64 = 2_000_000;
+/// `/stats` answers fetched, back to back, to measure what one costs (`StatsProbe::After`).
+const STATS_POLLS: usize = 50;
+
+/// Sends `size`-byte datagrams (sequence number in bytes 0..8) to the ports in
+/// turn for `SMALL_STEP`, at `rate` datagrams/s in all (None: as fast as it can),
+/// from the calling thread, one `send` per datagram on a connected socket per
+/// port: the small-datagram sections' generator, whose maximum is "the
+/// generator's maximum" of their rows. Returns (sent, achieved rate).
+pub fn generate(ports: &[u16], size: usize, rate: Option<u64>) -> (u64, f64) {
+    let socks: Vec<UdpSocket> = ports
+        .iter()
+        .map(|p| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.connect(("127.0.0.1", *p)).unwrap();
+            s
+        })
+        .collect();
+    let mut payload = vec![0x5au8; size.max(8)];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < SMALL_MAX {
+        let elapsed = start.elapsed();
+        if elapsed >= SMALL_STEP {
+            break;
+        }
+        if let Some(r) = rate {
+            if sent >= (r as f64 * elapsed.as_secs_f64()) as u64 {
+                std::thread::sleep(Duration::from_micros(100));
+                continue;
+            }
+        }
+        for _ in 0..64 {
+            payload[..8].copy_from_slice(&sent.to_be_bytes());
+            if socks[(sent % socks.len() as u64) as usize]
+                .send(&payload)
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+    }
+    (sent, sent as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One small-datagram step's figures (bsc or the count-only receiver).
+pub struct SmallOutcome {
+    pub offered: f64,
+    pub sent: u64,
+    pub written: u64,
+    pub cpu_ns: u64,
+    /// Share of the CPU time spent in user space (the rest is the kernel's).
+    pub user_share: Option<f64>,
+    pub peak_rss_kb: u64,
+    /// `/stats` latencies during the step (`StatsProbe::During`).
+    pub http: Vec<Duration>,
+    /// What `/stats` answers cost after the step (`StatsProbe::After`).
+    pub stats_cost: Option<StatsCost>,
+}
+
+impl SmallOutcome {
+    pub fn cpu_us_per(&self) -> f64 {
+        self.cpu_ns as f64 / 1000.0 / self.written.max(1) as f64
+    }
+    pub fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.written)
+    }
+}
+
+/// `/stats` fetched back to back on one keep-alive connection, bsc otherwise idle.
+pub struct StatsCost {
+    pub answers: usize,
+    /// bsc's CPU time over all the answers.
+    pub cpu_ns: u64,
+    /// The size of the last answer's body.
+    pub bytes: usize,
+    pub latency: Vec<Duration>,
+}
+
+/// What happens with `/stats` in a small step.
+#[derive(Clone, Copy, PartialEq)]
+pub enum StatsProbe {
+    /// Never fetched.
+    Off,
+    /// Every 20 ms on a keep-alive connection while the generator sends: its
+    /// latency under load (its cost counts in the step's CPU).
+    During,
+    /// Not during the measured window: `STATS_POLLS` answers once the files
+    /// have settled and the CPU has been read, for what one answer costs.
+    After,
+}
+
+/// A fresh bsc with `active` handlers on as many ports plus `idle` handlers
+/// nobody sends to, fed by `generate` at `rate`.
+pub struct SmallStep<'a> {
+    pub root: &'a Path,
+    pub size: usize,
+    pub active: usize,
+    pub idle: usize,
+    pub rate: Option<u64>,
+    pub stats: StatsProbe,
+    pub pin: Option<&'a Pinning>,
+}
+
+pub fn run_small_step(s: &SmallStep) -> SmallOutcome {
+    let dir = WorkDir::new(
+        s.root
+            .join(format!("small{}", STEP_NO.fetch_add(1, Ordering::Relaxed))),
+    );
+    let all = free_udp_ports(s.active + s.idle);
+    let (ports, idle_ports) = all.split_at(s.active);
+    let mut handlers: Vec<serde_json::Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| udp_handler(&format!("a{i}"), *p))
+        .collect();
+    for (i, p) in idle_ports.iter().enumerate() {
+        handlers.push(udp_handler(&format!("idle{i}"), *p));
+    }
+    let bsc = Bsc::start(&dir.0, handlers);
+    if let Some(p) = s.pin {
+        p.receiver(bsc.pid);
+    }
+    let files: Vec<PathBuf> = (0..s.active)
+        .map(|i| dir.0.join(format!("a{i}.pcap")))
+        .collect();
+    let cpu_before = bsc.cpu_ns();
+    let ticks_before = user_system_ticks(bsc.pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = (s.stats == StatsProbe::During).then(|| {
+        let stop = stop.clone();
+        let conn = TcpStream::connect(("127.0.0.1", bsc.http_port)).unwrap();
+        std::thread::spawn(move || probe_http(conn, &stop))
+    });
+    let (sent, offered) = on_cpus(s.pin.map(|p| &p.load[..]), || {
+        generate(ports, s.size, s.rate)
+    });
+    // Settle: until every file stops growing (bsc has drained its sockets).
+    settle(&files);
+    stop.store(true, Ordering::Relaxed);
+    let http = prober.map_or(Vec::new(), |p| p.join().unwrap());
+    let cpu_ns = bsc.cpu_ns().saturating_sub(cpu_before);
+    let ticks = user_system_ticks(bsc.pid);
+    let (user, system) = (ticks.0 - ticks_before.0, ticks.1 - ticks_before.1);
+    let user_share = (user + system > 0).then(|| user as f64 / (user + system) as f64);
+    let stats_cost = (s.stats == StatsProbe::After).then(|| stats_cost(&bsc));
+    let peak_rss_kb = peak_rss_kb(bsc.pid);
+    drop(bsc);
+    let written = read_back(&files, 0, sent).distinct;
+    SmallOutcome {
+        offered,
+        sent,
+        written,
+        cpu_ns,
+        user_share,
+        peak_rss_kb,
+        http,
+        stats_cost,
+    }
+}
+
+/// `STATS_POLLS` `/stats` answers back to back (at most 10 s): bsc's CPU over them.
+fn stats_cost(bsc: &Bsc) -> StatsCost {
+    let conn = TcpStream::connect(("127.0.0.1", bsc.http_port)).unwrap();
+    let mut client = KeepAlive::new(conn);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cpu0 = bsc.cpu_ns();
+    let (mut latency, mut bytes) = (Vec::new(), 0);
+    while latency.len() < STATS_POLLS && Instant::now() < deadline {
+        let t = Instant::now();
+        match client.get_stats() {
+            Some(n) => bytes = n,
+            None => break,
+        }
+        latency.push(t.elapsed());
+    }
+    StatsCost {
+        answers: latency.len(),
+        cpu_ns: bsc.cpu_ns().saturating_sub(cpu0),
+        bytes,
+        latency,
+    }
+}
+
+/// A keep-alive HTTP connection to bsc's API.
+struct KeepAlive {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    fn new(stream: TcpStream) -> KeepAlive {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        KeepAlive {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// `GET /stats`: the body's length, None if the connection failed.
+    fn get_stats(&mut self) -> Option<usize> {
+        self.writer
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\n\r\n")
+            .ok()?;
+        let mut len = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).ok()?;
+        Some(len)
+    }
+}
+
+/// `GET /stats` every 20 ms on one keep-alive connection; the latency of each.
+fn probe_http(stream: TcpStream, stop: &AtomicBool) -> Vec<Duration> {
+    let mut client = KeepAlive::new(stream);
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        if client.get_stats().is_none() {
+            break;
+        }
+        out.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    out
+}
+
+/// The count-only receiver: a blocking `recvmmsg` loop (64 slots) that only
+/// counts, on a socket with bsc's default receive buffer, fed by `generate` at
+/// its maximum. Its CPU is the receiving thread's (on the receiver CPU when pinned).
+pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    set_rcvbuf(rx.as_raw_fd(), RCVBUF);
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let port = rx.local_addr().unwrap().port();
+    let receiver = pin.map(|p| p.receiver);
+    let counter = std::thread::spawn(move || {
+        if let Some(cpu) = receiver {
+            set_cpus(0, &[cpu]);
+        }
+        const N: usize = 64;
+        let mut bufs = vec![[0u8; 2048]; N];
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: all-zero mmsghdrs, then pointed at the iovecs above.
+        let mut msgs: Vec<libc::mmsghdr> = (0..N).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let cpu0 = thread_cpu_ns();
+        let mut n = 0u64;
+        loop {
+            // SAFETY: msgs point at live buffers of the lengths given.
+            let got = unsafe {
+                libc::recvmmsg(
+                    rx.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    N as u32,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            if got <= 0 {
+                break; // the 300 ms read timeout: the sender is done
+            }
+            n += got as u64;
+        }
+        (n, thread_cpu_ns() - cpu0)
+    });
+    let (sent, offered) = on_cpus(pin.map(|p| &p.load[..]), || generate(&[port], size, None));
+    let (written, cpu_ns) = counter.join().unwrap();
+    SmallOutcome {
+        offered,
+        sent,
+        written,
+        cpu_ns,
+        user_share: None,
+        peak_rss_kb: 0,
+        http: Vec::new(),
+        stats_cost: None,
+    }
+}
+
+// ---- a TCP stream of space packets: the units and goals sections ----
+
+/// Each TCP step: `TCP_PACKETS` space packets of `PACKET` bytes (256 MiB), at most `TCP_TIME`.
+pub const PACKET: usize = 256;
+pub const TCP_PACKETS: u64 = 1 << 20;
+pub const TCP_TIME: Duration = Duration::from_secs(15);
+
+/// The 16 MiB the server writes over and over: 4 APIDs x 16,384 packets, so each
+/// APID's count runs 0..=16383 once and goes on seamlessly in the next copy.
+pub fn stream_block() -> Vec<u8> {
+    let n = APIDS as usize * 16384;
+    let mut b = Vec::with_capacity(n * PACKET);
+    for i in 0..n {
+        let apid = 0x100 + (i as u64 % APIDS) as u16;
+        let count = ((i as u64 / APIDS) & 0x3FFF) as u16;
+        b.extend_from_slice(&apid.to_be_bytes());
+        b.extend_from_slice(&(0xC000 | count).to_be_bytes());
+        b.extend_from_slice(&((PACKET - 7) as u16).to_be_bytes());
+        b.extend_from_slice(&(i as u64).to_be_bytes());
+        b.resize(b.len() + PACKET - 14, 0xA5);
+    }
+    b
+}
+
+/// Who takes the TCP stream.
+pub enum TcpReceiver<'a> {
+    /// bsc (conn_type tcp), with `framing: ccsds_space_packet` and `sequence_check` or without.
+    Bsc { framing: bool, seq: bool },
+    /// The framing reference (tests/bench/tcp_reference.c), compiled at this path.
+    Reference(&'a Path),
+}
+
+pub struct TcpOutcome {
+    pub packets: u64,
+    pub records: u64,
+    pub record_bytes: u64,
+    pub secs: f64,
+    pub cpu_ns: u64,
+    /// "ok..." or what was wrong with the file or `/stats`.
+    pub check: String,
+}
+
+impl TcpOutcome {
+    pub fn ok(&self) -> bool {
+        self.check.starts_with("ok")
+    }
+    pub fn ns_per_packet(&self) -> f64 {
+        self.cpu_ns as f64 / self.packets.max(1) as f64
+    }
+}
+
+/// The C framing reference, running: killed when dropped (and by the panic hook).
+pub struct Reference {
+    child: Child,
+    done: std::sync::mpsc::Receiver<String>,
+}
+
+impl Reference {
+    /// Starts `bin` (see `build_tcp_reference`): it connects to 127.0.0.1:`port`
+    /// and writes what it cuts from the stream to `file`.
+    pub fn start(bin: &Path, port: u16, file: &Path) -> Reference {
+        let mut child = Command::new(bin)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the TCP reference");
+        register_pid(child.id());
+        let stdout = child.stdout.take().unwrap();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        Reference { child, done }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The records it wrote, once it has said it is done (at most `timeout`);
+    /// None if it did not (it printed why on stderr).
+    pub fn wait_done(&self, timeout: Duration) -> Option<u64> {
+        let line = self.done.recv_timeout(timeout).ok()?;
+        line.trim().strip_prefix("done ")?.parse().ok()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // its cue to exit
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        forget_pid(self.child.id());
+    }
+}
+
+/// One TCP step: a server of ours on 127.0.0.1 that, once the receiver has
+/// connected, writes `TCP_PACKETS` space packets (`stream_block` over and over)
+/// in 1 MiB writes, as fast as the receiver takes them (at most `TCP_TIME`), then
+/// closes. CPU is the receiver's (/proc/PID/schedstat) from the connection until
+/// it has written everything: bsc's files stopped growing, the reference said done.
+pub fn run_tcp(
+    root: &Path,
+    block: &[u8],
+    receiver: &TcpReceiver,
+    pin: Option<&Pinning>,
+) -> TcpOutcome {
+    let name = match receiver {
+        TcpReceiver::Bsc { framing, seq } => format!("tcp-{framing}-{seq}"),
+        TcpReceiver::Reference(_) => "tcp-reference".to_string(),
+    };
+    let dir = WorkDir::new(root.join(name));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let file = dir.0.join("t.pcap");
+    let (bsc, reference) = match receiver {
+        TcpReceiver::Bsc { framing, seq } => {
+            let mut h = serde_json::json!({"name": "t", "conn_type": "tcp", "address": ["127.0.0.1", port],
+                                           "rotate_log": false, "file_name_pattern": "{name}.pcap"});
+            if *framing {
+                h["framing"] = serde_json::json!({"kind": "ccsds_space_packet"});
+            }
+            if *seq {
+                h["sequence_check"] = serde_json::json!("ccsds_space_packet");
+            }
+            (Some(Bsc::start(&dir.0, vec![h])), None)
+        }
+        TcpReceiver::Reference(bin) => (None, Some(Reference::start(bin, port, &file))),
+    };
+    let pid = bsc
+        .as_ref()
+        .map_or_else(|| reference.as_ref().unwrap().pid(), |b| b.pid);
+    if let Some(p) = pin {
+        p.receiver(pid);
+    }
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("the receiver did not connect: {e}"),
+        }
+    };
+    drop(listener); // bsc's reconnects after the close are refused
+    conn.set_nonblocking(false).unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let total = TCP_PACKETS * PACKET as u64;
+    let cpu0 = cpu_ns(pid);
+    let start = Instant::now();
+    let written = on_cpus(pin.map(|p| &p.load[..]), || {
+        let mut written = 0u64;
+        while written < total {
+            // Past the time bound, only finish the packet under way; 10 s
+            // later, not even that (the receiver has stopped reading).
+            if start.elapsed() > TCP_TIME + Duration::from_secs(10) {
+                break;
+            }
+            let limit = if start.elapsed() > TCP_TIME {
+                written.div_ceil(PACKET as u64) * PACKET as u64
+            } else {
+                total
+            };
+            if written >= limit {
+                break;
+            }
+            let at = (written % block.len() as u64) as usize;
+            let len = (block.len() - at)
+                .min(1 << 20)
+                .min((limit - written) as usize);
+            match conn.write(&block[at..at + len]) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("TCP write: {e}"),
+            }
+        }
+        written
+    });
+    // The socket buffers hold a few MB of the 256 MiB: the receiver has read nearly all.
+    let secs = start.elapsed().as_secs_f64();
+    let _ = conn.flush();
+    drop(conn);
+    let mut problems = Vec::new();
+    let mut stats = serde_json::Value::Null;
+    let cpu_ns = match (&bsc, &reference) {
+        (Some(bsc), _) => {
+            settle(std::slice::from_ref(&file));
+            let cpu = bsc.cpu_ns().saturating_sub(cpu0);
+            stats = bsc.stats();
+            cpu
+        }
+        (None, Some(r)) => {
+            if r.wait_done(Duration::from_secs(20)).is_none() {
+                problems.push("the reference did not finish (see its message)".to_string());
+            }
+            cpu_ns(pid).saturating_sub(cpu0)
+        }
+        (None, None) => unreachable!("one receiver is started above"),
+    };
+    drop(bsc);
+    drop(reference);
+    let packets = written / PACKET as u64;
+    let rb = read_back(&[file], 6, 0);
+    let (framing, seq) = match receiver {
+        TcpReceiver::Bsc { framing, seq } => (*framing, *seq),
+        TcpReceiver::Reference(_) => (true, false),
+    };
+    if framing {
+        if rb.records != packets {
+            problems.push(format!("{} records for {packets} packets", rb.records));
+        }
+        if rb.bytes != packets * PACKET as u64 {
+            problems.push("a record is not one packet".to_string());
+        }
+    } else if rb.bytes != written {
+        problems.push(format!("{} bytes of {written}", rb.bytes));
+    }
+    if seq {
+        match sequence_totals(&stats) {
+            Some((units, missing, gaps, dups)) => {
+                if units != packets || missing != 0 || gaps != 0 || dups != 0 {
+                    problems.push(format!(
+                        "/stats sequence: units {units} missing {missing} gaps {gaps} duplicates {dups}"
+                    ));
+                }
+            }
+            None => problems.push("no sequence in /stats".to_string()),
+        }
+    }
+    TcpOutcome {
+        packets,
+        records: rb.records,
+        record_bytes: rb.bytes,
+        secs,
+        cpu_ns,
+        check: if problems.is_empty() {
+            if seq {
+                "ok, /stats 0 missing".into()
+            } else {
+                "ok".into()
+            }
+        } else {
+            problems.join("; ")
+        },
+    }
+}
+
+/// Compiles tests/bench/tcp_reference.c with the machine's cc (`CC`, default
+/// `cc`) at -O2 into `dir`; Err says why not.
+pub fn build_tcp_reference(dir: &Path) -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bench/tcp_reference.c");
+    let out = dir.join("tcp_reference");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let result = Command::new(&cc)
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output();
+    match result {
+        Ok(o) if o.status.success() => Ok(out),
+        Ok(o) => Err(format!(
+            "{cc} -O2 {} failed: {}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!(
+            "cannot run {cc}: {e} (install a C compiler or set CC)"
+        )),
     }
 }

@@ -467,7 +467,7 @@ fn reference_receiver(sock: UdpSocket, path: &Path, done: &AtomicBool) -> u64 {
         };
         2 * SLOTS
     ];
-    let cpu0 = crate::thread_cpu_ns();
+    let cpu0 = common::thread_cpu_ns();
     loop {
         // SAFETY: msgs point at live buffers of the lengths given.
         let got = unsafe {
@@ -518,7 +518,7 @@ fn reference_receiver(sock: UdpSocket, path: &Path, done: &AtomicBool) -> u64 {
             std::io::Error::last_os_error()
         );
     }
-    crate::thread_cpu_ns() - cpu0
+    common::thread_cpu_ns() - cpu0
 }
 
 /// How many datagrams the receive buffer bsc asks for by default holds.

@@ -10,22 +10,24 @@
 //! `sequence_check` (`/stats` must count every packet and 0 missing). CPU per
 //! space packet is bsc's CPU time over the packets the stream carried, for every
 //! row, so the plain row's figure is what the same bytes cost without framing.
+//! The framed rows' ratio to plain is printed for information only, with no
+//! target: plain capture writes one record per read (about 4,100 for the stream),
+//! the framed rows one per packet (1,048,576), so the ratio counts records, not
+//! what each costs. The goal for framed TCP is the `goals` section's row, against
+//! the C framing reference (issue 25).
 //!
 //! UDP: each datagram one space packet (64 B and 1024 B), at `UDP_RATE`, with and
 //! without `sequence_check`; CPU per datagram. Every comparison alternates its
-//! configurations `BSC_BENCH_RUNS` times and compares medians (target 1.2x).
+//! configurations `BSC_BENCH_RUNS` times and compares medians (UDP target:
+//! `sequence_check` within 1.2x of plain).
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{self, Bsc, Payload, Tmpfs, UdpStep, WorkDir};
+use crate::common::{
+    self, Payload, TcpReceiver, Tmpfs, UdpStep, WorkDir, PACKET, TCP_PACKETS, TCP_TIME,
+};
 
-const PACKET: usize = 256;
-/// 1 Mi packets: 256 MiB per TCP step.
-const TCP_PACKETS: u64 = 1 << 20;
-const TCP_TIME: Duration = Duration::from_secs(15);
 const UDP_SIZES: [usize; 2] = [64, 1024];
 const UDP_RATE: f64 = 100_000.0;
 const UDP_STEP: Duration = Duration::from_secs(2);
@@ -52,137 +54,6 @@ pub fn section() {
     drop(tmpfs);
 }
 
-struct TcpOutcome {
-    packets: u64,
-    records: u64,
-    record_bytes: u64,
-    secs: f64,
-    cpu_ns: u64,
-    check: String,
-}
-
-/// The 16 MiB the server writes over and over: 4 APIDs x 16,384 packets, so each
-/// APID's count runs 0..=16383 once and goes on seamlessly in the next copy.
-fn stream_block() -> Vec<u8> {
-    let n = APID_COUNT * 16384;
-    let mut b = Vec::with_capacity(n * PACKET);
-    for i in 0..n {
-        let apid = 0x100 + (i % APID_COUNT) as u16;
-        let count = ((i / APID_COUNT) & 0x3FFF) as u16;
-        b.extend_from_slice(&apid.to_be_bytes());
-        b.extend_from_slice(&(0xC000 | count).to_be_bytes());
-        b.extend_from_slice(&((PACKET - 7) as u16).to_be_bytes());
-        b.extend_from_slice(&(i as u64).to_be_bytes());
-        b.resize(b.len() + PACKET - 14, 0xA5);
-    }
-    b
-}
-
-const APID_COUNT: usize = common::APIDS as usize;
-
-fn run_tcp(root: &Path, block: &[u8], framing: bool, seq: bool) -> TcpOutcome {
-    let dir = WorkDir::new(root.join(format!("tcp-{framing}-{seq}")));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut h = serde_json::json!({"name": "t", "conn_type": "tcp", "address": ["127.0.0.1", port],
-                                   "rotate_log": false, "file_name_pattern": "{name}.pcap"});
-    if framing {
-        h["framing"] = serde_json::json!({"kind": "ccsds_space_packet"});
-    }
-    if seq {
-        h["sequence_check"] = serde_json::json!("ccsds_space_packet");
-    }
-    let bsc = Bsc::start(&dir.0, vec![h]);
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("bsc did not connect: {e}"),
-        }
-    };
-    drop(listener); // bsc's reconnects after the close are refused
-    conn.set_nonblocking(false).unwrap();
-    conn.set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let total = TCP_PACKETS * PACKET as u64;
-    let cpu0 = bsc.cpu_ns();
-    let start = Instant::now();
-    let mut written = 0u64;
-    while written < total {
-        // Past the time bound, only finish the packet under way.
-        let limit = if start.elapsed() > TCP_TIME {
-            written.div_ceil(PACKET as u64) * PACKET as u64
-        } else {
-            total
-        };
-        if written >= limit {
-            break;
-        }
-        let at = (written % block.len() as u64) as usize;
-        let len = (block.len() - at)
-            .min(1 << 20)
-            .min((limit - written) as usize);
-        match conn.write(&block[at..at + len]) {
-            Ok(n) => written += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("TCP write: {e}"),
-        }
-    }
-    // The socket buffers hold a few MB of the 256 MiB: bsc has read nearly all.
-    let secs = start.elapsed().as_secs_f64();
-    let _ = conn.flush();
-    drop(conn);
-    let file = dir.0.join("t.pcap");
-    common::settle(std::slice::from_ref(&file));
-    let cpu_ns = bsc.cpu_ns().saturating_sub(cpu0);
-    let stats = bsc.stats();
-    drop(bsc);
-    let packets = written / PACKET as u64;
-    let rb = common::read_back(&[file], 6, 0);
-    let mut problems = Vec::new();
-    if framing {
-        if rb.records != packets {
-            problems.push(format!("{} records for {packets} packets", rb.records));
-        }
-        if rb.bytes != packets * PACKET as u64 {
-            problems.push("a record is not one packet".to_string());
-        }
-    } else if rb.bytes != written {
-        problems.push(format!("{} bytes of {written}", rb.bytes));
-    }
-    if seq {
-        match common::sequence_totals(&stats) {
-            Some((units, missing, gaps, dups)) => {
-                if units != packets || missing != 0 || gaps != 0 || dups != 0 {
-                    problems.push(format!(
-                        "/stats sequence: units {units} missing {missing} gaps {gaps} duplicates {dups}"
-                    ));
-                }
-            }
-            None => problems.push("no sequence in /stats".to_string()),
-        }
-    }
-    TcpOutcome {
-        packets,
-        records: rb.records,
-        record_bytes: rb.bytes,
-        secs,
-        cpu_ns,
-        check: if problems.is_empty() {
-            if seq {
-                "ok, /stats 0 missing".into()
-            } else {
-                "ok".into()
-            }
-        } else {
-            problems.join("; ")
-        },
-    }
-}
-
 fn tcp(root: &Path, runs: usize) {
     let configs: [(&str, bool, bool); 3] = [
         ("tcp plain", false, false),
@@ -192,7 +63,7 @@ fn tcp(root: &Path, runs: usize) {
     if !configs.iter().any(|c| common::only(c.0)) {
         return;
     }
-    let block = stream_block();
+    let block = common::stream_block();
     println!(
         "TCP: {TCP_PACKETS} space packets of {PACKET} B ({} MiB) per step, at most {} s, 1 MiB writes",
         (TCP_PACKETS * PACKET as u64) >> 20,
@@ -208,8 +79,12 @@ fn tcp(root: &Path, runs: usize) {
             if !common::only(label) {
                 continue;
             }
-            let o = run_tcp(root, &block, *framing, *seq);
-            let ns = o.cpu_ns as f64 / o.packets.max(1) as f64;
+            let receiver = TcpReceiver::Bsc {
+                framing: *framing,
+                seq: *seq,
+            };
+            let o = common::run_tcp(root, &block, &receiver, None);
+            let ns = o.ns_per_packet();
             per[i].push(ns);
             println!(
                 "{:>3} {:<17} {:>9} {:>9} {:>11} {:>8.0} {:>9.1} {:>10.1}  {}",
@@ -230,13 +105,13 @@ fn tcp(root: &Path, runs: usize) {
         "TCP medians, ns CPU per space packet: plain {:.1}, framing {:.1}, framing+seq {:.1}",
         m[0], m[1], m[2]
     );
-    for (label, v) in [("framing", m[1]), ("framing+sequence_check", m[2])] {
-        let r = v / m[0];
-        println!(
-            "  target: TCP {label} within {TARGET}x of plain: {r:.2}x -> {}",
-            common::at_most(r, TARGET)
-        );
-    }
+    // Not a goal: plain capture writes one record per read (about 4,100 for
+    // the stream), the framed rows one per packet, so this ratio counts records.
+    println!(
+        "  framed / plain, for information only: framing {:.2}x, framing+sequence_check {:.2}x (not a goal: plain writes one record per read, the framed rows one per packet, so this counts records; framed TCP's goal is the goals section's row against the C framing reference)",
+        m[1] / m[0],
+        m[2] / m[0]
+    );
 }
 
 fn udp(root: &Path, runs: usize) {
