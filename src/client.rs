@@ -395,7 +395,8 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
             reason: format!("it answered with status {}", answer.status),
         });
     }
-    let json: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    // Every string printed from here on is the answer's, escaped once.
+    let json: Option<Value> = serde_json::from_slice(&answer.body).ok().map(terminal_safe);
     if (200..300).contains(&answer.status) {
         return json.ok_or_else(|| ClientError::NotBsc {
             server: server.to_string(),
@@ -403,8 +404,8 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
         });
     }
     let message = match json.as_ref().and_then(|j| j.get("error")) {
-        // One line, whatever the server sent: no newline or terminal escape.
-        Some(Value::String(s)) => crate::log::escape_controls(s).into_owned(),
+        // One line, whatever the server sent: escaped by `terminal_safe`.
+        Some(Value::String(s)) => s.clone(),
         _ => {
             let text = String::from_utf8_lossy(&answer.body);
             let text = text.trim();
@@ -421,17 +422,52 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
     })
 }
 
-/// `text` on one line, at most `max` characters.
+/// `text` on one line (controls escaped), at most `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat = crate::log::escape_controls(text);
     if flat.chars().count() > max {
         flat.chars().take(max).collect::<String>() + "..."
     } else {
-        flat
+        flat.into_owned()
     }
+}
+
+/// The answer with every control character (ESC, BEL, CR, C1, ...) in its strings
+/// and keys escaped as [`crate::log::escape_controls`] does: whatever a server
+/// sends, the client never writes a terminal control sequence. Every text path
+/// (tables, one-line summaries, refusals) prints from a value made safe here.
+pub fn terminal_safe(value: Value) -> Value {
+    let text = |s: String| match crate::log::escape_controls(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
+    match value {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(terminal_safe).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (text(k), terminal_safe(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A JSON answer's text as sent (`--json`: the key order kept), made safe for a
+/// terminal and still the same JSON: a control character can only be whitespace
+/// outside strings (a CR becomes a space) or, for DEL and C1, inside a string
+/// (written as a `\u00XX` escape, which JSON reads back as the same character).
+pub fn terminal_safe_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An I/O error as an operator reads it ("connection refused").
@@ -535,7 +571,10 @@ pub fn run(action: &Action, target: &Target, now: UnixMicros) -> Result<String, 
         Action::StopCapturer { .. } => format_capturer_stopped(&answer),
         // As bsc sent it: serde_json's map would sort the address keys.
         Action::Status { json: true } | Action::Files { json: true, .. } => {
-            format!("{}\n", String::from_utf8_lossy(&reply.body))
+            format!(
+                "{}\n",
+                terminal_safe_json(&String::from_utf8_lossy(&reply.body))
+            )
         }
         Action::Status { json: false } => {
             let capturers = send(target, &Call::new("GET", "/capturers".into()))?;
@@ -1275,7 +1314,7 @@ mod tests {
             "h:1",
         )
         .unwrap_err();
-        assert_eq!(html.to_string(), "refused (500): <html>  oops</html>");
+        assert_eq!(html.to_string(), r"refused (500): <html>\n oops</html>");
         let not_json = check_answer(
             &Answer {
                 status: 200,
@@ -1309,6 +1348,48 @@ mod tests {
             describe_io(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
             "no route to host"
         );
+    }
+
+    #[test]
+    fn answers_are_made_safe_for_a_terminal() {
+        let hostile = "h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+        let escaped = r"h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+        let safe = terminal_safe(json!({hostile: [hostile, 1, {"k": hostile}], "n": null}));
+        assert_eq!(
+            safe,
+            json!({escaped: [escaped, 1, {"k": escaped}], "n": null})
+        );
+        // --json: the same JSON, nothing a terminal acts on.
+        let body = format!(
+            "{{\"a\":\r\n\t{}}}",
+            serde_json::to_string(hostile).unwrap()
+        );
+        let out = terminal_safe_json(&body);
+        assert!(
+            out.chars()
+                .all(|c| !c.is_control() || c == '\n' || c == '\t'),
+            "{out:?}"
+        );
+        let back: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, json!({"a": hostile}));
+        // A refusal's text too.
+        let refused = check_answer(
+            &Answer {
+                status: 400,
+                body: serde_json::to_vec(&json!({"error": hostile})).unwrap(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert_eq!(refused.to_string(), format!("refused (400): {escaped}"));
+        let ok = check_answer(
+            &Answer {
+                status: 200,
+                body: serde_json::to_vec(&json!([hostile])).unwrap(),
+            },
+            "h:1",
+        );
+        assert_eq!(ok, Ok(json!([escaped])));
     }
 
     #[test]
