@@ -584,3 +584,70 @@ fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
     assert!(bsc.stop().success());
     assert!(payloads(&root.join("u.pcap")) == pkts);
 }
+
+#[test]
+fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
+    let dir = TempDir::new("tlm-endless");
+    let root = dir.path().join("cap");
+    let kiss = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (kiss_port, sp_port) = (
+        kiss.local_addr().unwrap().port(),
+        sp.local_addr().unwrap().port(),
+    );
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                tcp_handler("kiss", kiss_port, json!({"framing": "kiss"})),
+                tcp_handler(
+                    "sp",
+                    sp_port,
+                    json!({"framing": {"kind": "ccsds_space_packet", "max_length": 1000}}),
+                ),
+            ],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0010);
+    // 3 MB, no FEND: a KISS frame that never ends.
+    let endless: Vec<u8> = rng.bytes(3 << 20).iter().map(|b| b & 0x7F).collect();
+    let mut kiss_wire = units::kiss_frame(0, b"first");
+    kiss_wire.extend_from_slice(&[0xC0, 0x00]);
+    kiss_wire.extend_from_slice(&endless);
+    // A space packet that announces 65542 bytes, past max_length 1000, and
+    // idle fill after it that starts no packet (version bits 111).
+    let mut sp_wire = units::space_packet(0x42, 0, b"first");
+    sp_wire.extend_from_slice(&[0x00, 0x42, 0xC0, 0x01, 0xFF, 0xFF]);
+    sp_wire.extend(std::iter::repeat_n(0xE0, 200_000));
+    let kiss_conn = serve(&kiss, &kiss_wire, &mut rng);
+    let sp_conn = serve(&sp, &sp_wire, &mut rng);
+    // Both connections stay open: the damage shows now, not at a disconnect.
+    for (port, wire_len) in [(kiss_port, kiss_wire.len()), (sp_port, sp_wire.len())] {
+        wait_until("the damage counted while connected", || {
+            let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+            s["connected"] == true
+                && s["packets"] == 1
+                && s["framing_errors"] == 1
+                && s["bytes_discarded"].as_u64().unwrap() + 70_000 >= wire_len as u64 - 16
+        });
+    }
+    // A whole frame after the damage is captured.
+    let mut kiss_conn = kiss_conn;
+    kiss_conn
+        .write_all(&[&[0xC0][..], &units::kiss_frame(0, b"after")].concat())
+        .unwrap();
+    wait_until("the next frame", || {
+        stats_of(&bsc, kiss_port, "127.0.0.1")[0]["packets"] == 2
+    });
+    let s = &stats_of(&bsc, kiss_port, "127.0.0.1")[0];
+    assert_eq!(s["framing_errors"], 1, "{s}");
+    assert_eq!(
+        s["bytes_discarded"].as_u64(),
+        Some(1 + endless.len() as u64),
+        "{s}"
+    );
+    drop((kiss_conn, sp_conn));
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("kiss.pcap")) == [b"first".to_vec(), b"after".to_vec()]);
+}
