@@ -13,6 +13,7 @@
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
+//! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
 //! | [`address`] | capture addresses: read from `[host, port]`, their Python `repr` |
 //!
@@ -21,6 +22,7 @@
 pub mod address;
 pub mod capture_manager;
 pub mod choices;
+pub mod duplicates;
 pub mod fields;
 pub mod handler;
 pub mod typos;
@@ -124,6 +126,16 @@ impl Config {
                 ))
             })?
         };
+        // Both parsers keep the last of two equal keys: a setting given twice is
+        // refused rather than one of them dropped without a word.
+        let duplicate = if is_yaml {
+            duplicates::in_yaml(text)
+        } else {
+            duplicates::in_json(text)
+        };
+        if let Some(d) = duplicate {
+            return Err(ConfigError(format!("{shown}:{}: {d}", d.second_line)));
+        }
         Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
     }
 

@@ -39,7 +39,14 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Val
             multipart(body, &boundary)
         }
         "application/json" => match serde_json::from_slice(body) {
-            Ok(Value::Object(m)) => Ok(m),
+            // Parsed, so UTF-8; a field given twice is refused, not one of them dropped.
+            Ok(Value::Object(m)) => match std::str::from_utf8(body)
+                .ok()
+                .and_then(crate::config::duplicates::in_json)
+            {
+                Some(d) => Err(bad(format!("JSON body: {d}"))),
+                None => Ok(m),
+            },
             Ok(_) => Err(bad("JSON body must be an object of fields")),
             Err(e) => Err(bad(format!("invalid JSON body: {e}"))),
         },
