@@ -611,16 +611,24 @@ pub fn address_text(conn_type: &str, address: &Value) -> String {
     }
 }
 
-/// `bsc add`'s output, from the 201 config entry.
+/// `bsc add`'s output, from the 201 config entry: what is known when a handler
+/// starts, the folder and the file name pattern. No file exists yet (the first
+/// opens with the first unit, named at that instant), so none is named.
 pub fn format_added(entry: &Value) -> String {
-    let name = entry
-        .pointer("/handler/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+    let handler = &entry["handler"];
+    let name = text(handler, "name");
+    let pattern = text(handler, "file_name_pattern");
+    // log_dir is the folder of the name rendered now; a pattern with folders
+    // of its own rendered some of them: the folder is above those.
+    let mut folder = std::path::Path::new(text(handler, "log_dir"));
+    for _ in 0..pattern.matches('/').count() {
+        folder = folder.parent().unwrap_or(folder);
+    }
     format!(
-        "added {name} ({}), writing {}\n",
+        "added {} ({}): files go to {}/ as {pattern}; the first opens with the first unit\n",
+        if name.is_empty() { "?" } else { name },
         address_text(text(entry, "conn_type"), &entry["address"]),
-        text(entry, "log_file_path")
+        folder.display()
     )
 }
 
@@ -675,25 +683,13 @@ pub fn format_capturer_stopped(answer: &Value) -> String {
     )
 }
 
-/// A byte count for people: `512 B`, `1.5 kB`, `23 MB`, `1.2 GB` (powers of 1000).
+/// A byte count for people, in bsc's one size unit ([`crate::log::size`]:
+/// `512 B`, `1.50 KiB`, `23.4 MiB`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 999.5 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else if value < 9.95 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
+    crate::log::size(n)
 }
 
-/// A rate for people: `0 B/s`, `850 B/s`, `1.2 kB/s`, `37 MB/s`.
+/// A rate for people: `0 B/s`, `850 B/s`, `1.46 KiB/s`, `35.3 MiB/s`.
 pub fn human_rate(bytes_per_s: f64) -> String {
     let n = if bytes_per_s.is_finite() && bytes_per_s > 0.0 {
         bytes_per_s.round() as u64
@@ -928,8 +924,10 @@ fn ship_note(name: &str, ship: &Value) -> Option<String> {
         return None;
     }
     let mut note = format!(
-        "{name}: {pending} files ({}) wait to ship",
-        human_bytes(number(ship, "pending_bytes"))
+        "{name}: {} ({}) {} to ship",
+        crate::log::count(pending, "file"),
+        human_bytes(number(ship, "pending_bytes")),
+        if pending == 1 { "waits" } else { "wait" }
     );
     if let Some(age) = ship.get("oldest_pending_age_s").and_then(Value::as_u64) {
         note.push_str(&format!(", the oldest closed {}", seconds_text(age)));
@@ -1396,15 +1394,14 @@ mod tests {
     fn human_units() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1000), "1.0 kB");
-        assert_eq!(human_bytes(1550), "1.6 kB");
-        assert_eq!(human_bytes(23_400_000), "23 MB");
-        assert_eq!(human_bytes(999_600), "1.0 MB");
-        assert_eq!(human_bytes(1_200_000_000), "1.2 GB");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(29_628), "28.9 KiB");
+        assert_eq!(human_bytes(23_400_000), "22.3 MiB");
+        assert_eq!(human_bytes(1_200_000_000), "1.12 GiB");
         assert_eq!(human_rate(0.0), "0 B/s");
         assert_eq!(human_rate(f64::NAN), "0 B/s");
         assert_eq!(human_rate(850.4), "850 B/s");
-        assert_eq!(human_rate(37_000_000.0), "37 MB/s");
+        assert_eq!(human_rate(37_000_000.0), "35.3 MiB/s");
     }
 
     #[test]
@@ -1500,10 +1497,10 @@ mod tests {
         let now = UnixMicros(1_795_860_000_000_000);
         let out = status_table(&stats, &capturers, now);
         let want = "\
-HANDLER   ADDRESS            STATE        PACKETS      RATE  LAST PACKET  LOST  DROPS  MISSING    SIZE  FILE
-ground    tcp 10.0.0.5:9000  ok, backoff       10     0 B/s       2h ago     0      0        -   512 B  /data/ground.pcap
-tlm       udp *:8500         ok              1234  1.5 kB/s       3s ago     0      7       12  2.5 MB  /data/2026-11-28-tlm.pcap
-tlm-copy  udp *:8500         degraded           0     0 B/s        never     3      7        -       -  (none open)
+HANDLER   ADDRESS            STATE        PACKETS        RATE  LAST PACKET  LOST  DROPS  MISSING      SIZE  FILE
+ground    tcp 10.0.0.5:9000  ok, backoff       10       0 B/s       2h ago     0      0        -     512 B  /data/ground.pcap
+tlm       udp *:8500         ok              1234  1.46 KiB/s       3s ago     0      7       12  2.38 MiB  /data/2026-11-28-tlm.pcap
+tlm-copy  udp *:8500         degraded           0       0 B/s        never     3      7        -         -  (none open)
 
 ground: backoff: connection refused (next attempt at 2026-11-28T10:00:02.000000Z)
 tlm-copy: degraded: cannot write: no space left on device
@@ -1523,7 +1520,7 @@ tlm-copy: degraded: cannot write: no space left on device
             "last_error": null, "next_attempt_at": null, "running": false});
         let out = status_table(&stats, &capturers, UnixMicros(1_795_860_000_000_000));
         assert!(
-            out.contains("tlm: 12 files (3.4 MB) wait to ship, the oldest closed 5m ago; failing: exit status: 1 (next attempt at 2026-11-28T10:00:40.000000Z)\n"),
+            out.contains("tlm: 12 files (3.24 MiB) wait to ship, the oldest closed 5m ago; failing: exit status: 1 (next attempt at 2026-11-28T10:00:40.000000Z)\n"),
             "{out}"
         );
         assert!(
@@ -1575,10 +1572,10 @@ tlm-copy: degraded: cannot write: no space left on device
         ]);
         let want = "\
 tlm (*:8500)
-  STATE     SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    PATH
-  closed  1.0 MB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  /data/a.pcap
-  closed    24 B        ?  -                    -                    /data/old.pcap
-  open    5.0 kB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  /data/b.pcap
+  STATE        SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    PATH
+  closed  976.6 KiB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  /data/a.pcap
+  closed       24 B        ?  -                    -                    /data/old.pcap
+  open     4.88 KiB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  /data/b.pcap
 
 tlm (127.0.0.1:8600)
   no files yet
@@ -1589,11 +1586,20 @@ tlm (127.0.0.1:8600)
 
     #[test]
     fn one_line_summaries() {
-        let entry = json!({"handler": {"name": "tlm"}, "log_file_path": "/data/x.pcap",
+        let entry = json!({"handler": {"name": "tlm", "log_dir": "/data",
+                           "file_name_pattern": "%Y-%m-%d-{name}.pcap"},
+                           "log_file_path": "/data/2026-12-07-tlm.pcap",
                            "conn_type": "udp", "address": ["127.0.0.1", 8500]});
         assert_eq!(
             format_added(&entry),
-            "added tlm (udp 127.0.0.1:8500), writing /data/x.pcap\n"
+            "added tlm (udp 127.0.0.1:8500): files go to /data/ as %Y-%m-%d-{name}.pcap; the first opens with the first unit\n"
+        );
+        let nested = json!({"handler": {"name": "vc", "log_dir": "/data/vc1/2026/341",
+                            "file_name_pattern": "%Y/%j/{name}.pcap"},
+                            "conn_type": "tcp", "address": ["10.0.0.5", 9000]});
+        assert_eq!(
+            format_added(&nested),
+            "added vc (tcp 10.0.0.5:9000): files go to /data/vc1/ as %Y/%j/{name}.pcap; the first opens with the first unit\n"
         );
         assert_eq!(
             format_stopped(&json!([entry])),

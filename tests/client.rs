@@ -105,13 +105,15 @@ fn add_capture_status_files_rotate_stop() {
     );
     expect_code(&o, 0, "add");
     let first = dir.path().join("cap").join("tlm-1.pcap");
+    // No file exists yet: the folder and the pattern, not a name.
     assert_eq!(
         stdout(&o),
         format!(
-            "added tlm (udp 127.0.0.1:{port}), writing {}\n",
-            first.display()
+            "added tlm (udp 127.0.0.1:{port}): files go to {}/ as {{name}}-{{pass}}.pcap; the first opens with the first unit\n",
+            dir.path().join("cap").display()
         )
     );
+    assert!(!first.exists());
     let (code, all) = bsc.get("/");
     assert_eq!(code, 200);
     let entries = all[format!("['127.0.0.1', {port}]")].as_array().unwrap();
@@ -453,7 +455,7 @@ fn options_in_any_position() {
     let dir = TempDir::new("client-options");
     let http = free_tcp_port();
     let cfg = write_plain_config(dir.path(), http);
-    let want = format!("{cfg}: ok, 1 handlers");
+    let want = format!("{cfg}: ok, 1 handler, root ");
     let mut outputs = Vec::new();
     for args in [
         vec!["--config", &cfg, "check"],
@@ -645,4 +647,53 @@ fn a_hostile_server_never_reaches_the_terminal() {
         }
     }
     server.join().unwrap();
+}
+
+#[test]
+fn sizes_read_in_one_unit_kib_as_the_page_and_the_log() {
+    let dir = TempDir::new("client-sizes");
+    let bsc = start_bsc(&dir);
+    let server = format!("--server=127.0.0.1:{}", bsc.http_port);
+    let port = free_udp_port();
+    let o = cli(
+        &[
+            &server,
+            "add",
+            "big",
+            "127.0.0.1",
+            &port.to_string(),
+            "udp",
+            "--rotate-log",
+            "false",
+            "--file-name-pattern",
+            "{name}.pcap",
+        ],
+        &[],
+    );
+    expect_code(&o, 0, "add");
+    let tx = sender(port);
+    tx.send(&[7u8; 1500]).unwrap();
+    tx.send(&[8u8; 1500]).unwrap();
+    let file = dir.path().join("cap").join("big.pcap");
+    wait_until("two records", || count_records(&file) == 2);
+    // 24 + 2 × (16 + 1500) = 3056 bytes: 2.98 KiB everywhere.
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 3056);
+    let o = cli(&["status", &server], &[]);
+    expect_code(&o, 0, "status");
+    let table = stdout(&o);
+    let words = row(&table, "big");
+    assert_eq!(
+        words[words.len() - 3..],
+        ["2.98", "KiB", file.to_str().unwrap()],
+        "{table}"
+    );
+    let o = cli(&["files", "big", &server], &[]);
+    let list = stdout(&o);
+    assert_eq!(row(&list, "open")[1..3], ["2.98", "KiB"], "{list}");
+    let o = cli(&["stop", "big", &server], &[]);
+    expect_code(&o, 0, "stop");
+    bsc.wait_log(&format!(
+        "handler big: closed {} (2 records, 2.98 KiB)",
+        file.display()
+    ));
 }
