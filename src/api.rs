@@ -1171,62 +1171,67 @@ fn metrics(cx: &Context) -> Response {
         .iter()
         .filter_map(|h| Some((*h, h.units()?.sequence()?)))
         .collect();
-    for (name, help, value) in [
+    // Per stream, and for TM frames per spacecraft's master channel (as /stats
+    // shows them): (name, help, master channels or streams, value).
+    type StreamMetric = (
+        &'static str,
+        &'static str,
+        bool,
+        fn(&crate::sequence::StreamReport) -> u64,
+    );
+    let series: [StreamMetric; 7] = [
         (
             "bsc_sequence_gaps_total",
             "Gaps in a stream's sequence count (per APID or virtual channel).",
-            (|s| s.gaps) as fn(&crate::sequence::StreamReport) -> u64,
+            false,
+            |s| s.gaps,
         ),
         (
             "bsc_units_missing_total",
             "Units a stream's sequence count shows missing.",
+            false,
             |s| s.missing,
         ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (h, report) in &reports {
-            for st in &report.streams {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{},stream=\"{}\"}} {}",
-                    handler_labels(h),
-                    label(&st.id),
-                    value(st)
-                );
-            }
-        }
-    }
-    // TM frames: the master channel count per spacecraft, as /stats shows it.
-    for (name, help, value) in [
         (
             "bsc_master_channel_frames_total",
             "TM frames counted on a spacecraft's master channel (idle frames too).",
-            (|s| s.units) as fn(&crate::sequence::StreamReport) -> u64,
+            true,
+            |s| s.units,
         ),
         (
             "bsc_master_channel_gaps_total",
             "Gaps in a spacecraft's master channel frame count.",
+            true,
             |s| s.gaps,
         ),
         (
             "bsc_master_channel_frames_missing_total",
             "TM frames a spacecraft's master channel count shows missing.",
+            true,
             |s| s.missing,
         ),
         (
             "bsc_master_channel_duplicates_total",
             "TM frames whose master channel count repeated the previous one.",
+            true,
             |s| s.duplicates,
         ),
         (
             "bsc_master_channel_resets_total",
             "Jumps back in a spacecraft's master channel count (a restarted sender).",
+            true,
             |s| s.resets,
         ),
-    ] {
+    ];
+    for (name, help, master, value) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (h, report) in &reports {
-            for st in &report.master_channels {
+            let list = if master {
+                &report.master_channels
+            } else {
+                &report.streams
+            };
+            for st in list {
                 let _ = writeln!(
                     out,
                     "{name}{{{},stream=\"{}\"}} {}",

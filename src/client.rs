@@ -436,20 +436,32 @@ fn one_line(text: &str, max: usize) -> String {
 /// and keys escaped as [`crate::log::escape_controls`] does: whatever a server
 /// sends, the client never writes a terminal control sequence. Every text path
 /// (tables, one-line summaries, refusals) prints from a value made safe here.
-pub fn terminal_safe(value: Value) -> Value {
-    let text = |s: String| match crate::log::escape_controls(&s) {
-        std::borrow::Cow::Borrowed(_) => s,
-        std::borrow::Cow::Owned(escaped) => escaped,
+pub fn terminal_safe(mut value: Value) -> Value {
+    make_safe(&mut value);
+    value
+}
+
+fn make_safe(value: &mut Value) {
+    let escaped = |s: &str| match crate::log::escape_controls(s) {
+        std::borrow::Cow::Owned(e) => Some(e),
+        std::borrow::Cow::Borrowed(_) => None,
     };
     match value {
-        Value::String(s) => Value::String(text(s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(terminal_safe).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (text(k), terminal_safe(v)))
-                .collect(),
-        ),
-        other => other,
+        Value::String(s) => {
+            if let Some(e) = escaped(s) {
+                *s = e;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(make_safe),
+        Value::Object(map) => {
+            if map.keys().any(|k| escaped(k).is_some()) {
+                for (k, v) in std::mem::take(map) {
+                    map.insert(escaped(&k).unwrap_or(k), v);
+                }
+            }
+            map.values_mut().for_each(make_safe);
+        }
+        _ => {}
     }
 }
 

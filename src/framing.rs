@@ -280,8 +280,8 @@ impl Framing {
         let obj = match v {
             Value::Null => return Ok(Framing::None),
             Value::String(s) if s.trim_start().starts_with('{') => {
-                let parsed: Value =
-                    serde_json::from_str(s).map_err(|e| format!("{KEY}: not valid JSON: {e}"))?;
+                let parsed = crate::config::duplicates::read_json(s)
+                    .map_err(|e| format!("{KEY}: not valid JSON: {e}"))?;
                 return Framing::from_json(&parsed);
             }
             Value::String(s) => {
@@ -1819,8 +1819,13 @@ mod tests {
             0 => (
                 framing(json!({"kind": "ccsds_space_packet", "max_length": 64})),
                 space_packet(0x10, 1, good),
-                // Announces 65536 + 7 bytes.
-                [&space_packet(0x10, 2, &[0; 64])[..4], &[0xFF, 0xFF], b].concat(),
+                // Announces 65536 + 7 bytes; then bytes that start no packet.
+                [
+                    &space_packet(0x10, 2, &[0; 64])[..4],
+                    &[0xFF, 0xFF],
+                    &b.iter().map(|&x| x | 0xE0).collect::<Vec<_>>()[..],
+                ]
+                .concat(),
                 64,
             ),
             1 => (
@@ -1839,7 +1844,11 @@ mod tests {
             3 => (
                 framing(json!({"kind": "length", "size": 2, "max_length": 64, "sync": "EB90"})),
                 [&[0xEB, 0x90, 0, 11][..], good].concat(),
-                [&[0xEB, 0x90, 0x40, 0][..], b].concat(),
+                [
+                    &[0xEB, 0x90, 0x40, 0][..],
+                    &b.iter().map(|&x| x & 0x7F).collect::<Vec<_>>(),
+                ]
+                .concat(),
                 64 + 2,
             ),
             _ => (
@@ -1883,7 +1892,7 @@ mod tests {
                     proptest::prop_assert!(fr.stats().framing_errors >= 1, "no error after {at} bytes");
                 }
             }
-            proptest::prop_assert!(units >= 1, "the good unit came out");
+            proptest::prop_assert_eq!(units, 1, "the good unit, and no other");
             let st = fr.stats();
             proptest::prop_assert!(st.framing_errors >= 1);
             proptest::prop_assert!(

@@ -133,8 +133,7 @@ pub fn size(n: u64) -> String {
         return format!("{n} B");
     }
     // Halves round up, as JavaScript's toFixed does.
-    let decimals = if value < 10.0 { 2 } else { 1 };
-    let scale = 10f64.powi(decimals as i32);
+    let (decimals, scale) = if value < 10.0 { (2, 100.0) } else { (1, 10.0) };
     let value = (value * scale).round() / scale;
     format!("{value:.decimals$} {}", UNITS[unit])
 }

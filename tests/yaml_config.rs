@@ -272,7 +272,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
     assert_eq!(twice.lines().nth(14), Some("      max_files: 5"));
     std::fs::write(dir.path().join("twice.yaml"), &twice).unwrap();
     let wanted =
-        "twice.yaml:15: key handlers[0].max_files is given twice (lines 14 and 15); keep one";
+        "twice.yaml:15:7: invalid YAML: key handlers[0].max_files is given twice (lines 14 and 15); keep one";
 
     // At load: bsc and bsc check exit 2 with the key and both lines.
     let mut bsc = Bsc::spawn(&["--config", "twice.yaml"], dir.path(), &[]);
@@ -297,7 +297,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains(
-            "twice.json:3: key capture_manager.root_log_directory is given twice (lines 1 and 3)"
+            "twice.json:3:22: invalid JSON: key capture_manager.root_log_directory is given twice (lines 1 and 3)"
         ),
         "{out}"
     );
@@ -313,7 +313,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
     bsc.signal(1);
     let line = bsc.wait_log("reload refused");
     assert!(
-        line.contains("bsc.yaml:15: key handlers[0].max_files is given twice (lines 14 and 15)"),
+        line.contains("bsc.yaml:15:7: invalid YAML: key handlers[0].max_files is given twice (lines 14 and 15)"),
         "{line}"
     );
     assert_eq!(bsc.get("/test1/config").1[0]["handler"]["max_files"], 2);
@@ -334,7 +334,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
         r.json()["error"],
-        "JSON body: key port is given twice (lines 1 and 2); keep one"
+        "invalid JSON body: key port is given twice (lines 1 and 2); keep one"
     );
     assert_eq!(bsc.get("/dup/config").1, serde_json::json!([]));
     assert!(bsc.stop().success());

@@ -1,22 +1,22 @@
-//! Keys given twice in one map: refused, never silently resolved. serde_json's
-//! `Value` and serde_norway keep the last of two equal keys, so `max_files` given
-//! twice would quietly drop a setting; a config file or an API body with a
-//! duplicate key is refused with the key's place and both lines instead.
+//! JSON and YAML text read into a [`serde_json::Value`] with every map's keys
+//! checked: a key given twice is refused with its place and both lines, never
+//! resolved in silence (serde_json's and serde_norway's own readers keep the last
+//! of two equal keys, so `max_files` given twice would quietly drop a setting).
 //!
-//! How: the text, already known to parse, is walked once more by a serde
-//! visitor ([`Node`]) that keeps the keys of each map. A duplicate is reported as
-//! an error raised while its *key* is read, so the parser attaches the key's own
-//! position (serde_json: where the reader is, just after the key; serde_norway:
-//! the key scalar's mark). A second walk stops at the first occurrence of that
-//! key in the same map (the maps are numbered in document order, the same in
-//! both walks) to learn its line. Nothing is paid beyond the one extra walk
-//! unless a duplicate exists.
+//! How: one serde visitor ([`Node`]) builds the value, as serde_json's `Value`
+//! does, and keeps the keys of each map. A duplicate is reported as an error
+//! raised while its *key* is read, so the parser attaches the key's own position
+//! (serde_json: where the reader is, just after the key; serde_norway: the key
+//! scalar's mark). Only then is the text read once more, stopping at the first
+//! occurrence of that key in the same map (maps are numbered in document order,
+//! the same in both readings), to learn its line. The config file, the YAML
+//! reader and JSON bodies over the API all read through here.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// A key given twice in one map.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Duplicate {
     /// Lines (from 1) of the first and of the second occurrence.
     pub first_line: usize,
     pub second_line: usize,
+    /// The parser's column at the second occurrence.
+    pub column: usize,
 }
 
 impl fmt::Display for Duplicate {
@@ -38,172 +40,201 @@ impl fmt::Display for Duplicate {
     }
 }
 
-/// The first duplicate key of a JSON text, `None` if there is none. Meant for a
-/// text known to parse (a syntax error is the parser's to report, with its line).
-pub fn in_json(text: &str) -> Option<Duplicate> {
-    find(|scan| {
-        let mut de = serde_json::Deserializer::from_str(text);
-        Node { scan, path: "" }
-            .deserialize(&mut de)
-            .map_err(|e| Some(e.line()))
-    })
+/// Why a text is not a value: the parser's syntax error, or a key given twice.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    Syntax(E),
+    Twice(Duplicate),
 }
 
-/// The first duplicate key of a YAML document that parses (as [`in_json`]).
-pub fn in_yaml(text: &str) -> Option<Duplicate> {
-    find(|scan| {
-        Node { scan, path: "" }
-            .deserialize(serde_norway::Deserializer::from_str(text))
-            .map_err(|e| e.location().map(|l| l.line()))
-    })
+impl<E: fmt::Display> fmt::Display for Refusal<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Syntax(e) => e.fmt(f),
+            Refusal::Twice(d) => d.fmt(f),
+        }
+    }
 }
 
-/// Runs `walk` to find a duplicate and its line, then again for the first line.
-fn find(walk: impl Fn(&Scan) -> Result<(), Option<usize>>) -> Option<Duplicate> {
+/// Reads JSON text, refusing a key given twice.
+pub fn read_json(text: &str) -> Result<Value, Refusal<serde_json::Error>> {
+    read(
+        |scan| {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let value = Node { scan, path: "" }.deserialize(&mut de)?;
+            de.end()?;
+            Ok(value)
+        },
+        |e: &serde_json::Error| (e.line(), e.column()),
+    )
+}
+
+/// Reads one YAML document, refusing a key given twice (an empty one is `null`).
+pub fn read_yaml(text: &str) -> Result<Value, Refusal<serde_norway::Error>> {
+    read(
+        |scan| Node { scan, path: "" }.deserialize(serde_norway::Deserializer::from_str(text)),
+        |e: &serde_norway::Error| e.location().map_or((0, 0), |l| (l.line(), l.column())),
+    )
+}
+
+/// Reads with `walk`; on a duplicate, reads again to find its first line.
+fn read<E>(
+    walk: impl Fn(&Scan) -> Result<Value, E>,
+    position: impl Fn(&E) -> (usize, usize),
+) -> Result<Value, Refusal<E>> {
     let scan = Scan::default();
-    let second_line = walk(&scan).err()??;
-    let (map, key, path) = scan.found.borrow_mut().take()?;
+    let e = match walk(&scan) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let Some((map, key, path)) = scan.found.take() else {
+        return Err(Refusal::Syntax(e));
+    };
+    let (second_line, column) = position(&e);
     let first = Scan {
         target: Some((map, key)),
         ..Scan::default()
     };
-    let first_line = walk(&first).err()??;
-    Some(Duplicate {
+    let first_line = walk(&first).err().map_or(0, |e| position(&e).0);
+    Err(Refusal::Twice(Duplicate {
         path,
         first_line,
         second_line,
-    })
+        column,
+    }))
 }
 
-/// The state of one walk.
+/// The state of one reading.
 #[derive(Default)]
 struct Scan {
-    /// Maps seen so far, in document order.
-    maps: RefCell<usize>,
-    /// Second walk: stop at this key of this map.
+    /// Maps begun so far, in document order.
+    maps: Cell<usize>,
+    /// Second reading: stop at this key of this map.
     target: Option<(usize, String)>,
-    /// First walk: the map, key and path of the first duplicate.
+    /// First reading: the map, key and path of the first duplicate.
     found: RefCell<Option<(usize, String, String)>>,
 }
 
-/// A value anywhere in the document, at `path`.
+/// A value at `path` (`handlers[0].max_files`).
 struct Node<'s> {
     scan: &'s Scan,
     path: &'s str,
 }
 
 impl<'de> DeserializeSeed<'de> for Node<'_> {
-    type Value = ();
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Node<'_> {
-    type Value = ();
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    // As serde_json's `Value`: a float JSON cannot hold (YAML's .nan, .inf) is null.
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
         loop {
-            let path = format!("{}[{i}]", self.path);
+            let path = format!("{}[{}]", self.path, items.len());
             let node = Node {
                 scan: self.scan,
                 path: &path,
             };
-            if seq.next_element_seed(node)?.is_none() {
-                return Ok(());
+            match seq.next_element_seed(node)? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
             }
-            i += 1;
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let index = {
-            let mut maps = self.scan.maps.borrow_mut();
-            *maps += 1;
-            *maps - 1
-        };
-        let mut seen = HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let index = self.scan.maps.get();
+        self.scan.maps.set(index + 1);
+        let mut out = Map::new();
         loop {
             let key = Key {
                 scan: self.scan,
                 map: index,
-                seen: &mut seen,
-                parent: self.path,
+                seen: &out,
             };
-            let Some(path) = map.next_key_seed(key)? else {
-                return Ok(());
+            let k = match map.next_key_seed(key) {
+                Ok(Some(k)) => k,
+                Ok(None) => return Ok(Value::Object(out)),
+                Err(e) => {
+                    // A duplicate found here: its path is this map's and its key.
+                    if let Some((_, key, path)) = self.scan.found.borrow_mut().as_mut() {
+                        if path.is_empty() {
+                            *path = join(self.path, key);
+                        }
+                    }
+                    return Err(e);
+                }
             };
-            map.next_value_seed(Node {
+            let path = join(self.path, &k);
+            let value = map.next_value_seed(Node {
                 scan: self.scan,
                 path: &path,
             })?;
+            out.insert(k, value);
         }
     }
 }
 
-/// A key of map number `map`: its path, or the error that marks its place.
+/// `parent.key`, or `key` at the top.
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// A key of map number `map`, read as text (as serde_json's `Value` reads keys)
+/// and checked against the keys the map has so far.
 struct Key<'s> {
     scan: &'s Scan,
     map: usize,
-    seen: &'s mut HashSet<String>,
-    parent: &'s str,
-}
-
-impl Key<'_> {
-    fn take<E: de::Error>(self, key: String) -> Result<String, E> {
-        let path = if self.parent.is_empty() {
-            key.clone()
-        } else {
-            format!("{}.{key}", self.parent)
-        };
-        if let Some((map, k)) = &self.scan.target {
-            if *map == self.map && *k == key {
-                return Err(E::custom("first occurrence"));
-            }
-        } else if !self.seen.insert(key.clone()) {
-            *self.scan.found.borrow_mut() = Some((self.map, key, path.clone()));
-            return Err(E::custom("duplicate key"));
-        }
-        Ok(path)
-    }
+    seen: &'s Map<String, Value>,
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = String;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-        d.deserialize_any(self)
+        d.deserialize_str(self)
     }
 }
 
@@ -214,54 +245,71 @@ impl<'de> Visitor<'de> for Key<'_> {
         f.write_str("a key")
     }
 
-    fn visit_str<E: de::Error>(self, k: &str) -> Result<String, E> {
-        self.take(k.to_string())
-    }
-    // YAML keys may be other scalars (`8500: x`, `true: y`); as text they compare
-    // as the JSON value's keys do.
-    fn visit_bool<E: de::Error>(self, k: bool) -> Result<String, E> {
-        self.take(k.to_string())
-    }
-    fn visit_i64<E: de::Error>(self, k: i64) -> Result<String, E> {
-        self.take(k.to_string())
-    }
-    fn visit_u64<E: de::Error>(self, k: u64) -> Result<String, E> {
-        self.take(k.to_string())
-    }
-    fn visit_f64<E: de::Error>(self, k: f64) -> Result<String, E> {
-        self.take(k.to_string())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-        self.take("null".into())
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        if let Some((map, k)) = &self.scan.target {
+            if *map == self.map && k == key {
+                return Err(E::custom("the first occurrence"));
+            }
+        } else if self.seen.contains_key(key) {
+            // The map that asked fills in the path (it knows its own).
+            *self.scan.found.borrow_mut() = Some((self.map, key.to_string(), String::new()));
+            return Err(E::custom("a key given twice"));
+        }
+        Ok(key.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn dup(path: &str, first_line: usize, second_line: usize) -> Option<Duplicate> {
-        Some(Duplicate {
-            path: path.into(),
-            first_line,
-            second_line,
-        })
+    fn twice<E: fmt::Debug>(r: Result<Value, Refusal<E>>) -> (String, usize, usize) {
+        match r {
+            Err(Refusal::Twice(d)) => (d.path, d.first_line, d.second_line),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_is_read_as_serde_json_reads_it() {
+        let text =
+            r#"{"a": 1, "b": {"c": [1, -2, 2.5, null, true, "x"]}, "big": 18446744073709551615}"#;
+        assert_eq!(
+            read_json(text).unwrap(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+        assert!(matches!(read_json("{\"a\": 1,}"), Err(Refusal::Syntax(_))));
+        assert!(matches!(read_json("{} x"), Err(Refusal::Syntax(_))));
     }
 
     #[test]
     fn json_duplicates_at_any_level_with_both_lines() {
-        assert_eq!(in_json(r#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#), None);
-        assert_eq!(in_json("{\"a\": 1,\n\"b\": 2,\n\"a\": 3}"), dup("a", 1, 3));
         assert_eq!(
-            in_json("{\"handlers\": [{\"x\": 1},\n {\"max_files\": 2,\n  \"max_files\": 3}]}"),
-            dup("handlers[1].max_files", 2, 3)
+            twice(read_json("{\"a\": 1,\n\"b\": 2,\n\"a\": 3}")),
+            ("a".into(), 1, 3)
+        );
+        assert_eq!(
+            twice(read_json(
+                "{\"handlers\": [{\"x\": 1},\n {\"max_files\": 2,\n  \"max_files\": 3}]}"
+            )),
+            ("handlers[1].max_files".into(), 2, 3)
         );
         // Escapes decode before comparing.
-        assert_eq!(in_json("{\"ab\": 1, \"a\\u0062\": 2}"), dup("ab", 1, 1));
-        // The same key in two maps is fine.
-        assert_eq!(in_json(r#"[{"a": 1}, {"a": 1}]"#), None);
         assert_eq!(
-            dup("a", 1, 2).unwrap().to_string(),
+            twice(read_json("{\"ab\": 1, \"a\\u0062\": 2}")),
+            ("ab".into(), 1, 1)
+        );
+        // The same key in two maps is fine.
+        assert!(read_json(r#"[{"a": 1}, {"a": 1}]"#).is_ok());
+        let d = Duplicate {
+            path: "a".into(),
+            first_line: 1,
+            second_line: 2,
+            column: 3,
+        };
+        assert_eq!(
+            d.to_string(),
             "key a is given twice (lines 1 and 2); keep one"
         );
     }
@@ -269,16 +317,30 @@ mod tests {
     #[test]
     fn yaml_duplicates_at_any_level_with_both_lines() {
         let ok = "capture_manager:\n  root_log_directory: /x\nhandlers:\n  - name: a\n    max_files: 2\n  - name: b\n    max_files: 3\n";
-        assert_eq!(in_yaml(ok), None);
-        let twice = "handlers:\n  - name: a\n    max_files: 2\n    port: 1\n    max_files: 3\n";
-        assert_eq!(in_yaml(twice), dup("handlers[0].max_files", 3, 5));
-        assert_eq!(in_yaml("a: 1\nb: 2\na: 3\n"), dup("a", 1, 3));
-        assert_eq!(in_yaml("a: {x: 1,\n  x: 2}\n"), dup("a.x", 1, 2));
-        assert_eq!(in_yaml("8500: a\n'8500': b\n"), dup("8500", 1, 2));
-        // An alias replays its map: the same numbering in both walks.
         assert_eq!(
-            in_yaml("base: &b {k: 1}\nother: *b\nlast: {k: 1,\n  k: 2}\n"),
-            dup("last.k", 3, 4)
+            read_yaml(ok).unwrap(),
+            json!({"capture_manager": {"root_log_directory": "/x"},
+                   "handlers": [{"name": "a", "max_files": 2}, {"name": "b", "max_files": 3}]})
         );
+        let t = "handlers:\n  - name: a\n    max_files: 2\n    port: 1\n    max_files: 3\n";
+        assert_eq!(twice(read_yaml(t)), ("handlers[0].max_files".into(), 3, 5));
+        assert_eq!(twice(read_yaml("a: 1\nb: 2\na: 3\n")), ("a".into(), 1, 3));
+        assert_eq!(
+            twice(read_yaml("a: {x: 1,\n  x: 2}\n")),
+            ("a.x".into(), 1, 2)
+        );
+        assert_eq!(
+            twice(read_yaml("8500: a\n'8500': b\n")),
+            ("8500".into(), 1, 2)
+        );
+        // An alias replays its map: the same numbering in both readings.
+        assert_eq!(
+            twice(read_yaml(
+                "base: &b {k: 1}\nother: *b\nlast: {k: 1,\n  k: 2}\n"
+            )),
+            ("last.k".into(), 3, 4)
+        );
+        assert_eq!(read_yaml("").unwrap(), Value::Null);
+        assert_eq!(read_yaml("a: .nan\n").unwrap(), json!({"a": null}));
     }
 }

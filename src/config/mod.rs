@@ -117,25 +117,18 @@ impl Config {
                 None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
             })?
         } else {
-            serde_json::from_str(text).map_err(|e| {
-                ConfigError(format!(
-                    "{shown}:{}:{}: invalid JSON: {}",
-                    e.line(),
-                    e.column(),
-                    strip_position(&e.to_string())
-                ))
+            duplicates::read_json(text).map_err(|refusal| {
+                let (line, column, what) = match refusal {
+                    duplicates::Refusal::Twice(d) => (d.second_line, d.column, d.to_string()),
+                    duplicates::Refusal::Syntax(e) => (
+                        e.line(),
+                        e.column(),
+                        strip_position(&e.to_string()).to_string(),
+                    ),
+                };
+                ConfigError(format!("{shown}:{line}:{column}: invalid JSON: {what}"))
             })?
         };
-        // Both parsers keep the last of two equal keys: a setting given twice is
-        // refused rather than one of them dropped without a word.
-        let duplicate = if is_yaml {
-            duplicates::in_yaml(text)
-        } else {
-            duplicates::in_json(text)
-        };
-        if let Some(d) = duplicate {
-            return Err(ConfigError(format!("{shown}:{}: {d}", d.second_line)));
-        }
         Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))
     }
 
