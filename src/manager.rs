@@ -794,11 +794,16 @@ impl Manager {
         if full != self.disk_full {
             if full {
                 error!(
-                    "disk budget: {} has {free} bytes free, below the {threshold} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
-                    self.root.display()
+                    "disk budget: {} has {} free, below the {} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
+                    self.root.display(),
+                    crate::log::size(free),
+                    crate::log::size(threshold)
                 );
             } else {
-                info!("disk budget: {free} bytes free again; writing resumes");
+                info!(
+                    "disk budget: {} free again; writing resumes",
+                    crate::log::size(free)
+                );
             }
             self.disk_full = full;
             for h in self.handlers.iter_mut().flatten() {
