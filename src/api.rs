@@ -286,9 +286,12 @@ fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
 #[derive(Serialize)]
 struct StatsEntry<'a> {
     name: &'a str,
+    /// AIT's words, AIT's meaning: reads (datagrams, TCP reads, frames), their
+    /// bytes and the lifetime rate of those bytes.
     reads: u64,
     data_read_length: String,
     approx_data_rate: String,
+    /// Units: the reads, or with framing the units cut from them.
     packets: u64,
     bytes: u64,
     rate_bytes_per_s: f64,
@@ -354,8 +357,8 @@ fn stats_entry<'a>(
     let units = h.units();
     StatsEntry {
         name: &h.spec().name,
-        reads: s.packets,
-        data_read_length: format!("{} bytes", s.bytes),
+        reads: s.reads,
+        data_read_length: format!("{} bytes", s.bytes_read),
         approx_data_rate: format!("{} bytes/second", python_float(s.lifetime_rate(now))),
         packets: s.packets,
         bytes: s.bytes,
@@ -840,10 +843,11 @@ fn degraded_reasons(manager: &Manager, now: UnixMicros) -> Vec<String> {
             .last_error
             .map_or_else(String::new, |e| format!("; last error: {e}"));
         reasons.push(format!(
-            "ship: handler {}: the oldest file waiting to ship was closed {age} s ago, over ship_max_pending_age_s ({limit}); {} files, {} bytes wait{why}",
+            "ship: handler {}: the oldest file waiting to ship was closed {age} s ago, over ship_max_pending_age_s ({limit}); {} ({}) {}{why}",
             name_of_key(&key),
-            ship.pending_files,
-            ship.pending_bytes
+            crate::log::count(ship.pending_files, "file"),
+            crate::log::size(ship.pending_bytes),
+            if ship.pending_files == 1 { "waits" } else { "wait" }
         ));
     }
     if manager.disk_full() {
@@ -1171,21 +1175,67 @@ fn metrics(cx: &Context) -> Response {
         .iter()
         .filter_map(|h| Some((*h, h.units()?.sequence()?)))
         .collect();
-    for (name, help, value) in [
+    // Per stream, and for TM frames per spacecraft's master channel (as /stats
+    // shows them): (name, help, master channels or streams, value).
+    type StreamMetric = (
+        &'static str,
+        &'static str,
+        bool,
+        fn(&crate::sequence::StreamReport) -> u64,
+    );
+    let series: [StreamMetric; 7] = [
         (
             "bsc_sequence_gaps_total",
             "Gaps in a stream's sequence count (per APID or virtual channel).",
-            (|s| s.gaps) as fn(&crate::sequence::StreamReport) -> u64,
+            false,
+            |s| s.gaps,
         ),
         (
             "bsc_units_missing_total",
             "Units a stream's sequence count shows missing.",
+            false,
             |s| s.missing,
         ),
-    ] {
+        (
+            "bsc_master_channel_frames_total",
+            "TM frames counted on a spacecraft's master channel (idle frames too).",
+            true,
+            |s| s.units,
+        ),
+        (
+            "bsc_master_channel_gaps_total",
+            "Gaps in a spacecraft's master channel frame count.",
+            true,
+            |s| s.gaps,
+        ),
+        (
+            "bsc_master_channel_frames_missing_total",
+            "TM frames a spacecraft's master channel count shows missing.",
+            true,
+            |s| s.missing,
+        ),
+        (
+            "bsc_master_channel_duplicates_total",
+            "TM frames whose master channel count repeated the previous one.",
+            true,
+            |s| s.duplicates,
+        ),
+        (
+            "bsc_master_channel_resets_total",
+            "Jumps back in a spacecraft's master channel count (a restarted sender).",
+            true,
+            |s| s.resets,
+        ),
+    ];
+    for (name, help, master, value) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (h, report) in &reports {
-            for st in &report.streams {
+            let list = if master {
+                &report.master_channels
+            } else {
+                &report.streams
+            };
+            for st in list {
                 let _ = writeln!(
                     out,
                     "{name}{{{},stream=\"{}\"}} {}",

@@ -395,7 +395,8 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
             reason: format!("it answered with status {}", answer.status),
         });
     }
-    let json: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    // Every string printed from here on is the answer's, escaped once.
+    let json: Option<Value> = serde_json::from_slice(&answer.body).ok().map(terminal_safe);
     if (200..300).contains(&answer.status) {
         return json.ok_or_else(|| ClientError::NotBsc {
             server: server.to_string(),
@@ -403,8 +404,8 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
         });
     }
     let message = match json.as_ref().and_then(|j| j.get("error")) {
-        // One line, whatever the server sent: no newline or terminal escape.
-        Some(Value::String(s)) => crate::log::escape_controls(s).into_owned(),
+        // One line, whatever the server sent: escaped by `terminal_safe`.
+        Some(Value::String(s)) => s.clone(),
         _ => {
             let text = String::from_utf8_lossy(&answer.body);
             let text = text.trim();
@@ -421,17 +422,64 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
     })
 }
 
-/// `text` on one line, at most `max` characters.
+/// `text` on one line (controls escaped), at most `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat = crate::log::escape_controls(text);
     if flat.chars().count() > max {
         flat.chars().take(max).collect::<String>() + "..."
     } else {
-        flat
+        flat.into_owned()
     }
+}
+
+/// The answer with every control character (ESC, BEL, CR, C1, ...) in its strings
+/// and keys escaped as [`crate::log::escape_controls`] does: whatever a server
+/// sends, the client never writes a terminal control sequence. Every text path
+/// (tables, one-line summaries, refusals) prints from a value made safe here.
+pub fn terminal_safe(mut value: Value) -> Value {
+    make_safe(&mut value);
+    value
+}
+
+fn make_safe(value: &mut Value) {
+    let escaped = |s: &str| match crate::log::escape_controls(s) {
+        std::borrow::Cow::Owned(e) => Some(e),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    match value {
+        Value::String(s) => {
+            if let Some(e) = escaped(s) {
+                *s = e;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(make_safe),
+        Value::Object(map) => {
+            if map.keys().any(|k| escaped(k).is_some()) {
+                for (k, v) in std::mem::take(map) {
+                    map.insert(escaped(&k).unwrap_or(k), v);
+                }
+            }
+            map.values_mut().for_each(make_safe);
+        }
+        _ => {}
+    }
+}
+
+/// A JSON answer's text as sent (`--json`: the key order kept), made safe for a
+/// terminal and still the same JSON: a control character can only be whitespace
+/// outside strings (a CR becomes a space) or, for DEL and C1, inside a string
+/// (written as a `\u00XX` escape, which JSON reads back as the same character).
+pub fn terminal_safe_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An I/O error as an operator reads it ("connection refused").
@@ -535,7 +583,10 @@ pub fn run(action: &Action, target: &Target, now: UnixMicros) -> Result<String, 
         Action::StopCapturer { .. } => format_capturer_stopped(&answer),
         // As bsc sent it: serde_json's map would sort the address keys.
         Action::Status { json: true } | Action::Files { json: true, .. } => {
-            format!("{}\n", String::from_utf8_lossy(&reply.body))
+            format!(
+                "{}\n",
+                terminal_safe_json(&String::from_utf8_lossy(&reply.body))
+            )
         }
         Action::Status { json: false } => {
             let capturers = send(target, &Call::new("GET", "/capturers".into()))?;
@@ -572,16 +623,24 @@ pub fn address_text(conn_type: &str, address: &Value) -> String {
     }
 }
 
-/// `bsc add`'s output, from the 201 config entry.
+/// `bsc add`'s output, from the 201 config entry: what is known when a handler
+/// starts, the folder and the file name pattern. No file exists yet (the first
+/// opens with the first unit, named at that instant), so none is named.
 pub fn format_added(entry: &Value) -> String {
-    let name = entry
-        .pointer("/handler/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+    let handler = &entry["handler"];
+    let name = text(handler, "name");
+    let pattern = text(handler, "file_name_pattern");
+    // log_dir is the folder of the name rendered now; a pattern with folders
+    // of its own rendered some of them: the folder is above those.
+    let mut folder = std::path::Path::new(text(handler, "log_dir"));
+    for _ in 0..pattern.matches('/').count() {
+        folder = folder.parent().unwrap_or(folder);
+    }
     format!(
-        "added {name} ({}), writing {}\n",
+        "added {} ({}): files go to {}/ as {pattern}; the first opens with the first unit\n",
+        if name.is_empty() { "?" } else { name },
         address_text(text(entry, "conn_type"), &entry["address"]),
-        text(entry, "log_file_path")
+        folder.display()
     )
 }
 
@@ -636,25 +695,13 @@ pub fn format_capturer_stopped(answer: &Value) -> String {
     )
 }
 
-/// A byte count for people: `512 B`, `1.5 kB`, `23 MB`, `1.2 GB` (powers of 1000).
+/// A byte count for people, in bsc's one size unit ([`crate::log::size`]:
+/// `512 B`, `1.50 KiB`, `23.4 MiB`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 999.5 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else if value < 9.95 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
+    crate::log::size(n)
 }
 
-/// A rate for people: `0 B/s`, `850 B/s`, `1.2 kB/s`, `37 MB/s`.
+/// A rate for people: `0 B/s`, `850 B/s`, `1.46 KiB/s`, `35.3 MiB/s`.
 pub fn human_rate(bytes_per_s: f64) -> String {
     let n = if bytes_per_s.is_finite() && bytes_per_s > 0.0 {
         bytes_per_s.round() as u64
@@ -902,8 +949,10 @@ fn ship_note(name: &str, ship: &Value) -> Option<String> {
         return None;
     }
     let mut note = format!(
-        "{name}: {pending} files ({}) wait to ship",
-        human_bytes(number(ship, "pending_bytes"))
+        "{name}: {} ({}) {} to ship",
+        crate::log::count(pending, "file"),
+        human_bytes(number(ship, "pending_bytes")),
+        if pending == 1 { "waits" } else { "wait" }
     );
     if let Some(age) = ship.get("oldest_pending_age_s").and_then(Value::as_u64) {
         note.push_str(&format!(", the oldest closed {}", seconds_text(age)));
@@ -1288,7 +1337,7 @@ mod tests {
             "h:1",
         )
         .unwrap_err();
-        assert_eq!(html.to_string(), "refused (500): <html>  oops</html>");
+        assert_eq!(html.to_string(), r"refused (500): <html>\n oops</html>");
         let not_json = check_answer(
             &Answer {
                 status: 200,
@@ -1325,18 +1374,59 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_made_safe_for_a_terminal() {
+        let hostile = "h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+        let escaped = r"h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+        let safe = terminal_safe(json!({hostile: [hostile, 1, {"k": hostile}], "n": null}));
+        assert_eq!(
+            safe,
+            json!({escaped: [escaped, 1, {"k": escaped}], "n": null})
+        );
+        // --json: the same JSON, nothing a terminal acts on.
+        let body = format!(
+            "{{\"a\":\r\n\t{}}}",
+            serde_json::to_string(hostile).unwrap()
+        );
+        let out = terminal_safe_json(&body);
+        assert!(
+            out.chars()
+                .all(|c| !c.is_control() || c == '\n' || c == '\t'),
+            "{out:?}"
+        );
+        let back: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, json!({"a": hostile}));
+        // A refusal's text too.
+        let refused = check_answer(
+            &Answer {
+                status: 400,
+                body: serde_json::to_vec(&json!({"error": hostile})).unwrap(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert_eq!(refused.to_string(), format!("refused (400): {escaped}"));
+        let ok = check_answer(
+            &Answer {
+                status: 200,
+                body: serde_json::to_vec(&json!([hostile])).unwrap(),
+            },
+            "h:1",
+        );
+        assert_eq!(ok, Ok(json!([escaped])));
+    }
+
+    #[test]
     fn human_units() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1000), "1.0 kB");
-        assert_eq!(human_bytes(1550), "1.6 kB");
-        assert_eq!(human_bytes(23_400_000), "23 MB");
-        assert_eq!(human_bytes(999_600), "1.0 MB");
-        assert_eq!(human_bytes(1_200_000_000), "1.2 GB");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(29_628), "28.9 KiB");
+        assert_eq!(human_bytes(23_400_000), "22.3 MiB");
+        assert_eq!(human_bytes(1_200_000_000), "1.12 GiB");
         assert_eq!(human_rate(0.0), "0 B/s");
         assert_eq!(human_rate(f64::NAN), "0 B/s");
         assert_eq!(human_rate(850.4), "850 B/s");
-        assert_eq!(human_rate(37_000_000.0), "37 MB/s");
+        assert_eq!(human_rate(37_000_000.0), "35.3 MiB/s");
     }
 
     #[test]
@@ -1432,10 +1522,10 @@ mod tests {
         let now = UnixMicros(1_795_860_000_000_000);
         let out = status_table(&stats, &capturers, now);
         let want = "\
-HANDLER   ADDRESS            STATE        PACKETS      RATE  LAST PACKET  LOST  DROPS  MISSING    SIZE  FILE
-ground    tcp 10.0.0.5:9000  ok, backoff       10     0 B/s       2h ago     0      0        -   512 B  /data/ground.pcap
-tlm       udp *:8500         ok              1234  1.5 kB/s       3s ago     0      7       12  2.5 MB  /data/2026-11-28-tlm.pcap
-tlm-copy  udp *:8500         degraded           0     0 B/s        never     3      7        -       -  (none open)
+HANDLER   ADDRESS            STATE        PACKETS        RATE  LAST PACKET  LOST  DROPS  MISSING      SIZE  FILE
+ground    tcp 10.0.0.5:9000  ok, backoff       10       0 B/s       2h ago     0      0        -     512 B  /data/ground.pcap
+tlm       udp *:8500         ok              1234  1.46 KiB/s       3s ago     0      7       12  2.38 MiB  /data/2026-11-28-tlm.pcap
+tlm-copy  udp *:8500         degraded           0       0 B/s        never     3      7        -         -  (none open)
 
 ground: backoff: connection refused (next attempt at 2026-11-28T10:00:02.000000Z)
 tlm-copy: degraded: cannot write: no space left on device
@@ -1455,7 +1545,7 @@ tlm-copy: degraded: cannot write: no space left on device
             "last_error": null, "next_attempt_at": null, "running": false});
         let out = status_table(&stats, &capturers, UnixMicros(1_795_860_000_000_000));
         assert!(
-            out.contains("tlm: 12 files (3.4 MB) wait to ship, the oldest closed 5m ago; failing: exit status: 1 (next attempt at 2026-11-28T10:00:40.000000Z)\n"),
+            out.contains("tlm: 12 files (3.24 MiB) wait to ship, the oldest closed 5m ago; failing: exit status: 1 (next attempt at 2026-11-28T10:00:40.000000Z)\n"),
             "{out}"
         );
         assert!(
@@ -1507,10 +1597,10 @@ tlm-copy: degraded: cannot write: no space left on device
         ]);
         let want = "\
 tlm (*:8500)
-  STATE     SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    PATH
-  closed  1.0 MB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  /data/a.pcap
-  closed    24 B        ?  -                    -                    /data/old.pcap
-  open    5.0 kB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  /data/b.pcap
+  STATE        SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    PATH
+  closed  976.6 KiB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  /data/a.pcap
+  closed       24 B        ?  -                    -                    /data/old.pcap
+  open     4.88 KiB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  /data/b.pcap
 
 tlm (127.0.0.1:8600)
   no files yet
@@ -1521,11 +1611,20 @@ tlm (127.0.0.1:8600)
 
     #[test]
     fn one_line_summaries() {
-        let entry = json!({"handler": {"name": "tlm"}, "log_file_path": "/data/x.pcap",
+        let entry = json!({"handler": {"name": "tlm", "log_dir": "/data",
+                           "file_name_pattern": "%Y-%m-%d-{name}.pcap"},
+                           "log_file_path": "/data/2026-12-07-tlm.pcap",
                            "conn_type": "udp", "address": ["127.0.0.1", 8500]});
         assert_eq!(
             format_added(&entry),
-            "added tlm (udp 127.0.0.1:8500), writing /data/x.pcap\n"
+            "added tlm (udp 127.0.0.1:8500): files go to /data/ as %Y-%m-%d-{name}.pcap; the first opens with the first unit\n"
+        );
+        let nested = json!({"handler": {"name": "vc", "log_dir": "/data/vc1/2026/341",
+                            "file_name_pattern": "%Y/%j/{name}.pcap"},
+                            "conn_type": "tcp", "address": ["10.0.0.5", 9000]});
+        assert_eq!(
+            format_added(&nested),
+            "added vc (tcp 10.0.0.5:9000): files go to /data/vc1/ as %Y/%j/{name}.pcap; the first opens with the first unit\n"
         );
         assert_eq!(
             format_stopped(&json!([entry])),

@@ -88,9 +88,9 @@ impl StatusRate {
         };
         (self.at, self.packets) = (now, packets);
         format!(
-            "capturing: {} handlers, {} capturers, {rate:.0} packets/s",
-            manager.handlers().count(),
-            manager.capturers().len()
+            "capturing: {}, {}, {rate:.0} packets/s",
+            crate::log::count(manager.handlers().count() as u64, "handler"),
+            crate::log::count(manager.capturers().len() as u64, "capturer")
         )
     }
 }
@@ -167,7 +167,7 @@ impl EventLoop {
         info!(
             "bsc {} running: {}{}, root {}, management API on http://{}",
             env!("CARGO_PKG_VERSION"),
-            crate::log::count(manager.handlers().count(), "handler"),
+            crate::log::count(manager.handlers().count() as u64, "handler"),
             if restored_count > 0 {
                 format!(" ({restored_count} restored from the state file)")
             } else {

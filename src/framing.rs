@@ -22,6 +22,10 @@
 //!   error (one per loss of synchronization, however many bytes it takes to find
 //!   the next unit), its bytes as discarded, and framing goes on at the next place a
 //!   unit can start.
+//! - **Damage shows while it happens**: a unit is an error the moment it cannot be
+//!   one (a length past `max_length` as soon as its field is read; a KISS frame as
+//!   soon as it grows past `max_length`), not when the stream ends, and its bytes
+//!   are counted as discarded as they arrive, never held.
 
 use std::ops::RangeInclusive;
 
@@ -276,8 +280,8 @@ impl Framing {
         let obj = match v {
             Value::Null => return Ok(Framing::None),
             Value::String(s) if s.trim_start().starts_with('{') => {
-                let parsed: Value =
-                    serde_json::from_str(s).map_err(|e| format!("{KEY}: not valid JSON: {e}"))?;
+                let parsed = crate::config::duplicates::read_json(s)
+                    .map_err(|e| format!("{KEY}: not valid JSON: {e}"))?;
                 return Framing::from_json(&parsed);
             }
             Value::String(s) => {
@@ -846,9 +850,7 @@ struct KissDecoder {
     buf: Vec<u8>,
     /// Bytes of the current frame on the wire, FENDs not counted.
     wire: usize,
-    /// The current frame cannot be a unit (a bad escape, too long).
-    bad: bool,
-    /// Hunting has already counted its error.
+    /// Hunting has already counted its error (set when a frame is abandoned).
     lost: bool,
     max_length: usize,
 }
@@ -859,19 +861,16 @@ impl KissDecoder {
             state: KissState::Hunting,
             buf: Vec::new(),
             wire: 0,
-            bad: false,
             lost: false,
             max_length,
         }
     }
 
-    fn push_data(&mut self, bytes: &[u8]) {
-        if self.bad {
-            return;
-        }
+    /// Adds decoded bytes to the frame; `false` (nothing added) if the frame
+    /// would grow past `max_length`.
+    fn push_data(&mut self, bytes: &[u8]) -> bool {
         if self.buf.len() + bytes.len() > self.max_length + 1 {
-            self.bad = true; // too long: the rest of the frame is skipped
-            return;
+            return false;
         }
         // Amortized growth, but never past the bound (max_length + command byte).
         let need = self.buf.len() + bytes.len();
@@ -880,6 +879,20 @@ impl KissDecoder {
             self.buf.reserve_exact(want - self.buf.len());
         }
         self.buf.extend_from_slice(bytes);
+        true
+    }
+
+    /// The current frame cannot be a unit (too long, a bad escape): one framing
+    /// error now, its bytes so far and `more` discarded, and the bytes up to the
+    /// next FEND discarded as they come (hunting, its error already counted). So
+    /// an endless frame shows while it grows, and is never held.
+    fn abandon(&mut self, stats: &mut FramingStats, more: usize) {
+        stats.framing_errors += 1;
+        stats.bytes_discarded += (self.wire + more) as u64;
+        self.buf.clear();
+        self.wire = 0;
+        self.lost = true;
+        self.state = KissState::Hunting;
     }
 
     fn feed(&mut self, input: &[u8], stats: &mut FramingStats, out: &mut impl FnMut(Unit<'_>)) {
@@ -905,7 +918,11 @@ impl KissDecoder {
                         .iter()
                         .position(|&b| b == FEND || b == FESC)
                         .unwrap_or(input.len() - i);
-                    self.push_data(&input[i..i + run]);
+                    if !self.push_data(&input[i..i + run]) {
+                        self.abandon(stats, run);
+                        i += run;
+                        continue;
+                    }
                     self.wire += run;
                     i += run;
                     match input.get(i) {
@@ -926,16 +943,22 @@ impl KissDecoder {
                     let b = input[i];
                     i += 1;
                     self.state = KissState::Frame;
-                    match b {
+                    let pushed = match b {
                         TFEND => self.push_data(&[FEND]),
                         TFESC => self.push_data(&[FESC]),
                         FEND => {
-                            // The frame ends on a dangling escape.
-                            self.bad = true;
-                            self.end_frame(stats, out);
+                            // The frame ends on a dangling escape; the FEND
+                            // opens the next one.
+                            self.abandon(stats, 0);
+                            self.lost = false;
+                            self.state = KissState::Frame;
                             continue;
                         }
-                        _ => self.bad = true,
+                        _ => false, // a bad escape
+                    };
+                    if !pushed {
+                        self.abandon(stats, 1);
+                        continue;
                     }
                     self.wire += 1;
                 }
@@ -949,10 +972,7 @@ impl KissDecoder {
         if self.wire == 0 {
             return; // FEND FEND: an empty frame, ignored
         }
-        if self.bad {
-            stats.framing_errors += 1;
-            stats.bytes_discarded += self.wire as u64;
-        } else if self.buf[0] & 0x0F != 0 || self.buf.len() == 1 {
+        if self.buf[0] & 0x0F != 0 || self.buf.len() == 1 {
             // A command frame (TX delay, ...) or an empty data frame: not a unit.
             stats.bytes_discarded += self.wire as u64;
         } else {
@@ -964,7 +984,6 @@ impl KissDecoder {
         }
         self.buf.clear();
         self.wire = 0;
-        self.bad = false;
     }
 
     /// The stream ended: the open frame is dropped; the next byte hunts a FEND.
@@ -972,7 +991,6 @@ impl KissDecoder {
         stats.bytes_discarded += self.wire as u64;
         self.buf.clear();
         self.wire = 0;
-        self.bad = false;
         self.lost = false;
         self.state = KissState::Hunting;
     }
@@ -1788,6 +1806,100 @@ mod tests {
                 bytes_discarded: 3 + 2
             }
         );
+    }
+
+    // --- damage shows while it happens ------------------------------------
+
+    /// Every kind with a small bound, a good unit of it, and the start of a unit
+    /// that can never be one (announced or growing past the bound), which more
+    /// bytes `b` then follow; the most a framer may hold for it.
+    fn damaged(kind: usize, b: &[u8]) -> (Framing, Vec<u8>, Vec<u8>, usize) {
+        let good = b"unit data".as_slice();
+        match kind {
+            0 => (
+                framing(json!({"kind": "ccsds_space_packet", "max_length": 64})),
+                space_packet(0x10, 1, good),
+                // Announces 65536 + 7 bytes; then bytes that start no packet.
+                [
+                    &space_packet(0x10, 2, &[0; 64])[..4],
+                    &[0xFF, 0xFF],
+                    &b.iter().map(|&x| x | 0xE0).collect::<Vec<_>>()[..],
+                ]
+                .concat(),
+                64,
+            ),
+            1 => (
+                framing(json!({"kind": "ccsds_tm_frame", "length": 32})),
+                tm_frame(42, 1, 0, 0, 0, &[7; 24], true),
+                // No ASM anywhere.
+                b.iter().map(|&x| x & 0x0F).collect(),
+                32 + 4,
+            ),
+            2 => (
+                framing(json!({"kind": "fixed", "length": 16, "sync": "FAF320"})),
+                [&[0xFA, 0xF3, 0x20][..], &[1; 16]].concat(),
+                b.iter().map(|&x| x & 0x0F).collect(),
+                16 + 3,
+            ),
+            3 => (
+                framing(json!({"kind": "length", "size": 2, "max_length": 64, "sync": "EB90"})),
+                [&[0xEB, 0x90, 0, 11][..], good].concat(),
+                [
+                    &[0xEB, 0x90, 0x40, 0][..],
+                    &b.iter().map(|&x| x & 0x7F).collect::<Vec<_>>(),
+                ]
+                .concat(),
+                64 + 2,
+            ),
+            _ => (
+                framing(json!({"kind": "kiss", "max_length": 64})),
+                kiss_frame(0, good),
+                // A frame that never ends.
+                [
+                    &[FEND, 0x00][..],
+                    &b.iter().map(|&x| x & 0x7F).collect::<Vec<_>>(),
+                ]
+                .concat(),
+                2 * 65,
+            ),
+        }
+    }
+
+    proptest::proptest! {
+        /// A unit that cannot be one is a framing error as soon as it shows,
+        /// while the stream goes on (no reset, no end), and is never held past
+        /// the bound: in every framing mode, however the stream is cut.
+        #[test]
+        fn a_unit_past_its_bound_is_an_error_at_once(
+            kind in 0..5usize,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 200..3000),
+            cuts in proptest::collection::vec(1..400usize, 1..20),
+        ) {
+            let (f, good, bad, bound) = damaged(kind, &tail);
+            let stream = [good.clone(), bad].concat();
+            let mut fr = Framer::new(&f);
+            let mut units = 0;
+            let mut at = 0;
+            for c in cuts.iter().cycle() {
+                if at == stream.len() {
+                    break;
+                }
+                let end = (at + c).min(stream.len());
+                fr.push(&stream[at..end], &mut |_| units += 1);
+                at = end;
+                proptest::prop_assert!(fr.buffered() <= bound, "holds {} > {bound}", fr.buffered());
+                if at > good.len() + bound {
+                    proptest::prop_assert!(fr.stats().framing_errors >= 1, "no error after {at} bytes");
+                }
+            }
+            proptest::prop_assert_eq!(units, 1, "the good unit, and no other");
+            let st = fr.stats();
+            proptest::prop_assert!(st.framing_errors >= 1);
+            proptest::prop_assert!(
+                st.bytes_discarded + fr.buffered() as u64 >= (stream.len() - good.len() - bound) as u64,
+                "discarded as it comes: {st:?}"
+            );
+        }
     }
 
     // --- headers and CRC ----------------------------------------------------

@@ -70,8 +70,8 @@ impl Hooks {
         if self.queue.len() >= MAX_QUEUED {
             if let Some(old) = self.queue.pop_front() {
                 warn!(
-                    "on_close: {} hooks waiting; dropped the one for {}",
-                    MAX_QUEUED,
+                    "on_close: {} waiting; dropped the one for {}",
+                    crate::log::count(MAX_QUEUED as u64, "hook"),
                     old.file.path.display()
                 );
             }
@@ -471,7 +471,10 @@ impl Shipper {
             .sum();
         if waiting > 0 {
             warn!(
-                "ship: {waiting} files still wait to ship ({running} being shipped now, stopped with bsc); they ship after the next start"
+                "ship: {} still {} to ship ({running} being shipped now, stopped with bsc); {} after the next start",
+                crate::log::count(waiting, "file"),
+                if waiting == 1 { "waits" } else { "wait" },
+                if waiting == 1 { "it ships" } else { "they ship" }
             );
         }
         self.storage.sync_journal();

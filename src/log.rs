@@ -106,13 +106,36 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// `n thing` or `n things`, for messages ("1 handler", "3 handlers").
-pub fn count(n: usize, thing: &str) -> String {
+/// `n thing` or `n things`, for messages ("1 handler", "3 handlers"): every count
+/// a person reads agrees with its noun.
+pub fn count(n: u64, thing: &str) -> String {
     if n == 1 {
         format!("1 {thing}")
     } else {
         format!("{n} {thing}s")
     }
+}
+
+/// A size as a person reads it, in the one unit bsc uses everywhere (the log,
+/// the client, the status page, the docs): powers of 1024, as `ls -lh`, `du -h`
+/// and `df -h` count, so a size compares with what those tools show. `512 B`,
+/// `1.50 KiB`, `28.9 KiB`, `2.38 MiB`: two decimals below 10, one above (the page's
+/// `bytes()` in `src/ui.html` writes the same text).
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{n} B");
+    }
+    // Halves round up, as JavaScript's toFixed does.
+    let (decimals, scale) = if value < 10.0 { (2, 100.0) } else { (1, 10.0) };
+    let value = (value * scale).round() / scale;
+    format!("{value:.decimals$} {}", UNITS[unit])
 }
 
 /// How often one repeating condition is logged.
@@ -185,9 +208,9 @@ pub fn report_suppressed() {
                 write(
                     rep.level,
                     format_args!(
-                        "{} (repeated {} times in the last {} s)",
+                        "{} (repeated {} in the last {} s)",
                         rep.last,
-                        rep.suppressed,
+                        count(rep.suppressed, "time"),
                         REPEAT_WINDOW.as_secs()
                     ),
                 );
@@ -243,6 +266,26 @@ mod tests {
             "x\\n<0>kernel: panic\\t\\u{1b}[2J\\u{7f}"
         );
         assert!(!escape_controls("a\r\nb").contains('\n'));
+    }
+
+    #[test]
+    fn counts_and_sizes_read_as_words() {
+        assert_eq!(count(1, "record"), "1 record");
+        assert_eq!(count(0, "record"), "0 records");
+        assert_eq!(count(2, "handler"), "2 handlers");
+        for (n, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.00 KiB"),
+            (1152, "1.13 KiB"), // 1.125: halves round up, as the page's toFixed
+            (29_628, "28.9 KiB"),
+            (2_500_000, "2.38 MiB"),
+            (1_048_575, "1024.0 KiB"),
+            (5 << 30, "5.00 GiB"),
+            (u64::MAX, "16777216.0 TiB"),
+        ] {
+            assert_eq!(size(n), text, "{n}");
+        }
     }
 
     #[test]

@@ -411,9 +411,9 @@ fn check(path: &PathBuf) -> ExitCode {
     }
     let now = Clock::System.now().to_datetime();
     println!(
-        "{}: ok, {} handlers, root {}",
+        "{}: ok, {}, root {}",
         path.display(),
-        config.handlers.len(),
+        bsc::log::count(config.handlers.len() as u64, "handler"),
         config.root.display()
     );
     for h in &config.handlers {

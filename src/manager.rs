@@ -618,8 +618,8 @@ impl Manager {
         self.shipper.stop();
         if self.hooks.pending() > 0 {
             warn!(
-                "on_close: {} hooks still running or waiting at shutdown; waiting ones run after the next start",
-                self.hooks.pending()
+                "on_close: {} still running or waiting at shutdown; waiting ones run after the next start",
+                crate::log::count(self.hooks.pending() as u64, "hook")
             );
         }
     }
@@ -765,9 +765,9 @@ impl Manager {
             };
             if self.storage.is_unshipped(&victim.path) {
                 error!(
-                    "disk budget: deleting {} ({} bytes, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
+                    "disk budget: deleting {} ({}, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
                     victim.path.display(),
-                    victim.bytes,
+                    crate::log::size(victim.bytes),
                     crate::hooks::name_of_key(&key)
                 );
                 self.shipper.dropped(&key);
@@ -794,11 +794,16 @@ impl Manager {
         if full != self.disk_full {
             if full {
                 error!(
-                    "disk budget: {} has {free} bytes free, below the {threshold} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
-                    self.root.display()
+                    "disk budget: {} has {} free, below the {} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
+                    self.root.display(),
+                    crate::log::size(free),
+                    crate::log::size(threshold)
                 );
             } else {
-                info!("disk budget: {free} bytes free again; writing resumes");
+                info!(
+                    "disk budget: {} free again; writing resumes",
+                    crate::log::size(free)
+                );
             }
             self.disk_full = full;
             for h in self.handlers.iter_mut().flatten() {
@@ -893,7 +898,8 @@ impl Manager {
             self.close_capturer(cid, registry);
         }
         info!(
-            "reload: {stopped} handlers stopped, {started} started, {failed} failed, {} running",
+            "reload: {} stopped, {started} started, {failed} failed, {} running",
+            crate::log::count(stopped as u64, "handler"),
             self.handlers().count()
         );
     }

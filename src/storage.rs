@@ -817,8 +817,14 @@ impl Storage {
         }
         if dropped > 0 {
             warn!(
-                "{}: ignored {dropped} entries that name files outside the root and the folders the config names",
-                self.journal_path.display()
+                "{}: ignored {} that {} files outside the root and the folders the config names",
+                self.journal_path.display(),
+                if dropped == 1 {
+                    "1 entry".to_string()
+                } else {
+                    format!("{dropped} entries")
+                },
+                if dropped == 1 { "names" } else { "name" }
             );
             self.compact();
         }

@@ -18,6 +18,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::config::duplicates::Refusal;
+
 /// A YAML document that cannot be read, with where (1-based) when the parser knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct YamlError {
@@ -36,7 +38,9 @@ impl fmt::Display for YamlError {
     }
 }
 
-/// Parses one YAML document into a JSON value. An empty document is `null`.
+/// Parses one YAML document into a JSON value. An empty document is `null`; a
+/// key given twice in one map is an error at its second line, naming both
+/// ([`crate::config::duplicates`]).
 pub fn to_json(text: &str) -> Result<Value, YamlError> {
     // The parser's time grows with the square of flow nesting (`[[[[...`): a
     // config is refused before it can stall the loop on a reload.
@@ -46,18 +50,24 @@ pub fn to_json(text: &str) -> Result<Value, YamlError> {
             message: format!("lists or maps nested deeper than {MAX_FLOW_DEPTH} levels"),
         });
     }
-    serde_norway::from_str(text).map_err(|e| {
-        let position = e.location().map(|l| (l.line(), l.column()));
-        let mut message = e.to_string();
-        // The crate appends " at line L column C" for the problem's position; the
-        // caller prints it in front. Any further position (the context's) stays.
-        if let Some((line, column)) = position {
-            let suffix = format!(" at line {line} column {column}");
-            if let Some(i) = message.find(&suffix) {
-                message.replace_range(i..i + suffix.len(), "");
+    crate::config::duplicates::read_yaml(text).map_err(|refusal| match refusal {
+        Refusal::Twice(d) => YamlError {
+            position: Some((d.second_line, d.column)),
+            message: d.to_string(),
+        },
+        Refusal::Syntax(e) => {
+            let position = e.location().map(|l| (l.line(), l.column()));
+            let mut message = e.to_string();
+            // The crate appends " at line L column C" for the problem's position; the
+            // caller prints it in front. Any further position (the context's) stays.
+            if let Some((line, column)) = position {
+                let suffix = format!(" at line {line} column {column}");
+                if let Some(i) = message.find(&suffix) {
+                    message.replace_range(i..i + suffix.len(), "");
+                }
             }
+            YamlError { position, message }
         }
-        YamlError { position, message }
     })
 }
 

@@ -226,8 +226,7 @@ fn a_crash_left_file_is_repaired_and_resumed_and_foreign_files_are_never_touched
     std::fs::write(&path, &bytes).unwrap();
     let log = run(&cfg, 3, 2, &path, false);
     assert!(
-        log.iter()
-            .any(|l| l.contains("torn last record (21 bytes)")),
+        log.iter().any(|l| l.contains("torn last record (21 B)")),
         "{log:?}"
     );
     let (_, _, records) = read_pcap(&path);
@@ -366,7 +365,7 @@ fn sighup_applies_the_difference_and_keeps_unchanged_files_open() {
         ),
     );
     bsc.signal(1);
-    bsc.wait_log("reload: 1 handlers stopped, 1 started, 0 failed, 2 running");
+    bsc.wait_log("reload: 1 handler stopped, 1 started, 0 failed, 2 running");
     wait_until("the removed handler's port is free", || {
         udp_port_is_free(pb)
     });

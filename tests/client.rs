@@ -105,13 +105,15 @@ fn add_capture_status_files_rotate_stop() {
     );
     expect_code(&o, 0, "add");
     let first = dir.path().join("cap").join("tlm-1.pcap");
+    // No file exists yet: the folder and the pattern, not a name.
     assert_eq!(
         stdout(&o),
         format!(
-            "added tlm (udp 127.0.0.1:{port}), writing {}\n",
-            first.display()
+            "added tlm (udp 127.0.0.1:{port}): files go to {}/ as {{name}}-{{pass}}.pcap; the first opens with the first unit\n",
+            dir.path().join("cap").display()
         )
     );
+    assert!(!first.exists());
     let (code, all) = bsc.get("/");
     assert_eq!(code, 200);
     let entries = all[format!("['127.0.0.1', {port}]")].as_array().unwrap();
@@ -453,7 +455,7 @@ fn options_in_any_position() {
     let dir = TempDir::new("client-options");
     let http = free_tcp_port();
     let cfg = write_plain_config(dir.path(), http);
-    let want = format!("{cfg}: ok, 1 handlers");
+    let want = format!("{cfg}: ok, 1 handler, root ");
     let mut outputs = Vec::new();
     for args in [
         vec!["--config", &cfg, "check"],
@@ -506,4 +508,192 @@ fn options_in_any_position() {
         log.iter().all(|l| !l.contains(" info: ")),
         "no info lines at WARN: {log:?}"
     );
+}
+
+/// What a hostile server puts in every string: an OSC title, BEL, a screen
+/// clear, a carriage return, a C1 CSI and DEL.
+const HOSTILE: &str = "h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+
+/// A fake bsc that answers every route with [`HOSTILE`] in every string field
+/// (keys too), raw CRs between JSON tokens; bounded to `answers` connections.
+fn hostile_server(answers: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = HOSTILE;
+    let entry = json!({"handler": {"name": h, "log_dir": h, "file_name_pattern": h,
+                       "validated_log_dir_root": h, "path": h},
+                       "log_file_path": h, "conn_type": h, "address": [h, 8500]});
+    let file = json!({"path": h, "bytes": 5, "records": 1, "state": h,
+                      "first_record_at": h, "last_record_at": h});
+    let stats_key = format!("['{h}', 8500]");
+    let stats = json!({stats_key.clone(): [{"name": h, "packets": 1, "state": h,
+        "degraded_reason": h, "current_file": h, "current_file_bytes": 1,
+        "last_packet_at": h, "connected": false, "last_error": h,
+        "ship": {"pending_files": 1, "pending_bytes": 1, "oldest_pending_age_s": 1,
+                 "last_error": h, "next_attempt_at": h, "dropped": 1}}]});
+    let capturers = json!([{"address": [h, 8500], "key": stats_key, "conn_type": "tcp",
+        "state": h, "error": h, "next_attempt_at": h, "handlers": [h]}]);
+    let thread = std::thread::spawn(move || {
+        for stream in listener.incoming().take(answers) {
+            let Ok(stream) = stream else { continue };
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = head.lines().next().unwrap_or("").to_string();
+            let (status, answer) = if request.starts_with("POST /bad/") {
+                (409, json!({"error": h}))
+            } else if request.starts_with("POST ") && request.contains("/start ") {
+                (201, entry.clone())
+            } else if request.starts_with("DELETE /capturers") {
+                (
+                    200,
+                    json!({"address": [h, 8500], "conn_type": h, "stopped": [entry]}),
+                )
+            } else if request.starts_with("DELETE ") {
+                (200, json!([entry]))
+            } else if request.contains("/rotate ") {
+                (
+                    200,
+                    json!([{"name": h, "address": [h, 8500],
+                               "previous_file": h, "log_file_path": h}]),
+                )
+            } else if request.starts_with("GET /stats ") {
+                (200, stats.clone())
+            } else if request.starts_with("GET /capturers ") {
+                (200, capturers.clone())
+            } else {
+                (
+                    200,
+                    json!([{"name": h, "address": [h, 8500], "files": [file]}]),
+                )
+            };
+            // Raw CRs where JSON allows whitespace.
+            let text = serde_json::to_string(&answer)
+                .unwrap()
+                .replacen(':', ":\r", 1);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (port, thread)
+}
+
+/// Nothing but printable text and newlines: no C0 (ESC, BEL, CR), DEL or C1.
+fn assert_terminal_safe(bytes: &[u8], what: &str) {
+    let text = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{what}: not UTF-8: {e}"));
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+        .collect();
+    assert!(bad.is_empty(), "{what}: controls {bad:?} in {text:?}");
+}
+
+#[test]
+fn a_hostile_server_never_reaches_the_terminal() {
+    let commands: &[&[&str]] = &[
+        &["add", "tlm", "127.0.0.1", "8500", "udp"],
+        &["add", "bad", "127.0.0.1", "8500", "udp"],
+        &["stop", "tlm"],
+        &["rotate", "tlm", "pass=1"],
+        &["stop-capturer", "127.0.0.1", "8500", "udp"],
+        &["status"],
+        &["status", "--json"],
+        &["files", "tlm"],
+        &["files", "tlm", "--json"],
+    ];
+    // `status` asks twice (/stats, /capturers).
+    let (port, server) = hostile_server(commands.len() + 1);
+    let server_arg = format!("--server=127.0.0.1:{port}");
+    let escaped = r"h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+    for args in commands {
+        let o = cli(&[args, &[server_arg.as_str()][..]].concat(), &[]);
+        let what = format!("bsc {}", args.join(" "));
+        assert_terminal_safe(&o.stdout, &what);
+        assert_terminal_safe(&o.stderr, &what);
+        if args.get(1) == Some(&"bad") {
+            assert_eq!(
+                stderr(&o),
+                format!("bsc: refused (409): {escaped}\n"),
+                "{what}"
+            );
+            continue;
+        }
+        expect_code(&o, 0, &what);
+        if args.contains(&"--json") {
+            // Still JSON, and the same strings once read.
+            let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+            let hostile = serde_json::to_string(HOSTILE).unwrap();
+            assert!(v.to_string().contains(&hostile), "{what}: {v}");
+        } else {
+            assert!(stdout(&o).contains(escaped), "{what}: {}", stdout(&o));
+        }
+    }
+    server.join().unwrap();
+}
+
+#[test]
+fn sizes_read_in_one_unit_kib_as_the_page_and_the_log() {
+    let dir = TempDir::new("client-sizes");
+    let bsc = start_bsc(&dir);
+    let server = format!("--server=127.0.0.1:{}", bsc.http_port);
+    let port = free_udp_port();
+    let o = cli(
+        &[
+            &server,
+            "add",
+            "big",
+            "127.0.0.1",
+            &port.to_string(),
+            "udp",
+            "--rotate-log",
+            "false",
+            "--file-name-pattern",
+            "{name}.pcap",
+        ],
+        &[],
+    );
+    expect_code(&o, 0, "add");
+    let tx = sender(port);
+    tx.send(&[7u8; 1500]).unwrap();
+    tx.send(&[8u8; 1500]).unwrap();
+    let file = dir.path().join("cap").join("big.pcap");
+    wait_until("two records", || count_records(&file) == 2);
+    // 24 + 2 × (16 + 1500) = 3056 bytes: 2.98 KiB everywhere.
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 3056);
+    let o = cli(&["status", &server], &[]);
+    expect_code(&o, 0, "status");
+    let table = stdout(&o);
+    let words = row(&table, "big");
+    assert_eq!(
+        words[words.len() - 3..],
+        ["2.98", "KiB", file.to_str().unwrap()],
+        "{table}"
+    );
+    let o = cli(&["files", "big", &server], &[]);
+    let list = stdout(&o);
+    assert_eq!(row(&list, "open")[1..3], ["2.98", "KiB"], "{list}");
+    let o = cli(&["stop", "big", &server], &[]);
+    expect_code(&o, 0, "stop");
+    bsc.wait_log(&format!(
+        "handler big: closed {} (2 records, 2.98 KiB)",
+        file.display()
+    ));
 }

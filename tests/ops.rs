@@ -53,7 +53,7 @@ fn notify_protocol_ready_watchdog_reload_stop() {
     );
     let first = receive(&socket, |m| !m.is_empty());
     assert!(
-        first[0].starts_with("READY=1\nSTATUS=capturing: 1 handlers"),
+        first[0].starts_with("READY=1\nSTATUS=capturing: 1 handler, 1 capturer, "),
         "{first:?}"
     );
     assert!(

@@ -584,3 +584,203 @@ fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
     assert!(bsc.stop().success());
     assert!(payloads(&root.join("u.pcap")) == pkts);
 }
+
+#[test]
+fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
+    let dir = TempDir::new("tlm-endless");
+    let root = dir.path().join("cap");
+    let kiss = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (kiss_port, sp_port) = (
+        kiss.local_addr().unwrap().port(),
+        sp.local_addr().unwrap().port(),
+    );
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                tcp_handler("kiss", kiss_port, json!({"framing": "kiss"})),
+                tcp_handler(
+                    "sp",
+                    sp_port,
+                    json!({"framing": {"kind": "ccsds_space_packet", "max_length": 1000}}),
+                ),
+            ],
+        ),
+    );
+    let mut rng = Rng(0x5EED_0010);
+    // 3 MB, no FEND: a KISS frame that never ends.
+    let endless: Vec<u8> = rng.bytes(3 << 20).iter().map(|b| b & 0x7F).collect();
+    let mut kiss_wire = units::kiss_frame(0, b"first");
+    kiss_wire.extend_from_slice(&[0xC0, 0x00]);
+    kiss_wire.extend_from_slice(&endless);
+    // A space packet that announces 65542 bytes, past max_length 1000, and
+    // idle fill after it that starts no packet (version bits 111).
+    let mut sp_wire = units::space_packet(0x42, 0, b"first");
+    sp_wire.extend_from_slice(&[0x00, 0x42, 0xC0, 0x01, 0xFF, 0xFF]);
+    sp_wire.extend(std::iter::repeat_n(0xE0, 200_000));
+    let kiss_conn = serve(&kiss, &kiss_wire, &mut rng);
+    let sp_conn = serve(&sp, &sp_wire, &mut rng);
+    // Both connections stay open: the damage shows now, not at a disconnect.
+    for (port, wire_len) in [(kiss_port, kiss_wire.len()), (sp_port, sp_wire.len())] {
+        wait_until("the damage counted while connected", || {
+            let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+            s["connected"] == true
+                && s["packets"] == 1
+                && s["framing_errors"] == 1
+                && s["bytes_discarded"].as_u64().unwrap() + 70_000 >= wire_len as u64 - 16
+        });
+    }
+    // A whole frame after the damage is captured.
+    let mut kiss_conn = kiss_conn;
+    kiss_conn
+        .write_all(&[&[0xC0][..], &units::kiss_frame(0, b"after")].concat())
+        .unwrap();
+    wait_until("the next frame", || {
+        stats_of(&bsc, kiss_port, "127.0.0.1")[0]["packets"] == 2
+    });
+    let s = &stats_of(&bsc, kiss_port, "127.0.0.1")[0];
+    assert_eq!(s["framing_errors"], 1, "{s}");
+    assert_eq!(
+        s["bytes_discarded"].as_u64(),
+        Some(1 + endless.len() as u64),
+        "{s}"
+    );
+    drop((kiss_conn, sp_conn));
+    assert!(bsc.stop().success());
+    assert!(payloads(&root.join("kiss.pcap")) == [b"first".to_vec(), b"after".to_vec()]);
+}
+
+#[test]
+fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
+    let dir = TempDir::new("tlm-words");
+    let root = dir.path().join("cap");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = listener.local_addr().unwrap().port();
+    let udp_port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &config(
+            &root,
+            vec![
+                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", udp_port],
+                        "rotate_log": false, "file_name_pattern": "u.pcap",
+                        "framing": "ccsds_space_packet"}),
+                tcp_handler(
+                    "tm",
+                    tcp_port,
+                    json!({"framing": {"kind": "ccsds_tm_frame", "length": 1100},
+                           "sequence_check": "ccsds_tm_frame"}),
+                ),
+            ],
+        ),
+    );
+    // reads count reads (7 datagrams), packets the units in them (21).
+    wait_until("the socket is bound", || !udp_port_is_free(udp_port));
+    let tx = sender(udp_port);
+    for d in 0..7u16 {
+        let three: Vec<u8> = (0..3)
+            .flat_map(|i| units::space_packet(0x10, d * 3 + i, &[i as u8; 30]))
+            .collect();
+        tx.send(&three).unwrap();
+    }
+    wait_until("21 units", || {
+        stats_of(&bsc, udp_port, "127.0.0.1")[0]["packets"] == 21
+    });
+    let s = &stats_of(&bsc, udp_port, "127.0.0.1")[0];
+    assert_eq!(
+        (&s["reads"], &s["data_read_length"]),
+        (&json!(7), &json!(format!("{} bytes", 7 * 3 * 36))),
+        "{s}"
+    );
+
+    // TM frames with master channel counts 0, 1, 3: one frame missing.
+    let frames: Vec<u8> = [0u8, 1, 3]
+        .iter()
+        .flat_map(|&mc| units::tm_frame(42, mc % 2, mc, mc, &[mc; 1092]))
+        .collect();
+    let mut rng = Rng(0x5EED_0011);
+    let conn = serve(&listener, &frames, &mut rng);
+    // The peer is named once.
+    let line = bsc.wait_log(&format!("capturer tcp 127.0.0.1:{tcp_port}: connected"));
+    assert!(!line.contains(" to 127.0.0.1"), "{line}");
+    wait_until("three frames", || {
+        stats_of(&bsc, tcp_port, "127.0.0.1")[0]["packets"] == 3
+    });
+    let master = &stats_of(&bsc, tcp_port, "127.0.0.1")[0]["sequence"]["master_channels"][0];
+    assert_eq!(
+        (&master["id"], &master["missing"]),
+        (&json!("scid 42"), &json!(1)),
+        "{master}"
+    );
+    let metrics = String::from_utf8(bsc.request("GET", "/metrics", None, b"").body).unwrap();
+    promtool_accepts(&metrics);
+    for (name, value) in [
+        ("bsc_master_channel_frames_total", 3),
+        ("bsc_master_channel_gaps_total", 1),
+        ("bsc_master_channel_frames_missing_total", 1),
+        ("bsc_master_channel_duplicates_total", 0),
+        ("bsc_master_channel_resets_total", 0),
+    ] {
+        let series = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{handler=\"tm\"")))
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"));
+        assert!(
+            series.ends_with(&format!(",stream=\"scid 42\"}} {value}")),
+            "{series}"
+        );
+    }
+
+    // A closed file: its records counted as a noun agrees, its size in KiB.
+    let (code, _) = bsc.form("POST", "/tm/rotate", "");
+    assert_eq!(code, 200);
+    let size = 24 + 3 * (16 + 1100);
+    assert_eq!(std::fs::metadata(root.join("tm.pcap")).unwrap().len(), size);
+    bsc.wait_log(&format!(
+        "handler tm: closed {} (3 records, 3.29 KiB)",
+        root.join("tm.pcap").display()
+    ));
+    drop(conn);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    let u = log
+        .iter()
+        .find(|l| l.contains("handler u: closed"))
+        .expect("u closed at stop");
+    assert!(u.ends_with("(21 records, 1.09 KiB)"), "{u}");
+}
+
+#[test]
+fn the_man_page_names_every_transform_bsc_accepts() {
+    let dir = TempDir::new("tlm-man");
+    let cfg = write_config(
+        dir.path(),
+        &json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1],
+                              "pre_write_transforms": ["bogus"]}]}),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let valid = err.split("valid: ").nth(1).expect("the valid forms");
+    // `identity (or AIT's identity_transform), strip:N, ...`: each form's name.
+    let names: Vec<&str> = valid
+        .split(", ")
+        .filter_map(|form| form.split([':', ' ']).next())
+        .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !n.is_empty())
+        .collect();
+    assert!(names.len() >= 5, "{names:?} from {err}");
+    let man =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/bsc.8")).unwrap();
+    let section = &man[man.find(".B pre_write_transforms").unwrap()..];
+    let section = &section[..section.find("\n.TP").unwrap()];
+    for name in names {
+        assert!(
+            section.contains(name),
+            "bsc.8 pre_write_transforms lacks {name}:\n{section}"
+        );
+    }
+}

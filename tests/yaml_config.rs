@@ -235,3 +235,107 @@ fn a_yaml_file_with_a_byte_order_mark_is_read_and_deep_nesting_is_refused_quickl
         "{err}"
     );
 }
+
+/// Runs `bsc check --config NAME` in `dir`: (exit code, stdout + stderr).
+fn check(dir: &Path, name: &str) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config", name])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api() {
+    let dir = TempDir::new("dupkeys");
+    let root = dir.path().join("cap");
+    let http_port = free_tcp_port();
+    let port = free_udp_port();
+    let good = ait_bsc_yaml(&root, http_port, port, free_udp_port()).replace(
+        "      rotate_log_delta: 1\n",
+        "      rotate_log_delta: 1\n      max_files: 2\n",
+    );
+    // Line 15 gives max_files again, after line 14.
+    let twice = good.replace(
+        "      file_name_pattern: '%Y",
+        "      max_files: 5\n      file_name_pattern: '%Y",
+    );
+    assert_eq!(twice.lines().nth(13), Some("      max_files: 2"));
+    assert_eq!(twice.lines().nth(14), Some("      max_files: 5"));
+    std::fs::write(dir.path().join("twice.yaml"), &twice).unwrap();
+    let wanted =
+        "twice.yaml:15:7: invalid YAML: key handlers[0].max_files is given twice (lines 14 and 15); keep one";
+
+    // At load: bsc and bsc check exit 2 with the key and both lines.
+    let mut bsc = Bsc::spawn(&["--config", "twice.yaml"], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2));
+    assert!(
+        bsc.log().iter().any(|l| l.contains(wanted)),
+        "{:?}",
+        bsc.log()
+    );
+    assert!(!root.exists(), "nothing started");
+    let (code, out) = check(dir.path(), "twice.yaml");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains(wanted), "{out}");
+
+    // JSON, at another level.
+    std::fs::write(
+        dir.path().join("twice.json"),
+        "{\"capture_manager\": {\"root_log_directory\": \"/tmp\",\n  \"manager_server\": {\"port\": 1},\n  \"root_log_directory\": \"/var\"},\n \"handlers\": []}\n",
+    )
+    .unwrap();
+    let (code, out) = check(dir.path(), "twice.json");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(
+            "twice.json:3:22: invalid JSON: key capture_manager.root_log_directory is given twice (lines 1 and 3)"
+        ),
+        "{out}"
+    );
+    let mut bsc = Bsc::spawn(&["--config", "twice.json"], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2));
+
+    // At reload: refused and logged, the running config kept.
+    std::fs::write(dir.path().join("bsc.yaml"), &good).unwrap();
+    let mut bsc = Bsc::start(&["--config", "bsc.yaml"], dir.path());
+    bsc.http_port = http_port;
+    assert_eq!(bsc.get("/test1/config").1[0]["handler"]["max_files"], 2);
+    std::fs::write(dir.path().join("bsc.yaml"), twice.replace("twice", "bsc")).unwrap();
+    bsc.signal(1);
+    let line = bsc.wait_log("reload refused");
+    assert!(
+        line.contains("bsc.yaml:15:7: invalid YAML: key handlers[0].max_files is given twice (lines 14 and 15)"),
+        "{line}"
+    );
+    assert_eq!(bsc.get("/test1/config").1[0]["handler"]["max_files"], 2);
+    sender(port).send(&seq_payload(1)).unwrap();
+    wait_until("capture goes on", || records_of(&root, "test1") == 1);
+
+    // Over the API: a JSON body with a field twice is a 400 naming it.
+    let free = free_udp_port();
+    let r = bsc.request(
+        "POST",
+        "/dup/start",
+        Some("application/json"),
+        format!(
+            "{{\"loc\": \"127.0.0.1\", \"port\": {free},\n \"conn_type\": \"udp\", \"port\": 1}}"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["error"],
+        "invalid JSON body: key port is given twice (lines 1 and 2); keep one"
+    );
+    assert_eq!(bsc.get("/dup/config").1, serde_json::json!([]));
+    assert!(bsc.stop().success());
+}

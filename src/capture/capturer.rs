@@ -266,20 +266,29 @@ impl Capturer {
         };
         if spec.conn_type != ConnType::Tcp && rcvbuf_granted < spec.rcvbuf_bytes {
             warn!(
-                "{} {}: asked for a {} byte receive buffer, the kernel granted {} (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
-                spec.conn_type, spec.address, spec.rcvbuf_bytes, rcvbuf_granted
+                "{} {}: asked for a {} receive buffer ({} bytes), the kernel granted {} ({}) (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                spec.conn_type,
+                spec.address,
+                crate::log::size(spec.rcvbuf_bytes as u64),
+                spec.rcvbuf_bytes,
+                crate::log::size(rcvbuf_granted as u64),
+                rcvbuf_granted
             );
         }
         match spec.conn_type {
             ConnType::Tcp => info!("capturer tcp {}: connecting", spec.address),
             // The bound address only where it says more than the configured one.
             _ if local == spec.address.to_string() => info!(
-                "capturer {} {}: receive buffer {rcvbuf_granted} bytes",
-                spec.conn_type, spec.address
+                "capturer {} {}: receive buffer {}",
+                spec.conn_type,
+                spec.address,
+                crate::log::size(rcvbuf_granted as u64)
             ),
             _ => info!(
-                "capturer {} {}: bound to {local}, receive buffer {rcvbuf_granted} bytes",
-                spec.conn_type, spec.address
+                "capturer {} {}: bound to {local}, receive buffer {}",
+                spec.conn_type,
+                spec.address,
+                crate::log::size(rcvbuf_granted as u64)
             ),
         }
         let cap = Capturer {

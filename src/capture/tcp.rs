@@ -180,7 +180,13 @@ impl TcpClient {
         self.last_error = None;
         self.down_since = None;
         self.last_connected_at = Some(wall);
-        info!("capturer tcp {}: connected to {peer}", self.address);
+        // The peer is named once: the address as configured, and the one it
+        // resolved to only when that says more (a host name).
+        if peer.to_string() == self.address.to_string() {
+            info!("capturer tcp {}: connected", self.address);
+        } else {
+            info!("capturer tcp {}: connected to {peer}", self.address);
+        }
         None
     }
 

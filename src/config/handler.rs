@@ -529,7 +529,7 @@ impl HandlerSpec {
             Some(Value::String(s)) if s == "none" => None,
             // From a form: the object as JSON text.
             Some(Value::String(s)) if s.trim_start().starts_with('{') => {
-                let v: Value = serde_json::from_str(s)
+                let v = super::duplicates::read_json(s)
                     .map_err(|e| field_err(sequence::KEY, format!("not valid JSON: {e}")))?;
                 Some(SequenceCheck::from_json(&v).map_err(|m| nested_err(sequence::KEY, m))?)
             }

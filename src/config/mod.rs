@@ -13,6 +13,7 @@
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
+//! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
 //! | [`address`] | capture addresses: read from `[host, port]`, their Python `repr` |
 //!
@@ -21,6 +22,7 @@
 pub mod address;
 pub mod capture_manager;
 pub mod choices;
+pub mod duplicates;
 pub mod fields;
 pub mod handler;
 pub mod typos;
@@ -115,13 +117,16 @@ impl Config {
                 None => ConfigError(format!("{shown}: invalid YAML: {}", e.message)),
             })?
         } else {
-            serde_json::from_str(text).map_err(|e| {
-                ConfigError(format!(
-                    "{shown}:{}:{}: invalid JSON: {}",
-                    e.line(),
-                    e.column(),
-                    strip_position(&e.to_string())
-                ))
+            duplicates::read_json(text).map_err(|refusal| {
+                let (line, column, what) = match refusal {
+                    duplicates::Refusal::Twice(d) => (d.second_line, d.column, d.to_string()),
+                    duplicates::Refusal::Syntax(e) => (
+                        e.line(),
+                        e.column(),
+                        strip_position(&e.to_string()).to_string(),
+                    ),
+                };
+                ConfigError(format!("{shown}:{line}:{column}: invalid JSON: {what}"))
             })?
         };
         Config::from_value(&value).map_err(|e| ConfigError(format!("{shown}: {e}")))

@@ -38,10 +38,15 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Val
             let boundary = param(params, "boundary").ok_or_else(|| bad("multipart/form-data without a boundary parameter"))?;
             multipart(body, &boundary)
         }
-        "application/json" => match serde_json::from_slice(body) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(bad("JSON body must be an object of fields")),
-            Err(e) => Err(bad(format!("invalid JSON body: {e}"))),
+        // A field given twice is refused, not one of them dropped.
+        "application/json" => match std::str::from_utf8(body)
+            .map_err(|_| bad("invalid JSON body: not UTF-8"))
+            .and_then(|text| {
+                crate::config::duplicates::read_json(text)
+                    .map_err(|e| bad(format!("invalid JSON body: {e}")))
+            })? {
+            Value::Object(m) => Ok(m),
+            _ => Err(bad("JSON body must be an object of fields")),
         },
         other => Err(FormError {
             status: 415,

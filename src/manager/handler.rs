@@ -62,9 +62,14 @@ const OPEN_RETRY_US: i64 = 1_000_000;
 /// Counters of one handler since it started.
 #[derive(Clone, Debug)]
 pub struct HandlerStats {
-    /// Units received (AIT's `reads`).
+    /// Reads handed to the handler: datagrams, TCP reads, frames (AIT's `reads`).
+    pub reads: u64,
+    /// Bytes of those reads (AIT's `data_read_length`).
+    pub bytes_read: u64,
+    /// Units received: the reads themselves, or with framing the units cut from
+    /// them (each one record unless filtered or lost).
     pub packets: u64,
-    /// Payload bytes received (AIT's `data_read_length`).
+    /// Payload bytes of those units.
     pub bytes: u64,
     pub files_opened: u64,
     /// Failed opens or writes.
@@ -125,6 +130,8 @@ impl SecondSlot {
 impl HandlerStats {
     fn new(now: UnixMicros) -> HandlerStats {
         HandlerStats {
+            reads: 0,
+            bytes_read: 0,
             packets: 0,
             bytes: 0,
             files_opened: 0,
@@ -195,13 +202,13 @@ impl HandlerStats {
         total as f64 / age as f64
     }
 
-    /// Bytes per second since the handler started (AIT's `approx_data_rate`).
+    /// Bytes read per second since the handler started (AIT's `approx_data_rate`).
     pub fn lifetime_rate(&self, now: UnixMicros) -> f64 {
         let secs = (now.0 - self.started_at.0) as f64 / 1e6;
         if secs <= 0.0 {
             0.0
         } else {
-            self.bytes as f64 / secs
+            self.bytes_read as f64 / secs
         }
     }
 }
@@ -461,6 +468,8 @@ impl Handler {
         {
             return Recorded::default();
         }
+        self.stats.reads += 1;
+        self.stats.bytes_read += unit.orig_len as u64;
         // `at` goes into the record (a nanosecond file keeps all of it);
         // everything else works on its microsecond.
         let at = match (self.spec.timestamps, unit.kernel_at) {
@@ -758,9 +767,10 @@ impl Handler {
                 if let Opened::Appended { torn_bytes } = how {
                     if torn_bytes > 0 {
                         warn!(
-                            "handler {}: {} was left open by a crash; cut a torn last record ({torn_bytes} bytes)",
+                            "handler {}: {} was left open by a crash; cut a torn last record ({})",
                             self.spec.name,
-                            last.path.display()
+                            last.path.display(),
+                            log::size(torn_bytes)
                         );
                     }
                 }
@@ -824,9 +834,10 @@ impl Handler {
                 file.path().display()
             ),
             Opened::Appended { torn_bytes } => warn!(
-                "handler {}: appending to {} after cutting a torn last record ({torn_bytes} bytes)",
+                "handler {}: appending to {} after cutting a torn last record ({})",
                 self.spec.name,
-                file.path().display()
+                file.path().display(),
+                log::size(torn_bytes)
             ),
         }
         let rotate_at = self
@@ -1009,8 +1020,9 @@ impl Handler {
                     &key,
                     Level::Error,
                     format_args!(
-                        "handler {}: {why}; {} records lost; retrying in 1 s",
-                        self.spec.name, records,
+                        "handler {}: {why}; {} lost; retrying in 1 s",
+                        self.spec.name,
+                        log::count(records, "record"),
                     ),
                 );
                 self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
@@ -1044,9 +1056,11 @@ impl Handler {
             );
         }
         info!(
-            "handler {}: closed {} ({records} records, {bytes} bytes)",
+            "handler {}: closed {} ({}, {})",
             self.spec.name,
             path.display(),
+            log::count(records, "record"),
+            log::size(bytes)
         );
         let span = Span {
             records: Some(records),
@@ -1118,9 +1132,10 @@ impl Handler {
                 let lost = f.file.records() - f.records_checked;
                 self.stats.records_lost += lost;
                 error!(
-                    "handler {}: {} was deleted while open; {lost} records written to it since the last check are lost; the next unit opens a new file",
+                    "handler {}: {} was deleted while open; {} written to it since the last check are lost; the next unit opens a new file",
                     self.spec.name,
-                    path.display()
+                    path.display(),
+                    log::count(lost, "record")
                 );
             }
             Vanished::Moved => {
@@ -1170,10 +1185,10 @@ impl Handler {
         match self.storage.remove(file) {
             Ok(()) => {
                 info!(
-                    "handler {}: deleted {} ({} bytes, {why})",
+                    "handler {}: deleted {} ({}, {why})",
                     self.spec.name,
                     file.path.display(),
-                    file.bytes
+                    log::size(file.bytes)
                 );
                 self.stats.files_deleted += 1;
             }
