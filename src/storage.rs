@@ -244,6 +244,15 @@ struct KeyFiles {
     closed: VecDeque<OwnFile>,
 }
 
+/// A file noted before it is created ([`Storage::opening`]): what its key's
+/// naming was before, should it have to be taken back ([`Storage::abandon`]).
+#[derive(Debug)]
+#[must_use = "an intent is confirmed by `opened` or taken back by `abandon`"]
+pub struct Intent {
+    key: String,
+    previous: Option<(Option<LastFile>, Option<ShipSpec>)>,
+}
+
 /// The journal, what it knows per key, the open files and the outbox, shared by
 /// the manager and its handlers (one thread: `RefCell` is enough).
 #[derive(Debug)]
@@ -895,21 +904,60 @@ impl Storage {
             .is_some_and(|m| (m.dev(), m.ino()) == state)
     }
 
+    /// Write-ahead: notes that the handler `key` is about to create `last.path`
+    /// (a name that does not exist), journaled as opened and created, and forced
+    /// to the disk, before the file exists; so no crash can leave a file bsc
+    /// created that its journal does not know. [`Storage::opened`] confirms it
+    /// (without another line when nothing changed), [`Storage::abandon`] takes
+    /// it back if the file could not be created. A journaled file that does not
+    /// exist at the next start is forgotten, its name still counted for naming.
+    pub fn opening(&self, key: &str, last: LastFile, ship: Option<&ShipSpec>) -> Intent {
+        let previous = self
+            .keys
+            .borrow()
+            .get(key)
+            .map(|k| (k.last.clone(), k.last_ship.clone()));
+        let e = opened_entry(key, last, ship);
+        self.apply(e.clone(), None);
+        self.append(&e);
+        self.sync_journal();
+        Intent {
+            key: key.to_string(),
+            previous,
+        }
+    }
+
+    /// Takes back an intent whose file was not created: naming goes on as if it
+    /// had not been noted (the journal's line for it, if read at a restart, names
+    /// a file that does not exist: forgotten then).
+    pub fn abandon(&self, intent: Intent) {
+        let mut keys = self.keys.borrow_mut();
+        match intent.previous {
+            Some((last, ship)) => {
+                let k = keys.entry(intent.key).or_default();
+                k.last = last;
+                k.last_ship = ship;
+            }
+            None => {
+                keys.remove(&intent.key);
+            }
+        }
+    }
+
     /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
     /// it open); `ship`: the handler's `ship` settings, should a crash leave the
-    /// file open and the handler be gone at the next start.
+    /// file open and the handler be gone at the next start. No line is appended
+    /// when memory says so already (its intent, or the file left open by a
+    /// crash and resumed now).
     pub fn opened(&self, key: &str, last: LastFile, id: FileId, ship: Option<&ShipSpec>) {
         self.open.borrow_mut().insert(last.path.clone(), id);
-        let e = Entry::Opened {
-            key: key.to_string(),
-            path: last.path,
-            trusted: last.trusted,
-            unnumbered: last.unnumbered,
-            n: last.n,
-            seq: last.seq,
-            created: last.created,
-            ship: ship.cloned(),
-        };
+        let known = self.keys.borrow().get(key).is_some_and(|k| {
+            k.last.as_ref() == Some(&last) && k.last_ship.as_ref() == ship && !last.closed
+        });
+        if known {
+            return;
+        }
+        let e = opened_entry(key, last, ship);
         self.apply(e.clone(), None);
         self.append(&e);
     }
@@ -1315,6 +1363,20 @@ fn ends_in_torn_line(f: &File) -> bool {
         .is_ok_and(|n| n == 1 && last[0] != b'\n')
 }
 
+/// The journal line for `last`, opened by the handler `key` with `ship`.
+fn opened_entry(key: &str, last: LastFile, ship: Option<&ShipSpec>) -> Entry {
+    Entry::Opened {
+        key: key.to_string(),
+        path: last.path,
+        trusted: last.trusted,
+        unnumbered: last.unnumbered,
+        n: last.n,
+        seq: last.seq,
+        created: last.created,
+        ship: ship.cloned(),
+    }
+}
+
 /// One journal line, newline included.
 fn line_of(e: &Entry) -> String {
     // Serializing a plain enum of strings and numbers cannot fail.
@@ -1581,6 +1643,48 @@ mod tests {
             .left_open()
             .iter()
             .any(|(k, _, ship)| k == "g" && ship.is_none()));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_intent_is_journaled_before_the_file_and_can_be_taken_back() {
+        let root = std::env::temp_dir().join(format!("bsc-intent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let (a, b, c) = (
+            root.join("a.pcap"),
+            root.join("b.pcap"),
+            root.join("c.pcap"),
+        );
+        let s = Storage::open(&root);
+        // An intent for a new key, taken back: the key is unknown again.
+        let intent = s.opening("k", last_file(&a, &root, 1), None);
+        assert_eq!(s.last("k").unwrap().path, a);
+        s.abandon(intent);
+        assert!(s.last("k").is_none());
+        // Confirmed without a second line.
+        let intent = s.opening("k", last_file(&a, &root, 1), Some(&ship("/bin/up")));
+        drop(intent);
+        std::fs::write(&a, b"x").unwrap();
+        s.opened("k", last_file(&a, &root, 1), (0, 1), Some(&ship("/bin/up")));
+        s.finished(&a, Span::default(), None, false, None);
+        // Taken back after a closed file: naming goes on after that file.
+        let intent = s.opening("k", last_file(&b, &root, 2), None);
+        s.abandon(intent);
+        assert_eq!(s.last("k").unwrap().path, a);
+        assert!(s.last("k").unwrap().closed);
+        // "A crash" right after an intent: the next start finds it left open.
+        let _ = s.opening("k", last_file(&c, &root, 3), None);
+        drop(s);
+        let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        let s = Storage::open(&root);
+        let last = s.last("k").unwrap();
+        assert_eq!(
+            (&last.path, last.seq, last.created, last.closed),
+            (&c, 3, true, false)
+        );
+        assert_eq!(s.files("k").len(), 1);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
