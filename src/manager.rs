@@ -342,6 +342,7 @@ impl Manager {
         let local = self.capturer(cid).local_addr();
         let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
         handler.set_suspended(self.disk_full);
+        let resumed_until = handler.resume(now);
         // Files closed before bsc last stopped whose hook never started.
         let waiting = self
             .storage
@@ -376,6 +377,9 @@ impl Manager {
             self.handlers.push(Some(handler));
         } else {
             self.handlers[hid] = Some(handler);
+        }
+        if let Some(at) = resumed_until {
+            self.timers.insert((at, hid));
         }
         self.capturer_mut(cid).attach(hid);
         self.update_read_time_wanted(cid);

@@ -188,6 +188,18 @@ pub fn scan_final(
     Ok(Some((scan, (meta.dev(), meta.ino()), meta.len())))
 }
 
+/// Whether the bsc file `name` in `dir` starts as bsc writes files for `link`
+/// at `precision` (a header cut short by a crash included): whether
+/// [`PcapFile::open`] may append to it, as far as its header says.
+pub fn starts_with_header(dir: &OwnedFd, name: &str, link: LinkType, precision: Precision) -> bool {
+    let Ok(mut file) = sys::open_file_at(dir, name, OpenMode::Read) else {
+        return false;
+    };
+    let mut have = [0u8; GLOBAL_HEADER_LEN];
+    read_up_to(&mut file, &mut have)
+        .is_ok_and(|got| have[..got] == global_header(link, precision)[..got])
+}
+
 /// How [`PcapFile::open`] made a file ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {

@@ -2,7 +2,8 @@
 //!
 //! - The **journal** (`<root>/.bsc/files.jsonl`) records, one JSON object a line,
 //!   every capture file bsc opened (with its handler key, `{seq}` number and `-N`
-//!   suffix), closed and deleted. No value can break a line (JSON escapes
+//!   suffix), closed and deleted. A file bsc creates is journaled first, the
+//!   line forced to the disk before the file exists ([`Storage::opening`]). No value can break a line (JSON escapes
 //!   everything), and a torn last line (a crash) is skipped. It is compacted at
 //!   start-up and whenever it has grown to twice what is live, so it stays
 //!   proportional to the files that exist. An append that fails (a full disk)
@@ -251,6 +252,8 @@ struct KeyFiles {
 pub struct Intent {
     key: String,
     previous: Option<(Option<LastFile>, Option<ShipSpec>)>,
+    /// Its journal line.
+    line: Entry,
 }
 
 /// The journal, what it knows per key, the open files and the outbox, shared by
@@ -282,6 +285,10 @@ pub struct Storage {
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
+    /// The line of the last intent taken back, while the journal on disk still
+    /// has it: a retry of the same name (once a second while a disk is full)
+    /// appends no second copy.
+    abandoned: RefCell<Option<Entry>>,
 }
 
 /// A closed file waiting for its `on_close` hook.
@@ -323,6 +330,7 @@ impl Storage {
             behind: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
+            abandoned: RefCell::new(None),
         };
         let mut found = false;
         match read_state_file(&storage.journal_path) {
@@ -652,6 +660,7 @@ impl Storage {
                 self.behind.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
+                *self.abandoned.borrow_mut() = None;
                 Ok(())
             }
             Err(e) => {
@@ -919,11 +928,14 @@ impl Storage {
             .map(|k| (k.last.clone(), k.last_ship.clone()));
         let e = opened_entry(key, last, ship);
         self.apply(e.clone(), None);
-        self.append(&e);
-        self.sync_journal();
+        if self.abandoned.borrow().as_ref() != Some(&e) {
+            self.append(&e);
+            self.sync_journal();
+        }
         Intent {
             key: key.to_string(),
             previous,
+            line: e,
         }
     }
 
@@ -931,6 +943,9 @@ impl Storage {
     /// had not been noted (the journal's line for it, if read at a restart, names
     /// a file that does not exist: forgotten then).
     pub fn abandon(&self, intent: Intent) {
+        if !self.behind.get() {
+            *self.abandoned.borrow_mut() = Some(intent.line);
+        }
         let mut keys = self.keys.borrow_mut();
         match intent.previous {
             Some((last, ship)) => {
@@ -1673,6 +1688,9 @@ mod tests {
         s.abandon(intent);
         assert_eq!(s.last("k").unwrap().path, a);
         assert!(s.last("k").unwrap().closed);
+        // Retried (a full disk, once a second): no second copy of its line.
+        let intent = s.opening("k", last_file(&b, &root, 2), None);
+        s.abandon(intent);
         // "A crash" right after an intent: the next start finds it left open.
         let _ = s.opening("k", last_file(&c, &root, 3), None);
         drop(s);

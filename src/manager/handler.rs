@@ -14,7 +14,8 @@
 //! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
 //! stamped with the time of the read that completed it.
 //!
-//! Files are opened when a unit arrives (never empty files for idle links) and
+//! Files are opened when a unit arrives (never empty files for idle links; the
+//! file a crash left open is opened again at start, [`Handler::resume`]) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
 //! timer, whichever comes first), when the next record would take them past
 //! `rotate_max_bytes`, when they hold `rotate_max_packets` records, or on request.
@@ -26,6 +27,9 @@
 //! read-only and never opened again. The first file of a handler may append to an
 //! existing file only if it is not final (one a crash left open, or a foreign file
 //! with bsc's header, as AIT does); a file another handler has open is skipped.
+//! A name that does not exist is journaled before it is created (write-ahead,
+//! [`Storage::opening`]); a file this key created keeps that mark when it is
+//! resumed after a crash (retention, the disk budget, the file list).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -272,7 +276,8 @@ impl Handler {
     /// `local` is the address its capturer's socket is bound to, if any.
     /// `storage` is shared with the manager. A file the journal says this
     /// handler's key left open (a crash) is repaired and closed now, unless the
-    /// pattern still gives its name at `now` (the first unit then appends to it).
+    /// pattern still gives its name at `now` ([`Handler::resume`] then opens it
+    /// again); one that does not exist is forgotten.
     pub(super) fn new(
         spec: HandlerSpec,
         root: &Path,
@@ -379,7 +384,7 @@ impl Handler {
         let writable = |m: std::fs::Metadata| m.permissions().mode() & 0o200 != 0;
         if beyond && std::fs::metadata(&found.path).is_ok_and(writable) {
             warn!(
-                "handler {}: {} is newer than anything the journal recorded and is not final: it was likely being written when bsc stopped while a full disk kept the journal behind; it is left as it is (neither closed nor shipped)",
+                "handler {}: {} is newer than anything the journal recorded and is not final: bsc never journaled it (it was being written when bsc stopped while the journal was behind after a failed append, or another program put it there); it is left as it is (neither closed nor shipped)",
                 self.spec.name,
                 found.path.display()
             );
@@ -722,15 +727,15 @@ impl Handler {
             .spec
             .file_path(&self.root, now.to_datetime(), last.seq)
             .is_ok_and(|p| p.full() == last.unnumbered);
-        // A file left at the other precision (the config changed while bsc was
-        // stopped) is never appended to: it is closed like any other.
-        let own_precision = || {
-            crate::storage::dir_of(&last.trusted, &last.path)
-                .ok()
-                .and_then(|(dir, name)| pcap::precision_of(&dir, &name))
-                .is_none_or(|p| p == self.spec.timestamp_precision)
+        // A file left at the other precision or link type (the config changed
+        // while bsc was stopped) is never appended to: it is closed like any
+        // other.
+        let own_header = || {
+            crate::storage::dir_of(&last.trusted, &last.path).is_ok_and(|(dir, name)| {
+                pcap::starts_with_header(&dir, &name, self.link, self.spec.timestamp_precision)
+            })
         };
-        if may_resume && same_name && !is_final && own_precision() {
+        if may_resume && same_name && !is_final && own_header() {
             return Some(last);
         }
         match self.finish_left_open(&last, is_final) {
@@ -809,6 +814,22 @@ impl Handler {
             return Some((span(scan), bytes, id));
         }
         None
+    }
+
+    /// At start: the file this handler's key left open (a crash) that its
+    /// pattern still names at `now` (any other was closed by [`Handler::new`])
+    /// is opened again now rather than by the first unit, so it is the open
+    /// file like any other (listed, counted by retention, closed at its
+    /// rotation deadline even if no unit comes). Returns that deadline.
+    pub(super) fn resume(&mut self, now: UnixMicros) -> Option<UnixMicros> {
+        let left_open = self
+            .storage
+            .last(&self.journal_key())
+            .is_some_and(|l| !l.closed && !self.storage.is_open(&l.path));
+        if !left_open || self.opened_any {
+            return None;
+        }
+        self.open(now).ok().flatten()
     }
 
     /// Opens the next file for a unit at `ts` (see the module doc on naming).
@@ -1094,6 +1115,7 @@ impl Handler {
                 ),
             );
         }
+        crash_point("final");
         info!(
             "handler {}: closed {} ({records} records, {bytes} bytes)",
             self.spec.name,
@@ -1331,9 +1353,10 @@ impl Handler {
 
 /// Test builds only (debug assertions): `BSC_DEBUG_CRASH=<point>` stops bsc
 /// at once (abort: no destructor runs, nothing more is written, as after
-/// `kill -9`) at that point of opening a new file: `intent` (journaled, not
-/// created yet) or `created` (created with its header, nothing else done), so
-/// a black-box test hits these crash windows exactly. Not in release builds.
+/// `kill -9`) at that point of a file's life: `intent` (journaled, not created
+/// yet), `created` (created with its header, nothing else done) or `final`
+/// (closed and made read-only, the close not journaled yet), so a black-box
+/// test hits these crash windows exactly. Not in release builds.
 #[cfg(debug_assertions)]
 fn crash_point(point: &str) {
     if std::env::var_os("BSC_DEBUG_CRASH").is_some_and(|p| p == point) {
