@@ -446,3 +446,69 @@ fn a_crash_after_a_file_was_made_final_closes_it_at_the_next_start() {
     assert!(status.success());
     assert_eq!(behind_lines(&log), Vec::<String>::new());
 }
+
+/// Issue 21.5 with a name from the clock: the file created right before the
+/// crash is not named by the pattern any more at the restart (a new second),
+/// so it is closed at once: made final, listed, shipped, and deleted by
+/// retention in its turn.
+#[test]
+fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: BSC_DEBUG_CRASH exists only in builds with debug assertions");
+        return;
+    }
+    let dir = TempDir::new("crash-clock");
+    let root = dir.path().join("cap");
+    let shipped = dir.path().join("shipped");
+    let port = free_udp_port();
+    let ship = format!("echo \"$1\" >> '{}'", shipped.display());
+    let cfg = config(
+        &root,
+        port,
+        json!({"rotate_log_index": "second", "file_name_pattern": "%H%M%S-{name}.pcap",
+               "max_files": 2, "ship": ["/bin/sh", "-c", ship, "sh"]}),
+    );
+    let mut bsc = Bsc::with_config_env(dir.path(), &cfg, &[("BSC_DEBUG_CRASH", "created")]);
+    sender(port).send(&seq_payload(0)).unwrap();
+    assert_eq!(bsc.wait_exit().signal(), Some(SIGABRT), "the hook");
+    let files = pcap_files(&root);
+    assert_eq!(files.len(), 1);
+    let orphan = files[0].clone();
+    let name = names(&files)[0].clone();
+    // The restart comes in another second than the file's.
+    wait_until("the next second", || {
+        let now = std::process::Command::new("date")
+            .args(["-u", "+%H%M%S"])
+            .output()
+            .unwrap();
+        !name.starts_with(String::from_utf8_lossy(&now.stdout).trim())
+    });
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    wait_until("the crash's file shipped", || {
+        std::fs::read_to_string(&shipped).is_ok_and(|s| s.contains(&name))
+    });
+    assert!(!writable(&orphan), "final");
+    let (_, body) = bsc.get("/ret/files");
+    let entry = &body[0]["files"][0];
+    assert_eq!(
+        (
+            entry["path"].as_str(),
+            entry["state"].as_str(),
+            entry["records"].as_u64()
+        ),
+        (orphan.to_str(), Some("closed"), Some(0)),
+        "{body}"
+    );
+    // Retention (two files, the open one included) deletes it in its turn.
+    let tx = sender(port);
+    let mut n = 1;
+    wait_until("deleted by retention", || {
+        tx.send(&seq_payload(n)).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+        !orphan.exists()
+    });
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert_eq!(behind_lines(&log), Vec::<String>::new());
+}

@@ -928,7 +928,6 @@ impl Handler {
                 .storage
                 .last(&key)
                 .is_some_and(|l| l.path == path && l.created && !l.closed);
-            let mut intent = None;
             let attempt = if self.storage.is_open(&path) {
                 Attempt::Taken("another handler is writing it".into())
             } else if !self.opened_any && self.storage.was_closed(&path) {
@@ -939,9 +938,9 @@ impl Handler {
                 // (write-ahead, see `Storage::opening`).
                 let free = matches!(sys::identity_at(&dir, name),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-                if free {
-                    let ship = self.spec.ship.as_ref();
-                    intent = Some(self.storage.opening(&key, last.clone(), ship));
+                let ship = self.spec.ship.as_ref();
+                let intent = free.then(|| self.storage.opening(&key, last.clone(), ship));
+                if intent.is_some() {
                     crash_point("intent");
                 }
                 let attempt = PcapFile::open(
@@ -953,20 +952,12 @@ impl Handler {
                     !self.opened_any,
                     &busy,
                 );
-                match (attempt, intent.take()) {
-                    (Ok(a @ Attempt::Ready(..)), intent) => {
-                        if intent.is_some() {
-                            crash_point("created");
-                        }
-                        a
-                    }
-                    (result, intent) => {
-                        if let Some(intent) = intent {
-                            self.storage.abandon(intent);
-                        }
-                        result.map_err(|e| format!("cannot open {}: {e}", path.display()))?
-                    }
+                match (&attempt, intent) {
+                    (Ok(Attempt::Ready(..)), Some(_)) => crash_point("created"),
+                    (_, Some(intent)) => self.storage.abandon(intent),
+                    (_, None) => {}
                 }
+                attempt.map_err(|e| format!("cannot open {}: {e}", path.display()))?
             };
             match attempt {
                 Attempt::Ready(file, how) => {
