@@ -245,17 +245,6 @@ struct KeyFiles {
     closed: VecDeque<OwnFile>,
 }
 
-/// A file noted before it is created ([`Storage::opening`]): what its key's
-/// naming was before, should it have to be taken back ([`Storage::abandon`]).
-#[derive(Debug)]
-#[must_use = "an intent is confirmed by `opened` or taken back by `abandon`"]
-pub struct Intent {
-    key: String,
-    previous: Option<(Option<LastFile>, Option<ShipSpec>)>,
-    /// Its journal line.
-    line: Entry,
-}
-
 /// The journal, what it knows per key, the open files and the outbox, shared by
 /// the manager and its handlers (one thread: `RefCell` is enough).
 #[derive(Debug)]
@@ -285,10 +274,9 @@ pub struct Storage {
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
-    /// The line of the last intent taken back, while the journal on disk still
-    /// has it: a retry of the same name (once a second while a disk is full)
-    /// appends no second copy.
-    abandoned: RefCell<Option<Entry>>,
+    /// The line of the last intent ([`Storage::opening`]) while the journal on
+    /// disk has it (cleared when the journal is written anew from memory).
+    intent: RefCell<Option<String>>,
 }
 
 /// A closed file waiting for its `on_close` hook.
@@ -330,7 +318,7 @@ impl Storage {
             behind: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
-            abandoned: RefCell::new(None),
+            intent: RefCell::new(None),
         };
         let mut found = false;
         match read_state_file(&storage.journal_path) {
@@ -660,7 +648,7 @@ impl Storage {
                 self.behind.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
-                *self.abandoned.borrow_mut() = None;
+                *self.intent.borrow_mut() = None;
                 Ok(())
             }
             Err(e) => {
@@ -913,68 +901,58 @@ impl Storage {
             .is_some_and(|m| (m.dev(), m.ino()) == state)
     }
 
-    /// Write-ahead: notes that the handler `key` is about to create `last.path`
-    /// (a name that does not exist), journaled as opened and created, and forced
-    /// to the disk, before the file exists; so no crash can leave a file bsc
-    /// created that its journal does not know. [`Storage::opened`] confirms it
-    /// (without another line when nothing changed), [`Storage::abandon`] takes
-    /// it back if the file could not be created. A journaled file that does not
-    /// exist at the next start is forgotten, its name still counted for naming.
-    pub fn opening(&self, key: &str, last: LastFile, ship: Option<&ShipSpec>) -> Intent {
-        let previous = self
-            .keys
-            .borrow()
-            .get(key)
-            .map(|k| (k.last.clone(), k.last_ship.clone()));
+    /// Write-ahead: journals that the handler `key` is about to create
+    /// `last.path` (a name that does not exist) as opened and created, forced
+    /// to the disk before the file exists, so no crash can leave a file bsc
+    /// created that its journal does not know. Memory is not changed:
+    /// [`Storage::opened`] notes the file once it exists (without another
+    /// line); if it could not be created, nothing is to be taken back (a
+    /// journaled file that does not exist is forgotten at the next start, its
+    /// name still counted). A retry of the same name appends no second line.
+    pub fn opening(&self, key: &str, last: LastFile, ship: Option<&ShipSpec>) {
         let e = opened_entry(key, last, ship);
-        self.apply(e.clone(), None);
-        if self.abandoned.borrow().as_ref() != Some(&e) {
+        let line = line_of(&e);
+        if self.intent.borrow().as_ref() == Some(&line) {
+            return;
+        }
+        // Twice at most: an append that had the journal written anew from
+        // memory (compaction, catching up), which lacks the intent, clears
+        // `intent`, and the line goes after the rewrite.
+        for _ in 0..2 {
+            *self.intent.borrow_mut() = Some(line.clone());
             self.append(&e);
-            self.sync_journal();
-        }
-        Intent {
-            key: key.to_string(),
-            previous,
-            line: e,
-        }
-    }
-
-    /// Takes back an intent whose file was not created: naming goes on as if it
-    /// had not been noted (the journal's line for it, if read at a restart, names
-    /// a file that does not exist: forgotten then).
-    pub fn abandon(&self, intent: Intent) {
-        if !self.behind.get() {
-            *self.abandoned.borrow_mut() = Some(intent.line);
-        }
-        let mut keys = self.keys.borrow_mut();
-        match intent.previous {
-            Some((last, ship)) => {
-                let k = keys.entry(intent.key).or_default();
-                k.last = last;
-                k.last_ship = ship;
+            if self.behind.get() {
+                // Not journaled (README, Durability and the disk).
+                *self.intent.borrow_mut() = None;
+                return;
             }
-            None => {
-                keys.remove(&intent.key);
+            if self.intent.borrow().is_some() {
+                break;
             }
         }
+        self.sync_journal();
     }
 
     /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
     /// it open); `ship`: the handler's `ship` settings, should a crash leave the
     /// file open and the handler be gone at the next start. No line is appended
-    /// when memory says so already (its intent, or the file left open by a
+    /// when the journal says so already (its intent, or the file left open by a
     /// crash and resumed now).
     pub fn opened(&self, key: &str, last: LastFile, id: FileId, ship: Option<&ShipSpec>) {
         self.open.borrow_mut().insert(last.path.clone(), id);
-        let known = self.keys.borrow().get(key).is_some_and(|k| {
+        let resumed = self.keys.borrow().get(key).is_some_and(|k| {
             k.last.as_ref() == Some(&last) && k.last_ship.as_ref() == ship && !last.closed
         });
-        if known {
+        if resumed {
             return;
         }
         let e = opened_entry(key, last, ship);
+        let line = line_of(&e);
+        let journaled = self.intent.borrow_mut().take_if(|i| *i == line).is_some();
         self.apply(e.clone(), None);
-        self.append(&e);
+        if !journaled {
+            self.append(&e);
+        }
     }
 
     /// Notes that `path` (the file `id`) was closed for good, holding `span`
@@ -1662,7 +1640,7 @@ mod tests {
     }
 
     #[test]
-    fn an_intent_is_journaled_before_the_file_and_can_be_taken_back() {
+    fn an_intent_is_journaled_before_the_file_and_confirmed_without_a_second_line() {
         let root = std::env::temp_dir().join(format!("bsc-intent-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
@@ -1672,30 +1650,30 @@ mod tests {
             root.join("c.pcap"),
         );
         let s = Storage::open(&root);
-        // An intent for a new key, taken back: the key is unknown again.
-        let intent = s.opening("k", last_file(&a, &root, 1), None);
-        assert_eq!(s.last("k").unwrap().path, a);
-        s.abandon(intent);
+        let lines = || {
+            std::fs::read_to_string(root.join(".bsc/files.jsonl"))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        // Journaled, memory unchanged until the file exists.
+        s.opening("k", last_file(&a, &root, 1), Some(&ship("/bin/up")));
         assert!(s.last("k").is_none());
-        // Confirmed without a second line.
-        let intent = s.opening("k", last_file(&a, &root, 1), Some(&ship("/bin/up")));
-        drop(intent);
+        assert_eq!(lines(), 1);
         std::fs::write(&a, b"x").unwrap();
         s.opened("k", last_file(&a, &root, 1), (0, 1), Some(&ship("/bin/up")));
-        s.finished(&a, Span::default(), None, false, None);
-        // Taken back after a closed file: naming goes on after that file.
-        let intent = s.opening("k", last_file(&b, &root, 2), None);
-        s.abandon(intent);
+        assert_eq!(lines(), 1, "confirmed without a second line");
         assert_eq!(s.last("k").unwrap().path, a);
-        assert!(s.last("k").unwrap().closed);
-        // Retried (a full disk, once a second): no second copy of its line.
-        let intent = s.opening("k", last_file(&b, &root, 2), None);
-        s.abandon(intent);
+        s.finished(&a, Span::default(), None, false, None);
+        // Not created (a full disk), retried: one line; naming stays after `a`.
+        s.opening("k", last_file(&b, &root, 2), None);
+        s.opening("k", last_file(&b, &root, 2), None);
+        assert_eq!(lines(), 3);
+        assert_eq!(s.last("k").unwrap().path, a);
         // "A crash" right after an intent: the next start finds it left open.
-        let _ = s.opening("k", last_file(&c, &root, 3), None);
+        s.opening("k", last_file(&c, &root, 3), None);
         drop(s);
-        let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
-        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(lines(), 4);
         let s = Storage::open(&root);
         let last = s.last("k").unwrap();
         assert_eq!(
@@ -1703,6 +1681,19 @@ mod tests {
             (&c, 3, true, false)
         );
         assert_eq!(s.files("k").len(), 1);
+        // An intent whose append has the journal compacted is still in it.
+        for i in 4..1100u64 {
+            let p = root.join(format!("f{i}.pcap"));
+            s.opening("k", last_file(&p, &root, i), None);
+            let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+            let name = format!("f{i}.pcap");
+            assert!(text.lines().last().unwrap().contains(&name), "{i}");
+            std::fs::write(&p, b"x").unwrap();
+            s.opened("k", last_file(&p, &root, i), (0, i), None);
+            s.finished(&p, Span::default(), None, false, None);
+            std::fs::remove_file(&p).unwrap();
+        }
+        assert!(lines() < 1100, "compacted");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -909,6 +909,13 @@ impl Handler {
         }
         let busy = |id| self.storage.is_busy(id);
         let key = self.journal_key();
+        // The file this key created and a crash left open: resumed, it is
+        // still bsc's (retention, the disk budget, the file list).
+        let left_open = self
+            .storage
+            .last(&key)
+            .filter(|l| l.created && !l.closed)
+            .map(|l| l.path);
         let mut first_refusal: Option<(PathBuf, String)> = None;
         for n in n..n.saturating_add(MAX_NAME_TRIES) {
             let candidate = place.numbered(n);
@@ -922,12 +929,6 @@ impl Handler {
                 created: true,
                 closed: false,
             };
-            // The file this key created and a crash left open, resumed: still
-            // bsc's (retention, the disk budget, the file list).
-            let own = self
-                .storage
-                .last(&key)
-                .is_some_and(|l| l.path == path && l.created && !l.closed);
             let attempt = if self.storage.is_open(&path) {
                 Attempt::Taken("another handler is writing it".into())
             } else if !self.opened_any && self.storage.was_closed(&path) {
@@ -938,9 +939,9 @@ impl Handler {
                 // (write-ahead, see `Storage::opening`).
                 let free = matches!(sys::identity_at(&dir, name),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-                let ship = self.spec.ship.as_ref();
-                let intent = free.then(|| self.storage.opening(&key, last.clone(), ship));
-                if intent.is_some() {
+                if free {
+                    let ship = self.spec.ship.as_ref();
+                    self.storage.opening(&key, last.clone(), ship);
                     crash_point("intent");
                 }
                 let attempt = PcapFile::open(
@@ -952,10 +953,8 @@ impl Handler {
                     !self.opened_any,
                     &busy,
                 );
-                match (&attempt, intent) {
-                    (Ok(Attempt::Ready(..)), Some(_)) => crash_point("created"),
-                    (_, Some(intent)) => self.storage.abandon(intent),
-                    (_, None) => {}
+                if free && matches!(attempt, Ok(Attempt::Ready(..))) {
+                    crash_point("created");
                 }
                 attempt.map_err(|e| format!("cannot open {}: {e}", path.display()))?
             };
@@ -974,7 +973,7 @@ impl Handler {
                         let _ = std::fs::File::from(dir).sync_all();
                     }
                     let last = LastFile {
-                        created: file.created() || own,
+                        created: file.created() || left_open.as_ref() == Some(&path),
                         ..last
                     };
                     let ship = self.spec.ship.as_ref();
