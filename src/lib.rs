@@ -87,6 +87,14 @@
 //! - **a closed file is final**: closing makes it read-only and journals it; bsc
 //!   never opens a read-only file or one it closed for appending, so `on_close`
 //!   runs once per file; after a crash only the file left open may be resumed;
+//! - **write-ahead**: a new file is journaled (`opened`, forced to the disk)
+//!   before it is created ([`storage::Storage::opening`]), so a crash or a power
+//!   cut never leaves a file bsc created outside the journal (unless the journal
+//!   was behind); at the next start a journaled file that does not exist is
+//!   forgotten (its name not reused), one already final is closed as it is, and
+//!   the one left open is resumed at once as its handler's open file (or, if its
+//!   pattern names another file now, closed): a resumed file is bsc's like any
+//!   other (retention, the disk budget, `GET /<name>/files`);
 //! - **names never repeat**: `{seq}` and `-N` go on after the last the journal
 //!   recorded for the handler's key, across reloads, restarts and retention;
 //! - every record read is handed to the kernel before the loop sleeps again, and

@@ -31,7 +31,7 @@ use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::hooks::{Hooks, ShipStatus, Shipper};
-use crate::pcap::{Attempt, LinkType, PcapFile, Precision};
+use crate::pcap::{self, Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
@@ -202,25 +202,38 @@ impl Manager {
                 continue;
             }
             let busy = |id| self.storage.is_busy(id);
-            let finished =
-                crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
-                    if sys::identity_at(&dir, &name).is_err() {
-                        return Ok(None);
-                    }
-                    for link in LinkType::ALL {
-                        for precision in Precision::ALL {
-                            let path = last.path.clone();
-                            if let Attempt::Ready(f, _) =
-                                PcapFile::open(&dir, &name, path, link, precision, true, &busy)?
-                            {
-                                let (scan, id) = (f.earlier(), f.identity());
-                                f.finish()?;
-                                return Ok(Some((scan, id)));
-                            }
+            let located = crate::storage::dir_of(&last.trusted, &last.path)
+                .and_then(|(dir, name)| sys::identity_at(&dir, &name).map(|_| (dir, name)));
+            if located
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                // Never created (a crash right after its intent), or deleted
+                // since: forgotten, its name still counted.
+                self.storage.gone(&last.path);
+                continue;
+            }
+            let finished = located.and_then(|(dir, name)| {
+                for link in LinkType::ALL {
+                    for precision in Precision::ALL {
+                        // Final already: made so, then bsc stopped before
+                        // journaling the close.
+                        if let Some((scan, id, _)) = pcap::scan_final(&dir, &name, link, precision)?
+                        {
+                            return Ok(Some((scan, id)));
+                        }
+                        let path = last.path.clone();
+                        if let Attempt::Ready(f, _) =
+                            PcapFile::open(&dir, &name, path, link, precision, true, &busy)?
+                        {
+                            let (scan, id) = (f.earlier(), f.identity());
+                            f.finish()?;
+                            return Ok(Some((scan, id)));
                         }
                     }
-                    Ok(None)
-                });
+                }
+                Ok(None)
+            });
             let (span, id) = match finished {
                 Ok(Some((scan, id))) => {
                     info!(
@@ -329,6 +342,7 @@ impl Manager {
         let local = self.capturer(cid).local_addr();
         let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
         handler.set_suspended(self.disk_full);
+        let resumed_until = handler.resume(now);
         // Files closed before bsc last stopped whose hook never started.
         let waiting = self
             .storage
@@ -363,6 +377,9 @@ impl Manager {
             self.handlers.push(Some(handler));
         } else {
             self.handlers[hid] = Some(handler);
+        }
+        if let Some(at) = resumed_until {
+            self.timers.insert((at, hid));
         }
         self.capturer_mut(cid).attach(hid);
         self.update_read_time_wanted(cid);

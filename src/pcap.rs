@@ -163,6 +163,43 @@ pub fn precision_of(dir: &OwnedFd, name: &str) -> Option<Precision> {
         .find(|&p| global_header(LinkType::User0, p)[..4] == magic)
 }
 
+/// What the final (read-only) bsc file `name` in `dir` holds, read without
+/// writing: its records, identity and size. `None` when it is writable (not
+/// final) or its header is not the one bsc writes for `link` at `precision`.
+pub fn scan_final(
+    dir: &OwnedFd,
+    name: &str,
+    link: LinkType,
+    precision: Precision,
+) -> io::Result<Option<(Scan, FileId, u64)>> {
+    let mut file = sys::open_file_at(dir, name, OpenMode::Read)?;
+    let meta = file.metadata()?;
+    let mut have = [0u8; GLOBAL_HEADER_LEN];
+    let got = read_up_to(&mut file, &mut have)?;
+    let writable = meta.permissions().mode() & 0o200 != 0;
+    if !meta.is_file()
+        || writable
+        || got < GLOBAL_HEADER_LEN
+        || have != global_header(link, precision)
+    {
+        return Ok(None);
+    }
+    let scan = scan_records(&mut file, meta.len(), precision)?;
+    Ok(Some((scan, (meta.dev(), meta.ino()), meta.len())))
+}
+
+/// Whether the bsc file `name` in `dir` starts as bsc writes files for `link`
+/// at `precision` (a header cut short by a crash included): whether
+/// [`PcapFile::open`] may append to it, as far as its header says.
+pub fn starts_with_header(dir: &OwnedFd, name: &str, link: LinkType, precision: Precision) -> bool {
+    let Ok(mut file) = sys::open_file_at(dir, name, OpenMode::Read) else {
+        return false;
+    };
+    let mut have = [0u8; GLOBAL_HEADER_LEN];
+    read_up_to(&mut file, &mut have)
+        .is_ok_and(|got| have[..got] == global_header(link, precision)[..got])
+}
+
 /// How [`PcapFile::open`] made a file ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {

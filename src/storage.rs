@@ -2,7 +2,8 @@
 //!
 //! - The **journal** (`<root>/.bsc/files.jsonl`) records, one JSON object a line,
 //!   every capture file bsc opened (with its handler key, `{seq}` number and `-N`
-//!   suffix), closed and deleted. No value can break a line (JSON escapes
+//!   suffix), closed and deleted. A file bsc creates is journaled first, the
+//!   line forced to the disk before the file exists ([`Storage::opening`]). No value can break a line (JSON escapes
 //!   everything), and a torn last line (a crash) is skipped. It is compacted at
 //!   start-up and whenever it has grown to twice what is live, so it stays
 //!   proportional to the files that exist. An append that fails (a full disk)
@@ -273,6 +274,9 @@ pub struct Storage {
     /// Lines appended since the journal was last rewritten, and lines it had then.
     appended: Cell<u64>,
     compacted_lines: Cell<u64>,
+    /// The line of the last intent ([`Storage::opening`]) while the journal on
+    /// disk has it (cleared when the journal is written anew from memory).
+    intent: RefCell<Option<String>>,
 }
 
 /// A closed file waiting for its `on_close` hook.
@@ -314,6 +318,7 @@ impl Storage {
             behind: Cell::new(false),
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
+            intent: RefCell::new(None),
         };
         let mut found = false;
         match read_state_file(&storage.journal_path) {
@@ -643,6 +648,7 @@ impl Storage {
                 self.behind.set(false);
                 self.appended.set(0);
                 self.compacted_lines.set(lines.len() as u64);
+                *self.intent.borrow_mut() = None;
                 Ok(())
             }
             Err(e) => {
@@ -901,23 +907,58 @@ impl Storage {
             .is_some_and(|m| (m.dev(), m.ino()) == state)
     }
 
+    /// Write-ahead: journals that the handler `key` is about to create
+    /// `last.path` (a name that does not exist) as opened and created, forced
+    /// to the disk before the file exists, so no crash can leave a file bsc
+    /// created that its journal does not know. Memory is not changed:
+    /// [`Storage::opened`] notes the file once it exists (without another
+    /// line); if it could not be created, nothing is to be taken back (a
+    /// journaled file that does not exist is forgotten at the next start, its
+    /// name still counted). A retry of the same name appends no second line.
+    pub fn opening(&self, key: &str, last: LastFile, ship: Option<&ShipSpec>) {
+        let e = opened_entry(key, last, ship);
+        let line = line_of(&e);
+        if self.intent.borrow().as_ref() == Some(&line) {
+            return;
+        }
+        // Twice at most: an append that had the journal written anew from
+        // memory (compaction, catching up), which lacks the intent, clears
+        // `intent`, and the line goes after the rewrite.
+        for _ in 0..2 {
+            *self.intent.borrow_mut() = Some(line.clone());
+            self.append(&e);
+            if self.behind.get() {
+                // Not journaled (README, Durability and the disk).
+                *self.intent.borrow_mut() = None;
+                return;
+            }
+            if self.intent.borrow().is_some() {
+                break;
+            }
+        }
+        self.sync_journal();
+    }
+
     /// Notes that the handler `key` opened `last.path`, the file `id` (and holds
     /// it open); `ship`: the handler's `ship` settings, should a crash leave the
-    /// file open and the handler be gone at the next start.
+    /// file open and the handler be gone at the next start. No line is appended
+    /// when the journal says so already (its intent, or the file left open by a
+    /// crash and resumed now).
     pub fn opened(&self, key: &str, last: LastFile, id: FileId, ship: Option<&ShipSpec>) {
         self.open.borrow_mut().insert(last.path.clone(), id);
-        let e = Entry::Opened {
-            key: key.to_string(),
-            path: last.path,
-            trusted: last.trusted,
-            unnumbered: last.unnumbered,
-            n: last.n,
-            seq: last.seq,
-            created: last.created,
-            ship: ship.cloned(),
-        };
+        let resumed = self.keys.borrow().get(key).is_some_and(|k| {
+            k.last.as_ref() == Some(&last) && k.last_ship.as_ref() == ship && !last.closed
+        });
+        if resumed {
+            return;
+        }
+        let e = opened_entry(key, last, ship);
+        let line = line_of(&e);
+        let journaled = self.intent.borrow_mut().take_if(|i| *i == line).is_some();
         self.apply(e.clone(), None);
-        self.append(&e);
+        if !journaled {
+            self.append(&e);
+        }
     }
 
     /// Notes that `path` (the file `id`) was closed for good, holding `span`
@@ -1321,6 +1362,20 @@ fn ends_in_torn_line(f: &File) -> bool {
         .is_ok_and(|n| n == 1 && last[0] != b'\n')
 }
 
+/// The journal line for `last`, opened by the handler `key` with `ship`.
+fn opened_entry(key: &str, last: LastFile, ship: Option<&ShipSpec>) -> Entry {
+    Entry::Opened {
+        key: key.to_string(),
+        path: last.path,
+        trusted: last.trusted,
+        unnumbered: last.unnumbered,
+        n: last.n,
+        seq: last.seq,
+        created: last.created,
+        ship: ship.cloned(),
+    }
+}
+
 /// One journal line, newline included.
 fn line_of(e: &Entry) -> String {
     // Serializing a plain enum of strings and numbers cannot fail.
@@ -1587,6 +1642,64 @@ mod tests {
             .left_open()
             .iter()
             .any(|(k, _, ship)| k == "g" && ship.is_none()));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_intent_is_journaled_before_the_file_and_confirmed_without_a_second_line() {
+        let root = std::env::temp_dir().join(format!("bsc-intent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let (a, b, c) = (
+            root.join("a.pcap"),
+            root.join("b.pcap"),
+            root.join("c.pcap"),
+        );
+        let s = Storage::open(&root);
+        let lines = || {
+            std::fs::read_to_string(root.join(".bsc/files.jsonl"))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        // Journaled, memory unchanged until the file exists.
+        s.opening("k", last_file(&a, &root, 1), Some(&ship("/bin/up")));
+        assert!(s.last("k").is_none());
+        assert_eq!(lines(), 1);
+        std::fs::write(&a, b"x").unwrap();
+        s.opened("k", last_file(&a, &root, 1), (0, 1), Some(&ship("/bin/up")));
+        assert_eq!(lines(), 1, "confirmed without a second line");
+        assert_eq!(s.last("k").unwrap().path, a);
+        s.finished(&a, Span::default(), None, false, None);
+        // Not created (a full disk), retried: one line; naming stays after `a`.
+        s.opening("k", last_file(&b, &root, 2), None);
+        s.opening("k", last_file(&b, &root, 2), None);
+        assert_eq!(lines(), 3);
+        assert_eq!(s.last("k").unwrap().path, a);
+        // "A crash" right after an intent: the next start finds it left open.
+        s.opening("k", last_file(&c, &root, 3), None);
+        drop(s);
+        assert_eq!(lines(), 4);
+        let s = Storage::open(&root);
+        let last = s.last("k").unwrap();
+        assert_eq!(
+            (&last.path, last.seq, last.created, last.closed),
+            (&c, 3, true, false)
+        );
+        assert_eq!(s.files("k").len(), 1);
+        // An intent whose append has the journal compacted is still in it.
+        for i in 4..1100u64 {
+            let p = root.join(format!("f{i}.pcap"));
+            s.opening("k", last_file(&p, &root, i), None);
+            let text = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap();
+            let name = format!("f{i}.pcap");
+            assert!(text.lines().last().unwrap().contains(&name), "{i}");
+            std::fs::write(&p, b"x").unwrap();
+            s.opened("k", last_file(&p, &root, i), (0, i), None);
+            s.finished(&p, Span::default(), None, false, None);
+            std::fs::remove_file(&p).unwrap();
+        }
+        assert!(lines() < 1100, "compacted");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

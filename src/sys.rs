@@ -463,6 +463,8 @@ pub enum OpenMode {
     CreateNew,
     /// Open an existing file for reading and appending.
     Existing,
+    /// Open an existing file for reading only (a final one).
+    Read,
 }
 
 /// Opens the plain file `name` in the folder `dir`, never through a symlink.
@@ -473,6 +475,7 @@ pub fn open_file_at(dir: &OwnedFd, name: &str, mode: OpenMode) -> io::Result<std
         | match mode {
             OpenMode::CreateNew => libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_EXCL,
             OpenMode::Existing => libc::O_RDWR | libc::O_APPEND,
+            OpenMode::Read => libc::O_RDONLY,
         };
     // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated; the mode argument
     // is read only with O_CREAT.

@@ -137,8 +137,15 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
     let l3 = jlen();
     let per = l3 - l2;
     assert!(l3 < 4096, "the journal fits one page ({l3})");
-    // Files (one page each) that fit before the journal needs its next page.
-    let m = (4096 - l3) / per + 1;
+    // Each file journals its `opened` line (before it is created) and its
+    // `closed` line. Room on the disk for exactly the files (one page each)
+    // created before the journal needs its next page, so that the append
+    // that needs it fails: the `closed` line of the last file that fits, or
+    // the `opened` line of the next.
+    let text = std::fs::read_to_string(journal(&root)).unwrap();
+    let opened_len = text.lines().rev().nth(1).unwrap().len() as u64 + 1;
+    let room = 4096 - l3;
+    let m = room / per + u64::from(room % per >= opened_len);
     let filler = fs.0.join("filler");
     let size = fs.free() - m * 4096;
     std::fs::write(&filler, vec![0u8; size as usize]).unwrap();

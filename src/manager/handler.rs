@@ -14,7 +14,8 @@
 //! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
 //! stamped with the time of the read that completed it.
 //!
-//! Files are opened when a unit arrives (never empty files for idle links) and
+//! Files are opened when a unit arrives (never empty files for idle links; the
+//! file a crash left open is opened again at start, [`Handler::resume`]) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
 //! timer, whichever comes first), when the next record would take them past
 //! `rotate_max_bytes`, when they hold `rotate_max_packets` records, or on request.
@@ -26,6 +27,9 @@
 //! read-only and never opened again. The first file of a handler may append to an
 //! existing file only if it is not final (one a crash left open, or a foreign file
 //! with bsc's header, as AIT does); a file another handler has open is skipped.
+//! A name that does not exist is journaled before it is created (write-ahead,
+//! [`Storage::opening`]); a file this key created keeps that mark when it is
+//! resumed after a crash (retention, the disk budget, the file list).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -282,7 +286,8 @@ impl Handler {
     /// `local` is the address its capturer's socket is bound to, if any.
     /// `storage` is shared with the manager. A file the journal says this
     /// handler's key left open (a crash) is repaired and closed now, unless the
-    /// pattern still gives its name at `now` (the first unit then appends to it).
+    /// pattern still gives its name at `now` ([`Handler::resume`] then opens it
+    /// again); one that does not exist is forgotten.
     pub(super) fn new(
         spec: HandlerSpec,
         root: &Path,
@@ -390,7 +395,7 @@ impl Handler {
         let writable = |m: std::fs::Metadata| m.permissions().mode() & 0o200 != 0;
         if beyond && std::fs::metadata(&found.path).is_ok_and(writable) {
             warn!(
-                "handler {}: {} is newer than anything the journal recorded and is not final: it was likely being written when bsc stopped while a full disk kept the journal behind; it is left as it is (neither closed nor shipped)",
+                "handler {}: {} is newer than anything the journal recorded and is not final: bsc never journaled it (it was being written when bsc stopped while the journal was behind after a failed append, or another program put it there); it is left as it is (neither closed nor shipped)",
                 self.spec.name,
                 found.path.display()
             );
@@ -720,8 +725,11 @@ impl Handler {
 
     /// A file this handler's key left open when bsc last stopped (a crash) is
     /// either resumed by the first unit (when `may_resume` and the pattern gives
-    /// its name at `now`) or repaired, made final and handed to `on_close` now.
-    /// Returns the file to resume.
+    /// its name at `now`) or repaired, made final and handed to `on_close` (and
+    /// `ship`) now. One that does not exist (a crash after its intent was
+    /// journaled, before it was created) is forgotten, its name still counted;
+    /// one already final (a crash after it was made final, before its close was
+    /// journaled) is closed as it is. Returns the file to resume.
     fn settle_left_open(&mut self, now: UnixMicros, may_resume: bool) -> Option<LastFile> {
         if self.opened_any {
             return None;
@@ -730,75 +738,128 @@ impl Handler {
             .storage
             .last(&self.journal_key())
             .filter(|l| !l.closed && !self.storage.is_open(&l.path))?;
+        let found = crate::storage::dir_of(&last.trusted, &last.path)
+            .and_then(|(dir, name)| sys::identity_at(&dir, &name));
+        if found.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            info!(
+                "handler {}: {} was being opened when bsc last stopped and does not exist; forgotten (its name is not used again)",
+                self.spec.name,
+                last.path.display()
+            );
+            self.storage.gone(&last.path);
+            return None;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let is_final = std::fs::symlink_metadata(&last.path)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o200 == 0);
         let same_name = self
             .spec
             .file_path(&self.root, now.to_datetime(), last.seq)
             .is_ok_and(|p| p.full() == last.unnumbered);
-        // A file left at the other precision (the config changed while bsc was
-        // stopped) is never appended to: it is closed like any other.
-        let own_precision = || {
-            crate::storage::dir_of(&last.trusted, &last.path)
-                .ok()
-                .and_then(|(dir, name)| pcap::precision_of(&dir, &name))
-                .is_none_or(|p| p == self.spec.timestamp_precision)
+        // A file left at the other precision or link type (the config changed
+        // while bsc was stopped) is never appended to: it is closed like any
+        // other.
+        let own_header = || {
+            crate::storage::dir_of(&last.trusted, &last.path).is_ok_and(|(dir, name)| {
+                pcap::starts_with_header(&dir, &name, self.link, self.spec.timestamp_precision)
+            })
         };
-        if may_resume && same_name && own_precision() {
+        if may_resume && same_name && !is_final && own_header() {
             return Some(last);
         }
-        let busy = |id| self.storage.is_busy(id);
-        // Repaired at the precision it was written at: the handler's, or the
-        // other if the config changed while bsc was stopped.
-        let mut precisions = Precision::ALL;
-        precisions.sort_by_key(|&p| p != self.spec.timestamp_precision);
-        let opened = crate::storage::dir_of(&last.trusted, &last.path).and_then(|(dir, name)| {
-            let mut attempt = Attempt::Taken(String::new());
-            for precision in precisions {
-                let path = last.path.clone();
-                attempt = PcapFile::open(&dir, &name, path, self.link, precision, true, &busy)?;
-                if matches!(attempt, Attempt::Ready(..)) {
-                    break;
-                }
-            }
-            Ok(attempt)
-        });
-        match opened {
-            Ok(Attempt::Ready(f, how)) => {
-                let (bytes, scan, id) = (f.bytes(), f.earlier(), f.identity());
-                if let Opened::Appended { torn_bytes } = how {
-                    if torn_bytes > 0 {
-                        warn!(
-                            "handler {}: {} was left open by a crash; cut a torn last record ({})",
-                            self.spec.name,
-                            last.path.display(),
-                            log::size(torn_bytes)
-                        );
-                    }
-                }
-                if let Err(e) = f.finish() {
-                    warn!(
-                        "handler {}: cannot make {} final: {e}",
-                        self.spec.name,
-                        last.path.display()
-                    );
-                }
-                info!(
-                    "handler {}: closed {}, left open when bsc last stopped",
-                    self.spec.name,
-                    last.path.display()
-                );
-                let span = Span {
-                    records: Some(scan.records),
-                    first_ts: scan.first_ts,
-                    last_ts: scan.last_ts,
-                };
-                self.hand_over(last.path.clone(), span, bytes, id);
-            }
-            // Gone, final already, or not bsc's any more: nothing to close.
-            _ => self
+        match self.finish_left_open(&last, is_final) {
+            Some((span, bytes, id)) => self.hand_over(last.path.clone(), span, bytes, id),
+            // Not bsc's any more (another header, not a plain file): nothing
+            // to close.
+            None => self
                 .storage
                 .finished(&last.path, Span::default(), None, false, None),
         }
         None
+    }
+
+    /// Makes `last`, a file a crash left open, final: repaired (a torn last
+    /// record cut) and made read-only, or, `is_final` already (bsc made it so
+    /// and stopped before journaling the close), only read. Returns what it
+    /// holds, its size and identity; `None` if it is not a bsc file any more.
+    fn finish_left_open(
+        &self,
+        last: &LastFile,
+        is_final: bool,
+    ) -> Option<(Span, u64, pcap::FileId)> {
+        let busy = |id| self.storage.is_busy(id);
+        // At the precision it was written at: the handler's, or the other if
+        // the config changed while bsc was stopped.
+        let mut precisions = Precision::ALL;
+        precisions.sort_by_key(|&p| p != self.spec.timestamp_precision);
+        let (dir, name) = crate::storage::dir_of(&last.trusted, &last.path).ok()?;
+        let span = |scan: pcap::Scan| Span {
+            records: Some(scan.records),
+            first_ts: scan.first_ts,
+            last_ts: scan.last_ts,
+        };
+        for precision in precisions {
+            if is_final {
+                let Ok(Some((scan, id, bytes))) =
+                    pcap::scan_final(&dir, &name, self.link, precision)
+                else {
+                    continue;
+                };
+                info!(
+                    "handler {}: closed {}, made final when bsc last stopped",
+                    self.spec.name,
+                    last.path.display()
+                );
+                return Some((span(scan), bytes, id));
+            }
+            let path = last.path.clone();
+            let Ok(Attempt::Ready(f, how)) =
+                PcapFile::open(&dir, &name, path, self.link, precision, true, &busy)
+            else {
+                continue;
+            };
+            let (bytes, scan, id) = (f.bytes(), f.earlier(), f.identity());
+            if let Opened::Appended { torn_bytes } = how {
+                if torn_bytes > 0 {
+                    warn!(
+                        "handler {}: {} was left open by a crash; cut a torn last record ({})",
+                        self.spec.name,
+                        last.path.display(),
+                        log::size(torn_bytes)
+                    );
+                }
+            }
+            if let Err(e) = f.finish() {
+                warn!(
+                    "handler {}: cannot make {} final: {e}",
+                    self.spec.name,
+                    last.path.display()
+                );
+            }
+            info!(
+                "handler {}: closed {}, left open when bsc last stopped",
+                self.spec.name,
+                last.path.display()
+            );
+            return Some((span(scan), bytes, id));
+        }
+        None
+    }
+
+    /// At start: the file this handler's key left open (a crash) that its
+    /// pattern still names at `now` (any other was closed by [`Handler::new`])
+    /// is opened again now rather than by the first unit, so it is the open
+    /// file like any other (listed, counted by retention, closed at its
+    /// rotation deadline even if no unit comes). Returns that deadline.
+    pub(super) fn resume(&mut self, now: UnixMicros) -> Option<UnixMicros> {
+        let left_open = self
+            .storage
+            .last(&self.journal_key())
+            .is_some_and(|l| !l.closed && !self.storage.is_open(&l.path));
+        if !left_open || self.opened_any {
+            return None;
+        }
+        self.open(now).ok().flatten()
     }
 
     /// Opens the next file for a unit at `ts` (see the module doc on naming).
@@ -878,17 +939,43 @@ impl Handler {
             ));
         }
         let busy = |id| self.storage.is_busy(id);
+        let key = self.journal_key();
+        // The file this key created and a crash left open: resumed, it is
+        // still bsc's (retention, the disk budget, the file list).
+        let left_open = self
+            .storage
+            .last(&key)
+            .filter(|l| l.created && !l.closed)
+            .map(|l| l.path);
         let mut first_refusal: Option<(PathBuf, String)> = None;
         for n in n..n.saturating_add(MAX_NAME_TRIES) {
             let candidate = place.numbered(n);
             let path = candidate.full();
+            let last = LastFile {
+                path: path.clone(),
+                trusted: place.base().to_path_buf(),
+                unnumbered: unnumbered.clone(),
+                n,
+                seq,
+                created: true,
+                closed: false,
+            };
             let attempt = if self.storage.is_open(&path) {
                 Attempt::Taken("another handler is writing it".into())
             } else if !self.opened_any && self.storage.was_closed(&path) {
                 Attempt::Taken("bsc closed it before: it is final".into())
             } else {
                 let name = candidate.file_name();
-                PcapFile::open(
+                // A name that does not exist is journaled before it is created
+                // (write-ahead, see `Storage::opening`).
+                let free = matches!(sys::identity_at(&dir, name),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                if free {
+                    let ship = self.spec.ship.as_ref();
+                    self.storage.opening(&key, last.clone(), ship);
+                    crash_point("intent");
+                }
+                let attempt = PcapFile::open(
                     &dir,
                     name,
                     path.clone(),
@@ -896,8 +983,11 @@ impl Handler {
                     self.spec.timestamp_precision,
                     !self.opened_any,
                     &busy,
-                )
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?
+                );
+                if free && matches!(attempt, Ok(Attempt::Ready(..))) {
+                    crash_point("created");
+                }
+                attempt.map_err(|e| format!("cannot open {}: {e}", path.display()))?
             };
             match attempt {
                 Attempt::Ready(file, how) => {
@@ -913,20 +1003,12 @@ impl Handler {
                         // The new folder entry must survive a power cut too.
                         let _ = std::fs::File::from(dir).sync_all();
                     }
-                    self.storage.opened(
-                        &self.journal_key(),
-                        LastFile {
-                            path,
-                            trusted: place.base().to_path_buf(),
-                            unnumbered: unnumbered.clone(),
-                            n,
-                            seq,
-                            created: file.created(),
-                            closed: false,
-                        },
-                        file.identity(),
-                        self.spec.ship.as_ref(),
-                    );
+                    let last = LastFile {
+                        created: file.created() || left_open.as_ref() == Some(&path),
+                        ..last
+                    };
+                    let ship = self.spec.ship.as_ref();
+                    self.storage.opened(&key, last, file.identity(), ship);
                     return Ok((file, how, unnumbered));
                 }
                 Attempt::Taken(why) => {
@@ -1055,6 +1137,7 @@ impl Handler {
                 ),
             );
         }
+        crash_point("final");
         info!(
             "handler {}: closed {} ({}, {})",
             self.spec.name,
@@ -1292,6 +1375,22 @@ impl Handler {
             .map_or(0, |f| f.file.bytes() + self.pending.len() as u64)
     }
 }
+
+/// Test builds only (debug assertions): `BSC_DEBUG_CRASH=<point>` stops bsc
+/// at once (abort: no destructor runs, nothing more is written, as after
+/// `kill -9`) at that point of a file's life: `intent` (journaled, not created
+/// yet), `created` (created with its header, nothing else done) or `final`
+/// (closed and made read-only, the close not journaled yet), so a black-box
+/// test hits these crash windows exactly. Not in release builds.
+#[cfg(debug_assertions)]
+fn crash_point(point: &str) {
+    if std::env::var_os("BSC_DEBUG_CRASH").is_some_and(|p| p == point) {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_point(_: &str) {}
 
 /// The journal key of a handler: its name and address.
 pub fn journal_key(spec: &HandlerSpec) -> String {

@@ -127,6 +127,11 @@ impl Bsc {
     /// Starts bsc on a config file written from `json`, its management API on a
     /// free loopback port unless the config names one.
     pub fn with_config(dir: &Path, json: &serde_json::Value) -> Bsc {
+        Bsc::with_config_env(dir, json, &[])
+    }
+
+    /// [`Bsc::with_config`] with these environment variables set.
+    pub fn with_config_env(dir: &Path, json: &serde_json::Value, env: &[(&str, &str)]) -> Bsc {
         let mut json = json.clone();
         let port = match json.pointer("/capture_manager/manager_server/port") {
             Some(p) => p.as_u64().unwrap() as u16,
@@ -142,7 +147,8 @@ impl Bsc {
             }
         };
         let path = write_config(dir, &json);
-        let mut bsc = Bsc::start(&["--config", path.to_str().unwrap()], dir);
+        let mut bsc = Bsc::spawn(&["--config", path.to_str().unwrap()], dir, env);
+        bsc.wait_log("running:");
         bsc.http_port = port;
         bsc
     }
