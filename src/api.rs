@@ -1025,13 +1025,13 @@ fn metrics(cx: &Context) -> Response {
         (
             "bsc_packets_total",
             "counter",
-            "Units (datagrams, reads, frames) received.",
+            "Records: datagrams, reads or frames, or the units cut from them, to be written (not filtered ones).",
             |h| h.stats().packets as f64,
         ),
         (
             "bsc_bytes_total",
             "counter",
-            "Payload bytes received.",
+            "Payload bytes of those records.",
             |h| h.stats().bytes as f64,
         ),
         (

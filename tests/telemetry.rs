@@ -496,14 +496,17 @@ fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
         wire.extend(p);
     }
     let conn = serve(&listener, &wire, &mut rng);
+    // `packets` counts records; a filtered unit is counted as `filtered` only.
     wait_until("every unit framed", || {
-        stats_of(&bsc, port, "127.0.0.1")
-            .iter()
-            .all(|s| s["packets"] == 300)
+        stats_of(&bsc, port, "127.0.0.1").iter().all(|s| {
+            s["packets"].as_u64().unwrap_or(0) + s["filtered"].as_u64().unwrap_or(0) == 300
+        })
     });
     let stats = stats_of(&bsc, port, "127.0.0.1");
     assert_eq!(stats[0]["filtered"], 300 - a100.len());
     assert_eq!(stats[1]["filtered"], 300 - a101.len());
+    assert_eq!(stats[0]["packets"], a100.len());
+    assert_eq!(stats[1]["packets"], a101.len());
     let (_, all) = bsc.get("/");
     let entry = &all[format!("['127.0.0.1', {port}]")][1]["handler"];
     assert_eq!(

@@ -70,10 +70,12 @@ pub struct HandlerStats {
     pub reads: u64,
     /// Bytes of those reads (AIT's `data_read_length`).
     pub bytes_read: u64,
-    /// Units received: the reads themselves, or with framing the units cut from
-    /// them (each one record unless filtered or lost).
+    /// Records: the reads themselves, or with framing, checks or transforms
+    /// the units cut from them that are to be written (filtered units and
+    /// dropped bad frames are not records); `records_lost` of them did not
+    /// reach the disk.
     pub packets: u64,
-    /// Payload bytes of those units.
+    /// Payload bytes of those records (their original length).
     pub bytes: u64,
     pub files_opened: u64,
     /// Failed opens or writes.
@@ -82,6 +84,7 @@ pub struct HandlerStats {
     pub records_lost: u64,
     /// Units longer than the snaplen, written cut (orig_len keeps the length).
     pub truncated: u64,
+    /// When the last unit arrived (a filtered one too: the source is alive).
     pub last_packet_at: Option<UnixMicros>,
     pub started_at: UnixMicros,
     /// Files closed because their calendar period ended.
@@ -516,8 +519,13 @@ impl Handler {
             _ => 0,
         };
         units.feed(unit.data, unit.stream, &mut |whole, write| {
+            // Filtered units and dropped bad frames are not records: they are
+            // counted by the unit path (`filtered`, `crc_errors`), not here.
+            let Some(data) = write else {
+                self.stats.last_packet_at = Some(ts);
+                return;
+            };
             self.stats.count(ts, whole.len() + cut);
-            let Some(data) = write else { return };
             if self.suspended {
                 self.stats.records_lost += 1;
                 return;
