@@ -257,7 +257,7 @@ impl Bsc {
             return serde_json::Value::Null;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let mut answer = String::new();
         let _ = std::io::Read::read_to_string(&mut s, &mut answer);
         answer

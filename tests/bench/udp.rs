@@ -381,7 +381,7 @@ fn probe_http(stream: TcpStream, stop: &AtomicBool) -> Vec<Duration> {
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         if writer
-            .write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\n\r\n")
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .is_err()
         {
             break;
