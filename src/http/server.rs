@@ -25,9 +25,10 @@
 //!   without waiting for a new readiness event (mio is edge-triggered). One
 //!   connection alone is always served (its own output is below the budget), and
 //!   a waiting connection is neither timed out nor evicted: it waits for the
-//!   server, not for its client. So 64 clients pipelining `GET /metrics` of
-//!   1,000 handlers (2.2 MB each) and reading slowly hold a few MiB, not 64
-//!   answers;
+//!   server, not for its client; while any waits, a connection that holds
+//!   answers and has read none of them for [`GRACE`] is closed. So 64 clients
+//!   pipelining `GET /metrics` of 1,000 handlers (2.2 MB each) and reading
+//!   slowly hold a few MiB, not 64 answers;
 //! - a connection answers at most [`TURN`] bytes per turn of the loop; with
 //!   more pipelined it waits behind the others (the same queue), so a client
 //!   that reads fast cannot hold the loop while others, or capture, wait;
@@ -494,7 +495,23 @@ impl Server {
                 Some(t) => now.duration_since(t) >= TIMEOUT,
                 None => now.duration_since(c.last_progress) >= TIMEOUT,
             };
-            if !expired {
+            // Holding answers it does not read while others wait for the budget.
+            let stalling = !self.waiting.is_empty()
+                && c.unsent() > 0
+                && now.duration_since(c.last_progress) >= GRACE;
+            if stalling && !expired {
+                log::limited(
+                    "http-stalled",
+                    Level::Warn,
+                    format_args!(
+                        "management API: closed {}: read none of its answers for {} s while {} waited",
+                        c.peer,
+                        GRACE.as_secs(),
+                        log::count(self.waiting.len(), "connection")
+                    ),
+                );
+            }
+            if !expired && !stalling {
                 continue;
             }
             c.give_up(format!(
