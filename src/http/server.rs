@@ -26,7 +26,7 @@
 //!   connection alone is always served (its own output is below the budget), and
 //!   a waiting connection is neither timed out nor evicted: it waits for the
 //!   server, not for its client; while any waits, a connection that holds
-//!   answers and has read none of them for [`GRACE`] is closed. So 64 clients
+//!   answers and has read none of them for [`STALL`] is closed. So 64 clients
 //!   pipelining `GET /metrics` of 1,000 handlers (2.2 MB each) and reading
 //!   slowly hold a few MiB, not 64 answers;
 //! - a connection answers at most [`TURN`] bytes per turn of the loop; with
@@ -66,6 +66,12 @@ pub const OUTPUT_LOW_WATER: usize = 64 * 1024;
 /// Encoded answer bytes all connections together may hold before a connection
 /// waits to be served (see the module invariants).
 pub const ANSWER_BUDGET: usize = 4 * 1024 * 1024;
+/// While connections wait for [`ANSWER_BUDGET`], one that holds answers and
+/// has read none of them for this long is closed. Longer than the pauses TCP
+/// itself makes for a reader with a tiny receive buffer (zero-window probes),
+/// shorter than [`TIMEOUT`], so clients that never read hold the others up for
+/// a few seconds per batch, not ten.
+pub const STALL: Duration = Duration::from_secs(5);
 /// Answer bytes a connection queues per turn; with more pipelined it waits
 /// for its next turn, behind the others (so one fast client cannot hold the
 /// loop while others wait, nor delay capture).
@@ -498,7 +504,7 @@ impl Server {
             // Holding answers it does not read while others wait for the budget.
             let stalling = !self.waiting.is_empty()
                 && c.unsent() > 0
-                && now.duration_since(c.last_progress) >= GRACE;
+                && now.duration_since(c.last_progress) >= STALL;
             if stalling && !expired {
                 log::limited(
                     "http-stalled",
@@ -506,7 +512,7 @@ impl Server {
                     format_args!(
                         "management API: closed {}: read none of its answers for {} s while {} waited",
                         c.peer,
-                        GRACE.as_secs(),
+                        STALL.as_secs(),
                         log::count(self.waiting.len(), "connection")
                     ),
                 );
