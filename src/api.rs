@@ -20,6 +20,12 @@
 //! key in effect with its applied value (an unset limit is `null`): what a client
 //! reads back is what bsc does, not only what it was sent.
 //!
+//! Before any route, a request a web page sent is refused ([`origin`]): a
+//! `Host` that is not an IP literal, `localhost` or a name in
+//! `manager_server.allowed_hosts` gets 421 (DNS rebinding), an `Origin` other
+//! than the server's own gets 403 (another site's form or script), on every
+//! route but `GET /ui`'s Origin; then the token is checked (401).
+//!
 //! Every answer is JSON (metrics and the status page aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
@@ -36,9 +42,10 @@ use serde_json::{json, Map, Value};
 use crate::clock::UnixMicros;
 use crate::config::{self, ConnType, HandlerSpec};
 use crate::hooks::{name_of_key, ShipStatus};
-use crate::http::form;
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::http::{form, origin};
+use crate::log::{self, Level};
 use crate::manager::handler::Handler;
 use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
@@ -56,6 +63,9 @@ pub struct Context<'a> {
     pub started_at: UnixMicros,
     /// `manager_server.token`: every request needs `Authorization: Bearer` it.
     pub token: Option<&'a str>,
+    /// `manager_server.allowed_hosts`: names a `Host` header may give besides IP
+    /// literals and `localhost` ([`origin::check`]), lower-case.
+    pub allowed_hosts: &'a [String],
     pub http_connections: usize,
 }
 
@@ -66,8 +76,21 @@ const STATUS_PAGE: &str = include_str!("ui.html");
 /// Answers one request.
 pub fn respond(req: &Request, cx: &mut Context) -> Response {
     // The status page holds no data (it fetches the JSON routes with the token),
-    // so it is the one route served without the token: a GET only.
-    if req.method == "GET" && req.segments() == ["ui"] {
+    // so it is the one route served without the token or an own Origin: a GET
+    // only. Every route checks the Host (DNS rebinding).
+    let page = req.method == "GET" && req.segments() == ["ui"];
+    if let Some(refusal) = origin::check(req, cx.allowed_hosts, page) {
+        log::limited(
+            "http-foreign",
+            Level::Warn,
+            format_args!(
+                "management API: refused {} {} ({}): {}",
+                req.method, req.path, refusal.status, refusal.message
+            ),
+        );
+        return Response::error(refusal.status, refusal.message);
+    }
+    if page {
         return status_page();
     }
     if let Some(token) = cx.token {

@@ -1093,6 +1093,7 @@ mod tests {
             port: 9100,
             token: Some("from-config".into()),
             allow_unauthenticated: false,
+            allowed_hosts: Vec::new(),
         };
         let t = |s, se, tk, te, c| resolve_target(s, se, tk, te, c).unwrap();
         assert_eq!(

@@ -36,6 +36,8 @@ use mio::{Events, Interest, Poll, Token};
 use crate::api;
 use crate::clock::{Clock, UnixMicros};
 use crate::config::{Config, HandlerSpec, Origin, ServerConfig};
+use crate::http::request::Request;
+use crate::http::response::Response;
 use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::notify::Notifier;
@@ -202,7 +204,7 @@ impl EventLoop {
         let status = self.status_line();
         self.notifier.ready(&status);
         loop {
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && !self.http.has_turns() {
                 self.sleep_time()
             } else {
                 Duration::ZERO
@@ -226,6 +228,11 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            // HTTP connections waiting for their turn (pipelined answers, the
+            // answer budget) get one, then capture goes on.
+            if self.http.has_turns() {
+                self.with_api(|http, registry, respond| http.resume(registry, respond));
             }
             let units_before = self.manager.units_read();
             for _ in 0..self.ready.len() {
@@ -278,6 +285,14 @@ impl EventLoop {
     /// Serves an HTTP event: the listener accepts, a connection reads, answers
     /// and writes as far as it can without blocking.
     fn on_http(&mut self, token: mio::Token) {
+        self.with_api(|http, registry, respond| http.on_event(token, registry, respond));
+    }
+
+    /// Runs `serve` on the HTTP server with the API answering its requests.
+    fn with_api(
+        &mut self,
+        serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn FnMut(&Request) -> Response),
+    ) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
         self.manager.flush_dirty();
@@ -288,10 +303,11 @@ impl EventLoop {
             now: self.clock.now(),
             started_at: self.started_at,
             token: self.config.server.token.as_deref(),
+            allowed_hosts: &self.config.server.allowed_hosts,
             http_connections: connections,
         };
         let clock = &self.clock;
-        self.http.on_event(token, self.poll.registry(), &mut |req| {
+        serve(&mut self.http, self.poll.registry(), &mut |req| {
             cx.now = clock.now();
             let response = api::respond(req, &mut cx);
             debug!("http {} {} -> {}", req.method, req.path, response.status);

@@ -63,15 +63,24 @@
 //!
 //! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
 //! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
-//! [`api::respond`] routes it, decodes fields with [`http::form`], validates them
+//! [`api::respond`] refuses what a web page sent ([`http::origin`]: a foreign
+//! `Host` 421, a foreign `Origin` 403), checks the token, routes it, decodes fields with [`http::form`], validates them
 //! with [`config::HandlerSpec::from_api_fields`] (the config file's
 //! [`config::HandlerSpec::from_json`] behind it, read by [`config::fields::Fields`];
 //! for a rotate, [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
-//! the [`http::response::Response`] is queued and written without blocking.
+//! the [`http::response::Response`] is queued and written without blocking; a
+//! connection with more pipelined, or over the answer budget, waits for its
+//! turn ([`http::server::Server::resume`]).
 //!
 //! # Invariants
 //!
 //! - one thread; nothing blocks the loop except `poll` and file writes/fsyncs;
+//! - **HTTP memory is bounded for all connections together**: unwritten
+//!   answers on all of them stay under [`http::server::ANSWER_BUDGET`] (4 MiB)
+//!   plus one answer; a connection past it waits, its request unparsed, and
+//!   waiting connections are served first come first as answers drain, so one
+//!   connection alone always progresses and none starves; each connection
+//!   answers at most [`http::server::TURN`] per turn of the loop;
 //! - **confinement**: every file and folder bsc creates, writes or deletes is below
 //!   its trusted base (the root for API handlers; the root or a folder the config
 //!   file names for config handlers), checked on the *rendered* path whenever a

@@ -430,7 +430,7 @@ impl WithToken for Bsc {
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let r = read_response(&mut BufReader::new(s)).expect("an answer");

@@ -2,8 +2,9 @@
 //! a request without a body: the real binary, real HTTP over TCP on loopback.
 //!
 //! Sockets that connect and send nothing, a flood of connections, clients that
-//! pipeline large answers and never read: an authorized client is still served,
-//! the log stays short, and bsc's memory stays bounded.
+//! pipeline large answers and never read or read slowly: an authorized client is
+//! still served, the log stays short, every answer arrives whole, and bsc's
+//! memory stays bounded (per connection and for all of them together).
 
 mod common;
 
@@ -30,28 +31,28 @@ fn server_section(token: Option<&str>) -> Value {
 /// `GET /health` on a new connection; `None` when refused (503) or cut off.
 fn health(port: u16, token: Option<&str>) -> Option<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_read_timeout(Some(2 * PATIENCE)).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET /health HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
     )
     .ok()?;
     let r = read_response(&mut BufReader::new(s))?;
     (r.status == 200).then(|| r.json())
 }
 
-/// Asks until `/health` answers 200 (at most [`PATIENCE`], a bounded number of
+/// Asks until `/health` answers 200 (at most `patience`, a bounded number of
 /// tries); returns its body.
-fn health_eventually(port: u16, token: Option<&str>) -> Value {
+fn health_eventually(port: u16, token: Option<&str>, patience: Duration) -> Value {
     let start = Instant::now();
     for _ in 0..10_000 {
         if let Some(body) = health(port, token) {
             return body;
         }
         assert!(
-            start.elapsed() < PATIENCE,
-            "no 200 on /health within {PATIENCE:?}"
+            start.elapsed() < patience,
+            "no 200 on /health within {patience:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -125,7 +126,7 @@ fn idle_sockets_that_keep_reconnecting_cannot_lock_out_an_authorized_client() {
         siege.refused.load(Ordering::SeqCst) > 0
     });
 
-    let body = health_eventually(port, Some("s3cret"));
+    let body = health_eventually(port, Some("s3cret"), PATIENCE);
     let refused = siege.refused.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     attacker.join().unwrap();
@@ -162,7 +163,7 @@ fn a_flood_of_refused_connections_writes_a_few_log_lines_not_one_each() {
     for _ in 0..NEWCOMERS {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         match read_response(&mut BufReader::new(s.try_clone().unwrap())).map(|r| r.status) {
             Some(503) => refused += 1,
@@ -260,7 +261,7 @@ fn clients_pipelining_large_answers_without_reading_cannot_grow_memory() {
 
     // 64 clients, each pipelining up to 2000 GET /metrics (hundreds of MiB of
     // answers each) and reading none.
-    let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let burst = request.repeat(2000);
     let mut clients = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
@@ -295,8 +296,10 @@ fn clients_pipelining_large_answers_without_reading_cannot_grow_memory() {
     }
     let peak_kb = status_kb(bsc.pid(), "VmHWM");
 
-    // A fresh connection is still answered (it takes a stalled client's slot).
-    let body = health_eventually(port, None);
+    // A fresh connection is still answered: it takes a stalled client's slot
+    // and waits its turn behind the clients that asked first, while those
+    // holding answers they never read are closed, a batch every STALL.
+    let body = health_eventually(port, None, 2 * PATIENCE);
     assert_eq!(body["status"], "ok", "{body}");
     // What bsc may hold: per connection, one answer past the low-water mark and
     // its read-ahead; plus 8 MB for the allocator and the answer being built.
@@ -312,6 +315,157 @@ fn clients_pipelining_large_answers_without_reading_cannot_grow_memory() {
         answer / 1024,
     );
     drop(clients);
+    assert!(bsc.stop().success());
+}
+
+/// A connection to 127.0.0.1:`port` whose receive buffer is `rcvbuf` bytes (set
+/// before connecting, so the kernel cannot absorb large answers for it).
+fn connect_with_rcvbuf(port: u16, rcvbuf: i32) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // sockaddr_in is fully initialized and its size passed with it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let size = std::mem::size_of::<i32>() as libc::socklen_t;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&rcvbuf as *const i32).cast(),
+            size,
+        );
+        assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let connected = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// A client that reads slowly: a pause before each read.
+struct SlowReader(TcpStream);
+
+impl Read for SlowReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(2));
+        self.0.read(buf)
+    }
+}
+
+#[test]
+fn slow_readers_pipelining_large_answers_hold_a_bounded_total() {
+    let dir = TempDir::new("budget");
+    // 1,000 handlers (on 50 addresses) from a config file: /metrics is about 2 MB.
+    let udp: Vec<std::net::UdpSocket> = (0..50)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    drop(udp);
+    let handlers: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"name": format!("h{i}"), "conn_type": "udp",
+                   "address": ["127.0.0.1", ports[i % ports.len()]],
+                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")})
+        })
+        .collect();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    );
+    let port = bsc.http_port;
+    let first = bsc.request("GET", "/metrics", None, b"");
+    assert_eq!(first.status, 200);
+    let answer = first.body.len();
+    assert!(answer > 2_000_000, "/metrics is only {answer} bytes");
+    let idle_kb = status_kb(bsc.pid(), "VmRSS");
+
+    // 64 clients with a small receive buffer, each pipelining GET /metrics and
+    // reading every answer to its end slowly (16 KiB every 2 ms at most).
+    const PIPELINED: usize = 10;
+    let started = Instant::now();
+    let deadline = started + 8 * PATIENCE;
+    let peak_kb = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..MAX_CONNECTIONS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect_with_rcvbuf(port, 16 * 1024);
+                s.set_read_timeout(Some(4 * PATIENCE)).unwrap();
+                s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(PIPELINED))
+                    .unwrap();
+                let mut reader = BufReader::with_capacity(16 * 1024, SlowReader(s));
+                let mut lengths = Vec::new();
+                for _ in 0..PIPELINED {
+                    assert!(
+                        Instant::now() < deadline,
+                        "answers still arriving after {:?}",
+                        8 * PATIENCE
+                    );
+                    let r = read_response(&mut reader).expect("a whole answer");
+                    assert_eq!(r.status, 200);
+                    lengths.push(r.body.len());
+                }
+                lengths
+            })
+        })
+        .collect();
+    // Sample the resident size while they read (VmHWM is the peak in between).
+    let pid = bsc.pid();
+    let sampler = {
+        let (peak_kb, finished) = (peak_kb.clone(), finished.clone());
+        std::thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) && Instant::now() < deadline {
+                peak_kb.fetch_max(status_kb(pid, "VmRSS") as usize, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let results: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
+    finished.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let elapsed = started.elapsed();
+    let hwm_kb = status_kb(pid, "VmHWM");
+    let grown_mib = |kb: u64| kb.saturating_sub(idle_kb) as f64 / 1024.0;
+    let (hwm, sampled) = (
+        grown_mib(hwm_kb),
+        grown_mib(peak_kb.load(Ordering::SeqCst) as u64),
+    );
+    eprintln!(
+        "{} answers of {} KiB in {elapsed:.1?}: RSS grew by {hwm:.1} MiB at its peak ({sampled:.1} MiB sampled) over {:.1} MiB idle",
+        MAX_CONNECTIONS * PIPELINED,
+        answer / 1024,
+        idle_kb as f64 / 1024.0
+    );
+    // Before the budget, each connection held one answer: about 138 MiB here.
+    assert!(
+        hwm < 16.0,
+        "RSS grew by {hwm:.1} MiB (at most 16: the answer budget, an answer past it and the one being built)"
+    );
+    for result in results {
+        let lengths = result.unwrap_or_else(|_| {
+            panic!(
+                "a client did not get every answer whole; bsc said: {:#?}",
+                bsc.log_matching("management API")
+            )
+        });
+        assert!(
+            lengths
+                .iter()
+                .all(|&n| n + 10_000 > answer && n < answer + 10_000),
+            "every answer is a whole /metrics: {lengths:?}"
+        );
+    }
+    assert_eq!(health_eventually(port, None, PATIENCE)["status"], "ok");
     assert!(bsc.stop().success());
 }
 
@@ -335,7 +489,7 @@ fn a_post_without_content_length_has_an_empty_body_and_rotates() {
     // What `curl -X POST` sends: no Content-Length, no body.
     let mut s = TcpStream::connect(("127.0.0.1", bsc.http_port)).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(b"POST /tlm/rotate HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"POST /tlm/rotate HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut reader = BufReader::new(s);
     let r = read_response(&mut reader).expect("an answer to the rotate");
@@ -392,7 +546,7 @@ fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
                     let alive = match slot.as_mut() {
                         Some(s) => {
                             let sent = s
-                                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                                .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                                 .is_ok();
                             let read = match s.read(&mut buf) {
                                 Ok(0) => false,
@@ -415,7 +569,7 @@ fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
     wait_until("the clients keep asking", || {
         busy.load(Ordering::SeqCst) > 10
     });
-    let body = health_eventually(port, Some("s3cret"));
+    let body = health_eventually(port, Some("s3cret"), PATIENCE);
     stop.store(true, Ordering::SeqCst);
     attacker.join().unwrap();
     assert_eq!(body["status"], "ok", "{body}");

@@ -22,6 +22,10 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Serve a non-loopback address without a token (for trusted networks only).
     pub allow_unauthenticated: bool,
+    /// Host names a request's `Host` header may give besides IP literals and
+    /// `localhost` (`allowed_hosts`), lower-case; any other is refused (DNS
+    /// rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +35,7 @@ impl Default for ServerConfig {
             port: DEFAULT_SERVER_PORT,
             token: None,
             allow_unauthenticated: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -83,7 +88,13 @@ const KEYS: [&str; 9] = [
     "ship_max_pending_age_s",
 ];
 /// Keys of `capture_manager.manager_server`.
-const SERVER_KEYS: [&str; 4] = ["host", "port", "token", "allow_unauthenticated"];
+const SERVER_KEYS: [&str; 5] = [
+    "host",
+    "port",
+    "token",
+    "allow_unauthenticated",
+    "allowed_hosts",
+];
 
 /// What a `capture_manager` section sets; what it leaves out has its default.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -177,5 +188,40 @@ fn server(value: &Value) -> Result<ServerConfig, FieldError> {
         port: f.port("port", 1)?.unwrap_or(defaults.port),
         token,
         allow_unauthenticated: f.boolean("allow_unauthenticated", false)?,
+        allowed_hosts: f.read("allowed_hosts", allowed_hosts)?.unwrap_or_default(),
     })
+}
+
+/// `manager_server.allowed_hosts`: a list of host names (what a browser sends in
+/// `Host` without the port), lower-cased.
+fn allowed_hosts(value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "must be a list of host names, such as [\"bsc.example.org\"], got {}",
+            describe(value)
+        ));
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(name) if is_host_name(name) => Ok(name.to_ascii_lowercase()),
+            Value::String(name) => Err(format!(
+                "{name:?} is not a host name: give the name alone (no port, scheme or \
+                 path; letters, digits, -, _ and ., at most 253 characters)"
+            )),
+            other => Err(format!(
+                "must list host names as strings, got {}",
+                describe(other)
+            )),
+        })
+        .collect()
+}
+
+/// A name a `Host` header can carry: ASCII letters, digits, `-`, `_` and `.`,
+/// 1 to 253 characters (so no port, whitespace or control characters).
+fn is_host_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

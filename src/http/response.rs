@@ -1,5 +1,8 @@
 //! HTTP responses, sans I/O: a status, extra headers and a JSON body, encoded to
-//! bytes by [`Response::encode`].
+//! bytes by [`Response::encode`]. Every answer carries
+//! `X-Content-Type-Options: nosniff` (a browser never takes JSON for a script or
+//! a page), and JSON answers `Cache-Control: no-store` (no copy of bsc's state
+//! in a browser's or proxy's cache).
 
 use serde_json::json;
 
@@ -22,12 +25,14 @@ pub fn reason(status: u16) -> &'static str {
         201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -77,17 +82,27 @@ impl Response {
 
     /// The response as HTTP/1.1 bytes, appended to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_head(out);
+        out.extend_from_slice(&self.body);
+    }
+
+    /// The status line and headers, up to and with the empty line, appended to
+    /// `out`; the body follows them on the wire.
+    pub fn encode_head(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(
             format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
         );
         out.extend_from_slice(
             format!(
-                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                "Content-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n",
                 self.content_type,
                 self.body.len()
             )
             .as_bytes(),
         );
+        if self.content_type == "application/json" {
+            out.extend_from_slice(b"Cache-Control: no-store\r\n");
+        }
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
@@ -95,7 +110,6 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
     }
 }
 
@@ -112,7 +126,19 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 20\r\nAllow: POST\r\nConnection: close\r\n\r\n{\"error\":\"use POST\"}"
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 20\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nAllow: POST\r\nConnection: close\r\n\r\n{\"error\":\"use POST\"}"
         );
+    }
+
+    #[test]
+    fn only_json_answers_say_no_store() {
+        let mut out = Vec::new();
+        Response::text(200, "text/html; charset=utf-8", "<p>".into()).encode(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("X-Content-Type-Options: nosniff\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Cache-Control"), "{text}");
     }
 }

@@ -17,6 +17,21 @@
 //!   then: its unwritten output is at most [`OUTPUT_LOW_WATER`] plus one answer
 //!   (the one that crossed it), however many requests it pipelines, and a client
 //!   that never reads cannot grow bsc's memory or block the loop;
+//! - **all connections together** hold at most [`ANSWER_BUDGET`] of encoded
+//!   answers plus one answer (the one that crossed it): a connection whose next
+//!   request would be answered while they hold [`ANSWER_BUDGET`] or more waits,
+//!   its request unparsed, in a queue of waiting connections ([`Server::resume`]);
+//!   as answers are written or connections close, the queue is served in order,
+//!   without waiting for a new readiness event (mio is edge-triggered). One
+//!   connection alone is always served (its own output is below the budget), and
+//!   a waiting connection is neither timed out nor evicted: it waits for the
+//!   server, not for its client; while any waits, a connection that holds
+//!   answers and has read none of them for [`STALL`] is closed. So 64 clients
+//!   pipelining `GET /metrics` of 1,000 handlers (2.2 MB each) and reading
+//!   slowly hold a few MiB, not 64 answers;
+//! - a connection answers at most [`TURN`] bytes per turn of the loop; with
+//!   more pipelined it waits behind the others (the same queue), so a client
+//!   that reads fast cannot hold the loop while others, or capture, wait;
 //! - a connection buffers at most [`READ_AHEAD`] of pipelined requests beyond the
 //!   one it needs whole (a request itself may be up to `MAX_HEAD + MAX_BODY`);
 //! - a request that is not whole [`TIMEOUT`] after its first byte gets a 408 and the
@@ -25,7 +40,8 @@
 //! - refusals and evictions are logged through [`crate::log::limited`]: a flood of
 //!   connections writes a line per [`crate::log::REPEAT_WINDOW`], not one each.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -47,6 +63,19 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// A connection is served (and read) only while less than this much of its
 /// answers is unwritten.
 pub const OUTPUT_LOW_WATER: usize = 64 * 1024;
+/// Encoded answer bytes all connections together may hold before a connection
+/// waits to be served (see the module invariants).
+pub const ANSWER_BUDGET: usize = 4 * 1024 * 1024;
+/// While connections wait for [`ANSWER_BUDGET`], one that holds answers and
+/// has read none of them for this long is closed. Longer than the pauses TCP
+/// itself makes for a reader with a tiny receive buffer (zero-window probes),
+/// shorter than [`TIMEOUT`], so clients that never read hold the others up for
+/// a few seconds per batch, not ten.
+pub const STALL: Duration = Duration::from_secs(5);
+/// Answer bytes a connection queues per turn; with more pipelined it waits
+/// for its next turn, behind the others (so one fast client cannot hold the
+/// loop while others wait, nor delay capture).
+pub const TURN: usize = OUTPUT_LOW_WATER;
 /// Pipelined request bytes read ahead of the request being served.
 pub const READ_AHEAD: usize = 16 * 1024;
 /// Most request bytes buffered on one connection (a whole request always fits).
@@ -66,9 +95,15 @@ struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
     input: Vec<u8>,
-    /// Encoded answers; `output[..sent]` is already written.
-    output: Vec<u8>,
+    /// Encoded answers, in pieces (a head, a body moved in without a copy); the
+    /// first `sent` bytes of the front piece are already written.
+    output: VecDeque<Vec<u8>>,
     sent: usize,
+    /// Bytes of the pieces in `output`, written or not: what the connection
+    /// holds in memory for its answers.
+    held: usize,
+    /// A request waits for [`ANSWER_BUDGET`] (see [`Server::resume`]).
+    waiting: bool,
     /// When the first byte of the request now being received arrived.
     request_started: Option<Instant>,
     /// Last time bytes moved in either direction.
@@ -84,14 +119,41 @@ struct Connection {
 impl Connection {
     /// Answer bytes not written yet.
     fn unsent(&self) -> usize {
-        self.output.len() - self.sent
+        self.held - self.sent
     }
 
-    /// Appends to the output, first dropping what is already written.
-    fn queue(&mut self, bytes: impl FnOnce(&mut Vec<u8>)) {
-        self.output.drain(..self.sent);
-        self.sent = 0;
-        bytes(&mut self.output);
+    /// Appends a piece to the output.
+    fn queue(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.held += bytes.len();
+            self.output.push_back(bytes);
+        }
+    }
+
+    /// Appends an answer: its head, then its body as it is (not copied).
+    fn queue_response(&mut self, response: Response) {
+        let mut head = Vec::with_capacity(256);
+        response.encode_head(&mut head);
+        self.queue(head);
+        self.queue(response.body);
+    }
+
+    /// Marks `n` more bytes written, dropping the pieces written whole.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.output.front() else {
+                return;
+            };
+            let rest = front.len() - self.sent;
+            if n < rest {
+                self.sent += n;
+                return;
+            }
+            n -= rest;
+            self.held -= front.len();
+            self.sent = 0;
+            self.output.pop_front();
+        }
     }
 
     /// Whether to read more: the connection can be served now (see
@@ -117,7 +179,7 @@ impl Connection {
         if self.request_started.is_some() && self.unsent() == 0 {
             let mut r = Response::error(408, why);
             r.close = true;
-            self.queue(|out| r.encode(out));
+            self.queue_response(r);
             let _ = write_out(self);
         }
     }
@@ -158,6 +220,8 @@ pub struct Server {
     open: usize,
     /// Connections refused with a 503, kept until their client closes or [`LINGER`].
     lingering: Vec<(TcpStream, Instant)>,
+    /// Slots of connections waiting for [`ANSWER_BUDGET`], first come first.
+    waiting: VecDeque<usize>,
     pub local: SocketAddr,
 }
 
@@ -183,6 +247,7 @@ impl Server {
             connections: Vec::new(),
             open: 0,
             lingering: Vec::new(),
+            waiting: VecDeque::new(),
             local,
         })
     }
@@ -209,12 +274,82 @@ impl Server {
             return;
         }
         let slot = token.0 - CONNECTION_TOKEN_BASE;
-        let alive = match self.connections.get_mut(slot) {
-            Some(Some(c)) => drive(c, respond),
-            _ => return,
+        if matches!(self.connections.get(slot), Some(Some(_))) {
+            let first = self.waiting.front().is_none_or(|&s| s == slot);
+            self.serve(slot, first, registry, respond);
+        }
+    }
+
+    /// Encoded answer bytes all connections hold.
+    fn held(&self) -> usize {
+        self.connections.iter().flatten().map(|c| c.held).sum()
+    }
+
+    /// Drives the connection in `slot`, which may answer requests if `first`
+    /// (at the front of the queue of those waiting for a turn, or none waits)
+    /// and the budget allows; then closes it, queues it at the back, or takes it
+    /// out of the queue. Returns the answer bytes it queued.
+    fn serve(
+        &mut self,
+        slot: usize,
+        first: bool,
+        registry: &Registry,
+        respond: &mut dyn FnMut(&Request) -> Response,
+    ) -> usize {
+        let others = self.held() - self.connections[slot].as_ref().map_or(0, |c| c.held);
+        let Some(c) = self.connections[slot].as_mut() else {
+            return 0;
         };
-        if !alive {
+        let budget = Budget { others, first };
+        let Driven::Open { answered } = drive(c, budget, respond) else {
             self.close(slot, registry);
+            return 0;
+        };
+        let waits = c.waiting;
+        let queued = self.waiting.iter().position(|&s| s == slot);
+        match (waits, queued) {
+            (true, None) => self.waiting.push_back(slot),
+            // It had its turn and wants another: behind the others.
+            (true, Some(i)) if answered > 0 => {
+                self.waiting.remove(i);
+                self.waiting.push_back(slot);
+            }
+            (false, Some(i)) => {
+                self.waiting.remove(i);
+            }
+            _ => {}
+        }
+        answered
+    }
+
+    /// Whether connections wait for a turn the budget allows now: the loop
+    /// must call [`Server::resume`] without sleeping.
+    pub fn has_turns(&self) -> bool {
+        !self.waiting.is_empty() && self.held() < ANSWER_BUDGET
+    }
+
+    /// Gives connections waiting for a turn (for [`ANSWER_BUDGET`] or after
+    /// [`TURN`]) their turn, first come first, until about [`TURN`] bytes are
+    /// answered or the answers held reach the budget; one that waits again goes
+    /// to the back. The loop calls it once per turn while
+    /// [`Server::has_turns`], since a waiting connection gets no readiness event
+    /// for the bytes others free; capture goes on between turns.
+    pub fn resume(&mut self, registry: &Registry, respond: &mut dyn FnMut(&Request) -> Response) {
+        let mut answered = 0;
+        for _ in 0..self.waiting.len() {
+            let Some(&slot) = self.waiting.front() else {
+                return;
+            };
+            if answered >= TURN || self.held() >= ANSWER_BUDGET {
+                return;
+            }
+            answered += self.serve(slot, true, registry, respond);
+            if self.waiting.front() == Some(&slot) {
+                // Still first: it waits again without having answered (the
+                // budget allowed it, so its request was not whole after all).
+                self.waiting.pop_front();
+                self.waiting.push_back(slot);
+            }
         }
     }
 
@@ -271,8 +406,10 @@ impl Server {
                 stream,
                 peer,
                 input: Vec::new(),
-                output: Vec::new(),
+                output: VecDeque::new(),
                 sent: 0,
+                held: 0,
+                waiting: false,
                 request_started: None,
                 last_progress: Instant::now(),
                 continue_sent: false,
@@ -307,11 +444,12 @@ impl Server {
             })
             .min_by_key(|&(slot, since)| (since, slot))
             .map(|(slot, _)| slot);
-        let unused = self
-            .connections
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, c)| Some((slot, c.as_ref()?.unused().0)));
+        // A connection waiting for the answer budget waits for the server.
+        let unused = self.connections.iter().enumerate().filter_map(|(slot, c)| {
+            c.as_ref()
+                .filter(|c| !c.waiting)
+                .map(|c| (slot, c.unused().0))
+        });
         let Some(slot) = refused.or_else(|| pick_eviction(unused, now)) else {
             return false;
         };
@@ -341,6 +479,7 @@ impl Server {
         if let Some(mut c) = self.connections[slot].take() {
             let _ = registry.deregister(&mut c.stream);
             self.open -= 1;
+            self.waiting.retain(|&s| s != slot);
         }
     }
 
@@ -354,11 +493,31 @@ impl Server {
             let Some(c) = self.connections[slot].as_mut() else {
                 continue;
             };
+            if c.waiting {
+                // Waiting for the server, not for its client.
+                continue;
+            }
             let expired = match c.request_started {
                 Some(t) => now.duration_since(t) >= TIMEOUT,
                 None => now.duration_since(c.last_progress) >= TIMEOUT,
             };
-            if !expired {
+            // Holding answers it does not read while others wait for the budget.
+            let stalling = !self.waiting.is_empty()
+                && c.unsent() > 0
+                && now.duration_since(c.last_progress) >= STALL;
+            if stalling && !expired {
+                log::limited(
+                    "http-stalled",
+                    Level::Warn,
+                    format_args!(
+                        "management API: closed {}: read none of its answers for {} s while {} waited",
+                        c.peer,
+                        STALL.as_secs(),
+                        log::count(self.waiting.len() as u64, "connection")
+                    ),
+                );
+            }
+            if !expired && !stalling {
                 continue;
             }
             c.give_up(format!(
@@ -399,9 +558,41 @@ fn drained_to_eof(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// Reads, answers and writes as far as possible without blocking. Returns whether
-/// the connection stays open.
-fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> bool {
+/// Whether a connection may be served now, from what the others hold.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Answer bytes the other connections hold.
+    others: usize,
+    /// No connection waits ahead of this one.
+    first: bool,
+}
+
+impl Budget {
+    /// Whether a connection holding `own` bytes of answers may answer its next
+    /// request: nobody waits ahead and all hold less than [`ANSWER_BUDGET`].
+    fn open(self, own: usize) -> bool {
+        self.first && self.others + own < ANSWER_BUDGET
+    }
+}
+
+/// What became of a connection driven.
+enum Driven {
+    Closed,
+    /// Still open; the answer bytes it queued.
+    Open {
+        answered: usize,
+    },
+}
+
+/// Reads, answers and writes as far as possible without blocking; a whole
+/// request the `budget` does not allow to answer yet, or one past [`TURN`],
+/// sets `c.waiting`.
+fn drive(
+    c: &mut Connection,
+    budget: Budget,
+    respond: &mut dyn FnMut(&Request) -> Response,
+) -> Driven {
+    let mut answered = 0;
     loop {
         let mut progressed = false;
         // Read what the kernel has, while the connection can be served.
@@ -417,16 +608,24 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Driven::Closed,
             }
         }
         // Answer whole requests while earlier answers are (almost) written: a
-        // pipelined burst queues one answer at a time, whatever its size.
+        // pipelined burst queues one answer at a time, whatever its size; while
+        // all connections together hold less than the budget; and up to TURN
+        // bytes of answers per turn.
+        c.waiting = false;
         while !c.closing && c.unsent() < OUTPUT_LOW_WATER && !c.input.is_empty() {
             match request::parse(&c.input) {
+                Parsed::Complete(..) if answered >= TURN || !budget.open(c.held) => {
+                    // Parsed again once it is this connection's turn.
+                    c.waiting = true;
+                    break;
+                }
                 Parsed::Partial { expects_continue } => {
                     if expects_continue && !c.continue_sent {
-                        c.queue(|out| out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                        c.queue(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
                         c.continue_sent = true;
                     }
                     if c.request_started.is_none() {
@@ -442,21 +641,22 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
                     c.refused_auth = response.status == 401;
                     response.close |= !req.keep_alive;
                     c.closing = response.close;
-                    c.queue(|out| response.encode(out));
+                    answered += response.body.len();
+                    c.queue_response(response);
                     progressed = true;
                 }
                 Parsed::Refused(refusal) => {
                     let mut response = Response::error(refusal.status, refusal.message);
                     response.close = true;
                     c.closing = true;
-                    c.queue(|out| response.encode(out));
+                    c.queue_response(response);
                     progressed = true;
                 }
             }
         }
         match write_out(c) {
             Ok(wrote) => progressed |= wrote,
-            Err(_) => return false,
+            Err(_) => return Driven::Closed,
         }
         if c.input.is_empty() && c.input.capacity() > 2 * READ_AHEAD {
             // A large body was here once; an idle connection keeps no big buffer.
@@ -464,10 +664,13 @@ fn drive(c: &mut Connection, respond: &mut dyn FnMut(&Request) -> Response) -> b
         }
         if c.unsent() == 0 && (c.closing || (c.peer_done && !has_whole_request(c))) {
             let _ = c.stream.shutdown(Shutdown::Write);
-            return false;
+            return Driven::Closed;
         }
-        if !progressed {
-            return true;
+        // Output left means the socket is full: its writable event comes back
+        // here, and the loop turns to other connections meanwhile (looping on
+        // while the client takes a few bytes at a time would hold the loop).
+        if !progressed || c.unsent() > 0 {
+            return Driven::Open { answered };
         }
     }
 }
@@ -476,17 +679,24 @@ fn has_whole_request(c: &Connection) -> bool {
     !c.input.is_empty() && !matches!(request::parse(&c.input), Parsed::Partial { .. })
 }
 
-/// Writes queued output until done or `WouldBlock`. Returns whether bytes moved.
-/// Memory follows what is left to write: once everything is written a large
-/// buffer is given back (an idle connection keeps none), and a large buffer
-/// mostly written when the client stops reading keeps only its unwritten part.
+/// Most output pieces handed to one `writev`.
+const MAX_PIECES: usize = 16;
+
+/// Writes queued output until done or `WouldBlock`, several pieces per
+/// `writev`. Returns whether bytes moved. Memory follows what is left to write:
+/// each piece is freed once written whole (an idle connection keeps none).
 fn write_out(c: &mut Connection) -> io::Result<bool> {
     let mut written = 0;
-    while c.sent < c.output.len() {
-        match c.stream.write(&c.output[c.sent..]) {
+    while c.unsent() > 0 {
+        let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
+        for (i, piece) in c.output.iter().take(MAX_PIECES).enumerate() {
+            pieces[i] = IoSlice::new(if i == 0 { &piece[c.sent..] } else { piece });
+        }
+        let count = c.output.len().min(MAX_PIECES);
+        match c.stream.write_vectored(&pieces[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                c.sent += n;
+                c.consume(n);
                 written += n;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -494,17 +704,8 @@ fn write_out(c: &mut Connection) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-    if c.sent == c.output.len() {
-        if c.output.capacity() > OUTPUT_LOW_WATER {
-            c.output = Vec::new();
-        } else {
-            c.output.clear();
-        }
-        c.sent = 0;
-    } else if c.output.capacity() > OUTPUT_LOW_WATER && c.sent > c.output.len() / 2 {
-        // Copies at most half of what it frees, so at most the answer's size in all.
-        c.output = c.output[c.sent..].to_vec();
-        c.sent = 0;
+    if c.output.is_empty() && c.output.capacity() > MAX_PIECES {
+        c.output = VecDeque::new();
     }
     if written > 0 {
         c.last_progress = Instant::now();
@@ -541,6 +742,16 @@ mod tests {
             "ties go to the lowest slot"
         );
         assert_eq!(pick_eviction(std::iter::empty(), now), None);
+    }
+
+    #[test]
+    fn the_budget_serves_the_first_in_line_below_it() {
+        let open = |others, first, own| Budget { others, first }.open(own);
+        assert!(open(0, true, 0), "one connection alone is always served");
+        assert!(open(ANSWER_BUDGET - 2, true, 1));
+        assert!(!open(ANSWER_BUDGET - 1, true, 1), "at the budget: waits");
+        assert!(!open(ANSWER_BUDGET, true, 0));
+        assert!(!open(0, false, 0), "behind another: waits its turn");
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl Bsc {
             return serde_json::Value::Null;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let mut answer = String::new();
         let _ = std::io::Read::read_to_string(&mut s, &mut answer);
         answer
@@ -1048,7 +1048,7 @@ impl KeepAlive {
     /// `GET /stats`: the body's length, None if the connection failed.
     fn get_stats(&mut self) -> Option<usize> {
         self.writer
-            .write_all(b"GET /stats HTTP/1.1\r\nHost: b\r\n\r\n")
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .ok()?;
         let mut len = 0usize;
         let mut line = String::new();

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             now: UnixMicros(1_795_860_000_000_000),
             started_at: UnixMicros(1_795_850_000_000_000),
             token: None,
+            allowed_hosts: &[],
             http_connections: 1,
         };
         let response = api::respond(&req, &mut cx);
