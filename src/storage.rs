@@ -33,6 +33,15 @@
 //!   the first); only the disk budget may, when nothing else is left
 //!   ([`Storage::take_oldest`]).
 //!
+//! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
+//!   0600), refused at start-up and by `bsc check` when another user owns it
+//!   or others may write it ([`check_state_modes`]); one bsc per root holds
+//!   its `lock` ([`lock_root`]).
+//! - **Handing a file over**: a closed file with a hook or `ship` is held by a
+//!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
+//!   ended; [`Storage::hand_over`] gives a command that link, only while the
+//!   file's own path is still the regular, read-only file bsc closed.
+//!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
 use std::cell::{Cell, RefCell};
@@ -163,6 +172,8 @@ pub struct Unshipped {
     pub closed_at: SystemTime,
     /// Its handler's `ship` settings when it was closed.
     pub ship: ShipSpec,
+    /// Its device and inode when it was closed (unknown in journals of bsc 0.1).
+    pub id: Option<FileId>,
 }
 
 /// What waits to ship for one key.
@@ -259,6 +270,11 @@ pub struct Storage {
     /// Closed files whose `on_close` hook has not started yet, with their key:
     /// they survive a restart (and are handed to the hook again then).
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
+    /// Files whose `on_close` hook runs now (started, not yet reaped).
+    hooks_running: RefCell<HashMap<PathBuf, Unhooked>>,
+    /// Closed files held by a hard link in [`OUTGOING`] (their identity names
+    /// the link's folder): what their hook and ship command are handed.
+    pins: RefCell<HashMap<PathBuf, FileId>>,
     closed: RefCell<Vec<ClosedFile>>,
     /// Closed files waiting to ship, per key, oldest first (see the module doc).
     ship_queue: RefCell<HashMap<String, VecDeque<Unshipped>>>,
@@ -286,6 +302,22 @@ struct Unhooked {
     /// Closed in an earlier run (read from the journal at start-up); files
     /// closed in this run are already on their way to the hook.
     earlier: bool,
+    /// Its device and inode when it was closed.
+    id: Option<FileId>,
+}
+
+/// The folder of the state folder where closed files waiting for their hook or
+/// to ship are held by a hard link, `<dev>-<inode>/<name>` each (see
+/// [`Storage::hand_over`]).
+pub const OUTGOING: &str = "outgoing";
+
+/// Why a closed file is not handed to its hook or ship command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotHanded {
+    /// Nothing is at its path any more.
+    Gone,
+    /// Something else is: a link, another file, a file written to since.
+    Replaced(String),
 }
 
 /// The highest `{seq}` and `-N` taken from the journal (see [`checked`]).
@@ -307,6 +339,8 @@ impl Storage {
             open: RefCell::new(HashMap::new()),
             state_dir: dir.clone(),
             unhooked: RefCell::new(HashMap::new()),
+            hooks_running: RefCell::new(HashMap::new()),
+            pins: RefCell::new(HashMap::new()),
             closed: RefCell::new(Vec::new()),
             ship_queue: RefCell::new(HashMap::new()),
             unshipped: RefCell::new(HashSet::new()),
@@ -438,6 +472,7 @@ impl Storage {
                             span,
                             bytes,
                             earlier: closed_at.is_none(),
+                            id,
                         };
                         self.unhooked.borrow_mut().insert(path.clone(), waiting);
                     }
@@ -452,6 +487,7 @@ impl Storage {
                             bytes,
                             closed_at: closed_at.unwrap_or(mtime),
                             ship,
+                            id,
                         };
                         let mut queue = self.ship_queue.borrow_mut();
                         queue.entry(key.clone()).or_default().push_back(file);
@@ -621,7 +657,7 @@ impl Storage {
         let dir = self.journal_path.parent().unwrap_or(Path::new("."));
         let tmp = self.journal_path.with_extension("jsonl.tmp");
         let result = (|| -> io::Result<File> {
-            std::fs::create_dir_all(dir)?;
+            make_state_dir(dir)?;
             let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
             for e in lines {
@@ -715,11 +751,12 @@ impl Storage {
         let mut torn = false;
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
-            let opened = std::fs::create_dir_all(dir).and_then(|()| {
+            let opened = make_state_dir(dir).and_then(|()| {
                 OpenOptions::new()
                     .read(true)
                     .append(true)
                     .create(true)
+                    .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&self.journal_path)
             });
@@ -822,6 +859,7 @@ impl Storage {
             );
             self.compact();
         }
+        self.sweep_pins();
         dropped
     }
 
@@ -935,6 +973,170 @@ impl Storage {
         };
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
+        if hook || ship.is_some() {
+            // Held at once, while it is certainly the file just closed.
+            if let Some(id) = id {
+                let _ = self.pin(path, id);
+            }
+        }
+    }
+
+    /// A closed file waiting for its hook or to ship: its trusted folder, its
+    /// identity when it was closed, and its size.
+    fn waiting(&self, path: &Path) -> Option<(PathBuf, Option<FileId>, u64)> {
+        if let Some(f) = self
+            .ship_queue
+            .borrow()
+            .values()
+            .flatten()
+            .find(|f| f.path == path)
+        {
+            return Some((f.trusted.clone(), f.id, f.bytes));
+        }
+        let find = |m: &HashMap<PathBuf, Unhooked>| {
+            m.get(path).map(|u| (u.trusted.clone(), u.id, u.bytes))
+        };
+        find(&self.unhooked.borrow()).or_else(|| find(&self.hooks_running.borrow()))
+    }
+
+    /// Holds the closed file `path`, the file `id`, by a hard link in the state
+    /// folder ([`OUTGOING`]`/<dev>-<inode>/<its name>`), so that what its hook or
+    /// ship command reads is that file whatever happens to `path`. Returns the
+    /// link's path; `Ok(None)` if what was linked is not the file `id` (replaced
+    /// in between). Fails where no hard link can be made (another file system).
+    fn pin(&self, path: &Path, id: FileId) -> io::Result<Option<PathBuf>> {
+        let (trusted, _, _) = self
+            .waiting(path)
+            .ok_or_else(|| io::Error::other("it does not wait for a hook or to ship"))?;
+        let (dir, name) = dir_of(&trusted, path)?;
+        let sub = pin_dir_name(id);
+        let out = sys::open_dir_beneath(&self.state_dir, &[OUTGOING, &sub], true)?;
+        match sys::link_at(&dir, &name, &out, &name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let _ = std::fs::remove_dir(self.state_dir.join(OUTGOING).join(&sub));
+                return Err(e);
+            }
+        }
+        let held = sys::stat_at(&out, &name)?;
+        if held.id != id || !held.is_file() {
+            let _ = sys::unlink_at(&out, &name);
+            return Ok(None);
+        }
+        self.pins.borrow_mut().insert(path.to_path_buf(), id);
+        Ok(Some(self.state_dir.join(OUTGOING).join(sub).join(name)))
+    }
+
+    /// What to hand the `on_close` hook or `ship` command of the closed file
+    /// `path`: only while `path` is still the regular, read-only file bsc closed
+    /// (not a link; the same device, inode and size), the path of its hard link
+    /// in the state folder (made when it was closed, or now for a file closed
+    /// by an earlier version); where no hard link can be made (a capture folder
+    /// on another file system than the root), `path` itself, just checked.
+    pub fn hand_over(&self, path: &Path) -> Result<PathBuf, NotHanded> {
+        let replaced = |why: String| NotHanded::Replaced(why);
+        let Some((trusted, journaled, bytes)) = self.waiting(path) else {
+            return Err(replaced("bsc has no record of closing it".into()));
+        };
+        let (dir, name) = match dir_of(&trusted, path) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(NotHanded::Gone),
+            Err(e) => return Err(replaced(format!("cannot reach it: {e}"))),
+        };
+        let now = match sys::stat_at(&dir, &name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(NotHanded::Gone),
+            Err(e) => return Err(replaced(format!("cannot look at it: {e}"))),
+        };
+        let pinned = self.pins.borrow().get(path).copied();
+        let expected = pinned.or(journaled);
+        if now.is_link() {
+            return Err(replaced("it is a symbolic link now".into()));
+        }
+        if !now.is_file() {
+            return Err(replaced("it is not a regular file now".into()));
+        }
+        if expected.is_some_and(|id| id != now.id) {
+            return Err(replaced(
+                "it is another file now (not the inode bsc closed)".into(),
+            ));
+        }
+        if now.size != bytes {
+            return Err(replaced(format!(
+                "its size changed since bsc closed it ({bytes} bytes, now {})",
+                now.size
+            )));
+        }
+        if now.mode & 0o222 != 0 {
+            return Err(replaced("it was made writable again".into()));
+        }
+        match self.pin(path, expected.unwrap_or(now.id)) {
+            Ok(Some(link)) => Ok(link),
+            Ok(None) => Err(replaced("it was replaced while bsc linked it".into())),
+            // No hard link across file systems (or to a file bsc did not
+            // create, with protected_hardlinks): the path just checked.
+            Err(_) => Ok(path.to_path_buf()),
+        }
+    }
+
+    /// Removes the hard link of `path` once nothing needs it (no hook waits or
+    /// runs for it, it does not wait to ship).
+    fn unpin_if_unused(&self, path: &Path) {
+        if self.is_unshipped(path)
+            || self.unhooked.borrow().contains_key(path)
+            || self.hooks_running.borrow().contains_key(path)
+        {
+            return;
+        }
+        let Some(id) = self.pins.borrow_mut().remove(path) else {
+            return;
+        };
+        let _ = std::fs::remove_dir_all(self.state_dir.join(OUTGOING).join(pin_dir_name(id)));
+    }
+
+    /// At start-up: keeps the links of files that still wait for their hook or
+    /// to ship, and removes everything else in [`OUTGOING`] (files shipped or
+    /// deleted while an earlier run stopped or crashed).
+    fn sweep_pins(&self) {
+        let out = self.state_dir.join(OUTGOING);
+        let Ok(entries) = std::fs::read_dir(&out) else {
+            return;
+        };
+        let mut live: HashMap<FileId, PathBuf> = HashMap::new();
+        for f in self.ship_queue.borrow().values().flatten() {
+            if let Some(id) = f.id {
+                live.insert(id, f.path.clone());
+            }
+        }
+        for (p, u) in self.unhooked.borrow().iter() {
+            if let Some(id) = u.id {
+                live.insert(id, p.clone());
+            }
+        }
+        for entry in entries.flatten() {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)));
+            let kept = id
+                .and_then(|id| Some((id, live.get(&id)?)))
+                .filter(|(_, p)| {
+                    p.file_name().is_some_and(|n| {
+                        std::fs::symlink_metadata(entry.path().join(n)).is_ok_and(|m| m.is_file())
+                    })
+                });
+            match kept {
+                Some((id, p)) => {
+                    self.pins.borrow_mut().insert(p.clone(), id);
+                }
+                // Not followed if it is a link: the link itself goes.
+                None => {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
     }
 
     /// Notes that `path` is gone (deleted by bsc or behind its back).
@@ -945,6 +1147,8 @@ impl Storage {
         };
         self.apply(e.clone(), None);
         self.append(&e);
+        self.hooks_running.borrow_mut().remove(path);
+        self.unpin_if_unused(path);
     }
 
     /// The closed files the handler `key` created that still exist, oldest first.
@@ -957,13 +1161,38 @@ impl Storage {
 
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
-        if self.unhooked.borrow().contains_key(path) {
-            let e = Entry::HookStarted {
-                path: path.to_path_buf(),
-            };
-            self.apply(e.clone(), None);
-            self.append(&e);
-        }
+        let Some(waiting) = self.unhooked.borrow().get(path).cloned() else {
+            return;
+        };
+        let e = Entry::HookStarted {
+            path: path.to_path_buf(),
+        };
+        self.apply(e.clone(), None);
+        self.append(&e);
+        self.hooks_running
+            .borrow_mut()
+            .insert(path.to_path_buf(), waiting);
+    }
+
+    /// Notes that the `on_close` hook for `path` ended (or never started): its
+    /// hard link goes unless the file still waits to ship.
+    pub fn hook_done(&self, path: &Path) {
+        self.hooks_running.borrow_mut().remove(path);
+        self.unpin_if_unused(path);
+    }
+
+    /// Notes that the `on_close` hook for `path` was stopped with bsc before it
+    /// ended: it waits for its hook again (the journal is written anew to say
+    /// so), and runs after the next start.
+    pub fn hook_stopped(&self, path: &Path) {
+        let Some(mut waiting) = self.hooks_running.borrow_mut().remove(path) else {
+            return;
+        };
+        waiting.earlier = true;
+        self.unhooked
+            .borrow_mut()
+            .insert(path.to_path_buf(), waiting);
+        self.compact();
     }
 
     /// The closed files of `key` whose `on_close` hook never started (bsc stopped
@@ -1095,6 +1324,7 @@ impl Storage {
         self.apply(e.clone(), None);
         self.append(&e);
         self.sync_journal();
+        self.unpin_if_unused(path);
         true
     }
 
@@ -1176,6 +1406,8 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
             sys::effective_uid()
         )
     };
+    let state = root.join(STATE_DIR);
+    check_state_modes(&state)?;
     if !create {
         let mut dir = root;
         while !dir.exists() {
@@ -1183,18 +1415,118 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
         }
         return sys::can_write_dir(dir).map_err(|e| fail(dir, e));
     }
-    let state = root.join(STATE_DIR);
     if std::fs::symlink_metadata(&state).is_ok_and(|m| !m.is_dir()) {
         return Err(format!(
             "{} is a symlink or not a folder; bsc keeps its state only in a plain folder there",
             state.display()
         ));
     }
-    std::fs::create_dir_all(&state).map_err(|e| fail(&state, e))?;
+    std::fs::create_dir_all(root).map_err(|e| fail(root, e))?;
+    make_state_dir(&state).map_err(|e| fail(&state, e))?;
     let probe = state.join(format!(".write-test-{}", std::process::id()));
     create_state_file(&probe).map_err(|e| fail(&probe, e))?;
     std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
     sys::can_write_dir(root).map_err(|e| fail(root, e))
+}
+
+/// The files of the state folder that [`check_state_modes`] looks at.
+const STATE_FILES: [&str; 3] = ["files.jsonl", "handlers.json", LOCK_FILE];
+
+/// The file in the state folder that one bsc per root holds locked.
+pub const LOCK_FILE: &str = "lock";
+
+/// Refuses a state folder (and its journal, state and lock files) that someone
+/// but bsc's effective user or root owns, or that group or others may write, as
+/// OpenSSH's StrictModes does: whoever could write there could make bsc run a
+/// command or delete a file. One line says what to fix. Nothing there yet: fine.
+pub fn check_state_modes(state: &Path) -> Result<(), String> {
+    let euid = sys::effective_uid();
+    let check = |path: &Path, m: &std::fs::Metadata| -> Result<(), String> {
+        let what = if m.is_dir() {
+            "state folder"
+        } else {
+            "state file"
+        };
+        if m.uid() != euid && m.uid() != 0 {
+            return Err(format!(
+                "bsc's {what} {} is owned by uid {}, not by bsc's user (uid {euid}) or root: anyone who can write it can make bsc run commands; `chown {euid} {}` (or remove it)",
+                path.display(),
+                m.uid(),
+                path.display()
+            ));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "bsc's {what} {} has mode {:04o}: group or others may write it and so make bsc run commands; `chmod go-w {}`",
+                path.display(),
+                m.mode() & 0o7777,
+                path.display()
+            ));
+        }
+        Ok(())
+    };
+    let Ok(m) = std::fs::symlink_metadata(state) else {
+        return Ok(());
+    };
+    if !m.is_dir() {
+        // Refused (or replaced) by the caller that would use it.
+        return Ok(());
+    }
+    check(state, &m)?;
+    for name in STATE_FILES {
+        let path = state.join(name);
+        if let Some(m) = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(|m| m.is_file())
+        {
+            check(&path, &m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the state folder, mode 0700 (its parent exists). One that exists is
+/// left as it is ([`check_state_modes`] vetted it).
+pub fn make_state_dir(state: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(state) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Takes the root: one bsc per root. Locks `<root>/.bsc/lock` (`flock`, held
+/// until bsc exits; the kernel releases it when bsc dies, `kill -9` included, so
+/// it is never stale) and writes bsc's pid in it. Another bsc holding it: an
+/// error naming its pid. The file must stay open as long as bsc runs.
+pub fn lock_root(root: &Path) -> Result<File, String> {
+    let path = root.join(STATE_DIR).join(LOCK_FILE);
+    let cannot = |e: io::Error| format!("cannot lock {}: {e}", path.display());
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(cannot)?;
+    if !sys::try_lock_exclusive(&f).map_err(cannot)? {
+        let mut text = String::new();
+        let _ = io::Read::read_to_string(&mut f, &mut text);
+        let pid = text.trim();
+        let pid = if pid.is_empty() { "?" } else { pid };
+        return Err(format!(
+            "another bsc (pid {pid}) is running on root {}: one bsc per root (it holds {}); stop it first, or give this one another root_log_directory",
+            root.display(),
+            path.display()
+        ));
+    }
+    let pid = format!("{}\n", std::process::id());
+    f.set_len(0)
+        .and_then(|()| std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0))
+        .map_err(cannot)?;
+    Ok(f)
 }
 
 /// Creates a state file (a temporary one, to be renamed into place) anew: whatever
@@ -1210,7 +1542,7 @@ pub fn create_state_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o640)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
@@ -1303,6 +1635,11 @@ fn checked(mut e: Entry) -> Entry {
         }
     }
     e
+}
+
+/// The folder in [`OUTGOING`] of the link of the file `id`.
+fn pin_dir_name(id: FileId) -> String {
+    format!("{}-{}", id.0, id.1)
 }
 
 /// Whether `f` is not empty and does not end with a newline.
