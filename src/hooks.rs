@@ -137,12 +137,10 @@ impl Hooks {
                     self.storage.hook_started(&path);
                     self.storage.hook_done(&path);
                     match why {
-                        NotHanded::Gone => warn!(
-                            "on_close: {what}: not run: the file is gone (deleted behind bsc's back)"
-                        ),
-                        NotHanded::Replaced(why) => error!(
-                            "on_close: {what}: refused: {why}; it is not the file bsc closed, the hook is not run on it"
-                        ),
+                        NotHanded::Gone => warn!("on_close: {what}: not run: the file is gone"),
+                        NotHanded::Replaced(why) => {
+                            error!("on_close: {what}: refused: {why}; not run")
+                        }
                     }
                     continue;
                 }
@@ -173,9 +171,9 @@ impl Hooks {
             std::thread::sleep(Duration::from_millis(10));
             self.poll();
         }
-        for mut r in self.running.drain(..) {
+        for r in self.running.drain(..) {
+            // Not waited for: what has not ended yet is reaped by init.
             let _ = sys::kill_process_group(r.child.id());
-            let _ = r.child.wait();
             warn!(
                 "on_close: {}: stopped with bsc; it runs again after the next start",
                 r.what
@@ -465,21 +463,6 @@ impl Shipper {
             }
             let lane = self.lanes.entry(key.clone()).or_default();
             while let Some(file) = self.storage.next_unshipped(&key) {
-                let spec = match current(&key) {
-                    Some(spec) => spec,
-                    // Only a command the config declares: the journal names
-                    // what to run, but it is not where commands come from.
-                    None if declared(&file.ship.argv) => file.ship.clone(),
-                    None => {
-                        let why = format!(
-                            "its journaled ship command {:?} is not one the config declares (handler {} has no ship now); it waits until a handler of the config ships with it",
-                            file.ship.argv,
-                            name_of_key(&key)
-                        );
-                        lane.fail(&key, &file.path, &file.ship, why, now, wall);
-                        break;
-                    }
-                };
                 let handed = match self.storage.hand_over(&file.path) {
                     Ok(handed) => handed,
                     Err(NotHanded::Gone) => {
@@ -494,7 +477,7 @@ impl Shipper {
                     }
                     Err(NotHanded::Replaced(why)) => {
                         error!(
-                            "ship: handler {}: {}: refused: {why}; it is not the file bsc closed and will not be shipped (bsc_ship_refused_total)",
+                            "ship: handler {}: {}: refused: {why}; not the file bsc closed, it will not be shipped",
                             name_of_key(&key),
                             file.path.display()
                         );
@@ -502,6 +485,20 @@ impl Shipper {
                         self.storage.gone(&file.path);
                         lane.refused += 1;
                         continue;
+                    }
+                };
+                let spec = match current(&key) {
+                    Some(spec) => spec,
+                    // Only a command the config declares: the journal names
+                    // what to run, but it is not where commands come from.
+                    None if declared(&file.ship.argv) => file.ship.clone(),
+                    None => {
+                        let why = format!(
+                            "its journaled ship command ({}) is not one the config declares; it waits until a handler of the config ships with it",
+                            file.ship.argv.join(" ")
+                        );
+                        lane.fail(&key, &file.path, &file.ship, why, now, wall);
+                        break;
                     }
                 };
                 // Everything journaled so far (this file's close among it) is on
@@ -592,8 +589,8 @@ impl Shipper {
             // Whatever it started ends with it (exited or not).
             let exited = sys::has_exited(a.child.id());
             let _ = sys::kill_process_group(a.child.id());
-            match a.child.wait() {
-                Ok(s) if exited && s.success() => {
+            match a.child.try_wait() {
+                Ok(Some(s)) if exited && s.success() => {
                     self.storage.shipped(&a.path);
                 }
                 _ if exited => {}
@@ -681,16 +678,19 @@ impl Attempt {
 }
 
 /// The last line of `tail` that is not blank, its control characters escaped,
-/// at most [`MAX_ERROR_LINE`] characters (cut with `...`).
+/// at most [`MAX_ERROR_LINE`] bytes (cut with `...`).
 fn last_line(tail: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(tail);
-    let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
-    let line = crate::log::escape_controls(line);
-    if line.chars().count() <= MAX_ERROR_LINE {
-        return Some(line.into_owned());
+    let line = tail
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .rfind(|l| !l.is_empty())?;
+    let cut = line.len() > MAX_ERROR_LINE;
+    let text = String::from_utf8_lossy(&line[..line.len().min(MAX_ERROR_LINE)]);
+    let mut line = crate::log::escape_controls(&text).into_owned();
+    if cut {
+        line.push_str("...");
     }
-    let cut: String = line.chars().take(MAX_ERROR_LINE).collect();
-    Some(format!("{cut}..."))
+    Some(line)
 }
 
 /// A waiting file as its command sees it.
@@ -718,6 +718,28 @@ mod tests {
         assert_eq!(backoff(0, max), FIRST_RETRY, "never less than 5 s");
         assert_eq!(backoff(u32::MAX, max), max, "no overflow");
         assert_eq!(backoff(1, Duration::from_secs(1)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_last_line_of_stderr_is_the_last_one_not_blank_escaped_and_bounded() {
+        assert_eq!(last_line(b""), None);
+        assert_eq!(last_line(b"\n \r\n"), None);
+        assert_eq!(
+            last_line(b"curl: (22) 404\nbucket b does not exist at E\r\n\n").as_deref(),
+            Some("bucket b does not exist at E")
+        );
+        assert_eq!(
+            last_line(b"a\x1b]0;x\x07b\n").as_deref(),
+            Some("a\\u{1b}]0;x\\u{7}b")
+        );
+        let long = "x".repeat(1000);
+        let cut = last_line(long.as_bytes()).unwrap();
+        assert_eq!(cut.len(), MAX_ERROR_LINE + 3);
+        assert!(cut.ends_with("..."));
+        assert_eq!(
+            last_line(b"\xff\xfe ok").as_deref(),
+            Some("\u{fffd}\u{fffd} ok")
+        );
     }
 
     #[test]

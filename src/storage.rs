@@ -269,12 +269,8 @@ pub struct Storage {
     state_dir: PathBuf,
     /// Closed files whose `on_close` hook has not started yet, with their key:
     /// they survive a restart (and are handed to the hook again then).
+    /// Also those whose hook runs now (`running`), until it is reaped.
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
-    /// Files whose `on_close` hook runs now (started, not yet reaped).
-    hooks_running: RefCell<HashMap<PathBuf, Unhooked>>,
-    /// Closed files held by a hard link in [`OUTGOING`] (their identity names
-    /// the link's folder): what their hook and ship command are handed.
-    pins: RefCell<HashMap<PathBuf, FileId>>,
     closed: RefCell<Vec<ClosedFile>>,
     /// Closed files waiting to ship, per key, oldest first (see the module doc).
     ship_queue: RefCell<HashMap<String, VecDeque<Unshipped>>>,
@@ -304,6 +300,8 @@ struct Unhooked {
     earlier: bool,
     /// Its device and inode when it was closed.
     id: Option<FileId>,
+    /// Its hook was started in this run and has not ended yet.
+    running: bool,
 }
 
 /// The folder of the state folder where closed files waiting for their hook or
@@ -316,8 +314,8 @@ pub const OUTGOING: &str = "outgoing";
 pub enum NotHanded {
     /// Nothing is at its path any more.
     Gone,
-    /// Something else is: a link, another file, a file written to since.
-    Replaced(String),
+    /// Something else is (why): a link, another file, a file written to since.
+    Replaced(&'static str),
 }
 
 /// The highest `{seq}` and `-N` taken from the journal (see [`checked`]).
@@ -339,8 +337,6 @@ impl Storage {
             open: RefCell::new(HashMap::new()),
             state_dir: dir.clone(),
             unhooked: RefCell::new(HashMap::new()),
-            hooks_running: RefCell::new(HashMap::new()),
-            pins: RefCell::new(HashMap::new()),
             closed: RefCell::new(Vec::new()),
             ship_queue: RefCell::new(HashMap::new()),
             unshipped: RefCell::new(HashSet::new()),
@@ -473,6 +469,7 @@ impl Storage {
                             bytes,
                             earlier: closed_at.is_none(),
                             id,
+                            running: false,
                         };
                         self.unhooked.borrow_mut().insert(path.clone(), waiting);
                     }
@@ -584,7 +581,7 @@ impl Storage {
                         path: f.path.clone(),
                         span: f.span,
                         id: f.id,
-                        hook: unhooked.contains_key(&f.path),
+                        hook: hook_waits(&unhooked, &f.path),
                         ship: ship_of(key, &f.path),
                     });
                 }
@@ -616,7 +613,7 @@ impl Storage {
                         ship: None,
                     });
                     lines.push(Entry::Closed {
-                        hook: unhooked.contains_key(&path),
+                        hook: hook_waits(&unhooked, &path),
                         ship: ship_of(key, &path),
                         path,
                         span,
@@ -640,7 +637,7 @@ impl Storage {
                             path: l.path.clone(),
                             span: own.map_or_else(Span::default, |f| f.span),
                             id: own.and_then(|f| f.id),
-                            hook: unhooked.contains_key(&l.path),
+                            hook: hook_waits(&unhooked, &l.path),
                             ship: ship_of(key, &l.path),
                         });
                     }
@@ -974,15 +971,13 @@ impl Storage {
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
         if hook || ship.is_some() {
-            // Held at once, while it is certainly the file just closed.
-            if let Some(id) = id {
-                let _ = self.pin(path, id);
-            }
+            // Linked at once, while it is certainly the file just closed.
+            let _ = self.hand_over(path);
         }
     }
 
-    /// A closed file waiting for its hook or to ship: its trusted folder, its
-    /// identity when it was closed, and its size.
+    /// A closed file waiting for its hook (or running it) or to ship: its
+    /// trusted folder, its identity when it was closed, and its size.
     fn waiting(&self, path: &Path) -> Option<(PathBuf, Option<FileId>, u64)> {
         if let Some(f) = self
             .ship_queue
@@ -993,162 +988,108 @@ impl Storage {
         {
             return Some((f.trusted.clone(), f.id, f.bytes));
         }
-        let find = |m: &HashMap<PathBuf, Unhooked>| {
-            m.get(path).map(|u| (u.trusted.clone(), u.id, u.bytes))
-        };
-        find(&self.unhooked.borrow()).or_else(|| find(&self.hooks_running.borrow()))
-    }
-
-    /// Holds the closed file `path`, the file `id`, by a hard link in the state
-    /// folder ([`OUTGOING`]`/<dev>-<inode>/<its name>`), so that what its hook or
-    /// ship command reads is that file whatever happens to `path`. Returns the
-    /// link's path; `Ok(None)` if what was linked is not the file `id` (replaced
-    /// in between). Fails where no hard link can be made (another file system).
-    fn pin(&self, path: &Path, id: FileId) -> io::Result<Option<PathBuf>> {
-        let (trusted, _, _) = self
-            .waiting(path)
-            .ok_or_else(|| io::Error::other("it does not wait for a hook or to ship"))?;
-        let (dir, name) = dir_of(&trusted, path)?;
-        let sub = pin_dir_name(id);
-        let out = sys::open_dir_beneath(&self.state_dir, &[OUTGOING, &sub], true)?;
-        match sys::link_at(&dir, &name, &out, &name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                let _ = std::fs::remove_dir(self.state_dir.join(OUTGOING).join(&sub));
-                return Err(e);
-            }
-        }
-        let held = sys::stat_at(&out, &name)?;
-        if held.id != id || !held.is_file() {
-            let _ = sys::unlink_at(&out, &name);
-            return Ok(None);
-        }
-        self.pins.borrow_mut().insert(path.to_path_buf(), id);
-        Ok(Some(self.state_dir.join(OUTGOING).join(sub).join(name)))
+        let unhooked = self.unhooked.borrow();
+        let u = unhooked.get(path)?;
+        Some((u.trusted.clone(), u.id, u.bytes))
     }
 
     /// What to hand the `on_close` hook or `ship` command of the closed file
     /// `path`: only while `path` is still the regular, read-only file bsc closed
-    /// (not a link; the same device, inode and size), the path of its hard link
-    /// in the state folder (made when it was closed, or now for a file closed
-    /// by an earlier version); where no hard link can be made (a capture folder
-    /// on another file system than the root), `path` itself, just checked.
+    /// (not a link; the same device, inode and size), the path of a hard link
+    /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
+    /// (made when it was closed: what the command reads is that file whatever
+    /// happens to `path` since); where no hard link can be made (a capture
+    /// folder on another file system than the root) or no identity was
+    /// journaled (bsc 0.1), `path` itself, just checked.
     pub fn hand_over(&self, path: &Path) -> Result<PathBuf, NotHanded> {
-        let replaced = |why: String| NotHanded::Replaced(why);
-        let Some((trusted, journaled, bytes)) = self.waiting(path) else {
-            return Err(replaced("bsc has no record of closing it".into()));
-        };
-        let (dir, name) = match dir_of(&trusted, path) {
-            Ok(found) => found,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(NotHanded::Gone),
-            Err(e) => return Err(replaced(format!("cannot reach it: {e}"))),
-        };
-        let now = match sys::stat_at(&dir, &name) {
-            Ok(st) => st,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(NotHanded::Gone),
-            Err(e) => return Err(replaced(format!("cannot look at it: {e}"))),
-        };
-        let pinned = self.pins.borrow().get(path).copied();
-        let expected = pinned.or(journaled);
-        if now.is_link() {
-            return Err(replaced("it is a symbolic link now".into()));
-        }
-        if !now.is_file() {
-            return Err(replaced("it is not a regular file now".into()));
-        }
-        if expected.is_some_and(|id| id != now.id) {
-            return Err(replaced(
-                "it is another file now (not the inode bsc closed)".into(),
-            ));
-        }
-        if now.size != bytes {
-            return Err(replaced(format!(
-                "its size changed since bsc closed it ({bytes} bytes, now {})",
-                now.size
-            )));
-        }
-        if now.mode & 0o222 != 0 {
-            return Err(replaced("it was made writable again".into()));
-        }
-        match self.pin(path, expected.unwrap_or(now.id)) {
-            Ok(Some(link)) => Ok(link),
-            Ok(None) => Err(replaced("it was replaced while bsc linked it".into())),
-            // No hard link across file systems (or to a file bsc did not
-            // create, with protected_hardlinks): the path just checked.
-            Err(_) => Ok(path.to_path_buf()),
-        }
-    }
-
-    /// Removes the hard link of `path` once nothing needs it (no hook waits or
-    /// runs for it, it does not wait to ship).
-    fn unpin_if_unused(&self, path: &Path) {
-        if self.is_unshipped(path)
-            || self.unhooked.borrow().contains_key(path)
-            || self.hooks_running.borrow().contains_key(path)
-        {
-            return;
-        }
-        let Some(id) = self.pins.borrow_mut().remove(path) else {
-            return;
-        };
-        let _ = std::fs::remove_dir_all(self.state_dir.join(OUTGOING).join(pin_dir_name(id)));
-    }
-
-    /// At start-up: keeps the links of files that still wait for their hook or
-    /// to ship, and removes everything else in [`OUTGOING`] (files shipped or
-    /// deleted while an earlier run stopped or crashed).
-    fn sweep_pins(&self) {
-        let out = self.state_dir.join(OUTGOING);
-        let Ok(entries) = std::fs::read_dir(&out) else {
-            return;
-        };
-        let mut live: HashMap<FileId, PathBuf> = HashMap::new();
-        for f in self.ship_queue.borrow().values().flatten() {
-            if let Some(id) = f.id {
-                live.insert(id, f.path.clone());
+        use NotHanded::{Gone, Replaced};
+        let (trusted, journaled, bytes) = self
+            .waiting(path)
+            .ok_or(Replaced("bsc has no record of closing it"))?;
+        let gone_or = |e: io::Error, why| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Gone
+            } else {
+                Replaced(why)
             }
-        }
-        for (p, u) in self.unhooked.borrow().iter() {
-            if let Some(id) = u.id {
-                live.insert(id, p.clone());
-            }
-        }
-        for entry in entries.flatten() {
-            let id = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.split_once('-'))
-                .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)));
-            let kept = id
-                .and_then(|id| Some((id, live.get(&id)?)))
-                .filter(|(_, p)| {
-                    p.file_name().is_some_and(|n| {
-                        std::fs::symlink_metadata(entry.path().join(n)).is_ok_and(|m| m.is_file())
-                    })
+        };
+        let (dir, name) =
+            dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
+        let now = sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        let why = if now.is_link() {
+            "it is a symbolic link now"
+        } else if !now.is_file() {
+            "it is not a regular file now"
+        } else if journaled.is_some_and(|id| id != now.id) {
+            "it is another file now (not the inode bsc closed)"
+        } else if now.size != bytes {
+            "its size changed since bsc closed it"
+        } else if now.mode & 0o222 != 0 {
+            "it was made writable again"
+        } else {
+            let Some(id) = journaled else {
+                return Ok(path.to_path_buf());
+            };
+            // Linked (again: it may be there already) and checked once more:
+            // what is linked is the file `id`, or it was replaced in between.
+            let sub = pin_dir_name(id);
+            let linked =
+                sys::open_dir_beneath(&self.state_dir, &[OUTGOING, &sub], true).and_then(|out| {
+                    match sys::link_at(&dir, &name, &out, &name) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => {}
+                    }
+                    Ok(sys::stat_at(&out, &name)?.id == id)
                 });
-            match kept {
-                Some((id, p)) => {
-                    self.pins.borrow_mut().insert(p.clone(), id);
+            return match linked {
+                Ok(true) => Ok(self.state_dir.join(OUTGOING).join(sub).join(name)),
+                Ok(false) => {
+                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    Err(Replaced("it was replaced while bsc linked it"))
                 }
-                // Not followed if it is a link: the link itself goes.
-                None => {
-                    let _ = std::fs::remove_dir_all(entry.path());
+                // No hard link across file systems (or to a file bsc did not
+                // create, with protected_hardlinks): the path just checked.
+                Err(_) => {
+                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    Ok(path.to_path_buf())
                 }
+            };
+        };
+        Err(Replaced(why))
+    }
+
+    /// Removes the hard link of the file `id` (at `path`) once nothing needs it
+    /// (no hook waits or runs for it, it does not wait to ship).
+    fn unpin_if_unused(&self, path: &Path, id: Option<FileId>) {
+        let Some(id) = id else { return };
+        if self.is_unshipped(path) || self.unhooked.borrow().contains_key(path) {
+            return;
+        }
+        unpin_dir(&self.state_dir.join(OUTGOING).join(pin_dir_name(id)));
+    }
+
+    /// At start-up: removes every link in [`OUTGOING`] (an earlier run's, of
+    /// files shipped or deleted since, or still waiting): the files still
+    /// waiting are linked anew at their turn, after the same check against
+    /// what the journal recorded at their close ([`Storage::hand_over`]).
+    fn sweep_pins(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join(OUTGOING)) {
+            for e in entries.flatten() {
+                unpin_dir(&e.path());
             }
         }
     }
 
     /// Notes that `path` is gone (deleted by bsc or behind its back).
     pub fn gone(&self, path: &Path) {
+        let id = self.waiting(path).and_then(|(_, id, _)| id);
         self.open.borrow_mut().remove(path);
         let e = Entry::Deleted {
             path: path.to_path_buf(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
-        self.hooks_running.borrow_mut().remove(path);
-        self.unpin_if_unused(path);
+        self.unpin_if_unused(path, id);
     }
 
     /// The closed files the handler `key` created that still exist, oldest first.
@@ -1161,37 +1102,31 @@ impl Storage {
 
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
-        let Some(waiting) = self.unhooked.borrow().get(path).cloned() else {
+        let mut unhooked = self.unhooked.borrow_mut();
+        let Some(u) = unhooked.get_mut(path).filter(|u| !u.running) else {
             return;
         };
-        let e = Entry::HookStarted {
+        u.running = true;
+        drop(unhooked);
+        self.append(&Entry::HookStarted {
             path: path.to_path_buf(),
-        };
-        self.apply(e.clone(), None);
-        self.append(&e);
-        self.hooks_running
-            .borrow_mut()
-            .insert(path.to_path_buf(), waiting);
+        });
     }
 
     /// Notes that the `on_close` hook for `path` ended (or never started): its
     /// hard link goes unless the file still waits to ship.
     pub fn hook_done(&self, path: &Path) {
-        self.hooks_running.borrow_mut().remove(path);
-        self.unpin_if_unused(path);
+        let id = self.unhooked.borrow_mut().remove(path).and_then(|u| u.id);
+        self.unpin_if_unused(path, id);
     }
 
     /// Notes that the `on_close` hook for `path` was stopped with bsc before it
     /// ended: it waits for its hook again (the journal is written anew to say
     /// so), and runs after the next start.
     pub fn hook_stopped(&self, path: &Path) {
-        let Some(mut waiting) = self.hooks_running.borrow_mut().remove(path) else {
-            return;
-        };
-        waiting.earlier = true;
-        self.unhooked
-            .borrow_mut()
-            .insert(path.to_path_buf(), waiting);
+        if let Some(u) = self.unhooked.borrow_mut().get_mut(path) {
+            (u.running, u.earlier) = (false, true);
+        }
         self.compact();
     }
 
@@ -1318,13 +1253,14 @@ impl Storage {
         if !self.is_unshipped(path) {
             return false;
         }
+        let id = self.waiting(path).and_then(|(_, id, _)| id);
         let e = Entry::Shipped {
             path: path.to_path_buf(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
         self.sync_journal();
-        self.unpin_if_unused(path);
+        self.unpin_if_unused(path, id);
         true
     }
 
@@ -1442,28 +1378,25 @@ pub const LOCK_FILE: &str = "lock";
 pub fn check_state_modes(state: &Path) -> Result<(), String> {
     let euid = sys::effective_uid();
     let check = |path: &Path, m: &std::fs::Metadata| -> Result<(), String> {
-        let what = if m.is_dir() {
-            "state folder"
+        let what = if m.is_dir() { "folder" } else { "file" };
+        let (why, fix) = if m.uid() != euid && m.uid() != 0 {
+            (
+                "is owned by another user than bsc's or root",
+                format!("chown {euid}"),
+            )
+        } else if m.mode() & 0o022 != 0 {
+            (
+                "may be written by group or others",
+                "chmod go-w".to_string(),
+            )
         } else {
-            "state file"
+            return Ok(());
         };
-        if m.uid() != euid && m.uid() != 0 {
-            return Err(format!(
-                "bsc's {what} {} is owned by uid {}, not by bsc's user (uid {euid}) or root: anyone who can write it can make bsc run commands; `chown {euid} {}` (or remove it)",
-                path.display(),
-                m.uid(),
-                path.display()
-            ));
-        }
-        if m.mode() & 0o022 != 0 {
-            return Err(format!(
-                "bsc's {what} {} has mode {:04o}: group or others may write it and so make bsc run commands; `chmod go-w {}`",
-                path.display(),
-                m.mode() & 0o7777,
-                path.display()
-            ));
-        }
-        Ok(())
+        Err(format!(
+            "bsc's state {what} {} {why}: whoever can write it can make bsc run commands; `{fix} {}`, or remove it",
+            path.display(),
+            path.display()
+        ))
     };
     let Ok(m) = std::fs::symlink_metadata(state) else {
         return Ok(());
@@ -1485,10 +1418,14 @@ pub fn check_state_modes(state: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the state folder, mode 0700 (its parent exists). One that exists is
-/// left as it is ([`check_state_modes`] vetted it).
+/// Creates the state folder, mode 0700 (and the root above it, should it have
+/// been deleted). One that exists is left as it is ([`check_state_modes`]
+/// vetted it).
 pub fn make_state_dir(state: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if let Some(root) = state.parent() {
+        std::fs::create_dir_all(root)?;
+    }
     match std::fs::DirBuilder::new().mode(0o700).create(state) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
@@ -1502,7 +1439,7 @@ pub fn make_state_dir(state: &Path) -> io::Result<()> {
 pub fn lock_root(root: &Path) -> Result<File, String> {
     let path = root.join(STATE_DIR).join(LOCK_FILE);
     let cannot = |e: io::Error| format!("cannot lock {}: {e}", path.display());
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -1512,20 +1449,17 @@ pub fn lock_root(root: &Path) -> Result<File, String> {
         .open(&path)
         .map_err(cannot)?;
     if !sys::try_lock_exclusive(&f).map_err(cannot)? {
-        let mut text = String::new();
-        let _ = io::Read::read_to_string(&mut f, &mut text);
-        let pid = text.trim();
-        let pid = if pid.is_empty() { "?" } else { pid };
+        let mut buf = [0u8; 24];
+        let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0).unwrap_or(0);
+        let pid = std::str::from_utf8(&buf[..n]).unwrap_or("?").trim();
         return Err(format!(
-            "another bsc (pid {pid}) is running on root {}: one bsc per root (it holds {}); stop it first, or give this one another root_log_directory",
-            root.display(),
-            path.display()
+            "another bsc (pid {pid}) is running on root {}: one bsc per root; stop it first, or give this one another root_log_directory",
+            root.display()
         ));
     }
-    let pid = format!("{}\n", std::process::id());
-    f.set_len(0)
-        .and_then(|()| std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0))
-        .map_err(cannot)?;
+    // Padded: a shorter pid overwrites a longer one whole.
+    let pid = format!("{:<23}\n", std::process::id());
+    std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0).map_err(cannot)?;
     Ok(f)
 }
 
@@ -1635,6 +1569,25 @@ fn checked(mut e: Entry) -> Entry {
         }
     }
     e
+}
+
+/// Whether the hook of `path` is still to run (one running now was started:
+/// it is not run again).
+fn hook_waits(unhooked: &HashMap<PathBuf, Unhooked>, path: &Path) -> bool {
+    unhooked.get(path).is_some_and(|u| !u.running)
+}
+
+/// Removes a folder of [`OUTGOING`] and the link in it (a link or file in its
+/// place: that itself, never what it points to).
+fn unpin_dir(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if std::fs::remove_dir(dir).is_err() {
+        let _ = std::fs::remove_file(dir);
+    }
 }
 
 /// The folder in [`OUTGOING`] of the link of the file `id`.

@@ -282,7 +282,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
                 std::fs::set_permissions(s, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .unwrap()
             },
-            "chmod go-w",
+            ".bsc may be written by group or others: whoever can write it can make bsc run commands; `chmod go-w ",
         ),
         (
             chown_nobody,
@@ -292,7 +292,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
                     .status()
                     .unwrap();
             },
-            "owned by uid 65534",
+            ".bsc is owned by another user than bsc's or root: whoever can write it can make bsc run commands; `chown 0 ",
         ),
         (
             |s| chown_nobody(&s.join("files.jsonl")),
@@ -302,7 +302,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
                     .status()
                     .unwrap();
             },
-            "files.jsonl is owned by uid 65534",
+            "files.jsonl is owned by another user",
         ),
     ];
     for (break_it, mend, says) in cases {
