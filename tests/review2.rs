@@ -26,7 +26,13 @@ impl Mount {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
             // bsc's alone (0700): a state folder others may write is refused.
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .unwrap();
