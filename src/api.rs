@@ -989,7 +989,7 @@ fn ship_metrics(out: &mut String, cx: &Context) {
         &'static str,
         fn(&ShipStatus) -> f64,
     );
-    let series: [ShipMetric; 6] = [
+    let series: [ShipMetric; 7] = [
         (
             "bsc_ship_pending_files",
             "gauge",
@@ -1025,6 +1025,12 @@ fn ship_metrics(out: &mut String, cx: &Context) {
             "counter",
             "Files that were waiting to ship and are gone: deleted by the disk budget or behind bsc's back.",
             |s| s.dropped as f64,
+        ),
+        (
+            "bsc_ship_refused_total",
+            "counter",
+            "Files not shipped because they were no longer the file bsc closed (a link, another file, written to since).",
+            |s| s.refused as f64,
         ),
     ];
     for (name, kind, help, value) in series {

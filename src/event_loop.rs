@@ -70,6 +70,8 @@ pub struct EventLoop {
     status: StatusRate,
     /// When the once-a-second maintenance (fsync, retention, disk budget) runs next.
     next_tick: Instant,
+    /// `<root>/.bsc/lock`, locked while bsc runs (one bsc per root).
+    _root_lock: std::fs::File,
 }
 
 /// The `STATUS=` line for systemd: handlers and the packet rate since the last line.
@@ -119,6 +121,8 @@ impl EventLoop {
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         check_exposure(&config.server)?;
         crate::storage::check_root_writable(&config.root, true)?;
+        // One bsc per root, before the journal is read (and compacted).
+        let root_lock = crate::storage::lock_root(&config.root)?;
         // Now that it exists: the root without links (see config's `absolute`).
         let mut config = config;
         if let Ok(real) = std::fs::canonicalize(&config.root) {
@@ -194,6 +198,7 @@ impl EventLoop {
                 at: Instant::now(),
                 packets: 0,
             },
+            _root_lock: root_lock,
         })
     }
 

@@ -1,12 +1,19 @@
 //! Commands run for closed files: `on_close` hooks ([`Hooks`], once per file)
 //! and `ship` commands ([`Shipper`], store and forward: until one succeeds). Each
-//! is an argv (no shell) with the file's path as last argument and `BSC_HANDLER`,
-//! `BSC_FILE`, `BSC_RECORDS`, `BSC_BYTES`, `BSC_FIRST_TS`, `BSC_LAST_TS` in its
+//! is an argv (no shell) with, as last argument, the path [`Storage::hand_over`]
+//! gives (a hard link to the file in the state folder, handed only while the
+//! file is still the one bsc closed), and `BSC_HANDLER`, `BSC_FILE` (the file's
+//! own path), `BSC_RECORDS`, `BSC_BYTES`, `BSC_FIRST_TS`, `BSC_LAST_TS` in its
 //! environment.
 //!
 //! Neither blocks the loop: at most `max_running` run at once, the rest wait;
 //! finished children are reaped when SIGCHLD arrives (and once a second), and
-//! their exit status is logged.
+//! their exit status is logged. Each runs in a process group of its own, killed
+//! as soon as the command has ended (before it is reaped, while its pid still
+//! holds the group's id), on a timeout, and at shutdown.
+//!
+//! A ship command's standard error is read (non-blocking) as it comes; the
+//! last line of a failed attempt goes into the log line and `last_error`.
 //!
 //! Shipping, per handler key (name and address): the oldest waiting file first,
 //! one at a time, from the journal's ship queue ([`Storage::next_unshipped`]).
@@ -16,8 +23,10 @@
 //! that cannot start is a failure: that key waits [`backoff`] (5 s doubling, at
 //! most `ship_retry_max_s`) and retries the same file. The command is the
 //! running handler's `ship` if it has one, else the one recorded when the file
-//! was closed (a handler removed or renamed keeps its files shipping). A file
-//! that is gone when its turn comes is dropped: logged once, counted.
+//! was closed if a handler of the config declares it (a handler removed or
+//! renamed keeps its files shipping; a command only the journal names never
+//! runs). A file that is gone when its turn comes is dropped, one that is no
+//! longer the file bsc closed is refused: logged once, counted.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -29,7 +38,7 @@ use serde::Serialize;
 
 use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
-use crate::storage::{ClosedFile, Storage, Unshipped};
+use crate::storage::{ClosedFile, NotHanded, Storage, Unshipped};
 use crate::sys;
 use crate::{error, info, warn};
 
@@ -42,10 +51,19 @@ struct Job {
     file: ClosedFile,
 }
 
+/// A hook running: its child, what it is (for the log), the file's path.
+struct Running {
+    child: Child,
+    what: String,
+    path: PathBuf,
+}
+
 /// The running and waiting hooks.
 pub struct Hooks {
     max_running: usize,
-    running: Vec<(Child, String)>,
+    running: Vec<Running>,
+    /// bsc is stopping: nothing more starts (waiting hooks run after the next start).
+    stopping: bool,
     queue: VecDeque<Job>,
     /// Where a hook's start is journaled: a hook that never started (bsc stopped
     /// or crashed first) runs after the next start, one that did is not run again.
@@ -57,6 +75,7 @@ impl Hooks {
         Hooks {
             max_running: max_running.max(1),
             running: Vec::new(),
+            stopping: false,
             queue: VecDeque::new(),
             storage,
         }
@@ -83,42 +102,83 @@ impl Hooks {
         self.poll();
     }
 
-    /// Reaps finished hooks (logging their exit status) and starts waiting ones.
+    /// Reaps finished hooks (logging their exit status; whatever a hook left
+    /// running in its process group is killed) and starts waiting ones.
     pub fn poll(&mut self) {
-        self.running
-            .retain_mut(|(child, what)| match child.try_wait() {
-                Ok(Some(status)) if status.success() => {
-                    info!("on_close: {what}: done");
-                    false
-                }
-                Ok(Some(status)) => {
-                    warn!("on_close: {what}: {status}");
-                    false
-                }
-                Ok(None) => true,
+        let storage = &self.storage;
+        self.running.retain_mut(|r| {
+            let status = match ended(&mut r.child) {
+                Ok(Some(status)) => status,
+                Ok(None) => return true,
                 Err(e) => {
-                    warn!("on_close: {what}: cannot wait for it: {e}");
-                    false
+                    warn!("on_close: {}: cannot wait for it: {e}", r.what);
+                    storage.hook_done(&r.path);
+                    return false;
                 }
-            });
-        while self.running.len() < self.max_running {
+            };
+            if status.success() {
+                info!("on_close: {}: done", r.what);
+            } else {
+                warn!("on_close: {}: {status}", r.what);
+            }
+            storage.hook_done(&r.path);
+            false
+        });
+        while self.running.len() < self.max_running && !self.stopping {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
-            let what = format!("{} {}", job.argv.join(" "), job.file.path.display());
-            let spawned = command(&job.argv, &job.file)
-                .and_then(|mut cmd| sys::spawn_with_default_signals(&mut cmd));
-            match spawned {
-                Ok(child) => {
-                    self.storage.hook_started(&job.file.path);
-                    self.running.push((child, what));
+            let path = job.file.path.clone();
+            let what = format!("{} {}", job.argv.join(" "), path.display());
+            let handed = match self.storage.hand_over(&path) {
+                Ok(handed) => handed,
+                Err(why) => {
+                    // Never run on what is there now; not tried again.
+                    self.storage.hook_started(&path);
+                    self.storage.hook_done(&path);
+                    match why {
+                        NotHanded::Gone => warn!("on_close: {what}: not run: the file is gone"),
+                        NotHanded::Replaced(why) => {
+                            error!("on_close: {what}: refused: {why}; not run")
+                        }
+                    }
+                    continue;
                 }
+            };
+            let spawned = command(&job.argv, &job.file, &handed)
+                .and_then(|mut cmd| sys::spawn_supervised(&mut cmd));
+            self.storage.hook_started(&path);
+            match spawned {
+                Ok(child) => self.running.push(Running { child, what, path }),
                 Err(e) => {
                     // Not retried: a command that cannot start will not start later.
-                    self.storage.hook_started(&job.file.path);
+                    self.storage.hook_done(&path);
                     warn!("on_close: cannot run {what}: {e}");
                 }
             }
+        }
+    }
+
+    /// At shutdown: nothing more starts (waiting hooks run after the next
+    /// start), the hooks running get up to `grace` to finish, and those still
+    /// running then are stopped with everything they started (their process
+    /// groups killed): they run again after the next start too.
+    pub fn stop(&mut self, grace: Duration) {
+        self.stopping = true;
+        let deadline = Instant::now() + grace;
+        self.poll();
+        while !self.running.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            self.poll();
+        }
+        for r in self.running.drain(..) {
+            // Not waited for: what has not ended yet is reaped by init.
+            let _ = sys::kill_process_group(r.child.id());
+            warn!(
+                "on_close: {}: stopped with bsc; it runs again after the next start",
+                r.what
+            );
+            self.storage.hook_stopped(&r.path);
         }
     }
 
@@ -128,17 +188,30 @@ impl Hooks {
     }
 }
 
-/// The command `argv` for `file`: its path appended, its `BSC_*` environment.
-/// The config refuses an empty command and the journal's reader drops one, but
-/// an empty `argv` is an error here too, never a panic.
-fn command(argv: &[String], file: &ClosedFile) -> std::io::Result<Command> {
+/// Whether `child` ended, and how; once it has, whatever else runs in its
+/// process group (a background child it left) is killed first, while the
+/// unreaped child still holds the group's id, and then it is reaped.
+fn ended(child: &mut Child) -> std::io::Result<Option<std::process::ExitStatus>> {
+    if !sys::has_exited(child.id()) {
+        return Ok(None);
+    }
+    let _ = sys::kill_process_group(child.id());
+    child.try_wait()
+}
+
+/// The command `argv` for `file`: `handed` (the file's hard link in the state
+/// folder, see [`Storage::hand_over`]) appended, `BSC_FILE` its own path, and
+/// the rest of its `BSC_*` environment. The config refuses an empty command
+/// and the journal's reader drops one, but an empty `argv` is an error here
+/// too, never a panic.
+fn command(argv: &[String], file: &ClosedFile, handed: &Path) -> std::io::Result<Command> {
     let ts = |t: Option<UnixMicros>| t.map(UnixMicros::to_rfc3339).unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::other("the command is empty"));
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .arg(&file.path)
+        .arg(handed)
         .env("BSC_HANDLER", &file.handler)
         .env("BSC_FILE", &file.path)
         .env("BSC_RECORDS", file.records.to_string())
@@ -178,7 +251,14 @@ pub struct ShipStatus {
     /// Files that were waiting to ship and are gone: deleted by the disk budget,
     /// or behind bsc's back.
     pub dropped: u64,
+    /// Files not shipped because they were no longer the file bsc closed (a
+    /// link, another file, written to since) when their turn came.
+    pub refused: u64,
+    /// Why the last attempt failed (with the last line its command wrote to
+    /// standard error); cleared by a success.
     pub last_error: Option<String>,
+    /// When the last attempt failed (RFC 3339); kept after a success.
+    pub last_error_at: Option<String>,
     /// When the next attempt may start, while a failure holds it back (RFC 3339).
     pub next_attempt_at: Option<String>,
     /// Whether a ship command runs for this key now.
@@ -188,6 +268,10 @@ pub struct ShipStatus {
 /// A ship command running.
 struct Attempt {
     child: Child,
+    /// Its standard error (non-blocking), read as it comes: only the end is kept.
+    stderr: Option<std::process::ChildStderr>,
+    /// The last [`STDERR_TAIL`] bytes it wrote to standard error.
+    tail: Vec<u8>,
     path: PathBuf,
     started: Instant,
     deadline: Instant,
@@ -205,7 +289,9 @@ struct Lane {
     shipped: u64,
     failures: u64,
     dropped: u64,
+    refused: u64,
     last_error: Option<String>,
+    last_error_at: Option<UnixMicros>,
 }
 
 /// A file whose ship command succeeded, with what its settings say to do next.
@@ -280,6 +366,7 @@ impl Shipper {
         now: Instant,
         wall: UnixMicros,
         current: impl Fn(&str) -> Option<ShipSpec>,
+        declared: impl Fn(&[String]) -> bool,
     ) -> Vec<ShippedFile> {
         self.kicked = false;
         self.dying.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
@@ -288,9 +375,14 @@ impl Shipper {
             let Some(a) = lane.running.as_mut() else {
                 continue;
             };
-            let failure = match a.child.try_wait() {
+            a.read_stderr();
+            let failure = match ended(&mut a.child) {
                 Ok(Some(status)) if status.success() => None,
-                Ok(Some(status)) => Some(status.to_string()),
+                Ok(Some(status)) => {
+                    // What it wrote last, its group killed: all of it is there.
+                    a.read_stderr();
+                    Some(status.to_string())
+                }
                 Ok(None) if now >= a.deadline => {
                     let _ = sys::kill_process_group(a.child.id());
                     Some(format!(
@@ -311,6 +403,7 @@ impl Shipper {
                     lane.shipped += 1;
                     lane.streak = 0;
                     lane.retry_at = None;
+                    lane.last_error = None;
                     info!(
                         "ship: handler {}: shipped {} ({:.1} s)",
                         name_of_key(key),
@@ -324,6 +417,10 @@ impl Shipper {
                     });
                 }
                 Some(why) => {
+                    let why = match last_line(&a.tail) {
+                        Some(line) => format!("{why}: {line}"),
+                        None => why,
+                    };
                     if a.deadline <= now {
                         self.dying.push(a.child);
                     }
@@ -331,7 +428,7 @@ impl Shipper {
                 }
             }
         }
-        self.start(now, wall, &current);
+        self.start(now, wall, &current, &declared);
         shipped
     }
 
@@ -342,6 +439,7 @@ impl Shipper {
         now: Instant,
         wall: UnixMicros,
         current: &impl Fn(&str) -> Option<ShipSpec>,
+        declared: &impl Fn(&[String]) -> bool,
     ) {
         let mut running = self.running();
         if running >= self.max_running {
@@ -365,27 +463,61 @@ impl Shipper {
             }
             let lane = self.lanes.entry(key.clone()).or_default();
             while let Some(file) = self.storage.next_unshipped(&key) {
-                if is_gone(&file.path) {
-                    error!(
-                        "ship: handler {}: {} was waiting to ship and is gone (deleted behind bsc's back); dropped, it will not be shipped",
-                        name_of_key(&key),
-                        file.path.display()
-                    );
-                    self.storage.gone(&file.path);
-                    lane.dropped += 1;
-                    continue;
-                }
-                let spec = current(&key).unwrap_or_else(|| file.ship.clone());
+                let handed = match self.storage.hand_over(&file.path) {
+                    Ok(handed) => handed,
+                    Err(NotHanded::Gone) => {
+                        error!(
+                            "ship: handler {}: {} was waiting to ship and is gone (deleted behind bsc's back); dropped, it will not be shipped",
+                            name_of_key(&key),
+                            file.path.display()
+                        );
+                        self.storage.gone(&file.path);
+                        lane.dropped += 1;
+                        continue;
+                    }
+                    Err(NotHanded::Replaced(why)) => {
+                        error!(
+                            "ship: handler {}: {}: refused: {why}; not the file bsc closed, it will not be shipped",
+                            name_of_key(&key),
+                            file.path.display()
+                        );
+                        // Forgotten: what is there now is not bsc's.
+                        self.storage.gone(&file.path);
+                        lane.refused += 1;
+                        continue;
+                    }
+                };
+                let spec = match current(&key) {
+                    Some(spec) => spec,
+                    // Only a command the config declares: the journal names
+                    // what to run, but it is not where commands come from.
+                    None if declared(&file.ship.argv) => file.ship.clone(),
+                    None => {
+                        let why = format!(
+                            "its journaled ship command ({}) is not one the config declares; it waits until a handler of the config ships with it",
+                            file.ship.argv.join(" ")
+                        );
+                        lane.fail(&key, &file.path, &file.ship, why, now, wall);
+                        break;
+                    }
+                };
                 // Everything journaled so far (this file's close among it) is on
                 // the disk before the command can act on the file.
                 self.storage.sync_journal();
                 let closed = closed_file(&key, &file);
-                let spawned = command(&spec.argv, &closed)
-                    .and_then(|mut cmd| sys::spawn_supervised(&mut cmd));
+                let spawned = command(&spec.argv, &closed, &handed).and_then(|mut cmd| {
+                    cmd.stderr(Stdio::piped());
+                    sys::spawn_supervised(&mut cmd)
+                });
                 match spawned {
-                    Ok(child) => {
+                    Ok(mut child) => {
+                        let stderr = child.stderr.take().filter(|e| {
+                            sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(e)).is_ok()
+                        });
                         lane.running = Some(Attempt {
                             child,
+                            stderr,
+                            tail: Vec::new(),
                             path: file.path.clone(),
                             started: now,
                             deadline: now + spec.timeout(),
@@ -433,7 +565,9 @@ impl Shipper {
             status.shipped = lane.shipped;
             status.failures = lane.failures;
             status.dropped = lane.dropped;
+            status.refused = lane.refused;
             status.last_error = lane.last_error.clone();
+            status.last_error_at = lane.last_error_at.map(UnixMicros::to_rfc3339);
             status.running = lane.running.is_some();
             status.next_attempt_at = lane
                 .retry_at
@@ -452,15 +586,15 @@ impl Shipper {
             let Some(mut a) = lane.running.take() else {
                 continue;
             };
+            // Whatever it started ends with it (exited or not).
+            let exited = sys::has_exited(a.child.id());
+            let _ = sys::kill_process_group(a.child.id());
             match a.child.try_wait() {
-                Ok(Some(s)) if s.success() => {
+                Ok(Some(s)) if exited && s.success() => {
                     self.storage.shipped(&a.path);
                 }
-                Ok(Some(_)) | Err(_) => {}
-                Ok(None) => {
-                    running += 1;
-                    let _ = sys::kill_process_group(a.child.id());
-                }
+                _ if exited => {}
+                _ => running += 1,
             }
         }
         let waiting: u64 = self
@@ -509,7 +643,57 @@ impl Lane {
             ),
         );
         self.last_error = Some(why);
+        self.last_error_at = Some(wall);
     }
+}
+
+/// How much of a ship command's standard error is kept (its end).
+const STDERR_TAIL: usize = 4096;
+
+/// The longest last line of standard error that goes into the log and `last_error`.
+const MAX_ERROR_LINE: usize = 300;
+
+impl Attempt {
+    /// Reads what the command wrote to standard error so far (bounded per
+    /// call, so a command that writes without end cannot hold the loop),
+    /// keeping the last [`STDERR_TAIL`] bytes.
+    fn read_stderr(&mut self) {
+        let Some(err) = self.stderr.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        for _ in 0..64 {
+            match std::io::Read::read(err, &mut buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    break;
+                }
+                Ok(n) => {
+                    self.tail.extend_from_slice(&buf[..n]);
+                    let excess = self.tail.len().saturating_sub(STDERR_TAIL);
+                    self.tail.drain(..excess);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The last line of `tail` that is not blank, its control characters escaped,
+/// at most [`MAX_ERROR_LINE`] bytes (cut with `...`).
+fn last_line(tail: &[u8]) -> Option<String> {
+    let line = tail
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .rfind(|l| !l.is_empty())?;
+    let cut = line.len() > MAX_ERROR_LINE;
+    let text = String::from_utf8_lossy(&line[..line.len().min(MAX_ERROR_LINE)]);
+    let mut line = crate::log::escape_controls(&text).into_owned();
+    if cut {
+        line.push_str("...");
+    }
+    Some(line)
 }
 
 /// A waiting file as its command sees it.
@@ -525,11 +709,6 @@ fn closed_file(key: &str, f: &Unshipped) -> ClosedFile {
     }
 }
 
-/// Whether nothing is at `path` any more.
-fn is_gone(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +721,28 @@ mod tests {
         assert_eq!(backoff(0, max), FIRST_RETRY, "never less than 5 s");
         assert_eq!(backoff(u32::MAX, max), max, "no overflow");
         assert_eq!(backoff(1, Duration::from_secs(1)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_last_line_of_stderr_is_the_last_one_not_blank_escaped_and_bounded() {
+        assert_eq!(last_line(b""), None);
+        assert_eq!(last_line(b"\n \r\n"), None);
+        assert_eq!(
+            last_line(b"curl: (22) 404\nbucket b does not exist at E\r\n\n").as_deref(),
+            Some("bucket b does not exist at E")
+        );
+        assert_eq!(
+            last_line(b"a\x1b]0;x\x07b\n").as_deref(),
+            Some("a\\u{1b}]0;x\\u{7}b")
+        );
+        let long = "x".repeat(1000);
+        let cut = last_line(long.as_bytes()).unwrap();
+        assert_eq!(cut.len(), MAX_ERROR_LINE + 3);
+        assert!(cut.ends_with("..."));
+        assert_eq!(
+            last_line(b"\xff\xfe ok").as_deref(),
+            Some("\u{fffd}\u{fffd} ok")
+        );
     }
 
     #[test]

@@ -30,9 +30,9 @@
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
-//! | [`hooks`] | commands for closed files, run without blocking, reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
+//! | [`hooks`] | commands for closed files, run without blocking, each in its own process group (killed when it ends), reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
 //! | [`persist`] | the state file of handlers added over the API |
-//! | [`storage`] | the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox, ship queue (waiting and shipped files) |
+//! | [`storage`] | the state folder (its modes, the lock: one bsc per root), the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox, ship queue (waiting and shipped files), the hard links handed to hooks and ship commands |
 //! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
 //! | [`log`] | one line per event on stderr |
 //!
@@ -115,6 +115,13 @@
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written;
 //! - bsc only deletes files its journal says it created ([`storage`]);
+//! - **the state folder is bsc's alone**: one bsc per root (an `flock`), and a
+//!   state folder or file that another user owns or others may write stops
+//!   start-up; a journaled `ship` command runs only if the config declares it;
+//! - **a hook or ship command only ever gets the file bsc closed**: a hard link
+//!   made at the close, in the state folder, handed only while the file's path
+//!   is still that regular, read-only file ([`storage::Storage::hand_over`]);
+//!   whatever a command starts in its process group ends with it;
 //! - **a file waiting to ship is never deleted by retention**; only the disk
 //!   budget may, when no other file is left, and it logs and counts it;
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line

@@ -131,6 +131,9 @@ pub struct Manager {
     state: Option<StateFile>,
 }
 
+/// How long bsc waits at shutdown for `on_close` hooks still running.
+const HOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
     /// and hook settings of `storage`.
@@ -632,6 +635,9 @@ impl Manager {
         }
         self.dirty.clear();
         self.dispatch_closed();
+        // No command bsc started outlives it: hooks get a moment to finish,
+        // then are stopped (they run again after the next start).
+        self.hooks.stop(HOOK_GRACE);
         self.shipper.stop();
         if self.hooks.pending() > 0 {
             warn!(
@@ -678,7 +684,16 @@ impl Manager {
                 .find(|h| h.journal_key() == key)
                 .and_then(|h| h.spec().ship.clone())
         };
-        for done in self.shipper.poll(now, wall, current) {
+        // The commands the config declares: a file whose handler has no `ship`
+        // now ships with the command journaled at its close only if it is one.
+        let declared = |argv: &[String]| {
+            handlers
+                .iter()
+                .flatten()
+                .filter_map(|h| h.spec().ship.as_ref())
+                .any(|s| s.argv == argv)
+        };
+        for done in self.shipper.poll(now, wall, current, declared) {
             let owner = self
                 .handlers()
                 .find(|(_, h)| h.journal_key() == done.key)

@@ -34,6 +34,15 @@
 //!   the first); only the disk budget may, when nothing else is left
 //!   ([`Storage::take_oldest`]).
 //!
+//! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
+//!   0600), refused at start-up and by `bsc check` when another user owns it
+//!   or others may write it ([`check_state_modes`]); one bsc per root holds
+//!   its `lock` ([`lock_root`]).
+//! - **Handing a file over**: a closed file with a hook or `ship` is held by a
+//!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
+//!   ended; [`Storage::hand_over`] gives a command that link, only while the
+//!   file's own path is still the regular, read-only file bsc closed.
+//!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
 use std::cell::{Cell, RefCell};
@@ -164,6 +173,8 @@ pub struct Unshipped {
     pub closed_at: SystemTime,
     /// Its handler's `ship` settings when it was closed.
     pub ship: ShipSpec,
+    /// Its device and inode when it was closed (unknown in journals of bsc 0.1).
+    pub id: Option<FileId>,
 }
 
 /// What waits to ship for one key.
@@ -259,6 +270,7 @@ pub struct Storage {
     state_dir: PathBuf,
     /// Closed files whose `on_close` hook has not started yet, with their key:
     /// they survive a restart (and are handed to the hook again then).
+    /// Also those whose hook runs now (`running`), until it is reaped.
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
     closed: RefCell<Vec<ClosedFile>>,
     /// Closed files waiting to ship, per key, oldest first (see the module doc).
@@ -290,6 +302,24 @@ struct Unhooked {
     /// Closed in an earlier run (read from the journal at start-up); files
     /// closed in this run are already on their way to the hook.
     earlier: bool,
+    /// Its device and inode when it was closed.
+    id: Option<FileId>,
+    /// Its hook was started in this run and has not ended yet.
+    running: bool,
+}
+
+/// The folder of the state folder where closed files waiting for their hook or
+/// to ship are held by a hard link, `<dev>-<inode>/<name>` each (see
+/// [`Storage::hand_over`]).
+pub const OUTGOING: &str = "outgoing";
+
+/// Why a closed file is not handed to its hook or ship command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotHanded {
+    /// Nothing is at its path any more.
+    Gone,
+    /// Something else is (why): a link, another file, a file written to since.
+    Replaced(&'static str),
 }
 
 /// The highest `{seq}` and `-N` taken from the journal (see [`checked`]).
@@ -443,6 +473,8 @@ impl Storage {
                             span,
                             bytes,
                             earlier: closed_at.is_none(),
+                            id,
+                            running: false,
                         };
                         self.unhooked.borrow_mut().insert(path.clone(), waiting);
                     }
@@ -457,6 +489,7 @@ impl Storage {
                             bytes,
                             closed_at: closed_at.unwrap_or(mtime),
                             ship,
+                            id,
                         };
                         let mut queue = self.ship_queue.borrow_mut();
                         queue.entry(key.clone()).or_default().push_back(file);
@@ -553,7 +586,7 @@ impl Storage {
                         path: f.path.clone(),
                         span: f.span,
                         id: f.id,
-                        hook: unhooked.contains_key(&f.path),
+                        hook: hook_waits(&unhooked, &f.path),
                         ship: ship_of(key, &f.path),
                     });
                 }
@@ -585,7 +618,7 @@ impl Storage {
                         ship: None,
                     });
                     lines.push(Entry::Closed {
-                        hook: unhooked.contains_key(&path),
+                        hook: hook_waits(&unhooked, &path),
                         ship: ship_of(key, &path),
                         path,
                         span,
@@ -609,7 +642,7 @@ impl Storage {
                             path: l.path.clone(),
                             span: own.map_or_else(Span::default, |f| f.span),
                             id: own.and_then(|f| f.id),
-                            hook: unhooked.contains_key(&l.path),
+                            hook: hook_waits(&unhooked, &l.path),
                             ship: ship_of(key, &l.path),
                         });
                     }
@@ -626,7 +659,7 @@ impl Storage {
         let dir = self.journal_path.parent().unwrap_or(Path::new("."));
         let tmp = self.journal_path.with_extension("jsonl.tmp");
         let result = (|| -> io::Result<File> {
-            std::fs::create_dir_all(dir)?;
+            make_state_dir(dir)?;
             let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
             for e in lines {
@@ -721,11 +754,12 @@ impl Storage {
         let mut torn = false;
         if self.journal.borrow().is_none() {
             let dir = self.journal_path.parent().unwrap_or(Path::new("."));
-            let opened = std::fs::create_dir_all(dir).and_then(|()| {
+            let opened = make_state_dir(dir).and_then(|()| {
                 OpenOptions::new()
                     .read(true)
                     .append(true)
                     .create(true)
+                    .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&self.journal_path)
             });
@@ -834,6 +868,7 @@ impl Storage {
             );
             self.compact();
         }
+        self.sweep_pins();
         dropped
     }
 
@@ -982,16 +1017,126 @@ impl Storage {
         };
         self.apply(e.clone(), Some(SystemTime::now()));
         self.append(&e);
+        if hook || ship.is_some() {
+            // Linked at once, while it is certainly the file just closed.
+            let _ = self.hand_over(path);
+        }
+    }
+
+    /// A closed file waiting for its hook (or running it) or to ship: its
+    /// trusted folder, its identity when it was closed, and its size.
+    fn waiting(&self, path: &Path) -> Option<(PathBuf, Option<FileId>, u64)> {
+        if let Some(f) = self
+            .ship_queue
+            .borrow()
+            .values()
+            .flatten()
+            .find(|f| f.path == path)
+        {
+            return Some((f.trusted.clone(), f.id, f.bytes));
+        }
+        let unhooked = self.unhooked.borrow();
+        let u = unhooked.get(path)?;
+        Some((u.trusted.clone(), u.id, u.bytes))
+    }
+
+    /// What to hand the `on_close` hook or `ship` command of the closed file
+    /// `path`: only while `path` is still the regular, read-only file bsc closed
+    /// (not a link; the same device, inode and size), the path of a hard link
+    /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
+    /// (made when it was closed: what the command reads is that file whatever
+    /// happens to `path` since); where no hard link can be made (a capture
+    /// folder on another file system than the root) or no identity was
+    /// journaled (bsc 0.1), `path` itself, just checked.
+    pub fn hand_over(&self, path: &Path) -> Result<PathBuf, NotHanded> {
+        use NotHanded::{Gone, Replaced};
+        let (trusted, journaled, bytes) = self
+            .waiting(path)
+            .ok_or(Replaced("bsc has no record of closing it"))?;
+        let gone_or = |e: io::Error, why| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Gone
+            } else {
+                Replaced(why)
+            }
+        };
+        let (dir, name) =
+            dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
+        let now = sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        let why = if now.is_link() {
+            "it is a symbolic link now"
+        } else if !now.is_file() {
+            "it is not a regular file now"
+        } else if journaled.is_some_and(|id| id != now.id) {
+            "it is another file now (not the inode bsc closed)"
+        } else if now.size != bytes {
+            "its size changed since bsc closed it"
+        } else if now.mode & 0o222 != 0 {
+            "it was made writable again"
+        } else {
+            let Some(id) = journaled else {
+                return Ok(path.to_path_buf());
+            };
+            // Linked (again: it may be there already) and checked once more:
+            // what is linked is the file `id`, or it was replaced in between.
+            let sub = pin_dir_name(id);
+            let linked =
+                sys::open_dir_beneath(&self.state_dir, &[OUTGOING, &sub], true).and_then(|out| {
+                    match sys::link_at(&dir, &name, &out, &name) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => {}
+                    }
+                    Ok(sys::stat_at(&out, &name)?.id == id)
+                });
+            return match linked {
+                Ok(true) => Ok(self.state_dir.join(OUTGOING).join(sub).join(name)),
+                Ok(false) => {
+                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    Err(Replaced("it was replaced while bsc linked it"))
+                }
+                // No hard link across file systems (or to a file bsc did not
+                // create, with protected_hardlinks): the path just checked.
+                Err(_) => {
+                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    Ok(path.to_path_buf())
+                }
+            };
+        };
+        Err(Replaced(why))
+    }
+
+    /// Removes the hard link of the file `id` (at `path`) once nothing needs it
+    /// (no hook waits or runs for it, it does not wait to ship).
+    fn unpin_if_unused(&self, path: &Path, id: Option<FileId>) {
+        let Some(id) = id else { return };
+        if self.is_unshipped(path) || self.unhooked.borrow().contains_key(path) {
+            return;
+        }
+        unpin_dir(&self.state_dir.join(OUTGOING).join(pin_dir_name(id)));
+    }
+
+    /// At start-up: removes every link in [`OUTGOING`] (an earlier run's, of
+    /// files shipped or deleted since, or still waiting): the files still
+    /// waiting are linked anew at their turn, after the same check against
+    /// what the journal recorded at their close ([`Storage::hand_over`]).
+    fn sweep_pins(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join(OUTGOING)) {
+            for e in entries.flatten() {
+                unpin_dir(&e.path());
+            }
+        }
     }
 
     /// Notes that `path` is gone (deleted by bsc or behind its back).
     pub fn gone(&self, path: &Path) {
+        let id = self.waiting(path).and_then(|(_, id, _)| id);
         self.open.borrow_mut().remove(path);
         let e = Entry::Deleted {
             path: path.to_path_buf(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
+        self.unpin_if_unused(path, id);
     }
 
     /// The closed files the handler `key` created that still exist, oldest first.
@@ -1004,13 +1149,32 @@ impl Storage {
 
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
-        if self.unhooked.borrow().contains_key(path) {
-            let e = Entry::HookStarted {
-                path: path.to_path_buf(),
-            };
-            self.apply(e.clone(), None);
-            self.append(&e);
+        let mut unhooked = self.unhooked.borrow_mut();
+        let Some(u) = unhooked.get_mut(path).filter(|u| !u.running) else {
+            return;
+        };
+        u.running = true;
+        drop(unhooked);
+        self.append(&Entry::HookStarted {
+            path: path.to_path_buf(),
+        });
+    }
+
+    /// Notes that the `on_close` hook for `path` ended (or never started): its
+    /// hard link goes unless the file still waits to ship.
+    pub fn hook_done(&self, path: &Path) {
+        let id = self.unhooked.borrow_mut().remove(path).and_then(|u| u.id);
+        self.unpin_if_unused(path, id);
+    }
+
+    /// Notes that the `on_close` hook for `path` was stopped with bsc before it
+    /// ended: it waits for its hook again (the journal is written anew to say
+    /// so), and runs after the next start.
+    pub fn hook_stopped(&self, path: &Path) {
+        if let Some(u) = self.unhooked.borrow_mut().get_mut(path) {
+            (u.running, u.earlier) = (false, true);
         }
+        self.compact();
     }
 
     /// The closed files of `key` whose `on_close` hook never started (bsc stopped
@@ -1136,12 +1300,14 @@ impl Storage {
         if !self.is_unshipped(path) {
             return false;
         }
+        let id = self.waiting(path).and_then(|(_, id, _)| id);
         let e = Entry::Shipped {
             path: path.to_path_buf(),
         };
         self.apply(e.clone(), None);
         self.append(&e);
         self.sync_journal();
+        self.unpin_if_unused(path, id);
         true
     }
 
@@ -1223,6 +1389,8 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
             sys::effective_uid()
         )
     };
+    let state = root.join(STATE_DIR);
+    check_state_modes(&state)?;
     if !create {
         let mut dir = root;
         while !dir.exists() {
@@ -1230,18 +1398,116 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
         }
         return sys::can_write_dir(dir).map_err(|e| fail(dir, e));
     }
-    let state = root.join(STATE_DIR);
     if std::fs::symlink_metadata(&state).is_ok_and(|m| !m.is_dir()) {
         return Err(format!(
             "{} is a symlink or not a folder; bsc keeps its state only in a plain folder there",
             state.display()
         ));
     }
-    std::fs::create_dir_all(&state).map_err(|e| fail(&state, e))?;
+    std::fs::create_dir_all(root).map_err(|e| fail(root, e))?;
+    make_state_dir(&state).map_err(|e| fail(&state, e))?;
     let probe = state.join(format!(".write-test-{}", std::process::id()));
     create_state_file(&probe).map_err(|e| fail(&probe, e))?;
     std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
     sys::can_write_dir(root).map_err(|e| fail(root, e))
+}
+
+/// The files of the state folder that [`check_state_modes`] looks at.
+const STATE_FILES: [&str; 3] = ["files.jsonl", "handlers.json", LOCK_FILE];
+
+/// The file in the state folder that one bsc per root holds locked.
+pub const LOCK_FILE: &str = "lock";
+
+/// Refuses a state folder (and its journal, state and lock files) that someone
+/// but bsc's effective user or root owns, or that group or others may write, as
+/// OpenSSH's StrictModes does: whoever could write there could make bsc run a
+/// command or delete a file. One line says what to fix. Nothing there yet: fine.
+pub fn check_state_modes(state: &Path) -> Result<(), String> {
+    let euid = sys::effective_uid();
+    let check = |path: &Path, m: &std::fs::Metadata| -> Result<(), String> {
+        let what = if m.is_dir() { "folder" } else { "file" };
+        let (why, fix) = if m.uid() != euid && m.uid() != 0 {
+            (
+                "is owned by another user than bsc's or root",
+                format!("chown {euid}"),
+            )
+        } else if m.mode() & 0o022 != 0 {
+            (
+                "may be written by group or others",
+                "chmod go-w".to_string(),
+            )
+        } else {
+            return Ok(());
+        };
+        Err(format!(
+            "bsc's state {what} {} {why}: whoever can write it can make bsc run commands; `{fix} {}`, or remove it",
+            path.display(),
+            path.display()
+        ))
+    };
+    let Ok(m) = std::fs::symlink_metadata(state) else {
+        return Ok(());
+    };
+    if !m.is_dir() {
+        // Refused (or replaced) by the caller that would use it.
+        return Ok(());
+    }
+    check(state, &m)?;
+    for name in STATE_FILES {
+        let path = state.join(name);
+        if let Some(m) = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(|m| m.is_file())
+        {
+            check(&path, &m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the state folder, mode 0700 (and the root above it, should it have
+/// been deleted). One that exists is left as it is ([`check_state_modes`]
+/// vetted it).
+pub fn make_state_dir(state: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(root) = state.parent() {
+        std::fs::create_dir_all(root)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(state) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Takes the root: one bsc per root. Locks `<root>/.bsc/lock` (`flock`, held
+/// until bsc exits; the kernel releases it when bsc dies, `kill -9` included, so
+/// it is never stale) and writes bsc's pid in it. Another bsc holding it: an
+/// error naming its pid. The file must stay open as long as bsc runs.
+pub fn lock_root(root: &Path) -> Result<File, String> {
+    let path = root.join(STATE_DIR).join(LOCK_FILE);
+    let cannot = |e: io::Error| format!("cannot lock {}: {e}", path.display());
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(cannot)?;
+    if !sys::try_lock_exclusive(&f).map_err(cannot)? {
+        let mut buf = [0u8; 24];
+        let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0).unwrap_or(0);
+        let pid = std::str::from_utf8(&buf[..n]).unwrap_or("?").trim();
+        return Err(format!(
+            "another bsc (pid {pid}) is running on root {}: one bsc per root; stop it first, or give this one another root_log_directory",
+            root.display()
+        ));
+    }
+    // Padded: a shorter pid overwrites a longer one whole.
+    let pid = format!("{:<23}\n", std::process::id());
+    std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0).map_err(cannot)?;
+    Ok(f)
 }
 
 /// Creates a state file (a temporary one, to be renamed into place) anew: whatever
@@ -1257,7 +1523,7 @@ pub fn create_state_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o640)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
@@ -1350,6 +1616,30 @@ fn checked(mut e: Entry) -> Entry {
         }
     }
     e
+}
+
+/// Whether the hook of `path` is still to run (one running now was started:
+/// it is not run again).
+fn hook_waits(unhooked: &HashMap<PathBuf, Unhooked>, path: &Path) -> bool {
+    unhooked.get(path).is_some_and(|u| !u.running)
+}
+
+/// Removes a folder of [`OUTGOING`] and the link in it (a link or file in its
+/// place: that itself, never what it points to).
+fn unpin_dir(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if std::fs::remove_dir(dir).is_err() {
+        let _ = std::fs::remove_file(dir);
+    }
+}
+
+/// The folder in [`OUTGOING`] of the link of the file `id`.
+fn pin_dir_name(id: FileId) -> String {
+    format!("{}-{}", id.0, id.1)
 }
 
 /// Whether `f` is not empty and does not end with a newline.

@@ -57,7 +57,7 @@ pub fn spawn_with_default_signals(
     cmd.spawn()
 }
 
-/// Spawns a `ship` command: as [`spawn_with_default_signals`], in a process group
+/// Spawns a `ship` or `on_close` command: as [`spawn_with_default_signals`], in a process group
 /// of its own (so a timeout can kill everything it started:
 /// [`kill_process_group`]) and killed if bsc dies first (`PR_SET_PDEATHSIG`).
 /// That reaches the command itself only: what it started lives on after a
@@ -98,6 +98,130 @@ pub fn kill_process_group(pgid: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether the child `pid` has ended, without reaping it: while it stays a
+/// zombie its pid (and so its process group's id) cannot be given to another
+/// process, so [`kill_process_group`] may still be sent safely before the child
+/// is reaped (`waitid` with `WNOWAIT`).
+pub fn has_exited(pid: u32) -> bool {
+    // `id_t` is u32 on every Linux target.
+    #[allow(clippy::unnecessary_cast)]
+    let pid = pid as libc::id_t;
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: waitid fills `info`, a zeroed buffer of its type; WNOWAIT leaves
+    // the child waitable, WNOHANG makes it return at once.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: zeroed and, on success, filled: si_pid stays 0 while the child runs.
+    rc == 0 && unsafe { info.assume_init().si_pid() } != 0
+}
+
+/// Makes reads of `fd` return `WouldBlock` instead of waiting (a child's
+/// standard error, read while the loop runs).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open fd with plain integer flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What `fstatat` says of one folder entry, links not followed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EntryStat {
+    /// Device and inode.
+    pub id: (u64, u64),
+    pub size: u64,
+    /// Type and permission bits (`st_mode`).
+    pub mode: u32,
+    pub uid: u32,
+}
+
+impl EntryStat {
+    /// A regular file (not a link, a folder, a device...).
+    // `mode_t` is u32 on Linux, but not on every libc.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT as u32 == libc::S_IFREG as u32
+    }
+
+    /// A symbolic link.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn is_link(&self) -> bool {
+        self.mode & libc::S_IFMT as u32 == libc::S_IFLNK as u32
+    }
+}
+
+/// [`EntryStat`] of `name` in the folder `dir` (a symlink is described, never followed).
+pub fn stat_at(dir: &OwnedFd, name: &str) -> io::Result<EntryStat> {
+    let c = cstring(name)?;
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: as in `identity_at`.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)]
+    Ok(EntryStat {
+        id: (st.st_dev as u64, st.st_ino as u64),
+        size: st.st_size as u64,
+        mode: st.st_mode as u32,
+        uid: st.st_uid as u32,
+    })
+}
+
+/// Makes `to` in the folder `to_dir` a hard link to the entry `from` in the
+/// folder `from_dir` (a symlink itself is linked, never its target).
+pub fn link_at(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+    let (a, b) = (cstring(from)?, cstring(to)?);
+    // SAFETY: both fds are open folders and both names NUL-terminated; flags 0
+    // does not follow a symlink.
+    let rc = unsafe {
+        libc::linkat(
+            from_dir.as_raw_fd(),
+            a.as_ptr(),
+            to_dir.as_raw_fd(),
+            b.as_ptr(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another
+/// process holds it. The kernel releases it when the last descriptor closes
+/// (the process ends, `kill -9` included).
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock takes an open fd and flags.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(e)
 }
 
 /// Free and total bytes of the file system holding `path` (for the disk budget).

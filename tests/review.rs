@@ -112,7 +112,7 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
     std::fs::write(&down, "").unwrap();
     let port = free_udp_port();
     let script = format!(
-        "test -e '{}' && exit 1; echo \"$1\" >> '{}'",
+        "test -e '{}' && exit 1; echo \"$BSC_FILE\" >> '{}'",
         down.display(),
         shipped.display()
     );
@@ -198,7 +198,7 @@ fn a_file_left_open_by_a_crash_ships_after_its_handler_is_renamed() {
     let root = dir.path().join("root");
     let shipped = dir.path().join("shipped");
     let port = free_udp_port();
-    let script = format!("echo \"$1\" >> '{}'", shipped.display());
+    let script = format!("echo \"$BSC_FILE\" >> '{}'", shipped.display());
     let cfg = |name: &str| {
         json!({
             "capture_manager": {"root_log_directory": root},

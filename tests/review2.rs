@@ -25,7 +25,14 @@ impl Mount {
     fn new(at: &Path, kib: u32) -> Mount {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            // bsc's alone (0700): a state folder others may write is refused.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .unwrap();
@@ -405,7 +412,7 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
     std::fs::write(&down, "").unwrap();
     let port = free_udp_port();
     let script = format!(
-        "test -e '{}' && exit 1; echo \"$1\" >> '{}'",
+        "test -e '{}' && exit 1; echo \"$BSC_FILE\" >> '{}'",
         down.display(),
         shipped.display()
     );

@@ -440,12 +440,13 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
     let root = dir.path().join("cap");
     let port = free_udp_port();
     let name = "tlm";
-    // The script, each attempt's exit status and file written down.
+    // The script, each attempt's exit status and file (BSC_FILE: the command
+    // itself is handed a hard link in bsc's state folder) written down.
     let ship = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
         format!(
-            "\"$0\" \"$@\"; s=$?; printf '%s %s\\n' $s \"$2\" >> '{}'; exit $s",
+            "\"$0\" \"$@\"; s=$?; printf '%s %s\\n' $s \"$BSC_FILE\" >> '{}'; exit $s",
             attempts.display()
         ),
         script("bsc-ship-s3").to_str().unwrap().to_string(),
@@ -512,6 +513,70 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
             key_of(f)
         );
     }
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success(), "{log:?}");
+}
+
+#[test]
+fn s3_recipe_names_a_missing_bucket_and_ships_once_it_exists() {
+    require("curl", "apt-get install curl");
+    let dir = TempDir::new("ship-s3-bucket");
+    let moto = Moto::start(dir.path());
+    let env = dir.path().join("s3.env");
+    let missing = "not-made-yet";
+    std::fs::write(
+        &env,
+        moto.env_file(Some(STATION)).replace(
+            &format!("S3_BUCKET={BUCKET}"),
+            &format!("S3_BUCKET={missing}"),
+        ),
+    )
+    .unwrap();
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let ship = vec![
+        script("bsc-ship-s3").to_str().unwrap().to_string(),
+        env.to_str().unwrap().to_string(),
+    ];
+    let mut h = handler("tlm", port, ship);
+    h["ship_retry_max_s"] = json!(1);
+    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![h]));
+    send(port, 0, PER_FILE + 1);
+    let files = closed_files(&bsc, 1);
+    let says = format!(
+        "bsc-ship-s3: bucket {missing} does not exist at {}",
+        moto.url("")
+    );
+    let ship_of = || bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0]["ship"].clone();
+    wait_shipped(&bsc, "a failed attempt", || {
+        ship_of()["failures"].as_u64() >= Some(1)
+    });
+    let ship = ship_of();
+    assert_eq!(
+        ship["last_error"],
+        format!("exit status: 1: {says}").as_str(),
+        "{ship}"
+    );
+    let line = bsc.wait_log(&says);
+    assert!(line.contains(&name_of(&files[0])), "{line}");
+    // Made: the file ships, and the error is cleared (when it was, kept).
+    let region = format!("<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>");
+    let out = moto.s3(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/xml",
+            "--data-binary",
+            &region,
+        ],
+        missing,
+    );
+    assert!(out.status.success(), "create bucket: {}", text(&out));
+    wait_shipped(&bsc, "the file shipped", || ship_of()["shipped"] == 1);
+    let ship = ship_of();
+    assert_eq!(ship["last_error"], Value::Null, "{ship}");
+    assert!(ship["last_error_at"].is_string(), "{ship}");
     let (status, log) = bsc.stop_with_log();
     assert!(status.success(), "{log:?}");
 }

@@ -1270,7 +1270,7 @@ fn forged_journal_entries_outside_the_root_are_never_acted_on() {
             vec![
                 json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port],
             "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 1,
-            "on_close": ["/bin/sh", "-c", format!("echo \"$1\" >> {}", log.display()), "hook"]}),
+            "on_close": ["/bin/sh", "-c", format!("echo \"$BSC_FILE\" >> {}", log.display()), "hook"]}),
             ],
         ),
     );

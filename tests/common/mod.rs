@@ -406,7 +406,8 @@ pub fn tcpdump(path: &Path) -> (usize, String) {
     (records, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// Every `.pcap` file under `dir`, sorted by name.
+/// Every `.pcap` file under `dir`, sorted by name; not those in bsc's state
+/// folder `.bsc` (hard links of closed files waiting for a hook or to ship).
 pub fn pcap_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -414,6 +415,9 @@ pub fn pcap_files(dir: &Path) -> Vec<PathBuf> {
     };
     for e in entries.flatten() {
         let p = e.path();
+        if p.file_name().is_some_and(|n| n == ".bsc") {
+            continue;
+        }
         if p.is_dir() {
             out.extend(pcap_files(&p));
         } else if p.extension().is_some_and(|x| x == "pcap") {

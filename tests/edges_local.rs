@@ -1,0 +1,485 @@
+//! Where bsc meets other local programs and users, black-box: the uploader gets
+//! only the file bsc closed, the state folder is bsc's alone, one bsc per root,
+//! and no command bsc starts outlives its attempt or bsc. The real binary,
+//! loopback datagrams, real HTTP; run as root (files are given to `nobody`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Writes an executable `sh` script `name` in `dir` and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    let ok = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+    assert!(ok.success());
+    path
+}
+
+/// One UDP handler `h`, one file per datagram (`h-0001.pcap`, ...), with `extra`
+/// keys (with `ship`: retries at most 1 s apart).
+fn config(root: &Path, port: u16, extra: Value) -> Value {
+    let mut h = json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+        "file_name_pattern": "{name}-{seq}.pcap", "rotate_max_packets": 1});
+    for (k, v) in extra.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    if extra.get("ship").is_some() {
+        h["ship_retry_max_s"] = json!(1);
+    }
+    json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]})
+}
+
+fn stats_of(bsc: &Bsc, port: u16) -> Value {
+    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
+}
+
+fn ship_of(bsc: &Bsc, port: u16) -> Value {
+    stats_of(bsc, port)["ship"].clone()
+}
+
+/// Sends datagram `i` and waits until the handler counted `i + 1`.
+fn send(bsc: &Bsc, port: u16, i: u64) {
+    sender(port).send(&seq_payload(i)).unwrap();
+    wait_until(&format!("{} packets", i + 1), || {
+        stats_of(bsc, port)["packets"].as_u64() >= Some(i + 1)
+    });
+}
+
+fn metric(bsc: &Bsc, name: &str) -> f64 {
+    let r = bsc.request("GET", "/metrics", None, b"");
+    let text = String::from_utf8(r.body).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The pids of processes whose command line contains `token`.
+fn pids_with(token: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", token]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Kills (by pid) what a test's commands left behind, so a failing test leaves
+/// nothing running.
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in pids_with(&self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// `bsc check` on `config`: its exit code and what it wrote.
+fn check(dir: &Path, config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// bsc started on `config` (written to `dir`), expected to stop at start-up:
+/// its exit code and log.
+fn start_fails(dir: &Path, config: &Value) -> (i32, Vec<String>) {
+    let mut config = config.clone();
+    config["capture_manager"]["manager_server"] =
+        json!({"host": "127.0.0.1", "port": free_tcp_port()});
+    let path = write_config(dir, &config);
+    let mut bsc = Bsc::spawn(&["--config", path.to_str().unwrap()], dir, &[]);
+    let status = bsc.wait_exit();
+    (status.code().unwrap_or(-1), bsc.log())
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn chown_nobody(path: &Path) {
+    let ok = Command::new("chown")
+        .args(["-h", "65534", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_file_bsc_closed() {
+    let dir = TempDir::new("edges-link");
+    let root = dir.path().join("cap");
+    let central = dir.path().join("central");
+    std::fs::create_dir_all(&central).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"SECRET, not a capture").unwrap();
+    // Fails while `down` exists; else copies what it is handed, with the path
+    // it got and BSC_FILE.
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!(
+            "d='{d}'\n[ -e \"$d/down\" ] && exit 4\ncp \"$1\" \"$d/central/\" || exit 5\necho \"$1 $BSC_FILE\" >> \"$d/handed.log\"\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("down"), b"").unwrap();
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"ship": [ship]}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    wait_until("two files waiting", || {
+        ship_of(&bsc, port)["pending_files"] == 2
+    });
+    // The first waiting file becomes a link to a secret; the second one stays.
+    let first = root.join("h-0001.pcap");
+    std::fs::remove_file(&first).unwrap();
+    std::os::unix::fs::symlink(&secret, &first).unwrap();
+    std::fs::remove_file(dir.path().join("down")).unwrap();
+    wait_until("the second file shipped", || {
+        central.join("h-0002.pcap").exists() && ship_of(&bsc, port)["pending_files"] == 0
+    });
+    let ship = ship_of(&bsc, port);
+    assert_eq!(ship["refused"], 1, "{ship}");
+    assert_eq!(ship["shipped"], 1, "{ship}");
+    assert_eq!(metric(&bsc, "bsc_ship_refused_total"), 1.0);
+    // Nothing but the capture reached the uploader.
+    for entry in std::fs::read_dir(&central).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.starts_with(b"SECRET"),
+            "the link's target was shipped"
+        );
+    }
+    assert_eq!(
+        std::fs::read(central.join("h-0002.pcap")).unwrap(),
+        std::fs::read(root.join("h-0002.pcap")).unwrap()
+    );
+    // The command read a hard link in bsc's state folder; BSC_FILE is the file's path.
+    let handed = std::fs::read_to_string(dir.path().join("handed.log")).unwrap();
+    let (arg, file) = handed.trim().split_once(' ').unwrap();
+    assert!(
+        arg.starts_with(root.join(".bsc/outgoing").to_str().unwrap())
+            && arg.ends_with("/h-0002.pcap"),
+        "{handed}"
+    );
+    assert_eq!(file, root.join("h-0002.pcap").to_str().unwrap());
+    // Once shipped, the link is gone (the file itself stays).
+    wait_until("the link removed", || {
+        std::fs::read_dir(root.join(".bsc/outgoing")).map_or(true, |mut d| d.next().is_none())
+    });
+    assert!(root.join("h-0002.pcap").is_file());
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    let refused: Vec<_> = log.iter().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refused.len(), 1, "logged once: {log:?}");
+    assert!(
+        refused[0].contains("h-0001.pcap") && refused[0].contains("symbolic link"),
+        "{refused:?}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&first).unwrap().is_symlink(),
+        "left alone"
+    );
+}
+
+#[test]
+fn an_on_close_hook_is_handed_the_file_bsc_closed_or_nothing() {
+    let dir = TempDir::new("edges-hook");
+    let root = dir.path().join("cap");
+    let hooked = dir.path().join("hooked");
+    std::fs::create_dir_all(&hooked).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"SECRET").unwrap();
+    // Waits (bounded) while `hold` exists, so the next file's hook must wait.
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/\"\necho \"$1\" >> \"$d/handed.log\"\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let port = free_udp_port();
+    let mut cfg = config(&root, port, json!({"on_close": [hook]}));
+    cfg["capture_manager"]["on_close_max_running"] = json!(1);
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    wait_until("the second file closed", || {
+        root.join("h-0002.pcap").exists() && stats_of(&bsc, port)["current_file"].is_null()
+    });
+    let second = root.join("h-0002.pcap");
+    std::fs::remove_file(&second).unwrap();
+    std::os::unix::fs::symlink(&secret, &second).unwrap();
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    bsc.wait_log("h-0002.pcap: refused");
+    wait_until("the first hook done", || {
+        hooked.join("h-0001.pcap").exists()
+    });
+    assert!(
+        !hooked.join("h-0002.pcap").exists(),
+        "the link was handed over"
+    );
+    let handed = std::fs::read_to_string(dir.path().join("handed.log")).unwrap();
+    assert!(
+        handed.starts_with(root.join(".bsc/outgoing").to_str().unwrap()),
+        "{handed}"
+    );
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_state_folder_others_could_write_stops_start_up_and_check() {
+    let dir = TempDir::new("edges-modes");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({}));
+    // Made by bsc: the folder 0700, its files 0600.
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("journaled", || root.join(".bsc/files.jsonl").exists());
+    assert!(bsc.stop().success());
+    let state = root.join(".bsc");
+    assert_eq!(mode_of(&state), 0o700);
+    assert_eq!(mode_of(&state.join("files.jsonl")), 0o600);
+    let path = write_config(dir.path(), &cfg);
+    assert_eq!(check(dir.path(), &path).0, 0);
+    // Writable by others, owned by another user, a journal of another user:
+    // each stops start-up and `bsc check` with exit 2 and one line saying what to fix.
+    type Setup = fn(&Path);
+    let cases: [(Setup, Setup, &str); 3] = [
+        (
+            |s| {
+                std::fs::set_permissions(s, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                    .unwrap()
+            },
+            |s| {
+                std::fs::set_permissions(s, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .unwrap()
+            },
+            ".bsc may be written by group or others: whoever can write it can make bsc run commands; `chmod go-w ",
+        ),
+        (
+            chown_nobody,
+            |s| {
+                Command::new("chown")
+                    .args(["0", s.to_str().unwrap()])
+                    .status()
+                    .unwrap();
+            },
+            ".bsc is owned by another user than bsc's or root: whoever can write it can make bsc run commands; `chown 0 ",
+        ),
+        (
+            |s| chown_nobody(&s.join("files.jsonl")),
+            |s| {
+                Command::new("chown")
+                    .args(["0", s.join("files.jsonl").to_str().unwrap()])
+                    .status()
+                    .unwrap();
+            },
+            "files.jsonl is owned by another user",
+        ),
+    ];
+    for (break_it, mend, says) in cases {
+        break_it(&state);
+        let (code, text) = check(dir.path(), &path);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(says), "{text}");
+        let (code, log) = start_fails(dir.path(), &cfg);
+        assert_eq!(code, 2, "{log:?}");
+        assert!(
+            log.iter().filter(|l| l.contains(says)).count() == 1,
+            "{says}: {log:?}"
+        );
+        mend(&state);
+    }
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_journaled_command_the_config_does_not_declare_never_runs() {
+    let dir = TempDir::new("edges-argv");
+    let root = dir.path().join("cap");
+    let pwned = dir.path().join("pwned");
+    let ship = script(dir.path(), "ship.sh", "exit 4\n");
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"ship": [ship]}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("a file waiting", || {
+        ship_of(&bsc, port)["pending_files"] == 1
+    });
+    assert!(bsc.stop().success());
+    // Someone who could write the journal swaps the command for their own.
+    let journal = root.join(".bsc/files.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let forged = text.replace(
+        &serde_json::to_string(ship.to_str().unwrap()).unwrap(),
+        &format!("\"/bin/sh\",\"-c\",\"touch {}\"", pwned.display()),
+    );
+    assert_ne!(forged, text);
+    std::fs::write(&journal, forged).unwrap();
+    // The handler is gone from the config: the journal's command would be used.
+    let other = free_udp_port();
+    let mut cfg2 = config(&root, other, json!({}));
+    cfg2["handlers"][0]["name"] = json!("g");
+    let bsc = Bsc::with_config(dir.path(), &cfg2);
+    let line = bsc.wait_log("is not one the config declares");
+    assert!(line.contains("h-0001.pcap"), "{line}");
+    assert!(!pwned.exists(), "a journaled command ran");
+    assert!(bsc.stop().success());
+    assert!(!pwned.exists(), "a journaled command ran");
+}
+
+#[test]
+fn a_second_bsc_on_the_same_root_exits_2_naming_the_first() {
+    let dir = TempDir::new("edges-lock");
+    let root = dir.path().join("cap");
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let first = Bsc::with_config(dir.path(), &cfg);
+    let (code, log) = start_fails(dir.path(), &cfg);
+    assert_eq!(code, 2, "{log:?}");
+    let needle = format!("another bsc (pid {}) is running on root", first.pid());
+    assert!(log.iter().any(|l| l.contains(&needle)), "{log:?}");
+    // `bsc check` does not take the lock: it works beside a running bsc.
+    let path = write_config(dir.path(), &cfg);
+    let (code, text) = check(dir.path(), &path);
+    assert_eq!(code, 0, "{text}");
+    // kill -9 leaves no stale lock.
+    first.signal(9);
+    let mut first = first;
+    first.wait_exit();
+    let again = Bsc::with_config(dir.path(), &cfg);
+    assert!(again.stop().success());
+}
+
+#[test]
+fn no_command_bsc_started_outlives_its_attempt_or_bsc() {
+    let dir = TempDir::new("edges-groups");
+    let root = dir.path().join("cap");
+    let token = format!("30{}.5", std::process::id());
+    let _cleanup = Leftovers(format!("sleep {token}"));
+    // The ship command leaves a background child and fails; the hook leaves
+    // one and succeeds.
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!(
+            "sleep {token}1 &\necho started >> '{d}/ship.log'\nexit 3\n",
+            d = dir.path().display()
+        ),
+    );
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!("sleep {token}2 &\nexit 0\n"),
+    );
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"ship": [ship], "on_close": [hook]}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("two failed attempts", || {
+        ship_of(&bsc, port)["failures"].as_u64() >= Some(2)
+    });
+    bsc.wait_log("on_close: ");
+    wait_until("no leftover of an ended attempt or hook", || {
+        pids_with(&format!("sleep {token}")).is_empty()
+    });
+    // At shutdown: a hook and a ship command still running are ended with
+    // everything they started.
+    let blocking_hook = script(
+        dir.path(),
+        "hook2.sh",
+        &format!("sleep {token}3 &\nsleep {token}4\n"),
+    );
+    let slow_ship = script(
+        dir.path(),
+        "ship2.sh",
+        &format!("sleep {token}5 &\nsleep {token}6\n"),
+    );
+    assert!(bsc.stop().success());
+    let cfg = config(
+        &root,
+        port,
+        json!({"ship": [slow_ship], "on_close": [blocking_hook]}),
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("the hook and the ship command running", || {
+        !pids_with(&format!("sleep {token}4")).is_empty()
+            && !pids_with(&format!("sleep {token}6")).is_empty()
+    });
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("stopped with bsc; it runs again after the next start")),
+        "{log:?}"
+    );
+    wait_until("nothing bsc started left after it stopped", || {
+        pids_with(&format!("sleep {token}")).is_empty()
+    });
+}
+
+#[test]
+fn a_failed_upload_says_why_and_a_success_clears_it() {
+    let dir = TempDir::new("edges-why");
+    let root = dir.path().join("cap");
+    // Fails with a chatty stderr (control bytes in its last line) while `down` exists.
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!(
+            "if [ -e '{d}/down' ]; then echo 'curl: (22) The requested URL returned error: 404' >&2; printf 'bucket station-7 does not exist at http://127.0.0.1:9\\033[2J\\n\\n' >&2; exit 22; fi\nexit 0\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("down"), b"").unwrap();
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
+    send(&bsc, port, 0);
+    wait_until("a failure", || {
+        ship_of(&bsc, port)["failures"].as_u64() >= Some(1)
+    });
+    let ship = ship_of(&bsc, port);
+    assert_eq!(
+        ship["last_error"],
+        "exit status: 22: bucket station-7 does not exist at http://127.0.0.1:9\\u{1b}[2J",
+        "{ship}"
+    );
+    let failed_at = ship["last_error_at"].as_str().unwrap().to_string();
+    let line = bsc.wait_log("h-0001.pcap: exit status: 22: bucket station-7 does not exist");
+    assert!(!line.contains('\x1b'), "{line}");
+    std::fs::remove_file(dir.path().join("down")).unwrap();
+    wait_until("shipped", || ship_of(&bsc, port)["shipped"] == 1);
+    let ship = ship_of(&bsc, port);
+    assert_eq!(ship["last_error"], Value::Null, "{ship}");
+    assert_eq!(ship["last_error_at"], failed_at.as_str(), "{ship}");
+    assert!(bsc.stop().success());
+}
