@@ -10,6 +10,7 @@
 //!   of them, turns taken in order), limits, timeouts, and room made for a
 //!   newcomer by closing an unused connection when every slot is taken.
 
+pub mod body;
 pub mod form;
 pub mod origin;
 pub mod request;

@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use super::request::{self, Parsed, Request, MAX_BODY, MAX_HEAD};
+use super::body::{self, Cursor, Framing, Service};
+use super::request::{self, Parsed, MAX_BODY, MAX_HEAD};
 use super::response::Response;
 use crate::capture::resolve::resolve;
 use crate::log::{self, Level};
@@ -102,7 +103,10 @@ struct Connection {
     /// Bytes of the pieces in `output`, written or not: what the connection
     /// holds in memory for its answers.
     held: usize,
-    /// A request waits for [`ANSWER_BUDGET`] (see [`Server::resume`]).
+    /// The answer being produced in pieces (see [`super::body`]): no other
+    /// request is answered before it is whole.
+    body: Option<(Cursor, Framing)>,
+    /// A piece or a request waits for a turn (see [`Server::resume`]).
     waiting: bool,
     /// When the first byte of the request now being received arrived.
     request_started: Option<Instant>,
@@ -130,12 +134,38 @@ impl Connection {
         }
     }
 
-    /// Appends an answer: its head, then its body as it is (not copied).
-    fn queue_response(&mut self, response: Response) {
+    /// Appends an answer: its head, then its body as it is (not copied), or
+    /// keeps its cursor to produce the body in pieces.
+    fn queue_response(&mut self, response: Response, http11: bool) {
+        let framing = response.framing(http11);
         let mut head = Vec::with_capacity(256);
-        response.encode_head(&mut head);
+        response.encode_head(&mut head, framing);
         self.queue(head);
         self.queue(response.body);
+        if let (Some(cursor), Some(framing)) = (response.pieces, framing) {
+            self.body = Some((cursor, framing));
+        }
+    }
+
+    /// Appends the next piece of the answer in pieces; the end of the body
+    /// after its last. Returns the bytes queued.
+    fn queue_piece(&mut self, service: &mut dyn Service) -> usize {
+        let Some((cursor, framing)) = self.body.as_mut() else {
+            return 0;
+        };
+        let framing = *framing;
+        let mut piece = Vec::with_capacity(body::PIECE + body::PIECE / 8);
+        let more = service.produce(cursor, &mut piece);
+        let len = piece.len();
+        self.queue(body::frame(piece, framing));
+        if !more {
+            self.body = None;
+            match framing {
+                Framing::Chunked => self.queue(body::LAST_CHUNK.to_vec()),
+                Framing::ToClose => self.closing = true,
+            }
+        }
+        len
     }
 
     /// Marks `n` more bytes written, dropping the pieces written whole.
@@ -176,10 +206,10 @@ impl Connection {
     /// Before the caller closes it: a 408 if a request is half received and
     /// nothing else is being written (best effort, without blocking).
     fn give_up(&mut self, why: String) {
-        if self.request_started.is_some() && self.unsent() == 0 {
+        if self.request_started.is_some() && self.unsent() == 0 && self.body.is_none() {
             let mut r = Response::error(408, why);
             r.close = true;
-            self.queue_response(r);
+            self.queue_response(r, true);
             let _ = write_out(self);
         }
     }
@@ -263,20 +293,15 @@ impl Server {
     }
 
     /// Handles a readiness event of the listener or a connection.
-    pub fn on_event(
-        &mut self,
-        token: Token,
-        registry: &Registry,
-        respond: &mut dyn FnMut(&Request) -> Response,
-    ) {
+    pub fn on_event(&mut self, token: Token, registry: &Registry, service: &mut dyn Service) {
         if token == LISTENER {
-            self.accept(registry, respond);
+            self.accept(registry, service);
             return;
         }
         let slot = token.0 - CONNECTION_TOKEN_BASE;
         if matches!(self.connections.get(slot), Some(Some(_))) {
             let first = self.waiting.front().is_none_or(|&s| s == slot);
-            self.serve(slot, first, registry, respond);
+            self.serve(slot, first, registry, service);
         }
     }
 
@@ -294,14 +319,14 @@ impl Server {
         slot: usize,
         first: bool,
         registry: &Registry,
-        respond: &mut dyn FnMut(&Request) -> Response,
+        service: &mut dyn Service,
     ) -> usize {
         let others = self.held() - self.connections[slot].as_ref().map_or(0, |c| c.held);
         let Some(c) = self.connections[slot].as_mut() else {
             return 0;
         };
         let budget = Budget { others, first };
-        let Driven::Open { answered } = drive(c, budget, respond) else {
+        let Driven::Open { answered } = drive(c, budget, service) else {
             self.close(slot, registry);
             return 0;
         };
@@ -322,38 +347,45 @@ impl Server {
         answered
     }
 
-    /// Whether connections wait for a turn the budget allows now: the loop
-    /// must call [`Server::resume`] without sleeping.
+    /// Whether connections wait for a turn they can take now (a request after
+    /// [`TURN`], or a piece the budget allows): the loop must call
+    /// [`Server::resume`] without sleeping.
     pub fn has_turns(&self) -> bool {
-        !self.waiting.is_empty() && self.held() < ANSWER_BUDGET
+        let requests = || {
+            self.waiting.iter().any(|&s| {
+                self.connections[s]
+                    .as_ref()
+                    .is_some_and(|c| c.body.is_none())
+            })
+        };
+        !self.waiting.is_empty() && (self.held() < ANSWER_BUDGET || requests())
     }
 
-    /// Gives connections waiting for a turn (for [`ANSWER_BUDGET`] or after
-    /// [`TURN`]) their turn, first come first, until about [`TURN`] bytes are
-    /// answered or the answers held reach the budget; one that waits again goes
-    /// to the back. The loop calls it once per turn while
+    /// Gives connections waiting for a turn (a piece for [`ANSWER_BUDGET`],
+    /// or anything after [`TURN`]) their turn, first come first, until about
+    /// [`TURN`] bytes are answered; one that waits again goes to the back. The loop calls it once per turn while
     /// [`Server::has_turns`], since a waiting connection gets no readiness event
     /// for the bytes others free; capture goes on between turns.
-    pub fn resume(&mut self, registry: &Registry, respond: &mut dyn FnMut(&Request) -> Response) {
+    pub fn resume(&mut self, registry: &Registry, service: &mut dyn Service) {
         let mut answered = 0;
         for _ in 0..self.waiting.len() {
             let Some(&slot) = self.waiting.front() else {
                 return;
             };
-            if answered >= TURN || self.held() >= ANSWER_BUDGET {
+            if answered >= TURN {
                 return;
             }
-            answered += self.serve(slot, true, registry, respond);
+            answered += self.serve(slot, true, registry, service);
             if self.waiting.front() == Some(&slot) {
-                // Still first: it waits again without having answered (the
-                // budget allowed it, so its request was not whole after all).
+                // Still first: it waits again without having answered (a piece
+                // over the budget, or a request not whole after all).
                 self.waiting.pop_front();
                 self.waiting.push_back(slot);
             }
         }
     }
 
-    fn accept(&mut self, registry: &Registry, respond: &mut dyn FnMut(&Request) -> Response) {
+    fn accept(&mut self, registry: &Registry, service: &mut dyn Service) {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(s) => s,
@@ -409,6 +441,7 @@ impl Server {
                 output: VecDeque::new(),
                 sent: 0,
                 held: 0,
+                body: None,
                 waiting: false,
                 request_started: None,
                 last_progress: Instant::now(),
@@ -424,7 +457,7 @@ impl Server {
             }
             self.open += 1;
             // Bytes may already be waiting; the edge for them may have passed.
-            self.on_event(token, registry, respond);
+            self.on_event(token, registry, service);
         }
     }
 
@@ -568,8 +601,9 @@ struct Budget {
 }
 
 impl Budget {
-    /// Whether a connection holding `own` bytes of answers may answer its next
-    /// request: nobody waits ahead and all hold less than [`ANSWER_BUDGET`].
+    /// Whether a connection holding `own` bytes of answers may produce the
+    /// next piece of an answer in pieces: nobody waits ahead and all hold less
+    /// than [`ANSWER_BUDGET`].
     fn open(self, own: usize) -> bool {
         self.first && self.others + own < ANSWER_BUDGET
     }
@@ -584,14 +618,10 @@ enum Driven {
     },
 }
 
-/// Reads, answers and writes as far as possible without blocking; a whole
-/// request the `budget` does not allow to answer yet, or one past [`TURN`],
-/// sets `c.waiting`.
-fn drive(
-    c: &mut Connection,
-    budget: Budget,
-    respond: &mut dyn FnMut(&Request) -> Response,
-) -> Driven {
+/// Reads, answers and writes as far as possible without blocking; a piece
+/// the `budget` does not allow yet, or a request or piece past [`TURN`], sets
+/// `c.waiting`.
+fn drive(c: &mut Connection, budget: Budget, service: &mut dyn Service) -> Driven {
     let mut answered = 0;
     loop {
         let mut progressed = false;
@@ -611,14 +641,27 @@ fn drive(
                 Err(_) => return Driven::Closed,
             }
         }
-        // Answer whole requests while earlier answers are (almost) written: a
-        // pipelined burst queues one answer at a time, whatever its size; while
-        // all connections together hold less than the budget; and up to TURN
-        // bytes of answers per turn.
+        // Answer while earlier answers are (almost) written: a pipelined burst
+        // queues one answer, or one piece of an answer in pieces, at a time;
+        // up to TURN bytes per turn; a piece only while all connections
+        // together hold less than the budget (a whole answer is small: it
+        // never waits for the budget, so /health is answered under pressure).
         c.waiting = false;
-        while !c.closing && c.unsent() < OUTPUT_LOW_WATER && !c.input.is_empty() {
+        while c.unsent() < OUTPUT_LOW_WATER {
+            if c.body.is_some() {
+                if answered >= TURN || !budget.open(c.held) {
+                    c.waiting = true;
+                    break;
+                }
+                answered += c.queue_piece(service);
+                progressed = true;
+                continue;
+            }
+            if c.closing || c.input.is_empty() {
+                break;
+            }
             match request::parse(&c.input) {
-                Parsed::Complete(..) if answered >= TURN || !budget.open(c.held) => {
+                Parsed::Complete(..) if answered >= TURN => {
                     // Parsed again once it is this connection's turn.
                     c.waiting = true;
                     break;
@@ -637,19 +680,19 @@ fn drive(
                     c.input.drain(..used);
                     c.request_started = None;
                     c.continue_sent = false;
-                    let mut response = respond(&req);
+                    let mut response = service.respond(&req);
                     c.refused_auth = response.status == 401;
                     response.close |= !req.keep_alive;
                     c.closing = response.close;
                     answered += response.body.len();
-                    c.queue_response(response);
+                    c.queue_response(response, req.http11);
                     progressed = true;
                 }
                 Parsed::Refused(refusal) => {
                     let mut response = Response::error(refusal.status, refusal.message);
                     response.close = true;
                     c.closing = true;
-                    c.queue_response(response);
+                    c.queue_response(response, true);
                     progressed = true;
                 }
             }
@@ -662,7 +705,10 @@ fn drive(
             // A large body was here once; an idle connection keeps no big buffer.
             c.input = Vec::new();
         }
-        if c.unsent() == 0 && (c.closing || (c.peer_done && !has_whole_request(c))) {
+        if c.unsent() == 0
+            && c.body.is_none()
+            && (c.closing || (c.peer_done && !has_whole_request(c)))
+        {
             let _ = c.stream.shutdown(Shutdown::Write);
             return Driven::Closed;
         }
