@@ -19,6 +19,10 @@ use bsc::http::server::{MAX_CONNECTIONS, OUTPUT_LOW_WATER, READ_AHEAD};
 use common::*;
 use serde_json::{json, Value};
 
+#[allow(dead_code)] // the space packets only
+#[path = "common/units.rs"]
+mod units;
+
 /// A `manager_server` section on a free loopback port, with an optional token.
 fn server_section(token: Option<&str>) -> Value {
     let mut server = json!({"host": "127.0.0.1", "port": free_tcp_port()});
@@ -573,5 +577,227 @@ fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
     stop.store(true, Ordering::SeqCst);
     attacker.join().unwrap();
     assert_eq!(body["status"], "ok", "{body}");
+    assert!(bsc.stop().success());
+}
+
+/// bsc with `count` handlers from a config file on 50 UDP addresses, named
+/// `prefix` and their number, padded with `x` to `name_len` characters (the
+/// labels of every `/metrics` series carry the name).
+fn with_handlers(dir: &TempDir, count: usize, name_len: usize, extra: Value) -> Bsc {
+    let udp: Vec<std::net::UdpSocket> = (0..50.min(count))
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    drop(udp);
+    let handlers: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut h = json!({"name": format!("{:x<name_len$}", format!("h{i}-")),
+                   "conn_type": "udp", "address": ["127.0.0.1", ports[i % ports.len()]],
+                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")});
+            h.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().cloned().unwrap_or_default());
+            h
+        })
+        .collect();
+    Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    )
+}
+
+/// `clients` threads, each on a connection with a 16 KiB receive buffer,
+/// pipelining `pipelined` `GET path` and reading every answer to its end
+/// slowly (16 KiB every 2 ms at most), before `deadline`; `answers` counts the
+/// answers read whole. Each returns the lengths of its answers.
+fn slow_pipeliners(
+    port: u16,
+    path: &'static str,
+    clients: usize,
+    pipelined: usize,
+    deadline: Instant,
+    answers: Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<usize>>> {
+    (0..clients)
+        .map(|_| {
+            let answers = answers.clone();
+            std::thread::spawn(move || {
+                let mut s = connect_with_rcvbuf(port, 16 * 1024);
+                s.set_read_timeout(Some(4 * PATIENCE)).unwrap();
+                let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+                s.write_all(request.repeat(pipelined).as_bytes()).unwrap();
+                let mut reader = BufReader::with_capacity(16 * 1024, SlowReader(s));
+                let mut lengths = Vec::new();
+                for _ in 0..pipelined {
+                    assert!(Instant::now() < deadline, "answers still arriving");
+                    let r = read_response(&mut reader).expect("a whole answer");
+                    assert_eq!(r.status, 200);
+                    lengths.push(r.body.len());
+                    answers.fetch_add(1, Ordering::SeqCst);
+                }
+                lengths
+            })
+        })
+        .collect()
+}
+
+/// Samples the resident size of `pid` every 20 ms until `finished` (or
+/// `deadline`); returns the largest seen, in kB.
+fn sample_rss(
+    pid: i32,
+    finished: Arc<AtomicBool>,
+    deadline: Instant,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !finished.load(Ordering::SeqCst) && Instant::now() < deadline {
+            peak = peak.max(status_kb(pid, "VmRSS"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+#[test]
+fn health_is_answered_within_a_second_while_slow_readers_pipeline_metrics() {
+    let dir = TempDir::new("health-pressure");
+    let bsc = with_handlers(&dir, 1000, 8, json!({}));
+    let port = bsc.http_port;
+    let answer = bsc.request("GET", "/metrics", None, b"").body.len();
+    assert!(answer > 2_000_000, "/metrics is only {answer} bytes");
+
+    // Every slot but one (a monitoring system's) taken by a client pipelining
+    // /metrics and reading slowly: together they ask for 550 MB of answers.
+    const PIPELINED: usize = 4;
+    let clients = MAX_CONNECTIONS - 1;
+    let deadline = Instant::now() + 8 * PATIENCE;
+    let answers = Arc::new(AtomicUsize::new(0));
+    let readers = slow_pipeliners(
+        port,
+        "/metrics",
+        clients,
+        PIPELINED,
+        deadline,
+        answers.clone(),
+    );
+    wait_until("every client is reading its answers", || {
+        answers.load(Ordering::SeqCst) >= clients
+    });
+    // A monitoring system polls /health with its usual timeout of 1 s.
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let body = health(port, None).expect("/health answers 200");
+        waits.push(asked.elapsed());
+        assert_eq!(body["status"], "ok", "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read = answers.load(Ordering::SeqCst);
+    assert!(
+        read < clients * PIPELINED,
+        "the clients were still reading while /health was asked ({read} answers read)"
+    );
+    let slowest = waits.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "/health took {slowest:?} under pressure (all: {waits:?})"
+    );
+    for r in readers {
+        let lengths = r.join().expect("every answer whole");
+        assert!(lengths
+            .iter()
+            .all(|&n| n + 10_000 > answer && n < answer + 10_000));
+    }
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn one_metrics_answer_larger_than_16_mib_comes_in_pieces_with_bounded_growth() {
+    let dir = TempDir::new("huge-metrics");
+    // 200 handlers with 64-character names, on one address, each checking the
+    // sequence of 256 APIDs: 512 series of 200 bytes each per handler.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let handlers: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"name": format!("{:x<64}", format!("h{i}-")), "conn_type": "udp",
+                   "address": ["127.0.0.1", udp_port], "rotate_log": false,
+                   "file_name_pattern": format!("h{i}.pcap"),
+                   "sequence_check": "ccsds_space_packet"})
+        })
+        .collect();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(udp_port));
+    let tx = sender(udp_port);
+    for apid in 0..256u16 {
+        tx.send(&units::space_packet(apid, 1, &[0; 8])).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let all_seen = || {
+        let r = bsc.request("GET", "/metrics", None, b"");
+        (r.status == 200 && r.body.len() > 16 << 20).then_some(r)
+    };
+    let mut first = None;
+    wait_until("every handler counts 256 streams", || {
+        first = all_seen();
+        first.is_some()
+    });
+    let first = first.unwrap();
+    let answer = first.body.len();
+    let text = String::from_utf8(first.body).unwrap();
+    assert_eq!(
+        text.matches("bsc_sequence_gaps_total{").count(),
+        200 * 256,
+        "one series per handler and APID"
+    );
+    promtool_accepts(&text);
+    drop(text);
+    let idle_kb = status_kb(bsc.pid(), "VmRSS");
+
+    // 8 clients pipelining it twice and reading slowly: 10 times the bound in
+    // answers asked for at once.
+    let deadline = Instant::now() + 8 * PATIENCE;
+    let answers = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(bsc.pid(), finished.clone(), deadline);
+    let started = Instant::now();
+    let readers = slow_pipeliners(bsc.http_port, "/metrics", 8, 2, deadline, answers);
+    let lengths: Vec<Vec<usize>> = readers
+        .into_iter()
+        .map(|r| r.join().expect("every answer whole"))
+        .collect();
+    finished.store(true, Ordering::SeqCst);
+    let sampled_kb = sampler.join().unwrap();
+    let hwm_kb = status_kb(bsc.pid(), "VmHWM");
+    let grown_mib = |kb: u64| kb.saturating_sub(idle_kb) as f64 / 1024.0;
+    eprintln!(
+        "16 answers of {} KiB in {:.1?}: RSS grew by {:.1} MiB at its peak ({:.1} MiB sampled) over {:.1} MiB idle",
+        answer / 1024,
+        started.elapsed(),
+        grown_mib(hwm_kb),
+        grown_mib(sampled_kb),
+        idle_kb as f64 / 1024.0
+    );
+    assert!(
+        grown_mib(hwm_kb) < 16.0,
+        "RSS grew by {:.1} MiB for answers of {} KiB (at most 16)",
+        grown_mib(hwm_kb),
+        answer / 1024
+    );
+    for l in lengths {
+        assert!(
+            l.iter()
+                .all(|&n| n + 10_000 > answer && n < answer + 10_000),
+            "every answer is a whole /metrics: {l:?}"
+        );
+    }
     assert!(bsc.stop().success());
 }
