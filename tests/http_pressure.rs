@@ -801,3 +801,166 @@ fn one_metrics_answer_larger_than_16_mib_comes_in_pieces_with_bounded_growth() {
     }
     assert!(bsc.stop().success());
 }
+
+/// A JSON document parsed, asserting no object in it repeats a key (serde_json
+/// would keep the last silently; Python's parser is told to refuse).
+fn json_without_repeated_keys(body: &[u8]) -> Value {
+    let mut check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\n\
+             def pairs(p):\n    keys = [k for k, _ in p]\n    \
+             assert len(keys) == len(set(keys)), 'a key repeats: %r' % keys\n    return dict(p)\n\
+             json.load(sys.stdin, object_pairs_hook=pairs)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(body).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(body).unwrap()
+}
+
+#[test]
+fn answers_in_pieces_stay_valid_while_handlers_come_and_go() {
+    let dir = TempDir::new("pieces-churn");
+    let bsc = with_handlers(&dir, 300, 64, json!({}));
+    let port = bsc.http_port;
+    // One client reads every large answer slowly, twice, pipelined, while
+    // another adds handlers and stops those of the config file.
+    let paths = ["/", "/stats", "/series", "/metrics"];
+    let mut s = connect_with_rcvbuf(port, 16 * 1024);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    for path in paths.iter().chain(&paths) {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    }
+    let (stop, changes) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let churn = {
+        let (stop, changes) = (stop.clone(), changes.clone());
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let form = format!("port={}&conn_type=udp", free_udp_port());
+                let added = http_request(
+                    port,
+                    "POST",
+                    &format!("/new{i}/start"),
+                    Some("application/x-www-form-urlencoded"),
+                    form.as_bytes(),
+                );
+                assert_eq!(added.status, 201);
+                let name = format!("{:x<64}", format!("h{i}-"));
+                let stopped = http_request(port, "DELETE", &format!("/{name}/stop"), None, b"");
+                assert_eq!(stopped.status, 200);
+                changes.fetch_add(2, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut reader = BufReader::with_capacity(16 * 1024, SlowReader(s));
+    let mut bodies = Vec::new();
+    let mut during = Vec::new();
+    for path in paths.iter().chain(&paths) {
+        let before = changes.load(Ordering::SeqCst);
+        let r = read_response(&mut reader).expect("a whole answer");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{path}");
+        during.push(changes.load(Ordering::SeqCst) - before);
+        bodies.push((path, r.body));
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().unwrap();
+    assert!(
+        during.iter().filter(|&&n| n > 0).count() >= 4,
+        "handlers changed while the answers were read: {during:?}"
+    );
+    for (path, body) in bodies {
+        if *path == "/metrics" {
+            promtool_accepts(&String::from_utf8(body).unwrap());
+            continue;
+        }
+        let doc = json_without_repeated_keys(&body);
+        // Every handler at most once.
+        let names: Vec<String> = match *path {
+            "/series" => doc["handlers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["name"].to_string())
+                .collect(),
+            _ => doc
+                .as_object()
+                .unwrap()
+                .iter()
+                .flat_map(|(key, group)| {
+                    group.as_array().unwrap().iter().map(move |e| {
+                        let name = e.get("name").or_else(|| e["handler"].get("name"));
+                        format!("{key} {}", name.unwrap())
+                    })
+                })
+                .collect(),
+        };
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{path}: a handler listed twice");
+        assert!(names.len() > 200, "{path}: {} handlers", names.len());
+    }
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn answers_in_pieces_reach_http_1_0_clients_and_curl_whole() {
+    let dir = TempDir::new("pieces-clients");
+    let bsc = with_handlers(&dir, 300, 64, json!({}));
+    let port = bsc.http_port;
+    let chunked = bsc.request("GET", "/stats", None, b"");
+    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"));
+    let stats = json_without_repeated_keys(&chunked.body);
+    assert_eq!(stats.as_object().unwrap().len(), 50, "50 addresses");
+
+    // HTTP/1.0 has no chunks: the body runs to the end of the connection.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    let old = json_without_repeated_keys(&raw[split + 4..]);
+    assert_eq!(old.as_object().unwrap().len(), 50);
+
+    // curl, over HTTP/1.1 and 1.0.
+    for version in ["--http1.1", "--http1.0"] {
+        let out = Command::new("curl")
+            .args(["-sSf", version])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.len() > 500_000, "{} bytes", text.len());
+        assert_eq!(text.matches("bsc_packets_total{").count(), 300);
+        promtool_accepts(&text);
+    }
+    assert!(bsc.stop().success());
+}
