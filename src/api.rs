@@ -26,6 +26,12 @@
 //! than the server's own gets 403 (another site's form or script), on every
 //! route but `GET /ui`'s Origin; then the token is checked (401).
 //!
+//! The answers about every handler (`GET /`, `/stats`, `/series`, `/capturers`, `/metrics`)
+//! are produced in pieces as the client reads them ([`crate::http::body`]):
+//! `walk` writes the JSON documents capturer by capturer, `metrics` the
+//! Prometheus text family by family, each piece from the manager as it is
+//! then ([`produce`]).
+//!
 //! Every answer is JSON (metrics and the status page aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
@@ -112,7 +118,7 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
         ["ui"] => only(req, "GET", status_page),
         ["metrics"] => only(req, "GET", || Response::in_pieces(metrics::CONTENT_TYPE, Cursor::new(metrics::Walk::default()))),
         ["capturers"] => match req.method.as_str() {
-            "GET" => Response::json(200, &capturers(cx.manager, cx.now)),
+            "GET" => in_pieces(View::Capturers),
             "DELETE" => stop_capturer(req, cx),
             other => Response::error(405, format!("{other} is not allowed here; use GET or DELETE")).with_header("Allow", "GET, DELETE"),
         },
@@ -131,13 +137,13 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
     }
 }
 
-/// An answer about every handler, its body produced in pieces ([`walk`]).
+/// An answer about every handler or socket, its body produced in pieces ([`walk`]).
 fn in_pieces(view: View) -> Response {
     Response::in_pieces("application/json", Cursor::new(Walk::new(view)))
 }
 
 /// Appends the next piece of an answer in pieces (`GET /`, `/stats`,
-/// `/series`, `/metrics`) to `out`, from the manager as it is now. Returns
+/// `/series`, `/capturers`, `/metrics`) to `out`, from the manager as it is now. Returns
 /// whether more follows.
 pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
     if let Some(walk) = cursor.get_mut::<Walk>() {
@@ -637,7 +643,7 @@ fn files(name: &str, cx: &Context) -> Response {
 
 /// One entry of `GET /capturers`.
 #[derive(Serialize)]
-struct CapturerEntry<'a> {
+pub(crate) struct CapturerEntry<'a> {
     address: (&'a str, u16),
     key: String,
     conn_type: &'static str,
@@ -656,40 +662,39 @@ struct CapturerEntry<'a> {
     handlers: Vec<&'a str>,
 }
 
-fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
-    manager
-        .capturers()
-        .into_iter()
-        .map(|(_, cap)| {
-            let (state, next_attempt_at, error) = match cap.state(now) {
-                CapturerState::Listening => ("listening", None, None),
-                CapturerState::Connecting => ("connecting", None, None),
-                CapturerState::Connected => ("connected", None, None),
-                CapturerState::Backoff {
-                    next_attempt_at,
-                    reason,
-                } => ("backoff", Some(next_attempt_at.to_rfc3339()), reason),
-                CapturerState::Error(e) => ("error", None, Some(e)),
-            };
-            CapturerEntry {
-                address: (&cap.address.host, cap.address.port),
-                key: cap.address.python_repr(),
-                conn_type: cap.conn_type.as_str(),
-                local_address: cap.local_addr().map(|a| a.to_string()),
-                ifindex: cap.ifindex(),
-                state,
-                next_attempt_at,
-                error,
-                rcvbuf_granted: cap.rcvbuf_granted,
-                kernel_drops: cap.kernel_drops,
-                handlers: cap
-                    .handlers()
-                    .iter()
-                    .map(|&h| manager.handler(h).spec().name.as_str())
-                    .collect(),
-            }
-        })
-        .collect()
+/// The entry of one socket in `GET /capturers`.
+fn capturer_entry<'a>(
+    manager: &'a Manager,
+    cap: &'a Capturer,
+    now: UnixMicros,
+) -> CapturerEntry<'a> {
+    let (state, next_attempt_at, error) = match cap.state(now) {
+        CapturerState::Listening => ("listening", None, None),
+        CapturerState::Connecting => ("connecting", None, None),
+        CapturerState::Connected => ("connected", None, None),
+        CapturerState::Backoff {
+            next_attempt_at,
+            reason,
+        } => ("backoff", Some(next_attempt_at.to_rfc3339()), reason),
+        CapturerState::Error(e) => ("error", None, Some(e)),
+    };
+    CapturerEntry {
+        address: (&cap.address.host, cap.address.port),
+        key: cap.address.python_repr(),
+        conn_type: cap.conn_type.as_str(),
+        local_address: cap.local_addr().map(|a| a.to_string()),
+        ifindex: cap.ifindex(),
+        state,
+        next_attempt_at,
+        error,
+        rcvbuf_granted: cap.rcvbuf_granted,
+        kernel_drops: cap.kernel_drops,
+        handlers: cap
+            .handlers()
+            .iter()
+            .map(|&h| manager.handler(h).spec().name.as_str())
+            .collect(),
+    }
 }
 
 /// `DELETE /capturers` with `loc`, `port` (and optionally `conn_type`).

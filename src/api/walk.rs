@@ -1,4 +1,5 @@
-//! The JSON documents of every handler (`GET /`, `GET /stats`, `GET /series`),
+//! The JSON documents of every handler (`GET /`, `GET /stats`, `GET /series`)
+//! and socket (`GET /capturers`),
 //! produced in pieces ([`crate::http::body`]) as the socket drains: a [`Walk`]
 //! goes capturer by capturer (creation order) and, within one, handler by
 //! handler, each piece reading the manager as it is then. The document stays
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{clock_ok, config_entry, stats_entry, Context, SeriesEntry};
+use super::{capturer_entry, clock_ok, config_entry, stats_entry, Context, SeriesEntry};
 use crate::hooks::ShipStatus;
 use crate::http::body::PIECE;
 use crate::manager::HandlerId;
@@ -25,6 +26,8 @@ pub enum View {
     Stats,
     /// `GET /series`: `{"now", "step_s", "handlers": [...]}`, one flat list.
     Series,
+    /// `GET /capturers`: one entry per socket, one flat list.
+    Capturers,
 }
 
 /// Where a walk is.
@@ -62,7 +65,7 @@ impl Walk {
     }
 
     fn grouped(&self) -> bool {
-        self.view != View::Series
+        matches!(self.view, View::Configs | View::Stats)
     }
 
     fn close_group(&mut self, out: &mut Vec<u8>) {
@@ -90,6 +93,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
                 let head = format!("{{\"now\":{},\"step_s\":1,\"handlers\":[", cx.now.secs());
                 out.extend_from_slice(head.as_bytes());
             }
+            View::Capturers => out.push(b'['),
             _ => out.push(b'{'),
         }
     }
@@ -106,6 +110,18 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
         .iter()
         .filter(|(_, c)| c.seq >= from && c.seq <= until);
     for &(_, cap) in listed {
+        if walk.view == View::Capturers {
+            if walk.entries > 0 {
+                out.push(b',');
+            }
+            write(out, &capturer_entry(manager, cap, cx.now));
+            walk.entries += 1;
+            walk.capturer = cap.seq + 1;
+            if out.len() >= PIECE {
+                return true;
+            }
+            continue;
+        }
         if walk.in_group && cap.seq != walk.capturer {
             // The capturer being written closed meanwhile.
             walk.close_group(out);
@@ -139,6 +155,8 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
                     let ship = ships.get(&h.journal_key()).cloned();
                     write(out, &stats_entry(cap, h, cx.now, clock, ship));
                 }
+                // `/capturers` lists sockets, each written above.
+                View::Capturers => {}
                 View::Series => {
                     let (packets, bytes) = h.stats().series(cx.now).unzip();
                     let spec = h.spec();
@@ -168,6 +186,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
     }
     out.extend_from_slice(match walk.view {
         View::Series => b"]}",
+        View::Capturers => b"]",
         _ => b"}",
     });
     false
