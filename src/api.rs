@@ -27,9 +27,10 @@
 //! route but `GET /ui`'s Origin; then the token is checked (401).
 //!
 //! The answers about every handler (`GET /`, `/stats`, `/series`, `/capturers`, `/metrics`)
-//! are produced in pieces as the client reads them ([`crate::http::body`]):
-//! `walk` writes the JSON documents capturer by capturer, `metrics` the
-//! Prometheus text family by family, each piece from the manager as it is
+//! and a handler's files (`GET /<name>/files`) are produced in pieces as the
+//! client reads them ([`crate::http::body`]): `walk` writes the JSON documents
+//! capturer by capturer, `metrics` the Prometheus text family by family,
+//! `files` the file list file by file, each piece from the manager as it is
 //! then ([`produce`]).
 //!
 //! Every answer is JSON (metrics and the status page aside); every error is `{"error": "..."}` with a
@@ -56,11 +57,11 @@ use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
 use crate::sequence::SequenceReport;
-use crate::storage::OwnFile;
 use crate::sys;
 use crate::telemetry::UnitPath;
 use walk::{View, Walk};
 
+mod files;
 mod metrics;
 mod walk;
 
@@ -129,7 +130,12 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
         }),
         [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
-        [name, "files"] => only(req, "GET", || files(name, cx)),
+        [name, "files"] => only(req, "GET", || {
+            if cx.manager.handlers_named(name).is_empty() {
+                return not_found(name, cx.manager);
+            }
+            Response::in_pieces("application/json", Cursor::new(files::Walk::new(name)))
+        }),
                 _ => Response::error(
             404,
             format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),
@@ -143,7 +149,7 @@ fn in_pieces(view: View) -> Response {
 }
 
 /// Appends the next piece of an answer in pieces (`GET /`, `/stats`,
-/// `/series`, `/capturers`, `/metrics`) to `out`, from the manager as it is now. Returns
+/// `/series`, `/capturers`, `/metrics`, `/<name>/files`) to `out`, from the manager as it is now. Returns
 /// whether more follows.
 pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
     if let Some(walk) = cursor.get_mut::<Walk>() {
@@ -151,6 +157,9 @@ pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
     }
     if let Some(walk) = cursor.get_mut::<metrics::Walk>() {
         return metrics::produce(walk, cx, out);
+    }
+    if let Some(walk) = cursor.get_mut::<files::Walk>() {
+        return files::produce(walk, cx, out);
     }
     false
 }
@@ -588,57 +597,6 @@ fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
         Err(RotateError::Conflict(m)) => Response::error(409, m),
         Err(RotateError::Failed(m)) => Response::error(503, m),
     }
-}
-
-/// One file of `GET /<name>/files`.
-#[derive(Serialize)]
-struct FileEntry {
-    path: String,
-    bytes: u64,
-    /// Unknown (null) only for files an older bsc closed.
-    records: Option<u64>,
-    first_record_at: Option<String>,
-    last_record_at: Option<String>,
-    /// `open` (being written) or `closed` (final).
-    state: &'static str,
-}
-
-/// `GET /<name>/files`: per handler with that name, the files bsc made for it
-/// that still exist (oldest first), the open one last.
-fn files(name: &str, cx: &Context) -> Response {
-    let ids = cx.manager.handlers_named(name);
-    if ids.is_empty() {
-        return not_found(name, cx.manager);
-    }
-    let entry = |f: &OwnFile, state| FileEntry {
-        path: f.path.display().to_string(),
-        bytes: f.bytes,
-        records: f.span.records,
-        first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
-        last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
-        state,
-    };
-    let answer: Vec<Value> = ids
-        .iter()
-        .map(|&hid| {
-            let h = cx.manager.handler(hid);
-            let mut list: Vec<FileEntry> = cx
-                .manager
-                .files_of(hid)
-                .iter()
-                .map(|f| entry(f, "closed"))
-                .collect();
-            if let Some(open) = h.open_file() {
-                list.push(entry(&open, "open"));
-            }
-            json!({
-                "name": h.spec().name,
-                "address": [h.spec().address.host, h.spec().address.port],
-                "files": list,
-            })
-        })
-        .collect();
-    Response::json(200, &answer)
 }
 
 /// One entry of `GET /capturers`.

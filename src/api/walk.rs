@@ -194,7 +194,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
 
 /// Appends `value` as JSON. bsc's own entry types always serialize (no maps
 /// with non-string keys, no failing `Serialize`); `null` stands in otherwise.
-fn write(out: &mut Vec<u8>, value: &impl Serialize) {
+pub(super) fn write(out: &mut Vec<u8>, value: &impl Serialize) {
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"null");
     }

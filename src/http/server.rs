@@ -1,11 +1,11 @@
 //! The management listener and its connections, as sources of the one event loop.
 //!
 //! A connection (in `connection`) reads what the kernel has, frames
-//! requests with [`super::request::parse`], asks the [`Service`] (the API) for
-//! each answer and queues it; an answer about every handler comes as a head
-//! and a cursor, its body produced in pieces as the socket drains
-//! ([`super::body`]). Answers are written without blocking, partial writes
-//! kept for the next writable event. Invariants:
+//! requests with [`super::request::parse`], asks the [`Service`] (the API)
+//! for each answer and queues it; an answer that grows with the handlers or
+//! files comes as a head and a cursor, its body produced in pieces as the
+//! socket drains ([`super::body`]). Answers are written without blocking,
+//! partial writes kept for the next writable event. Invariants:
 //! - at most [`MAX_CONNECTIONS`] are open. When all are taken, a newcomer closes
 //!   the connection that has held its slot without use the longest, if that is at
 //!   least [`GRACE`]: no whole request [`GRACE`] after its first byte (or after the
@@ -21,7 +21,7 @@
 //!   or one whole answer, however many requests it pipelines and whatever the
 //!   size of the answers; a client that never reads cannot grow bsc's memory
 //!   or block the loop. Whole answers are the small ones (the API produces
-//!   every answer about all handlers in pieces);
+//!   every answer that grows with the handlers or files in pieces);
 //! - **all connections together** hold at most [`ANSWER_BUDGET`] of answers
 //!   plus one piece per connection: a connection due a piece while they hold
 //!   [`ANSWER_BUDGET`] or more waits, in a queue of waiting connections
