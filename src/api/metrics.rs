@@ -4,7 +4,9 @@
 //! capturer (by creation order), each piece reading the manager as it is then.
 //! A handler added or gone between pieces is in the families still to come,
 //! or not: every family is written once, head first, so the text stays valid
-//! whatever changes meanwhile.
+//! whatever changes meanwhile. The `bsc_ship_*` families (six lines per
+//! handler key that ships) and the process families are written in one piece
+//! each.
 
 use std::fmt::Write;
 
