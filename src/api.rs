@@ -26,13 +26,18 @@
 //! than the server's own gets 403 (another site's form or script), on every
 //! route but `GET /ui`'s Origin; then the token is checked (401).
 //!
+//! The answers about every handler (`GET /`, `/stats`, `/series`, `/capturers`, `/metrics`)
+//! and a handler's files (`GET /<name>/files`) are produced in pieces as the
+//! client reads them ([`crate::http::body`]): `walk` writes the JSON documents
+//! capturer by capturer, `metrics` the Prometheus text family by family,
+//! `files` the file list file by file, each piece from the manager as it is
+//! then ([`produce`]).
+//!
 //! Every answer is JSON (metrics and the status page aside); every error is `{"error": "..."}` with a
 //! 4xx status. Fields come from the query string and the body (urlencoded,
 //! multipart or JSON; body wins) and are validated by the same code as the
 //! config file ([`HandlerSpec::from_api_fields`]), with paths confined to the
 //! root directory.
-
-use std::fmt::Write;
 
 use mio::Registry;
 use serde::ser::{SerializeMap, Serializer};
@@ -42,6 +47,7 @@ use serde_json::{json, Map, Value};
 use crate::clock::UnixMicros;
 use crate::config::{self, ConnType, HandlerSpec};
 use crate::hooks::{name_of_key, ShipStatus};
+use crate::http::body::Cursor;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::{form, origin};
@@ -51,9 +57,13 @@ use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
 use crate::sequence::SequenceReport;
-use crate::storage::OwnFile;
 use crate::sys;
 use crate::telemetry::UnitPath;
+use walk::{View, Walk};
+
+mod files;
+mod metrics;
+mod walk;
 
 /// What a request may see and change.
 pub struct Context<'a> {
@@ -102,14 +112,14 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
     let segments = req.segments();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
-        [""] => only(req, "GET", || Response::json(200, &all_configs(cx.manager, cx.now))),
-        ["stats"] => only(req, "GET", || Response::json(200, &all_stats(cx.manager, cx.now))),
-        ["series"] => only(req, "GET", || Response::json(200, &series(cx.manager, cx.now))),
+        [""] => only(req, "GET", || in_pieces(View::Configs)),
+        ["stats"] => only(req, "GET", || in_pieces(View::Stats)),
+        ["series"] => only(req, "GET", || in_pieces(View::Series)),
         ["health"] => only(req, "GET", || health(cx)),
         ["ui"] => only(req, "GET", status_page),
-                ["metrics"] => only(req, "GET", || metrics(cx)),
+        ["metrics"] => only(req, "GET", || Response::in_pieces(metrics::CONTENT_TYPE, Cursor::new(metrics::Walk::default()))),
         ["capturers"] => match req.method.as_str() {
-            "GET" => Response::json(200, &capturers(cx.manager, cx.now)),
+            "GET" => in_pieces(View::Capturers),
             "DELETE" => stop_capturer(req, cx),
             other => Response::error(405, format!("{other} is not allowed here; use GET or DELETE")).with_header("Allow", "GET, DELETE"),
         },
@@ -120,12 +130,38 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
         }),
         [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
-        [name, "files"] => only(req, "GET", || files(name, cx)),
+        [name, "files"] => only(req, "GET", || {
+            if cx.manager.handlers_named(name).is_empty() {
+                return not_found(name, cx.manager);
+            }
+            Response::in_pieces("application/json", Cursor::new(files::Walk::new(name)))
+        }),
                 _ => Response::error(
             404,
             format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),
         ),
     }
+}
+
+/// An answer about every handler or socket, its body produced in pieces ([`walk`]).
+fn in_pieces(view: View) -> Response {
+    Response::in_pieces("application/json", Cursor::new(Walk::new(view)))
+}
+
+/// Appends the next piece of an answer in pieces (`GET /`, `/stats`,
+/// `/series`, `/capturers`, `/metrics`, `/<name>/files`) to `out`, from the manager as it is now. Returns
+/// whether more follows.
+pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
+    if let Some(walk) = cursor.get_mut::<Walk>() {
+        return walk::produce(walk, cx, out);
+    }
+    if let Some(walk) = cursor.get_mut::<metrics::Walk>() {
+        return metrics::produce(walk, cx, out);
+    }
+    if let Some(walk) = cursor.get_mut::<files::Walk>() {
+        return files::produce(walk, cx, out);
+    }
+    false
 }
 
 fn only(req: &Request, method: &'static str, answer: impl FnOnce() -> Response) -> Response {
@@ -426,44 +462,6 @@ fn stats_entry<'a>(
     }
 }
 
-/// Entries of every handler grouped by the Python repr of their address, in the
-/// order the capturers were opened.
-fn grouped<'a, T>(
-    manager: &'a Manager,
-    entry: impl Fn(&'a Capturer, &'a Handler) -> T,
-) -> Ordered<Vec<T>> {
-    Ordered(
-        manager
-            .capturers()
-            .into_iter()
-            .map(|(_, cap)| {
-                (
-                    cap.address.python_repr(),
-                    cap.handlers()
-                        .iter()
-                        .map(|&h| entry(cap, manager.handler(h)))
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
-}
-
-fn all_configs(manager: &Manager, now: UnixMicros) -> Ordered<Vec<ConfigEntry<'_>>> {
-    grouped(manager, |_, h| config_entry(h, now))
-}
-
-fn all_stats(manager: &Manager, now: UnixMicros) -> Ordered<Vec<StatsEntry<'_>>> {
-    // One adjtimex per request, not per handler.
-    let clock = clock_ok(now);
-    let ships: std::collections::HashMap<String, ShipStatus> =
-        manager.ship_statuses(now).into_iter().collect();
-    grouped(manager, |cap, h| {
-        let ship = ships.get(&h.journal_key()).cloned();
-        stats_entry(cap, h, now, clock, ship)
-    })
-}
-
 /// Python's `repr(float)`: shortest round-trip digits, `.0` on whole numbers,
 /// exponent form below 1e-4 and from 1e16 on.
 pub fn python_float(x: f64) -> String {
@@ -601,60 +599,9 @@ fn rotate(name: &str, req: &Request, cx: &mut Context) -> Response {
     }
 }
 
-/// One file of `GET /<name>/files`.
-#[derive(Serialize)]
-struct FileEntry {
-    path: String,
-    bytes: u64,
-    /// Unknown (null) only for files an older bsc closed.
-    records: Option<u64>,
-    first_record_at: Option<String>,
-    last_record_at: Option<String>,
-    /// `open` (being written) or `closed` (final).
-    state: &'static str,
-}
-
-/// `GET /<name>/files`: per handler with that name, the files bsc made for it
-/// that still exist (oldest first), the open one last.
-fn files(name: &str, cx: &Context) -> Response {
-    let ids = cx.manager.handlers_named(name);
-    if ids.is_empty() {
-        return not_found(name, cx.manager);
-    }
-    let entry = |f: &OwnFile, state| FileEntry {
-        path: f.path.display().to_string(),
-        bytes: f.bytes,
-        records: f.span.records,
-        first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
-        last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
-        state,
-    };
-    let answer: Vec<Value> = ids
-        .iter()
-        .map(|&hid| {
-            let h = cx.manager.handler(hid);
-            let mut list: Vec<FileEntry> = cx
-                .manager
-                .files_of(hid)
-                .iter()
-                .map(|f| entry(f, "closed"))
-                .collect();
-            if let Some(open) = h.open_file() {
-                list.push(entry(&open, "open"));
-            }
-            json!({
-                "name": h.spec().name,
-                "address": [h.spec().address.host, h.spec().address.port],
-                "files": list,
-            })
-        })
-        .collect();
-    Response::json(200, &answer)
-}
-
 /// One entry of `GET /capturers`.
 #[derive(Serialize)]
-struct CapturerEntry<'a> {
+pub(crate) struct CapturerEntry<'a> {
     address: (&'a str, u16),
     key: String,
     conn_type: &'static str,
@@ -673,40 +620,39 @@ struct CapturerEntry<'a> {
     handlers: Vec<&'a str>,
 }
 
-fn capturers(manager: &Manager, now: UnixMicros) -> Vec<CapturerEntry<'_>> {
-    manager
-        .capturers()
-        .into_iter()
-        .map(|(_, cap)| {
-            let (state, next_attempt_at, error) = match cap.state(now) {
-                CapturerState::Listening => ("listening", None, None),
-                CapturerState::Connecting => ("connecting", None, None),
-                CapturerState::Connected => ("connected", None, None),
-                CapturerState::Backoff {
-                    next_attempt_at,
-                    reason,
-                } => ("backoff", Some(next_attempt_at.to_rfc3339()), reason),
-                CapturerState::Error(e) => ("error", None, Some(e)),
-            };
-            CapturerEntry {
-                address: (&cap.address.host, cap.address.port),
-                key: cap.address.python_repr(),
-                conn_type: cap.conn_type.as_str(),
-                local_address: cap.local_addr().map(|a| a.to_string()),
-                ifindex: cap.ifindex(),
-                state,
-                next_attempt_at,
-                error,
-                rcvbuf_granted: cap.rcvbuf_granted,
-                kernel_drops: cap.kernel_drops,
-                handlers: cap
-                    .handlers()
-                    .iter()
-                    .map(|&h| manager.handler(h).spec().name.as_str())
-                    .collect(),
-            }
-        })
-        .collect()
+/// The entry of one socket in `GET /capturers`.
+fn capturer_entry<'a>(
+    manager: &'a Manager,
+    cap: &'a Capturer,
+    now: UnixMicros,
+) -> CapturerEntry<'a> {
+    let (state, next_attempt_at, error) = match cap.state(now) {
+        CapturerState::Listening => ("listening", None, None),
+        CapturerState::Connecting => ("connecting", None, None),
+        CapturerState::Connected => ("connected", None, None),
+        CapturerState::Backoff {
+            next_attempt_at,
+            reason,
+        } => ("backoff", Some(next_attempt_at.to_rfc3339()), reason),
+        CapturerState::Error(e) => ("error", None, Some(e)),
+    };
+    CapturerEntry {
+        address: (&cap.address.host, cap.address.port),
+        key: cap.address.python_repr(),
+        conn_type: cap.conn_type.as_str(),
+        local_address: cap.local_addr().map(|a| a.to_string()),
+        ifindex: cap.ifindex(),
+        state,
+        next_attempt_at,
+        error,
+        rcvbuf_granted: cap.rcvbuf_granted,
+        kernel_drops: cap.kernel_drops,
+        handlers: cap
+            .handlers()
+            .iter()
+            .map(|&h| manager.handler(h).spec().name.as_str())
+            .collect(),
+    }
 }
 
 /// `DELETE /capturers` with `loc`, `port` (and optionally `conn_type`).
@@ -794,33 +740,13 @@ fn status_page() -> Response {
 
 /// One handler of `GET /series`.
 #[derive(Serialize)]
-struct SeriesEntry<'a> {
+pub(crate) struct SeriesEntry<'a> {
     name: &'a str,
     address: (&'a str, u16),
     /// Units per second, oldest first.
     packets: Vec<u32>,
     /// Bytes per second, oldest first.
     bytes: Vec<u32>,
-}
-
-/// `GET /series`: per handler (in the order of `/stats`), units and bytes of
-/// each of the last [`SERIES_S`](crate::manager::handler::SERIES_S) seconds, the current (partial) second last.
-fn series(manager: &Manager, now: UnixMicros) -> Value {
-    let handlers: Vec<SeriesEntry> = manager
-        .capturers()
-        .into_iter()
-        .flat_map(|(_, cap)| cap.handlers().iter().map(|&h| manager.handler(h)))
-        .map(|h| {
-            let (packets, bytes) = h.stats().series(now).unzip();
-            SeriesEntry {
-                name: &h.spec().name,
-                address: (&h.spec().address.host, h.spec().address.port),
-                packets,
-                bytes,
-            }
-        })
-        .collect();
-    json!({ "now": now.secs(), "step_s": 1, "handlers": handlers })
 }
 
 /// The root's file system as `/health` shows it: free and total bytes, the bytes
@@ -922,446 +848,6 @@ fn health(cx: &Context) -> Response {
     )
 }
 
-/// The labels of a handler's series: its name, its address as AIT writes it
-/// (`address`) and split (`host`, `port`), and its conn_type.
-fn handler_labels(h: &Handler) -> String {
-    let spec = h.spec();
-    format!(
-        "handler=\"{}\",conn_type=\"{}\",host=\"{}\",port=\"{}\",address=\"{}\"",
-        label(&spec.name),
-        spec.conn_type,
-        label(&spec.address.host),
-        spec.address.port,
-        label(&spec.address.python_repr())
-    )
-}
-
-/// The labels of a capturer's series.
-fn capturer_labels(cap: &Capturer) -> String {
-    format!(
-        "conn_type=\"{}\",host=\"{}\",port=\"{}\",address=\"{}\"",
-        cap.conn_type,
-        label(&cap.address.host),
-        cap.address.port,
-        label(&cap.address.python_repr())
-    )
-}
-
-/// A Prometheus label value, escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The `bsc_ship_*` series: one per key that ships, labelled as its handler's
-/// (a handler gone whose files still wait: its name and address only).
-fn ship_metrics(out: &mut String, cx: &Context) {
-    let statuses = cx.manager.ship_statuses(cx.now);
-    if statuses.is_empty() {
-        return;
-    }
-    let by_key: std::collections::HashMap<String, &Handler> = cx
-        .manager
-        .handlers()
-        .map(|(_, h)| (h.journal_key(), h))
-        .collect();
-    let ships: Vec<(String, ShipStatus)> = statuses
-        .into_iter()
-        .map(|(key, st)| {
-            let labels = by_key.get(&key).map_or_else(
-                || {
-                    let address = key.split_once('@').map_or("", |(_, a)| a);
-                    format!(
-                        "handler=\"{}\",address=\"{}\"",
-                        label(name_of_key(&key)),
-                        label(address)
-                    )
-                },
-                |h| handler_labels(h),
-            );
-            (labels, st)
-        })
-        .collect();
-    type ShipMetric = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&ShipStatus) -> f64,
-    );
-    let series: [ShipMetric; 7] = [
-        (
-            "bsc_ship_pending_files",
-            "gauge",
-            "Closed files waiting to ship.",
-            |s| s.pending_files as f64,
-        ),
-        (
-            "bsc_ship_pending_bytes",
-            "gauge",
-            "Bytes of the closed files waiting to ship.",
-            |s| s.pending_bytes as f64,
-        ),
-        (
-            "bsc_ship_oldest_pending_age_seconds",
-            "gauge",
-            "Seconds since the oldest file waiting to ship was closed (0 when none waits).",
-            |s| s.oldest_pending_age_s.unwrap_or(0) as f64,
-        ),
-        (
-            "bsc_shipped_files_total",
-            "counter",
-            "Files shipped (their ship command exited 0) since bsc started.",
-            |s| s.shipped as f64,
-        ),
-        (
-            "bsc_ship_failures_total",
-            "counter",
-            "Failed ship attempts (exit not 0, signal, timeout, cannot start) since bsc started.",
-            |s| s.failures as f64,
-        ),
-        (
-            "bsc_ship_dropped_total",
-            "counter",
-            "Files that were waiting to ship and are gone: deleted by the disk budget or behind bsc's back.",
-            |s| s.dropped as f64,
-        ),
-        (
-            "bsc_ship_refused_total",
-            "counter",
-            "Files not shipped because they were no longer the file bsc closed (a link, another file, written to since).",
-            |s| s.refused as f64,
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, st) in &ships {
-            let _ = writeln!(out, "{name}{{{labels}}} {}", value(st));
-        }
-    }
-}
-
-fn metrics(cx: &Context) -> Response {
-    let mut out = String::new();
-    let handlers: Vec<&Handler> = cx.manager.handlers().map(|(_, h)| h).collect();
-    type Metric = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&Handler) -> f64,
-    );
-    let per_handler: [Metric; 13] = [
-        (
-            "bsc_packets_total",
-            "counter",
-            "Records: datagrams, reads or frames, or the units cut from them, to be written (not filtered ones).",
-            |h| h.stats().packets as f64,
-        ),
-        (
-            "bsc_bytes_total",
-            "counter",
-            "Payload bytes of those records.",
-            |h| h.stats().bytes as f64,
-        ),
-        (
-            "bsc_write_errors_total",
-            "counter",
-            "Failed file opens and writes.",
-            |h| h.stats().write_errors as f64,
-        ),
-        (
-            "bsc_records_lost_total",
-            "counter",
-            "Units received but not written because of write errors.",
-            |h| h.stats().records_lost as f64,
-        ),
-        (
-            "bsc_files_opened_total",
-            "counter",
-            "PCAP files opened.",
-            |h| h.stats().files_opened as f64,
-        ),
-        (
-            "bsc_truncated_total",
-            "counter",
-            "Units longer than the snaplen, written cut.",
-            |h| h.stats().truncated as f64,
-        ),
-        (
-            "bsc_files_deleted_total",
-            "counter",
-            "Files deleted by retention or the disk budget.",
-            |h| h.stats().files_deleted as f64,
-        ),
-        (
-            "bsc_framing_errors_total",
-            "counter",
-            "Losses of synchronization while framing units.",
-            |h| h.units().map_or(0, |u| u.framing().framing_errors) as f64,
-        ),
-        (
-            "bsc_bytes_discarded_total",
-            "counter",
-            "Bytes in no unit: garbage, bad units, partial units at a disconnect.",
-            |h| h.units().map_or(0, |u| u.framing().bytes_discarded) as f64,
-        ),
-        (
-            "bsc_crc_errors_total",
-            "counter",
-            "TM frames whose FECF failed.",
-            |h| h.units().map_or(0, UnitPath::crc_errors) as f64,
-        ),
-        (
-            "bsc_filtered_total",
-            "counter",
-            "Units pre_write_transforms filtered out.",
-            |h| h.units().map_or(0, UnitPath::filtered) as f64,
-        ),
-        (
-            "bsc_current_file_bytes",
-            "gauge",
-            "Size of the file being written (0 when none is open).",
-            |h| h.current_file_bytes() as f64,
-        ),
-        (
-            "bsc_last_packet_timestamp_seconds",
-            "gauge",
-            "Unix time of the last unit received (0 if none).",
-            |h| h.stats().last_packet_at.map_or(0.0, |t| t.0 as f64 / 1e6),
-        ),
-    ];
-    for (name, kind, help, value) in per_handler {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for h in &handlers {
-            let _ = writeln!(out, "{name}{{{}}} {}", handler_labels(h), value(h));
-        }
-    }
-    let _ = writeln!(out, "# HELP bsc_handler_up Whether a handler can write (1) or is degraded (0).\n# TYPE bsc_handler_up gauge");
-    for h in &handlers {
-        let up = h.degraded().is_none() && !h.suspended();
-        let _ = writeln!(
-            out,
-            "bsc_handler_up{{{}}} {}",
-            handler_labels(h),
-            u8::from(up)
-        );
-    }
-    ship_metrics(&mut out, cx);
-    let capturers = cx.manager.capturers();
-    // Kernel drops mean something for datagram and frame sockets, not TCP.
-    let _ = writeln!(out, "# HELP bsc_kernel_drops_total Units the kernel dropped on a capture socket for lack of buffer space.\n# TYPE bsc_kernel_drops_total counter");
-    for (_, cap) in capturers
-        .iter()
-        .filter(|(_, c)| c.conn_type != ConnType::Tcp)
-    {
-        let _ = writeln!(
-            out,
-            "bsc_kernel_drops_total{{{}}} {}",
-            capturer_labels(cap),
-            cap.kernel_drops
-        );
-    }
-    let tcp: Vec<(&Capturer, TcpStatus)> = capturers
-        .iter()
-        .filter_map(|(_, c)| Some((*c, c.tcp_status()?)))
-        .collect();
-    let _ = writeln!(out, "# HELP bsc_capturer_connected Whether a TCP capturer's connection to its peer is up.\n# TYPE bsc_capturer_connected gauge");
-    for (cap, t) in &tcp {
-        let _ = writeln!(
-            out,
-            "bsc_capturer_connected{{{}}} {}",
-            capturer_labels(cap),
-            u8::from(t.connected)
-        );
-    }
-    let _ = writeln!(out, "# HELP bsc_reconnects_total Connections to a TCP capturer's peer after the first.\n# TYPE bsc_reconnects_total counter");
-    for (cap, t) in &tcp {
-        let _ = writeln!(
-            out,
-            "bsc_reconnects_total{{{}}} {}",
-            capturer_labels(cap),
-            t.reconnects
-        );
-    }
-    let _ = writeln!(out, "# HELP bsc_rotations_total Files closed for the next one, by reason.\n# TYPE bsc_rotations_total counter");
-    for h in &handlers {
-        let st = &h.stats();
-        for (reason, n) in [
-            ("calendar", st.rotations_calendar),
-            ("size", st.rotations_size),
-            ("count", st.rotations_count),
-            ("forced", st.rotations_forced),
-        ] {
-            let _ = writeln!(
-                out,
-                "bsc_rotations_total{{{},reason=\"{reason}\"}} {n}",
-                handler_labels(h)
-            );
-        }
-    }
-    // Per sequence-checked stream: at most 256 per handler (sequence::MAX_STREAMS).
-    let reports: Vec<(&Handler, SequenceReport)> = handlers
-        .iter()
-        .filter_map(|h| Some((*h, h.units()?.sequence()?)))
-        .collect();
-    // Per stream, and for TM frames per spacecraft's master channel (as /stats
-    // shows them): (name, help, master channels or streams, value).
-    type StreamMetric = (
-        &'static str,
-        &'static str,
-        bool,
-        fn(&crate::sequence::StreamReport) -> u64,
-    );
-    let series: [StreamMetric; 7] = [
-        (
-            "bsc_sequence_gaps_total",
-            "Gaps in a stream's sequence count (per APID or virtual channel).",
-            false,
-            |s| s.gaps,
-        ),
-        (
-            "bsc_units_missing_total",
-            "Units a stream's sequence count shows missing.",
-            false,
-            |s| s.missing,
-        ),
-        (
-            "bsc_master_channel_frames_total",
-            "TM frames counted on a spacecraft's master channel (idle frames too).",
-            true,
-            |s| s.units,
-        ),
-        (
-            "bsc_master_channel_gaps_total",
-            "Gaps in a spacecraft's master channel frame count.",
-            true,
-            |s| s.gaps,
-        ),
-        (
-            "bsc_master_channel_frames_missing_total",
-            "TM frames a spacecraft's master channel count shows missing.",
-            true,
-            |s| s.missing,
-        ),
-        (
-            "bsc_master_channel_duplicates_total",
-            "TM frames whose master channel count repeated the previous one.",
-            true,
-            |s| s.duplicates,
-        ),
-        (
-            "bsc_master_channel_resets_total",
-            "Jumps back in a spacecraft's master channel count (a restarted sender).",
-            true,
-            |s| s.resets,
-        ),
-    ];
-    for (name, help, master, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (h, report) in &reports {
-            let list = if master {
-                &report.master_channels
-            } else {
-                &report.streams
-            };
-            for st in list {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{},stream=\"{}\"}} {}",
-                    handler_labels(h),
-                    label(&st.id),
-                    value(st)
-                );
-            }
-        }
-    }
-    let disk = cx.manager.disk();
-    let mut process: Vec<(&str, &str, &str, f64)> = vec![
-        (
-            "bsc_handlers",
-            "gauge",
-            "Handlers running.",
-            handlers.len() as f64,
-        ),
-        (
-            "bsc_capturers",
-            "gauge",
-            "Capture sockets open.",
-            capturers.len() as f64,
-        ),
-        (
-            "bsc_http_connections",
-            "gauge",
-            "Management API connections open.",
-            cx.http_connections as f64,
-        ),
-        (
-            "bsc_disk_full",
-            "gauge",
-            "Whether the disk budget stopped writing (1): nothing left to delete.",
-            f64::from(u8::from(cx.manager.disk_full())),
-        ),
-        (
-            "bsc_clock_synchronized",
-            "gauge",
-            "Whether the system clock is synchronized (1) and after 2020.",
-            f64::from(u8::from(clock_ok(cx.now))),
-        ),
-        (
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch in seconds.",
-            cx.started_at.0 as f64 / 1e6,
-        ),
-        (
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            sys::resident_memory_bytes() as f64,
-        ),
-        (
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            sys::cpu_time().as_secs_f64(),
-        ),
-    ];
-    if let Some((free, _, budget)) = disk {
-        process.push((
-            "bsc_disk_free_bytes",
-            "gauge",
-            "Free bytes on the root's file system.",
-            free as f64,
-        ));
-        if let Some(keep) = budget {
-            process.push((
-                "bsc_disk_budget_bytes",
-                "gauge",
-                "Free bytes the disk budget keeps on the root's file system.",
-                keep as f64,
-            ));
-        }
-    }
-    if let Ok(n) = sys::open_fds() {
-        process.push(("bsc_open_fds", "gauge", "File descriptors open.", n as f64));
-    }
-    if let Ok(n) = sys::open_file_limit() {
-        process.push(("bsc_max_fds", "gauge", "The open-file limit.", n as f64));
-    }
-    let _ = writeln!(
-        out,
-        "# HELP bsc_build_info The running bsc's version.\n# TYPE bsc_build_info gauge\nbsc_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    for (name, kind, help, value) in process {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
-    Response::text(200, "text/plain; version=0.0.4; charset=utf-8", out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1390,10 +876,5 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
-    }
-
-    #[test]
-    fn labels_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -343,8 +343,9 @@ pub enum Parsed {
     Whole(Answer),
 }
 
-/// Frames an answer (by `Content-Length`; without one, the body runs to the end
-/// of the connection, so `at_eof` says whether more may come).
+/// Frames an answer (by `Content-Length`, or chunked (bsc's large answers);
+/// without either, the body runs to the end of the connection, so `at_eof`
+/// says whether more may come).
 pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
@@ -373,6 +374,19 @@ pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
         })
         .transpose()?;
     let body = &bytes[head_len..];
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    if chunked {
+        return match dechunk(body)? {
+            Some(body) => Ok(Parsed::Whole(Answer { status, body })),
+            None if at_eof => Err("the answer ended before its body did".into()),
+            None => Ok(Parsed::Partial),
+        };
+    }
     match length {
         Some(n) if body.len() >= n => Ok(Parsed::Whole(Answer {
             status,
@@ -384,6 +398,44 @@ pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
             body: body.to_vec(),
         })),
         _ => Ok(Parsed::Partial),
+    }
+}
+
+/// A chunked body decoded: `None` until its last chunk has arrived. Chunks
+/// are stepped over by their sizes, so asking again as bytes arrive costs a
+/// few steps per chunk, and only the whole body is copied.
+fn dechunk(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut spans = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(eol) = bytes[at..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(&bytes[at..at + eol]);
+        // A chunk extension (`;name=value`) may follow the size.
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size, 16).map_err(|_| format!("a bad chunk size {size:?}"))?;
+        at += eol + 2;
+        if size == 0 {
+            // No trailers from bsc: the empty line ends the body.
+            if bytes.len() < at + 2 {
+                return Ok(None);
+            }
+            let mut body = Vec::with_capacity(spans.iter().map(|(_, n)| n).sum());
+            for (from, n) in spans {
+                body.extend_from_slice(&bytes[from..from + n]);
+            }
+            return Ok(Some(body));
+        }
+        if bytes.len() < at + size + 2 {
+            return Ok(None);
+        }
+        if &bytes[at + size..at + size + 2] != b"\r\n" {
+            return Err("a chunk does not end where its size says".into());
+        }
+        spans.push((at, size));
+        at += size + 2;
     }
 }
 
@@ -1271,6 +1323,30 @@ mod tests {
         assert_eq!(parse_bool("False"), Ok(false));
         assert_eq!(parse_bool("1"), Ok(true));
         assert!(parse_bool("yes please").is_err());
+    }
+
+    #[test]
+    fn chunked_answers_are_read_whole_once_their_last_chunk_arrives() {
+        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\na;x=1\r\n\":[1,2,3]}\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_answer(whole, false),
+            Ok(Parsed::Whole(Answer {
+                status: 200,
+                body: b"{\"a\":[1,2,3]}".to_vec()
+            }))
+        );
+        for cut in [40, whole.len() - 3, whole.len() - 1] {
+            assert_eq!(
+                parse_answer(&whole[..cut], false),
+                Ok(Parsed::Partial),
+                "{cut}"
+            );
+            assert!(parse_answer(&whole[..cut], true).is_err(), "{cut}");
+        }
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert!(parse_answer(bad, false).is_err());
+        let long = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n";
+        assert!(parse_answer(long, false).is_err());
     }
 
     #[test]

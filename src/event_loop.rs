@@ -36,6 +36,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::api;
 use crate::clock::{Clock, UnixMicros};
 use crate::config::{Config, HandlerSpec, Origin, ServerConfig};
+use crate::http::body::{Cursor, Service};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::server::Server;
@@ -52,6 +53,27 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const COALESCE: Duration = Duration::from_micros(200);
 /// Period of the maintenance tick (fsync intervals, retention, disk budget, hooks).
 const TICK: Duration = Duration::from_secs(1);
+
+/// The API as the HTTP server's service, the clock read for each answer and
+/// each piece of one.
+struct Api<'a> {
+    cx: api::Context<'a>,
+    clock: &'a Clock,
+}
+
+impl Service for Api<'_> {
+    fn respond(&mut self, req: &Request) -> Response {
+        self.cx.now = self.clock.now();
+        let response = api::respond(req, &mut self.cx);
+        debug!("http {} {} -> {}", req.method, req.path, response.status);
+        response
+    }
+
+    fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool {
+        self.cx.now = self.clock.now();
+        api::produce(cursor, &self.cx, out)
+    }
+}
 
 /// Everything the loop owns.
 pub struct EventLoop {
@@ -294,15 +316,12 @@ impl EventLoop {
     }
 
     /// Runs `serve` on the HTTP server with the API answering its requests.
-    fn with_api(
-        &mut self,
-        serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn FnMut(&Request) -> Response),
-    ) {
+    fn with_api(&mut self, serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn Service)) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
         self.manager.flush_dirty();
         let connections = self.http.connections();
-        let mut cx = api::Context {
+        let cx = api::Context {
             manager: &mut self.manager,
             registry: self.poll.registry(),
             now: self.clock.now(),
@@ -311,13 +330,11 @@ impl EventLoop {
             allowed_hosts: &self.config.server.allowed_hosts,
             http_connections: connections,
         };
-        let clock = &self.clock;
-        serve(&mut self.http, self.poll.registry(), &mut |req| {
-            cx.now = clock.now();
-            let response = api::respond(req, &mut cx);
-            debug!("http {} {} -> {}", req.method, req.path, response.status);
-            response
-        });
+        let mut service = Api {
+            cx,
+            clock: &self.clock,
+        };
+        serve(&mut self.http, self.poll.registry(), &mut service);
     }
 
     /// Time until the next rotation, capturer or ship deadline, at most [`MAX_SLEEP`].

@@ -25,7 +25,7 @@
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health, metrics |
+//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
@@ -68,19 +68,27 @@
 //! with [`config::HandlerSpec::from_api_fields`] (the config file's
 //! [`config::HandlerSpec::from_json`] behind it, read by [`config::fields::Fields`];
 //! for a rotate, [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
-//! the [`http::response::Response`] is queued and written without blocking; a
-//! connection with more pipelined, or over the answer budget, waits for its
+//! the [`http::response::Response`] is queued and written without blocking (an
+//! answer that grows with the handlers or files as a head and a cursor: [`api::produce`] writes
+//! its next piece each time the connection's output drains); a connection
+//! with more pipelined, or due a piece over the answer budget, waits for its
 //! turn ([`http::server::Server::resume`]).
 //!
 //! # Invariants
 //!
 //! - one thread; nothing blocks the loop except `poll` and file writes/fsyncs;
-//! - **HTTP memory is bounded for all connections together**: unwritten
-//!   answers on all of them stay under [`http::server::ANSWER_BUDGET`] (4 MiB)
-//!   plus one answer; a connection past it waits, its request unparsed, and
-//!   waiting connections are served first come first as answers drain, so one
-//!   connection alone always progresses and none starves; each connection
-//!   answers at most [`http::server::TURN`] per turn of the loop;
+//! - **HTTP memory is bounded for all connections together, whatever the
+//!   handler or file count**: an answer that grows with them (`GET /`,
+//!   `/stats`, `/series`, `/capturers`, `/metrics`, `/<name>/files`) is never
+//!   built whole but produced in pieces of
+//!   about [`http::body::PIECE`] as the socket drains ([`http::body`]), so a
+//!   connection holds at most [`http::server::OUTPUT_LOW_WATER`] plus one
+//!   piece or one small whole answer; pieces wait while all connections hold
+//!   [`http::server::ANSWER_BUDGET`] (4 MiB), served first come first as
+//!   answers drain (one connection alone always progresses and none starves),
+//!   small answers (`/health`) never wait; each connection answers at most
+//!   [`http::server::TURN`] per turn of the loop: about 10 MiB at most for
+//!   64 connections;
 //! - **confinement**: every file and folder bsc creates, writes or deletes is below
 //!   its trusted base (the root for API handlers; the root or a folder the config
 //!   file names for config handlers), checked on the *rendered* path whenever a

@@ -1020,6 +1020,18 @@ impl Manager {
         self.storage.files(&self.handler(hid).journal_key())
     }
 
+    /// At most `most` of those files, after one listed before
+    /// ([`crate::storage::Storage::files_after`]).
+    pub fn files_of_after(
+        &self,
+        hid: HandlerId,
+        after: Option<(&std::path::Path, std::time::SystemTime)>,
+        most: usize,
+    ) -> Vec<crate::storage::OwnFile> {
+        self.storage
+            .files_after(&self.handler(hid).journal_key(), after, most)
+    }
+
     /// Ids of every live handler with this name (one per address at most).
     pub fn handlers_named(&self, name: &str) -> Vec<HandlerId> {
         self.handlers()

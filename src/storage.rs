@@ -1147,6 +1147,34 @@ impl Storage {
             .map_or_else(Vec::new, |k| k.closed.iter().cloned().collect())
     }
 
+    /// At most `most` of those files, the first after `after` (the path and
+    /// closing time of one listed before): a long list walked in pieces. If
+    /// that file is gone meanwhile, the walk goes on with the first closed
+    /// after it.
+    pub fn files_after(
+        &self,
+        key: &str,
+        after: Option<(&Path, SystemTime)>,
+        most: usize,
+    ) -> Vec<OwnFile> {
+        let keys = self.keys.borrow();
+        let Some(k) = keys.get(key) else {
+            return Vec::new();
+        };
+        let start = match after {
+            None => 0,
+            Some((path, closed_at)) => match k.closed.iter().position(|f| f.path == path) {
+                Some(i) => i + 1,
+                None => k
+                    .closed
+                    .iter()
+                    .position(|f| f.closed_at > closed_at)
+                    .unwrap_or(k.closed.len()),
+            },
+        };
+        k.closed.iter().skip(start).take(most).cloned().collect()
+    }
+
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
         let mut unhooked = self.unhooked.borrow_mut();
@@ -1758,6 +1786,38 @@ mod tests {
             (0, seq),
             None,
         );
+    }
+
+    #[test]
+    fn a_long_file_list_is_walked_after_the_last_file_listed() {
+        let root = std::env::temp_dir().join(format!("bsc-storage-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let s = Storage::open(&root);
+        let paths: Vec<PathBuf> = (0..5).map(|i| root.join(format!("f{i}.pcap"))).collect();
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, b"x").unwrap();
+            opened(&s, "h", p, &root, 0, i as u64);
+            s.finished(p, Span::default(), None, false, None);
+        }
+        let names =
+            |files: Vec<OwnFile>| -> Vec<PathBuf> { files.into_iter().map(|f| f.path).collect() };
+        assert_eq!(names(s.files_after("h", None, 2)), paths[..2]);
+        let second = s.files("h")[1].clone();
+        let after = Some((second.path.as_path(), second.closed_at));
+        assert_eq!(names(s.files_after("h", after, 2)), paths[2..4]);
+        assert!(s.files_after("nobody", None, 2).is_empty());
+        // The file listed last deleted meanwhile: on with the ones closed after it.
+        let first = s.files("h")[0].clone();
+        s.remove(&first).unwrap();
+        s.remove(&second).unwrap();
+        let after = Some((second.path.as_path(), second.closed_at));
+        let rest = names(s.files_after("h", after, 10));
+        assert!(
+            rest.ends_with(&paths[3..]) && !rest.contains(&paths[1]),
+            "{rest:?}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -15,9 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bsc::http::body::PIECE;
 use bsc::http::server::{MAX_CONNECTIONS, OUTPUT_LOW_WATER, READ_AHEAD};
 use common::*;
 use serde_json::{json, Value};
+
+#[allow(dead_code)] // the space packets only
+#[path = "common/units.rs"]
+mod units;
 
 /// A `manager_server` section on a free loopback port, with an optional token.
 fn server_section(token: Option<&str>) -> Value {
@@ -296,17 +301,17 @@ fn clients_pipelining_large_answers_without_reading_cannot_grow_memory() {
     }
     let peak_kb = status_kb(bsc.pid(), "VmHWM");
 
-    // A fresh connection is still answered: it takes a stalled client's slot
-    // and waits its turn behind the clients that asked first, while those
-    // holding answers they never read are closed, a batch every STALL.
+    // A fresh connection is still answered: it takes the slot of a client
+    // that reads nothing (unused for GRACE) and, a small answer, is answered
+    // without waiting for the budget.
     let body = health_eventually(port, None, 2 * PATIENCE);
     assert_eq!(body["status"], "ok", "{body}");
-    // What bsc may hold: per connection, one answer past the low-water mark and
-    // its read-ahead; plus 8 MB for the allocator and the answer being built.
+    // What bsc may hold: per connection, one piece past the low-water mark and
+    // its read-ahead (never a whole answer); plus 8 MB for the allocator.
     // (Before the bound, each connection queued 1 MiB of answers and then one
     // more: about 75 MB here.)
     let mb = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
-    let bound_mb = mb(MAX_CONNECTIONS * (answer + OUTPUT_LOW_WATER + 2 * READ_AHEAD)) + 8.0;
+    let bound_mb = mb(MAX_CONNECTIONS * (PIECE + OUTPUT_LOW_WATER + 2 * READ_AHEAD)) + 8.0;
     let grown_mb = mb(peak_kb.saturating_sub(idle_kb) as usize * 1024);
     assert!(
         grown_mb < bound_mb,
@@ -449,7 +454,7 @@ fn slow_readers_pipelining_large_answers_hold_a_bounded_total() {
     // Before the budget, each connection held one answer: about 138 MiB here.
     assert!(
         hwm < 16.0,
-        "RSS grew by {hwm:.1} MiB (at most 16: the answer budget, an answer past it and the one being built)"
+        "RSS grew by {hwm:.1} MiB (at most 16: the answer budget and a piece per connection)"
     );
     for result in results {
         let lengths = result.unwrap_or_else(|_| {
@@ -573,5 +578,503 @@ fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
     stop.store(true, Ordering::SeqCst);
     attacker.join().unwrap();
     assert_eq!(body["status"], "ok", "{body}");
+    assert!(bsc.stop().success());
+}
+
+/// bsc with `count` handlers from a config file on 50 UDP addresses, named
+/// `prefix` and their number, padded with `x` to `name_len` characters (the
+/// labels of every `/metrics` series carry the name).
+fn with_handlers(dir: &TempDir, count: usize, name_len: usize, extra: Value) -> Bsc {
+    let udp: Vec<std::net::UdpSocket> = (0..50.min(count))
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    drop(udp);
+    let handlers: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut h = json!({"name": format!("{:x<name_len$}", format!("h{i}-")),
+                   "conn_type": "udp", "address": ["127.0.0.1", ports[i % ports.len()]],
+                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")});
+            h.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().cloned().unwrap_or_default());
+            h
+        })
+        .collect();
+    Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    )
+}
+
+/// `clients` threads, each on a connection with a 16 KiB receive buffer,
+/// pipelining `pipelined` `GET path` and reading every answer to its end
+/// slowly (16 KiB every 2 ms at most), before `deadline`; `answers` counts the
+/// answers read whole. Each returns the lengths of its answers.
+fn slow_pipeliners(
+    port: u16,
+    path: &'static str,
+    clients: usize,
+    pipelined: usize,
+    deadline: Instant,
+    answers: Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<usize>>> {
+    (0..clients)
+        .map(|_| {
+            let answers = answers.clone();
+            std::thread::spawn(move || {
+                let mut s = connect_with_rcvbuf(port, 16 * 1024);
+                s.set_read_timeout(Some(4 * PATIENCE)).unwrap();
+                let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+                s.write_all(request.repeat(pipelined).as_bytes()).unwrap();
+                let mut reader = BufReader::with_capacity(16 * 1024, SlowReader(s));
+                let mut lengths = Vec::new();
+                for _ in 0..pipelined {
+                    assert!(Instant::now() < deadline, "answers still arriving");
+                    let r = read_response(&mut reader).expect("a whole answer");
+                    assert_eq!(r.status, 200);
+                    lengths.push(r.body.len());
+                    answers.fetch_add(1, Ordering::SeqCst);
+                }
+                lengths
+            })
+        })
+        .collect()
+}
+
+/// Samples the resident size of `pid` every 20 ms until `finished` (or
+/// `deadline`); returns the largest seen, in kB.
+fn sample_rss(
+    pid: i32,
+    finished: Arc<AtomicBool>,
+    deadline: Instant,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !finished.load(Ordering::SeqCst) && Instant::now() < deadline {
+            peak = peak.max(status_kb(pid, "VmRSS"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+#[test]
+fn health_is_answered_within_a_second_while_slow_readers_pipeline_metrics() {
+    let dir = TempDir::new("health-pressure");
+    let bsc = with_handlers(&dir, 1000, 8, json!({}));
+    let port = bsc.http_port;
+    let answer = bsc.request("GET", "/metrics", None, b"").body.len();
+    assert!(answer > 2_000_000, "/metrics is only {answer} bytes");
+
+    // Every slot but one (a monitoring system's) taken by a client pipelining
+    // /metrics and reading slowly: together they ask for 550 MB of answers.
+    const PIPELINED: usize = 4;
+    let clients = MAX_CONNECTIONS - 1;
+    let deadline = Instant::now() + 8 * PATIENCE;
+    let answers = Arc::new(AtomicUsize::new(0));
+    let readers = slow_pipeliners(
+        port,
+        "/metrics",
+        clients,
+        PIPELINED,
+        deadline,
+        answers.clone(),
+    );
+    wait_until("every client is reading its answers", || {
+        answers.load(Ordering::SeqCst) >= clients
+    });
+    // A monitoring system polls /health with its usual timeout of 1 s.
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let body = health(port, None).expect("/health answers 200");
+        waits.push(asked.elapsed());
+        assert_eq!(body["status"], "ok", "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read = answers.load(Ordering::SeqCst);
+    assert!(
+        read < clients * PIPELINED,
+        "the clients were still reading while /health was asked ({read} answers read)"
+    );
+    let slowest = waits.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "/health took {slowest:?} under pressure (all: {waits:?})"
+    );
+    for r in readers {
+        let lengths = r.join().expect("every answer whole");
+        assert!(lengths
+            .iter()
+            .all(|&n| n + 10_000 > answer && n < answer + 10_000));
+    }
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn one_metrics_answer_larger_than_16_mib_comes_in_pieces_with_bounded_growth() {
+    let dir = TempDir::new("huge-metrics");
+    // 200 handlers with 64-character names, on one address, each checking the
+    // sequence of 256 APIDs: 512 series of 200 bytes each per handler.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let handlers: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"name": format!("{:x<64}", format!("h{i}-")), "conn_type": "udp",
+                   "address": ["127.0.0.1", udp_port], "rotate_log": false,
+                   "file_name_pattern": format!("h{i}.pcap"),
+                   "sequence_check": "ccsds_space_packet"})
+        })
+        .collect();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(udp_port));
+    let tx = sender(udp_port);
+    for apid in 0..256u16 {
+        tx.send(&units::space_packet(apid, 1, &[0; 8])).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let all_seen = || {
+        let r = bsc.request("GET", "/metrics", None, b"");
+        (r.status == 200 && r.body.len() > 16 << 20).then_some(r)
+    };
+    let mut first = None;
+    wait_until("every handler counts 256 streams", || {
+        first = all_seen();
+        first.is_some()
+    });
+    let first = first.unwrap();
+    let answer = first.body.len();
+    let text = String::from_utf8(first.body).unwrap();
+    assert_eq!(
+        text.matches("bsc_sequence_gaps_total{").count(),
+        200 * 256,
+        "one series per handler and APID"
+    );
+    promtool_accepts(&text);
+    drop(text);
+    let idle_kb = status_kb(bsc.pid(), "VmRSS");
+
+    // 8 clients pipelining it twice and reading slowly: 10 times the bound in
+    // answers asked for at once.
+    let deadline = Instant::now() + 8 * PATIENCE;
+    let answers = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(bsc.pid(), finished.clone(), deadline);
+    let started = Instant::now();
+    let readers = slow_pipeliners(bsc.http_port, "/metrics", 8, 2, deadline, answers);
+    let lengths: Vec<Vec<usize>> = readers
+        .into_iter()
+        .map(|r| r.join().expect("every answer whole"))
+        .collect();
+    finished.store(true, Ordering::SeqCst);
+    let sampled_kb = sampler.join().unwrap();
+    let hwm_kb = status_kb(bsc.pid(), "VmHWM");
+    let grown_mib = |kb: u64| kb.saturating_sub(idle_kb) as f64 / 1024.0;
+    eprintln!(
+        "16 answers of {} KiB in {:.1?}: RSS grew by {:.1} MiB at its peak ({:.1} MiB sampled) over {:.1} MiB idle",
+        answer / 1024,
+        started.elapsed(),
+        grown_mib(hwm_kb),
+        grown_mib(sampled_kb),
+        idle_kb as f64 / 1024.0
+    );
+    assert!(
+        grown_mib(hwm_kb) < 16.0,
+        "RSS grew by {:.1} MiB for answers of {} KiB (at most 16)",
+        grown_mib(hwm_kb),
+        answer / 1024
+    );
+    for l in lengths {
+        assert!(
+            l.iter()
+                .all(|&n| n + 10_000 > answer && n < answer + 10_000),
+            "every answer is a whole /metrics: {l:?}"
+        );
+    }
+    assert!(bsc.stop().success());
+}
+
+/// A JSON document parsed, asserting no object in it repeats a key (serde_json
+/// would keep the last silently; Python's parser is told to refuse).
+fn json_without_repeated_keys(body: &[u8]) -> Value {
+    let mut check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\n\
+             def pairs(p):\n    keys = [k for k, _ in p]\n    \
+             assert len(keys) == len(set(keys)), 'a key repeats: %r' % keys\n    return dict(p)\n\
+             json.load(sys.stdin, object_pairs_hook=pairs)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(body).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(body).unwrap()
+}
+
+#[test]
+fn answers_in_pieces_stay_valid_while_handlers_come_and_go() {
+    let dir = TempDir::new("pieces-churn");
+    let bsc = with_handlers(&dir, 300, 64, json!({}));
+    let port = bsc.http_port;
+    // One client reads every large answer slowly, twice, pipelined, while
+    // another adds handlers and stops those of the config file.
+    let paths = ["/", "/stats", "/series", "/capturers", "/metrics"];
+    let mut s = connect_with_rcvbuf(port, 16 * 1024);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    for path in paths.iter().chain(&paths) {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    }
+    let (stop, changes) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let churn = {
+        let (stop, changes) = (stop.clone(), changes.clone());
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let form = format!("port={}&conn_type=udp", free_udp_port());
+                let added = http_request(
+                    port,
+                    "POST",
+                    &format!("/new{i}/start"),
+                    Some("application/x-www-form-urlencoded"),
+                    form.as_bytes(),
+                );
+                assert_eq!(added.status, 201);
+                let name = format!("{:x<64}", format!("h{i}-"));
+                let stopped = http_request(port, "DELETE", &format!("/{name}/stop"), None, b"");
+                assert_eq!(stopped.status, 200);
+                changes.fetch_add(2, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut reader = BufReader::with_capacity(16 * 1024, SlowReader(s));
+    let mut bodies = Vec::new();
+    let mut during = Vec::new();
+    for path in paths.iter().chain(&paths) {
+        let before = changes.load(Ordering::SeqCst);
+        let r = read_response(&mut reader).expect("a whole answer");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{path}");
+        during.push(changes.load(Ordering::SeqCst) - before);
+        bodies.push((path, r.body));
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().unwrap();
+    assert!(
+        during.iter().filter(|&&n| n > 0).count() >= 4,
+        "handlers changed while the answers were read: {during:?}"
+    );
+    for (path, body) in bodies {
+        if *path == "/metrics" {
+            promtool_accepts(&String::from_utf8(body).unwrap());
+            continue;
+        }
+        let doc = json_without_repeated_keys(&body);
+        // Every handler at most once.
+        let names: Vec<String> = match *path {
+            "/capturers" => doc
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["key"].to_string())
+                .collect(),
+            "/series" => doc["handlers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["name"].to_string())
+                .collect(),
+            _ => doc
+                .as_object()
+                .unwrap()
+                .iter()
+                .flat_map(|(key, group)| {
+                    group.as_array().unwrap().iter().map(move |e| {
+                        let name = e.get("name").or_else(|| e["handler"].get("name"));
+                        format!("{key} {}", name.unwrap())
+                    })
+                })
+                .collect(),
+        };
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{path}: a handler listed twice");
+        let least = if *path == "/capturers" { 50 } else { 200 };
+        assert!(names.len() >= least, "{path}: {} entries", names.len());
+    }
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn answers_in_pieces_reach_http_1_0_clients_and_curl_whole() {
+    let dir = TempDir::new("pieces-clients");
+    let bsc = with_handlers(&dir, 300, 64, json!({}));
+    let port = bsc.http_port;
+    let chunked = bsc.request("GET", "/stats", None, b"");
+    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"));
+    let stats = json_without_repeated_keys(&chunked.body);
+    assert_eq!(stats.as_object().unwrap().len(), 50, "50 addresses");
+
+    // HTTP/1.0 has no chunks: the body runs to the end of the connection.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    let old = json_without_repeated_keys(&raw[split + 4..]);
+    assert_eq!(old.as_object().unwrap().len(), 50);
+
+    // Python's requests, as AIT's clients use it (from AIT's venv, tests/deps.sh).
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv/bin/python3");
+    assert!(python.exists(), "AIT's venv is needed: run tests/deps.sh");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import requests, sys\n\
+             r = requests.get(sys.argv[1], timeout=30)\n\
+             r.raise_for_status()\n\
+             print(r.headers.get('Transfer-Encoding'), len(r.json()))",
+            &format!("http://127.0.0.1:{port}/stats"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "chunked 50",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // curl, over HTTP/1.1 and 1.0.
+    for version in ["--http1.1", "--http1.0"] {
+        let out = Command::new("curl")
+            .args(["-sSf", version])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.len() > 500_000, "{} bytes", text.len());
+        assert_eq!(text.matches("bsc_packets_total{").count(), 300);
+        promtool_accepts(&text);
+    }
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_long_file_list_comes_in_pieces_each_file_once_while_files_close() {
+    let dir = TempDir::new("file-list");
+    let udp_port = free_udp_port();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": [{"name": "many", "conn_type": "udp",
+                  "address": ["127.0.0.1", udp_port], "rotate_log": false,
+                  "rotate_max_packets": 1,
+                  "file_name_pattern": "{name}-{seq}-with-a-name-long-enough-to-count.pcap"}]}),
+    );
+    wait_until("the socket is bound", || !udp_port_is_free(udp_port));
+    let tx = sender(udp_port);
+    let closed = |bsc: &Bsc| {
+        bsc.get("/many/files").1[0]["files"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // One file per datagram: 800 files, a list of about 200 KB.
+    for i in 0..800 {
+        tx.send(&seq_payload(i)).unwrap();
+        if i % 50 == 49 {
+            wait_until("the files closed", || closed(&bsc) as u64 > i);
+        }
+    }
+    wait_until("800 files listed", || closed(&bsc) >= 800);
+    let before: Vec<String> = bsc.get("/many/files").1[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+
+    // A slow reader asks for the list (about 200 KB: several pieces) while
+    // files keep closing.
+    let mut s = connect_with_rcvbuf(bsc.http_port, 4 * 1024);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /many/files HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for i in 800..5_000 {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                tx.send(&seq_payload(i)).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut reader = BufReader::with_capacity(4 * 1024, SlowReader(s));
+    let r = read_response(&mut reader).expect("a whole answer");
+    stop.store(true, Ordering::SeqCst);
+    sending.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    let doc = json_without_repeated_keys(&r.body);
+    assert_eq!(doc[0]["name"], "many");
+    let files = doc[0]["files"].as_array().unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let unique: std::collections::HashSet<&&str> = paths.iter().collect();
+    assert_eq!(unique.len(), paths.len(), "a file listed twice");
+    assert!(
+        before.iter().all(|p| paths.contains(&p.as_str())),
+        "every file closed before the answer is in it"
+    );
+    let open: Vec<&Value> = files.iter().filter(|f| f["state"] == "open").collect();
+    assert!(
+        open.len() <= 1
+            && files
+                .last()
+                .is_some_and(|f| open.is_empty() || f["state"] == "open")
+    );
+    // Files closing between pieces is what the walk resumes across (unit
+    // test: storage::tests::a_long_file_list_is_walked_after_the_last_file_listed);
+    // here the kernel's buffers may well take the list before one closes.
     assert!(bsc.stop().success());
 }

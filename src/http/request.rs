@@ -29,6 +29,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection stays open after the answer.
     pub keep_alive: bool,
+    /// HTTP/1.1 or later: the client reads a chunked body.
+    pub http11: bool,
 }
 
 impl Request {
@@ -176,6 +178,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
         headers,
         body,
         keep_alive,
+        http11: version >= 1,
     };
     Parsed::Complete(request, head_len + body_len)
 }

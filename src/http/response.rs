@@ -6,15 +6,30 @@
 
 use serde_json::json;
 
+use super::body::{Cursor, Framing};
+
 /// One response.
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The body follows in pieces, produced from this cursor as the socket
+    /// drains ([`super::body`]); `body` is then empty.
+    pub pieces: Option<Cursor>,
     /// Close the connection after this response.
     pub close: bool,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("in_pieces", &self.pieces.is_some())
+            .finish()
+    }
 }
 
 /// The reason phrase of the statuses bsc sends.
@@ -54,6 +69,7 @@ impl Response {
             content_type: "application/json",
             headers: Vec::new(),
             body,
+            pieces: None,
             close: false,
         }
     }
@@ -70,8 +86,32 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into_bytes(),
+            pieces: None,
             close: false,
         }
+    }
+
+    /// A 200 whose body is produced in pieces from `cursor` ([`super::body`]).
+    pub fn in_pieces(content_type: &'static str, cursor: Cursor) -> Response {
+        Response {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: Vec::new(),
+            pieces: Some(cursor),
+            close: false,
+        }
+    }
+
+    /// How its body is delimited when it comes in pieces, for a client that
+    /// reads chunked bodies (`http11`) or not.
+    pub fn framing(&self, http11: bool) -> Option<Framing> {
+        self.pieces.as_ref()?;
+        Some(if http11 {
+            Framing::Chunked
+        } else {
+            Framing::ToClose
+        })
     }
 
     /// Adds a header.
@@ -80,23 +120,28 @@ impl Response {
         self
     }
 
-    /// The response as HTTP/1.1 bytes, appended to `out`.
+    /// The response, whole, as HTTP/1.1 bytes, appended to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_head(out);
+        self.encode_head(out, None);
         out.extend_from_slice(&self.body);
     }
 
     /// The status line and headers, up to and with the empty line, appended to
-    /// `out`; the body follows them on the wire.
-    pub fn encode_head(&self, out: &mut Vec<u8>) {
+    /// `out`; the body follows them on the wire, whole (`Content-Length`) or
+    /// in pieces as `framing` says (chunked, or to the end of the connection).
+    pub fn encode_head(&self, out: &mut Vec<u8>, framing: Option<Framing>) {
         out.extend_from_slice(
             format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
         );
+        let length = match framing {
+            None => format!("Content-Length: {}\r\n", self.body.len()),
+            Some(Framing::Chunked) => "Transfer-Encoding: chunked\r\n".to_string(),
+            Some(Framing::ToClose) => String::new(),
+        };
         out.extend_from_slice(
             format!(
-                "Content-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n",
+                "Content-Type: {}\r\n{length}X-Content-Type-Options: nosniff\r\n",
                 self.content_type,
-                self.body.len()
             )
             .as_bytes(),
         );
@@ -106,7 +151,7 @@ impl Response {
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
-        if self.close {
+        if self.close || framing == Some(Framing::ToClose) {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");

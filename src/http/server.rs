@@ -1,9 +1,11 @@
 //! The management listener and its connections, as sources of the one event loop.
 //!
-//! A connection reads what the kernel has, frames requests with
-//! [`super::request::parse`], hands each to the `respond` callback (the API) and
-//! queues the answer; answers are written without blocking, partial writes kept
-//! for the next writable event. Invariants:
+//! A connection (in `connection`) reads what the kernel has, frames
+//! requests with [`super::request::parse`], asks the [`Service`] (the API)
+//! for each answer and queues it; an answer that grows with the handlers or
+//! files comes as a head and a cursor, its body produced in pieces as the
+//! socket drains ([`super::body`]). Answers are written without blocking,
+//! partial writes kept for the next writable event. Invariants:
 //! - at most [`MAX_CONNECTIONS`] are open. When all are taken, a newcomer closes
 //!   the connection that has held its slot without use the longest, if that is at
 //!   least [`GRACE`]: no whole request [`GRACE`] after its first byte (or after the
@@ -12,23 +14,28 @@
 //!   client without it) is closed first, at once. Only if none qualifies, the
 //!   newcomer gets a 503 and is closed. So sockets that connect and send nothing
 //!   hold the server for [`GRACE`] at most, and unauthorized ones not at all;
-//! - a connection is served its next request only while less than
-//!   [`OUTPUT_LOW_WATER`] of its answers is unwritten, and reads requests only
-//!   then: its unwritten output is at most [`OUTPUT_LOW_WATER`] plus one answer
-//!   (the one that crossed it), however many requests it pipelines, and a client
-//!   that never reads cannot grow bsc's memory or block the loop;
-//! - **all connections together** hold at most [`ANSWER_BUDGET`] of encoded
-//!   answers plus one answer (the one that crossed it): a connection whose next
-//!   request would be answered while they hold [`ANSWER_BUDGET`] or more waits,
-//!   its request unparsed, in a queue of waiting connections ([`Server::resume`]);
-//!   as answers are written or connections close, the queue is served in order,
-//!   without waiting for a new readiness event (mio is edge-triggered). One
-//!   connection alone is always served (its own output is below the budget), and
-//!   a waiting connection is neither timed out nor evicted: it waits for the
-//!   server, not for its client; while any waits, a connection that holds
-//!   answers and has read none of them for [`STALL`] is closed. So 64 clients
-//!   pipelining `GET /metrics` of 1,000 handlers (2.2 MB each) and reading
-//!   slowly hold a few MiB, not 64 answers;
+//! - a connection is given its next answer, or the next piece of an answer in
+//!   pieces (about [`super::body::PIECE`]), only while less than
+//!   [`OUTPUT_LOW_WATER`] of its output is unwritten, and reads requests only
+//!   then: its unwritten output is at most [`OUTPUT_LOW_WATER`] plus one piece
+//!   or one whole answer, however many requests it pipelines and whatever the
+//!   size of the answers; a client that never reads cannot grow bsc's memory
+//!   or block the loop. Whole answers are the small ones (the API produces
+//!   every answer that grows with the handlers or files in pieces);
+//! - **all connections together** hold at most [`ANSWER_BUDGET`] of answers
+//!   plus one piece per connection: a connection due a piece while they hold
+//!   [`ANSWER_BUDGET`] or more waits, in a queue of waiting connections
+//!   ([`Server::resume`]); as answers are written or connections close, the
+//!   queue is served in order, without waiting for a new readiness event (mio
+//!   is edge-triggered). A whole (small) answer never waits for the budget, so
+//!   `/health` is answered at once while slow clients read large answers. One
+//!   connection alone is always served (its own output is below the budget),
+//!   and a waiting connection is neither timed out nor evicted: it waits for
+//!   the server, not for its client; while any waits, a connection that holds
+//!   answers and has read none of them for [`STALL`] is closed. So what all
+//!   connections hold does not depend on the handler count:
+//!   `ANSWER_BUDGET + MAX_CONNECTIONS * (OUTPUT_LOW_WATER + PIECE)` at most,
+//!   plus the small whole answers;
 //! - a connection answers at most [`TURN`] bytes per turn of the loop; with
 //!   more pipelined it waits behind the others (the same queue), so a client
 //!   that reads fast cannot hold the loop while others, or capture, wait;
@@ -41,14 +48,15 @@
 //!   connections writes a line per [`crate::log::REPEAT_WINDOW`], not one each.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use super::request::{self, Parsed, Request, MAX_BODY, MAX_HEAD};
+use super::body::Service;
+use super::connection::{drive, Budget, Connection, Driven};
 use super::response::Response;
 use crate::capture::resolve::resolve;
 use crate::log::{self, Level};
@@ -60,11 +68,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection keeps its slot without use once every slot is taken and
 /// another connection arrives (see the module invariants).
 pub const GRACE: Duration = Duration::from_secs(2);
-/// A connection is served (and read) only while less than this much of its
-/// answers is unwritten.
+/// A connection is given its next answer or piece (and read) only while less
+/// than this much of its output is unwritten.
 pub const OUTPUT_LOW_WATER: usize = 64 * 1024;
-/// Encoded answer bytes all connections together may hold before a connection
-/// waits to be served (see the module invariants).
+/// Answer bytes all connections together may hold before a connection due
+/// the next piece of an answer waits (see the module invariants).
 pub const ANSWER_BUDGET: usize = 4 * 1024 * 1024;
 /// While connections wait for [`ANSWER_BUDGET`], one that holds answers and
 /// has read none of them for this long is closed. Longer than the pauses TCP
@@ -78,8 +86,6 @@ pub const STALL: Duration = Duration::from_secs(5);
 pub const TURN: usize = OUTPUT_LOW_WATER;
 /// Pipelined request bytes read ahead of the request being served.
 pub const READ_AHEAD: usize = 16 * 1024;
-/// Most request bytes buffered on one connection (a whole request always fits).
-const MAX_PENDING_INPUT: usize = MAX_HEAD + MAX_BODY + 4096;
 
 /// Token of the listener.
 pub const LISTENER: Token = Token(1);
@@ -90,118 +96,6 @@ const CONNECTION_TOKEN_BASE: usize = 1 << 28;
 const LINGER: Duration = Duration::from_secs(2);
 /// Most refused connections lingering at once; past that the oldest is closed.
 const MAX_LINGERING: usize = 64;
-
-struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
-    input: Vec<u8>,
-    /// Encoded answers, in pieces (a head, a body moved in without a copy); the
-    /// first `sent` bytes of the front piece are already written.
-    output: VecDeque<Vec<u8>>,
-    sent: usize,
-    /// Bytes of the pieces in `output`, written or not: what the connection
-    /// holds in memory for its answers.
-    held: usize,
-    /// A request waits for [`ANSWER_BUDGET`] (see [`Server::resume`]).
-    waiting: bool,
-    /// When the first byte of the request now being received arrived.
-    request_started: Option<Instant>,
-    /// Last time bytes moved in either direction.
-    last_progress: Instant,
-    continue_sent: bool,
-    /// Close once the output is written.
-    closing: bool,
-    peer_done: bool,
-    /// Its last answer was a 401: it has no right to a slot while others wait.
-    refused_auth: bool,
-}
-
-impl Connection {
-    /// Answer bytes not written yet.
-    fn unsent(&self) -> usize {
-        self.held - self.sent
-    }
-
-    /// Appends a piece to the output.
-    fn queue(&mut self, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            self.held += bytes.len();
-            self.output.push_back(bytes);
-        }
-    }
-
-    /// Appends an answer: its head, then its body as it is (not copied).
-    fn queue_response(&mut self, response: Response) {
-        let mut head = Vec::with_capacity(256);
-        response.encode_head(&mut head);
-        self.queue(head);
-        self.queue(response.body);
-    }
-
-    /// Marks `n` more bytes written, dropping the pieces written whole.
-    fn consume(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.output.front() else {
-                return;
-            };
-            let rest = front.len() - self.sent;
-            if n < rest {
-                self.sent += n;
-                return;
-            }
-            n -= rest;
-            self.held -= front.len();
-            self.sent = 0;
-            self.output.pop_front();
-        }
-    }
-
-    /// Whether to read more: the connection can be served now (see
-    /// [`OUTPUT_LOW_WATER`]) and the input holds less than [`READ_AHEAD`], or
-    /// less than the whole request at its front.
-    fn wants_input(&self) -> bool {
-        if self.peer_done || self.closing || self.unsent() >= OUTPUT_LOW_WATER {
-            return false;
-        }
-        self.input.len() < READ_AHEAD
-            || (self.input.len() < MAX_PENDING_INPUT
-                && matches!(request::parse(&self.input), Parsed::Partial { .. }))
-    }
-
-    /// Since when the connection holds its slot without use, and how.
-    fn unused(&self) -> (Instant, &'static str) {
-        unused_since(self.unsent(), self.request_started, self.last_progress)
-    }
-
-    /// Before the caller closes it: a 408 if a request is half received and
-    /// nothing else is being written (best effort, without blocking).
-    fn give_up(&mut self, why: String) {
-        if self.request_started.is_some() && self.unsent() == 0 {
-            let mut r = Response::error(408, why);
-            r.close = true;
-            self.queue_response(r);
-            let _ = write_out(self);
-        }
-    }
-}
-
-/// Since when a connection holds its slot without use, from its state: its client
-/// not reading (answers unwritten) since the last bytes moved; a request not
-/// whole since its first byte; otherwise idle since the last bytes moved (the
-/// last answer written, or the connection opened). With why, for the log.
-fn unused_since(
-    unsent: usize,
-    request_started: Option<Instant>,
-    last_progress: Instant,
-) -> (Instant, &'static str) {
-    if unsent > 0 {
-        return (last_progress, "not reading its answers");
-    }
-    match request_started {
-        Some(first_byte) => (first_byte, "request not whole"),
-        None => (last_progress, "idle"),
-    }
-}
 
 /// Which connection a newcomer replaces when every slot is taken: of `unused`
 /// (slot, since when unused), the one unused the longest, if that is at least
@@ -263,20 +157,15 @@ impl Server {
     }
 
     /// Handles a readiness event of the listener or a connection.
-    pub fn on_event(
-        &mut self,
-        token: Token,
-        registry: &Registry,
-        respond: &mut dyn FnMut(&Request) -> Response,
-    ) {
+    pub fn on_event(&mut self, token: Token, registry: &Registry, service: &mut dyn Service) {
         if token == LISTENER {
-            self.accept(registry, respond);
+            self.accept(registry, service);
             return;
         }
         let slot = token.0 - CONNECTION_TOKEN_BASE;
         if matches!(self.connections.get(slot), Some(Some(_))) {
             let first = self.waiting.front().is_none_or(|&s| s == slot);
-            self.serve(slot, first, registry, respond);
+            self.serve(slot, first, registry, service);
         }
     }
 
@@ -294,14 +183,14 @@ impl Server {
         slot: usize,
         first: bool,
         registry: &Registry,
-        respond: &mut dyn FnMut(&Request) -> Response,
+        service: &mut dyn Service,
     ) -> usize {
         let others = self.held() - self.connections[slot].as_ref().map_or(0, |c| c.held);
         let Some(c) = self.connections[slot].as_mut() else {
             return 0;
         };
         let budget = Budget { others, first };
-        let Driven::Open { answered } = drive(c, budget, respond) else {
+        let Driven::Open { answered } = drive(c, budget, service) else {
             self.close(slot, registry);
             return 0;
         };
@@ -322,38 +211,45 @@ impl Server {
         answered
     }
 
-    /// Whether connections wait for a turn the budget allows now: the loop
-    /// must call [`Server::resume`] without sleeping.
+    /// Whether connections wait for a turn they can take now (a request after
+    /// [`TURN`], or a piece the budget allows): the loop must call
+    /// [`Server::resume`] without sleeping.
     pub fn has_turns(&self) -> bool {
-        !self.waiting.is_empty() && self.held() < ANSWER_BUDGET
+        let requests = || {
+            self.waiting.iter().any(|&s| {
+                self.connections[s]
+                    .as_ref()
+                    .is_some_and(|c| c.body.is_none())
+            })
+        };
+        !self.waiting.is_empty() && (self.held() < ANSWER_BUDGET || requests())
     }
 
-    /// Gives connections waiting for a turn (for [`ANSWER_BUDGET`] or after
-    /// [`TURN`]) their turn, first come first, until about [`TURN`] bytes are
-    /// answered or the answers held reach the budget; one that waits again goes
-    /// to the back. The loop calls it once per turn while
+    /// Gives connections waiting for a turn (a piece for [`ANSWER_BUDGET`],
+    /// or anything after [`TURN`]) their turn, first come first, until about
+    /// [`TURN`] bytes are answered; one that waits again goes to the back. The loop calls it once per turn while
     /// [`Server::has_turns`], since a waiting connection gets no readiness event
     /// for the bytes others free; capture goes on between turns.
-    pub fn resume(&mut self, registry: &Registry, respond: &mut dyn FnMut(&Request) -> Response) {
+    pub fn resume(&mut self, registry: &Registry, service: &mut dyn Service) {
         let mut answered = 0;
         for _ in 0..self.waiting.len() {
             let Some(&slot) = self.waiting.front() else {
                 return;
             };
-            if answered >= TURN || self.held() >= ANSWER_BUDGET {
+            if answered >= TURN {
                 return;
             }
-            answered += self.serve(slot, true, registry, respond);
+            answered += self.serve(slot, true, registry, service);
             if self.waiting.front() == Some(&slot) {
-                // Still first: it waits again without having answered (the
-                // budget allowed it, so its request was not whole after all).
+                // Still first: it waits again without having answered (a piece
+                // over the budget, or a request not whole after all).
                 self.waiting.pop_front();
                 self.waiting.push_back(slot);
             }
         }
     }
 
-    fn accept(&mut self, registry: &Registry, respond: &mut dyn FnMut(&Request) -> Response) {
+    fn accept(&mut self, registry: &Registry, service: &mut dyn Service) {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(s) => s,
@@ -402,21 +298,7 @@ impl Server {
                 );
                 continue;
             }
-            let conn = Connection {
-                stream,
-                peer,
-                input: Vec::new(),
-                output: VecDeque::new(),
-                sent: 0,
-                held: 0,
-                waiting: false,
-                request_started: None,
-                last_progress: Instant::now(),
-                continue_sent: false,
-                closing: false,
-                peer_done: false,
-                refused_auth: false,
-            };
+            let conn = Connection::new(stream, peer);
             if slot == self.connections.len() {
                 self.connections.push(Some(conn));
             } else {
@@ -424,7 +306,7 @@ impl Server {
             }
             self.open += 1;
             // Bytes may already be waiting; the edge for them may have passed.
-            self.on_event(token, registry, respond);
+            self.on_event(token, registry, service);
         }
     }
 
@@ -558,161 +440,6 @@ fn drained_to_eof(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// Whether a connection may be served now, from what the others hold.
-#[derive(Clone, Copy)]
-struct Budget {
-    /// Answer bytes the other connections hold.
-    others: usize,
-    /// No connection waits ahead of this one.
-    first: bool,
-}
-
-impl Budget {
-    /// Whether a connection holding `own` bytes of answers may answer its next
-    /// request: nobody waits ahead and all hold less than [`ANSWER_BUDGET`].
-    fn open(self, own: usize) -> bool {
-        self.first && self.others + own < ANSWER_BUDGET
-    }
-}
-
-/// What became of a connection driven.
-enum Driven {
-    Closed,
-    /// Still open; the answer bytes it queued.
-    Open {
-        answered: usize,
-    },
-}
-
-/// Reads, answers and writes as far as possible without blocking; a whole
-/// request the `budget` does not allow to answer yet, or one past [`TURN`],
-/// sets `c.waiting`.
-fn drive(
-    c: &mut Connection,
-    budget: Budget,
-    respond: &mut dyn FnMut(&Request) -> Response,
-) -> Driven {
-    let mut answered = 0;
-    loop {
-        let mut progressed = false;
-        // Read what the kernel has, while the connection can be served.
-        while c.wants_input() {
-            let mut chunk = [0u8; 16 * 1024];
-            let room = (MAX_PENDING_INPUT - c.input.len()).min(chunk.len());
-            match c.stream.read(&mut chunk[..room]) {
-                Ok(0) => c.peer_done = true,
-                Ok(n) => {
-                    c.input.extend_from_slice(&chunk[..n]);
-                    c.last_progress = Instant::now();
-                    progressed = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Driven::Closed,
-            }
-        }
-        // Answer whole requests while earlier answers are (almost) written: a
-        // pipelined burst queues one answer at a time, whatever its size; while
-        // all connections together hold less than the budget; and up to TURN
-        // bytes of answers per turn.
-        c.waiting = false;
-        while !c.closing && c.unsent() < OUTPUT_LOW_WATER && !c.input.is_empty() {
-            match request::parse(&c.input) {
-                Parsed::Complete(..) if answered >= TURN || !budget.open(c.held) => {
-                    // Parsed again once it is this connection's turn.
-                    c.waiting = true;
-                    break;
-                }
-                Parsed::Partial { expects_continue } => {
-                    if expects_continue && !c.continue_sent {
-                        c.queue(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
-                        c.continue_sent = true;
-                    }
-                    if c.request_started.is_none() {
-                        c.request_started = Some(Instant::now());
-                    }
-                    break;
-                }
-                Parsed::Complete(req, used) => {
-                    c.input.drain(..used);
-                    c.request_started = None;
-                    c.continue_sent = false;
-                    let mut response = respond(&req);
-                    c.refused_auth = response.status == 401;
-                    response.close |= !req.keep_alive;
-                    c.closing = response.close;
-                    answered += response.body.len();
-                    c.queue_response(response);
-                    progressed = true;
-                }
-                Parsed::Refused(refusal) => {
-                    let mut response = Response::error(refusal.status, refusal.message);
-                    response.close = true;
-                    c.closing = true;
-                    c.queue_response(response);
-                    progressed = true;
-                }
-            }
-        }
-        match write_out(c) {
-            Ok(wrote) => progressed |= wrote,
-            Err(_) => return Driven::Closed,
-        }
-        if c.input.is_empty() && c.input.capacity() > 2 * READ_AHEAD {
-            // A large body was here once; an idle connection keeps no big buffer.
-            c.input = Vec::new();
-        }
-        if c.unsent() == 0 && (c.closing || (c.peer_done && !has_whole_request(c))) {
-            let _ = c.stream.shutdown(Shutdown::Write);
-            return Driven::Closed;
-        }
-        // Output left means the socket is full: its writable event comes back
-        // here, and the loop turns to other connections meanwhile (looping on
-        // while the client takes a few bytes at a time would hold the loop).
-        if !progressed || c.unsent() > 0 {
-            return Driven::Open { answered };
-        }
-    }
-}
-
-fn has_whole_request(c: &Connection) -> bool {
-    !c.input.is_empty() && !matches!(request::parse(&c.input), Parsed::Partial { .. })
-}
-
-/// Most output pieces handed to one `writev`.
-const MAX_PIECES: usize = 16;
-
-/// Writes queued output until done or `WouldBlock`, several pieces per
-/// `writev`. Returns whether bytes moved. Memory follows what is left to write:
-/// each piece is freed once written whole (an idle connection keeps none).
-fn write_out(c: &mut Connection) -> io::Result<bool> {
-    let mut written = 0;
-    while c.unsent() > 0 {
-        let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
-        for (i, piece) in c.output.iter().take(MAX_PIECES).enumerate() {
-            pieces[i] = IoSlice::new(if i == 0 { &piece[c.sent..] } else { piece });
-        }
-        let count = c.output.len().min(MAX_PIECES);
-        match c.stream.write_vectored(&pieces[..count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                c.consume(n);
-                written += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if c.output.is_empty() && c.output.capacity() > MAX_PIECES {
-        c.output = VecDeque::new();
-    }
-    if written > 0 {
-        c.last_progress = Instant::now();
-    }
-    Ok(written > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,33 +469,5 @@ mod tests {
             "ties go to the lowest slot"
         );
         assert_eq!(pick_eviction(std::iter::empty(), now), None);
-    }
-
-    #[test]
-    fn the_budget_serves_the_first_in_line_below_it() {
-        let open = |others, first, own| Budget { others, first }.open(own);
-        assert!(open(0, true, 0), "one connection alone is always served");
-        assert!(open(ANSWER_BUDGET - 2, true, 1));
-        assert!(!open(ANSWER_BUDGET - 1, true, 1), "at the budget: waits");
-        assert!(!open(ANSWER_BUDGET, true, 0));
-        assert!(!open(0, false, 0), "behind another: waits its turn");
-    }
-
-    #[test]
-    fn unused_since_the_first_byte_of_a_request_not_whole() {
-        let t0 = Instant::now();
-        let first_byte = t0 + Duration::from_secs(1);
-        let last_byte = t0 + Duration::from_secs(5);
-        // A slow request keeps its slot from its first byte, however it trickles.
-        assert_eq!(
-            unused_since(0, Some(first_byte), last_byte),
-            (first_byte, "request not whole")
-        );
-        assert_eq!(unused_since(0, None, last_byte), (last_byte, "idle"));
-        // Answers unwritten: the client has not read since the last bytes moved.
-        assert_eq!(
-            unused_since(10, Some(first_byte), last_byte),
-            (last_byte, "not reading its answers")
-        );
     }
 }

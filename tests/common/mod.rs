@@ -512,7 +512,7 @@ pub fn http_request(
     read_response(&mut reader).expect("a whole response")
 }
 
-/// Reads one response (framed by Content-Length) from a stream.
+/// Reads one response (framed by Content-Length, or chunked) from a stream.
 pub fn read_response(reader: &mut impl BufRead) -> Option<HttpResponse> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
@@ -530,15 +530,41 @@ pub fn read_response(reader: &mut impl BufRead) -> Option<HttpResponse> {
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let len: usize = headers
+    let chunked = headers
         .iter()
-        .find(|(k, _)| k == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; len];
-    std::io::Read::read_exact(reader, &mut body).ok()?;
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(reader, &mut body).ok()?;
+        body
+    };
     Some(HttpResponse {
         status,
         headers,
         body,
     })
+}
+
+/// Reads a chunked body to its last chunk (bounded: at most 1 GiB of chunks).
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while body.len() < 1 << 30 {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+        let mut rest = vec![0; size + 2];
+        std::io::Read::read_exact(reader, &mut rest).ok()?;
+        assert_eq!(&rest[size..], b"\r\n", "a chunk ends where its size says");
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(&rest[..size]);
+    }
+    None
 }

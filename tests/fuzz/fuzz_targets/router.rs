@@ -1,5 +1,5 @@
 //! The router: any request bytes reach `api::respond` (through the framing) and get
-//! a JSON answer with a 2xx/4xx/5xx status; nothing panics. Handlers a request
+//! a JSON answer (a body in pieces produced whole) with a 2xx/4xx/5xx status; nothing panics. Handlers a request
 //! manages to start are stopped again after each input.
 #![no_main]
 use bsc::api::{self, Context};
@@ -28,8 +28,13 @@ fuzz_target!(|data: &[u8]| {
             allowed_hosts: &[],
             http_connections: 1,
         };
-        let response = api::respond(&req, &mut cx);
+        let mut response = api::respond(&req, &mut cx);
         assert!((200..600).contains(&response.status));
+        // A body in pieces, produced to its end (a bounded number of pieces).
+        if let Some(mut cursor) = response.pieces.take() {
+            let more = (0..100_000).all(|_| api::produce(&mut cursor, &cx, &mut response.body));
+            assert!(!more, "a body in pieces ends");
+        }
         if response.content_type == "application/json" {
             serde_json::from_slice::<serde_json::Value>(&response.body).expect("JSON body");
         }
