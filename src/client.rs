@@ -519,15 +519,16 @@ fn make_safe(value: &mut Value) {
 
 /// A JSON answer's text as sent (`--json`: the key order kept), made safe for a
 /// terminal and still the same JSON: a control character can only be whitespace
-/// outside strings (a CR becomes a space) or, for DEL and C1, inside a string
-/// (written as a `\u00XX` escape, which JSON reads back as the same character).
+/// outside strings (a CR becomes a space) or, for DEL, C1 and the other
+/// [`crate::log::is_hazard`] characters, inside a string (written as a `\uXXXX`
+/// escape, which JSON reads back as the same character).
 pub fn terminal_safe_json(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\t' => out.push(c),
             '\r' => out.push(' '),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c if crate::log::is_hazard(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push(c),
         }
     }

@@ -88,16 +88,32 @@ pub fn write(level: Level, msg: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// `text` with every control character written as an escape (`\n`, `\u{1b}`),
-/// so a value that reaches a message (a name, a path, a peer's error) can never
-/// start a line of its own or forge a priority prefix.
+/// Whether `c` must not reach a terminal or a log line as it is: a control
+/// character (C0, DEL, C1), or one that reorders, hides or breaks the text a
+/// person reads (bidirectional overrides and isolates, zero-width characters,
+/// the Unicode line and paragraph separators, the byte order mark).
+pub fn is_hazard(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}')
+}
+
+/// `text` with every [`is_hazard`] character written as an escape (`\n`,
+/// `\u{1b}`, `\u{202e}`), so a value that reaches a message (a name, a path, a
+/// peer's error) can never start a line of its own, forge a priority prefix or
+/// show other text than it holds.
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(is_hazard) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if is_hazard(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -266,6 +282,16 @@ mod tests {
             "x\\n<0>kernel: panic\\t\\u{1b}[2J\\u{7f}"
         );
         assert!(!escape_controls("a\r\nb").contains('\n'));
+        // Text that would show other than it is: reordered, hidden, broken.
+        assert_eq!(
+            escape_controls("evil\u{202e}fdp.exe\u{2028}\u{200b}\u{feff}\u{2066}"),
+            "evil\\u{202e}fdp.exe\\u{2028}\\u{200b}\\u{feff}\\u{2066}"
+        );
+        // Ordinary letters of other scripts stay as they are.
+        assert_eq!(
+            escape_controls("Größe μs 日本 עברית"),
+            "Größe μs 日本 עברית"
+        );
     }
 
     #[test]

@@ -68,15 +68,18 @@ pub fn spawn_supervised(cmd: &mut std::process::Command) -> io::Result<std::proc
     let parent = std::process::id() as libc::pid_t;
     cmd.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and only calls
-    // prctl and getppid, which are async-signal-safe system calls.
+    // prctl, getppid and _exit, which are async-signal-safe system calls.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            // bsc died before prctl took effect: do not run orphaned.
+            // bsc died before prctl took effect: do not run orphaned, and end
+            // quietly (an error returned here would be reported through the
+            // pipe to the dead parent, and std prints a "fatal runtime error"
+            // into bsc's log when that write fails).
             if libc::getppid() != parent {
-                return Err(io::Error::other("bsc is gone"));
+                libc::_exit(127);
             }
             Ok(())
         });

@@ -188,6 +188,15 @@ fn a_host_that_is_not_this_server_is_refused_with_or_without_a_token() {
     // HTTP/1.0 without a Host: not a browser's.
     let r = raw(port, "GET /health HTTP/1.0", "");
     assert_eq!(r.status, 200);
+    // Two Hosts (which one a proxy acted on is unknown), or a port no socket has.
+    let r = raw(
+        port,
+        &format!("GET /stats HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example"),
+        "",
+    );
+    assert_eq!(r.status, 400);
+    let r = raw(port, "GET /stats HTTP/1.1\r\nHost: localhost:99999", "");
+    assert_eq!(r.status, 421);
     assert!(bsc.stop().success());
 
     // With a token: refused all the same, the right token or not.

@@ -512,7 +512,8 @@ fn options_in_any_position() {
 
 /// What a hostile server puts in every string: an OSC title, BEL, a screen
 /// clear, a carriage return, a C1 CSI and DEL.
-const HOSTILE: &str = "h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+const HOSTILE: &str =
+    "h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}\u{202e}gnp.exe\u{2028}\u{200b}";
 
 /// A fake bsc that answers every route with [`HOSTILE`] in every string field
 /// (keys too), raw CRs between JSON tokens; bounded to `answers` connections.
@@ -601,7 +602,11 @@ fn assert_terminal_safe(bytes: &[u8], what: &str) {
     let text = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{what}: not UTF-8: {e}"));
     let bad: Vec<char> = text
         .chars()
-        .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+        .filter(|&c| {
+            (c.is_control() || matches!(c, '\u{202e}' | '\u{2028}' | '\u{200b}'))
+                && c != '\n'
+                && c != '\t'
+        })
         .collect();
     assert!(bad.is_empty(), "{what}: controls {bad:?} in {text:?}");
 }
@@ -622,7 +627,7 @@ fn a_hostile_server_never_reaches_the_terminal() {
     // `status` asks twice (/stats, /capturers).
     let (port, server) = hostile_server(commands.len() + 1);
     let server_arg = format!("--server=127.0.0.1:{port}");
-    let escaped = r"h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}";
+    let escaped = r"h\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{9b}31m\u{7f}\u{202e}gnp.exe\u{2028}\u{200b}";
     for args in commands {
         let o = cli(&[args, &[server_arg.as_str()][..]].concat(), &[]);
         let what = format!("bsc {}", args.join(" "));

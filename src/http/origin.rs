@@ -21,6 +21,14 @@ use super::request::{Refusal, Request};
 /// (421); then, unless `page` (the status page itself, which holds no data), an
 /// `Origin` of another site (403).
 pub fn check(req: &Request, allowed_hosts: &[String], page: bool) -> Option<Refusal> {
+    // RFC 9112 section 3.2: more than one Host is a bad request (which one a
+    // proxy in front acted on cannot be known).
+    if req.headers.iter().filter(|(n, _)| n == "host").count() > 1 {
+        return Some(Refusal {
+            status: 400,
+            message: "more than one Host header".to_string(),
+        });
+    }
     let host = header(req, "host");
     let host = host.as_deref();
     if let Some(host) = host {
@@ -88,7 +96,7 @@ fn host_name(host: &str) -> Option<&str> {
         }
     };
     match port {
-        Some(p) if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) => None,
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() => None,
         _ => Some(name),
     }
 }
@@ -151,6 +159,8 @@ mod tests {
             "127.0.0.1:80:80",
             "127.0.0.1:8o",
             "127.0.0.1:123456",
+            "127.0.0.1:99999",
+            "127.0.0.1:+80",
             "[::1",
             "[evil]:80",
             "[::1]8080",
@@ -222,6 +232,14 @@ mod tests {
         .unwrap();
         assert_eq!(r.status, 403);
         assert!(r.message.contains("http://evil.example"), "{}", r.message);
+        // Two Hosts: which one a proxy in front acted on cannot be known.
+        let r = check(
+            &request("GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example"),
+            &allowed,
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.status, 400);
         for fine in [
             "GET /stats HTTP/1.1\r\nHost: 127.0.0.1:8080",
             "GET /stats HTTP/1.0",
