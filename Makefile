@@ -18,19 +18,26 @@ RELEASE_BIN := target/$(HOST)/release/bsc
 MAX_BYTES := 1000000
 
 # Cross targets: static musl builds that run on any ARM Linux.
+# Size flags of both ARM builds (README, Sizes; none changes the code of the
+# capture path): no unwind tables (.eh_frame: panic = "abort" and a std without
+# backtrace never read them); no PT_GNU_RELRO (musl applies RELRO only in its
+# dynamic linker, never in a static binary, and the segment's end is aligned to
+# 64 KiB, up to 64 KiB of padding in the file); panic messages without their
+# file:line (`-Z location-detail=none`: the message text stays).
+ARM_SIZE_FLAGS := -C force-unwind-tables=no -C link-arg=-Wl,-z,norelro -Z location-detail=none
 AARCH64 := aarch64-unknown-linux-musl
 ARMV7 := armv7-unknown-linux-musleabihf
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER ?= arm-linux-gnueabihf-gcc
 # aarch64: rustup's self-contained musl (crt, libc.a, libunwind.a); the std built
 # from source lacks the f128 soft-float routines musl's printf uses: libgcc has them.
-AARCH64_FLAGS := -C link-arg=-lgcc
+AARCH64_FLAGS := -C link-arg=-lgcc $(ARM_SIZE_FLAGS)
 # armv7: no rustup std, so no self-contained musl either: Debian's musl-dev:armhf
 # (crt1.o, crti.o, crtn.o found through gcc's -B, libc.a through -L) and, as
 # libunwind.a, gcc's libgcc_eh.a (the _Unwind_* functions std links).
 ARMV7_MUSL := /usr/lib/arm-linux-musleabihf
 ARMV7_LINK := $(CURDIR)/target/armv7-musl-link
-ARMV7_FLAGS := -C link-self-contained=no -C link-arg=-B$(ARMV7_MUSL) -L $(ARMV7_MUSL) -L $(ARMV7_LINK)
+ARMV7_FLAGS := -C link-self-contained=no -C link-arg=-B$(ARMV7_MUSL) -L $(ARMV7_MUSL) -L $(ARMV7_LINK) $(ARM_SIZE_FLAGS)
 
 .PHONY: all build release rust-src test bench lint fmt clean install uninstall deb deb-check \
         cross-deps aarch64 armv7 cross cross-test sizes size-check fuzz
