@@ -17,14 +17,16 @@ HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_BIN := target/$(HOST)/release/bsc
 MAX_BYTES := 1000000
 
+# Size flags (README, Sizes; neither changes the code of the capture path, nor
+# anything bsc prints): no unwind tables (.eh_frame: with panic = "abort" only a
+# RUST_BACKTRACE stack walk reads them, and that std has no symbols to show); on
+# the static ARM builds also no PT_GNU_RELRO segment (musl applies RELRO only in
+# its dynamic linker, never in a static binary, and GNU ld aligns that segment's
+# end to 64 KiB, up to 64 KiB of padding in the file).
+SIZE_FLAGS := -C force-unwind-tables=no
+ARM_SIZE_FLAGS := $(SIZE_FLAGS) -C link-arg=-Wl,-z,norelro
+
 # Cross targets: static musl builds that run on any ARM Linux.
-# Size flags of both ARM builds (README, Sizes; none changes the code of the
-# capture path): no unwind tables (.eh_frame: panic = "abort" and a std without
-# backtrace never read them); no PT_GNU_RELRO (musl applies RELRO only in its
-# dynamic linker, never in a static binary, and the segment's end is aligned to
-# 64 KiB, up to 64 KiB of padding in the file); panic messages without their
-# file:line (`-Z location-detail=none`: the message text stays).
-ARM_SIZE_FLAGS := -C force-unwind-tables=no -C link-arg=-Wl,-z,norelro -Z location-detail=none
 AARCH64 := aarch64-unknown-linux-musl
 ARMV7 := armv7-unknown-linux-musleabihf
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
@@ -49,7 +51,7 @@ build:
 
 # The shipped x86-64 binary: $(RELEASE_BIN) (release profile, std from source).
 release: rust-src
-	RUSTC_BOOTSTRAP=1 $(CARGO) build --release --target $(HOST) $(BUILD_STD)
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(SIZE_FLAGS)" $(CARGO) build --release --target $(HOST) $(BUILD_STD)
 
 rust-src:
 	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
