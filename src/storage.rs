@@ -1062,7 +1062,28 @@ impl Storage {
         };
         let (dir, name) =
             dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
-        let now = sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        let mut now =
+            sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        if now.is_file() && now.mode & 0o222 != 0 && journaled == Some(now.id) && now.size == bytes
+        {
+            // The file bsc closed, made writable again (a routine `chmod -R
+            // g+w`): read-only again, through the file itself, then looked at
+            // anew. Anything else about it changed is refused below.
+            match make_read_only(&dir, &name, now.id, bytes) {
+                Ok(()) => {
+                    warn!(
+                        "{}: it was made writable again (same file, same size); bsc made it read-only again",
+                        path.display()
+                    );
+                    now = sys::stat_at(&dir, &name)
+                        .map_err(|e| gone_or(e, "it cannot be looked at"))?;
+                }
+                Err(e) => warn!(
+                    "{}: it was made writable again and cannot be made read-only: {e}",
+                    path.display()
+                ),
+            }
+        }
         let why = if now.is_link() {
             "it is a symbolic link now"
         } else if !now.is_file() {
@@ -1175,6 +1196,11 @@ impl Storage {
         k.closed.iter().skip(start).take(most).cloned().collect()
     }
 
+    /// Whether the `on_close` hook of `path` waits or runs (retention spares it).
+    pub fn hook_pending(&self, path: &Path) -> bool {
+        self.unhooked.borrow().contains_key(path)
+    }
+
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
         let mut unhooked = self.unhooked.borrow_mut();
@@ -1242,8 +1268,10 @@ impl Storage {
 
     /// The closed files `key` created that must go for `r`, given its open file
     /// (`open_bytes`), oldest first; they are taken off the list. Never a file
-    /// waiting to ship: deletion stops at the oldest one (files ship oldest
-    /// first, so those waiting are the newest).
+    /// waiting to ship (deletion stops at the oldest one: files ship oldest
+    /// first, so those waiting are the newest), nor one whose `on_close` hook
+    /// waits or runs (skipped; it still counts, and goes at a later pass once
+    /// its hook has ended).
     pub fn take_excess(&self, key: &str, open_bytes: Option<u64>, r: &Retention) -> Vec<OwnFile> {
         let mut keys = self.keys.borrow_mut();
         let Some(k) = keys.get_mut(key) else {
@@ -1251,35 +1279,48 @@ impl Storage {
         };
         let n = excess(k.closed.make_contiguous(), open_bytes, r, SystemTime::now());
         let unshipped = self.unshipped.borrow();
+        let unhooked = self.unhooked.borrow();
         let n = k
             .closed
             .iter()
             .take(n)
             .take_while(|f| !unshipped.contains(&f.path))
             .count();
-        k.closed.drain(..n).collect()
+        // Files whose hook waits or runs are skipped, not stopped at: a hook
+        // that never ends holds its own file, not the ones after it.
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(k.closed.len());
+        for (i, f) in std::mem::take(&mut k.closed).into_iter().enumerate() {
+            if i < n && !unhooked.contains_key(&f.path) {
+                taken.push(f);
+            } else {
+                kept.push_back(f);
+            }
+        }
+        k.closed = kept;
+        taken
     }
 
     /// The oldest closed file bsc created, of any key, taken off its list, with
-    /// its key (for the disk budget). Files waiting to ship are taken only with
-    /// `even_unshipped`, and only when no other file is left.
-    pub fn take_oldest(&self, even_unshipped: bool) -> Option<(String, OwnFile)> {
+    /// its key (for the disk budget). Files waiting to ship or for their
+    /// `on_close` hook (or running it) are taken only with `even_held`, and
+    /// only when no other file is left.
+    pub fn take_oldest(&self, even_held: bool) -> Option<(String, OwnFile)> {
         let mut keys = self.keys.borrow_mut();
         let unshipped = self.unshipped.borrow();
+        let unhooked = self.unhooked.borrow();
+        let held = |p: &PathBuf| unshipped.contains(p) || unhooked.contains_key(p);
         let oldest = |waiting: bool| {
             keys.iter()
                 .filter_map(|(key, k)| {
-                    let i = k
-                        .closed
-                        .iter()
-                        .position(|f| unshipped.contains(&f.path) == waiting)?;
+                    let i = k.closed.iter().position(|f| held(&f.path) == waiting)?;
                     Some((key.clone(), i, k.closed[i].closed_at))
                 })
                 .min_by_key(|(_, _, at)| *at)
         };
         let (key, i, _) = match oldest(false) {
             Some(found) => found,
-            None if even_unshipped => oldest(true)?,
+            None if even_held => oldest(true)?,
             None => return None,
         };
         let f = keys.get_mut(&key)?.closed.remove(i)?;
@@ -1644,6 +1685,20 @@ fn checked(mut e: Entry) -> Entry {
         }
     }
     e
+}
+
+/// Takes the write permissions off the file `name` in `dir`, through an fd
+/// opened on it without following a link, only if that fd is the regular file
+/// `id` of `bytes` bytes (what was there when it was looked at may have been
+/// replaced since).
+fn make_read_only(dir: &OwnedFd, name: &str, id: FileId, bytes: u64) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = sys::open_file_at(dir, name, sys::OpenMode::Read)?;
+    let m = f.metadata()?;
+    if !m.is_file() || (m.dev(), m.ino()) != id || m.len() != bytes {
+        return Err(io::Error::other("it was replaced meanwhile"));
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7555))
 }
 
 /// Whether the hook of `path` is still to run (one running now was started:
