@@ -26,7 +26,12 @@
 //! was closed if a handler of the config declares it (a handler removed or
 //! renamed keeps its files shipping; a command only the journal names never
 //! runs). A file that is gone when its turn comes is dropped, one that is no
-//! longer the file bsc closed is refused: logged once, counted.
+//! longer the file bsc closed is refused: logged once, counted, and its reason
+//! is the lane's `last_error`.
+//!
+//! Retention spares a file while its hook waits or runs; only the disk budget
+//! deletes one, when nothing else is left ([`Hooks::file_deleted`] takes a
+//! waiting hook off the queue then).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

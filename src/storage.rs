@@ -31,7 +31,8 @@
 //!   handler when it was closed (`Closed` with `ship`); a `Shipped` line, forced
 //!   to the disk before the next ship command starts, takes a file off it for
 //!   good. Retention never deletes a file on it ([`Storage::take_excess`] stops at
-//!   the first); only the disk budget may, when nothing else is left
+//!   the first), nor one whose `on_close` hook waits or runs (skipped: it still
+//!   counts); only the disk budget may, when nothing else is left
 //!   ([`Storage::take_oldest`]).
 //!
 //! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
@@ -41,7 +42,8 @@
 //! - **Handing a file over**: a closed file with a hook or `ship` is held by a
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
-//!   file's own path is still the regular, read-only file bsc closed.
+//!   file's own path is still the regular, read-only file bsc closed (the same
+//!   inode and size made writable again is made read-only again first).
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
@@ -1042,7 +1044,8 @@ impl Storage {
 
     /// What to hand the `on_close` hook or `ship` command of the closed file
     /// `path`: only while `path` is still the regular, read-only file bsc closed
-    /// (not a link; the same device, inode and size), the path of a hard link
+    /// (not a link; the same device, inode and size; if only made writable
+    /// again, it is made read-only again first), the path of a hard link
     /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
     /// (made when it was closed: what the command reads is that file whatever
     /// happens to `path` since); where no hard link can be made (a capture
@@ -1955,6 +1958,48 @@ mod tests {
             retry_max_s: 600.0,
             delete_after: false,
         }
+    }
+
+    #[test]
+    fn files_waiting_for_their_hook_are_skipped_by_retention_and_the_budgets_normal_pass() {
+        let root = std::env::temp_dir().join(format!("bsc-hookq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let paths: Vec<PathBuf> = (0..4).map(|i| root.join(format!("{i}.pcap"))).collect();
+        let s = Storage::open(&root);
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, vec![b'x'; 10]).unwrap();
+            opened(&s, "k", p, &root, 0, i as u64 + 1);
+            // The first two wait for their hook.
+            s.finished(p, Span::default(), None, i < 2, None);
+        }
+        let r = Retention {
+            max_files: Some(1),
+            ..Retention::default()
+        };
+        let gone = s.take_excess("k", None, &r);
+        assert_eq!(
+            gone.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            [&paths[2]],
+            "held files are skipped and still counted"
+        );
+        assert_eq!(
+            s.take_oldest(false).unwrap().1.path,
+            paths[3],
+            "the budget takes the newer file first"
+        );
+        assert!(s.take_oldest(false).is_none(), "and spares them too");
+        s.hook_started(&paths[0]);
+        assert!(s.hook_pending(&paths[0]), "a running hook holds its file");
+        s.hook_done(&paths[0]);
+        assert_eq!(s.take_oldest(false).unwrap().1.path, paths[0]);
+        assert_eq!(
+            s.take_oldest(true).unwrap().1.path,
+            paths[1],
+            "when nothing else is left"
+        );
+        drop(s);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -666,3 +666,50 @@ fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].contains("h-0004.pcap"), "{refused:?}");
 }
+
+#[test]
+fn delete_after_ship_waits_until_the_files_hook_has_ended() {
+    let dir = TempDir::new("edges-hook-ship");
+    let root = dir.path().join("cap");
+    let hooked = dir.path().join("hooked");
+    std::fs::create_dir_all(&hooked).unwrap();
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
+            d = dir.path().display()
+        ),
+    );
+    let ship = script(dir.path(), "ship.sh", "exit 0\n");
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let port = free_udp_port();
+    let cfg = config(
+        &root,
+        port,
+        json!({"on_close": [hook], "ship": [ship], "delete_after_ship": true}),
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    wait_until("both shipped", || ship_of(&bsc, port)["shipped"] == 2);
+    assert_eq!(
+        pcap_files(&root).len(),
+        2,
+        "kept while their hooks wait: {:?}",
+        pcap_files(&root)
+    );
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    wait_until("deleted once their hooks ended", || {
+        pcap_files(&root).is_empty()
+    });
+    for i in 0..2u64 {
+        let (_, _, records) = read_pcap(&hooked.join(format!("h-{:04}.pcap", i + 1)));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].data, seq_payload(i));
+    }
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 2);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert!(!log.iter().any(|l| l.contains("exit status")), "{log:?}");
+}
