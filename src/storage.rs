@@ -1291,10 +1291,15 @@ impl Storage {
             .count();
         // Files whose hook waits or runs are skipped, not stopped at: a hook
         // that never ends holds its own file, not the ones after it.
+        let held = |f: &OwnFile| unhooked.contains_key(&f.path);
+        if k.closed.iter().take(n).all(held) {
+            // Nothing to take (every second, for every handler): no rebuild.
+            return Vec::new();
+        }
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(k.closed.len());
         for (i, f) in std::mem::take(&mut k.closed).into_iter().enumerate() {
-            if i < n && !unhooked.contains_key(&f.path) {
+            if i < n && !held(&f) {
                 taken.push(f);
             } else {
                 kept.push_back(f);
