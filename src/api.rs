@@ -368,6 +368,8 @@ struct StatsEntry<'a> {
     files_deleted: u64,
     /// Open files deleted or moved behind bsc's back.
     files_vanished: u64,
+    /// Closed files the disk budget deleted before their `on_close` hook ended.
+    hooks_not_run: u64,
     /// `ok`, or `degraded` while writes fail or the disk budget stops writing.
     state: &'static str,
     /// `config`, `api` (added by a request of this run) or `restored` (added
@@ -435,6 +437,7 @@ fn stats_entry<'a>(
         rotations_forced: s.rotations_forced,
         files_deleted: s.files_deleted,
         files_vanished: s.files_vanished,
+        hooks_not_run: s.hooks_not_run,
         state: if h.degraded().is_some() || h.suspended() {
             "degraded"
         } else {

@@ -26,7 +26,12 @@
 //! was closed if a handler of the config declares it (a handler removed or
 //! renamed keeps its files shipping; a command only the journal names never
 //! runs). A file that is gone when its turn comes is dropped, one that is no
-//! longer the file bsc closed is refused: logged once, counted.
+//! longer the file bsc closed is refused: logged once, counted, and its reason
+//! is the lane's `last_error`.
+//!
+//! Retention spares a file while its hook waits or runs; only the disk budget
+//! deletes one, when nothing else is left ([`Hooks::file_deleted`] takes a
+//! waiting hook off the queue then).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -43,8 +48,11 @@ use crate::sys;
 use crate::{error, info, warn};
 
 /// Most hooks waiting to start; past that the oldest waiting one is dropped
-/// (and logged), so a hook that never finishes cannot grow memory forever.
-const MAX_QUEUED: usize = 10_000;
+/// (logged, journaled as done), so a hook that never finishes cannot grow
+/// memory forever, nor the files retention spares for their hooks: a handler
+/// keeps at most its `max_files` plus the files whose hooks run
+/// (`on_close_max_running`) or wait (this many, across handlers).
+pub const MAX_QUEUED: usize = 10_000;
 
 struct Job {
     argv: Vec<String>,
@@ -61,6 +69,8 @@ struct Running {
 /// The running and waiting hooks.
 pub struct Hooks {
     max_running: usize,
+    /// [`MAX_QUEUED`] (smaller in tests).
+    max_queued: usize,
     running: Vec<Running>,
     /// bsc is stopping: nothing more starts (waiting hooks run after the next start).
     stopping: bool,
@@ -74,6 +84,7 @@ impl Hooks {
     pub fn new(max_running: usize, storage: Rc<Storage>) -> Hooks {
         Hooks {
             max_running: max_running.max(1),
+            max_queued: MAX_QUEUED,
             running: Vec::new(),
             stopping: false,
             queue: VecDeque::new(),
@@ -86,13 +97,16 @@ impl Hooks {
         if argv.is_empty() {
             return;
         }
-        if self.queue.len() >= MAX_QUEUED {
+        if self.queue.len() >= self.max_queued {
             if let Some(old) = self.queue.pop_front() {
-                warn!(
-                    "on_close: {} waiting; dropped the one for {}",
-                    crate::log::count(MAX_QUEUED as u64, "hook"),
+                error!(
+                    "on_close: {} waiting; dropped the one for {}: it is not run, and retention may delete the file",
+                    crate::log::count(self.max_queued as u64, "hook"),
                     old.file.path.display()
                 );
+                // Journaled as done: retention no longer spares the file.
+                self.storage.hook_started(&old.file.path);
+                self.storage.hook_done(&old.file.path);
             }
         }
         self.queue.push_back(Job {
@@ -130,6 +144,12 @@ impl Hooks {
             };
             let path = job.file.path.clone();
             let what = format!("{} {}", job.argv.join(" "), path.display());
+            if !self.storage.hook_pending(&path) {
+                // Retention spares a file whose hook waits: only the disk
+                // budget, with nothing else left, deletes one (and says so).
+                warn!("on_close: {what}: not run: bsc deleted the file before its hook could run");
+                continue;
+            }
             let handed = match self.storage.hand_over(&path) {
                 Ok(handed) => handed,
                 Err(why) => {
@@ -180,6 +200,14 @@ impl Hooks {
             );
             self.storage.hook_stopped(&r.path);
         }
+    }
+
+    /// The disk budget deletes `path` although its hook waits or runs: a
+    /// waiting hook is taken off the queue (never run). Returns whether the
+    /// hook runs now (it may then not find the file).
+    pub fn file_deleted(&mut self, path: &Path) -> bool {
+        self.queue.retain(|j| j.file.path != path);
+        self.running.iter().any(|r| r.path == path)
     }
 
     /// Hooks running or waiting.
@@ -473,6 +501,11 @@ impl Shipper {
                         );
                         self.storage.gone(&file.path);
                         lane.dropped += 1;
+                        lane.last_error = Some(format!(
+                            "{} was gone when its turn came (deleted behind bsc's back); dropped",
+                            file.path.display()
+                        ));
+                        lane.last_error_at = Some(wall);
                         continue;
                     }
                     Err(NotHanded::Replaced(why)) => {
@@ -484,6 +517,11 @@ impl Shipper {
                         // Forgotten: what is there now is not bsc's.
                         self.storage.gone(&file.path);
                         lane.refused += 1;
+                        lane.last_error = Some(format!(
+                            "{}: refused: {why}; it will not be shipped",
+                            file.path.display()
+                        ));
+                        lane.last_error_at = Some(wall);
                         continue;
                     }
                 };
@@ -712,6 +750,66 @@ fn closed_file(key: &str, f: &Unshipped) -> ClosedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{LastFile, Retention, Span};
+
+    #[test]
+    fn hooks_past_the_queue_bound_are_dropped_and_retention_no_longer_spares_their_files() {
+        let root = std::env::temp_dir().join(format!("bsc-hooks-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let storage = Rc::new(Storage::open(&root));
+        let paths: Vec<PathBuf> = (1..=5).map(|i| root.join(format!("f{i}.pcap"))).collect();
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, b"0123456789").unwrap();
+            // Closed files are read-only (or they are not handed over).
+            let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o444);
+            std::fs::set_permissions(p, read_only).unwrap();
+            let last = LastFile {
+                path: p.clone(),
+                trusted: root.clone(),
+                unnumbered: p.clone(),
+                n: 0,
+                seq: i as u64 + 1,
+                created: true,
+                closed: false,
+            };
+            storage.opened("k", last, (0, i as u64 + 1), None);
+            storage.finished(p, Span::default(), None, true, None);
+        }
+        // One hook runs (and does not end), two may wait: the 4th and 5th
+        // files push out the 2nd and 3rd.
+        let mut hooks = Hooks::new(1, storage.clone());
+        hooks.max_queued = 2;
+        let argv = ["sleep".to_string(), "30".to_string()];
+        for p in &paths {
+            let file = ClosedFile {
+                handler: "h".into(),
+                on_close: argv.to_vec(),
+                path: p.clone(),
+                records: 0,
+                bytes: 10,
+                first_ts: None,
+                last_ts: None,
+            };
+            hooks.submit(&argv, file);
+        }
+        assert_eq!(hooks.pending(), 3, "one running, two waiting");
+        let pending: Vec<bool> = paths.iter().map(|p| storage.hook_pending(p)).collect();
+        assert_eq!(pending, [true, false, false, true, true]);
+        // Retention (one file): the dropped ones go, the held ones are skipped.
+        let r = Retention {
+            max_files: Some(1),
+            ..Retention::default()
+        };
+        let gone: Vec<PathBuf> = storage
+            .take_excess("k", None, &r)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(gone, [paths[1].clone(), paths[2].clone()]);
+        hooks.stop(Duration::ZERO);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_up_to_the_maximum() {

@@ -128,10 +128,16 @@
 //!   start-up; a journaled `ship` command runs only if the config declares it;
 //! - **a hook or ship command only ever gets the file bsc closed**: a hard link
 //!   made at the close, in the state folder, handed only while the file's path
-//!   is still that regular, read-only file ([`storage::Storage::hand_over`]);
+//!   is still that regular, read-only file ([`storage::Storage::hand_over`];
+//!   the same inode and size only made writable again is made read-only
+//!   again, through a descriptor on it, and handed over);
 //!   whatever a command starts in its process group ends with it;
-//! - **a file waiting to ship is never deleted by retention**; only the disk
-//!   budget may, when no other file is left, and it logs and counts it;
+//! - **a file waiting to ship, or whose `on_close` hook waits or runs, is
+//!   never deleted by retention** (nor by `delete_after_ship` before its hook
+//!   ended); only the disk budget may, when no other file is left, and it logs
+//!   and counts it (`dropped`, `hooks_not_run`). A handler keeps at most
+//!   `max_files` plus the files its hooks hold (hooks waiting are bounded by
+//!   [`hooks::MAX_QUEUED`] across handlers);
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line
 //!   is forced to the disk before the next ship command starts; every closed
 //!   file of a handler with `ship` ships at least once (the journal survives

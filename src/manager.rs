@@ -121,6 +121,9 @@ pub struct Manager {
     /// again (`None`: no budget).
     headroom: Option<u64>,
     hooks: Hooks,
+    /// Files shipped with `delete_after_ship` while their `on_close` hook
+    /// waited or ran (key, path): deleted once it has ended.
+    delete_after_hook: Vec<(String, PathBuf)>,
     /// Store and forward: the ship commands.
     shipper: Shipper,
     /// How old the oldest file waiting to ship may get before health says degraded.
@@ -159,6 +162,7 @@ impl Manager {
             disk_full: false,
             headroom: None,
             hooks: Hooks::new(storage.on_close_max_running, journal.clone()),
+            delete_after_hook: Vec::new(),
             shipper: Shipper::new(storage.ship_max_running, journal),
             ship_max_pending_age: storage.ship_max_pending_age,
             units_read: 0,
@@ -666,6 +670,7 @@ impl Manager {
     /// are reaped by the next [`Manager::ship`]).
     pub fn reap_hooks(&mut self) {
         self.hooks.poll();
+        self.delete_hooked_shipped();
         self.shipper.kick();
     }
 
@@ -705,22 +710,48 @@ impl Manager {
                 }
                 continue;
             }
-            let Some(file) = self.storage.take_file(&done.key, &done.path) else {
-                // Not a file bsc created (it appended to it): never deleted.
+            if self.storage.hook_pending(&done.path) {
+                // Its hook still needs it: deleted once the hook has ended.
+                self.delete_after_hook.push((done.key, done.path));
                 continue;
-            };
-            match owner {
-                Some(id) => self
-                    .handler_mut(id)
-                    .delete(&file, "shipped, delete_after_ship"),
-                None => match self.storage.remove(&file) {
-                    Ok(()) => info!(
-                        "ship: deleted {} (shipped, delete_after_ship)",
-                        file.path.display()
-                    ),
-                    Err(e) => warn!("ship: cannot delete {}: {e}", file.path.display()),
-                },
             }
+            self.delete_shipped(&done.key, &done.path);
+        }
+    }
+
+    /// Deletes a shipped file of a handler with `delete_after_ship`.
+    fn delete_shipped(&mut self, key: &str, path: &Path) {
+        let Some(file) = self.storage.take_file(key, path) else {
+            // Not a file bsc created (it appended to it), or gone: never deleted.
+            return;
+        };
+        let owner = self
+            .handlers()
+            .find(|(_, h)| h.journal_key() == key)
+            .map(|(id, _)| id);
+        match owner {
+            Some(id) => self
+                .handler_mut(id)
+                .delete(&file, "shipped, delete_after_ship"),
+            None => match self.storage.remove(&file) {
+                Ok(()) => info!(
+                    "ship: deleted {} (shipped, delete_after_ship)",
+                    file.path.display()
+                ),
+                Err(e) => warn!("ship: cannot delete {}: {e}", file.path.display()),
+            },
+        }
+    }
+
+    /// Deletes the shipped files (`delete_after_ship`) whose hook has ended.
+    fn delete_hooked_shipped(&mut self) {
+        let storage = &self.storage;
+        let (waiting, ready): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delete_after_hook)
+            .into_iter()
+            .partition(|(_, path)| storage.hook_pending(path));
+        self.delete_after_hook = waiting;
+        for (key, path) in ready {
+            self.delete_shipped(&key, &path);
         }
     }
 
@@ -770,6 +801,7 @@ impl Manager {
         self.enforce_budget();
         self.dispatch_closed();
         self.hooks.poll();
+        self.delete_hooked_shipped();
         self.shipper.kick();
     }
 
@@ -808,6 +840,23 @@ impl Manager {
                 .handlers()
                 .find(|(_, h)| h.journal_key() == key)
                 .map(|(id, _)| id);
+            if self.storage.hook_pending(&victim.path) {
+                let running = self.hooks.file_deleted(&victim.path);
+                error!(
+                    "disk budget: deleting {} ({}, handler {}) although its on_close hook {}: nothing else is left to free",
+                    victim.path.display(),
+                    crate::log::size(victim.bytes),
+                    crate::hooks::name_of_key(&key),
+                    if running {
+                        "still runs (it may not find the file)"
+                    } else {
+                        "has not run yet; the hook is not run for it"
+                    }
+                );
+                if let Some(id) = owner {
+                    self.handler_mut(id).hook_not_run();
+                }
+            }
             match owner {
                 Some(id) => self.handler_mut(id).delete(&victim, "disk budget"),
                 None => match self.storage.remove(&victim) {

@@ -31,7 +31,8 @@
 //!   handler when it was closed (`Closed` with `ship`); a `Shipped` line, forced
 //!   to the disk before the next ship command starts, takes a file off it for
 //!   good. Retention never deletes a file on it ([`Storage::take_excess`] stops at
-//!   the first); only the disk budget may, when nothing else is left
+//!   the first), nor one whose `on_close` hook waits or runs (skipped: it still
+//!   counts); only the disk budget may, when nothing else is left
 //!   ([`Storage::take_oldest`]).
 //!
 //! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
@@ -41,7 +42,8 @@
 //! - **Handing a file over**: a closed file with a hook or `ship` is held by a
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
-//!   file's own path is still the regular, read-only file bsc closed.
+//!   file's own path is still the regular, read-only file bsc closed (the same
+//!   inode and size made writable again is made read-only again first).
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
@@ -1042,7 +1044,8 @@ impl Storage {
 
     /// What to hand the `on_close` hook or `ship` command of the closed file
     /// `path`: only while `path` is still the regular, read-only file bsc closed
-    /// (not a link; the same device, inode and size), the path of a hard link
+    /// (not a link; the same device, inode and size; if only made writable
+    /// again, it is made read-only again first), the path of a hard link
     /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
     /// (made when it was closed: what the command reads is that file whatever
     /// happens to `path` since); where no hard link can be made (a capture
@@ -1062,7 +1065,28 @@ impl Storage {
         };
         let (dir, name) =
             dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
-        let now = sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        let mut now =
+            sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
+        if now.is_file() && now.mode & 0o222 != 0 && journaled == Some(now.id) && now.size == bytes
+        {
+            // The file bsc closed, made writable again (a routine `chmod -R
+            // g+w`): read-only again, through the file itself, then looked at
+            // anew. Anything else about it changed is refused below.
+            match make_read_only(&dir, &name, now.id, bytes) {
+                Ok(()) => {
+                    warn!(
+                        "{}: it was made writable again (same file, same size); bsc made it read-only again",
+                        path.display()
+                    );
+                    now = sys::stat_at(&dir, &name)
+                        .map_err(|e| gone_or(e, "it cannot be looked at"))?;
+                }
+                Err(e) => warn!(
+                    "{}: it was made writable again and cannot be made read-only: {e}",
+                    path.display()
+                ),
+            }
+        }
         let why = if now.is_link() {
             "it is a symbolic link now"
         } else if !now.is_file() {
@@ -1175,6 +1199,11 @@ impl Storage {
         k.closed.iter().skip(start).take(most).cloned().collect()
     }
 
+    /// Whether the `on_close` hook of `path` waits or runs (retention spares it).
+    pub fn hook_pending(&self, path: &Path) -> bool {
+        self.unhooked.borrow().contains_key(path)
+    }
+
     /// Notes that the `on_close` hook for `path` started (it is not run again).
     pub fn hook_started(&self, path: &Path) {
         let mut unhooked = self.unhooked.borrow_mut();
@@ -1242,8 +1271,10 @@ impl Storage {
 
     /// The closed files `key` created that must go for `r`, given its open file
     /// (`open_bytes`), oldest first; they are taken off the list. Never a file
-    /// waiting to ship: deletion stops at the oldest one (files ship oldest
-    /// first, so those waiting are the newest).
+    /// waiting to ship (deletion stops at the oldest one: files ship oldest
+    /// first, so those waiting are the newest), nor one whose `on_close` hook
+    /// waits or runs (skipped; it still counts, and goes at a later pass once
+    /// its hook has ended).
     pub fn take_excess(&self, key: &str, open_bytes: Option<u64>, r: &Retention) -> Vec<OwnFile> {
         let mut keys = self.keys.borrow_mut();
         let Some(k) = keys.get_mut(key) else {
@@ -1251,35 +1282,53 @@ impl Storage {
         };
         let n = excess(k.closed.make_contiguous(), open_bytes, r, SystemTime::now());
         let unshipped = self.unshipped.borrow();
+        let unhooked = self.unhooked.borrow();
         let n = k
             .closed
             .iter()
             .take(n)
             .take_while(|f| !unshipped.contains(&f.path))
             .count();
-        k.closed.drain(..n).collect()
+        // Files whose hook waits or runs are skipped, not stopped at: a hook
+        // that never ends holds its own file, not the ones after it.
+        let held = |f: &OwnFile| unhooked.contains_key(&f.path);
+        if k.closed.iter().take(n).all(held) {
+            // Nothing to take (every second, for every handler): no rebuild.
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(k.closed.len());
+        for (i, f) in std::mem::take(&mut k.closed).into_iter().enumerate() {
+            if i < n && !held(&f) {
+                taken.push(f);
+            } else {
+                kept.push_back(f);
+            }
+        }
+        k.closed = kept;
+        taken
     }
 
     /// The oldest closed file bsc created, of any key, taken off its list, with
-    /// its key (for the disk budget). Files waiting to ship are taken only with
-    /// `even_unshipped`, and only when no other file is left.
-    pub fn take_oldest(&self, even_unshipped: bool) -> Option<(String, OwnFile)> {
+    /// its key (for the disk budget). Files waiting to ship or for their
+    /// `on_close` hook (or running it) are taken only with `even_held`, and
+    /// only when no other file is left.
+    pub fn take_oldest(&self, even_held: bool) -> Option<(String, OwnFile)> {
         let mut keys = self.keys.borrow_mut();
         let unshipped = self.unshipped.borrow();
+        let unhooked = self.unhooked.borrow();
+        let held = |p: &PathBuf| unshipped.contains(p) || unhooked.contains_key(p);
         let oldest = |waiting: bool| {
             keys.iter()
                 .filter_map(|(key, k)| {
-                    let i = k
-                        .closed
-                        .iter()
-                        .position(|f| unshipped.contains(&f.path) == waiting)?;
+                    let i = k.closed.iter().position(|f| held(&f.path) == waiting)?;
                     Some((key.clone(), i, k.closed[i].closed_at))
                 })
                 .min_by_key(|(_, _, at)| *at)
         };
         let (key, i, _) = match oldest(false) {
             Some(found) => found,
-            None if even_unshipped => oldest(true)?,
+            None if even_held => oldest(true)?,
             None => return None,
         };
         let f = keys.get_mut(&key)?.closed.remove(i)?;
@@ -1646,6 +1695,20 @@ fn checked(mut e: Entry) -> Entry {
     e
 }
 
+/// Takes the write permissions off the file `name` in `dir`, through an fd
+/// opened on it without following a link, only if that fd is the regular file
+/// `id` of `bytes` bytes (what was there when it was looked at may have been
+/// replaced since).
+fn make_read_only(dir: &OwnedFd, name: &str, id: FileId, bytes: u64) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = sys::open_file_at(dir, name, sys::OpenMode::Read)?;
+    let m = f.metadata()?;
+    if !m.is_file() || (m.dev(), m.ino()) != id || m.len() != bytes {
+        return Err(io::Error::other("it was replaced meanwhile"));
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7555))
+}
+
 /// Whether the hook of `path` is still to run (one running now was started:
 /// it is not run again).
 fn hook_waits(unhooked: &HashMap<PathBuf, Unhooked>, path: &Path) -> bool {
@@ -1900,6 +1963,48 @@ mod tests {
             retry_max_s: 600.0,
             delete_after: false,
         }
+    }
+
+    #[test]
+    fn files_waiting_for_their_hook_are_skipped_by_retention_and_the_budgets_normal_pass() {
+        let root = std::env::temp_dir().join(format!("bsc-hookq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let paths: Vec<PathBuf> = (0..4).map(|i| root.join(format!("{i}.pcap"))).collect();
+        let s = Storage::open(&root);
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, vec![b'x'; 10]).unwrap();
+            opened(&s, "k", p, &root, 0, i as u64 + 1);
+            // The first two wait for their hook.
+            s.finished(p, Span::default(), None, i < 2, None);
+        }
+        let r = Retention {
+            max_files: Some(1),
+            ..Retention::default()
+        };
+        let gone = s.take_excess("k", None, &r);
+        assert_eq!(
+            gone.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            [&paths[2]],
+            "held files are skipped and still counted"
+        );
+        assert_eq!(
+            s.take_oldest(false).unwrap().1.path,
+            paths[3],
+            "the budget takes the newer file first"
+        );
+        assert!(s.take_oldest(false).is_none(), "and spares them too");
+        s.hook_started(&paths[0]);
+        assert!(s.hook_pending(&paths[0]), "a running hook holds its file");
+        s.hook_done(&paths[0]);
+        assert_eq!(s.take_oldest(false).unwrap().1.path, paths[0]);
+        assert_eq!(
+            s.take_oldest(true).unwrap().1.path,
+            paths[1],
+            "when nothing else is left"
+        );
+        drop(s);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -349,3 +349,61 @@ fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
         "once per file: {calls}"
     );
 }
+
+#[test]
+fn the_disk_budget_takes_a_file_waiting_for_its_hook_only_when_nothing_else_is_left_and_says_so() {
+    let dir = TempDir::new("budget-hook");
+    let fs = SmallFs::new(dir.path(), 4);
+    let root = fs.0.join("cap");
+    let port = free_udp_port();
+    // Every hook waits (bounded) while `hold` exists: all closed files are held.
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ni=0\nwhile [ -e '{d}/hold' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\nexit 0\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    assert!(Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
+                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
+    );
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    let tx = sender(port);
+    let payload = vec![1u8; 1000];
+    for i in 0..8000u32 {
+        tx.send(&payload).unwrap();
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    wait_until("all counted", || stats_of(&bsc, port)["packets"] == 8000);
+    let s = stats_of(&bsc, port);
+    assert_eq!(s["write_errors"], 0, "the disk never filled: {s}");
+    let not_run = s["hooks_not_run"].as_u64().unwrap();
+    assert!(not_run > 0, "{s}");
+    assert!(s["files_deleted"].as_u64().unwrap() >= not_run, "{s}");
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    let said = log
+        .iter()
+        .filter(|l| l.contains("disk budget: deleting") && l.contains("although its on_close hook"))
+        .count();
+    assert_eq!(said as u64, not_run, "each one logged: {log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("refused") || l.contains("no record")),
+        "{log:?}"
+    );
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -482,4 +483,233 @@ fn a_failed_upload_says_why_and_a_success_clears_it() {
     assert_eq!(ship["last_error"], Value::Null, "{ship}");
     assert_eq!(ship["last_error_at"], failed_at.as_str(), "{ship}");
     assert!(bsc.stop().success());
+}
+
+/// Whether the log has a line containing `needle`.
+fn logged(bsc: &Bsc, needle: &str) -> bool {
+    !bsc.log_matching(needle).is_empty()
+}
+
+#[test]
+fn retention_spares_a_file_while_its_on_close_hook_waits_or_runs() {
+    let dir = TempDir::new("edges-hook-retention");
+    let root = dir.path().join("cap");
+    let hooked = dir.path().join("hooked");
+    std::fs::create_dir_all(&hooked).unwrap();
+    // Waits (bounded) while `hold` exists, then copies what it is handed.
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"on_close": [hook], "max_files": 2}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    for i in 0..6 {
+        send(&bsc, port, i);
+    }
+    wait_until("six files closed", || {
+        root.join("h-0006.pcap").exists() && stats_of(&bsc, port)["current_file"].is_null()
+    });
+    // Two hooks run, four wait: all six files are kept for them.
+    assert_eq!(pcap_files(&root).len(), 6, "{:?}", pcap_files(&root));
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 0);
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    wait_until("every hook copied its file", || {
+        std::fs::read_dir(&hooked).unwrap().count() == 6
+    });
+    for i in 0..6u64 {
+        let copy = hooked.join(format!("h-{:04}.pcap", i + 1));
+        let (_, _, records) = read_pcap(&copy);
+        assert_eq!(records.len(), 1, "{}", copy.display());
+        assert_eq!(records[0].data, seq_payload(i), "{}", copy.display());
+    }
+    // Once the hooks ended, retention takes what it spared.
+    wait_until("retention down to max_files", || {
+        pcap_files(&root).len() == 2
+    });
+    assert_eq!(
+        pcap_files(&root),
+        [root.join("h-0005.pcap"), root.join("h-0006.pcap")]
+    );
+    wait_until("every hook reaped", || logged(&bsc, "h-0006.pcap: done"));
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    let bad: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains("refused") || l.contains("not run") || l.contains("exit status"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains(": done")).count(),
+        6,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_hook_that_never_ends_holds_only_its_own_file() {
+    let dir = TempDir::new("edges-hook-bound");
+    let root = dir.path().join("cap");
+    // The first file's hook waits (bounded) while `hold` exists; the others end at once.
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\ncase \"$BSC_FILE\" in *h-0001.pcap) while [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done;; esac\nexit 0\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"on_close": [hook], "max_files": 2}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    for i in 0..8 {
+        send(&bsc, port, i);
+    }
+    // max_files, plus the file whose hook still runs.
+    wait_until("the others' hooks done and retention applied", || {
+        pcap_files(&root)
+            == [
+                root.join("h-0001.pcap"),
+                root.join("h-0007.pcap"),
+                root.join("h-0008.pcap"),
+            ]
+    });
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 5);
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    wait_until("the held file goes once its hook ended", || {
+        pcap_files(&root) == [root.join("h-0007.pcap"), root.join("h-0008.pcap")]
+    });
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("edges-chmod");
+    let root = dir.path().join("cap");
+    let central = dir.path().join("central");
+    std::fs::create_dir_all(&central).unwrap();
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!(
+            "d='{d}'\n[ -e \"$d/down\" ] && exit 4\ncp \"$1\" \"$d/central/\" || exit 5\n",
+            d = dir.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("down"), b"").unwrap();
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
+    for i in 0..4 {
+        send(&bsc, port, i);
+    }
+    wait_until("four files waiting", || {
+        ship_of(&bsc, port)["pending_files"] == 4
+    });
+    // A routine permission change on three of them: same files, same content.
+    for n in 1..=3 {
+        let ok = Command::new("chmod")
+            .arg("g+w")
+            .arg(root.join(format!("h-{n:04}.pcap")))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    // The fourth is rewritten in place with other content: not bsc's file any more.
+    let fourth = root.join("h-0004.pcap");
+    std::fs::set_permissions(&fourth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&fourth)
+        .unwrap()
+        .write_all(b"appended")
+        .unwrap();
+    std::fs::remove_file(dir.path().join("down")).unwrap();
+    wait_until("three shipped, one refused", || {
+        let s = ship_of(&bsc, port);
+        s["shipped"] == 3 && s["refused"] == 1 && s["pending_files"] == 0
+    });
+    for n in 1..=3 {
+        let name = format!("h-{n:04}.pcap");
+        assert_eq!(
+            std::fs::read(central.join(&name)).unwrap(),
+            std::fs::read(root.join(&name)).unwrap()
+        );
+        assert_eq!(
+            mode_of(&root.join(&name)) & 0o222,
+            0,
+            "{name} read-only again"
+        );
+    }
+    assert!(!central.join("h-0004.pcap").exists());
+    let ship = ship_of(&bsc, port);
+    let why = ship["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("h-0004.pcap") && why.contains("size changed"),
+        "{ship}"
+    );
+    assert!(ship["last_error_at"].is_string(), "{ship}");
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    let repaired: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains("read-only again"))
+        .collect();
+    assert_eq!(repaired.len(), 3, "one warning each: {log:?}");
+    let refused: Vec<_> = log.iter().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("h-0004.pcap"), "{refused:?}");
+}
+
+#[test]
+fn delete_after_ship_waits_until_the_files_hook_has_ended() {
+    let dir = TempDir::new("edges-hook-ship");
+    let root = dir.path().join("cap");
+    let hooked = dir.path().join("hooked");
+    std::fs::create_dir_all(&hooked).unwrap();
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
+            d = dir.path().display()
+        ),
+    );
+    let ship = script(dir.path(), "ship.sh", "exit 0\n");
+    std::fs::write(dir.path().join("hold"), b"").unwrap();
+    let port = free_udp_port();
+    let cfg = config(
+        &root,
+        port,
+        json!({"on_close": [hook], "ship": [ship], "delete_after_ship": true}),
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    wait_until("both shipped", || ship_of(&bsc, port)["shipped"] == 2);
+    assert_eq!(
+        pcap_files(&root).len(),
+        2,
+        "kept while their hooks wait: {:?}",
+        pcap_files(&root)
+    );
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    wait_until("deleted once their hooks ended", || {
+        pcap_files(&root).is_empty()
+    });
+    for i in 0..2u64 {
+        let (_, _, records) = read_pcap(&hooked.join(format!("h-{:04}.pcap", i + 1)));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].data, seq_payload(i));
+    }
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 2);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert!(!log.iter().any(|l| l.contains("exit status")), "{log:?}");
 }

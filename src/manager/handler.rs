@@ -99,6 +99,8 @@ pub struct HandlerStats {
     pub files_deleted: u64,
     /// Open files deleted or moved behind bsc's back.
     pub files_vanished: u64,
+    /// Closed files the disk budget deleted before their `on_close` hook ended.
+    pub hooks_not_run: u64,
     /// Units and bytes per second over the last [`SERIES_S`] seconds, one slot
     /// per second indexed by second modulo [`SERIES_S`]: allocated once here,
     /// filled by [`HandlerStats::count`] (no allocation per unit), read by
@@ -153,6 +155,7 @@ impl HandlerStats {
             rotations_forced: 0,
             files_deleted: 0,
             files_vanished: 0,
+            hooks_not_run: 0,
             seconds: vec![SecondSlot::EMPTY; SERIES_S as usize].into_boxed_slice(),
             current: (0, 0, 0),
         }
@@ -1190,9 +1193,9 @@ impl Handler {
                 sync(&mut f.file, &self.spec.name);
             }
         }
-        if self.spec.max_age.is_some() {
-            self.enforce_retention();
-        }
+        // Every second, not only at a close: a file retention had to spare
+        // (its hook ran, it shipped) goes once it may, and `max_age` ages.
+        self.enforce_retention();
         let keep = self.pending_peak.max(IDLE_CAPACITY);
         if self.pending.capacity() > keep {
             self.pending.shrink_to(keep);
@@ -1269,6 +1272,11 @@ impl Handler {
     /// has shipped).
     pub(super) fn shipped_one(&mut self) {
         self.enforce_retention();
+    }
+
+    /// Counts a closed file the disk budget deleted before its `on_close` hook ended.
+    pub(super) fn hook_not_run(&mut self) {
+        self.stats.hooks_not_run += 1;
     }
 
     /// Deletes one of this handler's closed files (retention or the disk budget).
