@@ -258,7 +258,7 @@ type Metric = (
     fn(&Handler) -> f64,
 );
 
-const PER_HANDLER: [Metric; 13] = [
+const PER_HANDLER: [Metric; 14] = [
     (
         "bsc_packets_total",
         "counter",
@@ -282,6 +282,12 @@ const PER_HANDLER: [Metric; 13] = [
         "counter",
         "Units received but not written because of write errors.",
         |h| h.stats().records_lost as f64,
+    ),
+    (
+        "bsc_hooks_not_run_total",
+        "counter",
+        "Closed files whose on_close hook never ran: the disk budget deleted them first, or the hook queue was full.",
+        |h| h.stats().hooks_not_run as f64,
     ),
     (
         "bsc_files_opened_total",
