@@ -36,8 +36,13 @@
 //!
 //! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
 //!   0600), refused at start-up and by `bsc check` when another user owns it
-//!   or others may write it ([`check_state_modes`]); one bsc per root holds
-//!   its `lock` ([`lock_root`]).
+//!   or others may write it, or a state file is not a regular file
+//!   ([`check_state_modes`]), and when the root or a folder above it is not
+//!   bsc's or root's or others may write it ([`check_root_trust`]); one bsc
+//!   per root holds its `lock` ([`lock_root`]). While running, bsc works in
+//!   it only through the handle it opened (`Storage::own_dir`): a
+//!   `<root>/.bsc` renamed or replaced is never used; one deleted is made
+//!   again and locked before anything is written in it.
 //! - **Handing a file over**: a closed file with a hook or `ship` is held by a
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
@@ -289,7 +294,7 @@ pub struct Storage {
     /// The line of the last intent ([`Storage::opening`]) while the journal on
     /// disk has it (cleared when the journal is written anew from memory).
     intent: RefCell<Option<String>>,
-    /// bsc's state folder, held open ([`Storage::own_dir`]).
+    /// bsc's state folder, held open (`Storage::own_dir`).
     own: RefCell<Option<OwnDir>>,
     /// Whether `<root>/.bsc` is not the folder held (logged once).
     lost: Cell<bool>,
@@ -686,27 +691,13 @@ impl Storage {
     /// disk, renamed into place (the folder forced too), then appended to. On
     /// success the journal on disk has every entry memory has.
     fn rewrite(&self, lines: &[Entry]) -> io::Result<()> {
-        const TMP: &str = "files.jsonl.tmp";
         let dir = self.own_dir()?.0;
         let result = (|| -> io::Result<File> {
-            match sys::unlink_at(&dir, TMP) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let mut f = sys::open_at(
-                &dir,
-                TMP,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                0o600,
-            )?;
             let mut text = String::new();
             for e in lines {
                 text.push_str(&line_of(e));
             }
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            sys::rename_at(&dir, TMP, JOURNAL)?;
-            File::from(dir.try_clone()?).sync_all()?;
+            replace_at(&dir, JOURNAL, text.as_bytes())?;
             open_journal(&dir)
         })();
         match result {
@@ -719,11 +710,7 @@ impl Storage {
                 *self.intent.borrow_mut() = None;
                 Ok(())
             }
-            Err(e) => {
-                // A partial temporary file must not hold on to the space.
-                let _ = sys::unlink_at(&dir, TMP);
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -963,16 +950,21 @@ impl Storage {
     /// Whether the folder `dir` is bsc's state folder (under any name). The
     /// state folder is looked at anew each time: it may have been deleted and
     /// made again, and its old inode number given to a capture folder.
+    /// The folder bsc holds as its state folder counts too while it exists
+    /// (renamed away, say).
     pub fn is_state_dir(&self, dir: &OwnedFd) -> bool {
-        let Ok(state) = std::fs::metadata(&self.state_dir).map(|m| (m.dev(), m.ino())) else {
+        let named = std::fs::metadata(&self.state_dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        let held = self.own.borrow().as_ref().and_then(|o| {
+            let f = File::from(o.fd.try_clone().ok()?);
+            let m = f.metadata().ok().filter(|m| m.nlink() > 0)?;
+            Some((m.dev(), m.ino()))
+        });
+        let Ok(id) = sys::stat_fd(dir).map(|st| st.id) else {
             return false;
         };
-        // A duplicate descriptor, to `fstat` without taking `dir`.
-        dir.try_clone()
-            .ok()
-            .map(File::from)
-            .and_then(|f| f.metadata().ok())
-            .is_some_and(|m| (m.dev(), m.ino()) == state)
+        Some(id) == named || Some(id) == held
     }
 
     /// bsc's state folder (a new handle to it), and whether it was made anew.
@@ -1033,6 +1025,12 @@ impl Storage {
         *self.own.borrow_mut() = Some(own);
         *self.journal.borrow_mut() = None;
         Ok((fd, held.is_some()))
+    }
+
+    /// Replaces the state file `name` (`handlers.json`) with `bytes`,
+    /// atomically, in bsc's own state folder (see `own_dir`).
+    pub fn replace_state_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        replace_at(&self.own_dir()?.0, name, bytes)
     }
 
     /// Write-ahead: journals that the handler `key` is about to create
@@ -1787,6 +1785,34 @@ fn lock_in(dir: &OwnedFd, path: &Path) -> Result<File, Locked> {
     let pid = format!("{:<23}\n", std::process::id());
     std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0).map_err(cannot)?;
     Ok(f)
+}
+
+/// Writes `bytes` as the file `name` in the folder `dir`: a temporary file
+/// (made anew, 0600, never through a link), forced to the disk, renamed into
+/// place, the folder forced too.
+fn replace_at(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    match sys::unlink_at(dir, &tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let written = (|| {
+        let mut f = sys::open_at(
+            dir,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        sys::rename_at(dir, &tmp, name)?;
+        File::from(dir.try_clone()?).sync_all()
+    })();
+    if written.is_err() {
+        // A partial temporary file must not hold on to the space.
+        let _ = sys::unlink_at(dir, &tmp);
+    }
+    written
 }
 
 /// Opens (or creates, 0600) the journal in the state folder `dir` for reading
