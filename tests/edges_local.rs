@@ -674,3 +674,35 @@ fn a_state_file_that_is_not_a_regular_file_stops_start_up_and_check() {
     let bsc = Bsc::with_config(dir.path(), &cfg);
     assert!(bsc.stop().success());
 }
+
+#[test]
+fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
+    let dir = TempDir::new("edges-taken");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let first = Bsc::with_config(dir.path(), &config(&root, port, json!({})));
+    send(&first, port, 0);
+    std::fs::remove_dir_all(&root).unwrap();
+    // A second bsc starts on the deleted root first and takes it.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let second = Bsc::with_config(&other, &cfg);
+    let lock = std::fs::read_to_string(root.join(".bsc/lock")).unwrap();
+    assert_eq!(lock.trim(), second.pid().to_string());
+    // The first captures on into a file of its own, but writes nothing in the
+    // second one's state folder.
+    send(&first, port, 1);
+    let line = first.wait_log("is no longer bsc's state folder");
+    assert!(line.contains(root.join(".bsc").to_str().unwrap()), "{line}");
+    wait_until("the capture written", || {
+        std::fs::metadata(root.join("h-0002.pcap")).is_ok_and(|m| m.len() > 24)
+    });
+    let lock = std::fs::read_to_string(root.join(".bsc/lock")).unwrap();
+    assert_eq!(lock.trim(), second.pid().to_string());
+    let journal = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap_or_default();
+    assert!(!journal.contains("h-0002"), "{journal}");
+    assert!(first.stop().success());
+    assert!(second.stop().success());
+    assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
+}
