@@ -123,14 +123,21 @@
 //! - a file is only ever appended to after its header is checked and a torn last
 //!   record is cut off; a foreign file is never written;
 //! - bsc only deletes files its journal says it created ([`storage`]);
-//! - **the state folder is bsc's alone**: one bsc per root (an `flock`), and a
-//!   state folder or file that another user owns or others may write stops
-//!   start-up; a journaled `ship` command runs only if the config declares it;
+//! - **the state folder is bsc's alone**: one bsc per root (an `flock`, taken
+//!   again before anything is written in a state folder bsc makes again while
+//!   it runs); a root or a folder above it that another user owns or others may
+//!   write (sticky folders above the root excepted), a state folder or file
+//!   another user owns or others may write, or a state file that is not a
+//!   regular file stops start-up; while running, bsc writes only through the
+//!   handle of the state folder it checked ([`storage::Storage`]'s `own_dir`)
+//!   and never uses a `<root>/.bsc` it did not make; a journaled `ship` command
+//!   runs only if the config declares it;
 //! - **a hook or ship command only ever gets the file bsc closed**: a hard link
-//!   made at the close, in the state folder, handed only while the file's path
-//!   is still that regular, read-only file ([`storage::Storage::hand_over`];
-//!   the same inode and size only made writable again is made read-only
-//!   again, through a descriptor on it, and handed over);
+//!   made at the close, in the state folder (through its handle, in folders
+//!   bsc made 0700 and checked), handed only while the file's path is still
+//!   that regular, read-only file ([`storage::Storage::hand_over`]; the same
+//!   inode and size only made writable again is made read-only again, through
+//!   a descriptor on it, and handed over);
 //!   whatever a command starts in its process group ends with it;
 //! - **a file waiting to ship, or whose `on_close` hook waits or runs, is
 //!   never deleted by retention** (nor by `delete_after_ship` before its hook

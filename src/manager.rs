@@ -183,7 +183,7 @@ impl Manager {
             .filter(|(_, h)| h.spec().origin == Origin::Api)
             .map(|(_, h)| h.spec().to_json())
             .collect();
-        if let Err(e) = state.save(&specs) {
+        if let Err(e) = state.save(&self.storage, &specs) {
             let key = "persist";
             crate::log::limited(
                 key,

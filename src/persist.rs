@@ -1,15 +1,15 @@
 //! Handlers added over the API survive a restart: after every change they are
 //! written to `<root>/.bsc/handlers.json` (atomically: a temporary file, fsync,
-//! rename, fsync of the folder) and restored at start-up after the config file's
-//! handlers. `capture_manager.persist: false` turns this off. A state file that
+//! rename, fsync of the folder; through the handle of bsc's own state folder)
+//! and restored at start-up after the config file's handlers. `capture_manager.persist: false` turns this off. A state file that
 //! cannot be read is moved aside with a warning; bsc starts anyway.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::storage::Storage;
 use crate::warn;
 
 /// The state file.
@@ -73,17 +73,11 @@ impl StateFile {
         }
     }
 
-    /// Replaces the saved handlers, atomically.
-    pub fn save(&self, handlers: &[Map<String, Value>]) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = crate::storage::create_state_file(&tmp)?;
+    /// Replaces the saved handlers, atomically, in bsc's own state folder
+    /// ([`Storage::replace_state_file`]).
+    pub fn save(&self, storage: &Storage, handlers: &[Map<String, Value>]) -> io::Result<()> {
         let body = serde_json::to_vec_pretty(handlers).map_err(io::Error::other)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        File::open(dir)?.sync_all()
+        storage.replace_state_file("handlers.json", &body)
     }
 }
 
@@ -97,12 +91,13 @@ mod tests {
         let root = std::env::temp_dir().join(format!("bsc-persist-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let state = StateFile::new(&root);
+        let storage = Storage::open(&root);
         assert!(state.load().is_empty());
         let h = json!({"name": "a", "conn_type": "udp", "address": ["", 9]})
             .as_object()
             .unwrap()
             .clone();
-        state.save(std::slice::from_ref(&h)).unwrap();
+        state.save(&storage, std::slice::from_ref(&h)).unwrap();
         assert_eq!(state.load(), vec![h]);
         std::fs::write(root.join(".bsc/handlers.json"), b"{ torn").unwrap();
         assert!(state.load().is_empty());

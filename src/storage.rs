@@ -37,8 +37,13 @@
 //!
 //! - The **state folder** `<root>/.bsc` is bsc's alone: made 0700 (its files
 //!   0600), refused at start-up and by `bsc check` when another user owns it
-//!   or others may write it ([`check_state_modes`]); one bsc per root holds
-//!   its `lock` ([`lock_root`]).
+//!   or others may write it, or a state file is not a regular file
+//!   ([`check_state_modes`]), and when the root or a folder above it is not
+//!   bsc's or root's or others may write it ([`check_root_trust`]); one bsc
+//!   per root holds its `lock` ([`lock_root`]). While running, bsc works in
+//!   it only through the handle it opened (`Storage::own_dir`): a
+//!   `<root>/.bsc` renamed or replaced is never used; one deleted is made
+//!   again and locked before anything is written in it.
 //! - **Handing a file over**: a closed file with a hook or `ship` is held by a
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
@@ -62,7 +67,7 @@ use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
 use crate::paths::STATE_DIR;
 use crate::pcap::FileId;
-use crate::{info, sys, warn};
+use crate::{error, info, sys, warn};
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,7 +296,24 @@ pub struct Storage {
     /// The line of the last intent ([`Storage::opening`]) while the journal on
     /// disk has it (cleared when the journal is written anew from memory).
     intent: RefCell<Option<String>>,
+    /// bsc's state folder, held open (`Storage::own_dir`).
+    own: RefCell<Option<OwnDir>>,
+    /// Whether `<root>/.bsc` is not the folder held (logged once).
+    lost: Cell<bool>,
 }
+
+/// bsc's state folder as it holds it: an open handle and its identity, and the
+/// lock taken in it if bsc made it again while it ran (the lock of the folder
+/// found at start-up is held by the event loop).
+#[derive(Debug)]
+struct OwnDir {
+    fd: OwnedFd,
+    id: (u64, u64),
+    _lock: Option<File>,
+}
+
+/// The journal's name in the state folder.
+const JOURNAL: &str = "files.jsonl";
 
 /// A closed file waiting for its `on_close` hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -351,6 +373,19 @@ impl Storage {
             appended: Cell::new(0),
             compacted_lines: Cell::new(0),
             intent: RefCell::new(None),
+            own: RefCell::new(
+                sys::open_dir_beneath(root, &[STATE_DIR], false)
+                    .and_then(|fd| {
+                        let id = sys::stat_fd(&fd)?.id;
+                        Ok(OwnDir {
+                            fd,
+                            id,
+                            _lock: None,
+                        })
+                    })
+                    .ok(),
+            ),
+            lost: Cell::new(false),
         };
         let mut found = false;
         match read_state_file(&storage.journal_path) {
@@ -658,23 +693,14 @@ impl Storage {
     /// disk, renamed into place (the folder forced too), then appended to. On
     /// success the journal on disk has every entry memory has.
     fn rewrite(&self, lines: &[Entry]) -> io::Result<()> {
-        let dir = self.journal_path.parent().unwrap_or(Path::new("."));
-        let tmp = self.journal_path.with_extension("jsonl.tmp");
+        let dir = self.own_dir()?.0;
         let result = (|| -> io::Result<File> {
-            make_state_dir(dir)?;
-            let mut f = create_state_file(&tmp)?;
             let mut text = String::new();
             for e in lines {
                 text.push_str(&line_of(e));
             }
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.journal_path)?;
-            File::open(dir)?.sync_all()?;
-            OpenOptions::new()
-                .append(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&self.journal_path)
+            replace_at(&dir, JOURNAL, text.as_bytes())?;
+            open_journal(&dir)
         })();
         match result {
             Ok(f) => {
@@ -686,11 +712,7 @@ impl Storage {
                 *self.intent.borrow_mut() = None;
                 Ok(())
             }
-            Err(e) => {
-                // A partial temporary file must not hold on to the space.
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -731,14 +753,22 @@ impl Storage {
             self.catch_up();
             return;
         }
-        // Deleted behind bsc's back (the whole root, say): write it anew from
-        // what is known, then go on.
+        // The state folder made again (deleted, the whole root say, behind
+        // bsc's back), or the journal alone deleted: write it anew from what
+        // is known, then go on.
+        let dir = match self.own_dir() {
+            Ok((dir, made)) => (!made).then_some(dir),
+            Err(err) => {
+                self.fall_behind(&format!("no state folder to write it in: {err}"));
+                return;
+            }
+        };
         let deleted = self
             .journal
             .borrow()
             .as_ref()
             .is_some_and(|f| f.metadata().map_or(true, |m| m.nlink() == 0));
-        if deleted {
+        let Some(dir) = dir.filter(|_| !deleted) else {
             warn!(
                 "{} was deleted while bsc ran; writing it anew",
                 self.journal_path.display()
@@ -748,24 +778,14 @@ impl Storage {
                 self.fall_behind("cannot write it anew");
             }
             return;
-        }
+        };
         // A journal opened here may end in a torn line (a crash while
         // appending): it is ended first, so this line is not glued to it (the
         // reader skips the torn one alone). Lines this run appends are whole:
         // a failed append is cut back.
         let mut torn = false;
         if self.journal.borrow().is_none() {
-            let dir = self.journal_path.parent().unwrap_or(Path::new("."));
-            let opened = make_state_dir(dir).and_then(|()| {
-                OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .create(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&self.journal_path)
-            });
-            match opened {
+            match open_journal(&dir) {
                 Ok(f) => {
                     torn = ends_in_torn_line(&f);
                     *self.journal.borrow_mut() = Some(f);
@@ -932,16 +952,87 @@ impl Storage {
     /// Whether the folder `dir` is bsc's state folder (under any name). The
     /// state folder is looked at anew each time: it may have been deleted and
     /// made again, and its old inode number given to a capture folder.
+    /// The folder bsc holds as its state folder counts too while it exists
+    /// (renamed away, say).
     pub fn is_state_dir(&self, dir: &OwnedFd) -> bool {
-        let Ok(state) = std::fs::metadata(&self.state_dir).map(|m| (m.dev(), m.ino())) else {
+        let named = std::fs::metadata(&self.state_dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        let held = self.own.borrow().as_ref().and_then(|o| {
+            let f = File::from(o.fd.try_clone().ok()?);
+            let m = f.metadata().ok().filter(|m| m.nlink() > 0)?;
+            Some((m.dev(), m.ino()))
+        });
+        let Ok(id) = sys::stat_fd(dir).map(|st| st.id) else {
             return false;
         };
-        // A duplicate descriptor, to `fstat` without taking `dir`.
-        dir.try_clone()
+        Some(id) == named || Some(id) == held
+    }
+
+    /// bsc's state folder (a new handle to it), and whether it was made anew.
+    /// It is the folder held open since start-up while `<root>/.bsc` is still
+    /// that folder. When it is not (renamed, replaced or deleted behind bsc's
+    /// back: logged once as an error): where nothing is at `<root>/.bsc`, bsc
+    /// makes its own again (0700; the root 0750 if it is gone too) and takes
+    /// the lock in it before anything is written there (another bsc holding
+    /// it: an error, and nothing is written there until it can); where a
+    /// folder bsc did not make is, it is never used, and bsc goes on with the
+    /// one it holds (renamed: still usable by its handle; deleted: nothing can
+    /// be written, the journal is behind until `<root>/.bsc` can be made again).
+    fn own_dir(&self) -> io::Result<(OwnedFd, bool)> {
+        let now = std::fs::symlink_metadata(&self.state_dir)
             .ok()
-            .map(File::from)
-            .and_then(|f| f.metadata().ok())
-            .is_some_and(|m| (m.dev(), m.ino()) == state)
+            .map(|m| (m.dev(), m.ino()));
+        let held = self.own.borrow().as_ref().map(|o| o.id);
+        if now.is_some() && now == held {
+            self.lost.set(false);
+            let own = self.own.borrow();
+            let fd = own.as_ref().map(|o| o.fd.try_clone());
+            return Ok((
+                fd.unwrap_or_else(|| Err(io::Error::other("no state folder")))?,
+                false,
+            ));
+        }
+        if now.is_some() && held.is_some() {
+            if !self.lost.replace(true) {
+                error!(
+                    "{} is no longer bsc's state folder (renamed or replaced while bsc ran): bsc never uses a state folder it did not make; it goes on with its own, and hands no file to a hook or ship command by a path through the one there now; restart bsc to have it check and take the folder there",
+                    self.state_dir.display()
+                );
+            }
+            let own = self.own.borrow();
+            let fd = own.as_ref().map(|o| o.fd.try_clone());
+            return Ok((
+                fd.unwrap_or_else(|| Err(io::Error::other("no state folder")))?,
+                false,
+            ));
+        }
+        let made = make_own(&self.root);
+        match &made {
+            Ok(_) if held.is_some() => {
+                error!(
+                    "{} was deleted while bsc ran: made again (0700) and locked; the journal is written anew from memory",
+                    self.state_dir.display()
+                );
+            }
+            Err(e) if !self.lost.replace(true) => error!(
+                "{} was deleted or replaced while bsc ran and cannot be made again: {e}; capture goes on, the journal is behind until it can",
+                self.state_dir.display()
+            ),
+            _ => {}
+        }
+        let own = made?;
+        self.lost.set(false);
+        let fd = own.fd.try_clone()?;
+        *self.own.borrow_mut() = Some(own);
+        *self.journal.borrow_mut() = None;
+        Ok((fd, held.is_some()))
+    }
+
+    /// Replaces the state file `name` (`handlers.json`) with `bytes`,
+    /// atomically, in bsc's own state folder (see `own_dir`).
+    pub fn replace_state_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        replace_at(&self.own_dir()?.0, name, bytes)
     }
 
     /// Write-ahead: journals that the handler `key` is about to create
@@ -1104,24 +1195,32 @@ impl Storage {
             // Linked (again: it may be there already) and checked once more:
             // what is linked is the file `id`, or it was replaced in between.
             let sub = pin_dir_name(id);
-            let linked =
-                sys::open_dir_beneath(&self.state_dir, &[OUTGOING, &sub], true).and_then(|out| {
+            // In bsc's own state folder, by its handle, in folders bsc made
+            // 0700 and checked: what no one else can write.
+            let linked = self.own_dir().and_then(|(state, _)| {
+                if self.lost.get() {
+                    return Err(io::Error::other("bsc's state folder was replaced"));
+                }
+                let out = private_subdir(&state, OUTGOING)?;
+                let out = private_subdir(&out, &sub)?;
+                {
                     match sys::link_at(&dir, &name, &out, &name) {
                         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                         _ => {}
                     }
                     Ok(sys::stat_at(&out, &name)?.id == id)
-                });
+                }
+            });
             return match linked {
                 Ok(true) => Ok(self.state_dir.join(OUTGOING).join(sub).join(name)),
                 Ok(false) => {
-                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    self.unpin(&sub, &name);
                     Err(Replaced("it was replaced while bsc linked it"))
                 }
                 // No hard link across file systems (or to a file bsc did not
                 // create, with protected_hardlinks): the path just checked.
                 Err(_) => {
-                    unpin_dir(&self.state_dir.join(OUTGOING).join(sub));
+                    self.unpin(&sub, &name);
                     Ok(path.to_path_buf())
                 }
             };
@@ -1136,7 +1235,26 @@ impl Storage {
         if self.is_unshipped(path) || self.unhooked.borrow().contains_key(path) {
             return;
         }
-        unpin_dir(&self.state_dir.join(OUTGOING).join(pin_dir_name(id)));
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            self.unpin(&pin_dir_name(id), name);
+        }
+    }
+
+    /// Removes the link `name` and its folder `sub` from [`OUTGOING`], in
+    /// bsc's own state folder (by its handle).
+    fn unpin(&self, sub: &str, name: &str) {
+        let Ok((state, _)) = self.own_dir() else {
+            return;
+        };
+        let Ok(out) = sys::open_subdir(&state, OUTGOING, None) else {
+            return;
+        };
+        if let Ok(d) = sys::open_subdir(&out, sub, None) {
+            let _ = sys::unlink_at(&d, name);
+        }
+        if sys::remove_dir_at(&out, sub).is_err() {
+            let _ = sys::unlink_at(&out, sub);
+        }
     }
 
     /// At start-up: removes every link in [`OUTGOING`] (an earlier run's, of
@@ -1467,6 +1585,7 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
         )
     };
     let state = root.join(STATE_DIR);
+    check_root_trust(root)?;
     check_state_modes(&state)?;
     if !create {
         let mut dir = root;
@@ -1481,12 +1600,83 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
             state.display()
         ));
     }
-    std::fs::create_dir_all(root).map_err(|e| fail(root, e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(root)
+            .map_err(|e| fail(root, e))?;
+    }
+    check_root_trust(root)?;
     make_state_dir(&state).map_err(|e| fail(&state, e))?;
     let probe = state.join(format!(".write-test-{}", std::process::id()));
     create_state_file(&probe).map_err(|e| fail(&probe, e))?;
     std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
     sys::can_write_dir(root).map_err(|e| fail(root, e))
+}
+
+/// Refuses a root that another user could rename things in, as OpenSSH's
+/// StrictModes does: the root (or, not made yet, the nearest folder above it
+/// that exists) and every folder above it must be owned by root or bsc's
+/// effective user and not writable by group or others; a folder above the
+/// root with the sticky bit (`/tmp`, 1777) is fine, since there others cannot
+/// rename or delete what they do not own. Whoever could rename `<root>/.bsc`
+/// could put their own state folder in its place. One line names the folder
+/// and the fix.
+pub fn check_root_trust(root: &Path) -> Result<(), String> {
+    let mut dir = root;
+    while std::fs::symlink_metadata(dir).is_err() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => return Ok(()),
+        }
+    }
+    let real = std::fs::canonicalize(dir).map_err(|e| {
+        format!(
+            "root_log_directory {}: cannot resolve {}: {e}",
+            root.display(),
+            dir.display()
+        )
+    })?;
+    let euid = sys::effective_uid();
+    // The root itself may not be sticky; a folder above it may.
+    let mut first = dir == root;
+    for d in real.ancestors() {
+        let m = std::fs::metadata(d).map_err(|e| {
+            format!(
+                "root_log_directory {}: cannot look at {}: {e}",
+                root.display(),
+                d.display()
+            )
+        })?;
+        let sticky = !first && m.mode() & 0o1000 != 0;
+        let fix = if m.uid() != euid && m.uid() != 0 {
+            Some((
+                format!("is owned by uid {}", m.uid()),
+                format!("chown {euid} {}", d.display()),
+            ))
+        } else if m.mode() & 0o022 != 0 && !sticky {
+            Some((
+                format!(
+                    "may be written by group or others (mode {:o})",
+                    m.mode() & 0o7777
+                ),
+                format!("chmod go-w {}", d.display()),
+            ))
+        } else {
+            None
+        };
+        if let Some((why, fix)) = fix {
+            return Err(format!(
+                "root_log_directory {}: the folder {} {why}: whoever can write it can replace bsc's state folder and have bsc hand them files; `{fix}`, or choose another root",
+                root.display(),
+                d.display()
+            ));
+        }
+        first = false;
+    }
+    Ok(())
 }
 
 /// The files of the state folder that [`check_state_modes`] looks at.
@@ -1532,12 +1722,22 @@ pub fn check_state_modes(state: &Path) -> Result<(), String> {
     check(state, &m)?;
     for name in STATE_FILES {
         let path = state.join(name);
-        if let Some(m) = std::fs::symlink_metadata(&path)
-            .ok()
-            .filter(|m| m.is_file())
-        {
-            check(&path, &m)?;
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !m.is_file() {
+            let kind = match m.file_type() {
+                t if t.is_symlink() => "a symbolic link",
+                t if t.is_dir() => "a folder",
+                _ => "a FIFO, socket or device",
+            };
+            return Err(format!(
+                "bsc's state file {} is {kind}, not a regular file: remove it (`rm -r {}`); bsc makes it again",
+                path.display(),
+                path.display()
+            ));
         }
+        check(&path, &m)?;
     }
     Ok(())
 }
@@ -1561,29 +1761,121 @@ pub fn make_state_dir(state: &Path) -> io::Result<()> {
 /// it is never stale) and writes bsc's pid in it. Another bsc holding it: an
 /// error naming its pid. The file must stay open as long as bsc runs.
 pub fn lock_root(root: &Path) -> Result<File, String> {
-    let path = root.join(STATE_DIR).join(LOCK_FILE);
-    let cannot = |e: io::Error| format!("cannot lock {}: {e}", path.display());
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(cannot)?;
+    let state = root.join(STATE_DIR);
+    let dir = sys::open_dir_beneath(root, &[STATE_DIR], false)
+        .map_err(|e| format!("cannot open {}: {e}", state.display()))?;
+    lock_in(&dir, &state.join(LOCK_FILE)).map_err(|e| match e {
+        Locked::By(pid) => format!(
+            "another bsc (pid {pid}) is running on root {}: one bsc per root; stop it first, or give this one another root_log_directory",
+            root.display()
+        ),
+        Locked::Failed(e) => e,
+    })
+}
+
+/// Makes (or opens) `<root>/.bsc` (0700; the root 0750 if it is gone), checks
+/// it is bsc's (owner, mode) and takes the lock in it, pid written.
+fn make_own(root: &Path) -> io::Result<OwnDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(root)?;
+    let base: OwnedFd = File::open(root)?.into();
+    let fd = sys::open_subdir(&base, STATE_DIR, Some(0o700))?;
+    let st = sys::stat_fd(&fd)?;
+    let euid = sys::effective_uid();
+    if (st.uid != euid && st.uid != 0) || st.mode & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{} is not bsc's (owned by uid {}, mode {:o})",
+            root.join(STATE_DIR).display(),
+            st.uid,
+            st.mode & 0o7777
+        )));
+    }
+    let lock = lock_in(&fd, &root.join(STATE_DIR).join(LOCK_FILE)).map_err(|e| {
+        io::Error::other(match e {
+            Locked::By(pid) => format!("another bsc (pid {pid}) holds its lock"),
+            Locked::Failed(e) => e,
+        })
+    })?;
+    Ok(OwnDir {
+        fd,
+        id: st.id,
+        _lock: Some(lock),
+    })
+}
+
+/// Why [`lock_in`] failed.
+enum Locked {
+    /// Another bsc holds the lock (its pid as written in the file).
+    By(String),
+    Failed(String),
+}
+
+/// Takes the lock file of the state folder `dir` (`path` for messages): `flock`,
+/// bsc's pid written in it.
+fn lock_in(dir: &OwnedFd, path: &Path) -> Result<File, Locked> {
+    let cannot = |e: io::Error| Locked::Failed(format!("cannot lock {}: {e}", path.display()));
+    let f = sys::open_at(dir, LOCK_FILE, libc::O_RDWR | libc::O_CREAT, 0o600).map_err(cannot)?;
+    if !sys::stat_fd(&f).map_err(cannot)?.is_file() {
+        return Err(Locked::Failed(format!(
+            "{} is not a regular file; remove it",
+            path.display()
+        )));
+    }
     if !sys::try_lock_exclusive(&f).map_err(cannot)? {
         let mut buf = [0u8; 24];
         let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0).unwrap_or(0);
         let pid = std::str::from_utf8(&buf[..n]).unwrap_or("?").trim();
-        return Err(format!(
-            "another bsc (pid {pid}) is running on root {}: one bsc per root; stop it first, or give this one another root_log_directory",
-            root.display()
-        ));
+        return Err(Locked::By(pid.to_string()));
     }
     // Padded: a shorter pid overwrites a longer one whole.
     let pid = format!("{:<23}\n", std::process::id());
     std::os::unix::fs::FileExt::write_all_at(&f, pid.as_bytes(), 0).map_err(cannot)?;
+    Ok(f)
+}
+
+/// Writes `bytes` as the file `name` in the folder `dir`: a temporary file
+/// (made anew, 0600, never through a link), forced to the disk, renamed into
+/// place, the folder forced too.
+fn replace_at(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    match sys::unlink_at(dir, &tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let written = (|| {
+        let mut f = sys::open_at(
+            dir,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        sys::rename_at(dir, &tmp, name)?;
+        File::from(dir.try_clone()?).sync_all()
+    })();
+    if written.is_err() {
+        // A partial temporary file must not hold on to the space.
+        let _ = sys::unlink_at(dir, &tmp);
+    }
+    written
+}
+
+/// Opens (or creates, 0600) the journal in the state folder `dir` for reading
+/// and appending: a regular file only.
+fn open_journal(dir: &OwnedFd) -> io::Result<File> {
+    let f = sys::open_at(
+        dir,
+        JOURNAL,
+        libc::O_RDWR | libc::O_APPEND | libc::O_CREAT,
+        0o600,
+    )?;
+    if !sys::stat_fd(&f)?.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
     Ok(f)
 }
 
@@ -1609,8 +1901,11 @@ pub fn create_state_file(path: &Path) -> io::Result<File> {
 pub fn read_state_file(path: &Path) -> io::Result<Vec<u8>> {
     let mut f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut f, &mut bytes)?;
     Ok(bytes)
@@ -1718,7 +2013,8 @@ fn hook_waits(unhooked: &HashMap<PathBuf, Unhooked>, path: &Path) -> bool {
 /// Removes a folder of [`OUTGOING`] and the link in it (a link or file in its
 /// place: that itself, never what it points to).
 fn unpin_dir(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    if let Ok(entries) = std::fs::read_dir(dir).map(|e| e.filter(|_| is_dir)) {
         for e in entries.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
@@ -1726,6 +2022,17 @@ fn unpin_dir(dir: &Path) {
     if std::fs::remove_dir(dir).is_err() {
         let _ = std::fs::remove_file(dir);
     }
+}
+
+/// Opens the folder `name` in `dir`, made 0700 if missing, and checks it is
+/// bsc's: owned by its effective user, written by no one else.
+fn private_subdir(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let fd = sys::open_subdir(dir, name, Some(0o700))?;
+    let st = sys::stat_fd(&fd)?;
+    if st.uid != sys::effective_uid() || st.mode & 0o022 != 0 {
+        return Err(io::Error::other(format!("{name} is not bsc's")));
+    }
+    Ok(fd)
 }
 
 /// The folder in [`OUTGOING`] of the link of the file `id`.

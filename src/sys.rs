@@ -963,6 +963,82 @@ pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// Opens `name` in the folder `dir` with `flags` (`O_NOFOLLOW`, `O_NONBLOCK` and
+/// `O_CLOEXEC` added: never through a symlink, never blocking on a FIFO) and,
+/// with `O_CREAT`, `mode`.
+pub fn open_at(
+    dir: &OwnedFd,
+    name: &str,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<std::fs::File> {
+    let c = cstring(name)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated; the mode argument
+    // is read only with O_CREAT.
+    let raw = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new fd that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(raw) })
+}
+
+/// Opens the folder `name` in the folder `dir` (never through a symlink),
+/// first making it with `mode` if `create` is set and it does not exist.
+pub fn open_subdir(dir: &OwnedFd, name: &str, create: Option<u32>) -> io::Result<OwnedFd> {
+    let c = cstring(name)?;
+    if let Some(mode) = create {
+        // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated.
+        let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) };
+        if rc != 0 && io::Error::last_os_error().kind() != io::ErrorKind::AlreadyExists {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let f = open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    Ok(f.into())
+}
+
+/// Renames `from` to `to`, both in the folder `dir`.
+pub fn rename_at(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    let (a, b) = (cstring(from)?, cstring(to)?);
+    // SAFETY: `dir` is an open folder fd; both names are NUL-terminated.
+    let rc = unsafe { libc::renameat(dir.as_raw_fd(), a.as_ptr(), dir.as_raw_fd(), b.as_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// [`EntryStat`] of an open file or folder (`fstat`).
+pub fn stat_fd(fd: &impl AsRawFd) -> io::Result<EntryStat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open and `st` is a buffer of the size fstat fills.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)]
+    Ok(EntryStat {
+        id: (st.st_dev as u64, st.st_ino as u64),
+        size: st.st_size as u64,
+        mode: st.st_mode as u32,
+        uid: st.st_uid as u32,
+    })
+}
+
+/// Removes the empty folder `name` from the folder `dir` (`unlinkat` with
+/// `AT_REMOVEDIR`: a symlink there is not a folder and stays).
+pub fn remove_dir_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: `dir` is an open folder fd; `c` is NUL-terminated.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

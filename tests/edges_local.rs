@@ -713,3 +713,226 @@ fn delete_after_ship_waits_until_the_files_hook_has_ended() {
     assert!(status.success());
     assert!(!log.iter().any(|l| l.contains("exit status")), "{log:?}");
 }
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_root_or_a_folder_above_it_others_could_write_stops_start_up_and_check() {
+    let dir = TempDir::new("edges-root");
+    let root = dir.path().join("cap");
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let path = write_config(dir.path(), &cfg);
+    // A root bsc makes is 0750; /tmp (1777, sticky) above it is fine.
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert!(bsc.stop().success());
+    assert_eq!(mode_of(&root), 0o750);
+    assert_eq!(check(dir.path(), &path).0, 0);
+    let cases: [(&Path, u32, bool, String); 3] = [
+        (&root, 0o777, false, format!("`chmod go-w {}`", root.display())),
+        (&root, 0o750, true, format!("is owned by uid 65534: whoever can write it can replace bsc's state folder and have bsc hand them files; `chown 0 {}`", root.display())),
+        (dir.path(), 0o777, false, format!("the folder {} may be written by group or others (mode 777)", dir.path().display())),
+    ];
+    for (folder, mode, nobody, says) in cases {
+        set_mode(folder, mode);
+        if nobody {
+            chown_nobody(folder);
+        }
+        let (code, text) = check(dir.path(), &path);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(&says), "{says}: {text}");
+        let (code, log) = start_fails(dir.path(), &cfg);
+        assert_eq!(code, 2, "{log:?}");
+        assert_eq!(
+            log.iter().filter(|l| l.contains(&says)).count(),
+            1,
+            "{says}: {log:?}"
+        );
+        Command::new("chown")
+            .args(["0", folder.to_str().unwrap()])
+            .status()
+            .unwrap();
+        set_mode(folder, if folder == root { 0o750 } else { 0o755 });
+    }
+    // A sticky folder above the root is fine.
+    set_mode(dir.path(), 0o1777);
+    assert_eq!(check(dir.path(), &path).0, 0);
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert!(bsc.stop().success());
+    set_mode(dir.path(), 0o755);
+}
+
+#[test]
+fn a_state_folder_renamed_away_and_replaced_is_never_used() {
+    let dir = TempDir::new("edges-swap");
+    let root = dir.path().join("cap");
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!("echo \"$1\" >> '{}/handed.log'\n", dir.path().display()),
+    );
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"ship": [ship]}));
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("shipped", || ship_of(&bsc, port)["shipped"] == 1);
+    // Someone renames bsc's state folder away and puts another in its place.
+    let state = root.join(".bsc");
+    let moved = root.join(".bsc-moved");
+    std::fs::rename(&state, &moved).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    set_mode(&state, 0o700);
+    send(&bsc, port, 1);
+    wait_until("shipped again", || ship_of(&bsc, port)["shipped"] == 2);
+    // Nothing was made or handed through the folder bsc did not make; its
+    // own (renamed) went on with the journal.
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "bsc wrote in a folder it did not make"
+    );
+    let handed = std::fs::read_to_string(dir.path().join("handed.log")).unwrap();
+    let last = handed.lines().last().unwrap();
+    assert_eq!(last, root.join("h-0002.pcap").to_str().unwrap(), "{handed}");
+    let journal = std::fs::read_to_string(moved.join("files.jsonl")).unwrap();
+    assert!(journal.contains("h-0002.pcap"), "{journal}");
+    let line = bsc.wait_log("is no longer bsc's state folder");
+    assert!(line.contains(state.to_str().unwrap()), "{line}");
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("is no longer bsc's state folder"))
+            .count(),
+        1,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_root_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_take_it() {
+    let dir = TempDir::new("edges-relock");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({}));
+    let first = Bsc::with_config(dir.path(), &cfg);
+    send(&first, port, 0);
+    std::fs::remove_dir_all(&root).unwrap();
+    send(&first, port, 1);
+    wait_until("the state folder made again", || {
+        root.join(".bsc/files.jsonl").exists()
+    });
+    let mut second = Bsc::spawn(
+        &[
+            "--config",
+            write_config(dir.path(), &{
+                let mut c = config(&root, free_udp_port(), json!({}));
+                c["capture_manager"]["manager_server"] =
+                    json!({"host": "127.0.0.1", "port": free_tcp_port()});
+                c
+            })
+            .to_str()
+            .unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
+    let code = second.wait_exit().code();
+    let log = second.log();
+    assert_eq!(code, Some(2), "{log:?}");
+    let needle = format!("another bsc (pid {}) is running on root", first.pid());
+    assert!(log.iter().any(|l| l.contains(&needle)), "{log:?}");
+    first.wait_log("was deleted while bsc ran: made again (0700) and locked");
+    assert_eq!(mode_of(&root.join(".bsc")), 0o700);
+    let lock = std::fs::read_to_string(root.join(".bsc/lock")).unwrap();
+    assert_eq!(lock.trim(), first.pid().to_string());
+    // The first one's open file is still its own: it goes on writing it.
+    send(&first, port, 2);
+    assert!(first.stop().success());
+}
+
+#[test]
+fn a_state_file_that_is_not_a_regular_file_stops_start_up_and_check() {
+    let dir = TempDir::new("edges-fifo");
+    let root = dir.path().join("cap");
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let path = write_config(dir.path(), &cfg);
+    let state = root.join(".bsc");
+    std::fs::create_dir_all(&state).unwrap();
+    set_mode(&state, 0o700);
+    for (name, fifo, says) in [
+        (
+            "files.jsonl",
+            true,
+            "is a FIFO, socket or device, not a regular file",
+        ),
+        ("handlers.json", false, "is a folder, not a regular file"),
+        (
+            "lock",
+            true,
+            "is a FIFO, socket or device, not a regular file",
+        ),
+    ] {
+        let file = state.join(name);
+        if fifo {
+            assert!(Command::new("mkfifo")
+                .arg(&file)
+                .status()
+                .unwrap()
+                .success());
+        } else {
+            std::fs::create_dir(&file).unwrap();
+        }
+        let says = format!("{} {says}: remove it", file.display());
+        let (code, text) = check(dir.path(), &path);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(&says), "{says}: {text}");
+        let (code, log) = start_fails(dir.path(), &cfg);
+        assert_eq!(code, 2, "{log:?}");
+        assert_eq!(
+            log.iter().filter(|l| l.contains(&says)).count(),
+            1,
+            "{says}: {log:?}"
+        );
+        if fifo {
+            std::fs::remove_file(&file).unwrap();
+        } else {
+            std::fs::remove_dir(&file).unwrap();
+        }
+    }
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
+    let dir = TempDir::new("edges-taken");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let first = Bsc::with_config(dir.path(), &config(&root, port, json!({})));
+    send(&first, port, 0);
+    std::fs::remove_dir_all(&root).unwrap();
+    // A second bsc starts on the deleted root first and takes it.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let second = Bsc::with_config(&other, &cfg);
+    let lock = std::fs::read_to_string(root.join(".bsc/lock")).unwrap();
+    assert_eq!(lock.trim(), second.pid().to_string());
+    // The first captures on into a file of its own, but writes nothing in the
+    // second one's state folder.
+    send(&first, port, 1);
+    let line = first.wait_log("is no longer bsc's state folder");
+    assert!(line.contains(root.join(".bsc").to_str().unwrap()), "{line}");
+    wait_until("the capture written", || {
+        std::fs::metadata(root.join("h-0002.pcap")).is_ok_and(|m| m.len() > 24)
+    });
+    let lock = std::fs::read_to_string(root.join(".bsc/lock")).unwrap();
+    assert_eq!(lock.trim(), second.pid().to_string());
+    let journal = std::fs::read_to_string(root.join(".bsc/files.jsonl")).unwrap_or_default();
+    assert!(!journal.contains("h-0002"), "{journal}");
+    assert!(first.stop().success());
+    assert!(second.stop().success());
+    assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
+}

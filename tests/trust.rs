@@ -1309,7 +1309,6 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
     for (link, target) in [
         ("files.jsonl.tmp", "p1.txt"),
         ("handlers.json.tmp", "p2.txt"),
-        ("files.jsonl", "p3.txt"),
     ] {
         std::fs::write(out.join(target), b"PRECIOUS").unwrap();
         std::os::unix::fs::symlink(out.join(target), root.join(".bsc").join(link)).unwrap();
@@ -1320,6 +1319,21 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
     assert_eq!(status, 201);
     send_and_wait(&bsc, port, b"x", 1);
     assert!(bsc.stop().success());
+    // A link in place of a state file itself stops start-up (and is left alone).
+    std::fs::write(out.join("p3.txt"), b"PRECIOUS").unwrap();
+    let journal = root.join(".bsc/files.jsonl");
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink(out.join("p3.txt"), &journal).unwrap();
+    let cfg = write_config(dir.path(), &config(&root, vec![]));
+    let mut bsc = Bsc::spawn(&["--config", cfg.to_str().unwrap()], dir.path(), &[]);
+    assert_eq!(bsc.wait_exit().code(), Some(2), "{:?}", bsc.log());
+    assert!(
+        bsc.log()
+            .iter()
+            .any(|l| l.contains("files.jsonl is a symbolic link, not a regular file")),
+        "{:?}",
+        bsc.log()
+    );
     for target in ["p1.txt", "p2.txt", "p3.txt"] {
         assert_eq!(
             std::fs::read(out.join(target)).unwrap(),
