@@ -613,10 +613,10 @@ mod tests {
     #[test]
     fn every_family_is_written_once_the_process_last() {
         let all = families();
-        assert_eq!(all.len(), 13 + 6 + 7 + 1);
+        assert_eq!(all.len(), 14 + 6 + 7 + 1);
         assert!(matches!(all[0], Family::Handler(("bsc_packets_total", ..))));
-        assert!(matches!(all[13], Family::Up));
-        assert!(matches!(all[14], Family::Ship));
+        assert!(matches!(all[14], Family::Up));
+        assert!(matches!(all[15], Family::Ship));
         assert!(matches!(all[all.len() - 1], Family::Process));
     }
 }

@@ -353,6 +353,19 @@ pub fn read_pcap(path: &Path) -> (u32, u32, Vec<Record>) {
     (h.datalink.into(), h.snaplen, out)
 }
 
+/// The first record of a file, if it has a whole header and a whole first
+/// record yet (a file a `kill -9` caught being created or written may not).
+pub fn first_record(path: &Path) -> Option<Record> {
+    let mut r = PcapReader::new(File::open(path).ok()?).ok()?;
+    let p = r.next_packet()?.ok()?;
+    Some(Record {
+        ts_us: p.timestamp.as_micros() as u64,
+        ts_ns: p.timestamp.as_nanos() as u64,
+        orig_len: p.orig_len,
+        data: p.data.into_owned(),
+    })
+}
+
 /// Records in a file, or 0 if it does not exist or is not readable yet.
 pub fn count_records(path: &Path) -> usize {
     let Ok(f) = File::open(path) else { return 0 };
