@@ -168,7 +168,8 @@ impl EntryStat {
 pub fn stat_at(dir: &OwnedFd, name: &str) -> io::Result<EntryStat> {
     let c = cstring(name)?;
     let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: as in `identity_at`.
+    // SAFETY: `dir` is an open folder fd, `c` is NUL-terminated and `st` is a
+    // buffer of the size fstatat fills.
     let rc = unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -630,26 +631,7 @@ pub fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
 /// The device and inode, and the size, of the entry `name` in the folder `dir`,
 /// not following a symlink (`fstatat` with `AT_SYMLINK_NOFOLLOW`).
 pub fn identity_at(dir: &OwnedFd, name: &str) -> io::Result<((u64, u64), u64)> {
-    let c = cstring(name)?;
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `dir` is an open folder fd, `c` is NUL-terminated and `st` is a
-    // buffer of the size fstatat fills.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatat succeeded, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // The field types differ between targets (32-bit ARM): cast everywhere.
-    #[allow(clippy::unnecessary_cast)]
-    Ok(((st.st_dev as u64, st.st_ino as u64), st.st_size as u64))
+    stat_at(dir, name).map(|st| (st.id, st.size))
 }
 
 /// Whether the effective user may create files in `dir` (`faccessat` with
