@@ -780,7 +780,8 @@ mod tests {
         // files push out the 2nd and 3rd.
         let mut hooks = Hooks::new(1, storage.clone());
         hooks.max_queued = 2;
-        let argv = ["sleep".to_string(), "30".to_string()];
+        // The file's path comes last ($0 here): `sleep 30 PATH` would fail at once.
+        let argv = ["sh".to_string(), "-c".to_string(), "sleep 30".to_string()];
         for p in &paths {
             let file = ClosedFile {
                 handler: "h".into(),
