@@ -10,6 +10,7 @@
 //! | [`config::handler`] | one handler's keys: [`config::HandlerSpec`], metadata, rendered paths |
 //! | [`config::capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`config::fields`] | JSON values as the config means them: numbers, booleans, sizes, ages |
+//! | [`config::duplicates`] | JSON and YAML text to a value, refusing a key given twice (its place and both lines) |
 //! | [`yaml`] | AIT's `bsc.yaml` as is: YAML text to the JSON value [`config`] validates |
 //! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
 //! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
@@ -24,8 +25,8 @@
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
-//! | [`http`] | the hand-rolled HTTP/1.1 server: framing, bodies, connections |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces |
+//! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
+//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
