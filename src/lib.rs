@@ -126,12 +126,15 @@
 //! - bsc only deletes files its journal says it created ([`storage`]);
 //! - **the state folder is bsc's alone**: one bsc per root (an `flock`, taken
 //!   again before anything is written in a state folder bsc makes again while
-//!   it runs); a root or a folder above it that another user owns or others may
+//!   it runs, and within a second of its lock file being deleted); a root or a folder above it that another user owns or others may
 //!   write (sticky folders above the root excepted), a state folder or file
 //!   another user owns or others may write, or a state file that is not a
 //!   regular file stops start-up; while running, bsc writes only through the
 //!   handle of the state folder it checked ([`storage::Storage`]'s `own_dir`)
-//!   and never uses a `<root>/.bsc` it did not make; a journaled `ship` command
+//!   and never uses a `<root>/.bsc` it did not make, nor makes one again in a
+//!   root that fails the start-up check (another user made it again); a
+//!   capture's own path is handed over (no link possible) only from folders no
+//!   other user can rename things in; a journaled `ship` command
 //!   runs only if the config declares it;
 //! - **a hook or ship command only ever gets the file bsc closed**: a hard link
 //!   made at the close, in the state folder (through its handle, in folders

@@ -791,6 +791,8 @@ impl Manager {
     pub fn tick(&mut self) {
         // A journal an append failed on is written anew as soon as it can be.
         self.storage.catch_up();
+        // One bsc per root: the lock file is still the one bsc holds.
+        self.storage.keep_lock();
         for h in self.handlers.iter_mut().flatten() {
             h.maintain();
         }

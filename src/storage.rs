@@ -40,15 +40,20 @@
 //!   or others may write it, or a state file is not a regular file
 //!   ([`check_state_modes`]), and when the root or a folder above it is not
 //!   bsc's or root's or others may write it ([`check_root_trust`]); one bsc
-//!   per root holds its `lock` ([`lock_root`]). While running, bsc works in
-//!   it only through the handle it opened (`Storage::own_dir`): a
-//!   `<root>/.bsc` renamed or replaced is never used; one deleted is made
-//!   again and locked before anything is written in it.
+//!   per root holds its `lock` ([`lock_root`]; a lock file deleted or replaced
+//!   is made again and locked within a second, [`Storage::keep_lock`]). While
+//!   running, bsc works in it only through the handle it opened
+//!   (`Storage::own_dir`): a `<root>/.bsc` renamed or replaced is never used;
+//!   one deleted is made again and locked before anything is written in it,
+//!   only in a root that still passes [`check_root_trust`] (`make_own`).
 //! - **Handing a file over**: a closed file with a hook or `ship` is held by a
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
 //!   file's own path is still the regular, read-only file bsc closed (the same
-//!   inode and size made writable again is made read-only again first).
+//!   inode and size made writable again is made read-only again first). Where
+//!   no link can be handed (none possible, no identity journaled, no state
+//!   folder of bsc's own), the file's own path is, only from a folder no other
+//!   user can rename things in (`path_trusted`); otherwise it is refused.
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
@@ -300,6 +305,8 @@ pub struct Storage {
     own: RefCell<Option<OwnDir>>,
     /// Whether `<root>/.bsc` is not the folder held (logged once).
     lost: Cell<bool>,
+    /// Whether taking the lock again failed (logged once until it succeeds).
+    relock_failed: Cell<bool>,
 }
 
 /// bsc's state folder as it holds it: an open handle and its identity, and the
@@ -310,6 +317,9 @@ struct OwnDir {
     fd: OwnedFd,
     id: (u64, u64),
     _lock: Option<File>,
+    /// The identity of the lock file bsc holds the `flock` on (`None`: none
+    /// found at start-up), checked once a second ([`Storage::keep_lock`]).
+    lock_id: Option<(u64, u64)>,
 }
 
 /// The journal's name in the state folder.
@@ -377,15 +387,19 @@ impl Storage {
                 sys::open_dir_beneath(root, &[STATE_DIR], false)
                     .and_then(|fd| {
                         let id = sys::stat_fd(&fd)?.id;
+                        // Locked by the event loop just before (`lock_root`).
+                        let lock_id = sys::stat_at(&fd, LOCK_FILE).ok().map(|st| st.id);
                         Ok(OwnDir {
                             fd,
                             id,
                             _lock: None,
+                            lock_id,
                         })
                     })
                     .ok(),
             ),
             lost: Cell::new(false),
+            relock_failed: Cell::new(false),
         };
         let mut found = false;
         match read_state_file(&storage.journal_path) {
@@ -733,6 +747,58 @@ impl Storage {
             self.journal_path.display()
         );
         true
+    }
+
+    /// Checks, once a second, that `<root>/.bsc/lock` (looked at through the
+    /// state folder's handle, never through a link) is still the file bsc
+    /// holds its `flock` on. Deleted or replaced (a "stale lock" cleanup),
+    /// a second bsc could take the root and write into this one's files: bsc
+    /// makes the lock file again and takes the lock (its pid written), as for
+    /// a state folder made again, and logs it. Should another bsc have taken
+    /// it meanwhile, this one lets go of the state folder: it captures on into
+    /// files only it has, writes no journal there, and tries again every
+    /// second (see `own_dir`); a restart is the way out.
+    pub fn keep_lock(&self) {
+        let mut own = self.own.borrow_mut();
+        let Some(o) = own.as_mut() else { return };
+        let now = std::fs::symlink_metadata(&self.state_dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if now != Some(o.id) {
+            // Not the folder held: `own_dir` deals with it.
+            return;
+        }
+        let found = sys::stat_at(&o.fd, LOCK_FILE).ok().map(|st| st.id);
+        if found.is_some() && found == o.lock_id {
+            return;
+        }
+        let path = self.state_dir.join(LOCK_FILE);
+        match lock_in(&o.fd, &path) {
+            Ok(lock) => {
+                self.relock_failed.set(false);
+                o.lock_id = sys::stat_fd(&lock).ok().map(|st| st.id);
+                o._lock = Some(lock);
+                error!(
+                    "{} was deleted or replaced while bsc ran: made again and locked (pid {}); one bsc per root",
+                    path.display(),
+                    std::process::id()
+                );
+            }
+            Err(Locked::By(pid)) => {
+                error!(
+                    "{} was deleted while bsc ran and another bsc (pid {pid}) took the root meanwhile: this one captures on into files of its own but writes no journal there; stop one of them",
+                    path.display()
+                );
+                *own = None;
+                self.lost.set(true);
+                *self.journal.borrow_mut() = None;
+                self.behind.set(true);
+            }
+            Err(Locked::Failed(e)) if !self.relock_failed.replace(true) => {
+                error!("{e}; tried again every second")
+            }
+            Err(Locked::Failed(_)) => {}
+        }
     }
 
     /// [`Storage::compact`] without its log line on failure (retried once a
@@ -1189,8 +1255,17 @@ impl Storage {
         } else if now.mode & 0o222 != 0 {
             "it was made writable again"
         } else {
+            // The capture's own path is handed only from a folder no other
+            // user can rename things in (see `path_trusted`).
+            let own_path = || {
+                if path_trusted(&trusted, &dir) {
+                    Ok(path.to_path_buf())
+                } else {
+                    Err(Replaced("its folder may be written by others"))
+                }
+            };
             let Some(id) = journaled else {
-                return Ok(path.to_path_buf());
+                return own_path();
             };
             // Linked (again: it may be there already) and checked once more:
             // what is linked is the file `id`, or it was replaced in between.
@@ -1218,10 +1293,11 @@ impl Storage {
                     Err(Replaced("it was replaced while bsc linked it"))
                 }
                 // No hard link across file systems (or to a file bsc did not
-                // create, with protected_hardlinks): the path just checked.
+                // create, with protected_hardlinks), or no state folder of
+                // bsc's own: the path just checked.
                 Err(_) => {
                     self.unpin(&sub, &name);
-                    Ok(path.to_path_buf())
+                    own_path()
                 }
             };
         };
@@ -1774,14 +1850,28 @@ pub fn lock_root(root: &Path) -> Result<File, String> {
 }
 
 /// Makes (or opens) `<root>/.bsc` (0700; the root 0750 if it is gone), checks
-/// it is bsc's (owner, mode) and takes the lock in it, pid written.
+/// it is bsc's (owner, mode) and takes the lock in it, pid written. The root
+/// is checked first as at start-up ([`check_root_trust`]), and its handle once
+/// more: a root another user made again after it was deleted (under a sticky
+/// `/tmp`, say) is refused, and nothing is made in it.
 fn make_own(root: &Path) -> io::Result<OwnDir> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
         .create(root)?;
-    let base: OwnedFd = File::open(root)?.into();
+    check_root_trust(root).map_err(io::Error::other)?;
+    let base: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)?
+        .into();
+    if !folder_trusted(&base) {
+        return Err(io::Error::other(format!(
+            "root_log_directory {} changed while bsc checked it: it may be written by others",
+            root.display()
+        )));
+    }
     let fd = sys::open_subdir(&base, STATE_DIR, Some(0o700))?;
     let st = sys::stat_fd(&fd)?;
     let euid = sys::effective_uid();
@@ -1799,11 +1889,30 @@ fn make_own(root: &Path) -> io::Result<OwnDir> {
             Locked::Failed(e) => e,
         })
     })?;
+    let lock_id = Some(sys::stat_fd(&lock)?.id);
     Ok(OwnDir {
         fd,
         id: st.id,
         _lock: Some(lock),
+        lock_id,
     })
+}
+
+/// Whether a capture's own path may be handed to a command (the fallback of
+/// [`Storage::hand_over`]): its folder `dir` (the handle just used) and the
+/// trusted folder it is below, with every folder above that, are such that no
+/// other user can rename things in them ([`folder_trusted`],
+/// [`check_root_trust`]). Otherwise whoever owns or may write one could put a
+/// link to any file bsc can read in the path's place after it was checked.
+fn path_trusted(trusted: &Path, dir: &OwnedFd) -> bool {
+    folder_trusted(dir) && check_root_trust(trusted).is_ok()
+}
+
+/// Whether the open folder `dir` is owned by root or bsc's effective user and
+/// not writable by group or others: what no other user can rename things in.
+fn folder_trusted(dir: &OwnedFd) -> bool {
+    let euid = sys::effective_uid();
+    sys::stat_fd(dir).is_ok_and(|st| (st.uid == euid || st.uid == 0) && st.mode & 0o022 == 0)
 }
 
 /// Why [`lock_in`] failed.

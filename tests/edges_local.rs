@@ -936,3 +936,87 @@ fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
     assert!(second.stop().success());
     assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
 }
+
+#[test]
+fn a_root_another_user_made_again_is_never_used_and_nothing_in_it_is_handed_over() {
+    let dir = TempDir::new("edges-remade");
+    // As /tmp: others may make folders there but not rename what is not theirs,
+    // so the root below passes the start-up check.
+    let sticky = dir.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    set_mode(&sticky, 0o1777);
+    let root = sticky.join("cap");
+    let ship = script(
+        dir.path(),
+        "ship.sh",
+        &format!("echo \"$1\" >> '{}/handed.log'\n", dir.path().display()),
+    );
+    let port = free_udp_port();
+    let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
+    send(&bsc, port, 0);
+    wait_until("shipped", || ship_of(&bsc, port)["shipped"] == 1);
+    // The root is deleted, and another user makes it again first, 0777.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    chown_nobody(&root);
+    set_mode(&root, 0o777);
+    send(&bsc, port, 1);
+    wait_until("refused", || ship_of(&bsc, port)["refused"] == 1);
+    let ship = ship_of(&bsc, port);
+    assert_eq!(ship["shipped"], 1, "{ship}");
+    assert!(
+        ship["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("its folder may be written by others")),
+        "{ship}"
+    );
+    // No state folder made in that user's folder; the capture itself went on.
+    assert!(
+        !root.join(".bsc").exists(),
+        "bsc made its state folder there"
+    );
+    assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
+    let handed = std::fs::read_to_string(dir.path().join("handed.log")).unwrap();
+    assert_eq!(handed.lines().count(), 1, "{handed}");
+    let line = bsc.wait_log("cannot be made again");
+    assert!(line.contains("is owned by uid 65534"), "{line}");
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("cannot be made again"))
+            .count(),
+        1,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_lock_file_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_take_the_root() {
+    let dir = TempDir::new("edges-lockfile");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let first = Bsc::with_config(dir.path(), &config(&root, port, json!({})));
+    send(&first, port, 0);
+    let lock = root.join(".bsc/lock");
+    std::fs::remove_file(&lock).unwrap();
+    let pid = first.pid().to_string();
+    wait_until("the lock file made again", || {
+        std::fs::read_to_string(&lock).is_ok_and(|l| l.trim() == pid)
+    });
+    let mut cfg = config(&root, free_udp_port(), json!({}));
+    cfg["capture_manager"]["manager_server"] =
+        json!({"host": "127.0.0.1", "port": free_tcp_port()});
+    let path = write_config(dir.path(), &cfg);
+    let mut second = Bsc::spawn(&["--config", path.to_str().unwrap()], dir.path(), &[]);
+    let code = second.wait_exit().code();
+    let log = second.log();
+    assert_eq!(code, Some(2), "{log:?}");
+    let needle = format!("another bsc (pid {pid}) is running on root");
+    assert!(log.iter().any(|l| l.contains(&needle)), "{log:?}");
+    first.wait_log("made again and locked");
+    // The first one's open file is still its own.
+    send(&first, port, 1);
+    assert!(first.stop().success());
+    assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
+}
