@@ -137,8 +137,9 @@
 //!   made at the close, in the state folder (through its handle, in folders
 //!   bsc made 0700 and checked), handed only while the file's path is still
 //!   that regular, read-only file ([`storage::Storage::hand_over`]; the same
-//!   inode and size only made writable again is made read-only again, through
-//!   a descriptor on it, and handed over);
+//!   inode and size only made writable again by its owner is made read-only
+//!   again, through a descriptor on it, and handed over; made writable by
+//!   group or others, it is refused);
 //!   whatever a command starts in its process group ends with it;
 //! - **a file waiting to ship, or whose `on_close` hook waits or runs, is
 //!   never deleted by retention** (nor by `delete_after_ship` before its hook

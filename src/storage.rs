@@ -48,7 +48,9 @@
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
 //!   file's own path is still the regular, read-only file bsc closed (the same
-//!   inode and size made writable again is made read-only again first).
+//!   inode and size made writable again by its owner only is made read-only
+//!   again first; one made writable by group or others is refused: anyone
+//!   could have written it).
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
@@ -1136,7 +1138,8 @@ impl Storage {
     /// What to hand the `on_close` hook or `ship` command of the closed file
     /// `path`: only while `path` is still the regular, read-only file bsc closed
     /// (not a link; the same device, inode and size; if only made writable
-    /// again, it is made read-only again first), the path of a hard link
+    /// again by its owner, it is made read-only again first; writable by group
+    /// or others, it is refused), the path of a hard link
     /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
     /// (made when it was closed: what the command reads is that file whatever
     /// happens to `path` since); where no hard link can be made (a capture
@@ -1158,11 +1161,18 @@ impl Storage {
             dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
         let mut now =
             sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
-        if now.is_file() && now.mode & 0o222 != 0 && journaled == Some(now.id) && now.size == bytes
+        if now.is_file()
+            && now.mode & 0o222 == 0o200
+            && journaled == Some(now.id)
+            && now.size == bytes
         {
-            // The file bsc closed, made writable again (a routine `chmod -R
-            // g+w`): read-only again, through the file itself, then looked at
-            // anew. Anything else about it changed is refused below.
+            // The file bsc closed, made writable again by its owner only (a
+            // routine `chmod u+w`): only bsc's own user or root could have
+            // written it, and they can do anything anyway. Read-only again,
+            // through the file itself, then looked at anew. Anything else
+            // about it changed is refused below; writable by group or others
+            // too, it is refused: no check after the fact excludes a write
+            // through a descriptor opened while it was writable.
             match make_read_only(&dir, &name, now.id, bytes) {
                 Ok(()) => {
                     warn!(
@@ -1186,6 +1196,8 @@ impl Storage {
             "it is another file now (not the inode bsc closed)"
         } else if now.size != bytes {
             "its size changed since bsc closed it"
+        } else if now.mode & 0o022 != 0 {
+            "it was made writable by group or others: anyone could have written it"
         } else if now.mode & 0o222 != 0 {
             "it was made writable again"
         } else {
