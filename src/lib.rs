@@ -104,7 +104,9 @@
 //!   handler has open is never opened ([`storage::Storage::is_open`]);
 //! - **a closed file is final**: closing makes it read-only and journals it; bsc
 //!   never opens a read-only file or one it closed for appending, so `on_close`
-//!   runs once per file; after a crash only the file left open may be resumed;
+//!   runs to its end once per file (a hook cut short by a stop or a crash has
+//!   no `hook_ended` line and runs again after the next start); after a crash
+//!   only the file left open may be resumed;
 //! - **write-ahead**: a new file is journaled (`opened`, forced to the disk)
 //!   before it is created ([`storage::Storage::opening`]), so a crash or a power
 //!   cut never leaves a file bsc created outside the journal (unless the journal

@@ -367,7 +367,7 @@ impl Manager {
         } else {
             // The handler has no hook any more: nothing is left to run for them.
             for file in waiting {
-                self.storage.hook_started(&file.path);
+                self.storage.hook_done(&file.path);
             }
         }
         let spec = handler.spec();

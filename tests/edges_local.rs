@@ -970,3 +970,79 @@ fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
     assert!(second.stop().success());
     assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
 }
+
+/// The lines of `log` (a hook's own record) starting with `start`.
+fn lines_starting(log: &Path, start: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(start))
+        .count()
+}
+
+/// A hook cut short by `kill -9` (it dies with bsc) runs again after the
+/// restart, to its end, exactly once more; retention spares its file until it
+/// ended, then deletes it as usual.
+#[test]
+fn an_on_close_hook_cut_short_by_kill_9_runs_again_after_the_restart() {
+    let dir = TempDir::new("edges-hook-kill9");
+    let root = dir.path().join("cap");
+    let hooks = dir.path().join("hooks.log");
+    // About 2 s for h-0001 (bounded: 40 steps), at once for the others.
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "log='{log}'\nn=$(basename \"$BSC_FILE\")\necho \"start $n\" >> \"$log\"\ni=0\ncase \"$n\" in h-0001.pcap) while [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done;; esac\necho \"end $n\" >> \"$log\"\n",
+            log = hooks.display()
+        ),
+    );
+    let first = root.join("h-0001.pcap");
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"on_close": [hook], "max_files": 1}));
+    let mut bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("the hook of h-0001 runs", || {
+        lines_starting(&hooks, "start h-0001.pcap") == 1
+    });
+    bsc.signal(9);
+    bsc.wait_exit();
+    assert_eq!(lines_starting(&hooks, "end h-0001.pcap"), 0, "cut short");
+
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    wait_until("the hook of h-0001 runs again", || {
+        lines_starting(&hooks, "start h-0001.pcap") == 2
+    });
+    // Files closed meanwhile: retention (max_files 1) spares h-0001 while its
+    // hook has not ended.
+    for i in 0..3 {
+        send(&bsc, port, i);
+        if lines_starting(&hooks, "end h-0001.pcap") == 0 {
+            assert!(first.exists(), "spared after datagram {i}");
+        }
+    }
+    wait_until("the hook of h-0001 ended", || {
+        lines_starting(&hooks, "end h-0001.pcap") == 1
+    });
+    wait_until("retention deletes h-0001 once its hook ended", || {
+        !first.exists()
+    });
+    assert!(bsc.stop().success());
+
+    // A clean restart does not run it a third time: a new file's hook, queued
+    // after any from before the restart, ends, and h-0001's has not started.
+    let ended = lines_starting(&hooks, "end ");
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("the new file's hook ended", || {
+        lines_starting(&hooks, "end ") == ended + 1
+    });
+    assert!(bsc.stop().success());
+    assert_eq!(lines_starting(&hooks, "start h-0001.pcap"), 2);
+    assert_eq!(lines_starting(&hooks, "end h-0001.pcap"), 1);
+    assert_eq!(
+        lines_starting(&hooks, "start "),
+        lines_starting(&hooks, "end ") + 1,
+        "every hook but the one cut short ran once, to its end"
+    );
+}
