@@ -75,6 +75,10 @@ pub struct Hooks {
     /// bsc is stopping: nothing more starts (waiting hooks run after the next start).
     stopping: bool,
     queue: VecDeque<Job>,
+    /// The handlers of the files whose hook was not run (dropped from a full
+    /// queue, the file gone or refused, the command not started), one entry
+    /// per file, until [`Hooks::take_not_run`].
+    not_run: Vec<String>,
     /// Where a hook's end is journaled: a hook that did not end (never started,
     /// or cut short by a stop or a crash) runs after the next start; one that
     /// ended is not run again.
@@ -89,6 +93,7 @@ impl Hooks {
             running: Vec::new(),
             stopping: false,
             queue: VecDeque::new(),
+            not_run: Vec::new(),
             storage,
         }
     }
@@ -107,6 +112,7 @@ impl Hooks {
                 );
                 // Journaled as done: retention no longer spares the file.
                 self.storage.hook_done(&old.file.path);
+                self.not_run.push(old.file.handler);
             }
         }
         self.queue.push_back(Job {
@@ -155,6 +161,7 @@ impl Hooks {
                 Err(why) => {
                     // Never run on what is there now; not tried again.
                     self.storage.hook_done(&path);
+                    self.not_run.push(job.file.handler);
                     match why {
                         NotHanded::Gone => warn!("on_close: {what}: not run: the file is gone"),
                         NotHanded::Replaced(why) => {
@@ -171,6 +178,7 @@ impl Hooks {
                 Err(e) => {
                     // Not retried: a command that cannot start will not start later.
                     self.storage.hook_done(&path);
+                    self.not_run.push(job.file.handler);
                     warn!("on_close: cannot run {what}: {e}");
                 }
             }
@@ -206,6 +214,13 @@ impl Hooks {
     pub fn file_deleted(&mut self, path: &Path) -> bool {
         self.queue.retain(|j| j.file.path != path);
         self.running.iter().any(|r| r.path == path)
+    }
+
+    /// The handlers of the files whose hook was not run since the last call
+    /// (one entry per file; the disk budget's deletions are counted where
+    /// they happen).
+    pub fn take_not_run(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.not_run)
     }
 
     /// Hooks running or waiting.

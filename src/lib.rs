@@ -146,7 +146,8 @@
 //! - **a file waiting to ship, or whose `on_close` hook waits or runs, is
 //!   never deleted by retention** (nor by `delete_after_ship` before its hook
 //!   ended); only the disk budget may, when no other file is left, and it logs
-//!   and counts it (`dropped`, `hooks_not_run`). A handler keeps at most
+//!   and counts it (`dropped`, `hooks_not_run`; a hook dropped or refused is
+//!   counted there too). A handler keeps at most
 //!   `max_files` plus the files its hooks hold (hooks waiting are bounded by
 //!   [`hooks::MAX_QUEUED`] across handlers);
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line

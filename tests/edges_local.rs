@@ -251,6 +251,11 @@ fn an_on_close_hook_is_handed_the_file_bsc_closed_or_nothing() {
         handed.starts_with(root.join(".bsc/outgoing").to_str().unwrap()),
         "{handed}"
     );
+    // The refused hook is counted as not run.
+    wait_until("the refused hook counted", || {
+        stats_of(&bsc, port)["hooks_not_run"] == 1
+    });
+    assert_eq!(metric(&bsc, "bsc_hooks_not_run_total"), 1.0);
     assert!(bsc.stop().success());
 }
 
