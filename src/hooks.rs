@@ -1,4 +1,4 @@
-//! Commands run for closed files: `on_close` hooks ([`Hooks`], once per file)
+//! Commands run for closed files: `on_close` hooks ([`Hooks`], to its end once per file)
 //! and `ship` commands ([`Shipper`], store and forward: until one succeeds). Each
 //! is an argv (no shell) with, as last argument, the path [`Storage::hand_over`]
 //! gives (a hard link to the file in the state folder, handed only while the
@@ -75,8 +75,13 @@ pub struct Hooks {
     /// bsc is stopping: nothing more starts (waiting hooks run after the next start).
     stopping: bool,
     queue: VecDeque<Job>,
-    /// Where a hook's start is journaled: a hook that never started (bsc stopped
-    /// or crashed first) runs after the next start, one that did is not run again.
+    /// The handlers of the files whose hook was not run (dropped from a full
+    /// queue, the file gone or refused, the command not started), one entry
+    /// per file, until [`Hooks::take_not_run`].
+    not_run: Vec<String>,
+    /// Where a hook's end is journaled: a hook that did not end (never started,
+    /// or cut short by a stop or a crash) runs after the next start; one that
+    /// ended is not run again.
     storage: Rc<Storage>,
 }
 
@@ -88,6 +93,7 @@ impl Hooks {
             running: Vec::new(),
             stopping: false,
             queue: VecDeque::new(),
+            not_run: Vec::new(),
             storage,
         }
     }
@@ -105,8 +111,8 @@ impl Hooks {
                     old.file.path.display()
                 );
                 // Journaled as done: retention no longer spares the file.
-                self.storage.hook_started(&old.file.path);
                 self.storage.hook_done(&old.file.path);
+                self.not_run.push(old.file.handler);
             }
         }
         self.queue.push_back(Job {
@@ -154,8 +160,8 @@ impl Hooks {
                 Ok(handed) => handed,
                 Err(why) => {
                     // Never run on what is there now; not tried again.
-                    self.storage.hook_started(&path);
                     self.storage.hook_done(&path);
+                    self.not_run.push(job.file.handler);
                     match why {
                         NotHanded::Gone => warn!("on_close: {what}: not run: the file is gone"),
                         NotHanded::Replaced(why) => {
@@ -167,12 +173,12 @@ impl Hooks {
             };
             let spawned = command(&job.argv, &job.file, &handed)
                 .and_then(|mut cmd| sys::spawn_supervised(&mut cmd));
-            self.storage.hook_started(&path);
             match spawned {
                 Ok(child) => self.running.push(Running { child, what, path }),
                 Err(e) => {
                     // Not retried: a command that cannot start will not start later.
                     self.storage.hook_done(&path);
+                    self.not_run.push(job.file.handler);
                     warn!("on_close: cannot run {what}: {e}");
                 }
             }
@@ -194,11 +200,11 @@ impl Hooks {
         for r in self.running.drain(..) {
             // Not waited for: what has not ended yet is reaped by init.
             let _ = sys::kill_process_group(r.child.id());
+            // Its end is not journaled: it runs again after the next start.
             warn!(
                 "on_close: {}: stopped with bsc; it runs again after the next start",
                 r.what
             );
-            self.storage.hook_stopped(&r.path);
         }
     }
 
@@ -208,6 +214,13 @@ impl Hooks {
     pub fn file_deleted(&mut self, path: &Path) -> bool {
         self.queue.retain(|j| j.file.path != path);
         self.running.iter().any(|r| r.path == path)
+    }
+
+    /// The handlers of the files whose hook was not run since the last call
+    /// (one entry per file; the disk budget's deletions are counted where
+    /// they happen).
+    pub fn take_not_run(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.not_run)
     }
 
     /// Hooks running or waiting.

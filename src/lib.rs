@@ -104,7 +104,9 @@
 //!   handler has open is never opened ([`storage::Storage::is_open`]);
 //! - **a closed file is final**: closing makes it read-only and journals it; bsc
 //!   never opens a read-only file or one it closed for appending, so `on_close`
-//!   runs once per file; after a crash only the file left open may be resumed;
+//!   runs to its end once per file (a hook cut short by a stop or a crash has
+//!   no `hook_ended` line and runs again after the next start); after a crash
+//!   only the file left open may be resumed;
 //! - **write-ahead**: a new file is journaled (`opened`, forced to the disk)
 //!   before it is created ([`storage::Storage::opening`]), so a crash or a power
 //!   cut never leaves a file bsc created outside the journal (unless the journal
@@ -140,13 +142,15 @@
 //!   made at the close, in the state folder (through its handle, in folders
 //!   bsc made 0700 and checked), handed only while the file's path is still
 //!   that regular, read-only file ([`storage::Storage::hand_over`]; the same
-//!   inode and size only made writable again is made read-only again, through
-//!   a descriptor on it, and handed over);
+//!   inode and size only made writable again by its owner is made read-only
+//!   again, through a descriptor on it, and handed over; made writable by
+//!   group or others, it is refused);
 //!   whatever a command starts in its process group ends with it;
 //! - **a file waiting to ship, or whose `on_close` hook waits or runs, is
 //!   never deleted by retention** (nor by `delete_after_ship` before its hook
 //!   ended); only the disk budget may, when no other file is left, and it logs
-//!   and counts it (`dropped`, `hooks_not_run`). A handler keeps at most
+//!   and counts it (`dropped`, `hooks_not_run`; a hook dropped or refused is
+//!   counted there too). A handler keeps at most
 //!   `max_files` plus the files its hooks hold (hooks waiting are bounded by
 //!   [`hooks::MAX_QUEUED`] across handlers);
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line

@@ -367,7 +367,7 @@ impl Manager {
         } else {
             // The handler has no hook any more: nothing is left to run for them.
             for file in waiting {
-                self.storage.hook_started(&file.path);
+                self.storage.hook_done(&file.path);
             }
         }
         let spec = handler.spec();
@@ -664,12 +664,29 @@ impl Manager {
                 self.hooks.submit(&argv, file);
             }
         }
+        self.count_hooks_not_run();
+    }
+
+    /// Counts, in its handler's `hooks_not_run`, each file whose hook was not
+    /// run (dropped from a full queue, the file gone or refused, the command
+    /// not started).
+    fn count_hooks_not_run(&mut self) {
+        for name in self.hooks.take_not_run() {
+            let owner = self
+                .handlers()
+                .find(|(_, h)| h.spec().name == name)
+                .map(|(id, _)| id);
+            if let Some(id) = owner {
+                self.handler_mut(id).hook_not_run();
+            }
+        }
     }
 
     /// SIGCHLD: reaps finished hooks and starts waiting ones (ship commands
     /// are reaped by the next [`Manager::ship`]).
     pub fn reap_hooks(&mut self) {
         self.hooks.poll();
+        self.count_hooks_not_run();
         self.delete_hooked_shipped();
         self.shipper.kick();
     }
@@ -803,6 +820,7 @@ impl Manager {
         self.enforce_budget();
         self.dispatch_closed();
         self.hooks.poll();
+        self.count_hooks_not_run();
         self.delete_hooked_shipped();
         self.shipper.kick();
     }

@@ -50,10 +50,12 @@
 //!   hard link in [`OUTGOING`] from its close until it has shipped and its hook
 //!   ended; [`Storage::hand_over`] gives a command that link, only while the
 //!   file's own path is still the regular, read-only file bsc closed (the same
-//!   inode and size made writable again is made read-only again first). Where
-//!   no link can be handed (none possible, no identity journaled, no state
-//!   folder of bsc's own), the file's own path is, only from a folder no other
-//!   user can rename things in (`path_trusted`); otherwise it is refused.
+//!   inode and size made writable again by its owner only is made read-only
+//!   again first; one made writable by group or others is refused: anyone
+//!   could have written it). Where no link can be handed (none possible, no
+//!   identity journaled, no state folder of bsc's own), the file's own path
+//!   is, only from a folder no other user can rename things in
+//!   (`path_trusted`); otherwise it is refused.
 //!
 //! Memory: about 200 bytes per existing file bsc created, plus one entry per key.
 
@@ -235,8 +237,11 @@ enum Entry {
     Shipped {
         path: PathBuf,
     },
-    /// The `on_close` hook for `path` was started.
-    HookStarted {
+    /// The `on_close` hook for `path` ended (or is never to run: refused, its
+    /// handler has none any more). Journals of earlier versions wrote
+    /// `hook_started` when it started: read as ended (they never ran it again).
+    #[serde(alias = "hook_started")]
+    HookEnded {
         path: PathBuf,
     },
     Deleted {
@@ -280,9 +285,9 @@ pub struct Storage {
     open: RefCell<HashMap<PathBuf, FileId>>,
     /// The state folder (never a capture folder, under any name).
     state_dir: PathBuf,
-    /// Closed files whose `on_close` hook has not started yet, with their key:
-    /// they survive a restart (and are handed to the hook again then).
-    /// Also those whose hook runs now (`running`), until it is reaped.
+    /// Closed files whose `on_close` hook has not ended yet (waits or runs),
+    /// with their key: they survive a restart, a stop or a crash (and are
+    /// handed to the hook again then).
     unhooked: RefCell<HashMap<PathBuf, Unhooked>>,
     closed: RefCell<Vec<ClosedFile>>,
     /// Closed files waiting to ship, per key, oldest first (see the module doc).
@@ -338,8 +343,6 @@ struct Unhooked {
     earlier: bool,
     /// Its device and inode when it was closed.
     id: Option<FileId>,
-    /// Its hook was started in this run and has not ended yet.
-    running: bool,
 }
 
 /// The folder of the state folder where closed files waiting for their hook or
@@ -525,7 +528,6 @@ impl Storage {
                             bytes,
                             earlier: closed_at.is_none(),
                             id,
-                            running: false,
                         };
                         self.unhooked.borrow_mut().insert(path.clone(), waiting);
                     }
@@ -559,7 +561,7 @@ impl Storage {
                     break;
                 }
             }
-            Entry::HookStarted { path } => {
+            Entry::HookEnded { path } => {
                 self.unhooked.borrow_mut().remove(&path);
             }
             Entry::Shipped { path } => {
@@ -1202,7 +1204,8 @@ impl Storage {
     /// What to hand the `on_close` hook or `ship` command of the closed file
     /// `path`: only while `path` is still the regular, read-only file bsc closed
     /// (not a link; the same device, inode and size; if only made writable
-    /// again, it is made read-only again first), the path of a hard link
+    /// again by its owner, it is made read-only again first; writable by group
+    /// or others, it is refused), the path of a hard link
     /// to it in the state folder, [`OUTGOING`]`/<dev>-<inode>/<its name>`
     /// (made when it was closed: what the command reads is that file whatever
     /// happens to `path` since); where no hard link can be made (a capture
@@ -1224,11 +1227,18 @@ impl Storage {
             dir_of(&trusted, path).map_err(|e| gone_or(e, "its folder is not reachable"))?;
         let mut now =
             sys::stat_at(&dir, &name).map_err(|e| gone_or(e, "it cannot be looked at"))?;
-        if now.is_file() && now.mode & 0o222 != 0 && journaled == Some(now.id) && now.size == bytes
+        if now.is_file()
+            && now.mode & 0o222 == 0o200
+            && journaled == Some(now.id)
+            && now.size == bytes
         {
-            // The file bsc closed, made writable again (a routine `chmod -R
-            // g+w`): read-only again, through the file itself, then looked at
-            // anew. Anything else about it changed is refused below.
+            // The file bsc closed, made writable again by its owner only (a
+            // routine `chmod u+w`): only bsc's own user or root could have
+            // written it, and they can do anything anyway. Read-only again,
+            // through the file itself, then looked at anew. Anything else
+            // about it changed is refused below; writable by group or others
+            // too, it is refused: no check after the fact excludes a write
+            // through a descriptor opened while it was writable.
             match make_read_only(&dir, &name, now.id, bytes) {
                 Ok(()) => {
                     warn!(
@@ -1252,6 +1262,8 @@ impl Storage {
             "it is another file now (not the inode bsc closed)"
         } else if now.size != bytes {
             "its size changed since bsc closed it"
+        } else if now.mode & 0o022 != 0 {
+            "it was made writable by group or others: anyone could have written it"
         } else if now.mode & 0o222 != 0 {
             "it was made writable again"
         } else {
@@ -1398,39 +1410,24 @@ impl Storage {
         self.unhooked.borrow().contains_key(path)
     }
 
-    /// Notes that the `on_close` hook for `path` started (it is not run again).
-    pub fn hook_started(&self, path: &Path) {
-        let mut unhooked = self.unhooked.borrow_mut();
-        let Some(u) = unhooked.get_mut(path).filter(|u| !u.running) else {
+    /// Notes that the `on_close` hook for `path` ended (or is never to run),
+    /// journaled: it is not run again. Its hard link goes unless the file still
+    /// waits to ship. A hook cut short (bsc stopped or crashed while it ran)
+    /// has no such line, so it runs again after the next start.
+    pub fn hook_done(&self, path: &Path) {
+        let Some(u) = self.unhooked.borrow_mut().remove(path) else {
             return;
         };
-        u.running = true;
-        drop(unhooked);
-        self.append(&Entry::HookStarted {
+        self.append(&Entry::HookEnded {
             path: path.to_path_buf(),
         });
+        self.unpin_if_unused(path, u.id);
     }
 
-    /// Notes that the `on_close` hook for `path` ended (or never started): its
-    /// hard link goes unless the file still waits to ship.
-    pub fn hook_done(&self, path: &Path) {
-        let id = self.unhooked.borrow_mut().remove(path).and_then(|u| u.id);
-        self.unpin_if_unused(path, id);
-    }
-
-    /// Notes that the `on_close` hook for `path` was stopped with bsc before it
-    /// ended: it waits for its hook again (the journal is written anew to say
-    /// so), and runs after the next start.
-    pub fn hook_stopped(&self, path: &Path) {
-        if let Some(u) = self.unhooked.borrow_mut().get_mut(path) {
-            (u.running, u.earlier) = (false, true);
-        }
-        self.compact();
-    }
-
-    /// The closed files of `key` whose `on_close` hook never started (bsc stopped
-    /// first), as the hook sees them. They stay listed (now as queued in this
-    /// run) until [`Storage::hook_started`] journals their hook.
+    /// The closed files of `key` whose `on_close` hook did not end before bsc
+    /// last stopped (never started, or cut short), as the hook sees them. They
+    /// stay listed (now as queued in this run) until [`Storage::hook_done`]
+    /// journals their hook's end.
     pub fn take_unhooked(&self, key: &str, handler: &str) -> Vec<ClosedFile> {
         let mut waiting = self.unhooked.borrow_mut();
         let mut files: Vec<ClosedFile> = waiting
@@ -2113,10 +2110,10 @@ fn make_read_only(dir: &OwnedFd, name: &str, id: FileId, bytes: u64) -> io::Resu
     f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7555))
 }
 
-/// Whether the hook of `path` is still to run (one running now was started:
-/// it is not run again).
+/// Whether the hook of `path` has not ended yet (waits or runs: one cut short
+/// runs again after the next start).
 fn hook_waits(unhooked: &HashMap<PathBuf, Unhooked>, path: &Path) -> bool {
-    unhooked.get(path).is_some_and(|u| !u.running)
+    unhooked.contains_key(path)
 }
 
 /// Removes a folder of [`OUTGOING`] and the link in it (a link or file in its
@@ -2410,7 +2407,6 @@ mod tests {
             "the budget takes the newer file first"
         );
         assert!(s.take_oldest(false).is_none(), "and spares them too");
-        s.hook_started(&paths[0]);
         assert!(s.hook_pending(&paths[0]), "a running hook holds its file");
         s.hook_done(&paths[0]);
         assert_eq!(s.take_oldest(false).unwrap().1.path, paths[0]);
@@ -2513,6 +2509,37 @@ mod tests {
             .left_open()
             .iter()
             .any(|(k, _, ship)| k == "g" && ship.is_none()));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_hook_not_journaled_as_ended_waits_again_after_a_restart_and_old_journals_read() {
+        let root = std::env::temp_dir().join(format!("bsc-hookend-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let paths: Vec<PathBuf> = (0..3).map(|i| root.join(format!("{i}.pcap"))).collect();
+        let s = Storage::open(&root);
+        for (i, p) in paths.iter().enumerate() {
+            std::fs::write(p, b"x").unwrap();
+            opened(&s, "k", p, &root, 0, i as u64 + 1);
+            s.finished(p, Span::default(), None, true, None);
+        }
+        s.hook_done(&paths[0]);
+        drop(s); // "a crash" while the hooks of 1 and 2 ran
+                 // Journals of earlier versions: `hook_started` reads as ended.
+        let journal = root.join(".bsc/files.jsonl");
+        let mut text = std::fs::read_to_string(&journal).unwrap();
+        text.push_str(&format!(
+            "{{\"hook_started\":{{\"path\":{:?}}}}}\n",
+            paths[2]
+        ));
+        std::fs::write(&journal, text).unwrap();
+        for _ in 0..2 {
+            let s = Storage::open(&root); // compacts each time
+            let waiting: Vec<bool> = paths.iter().map(|p| s.hook_pending(p)).collect();
+            assert_eq!(waiting, [false, true, false]);
+            assert_eq!(s.take_unhooked("k", "h").len(), 1);
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -251,6 +251,11 @@ fn an_on_close_hook_is_handed_the_file_bsc_closed_or_nothing() {
         handed.starts_with(root.join(".bsc/outgoing").to_str().unwrap()),
         "{handed}"
     );
+    // The refused hook is counted as not run.
+    wait_until("the refused hook counted", || {
+        stats_of(&bsc, port)["hooks_not_run"] == 1
+    });
+    assert_eq!(metric(&bsc, "bsc_hooks_not_run_total"), 1.0);
     assert!(bsc.stop().success());
 }
 
@@ -588,9 +593,13 @@ fn a_hook_that_never_ends_holds_only_its_own_file() {
     assert!(bsc.stop().success());
 }
 
+/// Writable by its owner only, only bsc's own user or root could have written a
+/// waiting file (and they can do anything anyway): made read-only again and
+/// shipped. Writable by group or others, anyone could have written it (in place,
+/// same size, or later through a descriptor opened meanwhile): refused.
 #[test]
-fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
-    use std::os::unix::fs::PermissionsExt;
+fn a_waiting_file_made_writable_by_its_owner_is_repaired_by_group_or_others_refused() {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
     let dir = TempDir::new("edges-chmod");
     let root = dir.path().join("cap");
     let central = dir.path().join("central");
@@ -606,36 +615,51 @@ fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
     std::fs::write(dir.path().join("down"), b"").unwrap();
     let port = free_udp_port();
     let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
-    for i in 0..4 {
+    for i in 0..5 {
         send(&bsc, port, i);
     }
-    wait_until("four files waiting", || {
-        ship_of(&bsc, port)["pending_files"] == 4
+    wait_until("five files waiting", || {
+        ship_of(&bsc, port)["pending_files"] == 5
     });
-    // A routine permission change on three of them: same files, same content.
-    for n in 1..=3 {
+    let chmod = |how: &str, n: u32| {
         let ok = Command::new("chmod")
-            .arg("g+w")
+            .arg(how)
             .arg(root.join(format!("h-{n:04}.pcap")))
             .status()
             .unwrap();
         assert!(ok.success());
-    }
-    // The fourth is rewritten in place with other content: not bsc's file any more.
+    };
+    // A permission change by the owner on two of them: same files, same content.
+    chmod("u+w", 1);
+    chmod("u+w", 2);
+    // Writable by group: anyone in it could have written it, even if no byte changed.
+    chmod("g+w", 3);
+    // Writable by others, and overwritten in place with as many bytes.
+    chmod("o+w", 4);
     let fourth = root.join("h-0004.pcap");
-    std::fs::set_permissions(&fourth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let len = std::fs::metadata(&fourth).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fourth)
+        .unwrap()
+        .write_all_at(b"FORGED", len - 6)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&fourth).unwrap().len(), len);
+    // The fifth is appended to: not bsc's file any more.
+    let fifth = root.join("h-0005.pcap");
+    std::fs::set_permissions(&fifth, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::OpenOptions::new()
         .append(true)
-        .open(&fourth)
+        .open(&fifth)
         .unwrap()
         .write_all(b"appended")
         .unwrap();
     std::fs::remove_file(dir.path().join("down")).unwrap();
-    wait_until("three shipped, one refused", || {
+    wait_until("two shipped, three refused", || {
         let s = ship_of(&bsc, port);
-        s["shipped"] == 3 && s["refused"] == 1 && s["pending_files"] == 0
+        s["shipped"] == 2 && s["refused"] == 3 && s["pending_files"] == 0
     });
-    for n in 1..=3 {
+    for n in 1..=2 {
         let name = format!("h-{n:04}.pcap");
         assert_eq!(
             std::fs::read(central.join(&name)).unwrap(),
@@ -647,11 +671,13 @@ fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
             "{name} read-only again"
         );
     }
-    assert!(!central.join("h-0004.pcap").exists());
+    for n in 3..=5 {
+        assert!(!central.join(format!("h-{n:04}.pcap")).exists(), "{n}");
+    }
     let ship = ship_of(&bsc, port);
     let why = ship["last_error"].as_str().unwrap_or_default();
     assert!(
-        why.contains("h-0004.pcap") && why.contains("size changed"),
+        why.contains("h-0005.pcap") && why.contains("size changed"),
         "{ship}"
     );
     assert!(ship["last_error_at"].is_string(), "{ship}");
@@ -661,10 +687,23 @@ fn a_waiting_file_made_writable_again_is_made_read_only_and_shipped() {
         .iter()
         .filter(|l| l.contains("read-only again"))
         .collect();
-    assert_eq!(repaired.len(), 3, "one warning each: {log:?}");
+    assert_eq!(repaired.len(), 2, "one warning each: {log:?}");
     let refused: Vec<_> = log.iter().filter(|l| l.contains("refused")).collect();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].contains("h-0004.pcap"), "{refused:?}");
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for n in 3..=4 {
+        let name = format!("h-{n:04}.pcap");
+        assert!(
+            refused.iter().any(|l| l.contains(&name)
+                && l.contains("writable by group or others: anyone could have written it")),
+            "{name}: {refused:?}"
+        );
+    }
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("h-0005.pcap") && l.contains("size changed")),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -935,6 +974,82 @@ fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
     assert!(first.stop().success());
     assert!(second.stop().success());
     assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
+}
+
+/// The lines of `log` (a hook's own record) starting with `start`.
+fn lines_starting(log: &Path, start: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(start))
+        .count()
+}
+
+/// A hook cut short by `kill -9` (it dies with bsc) runs again after the
+/// restart, to its end, exactly once more; retention spares its file until it
+/// ended, then deletes it as usual.
+#[test]
+fn an_on_close_hook_cut_short_by_kill_9_runs_again_after_the_restart() {
+    let dir = TempDir::new("edges-hook-kill9");
+    let root = dir.path().join("cap");
+    let hooks = dir.path().join("hooks.log");
+    // About 2 s for h-0001 (bounded: 40 steps), at once for the others.
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "log='{log}'\nn=$(basename \"$BSC_FILE\")\necho \"start $n\" >> \"$log\"\ni=0\ncase \"$n\" in h-0001.pcap) while [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done;; esac\necho \"end $n\" >> \"$log\"\n",
+            log = hooks.display()
+        ),
+    );
+    let first = root.join("h-0001.pcap");
+    let port = free_udp_port();
+    let cfg = config(&root, port, json!({"on_close": [hook], "max_files": 1}));
+    let mut bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("the hook of h-0001 runs", || {
+        lines_starting(&hooks, "start h-0001.pcap") == 1
+    });
+    bsc.signal(9);
+    bsc.wait_exit();
+    assert_eq!(lines_starting(&hooks, "end h-0001.pcap"), 0, "cut short");
+
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    wait_until("the hook of h-0001 runs again", || {
+        lines_starting(&hooks, "start h-0001.pcap") == 2
+    });
+    // Files closed meanwhile: retention (max_files 1) spares h-0001 while its
+    // hook has not ended.
+    for i in 0..3 {
+        send(&bsc, port, i);
+        if lines_starting(&hooks, "end h-0001.pcap") == 0 {
+            assert!(first.exists(), "spared after datagram {i}");
+        }
+    }
+    wait_until("the hook of h-0001 ended", || {
+        lines_starting(&hooks, "end h-0001.pcap") == 1
+    });
+    wait_until("retention deletes h-0001 once its hook ended", || {
+        !first.exists()
+    });
+    assert!(bsc.stop().success());
+
+    // A clean restart does not run it a third time: a new file's hook, queued
+    // after any from before the restart, ends, and h-0001's has not started.
+    let ended = lines_starting(&hooks, "end ");
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send(&bsc, port, 0);
+    wait_until("the new file's hook ended", || {
+        lines_starting(&hooks, "end ") == ended + 1
+    });
+    assert!(bsc.stop().success());
+    assert_eq!(lines_starting(&hooks, "start h-0001.pcap"), 2);
+    assert_eq!(lines_starting(&hooks, "end h-0001.pcap"), 1);
+    assert_eq!(
+        lines_starting(&hooks, "start "),
+        lines_starting(&hooks, "end ") + 1,
+        "every hook but the one cut short ran once, to its end"
+    );
 }
 
 #[test]

@@ -286,7 +286,7 @@ const PER_HANDLER: [Metric; 14] = [
     (
         "bsc_hooks_not_run_total",
         "counter",
-        "Closed files whose on_close hook never ran: the disk budget deleted them first, or the hook queue was full.",
+        "Closed files whose on_close hook never ran: the disk budget deleted them first, the hook queue was full, the file was gone or refused, or the command could not start.",
         |h| h.stats().hooks_not_run as f64,
     ),
     (

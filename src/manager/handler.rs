@@ -1274,7 +1274,9 @@ impl Handler {
         self.enforce_retention();
     }
 
-    /// Counts a closed file the disk budget deleted before its `on_close` hook ended.
+    /// Counts a closed file whose `on_close` hook was not run or not to its end
+    /// (the disk budget deleted it first; dropped from a full queue; the file
+    /// gone or refused; the command not started).
     pub(super) fn hook_not_run(&mut self) {
         self.stats.hooks_not_run += 1;
     }
