@@ -523,7 +523,7 @@ impl Shipper {
                     }
                     Err(NotHanded::Replaced(why)) => {
                         error!(
-                            "ship: handler {}: {}: refused: {why}; not the file bsc closed, it will not be shipped",
+                            "ship: handler {}: {}: refused: {why}; it will not be shipped",
                             name_of_key(&key),
                             file.path.display()
                         );
