@@ -1658,6 +1658,13 @@ pub fn check_root_writable(root: &Path, create: bool) -> Result<(), String> {
         )
     };
     let state = root.join(STATE_DIR);
+    // Not a folder (through a link as well): no owner or mode would fix that.
+    if std::fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!(
+            "root_log_directory {} is not a folder: remove what is there or choose another root",
+            root.display()
+        ));
+    }
     check_root_trust(root)?;
     check_state_modes(&state)?;
     if !create {

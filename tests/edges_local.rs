@@ -1135,3 +1135,28 @@ fn a_lock_file_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_ta
     assert!(first.stop().success());
     assert_eq!(count_records(&root.join("h-0002.pcap")), 1);
 }
+
+#[test]
+fn a_root_that_is_not_a_folder_gets_one_reason_from_check_and_start_up() {
+    let dir = TempDir::new("edges-root-file");
+    let root = dir.path().join("cap");
+    std::fs::write(&root, b"not a folder").unwrap();
+    let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
+    let path = write_config(dir.path(), &cfg);
+    let says = format!(
+        "root_log_directory {} is not a folder: remove what is there or choose another root",
+        root.display()
+    );
+    let (code, text) = check(dir.path(), &path);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains(&says), "{text}");
+    let (code, log) = start_fails(dir.path(), &cfg);
+    assert_eq!(code, 2, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains(&says)).count(),
+        1,
+        "{log:?}"
+    );
+    // Nothing was made in its place, and the file is as it was.
+    assert_eq!(std::fs::read(&root).unwrap(), b"not a folder");
+}
