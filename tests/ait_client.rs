@@ -10,35 +10,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use serde_json::json;
-
-/// AIT's script `name`.py in the virtual environment, and its Python.
-fn ait_script(name: &str) -> (PathBuf, PathBuf) {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv");
-    let python = venv.join("bin/python3");
-    assert!(
-        python.exists(),
-        "AIT's client is needed: run `bash tests/deps.sh` (make test does), which installs ait-core into {}",
-        venv.display()
-    );
-    let out = Command::new("find")
-        .arg(&venv)
-        .args(["-name", &format!("{name}.py"), "-path", "*ait/core/bin/*"])
-        .output()
-        .unwrap();
-    let found = String::from_utf8_lossy(&out.stdout);
-    let script = found.lines().next().unwrap_or_else(|| {
-        panic!(
-            "{name}.py not found in {}: reinstall with tests/deps.sh",
-            venv.display()
-        )
-    });
-    (python, PathBuf::from(script))
-}
 
 #[test]
 fn aits_create_and_stop_commands_drive_bsc() {

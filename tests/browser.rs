@@ -229,28 +229,7 @@ fn aits_create_handler_and_the_bsc_client_still_work() {
     let dir = TempDir::new("origin-ait");
     let bsc = Bsc::with_config(dir.path(), &config(dir.path(), json!({})));
     let port = free_udp_port();
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv");
-    let python = venv.join("bin/python3");
-    assert!(
-        python.exists(),
-        "AIT's client is needed: run `bash tests/deps.sh`, which installs ait-core into {}",
-        venv.display()
-    );
-    let found = Command::new("find")
-        .arg(&venv)
-        .args([
-            "-name",
-            "ait_bsc_create_handler.py",
-            "-path",
-            "*ait/core/bin/*",
-        ])
-        .output()
-        .unwrap();
-    let script = String::from_utf8_lossy(&found.stdout)
-        .lines()
-        .next()
-        .map(PathBuf::from)
-        .expect("ait_bsc_create_handler.py in the AIT venv (tests/deps.sh)");
+    let (python, script) = ait_script("ait_bsc_create_handler");
     // By name (Host: localhost:PORT) and by address.
     for (name, host) in [("aitlocal", "localhost"), ("aitaddr", "127.0.0.1")] {
         let out = Command::new(&python)

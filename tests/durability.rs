@@ -19,10 +19,6 @@ fn handler(name: &str, port: u16, extra: Value) -> Value {
     h
 }
 
-fn stats_of(bsc: &Bsc, port: u16) -> Value {
-    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
 #[test]
 fn kill_9_under_load_loses_nothing_that_was_reported() {
     let dir = TempDir::new("kill9");

@@ -35,22 +35,6 @@ fn config(root: &Path, port: u16, extra: Value) -> Value {
     json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]})
 }
 
-fn stats_of(bsc: &Bsc, port: u16) -> Value {
-    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
-fn ship_of(bsc: &Bsc, port: u16) -> Value {
-    stats_of(bsc, port)["ship"].clone()
-}
-
-/// Sends datagram `i` and waits until the handler counted `i + 1`.
-fn send(bsc: &Bsc, port: u16, i: u64) {
-    sender(port).send(&seq_payload(i)).unwrap();
-    wait_until(&format!("{} packets", i + 1), || {
-        stats_of(bsc, port)["packets"].as_u64() >= Some(i + 1)
-    });
-}
-
 fn metric(bsc: &Bsc, name: &str) -> f64 {
     let r = bsc.request("GET", "/metrics", None, b"");
     let text = String::from_utf8(r.body).unwrap();

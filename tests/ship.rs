@@ -91,22 +91,6 @@ echo "${{1##*/}}" >> "$d/received.log"
     }
 }
 
-fn stats_of(bsc: &Bsc, port: u16) -> Value {
-    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
-fn ship_of(bsc: &Bsc, port: u16) -> Value {
-    stats_of(bsc, port)["ship"].clone()
-}
-
-/// Sends datagram `i` and waits until the handler counted `i + 1`.
-fn send(bsc: &Bsc, port: u16, i: u64) {
-    sender(port).send(&seq_payload(i)).unwrap();
-    wait_until(&format!("{} packets", i + 1), || {
-        stats_of(bsc, port)["packets"].as_u64() >= Some(i + 1)
-    });
-}
-
 /// `h-0001.pcap` ...
 fn name(seq: u64) -> String {
     format!("h-{seq:04}.pcap")

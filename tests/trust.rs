@@ -57,10 +57,6 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The `/stats` entry of the handler at 127.0.0.1:`port`.
-fn stats_of(bsc: &Bsc, port: u16) -> Value {
-    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
 /// Sends `payload` to 127.0.0.1:`port` and waits until the handler there counted
 /// `packets` units in all.
 fn send_and_wait(bsc: &Bsc, port: u16, payload: &[u8], packets: u64) {

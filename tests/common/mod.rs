@@ -581,3 +581,47 @@ fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     }
     None
 }
+
+/// The `/stats` entry of the (first) handler on 127.0.0.1:`port`.
+pub fn stats_of(bsc: &Bsc, port: u16) -> serde_json::Value {
+    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
+}
+
+/// The `ship` block of that handler's `/stats` entry.
+pub fn ship_of(bsc: &Bsc, port: u16) -> serde_json::Value {
+    stats_of(bsc, port)["ship"].clone()
+}
+
+/// Sends datagram `i` ([`seq_payload`]) to 127.0.0.1:`port` and waits until
+/// the handler there counted `i + 1`.
+pub fn send(bsc: &Bsc, port: u16, i: u64) {
+    sender(port).send(&seq_payload(i)).unwrap();
+    wait_until(&format!("{} packets", i + 1), || {
+        stats_of(bsc, port)["packets"].as_u64() >= Some(i + 1)
+    });
+}
+
+/// AIT's script `name`.py in the virtual environment tests/deps.sh makes, and
+/// its Python.
+pub fn ait_script(name: &str) -> (PathBuf, PathBuf) {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv");
+    let python = venv.join("bin/python3");
+    assert!(
+        python.exists(),
+        "AIT's client is needed: run `bash tests/deps.sh` (make test does), which installs ait-core into {}",
+        venv.display()
+    );
+    let out = Command::new("find")
+        .arg(&venv)
+        .args(["-name", &format!("{name}.py"), "-path", "*ait/core/bin/*"])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&out.stdout);
+    let script = found.lines().next().unwrap_or_else(|| {
+        panic!(
+            "{name}.py not found in {}: reinstall with tests/deps.sh",
+            venv.display()
+        )
+    });
+    (python, PathBuf::from(script))
+}
