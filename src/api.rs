@@ -61,6 +61,8 @@ use crate::sys;
 use crate::telemetry::UnitPath;
 use walk::{View, Walk};
 
+#[cfg(debug_assertions)]
+mod debug;
 mod files;
 mod metrics;
 mod walk;
@@ -136,6 +138,8 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             }
             Response::in_pieces("application/json", Cursor::new(files::Walk::new(name)))
         }),
+        #[cfg(debug_assertions)]
+        ["debug", "clock"] if crate::clock::driven() => only(req, "POST", || debug::clock(req)),
                 _ => Response::error(
             404,
             format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),
