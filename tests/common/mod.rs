@@ -625,3 +625,42 @@ pub fn ait_script(name: &str) -> (PathBuf, PathBuf) {
     });
     (python, PathBuf::from(script))
 }
+
+/// The environment that starts a test build of bsc on its driven clock: the
+/// system's clocks plus an offset that [`advance_clock`] and [`set_clock`]
+/// move (wall clock, timers and the kernel's receive times alike). Pass it to
+/// [`Bsc::with_config_env`]. Only test builds (debug assertions) know it.
+pub const DRIVEN_CLOCK: (&str, &str) = ("BSC_DEBUG_CLOCK", "1");
+
+/// Moves the driven clock of the bsc whose API is on `port` `secs` forward
+/// (`POST /debug/clock advance=SECS`). Timers that came due (rotation,
+/// back-offs, the once-a-second tick) run in the turn of bsc's loop that
+/// answered, just after the answer is written: wait for what they do. Returns
+/// bsc's new time in microseconds since the epoch.
+pub fn advance_clock(port: u16, secs: f64) -> i64 {
+    move_clock(port, &format!("advance={secs:.6}"))
+}
+
+/// Sets the driven clock of the bsc on `port` to `rfc3339` (UTC, `...Z`): the
+/// monotonic clock moves as far forward (not back). Returns bsc's new time in
+/// microseconds since the epoch.
+pub fn set_clock(port: u16, rfc3339: &str) -> i64 {
+    move_clock(port, &format!("set={rfc3339}"))
+}
+
+fn move_clock(port: u16, form: &str) -> i64 {
+    let r = http_request(
+        port,
+        "POST",
+        "/debug/clock",
+        Some("application/x-www-form-urlencoded"),
+        form.as_bytes(),
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "POST /debug/clock {form}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["unix_micros"].as_i64().unwrap()
+}
