@@ -113,7 +113,7 @@ fn rotation_by_second_splits_without_loss_and_closes_idle_files() {
     let dir = TempDir::new("rot");
     let port = free_udp_port();
     let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &config(
             &root,
@@ -123,16 +123,17 @@ fn rotation_by_second_splits_without_loss_and_closes_idle_files() {
                 json!({"rotate_log_index": "second", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap"}),
             )],
         ),
+        &[DRIVEN_CLOCK],
     );
-    let tx = sender(port);
-    let start = Instant::now();
+    // 3.5 s of bsc's clock, a datagram every 0.1 s of it.
     let mut sent = 0u64;
-    while start.elapsed() < Duration::from_millis(3500) && sent < 1000 {
-        tx.send(&seq_payload(sent)).unwrap();
+    while sent < 35 {
+        send(&bsc, port, sent);
         sent += 1;
-        std::thread::sleep(Duration::from_millis(25));
+        advance_clock(bsc.http_port, 0.1);
     }
     // The last file is closed by the timer although no datagram follows.
+    advance_clock(bsc.http_port, 1.0);
     let files_written = || pcap_files(&root);
     wait_until("every file closed", || {
         let files = files_written();

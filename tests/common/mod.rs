@@ -649,6 +649,9 @@ pub fn set_clock(port: u16, rfc3339: &str) -> i64 {
 }
 
 fn move_clock(port: u16, form: &str) -> i64 {
+    if !cfg!(debug_assertions) {
+        panic!("the driven clock exists only in test builds (debug assertions): run the tests without --release");
+    }
     let r = http_request(
         port,
         "POST",
