@@ -1027,13 +1027,15 @@ fn health_says_why_it_is_degraded_and_the_metrics_carry_health() {
         &[DRIVEN_CLOCK],
     );
     let mut health = json!(null);
-    wait_until("health degraded by the unreachable peer", || {
-        health = bsc.get("/health").1;
-        health["status"] == "degraded" || {
-            advance_clock(bsc.http_port, 0.25);
-            false
-        }
-    });
+    wait_advancing(
+        bsc.http_port,
+        0.25,
+        "health degraded by the unreachable peer",
+        || {
+            health = bsc.get("/health").1;
+            health["status"] == "degraded"
+        },
+    );
     let reasons = health["reasons"].as_array().unwrap();
     assert!(
         reasons.iter().any(|r| r

@@ -129,13 +129,20 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
     st.set("fail", "3");
     st.set("env", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(dir.path(), &st.config(port, json!({}), json!({})));
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &st.config(port, json!({}), json!({})),
+        &[DRIVEN_CLOCK],
+    );
     assert_eq!(ship_of(&bsc, port)["pending_files"], 0, "configured: shown");
     // Five datagrams: five closed files (each full with its one record).
     for i in 0..5 {
         send(&bsc, port, i);
     }
-    wait_until("five files shipped", || st.received().len() >= 5);
+    // The retries come after their back-off (at most 1 s of bsc's clock).
+    wait_advancing(bsc.http_port, 0.5, "five files shipped", || {
+        st.received().len() >= 5
+    });
     let want: Vec<String> = (1..=5).map(name).collect();
     assert_eq!(st.received(), want, "once each, oldest first");
     for n in &want {
@@ -556,14 +563,17 @@ fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(port, json!({}), json!({"ship_max_pending_age_s": 2})),
+        &[DRIVEN_CLOCK],
     );
     send(&bsc, port, 0);
     send(&bsc, port, 1);
     assert_eq!(bsc.get("/health").1["status"], "ok");
-    wait_until("degraded", || bsc.get("/health").1["status"] == "degraded");
+    wait_advancing(bsc.http_port, 0.5, "degraded", || {
+        bsc.get("/health").1["status"] == "degraded"
+    });
     let health = bsc.get("/health").1;
     let reasons = health["reasons"].to_string();
     assert!(
@@ -573,7 +583,7 @@ fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
     );
     assert!(metric(&metrics(&bsc), "bsc_ship_oldest_pending_age_seconds") >= 2.0);
     st.clear("down");
-    wait_until("ok again once shipped", || {
+    wait_advancing(bsc.http_port, 0.5, "ok again once shipped", || {
         bsc.get("/health").1["status"] == "ok"
     });
     assert!(bsc.stop().success());

@@ -63,7 +63,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     let root = dir.path().join("cap");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &config(
             &root,
@@ -71,6 +71,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
                 json!({"name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "modem.pcap"}),
             ],
         ),
+        &[DRIVEN_CLOCK],
     );
     let mut rng = Rng(0x9E3779B97F4A7C15);
     let first = rng.bytes(1 << 20);
@@ -81,20 +82,25 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     });
     assert_eq!(tcp_stats(&bsc, port)["connected"], true);
 
-    // The peer goes away for 2 s (part of the scenario), then comes back.
+    // The peer goes away for 2 s of bsc's clock (part of the scenario), then
+    // comes back; bsc's next attempt comes after its back-off.
     drop(conn);
     drop(listener);
     wait_until("bsc notices the peer is gone", || {
         tcp_stats(&bsc, port)["connected"] == false
     });
-    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..4 {
+        advance_clock(bsc.http_port, 0.5);
+    }
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let second = rng.bytes(1 << 20);
-    let conn = serve(&listener, &second, &mut rng);
     let both: Vec<u8> = first.iter().chain(&second).copied().collect();
-    wait_until("the second MiB on disk", || {
+    // Served from a thread: its accept waits for bsc, which waits for its clock.
+    let peer = std::thread::spawn(move || serve(&listener, &second, &mut rng));
+    wait_advancing(bsc.http_port, 0.5, "the second MiB on disk", || {
         stream_of(&path).0.len() >= both.len()
     });
+    let conn = peer.join().unwrap();
     let stats = tcp_stats(&bsc, port);
     assert_eq!(
         (stats["connected"].as_bool(), stats["reconnects"].as_u64()),

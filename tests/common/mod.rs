@@ -641,6 +641,18 @@ pub fn advance_clock(port: u16, secs: f64) -> i64 {
     move_clock(port, &format!("advance={secs:.6}"))
 }
 
+/// Polls `cond` like [`wait_until`], moving the driven clock of the bsc on
+/// `port` `step` seconds forward after each poll that finds it false: for
+/// what happens after a back-off, a timeout or a period of bsc's clock.
+pub fn wait_advancing(port: u16, step: f64, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_until(what, || {
+        cond() || {
+            advance_clock(port, step);
+            false
+        }
+    });
+}
+
 /// Sets the driven clock of the bsc on `port` to `rfc3339` (UTC, `...Z`): the
 /// monotonic clock moves as far forward (not back). Returns bsc's new time in
 /// microseconds since the epoch.
