@@ -207,19 +207,20 @@ fn the_disk_budget_keeps_a_small_file_system_from_filling() {
     let fs = SmallFs::new(dir.path(), 4);
     let root = fs.0.join("cap");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
                 "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+        &[DRIVEN_CLOCK],
     );
-    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![1u8; 1000];
     let mut min_free = u64::MAX;
     for i in 0..8000u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(50));
+            paced(&bsc, port, i + 1, 0.05);
             min_free = min_free.min(fs.free());
         }
     }
@@ -370,18 +371,19 @@ fn the_disk_budget_takes_a_file_waiting_for_its_hook_only_when_nothing_else_is_l
         .unwrap()
         .success());
     std::fs::write(dir.path().join("hold"), b"").unwrap();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
                 "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
+        &[DRIVEN_CLOCK],
     );
-    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![1u8; 1000];
     for i in 0..8000u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(50));
+            paced(&bsc, port, i + 1, 0.05);
         }
     }
     wait_until("all counted", || stats_of(&bsc, port)["packets"] == 8000);

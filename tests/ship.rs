@@ -361,21 +361,23 @@ fn the_disk_budget_drops_waiting_files_last_and_says_so() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(
             port,
             json!({"rotate_max_packets": 100, "ship_retry_max_s": 60}),
             json!({"min_free_bytes": "2MiB"}),
         ),
+        &[DRIVEN_CLOCK],
     );
-    // 3.5 MB of 1000-byte datagrams (100 KB files) through 2 MiB of room.
+    // 3.5 MB of 1000-byte datagrams (100 KB files) through 2 MiB of room, at
+    // ~3 MB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![9u8; 1000];
     for i in 0..3500u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(30));
+            paced(&bsc, port, i + 1, 0.03);
         }
     }
     wait_until("all counted", || stats_of(&bsc, port)["packets"] == 3500);

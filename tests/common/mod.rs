@@ -653,6 +653,17 @@ pub fn wait_advancing(port: u16, step: f64, what: &str, mut cond: impl FnMut() -
     });
 }
 
+/// Paces a sender by bsc's driven clock: waits until the (first) handler on
+/// 127.0.0.1:`port` counted `sent` units, then moves the clock `secs` forward,
+/// as if the sender had paused that long (the once-a-second work, such as the
+/// disk budget's look at the free space, comes with the clock).
+pub fn paced(bsc: &Bsc, port: u16, sent: u32, secs: f64) {
+    wait_until(&format!("{sent} units counted"), || {
+        stats_of(bsc, port)["packets"].as_u64() >= Some(u64::from(sent))
+    });
+    advance_clock(bsc.http_port, secs);
+}
+
 /// Sets the driven clock of the bsc on `port` to `rfc3339` (UTC, `...Z`): the
 /// monotonic clock moves as far forward (not back). Returns bsc's new time in
 /// microseconds since the epoch.
