@@ -1,6 +1,7 @@
 //! The README's and the docs' commands work as written, in order, as a reader
 //! would run them: every command of their ```sh blocks that runs bsc or talks
-//! to it (`export PATH=...`, `cat > FILE <<'EOF'`, `bsc ...`, `curl ...`) runs
+//! to it (`export PATH=...`, `cat > FILE <<'EOF'`, `bsc ...`, `curl ...`, and
+//! the `python3 -c ...` that sends the first capture its datagram) runs
 //! exactly as written, in the order written, in an empty folder per file. A
 //! `bsc` that starts the service (no command, or only `--config FILE`) runs in
 //! the background until the next one starts (the README says to stop it
@@ -112,6 +113,9 @@ struct Ran {
     commands: usize,
     /// Whether one of them started the service.
     service: bool,
+    /// The folder they ran in (removed when this is dropped).
+    work: PathBuf,
+    _dir: TempDir,
 }
 
 /// Runs the commands of `file` (a path relative to the repository) in order,
@@ -171,6 +175,8 @@ fn run_in_order(file: &str, bsc_on_path: bool) -> Ran {
     let mut ran = Ran {
         commands: 0,
         service: false,
+        work: work.clone(),
+        _dir: dir,
     };
     for cmd in &commands {
         if cmd.starts_with("export PATH=") {
@@ -181,7 +187,7 @@ fn run_in_order(file: &str, bsc_on_path: bool) -> Ran {
             path = with_bsc.clone();
             continue;
         }
-        let runs = ["curl ", "bsc ", "cat > "]
+        let runs = ["curl ", "bsc ", "cat > ", "python3 -c "]
             .iter()
             .any(|p| cmd.starts_with(p))
             || cmd.split_whitespace().next() == Some("bsc");
@@ -245,6 +251,15 @@ fn every_bsc_and_curl_command_in_the_readme_works_in_order_as_written() {
         ran.commands
     );
     assert!(ran.service, "the README starts bsc");
+    // The first capture: the datagram sent to the config file's handler is a
+    // record of its file.
+    let files = pcap_files(&ran.work.join("captures"));
+    assert!(
+        files
+            .iter()
+            .any(|f| read_pcap(f).2.iter().any(|r| r.data == b"hello")),
+        "the first capture's datagram in one of {files:?}"
+    );
 }
 
 /// Each file of `docs/` on its own, as an operator with bsc installed would
