@@ -11,13 +11,13 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # toolchain through RUSTC_BOOTSTRAP=1: armv7's musl std is not downloadable, and a
 # std without backtrace symbolization (no `backtrace` feature; panics still print
 # their message) and with `optimize_for_size` keeps each binary under 1,000,000
-# bytes (README, Sizes). `cargo build --release` alone still works, larger.
+# bytes (docs/arm.md, Sizes). `cargo build --release` alone still works, larger.
 BUILD_STD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_BIN := target/$(HOST)/release/bsc
 MAX_BYTES := 1000000
 
-# Size flags (README, Sizes; neither changes anything bsc prints, and the code
+# Size flags (docs/arm.md, Sizes; neither changes anything bsc prints, and the code
 # differs by at most 0.5% of .text): no unwind tables (.eh_frame, .ARM.exidx:
 # nothing reads them, as panic = "abort" unwinds nothing and a std without
 # `backtrace` ignores RUST_BACKTRACE, std/src/panic.rs get_backtrace_style); on the static ARM
@@ -42,7 +42,7 @@ ARMV7_MUSL := /usr/lib/arm-linux-musleabihf
 ARMV7_LINK := $(CURDIR)/target/armv7-musl-link
 # Thumb-2 code (`+thumb-mode`, as Debian's armhf and Rust's thumbv7neon targets
 # compile everything; rustc warns that the feature is unstable): every ARMv7-A
-# core runs it; 16- and 32-bit encodings, 262 KB smaller than A32 (README, Sizes).
+# core runs it; 16- and 32-bit encodings, 262 KB smaller than A32 (docs/arm.md, Sizes).
 ARMV7_FLAGS := -C link-self-contained=no -C link-arg=-B$(ARMV7_MUSL) -L $(ARMV7_MUSL) -L $(ARMV7_LINK) \
 	-C target-feature=+thumb-mode $(ARM_SIZE_FLAGS)
 
@@ -110,6 +110,8 @@ install:
 	install -D -m 0644 systemd/bsc.sysusers $(DESTDIR)$(SYSUSERSDIR)/bsc.conf
 	install -D -m 0644 systemd/60-bsc.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md
+	install -d $(DESTDIR)$(PREFIX)/share/doc/bsc/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/bsc/docs/
 	install -d $(DESTDIR)$(PREFIX)/share/doc/bsc/examples
 	install -m 0755 systemd/examples/bsc-ship-s3 systemd/examples/bsc-ship-rsync $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8
@@ -125,7 +127,9 @@ uninstall:
 	      $(DESTDIR)$(SYSUSERSDIR)/bsc.conf $(DESTDIR)$(PREFIX)/share/man/man8/bsc.8.gz \
 	      $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-bsc.conf $(DESTDIR)$(PREFIX)/share/doc/bsc/README.md \
 	      $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/bsc-ship-s3 $(DESTDIR)$(PREFIX)/share/doc/bsc/examples/bsc-ship-rsync
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/doc/bsc/,$(wildcard docs/*.md))
 	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc/examples 2>/dev/null
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc/docs 2>/dev/null
 	-rmdir $(DESTDIR)$(PREFIX)/share/doc/bsc 2>/dev/null
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/bsc/bsc.json, the captures in /var/lib/bsc and the user bsc (remove them by hand if unwanted)"
 

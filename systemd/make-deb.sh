@@ -26,8 +26,8 @@ install -D -m 0644 systemd/bsc.lintian-overrides "$root/usr/share/lintian/overri
 if [ "$arch" != amd64 ]; then
   cat >> "$root/usr/share/lintian/overrides/bsc" <<'EOF'
 
-# The ARM builds are linked statically on purpose (README "Deploying to an ARM
-# box"): one binary runs on any ARM Linux, whatever its C library.
+# The ARM builds are linked statically on purpose (docs/arm.md, "Deploying to
+# an ARM box"): one binary runs on any ARM Linux, whatever its C library.
 bsc: statically-linked-binary [usr/bin/bsc]
 EOF
 fi

@@ -96,18 +96,15 @@ fn bsc_status_marks_handlers_restored_from_the_api_state() {
     assert!(bsc.stop().success());
 }
 
-/// The README's "Moving from AIT" section names each difference the issue
-/// found an AIT operator surprised by, with the key that changes it.
+/// The page "Moving from AIT" (docs/moving-from-ait.md) names each difference
+/// the issue found an AIT operator surprised by, with the key that changes it.
 #[test]
-fn the_readme_lists_what_differs_from_ait_with_its_key() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let start = readme
-        .find("\n## Moving from AIT\n")
-        .expect("a \"Moving from AIT\" section");
-    let section = &readme[start + 1..];
-    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+fn the_docs_list_what_differs_from_ait_with_its_key() {
+    let section = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/moving-from-ait.md"),
+    )
+    .unwrap();
+    assert!(section.starts_with("# Moving from AIT\n"), "{section}");
     for needle in [
         "forgets handlers added over the API",
         "`capture_manager.persist: false`",

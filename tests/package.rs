@@ -165,7 +165,8 @@ fn the_manual_page_renders_and_covers_the_command_line_and_the_keys() {
         env!("CARGO_PKG_VERSION")
     );
 
-    // Every option and command of --help, every handler key of the README's table.
+    // Every option and command of --help, every handler key of the reference's
+    // table (docs/reference.md, Handler keys).
     let help = run(env!("CARGO_BIN_EXE_bsc"), &["--help"], &[]);
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let mut options: Vec<&str> = help
@@ -202,8 +203,8 @@ fn the_manual_page_renders_and_covers_the_command_line_and_the_keys() {
             "command {command} in COMMANDS:\n{listed}"
         );
     }
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let keys: Vec<&str> = readme
+    let reference = std::fs::read_to_string(repo().join("docs/reference.md")).unwrap();
+    let keys: Vec<&str> = reference
         .lines()
         .skip_while(|l| !l.starts_with("| key | default | meaning |"))
         .skip(2)
@@ -262,7 +263,7 @@ fn build_deb(dir: &Path) -> PathBuf {
     for f in ["Makefile", "Cargo.toml", "README.md"] {
         std::fs::copy(repo().join(f), tree.join(f)).unwrap();
     }
-    for sub in ["systemd", "systemd/examples"] {
+    for sub in ["systemd", "systemd/examples", "docs"] {
         std::fs::create_dir_all(tree.join(sub)).unwrap();
         for entry in std::fs::read_dir(repo().join(sub)).unwrap() {
             let entry = entry.unwrap();
@@ -299,6 +300,7 @@ fn the_deb_carries_the_user_the_man_page_and_debhelper_style_scripts() {
         "./usr/share/doc/bsc/changelog.gz",
         "./usr/share/doc/bsc/examples/bsc-ship-s3",
         "./usr/share/doc/bsc/examples/bsc-ship-rsync",
+        "./usr/share/doc/bsc/docs/reference.md",
         "./usr/share/lintian/overrides/bsc",
         "./etc/bsc/bsc.json",
     ] {

@@ -1,4 +1,4 @@
-//! The README's two store-and-forward recipes, end to end with real tools: bsc
+//! The two store-and-forward recipes (docs/ship-recipes.md), end to end with real tools: bsc
 //! runs `systemd/examples/bsc-ship-s3` as a handler's ship command against a
 //! local S3-compatible server (moto's `moto_server`, on 127.0.0.1, with its
 //! signature checks on), and `systemd/examples/bsc-ship-rsync` into a folder
@@ -720,19 +720,9 @@ fn rsync_recipe_never_shows_a_half_copied_file_under_its_final_name() {
     assert_eq!(tree(&dest), want);
 }
 
-/// The README section of the recipes.
-fn recipes_section() -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let start = readme
-        .find("\n## Store and forward: recipes\n")
-        .expect("README has a section \"Store and forward: recipes\"");
-    let rest = &readme[start + 1..];
-    let end = rest.find("\n## ").unwrap();
-    assert!(
-        rest[end..].starts_with("\n## Performance\n"),
-        "the recipes come right before Performance"
-    );
-    rest[..end].to_string()
+/// The page of the recipes.
+fn recipes_page() -> String {
+    std::fs::read_to_string(repo().join("docs/ship-recipes.md")).unwrap()
 }
 
 /// The fenced blocks of `text` whose fence line is exactly "```" + `lang`.
@@ -756,14 +746,17 @@ fn blocks(text: &str, lang: &str) -> Vec<String> {
 }
 
 #[test]
-fn readme_shows_the_scripts_as_they_are_and_a_config_bsc_accepts() {
-    let section = recipes_section();
-    let shown = blocks(&section, "shell");
+fn the_recipes_link_the_scripts_and_show_a_config_bsc_accepts() {
+    let section = recipes_page();
+    assert!(
+        blocks(&section, "shell").is_empty(),
+        "the scripts are linked, not copied"
+    );
     for name in ["bsc-ship-s3", "bsc-ship-rsync"] {
         let file = std::fs::read_to_string(script(name)).unwrap();
         assert!(
-            shown.contains(&file),
-            "README shows systemd/examples/{name} as it is"
+            section.contains(&format!("](../systemd/examples/{name})")),
+            "docs/ship-recipes.md links systemd/examples/{name}"
         );
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(script(name)).unwrap().permissions(),
@@ -791,7 +784,7 @@ fn readme_shows_the_scripts_as_they_are_and_a_config_bsc_accepts() {
     // Each config there is one bsc accepts, shipping with the installed scripts.
     let configs = blocks(&section, "json");
     assert_eq!(configs.len(), 2, "a config for each recipe");
-    let dir = TempDir::new("ship-readme");
+    let dir = TempDir::new("ship-docs");
     for (i, snippet) in configs.iter().enumerate() {
         let mut cfg: Value =
             serde_json::from_str(snippet).unwrap_or_else(|e| panic!("{e}: {snippet}"));
@@ -811,7 +804,7 @@ fn readme_shows_the_scripts_as_they_are_and_a_config_bsc_accepts() {
             .current_dir(dir.path()));
         assert!(
             out.status.success(),
-            "bsc check of README's config {i}: {}",
+            "bsc check of docs/ship-recipes.md's config {i}: {}",
             text(&out)
         );
     }
