@@ -65,6 +65,16 @@ echo "${{1##*/}}" >> "$d/received.log"
         let _ = std::fs::remove_file(self.dir.join(name));
     }
 
+    /// Whether no process runs the ship script now (no upload in flight).
+    fn idle(&self) -> bool {
+        let pgrep = Command::new("pgrep")
+            .arg("-f")
+            .arg(&self.script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+    }
+
     /// The names the receiving end got, in order, repeats included.
     fn received(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("received.log"))
@@ -240,12 +250,16 @@ fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice(
     for n in &journaled {
         assert!(before_kill.contains(n), "{n} journaled but never received");
     }
-    std::thread::sleep(Duration::from_millis(500)); // an orphaned upload would land now
+    // An orphaned upload would land before its process is gone.
+    wait_until("no upload left running", || st.idle());
     let bsc = Bsc::with_config(dir.path(), &cfg);
     wait_until("all 20 received", || {
         st.received().iter().collect::<HashSet<_>>().len() >= 20
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // A second upload of a file would land before its process is gone.
+    wait_until("nothing waiting and no upload running", || {
+        ship_of(&bsc, port)["pending_files"] == 0 && st.idle()
+    });
     assert!(bsc.stop().success());
     let all = st.received();
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -294,9 +308,10 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(port, json!({"max_files": 2, "max_bytes": 200}), json!({})),
+        &[DRIVEN_CLOCK],
     );
     for i in 0..8 {
         send(&bsc, port, i);
@@ -306,7 +321,11 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     assert!(ship["failures"].as_u64().unwrap() >= 1, "{ship}");
     assert!(ship["next_attempt_at"].is_string(), "{ship}");
     assert!(ship["pending_bytes"].as_u64().unwrap() > 8 * 24, "{ship}");
-    std::thread::sleep(Duration::from_millis(1500)); // a few ticks of retention
+    // A few ticks of retention: each advance runs one in the turn that
+    // answers it, before bsc reads the next request.
+    for _ in 0..3 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     assert_eq!(stats_of(&bsc, port)["files_deleted"], 0);
     for seq in 1..=8 {
         assert!(
@@ -317,7 +336,7 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     }
     // Back up: everything ships, then retention deletes what it may.
     st.clear("down");
-    wait_until("8 shipped", || st.received().len() >= 8);
+    wait_advancing(bsc.http_port, 0.5, "8 shipped", || st.received().len() >= 8);
     wait_until("retention caught up", || pcap_files(&root).len() <= 2);
     assert_eq!(st.received(), (1..=8).map(name).collect::<Vec<_>>());
     assert!(bsc.stop().success());
@@ -419,10 +438,10 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
     st.set("slow", "30.4242");
     let port = free_udp_port();
     let cfg = st.config(port, json!({"ship_timeout_s": 1}), json!({}));
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     send(&bsc, port, 0);
     send(&bsc, port, 1);
-    wait_until("a timeout", || {
+    wait_advancing(bsc.http_port, 0.5, "a timeout", || {
         ship_of(&bsc, port)["failures"].as_u64() >= Some(1)
     });
     let ship = ship_of(&bsc, port);
@@ -434,14 +453,15 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
         "{ship}"
     );
     // The process group was killed: no sleep of the script is left.
-    std::thread::sleep(Duration::from_millis(300));
-    let pgrep = Command::new("pgrep")
-        .args(["-f", "sleep 30.4242"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&pgrep.stdout).trim().is_empty(),
-        "left running"
+    wait_until(
+        "the script's sleep gone with its group, not left running",
+        || {
+            let pgrep = Command::new("pgrep")
+                .args(["-f", "sleep 30.4242"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+        },
     );
     assert!(st.received().is_empty());
     assert!(bsc.stop().success());
