@@ -41,8 +41,12 @@ fn kill_9_under_load_loses_nothing_that_was_reported() {
             std::thread::sleep(Duration::from_millis(1));
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    let reported = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+    // Killed under load, once a good part of it has been reported.
+    let mut reported = 0;
+    wait_until("30,000 datagrams reported", || {
+        reported = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+        reported >= 30_000
+    });
     bsc.signal(9);
     bsc.wait_exit();
     sender_thread.join().unwrap();
