@@ -133,9 +133,10 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
 #[test]
 fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
     let dir = TempDir::new("tcpdown");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")}}),
+        &[DRIVEN_CLOCK],
     );
     let port = free_tcp_port();
     let (status, entry) = bsc.form(
@@ -154,8 +155,18 @@ fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
         "{stats}"
     );
 
+    // bsc's next attempt comes after its back-off, on its clock.
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    wait_advancing(bsc.http_port, 0.5, "bsc connects", || {
+        if let Ok((c, _)) = listener.accept() {
+            accepted = Some(c);
+        }
+        accepted.is_some()
+    });
+    let mut conn = accepted.unwrap();
+    conn.set_nonblocking(false).unwrap();
     conn.write_all(b"late but here").unwrap();
     wait_until("connected and captured", || {
         tcp_stats(&bsc, port)["bytes"] == 13
