@@ -485,7 +485,7 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
             .unwrap();
         !name.starts_with(String::from_utf8_lossy(&now.stdout).trim())
     });
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     wait_until("the crash's file shipped", || {
         std::fs::read_to_string(&shipped).is_ok_and(|s| s.contains(&name))
     });
@@ -501,13 +501,17 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
         (orphan.to_str(), Some("closed"), Some(0)),
         "{body}"
     );
-    // Retention (two files, the open one included) deletes it in its turn.
+    // Retention (two files, the open one included) deletes it in its turn: a
+    // datagram every half second of bsc's clock.
     let tx = sender(port);
     let mut n = 1;
     wait_until("deleted by retention", || {
         tx.send(&seq_payload(n)).unwrap();
+        wait_until("the datagram counted", || {
+            stats_of(&bsc, port)["packets"].as_u64() >= Some(n)
+        });
         n += 1;
-        std::thread::sleep(Duration::from_millis(100));
+        advance_clock(bsc.http_port, 0.5);
         !orphan.exists()
     });
     let (status, log) = bsc.stop_with_log();
