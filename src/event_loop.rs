@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -100,14 +100,14 @@ pub struct EventLoop {
     notifier: Notifier,
     status: StatusRate,
     /// When the once-a-second maintenance (fsync, retention, disk budget) runs next.
-    next_tick: std::time::Instant,
+    next_tick: Instant,
     /// `<root>/.bsc/lock`, locked while bsc runs (one bsc per root).
     _root_lock: std::fs::File,
 }
 
 /// The `STATUS=` line for systemd: handlers and the packet rate since the last line.
 struct StatusRate {
-    at: std::time::Instant,
+    at: Instant,
     packets: u64,
 }
 
