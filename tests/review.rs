@@ -78,8 +78,9 @@ fn a_ship_command_dies_with_bsc_after_kill_9() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let was_dead = dead();
-    std::thread::sleep(Duration::from_secs(4));
-    // Its `sleep` (same process group, which bsc made) is left to us.
+    // Dead, the command writes `late` no more (its `sleep` writes nothing): the
+    // check needs no wait. Its `sleep` (same process group, which bsc made) is
+    // left to us.
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pid}")])
         .stderr(std::process::Stdio::null())
@@ -123,17 +124,22 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
             "ship_retry_max_s": 1,
             "ship": ["/bin/sh", "-c", script, "sh"]}]
     });
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     let jlen = || std::fs::metadata(journal(&root)).map_or(0, |m| m.len());
+    let closed = || {
+        std::fs::read_to_string(journal(&root))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("{\"closed\""))
+            .count()
+    };
     udp(port, 2);
     wait_until("two files journaled", || {
-        pcap_files(&root).len() == 2 && jlen() > 0
+        pcap_files(&root).len() == 2 && closed() == 2
     });
-    std::thread::sleep(Duration::from_millis(300));
     let l2 = jlen();
     udp(port, 1);
-    wait_until("a third file journaled", || jlen() > l2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("a third file journaled", || closed() == 3);
     let l3 = jlen();
     let per = l3 - l2;
     assert!(l3 < 4096, "the journal fits one page ({l3})");
@@ -155,9 +161,13 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
         !bsc.log_matching("cannot append to").is_empty()
     });
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Written anew at the next tick of bsc's clock (or the next append).
+    wait_advancing(bsc.http_port, 1.0, "the journal caught up", || {
+        !bsc.log_matching("has every entry again").is_empty()
+    });
+    let before = pcap_files(&root).len();
     udp(port, 2);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("two more files", || pcap_files(&root).len() == before + 2);
     let (_, log) = bsc.stop_with_log();
     let count = |needle: &str| log.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(count("cannot append to"), 1, "logged once while behind");
@@ -256,8 +266,11 @@ fn a_journal_ship_command_that_is_empty_does_not_crash_bsc() {
         "capture_manager": {"root_log_directory": root},
         "handlers": [{"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port]}]
     });
-    let mut bsc = Bsc::with_config(dir.path(), &cfg);
-    std::thread::sleep(Duration::from_secs(2));
+    let mut bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    // Two ticks of bsc's clock: the shipper has looked at the file by then.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     let alive = bsc.child.try_wait().unwrap().is_none();
     let panics = bsc.log_matching("panicked");
     let refused = bsc.log_matching("will not be shipped");

@@ -92,6 +92,20 @@ fn until_behind(bsc: &Bsc, port: u16, from: &mut u64) {
     }
 }
 
+/// The units the (first) handler on 127.0.0.1:`port` counted.
+fn counted(bsc: &Bsc, port: u16) -> u64 {
+    stats_of(bsc, port)["packets"].as_u64().unwrap_or(0)
+}
+
+/// The `closed` lines in the journal under `root`.
+fn closed_lines(root: &Path) -> usize {
+    std::fs::read_to_string(root.join(".bsc/files.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("{\"closed\""))
+        .count()
+}
+
 fn first_ts(p: &Path) -> Option<u64> {
     read_pcap(p).2.first().map(|r| r.ts_us)
 }
@@ -121,21 +135,22 @@ fn seq_names_after_a_crash_while_behind_keep_time_order() {
     let mut i = 0;
     send_n(port, i, 4);
     i += 4;
-    wait_until("two files", || pcap_files(&root).len() == 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("two files, both journaled closed", || {
+        pcap_files(&root).len() == 2 && closed_lines(&root) == 2
+    });
     state.fill();
     until_behind(&bsc, port, &mut i);
     // Files open and close while behind; the last one is left open (odd count).
     send_n(port, i, 5 + (i % 2));
     i += 5 + (i % 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("every unit counted", || counted(&bsc, port) == i);
     bsc.signal(9);
     bsc.wait_exit();
     let before = pcap_files(&root);
     state.unfill();
     let bsc = Bsc::with_config(dir.path(), &cfg);
     send_n(port, i, 4);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("4 units counted", || counted(&bsc, port) == 4);
     bsc.stop();
     let files = pcap_files(&root);
     let mut prev = 0;
@@ -180,7 +195,7 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     let mut i = 0;
     send_n(port, i, 2);
     i += 2;
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("2 units counted", || counted(&bsc, port) == 2);
     state.fill();
     // Rotations on request until the journal falls behind; the file opened
     // last is open while it is behind.
@@ -192,7 +207,7 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     }
     bsc.form("POST", "/h/rotate", "");
     send_n(port, i, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("4 units counted", || counted(&bsc, port) == i + 2);
     let open: Vec<_> = pcap_files(&root)
         .into_iter()
         .filter(|f| mode(f) == 0o640)
@@ -201,8 +216,11 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     bsc.signal(9);
     bsc.wait_exit();
     state.unfill();
-    let bsc = Bsc::with_config(dir.path(), &cfg);
-    std::thread::sleep(Duration::from_millis(1500));
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    // Two ticks of bsc's clock: settled and shipped by then, if ever.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     bsc.stop();
     let writable: Vec<_> = pcap_files(&root)
         .into_iter()
@@ -241,7 +259,7 @@ fn a_resumed_file_already_full_by_count_gets_no_more_records() {
     bsc.wait_exit();
     let bsc = Bsc::with_config(dir.path(), &cfg(2));
     send_n(port, 3, 1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the unit counted", || counted(&bsc, port) == 1);
     bsc.stop();
     let counts: Vec<_> = pcap_files(&root)
         .iter()
@@ -361,9 +379,17 @@ fn tcp_units_in_every_split_with_count_and_size_rotation_are_byte_exact() {
             std::thread::sleep(Duration::from_micros(300));
         }
     }
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("every unit in its own file of \"one\"", || {
+        pcap_files(&root)
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("one-"))
+            .count()
+            == units.len()
+    });
     drop(conn);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the end of the connection seen", || {
+        stats_of(&bsc, port)["connected"] == false
+    });
     bsc.stop();
     let one: Vec<Vec<u8>> = units.iter().map(|u| u[2..u.len() - 1].to_vec()).collect();
     let three: Vec<Vec<u8>> = units
@@ -422,7 +448,7 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
             "rotate_max_packets": 1, "file_name_pattern": "{name}-{seq:6}.pcap",
             "ship_retry_max_s": 1, "ship": ["/bin/sh", "-c", script, "sh"]}]
     });
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     let s = sender(port);
     for i in 0..700u64 {
         s.send(&seq_payload(i)).unwrap();
@@ -431,7 +457,7 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
     wait_until("700 files", || pcap_files(&root).len() == 700);
     // Some ship, in the middle of the backlog, then down again.
     std::fs::remove_file(&down).unwrap();
-    wait_until("some shipped", || {
+    wait_advancing(bsc.http_port, 0.5, "some shipped", || {
         std::fs::read_to_string(&shipped).map_or(0, |t| t.lines().count()) >= 100
     });
     std::fs::write(&down, "").unwrap();
@@ -440,7 +466,10 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
         std::thread::sleep(Duration::from_millis(1));
     }
     wait_until("1200 files", || pcap_files(&root).len() == 1200);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Failed attempts and ticks (compaction) meanwhile: two ticks of bsc's clock.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     let mut bsc = bsc;
     bsc.signal(9);
     bsc.wait_exit();
@@ -461,7 +490,16 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // A second upload of a file would land before its process is gone.
+    wait_until("nothing waiting and no upload running", || {
+        let pgrep = Command::new("pgrep")
+            .arg("-f")
+            .arg(shipped.display().to_string())
+            .output()
+            .unwrap();
+        stats_of(&bsc, port)["ship"]["pending_files"] == 0
+            && String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+    });
     bsc.stop();
     let got = lines();
     let mut seen = std::collections::HashSet::new();
@@ -512,7 +550,7 @@ fn a_resumed_file_already_full_by_size_gets_no_more_records() {
     let size = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
     let bsc = Bsc::with_config(dir.path(), &cfg(size));
     send_n(port, 3, 1);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the unit counted", || counted(&bsc, port) == 1);
     bsc.stop();
     let after = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
     assert_eq!(
