@@ -575,10 +575,16 @@ fn kernel_drops_are_counted_so_loss_is_visible() {
         tx.send(&seq_payload(seq)).unwrap();
     }
     bsc.signal_named("CONT");
-    // One more datagram after the overflow carries the kernel's final count.
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    tx.send(&seq_payload(2000)).unwrap();
+    // One more datagram after the overflow carries the kernel's final count,
+    // sent once bsc has read what the buffer held (one drain reads it all),
+    // so that it finds room.
     let key = format!("['127.0.0.1', {port}]");
+    wait_until("the buffer read", || {
+        bsc.get("/stats").1[&key][0]["packets"]
+            .as_u64()
+            .is_some_and(|p| p > 0)
+    });
+    tx.send(&seq_payload(2000)).unwrap();
     wait_until("the last datagram", || {
         bsc.get("/stats").1[&key][0]["packets"]
             .as_u64()
