@@ -36,7 +36,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -79,14 +78,14 @@ pub struct Hooks {
     /// queue, the file gone or refused, the command not started), one entry
     /// per file, until [`Hooks::take_not_run`].
     not_run: Vec<String>,
-    /// Where a hook's end is journaled: a hook that did not end (never started,
-    /// or cut short by a stop or a crash) runs after the next start; one that
-    /// ended is not run again.
-    storage: Rc<Storage>,
 }
 
 impl Hooks {
-    pub fn new(max_running: usize, storage: Rc<Storage>) -> Hooks {
+    /// No hook yet; at most `max_running` at once. A hook's end is journaled
+    /// in the storage each call is lent: a hook that did not end (never
+    /// started, or cut short by a stop or a crash) runs after the next start;
+    /// one that ended is not run again.
+    pub fn new(max_running: usize) -> Hooks {
         Hooks {
             max_running: max_running.max(1),
             max_queued: MAX_QUEUED,
@@ -94,12 +93,11 @@ impl Hooks {
             stopping: false,
             queue: VecDeque::new(),
             not_run: Vec::new(),
-            storage,
         }
     }
 
     /// Queues `argv` for a closed file and starts what may start.
-    pub fn submit(&mut self, argv: &[String], file: ClosedFile) {
+    pub fn submit(&mut self, argv: &[String], file: ClosedFile, files: &mut Storage) {
         if argv.is_empty() {
             return;
         }
@@ -111,7 +109,7 @@ impl Hooks {
                     old.file.path.display()
                 );
                 // Journaled as done: retention no longer spares the file.
-                self.storage.hook_done(&old.file.path);
+                files.hook_done(&old.file.path);
                 self.not_run.push(old.file.handler);
             }
         }
@@ -119,20 +117,19 @@ impl Hooks {
             argv: argv.to_vec(),
             file,
         });
-        self.poll();
+        self.poll(files);
     }
 
     /// Reaps finished hooks (logging their exit status; whatever a hook left
     /// running in its process group is killed) and starts waiting ones.
-    pub fn poll(&mut self) {
-        let storage = &self.storage;
+    pub fn poll(&mut self, files: &mut Storage) {
         self.running.retain_mut(|r| {
             let status = match ended(&mut r.child) {
                 Ok(Some(status)) => status,
                 Ok(None) => return true,
                 Err(e) => {
                     warn!("on_close: {}: cannot wait for it: {e}", r.what);
-                    storage.hook_done(&r.path);
+                    files.hook_done(&r.path);
                     return false;
                 }
             };
@@ -141,7 +138,7 @@ impl Hooks {
             } else {
                 warn!("on_close: {}: {status}", r.what);
             }
-            storage.hook_done(&r.path);
+            files.hook_done(&r.path);
             false
         });
         while self.running.len() < self.max_running && !self.stopping {
@@ -150,17 +147,17 @@ impl Hooks {
             };
             let path = job.file.path.clone();
             let what = format!("{} {}", job.argv.join(" "), path.display());
-            if !self.storage.hook_pending(&path) {
+            if !files.queues().hook_pending(&path) {
                 // Retention spares a file whose hook waits: only the disk
                 // budget, with nothing else left, deletes one (and says so).
                 warn!("on_close: {what}: not run: bsc deleted the file before its hook could run");
                 continue;
             }
-            let handed = match self.storage.hand_over(&path) {
+            let handed = match files.hand_over(&path) {
                 Ok(handed) => handed,
                 Err(why) => {
                     // Never run on what is there now; not tried again.
-                    self.storage.hook_done(&path);
+                    files.hook_done(&path);
                     self.not_run.push(job.file.handler);
                     match why {
                         NotHanded::Gone => warn!("on_close: {what}: not run: the file is gone"),
@@ -177,7 +174,7 @@ impl Hooks {
                 Ok(child) => self.running.push(Running { child, what, path }),
                 Err(e) => {
                     // Not retried: a command that cannot start will not start later.
-                    self.storage.hook_done(&path);
+                    files.hook_done(&path);
                     self.not_run.push(job.file.handler);
                     warn!("on_close: cannot run {what}: {e}");
                 }
@@ -189,13 +186,14 @@ impl Hooks {
     /// start), the hooks running get up to `grace` to finish, and those still
     /// running then are stopped with everything they started (their process
     /// groups killed): they run again after the next start too.
-    pub fn stop(&mut self, grace: Duration) {
+    /// `clock` reads the monotonic time (the loop's).
+    pub fn stop(&mut self, grace: Duration, files: &mut Storage, clock: &dyn Fn() -> Instant) {
         self.stopping = true;
-        let deadline = Instant::now() + grace;
-        self.poll();
-        while !self.running.is_empty() && Instant::now() < deadline {
+        let deadline = clock() + grace;
+        self.poll(files);
+        while !self.running.is_empty() && clock() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-            self.poll();
+            self.poll(files);
         }
         for r in self.running.drain(..) {
             // Not waited for: what has not ended yet is reaped by init.
@@ -352,18 +350,18 @@ pub struct Shipper {
     dying: Vec<Child>,
     /// Something changed (a file queued, a child ended): look at the next turn.
     kicked: bool,
-    storage: Rc<Storage>,
 }
 
 impl Shipper {
-    pub fn new(max_running: usize, storage: Rc<Storage>) -> Shipper {
+    /// No lane yet; at most `max_running` commands at once. The ship queue is
+    /// the storage's, lent to each call.
+    pub fn new(max_running: usize) -> Shipper {
         Shipper {
             max_running: max_running.max(1),
             lanes: HashMap::new(),
             dying: Vec::new(),
             // Files left waiting by an earlier run ship from the first turn.
             kicked: true,
-            storage,
         }
     }
 
@@ -373,20 +371,20 @@ impl Shipper {
     }
 
     /// Whether [`Shipper::poll`] has something to do at `now`.
-    pub fn due(&self, now: Instant) -> bool {
-        self.kicked || self.next_deadline().is_some_and(|at| at <= now)
+    pub fn due(&self, now: Instant, files: &Storage) -> bool {
+        self.kicked || self.next_deadline(files).is_some_and(|at| at <= now)
     }
 
     /// The next instant something must happen without a kick: a timeout, or the
     /// end of a back-off of a key with files waiting.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self, files: &Storage) -> Option<Instant> {
         self.lanes
             .iter()
             .filter_map(|(key, lane)| match &lane.running {
                 Some(a) => Some(a.deadline),
                 None => lane
                     .retry_at
-                    .filter(|_| self.storage.has_unshipped(key))
+                    .filter(|_| files.queues().has_unshipped(key))
                     .map(|(at, _)| at),
             })
             .min()
@@ -408,6 +406,7 @@ impl Shipper {
         wall: UnixMicros,
         current: impl Fn(&str) -> Option<ShipSpec>,
         declared: impl Fn(&[String]) -> bool,
+        files: &mut Storage,
     ) -> Vec<ShippedFile> {
         self.kicked = false;
         self.dying.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
@@ -440,7 +439,7 @@ impl Shipper {
             match failure {
                 None => {
                     // Journaled and on the disk before any other command starts.
-                    self.storage.shipped(&a.path);
+                    files.shipped(&a.path);
                     lane.shipped += 1;
                     lane.streak = 0;
                     lane.retry_at = None;
@@ -469,7 +468,7 @@ impl Shipper {
                 }
             }
         }
-        self.start(now, wall, &current, &declared);
+        self.start(now, wall, &current, &declared, files);
         shipped
     }
 
@@ -481,13 +480,14 @@ impl Shipper {
         wall: UnixMicros,
         current: &impl Fn(&str) -> Option<ShipSpec>,
         declared: &impl Fn(&[String]) -> bool,
+        files: &mut Storage,
     ) {
         let mut running = self.running();
         if running >= self.max_running {
             return;
         }
-        let mut ready: Vec<(std::time::SystemTime, String)> = self
-            .storage
+        let mut ready: Vec<(std::time::SystemTime, String)> = files
+            .queues()
             .unshipped_keys()
             .into_iter()
             .filter(|key| {
@@ -495,7 +495,7 @@ impl Shipper {
                     l.running.is_none() && l.retry_at.is_none_or(|(at, _)| at <= now)
                 })
             })
-            .filter_map(|key| Some((self.storage.next_unshipped(&key)?.closed_at, key)))
+            .filter_map(|key| Some((files.queues().next_unshipped(&key)?.closed_at, key)))
             .collect();
         ready.sort();
         for (_, key) in ready {
@@ -503,8 +503,8 @@ impl Shipper {
                 break;
             }
             let lane = self.lanes.entry(key.clone()).or_default();
-            while let Some(file) = self.storage.next_unshipped(&key) {
-                let handed = match self.storage.hand_over(&file.path) {
+            while let Some(file) = files.queues().next_unshipped(&key) {
+                let handed = match files.hand_over(&file.path) {
                     Ok(handed) => handed,
                     Err(NotHanded::Gone) => {
                         error!(
@@ -512,7 +512,7 @@ impl Shipper {
                             name_of_key(&key),
                             file.path.display()
                         );
-                        self.storage.gone(&file.path);
+                        files.gone(&file.path);
                         lane.dropped += 1;
                         lane.last_error = Some(format!(
                             "{} was gone when its turn came (deleted behind bsc's back); dropped",
@@ -528,7 +528,7 @@ impl Shipper {
                             file.path.display()
                         );
                         // Forgotten: what is there now is not bsc's.
-                        self.storage.gone(&file.path);
+                        files.gone(&file.path);
                         lane.refused += 1;
                         lane.last_error = Some(format!(
                             "{}: refused: {why}; it will not be shipped",
@@ -554,7 +554,7 @@ impl Shipper {
                 };
                 // Everything journaled so far (this file's close among it) is on
                 // the disk before the command can act on the file.
-                self.storage.sync_journal();
+                files.sync_journal();
                 let closed = closed_file(&key, &file);
                 let spawned = command(&spec.argv, &closed, &handed).and_then(|mut cmd| {
                     cmd.stderr(Stdio::piped());
@@ -598,8 +598,8 @@ impl Shipper {
     }
 
     /// What `/stats` shows for `key` at `now` (wall clock).
-    pub fn status(&self, key: &str, now: UnixMicros) -> ShipStatus {
-        let backlog = self.storage.backlog(key);
+    pub fn status(&self, key: &str, now: UnixMicros, files: &Storage) -> ShipStatus {
+        let backlog = files.queues().backlog(key);
         let age = backlog.oldest.map(|at| {
             let at = at
                 .duration_since(std::time::UNIX_EPOCH)
@@ -631,7 +631,7 @@ impl Shipper {
     /// At shutdown: journals the commands that have just succeeded, stops the
     /// others (their process groups are killed: the file ships again after the
     /// next start) and says what is left.
-    pub fn stop(&mut self) {
+    pub fn stop(&mut self, files: &mut Storage) {
         let mut running = 0;
         for lane in self.lanes.values_mut() {
             let Some(mut a) = lane.running.take() else {
@@ -642,17 +642,17 @@ impl Shipper {
             let _ = sys::kill_process_group(a.child.id());
             match a.child.try_wait() {
                 Ok(Some(s)) if exited && s.success() => {
-                    self.storage.shipped(&a.path);
+                    files.shipped(&a.path);
                 }
                 _ if exited => {}
                 _ => running += 1,
             }
         }
-        let waiting: u64 = self
-            .storage
+        let queues = files.queues();
+        let waiting: u64 = queues
             .unshipped_keys()
             .iter()
-            .map(|k| self.storage.backlog(k).files)
+            .map(|k| queues.backlog(k).files)
             .sum();
         if waiting > 0 {
             warn!(
@@ -662,7 +662,7 @@ impl Shipper {
                 if waiting == 1 { "it ships" } else { "they ship" }
             );
         }
-        self.storage.sync_journal();
+        files.sync_journal();
     }
 }
 
@@ -770,7 +770,8 @@ mod tests {
         let root = std::env::temp_dir().join(format!("bsc-hooks-bound-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let storage = Rc::new(Storage::open(&root));
+        let mut storage = Storage::open(&root);
+        let now = crate::clock::Clock::System.now();
         let paths: Vec<PathBuf> = (1..=5).map(|i| root.join(format!("f{i}.pcap"))).collect();
         for (i, p) in paths.iter().enumerate() {
             std::fs::write(p, b"0123456789").unwrap();
@@ -787,11 +788,11 @@ mod tests {
                 closed: false,
             };
             storage.opened("k", last, (0, i as u64 + 1), None);
-            storage.finished(p, Span::default(), None, true, None);
+            storage.finished(p, Span::default(), None, true, None, now);
         }
         // One hook runs (and does not end), two may wait: the 4th and 5th
         // files push out the 2nd and 3rd.
-        let mut hooks = Hooks::new(1, storage.clone());
+        let mut hooks = Hooks::new(1);
         hooks.max_queued = 2;
         // The file's path comes last ($0 here): `sleep 30 PATH` would fail at once.
         let argv = ["sh".to_string(), "-c".to_string(), "sleep 30".to_string()];
@@ -805,10 +806,13 @@ mod tests {
                 first_ts: None,
                 last_ts: None,
             };
-            hooks.submit(&argv, file);
+            hooks.submit(&argv, file, &mut storage);
         }
         assert_eq!(hooks.pending(), 3, "one running, two waiting");
-        let pending: Vec<bool> = paths.iter().map(|p| storage.hook_pending(p)).collect();
+        let pending: Vec<bool> = paths
+            .iter()
+            .map(|p| storage.queues().hook_pending(p))
+            .collect();
         assert_eq!(pending, [true, false, false, true, true]);
         // Retention (one file): the dropped ones go, the held ones are skipped.
         let r = Retention {
@@ -816,12 +820,12 @@ mod tests {
             ..Retention::default()
         };
         let gone: Vec<PathBuf> = storage
-            .take_excess("k", None, &r)
+            .take_excess("k", None, &r, now)
             .into_iter()
             .map(|f| f.path)
             .collect();
         assert_eq!(gone, [paths[1].clone(), paths[2].clone()]);
-        hooks.stop(Duration::ZERO);
+        hooks.stop(Duration::ZERO, &mut storage, &Instant::now);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

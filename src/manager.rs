@@ -19,7 +19,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Instant;
 
 use mio::{Registry, Token};
@@ -33,10 +32,10 @@ use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::hooks::{Hooks, ShipStatus, Shipper};
 use crate::pcap::{self, Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
-use crate::storage::{DiskBudget, Span, Storage};
+use crate::storage::{ClosedFile, DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
-use handler::{journal_key, Handler, Recorded, FLUSH_AT};
+use handler::{journal_key, Cx, Handler, Recorded, FLUSH_AT};
 
 pub mod handler;
 pub mod pending;
@@ -105,8 +104,12 @@ pub struct Manager {
     next_seq: u64,
     /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
     batch: sys::Batch,
-    /// The journal, open files and the closed-file outbox.
-    storage: Rc<Storage>,
+    /// The journal, the naming state, the open files, the hook and ship
+    /// queues: lent to a handler (`&mut`) for each of its operations.
+    storage: Storage,
+    /// Files handlers closed since the last [`Manager::dispatch_closed`]
+    /// (their events), for `on_close` and the shipper.
+    outbox: Vec<ClosedFile>,
     budget: DiskBudget,
     /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
     /// against the disk budget's headroom.
@@ -141,7 +144,6 @@ impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
     /// and hook settings of `storage`.
     pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
-        let journal = Rc::new(Storage::open(root));
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
@@ -151,7 +153,8 @@ impl Manager {
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             batch: sys::Batch::new(),
-            storage: journal.clone(),
+            storage: Storage::open(root),
+            outbox: Vec::new(),
             budget: DiskBudget {
                 min_free_bytes: storage.min_free_bytes,
                 min_free_percent: storage.min_free_percent,
@@ -161,9 +164,9 @@ impl Manager {
             peer_unreachable: storage.peer_unreachable,
             disk_full: false,
             headroom: None,
-            hooks: Hooks::new(storage.on_close_max_running, journal.clone()),
+            hooks: Hooks::new(storage.on_close_max_running),
             delete_after_hook: Vec::new(),
-            shipper: Shipper::new(storage.ship_max_running, journal),
+            shipper: Shipper::new(storage.ship_max_running),
             ship_max_pending_age: storage.ship_max_pending_age,
             units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
@@ -171,19 +174,24 @@ impl Manager {
     }
 
     /// The handlers added over the API in an earlier run (see [`crate::persist`]).
-    pub fn saved_api_handlers(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.state.as_ref().map_or_else(Vec::new, StateFile::load)
+    pub fn saved_api_handlers(
+        &self,
+        now: UnixMicros,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.state.as_ref().map_or_else(Vec::new, |s| s.load(now))
     }
 
     /// Saves the handlers added over the API (after every change to them).
-    pub fn save_api_handlers(&self) {
+    pub fn save_api_handlers(&mut self) {
         let Some(state) = &self.state else { return };
         let specs: Vec<_> = self
-            .handlers()
-            .filter(|(_, h)| h.spec().origin == Origin::Api)
-            .map(|(_, h)| h.spec().to_json())
+            .handlers
+            .iter()
+            .flatten()
+            .filter(|h| h.spec().origin == Origin::Api)
+            .map(|h| h.spec().to_json())
             .collect();
-        if let Err(e) = state.save(&self.storage, &specs) {
+        if let Err(e) = state.save(&mut self.storage, &specs) {
             let key = "persist";
             crate::log::limited(
                 key,
@@ -203,7 +211,7 @@ impl Manager {
     /// are not running any more are repaired (a torn last record cut) and made
     /// final, so nothing stays half-written and writable. (A running handler
     /// settles its own: resumed by its first unit, or closed and hooked.)
-    pub fn settle_left_open(&mut self) {
+    pub fn settle_left_open(&mut self, now: UnixMicros) {
         for (key, last, ship) in self.storage.left_open() {
             if self.handlers().any(|(_, h)| h.journal_key() == key) {
                 continue;
@@ -269,7 +277,7 @@ impl Manager {
             // whose hooks run only when a handler of that key starts again.)
             let ship = ship.filter(|_| std::fs::symlink_metadata(&last.path).is_ok());
             self.storage
-                .finished(&last.path, span, id, false, ship.as_ref());
+                .finished(&last.path, span, id, false, ship.as_ref(), now);
         }
     }
 
@@ -347,9 +355,14 @@ impl Manager {
             .position(Option::is_none)
             .unwrap_or(self.handlers.len());
         let local = self.capturer(cid).local_addr();
-        let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: &mut self.outbox,
+        };
+        let mut handler = Handler::new(spec, &self.root, local, &mut cx);
         handler.set_suspended(self.disk_full);
-        let resumed_until = handler.resume(now);
+        let resumed_until = handler.resume(&mut cx);
         // Files closed before bsc last stopped whose hook never started.
         let waiting = self
             .storage
@@ -362,7 +375,7 @@ impl Manager {
             );
             for mut file in waiting {
                 file.on_close = handler.spec().on_close.clone();
-                self.storage.closed(file);
+                self.outbox.push(file);
             }
         } else {
             // The handler has no hook any more: nothing is left to run for them.
@@ -371,7 +384,7 @@ impl Manager {
             }
         }
         let spec = handler.spec();
-        let next = handler.log_file_path(now);
+        let next = handler.log_file_path(&self.storage, now);
         info!(
             "handler {}: capturing {} {} into {} as {}",
             spec.name,
@@ -413,7 +426,7 @@ impl Manager {
         crate::paths::check_not_state_folder(&path, &self.root).map_err(AddError::Invalid)?;
         let other = self.handlers().find(|&(id, h)| {
             Some(id) != except
-                && (h.pattern_path(now).as_ref() == Some(&path)
+                && (h.pattern_path(&self.storage, now).as_ref() == Some(&path)
                     || h.current_file() == Some(path.as_path()))
         });
         match other {
@@ -456,8 +469,8 @@ impl Manager {
 
     /// Stops a handler: flushes and closes its file; closes its capturer if it was
     /// the last handler there.
-    pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry) -> Option<Handler> {
-        self.detach_handler(hid, registry, true)
+    pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry, now: UnixMicros) -> bool {
+        self.detach_handler(hid, registry, true, now)
     }
 
     /// Stops a handler; its capturer, if left without handlers, is closed only
@@ -468,22 +481,31 @@ impl Manager {
         hid: HandlerId,
         registry: &Registry,
         close_empty: bool,
-    ) -> Option<Handler> {
-        let handler = self.handlers.get_mut(hid)?.take()?;
+        now: UnixMicros,
+    ) -> bool {
+        let Some(mut handler) = self.handlers.get_mut(hid).and_then(Option::take) else {
+            return false;
+        };
         self.dirty.retain(|&h| h != hid);
-        let cid = self.capturer_at(&handler.spec().address)?;
-        let cap = self.capturer_mut(cid);
-        cap.detach(hid);
-        if cap.handlers().is_empty() {
-            if close_empty {
-                self.close_capturer(cid, registry);
+        if let Some(cid) = self.capturer_at(&handler.spec().address) {
+            let cap = self.capturer_mut(cid);
+            cap.detach(hid);
+            if cap.handlers().is_empty() {
+                if close_empty {
+                    self.close_capturer(cid, registry);
+                }
+            } else {
+                self.update_read_time_wanted(cid);
             }
-        } else {
-            self.update_read_time_wanted(cid);
         }
         info!("handler {}: stopped", handler.spec().name);
-        // Dropping the handler closes its file; the caller may still read it first.
-        Some(handler)
+        // Its file is flushed and closed now (and goes to `on_close`).
+        handler.close(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: &mut self.outbox,
+        });
+        true
     }
 
     fn close_capturer(&mut self, cid: CapturerId, registry: &Registry) {
@@ -511,13 +533,20 @@ impl Manager {
             units_read,
             written_early,
             longest_unit,
+            storage,
+            outbox,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
-        let drained = cap.read(registry, batch, now, |delivery| match delivery {
+        let drained = cap.read(registry, batch, &now, |delivery| match delivery {
             Delivery::Unit(unit, ids) => {
+                let mut cx = Cx {
+                    files: storage,
+                    now: unit.read_at.micros(),
+                    closed: outbox,
+                };
                 *units_read += 1;
                 *longest_unit = (*longest_unit).max(unit.data.len());
                 for &hid in ids {
@@ -528,14 +557,14 @@ impl Manager {
                     let Recorded {
                         needs_flush,
                         rotate_at,
-                    } = h.record(unit);
+                    } = h.record(unit, &mut cx);
                     if needs_flush {
                         dirty.push(hid);
                     }
                     // Units copied in a burst (framed TCP): write now rather
                     // than hold them all.
                     if h.pending_own_bytes() >= FLUSH_AT {
-                        *written_early += h.flush_from(unit.slots);
+                        *written_early += h.flush_from(&mut cx, unit.slots);
                     }
                     if let Some(at) = rotate_at {
                         timers.insert((at, hid));
@@ -545,9 +574,14 @@ impl Manager {
             // Pending records refer to the slots: one gathering write per
             // handler per batch, before the slots are read into again.
             Delivery::Reuse(slots) => {
+                let mut cx = Cx {
+                    files: storage,
+                    now: now().micros(),
+                    closed: outbox,
+                };
                 for hid in dirty.drain(..) {
                     if let Some(Some(h)) = handlers.get_mut(hid) {
-                        *written_early += h.flush_from(slots);
+                        *written_early += h.flush_from(&mut cx, slots);
                     }
                 }
             }
@@ -596,11 +630,16 @@ impl Manager {
     }
 
     /// Writes the pending records of every handler that received any.
-    pub fn flush_dirty(&mut self) {
+    pub fn flush_dirty(&mut self, now: UnixMicros) {
         let mut written = std::mem::take(&mut self.written_early);
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: &mut self.outbox,
+        };
         for hid in self.dirty.drain(..) {
             if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                written += h.flush();
+                written += h.flush(&mut cx);
             }
         }
         // The disk budget follows the writes: once what was written since the last
@@ -626,23 +665,33 @@ impl Manager {
             }
             self.timers.pop_first();
             if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                h.close_if_due(now);
+                h.close_if_due(&mut Cx {
+                    files: &mut self.storage,
+                    now,
+                    closed: &mut self.outbox,
+                });
             }
         }
     }
 
     /// Flushes and closes every file (on shutdown): each goes to `on_close` and
     /// waits to ship (after the next start). Sockets close when dropped.
-    pub fn close_all(&mut self) {
+    /// `clock` reads the monotonic time (the loop's), for the hooks' grace.
+    pub fn close_all(&mut self, now: UnixMicros, clock: &dyn Fn() -> Instant) {
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: &mut self.outbox,
+        };
         for h in self.handlers.iter_mut().flatten() {
-            h.close();
+            h.close(&mut cx);
         }
         self.dirty.clear();
         self.dispatch_closed();
         // No command bsc started outlives it: hooks get a moment to finish,
         // then are stopped (they run again after the next start).
-        self.hooks.stop(HOOK_GRACE);
-        self.shipper.stop();
+        self.hooks.stop(HOOK_GRACE, &mut self.storage, clock);
+        self.shipper.stop(&mut self.storage);
         if self.hooks.pending() > 0 {
             warn!(
                 "on_close: {} still running or waiting at shutdown; waiting ones run after the next start",
@@ -654,14 +703,14 @@ impl Manager {
     /// Hands the files closed since the last call to their `on_close` hooks (and
     /// has the shipper look at its queue, which closing journaled them on).
     pub fn dispatch_closed(&mut self) {
-        let closed = self.storage.take_closed();
+        let closed = std::mem::take(&mut self.outbox);
         if !closed.is_empty() {
             self.shipper.kick();
         }
         for file in closed {
             if !file.on_close.is_empty() {
                 let argv = file.on_close.clone();
-                self.hooks.submit(&argv, file);
+                self.hooks.submit(&argv, file, &mut self.storage);
             }
         }
         self.count_hooks_not_run();
@@ -684,10 +733,10 @@ impl Manager {
 
     /// SIGCHLD: reaps finished hooks and starts waiting ones (ship commands
     /// are reaped by the next [`Manager::ship`]).
-    pub fn reap_hooks(&mut self) {
-        self.hooks.poll();
+    pub fn reap_hooks(&mut self, now: UnixMicros) {
+        self.hooks.poll(&mut self.storage);
         self.count_hooks_not_run();
-        self.delete_hooked_shipped();
+        self.delete_hooked_shipped(now);
         self.shipper.kick();
     }
 
@@ -695,7 +744,7 @@ impl Manager {
     /// deadline came): reaps ship commands, journals successes, starts the next
     /// attempts, and deletes shipped files of handlers with `delete_after_ship`.
     pub fn ship(&mut self, now: Instant, wall: UnixMicros) {
-        if !self.shipper.due(now) {
+        if !self.shipper.due(now, &self.storage) {
             return;
         }
         let handlers = &self.handlers;
@@ -715,7 +764,10 @@ impl Manager {
                 .filter_map(|h| h.spec().ship.as_ref())
                 .any(|s| s.argv == argv)
         };
-        for done in self.shipper.poll(now, wall, current, declared) {
+        for done in self
+            .shipper
+            .poll(now, wall, current, declared, &mut self.storage)
+        {
             let owner = self
                 .handlers()
                 .find(|(_, h)| h.journal_key() == done.key)
@@ -723,21 +775,26 @@ impl Manager {
             if !done.delete {
                 // Retention may now delete what it had to spare.
                 if let Some(id) = owner {
-                    self.handler_mut(id).shipped_one();
+                    let h = self.handlers[id].as_mut().expect("a live handler");
+                    h.shipped_one(&mut Cx {
+                        files: &mut self.storage,
+                        now: wall,
+                        closed: &mut self.outbox,
+                    });
                 }
                 continue;
             }
-            if self.storage.hook_pending(&done.path) {
+            if self.storage.queues().hook_pending(&done.path) {
                 // Its hook still needs it: deleted once the hook has ended.
                 self.delete_after_hook.push((done.key, done.path));
                 continue;
             }
-            self.delete_shipped(&done.key, &done.path);
+            self.delete_shipped(&done.key, &done.path, wall);
         }
     }
 
     /// Deletes a shipped file of a handler with `delete_after_ship`.
-    fn delete_shipped(&mut self, key: &str, path: &Path) {
+    fn delete_shipped(&mut self, key: &str, path: &Path, _now: UnixMicros) {
         let Some(file) = self.storage.take_file(key, path) else {
             // Not a file bsc created (it appended to it), or gone: never deleted.
             return;
@@ -747,9 +804,11 @@ impl Manager {
             .find(|(_, h)| h.journal_key() == key)
             .map(|(id, _)| id);
         match owner {
-            Some(id) => self
-                .handler_mut(id)
-                .delete(&file, "shipped, delete_after_ship"),
+            Some(id) => self.handlers[id].as_mut().expect("a live handler").delete(
+                &mut self.storage,
+                &file,
+                "shipped, delete_after_ship",
+            ),
             None => match self.storage.remove(&file) {
                 Ok(()) => info!(
                     "ship: deleted {} (shipped, delete_after_ship)",
@@ -761,21 +820,21 @@ impl Manager {
     }
 
     /// Deletes the shipped files (`delete_after_ship`) whose hook has ended.
-    fn delete_hooked_shipped(&mut self) {
-        let storage = &self.storage;
+    fn delete_hooked_shipped(&mut self, now: UnixMicros) {
+        let queues = self.storage.queues();
         let (waiting, ready): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delete_after_hook)
             .into_iter()
-            .partition(|(_, path)| storage.hook_pending(path));
+            .partition(|(_, path)| queues.hook_pending(path));
         self.delete_after_hook = waiting;
         for (key, path) in ready {
-            self.delete_shipped(&key, &path);
+            self.delete_shipped(&key, &path, now);
         }
     }
 
     /// When [`Manager::ship`] must run next without a kick (a ship timeout or
     /// the end of a back-off).
     pub fn next_ship_deadline(&self) -> Option<Instant> {
-        self.shipper.next_deadline()
+        self.shipper.next_deadline(&self.storage)
     }
 
     /// Every handler key that ships, with what it has waiting and how shipping
@@ -787,13 +846,13 @@ impl Manager {
             .filter(|(_, h)| h.spec().ship.is_some())
             .map(|(_, h)| h.journal_key())
             .collect();
-        keys.extend(self.storage.unshipped_keys());
+        keys.extend(self.storage.queues().unshipped_keys());
         keys.extend(self.shipper.keys().map(str::to_string));
         keys.sort();
         keys.dedup();
         keys.into_iter()
             .map(|k| {
-                let status = self.shipper.status(&k, now);
+                let status = self.shipper.status(&k, now, &self.storage);
                 (k, status)
             })
             .collect()
@@ -805,13 +864,18 @@ impl Manager {
     }
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
-    pub fn tick(&mut self) {
+    pub fn tick(&mut self, now: UnixMicros) {
         // A journal an append failed on is written anew as soon as it can be.
         self.storage.catch_up();
         // One bsc per root: the lock file is still the one bsc holds.
         self.storage.keep_lock();
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: &mut self.outbox,
+        };
         for h in self.handlers.iter_mut().flatten() {
-            h.maintain();
+            h.maintain(&mut cx);
         }
         // After large units, the batch's slots are resident: give them back.
         if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
@@ -819,9 +883,9 @@ impl Manager {
         }
         self.enforce_budget();
         self.dispatch_closed();
-        self.hooks.poll();
+        self.hooks.poll(&mut self.storage);
         self.count_hooks_not_run();
-        self.delete_hooked_shipped();
+        self.delete_hooked_shipped(now);
         self.shipper.kick();
     }
 
@@ -847,7 +911,7 @@ impl Manager {
             let Some((key, victim)) = self.storage.take_oldest(true) else {
                 break;
             };
-            if self.storage.is_unshipped(&victim.path) {
+            if self.storage.queues().is_unshipped(&victim.path) {
                 error!(
                     "disk budget: deleting {} ({}, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
                     victim.path.display(),
@@ -860,7 +924,7 @@ impl Manager {
                 .handlers()
                 .find(|(_, h)| h.journal_key() == key)
                 .map(|(id, _)| id);
-            if self.storage.hook_pending(&victim.path) {
+            if self.storage.queues().hook_pending(&victim.path) {
                 let running = self.hooks.file_deleted(&victim.path);
                 error!(
                     "disk budget: deleting {} ({}, handler {}) although its on_close hook {}: nothing else is left to free",
@@ -878,7 +942,11 @@ impl Manager {
                 }
             }
             match owner {
-                Some(id) => self.handler_mut(id).delete(&victim, "disk budget"),
+                Some(id) => self.handlers[id].as_mut().expect("a live handler").delete(
+                    &mut self.storage,
+                    &victim,
+                    "disk budget",
+                ),
                 None => match self.storage.remove(&victim) {
                     Ok(()) => info!(
                         "disk budget: deleted {} (a file of a handler no longer running)",
@@ -971,7 +1039,7 @@ impl Manager {
                         old.reconnect_max,
                     )
             });
-            self.detach_handler(hid, registry, !replaced);
+            self.detach_handler(hid, registry, !replaced, now);
             stopped += 1;
         }
         for spec in &new.handlers {
@@ -1035,13 +1103,19 @@ impl Manager {
         }
         let mut rotated = Vec::new();
         for (hid, spec) in ids.into_iter().zip(specs) {
-            let h = self.handler_mut(hid);
+            let h = self.handlers[hid].as_mut().expect("a live handler");
             h.set_metadata(spec);
             let previous = h.current_file().map(Path::to_path_buf);
-            let rotate_at = h.rotate_now(now).map_err(|e| {
-                RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
-            })?;
-            let path = h.log_file_path(now);
+            let rotate_at = h
+                .rotate_now(&mut Cx {
+                    files: &mut self.storage,
+                    now,
+                    closed: &mut self.outbox,
+                })
+                .map_err(|e| {
+                    RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
+                })?;
+            let path = h.log_file_path(&self.storage, now);
             if let Some(at) = rotate_at {
                 self.timers.insert((at, hid));
             }
@@ -1073,20 +1147,23 @@ impl Manager {
         &mut self,
         address: &Address,
         registry: &Registry,
-    ) -> Option<Vec<Handler>> {
+        now: UnixMicros,
+    ) -> Option<usize> {
         let cid = self.capturer_at(address)?;
         let ids = self.capturer(cid).handlers().to_vec();
         Some(
             ids.into_iter()
-                .filter_map(|hid| self.remove_handler(hid, registry))
-                .collect(),
+                .filter(|&hid| self.remove_handler(hid, registry, now))
+                .count(),
         )
     }
 
     /// The closed files bsc made for handler `hid` (its key: name and address)
     /// that still exist, oldest first.
     pub fn files_of(&self, hid: HandlerId) -> Vec<crate::storage::OwnFile> {
-        self.storage.files(&self.handler(hid).journal_key())
+        self.storage
+            .naming()
+            .files(&self.handler(hid).journal_key())
     }
 
     /// At most `most` of those files, after one listed before
@@ -1098,6 +1175,7 @@ impl Manager {
         most: usize,
     ) -> Vec<crate::storage::OwnFile> {
         self.storage
+            .naming()
             .files_after(&self.handler(hid).journal_key(), after, most)
     }
 
@@ -1127,6 +1205,12 @@ impl Manager {
             .iter()
             .enumerate()
             .filter_map(|(id, h)| h.as_ref().map(|h| (id, h)))
+    }
+
+    /// The journal, naming state, open files and queues, read only (the
+    /// names of handlers' next files come from it).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Every live capturer, in creation order.
@@ -1255,28 +1339,28 @@ mod tests {
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
         drain_until(&mut m, poll.registry(), cid, &clock, 1);
-        m.flush_dirty();
+        m.flush_dirty(clock.now());
         assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
         clock.set(UnixMicros(1_795_860_059_000_000));
         m.expire(clock.now());
         assert_eq!(
-            m.handler(hid).log_file_path(clock.now()),
+            m.handler(hid).log_file_path(m.storage(), clock.now()),
             root.join("1000-h.pcap")
         );
         clock.set(UnixMicros(1_795_860_061_000_000));
         m.expire(clock.now());
         assert_eq!(m.next_deadline(), None);
         assert_eq!(
-            m.handler(hid).log_file_path(clock.now()),
+            m.handler(hid).log_file_path(m.storage(), clock.now()),
             root.join("1001-h.pcap"),
             "closed: shows the next name"
         );
         tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
         drain_until(&mut m, poll.registry(), cid, &clock, 2);
-        m.flush_dirty();
+        m.flush_dirty(clock.now());
         assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
         // Removing the last handler closes the socket: the port is free at once.
-        m.remove_handler(hid, poll.registry());
+        m.remove_handler(hid, poll.registry(), clock.now());
         assert!(m.capturers().is_empty());
         assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
         std::fs::remove_dir_all(&root).unwrap();

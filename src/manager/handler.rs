@@ -33,7 +33,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use super::pending::Pending;
 use crate::capture::capturer::Unit;
@@ -247,6 +246,17 @@ struct CurrentFile {
     records_checked: u64,
 }
 
+/// What a handler is lent by the manager for one operation, and where the
+/// files it closes go: the storage (journal, naming state, open files), the
+/// wall clock's now, and the closed files for their `on_close` hooks and the
+/// ship queue (the manager hands them on after the call).
+#[derive(Debug)]
+pub struct Cx<'a> {
+    pub files: &'a mut Storage,
+    pub now: UnixMicros,
+    pub closed: &'a mut Vec<ClosedFile>,
+}
+
 /// What [`Handler::record`] did that the manager must know.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
@@ -274,8 +284,6 @@ pub struct Handler {
     /// After a failed open or write, no new attempt before this instant.
     retry_open_at: Option<UnixMicros>,
     stats: HandlerStats,
-    /// The journal, open files and the closed-file outbox (shared).
-    storage: Rc<Storage>,
     /// Why writing fails, while it does (cleared by the next successful write).
     degraded: Option<String>,
     /// Set by the disk budget: units are counted as lost instead of written.
@@ -290,17 +298,17 @@ pub struct Handler {
 impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
     /// `local` is the address its capturer's socket is bound to, if any.
-    /// `storage` is shared with the manager. A file the journal says this
+    /// `cx` lends the storage and gives `now`. A file the journal says this
     /// handler's key left open (a crash) is repaired and closed now, unless the
     /// pattern still gives its name at `now` ([`Handler::resume`] then opens it
     /// again); one that does not exist is forgotten.
     pub(super) fn new(
         spec: HandlerSpec,
         root: &Path,
-        now: UnixMicros,
         local: Option<SocketAddr>,
-        storage: Rc<Storage>,
+        cx: &mut Cx,
     ) -> Handler {
+        let now = cx.now;
         let link = match (spec.conn_type, spec.record_source, local) {
             (ConnType::Ethernet, _, _) => LinkType::Ethernet,
             (ConnType::Udp, true, Some(SocketAddr::V6(_))) => LinkType::Ipv6,
@@ -318,7 +326,6 @@ impl Handler {
             pending_peak: 0,
             retry_open_at: None,
             stats: HandlerStats::new(now),
-            storage,
             degraded: None,
             suspended: false,
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
@@ -331,13 +338,13 @@ impl Handler {
         // the newest file found, so names keep sorting in time order.
         let found = h.scan_folder(now);
         let beyond = found.as_ref().is_some_and(|(f, _)| {
-            h.storage
+            cx.files
                 .last(&h.journal_key())
                 .is_some_and(|l| f.seq > l.seq || (f.unnumbered == l.unnumbered && f.n > l.n))
         });
-        h.settle_left_open(now, !beyond);
+        h.settle_left_open(cx, now, !beyond);
         if let Some((found, folder)) = found {
-            h.seed_naming(found, &folder, beyond);
+            h.seed_naming(cx.files, found, &folder, beyond);
         }
         h
     }
@@ -391,7 +398,7 @@ impl Handler {
     /// journal knows less: a new key, files copied in, or (`beyond`: files
     /// newer than the journal's last) entries a crash lost while a full disk
     /// kept the journal behind.
-    fn seed_naming(&self, found: LastFile, folder: &Path, beyond: bool) {
+    fn seed_naming(&self, files: &mut Storage, found: LastFile, folder: &Path, beyond: bool) {
         let name = found
             .path
             .file_name()
@@ -412,7 +419,7 @@ impl Handler {
             name,
             folder.display()
         );
-        self.storage.seed(&self.journal_key(), found);
+        files.seed(&self.journal_key(), found);
     }
 
     /// The handler's definition.
@@ -470,7 +477,7 @@ impl Handler {
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
     /// a rotation timer). Outgoing Ethernet frames are skipped with `direction: in`.
-    pub(super) fn record(&mut self, unit: &Unit) -> Recorded {
+    pub(super) fn record(&mut self, unit: &Unit, cx: &mut Cx) -> Recorded {
         if self.spec.direction == Direction::In
             && unit.peer
                 == (Peer::Packet {
@@ -493,7 +500,7 @@ impl Handler {
             _ => None,
         };
         if let Some(mut units) = self.units.take() {
-            let outcome = self.record_units(&mut units, unit, at, source);
+            let outcome = self.record_units(cx, &mut units, unit, at, source);
             self.units = Some(units);
             return outcome;
         }
@@ -502,13 +509,14 @@ impl Handler {
             self.stats.records_lost += 1;
             return Recorded::default();
         }
-        self.record_at(at, unit.data, unit.orig_len, source, unit.slots)
+        self.record_at(cx, at, unit.data, unit.orig_len, source, unit.slots)
     }
 
     /// Records the units `units` cuts `unit` into, each stamped `at` (the read
     /// that completed it); see [`crate::telemetry`].
     fn record_units(
         &mut self,
+        cx: &mut Cx,
         units: &mut UnitPath,
         unit: &Unit,
         at: UnixNanos,
@@ -533,7 +541,7 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return;
             }
-            let r = self.write_record(at, data, data.len() + cut, source, unit.slots);
+            let r = self.write_record(cx, at, data, data.len() + cut, source, unit.slots);
             outcome.needs_flush |= r.needs_flush;
             outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
         });
@@ -556,6 +564,7 @@ impl Handler {
     /// IP/UDP headers from `source` when the handler records sources.
     fn record_at(
         &mut self,
+        cx: &mut Cx,
         at: UnixNanos,
         payload: &[u8],
         orig_len: usize,
@@ -563,7 +572,7 @@ impl Handler {
         slots: &[u8],
     ) -> Recorded {
         self.stats.count(at.micros(), orig_len);
-        self.write_record(at, payload, orig_len, source, slots)
+        self.write_record(cx, at, payload, orig_len, source, slots)
     }
 
     /// Takes `data` (really `orig_len` long) as one record stamped `at` (at the
@@ -572,6 +581,7 @@ impl Handler {
     /// in the receive slots `slots`.
     fn write_record(
         &mut self,
+        cx: &mut Cx,
         at: UnixNanos,
         data: &[u8],
         orig_len: usize,
@@ -594,15 +604,15 @@ impl Handler {
             .and_then(|f| self.rotation_due(f, ts, record_len))
         {
             // The records so far belong to this file, and may refer to the slots.
-            self.flush_from(slots);
-            self.rotate(reason);
+            self.flush_from(cx, slots);
+            self.rotate(cx, reason);
         }
         if self.file.is_none() {
             if self.retry_open_at.is_some_and(|t| ts < t) {
                 self.stats.records_lost += 1;
                 return outcome;
             }
-            match self.open(ts) {
+            match self.open(cx, ts) {
                 Ok(rotate_at) => outcome.rotate_at = rotate_at,
                 Err(_) => {
                     self.stats.records_lost += 1;
@@ -617,8 +627,8 @@ impl Handler {
                 .as_ref()
                 .and_then(|f| self.rotation_due(f, ts, record_len))
             {
-                self.rotate(reason);
-                match self.open(ts) {
+                self.rotate(cx, reason);
+                match self.open(cx, ts) {
                     Ok(rotate_at) => outcome.rotate_at = rotate_at,
                     Err(_) => {
                         self.stats.records_lost += 1;
@@ -658,8 +668,8 @@ impl Handler {
             })
         });
         if full {
-            self.flush_from(slots);
-            self.rotate(Rotation::Count);
+            self.flush_from(cx, slots);
+            self.rotate(cx, Rotation::Count);
         }
         outcome
     }
@@ -697,8 +707,8 @@ impl Handler {
     }
 
     /// Closes the current file for the next one, counting why.
-    fn rotate(&mut self, reason: Rotation) {
-        self.close();
+    fn rotate(&mut self, cx: &mut Cx, reason: Rotation) {
+        self.close(cx);
         let counter = match reason {
             Rotation::Calendar => &mut self.stats.rotations_calendar,
             Rotation::Size => &mut self.stats.rotations_size,
@@ -723,8 +733,12 @@ impl Handler {
 
     /// Where the next file opened at `t` starts its search: the checked place its
     /// pattern gives (with the `{seq}` number) and the first `-N` to try.
-    fn next_place(&self, t: time::OffsetDateTime) -> Result<(CapturePath, u64, u32), String> {
-        let last = self.storage.last(&self.journal_key());
+    fn next_place(
+        &self,
+        files: &Storage,
+        t: time::OffsetDateTime,
+    ) -> Result<(CapturePath, u64, u32), String> {
+        let last = files.last(&self.journal_key());
         let seq = last.as_ref().map_or(1, |l| l.seq + 1);
         let place = self.spec.file_path(&self.root, t, seq)?;
         let n = match last {
@@ -741,14 +755,19 @@ impl Handler {
     /// journaled, before it was created) is forgotten, its name still counted;
     /// one already final (a crash after it was made final, before its close was
     /// journaled) is closed as it is. Returns the file to resume.
-    fn settle_left_open(&mut self, now: UnixMicros, may_resume: bool) -> Option<LastFile> {
+    fn settle_left_open(
+        &mut self,
+        cx: &mut Cx,
+        now: UnixMicros,
+        may_resume: bool,
+    ) -> Option<LastFile> {
         if self.opened_any {
             return None;
         }
-        let last = self
-            .storage
+        let last = cx
+            .files
             .last(&self.journal_key())
-            .filter(|l| !l.closed && !self.storage.is_open(&l.path))?;
+            .filter(|l| !l.closed && !cx.files.is_open(&l.path))?;
         let found = crate::storage::dir_of(&last.trusted, &last.path)
             .and_then(|(dir, name)| sys::identity_at(&dir, &name));
         if found.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
@@ -757,7 +776,7 @@ impl Handler {
                 self.spec.name,
                 last.path.display()
             );
-            self.storage.gone(&last.path);
+            cx.files.gone(&last.path);
             return None;
         }
         use std::os::unix::fs::PermissionsExt;
@@ -778,13 +797,13 @@ impl Handler {
         if may_resume && same_name && !is_final && own_header() {
             return Some(last);
         }
-        match self.finish_left_open(&last, is_final) {
-            Some((span, bytes, id)) => self.hand_over(last.path.clone(), span, bytes, id),
+        match self.finish_left_open(cx.files, &last, is_final) {
+            Some((span, bytes, id)) => self.hand_over(cx, last.path.clone(), span, bytes, id),
             // Not bsc's any more (another header, not a plain file): nothing
             // to close.
-            None => self
-                .storage
-                .finished(&last.path, Span::default(), None, false, None),
+            None => cx
+                .files
+                .finished(&last.path, Span::default(), None, false, None, cx.now),
         }
         None
     }
@@ -795,10 +814,11 @@ impl Handler {
     /// holds, its size and identity; `None` if it is not a bsc file any more.
     fn finish_left_open(
         &self,
+        files: &Storage,
         last: &LastFile,
         is_final: bool,
     ) -> Option<(Span, u64, pcap::FileId)> {
-        let busy = |id| self.storage.is_busy(id);
+        let busy = |id| files.is_busy(id);
         // At the precision it was written at: the handler's, or the other if
         // the config changed while bsc was stopped.
         let mut precisions = Precision::ALL;
@@ -862,31 +882,32 @@ impl Handler {
     /// is opened again now rather than by the first unit, so it is the open
     /// file like any other (listed, counted by retention, closed at its
     /// rotation deadline even if no unit comes). Returns that deadline.
-    pub(super) fn resume(&mut self, now: UnixMicros) -> Option<UnixMicros> {
-        let left_open = self
-            .storage
+    pub(super) fn resume(&mut self, cx: &mut Cx) -> Option<UnixMicros> {
+        let left_open = cx
+            .files
             .last(&self.journal_key())
-            .is_some_and(|l| !l.closed && !self.storage.is_open(&l.path));
+            .is_some_and(|l| !l.closed && !cx.files.is_open(&l.path));
         if !left_open || self.opened_any {
             return None;
         }
-        self.open(now).ok().flatten()
+        let now = cx.now;
+        self.open(cx, now).ok().flatten()
     }
 
     /// Opens the next file for a unit at `ts` (see the module doc on naming).
     /// Returns its rotation deadline, or why it could not be opened (already
     /// logged and counted).
-    fn open(&mut self, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
+    fn open(&mut self, cx: &mut Cx, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
         let t = ts.to_datetime();
-        let resume = self.settle_left_open(ts, true);
+        let resume = self.settle_left_open(cx, ts, true);
         let found = match &resume {
             Some(l) => self
                 .spec
                 .file_path(&self.root, t, l.seq)
                 .map(|p| (p, l.seq, l.n)),
-            None => self.next_place(t),
+            None => self.next_place(cx.files, t),
         }
-        .and_then(|(place, seq, n)| self.open_from(&place, seq, n));
+        .and_then(|(place, seq, n)| self.open_from(cx.files, &place, seq, n));
         let (file, how, unnumbered) = match found {
             Ok(f) => f,
             Err(why) => {
@@ -929,13 +950,14 @@ impl Handler {
         self.opened_any = true;
         self.retry_open_at = None;
         self.stats.files_opened += 1;
-        self.enforce_retention();
+        self.enforce_retention(cx);
         Ok(rotate_at)
     }
 
     /// Opens the first usable name of `place` from suffix `n` on, and journals it.
     fn open_from(
         &self,
+        files: &mut Storage,
         place: &CapturePath,
         seq: u64,
         n: u32,
@@ -943,18 +965,16 @@ impl Handler {
         let unnumbered = place.full();
         let dir = sys::open_dir_beneath(place.base(), &place.dirs(), true)
             .map_err(|e| format!("cannot open the folder of {}: {e}", unnumbered.display()))?;
-        if self.storage.is_state_dir(&dir) {
+        if files.is_state_dir(&dir) {
             return Err(format!(
                 "{} is bsc's state folder (under another name); it is never a capture folder",
                 unnumbered.parent().unwrap_or(Path::new("")).display()
             ));
         }
-        let busy = |id| self.storage.is_busy(id);
         let key = self.journal_key();
         // The file this key created and a crash left open: resumed, it is
         // still bsc's (retention, the disk budget, the file list).
-        let left_open = self
-            .storage
+        let left_open = files
             .last(&key)
             .filter(|l| l.created && !l.closed)
             .map(|l| l.path);
@@ -971,9 +991,9 @@ impl Handler {
                 created: true,
                 closed: false,
             };
-            let attempt = if self.storage.is_open(&path) {
+            let attempt = if files.is_open(&path) {
                 Attempt::Taken("another handler is writing it".into())
-            } else if !self.opened_any && self.storage.was_closed(&path) {
+            } else if !self.opened_any && files.was_closed(&path) {
                 Attempt::Taken("bsc closed it before: it is final".into())
             } else {
                 let name = candidate.file_name();
@@ -983,7 +1003,7 @@ impl Handler {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound);
                 if free {
                     let ship = self.spec.ship.as_ref();
-                    self.storage.opening(&key, last.clone(), ship);
+                    files.opening(&key, last.clone(), ship);
                     crash_point("intent");
                 }
                 let attempt = PcapFile::open(
@@ -993,7 +1013,7 @@ impl Handler {
                     self.link,
                     self.spec.timestamp_precision,
                     !self.opened_any,
-                    &busy,
+                    &|id| files.is_busy(id),
                 );
                 if free && matches!(attempt, Ok(Attempt::Ready(..))) {
                     crash_point("created");
@@ -1019,7 +1039,7 @@ impl Handler {
                         ..last
                     };
                     let ship = self.spec.ship.as_ref();
-                    self.storage.opened(&key, last, file.identity(), ship);
+                    files.opened(&key, last, file.identity(), ship);
                     return Ok((file, how, unnumbered));
                 }
                 Attempt::Taken(why) => {
@@ -1035,13 +1055,14 @@ impl Handler {
 
     /// `POST /<name>/rotate`: closes the current file and opens the next one now.
     /// Returns the new file's rotation deadline, or why it could not be opened.
-    pub(super) fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
-        self.rotate(Rotation::Forced);
+    pub(super) fn rotate_now(&mut self, cx: &mut Cx) -> Result<Option<UnixMicros>, String> {
+        let now = cx.now;
+        self.rotate(cx, Rotation::Forced);
         // A forced rotation always gives a new file, never the one a crash left.
-        self.settle_left_open(now, false);
+        self.settle_left_open(cx, now, false);
         self.opened_any = true;
         self.retry_open_at = None;
-        self.open(now)
+        self.open(cx, now)
     }
 
     fn open_failed(&mut self, ts: UnixMicros, why: &str) {
@@ -1061,8 +1082,8 @@ impl Handler {
 
     /// Writes every pending record to the current file (see [`Handler::flush_from`]);
     /// outside a drain, when no record refers to the receive slots.
-    pub(super) fn flush(&mut self) -> u64 {
-        self.flush_from(&[])
+    pub(super) fn flush(&mut self, cx: &mut Cx) -> u64 {
+        self.flush_from(cx, &[])
     }
 
     /// Writes every pending record to the current file with one gathering
@@ -1074,7 +1095,7 @@ impl Handler {
     /// last whole record, the pending records are counted as lost, the handler is
     /// `degraded`, and the file is closed: the first unit a second or more later
     /// opens the next one. Returns the number of bytes written.
-    pub(super) fn flush_from(&mut self, slots: &[u8]) -> u64 {
+    pub(super) fn flush_from(&mut self, cx: &mut Cx, slots: &[u8]) -> u64 {
         self.pending_peak = self.pending_peak.max(self.pending.own_len());
         if self.pending.is_empty() {
             return 0;
@@ -1099,9 +1120,9 @@ impl Handler {
                 if self
                     .spec
                     .fsync_interval
-                    .is_some_and(|every| f.file.sync_due(every))
+                    .is_some_and(|every| f.file.sync_due(every, cx.now))
                 {
-                    sync(&mut f.file, &self.spec.name);
+                    sync(&mut f.file, &self.spec.name, cx.now);
                 }
             }
             Err(e) => {
@@ -1120,7 +1141,7 @@ impl Handler {
                 );
                 self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
                 self.degraded = Some(why);
-                self.close();
+                self.close(cx);
             }
         }
         written
@@ -1129,8 +1150,8 @@ impl Handler {
     /// Flushes, forces to the disk and closes the current file for good, if any:
     /// it becomes read-only, is journaled as closed, goes to the outbox (for
     /// `on_close`) and, if bsc created it, to retention.
-    pub(super) fn close(&mut self) {
-        self.flush();
+    pub(super) fn close(&mut self, cx: &mut Cx) {
+        self.flush(cx);
         let Some(f) = self.file.take() else {
             return;
         };
@@ -1161,18 +1182,18 @@ impl Handler {
             first_ts: f.first_ts,
             last_ts: f.last_ts,
         };
-        self.hand_over(path, span, bytes, id);
-        self.enforce_retention();
+        self.hand_over(cx, path, span, bytes, id);
+        self.enforce_retention(cx);
     }
 
     /// A file closed for good: journaled (with its hook still to run, and its
     /// `ship` settings, if it has them: it then waits to ship) and put in the
     /// outbox for `on_close`.
-    fn hand_over(&self, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
+    fn hand_over(&self, cx: &mut Cx, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
         let hook = !self.spec.on_close.is_empty();
-        self.storage
-            .finished(&path, span, Some(id), hook, self.spec.ship.as_ref());
-        self.storage.closed(ClosedFile {
+        cx.files
+            .finished(&path, span, Some(id), hook, self.spec.ship.as_ref(), cx.now);
+        cx.closed.push(ClosedFile {
             handler: self.spec.name.clone(),
             on_close: self.spec.on_close.clone(),
             path,
@@ -1186,16 +1207,16 @@ impl Handler {
     /// Once a second: notices a file deleted or moved behind bsc's back, forces
     /// data written more than `fsync_interval_s` ago to the disk (even on an idle
     /// link), applies `max_age`, and gives back buffer memory a burst left.
-    pub(super) fn maintain(&mut self) {
-        self.check_file_still_there();
+    pub(super) fn maintain(&mut self, cx: &mut Cx) {
+        self.check_file_still_there(cx);
         if let (Some(every), Some(f)) = (self.spec.fsync_interval, self.file.as_mut()) {
-            if f.file.sync_due(every) {
-                sync(&mut f.file, &self.spec.name);
+            if f.file.sync_due(every, cx.now) {
+                sync(&mut f.file, &self.spec.name, cx.now);
             }
         }
         // Every second, not only at a close: a file retention had to spare
         // (its hook ran, it shipped) goes once it may, and `max_age` ages.
-        self.enforce_retention();
+        self.enforce_retention(cx);
         let keep = self.pending_peak.max(IDLE_CAPACITY);
         if self.pending.capacity() > keep {
             self.pending.shrink_to(keep);
@@ -1207,7 +1228,7 @@ impl Handler {
     /// is counted and logged, and the next unit opens a new file (folders are
     /// made again). Records written to a deleted file since the last check are
     /// counted as lost.
-    fn check_file_still_there(&mut self) {
+    fn check_file_still_there(&mut self, cx: &mut Cx) {
         let Some(f) = self.file.as_mut() else {
             return;
         };
@@ -1215,7 +1236,7 @@ impl Handler {
             f.records_checked = f.file.records();
             return;
         };
-        self.flush();
+        self.flush(cx);
         let Some(f) = self.file.take() else {
             return;
         };
@@ -1242,7 +1263,7 @@ impl Handler {
             }
         }
         self.degraded = Some(format!("{} vanished while open", path.display()));
-        self.storage.gone(&path);
+        cx.files.gone(&path);
     }
 
     fn retention(&self) -> Retention {
@@ -1254,7 +1275,7 @@ impl Handler {
     }
 
     /// Deletes this handler's oldest closed files beyond its retention limits.
-    fn enforce_retention(&mut self) {
+    fn enforce_retention(&mut self, cx: &mut Cx) {
         let r = self.retention();
         if r == Retention::default() {
             return;
@@ -1263,15 +1284,15 @@ impl Handler {
             .file
             .as_ref()
             .map(|f| f.file.bytes() + self.pending.len() as u64);
-        for old in self.storage.take_excess(&self.journal_key(), open, &r) {
-            self.delete(&old, "retention");
+        for old in cx.files.take_excess(&self.journal_key(), open, &r, cx.now) {
+            self.delete(cx.files, &old, "retention");
         }
     }
 
     /// Applies retention now (a file it had to spare while it waited to ship
     /// has shipped).
-    pub(super) fn shipped_one(&mut self) {
-        self.enforce_retention();
+    pub(super) fn shipped_one(&mut self, cx: &mut Cx) {
+        self.enforce_retention(cx);
     }
 
     /// Counts a closed file whose `on_close` hook was not run or not to its end
@@ -1282,8 +1303,8 @@ impl Handler {
     }
 
     /// Deletes one of this handler's closed files (retention or the disk budget).
-    pub(super) fn delete(&mut self, file: &OwnFile, why: &str) {
-        match self.storage.remove(file) {
+    pub(super) fn delete(&mut self, files: &mut Storage, file: &OwnFile, why: &str) {
+        match files.remove(file) {
             Ok(()) => {
                 info!(
                     "handler {}: deleted {} ({}, {why})",
@@ -1303,33 +1324,33 @@ impl Handler {
 
     /// Closes the current file if its rotation period has ended by `now`. Returns
     /// whether it did.
-    pub(super) fn close_if_due(&mut self, now: UnixMicros) -> bool {
+    pub(super) fn close_if_due(&mut self, cx: &mut Cx) -> bool {
+        let now = cx.now;
         let due = self
             .file
             .as_ref()
             .is_some_and(|f| self.period_ended(f, now));
         if due {
-            self.rotate(Rotation::Calendar);
+            self.rotate(cx, Rotation::Calendar);
         }
         due
     }
 
     /// The file being written, or the one the next unit would be written to
     /// (empty if the pattern cannot give one now).
-    pub fn log_file_path(&self, now: UnixMicros) -> PathBuf {
+    pub fn log_file_path(&self, files: &Storage, now: UnixMicros) -> PathBuf {
         match &self.file {
             Some(f) => f.file.path().to_path_buf(),
-            None => self.next_path(now).unwrap_or_default(),
+            None => self.next_path(files, now).unwrap_or_default(),
         }
     }
 
     /// The name the next file opened at `now` would get: the first of its
     /// candidates that is free (no more than a few looks).
-    pub fn next_path(&self, now: UnixMicros) -> Result<PathBuf, String> {
-        if let Some(l) = self
-            .storage
+    pub fn next_path(&self, files: &Storage, now: UnixMicros) -> Result<PathBuf, String> {
+        if let Some(l) = files
             .last(&self.journal_key())
-            .filter(|l| !self.opened_any && !l.closed && !self.storage.is_open(&l.path))
+            .filter(|l| !self.opened_any && !l.closed && !files.is_open(&l.path))
         {
             if self
                 .spec
@@ -1339,20 +1360,20 @@ impl Handler {
                 return Ok(l.path);
             }
         }
-        let (place, _, n) = self.next_place(now.to_datetime())?;
+        let (place, _, n) = self.next_place(files, now.to_datetime())?;
         let free = (n..n + 8)
             .map(|n| place.numbered(n).full())
-            .find(|p| !self.storage.is_open(p) && std::fs::symlink_metadata(p).is_err());
+            .find(|p| !files.is_open(p) && std::fs::symlink_metadata(p).is_err());
         Ok(free.unwrap_or_else(|| place.numbered(n).full()))
     }
 
     /// The name the pattern gives for this handler's current or next file, before
     /// any `-N`: two handlers must never share one.
-    pub fn pattern_path(&self, now: UnixMicros) -> Option<PathBuf> {
+    pub fn pattern_path(&self, files: &Storage, now: UnixMicros) -> Option<PathBuf> {
         match &self.file {
             Some(f) => Some(f.unnumbered.clone()),
             None => self
-                .next_place(now.to_datetime())
+                .next_place(files, now.to_datetime())
                 .ok()
                 .map(|(p, _, _)| p.full()),
         }
@@ -1370,13 +1391,13 @@ impl Handler {
 
     /// The file being written, described as a closed one would be (records not
     /// yet flushed included).
-    pub fn open_file(&self) -> Option<OwnFile> {
+    pub fn open_file(&self, now: UnixMicros) -> Option<OwnFile> {
         let f = self.file.as_ref()?;
         Some(OwnFile {
             path: f.file.path().to_path_buf(),
             trusted: PathBuf::new(),
             bytes: f.file.bytes() + self.pending.len() as u64,
-            closed_at: std::time::SystemTime::now(),
+            closed_at: crate::storage::system_time(now),
             id: Some(f.file.identity()),
             span: Span {
                 records: Some(f.file.earlier().records + f.file.records() + self.pending.records()),
@@ -1416,8 +1437,8 @@ pub fn journal_key(spec: &HandlerSpec) -> String {
 }
 
 /// Forces a file's data to the disk, logging a failure.
-fn sync(f: &mut PcapFile, handler: &str) {
-    if let Err(e) = f.sync() {
+fn sync(f: &mut PcapFile, handler: &str, now: UnixMicros) {
+    if let Err(e) = f.sync(now) {
         let key = format!("sync {handler}");
         log::limited(
             &key,
@@ -1427,12 +1448,6 @@ fn sync(f: &mut PcapFile, handler: &str) {
                 f.path().display()
             ),
         );
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -1450,19 +1465,83 @@ mod tests {
         d
     }
 
-    fn handler(root: &Path, extra: serde_json::Value) -> Handler {
+    /// A handler driven without sockets: the storage it is lent and the
+    /// files it closed (its events), as the manager keeps them.
+    struct Rig {
+        h: Handler,
+        files: Storage,
+        closed: Vec<ClosedFile>,
+    }
+
+    impl Rig {
+        /// Runs `op` on the handler with the storage lent at `now`.
+        fn with<R>(&mut self, now: UnixMicros, op: impl FnOnce(&mut Handler, &mut Cx) -> R) -> R {
+            let mut cx = Cx {
+                files: &mut self.files,
+                now,
+                closed: &mut self.closed,
+            };
+            op(&mut self.h, &mut cx)
+        }
+
+        /// A unit read at `ts` with no kernel time and no peer.
+        fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
+            let unit = Unit {
+                data,
+                slots: &[],
+                orig_len,
+                read_at: ts.into(),
+                kernel_at: None,
+                peer: Peer::Unknown,
+                stream: false,
+            };
+            self.with(ts, |h, cx| h.record(&unit, cx))
+        }
+
+        fn flush(&mut self) {
+            self.with(UnixMicros(T0), |h, cx| h.flush(cx));
+        }
+
+        fn close_if_due(&mut self, now: UnixMicros) -> bool {
+            self.with(now, |h, cx| h.close_if_due(cx))
+        }
+
+        fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
+            self.with(now, |h, cx| h.rotate_now(cx))
+        }
+
+        fn log_file_path(&self, now: UnixMicros) -> PathBuf {
+            self.h.log_file_path(&self.files, now)
+        }
+
+        /// Stops the handler as the manager does: flushed, its file closed.
+        fn close(mut self) {
+            self.with(UnixMicros(T0), |h, cx| h.close(cx));
+        }
+    }
+
+    impl std::ops::Deref for Rig {
+        type Target = Handler;
+        fn deref(&self) -> &Handler {
+            &self.h
+        }
+    }
+
+    fn handler(root: &Path, extra: serde_json::Value) -> Rig {
         let mut v = json!({"name": "t", "conn_type": "udp", "address": ["", 9]});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
         let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
-        Handler::new(
-            spec,
-            root,
-            UnixMicros(T0),
-            None,
-            Rc::new(Storage::open(root)),
-        )
+        let mut files = Storage::open(root);
+        let mut closed = Vec::new();
+        let mut cx = Cx {
+            files: &mut files,
+            now: UnixMicros(T0),
+            closed: &mut closed,
+        };
+        let h = Handler::new(spec, root, None, &mut cx);
+        Rig { h, files, closed }
     }
 
     fn payloads(path: &Path) -> Vec<Vec<u8>> {
@@ -1475,21 +1554,6 @@ mod tests {
     }
 
     const T0: i64 = 1_795_860_000_000_000; // 2026-11-28T10:00:00Z
-
-    impl Handler {
-        /// A unit read at `ts` with no kernel time and no peer.
-        fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
-            self.record(&Unit {
-                data,
-                slots: &[],
-                orig_len,
-                read_at: ts.into(),
-                kernel_at: None,
-                peer: Peer::Unknown,
-                stream: false,
-            })
-        }
-    }
 
     #[test]
     fn per_second_series_and_recent_rate_from_one_ring() {
@@ -1550,7 +1614,7 @@ mod tests {
         // The timer closes an idle file once its period is over, not before.
         assert!(!h.close_if_due(UnixMicros(T0 + 7_199_000_000)));
         assert!(h.close_if_due(UnixMicros(T0 + 7_200_000_000)));
-        assert!(h.file.is_none());
+        assert!(h.h.file.is_none());
         assert_eq!(
             h.log_file_path(UnixMicros(T0 + 7_300_000_000)),
             root.join("12-01-40.pcap")
@@ -1573,7 +1637,7 @@ mod tests {
         h.record_plain(UnixMicros(T0 - 60_000_000), b"b", 1); // one minute back, same day: same file
         h.record_plain(UnixMicros(T0 - 86_400_000_000), b"c", 1); // a day back: new file
         h.flush();
-        drop(h);
+        h.close();
         assert_eq!(payloads(&root.join("28-10.pcap")), [b"a", b"b"]);
         assert_eq!(payloads(&root.join("27-10.pcap")), [b"c"]);
         std::fs::remove_dir_all(root).unwrap();
@@ -1588,7 +1652,7 @@ mod tests {
         );
         assert_eq!(h.record_plain(UnixMicros(T0), b"a", 1).rotate_at, None);
         h.record_plain(UnixMicros(T0 + 400 * 86_400_000_000), b"b", 1);
-        drop(h); // closing flushes
+        h.close(); // closing flushes
         assert_eq!(payloads(&root.join("one.pcap")), [b"a", b"b"]);
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -1660,7 +1724,7 @@ mod tests {
         for n in 1..=3 {
             assert_eq!(payloads(&root2.join(format!("tiny-{n:04}.pcap"))).len(), 1);
         }
-        drop(h);
+        h.close();
         std::fs::remove_dir_all(root).unwrap();
         std::fs::remove_dir_all(root2).unwrap();
     }
@@ -1675,7 +1739,7 @@ mod tests {
         h.rotate_now(UnixMicros(T0 + 300)).unwrap();
         h.record_plain(UnixMicros(T0 + 400), b"c", 1);
         assert_eq!(h.stats.rotations_forced, 2);
-        drop(h);
+        h.close();
         assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
         assert_eq!(payloads(&root.join("100000-1.pcap")), [b"b"]);
         assert_eq!(payloads(&root.join("100000-2.pcap")), [b"c"]);
@@ -1687,7 +1751,7 @@ mod tests {
             root.join("100000-3.pcap")
         );
         h.record_plain(UnixMicros(T0 + 500), b"d", 1);
-        drop(h);
+        h.close();
         assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
         assert_eq!(payloads(&root.join("100000-3.pcap")), [b"d"]);
         std::fs::remove_dir_all(root).unwrap();
@@ -1700,7 +1764,7 @@ mod tests {
         h.record_plain(UnixMicros(T0), b"a", 1);
         h.flush();
         // A crash: the handler vanishes without closing its file.
-        std::mem::forget(h);
+        drop(h); // no close: its file stays as a crash leaves it
         let mut bytes = std::fs::read(root.join("10.pcap")).unwrap();
         bytes.extend_from_slice(&[1, 2, 3]); // a torn record
         std::fs::write(root.join("10.pcap"), &bytes).unwrap();
@@ -1708,16 +1772,16 @@ mod tests {
         let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
         h.record_plain(UnixMicros(T0 + 1_000), b"b", 1);
         h.flush();
-        std::mem::forget(h);
+        drop(h); // no close: its file stays as a crash leaves it
         assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
         // Next hour: the leftover is repaired, closed and final; the unit goes to
         // the hour's file.
         let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
         h.record_plain(UnixMicros(T0 + 3_600_000_000), b"c", 1);
-        let closed = h.storage.take_closed();
+        let closed = std::mem::take(&mut h.closed);
         assert_eq!(closed.len(), 1, "handed to on_close once");
         assert_eq!(closed[0].path, root.join("10.pcap"));
-        drop(h);
+        h.close();
         assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
         assert_eq!(payloads(&root.join("11.pcap")), [b"c"]);
         let mode = std::fs::metadata(root.join("10.pcap"))
