@@ -7,14 +7,15 @@
 //!   same file, checked whenever a handler is added or its metadata changes (and
 //!   [`crate::storage::Storage`] refuses a second writer for any open file);
 //! - only the manager changes a handler (its mutators are visible here only);
-//! - a handler with pending records is in `dirty`, so a batch is written by
-//!   the handlers that received something (idle ones cost nothing), each with
-//!   one gathering `writev`, before its receive slots are reused
-//!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
-//!   to the slots once a drain returns;
-//! - every open file with a rotation deadline has an entry in `timers`, and every
-//!   TCP capturer waiting for something (a back-off, a connect deadline) has one
-//!   in `capturer_timers` (entries may be stale: they are checked when they fire).
+//!   it lends a handler the storage for each operation ([`handler::Cx`]) and
+//!   hands the files it closed (its events) to store and forward;
+//! - each part has one owner: the handlers, their pending writes and rotation
+//!   timers [`handlers::Handlers`]; the journal and its queues
+//!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
+//!   and ship commands `forward::Forward`;
+//! - every TCP capturer waiting for something (a back-off, a connect deadline)
+//!   has an entry in `capturer_timers` (entries may be stale: they are checked
+//!   when they fire).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -29,15 +30,21 @@ pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, T
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
-use crate::hooks::{Hooks, ShipStatus, Shipper};
+use crate::hooks::ShipStatus;
 use crate::pcap::{self, Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
-use crate::storage::{ClosedFile, DiskBudget, Span, Storage};
+use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
-use handler::{journal_key, Cx, Handler, Recorded, FLUSH_AT};
+use budget::Budget;
+use forward::Forward;
+use handler::{journal_key, Cx, Handler};
+use handlers::Handlers;
 
+mod budget;
+mod forward;
 pub mod handler;
+mod handlers;
 pub mod pending;
 
 /// Index of a handler in the manager.
@@ -92,53 +99,32 @@ pub struct Rotated {
     pub path: PathBuf,
 }
 
-/// All capturers and handlers.
+/// All capturers and handlers, and what they share: the storage they are
+/// lent, the disk budget, store and forward.
 pub struct Manager {
     root: PathBuf,
     capturers: Vec<Option<Capturer>>,
-    handlers: Vec<Option<Handler>>,
-    /// Handlers with pending records (see the module invariants).
-    dirty: Vec<HandlerId>,
-    timers: BTreeSet<(UnixMicros, HandlerId)>,
+    /// TCP capturers waiting for something (a back-off, a connect deadline);
+    /// entries may be stale: they are checked when they fire.
     capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
     /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
     batch: sys::Batch,
-    /// The journal, the naming state, the open files, the hook and ship
-    /// queues: lent to a handler (`&mut`) for each of its operations.
-    storage: Storage,
-    /// Files handlers closed since the last [`Manager::dispatch_closed`]
-    /// (their events), for `on_close` and the shipper.
-    outbox: Vec<ClosedFile>,
-    budget: DiskBudget,
-    /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
-    /// against the disk budget's headroom.
-    written_early: u64,
-    /// The longest unit read since the last tick (to give batch memory back).
-    longest_unit: usize,
-    /// How long a TCP peer may be unreachable before health says degraded.
-    peer_unreachable: std::time::Duration,
-    /// Whether the disk budget stopped writing (nothing left to delete).
-    disk_full: bool,
-    /// Bytes that may still be written before the budget must be looked at
-    /// again (`None`: no budget).
-    headroom: Option<u64>,
-    hooks: Hooks,
-    /// Files shipped with `delete_after_ship` while their `on_close` hook
-    /// waited or ran (key, path): deleted once it has ended.
-    delete_after_hook: Vec<(String, PathBuf)>,
-    /// Store and forward: the ship commands.
-    shipper: Shipper,
-    /// How old the oldest file waiting to ship may get before health says degraded.
-    ship_max_pending_age: std::time::Duration,
     /// Units handed to handlers since start (the loop's coalescing reads it).
     units_read: u64,
+    /// The longest unit read since the last tick (to give batch memory back).
+    longest_unit: usize,
+    handlers: Handlers,
+    /// The journal, the naming state, the open files, the hook and ship
+    /// queues: lent to a handler (`&mut`, in a [`Cx`]) for each operation.
+    storage: Storage,
+    budget: Budget,
+    forward: Forward,
+    /// How long a TCP peer may be unreachable before health says degraded.
+    peer_unreachable: std::time::Duration,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
     state: Option<StateFile>,
 }
-
-/// How long bsc waits at shutdown for `on_close` hooks still running.
-const HOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
@@ -147,28 +133,19 @@ impl Manager {
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
-            handlers: Vec::new(),
-            dirty: Vec::new(),
-            timers: BTreeSet::new(),
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             batch: sys::Batch::new(),
+            units_read: 0,
+            longest_unit: 0,
+            handlers: Handlers::default(),
             storage: Storage::open(root),
-            outbox: Vec::new(),
-            budget: DiskBudget {
+            budget: Budget::new(DiskBudget {
                 min_free_bytes: storage.min_free_bytes,
                 min_free_percent: storage.min_free_percent,
-            },
-            written_early: 0,
-            longest_unit: 0,
+            }),
+            forward: Forward::new(storage),
             peer_unreachable: storage.peer_unreachable,
-            disk_full: false,
-            headroom: None,
-            hooks: Hooks::new(storage.on_close_max_running),
-            delete_after_hook: Vec::new(),
-            shipper: Shipper::new(storage.ship_max_running),
-            ship_max_pending_age: storage.ship_max_pending_age,
-            units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
     }
@@ -187,9 +164,8 @@ impl Manager {
         let specs: Vec<_> = self
             .handlers
             .iter()
-            .flatten()
-            .filter(|h| h.spec().origin == Origin::Api)
-            .map(|h| h.spec().to_json())
+            .filter(|(_, h)| h.spec().origin == Origin::Api)
+            .map(|(_, h)| h.spec().to_json())
             .collect();
         if let Err(e) = state.save(&mut self.storage, &specs) {
             let key = "persist";
@@ -349,19 +325,14 @@ impl Manager {
             }
             None => self.open_capturer(&spec, registry)?,
         };
-        let hid = self
-            .handlers
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.handlers.len());
         let local = self.capturer(cid).local_addr();
         let mut cx = Cx {
             files: &mut self.storage,
             now,
-            closed: &mut self.outbox,
+            closed: self.forward.outbox(),
         };
         let mut handler = Handler::new(spec, &self.root, local, &mut cx);
-        handler.set_suspended(self.disk_full);
+        handler.set_suspended(self.budget.disk_full());
         let resumed_until = handler.resume(&mut cx);
         // Files closed before bsc last stopped whose hook never started.
         let waiting = self
@@ -375,7 +346,7 @@ impl Manager {
             );
             for mut file in waiting {
                 file.on_close = handler.spec().on_close.clone();
-                self.outbox.push(file);
+                self.forward.outbox().push(file);
             }
         } else {
             // The handler has no hook any more: nothing is left to run for them.
@@ -393,14 +364,7 @@ impl Manager {
             next.parent().unwrap_or(Path::new("")).display(),
             spec.file_name_pattern.source()
         );
-        if hid == self.handlers.len() {
-            self.handlers.push(Some(handler));
-        } else {
-            self.handlers[hid] = Some(handler);
-        }
-        if let Some(at) = resumed_until {
-            self.timers.insert((at, hid));
-        }
+        let hid = self.handlers.insert(handler, resumed_until);
         self.capturer_mut(cid).attach(hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
@@ -483,10 +447,9 @@ impl Manager {
         close_empty: bool,
         now: UnixMicros,
     ) -> bool {
-        let Some(mut handler) = self.handlers.get_mut(hid).and_then(Option::take) else {
+        let Some(mut handler) = self.handlers.take(hid) else {
             return false;
         };
-        self.dirty.retain(|&h| h != hid);
         if let Some(cid) = self.capturer_at(&handler.spec().address) {
             let cap = self.capturer_mut(cid);
             cap.detach(hid);
@@ -503,7 +466,7 @@ impl Manager {
         handler.close(&mut Cx {
             files: &mut self.storage,
             now,
-            closed: &mut self.outbox,
+            closed: self.forward.outbox(),
         });
         true
     }
@@ -525,16 +488,14 @@ impl Manager {
     ) -> Drained {
         let Manager {
             capturers,
-            handlers,
-            dirty,
-            timers,
             capturer_timers,
             batch,
             units_read,
-            written_early,
             longest_unit,
+            handlers,
             storage,
-            outbox,
+            budget,
+            forward,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
@@ -542,33 +503,15 @@ impl Manager {
         };
         let drained = cap.read(registry, batch, &now, |delivery| match delivery {
             Delivery::Unit(unit, ids) => {
+                *units_read += 1;
+                *longest_unit = (*longest_unit).max(unit.data.len());
                 let mut cx = Cx {
                     files: storage,
                     now: unit.read_at.micros(),
-                    closed: outbox,
+                    closed: forward.outbox(),
                 };
-                *units_read += 1;
-                *longest_unit = (*longest_unit).max(unit.data.len());
                 for &hid in ids {
-                    // Handler ids in a capturer always refer to live handlers.
-                    let Some(Some(h)) = handlers.get_mut(hid) else {
-                        continue;
-                    };
-                    let Recorded {
-                        needs_flush,
-                        rotate_at,
-                    } = h.record(unit, &mut cx);
-                    if needs_flush {
-                        dirty.push(hid);
-                    }
-                    // Units copied in a burst (framed TCP): write now rather
-                    // than hold them all.
-                    if h.pending_own_bytes() >= FLUSH_AT {
-                        *written_early += h.flush_from(&mut cx, unit.slots);
-                    }
-                    if let Some(at) = rotate_at {
-                        timers.insert((at, hid));
-                    }
+                    budget.wrote_early(handlers.deliver(hid, unit, &mut cx));
                 }
             }
             // Pending records refer to the slots: one gathering write per
@@ -577,13 +520,9 @@ impl Manager {
                 let mut cx = Cx {
                     files: storage,
                     now: now().micros(),
-                    closed: outbox,
+                    closed: forward.outbox(),
                 };
-                for hid in dirty.drain(..) {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
-                        *written_early += h.flush_from(&mut cx, slots);
-                    }
-                }
+                budget.wrote_early(handlers.flush_from(slots, &mut cx));
             }
         });
         match drained {
@@ -592,7 +531,7 @@ impl Manager {
             }
             Drained::Ended(at) => {
                 for &hid in cap.handlers() {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
+                    if let Some(h) = handlers.get_mut(hid) {
                         h.connection_ended();
                     }
                 }
@@ -629,238 +568,84 @@ impl Manager {
         }
     }
 
-    /// Writes the pending records of every handler that received any.
+    /// Writes the pending records of every handler that received any; the
+    /// disk budget follows the writes (looked at again at once when they
+    /// could have used up its headroom).
     pub fn flush_dirty(&mut self, now: UnixMicros) {
-        let mut written = std::mem::take(&mut self.written_early);
         let mut cx = Cx {
             files: &mut self.storage,
             now,
-            closed: &mut self.outbox,
+            closed: self.forward.outbox(),
         };
-        for hid in self.dirty.drain(..) {
-            if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                written += h.flush(&mut cx);
-            }
-        }
-        // The disk budget follows the writes: once what was written since the last
-        // look could have used up the headroom, look again at once.
-        if let Some(headroom) = self.headroom.as_mut() {
-            *headroom = headroom.saturating_sub(written);
-            if *headroom == 0 {
-                self.enforce_budget();
-            }
+        let written = self.handlers.flush_from(&[], &mut cx);
+        if self.budget.wrote(written) {
+            self.enforce_budget();
         }
     }
 
     /// The earliest rotation deadline, if any file is open with one.
     pub fn next_deadline(&self) -> Option<UnixMicros> {
-        self.timers.first().map(|(t, _)| *t)
+        self.handlers.next_deadline()
     }
 
     /// Closes every file whose rotation period has ended by `now`.
     pub fn expire(&mut self, now: UnixMicros) {
-        while let Some(&(at, hid)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                h.close_if_due(&mut Cx {
-                    files: &mut self.storage,
-                    now,
-                    closed: &mut self.outbox,
-                });
-            }
-        }
+        self.handlers.expire(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        });
     }
 
     /// Flushes and closes every file (on shutdown): each goes to `on_close` and
     /// waits to ship (after the next start). Sockets close when dropped.
     /// `clock` reads the monotonic time (the loop's), for the hooks' grace.
     pub fn close_all(&mut self, now: UnixMicros, clock: &dyn Fn() -> Instant) {
-        let mut cx = Cx {
+        self.handlers.close_all(&mut Cx {
             files: &mut self.storage,
             now,
-            closed: &mut self.outbox,
-        };
-        for h in self.handlers.iter_mut().flatten() {
-            h.close(&mut cx);
-        }
-        self.dirty.clear();
+            closed: self.forward.outbox(),
+        });
         self.dispatch_closed();
-        // No command bsc started outlives it: hooks get a moment to finish,
-        // then are stopped (they run again after the next start).
-        self.hooks.stop(HOOK_GRACE, &mut self.storage, clock);
-        self.shipper.stop(&mut self.storage);
-        if self.hooks.pending() > 0 {
-            warn!(
-                "on_close: {} still running or waiting at shutdown; waiting ones run after the next start",
-                crate::log::count(self.hooks.pending() as u64, "hook")
-            );
-        }
+        // No command bsc started outlives it.
+        self.forward.stop(&mut self.storage, clock);
     }
 
-    /// Hands the files closed since the last call to their `on_close` hooks (and
-    /// has the shipper look at its queue, which closing journaled them on).
+    /// Hands the files closed since the last call to their `on_close` hooks and
+    /// the shipper ([`Forward::dispatch_closed`]).
     pub fn dispatch_closed(&mut self) {
-        let closed = std::mem::take(&mut self.outbox);
-        if !closed.is_empty() {
-            self.shipper.kick();
-        }
-        for file in closed {
-            if !file.on_close.is_empty() {
-                let argv = file.on_close.clone();
-                self.hooks.submit(&argv, file, &mut self.storage);
-            }
-        }
-        self.count_hooks_not_run();
-    }
-
-    /// Counts, in its handler's `hooks_not_run`, each file whose hook was not
-    /// run (dropped from a full queue, the file gone or refused, the command
-    /// not started).
-    fn count_hooks_not_run(&mut self) {
-        for name in self.hooks.take_not_run() {
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.spec().name == name)
-                .map(|(id, _)| id);
-            if let Some(id) = owner {
-                self.handler_mut(id).hook_not_run();
-            }
-        }
+        self.forward
+            .dispatch_closed(&mut self.storage, &mut self.handlers);
     }
 
     /// SIGCHLD: reaps finished hooks and starts waiting ones (ship commands
     /// are reaped by the next [`Manager::ship`]).
     pub fn reap_hooks(&mut self, now: UnixMicros) {
-        self.hooks.poll(&mut self.storage);
-        self.count_hooks_not_run();
-        self.delete_hooked_shipped(now);
-        self.shipper.kick();
+        self.forward
+            .reap_hooks(&mut self.storage, &mut self.handlers, now);
     }
 
-    /// Store and forward, every turn (cheap unless something changed or a
-    /// deadline came): reaps ship commands, journals successes, starts the next
-    /// attempts, and deletes shipped files of handlers with `delete_after_ship`.
+    /// Store and forward, every turn (see [`Forward::ship`]).
     pub fn ship(&mut self, now: Instant, wall: UnixMicros) {
-        if !self.shipper.due(now, &self.storage) {
-            return;
-        }
-        let handlers = &self.handlers;
-        let current = |key: &str| {
-            handlers
-                .iter()
-                .flatten()
-                .find(|h| h.journal_key() == key)
-                .and_then(|h| h.spec().ship.clone())
-        };
-        // The commands the config declares: a file whose handler has no `ship`
-        // now ships with the command journaled at its close only if it is one.
-        let declared = |argv: &[String]| {
-            handlers
-                .iter()
-                .flatten()
-                .filter_map(|h| h.spec().ship.as_ref())
-                .any(|s| s.argv == argv)
-        };
-        for done in self
-            .shipper
-            .poll(now, wall, current, declared, &mut self.storage)
-        {
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.journal_key() == done.key)
-                .map(|(id, _)| id);
-            if !done.delete {
-                // Retention may now delete what it had to spare.
-                if let Some(id) = owner {
-                    let h = self.handlers[id].as_mut().expect("a live handler");
-                    h.shipped_one(&mut Cx {
-                        files: &mut self.storage,
-                        now: wall,
-                        closed: &mut self.outbox,
-                    });
-                }
-                continue;
-            }
-            if self.storage.queues().hook_pending(&done.path) {
-                // Its hook still needs it: deleted once the hook has ended.
-                self.delete_after_hook.push((done.key, done.path));
-                continue;
-            }
-            self.delete_shipped(&done.key, &done.path, wall);
-        }
-    }
-
-    /// Deletes a shipped file of a handler with `delete_after_ship`.
-    fn delete_shipped(&mut self, key: &str, path: &Path, _now: UnixMicros) {
-        let Some(file) = self.storage.take_file(key, path) else {
-            // Not a file bsc created (it appended to it), or gone: never deleted.
-            return;
-        };
-        let owner = self
-            .handlers()
-            .find(|(_, h)| h.journal_key() == key)
-            .map(|(id, _)| id);
-        match owner {
-            Some(id) => self.handlers[id].as_mut().expect("a live handler").delete(
-                &mut self.storage,
-                &file,
-                "shipped, delete_after_ship",
-            ),
-            None => match self.storage.remove(&file) {
-                Ok(()) => info!(
-                    "ship: deleted {} (shipped, delete_after_ship)",
-                    file.path.display()
-                ),
-                Err(e) => warn!("ship: cannot delete {}: {e}", file.path.display()),
-            },
-        }
-    }
-
-    /// Deletes the shipped files (`delete_after_ship`) whose hook has ended.
-    fn delete_hooked_shipped(&mut self, now: UnixMicros) {
-        let queues = self.storage.queues();
-        let (waiting, ready): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delete_after_hook)
-            .into_iter()
-            .partition(|(_, path)| queues.hook_pending(path));
-        self.delete_after_hook = waiting;
-        for (key, path) in ready {
-            self.delete_shipped(&key, &path, now);
-        }
+        self.forward
+            .ship(&mut self.storage, &mut self.handlers, now, wall);
     }
 
     /// When [`Manager::ship`] must run next without a kick (a ship timeout or
     /// the end of a back-off).
     pub fn next_ship_deadline(&self) -> Option<Instant> {
-        self.shipper.next_deadline(&self.storage)
+        self.forward.next_deadline(&self.storage)
     }
 
     /// Every handler key that ships, with what it has waiting and how shipping
-    /// goes: running handlers with `ship`, and any key with files waiting or
-    /// attempts in this run (a handler gone, or changed to no `ship`).
+    /// goes (see [`Forward::statuses`]).
     pub fn ship_statuses(&self, now: UnixMicros) -> Vec<(String, ShipStatus)> {
-        let mut keys: Vec<String> = self
-            .handlers()
-            .filter(|(_, h)| h.spec().ship.is_some())
-            .map(|(_, h)| h.journal_key())
-            .collect();
-        keys.extend(self.storage.queues().unshipped_keys());
-        keys.extend(self.shipper.keys().map(str::to_string));
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .map(|k| {
-                let status = self.shipper.status(&k, now, &self.storage);
-                (k, status)
-            })
-            .collect()
+        self.forward.statuses(&self.storage, &self.handlers, now)
     }
 
     /// How old the oldest file waiting to ship may get before health says degraded.
     pub fn ship_max_pending_age(&self) -> std::time::Duration {
-        self.ship_max_pending_age
+        self.forward.max_pending_age()
     }
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
@@ -869,116 +654,28 @@ impl Manager {
         self.storage.catch_up();
         // One bsc per root: the lock file is still the one bsc holds.
         self.storage.keep_lock();
-        let mut cx = Cx {
+        self.handlers.maintain(&mut Cx {
             files: &mut self.storage,
             now,
-            closed: &mut self.outbox,
-        };
-        for h in self.handlers.iter_mut().flatten() {
-            h.maintain(&mut cx);
-        }
+            closed: self.forward.outbox(),
+        });
         // After large units, the batch's slots are resident: give them back.
         if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
             self.batch.release();
         }
         self.enforce_budget();
         self.dispatch_closed();
-        self.hooks.poll(&mut self.storage);
-        self.count_hooks_not_run();
-        self.delete_hooked_shipped(now);
-        self.shipper.kick();
+        self.reap_hooks(now);
     }
 
-    /// Keeps the root's file system above `min_free_bytes`/`min_free_percent` by
-    /// deleting the oldest closed files bsc created (across handlers); if nothing
-    /// is left to delete, stops writing (units counted as lost) until space returns.
+    /// The disk budget's look (see [`Budget::enforce`]).
     fn enforce_budget(&mut self) {
-        if self.budget == DiskBudget::default() {
-            return;
-        }
-        let Ok((mut free, total)) = sys::disk_space(&self.root) else {
-            return;
-        };
-        let Some(threshold) = self.budget.threshold(total) else {
-            return;
-        };
-        for _ in 0..1000 {
-            if free >= threshold {
-                break;
-            }
-            // The oldest closed file bsc created, of a running handler or not;
-            // one still waiting to ship only when nothing else is left.
-            let Some((key, victim)) = self.storage.take_oldest(true) else {
-                break;
-            };
-            if self.storage.queues().is_unshipped(&victim.path) {
-                error!(
-                    "disk budget: deleting {} ({}, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
-                    victim.path.display(),
-                    crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key)
-                );
-                self.shipper.dropped(&key);
-            }
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.journal_key() == key)
-                .map(|(id, _)| id);
-            if self.storage.queues().hook_pending(&victim.path) {
-                let running = self.hooks.file_deleted(&victim.path);
-                error!(
-                    "disk budget: deleting {} ({}, handler {}) although its on_close hook {}: nothing else is left to free",
-                    victim.path.display(),
-                    crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key),
-                    if running {
-                        "still runs (it may not find the file)"
-                    } else {
-                        "has not run yet; the hook is not run for it"
-                    }
-                );
-                if let Some(id) = owner {
-                    self.handler_mut(id).hook_not_run();
-                }
-            }
-            match owner {
-                Some(id) => self.handlers[id].as_mut().expect("a live handler").delete(
-                    &mut self.storage,
-                    &victim,
-                    "disk budget",
-                ),
-                None => match self.storage.remove(&victim) {
-                    Ok(()) => info!(
-                        "disk budget: deleted {} (a file of a handler no longer running)",
-                        victim.path.display()
-                    ),
-                    Err(e) => warn!("disk budget: cannot delete {}: {e}", victim.path.display()),
-                },
-            }
-            free = sys::disk_space(&self.root).map_or(free, |(f, _)| f);
-        }
-        let full = free < threshold;
-        // Look again after half the remaining room is written (or at the next tick).
-        self.headroom = Some(free.saturating_sub(threshold) / 2);
-        if full != self.disk_full {
-            if full {
-                error!(
-                    "disk budget: {} has {} free, below the {} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
-                    self.root.display(),
-                    crate::log::size(free),
-                    crate::log::size(threshold)
-                );
-            } else {
-                info!(
-                    "disk budget: {} free again; writing resumes",
-                    crate::log::size(free)
-                );
-            }
-            self.disk_full = full;
-            for h in self.handlers.iter_mut().flatten() {
-                h.set_suspended(full);
-            }
-        }
+        self.budget.enforce(
+            &self.root,
+            &mut self.storage,
+            &mut self.handlers,
+            &mut self.forward,
+        );
     }
 
     /// How long a TCP peer may be unreachable before health says degraded.
@@ -989,13 +686,12 @@ impl Manager {
     /// The disk budget's view of the root's file system now: (free bytes, total
     /// bytes, bytes to keep free if a budget is set).
     pub fn disk(&self) -> Option<(u64, u64, Option<u64>)> {
-        let (free, total) = sys::disk_space(&self.root).ok()?;
-        Some((free, total, self.budget.threshold(total)))
+        self.budget.disk(&self.root)
     }
 
     /// Whether the disk budget has stopped writing.
     pub fn disk_full(&self) -> bool {
-        self.disk_full
+        self.budget.disk_full()
     }
 
     /// Applies a re-read config: handlers that came from the old config file and
@@ -1103,21 +799,21 @@ impl Manager {
         }
         let mut rotated = Vec::new();
         for (hid, spec) in ids.into_iter().zip(specs) {
-            let h = self.handlers[hid].as_mut().expect("a live handler");
+            let h = self.handlers.get_mut(hid).expect("a live handler");
             h.set_metadata(spec);
             let previous = h.current_file().map(Path::to_path_buf);
             let rotate_at = h
                 .rotate_now(&mut Cx {
                     files: &mut self.storage,
                     now,
-                    closed: &mut self.outbox,
+                    closed: self.forward.outbox(),
                 })
                 .map_err(|e| {
                     RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
                 })?;
             let path = h.log_file_path(&self.storage, now);
             if let Some(at) = rotate_at {
-                self.timers.insert((at, hid));
+                self.handlers.arm(hid, at);
             }
             rotated.push(Rotated {
                 id: hid,
@@ -1194,17 +890,14 @@ impl Manager {
     }
 
     fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
-        self.handlers[hid]
-            .as_mut()
+        self.handlers
+            .get_mut(hid)
             .expect("handler id refers to a live handler")
     }
 
     /// Every live handler with its id, in id order.
     pub fn handlers(&self) -> impl Iterator<Item = (HandlerId, &Handler)> {
-        self.handlers
-            .iter()
-            .enumerate()
-            .filter_map(|(id, h)| h.as_ref().map(|h| (id, h)))
+        self.handlers.iter()
     }
 
     /// The journal, naming state, open files and queues, read only (the
@@ -1227,8 +920,8 @@ impl Manager {
 
     /// A live handler (ids handed out by the manager stay valid until removal).
     pub fn handler(&self, hid: HandlerId) -> &Handler {
-        self.handlers[hid]
-            .as_ref()
+        self.handlers
+            .get(hid)
             .expect("handler id refers to a live handler")
     }
 
