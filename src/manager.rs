@@ -326,6 +326,21 @@ impl Manager {
             None => self.open_capturer(&spec, registry)?,
         };
         let local = self.capturer(cid).local_addr();
+        let hid = self.start_handler(spec, local, now);
+        self.capturer_mut(cid).attach(hid);
+        self.update_read_time_wanted(cid);
+        Ok(hid)
+    }
+
+    /// Starts a handler checked by [`Manager::add_handler`] (`local`: its
+    /// capturer's address): a file its key left open is settled or resumed,
+    /// files whose hook did not run before the last stop are queued again.
+    fn start_handler(
+        &mut self,
+        spec: HandlerSpec,
+        local: Option<std::net::SocketAddr>,
+        now: UnixMicros,
+    ) -> HandlerId {
         let mut cx = Cx {
             files: &mut self.storage,
             now,
@@ -364,10 +379,7 @@ impl Manager {
             next.parent().unwrap_or(Path::new("")).display(),
             spec.file_name_pattern.source()
         );
-        let hid = self.handlers.insert(handler, resumed_until);
-        self.capturer_mut(cid).attach(hid);
-        self.update_read_time_wanted(cid);
-        Ok(hid)
+        self.handlers.insert(handler, resumed_until)
     }
 
     /// Whether `spec` can name its next file at `now` (every rendered name
@@ -947,115 +959,4 @@ impl Manager {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::Clock;
-    use serde_json::json;
-
-    fn spec(name: &str, port: u16, extra: serde_json::Value) -> HandlerSpec {
-        let mut v = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap()
-    }
-
-    fn free_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// Drains until `n` more units were handed to handlers (datagrams on loopback
-    /// can take a moment to be readable).
-    fn drain_until(
-        m: &mut Manager,
-        registry: &Registry,
-        cid: CapturerId,
-        clock: &Clock,
-        packets: u64,
-    ) {
-        for _ in 0..1000 {
-            m.drain(cid, registry, || clock.now_nanos());
-            if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        panic!("datagrams never arrived");
-    }
-
-    #[test]
-    fn a_manual_clock_drives_naming_and_rotation() {
-        let root = std::env::temp_dir().join(format!("bsc-manager-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let poll = mio::Poll::new().unwrap();
-        let clock = Clock::manual(UnixMicros(1_795_860_000_000_000)); // 2026-11-28T10:00:00Z
-        let mut m = Manager::new(&root, &StorageConfig::default());
-        let port = free_port();
-        let hid = m
-            .add_handler(
-                spec(
-                    "h",
-                    port,
-                    json!({"rotate_log_index": "minute", "file_name_pattern": "%H%M-{name}.pcap", "timestamps": "read"}),
-                ),
-                poll.registry(),
-                clock.now(),
-            )
-            .unwrap();
-        // Same name on the same address, and another conn_type there, are refused.
-        assert!(matches!(
-            m.add_handler(
-                spec("h", port, json!({"path": "x"})),
-                poll.registry(),
-                clock.now()
-            ),
-            Err(AddError::Conflict(_))
-        ));
-        assert!(matches!(
-            m.add_handler(
-                spec("g", port, json!({"file_name_pattern": "%H%M-h.pcap"})),
-                poll.registry(),
-                clock.now()
-            ),
-            Err(AddError::Conflict(_))
-        ));
-        let cid = m
-            .capturer_at(&Address {
-                host: "127.0.0.1".into(),
-                port,
-            })
-            .unwrap();
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, poll.registry(), cid, &clock, 1);
-        m.flush_dirty(clock.now());
-        assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
-        clock.set(UnixMicros(1_795_860_059_000_000));
-        m.expire(clock.now());
-        assert_eq!(
-            m.handler(hid).log_file_path(m.storage(), clock.now()),
-            root.join("1000-h.pcap")
-        );
-        clock.set(UnixMicros(1_795_860_061_000_000));
-        m.expire(clock.now());
-        assert_eq!(m.next_deadline(), None);
-        assert_eq!(
-            m.handler(hid).log_file_path(m.storage(), clock.now()),
-            root.join("1001-h.pcap"),
-            "closed: shows the next name"
-        );
-        tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, poll.registry(), cid, &clock, 2);
-        m.flush_dirty(clock.now());
-        assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
-        // Removing the last handler closes the socket: the port is free at once.
-        m.remove_handler(hid, poll.registry(), clock.now());
-        assert!(m.capturers().is_empty());
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-}
+mod tests;
