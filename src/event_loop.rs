@@ -162,7 +162,7 @@ impl EventLoop {
         // Handlers added over the API before a restart come back after the
         // config file's; one that cannot start is reported, not fatal.
         let mut restored_count = 0;
-        for fields in manager.saved_api_handlers() {
+        for fields in manager.saved_api_handlers(now) {
             let name = fields
                 .get("name")
                 .and_then(|v| v.as_str())
@@ -184,7 +184,7 @@ impl EventLoop {
                 Err(e) => warn!("handler {name}: saved over the API but cannot be restored: {e}"),
             }
         }
-        manager.settle_left_open();
+        manager.settle_left_open(now);
         // The API listens last: once it answers, every capture socket is bound.
         let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
         if now.secs() < 1_577_836_800 || !crate::sys::clock_synchronised() {
@@ -274,7 +274,7 @@ impl EventLoop {
                     self.ready.push_back(cid);
                 }
             }
-            self.manager.flush_dirty();
+            self.manager.flush_dirty(self.clock.now());
             self.manager.expire(self.clock.now());
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
@@ -283,7 +283,7 @@ impl EventLoop {
             let now = Instant::now();
             if now >= self.next_tick {
                 self.http.sweep(now, self.poll.registry());
-                self.manager.tick();
+                self.manager.tick(self.clock.now());
                 crate::log::report_suppressed();
                 self.next_tick = now + TICK;
             }
@@ -302,11 +302,17 @@ impl EventLoop {
             }
             if stop {
                 self.notifier.stopping();
-                self.manager.close_all();
+                self.close_all();
                 info!("stopped: every file flushed and closed");
                 return Ok(());
             }
         }
+    }
+
+    /// Flushes and closes every file (see [`Manager::close_all`]): at a stop,
+    /// or after the loop failed.
+    pub fn close_all(&mut self) {
+        self.manager.close_all(self.clock.now(), &Instant::now);
     }
 
     /// Serves an HTTP event: the listener accepts, a connection reads, answers
@@ -319,7 +325,7 @@ impl EventLoop {
     fn with_api(&mut self, serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn Service)) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
-        self.manager.flush_dirty();
+        self.manager.flush_dirty(self.clock.now());
         let connections = self.http.connections();
         let cx = api::Context {
             manager: &mut self.manager,
@@ -368,7 +374,7 @@ impl EventLoop {
         loop {
             match self.signals.read() {
                 Ok(Some(libc::SIGHUP)) => self.reload(),
-                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(),
+                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(self.clock.now()),
                 Ok(Some(sig)) => {
                     info!(
                         "signal {}: stopping",
