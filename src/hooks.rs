@@ -1,6 +1,6 @@
 //! Commands run for closed files: `on_close` hooks ([`Hooks`], to its end once per file)
 //! and `ship` commands ([`Shipper`], store and forward: until one succeeds). Each
-//! is an argv (no shell) with, as last argument, the path [`Storage::hand_over`]
+//! is an argv (no shell) with, as last argument, the path [`crate::storage::Storage::hand_over`]
 //! gives (a hard link to the file in the state folder, handed only while the
 //! file is still the one bsc closed), and `BSC_HANDLER`, `BSC_FILE` (the file's
 //! own path), `BSC_RECORDS`, `BSC_BYTES`, `BSC_FIRST_TS`, `BSC_LAST_TS` in its
@@ -16,8 +16,8 @@
 //! last line of a failed attempt goes into the log line and `last_error`.
 //!
 //! Shipping, per handler key (name and address): the oldest waiting file first,
-//! one at a time, from the journal's ship queue ([`Storage::next_unshipped`]).
-//! Exit 0 is shipped: journaled and forced to the disk ([`Storage::shipped`])
+//! one at a time, from the journal's ship queue ([`crate::storage::Queues::next_unshipped`]).
+//! Exit 0 is shipped: journaled and forced to the disk ([`crate::storage::Storage::shipped`])
 //! as soon as the child is reaped, before any other ship command starts. Any
 //! other exit, a signal, a timeout (the process group is killed) or a command
 //! that cannot start is a failure: that key waits [`backoff`] (5 s doubling, at
@@ -58,7 +58,7 @@ fn ended(child: &mut Child) -> std::io::Result<Option<std::process::ExitStatus>>
 }
 
 /// The command `argv` for `file`: `handed` (the file's hard link in the state
-/// folder, see [`Storage::hand_over`]) appended, `BSC_FILE` its own path, and
+/// folder, see [`crate::storage::Storage::hand_over`]) appended, `BSC_FILE` its own path, and
 /// the rest of its `BSC_*` environment. The config refuses an empty command
 /// and the journal's reader drops one, but an empty `argv` is an error here
 /// too, never a panic.

@@ -10,7 +10,7 @@
 //!   it lends a handler the storage for each operation ([`handler::Cx`]) and
 //!   hands the files it closed (its events) to store and forward;
 //! - each part has one owner: the handlers, their pending writes and rotation
-//!   timers [`handlers::Handlers`]; the journal and its queues
+//!   timers `handlers::Handlers`; the journal and its queues
 //!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
 //!   and ship commands `forward::Forward`;
 //! - every TCP capturer waiting for something (a back-off, a connect deadline)
@@ -624,7 +624,7 @@ impl Manager {
     }
 
     /// Hands the files closed since the last call to their `on_close` hooks and
-    /// the shipper ([`Forward::dispatch_closed`]).
+    /// the shipper (`Forward::dispatch_closed`).
     pub fn dispatch_closed(&mut self) {
         self.forward
             .dispatch_closed(&mut self.storage, &mut self.handlers);
@@ -637,7 +637,7 @@ impl Manager {
             .reap_hooks(&mut self.storage, &mut self.handlers, now);
     }
 
-    /// Store and forward, every turn (see [`Forward::ship`]).
+    /// Store and forward, every turn (see `Forward::ship`).
     pub fn ship(&mut self, now: Instant, wall: UnixMicros) {
         self.forward
             .ship(&mut self.storage, &mut self.handlers, now, wall);
@@ -650,7 +650,7 @@ impl Manager {
     }
 
     /// Every handler key that ships, with what it has waiting and how shipping
-    /// goes (see [`Forward::statuses`]).
+    /// goes (see `Forward::statuses`).
     pub fn ship_statuses(&self, now: UnixMicros) -> Vec<(String, ShipStatus)> {
         self.forward.statuses(&self.storage, &self.handlers, now)
     }
@@ -875,7 +875,7 @@ impl Manager {
     }
 
     /// At most `most` of those files, after one listed before
-    /// ([`crate::storage::Storage::files_after`]).
+    /// ([`crate::storage::Naming::files_after`]).
     pub fn files_of_after(
         &self,
         hid: HandlerId,

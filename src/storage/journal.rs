@@ -257,7 +257,7 @@ impl Storage {
     /// Whether the journal on disk has every entry memory has. If it is behind
     /// (an append failed), tries to write it anew from memory first (on every
     /// append and once a second): logged once when it falls behind
-    /// ([`Storage::append`]) and once when it has caught up.
+    /// (`Storage::append`) and once when it has caught up.
     pub fn catch_up(&mut self) -> bool {
         if !self.journal.behind {
             return true;

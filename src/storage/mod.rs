@@ -81,10 +81,9 @@ mod tests;
 pub use handover::{NotHanded, OUTGOING};
 pub use journal::unusable_ship;
 use journal::{checked, Entry, Journal};
-pub use naming::LastFile;
-use naming::Naming;
-pub use queues::{Backlog, Unshipped};
-use queues::{Queues, Unhooked};
+pub use naming::{LastFile, Naming};
+pub use queues::{Backlog, Queues, Unshipped};
+use queues::Unhooked;
 pub use retention::{excess, system_time, DiskBudget, OwnFile, Retention, Span};
 use state_dir::StateDir;
 pub use state_dir::{
@@ -399,12 +398,12 @@ impl Storage {
         self.naming.last(key)
     }
 
-    /// See [`Naming::seed`].
+    /// See `Naming::seed`.
     pub fn seed(&mut self, key: &str, found: LastFile) {
         self.naming.seed(key, found)
     }
 
-    /// Whether bsc closed `path` for good (see [`Naming::was_closed`]).
+    /// Whether bsc closed `path` for good (see `Naming::was_closed`).
     pub fn was_closed(&self, path: &Path) -> bool {
         self.naming.was_closed(path)
     }
@@ -496,13 +495,13 @@ impl Storage {
     }
 
     /// The closed files of `key` whose `on_close` hook did not end before bsc
-    /// last stopped; see [`Queues::take_unhooked`].
+    /// last stopped; see `Queues::take_unhooked`.
     pub fn take_unhooked(&mut self, key: &str, handler: &str) -> Vec<ClosedFile> {
         self.queues.take_unhooked(key, handler)
     }
 
     /// The closed files `key` created that must go for `r` at `now`; see
-    /// [`Naming::take_excess`].
+    /// `Naming::take_excess`.
     pub fn take_excess(
         &mut self,
         key: &str,
@@ -514,7 +513,7 @@ impl Storage {
             .take_excess(key, open_bytes, r, system_time(now), &self.queues)
     }
 
-    /// The oldest closed file bsc created, of any key; see [`Naming::take_oldest`].
+    /// The oldest closed file bsc created, of any key; see `Naming::take_oldest`.
     pub fn take_oldest(&mut self, even_held: bool) -> Option<(String, OwnFile)> {
         self.naming.take_oldest(even_held, &self.queues)
     }

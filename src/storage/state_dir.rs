@@ -206,7 +206,7 @@ impl Storage {
         }
     }
 
-    /// Whether the folder `dir` is bsc's state folder (see [`StateDir::is_state_dir`]).
+    /// Whether the folder `dir` is bsc's state folder (see `StateDir::is_state_dir`).
     pub fn is_state_dir(&self, dir: &OwnedFd) -> bool {
         self.dir.is_state_dir(dir)
     }
