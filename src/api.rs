@@ -57,6 +57,7 @@ use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
 use crate::sequence::SequenceReport;
+use crate::storage::Storage;
 use crate::sys;
 use crate::telemetry::UnitPath;
 use walk::{View, Walk};
@@ -129,7 +130,7 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
         [name, "stop"] => only(req, "DELETE", || stop(name, cx)),
         [name, "config"] => only(req, "GET", || {
             let ids = cx.manager.handlers_named(name);
-            Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.now)).collect::<Vec<_>>())
+            Response::json(200, &ids.iter().map(|&h| config_entry(cx.manager.handler(h), cx.manager.storage(), cx.now)).collect::<Vec<_>>())
         }),
         [name, "rotate"] => only(req, "POST", || rotate(name, req, cx)),
         [name, "files"] => only(req, "GET", || {
@@ -283,9 +284,9 @@ struct ConfigEntry<'a> {
     address: (&'a str, u16),
 }
 
-fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
+fn config_entry<'a>(h: &'a Handler, files: &Storage, now: UnixMicros) -> ConfigEntry<'a> {
     let spec = h.spec();
-    let file = h.log_file_path(now);
+    let file = h.log_file_path(files, now);
     ConfigEntry {
         handler: HandlerDict {
             name: &spec.name,
@@ -320,7 +321,7 @@ fn config_entry(h: &Handler, now: UnixMicros) -> ConfigEntry<'_> {
             source: source_options(spec),
             metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
         },
-        log_file_path: h.log_file_path(now).display().to_string(),
+        log_file_path: file.display().to_string(),
         conn_type: spec.conn_type.as_str(),
         address: (&spec.address.host, spec.address.port),
     }
@@ -523,7 +524,10 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
     match cx.manager.add_handler(spec, cx.registry, cx.now) {
         Ok(hid) => {
             cx.manager.save_api_handlers();
-            Response::json(201, &config_entry(cx.manager.handler(hid), cx.now))
+            Response::json(
+                201,
+                &config_entry(cx.manager.handler(hid), cx.manager.storage(), cx.now),
+            )
         }
         Err(e @ (AddError::Conflict(_) | AddError::Socket(_))) => {
             Response::error(409, e.to_string())
@@ -559,7 +563,7 @@ fn stop(name: &str, cx: &mut Context) -> Response {
     }
     let entries = owned_entries(cx.manager, &ids, cx.now);
     for hid in ids {
-        cx.manager.remove_handler(hid, cx.registry);
+        cx.manager.remove_handler(hid, cx.registry, cx.now);
     }
     cx.manager.save_api_handlers();
     Response::json(200, &entries)
@@ -570,7 +574,8 @@ fn stop(name: &str, cx: &mut Context) -> Response {
 fn owned_entries(manager: &Manager, ids: &[HandlerId], now: UnixMicros) -> Vec<Value> {
     ids.iter()
         .map(|&h| {
-            serde_json::to_value(config_entry(manager.handler(h), now)).unwrap_or(Value::Null)
+            serde_json::to_value(config_entry(manager.handler(h), manager.storage(), now))
+                .unwrap_or(Value::Null)
         })
         .collect()
 }
@@ -719,9 +724,9 @@ fn stop_capturer(req: &Request, cx: &mut Context) -> Response {
         }
     }
     let entries = owned_entries(cx.manager, cap.handlers(), cx.now);
-    // Dropping the removed handlers flushes and closes their files; the socket is
-    // closed before the answer is sent.
-    drop(cx.manager.remove_capturer(&address, cx.registry));
+    // The removed handlers' files are flushed and closed, and the socket is
+    // closed, before the answer is sent.
+    cx.manager.remove_capturer(&address, cx.registry, cx.now);
     cx.manager.save_api_handlers();
     Response::json(
         200,

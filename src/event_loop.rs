@@ -176,7 +176,7 @@ impl EventLoop {
         // Handlers added over the API before a restart come back after the
         // config file's; one that cannot start is reported, not fatal.
         let mut restored_count = 0;
-        for fields in manager.saved_api_handlers() {
+        for fields in manager.saved_api_handlers(now) {
             let name = fields
                 .get("name")
                 .and_then(|v| v.as_str())
@@ -198,7 +198,7 @@ impl EventLoop {
                 Err(e) => warn!("handler {name}: saved over the API but cannot be restored: {e}"),
             }
         }
-        manager.settle_left_open();
+        manager.settle_left_open(now);
         // The API listens last: once it answers, every capture socket is bound.
         let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
         if now.secs() < 1_577_836_800 || !crate::sys::clock_synchronised() {
@@ -291,11 +291,11 @@ impl EventLoop {
                     self.ready.push_back(cid);
                 }
             }
-            self.manager.flush_dirty();
             // The timers: due ones run in this turn, also when an API request
             // in it moved a driven clock past them.
             let now = self.clock.read();
             crate::log::set_now(now.mono);
+            self.manager.flush_dirty(now.wall);
             self.manager.expire(now.wall);
             self.manager
                 .expire_capturers(self.poll.registry(), now.mono);
@@ -303,7 +303,7 @@ impl EventLoop {
             self.manager.ship(now.mono, now.wall);
             if now.mono >= self.next_tick {
                 self.http.sweep(now.mono, self.poll.registry());
-                self.manager.tick();
+                self.manager.tick(now.wall);
                 crate::log::report_suppressed(now.mono);
                 self.next_tick = now.mono + TICK;
             }
@@ -322,11 +322,18 @@ impl EventLoop {
             }
             if stop {
                 self.notifier.stopping();
-                self.manager.close_all();
+                self.close_all();
                 info!("stopped: every file flushed and closed");
                 return Ok(());
             }
         }
+    }
+
+    /// Flushes and closes every file (see [`Manager::close_all`]): at a stop,
+    /// or after the loop failed.
+    pub fn close_all(&mut self) {
+        let clock = &self.clock;
+        self.manager.close_all(clock.now(), &|| clock.read().mono);
     }
 
     /// Serves an HTTP event: the listener accepts, a connection reads, answers
@@ -339,7 +346,7 @@ impl EventLoop {
     fn with_api(&mut self, serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn Service)) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
-        self.manager.flush_dirty();
+        self.manager.flush_dirty(self.clock.now());
         let connections = self.http.connections();
         let cx = api::Context {
             manager: &mut self.manager,
@@ -374,7 +381,7 @@ impl EventLoop {
         loop {
             match self.signals.read() {
                 Ok(Some(libc::SIGHUP)) => self.reload(now),
-                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(),
+                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(now.wall),
                 Ok(Some(sig)) => {
                     info!(
                         "signal {}: stopping",

@@ -460,7 +460,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("event loop failed: {e}");
-            event_loop.manager.close_all();
+            event_loop.close_all();
             ExitCode::FAILURE
         }
     }

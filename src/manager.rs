@@ -7,19 +7,19 @@
 //!   same file, checked whenever a handler is added or its metadata changes (and
 //!   [`crate::storage::Storage`] refuses a second writer for any open file);
 //! - only the manager changes a handler (its mutators are visible here only);
-//! - a handler with pending records is in `dirty`, so a batch is written by
-//!   the handlers that received something (idle ones cost nothing), each with
-//!   one gathering `writev`, before its receive slots are reused
-//!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
-//!   to the slots once a drain returns;
-//! - every open file with a rotation deadline has an entry in `timers`, and every
-//!   TCP capturer waiting for something (a back-off, a connect deadline) has one
-//!   in `capturer_timers` (entries may be stale: they are checked when they fire).
+//!   it lends a handler the storage for each operation ([`handler::Cx`]) and
+//!   hands the files it closed (its events) to store and forward;
+//! - each part has one owner: the handlers, their pending writes and rotation
+//!   timers `handlers::Handlers`; the journal and its queues
+//!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
+//!   and ship commands `forward::Forward`;
+//! - every TCP capturer waiting for something (a back-off, a connect deadline)
+//!   has an entry in `capturer_timers` (entries may be stale: they are checked
+//!   when they fire).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Instant;
 
 use mio::{Registry, Token};
@@ -30,15 +30,21 @@ pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, T
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
-use crate::hooks::{Hooks, ShipStatus, Shipper};
+use crate::hooks::ShipStatus;
 use crate::pcap::{self, Attempt, LinkType, PcapFile, Precision};
 use crate::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
-use handler::{journal_key, Handler, Recorded, FLUSH_AT};
+use budget::Budget;
+use forward::Forward;
+use handler::{journal_key, Cx, Handler};
+use handlers::Handlers;
 
+mod budget;
+mod forward;
 pub mod handler;
+mod handlers;
 pub mod pending;
 
 /// Index of a handler in the manager.
@@ -93,97 +99,75 @@ pub struct Rotated {
     pub path: PathBuf,
 }
 
-/// All capturers and handlers.
+/// All capturers and handlers, and what they share: the storage they are
+/// lent, the disk budget, store and forward.
 pub struct Manager {
     root: PathBuf,
     capturers: Vec<Option<Capturer>>,
-    handlers: Vec<Option<Handler>>,
-    /// Handlers with pending records (see the module invariants).
-    dirty: Vec<HandlerId>,
-    timers: BTreeSet<(UnixMicros, HandlerId)>,
+    /// TCP capturers waiting for something (a back-off, a connect deadline);
+    /// entries may be stale: they are checked when they fire.
     capturer_timers: BTreeSet<(Instant, CapturerId)>,
     next_seq: u64,
     /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
     batch: sys::Batch,
-    /// The journal, open files and the closed-file outbox.
-    storage: Rc<Storage>,
-    budget: DiskBudget,
-    /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
-    /// against the disk budget's headroom.
-    written_early: u64,
-    /// The longest unit read since the last tick (to give batch memory back).
-    longest_unit: usize,
-    /// How long a TCP peer may be unreachable before health says degraded.
-    peer_unreachable: std::time::Duration,
-    /// Whether the disk budget stopped writing (nothing left to delete).
-    disk_full: bool,
-    /// Bytes that may still be written before the budget must be looked at
-    /// again (`None`: no budget).
-    headroom: Option<u64>,
-    hooks: Hooks,
-    /// Files shipped with `delete_after_ship` while their `on_close` hook
-    /// waited or ran (key, path): deleted once it has ended.
-    delete_after_hook: Vec<(String, PathBuf)>,
-    /// Store and forward: the ship commands.
-    shipper: Shipper,
-    /// How old the oldest file waiting to ship may get before health says degraded.
-    ship_max_pending_age: std::time::Duration,
     /// Units handed to handlers since start (the loop's coalescing reads it).
     units_read: u64,
+    /// The longest unit read since the last tick (to give batch memory back).
+    longest_unit: usize,
+    handlers: Handlers,
+    /// The journal, the naming state, the open files, the hook and ship
+    /// queues: lent to a handler (`&mut`, in a [`Cx`]) for each operation.
+    storage: Storage,
+    budget: Budget,
+    forward: Forward,
+    /// How long a TCP peer may be unreachable before health says degraded.
+    peer_unreachable: std::time::Duration,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
     state: Option<StateFile>,
 }
-
-/// How long bsc waits at shutdown for `on_close` hooks still running.
-const HOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Manager {
     /// An empty manager writing under `root`, with the disk budget, persistence
     /// and hook settings of `storage`.
     pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
-        let journal = Rc::new(Storage::open(root));
         Manager {
             root: root.to_path_buf(),
             capturers: Vec::new(),
-            handlers: Vec::new(),
-            dirty: Vec::new(),
-            timers: BTreeSet::new(),
             capturer_timers: BTreeSet::new(),
             next_seq: 0,
             batch: sys::Batch::new(),
-            storage: journal.clone(),
-            budget: DiskBudget {
+            units_read: 0,
+            longest_unit: 0,
+            handlers: Handlers::default(),
+            storage: Storage::open(root),
+            budget: Budget::new(DiskBudget {
                 min_free_bytes: storage.min_free_bytes,
                 min_free_percent: storage.min_free_percent,
-            },
-            written_early: 0,
-            longest_unit: 0,
+            }),
+            forward: Forward::new(storage),
             peer_unreachable: storage.peer_unreachable,
-            disk_full: false,
-            headroom: None,
-            hooks: Hooks::new(storage.on_close_max_running, journal.clone()),
-            delete_after_hook: Vec::new(),
-            shipper: Shipper::new(storage.ship_max_running, journal),
-            ship_max_pending_age: storage.ship_max_pending_age,
-            units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
     }
 
     /// The handlers added over the API in an earlier run (see [`crate::persist`]).
-    pub fn saved_api_handlers(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.state.as_ref().map_or_else(Vec::new, StateFile::load)
+    pub fn saved_api_handlers(
+        &self,
+        now: UnixMicros,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.state.as_ref().map_or_else(Vec::new, |s| s.load(now))
     }
 
     /// Saves the handlers added over the API (after every change to them).
-    pub fn save_api_handlers(&self) {
+    pub fn save_api_handlers(&mut self) {
         let Some(state) = &self.state else { return };
         let specs: Vec<_> = self
-            .handlers()
+            .handlers
+            .iter()
             .filter(|(_, h)| h.spec().origin == Origin::Api)
             .map(|(_, h)| h.spec().to_json())
             .collect();
-        if let Err(e) = state.save(&self.storage, &specs) {
+        if let Err(e) = state.save(&mut self.storage, &specs) {
             let key = "persist";
             crate::log::limited(
                 key,
@@ -203,7 +187,7 @@ impl Manager {
     /// are not running any more are repaired (a torn last record cut) and made
     /// final, so nothing stays half-written and writable. (A running handler
     /// settles its own: resumed by its first unit, or closed and hooked.)
-    pub fn settle_left_open(&mut self) {
+    pub fn settle_left_open(&mut self, now: UnixMicros) {
         for (key, last, ship) in self.storage.left_open() {
             if self.handlers().any(|(_, h)| h.journal_key() == key) {
                 continue;
@@ -269,7 +253,7 @@ impl Manager {
             // whose hooks run only when a handler of that key starts again.)
             let ship = ship.filter(|_| std::fs::symlink_metadata(&last.path).is_ok());
             self.storage
-                .finished(&last.path, span, id, false, ship.as_ref());
+                .finished(&last.path, span, id, false, ship.as_ref(), now);
         }
     }
 
@@ -341,15 +325,30 @@ impl Manager {
             }
             None => self.open_capturer(&spec, registry)?,
         };
-        let hid = self
-            .handlers
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.handlers.len());
         let local = self.capturer(cid).local_addr();
-        let mut handler = Handler::new(spec, &self.root, now, local, self.storage.clone());
-        handler.set_suspended(self.disk_full);
-        let resumed_until = handler.resume(now);
+        let hid = self.start_handler(spec, local, now);
+        self.capturer_mut(cid).attach(hid);
+        self.update_read_time_wanted(cid);
+        Ok(hid)
+    }
+
+    /// Starts a handler checked by [`Manager::add_handler`] (`local`: its
+    /// capturer's address): a file its key left open is settled or resumed,
+    /// files whose hook did not run before the last stop are queued again.
+    fn start_handler(
+        &mut self,
+        spec: HandlerSpec,
+        local: Option<std::net::SocketAddr>,
+        now: UnixMicros,
+    ) -> HandlerId {
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        };
+        let mut handler = Handler::new(spec, &self.root, local, &mut cx);
+        handler.set_suspended(self.budget.disk_full());
+        let resumed_until = handler.resume(&mut cx);
         // Files closed before bsc last stopped whose hook never started.
         let waiting = self
             .storage
@@ -362,7 +361,7 @@ impl Manager {
             );
             for mut file in waiting {
                 file.on_close = handler.spec().on_close.clone();
-                self.storage.closed(file);
+                self.forward.outbox().push(file);
             }
         } else {
             // The handler has no hook any more: nothing is left to run for them.
@@ -371,7 +370,7 @@ impl Manager {
             }
         }
         let spec = handler.spec();
-        let next = handler.log_file_path(now);
+        let next = handler.log_file_path(&self.storage, now);
         info!(
             "handler {}: capturing {} {} into {} as {}",
             spec.name,
@@ -380,17 +379,7 @@ impl Manager {
             next.parent().unwrap_or(Path::new("")).display(),
             spec.file_name_pattern.source()
         );
-        if hid == self.handlers.len() {
-            self.handlers.push(Some(handler));
-        } else {
-            self.handlers[hid] = Some(handler);
-        }
-        if let Some(at) = resumed_until {
-            self.timers.insert((at, hid));
-        }
-        self.capturer_mut(cid).attach(hid);
-        self.update_read_time_wanted(cid);
-        Ok(hid)
+        self.handlers.insert(handler, resumed_until)
     }
 
     /// Whether `spec` can name its next file at `now` (every rendered name
@@ -413,7 +402,7 @@ impl Manager {
         crate::paths::check_not_state_folder(&path, &self.root).map_err(AddError::Invalid)?;
         let other = self.handlers().find(|&(id, h)| {
             Some(id) != except
-                && (h.pattern_path(now).as_ref() == Some(&path)
+                && (h.pattern_path(&self.storage, now).as_ref() == Some(&path)
                     || h.current_file() == Some(path.as_path()))
         });
         match other {
@@ -456,8 +445,8 @@ impl Manager {
 
     /// Stops a handler: flushes and closes its file; closes its capturer if it was
     /// the last handler there.
-    pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry) -> Option<Handler> {
-        self.detach_handler(hid, registry, true)
+    pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry, now: UnixMicros) -> bool {
+        self.detach_handler(hid, registry, true, now)
     }
 
     /// Stops a handler; its capturer, if left without handlers, is closed only
@@ -468,22 +457,30 @@ impl Manager {
         hid: HandlerId,
         registry: &Registry,
         close_empty: bool,
-    ) -> Option<Handler> {
-        let handler = self.handlers.get_mut(hid)?.take()?;
-        self.dirty.retain(|&h| h != hid);
-        let cid = self.capturer_at(&handler.spec().address)?;
-        let cap = self.capturer_mut(cid);
-        cap.detach(hid);
-        if cap.handlers().is_empty() {
-            if close_empty {
-                self.close_capturer(cid, registry);
+        now: UnixMicros,
+    ) -> bool {
+        let Some(mut handler) = self.handlers.take(hid) else {
+            return false;
+        };
+        if let Some(cid) = self.capturer_at(&handler.spec().address) {
+            let cap = self.capturer_mut(cid);
+            cap.detach(hid);
+            if cap.handlers().is_empty() {
+                if close_empty {
+                    self.close_capturer(cid, registry);
+                }
+            } else {
+                self.update_read_time_wanted(cid);
             }
-        } else {
-            self.update_read_time_wanted(cid);
         }
         info!("handler {}: stopped", handler.spec().name);
-        // Dropping the handler closes its file; the caller may still read it first.
-        Some(handler)
+        // Its file is flushed and closed now (and goes to `on_close`).
+        handler.close(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        });
+        true
     }
 
     fn close_capturer(&mut self, cid: CapturerId, registry: &Registry) {
@@ -503,53 +500,41 @@ impl Manager {
     ) -> Drained {
         let Manager {
             capturers,
-            handlers,
-            dirty,
-            timers,
             capturer_timers,
             batch,
             units_read,
-            written_early,
             longest_unit,
+            handlers,
+            storage,
+            budget,
+            forward,
             ..
         } = self;
         let Some(Some(cap)) = capturers.get_mut(cid) else {
             return Drained::Empty;
         };
-        let drained = cap.read(registry, batch, now, |delivery| match delivery {
+        let drained = cap.read(registry, batch, &now, |delivery| match delivery {
             Delivery::Unit(unit, ids) => {
                 *units_read += 1;
                 *longest_unit = (*longest_unit).max(unit.data.len());
+                let mut cx = Cx {
+                    files: storage,
+                    now: unit.read_at.micros(),
+                    closed: forward.outbox(),
+                };
                 for &hid in ids {
-                    // Handler ids in a capturer always refer to live handlers.
-                    let Some(Some(h)) = handlers.get_mut(hid) else {
-                        continue;
-                    };
-                    let Recorded {
-                        needs_flush,
-                        rotate_at,
-                    } = h.record(unit);
-                    if needs_flush {
-                        dirty.push(hid);
-                    }
-                    // Units copied in a burst (framed TCP): write now rather
-                    // than hold them all.
-                    if h.pending_own_bytes() >= FLUSH_AT {
-                        *written_early += h.flush_from(unit.slots);
-                    }
-                    if let Some(at) = rotate_at {
-                        timers.insert((at, hid));
-                    }
+                    budget.wrote_early(handlers.deliver(hid, unit, &mut cx));
                 }
             }
             // Pending records refer to the slots: one gathering write per
             // handler per batch, before the slots are read into again.
             Delivery::Reuse(slots) => {
-                for hid in dirty.drain(..) {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
-                        *written_early += h.flush_from(slots);
-                    }
-                }
+                let mut cx = Cx {
+                    files: storage,
+                    now: now().micros(),
+                    closed: forward.outbox(),
+                };
+                budget.wrote_early(handlers.flush_from(slots, &mut cx));
             }
         });
         match drained {
@@ -558,7 +543,7 @@ impl Manager {
             }
             Drained::Ended(at) => {
                 for &hid in cap.handlers() {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
+                    if let Some(h) = handlers.get_mut(hid) {
                         h.connection_ended();
                     }
                 }
@@ -595,181 +580,67 @@ impl Manager {
         }
     }
 
-    /// Writes the pending records of every handler that received any.
-    pub fn flush_dirty(&mut self) {
-        let mut written = std::mem::take(&mut self.written_early);
-        for hid in self.dirty.drain(..) {
-            if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                written += h.flush();
-            }
-        }
-        // The disk budget follows the writes: once what was written since the last
-        // look could have used up the headroom, look again at once.
-        if let Some(headroom) = self.headroom.as_mut() {
-            *headroom = headroom.saturating_sub(written);
-            if *headroom == 0 {
-                self.enforce_budget();
-            }
+    /// Writes the pending records of every handler that received any; the
+    /// disk budget follows the writes (looked at again at once when they
+    /// could have used up its headroom).
+    pub fn flush_dirty(&mut self, now: UnixMicros) {
+        let mut cx = Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        };
+        let written = self.handlers.flush_from(&[], &mut cx);
+        if self.budget.wrote(written) {
+            self.enforce_budget();
         }
     }
 
     /// The earliest rotation deadline, if any file is open with one.
     pub fn next_deadline(&self) -> Option<UnixMicros> {
-        self.timers.first().map(|(t, _)| *t)
+        self.handlers.next_deadline()
     }
 
     /// Closes every file whose rotation period has ended by `now`.
     pub fn expire(&mut self, now: UnixMicros) {
-        while let Some(&(at, hid)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if let Some(Some(h)) = self.handlers.get_mut(hid) {
-                h.close_if_due(now);
-            }
-        }
+        self.handlers.expire(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        });
     }
 
     /// Flushes and closes every file (on shutdown): each goes to `on_close` and
     /// waits to ship (after the next start). Sockets close when dropped.
-    pub fn close_all(&mut self) {
-        for h in self.handlers.iter_mut().flatten() {
-            h.close();
-        }
-        self.dirty.clear();
+    /// `clock` reads the monotonic time (the loop's), for the hooks' grace.
+    pub fn close_all(&mut self, now: UnixMicros, clock: &dyn Fn() -> Instant) {
+        self.handlers.close_all(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        });
         self.dispatch_closed();
-        // No command bsc started outlives it: hooks get a moment to finish,
-        // then are stopped (they run again after the next start).
-        self.hooks.stop(HOOK_GRACE);
-        self.shipper.stop();
-        if self.hooks.pending() > 0 {
-            warn!(
-                "on_close: {} still running or waiting at shutdown; waiting ones run after the next start",
-                crate::log::count(self.hooks.pending() as u64, "hook")
-            );
-        }
+        // No command bsc started outlives it.
+        self.forward.stop(&mut self.storage, clock);
     }
 
-    /// Hands the files closed since the last call to their `on_close` hooks (and
-    /// has the shipper look at its queue, which closing journaled them on).
+    /// Hands the files closed since the last call to their `on_close` hooks and
+    /// the shipper (`Forward::dispatch_closed`).
     pub fn dispatch_closed(&mut self) {
-        let closed = self.storage.take_closed();
-        if !closed.is_empty() {
-            self.shipper.kick();
-        }
-        for file in closed {
-            if !file.on_close.is_empty() {
-                let argv = file.on_close.clone();
-                self.hooks.submit(&argv, file);
-            }
-        }
-        self.count_hooks_not_run();
-    }
-
-    /// Counts, in its handler's `hooks_not_run`, each file whose hook was not
-    /// run (dropped from a full queue, the file gone or refused, the command
-    /// not started).
-    fn count_hooks_not_run(&mut self) {
-        for name in self.hooks.take_not_run() {
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.spec().name == name)
-                .map(|(id, _)| id);
-            if let Some(id) = owner {
-                self.handler_mut(id).hook_not_run();
-            }
-        }
+        self.forward
+            .dispatch_closed(&mut self.storage, &mut self.handlers);
     }
 
     /// SIGCHLD: reaps finished hooks and starts waiting ones (ship commands
     /// are reaped by the next [`Manager::ship`]).
-    pub fn reap_hooks(&mut self) {
-        self.hooks.poll();
-        self.count_hooks_not_run();
-        self.delete_hooked_shipped();
-        self.shipper.kick();
+    pub fn reap_hooks(&mut self, now: UnixMicros) {
+        self.forward
+            .reap_hooks(&mut self.storage, &mut self.handlers, now);
     }
 
-    /// Store and forward, every turn (cheap unless something changed or a
-    /// deadline came): reaps ship commands, journals successes, starts the next
-    /// attempts, and deletes shipped files of handlers with `delete_after_ship`.
+    /// Store and forward, every turn (see `Forward::ship`).
     pub fn ship(&mut self, now: Instant, wall: UnixMicros) {
-        if !self.shipper.due(now) {
-            return;
-        }
-        let handlers = &self.handlers;
-        let current = |key: &str| {
-            handlers
-                .iter()
-                .flatten()
-                .find(|h| h.journal_key() == key)
-                .and_then(|h| h.spec().ship.clone())
-        };
-        // The commands the config declares: a file whose handler has no `ship`
-        // now ships with the command journaled at its close only if it is one.
-        let declared = |argv: &[String]| {
-            handlers
-                .iter()
-                .flatten()
-                .filter_map(|h| h.spec().ship.as_ref())
-                .any(|s| s.argv == argv)
-        };
-        for done in self.shipper.poll(now, wall, current, declared) {
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.journal_key() == done.key)
-                .map(|(id, _)| id);
-            if !done.delete {
-                // Retention may now delete what it had to spare.
-                if let Some(id) = owner {
-                    self.handler_mut(id).shipped_one();
-                }
-                continue;
-            }
-            if self.storage.hook_pending(&done.path) {
-                // Its hook still needs it: deleted once the hook has ended.
-                self.delete_after_hook.push((done.key, done.path));
-                continue;
-            }
-            self.delete_shipped(&done.key, &done.path);
-        }
-    }
-
-    /// Deletes a shipped file of a handler with `delete_after_ship`.
-    fn delete_shipped(&mut self, key: &str, path: &Path) {
-        let Some(file) = self.storage.take_file(key, path) else {
-            // Not a file bsc created (it appended to it), or gone: never deleted.
-            return;
-        };
-        let owner = self
-            .handlers()
-            .find(|(_, h)| h.journal_key() == key)
-            .map(|(id, _)| id);
-        match owner {
-            Some(id) => self
-                .handler_mut(id)
-                .delete(&file, "shipped, delete_after_ship"),
-            None => match self.storage.remove(&file) {
-                Ok(()) => info!(
-                    "ship: deleted {} (shipped, delete_after_ship)",
-                    file.path.display()
-                ),
-                Err(e) => warn!("ship: cannot delete {}: {e}", file.path.display()),
-            },
-        }
-    }
-
-    /// Deletes the shipped files (`delete_after_ship`) whose hook has ended.
-    fn delete_hooked_shipped(&mut self) {
-        let storage = &self.storage;
-        let (waiting, ready): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delete_after_hook)
-            .into_iter()
-            .partition(|(_, path)| storage.hook_pending(path));
-        self.delete_after_hook = waiting;
-        for (key, path) in ready {
-            self.delete_shipped(&key, &path);
-        }
+        self.forward
+            .ship(&mut self.storage, &mut self.handlers, now, wall);
     }
 
     /// When the loop must wake next for the manager, at `now`: the earliest
@@ -789,142 +660,48 @@ impl Manager {
     /// When [`Manager::ship`] must run next without a kick (a ship timeout or
     /// the end of a back-off).
     pub fn next_ship_deadline(&self) -> Option<Instant> {
-        self.shipper.next_deadline()
+        self.forward.next_deadline(&self.storage)
     }
 
     /// Every handler key that ships, with what it has waiting and how shipping
-    /// goes: running handlers with `ship`, and any key with files waiting or
-    /// attempts in this run (a handler gone, or changed to no `ship`).
+    /// goes (see `Forward::statuses`).
     pub fn ship_statuses(&self, now: UnixMicros) -> Vec<(String, ShipStatus)> {
-        let mut keys: Vec<String> = self
-            .handlers()
-            .filter(|(_, h)| h.spec().ship.is_some())
-            .map(|(_, h)| h.journal_key())
-            .collect();
-        keys.extend(self.storage.unshipped_keys());
-        keys.extend(self.shipper.keys().map(str::to_string));
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .map(|k| {
-                let status = self.shipper.status(&k, now);
-                (k, status)
-            })
-            .collect()
+        self.forward.statuses(&self.storage, &self.handlers, now)
     }
 
     /// How old the oldest file waiting to ship may get before health says degraded.
     pub fn ship_max_pending_age(&self) -> std::time::Duration {
-        self.ship_max_pending_age
+        self.forward.max_pending_age()
     }
 
     /// Once a second: fsync and `max_age` per handler, the disk budget, hooks.
-    pub fn tick(&mut self) {
+    pub fn tick(&mut self, now: UnixMicros) {
         // A journal an append failed on is written anew as soon as it can be.
         self.storage.catch_up();
         // One bsc per root: the lock file is still the one bsc holds.
         self.storage.keep_lock();
-        for h in self.handlers.iter_mut().flatten() {
-            h.maintain();
-        }
+        self.handlers.maintain(&mut Cx {
+            files: &mut self.storage,
+            now,
+            closed: self.forward.outbox(),
+        });
         // After large units, the batch's slots are resident: give them back.
         if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
             self.batch.release();
         }
         self.enforce_budget();
         self.dispatch_closed();
-        self.hooks.poll();
-        self.count_hooks_not_run();
-        self.delete_hooked_shipped();
-        self.shipper.kick();
+        self.reap_hooks(now);
     }
 
-    /// Keeps the root's file system above `min_free_bytes`/`min_free_percent` by
-    /// deleting the oldest closed files bsc created (across handlers); if nothing
-    /// is left to delete, stops writing (units counted as lost) until space returns.
+    /// The disk budget's look (see [`Budget::enforce`]).
     fn enforce_budget(&mut self) {
-        if self.budget == DiskBudget::default() {
-            return;
-        }
-        let Ok((mut free, total)) = sys::disk_space(&self.root) else {
-            return;
-        };
-        let Some(threshold) = self.budget.threshold(total) else {
-            return;
-        };
-        for _ in 0..1000 {
-            if free >= threshold {
-                break;
-            }
-            // The oldest closed file bsc created, of a running handler or not;
-            // one still waiting to ship only when nothing else is left.
-            let Some((key, victim)) = self.storage.take_oldest(true) else {
-                break;
-            };
-            if self.storage.is_unshipped(&victim.path) {
-                error!(
-                    "disk budget: deleting {} ({}, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
-                    victim.path.display(),
-                    crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key)
-                );
-                self.shipper.dropped(&key);
-            }
-            let owner = self
-                .handlers()
-                .find(|(_, h)| h.journal_key() == key)
-                .map(|(id, _)| id);
-            if self.storage.hook_pending(&victim.path) {
-                let running = self.hooks.file_deleted(&victim.path);
-                error!(
-                    "disk budget: deleting {} ({}, handler {}) although its on_close hook {}: nothing else is left to free",
-                    victim.path.display(),
-                    crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key),
-                    if running {
-                        "still runs (it may not find the file)"
-                    } else {
-                        "has not run yet; the hook is not run for it"
-                    }
-                );
-                if let Some(id) = owner {
-                    self.handler_mut(id).hook_not_run();
-                }
-            }
-            match owner {
-                Some(id) => self.handler_mut(id).delete(&victim, "disk budget"),
-                None => match self.storage.remove(&victim) {
-                    Ok(()) => info!(
-                        "disk budget: deleted {} (a file of a handler no longer running)",
-                        victim.path.display()
-                    ),
-                    Err(e) => warn!("disk budget: cannot delete {}: {e}", victim.path.display()),
-                },
-            }
-            free = sys::disk_space(&self.root).map_or(free, |(f, _)| f);
-        }
-        let full = free < threshold;
-        // Look again after half the remaining room is written (or at the next tick).
-        self.headroom = Some(free.saturating_sub(threshold) / 2);
-        if full != self.disk_full {
-            if full {
-                error!(
-                    "disk budget: {} has {} free, below the {} to keep, and no closed bsc file is left to delete: units are counted as lost until space returns",
-                    self.root.display(),
-                    crate::log::size(free),
-                    crate::log::size(threshold)
-                );
-            } else {
-                info!(
-                    "disk budget: {} free again; writing resumes",
-                    crate::log::size(free)
-                );
-            }
-            self.disk_full = full;
-            for h in self.handlers.iter_mut().flatten() {
-                h.set_suspended(full);
-            }
-        }
+        self.budget.enforce(
+            &self.root,
+            &mut self.storage,
+            &mut self.handlers,
+            &mut self.forward,
+        );
     }
 
     /// How long a TCP peer may be unreachable before health says degraded.
@@ -935,13 +712,12 @@ impl Manager {
     /// The disk budget's view of the root's file system now: (free bytes, total
     /// bytes, bytes to keep free if a budget is set).
     pub fn disk(&self) -> Option<(u64, u64, Option<u64>)> {
-        let (free, total) = sys::disk_space(&self.root).ok()?;
-        Some((free, total, self.budget.threshold(total)))
+        self.budget.disk(&self.root)
     }
 
     /// Whether the disk budget has stopped writing.
     pub fn disk_full(&self) -> bool {
-        self.disk_full
+        self.budget.disk_full()
     }
 
     /// Applies a re-read config: handlers that came from the old config file and
@@ -985,7 +761,7 @@ impl Manager {
                         old.reconnect_max,
                     )
             });
-            self.detach_handler(hid, registry, !replaced);
+            self.detach_handler(hid, registry, !replaced, now);
             stopped += 1;
         }
         for spec in &new.handlers {
@@ -1049,15 +825,21 @@ impl Manager {
         }
         let mut rotated = Vec::new();
         for (hid, spec) in ids.into_iter().zip(specs) {
-            let h = self.handler_mut(hid);
+            let h = self.handlers.get_mut(hid).expect("a live handler");
             h.set_metadata(spec);
             let previous = h.current_file().map(Path::to_path_buf);
-            let rotate_at = h.rotate_now(now).map_err(|e| {
-                RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
-            })?;
-            let path = h.log_file_path(now);
+            let rotate_at = h
+                .rotate_now(&mut Cx {
+                    files: &mut self.storage,
+                    now,
+                    closed: self.forward.outbox(),
+                })
+                .map_err(|e| {
+                    RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))
+                })?;
+            let path = h.log_file_path(&self.storage, now);
             if let Some(at) = rotate_at {
-                self.timers.insert((at, hid));
+                self.handlers.arm(hid, at);
             }
             rotated.push(Rotated {
                 id: hid,
@@ -1087,24 +869,27 @@ impl Manager {
         &mut self,
         address: &Address,
         registry: &Registry,
-    ) -> Option<Vec<Handler>> {
+        now: UnixMicros,
+    ) -> Option<usize> {
         let cid = self.capturer_at(address)?;
         let ids = self.capturer(cid).handlers().to_vec();
         Some(
             ids.into_iter()
-                .filter_map(|hid| self.remove_handler(hid, registry))
-                .collect(),
+                .filter(|&hid| self.remove_handler(hid, registry, now))
+                .count(),
         )
     }
 
     /// The closed files bsc made for handler `hid` (its key: name and address)
     /// that still exist, oldest first.
     pub fn files_of(&self, hid: HandlerId) -> Vec<crate::storage::OwnFile> {
-        self.storage.files(&self.handler(hid).journal_key())
+        self.storage
+            .naming()
+            .files(&self.handler(hid).journal_key())
     }
 
     /// At most `most` of those files, after one listed before
-    /// ([`crate::storage::Storage::files_after`]).
+    /// ([`crate::storage::Naming::files_after`]).
     pub fn files_of_after(
         &self,
         hid: HandlerId,
@@ -1112,6 +897,7 @@ impl Manager {
         most: usize,
     ) -> Vec<crate::storage::OwnFile> {
         self.storage
+            .naming()
             .files_after(&self.handler(hid).journal_key(), after, most)
     }
 
@@ -1130,17 +916,20 @@ impl Manager {
     }
 
     fn handler_mut(&mut self, hid: HandlerId) -> &mut Handler {
-        self.handlers[hid]
-            .as_mut()
+        self.handlers
+            .get_mut(hid)
             .expect("handler id refers to a live handler")
     }
 
     /// Every live handler with its id, in id order.
     pub fn handlers(&self) -> impl Iterator<Item = (HandlerId, &Handler)> {
-        self.handlers
-            .iter()
-            .enumerate()
-            .filter_map(|(id, h)| h.as_ref().map(|h| (id, h)))
+        self.handlers.iter()
+    }
+
+    /// The journal, naming state, open files and queues, read only (the
+    /// names of handlers' next files come from it).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Every live capturer, in creation order.
@@ -1157,8 +946,8 @@ impl Manager {
 
     /// A live handler (ids handed out by the manager stay valid until removal).
     pub fn handler(&self, hid: HandlerId) -> &Handler {
-        self.handlers[hid]
-            .as_ref()
+        self.handlers
+            .get(hid)
             .expect("handler id refers to a live handler")
     }
 
@@ -1184,115 +973,4 @@ impl Manager {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::Clock;
-    use serde_json::json;
-
-    fn spec(name: &str, port: u16, extra: serde_json::Value) -> HandlerSpec {
-        let mut v = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap()
-    }
-
-    fn free_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// Drains until `n` more units were handed to handlers (datagrams on loopback
-    /// can take a moment to be readable).
-    fn drain_until(
-        m: &mut Manager,
-        registry: &Registry,
-        cid: CapturerId,
-        clock: &Clock,
-        packets: u64,
-    ) {
-        for _ in 0..1000 {
-            m.drain(cid, registry, || clock.now_nanos());
-            if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        panic!("datagrams never arrived");
-    }
-
-    #[test]
-    fn a_manual_clock_drives_naming_and_rotation() {
-        let root = std::env::temp_dir().join(format!("bsc-manager-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let poll = mio::Poll::new().unwrap();
-        let clock = Clock::manual(UnixMicros(1_795_860_000_000_000)); // 2026-11-28T10:00:00Z
-        let mut m = Manager::new(&root, &StorageConfig::default());
-        let port = free_port();
-        let hid = m
-            .add_handler(
-                spec(
-                    "h",
-                    port,
-                    json!({"rotate_log_index": "minute", "file_name_pattern": "%H%M-{name}.pcap", "timestamps": "read"}),
-                ),
-                poll.registry(),
-                clock.now(),
-            )
-            .unwrap();
-        // Same name on the same address, and another conn_type there, are refused.
-        assert!(matches!(
-            m.add_handler(
-                spec("h", port, json!({"path": "x"})),
-                poll.registry(),
-                clock.now()
-            ),
-            Err(AddError::Conflict(_))
-        ));
-        assert!(matches!(
-            m.add_handler(
-                spec("g", port, json!({"file_name_pattern": "%H%M-h.pcap"})),
-                poll.registry(),
-                clock.now()
-            ),
-            Err(AddError::Conflict(_))
-        ));
-        let cid = m
-            .capturer_at(&Address {
-                host: "127.0.0.1".into(),
-                port,
-            })
-            .unwrap();
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, poll.registry(), cid, &clock, 1);
-        m.flush_dirty();
-        assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
-        clock.set(UnixMicros(1_795_860_059_000_000));
-        m.expire(clock.now());
-        assert_eq!(
-            m.handler(hid).log_file_path(clock.now()),
-            root.join("1000-h.pcap")
-        );
-        clock.set(UnixMicros(1_795_860_061_000_000));
-        m.expire(clock.now());
-        assert_eq!(m.next_deadline(), None);
-        assert_eq!(
-            m.handler(hid).log_file_path(clock.now()),
-            root.join("1001-h.pcap"),
-            "closed: shows the next name"
-        );
-        tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
-        drain_until(&mut m, poll.registry(), cid, &clock, 2);
-        m.flush_dirty();
-        assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
-        // Removing the last handler closes the socket: the port is free at once.
-        m.remove_handler(hid, poll.registry());
-        assert!(m.capturers().is_empty());
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-}
+mod tests;

@@ -22,7 +22,7 @@ use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
@@ -245,7 +245,9 @@ pub struct PcapFile {
     records: u64,
     created: bool,
     unsynced: bool,
-    synced_at: Instant,
+    /// When data was last forced to the disk (`None`: not looked at since
+    /// it was opened; the first look starts the interval).
+    synced_at: Option<UnixMicros>,
     /// Device and inode, to notice the name leading elsewhere.
     identity: FileId,
     /// The records it already had when opened for appending.
@@ -369,7 +371,7 @@ impl PcapFile {
             records: 0,
             created,
             unsynced: false,
-            synced_at: Instant::now(),
+            synced_at: None,
             identity: (meta.dev(), meta.ino()),
             earlier: Scan::default(),
         })
@@ -427,25 +429,34 @@ impl PcapFile {
         }
     }
 
-    /// Forces written data to the disk (`fdatasync`) if any is not yet.
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// Forces written data to the disk (`fdatasync`) if any is not yet;
+    /// `now` is the wall clock's.
+    pub fn sync(&mut self, now: UnixMicros) -> io::Result<()> {
+        self.synced_at = Some(now);
+        self.force()
+    }
+
+    /// Forces written data to the disk if any is not yet.
+    fn force(&mut self) -> io::Result<()> {
         if !self.unsynced {
             return Ok(());
         }
-        self.synced_at = Instant::now();
         self.unsynced = false;
         self.file.sync_data()
     }
 
-    /// Whether data has waited at least `every` to be forced to the disk.
-    pub fn sync_due(&self, every: Duration) -> bool {
-        self.unsynced && self.synced_at.elapsed() >= every
+    /// Whether data has waited at least `every` to be forced to the disk at
+    /// `now` (the wall clock's; one stepped back before the last sync makes it
+    /// due at once).
+    pub fn sync_due(&mut self, every: Duration, now: UnixMicros) -> bool {
+        let since = *self.synced_at.get_or_insert(now);
+        self.unsynced && (now.0 - since.0 >= every.as_micros() as i64 || now < since)
     }
 
     /// Closes the file for good: forces it to the disk and makes it read-only
     /// ([`MODE_CLOSED`]), the mark of a final file.
     pub fn finish(mut self) -> io::Result<()> {
-        let synced = self.sync();
+        let synced = self.force();
         self.file
             .set_permissions(std::fs::Permissions::from_mode(MODE_CLOSED))?;
         synced

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::clock::UnixMicros;
 use crate::storage::Storage;
 use crate::warn;
 
@@ -27,7 +28,7 @@ impl StateFile {
 
     /// The saved handlers (none if there is no file). A corrupt file is renamed
     /// to `handlers.json.corrupt-<unix time>` and reported.
-    pub fn load(&self) -> Vec<Map<String, Value>> {
+    pub fn load(&self, now: UnixMicros) -> Vec<Map<String, Value>> {
         let text = match crate::storage::read_state_file(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
@@ -55,9 +56,7 @@ impl StateFile {
                     Err(e) => e.to_string(),
                     Ok(_) => "not a list of handlers".to_string(),
                 };
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let secs = now.secs();
                 let aside = self.path.with_extension(format!("json.corrupt-{secs}"));
                 let moved = std::fs::rename(&self.path, &aside);
                 warn!(
@@ -75,7 +74,7 @@ impl StateFile {
 
     /// Replaces the saved handlers, atomically, in bsc's own state folder
     /// ([`Storage::replace_state_file`]).
-    pub fn save(&self, storage: &Storage, handlers: &[Map<String, Value>]) -> io::Result<()> {
+    pub fn save(&self, storage: &mut Storage, handlers: &[Map<String, Value>]) -> io::Result<()> {
         let body = serde_json::to_vec_pretty(handlers).map_err(io::Error::other)?;
         storage.replace_state_file("handlers.json", &body)
     }
@@ -91,16 +90,16 @@ mod tests {
         let root = std::env::temp_dir().join(format!("bsc-persist-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let state = StateFile::new(&root);
-        let storage = Storage::open(&root);
-        assert!(state.load().is_empty());
+        let mut storage = Storage::open(&root);
+        assert!(state.load(crate::clock::Clock::System.now()).is_empty());
         let h = json!({"name": "a", "conn_type": "udp", "address": ["", 9]})
             .as_object()
             .unwrap()
             .clone();
-        state.save(&storage, std::slice::from_ref(&h)).unwrap();
-        assert_eq!(state.load(), vec![h]);
+        state.save(&mut storage, std::slice::from_ref(&h)).unwrap();
+        assert_eq!(state.load(crate::clock::Clock::System.now()), vec![h]);
         std::fs::write(root.join(".bsc/handlers.json"), b"{ torn").unwrap();
-        assert!(state.load().is_empty());
+        assert!(state.load(crate::clock::Clock::System.now()).is_empty());
         assert!(!root.join(".bsc/handlers.json").exists(), "moved aside");
         let aside = std::fs::read_dir(root.join(".bsc"))
             .unwrap()

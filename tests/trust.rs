@@ -824,15 +824,26 @@ fn an_unwritable_root_stops_start_up_and_check() {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Runs bsc as nobody; one that starts anyway is stopped, and the test fails.
     let nobody = |args: &[&str]| {
-        let child = Command::new(&bin)
-            .args(args)
-            .current_dir(dir.path())
-            .uid(65534)
-            .gid(65534)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        // A copy just written can be "busy" for a moment: another test
+        // thread forking meanwhile holds its write descriptor (ETXTBSY).
+        let mut tries = 0;
+        let child = loop {
+            match Command::new(&bin)
+                .args(args)
+                .current_dir(dir.path())
+                .uid(65534)
+                .gid(65534)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let pid = child.id().to_string();
         let start = std::time::Instant::now();
         while Path::new(&format!("/proc/{pid}/stat")).exists()

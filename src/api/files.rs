@@ -140,7 +140,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
                 break;
             }
         }
-        if let Some(open) = h.open_file() {
+        if let Some(open) = h.open_file(cx.now) {
             walk.file(out, &open, "open");
         }
         walk.close_handler(out);

@@ -150,7 +150,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
             }
             let h = manager.handler(hid);
             match walk.view {
-                View::Configs => write(out, &config_entry(h, cx.now)),
+                View::Configs => write(out, &config_entry(h, cx.manager.storage(), cx.now)),
                 View::Stats => {
                     let ship = ships.get(&h.journal_key()).cloned();
                     write(out, &stats_entry(cap, h, cx.now, clock, ship));

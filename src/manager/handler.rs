@@ -33,7 +33,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use super::pending::Pending;
 use crate::capture::capturer::Unit;
@@ -47,6 +46,7 @@ use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
 use crate::telemetry::UnitPath;
 use crate::{error, info, warn};
+pub use stats::{HandlerStats, RATE_WINDOW_S, SERIES_S};
 
 /// Bytes in a handler's own buffer (headers, units it had to copy) past which
 /// it writes at once rather than at the end of the batch (bounds the buffer
@@ -62,166 +62,6 @@ const MAX_NAME_TRIES: u32 = 1000;
 /// How long a handler waits after failing to open a file before trying again
 /// (units arriving meanwhile are counted as lost).
 const OPEN_RETRY_US: i64 = 1_000_000;
-
-/// Counters of one handler since it started.
-#[derive(Clone, Debug)]
-pub struct HandlerStats {
-    /// Reads handed to the handler: datagrams, TCP reads, frames (AIT's `reads`).
-    pub reads: u64,
-    /// Bytes of those reads (AIT's `data_read_length`).
-    pub bytes_read: u64,
-    /// Records: the reads themselves, or with framing, checks or transforms
-    /// the units cut from them that are to be written (filtered units and
-    /// dropped bad frames are not records); `records_lost` of them did not
-    /// reach the disk.
-    pub packets: u64,
-    /// Payload bytes of those records (their original length).
-    pub bytes: u64,
-    pub files_opened: u64,
-    /// Failed opens or writes.
-    pub write_errors: u64,
-    /// Units received but not on disk because of write errors.
-    pub records_lost: u64,
-    /// Units longer than the snaplen, written cut (orig_len keeps the length).
-    pub truncated: u64,
-    /// When the last unit arrived (a filtered one too: the source is alive).
-    pub last_packet_at: Option<UnixMicros>,
-    pub started_at: UnixMicros,
-    /// Files closed because their calendar period ended.
-    pub rotations_calendar: u64,
-    /// Files closed because the next record would pass `rotate_max_bytes`.
-    pub rotations_size: u64,
-    /// Files closed because they held `rotate_max_packets` records.
-    pub rotations_count: u64,
-    /// Files closed by `POST /<name>/rotate`.
-    pub rotations_forced: u64,
-    /// Files deleted by retention or the disk budget.
-    pub files_deleted: u64,
-    /// Open files deleted or moved behind bsc's back.
-    pub files_vanished: u64,
-    /// Closed files the disk budget deleted before their `on_close` hook ended.
-    pub hooks_not_run: u64,
-    /// Units and bytes per second over the last [`SERIES_S`] seconds, one slot
-    /// per second indexed by second modulo [`SERIES_S`]: allocated once here,
-    /// filled by [`HandlerStats::count`] (no allocation per unit), read by
-    /// [`HandlerStats::recent_rate`] and [`HandlerStats::series`].
-    seconds: Box<[SecondSlot]>,
-    /// The second the last unit was counted in, as microseconds [start, end),
-    /// and its slot: units of the same second skip the divisions.
-    current: (i64, i64, usize),
-}
-
-/// Seconds over which `rate_bytes_per_s` is averaged.
-pub const RATE_WINDOW_S: i64 = 10;
-
-/// Seconds of per-second history a handler keeps (`GET /series`).
-pub const SERIES_S: i64 = 600;
-
-/// What one second saw: 16 bytes, so a handler's history is 600 × 16 bytes
-/// (9.4 KiB). The counts saturate at 4 Gi units or 4 GiB per second, beyond any
-/// link bsc captures.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-struct SecondSlot {
-    /// The Unix second the counts are of (`i64::MIN`: never used).
-    sec: i64,
-    packets: u32,
-    bytes: u32,
-}
-
-impl SecondSlot {
-    const EMPTY: SecondSlot = SecondSlot {
-        sec: i64::MIN,
-        packets: 0,
-        bytes: 0,
-    };
-}
-
-impl HandlerStats {
-    fn new(now: UnixMicros) -> HandlerStats {
-        HandlerStats {
-            reads: 0,
-            bytes_read: 0,
-            packets: 0,
-            bytes: 0,
-            files_opened: 0,
-            write_errors: 0,
-            records_lost: 0,
-            truncated: 0,
-            last_packet_at: None,
-            started_at: now,
-            rotations_calendar: 0,
-            rotations_size: 0,
-            rotations_count: 0,
-            rotations_forced: 0,
-            files_deleted: 0,
-            files_vanished: 0,
-            hooks_not_run: 0,
-            seconds: vec![SecondSlot::EMPTY; SERIES_S as usize].into_boxed_slice(),
-            current: (0, 0, 0),
-        }
-    }
-
-    fn count(&mut self, ts: UnixMicros, bytes: usize) {
-        self.packets += 1;
-        self.bytes += bytes as u64;
-        self.last_packet_at = Some(ts);
-        let (start, end, mut i) = self.current;
-        if !(start..end).contains(&ts.0) {
-            let sec = ts.secs();
-            i = sec.rem_euclid(SERIES_S) as usize;
-            self.current = (sec * 1_000_000, (sec + 1) * 1_000_000, i);
-            if self.seconds[i].sec != sec {
-                self.seconds[i] = SecondSlot {
-                    sec,
-                    ..SecondSlot::EMPTY
-                };
-            }
-        }
-        let slot = &mut self.seconds[i];
-        slot.packets = slot.packets.saturating_add(1);
-        slot.bytes = slot
-            .bytes
-            .saturating_add(u32::try_from(bytes).unwrap_or(u32::MAX));
-    }
-
-    /// The slot of second `sec` if it holds that second's counts.
-    fn second(&self, sec: i64) -> Option<&SecondSlot> {
-        let slot = &self.seconds[sec.rem_euclid(SERIES_S) as usize];
-        (slot.sec == sec).then_some(slot)
-    }
-
-    /// (units, bytes) of each of the [`SERIES_S`] seconds up to and including
-    /// `now`'s, oldest first; (0, 0) for a second without units.
-    pub fn series(&self, now: UnixMicros) -> impl Iterator<Item = (u32, u32)> + '_ {
-        let end = now.secs();
-        (end - SERIES_S + 1..=end).map(|sec| {
-            self.second(sec)
-                .map_or((0, 0), |slot| (slot.packets, slot.bytes))
-        })
-    }
-
-    /// Bytes per second received over the last [`RATE_WINDOW_S`] seconds up to
-    /// `now` (over the handler's age if it is younger). Never divides by zero.
-    pub fn recent_rate(&self, now: UnixMicros) -> f64 {
-        let sec = now.secs();
-        let total: u64 = (sec - RATE_WINDOW_S + 1..=sec)
-            .filter_map(|s| self.second(s))
-            .map(|slot| u64::from(slot.bytes))
-            .sum();
-        let age = (sec - self.started_at.secs() + 1).clamp(1, RATE_WINDOW_S);
-        total as f64 / age as f64
-    }
-
-    /// Bytes read per second since the handler started (AIT's `approx_data_rate`).
-    pub fn lifetime_rate(&self, now: UnixMicros) -> f64 {
-        let secs = (now.0 - self.started_at.0) as f64 / 1e6;
-        if secs <= 0.0 {
-            0.0
-        } else {
-            self.bytes_read as f64 / secs
-        }
-    }
-}
 
 /// Why a file was closed for the next one.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -245,6 +85,17 @@ struct CurrentFile {
     last_ts: Option<UnixMicros>,
     /// Records in the file at the last check that it still exists.
     records_checked: u64,
+}
+
+/// What a handler is lent by the manager for one operation, and where the
+/// files it closes go: the storage (journal, naming state, open files), the
+/// wall clock's now, and the closed files for their `on_close` hooks and the
+/// ship queue (the manager hands them on after the call).
+#[derive(Debug)]
+pub struct Cx<'a> {
+    pub files: &'a mut Storage,
+    pub now: UnixMicros,
+    pub closed: &'a mut Vec<ClosedFile>,
 }
 
 /// What [`Handler::record`] did that the manager must know.
@@ -274,8 +125,6 @@ pub struct Handler {
     /// After a failed open or write, no new attempt before this instant.
     retry_open_at: Option<UnixMicros>,
     stats: HandlerStats,
-    /// The journal, open files and the closed-file outbox (shared).
-    storage: Rc<Storage>,
     /// Why writing fails, while it does (cleared by the next successful write).
     degraded: Option<String>,
     /// Set by the disk budget: units are counted as lost instead of written.
@@ -290,17 +139,17 @@ pub struct Handler {
 impl Handler {
     /// A handler writing under `root`; it opens no file until its first unit.
     /// `local` is the address its capturer's socket is bound to, if any.
-    /// `storage` is shared with the manager. A file the journal says this
+    /// `cx` lends the storage and gives `now`. A file the journal says this
     /// handler's key left open (a crash) is repaired and closed now, unless the
     /// pattern still gives its name at `now` ([`Handler::resume`] then opens it
     /// again); one that does not exist is forgotten.
     pub(super) fn new(
         spec: HandlerSpec,
         root: &Path,
-        now: UnixMicros,
         local: Option<SocketAddr>,
-        storage: Rc<Storage>,
+        cx: &mut Cx,
     ) -> Handler {
+        let now = cx.now;
         let link = match (spec.conn_type, spec.record_source, local) {
             (ConnType::Ethernet, _, _) => LinkType::Ethernet,
             (ConnType::Udp, true, Some(SocketAddr::V6(_))) => LinkType::Ipv6,
@@ -318,7 +167,6 @@ impl Handler {
             pending_peak: 0,
             retry_open_at: None,
             stats: HandlerStats::new(now),
-            storage,
             degraded: None,
             suspended: false,
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
@@ -331,88 +179,15 @@ impl Handler {
         // the newest file found, so names keep sorting in time order.
         let found = h.scan_folder(now);
         let beyond = found.as_ref().is_some_and(|(f, _)| {
-            h.storage
+            cx.files
                 .last(&h.journal_key())
                 .is_some_and(|l| f.seq > l.seq || (f.unnumbered == l.unnumbered && f.n > l.n))
         });
-        h.settle_left_open(now, !beyond);
+        h.settle_left_open(cx, now, !beyond);
         if let Some((found, folder)) = found {
-            h.seed_naming(found, &folder, beyond);
+            h.seed_naming(cx.files, found, &folder, beyond);
         }
         h
-    }
-
-    /// One look at the folder its pattern gives now, so `{seq}` and `-N` go on
-    /// after the highest files there even where the journal knows less (a new
-    /// handler, one that moved to another address and back, a journal lost).
-    fn scan_folder(&self, now: UnixMicros) -> Option<(LastFile, PathBuf)> {
-        const MARK: &str = "\u{1}";
-        let t = now.to_datetime();
-        let template = self.spec.file_name_template(t, MARK)?;
-        let place = self.spec.file_path(&self.root, t, 1).ok()?;
-        let (pre, post, has_seq) = match template.split_once(MARK) {
-            Some((pre, post)) => (pre.to_string(), post.to_string(), true),
-            None => (template.clone(), String::new(), false),
-        };
-        let folder = place
-            .full()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let (seq, n, name) = std::fs::read_dir(&folder)
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let (seq, n) = crate::paths::parse_numbered(&name, &pre, &post, has_seq)?;
-                Some((seq, n, name))
-            })
-            .max_by_key(|(seq, n, _)| (*seq, *n))?;
-        if !has_seq && n == 0 {
-            // Only the pattern's own name: the first unit may append to it, as
-            // AIT does, if it is not final and has bsc's header.
-            return None;
-        }
-        let unnumbered = self.spec.file_path(&self.root, t, seq.max(1)).ok()?;
-        let found = LastFile {
-            path: folder.join(&name),
-            trusted: place.base().to_path_buf(),
-            unnumbered: unnumbered.full(),
-            n,
-            seq,
-            created: false,
-            closed: true,
-        };
-        Some((found, folder))
-    }
-
-    /// Has `{seq}` and `-N` go on after `found`, the newest file of the
-    /// handler's pattern in `folder` ([`Handler::scan_folder`]), where the
-    /// journal knows less: a new key, files copied in, or (`beyond`: files
-    /// newer than the journal's last) entries a crash lost while a full disk
-    /// kept the journal behind.
-    fn seed_naming(&self, found: LastFile, folder: &Path, beyond: bool) {
-        let name = found
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let name = name.unwrap_or_default();
-        use std::os::unix::fs::PermissionsExt;
-        let writable = |m: std::fs::Metadata| m.permissions().mode() & 0o200 != 0;
-        if beyond && std::fs::metadata(&found.path).is_ok_and(writable) {
-            warn!(
-                "handler {}: {} is newer than anything the journal recorded and is not final: bsc never journaled it (it was being written when bsc stopped while the journal was behind after a failed append, or another program put it there); it is left as it is (neither closed nor shipped)",
-                self.spec.name,
-                found.path.display()
-            );
-        }
-        info!(
-            "handler {}: naming goes on after {} (found in {})",
-            self.spec.name,
-            name,
-            folder.display()
-        );
-        self.storage.seed(&self.journal_key(), found);
     }
 
     /// The handler's definition.
@@ -470,7 +245,7 @@ impl Handler {
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
     /// a rotation timer). Outgoing Ethernet frames are skipped with `direction: in`.
-    pub(super) fn record(&mut self, unit: &Unit) -> Recorded {
+    pub(super) fn record(&mut self, unit: &Unit, cx: &mut Cx) -> Recorded {
         if self.spec.direction == Direction::In
             && unit.peer
                 == (Peer::Packet {
@@ -493,7 +268,7 @@ impl Handler {
             _ => None,
         };
         if let Some(mut units) = self.units.take() {
-            let outcome = self.record_units(&mut units, unit, at, source);
+            let outcome = self.record_units(cx, &mut units, unit, at, source);
             self.units = Some(units);
             return outcome;
         }
@@ -502,13 +277,14 @@ impl Handler {
             self.stats.records_lost += 1;
             return Recorded::default();
         }
-        self.record_at(at, unit.data, unit.orig_len, source, unit.slots)
+        self.record_at(cx, at, unit.data, unit.orig_len, source, unit.slots)
     }
 
     /// Records the units `units` cuts `unit` into, each stamped `at` (the read
     /// that completed it); see [`crate::telemetry`].
     fn record_units(
         &mut self,
+        cx: &mut Cx,
         units: &mut UnitPath,
         unit: &Unit,
         at: UnixNanos,
@@ -533,7 +309,7 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return;
             }
-            let r = self.write_record(at, data, data.len() + cut, source, unit.slots);
+            let r = self.write_record(cx, at, data, data.len() + cut, source, unit.slots);
             outcome.needs_flush |= r.needs_flush;
             outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
         });
@@ -556,6 +332,7 @@ impl Handler {
     /// IP/UDP headers from `source` when the handler records sources.
     fn record_at(
         &mut self,
+        cx: &mut Cx,
         at: UnixNanos,
         payload: &[u8],
         orig_len: usize,
@@ -563,7 +340,7 @@ impl Handler {
         slots: &[u8],
     ) -> Recorded {
         self.stats.count(at.micros(), orig_len);
-        self.write_record(at, payload, orig_len, source, slots)
+        self.write_record(cx, at, payload, orig_len, source, slots)
     }
 
     /// Takes `data` (really `orig_len` long) as one record stamped `at` (at the
@@ -572,6 +349,7 @@ impl Handler {
     /// in the receive slots `slots`.
     fn write_record(
         &mut self,
+        cx: &mut Cx,
         at: UnixNanos,
         data: &[u8],
         orig_len: usize,
@@ -594,15 +372,15 @@ impl Handler {
             .and_then(|f| self.rotation_due(f, ts, record_len))
         {
             // The records so far belong to this file, and may refer to the slots.
-            self.flush_from(slots);
-            self.rotate(reason);
+            self.flush_from(cx, slots);
+            self.rotate(cx, reason);
         }
         if self.file.is_none() {
             if self.retry_open_at.is_some_and(|t| ts < t) {
                 self.stats.records_lost += 1;
                 return outcome;
             }
-            match self.open(ts) {
+            match self.open(cx, ts) {
                 Ok(rotate_at) => outcome.rotate_at = rotate_at,
                 Err(_) => {
                     self.stats.records_lost += 1;
@@ -617,8 +395,8 @@ impl Handler {
                 .as_ref()
                 .and_then(|f| self.rotation_due(f, ts, record_len))
             {
-                self.rotate(reason);
-                match self.open(ts) {
+                self.rotate(cx, reason);
+                match self.open(cx, ts) {
                     Ok(rotate_at) => outcome.rotate_at = rotate_at,
                     Err(_) => {
                         self.stats.records_lost += 1;
@@ -658,8 +436,8 @@ impl Handler {
             })
         });
         if full {
-            self.flush_from(slots);
-            self.rotate(Rotation::Count);
+            self.flush_from(cx, slots);
+            self.rotate(cx, Rotation::Count);
         }
         outcome
     }
@@ -697,8 +475,8 @@ impl Handler {
     }
 
     /// Closes the current file for the next one, counting why.
-    fn rotate(&mut self, reason: Rotation) {
-        self.close();
+    fn rotate(&mut self, cx: &mut Cx, reason: Rotation) {
+        self.close(cx);
         let counter = match reason {
             Rotation::Calendar => &mut self.stats.rotations_calendar,
             Rotation::Size => &mut self.stats.rotations_size,
@@ -721,348 +499,10 @@ impl Handler {
         }
     }
 
-    /// Where the next file opened at `t` starts its search: the checked place its
-    /// pattern gives (with the `{seq}` number) and the first `-N` to try.
-    fn next_place(&self, t: time::OffsetDateTime) -> Result<(CapturePath, u64, u32), String> {
-        let last = self.storage.last(&self.journal_key());
-        let seq = last.as_ref().map_or(1, |l| l.seq + 1);
-        let place = self.spec.file_path(&self.root, t, seq)?;
-        let n = match last {
-            Some(l) if l.unnumbered == place.full() => l.n + 1,
-            _ => 0,
-        };
-        Ok((place, seq, n))
-    }
-
-    /// A file this handler's key left open when bsc last stopped (a crash) is
-    /// either resumed by the first unit (when `may_resume` and the pattern gives
-    /// its name at `now`) or repaired, made final and handed to `on_close` (and
-    /// `ship`) now. One that does not exist (a crash after its intent was
-    /// journaled, before it was created) is forgotten, its name still counted;
-    /// one already final (a crash after it was made final, before its close was
-    /// journaled) is closed as it is. Returns the file to resume.
-    fn settle_left_open(&mut self, now: UnixMicros, may_resume: bool) -> Option<LastFile> {
-        if self.opened_any {
-            return None;
-        }
-        let last = self
-            .storage
-            .last(&self.journal_key())
-            .filter(|l| !l.closed && !self.storage.is_open(&l.path))?;
-        let found = crate::storage::dir_of(&last.trusted, &last.path)
-            .and_then(|(dir, name)| sys::identity_at(&dir, &name));
-        if found.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-            info!(
-                "handler {}: {} was being opened when bsc last stopped and does not exist; forgotten (its name is not used again)",
-                self.spec.name,
-                last.path.display()
-            );
-            self.storage.gone(&last.path);
-            return None;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        let is_final = std::fs::symlink_metadata(&last.path)
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o200 == 0);
-        let same_name = self
-            .spec
-            .file_path(&self.root, now.to_datetime(), last.seq)
-            .is_ok_and(|p| p.full() == last.unnumbered);
-        // A file left at the other precision or link type (the config changed
-        // while bsc was stopped) is never appended to: it is closed like any
-        // other.
-        let own_header = || {
-            crate::storage::dir_of(&last.trusted, &last.path).is_ok_and(|(dir, name)| {
-                pcap::starts_with_header(&dir, &name, self.link, self.spec.timestamp_precision)
-            })
-        };
-        if may_resume && same_name && !is_final && own_header() {
-            return Some(last);
-        }
-        match self.finish_left_open(&last, is_final) {
-            Some((span, bytes, id)) => self.hand_over(last.path.clone(), span, bytes, id),
-            // Not bsc's any more (another header, not a plain file): nothing
-            // to close.
-            None => self
-                .storage
-                .finished(&last.path, Span::default(), None, false, None),
-        }
-        None
-    }
-
-    /// Makes `last`, a file a crash left open, final: repaired (a torn last
-    /// record cut) and made read-only, or, `is_final` already (bsc made it so
-    /// and stopped before journaling the close), only read. Returns what it
-    /// holds, its size and identity; `None` if it is not a bsc file any more.
-    fn finish_left_open(
-        &self,
-        last: &LastFile,
-        is_final: bool,
-    ) -> Option<(Span, u64, pcap::FileId)> {
-        let busy = |id| self.storage.is_busy(id);
-        // At the precision it was written at: the handler's, or the other if
-        // the config changed while bsc was stopped.
-        let mut precisions = Precision::ALL;
-        precisions.sort_by_key(|&p| p != self.spec.timestamp_precision);
-        let (dir, name) = crate::storage::dir_of(&last.trusted, &last.path).ok()?;
-        let span = |scan: pcap::Scan| Span {
-            records: Some(scan.records),
-            first_ts: scan.first_ts,
-            last_ts: scan.last_ts,
-        };
-        for precision in precisions {
-            if is_final {
-                let Ok(Some((scan, id, bytes))) =
-                    pcap::scan_final(&dir, &name, self.link, precision)
-                else {
-                    continue;
-                };
-                info!(
-                    "handler {}: closed {}, made final when bsc last stopped",
-                    self.spec.name,
-                    last.path.display()
-                );
-                return Some((span(scan), bytes, id));
-            }
-            let path = last.path.clone();
-            let Ok(Attempt::Ready(f, how)) =
-                PcapFile::open(&dir, &name, path, self.link, precision, true, &busy)
-            else {
-                continue;
-            };
-            let (bytes, scan, id) = (f.bytes(), f.earlier(), f.identity());
-            if let Opened::Appended { torn_bytes } = how {
-                if torn_bytes > 0 {
-                    warn!(
-                        "handler {}: {} was left open by a crash; cut a torn last record ({})",
-                        self.spec.name,
-                        last.path.display(),
-                        log::size(torn_bytes)
-                    );
-                }
-            }
-            if let Err(e) = f.finish() {
-                warn!(
-                    "handler {}: cannot make {} final: {e}",
-                    self.spec.name,
-                    last.path.display()
-                );
-            }
-            info!(
-                "handler {}: closed {}, left open when bsc last stopped",
-                self.spec.name,
-                last.path.display()
-            );
-            return Some((span(scan), bytes, id));
-        }
-        None
-    }
-
-    /// At start: the file this handler's key left open (a crash) that its
-    /// pattern still names at `now` (any other was closed by [`Handler::new`])
-    /// is opened again now rather than by the first unit, so it is the open
-    /// file like any other (listed, counted by retention, closed at its
-    /// rotation deadline even if no unit comes). Returns that deadline.
-    pub(super) fn resume(&mut self, now: UnixMicros) -> Option<UnixMicros> {
-        let left_open = self
-            .storage
-            .last(&self.journal_key())
-            .is_some_and(|l| !l.closed && !self.storage.is_open(&l.path));
-        if !left_open || self.opened_any {
-            return None;
-        }
-        self.open(now).ok().flatten()
-    }
-
-    /// Opens the next file for a unit at `ts` (see the module doc on naming).
-    /// Returns its rotation deadline, or why it could not be opened (already
-    /// logged and counted).
-    fn open(&mut self, ts: UnixMicros) -> Result<Option<UnixMicros>, String> {
-        let t = ts.to_datetime();
-        let resume = self.settle_left_open(ts, true);
-        let found = match &resume {
-            Some(l) => self
-                .spec
-                .file_path(&self.root, t, l.seq)
-                .map(|p| (p, l.seq, l.n)),
-            None => self.next_place(t),
-        }
-        .and_then(|(place, seq, n)| self.open_from(&place, seq, n));
-        let (file, how, unnumbered) = match found {
-            Ok(f) => f,
-            Err(why) => {
-                self.open_failed(ts, &why);
-                return Err(why);
-            }
-        };
-        match how {
-            Opened::Created => info!(
-                "handler {}: opened {}",
-                self.spec.name,
-                file.path().display()
-            ),
-            Opened::Appended { torn_bytes: 0 } => info!(
-                "handler {}: appending to {}",
-                self.spec.name,
-                file.path().display()
-            ),
-            Opened::Appended { torn_bytes } => warn!(
-                "handler {}: appending to {} after cutting a torn last record ({})",
-                self.spec.name,
-                file.path().display(),
-                log::size(torn_bytes)
-            ),
-        }
-        let rotate_at = self
-            .spec
-            .rotation
-            .map(|r| UnixMicros::from_datetime(r.next_rotation(t)));
-        let earlier = file.earlier();
-        self.file = Some(CurrentFile {
-            file,
-            unnumbered,
-            opened_at: ts,
-            rotate_at,
-            first_ts: earlier.first_ts,
-            last_ts: earlier.last_ts,
-            records_checked: 0,
-        });
-        self.opened_any = true;
-        self.retry_open_at = None;
-        self.stats.files_opened += 1;
-        self.enforce_retention();
-        Ok(rotate_at)
-    }
-
-    /// Opens the first usable name of `place` from suffix `n` on, and journals it.
-    fn open_from(
-        &self,
-        place: &CapturePath,
-        seq: u64,
-        n: u32,
-    ) -> Result<(PcapFile, Opened, PathBuf), String> {
-        let unnumbered = place.full();
-        let dir = sys::open_dir_beneath(place.base(), &place.dirs(), true)
-            .map_err(|e| format!("cannot open the folder of {}: {e}", unnumbered.display()))?;
-        if self.storage.is_state_dir(&dir) {
-            return Err(format!(
-                "{} is bsc's state folder (under another name); it is never a capture folder",
-                unnumbered.parent().unwrap_or(Path::new("")).display()
-            ));
-        }
-        let busy = |id| self.storage.is_busy(id);
-        let key = self.journal_key();
-        // The file this key created and a crash left open: resumed, it is
-        // still bsc's (retention, the disk budget, the file list).
-        let left_open = self
-            .storage
-            .last(&key)
-            .filter(|l| l.created && !l.closed)
-            .map(|l| l.path);
-        let mut first_refusal: Option<(PathBuf, String)> = None;
-        for n in n..n.saturating_add(MAX_NAME_TRIES) {
-            let candidate = place.numbered(n);
-            let path = candidate.full();
-            let last = LastFile {
-                path: path.clone(),
-                trusted: place.base().to_path_buf(),
-                unnumbered: unnumbered.clone(),
-                n,
-                seq,
-                created: true,
-                closed: false,
-            };
-            let attempt = if self.storage.is_open(&path) {
-                Attempt::Taken("another handler is writing it".into())
-            } else if !self.opened_any && self.storage.was_closed(&path) {
-                Attempt::Taken("bsc closed it before: it is final".into())
-            } else {
-                let name = candidate.file_name();
-                // A name that does not exist is journaled before it is created
-                // (write-ahead, see `Storage::opening`).
-                let free = matches!(sys::identity_at(&dir, name),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-                if free {
-                    let ship = self.spec.ship.as_ref();
-                    self.storage.opening(&key, last.clone(), ship);
-                    crash_point("intent");
-                }
-                let attempt = PcapFile::open(
-                    &dir,
-                    name,
-                    path.clone(),
-                    self.link,
-                    self.spec.timestamp_precision,
-                    !self.opened_any,
-                    &busy,
-                );
-                if free && matches!(attempt, Ok(Attempt::Ready(..))) {
-                    crash_point("created");
-                }
-                attempt.map_err(|e| format!("cannot open {}: {e}", path.display()))?
-            };
-            match attempt {
-                Attempt::Ready(file, how) => {
-                    if let Some((first, why)) = first_refusal {
-                        warn!(
-                            "handler {}: not writing into {} ({why}); using {} instead",
-                            self.spec.name,
-                            first.display(),
-                            path.display()
-                        );
-                    }
-                    if file.created() {
-                        // The new folder entry must survive a power cut too.
-                        let _ = std::fs::File::from(dir).sync_all();
-                    }
-                    let last = LastFile {
-                        created: file.created() || left_open.as_ref() == Some(&path),
-                        ..last
-                    };
-                    let ship = self.spec.ship.as_ref();
-                    self.storage.opened(&key, last, file.identity(), ship);
-                    return Ok((file, how, unnumbered));
-                }
-                Attempt::Taken(why) => {
-                    first_refusal.get_or_insert((path, why));
-                }
-            }
-        }
-        Err(format!(
-            "{} and its next {MAX_NAME_TRIES} numbered names are all taken",
-            unnumbered.display()
-        ))
-    }
-
-    /// `POST /<name>/rotate`: closes the current file and opens the next one now.
-    /// Returns the new file's rotation deadline, or why it could not be opened.
-    pub(super) fn rotate_now(&mut self, now: UnixMicros) -> Result<Option<UnixMicros>, String> {
-        self.rotate(Rotation::Forced);
-        // A forced rotation always gives a new file, never the one a crash left.
-        self.settle_left_open(now, false);
-        self.opened_any = true;
-        self.retry_open_at = None;
-        self.open(now)
-    }
-
-    fn open_failed(&mut self, ts: UnixMicros, why: &str) {
-        self.stats.write_errors += 1;
-        self.degraded = Some(why.to_string());
-        self.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
-        let key = format!("open {}", self.spec.name);
-        log::limited(
-            &key,
-            Level::Error,
-            format_args!(
-                "handler {}: {why}; units are counted as lost until a retry in 1 s succeeds",
-                self.spec.name
-            ),
-        );
-    }
-
     /// Writes every pending record to the current file (see [`Handler::flush_from`]);
     /// outside a drain, when no record refers to the receive slots.
-    pub(super) fn flush(&mut self) -> u64 {
-        self.flush_from(&[])
+    pub(super) fn flush(&mut self, cx: &mut Cx) -> u64 {
+        self.flush_from(cx, &[])
     }
 
     /// Writes every pending record to the current file with one gathering
@@ -1074,7 +514,7 @@ impl Handler {
     /// last whole record, the pending records are counted as lost, the handler is
     /// `degraded`, and the file is closed: the first unit a second or more later
     /// opens the next one. Returns the number of bytes written.
-    pub(super) fn flush_from(&mut self, slots: &[u8]) -> u64 {
+    pub(super) fn flush_from(&mut self, cx: &mut Cx, slots: &[u8]) -> u64 {
         self.pending_peak = self.pending_peak.max(self.pending.own_len());
         if self.pending.is_empty() {
             return 0;
@@ -1099,9 +539,9 @@ impl Handler {
                 if self
                     .spec
                     .fsync_interval
-                    .is_some_and(|every| f.file.sync_due(every))
+                    .is_some_and(|every| f.file.sync_due(every, cx.now))
                 {
-                    sync(&mut f.file, &self.spec.name);
+                    sync(&mut f.file, &self.spec.name, cx.now);
                 }
             }
             Err(e) => {
@@ -1120,242 +560,24 @@ impl Handler {
                 );
                 self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
                 self.degraded = Some(why);
-                self.close();
+                self.close(cx);
             }
         }
         written
     }
 
-    /// Flushes, forces to the disk and closes the current file for good, if any:
-    /// it becomes read-only, is journaled as closed, goes to the outbox (for
-    /// `on_close`) and, if bsc created it, to retention.
-    pub(super) fn close(&mut self) {
-        self.flush();
-        let Some(f) = self.file.take() else {
-            return;
-        };
-        let (path, id) = (f.file.path().to_path_buf(), f.file.identity());
-        let (records, bytes) = (f.file.earlier().records + f.file.records(), f.file.bytes());
-        if let Err(e) = f.file.finish() {
-            let key = format!("sync {}", self.spec.name);
-            log::limited(
-                &key,
-                Level::Error,
-                format_args!(
-                    "handler {}: closing {} failed: {e}",
-                    self.spec.name,
-                    path.display()
-                ),
-            );
-        }
-        crash_point("final");
-        info!(
-            "handler {}: closed {} ({}, {})",
-            self.spec.name,
-            path.display(),
-            log::count(records, "record"),
-            log::size(bytes)
-        );
-        let span = Span {
-            records: Some(records),
-            first_ts: f.first_ts,
-            last_ts: f.last_ts,
-        };
-        self.hand_over(path, span, bytes, id);
-        self.enforce_retention();
-    }
-
-    /// A file closed for good: journaled (with its hook still to run, and its
-    /// `ship` settings, if it has them: it then waits to ship) and put in the
-    /// outbox for `on_close`.
-    fn hand_over(&self, path: PathBuf, span: Span, bytes: u64, id: pcap::FileId) {
-        let hook = !self.spec.on_close.is_empty();
-        self.storage
-            .finished(&path, span, Some(id), hook, self.spec.ship.as_ref());
-        self.storage.closed(ClosedFile {
-            handler: self.spec.name.clone(),
-            on_close: self.spec.on_close.clone(),
-            path,
-            records: span.records.unwrap_or(0),
-            bytes,
-            first_ts: span.first_ts,
-            last_ts: span.last_ts,
-        });
-    }
-
-    /// Once a second: notices a file deleted or moved behind bsc's back, forces
-    /// data written more than `fsync_interval_s` ago to the disk (even on an idle
-    /// link), applies `max_age`, and gives back buffer memory a burst left.
-    pub(super) fn maintain(&mut self) {
-        self.check_file_still_there();
-        if let (Some(every), Some(f)) = (self.spec.fsync_interval, self.file.as_mut()) {
-            if f.file.sync_due(every) {
-                sync(&mut f.file, &self.spec.name);
-            }
-        }
-        // Every second, not only at a close: a file retention had to spare
-        // (its hook ran, it shipped) goes once it may, and `max_age` ages.
-        self.enforce_retention();
-        let keep = self.pending_peak.max(IDLE_CAPACITY);
-        if self.pending.capacity() > keep {
-            self.pending.shrink_to(keep);
-        }
-        self.pending_peak = 0;
-    }
-
-    /// If the open file was deleted (or its name or folder removed or moved), it
-    /// is counted and logged, and the next unit opens a new file (folders are
-    /// made again). Records written to a deleted file since the last check are
-    /// counted as lost.
-    fn check_file_still_there(&mut self) {
-        let Some(f) = self.file.as_mut() else {
-            return;
-        };
-        let Some(what) = f.file.vanished() else {
-            f.records_checked = f.file.records();
-            return;
-        };
-        self.flush();
-        let Some(f) = self.file.take() else {
-            return;
-        };
-        let path = f.file.path().to_path_buf();
-        self.stats.files_vanished += 1;
-        match what {
-            Vanished::Deleted => {
-                let lost = f.file.records() - f.records_checked;
-                self.stats.records_lost += lost;
-                error!(
-                    "handler {}: {} was deleted while open; {} written to it since the last check are lost; the next unit opens a new file",
-                    self.spec.name,
-                    path.display(),
-                    log::count(lost, "record")
-                );
-            }
-            Vanished::Moved => {
-                let _ = f.file.finish();
-                error!(
-                    "handler {}: {} was moved or its folder removed while open; its records stay in the moved file; the next unit opens a new file",
-                    self.spec.name,
-                    path.display()
-                );
-            }
-        }
-        self.degraded = Some(format!("{} vanished while open", path.display()));
-        self.storage.gone(&path);
-    }
-
-    fn retention(&self) -> Retention {
-        Retention {
-            max_files: self.spec.max_files,
-            max_bytes: self.spec.max_bytes,
-            max_age: self.spec.max_age,
-        }
-    }
-
-    /// Deletes this handler's oldest closed files beyond its retention limits.
-    fn enforce_retention(&mut self) {
-        let r = self.retention();
-        if r == Retention::default() {
-            return;
-        }
-        let open = self
-            .file
-            .as_ref()
-            .map(|f| f.file.bytes() + self.pending.len() as u64);
-        for old in self.storage.take_excess(&self.journal_key(), open, &r) {
-            self.delete(&old, "retention");
-        }
-    }
-
-    /// Applies retention now (a file it had to spare while it waited to ship
-    /// has shipped).
-    pub(super) fn shipped_one(&mut self) {
-        self.enforce_retention();
-    }
-
-    /// Counts a closed file whose `on_close` hook was not run or not to its end
-    /// (the disk budget deleted it first; dropped from a full queue; the file
-    /// gone or refused; the command not started).
-    pub(super) fn hook_not_run(&mut self) {
-        self.stats.hooks_not_run += 1;
-    }
-
-    /// Deletes one of this handler's closed files (retention or the disk budget).
-    pub(super) fn delete(&mut self, file: &OwnFile, why: &str) {
-        match self.storage.remove(file) {
-            Ok(()) => {
-                info!(
-                    "handler {}: deleted {} ({}, {why})",
-                    self.spec.name,
-                    file.path.display(),
-                    log::size(file.bytes)
-                );
-                self.stats.files_deleted += 1;
-            }
-            Err(e) => warn!(
-                "handler {}: cannot delete {}: {e}",
-                self.spec.name,
-                file.path.display()
-            ),
-        }
-    }
-
     /// Closes the current file if its rotation period has ended by `now`. Returns
     /// whether it did.
-    pub(super) fn close_if_due(&mut self, now: UnixMicros) -> bool {
+    pub(super) fn close_if_due(&mut self, cx: &mut Cx) -> bool {
+        let now = cx.now;
         let due = self
             .file
             .as_ref()
             .is_some_and(|f| self.period_ended(f, now));
         if due {
-            self.rotate(Rotation::Calendar);
+            self.rotate(cx, Rotation::Calendar);
         }
         due
-    }
-
-    /// The file being written, or the one the next unit would be written to
-    /// (empty if the pattern cannot give one now).
-    pub fn log_file_path(&self, now: UnixMicros) -> PathBuf {
-        match &self.file {
-            Some(f) => f.file.path().to_path_buf(),
-            None => self.next_path(now).unwrap_or_default(),
-        }
-    }
-
-    /// The name the next file opened at `now` would get: the first of its
-    /// candidates that is free (no more than a few looks).
-    pub fn next_path(&self, now: UnixMicros) -> Result<PathBuf, String> {
-        if let Some(l) = self
-            .storage
-            .last(&self.journal_key())
-            .filter(|l| !self.opened_any && !l.closed && !self.storage.is_open(&l.path))
-        {
-            if self
-                .spec
-                .file_path(&self.root, now.to_datetime(), l.seq)
-                .is_ok_and(|p| p.full() == l.unnumbered)
-            {
-                return Ok(l.path);
-            }
-        }
-        let (place, _, n) = self.next_place(now.to_datetime())?;
-        let free = (n..n + 8)
-            .map(|n| place.numbered(n).full())
-            .find(|p| !self.storage.is_open(p) && std::fs::symlink_metadata(p).is_err());
-        Ok(free.unwrap_or_else(|| place.numbered(n).full()))
-    }
-
-    /// The name the pattern gives for this handler's current or next file, before
-    /// any `-N`: two handlers must never share one.
-    pub fn pattern_path(&self, now: UnixMicros) -> Option<PathBuf> {
-        match &self.file {
-            Some(f) => Some(f.unnumbered.clone()),
-            None => self
-                .next_place(now.to_datetime())
-                .ok()
-                .map(|(p, _, _)| p.full()),
-        }
     }
 
     /// The root folder files are written under.
@@ -1370,13 +592,13 @@ impl Handler {
 
     /// The file being written, described as a closed one would be (records not
     /// yet flushed included).
-    pub fn open_file(&self) -> Option<OwnFile> {
+    pub fn open_file(&self, now: UnixMicros) -> Option<OwnFile> {
         let f = self.file.as_ref()?;
         Some(OwnFile {
             path: f.file.path().to_path_buf(),
             trusted: PathBuf::new(),
             bytes: f.file.bytes() + self.pending.len() as u64,
-            closed_at: std::time::SystemTime::now(),
+            closed_at: crate::storage::system_time(now),
             id: Some(f.file.identity()),
             span: Span {
                 records: Some(f.file.earlier().records + f.file.records() + self.pending.records()),
@@ -1416,8 +638,8 @@ pub fn journal_key(spec: &HandlerSpec) -> String {
 }
 
 /// Forces a file's data to the disk, logging a failure.
-fn sync(f: &mut PcapFile, handler: &str) {
-    if let Err(e) = f.sync() {
+fn sync(f: &mut PcapFile, handler: &str, now: UnixMicros) {
+    if let Err(e) = f.sync(now) {
         let key = format!("sync {handler}");
         log::limited(
             &key,
@@ -1430,300 +652,8 @@ fn sync(f: &mut PcapFile, handler: &str) {
     }
 }
 
-impl Drop for Handler {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
+mod close;
+mod open;
+mod stats;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{HandlerSpec, Origin};
-    use pcap_file::pcap::PcapReader;
-    use serde_json::json;
-    use std::fs::File;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("bsc-handler-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
-    fn handler(root: &Path, extra: serde_json::Value) -> Handler {
-        let mut v = json!({"name": "t", "conn_type": "udp", "address": ["", 9]});
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
-        Handler::new(
-            spec,
-            root,
-            UnixMicros(T0),
-            None,
-            Rc::new(Storage::open(root)),
-        )
-    }
-
-    fn payloads(path: &Path) -> Vec<Vec<u8>> {
-        let mut r = PcapReader::new(File::open(path).unwrap()).unwrap();
-        let mut out = Vec::new();
-        while let Some(p) = r.next_packet() {
-            out.push(p.unwrap().data.into_owned());
-        }
-        out
-    }
-
-    const T0: i64 = 1_795_860_000_000_000; // 2026-11-28T10:00:00Z
-
-    impl Handler {
-        /// A unit read at `ts` with no kernel time and no peer.
-        fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
-            self.record(&Unit {
-                data,
-                slots: &[],
-                orig_len,
-                read_at: ts.into(),
-                kernel_at: None,
-                peer: Peer::Unknown,
-                stream: false,
-            })
-        }
-    }
-
-    #[test]
-    fn per_second_series_and_recent_rate_from_one_ring() {
-        let mut st = HandlerStats::new(UnixMicros(T0));
-        let at = |s: i64| UnixMicros(T0 + s * 1_000_000 + 500_000);
-        for s in 0..SERIES_S + 5 {
-            // Second s sees s % 3 units of 100 bytes.
-            for _ in 0..s % 3 {
-                st.count(at(s), 100);
-            }
-        }
-        let now = at(SERIES_S + 4);
-        let series: Vec<(u32, u32)> = st.series(now).collect();
-        assert_eq!(series.len(), SERIES_S as usize);
-        // Oldest first: the first slot is second 5, the last is second 604.
-        for (i, &(p, b)) in series.iter().enumerate() {
-            let s = i as i64 + 5;
-            assert_eq!((p, b), ((s % 3) as u32, (s % 3) as u32 * 100), "second {s}");
-        }
-        // Seconds 595..=604 hold 10 units of 100 bytes: 100 bytes/s.
-        assert_eq!(st.recent_rate(now), 100.0);
-        // Ten minutes later nothing is left; an old slot is never read as new.
-        let later = at(2 * SERIES_S + 4);
-        assert!(st.series(later).all(|x| x == (0, 0)));
-        assert_eq!(st.recent_rate(later), 0.0);
-        // Counts saturate instead of wrapping.
-        st.count(later, u32::MAX as usize + 1);
-        st.count(later, 10);
-        assert_eq!(st.series(later).last(), Some((2, u32::MAX)));
-        assert_eq!(std::mem::size_of::<SecondSlot>(), 16);
-    }
-
-    #[test]
-    fn hourly_rotation_by_record_time_and_by_timer() {
-        let root = temp_dir("hourly");
-        let mut h = handler(
-            &root,
-            json!({"rotate_log_index": "hour", "file_name_pattern": "%H-%M-%S.pcap"}),
-        );
-        assert_eq!(h.log_file_path(UnixMicros(T0)), root.join("10-00-00.pcap"));
-        let r = h.record_plain(UnixMicros(T0 + 1_000), b"a", 1);
-        assert_eq!(
-            r,
-            Recorded {
-                needs_flush: true,
-                rotate_at: Some(UnixMicros(T0 + 3_600_000_000))
-            }
-        );
-        assert!(!h.record_plain(UnixMicros(T0 + 2_000), b"b", 1).needs_flush);
-        h.flush();
-        // 10:59:59.9 still goes to the first file; 11:00:00 opens the next.
-        h.record_plain(UnixMicros(T0 + 3_599_900_000), b"c", 1);
-        let r = h.record_plain(UnixMicros(T0 + 3_600_000_000), b"d", 1);
-        assert_eq!(r.rotate_at, Some(UnixMicros(T0 + 7_200_000_000)));
-        h.flush();
-        assert_eq!(payloads(&root.join("10-00-00.pcap")), [b"a", b"b", b"c"]);
-        assert_eq!(payloads(&root.join("11-00-00.pcap")), [b"d"]);
-        // The timer closes an idle file once its period is over, not before.
-        assert!(!h.close_if_due(UnixMicros(T0 + 7_199_000_000)));
-        assert!(h.close_if_due(UnixMicros(T0 + 7_200_000_000)));
-        assert!(h.file.is_none());
-        assert_eq!(
-            h.log_file_path(UnixMicros(T0 + 7_300_000_000)),
-            root.join("12-01-40.pcap")
-        );
-        assert_eq!(
-            (h.stats.packets, h.stats.files_opened, h.stats.records_lost),
-            (4, 2, 0)
-        );
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn a_clock_stepped_back_across_a_day_rotates_as_ait_does() {
-        let root = temp_dir("stepback");
-        let mut h = handler(
-            &root,
-            json!({"rotate_log_index": "hour", "file_name_pattern": "%d-%H.pcap"}),
-        );
-        h.record_plain(UnixMicros(T0), b"a", 1);
-        h.record_plain(UnixMicros(T0 - 60_000_000), b"b", 1); // one minute back, same day: same file
-        h.record_plain(UnixMicros(T0 - 86_400_000_000), b"c", 1); // a day back: new file
-        h.flush();
-        drop(h);
-        assert_eq!(payloads(&root.join("28-10.pcap")), [b"a", b"b"]);
-        assert_eq!(payloads(&root.join("27-10.pcap")), [b"c"]);
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn rotate_log_false_keeps_one_file() {
-        let root = temp_dir("norotate");
-        let mut h = handler(
-            &root,
-            json!({"rotate_log": false, "file_name_pattern": "one.pcap"}),
-        );
-        assert_eq!(h.record_plain(UnixMicros(T0), b"a", 1).rotate_at, None);
-        h.record_plain(UnixMicros(T0 + 400 * 86_400_000_000), b"b", 1);
-        drop(h); // closing flushes
-        assert_eq!(payloads(&root.join("one.pcap")), [b"a", b"b"]);
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn an_unopenable_file_counts_losses_and_retries_after_a_second() {
-        let root = temp_dir("blocked");
-        std::fs::create_dir_all(&root).unwrap();
-        // A plain file where the handler's folder should be.
-        std::fs::write(root.join("sub"), b"x").unwrap();
-        let mut h = handler(&root, json!({"path": "sub", "file_name_pattern": "f.pcap"}));
-        h.record_plain(UnixMicros(T0), b"a", 1);
-        h.record_plain(UnixMicros(T0 + 500_000), b"b", 1);
-        assert_eq!((h.stats.write_errors, h.stats.records_lost), (1, 2));
-        std::fs::remove_file(root.join("sub")).unwrap();
-        h.record_plain(UnixMicros(T0 + 900_000), b"c", 1); // still inside the back-off
-        h.record_plain(UnixMicros(T0 + 1_000_000), b"d", 1);
-        h.flush();
-        assert_eq!((h.stats.write_errors, h.stats.records_lost), (1, 3));
-        assert_eq!(payloads(&root.join("sub/f.pcap")), [b"d"]);
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn count_and_size_limits_rotate_into_new_names() {
-        let root = temp_dir("limits");
-        let mut h = handler(
-            &root,
-            json!({"rotate_max_packets": 3, "file_name_pattern": "x.pcap"}),
-        );
-        for i in 0..7u8 {
-            h.record_plain(UnixMicros(T0 + i as i64), &[i; 10], 10);
-        }
-        h.flush();
-        assert_eq!(payloads(&root.join("x.pcap")).len(), 3);
-        assert_eq!(payloads(&root.join("x-1.pcap")).len(), 3);
-        assert_eq!(payloads(&root.join("x-2.pcap")), [[6u8; 10]]);
-        assert_eq!(h.stats.rotations_count, 2);
-
-        // 24-byte header + two 26-byte records = 76: two records per file.
-        let root2 = temp_dir("size");
-        let mut h = handler(
-            &root2,
-            json!({"rotate_max_bytes": 76, "file_name_pattern": "{name}-{seq}.pcap"}),
-        );
-        for i in 0..5u8 {
-            h.record_plain(UnixMicros(T0), &[i; 10], 10);
-        }
-        h.flush();
-        let sizes: Vec<u64> = (1..=3)
-            .map(|n| {
-                std::fs::metadata(root2.join(format!("t-{n:04}.pcap")))
-                    .unwrap()
-                    .len()
-            })
-            .collect();
-        assert_eq!(sizes, [76, 76, 50]);
-        assert_eq!(h.stats.rotations_size, 2);
-
-        // A limit below one record: each record alone, none lost.
-        let mut h = handler(
-            &root2,
-            json!({"name": "tiny", "rotate_max_bytes": 10, "file_name_pattern": "{name}-{seq}.pcap"}),
-        );
-        for i in 0..3u8 {
-            h.record_plain(UnixMicros(T0), &[i; 40], 40);
-        }
-        h.flush();
-        for n in 1..=3 {
-            assert_eq!(payloads(&root2.join(format!("tiny-{n:04}.pcap"))).len(), 1);
-        }
-        drop(h);
-        std::fs::remove_dir_all(root).unwrap();
-        std::fs::remove_dir_all(root2).unwrap();
-    }
-
-    #[test]
-    fn forced_rotations_and_restarts_never_reopen_a_closed_file() {
-        let root = temp_dir("forced");
-        let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
-        h.record_plain(UnixMicros(T0), b"a", 1);
-        h.rotate_now(UnixMicros(T0 + 100)).unwrap();
-        h.record_plain(UnixMicros(T0 + 200), b"b", 1);
-        h.rotate_now(UnixMicros(T0 + 300)).unwrap();
-        h.record_plain(UnixMicros(T0 + 400), b"c", 1);
-        assert_eq!(h.stats.rotations_forced, 2);
-        drop(h);
-        assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
-        assert_eq!(payloads(&root.join("100000-1.pcap")), [b"b"]);
-        assert_eq!(payloads(&root.join("100000-2.pcap")), [b"c"]);
-        // A new run in the same second: the closed files are final, numbering
-        // goes on after the last.
-        let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
-        assert_eq!(
-            h.log_file_path(UnixMicros(T0 + 500)),
-            root.join("100000-3.pcap")
-        );
-        h.record_plain(UnixMicros(T0 + 500), b"d", 1);
-        drop(h);
-        assert_eq!(payloads(&root.join("100000.pcap")), [b"a"]);
-        assert_eq!(payloads(&root.join("100000-3.pcap")), [b"d"]);
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn a_file_left_open_by_a_crash_is_resumed_or_closed() {
-        let root = temp_dir("crash");
-        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
-        h.record_plain(UnixMicros(T0), b"a", 1);
-        h.flush();
-        // A crash: the handler vanishes without closing its file.
-        std::mem::forget(h);
-        let mut bytes = std::fs::read(root.join("10.pcap")).unwrap();
-        bytes.extend_from_slice(&[1, 2, 3]); // a torn record
-        std::fs::write(root.join("10.pcap"), &bytes).unwrap();
-        // Same hour: the next run repairs and appends to it.
-        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
-        h.record_plain(UnixMicros(T0 + 1_000), b"b", 1);
-        h.flush();
-        std::mem::forget(h);
-        assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
-        // Next hour: the leftover is repaired, closed and final; the unit goes to
-        // the hour's file.
-        let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
-        h.record_plain(UnixMicros(T0 + 3_600_000_000), b"c", 1);
-        let closed = h.storage.take_closed();
-        assert_eq!(closed.len(), 1, "handed to on_close once");
-        assert_eq!(closed[0].path, root.join("10.pcap"));
-        drop(h);
-        assert_eq!(payloads(&root.join("10.pcap")), [b"a", b"b"]);
-        assert_eq!(payloads(&root.join("11.pcap")), [b"c"]);
-        let mode = std::fs::metadata(root.join("10.pcap"))
-            .unwrap()
-            .permissions();
-        assert!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o200 == 0);
-        std::fs::remove_dir_all(root).unwrap();
-    }
-}
+mod tests;

@@ -1,0 +1,105 @@
+//! What bsc may delete and when: retention per handler ([`excess`], pure
+//! arithmetic over its closed files, oldest first: `max_files`, `max_bytes`,
+//! `max_age`) and the disk budget ([`DiskBudget`]).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixMicros;
+use crate::pcap::FileId;
+
+/// A closed capture file that a handler created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnFile {
+    pub path: PathBuf,
+    /// The trusted folder it was created below (deletion walks from there).
+    pub trusted: PathBuf,
+    pub bytes: u64,
+    pub closed_at: SystemTime,
+    /// What it holds, as recorded when it was closed.
+    pub span: Span,
+    /// Its device and inode when it was closed: a file put under the same name
+    /// since is not bsc's and is never deleted.
+    pub id: Option<FileId>,
+}
+
+/// The records a file holds and the time they cover (unknown for files closed
+/// by bsc 0.1).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ts: Option<UnixMicros>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ts: Option<UnixMicros>,
+}
+
+/// A handler's retention limits.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_files: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
+/// How many of the oldest closed `files` must be deleted so that, with the open
+/// file (`open_bytes`, if one is open), the handler is within `r` at `now`.
+pub fn excess(files: &[OwnFile], open_bytes: Option<u64>, r: &Retention, now: SystemTime) -> usize {
+    let mut drop = 0;
+    if let Some(max) = r.max_files {
+        let total = files.len() as u64 + open_bytes.is_some() as u64;
+        drop = drop.max(total.saturating_sub(max).min(files.len() as u64) as usize);
+    }
+    if let Some(max) = r.max_bytes {
+        let mut total: u64 = files.iter().map(|f| f.bytes).sum::<u64>() + open_bytes.unwrap_or(0);
+        let mut n = 0;
+        while total > max && n < files.len() {
+            total -= files[n].bytes;
+            n += 1;
+        }
+        drop = drop.max(n);
+    }
+    if let Some(age) = r.max_age {
+        let n = files
+            .iter()
+            .take_while(|f| now.duration_since(f.closed_at).unwrap_or_default() > age)
+            .count();
+        drop = drop.max(n);
+    }
+    drop
+}
+
+/// The disk budget (`capture_manager.min_free_bytes`, `min_free_percent`): how
+/// much of the root's file system must stay free.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct DiskBudget {
+    pub min_free_bytes: Option<u64>,
+    pub min_free_percent: Option<f64>,
+}
+
+impl DiskBudget {
+    /// The bytes to keep free on a file system of `total` bytes (`None`: no
+    /// budget): the larger of the two limits.
+    pub fn threshold(&self, total: u64) -> Option<u64> {
+        let pct = self
+            .min_free_percent
+            .map(|p| (total as f64 * p / 100.0) as u64);
+        match (self.min_free_bytes, pct) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+        }
+    }
+}
+
+/// `t` as a `SystemTime` (what the journal's closing times are kept as).
+pub fn system_time(t: UnixMicros) -> SystemTime {
+    let since = Duration::from_micros(t.0.unsigned_abs());
+    if t.0 >= 0 {
+        SystemTime::UNIX_EPOCH + since
+    } else {
+        SystemTime::UNIX_EPOCH - since
+    }
+}
