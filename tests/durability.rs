@@ -206,6 +206,46 @@ fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
 }
 
 #[test]
+fn max_age_deletes_a_closed_file_once_it_is_older_on_bsc_s_clock() {
+    let dir = TempDir::new("maxage");
+    let root = dir.path().join("cap");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root},
+                "handlers": [handler("a", port, json!({"rotate_max_packets": 1, "max_age": 60, "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+        &[DRIVEN_CLOCK],
+    );
+    let file = |seq: u32| root.join(format!("a-{seq:04}.pcap"));
+    // Two files closed now, a third 50 s later (one record each).
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    advance_clock(bsc.http_port, 50.0);
+    send(&bsc, port, 2);
+    assert!((1..=3).all(|seq| file(seq).exists()));
+    // 20 s later the first two are 70 s old, the third 20 s: each advance runs
+    // a tick (retention) before bsc reads the next request.
+    advance_clock(bsc.http_port, 20.0);
+    wait_until("the two older files deleted", || {
+        !file(1).exists() && !file(2).exists()
+    });
+    assert!(file(3).exists(), "20 s old, under max_age");
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 2);
+    advance_clock(bsc.http_port, 45.0);
+    wait_until("the third deleted at 65 s", || !file(3).exists());
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 3);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("deleted") && l.contains("retention"))
+            .count(),
+        3,
+        "{log:?}"
+    );
+}
+
+#[test]
 fn the_disk_budget_keeps_a_small_file_system_from_filling() {
     let dir = TempDir::new("budget");
     let fs = SmallFs::new(dir.path(), 4);
