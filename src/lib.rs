@@ -23,12 +23,14 @@
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
 //! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
+//! | [`manager::capturers`] | the open sockets, their tokens, TCP reconnect timers and the receive batch |
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
+//! | [`tokens`] | the `mio` token space: signalfd, HTTP listener, connections, capturers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
 //! | [`hooks`] | commands for closed files, run without blocking, each in its own process group (killed when it ends), reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
@@ -184,5 +186,6 @@ pub mod sequence;
 pub mod storage;
 pub mod sys;
 pub mod telemetry;
+pub mod tokens;
 pub mod transform;
 pub mod yaml;

@@ -12,9 +12,9 @@
 //!   one gathering `writev`, before its receive slots are reused
 //!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
 //!   to the slots once a drain returns;
-//! - every open file with a rotation deadline has an entry in `timers`, and every
-//!   TCP capturer waiting for something (a back-off, a connect deadline) has one
-//!   in `capturer_timers` (entries may be stale: they are checked when they fire).
+//! - every open file with a rotation deadline has an entry in `timers` (entries
+//!   may be stale: they are checked when they fire); the capturers, their
+//!   tokens and timers are [`capturers::Capturers`]'s.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -22,10 +22,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use mio::{Registry, Token};
+use mio::Registry;
 use serde_json::{Map, Value};
 
-use crate::capture::capturer::OpenError;
 pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, TcpStatus, Unit};
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
@@ -36,8 +35,10 @@ use crate::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
+use capturers::Capturers;
 use handler::{journal_key, Handler, Recorded, FLUSH_AT};
 
+pub mod capturers;
 pub mod handler;
 pub mod pending;
 
@@ -45,9 +46,6 @@ pub mod pending;
 pub type HandlerId = usize;
 /// Index of a capturer in the manager.
 pub type CapturerId = usize;
-
-/// mio tokens of capturers are `CAPTURER_TOKEN_BASE + id`.
-pub const CAPTURER_TOKEN_BASE: usize = 1 << 20;
 
 /// Why a handler could not be added.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,23 +94,18 @@ pub struct Rotated {
 /// All capturers and handlers.
 pub struct Manager {
     root: PathBuf,
-    capturers: Vec<Option<Capturer>>,
+    /// Every socket, its token and timers, and the receive batch.
+    capturers: Capturers,
     handlers: Vec<Option<Handler>>,
     /// Handlers with pending records (see the module invariants).
     dirty: Vec<HandlerId>,
     timers: BTreeSet<(UnixMicros, HandlerId)>,
-    capturer_timers: BTreeSet<(Instant, CapturerId)>,
-    next_seq: u64,
-    /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
-    batch: sys::Batch,
     /// The journal, open files and the closed-file outbox.
     storage: Rc<Storage>,
     budget: DiskBudget,
     /// Bytes handlers wrote during reads (past [`FLUSH_AT`]), not yet counted
     /// against the disk budget's headroom.
     written_early: u64,
-    /// The longest unit read since the last tick (to give batch memory back).
-    longest_unit: usize,
     /// How long a TCP peer may be unreachable before health says degraded.
     peer_unreachable: std::time::Duration,
     /// Whether the disk budget stopped writing (nothing left to delete).
@@ -128,8 +121,6 @@ pub struct Manager {
     shipper: Shipper,
     /// How old the oldest file waiting to ship may get before health says degraded.
     ship_max_pending_age: std::time::Duration,
-    /// Units handed to handlers since start (the loop's coalescing reads it).
-    units_read: u64,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
     state: Option<StateFile>,
 }
@@ -144,20 +135,16 @@ impl Manager {
         let journal = Rc::new(Storage::open(root));
         Manager {
             root: root.to_path_buf(),
-            capturers: Vec::new(),
+            capturers: Capturers::new(),
             handlers: Vec::new(),
             dirty: Vec::new(),
             timers: BTreeSet::new(),
-            capturer_timers: BTreeSet::new(),
-            next_seq: 0,
-            batch: sys::Batch::new(),
             storage: journal.clone(),
             budget: DiskBudget {
                 min_free_bytes: storage.min_free_bytes,
                 min_free_percent: storage.min_free_percent,
             },
             written_early: 0,
-            longest_unit: 0,
             peer_unreachable: storage.peer_unreachable,
             disk_full: false,
             headroom: None,
@@ -165,7 +152,6 @@ impl Manager {
             delete_after_hook: Vec::new(),
             shipper: Shipper::new(storage.ship_max_running, journal),
             ship_max_pending_age: storage.ship_max_pending_age,
-            units_read: 0,
             state: storage.persist.then(|| StateFile::new(root)),
         }
     }
@@ -278,17 +264,14 @@ impl Manager {
         &self.root
     }
 
-    /// The capturer a mio token stands for, if any.
-    pub fn capturer_of_token(token: Token) -> Option<CapturerId> {
-        token.0.checked_sub(CAPTURER_TOKEN_BASE)
-    }
-
-    /// Adds a handler: attaches it to the capturer of its address, or opens one.
+    /// Adds a handler: attaches it to the capturer of its address, or opens one
+    /// (a TCP one starts connecting at `mono`, the loop's instant).
     pub fn add_handler(
         &mut self,
         spec: HandlerSpec,
         registry: &Registry,
         now: UnixMicros,
+        mono: Instant,
     ) -> Result<HandlerId, AddError> {
         let existing = self.capturer_at(&spec.address);
         if let Some(cid) = existing {
@@ -339,7 +322,7 @@ impl Manager {
                 }
                 cid
             }
-            None => self.open_capturer(&spec, registry)?,
+            None => self.capturers.open(&spec, registry, mono, now)?,
         };
         let hid = self
             .handlers
@@ -388,7 +371,7 @@ impl Manager {
         if let Some(at) = resumed_until {
             self.timers.insert((at, hid));
         }
-        self.capturer_mut(cid).attach(hid);
+        self.capturers.attach(cid, hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
     }
@@ -426,34 +409,6 @@ impl Manager {
         }
     }
 
-    fn open_capturer(
-        &mut self,
-        spec: &HandlerSpec,
-        registry: &Registry,
-    ) -> Result<CapturerId, AddError> {
-        let cid = self
-            .capturers
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.capturers.len());
-        let token = Token(CAPTURER_TOKEN_BASE + cid);
-        let (cap, timer) =
-            Capturer::open(spec, token, self.next_seq, registry).map_err(|e| match e {
-                OpenError::Socket(m) => AddError::Socket(m),
-                OpenError::Invalid(m) => AddError::Invalid(m),
-            })?;
-        if let Some(at) = timer {
-            self.capturer_timers.insert((at, cid));
-        }
-        self.next_seq += 1;
-        if cid == self.capturers.len() {
-            self.capturers.push(Some(cap));
-        } else {
-            self.capturers[cid] = Some(cap);
-        }
-        Ok(cid)
-    }
-
     /// Stops a handler: flushes and closes its file; closes its capturer if it was
     /// the last handler there.
     pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry) -> Option<Handler> {
@@ -472,11 +427,9 @@ impl Manager {
         let handler = self.handlers.get_mut(hid)?.take()?;
         self.dirty.retain(|&h| h != hid);
         let cid = self.capturer_at(&handler.spec().address)?;
-        let cap = self.capturer_mut(cid);
-        cap.detach(hid);
-        if cap.handlers().is_empty() {
+        if self.capturers.detach(cid, hid) {
             if close_empty {
-                self.close_capturer(cid, registry);
+                self.capturers.close(cid, registry);
             }
         } else {
             self.update_read_time_wanted(cid);
@@ -486,40 +439,26 @@ impl Manager {
         Some(handler)
     }
 
-    fn close_capturer(&mut self, cid: CapturerId, registry: &Registry) {
-        if let Some(cap) = self.capturers[cid].take() {
-            cap.close(registry);
-        }
-    }
-
     /// Reads from a capturer (see [`Capturer::read`]) and gives each unit to
     /// every handler of it; arms the flush, rotation and capturer timers that
-    /// follow.
+    /// follow. `now` is the loop's instant, `clock` the time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,
         registry: &Registry,
-        now: impl Fn() -> UnixNanos,
+        now: Instant,
+        clock: impl Fn() -> UnixNanos,
     ) -> Drained {
         let Manager {
             capturers,
             handlers,
             dirty,
             timers,
-            capturer_timers,
-            batch,
-            units_read,
             written_early,
-            longest_unit,
             ..
         } = self;
-        let Some(Some(cap)) = capturers.get_mut(cid) else {
-            return Drained::Empty;
-        };
-        let drained = cap.read(registry, batch, now, |delivery| match delivery {
+        let drained = capturers.read(cid, registry, now, clock, |delivery| match delivery {
             Delivery::Unit(unit, ids) => {
-                *units_read += 1;
-                *longest_unit = (*longest_unit).max(unit.data.len());
                 for &hid in ids {
                     // Handler ids in a capturer always refer to live handlers.
                     let Some(Some(h)) = handlers.get_mut(hid) else {
@@ -552,47 +491,29 @@ impl Manager {
                 }
             }
         });
-        match drained {
-            Drained::Timer(at) => {
-                capturer_timers.insert((at, cid));
-            }
-            Drained::Ended(at) => {
-                for &hid in cap.handlers() {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
-                        h.connection_ended();
-                    }
+        if let Drained::Ended(_) = drained {
+            for &hid in capturers.get(cid).handlers() {
+                if let Some(Some(h)) = handlers.get_mut(hid) {
+                    h.connection_ended();
                 }
-                capturer_timers.insert((at, cid));
             }
-            Drained::Empty | Drained::More => {}
         }
         drained
     }
 
     /// Units received since start, on every capturer.
     pub fn units_read(&self) -> u64 {
-        self.units_read
+        self.capturers.units_read()
     }
 
     /// The earliest capturer deadline (a TCP back-off or connect timeout).
     pub fn next_capturer_deadline(&self) -> Option<Instant> {
-        self.capturer_timers.first().map(|(t, _)| *t)
+        self.capturers.next_deadline()
     }
 
     /// Runs the capturer timers that are due at `now`.
     pub fn expire_capturers(&mut self, registry: &Registry, now: Instant) {
-        while let Some(&(at, cid)) = self.capturer_timers.first() {
-            if at > now {
-                break;
-            }
-            self.capturer_timers.pop_first();
-            let token = Token(CAPTURER_TOKEN_BASE + cid);
-            if let Some(Some(cap)) = self.capturers.get_mut(cid) {
-                if let Some(next) = cap.on_timer(registry, token, now) {
-                    self.capturer_timers.insert((next, cid));
-                }
-            }
-        }
+        self.capturers.expire(registry, now);
     }
 
     /// Writes the pending records of every handler that received any.
@@ -813,10 +734,7 @@ impl Manager {
         for h in self.handlers.iter_mut().flatten() {
             h.maintain();
         }
-        // After large units, the batch's slots are resident: give them back.
-        if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
-            self.batch.release();
-        }
+        self.capturers.give_back_memory();
         self.enforce_budget();
         self.dispatch_closed();
         self.hooks.poll();
@@ -934,7 +852,13 @@ impl Manager {
     /// are gone or changed are stopped; new or changed ones are started; handlers
     /// that are the same keep running with their file open. Handlers added over the
     /// API are left alone.
-    pub fn apply_config(&mut self, new: &Config, registry: &Registry, now: UnixMicros) {
+    pub fn apply_config(
+        &mut self,
+        new: &Config,
+        registry: &Registry,
+        now: UnixMicros,
+        mono: Instant,
+    ) {
         if new.root != self.root {
             warn!(
                 "reload: root_log_directory changed from {} to {}; that needs a restart, keeping {}",
@@ -980,7 +904,7 @@ impl Manager {
                 continue;
             }
             let name = spec.name.clone();
-            match self.add_handler(spec.clone(), registry, now) {
+            match self.add_handler(spec.clone(), registry, now, mono) {
                 Ok(_) => started += 1,
                 Err(e) => {
                     failed += 1;
@@ -996,7 +920,7 @@ impl Manager {
             .map(|(id, _)| *id)
             .collect();
         for cid in empty {
-            self.close_capturer(cid, registry);
+            self.capturers.close(cid, registry);
         }
         info!(
             "reload: {} stopped, {started} started, {failed} failed, {} running",
@@ -1058,12 +982,12 @@ impl Manager {
     }
 
     fn update_read_time_wanted(&mut self, cid: CapturerId) {
-        let wanted = self
-            .capturer(cid)
-            .handlers()
-            .iter()
-            .any(|&h| self.handler(h).spec().timestamps == Timestamps::Read);
-        self.capturer_mut(cid).set_read_time_wanted(wanted);
+        let handlers = &self.handlers;
+        self.capturers.update_read_time_wanted(cid, |h| {
+            handlers[h]
+                .as_ref()
+                .is_some_and(|h| h.spec().timestamps == Timestamps::Read)
+        });
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their
@@ -1131,14 +1055,7 @@ impl Manager {
 
     /// Every live capturer, in creation order.
     pub fn capturers(&self) -> Vec<(CapturerId, &Capturer)> {
-        let mut caps: Vec<_> = self
-            .capturers
-            .iter()
-            .enumerate()
-            .filter_map(|(id, c)| c.as_ref().map(|c| (id, c)))
-            .collect();
-        caps.sort_by_key(|(_, c)| c.seq);
-        caps
+        self.capturers.list()
     }
 
     /// A live handler (ids handed out by the manager stay valid until removal).
@@ -1150,22 +1067,12 @@ impl Manager {
 
     /// A live capturer (ids handed out by the manager stay valid until it closes).
     pub fn capturer(&self, cid: CapturerId) -> &Capturer {
-        self.capturers[cid]
-            .as_ref()
-            .expect("capturer id refers to a live capturer")
-    }
-
-    fn capturer_mut(&mut self, cid: CapturerId) -> &mut Capturer {
-        self.capturers[cid]
-            .as_mut()
-            .expect("capturer id refers to a live capturer")
+        self.capturers.get(cid)
     }
 
     /// The capturer of an address, if one is open.
     pub fn capturer_at(&self, address: &Address) -> Option<CapturerId> {
-        self.capturers
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.address == *address))
+        self.capturers.at(address)
     }
 }
 
@@ -1201,7 +1108,7 @@ mod tests {
         packets: u64,
     ) {
         for _ in 0..1000 {
-            m.drain(cid, registry, || clock.now_nanos());
+            m.drain(cid, registry, Instant::now(), || clock.now_nanos());
             if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
                 return;
             }
@@ -1227,6 +1134,7 @@ mod tests {
                 ),
                 poll.registry(),
                 clock.now(),
+                Instant::now(),
             )
             .unwrap();
         // Same name on the same address, and another conn_type there, are refused.
@@ -1234,7 +1142,8 @@ mod tests {
             m.add_handler(
                 spec("h", port, json!({"path": "x"})),
                 poll.registry(),
-                clock.now()
+                clock.now(),
+                Instant::now()
             ),
             Err(AddError::Conflict(_))
         ));
@@ -1242,7 +1151,8 @@ mod tests {
             m.add_handler(
                 spec("g", port, json!({"file_name_pattern": "%H%M-h.pcap"})),
                 poll.registry(),
-                clock.now()
+                clock.now(),
+                Instant::now()
             ),
             Err(AddError::Conflict(_))
         ));

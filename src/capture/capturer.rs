@@ -139,16 +139,16 @@ pub enum CapturerState {
 }
 
 impl Capturer {
-    /// The socket's state at wall-clock instant `now`.
-    pub fn state(&self, now: UnixMicros) -> CapturerState {
+    /// The socket's state at `now` (`wall` on the calendar).
+    pub fn state(&self, now: Instant, wall: UnixMicros) -> CapturerState {
         match &self.source {
             Source::Tcp(c) => match &c.state {
                 TcpState::Connecting { .. } => CapturerState::Connecting,
                 TcpState::Connected { .. } => CapturerState::Connected,
                 TcpState::Backoff { until } => {
-                    let wait = until.saturating_duration_since(Instant::now());
+                    let wait = until.saturating_duration_since(now);
                     CapturerState::Backoff {
-                        next_attempt_at: now.plus_micros(wait.as_micros() as i64),
+                        next_attempt_at: wall.plus_micros(wait.as_micros() as i64),
                         reason: c.last_error.clone(),
                     }
                 }
@@ -176,11 +176,11 @@ impl Capturer {
         }
     }
 
-    /// How long a TCP capturer has been without a connection (`None`: connected,
-    /// or not TCP).
-    pub fn down_for(&self) -> Option<std::time::Duration> {
+    /// How long a TCP capturer has been without a connection at `now` (`None`:
+    /// connected, or not TCP).
+    pub fn down_for(&self, now: Instant) -> Option<std::time::Duration> {
         match &self.source {
-            Source::Tcp(c) => c.down_since.map(|t| t.elapsed()),
+            Source::Tcp(c) => c.down_since.map(|t| now.saturating_duration_since(t)),
             _ => None,
         }
     }
@@ -210,13 +210,16 @@ pub struct TcpStatus {
 
 impl Capturer {
     /// Opens the socket `spec` names and registers it under `token`; a TCP
-    /// capturer starts connecting (a peer that is down is not an error) and may
-    /// return the instant its timer is due. `seq` orders listings.
+    /// capturer starts connecting at `now` (`wall` on the calendar; a peer that
+    /// is down is not an error) and may return the instant its timer is due.
+    /// `seq` orders listings.
     pub fn open(
         spec: &HandlerSpec,
         token: Token,
         seq: u64,
         registry: &Registry,
+        now: Instant,
+        wall: UnixMicros,
     ) -> Result<(Capturer, Option<Instant>), OpenError> {
         let watch = |e: io::Error| OpenError::Socket(format!("cannot watch {}: {e}", spec.address));
         let mut timer = None;
@@ -246,16 +249,15 @@ impl Capturer {
                 (Source::Ethernet(p), local, None, granted)
             }
             ConnType::Tcp => {
-                let seed = UnixMicros::from_datetime(time::OffsetDateTime::now_utc()).0 as u64
-                    ^ ((std::process::id() as u64) << 32)
-                    ^ token.0 as u64;
+                let seed = wall.0 as u64 ^ ((std::process::id() as u64) << 32) ^ token.0 as u64;
                 let mut client = TcpClient::new(
                     &spec.address,
                     spec.connect_timeout,
                     spec.reconnect_max,
                     seed,
+                    now,
                 );
-                timer = client.on_timer(registry, token, Instant::now());
+                timer = client.on_timer(registry, token, now);
                 (
                     Source::Tcp(client),
                     format!("peer {}", spec.address),
@@ -355,19 +357,22 @@ impl Capturer {
     /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing each to
     /// `deliver` with the ids of the handlers to feed; `batch` holds the units
     /// (TCP reads go into its slots in turn), and `deliver` hears of each reuse
-    /// of the slots and of the end of the read ([`Delivery::Reuse`]).
+    /// of the slots and of the end of the read ([`Delivery::Reuse`]). `now` is
+    /// the loop's instant (TCP back-offs); `clock` is read for the time a unit
+    /// was read, only when a record needs it.
     pub fn read(
         &mut self,
         registry: &Registry,
         batch: &mut sys::Batch,
-        now: impl Fn() -> UnixNanos,
+        now: Instant,
+        clock: impl Fn() -> UnixNanos,
         mut deliver: impl FnMut(Delivery),
     ) -> Drained {
         let fd = match &mut self.source {
             Source::Udp(s) => s.as_raw_fd(),
             Source::Ethernet(p) => p.as_raw_fd(),
             Source::Tcp(client) => {
-                if let Some(at) = client.on_ready(registry, now().micros()) {
+                if let Some(at) = client.on_ready(registry, now, clock().micros()) {
                     return Drained::Timer(at);
                 }
                 let mut drained = Drained::More;
@@ -379,7 +384,7 @@ impl Capturer {
                     }
                     // One read, one record without framing: at most TCP_READ_LEN
                     // bytes, into the next slot.
-                    match client.read(registry, &mut batch.slot_mut(filled)[..TCP_READ_LEN]) {
+                    match client.read(registry, &mut batch.slot_mut(filled)[..TCP_READ_LEN], now) {
                         ReadOutcome::Data(n) => {
                             let slot = filled * sys::SLOT;
                             let slots = batch.slots();
@@ -388,7 +393,7 @@ impl Capturer {
                                     data: &slots[slot..slot + n],
                                     slots,
                                     orig_len: n,
-                                    read_at: now(),
+                                    read_at: clock(),
                                     kernel_at: None,
                                     peer: Peer::Unknown,
                                     stream: true,
@@ -440,7 +445,7 @@ impl Capturer {
                 // The clock is read per unit, and only when a record needs it.
                 let read_at = match kernel_at {
                     Some(k) if !self.read_time_wanted => k,
-                    _ => now(),
+                    _ => clock(),
                 };
                 deliver(Delivery::Unit(
                     &Unit {
