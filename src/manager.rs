@@ -7,11 +7,12 @@
 //!   same file, checked whenever a handler is added or its metadata changes (and
 //!   [`crate::storage::Storage`] refuses a second writer for any open file);
 //! - only the manager changes a handler (its mutators are visible here only);
-//! - a handler with pending records is in `dirty`, so a batch is written by
-//!   the handlers that received something (idle ones cost nothing), each with
-//!   one gathering `writev`, before its receive slots are reused
-//!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
-//!   to the slots once a drain returns;
+//! - the records a drain takes from a batch are written before the batch is
+//!   read into again: each handler of the capturer writes them with one
+//!   gathering `writev` from its [`pending::Gather`], which borrows the batch,
+//!   so the compiler proves that no pending record refers to a receive slot
+//!   once the batch ends (handlers of other capturers cost nothing); outside a
+//!   drain, a handler with pending records is in `dirty`;
 //! - every open file with a rotation deadline has an entry in `timers` (entries
 //!   may be stale: they are checked when they fire); the capturers, their
 //!   tokens and timers are [`capturers::Capturers`]'s.
@@ -25,7 +26,7 @@ use std::time::Instant;
 use mio::Registry;
 use serde_json::{Map, Value};
 
-pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, TcpStatus, Unit};
+pub use crate::capture::capturer::{Capturer, CapturerState, Drained, Received, TcpStatus, Unit};
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
@@ -440,8 +441,10 @@ impl Manager {
     }
 
     /// Reads from a capturer (see [`Capturer::read`]) and gives each unit to
-    /// every handler of it; arms the flush, rotation and capturer timers that
-    /// follow. `now` is the loop's instant, `clock` the time of reading.
+    /// every handler of it; each handler of the capturer writes what it took
+    /// from a batch with one gathering `writev` before the batch ends; arms the
+    /// rotation and capturer timers that follow. `now` is the loop's instant,
+    /// `clock` the time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,
@@ -452,42 +455,33 @@ impl Manager {
         let Manager {
             capturers,
             handlers,
-            dirty,
             timers,
             written_early,
             ..
         } = self;
-        let drained = capturers.read(cid, registry, now, clock, |delivery| match delivery {
-            Delivery::Unit(unit, ids) => {
-                for &hid in ids {
+        let drained = capturers.read(cid, registry, now, clock, |units, gathers| {
+            let ids = units.handlers();
+            for unit in units.by_ref() {
+                for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
                     // Handler ids in a capturer always refer to live handlers.
                     let Some(Some(h)) = handlers.get_mut(hid) else {
                         continue;
                     };
-                    let Recorded {
-                        needs_flush,
-                        rotate_at,
-                    } = h.record(unit);
-                    if needs_flush {
-                        dirty.push(hid);
-                    }
+                    let Recorded { rotate_at, .. } = h.record(&unit, gather);
                     // Units copied in a burst (framed TCP): write now rather
                     // than hold them all.
                     if h.pending_own_bytes() >= FLUSH_AT {
-                        *written_early += h.flush_from(unit.slots);
+                        *written_early += h.flush_from(gather);
                     }
                     if let Some(at) = rotate_at {
                         timers.insert((at, hid));
                     }
                 }
             }
-            // Pending records refer to the slots: one gathering write per
-            // handler per batch, before the slots are read into again.
-            Delivery::Reuse(slots) => {
-                for hid in dirty.drain(..) {
-                    if let Some(Some(h)) = handlers.get_mut(hid) {
-                        *written_early += h.flush_from(slots);
-                    }
+            // The gathers borrow the batch: written before it is read into again.
+            for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
+                if let Some(Some(h)) = handlers.get_mut(hid) {
+                    *written_early += h.flush_from(gather);
                 }
             }
         });

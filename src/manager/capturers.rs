@@ -9,6 +9,9 @@
 //! - every TCP capturer waiting for something (a back-off, a connect
 //!   deadline) has an entry in `timers` (entries may be stale: they are
 //!   checked when they fire), and [`Capturers::next_deadline`] is the earliest;
+//! - the handlers' gathers for a batch ([`Gather`]) are handed out with the
+//!   batch and borrow it: none is left when the batch is read into again
+//!   (the compiler proves it; see [`crate::manager::pending`]);
 //! - nothing here reads a clock: `now` comes from the loop.
 
 use std::collections::BTreeSet;
@@ -16,8 +19,9 @@ use std::time::Instant;
 
 use mio::Registry;
 
+use super::pending::{Gather, GatherPool};
 use super::{AddError, CapturerId, HandlerId};
-use crate::capture::capturer::{Capturer, Delivery, Drained, OpenError};
+use crate::capture::capturer::{Capturer, Drained, OpenError, Received};
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{Address, HandlerSpec};
 use crate::sys;
@@ -26,6 +30,9 @@ use crate::tokens;
 /// Units longer than this leave the batch's slots resident: its memory is
 /// given back at the next [`Capturers::give_back_memory`].
 const RELEASE_AFTER: usize = 16 * 1024;
+/// Parts a gather keeps room for between bursts (plain capture needs about
+/// two per unit of a batch).
+const GATHER_KEEP: usize = 4 * sys::BATCH;
 
 /// Every open capturer, its timers and the receive batch.
 pub struct Capturers {
@@ -41,6 +48,8 @@ pub struct Capturers {
     longest_unit: usize,
     /// Creation order of the next capturer (listings keep AIT's order).
     next_seq: u64,
+    /// The memory of the handlers' gathers, between batches.
+    gathers: GatherPool,
 }
 
 impl Default for Capturers {
@@ -59,6 +68,7 @@ impl Capturers {
             units_read: 0,
             longest_unit: 0,
             next_seq: 0,
+            gathers: GatherPool::default(),
         }
     }
 
@@ -133,16 +143,17 @@ impl Capturers {
     }
 
     /// Reads from capturer `cid` (see [`Capturer::read`]) into the batch,
-    /// handing each delivery to `deliver`; arms the capturer's timer if the
-    /// read asks for one. `now` is the loop's instant, `clock` the time of
-    /// reading.
-    pub fn read(
+    /// handing `deliver` each batch with an empty gather per handler of the
+    /// capturer, in the order of [`Received::handlers`] (there may be more
+    /// gathers than handlers); arms the capturer's timer if the read asks for
+    /// one. `now` is the loop's instant, `clock` the time of reading.
+    pub fn read<C: Fn() -> UnixNanos>(
         &mut self,
         cid: CapturerId,
         registry: &Registry,
         now: Instant,
-        clock: impl Fn() -> UnixNanos,
-        mut deliver: impl FnMut(Delivery),
+        clock: C,
+        mut deliver: impl for<'b> FnMut(&mut Received<'b, C>, &mut [Gather<'b>]),
     ) -> Drained {
         let Capturers {
             slab,
@@ -150,17 +161,18 @@ impl Capturers {
             batch,
             units_read,
             longest_unit,
+            gathers,
             ..
         } = self;
         let Some(Some(cap)) = slab.get_mut(cid) else {
             return Drained::Empty;
         };
-        let drained = cap.read(registry, batch, now, clock, |delivery| {
-            if let Delivery::Unit(unit, _) = &delivery {
-                *units_read += 1;
-                *longest_unit = (*longest_unit).max(unit.data.len());
-            }
-            deliver(delivery);
+        let drained = cap.read(registry, batch, now, clock, |units| {
+            let mut lists = gathers.take(units.handlers().len());
+            deliver(units, &mut lists);
+            gathers.recycle(lists);
+            *units_read += units.taken() as u64;
+            *longest_unit = (*longest_unit).max(units.longest());
         });
         if let Drained::Timer(at) | Drained::Ended(at) = drained {
             timers.insert((at, cid));
@@ -193,12 +205,14 @@ impl Capturers {
         }
     }
 
-    /// After large units the batch's slots are resident: gives that memory
-    /// back (once a second, from the manager's tick).
+    /// After large units the batch's slots are resident, after a burst of
+    /// small framed units the gathers are large: gives that memory back (once
+    /// a second, from the manager's tick).
     pub fn give_back_memory(&mut self) {
         if std::mem::take(&mut self.longest_unit) > RELEASE_AFTER {
             self.batch.release();
         }
+        self.gathers.shrink_to(GATHER_KEEP);
     }
 
     /// Every live capturer, in creation order.
