@@ -258,7 +258,7 @@ impl TcpClient {
     }
 
     /// Deregisters the connection, if any: the stream closes when the state
-    /// that holds it is replaced ([`TcpClient::fail`]) or the client is dropped
+    /// that holds it is replaced (`fail`) or the client is dropped
     /// (the capturer is going away).
     pub fn close(&mut self, registry: &Registry) {
         if let State::Connecting { stream, .. } | State::Connected { stream, .. } = &mut self.state

@@ -247,3 +247,81 @@ impl Capturers {
             .position(|c| c.as_ref().is_some_and(|c| c.address == *address))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Origin;
+    use std::time::Duration;
+
+    fn tcp_spec(port: u16) -> HandlerSpec {
+        let v = serde_json::json!({
+            "name": "t", "conn_type": "tcp", "address": ["127.0.0.1", port],
+            "connect_timeout_s": 2, "reconnect_max_s": 30
+        });
+        HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap()
+    }
+
+    #[test]
+    fn a_tcp_capturer_s_connect_deadline_then_its_back_off_are_the_next_deadline() {
+        // A peer that listens but never accepts: the attempt stays "connecting"
+        // until its deadline, whatever the kernel does with the handshake.
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = peer.local_addr().unwrap().port();
+        let poll = mio::Poll::new().unwrap();
+        let mut caps = Capturers::new();
+        assert_eq!(caps.next_deadline(), None);
+        let t0 = Instant::now();
+        let cid = caps
+            .open(&tcp_spec(port), poll.registry(), t0, UnixMicros(0))
+            .unwrap();
+        assert_eq!(tokens::capturer_of(tokens::capturer(cid)), Some(cid));
+        let deadline = t0 + Duration::from_secs(2);
+        assert_eq!(caps.next_deadline(), Some(deadline));
+        // Not due yet: nothing changes.
+        caps.expire(poll.registry(), deadline - Duration::from_millis(1));
+        assert_eq!(caps.next_deadline(), Some(deadline));
+        // Due: the attempt fails, the first back-off is 0.5 s with jitter.
+        caps.expire(poll.registry(), deadline);
+        let next = caps.next_deadline().unwrap();
+        let wait = next - deadline;
+        assert!(
+            wait >= Duration::from_millis(375) && wait < Duration::from_millis(625),
+            "{wait:?}"
+        );
+        assert_eq!(caps.get(cid).down_for(next), Some(next - t0));
+        // The back-off ends: the next attempt has its own deadline.
+        caps.expire(poll.registry(), next);
+        assert_eq!(caps.next_deadline(), Some(next + Duration::from_secs(2)));
+        // Closed: its timer is stale and goes when it comes.
+        caps.close(cid, poll.registry());
+        assert!(caps.list().is_empty());
+        caps.expire(poll.registry(), next + Duration::from_secs(2));
+        assert_eq!(caps.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_closed_slot_is_reused_with_its_token() {
+        let poll = mio::Poll::new().unwrap();
+        let spec = |port: u16| {
+            let v = serde_json::json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port]});
+            HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap()
+        };
+        let free_port = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let mut caps = Capturers::new();
+        let (now, wall) = (Instant::now(), UnixMicros(0));
+        let a = caps.open(&spec(free_port()), poll.registry(), now, wall);
+        let b = caps.open(&spec(free_port()), poll.registry(), now, wall);
+        assert_eq!((a, b), (Ok(0), Ok(1)));
+        caps.close(0, poll.registry());
+        let c = caps.open(&spec(free_port()), poll.registry(), now, wall);
+        assert_eq!(c, Ok(0), "the free slot");
+        // Listings keep the order of creation, not of slots.
+        let order: Vec<_> = caps.list().iter().map(|(id, _)| *id).collect();
+        assert_eq!(order, [1, 0]);
+        assert_eq!(caps.next_deadline(), None, "udp capturers have no timers");
+    }
+}
