@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 
 use crate::api;
 use crate::clock::{Clock, UnixMicros};
@@ -43,10 +43,9 @@ use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::notify::Notifier;
 use crate::sys::{self, SignalFd};
+use crate::tokens::{self, SIGNALS};
 use crate::{debug, error, info, warn};
 
-/// Token of the signalfd.
-const SIGNALS: Token = Token(0);
 /// Longest sleep: the loop wakes at least this often to check timers.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// The pause after a turn that read less than a batch (see the loop).
@@ -64,6 +63,7 @@ struct Api<'a> {
 impl Service for Api<'_> {
     fn respond(&mut self, req: &Request) -> Response {
         self.cx.now = self.clock.now();
+        self.cx.mono = Instant::now();
         let response = api::respond(req, &mut self.cx);
         debug!("http {} {} -> {}", req.method, req.path, response.status);
         response
@@ -71,6 +71,7 @@ impl Service for Api<'_> {
 
     fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool {
         self.cx.now = self.clock.now();
+        self.cx.mono = Instant::now();
         api::produce(cursor, &self.cx, out)
     }
 }
@@ -156,7 +157,7 @@ impl EventLoop {
         for spec in &config.handlers {
             let name = spec.name.clone();
             manager
-                .add_handler(spec.clone(), poll.registry(), now)
+                .add_handler(spec.clone(), poll.registry(), now, Instant::now())
                 .map_err(|e| format!("handler {name:?}: {e}"))?;
         }
         // Handlers added over the API before a restart come back after the
@@ -172,7 +173,7 @@ impl EventLoop {
                 .map_err(|e| e.to_string())
                 .and_then(|spec| {
                     manager
-                        .add_handler(spec, poll.registry(), now)
+                        .add_handler(spec, poll.registry(), now, Instant::now())
                         .map_err(|e| e.to_string())
                 });
             match restored {
@@ -248,7 +249,7 @@ impl EventLoop {
                     SIGNALS => stop |= self.on_signals(),
                     token if Server::owns(token) => self.on_http(token),
                     token => {
-                        if let Some(cid) = Manager::capturer_of_token(token) {
+                        if let Some(cid) = tokens::capturer_of(token) {
                             if !self.ready.contains(&cid) {
                                 self.ready.push_back(cid);
                             }
@@ -268,13 +269,15 @@ impl EventLoop {
                 };
                 if self
                     .manager
-                    .drain(cid, self.poll.registry(), || self.clock.now_nanos())
+                    .drain(cid, self.poll.registry(), Instant::now(), || {
+                        self.clock.now_nanos()
+                    })
                     == Drained::More
                 {
                     self.ready.push_back(cid);
                 }
             }
-            self.manager.flush_dirty(self.clock.now());
+            self.manager.flush_dirty();
             self.manager.expire(self.clock.now());
             self.manager
                 .expire_capturers(self.poll.registry(), Instant::now());
@@ -325,12 +328,13 @@ impl EventLoop {
     fn with_api(&mut self, serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn Service)) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
-        self.manager.flush_dirty(self.clock.now());
+        self.manager.flush_dirty();
         let connections = self.http.connections();
         let cx = api::Context {
             manager: &mut self.manager,
             registry: self.poll.registry(),
             now: self.clock.now(),
+            mono: Instant::now(),
             started_at: self.started_at,
             token: self.config.server.token.as_deref(),
             allowed_hosts: &self.config.server.allowed_hosts,
@@ -420,7 +424,7 @@ impl EventLoop {
             info!("reload: min_free_bytes, min_free_percent, persist, on_close_max_running, ship_max_running and ship_max_pending_age_s changes take effect at the next restart");
         }
         self.manager
-            .apply_config(&new, self.poll.registry(), self.clock.now());
+            .apply_config(&new, self.poll.registry(), self.clock.now(), Instant::now());
         self.config = new;
         let status = self.status_line();
         self.notifier.ready(&status);
