@@ -39,6 +39,8 @@
 //! config file ([`HandlerSpec::from_api_fields`]), with paths confined to the
 //! root directory.
 
+use std::time::Instant;
+
 use mio::Registry;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -73,6 +75,8 @@ pub struct Context<'a> {
     pub manager: &'a mut Manager,
     pub registry: &'a Registry,
     pub now: UnixMicros,
+    /// The loop's instant for timers and back-offs (`now` is its calendar time).
+    pub mono: Instant,
     pub started_at: UnixMicros,
     /// `manager_server.token`: every request needs `Authorization: Bearer` it.
     pub token: Option<&'a str>,
@@ -521,7 +525,7 @@ fn start(name: &str, req: &Request, cx: &mut Context) -> Response {
         Ok(s) => s,
         Err(e) => return Response::error(400, e.to_string()),
     };
-    match cx.manager.add_handler(spec, cx.registry, cx.now) {
+    match cx.manager.add_handler(spec, cx.registry, cx.now, cx.mono) {
         Ok(hid) => {
             cx.manager.save_api_handlers();
             Response::json(
@@ -637,8 +641,9 @@ fn capturer_entry<'a>(
     manager: &'a Manager,
     cap: &'a Capturer,
     now: UnixMicros,
+    mono: Instant,
 ) -> CapturerEntry<'a> {
-    let (state, next_attempt_at, error) = match cap.state(now) {
+    let (state, next_attempt_at, error) = match cap.state(mono, now) {
         CapturerState::Listening => ("listening", None, None),
         CapturerState::Connecting => ("connecting", None, None),
         CapturerState::Connected => ("connected", None, None),
@@ -784,7 +789,7 @@ fn clock_ok(now: UnixMicros) -> bool {
 /// Why bsc is degraded now, one line each: handlers that cannot write, the disk
 /// budget exhausted, TCP peers unreachable for longer than `peer_unreachable_s`,
 /// a file waiting to ship for longer than `ship_max_pending_age_s`.
-fn degraded_reasons(manager: &Manager, now: UnixMicros) -> Vec<String> {
+fn degraded_reasons(manager: &Manager, now: UnixMicros, mono: Instant) -> Vec<String> {
     let mut reasons: Vec<String> = manager
         .handlers()
         .filter_map(|(_, h)| {
@@ -819,7 +824,7 @@ fn degraded_reasons(manager: &Manager, now: UnixMicros) -> Vec<String> {
     }
     let limit = manager.peer_unreachable();
     for (_, cap) in manager.capturers() {
-        if let Some(down) = cap.down_for().filter(|d| *d >= limit) {
+        if let Some(down) = cap.down_for(mono).filter(|d| *d >= limit) {
             let why = cap
                 .tcp_status()
                 .and_then(|t| t.last_error)
@@ -841,7 +846,7 @@ fn health(cx: &Context) -> Response {
         .filter(|(_, h)| h.degraded().is_some() || h.suspended())
         .map(|(_, h)| h.spec().name.as_str())
         .collect();
-    let reasons = degraded_reasons(cx.manager, cx.now);
+    let reasons = degraded_reasons(cx.manager, cx.now, cx.mono);
     Response::json(
         200,
         &json!({

@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 
 use crate::api;
 use crate::clock::{Clock, Now, UnixMicros};
@@ -52,10 +52,9 @@ use crate::http::server::Server;
 use crate::manager::{Drained, Manager};
 use crate::notify::Notifier;
 use crate::sys::{self, SignalFd};
+use crate::tokens::{self, SIGNALS};
 use crate::{debug, error, info, warn};
 
-/// Token of the signalfd.
-const SIGNALS: Token = Token(0);
 /// Longest sleep: the loop wakes at least this often to check timers.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// The pause after a turn that read less than a batch (see the loop).
@@ -72,14 +71,16 @@ struct Api<'a> {
 
 impl Service for Api<'_> {
     fn respond(&mut self, req: &Request) -> Response {
-        self.cx.now = self.clock.now();
+        let now = self.clock.read();
+        (self.cx.now, self.cx.mono) = (now.wall, now.mono);
         let response = api::respond(req, &mut self.cx);
         debug!("http {} {} -> {}", req.method, req.path, response.status);
         response
     }
 
     fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool {
-        self.cx.now = self.clock.now();
+        let now = self.clock.read();
+        (self.cx.now, self.cx.mono) = (now.wall, now.mono);
         api::produce(cursor, &self.cx, out)
     }
 }
@@ -166,11 +167,11 @@ impl EventLoop {
         }
         let mut manager = Manager::new(&config.root, &config.storage);
         manager.keep_trusted(&config.trusted_bases());
-        let now = clock.now();
+        let Now { wall: now, mono } = clock.read();
         for spec in &config.handlers {
             let name = spec.name.clone();
             manager
-                .add_handler(spec.clone(), poll.registry(), now)
+                .add_handler(spec.clone(), poll.registry(), now, mono)
                 .map_err(|e| format!("handler {name:?}: {e}"))?;
         }
         // Handlers added over the API before a restart come back after the
@@ -186,7 +187,7 @@ impl EventLoop {
                 .map_err(|e| e.to_string())
                 .and_then(|spec| {
                     manager
-                        .add_handler(spec, poll.registry(), now)
+                        .add_handler(spec, poll.registry(), now, mono)
                         .map_err(|e| e.to_string())
                 });
             match restored {
@@ -265,7 +266,7 @@ impl EventLoop {
                     SIGNALS => stop |= self.on_signals(now),
                     token if Server::owns(token) => self.on_http(token, now),
                     token => {
-                        if let Some(cid) = Manager::capturer_of_token(token) {
+                        if let Some(cid) = tokens::capturer_of(token) {
                             if !self.ready.contains(&cid) {
                                 self.ready.push_back(cid);
                             }
@@ -283,19 +284,18 @@ impl EventLoop {
                 let Some(cid) = self.ready.pop_front() else {
                     break;
                 };
-                if self
-                    .manager
-                    .drain(cid, self.poll.registry(), || self.clock.now_nanos())
-                    == Drained::More
+                if self.manager.drain(cid, self.poll.registry(), now.mono, || {
+                    self.clock.now_nanos()
+                }) == Drained::More
                 {
                     self.ready.push_back(cid);
                 }
             }
+            self.manager.flush_dirty();
             // The timers: due ones run in this turn, also when an API request
             // in it moved a driven clock past them.
             let now = self.clock.read();
             crate::log::set_now(now.mono);
-            self.manager.flush_dirty(now.wall);
             self.manager.expire(now.wall);
             self.manager
                 .expire_capturers(self.poll.registry(), now.mono);
@@ -346,12 +346,14 @@ impl EventLoop {
     fn with_api(&mut self, serve: impl FnOnce(&mut Server, &mio::Registry, &mut dyn Service)) {
         // Records read earlier in this turn reach the disk before an answer can
         // report them (statistics and files agree).
-        self.manager.flush_dirty(self.clock.now());
+        self.manager.flush_dirty();
         let connections = self.http.connections();
+        let now = self.clock.read();
         let cx = api::Context {
             manager: &mut self.manager,
             registry: self.poll.registry(),
-            now: self.clock.now(),
+            now: now.wall,
+            mono: now.mono,
             started_at: self.started_at,
             token: self.config.server.token.as_deref(),
             allowed_hosts: &self.config.server.allowed_hosts,
@@ -427,7 +429,7 @@ impl EventLoop {
             info!("reload: min_free_bytes, min_free_percent, persist, on_close_max_running, ship_max_running and ship_max_pending_age_s changes take effect at the next restart");
         }
         self.manager
-            .apply_config(&new, self.poll.registry(), now.wall);
+            .apply_config(&new, self.poll.registry(), now.wall, now.mono);
         self.config = new;
         let status = self.status_line(now);
         self.notifier.ready(&status);

@@ -23,12 +23,14 @@
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
 //! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
 //! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
+//! | [`manager::capturers`] | the open sockets, their tokens, TCP reconnect timers and the receive batch |
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
-//! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
+//! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots (a gather borrowing the batch), one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
 //! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
+//! | [`tokens`] | the `mio` token space: signalfd, HTTP listener, connections, capturers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
 //! | [`clock`] | where "now" comes from |
 //! | [`hooks`] | commands for closed files, run without blocking, each in its own process group (killed when it ends), reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
@@ -43,8 +45,8 @@
 //! [`manager::Manager::drain`] has [`capture::capturer::Capturer::read`] read
 //! batches of up to 64 datagrams with one `recvmmsg` each ([`sys::Batch`], with
 //! the kernel's receive timestamp and drop counter per datagram) until the queue
-//! is dry (bounded per wake-up), and gives each datagram to every handler of that
-//! address →
+//! is dry (bounded per wake-up), and gives each datagram of a batch
+//! ([`capture::capturer::Received`]) to every handler of that address →
 //! [`manager::handler::Handler::record`] (a handler with `framing`, a sequence
 //! check, FECF or transforms first has its [`telemetry::UnitPath`] cut the read or
 //! datagram into units, check and transform them: one record per unit written)
@@ -52,9 +54,10 @@
 //! size/count limit is reached, opens the next file if none is open (named from
 //! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),
 //! encodes the record header into its pending buffer and leaves the payload in
-//! its receive slot ([`manager::pending`]) → after each batch, before the slots
-//! are read into again ([`capture::capturer::Delivery::Reuse`]), the manager has
-//! each handler that received something write its records with one gathering
+//! its receive slot, referred to by the batch's [`manager::pending::Gather`]
+//! (which borrows the batch) → at the end of each batch, before the slots are
+//! read into again (the borrow makes the compiler check it), the manager has
+//! each handler of the capturer write its records with one gathering
 //! `writev` → once a second [`manager::Manager::tick`] forces data to the disk,
 //! applies retention and the disk budget; closed files go to [`hooks`]
 //! (`on_close`) and, journaled as waiting to ship, to
@@ -184,5 +187,6 @@ pub mod sequence;
 pub mod storage;
 pub mod sys;
 pub mod telemetry;
+pub mod tokens;
 pub mod transform;
 pub mod yaml;

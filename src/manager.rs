@@ -13,20 +13,21 @@
 //!   timers `handlers::Handlers`; the journal and its queues
 //!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
 //!   and ship commands `forward::Forward`;
-//! - every TCP capturer waiting for something (a back-off, a connect deadline)
-//!   has an entry in `capturer_timers` (entries may be stale: they are checked
-//!   when they fire).
+//! - the records a drain takes from a batch are written before the batch is
+//!   read into again: each handler of the capturer writes them with one
+//!   gathering `writev` from its [`pending::Gather`], which borrows the batch,
+//!   so the compiler proves that no pending record refers to a receive slot
+//!   once the batch ends (handlers of other capturers cost nothing);
+//! - the capturers, their tokens and timers are [`capturers::Capturers`]'s.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mio::{Registry, Token};
+use mio::Registry;
 use serde_json::{Map, Value};
 
-use crate::capture::capturer::OpenError;
-pub use crate::capture::capturer::{Capturer, CapturerState, Delivery, Drained, TcpStatus, Unit};
+pub use crate::capture::capturer::{Capturer, CapturerState, Drained, Received, TcpStatus, Unit};
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
@@ -37,11 +38,13 @@ use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
 use budget::Budget;
+use capturers::Capturers;
 use forward::Forward;
 use handler::{journal_key, Cx, Handler};
 use handlers::Handlers;
 
 mod budget;
+pub mod capturers;
 mod forward;
 pub mod handler;
 mod handlers;
@@ -51,9 +54,6 @@ pub mod pending;
 pub type HandlerId = usize;
 /// Index of a capturer in the manager.
 pub type CapturerId = usize;
-
-/// mio tokens of capturers are `CAPTURER_TOKEN_BASE + id`.
-pub const CAPTURER_TOKEN_BASE: usize = 1 << 20;
 
 /// Why a handler could not be added.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,17 +103,8 @@ pub struct Rotated {
 /// lent, the disk budget, store and forward.
 pub struct Manager {
     root: PathBuf,
-    capturers: Vec<Option<Capturer>>,
-    /// TCP capturers waiting for something (a back-off, a connect deadline);
-    /// entries may be stale: they are checked when they fire.
-    capturer_timers: BTreeSet<(Instant, CapturerId)>,
-    next_seq: u64,
-    /// Received units land here: a batch of UDP or Ethernet units, or one TCP read.
-    batch: sys::Batch,
-    /// Units handed to handlers since start (the loop's coalescing reads it).
-    units_read: u64,
-    /// The longest unit read since the last tick (to give batch memory back).
-    longest_unit: usize,
+    /// Every socket, its token and timers, and the receive batch.
+    capturers: Capturers,
     handlers: Handlers,
     /// The journal, the naming state, the open files, the hook and ship
     /// queues: lent to a handler (`&mut`, in a [`Cx`]) for each operation.
@@ -132,12 +123,7 @@ impl Manager {
     pub fn new(root: &Path, storage: &StorageConfig) -> Manager {
         Manager {
             root: root.to_path_buf(),
-            capturers: Vec::new(),
-            capturer_timers: BTreeSet::new(),
-            next_seq: 0,
-            batch: sys::Batch::new(),
-            units_read: 0,
-            longest_unit: 0,
+            capturers: Capturers::new(),
             handlers: Handlers::default(),
             storage: Storage::open(root),
             budget: Budget::new(DiskBudget {
@@ -262,17 +248,14 @@ impl Manager {
         &self.root
     }
 
-    /// The capturer a mio token stands for, if any.
-    pub fn capturer_of_token(token: Token) -> Option<CapturerId> {
-        token.0.checked_sub(CAPTURER_TOKEN_BASE)
-    }
-
-    /// Adds a handler: attaches it to the capturer of its address, or opens one.
+    /// Adds a handler: attaches it to the capturer of its address, or opens one
+    /// (a TCP one starts connecting at `mono`, the loop's instant).
     pub fn add_handler(
         &mut self,
         spec: HandlerSpec,
         registry: &Registry,
         now: UnixMicros,
+        mono: Instant,
     ) -> Result<HandlerId, AddError> {
         let existing = self.capturer_at(&spec.address);
         if let Some(cid) = existing {
@@ -323,11 +306,11 @@ impl Manager {
                 }
                 cid
             }
-            None => self.open_capturer(&spec, registry)?,
+            None => self.capturers.open(&spec, registry, mono, now)?,
         };
         let local = self.capturer(cid).local_addr();
         let hid = self.start_handler(spec, local, now);
-        self.capturer_mut(cid).attach(hid);
+        self.capturers.attach(cid, hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
     }
@@ -415,34 +398,6 @@ impl Manager {
         }
     }
 
-    fn open_capturer(
-        &mut self,
-        spec: &HandlerSpec,
-        registry: &Registry,
-    ) -> Result<CapturerId, AddError> {
-        let cid = self
-            .capturers
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.capturers.len());
-        let token = Token(CAPTURER_TOKEN_BASE + cid);
-        let (cap, timer) =
-            Capturer::open(spec, token, self.next_seq, registry).map_err(|e| match e {
-                OpenError::Socket(m) => AddError::Socket(m),
-                OpenError::Invalid(m) => AddError::Invalid(m),
-            })?;
-        if let Some(at) = timer {
-            self.capturer_timers.insert((at, cid));
-        }
-        self.next_seq += 1;
-        if cid == self.capturers.len() {
-            self.capturers.push(Some(cap));
-        } else {
-            self.capturers[cid] = Some(cap);
-        }
-        Ok(cid)
-    }
-
     /// Stops a handler: flushes and closes its file; closes its capturer if it was
     /// the last handler there.
     pub fn remove_handler(&mut self, hid: HandlerId, registry: &Registry, now: UnixMicros) -> bool {
@@ -463,11 +418,9 @@ impl Manager {
             return false;
         };
         if let Some(cid) = self.capturer_at(&handler.spec().address) {
-            let cap = self.capturer_mut(cid);
-            cap.detach(hid);
-            if cap.handlers().is_empty() {
+            if self.capturers.detach(cid, hid) {
                 if close_empty {
-                    self.close_capturer(cid, registry);
+                    self.capturers.close(cid, registry);
                 }
             } else {
                 self.update_read_time_wanted(cid);
@@ -483,114 +436,75 @@ impl Manager {
         true
     }
 
-    fn close_capturer(&mut self, cid: CapturerId, registry: &Registry) {
-        if let Some(cap) = self.capturers[cid].take() {
-            cap.close(registry);
-        }
-    }
-
     /// Reads from a capturer (see [`Capturer::read`]) and gives each unit to
-    /// every handler of it; arms the flush, rotation and capturer timers that
-    /// follow.
+    /// every handler of it; each handler of the capturer writes what it took
+    /// from a batch with one gathering `writev` before the batch ends; arms the
+    /// rotation and capturer timers that follow. `now` is the loop's instant,
+    /// `clock` the time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,
         registry: &Registry,
-        now: impl Fn() -> UnixNanos,
+        now: Instant,
+        clock: impl Fn() -> UnixNanos,
     ) -> Drained {
         let Manager {
             capturers,
-            capturer_timers,
-            batch,
-            units_read,
-            longest_unit,
             handlers,
             storage,
             budget,
             forward,
             ..
         } = self;
-        let Some(Some(cap)) = capturers.get_mut(cid) else {
-            return Drained::Empty;
-        };
-        let drained = cap.read(registry, batch, &now, |delivery| match delivery {
-            Delivery::Unit(unit, ids) => {
-                *units_read += 1;
-                *longest_unit = (*longest_unit).max(unit.data.len());
-                let mut cx = Cx {
-                    files: storage,
-                    now: unit.read_at.micros(),
-                    closed: forward.outbox(),
-                };
-                for &hid in ids {
-                    budget.wrote_early(handlers.deliver(hid, unit, &mut cx));
+        let drained = capturers.read(cid, registry, now, &clock, |units, gathers| {
+            let ids = units.handlers();
+            let mut cx = Cx {
+                files: storage,
+                now: clock().micros(),
+                closed: forward.outbox(),
+            };
+            for unit in units.by_ref() {
+                cx.now = unit.read_at.micros();
+                for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
+                    budget.wrote_early(handlers.deliver(hid, &unit, gather, &mut cx));
                 }
             }
-            // Pending records refer to the slots: one gathering write per
-            // handler per batch, before the slots are read into again.
-            Delivery::Reuse(slots) => {
-                let mut cx = Cx {
-                    files: storage,
-                    now: now().micros(),
-                    closed: forward.outbox(),
-                };
-                budget.wrote_early(handlers.flush_from(slots, &mut cx));
+            // The gathers borrow the batch: written before it is read into again.
+            for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
+                budget.wrote_early(handlers.flush(hid, gather, &mut cx));
             }
         });
-        match drained {
-            Drained::Timer(at) => {
-                capturer_timers.insert((at, cid));
-            }
-            Drained::Ended(at) => {
-                for &hid in cap.handlers() {
-                    if let Some(h) = handlers.get_mut(hid) {
-                        h.connection_ended();
-                    }
+        if let Drained::Ended(_) = drained {
+            for &hid in capturers.get(cid).handlers() {
+                if let Some(h) = handlers.get_mut(hid) {
+                    h.connection_ended();
                 }
-                capturer_timers.insert((at, cid));
             }
-            Drained::Empty | Drained::More => {}
         }
         drained
     }
 
     /// Units received since start, on every capturer.
     pub fn units_read(&self) -> u64 {
-        self.units_read
+        self.capturers.units_read()
     }
 
     /// The earliest capturer deadline (a TCP back-off or connect timeout).
     pub fn next_capturer_deadline(&self) -> Option<Instant> {
-        self.capturer_timers.first().map(|(t, _)| *t)
+        self.capturers.next_deadline()
     }
 
     /// Runs the capturer timers that are due at `now`.
     pub fn expire_capturers(&mut self, registry: &Registry, now: Instant) {
-        while let Some(&(at, cid)) = self.capturer_timers.first() {
-            if at > now {
-                break;
-            }
-            self.capturer_timers.pop_first();
-            let token = Token(CAPTURER_TOKEN_BASE + cid);
-            if let Some(Some(cap)) = self.capturers.get_mut(cid) {
-                if let Some(next) = cap.on_timer(registry, token, now) {
-                    self.capturer_timers.insert((next, cid));
-                }
-            }
-        }
+        self.capturers.expire(registry, now);
     }
 
-    /// Writes the pending records of every handler that received any; the
-    /// disk budget follows the writes (looked at again at once when they
-    /// could have used up its headroom).
-    pub fn flush_dirty(&mut self, now: UnixMicros) {
-        let mut cx = Cx {
-            files: &mut self.storage,
-            now,
-            closed: self.forward.outbox(),
-        };
-        let written = self.handlers.flush_from(&[], &mut cx);
-        if self.budget.wrote(written) {
+    /// Counts what the last drains wrote against the disk budget's headroom
+    /// (the budget is looked at again at once when they could have used it
+    /// up). Nothing is pending by then: a drain writes each batch before it
+    /// ends.
+    pub fn flush_dirty(&mut self) {
+        if self.budget.wrote(0) {
             self.enforce_budget();
         }
     }
@@ -685,10 +599,7 @@ impl Manager {
             now,
             closed: self.forward.outbox(),
         });
-        // After large units, the batch's slots are resident: give them back.
-        if std::mem::take(&mut self.longest_unit) > 16 * 1024 {
-            self.batch.release();
-        }
+        self.capturers.give_back_memory();
         self.enforce_budget();
         self.dispatch_closed();
         self.reap_hooks(now);
@@ -724,7 +635,13 @@ impl Manager {
     /// are gone or changed are stopped; new or changed ones are started; handlers
     /// that are the same keep running with their file open. Handlers added over the
     /// API are left alone.
-    pub fn apply_config(&mut self, new: &Config, registry: &Registry, now: UnixMicros) {
+    pub fn apply_config(
+        &mut self,
+        new: &Config,
+        registry: &Registry,
+        now: UnixMicros,
+        mono: Instant,
+    ) {
         if new.root != self.root {
             warn!(
                 "reload: root_log_directory changed from {} to {}; that needs a restart, keeping {}",
@@ -770,7 +687,7 @@ impl Manager {
                 continue;
             }
             let name = spec.name.clone();
-            match self.add_handler(spec.clone(), registry, now) {
+            match self.add_handler(spec.clone(), registry, now, mono) {
                 Ok(_) => started += 1,
                 Err(e) => {
                     failed += 1;
@@ -786,7 +703,7 @@ impl Manager {
             .map(|(id, _)| *id)
             .collect();
         for cid in empty {
-            self.close_capturer(cid, registry);
+            self.capturers.close(cid, registry);
         }
         info!(
             "reload: {} stopped, {started} started, {failed} failed, {} running",
@@ -854,12 +771,12 @@ impl Manager {
     }
 
     fn update_read_time_wanted(&mut self, cid: CapturerId) {
-        let wanted = self
-            .capturer(cid)
-            .handlers()
-            .iter()
-            .any(|&h| self.handler(h).spec().timestamps == Timestamps::Read);
-        self.capturer_mut(cid).set_read_time_wanted(wanted);
+        let handlers = &self.handlers;
+        self.capturers.update_read_time_wanted(cid, |h| {
+            handlers
+                .get(h)
+                .is_some_and(|h| h.spec().timestamps == Timestamps::Read)
+        });
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their
@@ -934,14 +851,7 @@ impl Manager {
 
     /// Every live capturer, in creation order.
     pub fn capturers(&self) -> Vec<(CapturerId, &Capturer)> {
-        let mut caps: Vec<_> = self
-            .capturers
-            .iter()
-            .enumerate()
-            .filter_map(|(id, c)| c.as_ref().map(|c| (id, c)))
-            .collect();
-        caps.sort_by_key(|(_, c)| c.seq);
-        caps
+        self.capturers.list()
     }
 
     /// A live handler (ids handed out by the manager stay valid until removal).
@@ -953,22 +863,12 @@ impl Manager {
 
     /// A live capturer (ids handed out by the manager stay valid until it closes).
     pub fn capturer(&self, cid: CapturerId) -> &Capturer {
-        self.capturers[cid]
-            .as_ref()
-            .expect("capturer id refers to a live capturer")
-    }
-
-    fn capturer_mut(&mut self, cid: CapturerId) -> &mut Capturer {
-        self.capturers[cid]
-            .as_mut()
-            .expect("capturer id refers to a live capturer")
+        self.capturers.get(cid)
     }
 
     /// The capturer of an address, if one is open.
     pub fn capturer_at(&self, address: &Address) -> Option<CapturerId> {
-        self.capturers
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.address == *address))
+        self.capturers.at(address)
     }
 }
 

@@ -785,15 +785,10 @@ impl Batch {
         }
     }
 
-    /// Slot `i` as a plain buffer (for a TCP read).
-    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
-        &mut self.data[i * SLOT..(i + 1) * SLOT]
-    }
-
-    /// Every slot: the memory units lie in, for writing them from where they
-    /// arrived.
-    pub fn slots(&self) -> &[u8] {
-        &self.data
+    /// The slots in turn as plain buffers (for TCP reads), each borrowed for
+    /// as long as the batch is.
+    pub fn slots_mut(&mut self) -> std::slice::ChunksMut<'_, u8> {
+        self.data.chunks_mut(SLOT)
     }
 
     /// Unit `i` of the last batch: its bytes and what the kernel said of it.

@@ -114,7 +114,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
             if walk.entries > 0 {
                 out.push(b',');
             }
-            write(out, &capturer_entry(manager, cap, cx.now));
+            write(out, &capturer_entry(manager, cap, cx.now, cx.mono));
             walk.entries += 1;
             walk.capturer = cap.seq + 1;
             if out.len() >= PIECE {

@@ -1,18 +1,21 @@
 //! A capturer: one socket (address + conn_type) and the read path from it.
 //!
 //! [`Capturer::read`] drains the socket until `WouldBlock` or [`READ_BUDGET`]
-//! units, handing each [`Unit`] (stamped with the time it was read, and the
-//! kernel's receive time where the source has one) to a callback; it knows
-//! nothing of handlers or files. UDP and Ethernet read batches of up to
-//! [`sys::BATCH`] units per `recvmmsg`; TCP hands over each `read` (a handler
-//! without `framing` records it as one unit; one with framing cuts it into
-//! units, see [`crate::framing`]) and says when a connection ended
-//! ([`Drained::Ended`]), so that handlers drop a partial unit.
+//! units, handing a callback one batch at a time as [`Received`]: an iterator
+//! of [`Unit`]s (stamped with the time they were read, and the kernel's receive
+//! time where the source has one); it knows nothing of handlers or files. UDP
+//! and Ethernet read batches of up to [`sys::BATCH`] units per `recvmmsg`; TCP
+//! reads into the batch's slots in turn, one `read` per unit (a handler without
+//! `framing` records it as one unit; one with framing cuts it into units, see
+//! [`crate::framing`]), and says when a connection ended ([`Drained::Ended`]),
+//! so that handlers drop a partial unit.
 //!
-//! Units stay in the batch's slots after they are delivered, so handlers write
-//! them from there ([`crate::manager::pending`]); before a slot is read into
-//! again, and before [`Capturer::read`] returns, it says so with
-//! [`Delivery::Reuse`].
+//! **The slot rule, by type**: a [`Unit`]'s bytes lie in the batch's slots and
+//! borrow the batch (`Received<'b, _>` yields `Unit<'b>`), so handlers may refer
+//! to them where they lie until they write them ([`crate::manager::pending`]).
+//! The callback is called once per batch with a lifetime of its own, so nothing
+//! that borrows a unit can outlive the call: the compiler proves that no
+//! reference to a slot is left when the slots are read into again.
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,12 +41,8 @@ const TCP_READ_LEN: usize = 65535;
 /// One received unit, as a capturer hands it to each of its handlers.
 #[derive(Copy, Clone, Debug)]
 pub struct Unit<'a> {
-    /// The bytes captured.
+    /// The bytes captured, where they arrived (a receive slot of the batch).
     pub data: &'a [u8],
-    /// The receive slots `data` lies in (empty when it lies elsewhere): a
-    /// handler may refer to its bytes there until the next
-    /// [`Delivery::Reuse`].
-    pub slots: &'a [u8],
     /// The unit's real length (more than `data` when the source had to cut it).
     pub orig_len: usize,
     /// When bsc read it (nanoseconds, for nanosecond files; everything else
@@ -58,13 +57,134 @@ pub struct Unit<'a> {
     pub stream: bool,
 }
 
-/// What [`Capturer::read`] hands its callback.
-pub enum Delivery<'a> {
-    /// A unit, for the handlers with these ids.
-    Unit(&'a Unit<'a>, &'a [usize]),
-    /// The slots are about to be read into again (or the read ends): whatever
-    /// refers to them must be written now, from this memory.
-    Reuse(&'a [u8]),
+/// One batch as [`Capturer::read`] hands it to its callback: the units read
+/// into the batch, each borrowing it for `'b`, for the handlers with the ids
+/// [`Received::handlers`] gives. The callback must take every unit (TCP reads
+/// happen as they are taken).
+pub struct Received<'b, C> {
+    from: From<'b>,
+    handlers: &'b [usize],
+    /// The time of reading, read per unit only when a record needs it.
+    clock: &'b C,
+    /// Units taken, and the longest, so far.
+    taken: usize,
+    longest: usize,
+    /// What ended a TCP batch before it was full (`WouldBlock`, the end of
+    /// the connection).
+    end: Option<Drained>,
+}
+
+/// Where the units of a [`Received`] come from.
+enum From<'b> {
+    /// The `n` units one `recvmmsg` put in the batch.
+    Datagrams {
+        batch: &'b sys::Batch,
+        next: usize,
+        n: usize,
+        read_time_wanted: bool,
+        kernel_drops: &'b mut u32,
+    },
+    /// TCP reads, one per slot as units are taken, until `WouldBlock`, the
+    /// end of the connection, or the batch is full.
+    Stream {
+        client: &'b mut TcpClient,
+        registry: &'b Registry,
+        now: Instant,
+        slots: std::slice::ChunksMut<'b, u8>,
+    },
+}
+
+impl<'b, C: Fn() -> UnixNanos> Received<'b, C> {
+    /// The ids of the handlers every unit is for.
+    pub fn handlers(&self) -> &'b [usize] {
+        self.handlers
+    }
+
+    /// Units taken so far.
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
+
+    /// The longest unit taken so far, in bytes.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+}
+
+impl<'b, C: Fn() -> UnixNanos> Iterator for Received<'b, C> {
+    type Item = Unit<'b>;
+
+    fn next(&mut self) -> Option<Unit<'b>> {
+        let unit = match &mut self.from {
+            From::Datagrams {
+                batch,
+                next,
+                n,
+                read_time_wanted,
+                kernel_drops,
+            } => {
+                if *next == *n {
+                    return None;
+                }
+                let (data, info) = batch.unit(*next);
+                *next += 1;
+                if let Some(d) = info.drops {
+                    **kernel_drops = d;
+                }
+                let kernel_at = info.received.kernel_time.map(UnixNanos::from_kernel);
+                // The clock is read per unit, and only when a record needs it.
+                let read_at = match kernel_at {
+                    Some(k) if !*read_time_wanted => k,
+                    _ => (self.clock)(),
+                };
+                Unit {
+                    data,
+                    orig_len: info.received.full_len,
+                    read_at,
+                    kernel_at,
+                    peer: info.received.peer,
+                    stream: false,
+                }
+            }
+            From::Stream {
+                client,
+                registry,
+                now,
+                slots,
+            } => {
+                if self.end.is_some() {
+                    return None;
+                }
+                let slot = slots.next()?;
+                // One read, one record without framing: at most TCP_READ_LEN
+                // bytes, into the next slot.
+                match client.read(registry, &mut slot[..TCP_READ_LEN], *now) {
+                    ReadOutcome::Data(n) => {
+                        let slot: &'b [u8] = slot;
+                        Unit {
+                            data: &slot[..n],
+                            orig_len: n,
+                            read_at: (self.clock)(),
+                            kernel_at: None,
+                            peer: Peer::Unknown,
+                            stream: true,
+                        }
+                    }
+                    ReadOutcome::WouldBlock => {
+                        self.end = Some(Drained::Empty);
+                        return None;
+                    }
+                    ReadOutcome::Ended(at) => {
+                        self.end = Some(Drained::Ended(at));
+                        return None;
+                    }
+                }
+            }
+        };
+        self.taken += 1;
+        self.longest = self.longest.max(unit.data.len());
+        Some(unit)
+    }
 }
 
 /// The socket a capturer reads.
@@ -139,16 +259,16 @@ pub enum CapturerState {
 }
 
 impl Capturer {
-    /// The socket's state at wall-clock instant `now`.
-    pub fn state(&self, now: UnixMicros) -> CapturerState {
+    /// The socket's state at `now` (`wall` on the calendar).
+    pub fn state(&self, now: Instant, wall: UnixMicros) -> CapturerState {
         match &self.source {
             Source::Tcp(c) => match &c.state {
                 TcpState::Connecting { .. } => CapturerState::Connecting,
                 TcpState::Connected { .. } => CapturerState::Connected,
                 TcpState::Backoff { until } => {
-                    let wait = until.saturating_duration_since(Instant::now());
+                    let wait = until.saturating_duration_since(now);
                     CapturerState::Backoff {
-                        next_attempt_at: now.plus_micros(wait.as_micros() as i64),
+                        next_attempt_at: wall.plus_micros(wait.as_micros() as i64),
                         reason: c.last_error.clone(),
                     }
                 }
@@ -176,11 +296,11 @@ impl Capturer {
         }
     }
 
-    /// How long a TCP capturer has been without a connection (`None`: connected,
-    /// or not TCP).
-    pub fn down_for(&self) -> Option<std::time::Duration> {
+    /// How long a TCP capturer has been without a connection at `now` (`None`:
+    /// connected, or not TCP).
+    pub fn down_for(&self, now: Instant) -> Option<std::time::Duration> {
         match &self.source {
-            Source::Tcp(c) => c.down_since.map(|t| t.elapsed()),
+            Source::Tcp(c) => c.down_since.map(|t| now.saturating_duration_since(t)),
             _ => None,
         }
     }
@@ -210,13 +330,16 @@ pub struct TcpStatus {
 
 impl Capturer {
     /// Opens the socket `spec` names and registers it under `token`; a TCP
-    /// capturer starts connecting (a peer that is down is not an error) and may
-    /// return the instant its timer is due. `seq` orders listings.
+    /// capturer starts connecting at `now` (`wall` on the calendar; a peer that
+    /// is down is not an error) and may return the instant its timer is due.
+    /// `seq` orders listings.
     pub fn open(
         spec: &HandlerSpec,
         token: Token,
         seq: u64,
         registry: &Registry,
+        now: Instant,
+        wall: UnixMicros,
     ) -> Result<(Capturer, Option<Instant>), OpenError> {
         let watch = |e: io::Error| OpenError::Socket(format!("cannot watch {}: {e}", spec.address));
         let mut timer = None;
@@ -246,16 +369,15 @@ impl Capturer {
                 (Source::Ethernet(p), local, None, granted)
             }
             ConnType::Tcp => {
-                let seed = UnixMicros::from_datetime(time::OffsetDateTime::now_utc()).0 as u64
-                    ^ ((std::process::id() as u64) << 32)
-                    ^ token.0 as u64;
+                let seed = wall.0 as u64 ^ ((std::process::id() as u64) << 32) ^ token.0 as u64;
                 let mut client = TcpClient::new(
                     &spec.address,
                     spec.connect_timeout,
                     spec.reconnect_max,
                     seed,
+                    now,
                 );
-                timer = client.on_timer(registry, token, Instant::now());
+                timer = client.on_timer(registry, token, now);
                 (
                     Source::Tcp(client),
                     format!("peer {}", spec.address),
@@ -352,65 +474,45 @@ impl Capturer {
         }
     }
 
-    /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing each to
-    /// `deliver` with the ids of the handlers to feed; `batch` holds the units
-    /// (TCP reads go into its slots in turn), and `deliver` hears of each reuse
-    /// of the slots and of the end of the read ([`Delivery::Reuse`]).
-    pub fn read(
+    /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing `deliver`
+    /// each batch as a [`Received`] (TCP reads go into the batch's slots in
+    /// turn). `now` is the loop's instant (TCP back-offs); `clock` is read for
+    /// the time a unit was read, only when a record needs it.
+    pub fn read<C: Fn() -> UnixNanos>(
         &mut self,
         registry: &Registry,
         batch: &mut sys::Batch,
-        now: impl Fn() -> UnixNanos,
-        mut deliver: impl FnMut(Delivery),
+        now: Instant,
+        clock: C,
+        mut deliver: impl FnMut(&mut Received<'_, C>),
     ) -> Drained {
         let fd = match &mut self.source {
             Source::Udp(s) => s.as_raw_fd(),
             Source::Ethernet(p) => p.as_raw_fd(),
             Source::Tcp(client) => {
-                if let Some(at) = client.on_ready(registry, now().micros()) {
+                if let Some(at) = client.on_ready(registry, now, clock().micros()) {
                     return Drained::Timer(at);
                 }
-                let mut drained = Drained::More;
-                let mut filled = 0;
-                for _ in 0..READ_BUDGET {
-                    if filled == sys::BATCH {
-                        deliver(Delivery::Reuse(batch.slots()));
-                        filled = 0;
-                    }
-                    // One read, one record without framing: at most TCP_READ_LEN
-                    // bytes, into the next slot.
-                    match client.read(registry, &mut batch.slot_mut(filled)[..TCP_READ_LEN]) {
-                        ReadOutcome::Data(n) => {
-                            let slot = filled * sys::SLOT;
-                            let slots = batch.slots();
-                            deliver(Delivery::Unit(
-                                &Unit {
-                                    data: &slots[slot..slot + n],
-                                    slots,
-                                    orig_len: n,
-                                    read_at: now(),
-                                    kernel_at: None,
-                                    peer: Peer::Unknown,
-                                    stream: true,
-                                },
-                                &self.handlers,
-                            ));
-                            filled += 1;
-                        }
-                        ReadOutcome::WouldBlock => {
-                            drained = Drained::Empty;
-                            break;
-                        }
-                        ReadOutcome::Ended(at) => {
-                            drained = Drained::Ended(at);
-                            break;
-                        }
+                for _ in 0..READ_BUDGET / sys::BATCH {
+                    let mut units = Received {
+                        from: From::Stream {
+                            client,
+                            registry,
+                            now,
+                            slots: batch.slots_mut(),
+                        },
+                        handlers: &self.handlers,
+                        clock: &clock,
+                        taken: 0,
+                        longest: 0,
+                        end: None,
+                    };
+                    deliver(&mut units);
+                    if let Some(end) = units.end {
+                        return end;
                     }
                 }
-                if filled > 0 {
-                    deliver(Delivery::Reuse(batch.slots()));
-                }
-                return drained;
+                return Drained::More;
             }
         };
         for _ in 0..READ_BUDGET / sys::BATCH {
@@ -430,32 +532,22 @@ impl Capturer {
                 }
             };
             self.error = None;
-            let batch: &sys::Batch = batch;
-            for i in 0..n {
-                let (data, info) = batch.unit(i);
-                if let Some(d) = info.drops {
-                    self.kernel_drops = d;
-                }
-                let kernel_at = info.received.kernel_time.map(UnixNanos::from_kernel);
-                // The clock is read per unit, and only when a record needs it.
-                let read_at = match kernel_at {
-                    Some(k) if !self.read_time_wanted => k,
-                    _ => now(),
-                };
-                deliver(Delivery::Unit(
-                    &Unit {
-                        data,
-                        slots: batch.slots(),
-                        orig_len: info.received.full_len,
-                        read_at,
-                        kernel_at,
-                        peer: info.received.peer,
-                        stream: false,
-                    },
-                    &self.handlers,
-                ));
-            }
-            deliver(Delivery::Reuse(batch.slots()));
+            let mut units = Received {
+                from: From::Datagrams {
+                    batch,
+                    next: 0,
+                    n,
+                    read_time_wanted: self.read_time_wanted,
+                    kernel_drops: &mut self.kernel_drops,
+                },
+                handlers: &self.handlers,
+                clock: &clock,
+                taken: 0,
+                longest: 0,
+                end: None,
+            };
+            deliver(&mut units);
+            debug_assert_eq!(units.taken, n, "every unit of a batch is taken");
             if n < sys::BATCH {
                 // The queue ran dry: the next datagram raises a new edge.
                 return Drained::Empty;

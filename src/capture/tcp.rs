@@ -8,6 +8,7 @@
 //! do not reconnect in step. A successful connection resets the count.
 //!
 //! The manager owns the timers: every method that needs one returns its instant.
+//! Time is passed in: every method that decides by time takes the loop's `now`.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -67,18 +68,17 @@ pub struct TcpClient {
 }
 
 impl TcpClient {
-    /// A client that will connect at once (the caller arms a timer for now).
+    /// A client that will connect at once (the caller arms a timer for `now`).
     pub fn new(
         address: &Address,
         connect_timeout: Duration,
         reconnect_max: Duration,
         seed: u64,
+        now: Instant,
     ) -> TcpClient {
         TcpClient {
             address: address.clone(),
-            state: State::Backoff {
-                until: Instant::now(),
-            },
+            state: State::Backoff { until: now },
             connect_timeout,
             reconnect_max,
             failures: 0,
@@ -86,7 +86,7 @@ impl TcpClient {
             connections: 0,
             last_error: None,
             last_connected_at: None,
-            down_since: Some(Instant::now()),
+            down_since: Some(now),
             rng: seed | 1,
         }
     }
@@ -115,6 +115,7 @@ impl TcpClient {
                     "connect timed out after {:.1} s",
                     self.connect_timeout.as_secs_f64()
                 ),
+                now,
             )),
             _ => None,
         }
@@ -123,17 +124,17 @@ impl TcpClient {
     fn connect(&mut self, registry: &Registry, token: Token, now: Instant) -> Instant {
         let ip = match resolve(&self.address.host) {
             Ok(ip) => ip,
-            Err(e) => return self.fail(registry, e.to_string()),
+            Err(e) => return self.fail(registry, e.to_string(), now),
         };
         let peer = SocketAddr::new(ip, self.address.port);
         let mut stream = match TcpStream::connect(peer) {
             Ok(s) => s,
-            Err(e) => return self.fail(registry, format!("connect to {peer}: {e}")),
+            Err(e) => return self.fail(registry, format!("connect to {peer}: {e}"), now),
         };
         if let Err(e) =
             registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         {
-            return self.fail(registry, format!("cannot watch the connection: {e}"));
+            return self.fail(registry, format!("cannot watch the connection: {e}"), now);
         }
         let deadline = now + self.connect_timeout;
         self.state = State::Connecting {
@@ -144,16 +145,22 @@ impl TcpClient {
         deadline
     }
 
-    /// The socket is ready: completes a pending connect. Returns a timer instant if
-    /// the attempt failed (the back-off to wait).
-    pub fn on_ready(&mut self, registry: &Registry, wall: UnixMicros) -> Option<Instant> {
+    /// The socket is ready at `now` (`wall` on the calendar): completes a
+    /// pending connect. Returns a timer instant if the attempt failed (the
+    /// back-off to wait).
+    pub fn on_ready(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        wall: UnixMicros,
+    ) -> Option<Instant> {
         let State::Connecting { stream, peer, .. } = &self.state else {
             return None;
         };
         let peer = *peer;
         match stream.take_error() {
             Ok(Some(e)) | Err(e) => {
-                return Some(self.fail(registry, format!("connect to {peer}: {e}")))
+                return Some(self.fail(registry, format!("connect to {peer}: {e}"), now))
             }
             Ok(None) => {}
         }
@@ -161,14 +168,11 @@ impl TcpClient {
             Ok(_) => {}
             // Not connected yet: a spurious wake-up; wait for the next event.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-            Err(e) => return Some(self.fail(registry, format!("connect to {peer}: {e}"))),
+            Err(e) => return Some(self.fail(registry, format!("connect to {peer}: {e}"), now)),
         }
-        let State::Connecting { stream, .. } = std::mem::replace(
-            &mut self.state,
-            State::Backoff {
-                until: Instant::now(),
-            },
-        ) else {
+        let State::Connecting { stream, .. } =
+            std::mem::replace(&mut self.state, State::Backoff { until: now })
+        else {
             return None;
         };
         self.state = State::Connected { stream, peer };
@@ -190,33 +194,38 @@ impl TcpClient {
         None
     }
 
-    /// Reads once into `buf` (at most its length: one record).
-    pub fn read(&mut self, registry: &Registry, buf: &mut [u8]) -> ReadOutcome {
+    /// Reads once into `buf` (at most its length: one record); an end is
+    /// dated `now`.
+    pub fn read(&mut self, registry: &Registry, buf: &mut [u8], now: Instant) -> ReadOutcome {
         let State::Connected { stream, peer } = &mut self.state else {
             return ReadOutcome::WouldBlock;
         };
         let peer = *peer;
         loop {
             return match stream.read(buf) {
-                Ok(0) => {
-                    ReadOutcome::Ended(self.fail(registry, format!("{peer} closed the connection")))
-                }
+                Ok(0) => ReadOutcome::Ended(self.fail(
+                    registry,
+                    format!("{peer} closed the connection"),
+                    now,
+                )),
                 Ok(n) => ReadOutcome::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    ReadOutcome::Ended(self.fail(registry, format!("reading from {peer}: {e}")))
-                }
+                Err(e) => ReadOutcome::Ended(self.fail(
+                    registry,
+                    format!("reading from {peer}: {e}"),
+                    now,
+                )),
             };
         }
     }
 
-    /// Drops the connection (if any) and schedules the next attempt.
-    fn fail(&mut self, registry: &Registry, reason: String) -> Instant {
+    /// Drops the connection (if any) and schedules the next attempt after `now`.
+    fn fail(&mut self, registry: &Registry, reason: String, now: Instant) -> Instant {
         self.close(registry);
         self.failures = self.failures.saturating_add(1);
         let wait = self.backoff();
-        self.down_since.get_or_insert_with(Instant::now);
+        self.down_since.get_or_insert(now);
         // A peer that stays down is reported once per REPEAT_WINDOW, not per attempt.
         crate::log::limited(
             &format!("tcp {}", self.address),
@@ -228,7 +237,8 @@ impl TcpClient {
             ),
         );
         self.last_error = Some(reason);
-        let until = Instant::now() + wait;
+        let until = now + wait;
+        // The connection, if any, is closed here (its stream dropped).
         self.state = State::Backoff { until };
         until
     }
@@ -247,16 +257,13 @@ impl TcpClient {
         base.mul_f64(factor).min(self.reconnect_max.mul_f64(1.25))
     }
 
-    /// Closes the connection (the capturer is going away).
+    /// Deregisters the connection, if any: the stream closes when the state
+    /// that holds it is replaced (`fail`) or the client is dropped
+    /// (the capturer is going away).
     pub fn close(&mut self, registry: &Registry) {
-        let old = std::mem::replace(
-            &mut self.state,
-            State::Backoff {
-                until: Instant::now(),
-            },
-        );
-        if let State::Connecting { mut stream, .. } | State::Connected { mut stream, .. } = old {
-            let _ = registry.deregister(&mut stream);
+        if let State::Connecting { stream, .. } | State::Connected { stream, .. } = &mut self.state
+        {
+            let _ = registry.deregister(stream);
         }
     }
 }
@@ -271,7 +278,13 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9,
         };
-        let mut c = TcpClient::new(&a, Duration::from_secs(5), Duration::from_secs(30), 42);
+        let mut c = TcpClient::new(
+            &a,
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            42,
+            Instant::now(),
+        );
         let mut waits = Vec::new();
         for n in 1..=10 {
             c.failures = n;

@@ -60,6 +60,7 @@ use super::connection::{drive, Budget, Connection, Driven};
 use super::response::Response;
 use crate::capture::resolve::resolve;
 use crate::log::{self, Level};
+use crate::tokens::{self, LISTENER};
 
 /// Most connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -87,10 +88,6 @@ pub const TURN: usize = OUTPUT_LOW_WATER;
 /// Pipelined request bytes read ahead of the request being served.
 pub const READ_AHEAD: usize = 16 * 1024;
 
-/// Token of the listener.
-pub const LISTENER: Token = Token(1);
-/// Tokens of connections are `CONNECTION_TOKEN_BASE + slot`.
-const CONNECTION_TOKEN_BASE: usize = 1 << 28;
 /// How long a refused connection is kept (its input drained) so the client reads
 /// the 503 instead of a reset.
 const LINGER: Duration = Duration::from_secs(2);
@@ -148,7 +145,7 @@ impl Server {
 
     /// Whether a token belongs to the server.
     pub fn owns(token: Token) -> bool {
-        token == LISTENER || token.0 >= CONNECTION_TOKEN_BASE
+        tokens::is_http(token)
     }
 
     /// Connections open now.
@@ -168,7 +165,9 @@ impl Server {
             self.accept(registry, service, now);
             return;
         }
-        let slot = token.0 - CONNECTION_TOKEN_BASE;
+        let Some(slot) = tokens::connection_of(token) else {
+            return;
+        };
         if matches!(self.connections.get(slot), Some(Some(_))) {
             let first = self.waiting.front().is_none_or(|&s| s == slot);
             self.serve(slot, first, registry, service, now);
@@ -294,7 +293,7 @@ impl Server {
                 .iter()
                 .position(Option::is_none)
                 .unwrap_or(self.connections.len());
-            let token = Token(CONNECTION_TOKEN_BASE + slot);
+            let token = tokens::connection(slot);
             if let Err(e) =
                 registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             {

@@ -5,11 +5,13 @@
 //!
 //! The write path: [`Handler::record`] adds a record to `pending` (no syscall):
 //! its header is encoded into the handler's buffer, its payload is referred to
-//! in the receive slot it arrived in ([`Pending`]); the manager has
+//! in the receive slot it arrived in, in the batch's [`Gather`] (see
+//! [`crate::manager::pending`]: the borrow of the batch proves the slots are
+//! not read into again before the write); the manager has
 //! [`Handler::flush_from`] write them with one gathering `writev` per batch
-//! (before the slots are reused; sooner once the buffer holds [`FLUSH_AT`]
-//! bytes of copies), so the kernel has every record the process has read before
-//! bsc sleeps, and a `kill -9` loses nothing already read. A handler with
+//! (sooner once the buffer holds [`FLUSH_AT`] bytes of copies), so the kernel
+//! has every record the process has read before bsc sleeps, and a `kill -9`
+//! loses nothing already read. A handler with
 //! framing, checks or transforms first passes each read through its
 //! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
 //! stamped with the time of the read that completed it.
@@ -34,7 +36,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::pending::Pending;
+use super::pending::{Gather, Pending};
 use crate::capture::capturer::Unit;
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
@@ -245,7 +247,12 @@ impl Handler {
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
     /// a rotation timer). Outgoing Ethernet frames are skipped with `direction: in`.
-    pub(super) fn record(&mut self, unit: &Unit, cx: &mut Cx) -> Recorded {
+    pub(super) fn record<'b>(
+        &mut self,
+        unit: &Unit<'b>,
+        gather: &mut Gather<'b>,
+        cx: &mut Cx,
+    ) -> Recorded {
         if self.spec.direction == Direction::In
             && unit.peer
                 == (Peer::Packet {
@@ -268,7 +275,7 @@ impl Handler {
             _ => None,
         };
         if let Some(mut units) = self.units.take() {
-            let outcome = self.record_units(cx, &mut units, unit, at, source);
+            let outcome = self.record_units(cx, &mut units, unit, at, source, gather);
             self.units = Some(units);
             return outcome;
         }
@@ -277,18 +284,20 @@ impl Handler {
             self.stats.records_lost += 1;
             return Recorded::default();
         }
-        self.record_at(cx, at, unit.data, unit.orig_len, source, unit.slots)
+        self.stats.count(ts, unit.orig_len);
+        self.write_record(cx, at, unit.data, unit.orig_len, source, unit.data, gather)
     }
 
     /// Records the units `units` cuts `unit` into, each stamped `at` (the read
     /// that completed it); see [`crate::telemetry`].
-    fn record_units(
+    fn record_units<'b>(
         &mut self,
         cx: &mut Cx,
         units: &mut UnitPath,
-        unit: &Unit,
+        unit: &Unit<'b>,
         at: UnixNanos,
         source: Option<SocketAddr>,
+        gather: &mut Gather<'b>,
     ) -> Recorded {
         let ts = at.micros();
         let mut outcome = Recorded::default();
@@ -309,7 +318,7 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return;
             }
-            let r = self.write_record(cx, at, data, data.len() + cut, source, unit.slots);
+            let r = self.write_record(cx, at, data, data.len() + cut, source, unit.data, gather);
             outcome.needs_flush |= r.needs_flush;
             outcome.rotate_at = r.rotate_at.or(outcome.rotate_at);
         });
@@ -328,33 +337,21 @@ impl Handler {
         self.units.as_deref()
     }
 
-    /// Records `payload` (really `orig_len` long) stamped `at`, behind synthesized
-    /// IP/UDP headers from `source` when the handler records sources.
-    fn record_at(
-        &mut self,
-        cx: &mut Cx,
-        at: UnixNanos,
-        payload: &[u8],
-        orig_len: usize,
-        source: Option<SocketAddr>,
-        slots: &[u8],
-    ) -> Recorded {
-        self.stats.count(at.micros(), orig_len);
-        self.write_record(cx, at, payload, orig_len, source, slots)
-    }
-
     /// Takes `data` (really `orig_len` long) as one record stamped `at` (at the
-    /// handler's `timestamp_precision`), rotating or opening a file first if due;
-    /// counts nothing but failures. `data` is referred to, not copied, if it lies
-    /// in the receive slots `slots`.
-    fn write_record(
+    /// handler's `timestamp_precision`), behind synthesized IP/UDP headers from
+    /// `source` when the handler records sources, rotating or opening a file
+    /// first if due; counts nothing but failures. `data` is referred to in
+    /// `gather`, not copied, if it lies in `within` (the unit as it arrived).
+    #[allow(clippy::too_many_arguments)]
+    fn write_record<'b>(
         &mut self,
         cx: &mut Cx,
         at: UnixNanos,
         data: &[u8],
         orig_len: usize,
         source: Option<SocketAddr>,
-        slots: &[u8],
+        within: &'b [u8],
+        gather: &mut Gather<'b>,
     ) -> Recorded {
         let ts = at.micros();
         let precision = self.spec.timestamp_precision;
@@ -372,7 +369,7 @@ impl Handler {
             .and_then(|f| self.rotation_due(f, ts, record_len))
         {
             // The records so far belong to this file, and may refer to the slots.
-            self.flush_from(cx, slots);
+            self.flush_from(cx, gather);
             self.rotate(cx, reason);
         }
         if self.file.is_none() {
@@ -426,7 +423,8 @@ impl Handler {
             let dst = self.local.unwrap_or(unspecified);
             ipudp::write_headers(self.pending.own(), src, dst, data);
         }
-        self.pending.payload(&data[..captured - headers], slots);
+        self.pending
+            .payload(&data[..captured - headers], within, gather);
         self.pending.end_record();
         // A file full by count is closed now, not when the next unit comes, so
         // that it is final (and handed on) at once.
@@ -436,7 +434,7 @@ impl Handler {
             })
         });
         if full {
-            self.flush_from(cx, slots);
+            self.flush_from(cx, gather);
             self.rotate(cx, Rotation::Count);
         }
         outcome
@@ -502,11 +500,12 @@ impl Handler {
     /// Writes every pending record to the current file (see [`Handler::flush_from`]);
     /// outside a drain, when no record refers to the receive slots.
     pub(super) fn flush(&mut self, cx: &mut Cx) -> u64 {
-        self.flush_from(cx, &[])
+        self.flush_from(cx, &mut Gather::copying())
     }
 
     /// Writes every pending record to the current file with one gathering
-    /// `writev`, payloads from the receive slots `slots` (see [`Pending`]), and
+    /// `writev`, payloads from the receive slots `gather` refers to (see
+    /// [`Pending`]), and
     /// forces the file to the disk when `fsync_interval_s` has passed since it
     /// last was.
     ///
@@ -514,19 +513,19 @@ impl Handler {
     /// last whole record, the pending records are counted as lost, the handler is
     /// `degraded`, and the file is closed: the first unit a second or more later
     /// opens the next one. Returns the number of bytes written.
-    pub(super) fn flush_from(&mut self, cx: &mut Cx, slots: &[u8]) -> u64 {
+    pub(super) fn flush_from(&mut self, cx: &mut Cx, gather: &mut Gather<'_>) -> u64 {
         self.pending_peak = self.pending_peak.max(self.pending.own_len());
         if self.pending.is_empty() {
             return 0;
         }
         let Some(f) = self.file.as_mut() else {
             // Records are only encoded while a file is open.
-            self.pending.clear();
+            self.pending.clear(gather);
             return 0;
         };
         let records = self.pending.records();
         let mut written = 0;
-        match self.pending.write_to(&mut f.file, slots) {
+        match self.pending.write_to(&mut f.file, gather) {
             Ok(bytes) => {
                 written = bytes;
                 if let Some(why) = self.degraded.take() {

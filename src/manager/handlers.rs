@@ -1,28 +1,25 @@
-//! The handlers, as the manager keeps them: every live handler by id, the
-//! ones with records pending (`dirty`), and the rotation timers.
+//! The handlers, as the manager keeps them: every live handler by id and the
+//! rotation timers.
 //!
 //! Invariants:
-//! - a handler with pending records is in `dirty`, so a batch is written by the
-//!   handlers that received something (idle ones cost nothing), each with one
-//!   gathering `writev`, before its receive slots are reused
-//!   ([`crate::capture::capturer::Delivery::Reuse`]): no pending record refers
-//!   to the slots once a drain returns;
+//! - the records a handler took from a batch are written, with one gathering
+//!   `writev` from its [`Gather`], before the batch is read into again (the
+//!   gather borrows the batch): nothing is pending once a drain returns;
 //! - every open file with a rotation deadline has an entry in `timers`
 //!   (entries may be stale: they are checked when they fire).
 
 use std::collections::BTreeSet;
 
 use super::handler::{Cx, Handler, Recorded, FLUSH_AT};
+use super::pending::Gather;
 use super::HandlerId;
 use crate::capture::capturer::Unit;
 use crate::clock::UnixMicros;
 
-/// Every live handler, its pending writes and its rotation timer.
+/// Every live handler and its rotation timer.
 #[derive(Debug, Default)]
 pub struct Handlers {
     slab: Vec<Option<Handler>>,
-    /// Handlers with pending records (see the module invariants).
-    dirty: Vec<HandlerId>,
     timers: BTreeSet<(UnixMicros, HandlerId)>,
 }
 
@@ -48,9 +45,7 @@ impl Handlers {
 
     /// Takes a handler out (its file still open: the caller closes it).
     pub fn take(&mut self, hid: HandlerId) -> Option<Handler> {
-        let handler = self.slab.get_mut(hid)?.take()?;
-        self.dirty.retain(|&h| h != hid);
-        Some(handler)
+        self.slab.get_mut(hid)?.take()
     }
 
     /// A live handler.
@@ -90,26 +85,26 @@ impl Handlers {
         self.timers.insert((at, hid));
     }
 
-    /// Gives one received unit to the handler `hid`: marks it dirty when its
-    /// first record is pending, arms the timer of a file it opened, and has it
-    /// write at once when its own buffer is full (a burst of framed TCP).
-    /// Returns the bytes written now.
-    pub fn deliver(&mut self, hid: HandlerId, unit: &Unit, cx: &mut Cx) -> u64 {
+    /// Gives one received unit to the handler `hid` (its records' payloads go
+    /// into `gather`, this handler's for the batch): arms the timer of a file
+    /// it opened, and has it write at once when its own buffer is full (a
+    /// burst of framed TCP). Returns the bytes written now.
+    pub fn deliver<'b>(
+        &mut self,
+        hid: HandlerId,
+        unit: &Unit<'b>,
+        gather: &mut Gather<'b>,
+        cx: &mut Cx,
+    ) -> u64 {
         // Handler ids in a capturer always refer to live handlers.
         let Some(Some(h)) = self.slab.get_mut(hid) else {
             return 0;
         };
-        let Recorded {
-            needs_flush,
-            rotate_at,
-        } = h.record(unit, cx);
-        if needs_flush {
-            self.dirty.push(hid);
-        }
+        let Recorded { rotate_at, .. } = h.record(unit, gather, cx);
         // Units copied in a burst (framed TCP): write now rather than hold
         // them all.
         let written = if h.pending_own_bytes() >= FLUSH_AT {
-            h.flush_from(cx, unit.slots)
+            h.flush_from(cx, gather)
         } else {
             0
         };
@@ -119,16 +114,13 @@ impl Handlers {
         written
     }
 
-    /// Has every dirty handler write its pending records, payloads from the
-    /// receive slots `slots` (empty outside a drain). Returns the bytes written.
-    pub fn flush_from(&mut self, slots: &[u8], cx: &mut Cx) -> u64 {
-        let mut written = 0;
-        for hid in self.dirty.drain(..) {
-            if let Some(Some(h)) = self.slab.get_mut(hid) {
-                written += h.flush_from(cx, slots);
-            }
+    /// Has the handler `hid` write the records it took from a batch, from
+    /// `gather` (its, for the batch). Returns the bytes written.
+    pub fn flush(&mut self, hid: HandlerId, gather: &mut Gather, cx: &mut Cx) -> u64 {
+        match self.slab.get_mut(hid) {
+            Some(Some(h)) => h.flush_from(cx, gather),
+            _ => 0,
         }
-        written
     }
 
     /// The earliest rotation deadline, if any file is open with one.
@@ -161,7 +153,6 @@ impl Handlers {
         for h in self.slab.iter_mut().flatten() {
             h.close(cx);
         }
-        self.dirty.clear();
     }
 
     /// Has every handler count units as lost (`true`: the disk budget found no

@@ -1,42 +1,134 @@
 //! The records a handler has taken but not yet written: their headers in a
-//! buffer of its own, their payloads where they arrived (the receive slots of
-//! [`crate::sys::Batch`]), written together with one gathering `writev`
-//! ([`crate::pcap::PcapFile::append_parts`]). Plain capture copies a datagram
-//! once, kernel to slot; the write takes it from there. Bytes that lie nowhere
-//! stable (a unit reassembled across TCP reads, synthesized IP/UDP headers) are
-//! copied into the buffer.
+//! buffer of its own ([`Pending`]), their payloads where they arrived (the
+//! receive slots of [`crate::sys::Batch`]), written together with one
+//! gathering `writev` ([`crate::pcap::PcapFile::append_parts`]). Plain capture
+//! copies a datagram once, kernel to slot; the write takes it from there.
+//! Bytes that lie nowhere stable (a unit reassembled across TCP reads,
+//! synthesized IP/UDP headers) are copied into the buffer.
 //!
-//! A payload part refers to the slots by offset, so the slots must not be
-//! reused until the records are written: the capturer announces every reuse
-//! ([`crate::capture::capturer::Delivery::Reuse`]) and the manager writes every
-//! handler with pending records first. Outside a drain nothing refers to the
-//! slots; a write then passes no slot memory, and a part that would need it is
-//! refused, never written as garbage.
+//! **The slot rule, by type.** The write order (header, payload, header, ...)
+//! of the records taken from one batch is a [`Gather<'b>`]: parts of the
+//! handler's buffer by range, payloads as slices borrowed from the batch for
+//! `'b`. A handler keeps its buffer across batches, but a gather lives only
+//! while the batch is borrowed ([`crate::capture::capturer::Received`]): the
+//! compiler proves that no part refers to a slot once the capturer reads
+//! into the slots again (as `bytes::Buf::chunks_vectored` ties its
+//! `IoSlice`s to the buffer). The manager writes every handler of a batch
+//! from its gather before the batch ends; gathers are kept empty in a
+//! [`GatherPool`] between batches, so no batch allocates.
+//!
+//! What stays checked at run time is only that a handler writes with the
+//! gather its records went into ([`Pending::write_to`] compares the number of
+//! parts): a drain that dropped a gather unwritten loses those records
+//! (counted), it never writes a header without its payload. Outside a batch
+//! ([`Gather::copying`]) payloads are copied, never referred to.
 
 use std::io;
 use std::ops::Range;
 
 use crate::pcap::PcapFile;
 
-/// Pending records of one handler.
+/// One part of a gathering write.
+#[derive(Clone, Debug)]
+enum Part<'b> {
+    /// A range of the handler's own buffer.
+    Own(Range<usize>),
+    /// A payload where it arrived, in the batch's slots.
+    Slot(&'b [u8]),
+}
+
+/// The write order of one handler's records taken from one batch: payloads
+/// borrowed from the batch, headers and copies by range of the handler's
+/// buffer.
+#[derive(Debug)]
+pub struct Gather<'b> {
+    parts: Vec<Part<'b>>,
+    /// Whether payloads may be referred to where they lie (`false`: copied).
+    refers: bool,
+}
+
+impl Gather<'_> {
+    /// A gather outside any batch: every payload is copied into the handler's
+    /// buffer (no memory to borrow).
+    pub fn copying() -> Gather<'static> {
+        Gather {
+            parts: Vec::new(),
+            refers: false,
+        }
+    }
+
+    /// Whether no part waits in it.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The same list, emptied, with its memory, free of the batch.
+    fn emptied(self) -> Gather<'static> {
+        let mut parts = self.parts;
+        parts.clear();
+        // Nothing is left to map, so the lifetime can change; the allocation
+        // is reused in place (the same layout).
+        let parts = parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Own(r) => Part::Own(r),
+                Part::Slot(_) => Part::Own(0..0),
+            })
+            .collect();
+        Gather {
+            parts,
+            refers: true,
+        }
+    }
+}
+
+/// Gathers kept empty between batches (their memory), one per handler of the
+/// capturer being read.
+#[derive(Debug, Default)]
+pub struct GatherPool(Vec<Gather<'static>>);
+
+impl GatherPool {
+    /// At least `n` empty gathers for the batch now borrowed for `'b` (the
+    /// first `n` are the handlers'); give them back with [`GatherPool::recycle`].
+    pub fn take<'b>(&mut self, n: usize) -> Vec<Gather<'b>> {
+        // A gather free of any batch is one for this batch too (covariance).
+        let mut lists: Vec<Gather<'b>> = std::mem::take(&mut self.0);
+        if lists.len() < n {
+            lists.resize_with(n, || Gather {
+                parts: Vec::new(),
+                refers: true,
+            });
+        }
+        lists
+    }
+
+    /// Keeps the memory of `lists` for the next batch; whatever they still
+    /// held is dropped (the manager wrote it before).
+    pub fn recycle(&mut self, lists: Vec<Gather<'_>>) {
+        self.0 = lists.into_iter().map(Gather::emptied).collect();
+    }
+
+    /// Gives back the memory of gathers past `keep` parts each (after a burst
+    /// of small framed units).
+    pub fn shrink_to(&mut self, keep: usize) {
+        for g in &mut self.0 {
+            g.parts.shrink_to(keep);
+        }
+    }
+}
+
+/// Pending records of one handler: what stays with it between batches.
 #[derive(Debug, Default)]
 pub struct Pending {
     /// Record headers and copied bytes, in write order with the slot parts.
     own: Vec<u8>,
-    /// The parts in order; an `Own` part is a range of `own`.
-    parts: Vec<Part>,
     /// Start of the bytes of `own` not yet in a part.
     own_mark: usize,
+    /// Parts put in the gather since the last write (see the module doc).
+    parts: usize,
     /// Bytes in slot parts.
     slot_bytes: usize,
     records: u64,
-}
-
-#[derive(Clone, Debug)]
-enum Part {
-    Own(Range<usize>),
-    /// Offset and length in the slot memory.
-    Slot(usize, usize),
 }
 
 impl Pending {
@@ -47,22 +139,30 @@ impl Pending {
     }
 
     /// Appends `payload` to the current record: referred to where it lies if it
-    /// lies in `slots`, copied otherwise.
-    pub fn payload(&mut self, payload: &[u8], slots: &[u8]) {
-        let base = slots.as_ptr() as usize;
+    /// lies in `within` (the unit as it arrived, borrowed from the batch) and
+    /// `gather` refers, copied otherwise.
+    pub fn payload<'b>(&mut self, payload: &[u8], within: &'b [u8], gather: &mut Gather<'b>) {
+        let base = within.as_ptr() as usize;
         let at = payload.as_ptr() as usize;
-        let inside = at >= base && at + payload.len() <= base + slots.len();
-        if payload.is_empty() || !inside {
+        let inside = at >= base && at + payload.len() <= base + within.len();
+        if payload.is_empty() || !inside || !gather.refers {
             self.own.extend_from_slice(payload);
             return;
         }
-        self.close_own_run();
+        self.close_own_run(gather);
         let off = at - base;
-        match self.parts.last_mut() {
-            Some(Part::Slot(o, l)) if *o + *l == off => *l += payload.len(),
-            _ => self.parts.push(Part::Slot(off, payload.len())),
-        }
+        let end = off + payload.len();
         self.slot_bytes += payload.len();
+        // Right after the previous payload, in the same unit: one part.
+        if let Some(Part::Slot(prev)) = gather.parts.last_mut() {
+            let start = prev.as_ptr() as usize;
+            if start >= base && start + prev.len() == at {
+                *prev = &within[start - base..end];
+                return;
+            }
+        }
+        gather.parts.push(Part::Slot(&within[off..end]));
+        self.parts += 1;
     }
 
     /// The current record is complete.
@@ -71,14 +171,17 @@ impl Pending {
     }
 
     /// Makes the bytes of `own` not yet in a part the next part.
-    fn close_own_run(&mut self) {
+    fn close_own_run(&mut self, gather: &mut Gather<'_>) {
         let end = self.own.len();
         if end == self.own_mark {
             return;
         }
-        match self.parts.last_mut() {
+        match gather.parts.last_mut() {
             Some(Part::Own(r)) if r.end == self.own_mark => r.end = end,
-            _ => self.parts.push(Part::Own(self.own_mark..end)),
+            _ => {
+                gather.parts.push(Part::Own(self.own_mark..end));
+                self.parts += 1;
+            }
         }
         self.own_mark = end;
     }
@@ -108,40 +211,43 @@ impl Pending {
 
     pub fn shrink_to(&mut self, keep: usize) {
         self.own.shrink_to(keep);
-        self.parts.shrink_to(keep / 64);
     }
 
-    /// Writes every pending record to `file`, payloads from `slots` (empty
-    /// outside a drain), and forgets them, written or not. Returns the bytes
-    /// written; on an error nothing of these records stays in the file.
-    pub fn write_to(&mut self, file: &mut PcapFile, slots: &[u8]) -> io::Result<u64> {
-        self.close_own_run();
-        let fits = self.parts.iter().all(|p| match p {
-            Part::Own(_) => true,
-            Part::Slot(off, len) => off + len <= slots.len(),
-        });
-        let outcome = if !fits {
+    /// Writes every pending record to `file`, payloads from `gather` (the one
+    /// the records went into; [`Gather::copying`] outside a batch), and forgets
+    /// them, written or not. Returns the bytes written; on an error nothing of
+    /// these records stays in the file.
+    pub fn write_to(&mut self, file: &mut PcapFile, gather: &mut Gather<'_>) -> io::Result<u64> {
+        let outcome = if gather.parts.len() != self.parts {
             Err(io::Error::other(
                 "internal error: records refer to receive slots no longer held; they are dropped, the file is intact",
             ))
         } else {
-            let (own, slots) = (&self.own, slots);
-            let parts = self.parts.iter().map(|p| match p {
-                Part::Own(r) => &own[r.clone()],
-                Part::Slot(off, len) => &slots[*off..off + len],
-            });
             let bytes = self.len() as u64;
-            file.append_parts(parts, self.records).map(|()| bytes)
+            if self.parts == 0 {
+                // Nothing refers elsewhere: the buffer is the records.
+                file.append_parts(std::iter::once(&self.own[..]), self.records)
+            } else {
+                self.close_own_run(gather);
+                let own = &self.own;
+                let parts = gather.parts.iter().map(|p| match p {
+                    Part::Own(r) => &own[r.clone()],
+                    Part::Slot(s) => *s,
+                });
+                file.append_parts(parts, self.records)
+            }
+            .map(|()| bytes)
         };
-        self.clear();
+        self.clear(gather);
         outcome
     }
 
-    /// Forgets every pending record.
-    pub fn clear(&mut self) {
+    /// Forgets every pending record (and the parts of `gather`).
+    pub fn clear(&mut self, gather: &mut Gather<'_>) {
         self.own.clear();
-        self.parts.clear();
+        gather.parts.clear();
         self.own_mark = 0;
+        self.parts = 0;
         self.slot_bytes = 0;
         self.records = 0;
     }
@@ -151,16 +257,24 @@ impl Pending {
 mod tests {
     use super::*;
 
-    /// The bytes `p` would write, gathered as the file gets them.
-    fn gathered(p: &mut Pending, slots: &[u8]) -> Vec<u8> {
-        p.close_own_run();
-        p.parts
+    /// The bytes `p` would write with `g`, gathered as the file gets them.
+    fn gathered(p: &mut Pending, g: &mut Gather<'_>) -> Vec<u8> {
+        assert_eq!(g.parts.len(), p.parts);
+        if p.parts == 0 {
+            return p.own.clone();
+        }
+        p.close_own_run(g);
+        g.parts
             .iter()
             .flat_map(|part| match part {
                 Part::Own(r) => p.own[r.clone()].to_vec(),
-                Part::Slot(off, len) => slots[*off..off + len].to_vec(),
+                Part::Slot(s) => s.to_vec(),
             })
             .collect()
+    }
+
+    fn referring<'b>() -> Gather<'b> {
+        GatherPool::default().take(1).pop().unwrap()
     }
 
     #[test]
@@ -168,17 +282,18 @@ mod tests {
         let slots: Vec<u8> = (0..=255).collect();
         let elsewhere = vec![7u8; 5];
         let mut p = Pending::default();
+        let mut g = referring();
         p.own().extend_from_slice(b"H1");
-        p.payload(&slots[10..20], &slots);
+        p.payload(&slots[10..20], &slots, &mut g);
         p.end_record();
         p.own().extend_from_slice(b"H2");
-        p.payload(&elsewhere, &slots);
+        p.payload(&elsewhere, &slots, &mut g);
         p.end_record();
         p.own().extend_from_slice(b"H3");
-        p.payload(&slots[0..0], &slots);
+        p.payload(&slots[0..0], &slots, &mut g);
         p.end_record();
         p.own().extend_from_slice(b"H4");
-        p.payload(&slots[250..256], &slots);
+        p.payload(&slots[250..256], &slots, &mut g);
         p.end_record();
         assert_eq!(p.records(), 4);
         assert_eq!(p.own_len(), 2 + 2 + 5 + 2 + 2);
@@ -189,18 +304,55 @@ mod tests {
         want.extend_from_slice(&elsewhere);
         want.extend_from_slice(b"H3H4");
         want.extend_from_slice(&slots[250..256]);
-        assert_eq!(gathered(&mut p, &slots), want);
+        assert_eq!(gathered(&mut p, &mut g), want);
         // H2, the copy, H3 and H4 form one part between the two slot parts.
-        assert_eq!(p.parts.len(), 4);
+        assert_eq!(g.parts.len(), 4);
     }
 
     #[test]
     fn adjacent_slot_payloads_are_one_part() {
         let slots = vec![1u8; 100];
         let mut p = Pending::default();
-        p.payload(&slots[0..10], &slots);
-        p.payload(&slots[10..30], &slots);
-        assert_eq!(p.parts.len(), 1);
-        assert_eq!(gathered(&mut p, &slots).len(), 30);
+        let mut g = referring();
+        p.payload(&slots[0..10], &slots, &mut g);
+        p.payload(&slots[10..30], &slots, &mut g);
+        assert_eq!(g.parts.len(), 1);
+        assert_eq!(gathered(&mut p, &mut g).len(), 30);
+    }
+
+    #[test]
+    fn outside_a_batch_payloads_are_copied() {
+        let slots = vec![3u8; 10];
+        let mut p = Pending::default();
+        let mut g = Gather::copying();
+        p.own().extend_from_slice(b"H");
+        p.payload(&slots[2..6], &slots, &mut g);
+        p.end_record();
+        assert!(g.is_empty());
+        assert_eq!(p.own_len(), 5);
+        assert_eq!(gathered(&mut p, &mut g), b"H\x03\x03\x03\x03");
+    }
+
+    #[test]
+    fn a_pool_gives_back_the_memory_it_was_given() {
+        let mut pool = GatherPool::default();
+        let slots = vec![0u8; 64];
+        let (outer, inner) = {
+            let mut lists = pool.take(3);
+            let mut p = Pending::default();
+            for i in 0..8 {
+                p.own().push(b'h');
+                p.payload(&slots[i * 8..i * 8 + 4], &slots, &mut lists[1]);
+            }
+            let ids = (lists.as_ptr() as usize, lists[1].parts.as_ptr() as usize);
+            pool.recycle(lists);
+            ids
+        };
+        let lists = pool.take(2);
+        assert_eq!(lists.len(), 3, "every gather is kept");
+        assert!(lists.iter().all(Gather::is_empty));
+        assert_eq!(lists.as_ptr() as usize, outer, "no new list of gathers");
+        assert_eq!(lists[1].parts.as_ptr() as usize, inner, "no new parts list");
+        assert!(lists[1].parts.capacity() >= 16);
     }
 }

@@ -26,7 +26,7 @@ fn free_port() -> u16 {
 /// can take a moment to be readable).
 fn drain_until(m: &mut Manager, registry: &Registry, cid: CapturerId, clock: &Clock, packets: u64) {
     for _ in 0..1000 {
-        m.drain(cid, registry, || clock.now_nanos());
+        m.drain(cid, registry, Instant::now(), || clock.now_nanos());
         if m.handlers().map(|(_, h)| h.stats().packets).max() >= Some(packets) {
             return;
         }
@@ -52,6 +52,7 @@ fn a_manual_clock_drives_naming_and_rotation() {
             ),
             poll.registry(),
             clock.now(),
+            Instant::now(),
         )
         .unwrap();
     // Same name on the same address, and another conn_type there, are refused.
@@ -59,7 +60,8 @@ fn a_manual_clock_drives_naming_and_rotation() {
         m.add_handler(
             spec("h", port, json!({"path": "x"})),
             poll.registry(),
-            clock.now()
+            clock.now(),
+            Instant::now()
         ),
         Err(AddError::Conflict(_))
     ));
@@ -67,7 +69,8 @@ fn a_manual_clock_drives_naming_and_rotation() {
         m.add_handler(
             spec("g", port, json!({"file_name_pattern": "%H%M-h.pcap"})),
             poll.registry(),
-            clock.now()
+            clock.now(),
+            Instant::now()
         ),
         Err(AddError::Conflict(_))
     ));
@@ -80,7 +83,7 @@ fn a_manual_clock_drives_naming_and_rotation() {
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.send_to(b"one", ("127.0.0.1", port)).unwrap();
     drain_until(&mut m, poll.registry(), cid, &clock, 1);
-    m.flush_dirty(clock.now());
+    m.flush_dirty();
     assert_eq!(m.next_deadline(), Some(UnixMicros(1_795_860_060_000_000)));
     clock.set(UnixMicros(1_795_860_059_000_000));
     m.expire(clock.now());
@@ -98,7 +101,7 @@ fn a_manual_clock_drives_naming_and_rotation() {
     );
     tx.send_to(b"two", ("127.0.0.1", port)).unwrap();
     drain_until(&mut m, poll.registry(), cid, &clock, 2);
-    m.flush_dirty(clock.now());
+    m.flush_dirty();
     assert!(root.join("1000-h.pcap").exists() && root.join("1001-h.pcap").exists());
     // Removing the last handler closes the socket: the port is free at once.
     m.remove_handler(hid, poll.registry(), clock.now());
@@ -143,7 +146,6 @@ impl Manager {
     fn feed(&mut self, hid: HandlerId, data: &[u8], t: UnixMicros) {
         let unit = Unit {
             data,
-            slots: &[],
             orig_len: data.len(),
             read_at: t.into(),
             kernel_at: None,
@@ -155,8 +157,10 @@ impl Manager {
             now: t,
             closed: self.forward.outbox(),
         };
-        self.handlers.deliver(hid, &unit, &mut cx);
-        self.flush_dirty(t);
+        let mut gather = pending::Gather::copying();
+        self.handlers.deliver(hid, &unit, &mut gather, &mut cx);
+        self.handlers.flush(hid, &mut gather, &mut cx);
+        self.flush_dirty();
     }
 
     /// The closed files the journal lists for `hid`, by name.

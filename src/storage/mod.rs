@@ -82,8 +82,8 @@ pub use handover::{NotHanded, OUTGOING};
 pub use journal::unusable_ship;
 use journal::{checked, Entry, Journal};
 pub use naming::{LastFile, Naming};
-pub use queues::{Backlog, Queues, Unshipped};
 use queues::Unhooked;
+pub use queues::{Backlog, Queues, Unshipped};
 pub use retention::{excess, system_time, DiskBudget, OwnFile, Retention, Span};
 use state_dir::StateDir;
 pub use state_dir::{

@@ -33,14 +33,19 @@ impl Rig {
     fn record_plain(&mut self, ts: UnixMicros, data: &[u8], orig_len: usize) -> Recorded {
         let unit = Unit {
             data,
-            slots: &[],
             orig_len,
             read_at: ts.into(),
             kernel_at: None,
             peer: Peer::Unknown,
             stream: false,
         };
-        self.with(ts, |h, cx| h.record(&unit, cx))
+        self.with(ts, |h, cx| {
+            let mut gather = Gather::copying();
+            let r = h.record(&unit, &mut gather, cx);
+            // Outside a batch the records are copied: written by `flush`.
+            debug_assert!(gather.is_empty() || h.pending.own_len() > 0);
+            r
+        })
     }
 
     fn flush(&mut self) {

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             manager: &mut manager,
             registry: poll.registry(),
             now: UnixMicros(1_795_860_000_000_000),
+            mono: std::time::Instant::now(),
             started_at: UnixMicros(1_795_850_000_000_000),
             token: None,
             allowed_hosts: &[],
