@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 use super::address::{validate_host, Address};
 use super::choices::{ConnType, Direction, Precision, Timestamps};
 use super::fields::{describe, field_err, FieldError, Fields};
+use super::framing;
 use super::typos;
-use crate::framing::{self, Framing};
+use crate::framing::Framing;
 use crate::paths::{literal_base, CapturePath};
 use crate::pattern::{Pattern, PatternError};
 use crate::rotation::{RotationRule, RotationUnit};
@@ -516,7 +517,7 @@ impl HandlerSpec {
             .unwrap_or_default();
         let framing = match f.get(framing::KEY) {
             None => Framing::None,
-            Some(v) => Framing::from_json(v).map_err(|m| nested_err(framing::KEY, m))?,
+            Some(v) => Framing::from_json(v)?,
         };
         if framing != Framing::None && conn_type == ConnType::Ethernet {
             return Err(field_err(

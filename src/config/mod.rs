@@ -12,6 +12,7 @@
 //! | [`handler`] | one handler: [`HandlerSpec`], its keys, metadata, rendered paths |
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
+//! | [`framing`] | the `framing` key: its value read into a [`crate::framing::Framing`] and written back |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
 //! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
@@ -24,6 +25,7 @@ pub mod capture_manager;
 pub mod choices;
 pub mod duplicates;
 pub mod fields;
+pub mod framing;
 pub mod handler;
 pub mod typos;
 
