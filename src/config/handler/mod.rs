@@ -434,4 +434,6 @@ impl HandlerSpec {
 }
 
 #[cfg(test)]
+mod documented;
+#[cfg(test)]
 mod tests;
