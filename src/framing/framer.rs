@@ -1,9 +1,8 @@
 //! The framer: the state of one connection (or of one datagram's units), given
 //! whatever the socket read and calling back once per complete [`Unit`].
 
-use serde::Serialize;
-
 use super::kiss::KissDecoder;
+use super::unit::{discard, FramingStats, Unit};
 use super::{Endian, Framing, LengthField, SyncMarker, ASM};
 
 impl Framing {
@@ -16,32 +15,6 @@ impl Framing {
             Plan::Kiss { max_length } => Some(max_length),
         }
     }
-}
-
-/// One unit the framer hands out.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Unit<'a> {
-    /// The unit's bytes (its sync marker only with `keep_sync`; KISS: the data after
-    /// the command byte, escapes undone).
-    pub data: &'a [u8],
-    /// KISS only: the port, the command byte's high nibble.
-    pub kiss_port: Option<u8>,
-}
-
-/// What a framer has counted since it was made.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct FramingStats {
-    /// Complete units handed out.
-    pub units: u64,
-    /// Losses of synchronization: a run of bytes that start no unit, a length out of
-    /// bounds, a missing sync marker, a KISS frame that does not decode, a datagram's
-    /// incomplete last unit (each run counted once however long).
-    pub framing_errors: u64,
-    /// Bytes in no unit: garbage, bad or incomplete units, partial units dropped by
-    /// [`Framer::reset`], KISS frames that are not data frames. (Sync markers not
-    /// kept, KISS delimiters, command bytes and escapes of good units are framing,
-    /// not discarded.)
-    pub bytes_discarded: u64,
 }
 
 /// The framing of a connection: the partial unit between reads and the counters.
@@ -202,14 +175,6 @@ impl Delimited {
             start: if self.keep_sync { 0 } else { h },
             end: h + len,
         }
-    }
-}
-
-pub(super) fn discard(stats: &mut FramingStats, lost: &mut bool, n: usize) {
-    stats.bytes_discarded += n as u64;
-    if !*lost {
-        *lost = true;
-        stats.framing_errors += 1;
     }
 }
 

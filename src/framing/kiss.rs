@@ -1,6 +1,6 @@
 //! KISS (TNC) framing: FEND-delimited frames, escapes undone, data frames only.
 
-use super::framer::{discard, FramingStats, Unit};
+use super::unit::{discard, FramingStats, Unit};
 use super::{FEND, FESC, TFEND, TFESC};
 
 /// Where a KISS decoder is.

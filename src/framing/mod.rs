@@ -36,10 +36,12 @@ mod kiss;
 pub(crate) mod testgen;
 #[cfg(test)]
 mod tests;
+mod unit;
 
 pub use ccsds::{SpacePacketHeader, TmFrameHeader, IDLE_APID, OID_FIRST_HEADER_POINTER};
 pub use crc::{crc16_ccitt, fecf_ok};
-pub use framer::{Framer, FramingStats, Unit};
+pub use framer::Framer;
+pub use unit::{FramingStats, Unit};
 
 /// Largest `length` of a fixed-length unit (and of a TM frame).
 pub const MAX_FIXED_LEN: usize = 65535;
