@@ -82,6 +82,61 @@ fn only(f: &Fields, kind: &str, known: &[&str]) -> Result<(), FieldError> {
     }
 }
 
+/// The keys of kind `length`: where the length field is, how to read it, which
+/// totals are believable, and an optional sync marker.
+fn length_field(f: &Fields, kind: &str) -> Result<LengthField, FieldError> {
+    only(
+        f,
+        kind,
+        &[
+            "offset",
+            "size",
+            "endian",
+            "adjustment",
+            "max_length",
+            "sync",
+            "keep_sync",
+        ],
+    )?;
+    let offset = int(f, kind, "offset", 0..=MAX_UNIT_LEN as i64, Some(0))? as usize;
+    let size = int(f, kind, "size", 1..=4, None)? as usize;
+    let endian = f
+        .read("endian", |v| match v.as_str() {
+            Some("big") => Ok(Endian::Big),
+            Some("little") => Ok(Endian::Little),
+            _ => Err(format!("must be \"big\" or \"little\", got {v}")),
+        })?
+        .unwrap_or(Endian::Big);
+    let bound = MAX_UNIT_LEN as i64;
+    let adjustment = int(f, kind, "adjustment", -bound..=bound, Some(0))?;
+    let max_length = int(
+        f,
+        kind,
+        "max_length",
+        1..=bound,
+        Some(DEFAULT_MAX_LENGTH as i64),
+    )? as usize;
+    if max_length < offset + size {
+        return Err(f.error(
+            "max_length",
+            format!(
+                "must be at least offset + size ({}) to hold the length field, got {max_length}",
+                offset + size
+            ),
+        ));
+    }
+    let sync = sync(f)?;
+    Ok(LengthField {
+        offset,
+        size,
+        endian,
+        adjustment,
+        max_length,
+        sync,
+        keep_sync: keep_sync(f, sync.is_some())?,
+    })
+}
+
 impl Framing {
     /// Reads the `framing` value: `"none"`, a kind's name for kinds without
     /// parameters (`"kiss"`, `"ccsds_space_packet"`), an object with `"kind"`, or
@@ -160,53 +215,7 @@ impl Framing {
                     keep_sync: keep_sync(&f, sync.is_some())?,
                 })
             }
-            "length" => {
-                only(
-                    &f,
-                    kind,
-                    &[
-                        "offset",
-                        "size",
-                        "endian",
-                        "adjustment",
-                        "max_length",
-                        "sync",
-                        "keep_sync",
-                    ],
-                )?;
-                let offset = int("offset", 0..=MAX_UNIT_LEN as i64, Some(0))? as usize;
-                let size = int("size", 1..=4, None)? as usize;
-                let endian = f
-                    .read("endian", |v| match v.as_str() {
-                        Some("big") => Ok(Endian::Big),
-                        Some("little") => Ok(Endian::Little),
-                        _ => Err(format!("must be \"big\" or \"little\", got {v}")),
-                    })?
-                    .unwrap_or(Endian::Big);
-                let bound = MAX_UNIT_LEN as i64;
-                let adjustment = int("adjustment", -bound..=bound, Some(0))?;
-                let max_length =
-                    int("max_length", 1..=bound, Some(DEFAULT_MAX_LENGTH as i64))? as usize;
-                if max_length < offset + size {
-                    return Err(f.error(
-                        "max_length",
-                        format!(
-                            "must be at least offset + size ({}) to hold the length field, got {max_length}",
-                            offset + size
-                        ),
-                    ));
-                }
-                let sync = sync(&f)?;
-                Ok(Framing::Length(LengthField {
-                    offset,
-                    size,
-                    endian,
-                    adjustment,
-                    max_length,
-                    sync,
-                    keep_sync: keep_sync(&f, sync.is_some())?,
-                }))
-            }
+            "length" => length_field(&f, kind).map(Framing::Length),
             "kiss" => {
                 only(&f, kind, &["max_length"])?;
                 let max = int(
