@@ -2,7 +2,8 @@
 //! Markdown table `| key | default | meaning |`) and the man page's (`.TP`,
 //! `.B key`, then `Required.` or `Default: ... .`) name every key and no other,
 //! each with the table's default (alone, or before a remark in parentheses);
-//! and each default is the value applied.
+//! each default is the value applied; and the reference's `GET /` row names
+//! every key.
 
 use std::path::Path;
 
@@ -92,6 +93,23 @@ fn agrees(document: &str, rows: &[(String, String)]) {
 fn the_reference_and_the_man_page_list_every_key_with_its_default() {
     agrees(REFERENCE, &reference_rows());
     agrees(MAN_PAGE, &man_page_rows());
+}
+
+#[test]
+fn the_reference_says_get_shows_every_key() {
+    let text = read(REFERENCE);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| `GET /` |"))
+        .unwrap_or_else(|| panic!("{REFERENCE} has no `GET /` row"));
+    for key in KEYS {
+        let named = [format!("`{}`", key.name), format!("\"{}\"", key.name)];
+        assert!(
+            named.iter().any(|n| row.contains(n.as_str())),
+            "{REFERENCE}'s `GET /` row does not name {}",
+            key.name
+        );
+    }
 }
 
 #[test]

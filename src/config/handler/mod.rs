@@ -1,5 +1,14 @@
 //! One handler's definition: [`HandlerSpec`], validated from AIT's keys by
 //! [`HandlerSpec::from_json`], whichever way it comes ([`Origin`]).
+//!
+//! | file | its job |
+//! |---|---|
+//! | `mod.rs` | [`HandlerSpec`]; reading (each key of [`KEYS`] in turn, then the metadata), the API's fields, `to_json`, rotate's metadata, `{key}` values |
+//! | `keys.rs` | [`KEYS`]: every handler key declared once (name, what it takes, default, doc line, sources, how it is read and shown) |
+//! | `values.rs` | the values that need more than the field reader: names, path patterns, transforms, commands, `sequence_check`, `interface` |
+//! | `metadata.rs` | every other key: metadata, reserved keys, control characters |
+//! | `paths.rs` | the patterns rendered into checked places ([`crate::paths::CapturePath`]) |
+//! | `ship.rs` | [`ShipSpec`], store and forward's settings |
 
 mod keys;
 mod metadata;
@@ -145,10 +154,12 @@ pub struct Reading<'a> {
 }
 
 impl Reading<'_> {
-    pub(super) fn given(&self) -> bool {
+    /// Whether the key being read is given (not absent, not `null`).
+    fn given(&self) -> bool {
         self.fields.get(self.key).is_some()
     }
 
+    /// An error about the key being read.
     pub(super) fn error(&self, message: impl Into<String>) -> FieldError {
         field_err(self.key, message)
     }
@@ -163,7 +174,8 @@ impl Reading<'_> {
         }
     }
 
-    /// Refuses a key that goes with `ship` given without it.
+    /// The ship settings for a key that goes with `ship` (`None` without
+    /// `ship`); refuses such a key given without `ship`.
     pub(super) fn with_ship(&mut self) -> Result<Option<&mut ShipSpec>, FieldError> {
         match (&mut self.spec.ship, self.fields.get(self.key)) {
             (Some(ship), _) => Ok(Some(ship)),
