@@ -18,7 +18,8 @@
 //!
 //! A config entry's `handler` dict has AIT's keys and, beside them, every other
 //! key in effect with its applied value (an unset limit is `null`): what a client
-//! reads back is what bsc does, not only what it was sent.
+//! reads back is what bsc does, not only what it was sent (`api/entry.rs`,
+//! written from the key table, [`config::KEYS`]).
 //!
 //! Before any route, a request a web page sent is refused ([`origin`]): a
 //! `Host` that is not an IP literal, `localhost` or a name in
