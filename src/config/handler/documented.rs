@@ -1,7 +1,8 @@
 //! The key tables of the documents agree with [`KEYS`]: the reference's (a
 //! Markdown table `| key | default | meaning |`) and the man page's (`.TP`,
 //! `.B key`, then `Required.` or `Default: ... .`) name every key and no other,
-//! each with the table's default (alone, or before a remark in parentheses);
+//! each with the table's default (alone, or before a remark in parentheses)
+//! and, for a key of some kinds of source only, those kinds first;
 //! each default is the value applied; and the reference's `GET /` row names
 //! every key.
 
@@ -23,10 +24,18 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-/// `(key, default)` of each row of the reference's key table.
-fn reference_rows() -> Vec<(String, String)> {
+/// A key as a document states it: its name, its default, the start of what
+/// it says of it.
+struct Row {
+    key: String,
+    default: String,
+    meaning: String,
+}
+
+/// Each row of the reference's key table.
+fn reference_rows() -> Vec<Row> {
     let text = read(REFERENCE);
-    let rows: Vec<(String, String)> = text
+    let rows: Vec<Row> = text
         .lines()
         .skip_while(|l| !l.starts_with("| key | default | meaning |"))
         .skip(2)
@@ -34,7 +43,11 @@ fn reference_rows() -> Vec<(String, String)> {
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some((key.to_string(), cells.get(2)?.replace('`', "")))
+            Some(Row {
+                key: key.to_string(),
+                default: cells.get(2)?.replace('`', ""),
+                meaning: cells.get(3)?.replace('`', ""),
+            })
         })
         .collect();
     assert!(
@@ -44,16 +57,16 @@ fn reference_rows() -> Vec<(String, String)> {
     rows
 }
 
-/// `(key, default)` of each entry of the man page's `handlers` section.
-fn man_page_rows() -> Vec<(String, String)> {
+/// Each entry of the man page's `handlers` section.
+fn man_page_rows() -> Vec<Row> {
     let text = read(MAN_PAGE).replace("\\-", "-").replace("\\(dq", "\"");
     let section: Vec<&str> = text
         .lines()
         .skip_while(|l| *l != ".SS handlers")
         .take_while(|l| !l.starts_with(".SH"))
         .collect();
-    let rows: Vec<(String, String)> = section
-        .windows(3)
+    let rows: Vec<Row> = section
+        .windows(4)
         .filter(|w| w[0] == ".TP")
         .filter_map(|w| {
             let key = w[1].strip_prefix(".B ")?;
@@ -61,30 +74,46 @@ fn man_page_rows() -> Vec<(String, String)> {
                 "Required." => "required",
                 other => other.strip_prefix("Default: ")?.strip_suffix('.')?,
             };
-            Some((key.to_string(), default.to_string()))
+            Some(Row {
+                key: key.to_string(),
+                default: default.to_string(),
+                meaning: w[3].to_string(),
+            })
         })
         .collect();
     assert!(!rows.is_empty(), "{MAN_PAGE} has no handler keys");
     rows
 }
 
-fn agrees(document: &str, rows: &[(String, String)]) {
+fn agrees(document: &str, rows: &[Row]) {
     for key in KEYS {
-        let row = rows.iter().find(|(k, _)| k == key.name);
-        let (_, default) = row.unwrap_or_else(|| panic!("{document} lacks the key {}", key.name));
+        let row = rows.iter().find(|r| r.key == key.name);
+        let row = row.unwrap_or_else(|| panic!("{document} lacks the key {}", key.name));
         // The default, alone or followed by a remark in parentheses.
-        let remark = default.strip_prefix(key.default);
+        let remark = row.default.strip_prefix(key.default);
         assert!(
             remark.is_some_and(|r| r.is_empty() || r.starts_with(" (")),
-            "{document}: {}'s default is {default:?}; the key table says {:?}",
+            "{document}: {}'s default is {:?}; the key table says {:?}",
             key.name,
+            row.default,
             key.default
         );
+        // A key for some kinds of source says which first ("udp, ethernet: ...").
+        let (kinds, _) = row.meaning.split_once(':').unwrap_or_default();
+        for source in key.sources {
+            assert!(
+                kinds.contains(source.as_str()),
+                "{document}: {} applies to {source}; its text begins {:?}",
+                key.name,
+                row.meaning
+            );
+        }
     }
-    for (k, _) in rows {
+    for row in rows {
         assert!(
-            KEYS.iter().any(|key| key.name == k),
-            "{document} has {k}, which is not a handler key"
+            KEYS.iter().any(|key| key.name == row.key),
+            "{document} has {}, which is not a handler key",
+            row.key
         );
     }
 }
