@@ -18,7 +18,8 @@
 //!
 //! A config entry's `handler` dict has AIT's keys and, beside them, every other
 //! key in effect with its applied value (an unset limit is `null`): what a client
-//! reads back is what bsc does, not only what it was sent.
+//! reads back is what bsc does, not only what it was sent (`api/entry.rs`,
+//! written from the key table, [`config::KEYS`]).
 //!
 //! Before any route, a request a web page sent is refused ([`origin`]): a
 //! `Host` that is not an IP literal, `localhost` or a name in
@@ -42,7 +43,6 @@
 use std::time::Instant;
 
 use mio::Registry;
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -59,13 +59,14 @@ use crate::manager::{
     AddError, Capturer, CapturerState, HandlerId, Manager, RotateError, TcpStatus,
 };
 use crate::sequence::SequenceReport;
-use crate::storage::Storage;
 use crate::sys;
 use crate::telemetry::UnitPath;
+use entry::config_entry;
 use walk::{View, Walk};
 
 #[cfg(debug_assertions)]
 mod debug;
+mod entry;
 mod files;
 mod metrics;
 mod walk;
@@ -204,150 +205,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
     }
     diff == 0
-}
-
-/// A JSON object whose keys keep the order they were added in.
-struct Ordered<T>(Vec<(String, T)>);
-
-impl<T: Serialize> Serialize for Ordered<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// AIT's handler dict (`log_dir`, `_validated_log_dir_root`, `name`,
-/// `rotate_log`, `pre_write_transforms`, the keys given), plus every other key in
-/// effect with its applied value (defaults included; an unset limit is `null`),
-/// then the metadata.
-#[derive(Serialize)]
-struct HandlerDict<'a> {
-    name: &'a str,
-    log_dir: String,
-    #[serde(rename = "_validated_log_dir_root")]
-    validated_log_dir_root: String,
-    rotate_log: bool,
-    rotate_log_index: String,
-    rotate_log_delta: u32,
-    file_name_pattern: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<&'a str>,
-    pre_write_transforms: Vec<String>,
-    /// `"none"` or the framing object, defaults written out.
-    framing: Value,
-    /// `null` when units are not sequence-checked.
-    sequence_check: Option<Value>,
-    fecf: bool,
-    drop_bad_frames: bool,
-    rcvbuf_bytes: usize,
-    rotate_max_bytes: Option<u64>,
-    rotate_max_packets: Option<u64>,
-    /// Seconds; 0 when records are forced to the disk only as a file closes.
-    fsync_interval_s: f64,
-    max_files: Option<u64>,
-    max_bytes: Option<u64>,
-    /// Seconds.
-    max_age: Option<f64>,
-    on_close: &'a [String],
-    /// `"us"` or `"ns"`.
-    timestamp_precision: &'static str,
-    #[serde(flatten)]
-    source: SourceOptions<'a>,
-    #[serde(flatten)]
-    metadata: Ordered<&'a Value>,
-}
-
-/// The options of a handler's kind of source, as applied.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum SourceOptions<'a> {
-    Udp {
-        record_source: bool,
-        timestamps: &'static str,
-        interface: Option<&'a str>,
-    },
-    Tcp {
-        connect_timeout_s: f64,
-        reconnect_max_s: f64,
-    },
-    Ethernet {
-        direction: &'static str,
-        timestamps: &'static str,
-    },
-}
-
-/// One entry of `GET /` and `GET /<name>/config`.
-#[derive(Serialize)]
-struct ConfigEntry<'a> {
-    handler: HandlerDict<'a>,
-    log_file_path: String,
-    conn_type: &'static str,
-    address: (&'a str, u16),
-}
-
-fn config_entry<'a>(h: &'a Handler, files: &Storage, now: UnixMicros) -> ConfigEntry<'a> {
-    let spec = h.spec();
-    let file = h.log_file_path(files, now);
-    ConfigEntry {
-        handler: HandlerDict {
-            name: &spec.name,
-            log_dir: file
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            validated_log_dir_root: h.root().display().to_string(),
-            rotate_log: spec.rotation.is_some(),
-            rotate_log_index: spec.rotate_log_index.to_string(),
-            rotate_log_delta: spec.rotate_log_delta,
-            file_name_pattern: spec.file_name_pattern.source(),
-            path: spec.path.as_ref().map(|p| p.source()),
-            pre_write_transforms: spec
-                .pre_write_transforms
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
-            framing: spec.framing.to_json(),
-            sequence_check: spec.sequence_check.map(|c| c.to_json()),
-            fecf: spec.fecf,
-            drop_bad_frames: spec.drop_bad_frames,
-            rcvbuf_bytes: spec.rcvbuf_bytes,
-            rotate_max_bytes: spec.rotate_max_bytes,
-            rotate_max_packets: spec.rotate_max_packets,
-            fsync_interval_s: spec.fsync_interval.map_or(0.0, |d| d.as_secs_f64()),
-            max_files: spec.max_files,
-            max_bytes: spec.max_bytes,
-            max_age: spec.max_age.map(|d| d.as_secs_f64()),
-            on_close: &spec.on_close,
-            timestamp_precision: spec.timestamp_precision.as_str(),
-            source: source_options(spec),
-            metadata: Ordered(spec.metadata.iter().map(|(k, v)| (k.clone(), v)).collect()),
-        },
-        log_file_path: file.display().to_string(),
-        conn_type: spec.conn_type.as_str(),
-        address: (&spec.address.host, spec.address.port),
-    }
-}
-
-fn source_options(spec: &HandlerSpec) -> SourceOptions<'_> {
-    let timestamps = spec.timestamps.as_str();
-    match spec.conn_type {
-        ConnType::Udp => SourceOptions::Udp {
-            record_source: spec.record_source,
-            timestamps,
-            interface: spec.interface.as_deref(),
-        },
-        ConnType::Tcp => SourceOptions::Tcp {
-            connect_timeout_s: spec.connect_timeout.as_secs_f64(),
-            reconnect_max_s: spec.reconnect_max.as_secs_f64(),
-        },
-        ConnType::Ethernet => SourceOptions::Ethernet {
-            direction: spec.direction.as_str(),
-            timestamps,
-        },
-    }
 }
 
 /// One entry of `GET /stats`: AIT's four fields, then plain numbers.

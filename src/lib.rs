@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `main.rs` | command line (argh), start-up, exit codes (the binary) |
 //! | [`config`] | AIT's config keys as JSON: the whole document, load, conflicts between handlers |
-//! | [`config::handler`] | one handler's keys: [`config::HandlerSpec`], metadata, rendered paths |
+//! | [`config::handler`] | one handler: [`config::HandlerSpec`]; its keys declared once in [`config::KEYS`] (name, default, doc, read, shown), metadata, rendered paths |
+//! | [`config::framing`] | the `framing` key read into a [`framing::Framing`] (the unit layer imports no config) |
 //! | [`config::capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`config::fields`] | JSON values as the config means them: numbers, booleans, sizes, ages |
 //! | [`config::duplicates`] | JSON and YAML text to a value, refusing a key given twice (its place and both lines) |
@@ -18,7 +19,7 @@
 //! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
 //! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
-//! | [`framing`] | a stream (or datagram) cut into telemetry units: space packets, TM frames, fixed, length field, KISS; CCSDS headers, CRC/FECF (pure) |
+//! | [`framing`] | a stream (or datagram) cut into telemetry units (`framer.rs`): space packets, TM frames, fixed, length field, KISS (`kiss.rs`); CCSDS headers (`ccsds.rs`), CRC/FECF (`crc.rs`) (pure) |
 //! | [`sequence`] | sequence-gap accounting per APID or virtual channel: gaps, missing, duplicates, resets (pure) |
 //! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
 //! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
@@ -27,7 +28,7 @@
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots (a gather borrowing the batch), one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
+//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`); `api/entry.rs` a handler's config entry, from the key table |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`tokens`] | the `mio` token space: signalfd, HTTP listener, connections, capturers |

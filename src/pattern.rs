@@ -11,7 +11,7 @@ use std::fmt::{self, Write};
 use time::{OffsetDateTime, Weekday};
 
 /// A parsed pattern, ready to render for any instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pattern {
     source: String,
     pieces: Vec<Piece>,

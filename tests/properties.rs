@@ -127,7 +127,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Telemetry units: framing and sequence accounting (src/framing.rs, sequence.rs)
+// Telemetry units: framing and sequence accounting (src/framing/, sequence.rs)
 
 #[path = "common/units.rs"]
 mod units;

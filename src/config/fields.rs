@@ -82,6 +82,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The keys given, in their order.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.obj.keys().map(String::as_str)
+    }
+
     /// The value of `key`; `None` when absent or `null`.
     pub fn get(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key).filter(|v| !v.is_null())

@@ -9,9 +9,10 @@
 //! | file | its job |
 //! |---|---|
 //! | `mod.rs` | the whole document: [`Config::load`], sections, conflicts between handlers |
-//! | [`handler`] | one handler: [`HandlerSpec`], its keys, metadata, rendered paths |
+//! | [`handler`] | one handler: [`HandlerSpec`]; its keys, each declared once in [`KEYS`] (`handler/keys.rs`), which reading, `to_json`, `GET /` and typo checks derive from; metadata, rendered paths |
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
+//! | [`framing`] | the `framing` key: its value read into a [`crate::framing::Framing`] and written back |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
 //! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
@@ -24,6 +25,7 @@ pub mod capture_manager;
 pub mod choices;
 pub mod duplicates;
 pub mod fields;
+pub mod framing;
 pub mod handler;
 pub mod typos;
 
@@ -42,7 +44,7 @@ pub use handler::{
     DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE,
     MAX_NAME_LEN,
 };
-pub use handler::{ShipSpec, API_KEYS, HANDLER_KEYS};
+pub use handler::{Key, ShipSpec, Shown, API_KEYS, HANDLER_KEYS, KEYS};
 
 use capture_manager::CaptureManager;
 use fields::{describe, Fields};
