@@ -1131,8 +1131,8 @@ pub fn fecf_ok(frame: &[u8]) -> bool {
 }
 
 /// Builders of real units for the unit tests of this and the other unit modules.
-#[cfg(test)]
-pub(crate) mod testgen {
+#[cfg(any(test, feature = "testgen"))]
+pub mod testgen {
     use super::*;
 
     /// An unsegmented telemetry space packet (`data` must not be empty).

@@ -21,8 +21,7 @@ use common::*;
 use serde_json::{json, Value};
 
 #[allow(dead_code)] // the space packets only
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 /// A `manager_server` section on a free loopback port, with an optional token.
 fn server_section(token: Option<&str>) -> Value {
@@ -739,7 +738,7 @@ fn one_metrics_answer_larger_than_16_mib_comes_in_pieces_with_bounded_growth() {
     wait_until("the socket is bound", || !udp_port_is_free(udp_port));
     let tx = sender(udp_port);
     for apid in 0..256u16 {
-        tx.send(&units::space_packet(apid, 1, &[0; 8])).unwrap();
+        tx.send(&testgen::space_packet(apid, 1, &[0; 8])).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
     let all_seen = || {

@@ -4,9 +4,7 @@
 //! mounts).
 
 mod common;
-#[allow(dead_code)]
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -324,7 +322,7 @@ fn tcp_units_in_every_split_with_count_and_size_rotation_are_byte_exact() {
         let a = rng.below(2) as usize;
         let len = 1 + rng.below(300) as usize;
         let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let u = units::space_packet(0x100 + a as u16, counts[a], &data);
+        let u = testgen::space_packet(0x100 + a as u16, counts[a], &data);
         counts[a] = (counts[a] + 1) % 16384;
         wire.extend_from_slice(&u);
         units.push(u);

@@ -14,8 +14,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 /// xorshift64: the splits, payloads and fates of units, the same every run.
 struct Rng(u64);
@@ -135,7 +134,7 @@ fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
             let n = 1 + rng.below(300) as usize;
             rng.bytes(n)
         };
-        let p = units::space_packet(apids[s], count as u16, &data);
+        let p = testgen::space_packet(apids[s], count as u16, &data);
         wire.extend_from_slice(&p);
         intact.push(p);
         sent_counts[s].push(count);
@@ -247,7 +246,7 @@ fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
             vc[v] = (vc[v] + skip) % 256;
             mc = (mc + skip) % 256;
         }
-        let mut f = units::tm_frame(42, v as u8, mc as u8, vc[v] as u8, &rng.bytes(40));
+        let mut f = testgen::tm_frame(42, v as u8, mc as u8, vc[v] as u8, 0, &rng.bytes(40), true);
         let damaged = rng.below(25) == 0;
         if damaged {
             f[10 + rng.below(40) as usize] ^= 1 << rng.below(8);
@@ -337,7 +336,7 @@ fn kiss_frames_with_escaped_bytes_are_unescaped() {
         data[0] = 0xC0;
         let last = data.len() - 1;
         data[last / 2] = 0xDB;
-        wire.extend(units::kiss_frame((i % 3) as u8, &data));
+        wire.extend(testgen::kiss_frame((i % 3) as u8, &data));
         want.push(data);
     }
     let conn = serve(&listener, &wire, &mut rng);
@@ -375,7 +374,7 @@ fn a_reconnect_mid_unit_discards_and_counts_the_partial_unit() {
         ),
     );
     let pkts: Vec<Vec<u8>> = (0..6)
-        .map(|i| units::space_packet(0x42, i, &[i as u8; 100]))
+        .map(|i| testgen::space_packet(0x42, i, &[i as u8; 100]))
         .collect();
     let mut first = pkts[..3].concat();
     first.extend_from_slice(&pkts[3][..50]);
@@ -433,7 +432,7 @@ fn udp_datagrams_of_one_space_packet_are_sequence_checked() {
     let counts: Vec<u32> = (16_370..16_384).chain(3..10).chain(12..20).collect();
     let mut want = Vec::new();
     for &c in &counts {
-        let p = units::space_packet(0x7, c as u16, &[c as u8; 9]);
+        let p = testgen::space_packet(0x7, c as u16, &[c as u8; 9]);
         tx.send(&p).unwrap();
         want.push(p);
         // Loopback never drops, but keep the kernel's queue short.
@@ -487,7 +486,7 @@ fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
             let n = 3 + rng.below(100) as usize;
             rng.bytes(n)
         };
-        let p = units::space_packet(apid, i, &data);
+        let p = testgen::space_packet(apid, i, &data);
         match apid {
             0x100 => a100.push(p.clone()),
             0x101 => a101.push(data[..data.len() - 2].to_vec()),
@@ -567,7 +566,7 @@ fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
     wait_until("the socket is bound", || !udp_port_is_free(port));
     let tx = sender(port);
     let pkts: Vec<Vec<u8>> = (0..5)
-        .map(|i| units::space_packet(0x10, i, &[i as u8; 30]))
+        .map(|i| testgen::space_packet(0x10, i, &[i as u8; 30]))
         .collect();
     // Three whole units; then one whole and the first 20 bytes of the next, which
     // the following datagram does not complete.
@@ -615,12 +614,12 @@ fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
     let mut rng = Rng(0x5EED_0010);
     // 3 MB, no FEND: a KISS frame that never ends.
     let endless: Vec<u8> = rng.bytes(3 << 20).iter().map(|b| b & 0x7F).collect();
-    let mut kiss_wire = units::kiss_frame(0, b"first");
+    let mut kiss_wire = testgen::kiss_frame(0, b"first");
     kiss_wire.extend_from_slice(&[0xC0, 0x00]);
     kiss_wire.extend_from_slice(&endless);
     // A space packet that announces 65542 bytes, past max_length 1000, and
     // idle fill after it that starts no packet (version bits 111).
-    let mut sp_wire = units::space_packet(0x42, 0, b"first");
+    let mut sp_wire = testgen::space_packet(0x42, 0, b"first");
     sp_wire.extend_from_slice(&[0x00, 0x42, 0xC0, 0x01, 0xFF, 0xFF]);
     sp_wire.extend(std::iter::repeat_n(0xE0, 200_000));
     let kiss_conn = serve(&kiss, &kiss_wire, &mut rng);
@@ -638,7 +637,7 @@ fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
     // A whole frame after the damage is captured.
     let mut kiss_conn = kiss_conn;
     kiss_conn
-        .write_all(&[&[0xC0][..], &units::kiss_frame(0, b"after")].concat())
+        .write_all(&[&[0xC0][..], &testgen::kiss_frame(0, b"after")].concat())
         .unwrap();
     wait_until("the next frame", || {
         stats_of(&bsc, kiss_port, "127.0.0.1")[0]["packets"] == 2
@@ -684,7 +683,7 @@ fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
     let tx = sender(udp_port);
     for d in 0..7u16 {
         let three: Vec<u8> = (0..3)
-            .flat_map(|i| units::space_packet(0x10, d * 3 + i, &[i as u8; 30]))
+            .flat_map(|i| testgen::space_packet(0x10, d * 3 + i, &[i as u8; 30]))
             .collect();
         tx.send(&three).unwrap();
     }
@@ -701,7 +700,7 @@ fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
     // TM frames with master channel counts 0, 1, 3: one frame missing.
     let frames: Vec<u8> = [0u8, 1, 3]
         .iter()
-        .flat_map(|&mc| units::tm_frame(42, mc % 2, mc, mc, &[mc; 1092]))
+        .flat_map(|&mc| testgen::tm_frame(42, mc % 2, mc, mc, 0, &[mc; 1092], true))
         .collect();
     let mut rng = Rng(0x5EED_0011);
     let conn = serve(&listener, &frames, &mut rng);
