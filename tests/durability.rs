@@ -9,23 +9,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
-
-fn handler(name: &str, port: u16, extra: Value) -> Value {
-    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-    for (k, v) in extra.as_object().unwrap() {
-        h[k] = v.clone();
-    }
-    h
-}
+use serde_json::json;
 
 #[test]
 fn kill_9_under_load_loses_nothing_that_was_reported() {
-    let dir = TempDir::new("kill9");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("kill9");
     let port = free_udp_port();
-    let cfg = json!({"capture_manager": {"root_log_directory": root},
-                     "handlers": [handler("k", port, json!({"rotate_log": false, "file_name_pattern": "k.pcap"}))]});
+    let cfg = config(
+        &root,
+        vec![udp_handler(
+            "k",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "k.pcap"}),
+        )],
+    );
     let mut bsc = Bsc::with_config(dir.path(), &cfg);
     // 50k datagrams/s for at most 3 s (150k at most), paced in 1 ms slices.
     let sender_thread = std::thread::spawn(move || {
@@ -75,10 +72,14 @@ fn a_full_disk_degrades_and_capture_resumes_when_space_returns() {
     let fs = SmallFs::new(dir.path(), 4);
     let root = fs.0.join("cap");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [handler("f", port, json!({"rotate_max_bytes": "256KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+        &root,
+        vec![udp_handler(
+            "f",
+            port,
+            json!({"rotate_max_bytes": "256KiB", "file_name_pattern": "{name}-{seq}.pcap"}),
+        )],
     );
     // Leave about 1 MiB, then send until the disk is full and writes fail (at
     // most 20,000 datagrams of 1000 bytes, 20 MB, through 1 MiB of room).
@@ -149,17 +150,13 @@ fn a_full_disk_degrades_and_capture_resumes_when_space_returns() {
 
 #[test]
 fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
-    let dir = TempDir::new("maxfiles");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("maxfiles");
     std::fs::create_dir_all(&root).unwrap();
     let foreign = root.join("operator-notes.pcap");
     std::fs::write(&foreign, b"not bsc's").unwrap();
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [handler("r", port, json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"}))]}),
-    );
+    let keys = json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"});
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("r", port, keys)]);
     let tx = sender(port);
     let start = Instant::now();
     let mut sent = 0u64;
@@ -209,7 +206,7 @@ fn the_disk_budget_keeps_a_small_file_system_from_filling() {
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
-                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+                "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
     );
     // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
     let tx = sender(port);
@@ -232,8 +229,7 @@ fn the_disk_budget_keeps_a_small_file_system_from_filling() {
 
 #[test]
 fn handlers_added_over_the_api_survive_restarts() {
-    let dir = TempDir::new("persist");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("persist");
     let cfg = json!({"capture_manager": {"root_log_directory": root, "manager_server": {"port": free_tcp_port()}}});
     let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
     let bsc = Bsc::with_config(dir.path(), &cfg);
@@ -276,8 +272,7 @@ fn handlers_added_over_the_api_survive_restarts() {
 
 #[test]
 fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
-    let dir = TempDir::new("onclose");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("onclose");
     let out = dir.path().join("hook-out");
     std::fs::create_dir_all(&out).unwrap();
     let hook = dir.path().join("hook.sh");
@@ -291,7 +286,7 @@ fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "on_close_max_running": 1},
-                "handlers": [handler("h", port, json!({"rotate_max_packets": 2, "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook.to_str().unwrap()]}))]}),
+                "handlers": [udp_handler("h", port, json!({"rotate_max_packets": 2, "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook.to_str().unwrap()]}))]}),
     );
     let tx = sender(port);
     let start = Instant::now();
@@ -372,7 +367,7 @@ fn the_disk_budget_takes_a_file_waiting_for_its_hook_only_when_nothing_else_is_l
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
-                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
+                "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
     );
     // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
     let tx = sender(port);
