@@ -37,7 +37,7 @@
 //! | [`hooks`] | commands for closed files, run without blocking, each in its own process group (killed when it ends), reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
 //! | [`persist`] | the state file of handlers added over the API |
 //! | [`storage`] | the state folder (its modes, the lock: one bsc per root), the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox, ship queue (waiting and shipped files), the hard links handed to hooks and ship commands |
-//! | [`sys`] | the few libc calls (signalfd, socket options), each explained |
+//! | [`sys`] | the few libc calls, each explained, by topic: the receive batch (`sys.rs`), `sys/` sockets, files (no links followed), disk, signals, children, process, clock, journald; the only code that may use `unsafe` |
 //! | [`log`] | one line per event on stderr |
 //!
 //! # Path of a datagram
@@ -165,6 +165,8 @@
 //!   can be), a crash forgets what it lacks: a file shipped then may ship
 //!   again, one opened and closed then is kept but not shipped (README,
 //!   Durability and the disk).
+
+#![deny(unsafe_code)] // libc calls live in `sys`, which alone allows it
 
 pub mod api;
 pub mod capture;

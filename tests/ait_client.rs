@@ -17,12 +17,8 @@ use serde_json::json;
 
 #[test]
 fn aits_create_and_stop_commands_drive_bsc() {
-    let dir = TempDir::new("aitclient");
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root}, "handlers": []}),
-    );
+    let (dir, root) = TempDir::with_root("aitclient");
+    let bsc = Bsc::capturing(dir.path(), &root, vec![]);
     let port = free_udp_port();
     let service = bsc.http_port.to_string();
     let (python, create) = ait_script("ait_bsc_create_handler");
@@ -38,11 +34,7 @@ fn aits_create_and_stop_commands_drive_bsc() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let (_, entries) = bsc.get("/aitc/config");
     let entry = &entries[0];
     assert_eq!(entry["conn_type"], "udp", "{entries}");
@@ -66,11 +58,7 @@ fn aits_create_and_stop_commands_drive_bsc() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(bsc.get("/aitc/config").1, json!([]));
     assert!(udp_port_is_free(port));
     assert!(bsc.stop().success());

@@ -73,38 +73,23 @@ fn ait_workflow_with_curl_form_and_the_shapes_ait_answers_with() {
         .ends_with("-h2.pcap"));
 
     // reference/13: with loc; then two handlers on the same address.
+    let port3 = format!("port={p3}");
+    let on_p3 = [
+        "-X",
+        "POST",
+        "--form",
+        "loc=127.0.0.1",
+        "--form",
+        &port3,
+        "--form",
+        "conn_type=udp",
+    ];
     for name in ["h3", "h3b"] {
-        let (status, _) = curl(
-            &bsc,
-            &[
-                "-X",
-                "POST",
-                "--form",
-                "loc=127.0.0.1",
-                "--form",
-                &format!("port={p3}"),
-                "--form",
-                "conn_type=udp",
-            ],
-            &format!("/{name}/start"),
-        );
+        let (status, _) = curl(&bsc, &on_p3, &format!("/{name}/start"));
         assert_eq!(status, 201);
     }
     // The same name on the same address again is a conflict, not a second writer.
-    let (status, err) = curl(
-        &bsc,
-        &[
-            "-X",
-            "POST",
-            "--form",
-            "loc=127.0.0.1",
-            "--form",
-            &format!("port={p3}"),
-            "--form",
-            "conn_type=udp",
-        ],
-        "/h3/start",
-    );
+    let (status, err) = curl(&bsc, &on_p3, "/h3/start");
     assert_eq!(status, 409, "{err}");
     assert!(err["error"].as_str().unwrap().contains("h3"), "{err}");
 
@@ -839,13 +824,14 @@ fn stalled_and_hostile_clients_cannot_hold_the_server() {
 
 #[test]
 fn capture_loses_nothing_while_the_api_is_hammered() {
-    let dir = TempDir::new("hammer");
+    let (dir, root) = TempDir::with_root("hammer");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [{"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "tlm.pcap"}]}),
+        &root,
+        vec![
+            json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "tlm.pcap"}),
+        ],
     );
     const N: u64 = 20_000;
     let traffic = std::thread::spawn(move || {

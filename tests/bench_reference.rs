@@ -9,8 +9,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 
@@ -49,19 +48,10 @@ fn c_framing_reference_writes_one_record_per_space_packet() {
     packets.insert(1000, space_packet(2000, 65542));
     let stream: Vec<u8> = packets.concat();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = common::tcp_peer();
     let file = dir.0.join("ref.pcap");
     let reference = common::Reference::start(&bin, port, &file);
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("the reference did not connect: {e}"),
-        }
-    };
+    let mut conn = common::accept_within(&listener, "the reference");
     conn.set_nonblocking(false).unwrap();
     conn.set_nodelay(true).unwrap();
     // Pieces of 1 to 300,000 bytes with a pause after each of the first 300, so

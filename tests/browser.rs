@@ -11,9 +11,8 @@ mod common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -43,6 +42,15 @@ fn config(dir: &Path, server: Value) -> Value {
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The DOM of `url` after its scripts ran for a few (virtual) seconds, in
+/// headless Chromium with a fresh profile and `args`; killed after a minute.
+fn dump_dom(args: &[&str], url: &str) -> String {
+    let profile = TempDir::new("browser-profile");
+    let flags = [&["--virtual-time-budget=3000", "--dump-dom"][..], args].concat();
+    let out = headless_chromium(profile.path(), &flags, url);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 #[test]
 fn a_request_from_another_origin_is_refused_and_changes_nothing() {
@@ -243,11 +251,7 @@ fn aits_create_handler_and_the_bsc_client_still_work() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         assert_eq!(
             bsc.get(&format!("/{name}/config")).1[0]["handler"]["name"],
             name
@@ -264,57 +268,6 @@ fn aits_create_handler_and_the_bsc_client_still_work() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("aitlocal"), "{text}");
     assert!(bsc.stop().success());
-}
-
-/// Headless Chromium's path, or a failure that says how to get it.
-fn chromium() -> PathBuf {
-    let out = Command::new("sh")
-        .args(["-c", "command -v chromium || command -v chromium-browser"])
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "headless Chromium is needed: apt-get install chromium (tests/deps.sh installs it)"
-    );
-    PathBuf::from(path)
-}
-
-/// The DOM of `url` after its scripts ran for a few (virtual) seconds, in
-/// headless Chromium with a fresh profile and `args`; killed after a minute.
-fn dump_dom(args: &[&str], url: &str) -> String {
-    let profile = TempDir::new("browser-profile");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 60 s on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A static web server (Python's) on a free loopback port serving `dir`,

@@ -8,33 +8,18 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-fn udp_handler(name: &str, port: u16, extra: serde_json::Value) -> serde_json::Value {
-    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-    for (k, v) in extra.as_object().unwrap() {
-        h[k] = v.clone();
-    }
-    h
-}
-
-fn config(root: &std::path::Path, handlers: Vec<serde_json::Value>) -> serde_json::Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
-
 #[test]
 fn ten_thousand_datagrams_arrive_whole_and_in_order() {
-    let dir = TempDir::new("10k");
+    let (dir, root) = TempDir::with_root("10k");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![udp_handler(
-                "tlm",
-                port,
-                json!({"file_name_pattern": "tlm.pcap"}),
-            )],
-        ),
+        &root,
+        vec![udp_handler(
+            "tlm",
+            port,
+            json!({"file_name_pattern": "tlm.pcap"}),
+        )],
     );
     let tx = sender(port);
     for seq in 0..10_000u64 {
@@ -73,18 +58,15 @@ fn ten_thousand_datagrams_arrive_whole_and_in_order() {
 
 #[test]
 fn two_handlers_on_one_port_write_two_files_with_the_same_records() {
-    let dir = TempDir::new("two");
+    let (dir, root) = TempDir::with_root("two");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                udp_handler("a", port, json!({"rotate_log": false})),
-                udp_handler("b", port, json!({"path": "b-dir"})),
-            ],
-        ),
+        &root,
+        vec![
+            udp_handler("a", port, json!({"rotate_log": false})),
+            udp_handler("b", port, json!({"path": "b-dir"})),
+        ],
     );
     let tx = sender(port);
     for seq in 0..100 {
@@ -110,21 +92,11 @@ fn two_handlers_on_one_port_write_two_files_with_the_same_records() {
 
 #[test]
 fn rotation_by_second_splits_without_loss_and_closes_idle_files() {
-    let dir = TempDir::new("rot");
+    let (dir, root) = TempDir::with_root("rot");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config_env(
-        dir.path(),
-        &config(
-            &root,
-            vec![udp_handler(
-                "r",
-                port,
-                json!({"rotate_log_index": "second", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap"}),
-            )],
-        ),
-        &[DRIVEN_CLOCK],
-    );
+    let keys =
+        json!({"rotate_log_index": "second", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap"});
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("r", port, keys)]);
     // 3.5 s of bsc's clock, a datagram every 0.1 s of it.
     let mut sent = 0u64;
     while sent < 35 {
@@ -278,18 +250,15 @@ fn a_crash_left_file_is_repaired_and_resumed_and_foreign_files_are_never_touched
 
 #[test]
 fn sigterm_during_traffic_exits_zero_with_every_file_valid() {
-    let dir = TempDir::new("term");
+    let (dir, root) = TempDir::with_root("term");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                udp_handler("x", port, json!({})),
-                udp_handler("y", port, json!({"rotate_log_index": "second"})),
-            ],
-        ),
+        &root,
+        vec![
+            udp_handler("x", port, json!({})),
+            udp_handler("y", port, json!({"rotate_log_index": "second"})),
+        ],
     );
     let sender_thread = std::thread::spawn(move || {
         let tx = sender(port);
@@ -338,15 +307,13 @@ fn sighup_applies_the_difference_and_keeps_unchanged_files_open() {
         pa,
         json!({"rotate_log": false, "file_name_pattern": "keep.pcap"}),
     );
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                keep.clone(),
-                udp_handler("gone", pb, json!({"file_name_pattern": "gone.pcap"})),
-            ],
-        ),
+        &root,
+        vec![
+            keep.clone(),
+            udp_handler("gone", pb, json!({"file_name_pattern": "gone.pcap"})),
+        ],
     );
     sender(pa).send(&seq_payload(0)).unwrap();
     sender(pb).send(&seq_payload(0)).unwrap();
@@ -526,12 +493,13 @@ fn ipv6_and_all_interfaces_binds() {
     let dir = TempDir::new("v6");
     let (p6, pall) = (free_udp_port(), free_udp_port());
     let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [
-            {"name": "six", "conn_type": "udp", "address": ["::1", p6], "file_name_pattern": "six.pcap"},
-            {"name": "any", "conn_type": "udp", "address": ["", pall], "file_name_pattern": "any.pcap"}
-        ]}),
+        &root,
+        vec![
+            json!({"name": "six", "conn_type": "udp", "address": ["::1", p6], "file_name_pattern": "six.pcap"}),
+            json!({"name": "any", "conn_type": "udp", "address": ["", pall], "file_name_pattern": "any.pcap"}),
+        ],
     );
     let tx6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
     tx6.send_to(b"over ipv6", ("::1", p6)).unwrap();
@@ -554,19 +522,16 @@ fn ipv6_and_all_interfaces_binds() {
 
 #[test]
 fn kernel_drops_are_counted_so_loss_is_visible() {
-    let dir = TempDir::new("drops");
+    let (dir, root) = TempDir::with_root("drops");
     let port = free_udp_port();
-    let root = dir.path().join("cap");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![udp_handler(
-                "d",
-                port,
-                json!({"rcvbuf_bytes": 4096, "file_name_pattern": "d.pcap"}),
-            )],
-        ),
+        &root,
+        vec![udp_handler(
+            "d",
+            port,
+            json!({"rcvbuf_bytes": 4096, "file_name_pattern": "d.pcap"}),
+        )],
     );
     // bsc cannot read while stopped: the small buffer overflows.
     bsc.signal_named("STOP");

@@ -19,14 +19,10 @@ fn capturer<'a>(list: &'a Value, key: &str) -> &'a Value {
 
 #[test]
 fn deleting_a_capturer_stops_its_handlers_and_frees_its_port() {
-    let dir = TempDir::new("delcap");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("delcap");
     let (p1, p2) = (free_udp_port(), free_udp_port());
     let h = |name: &str, port: u16| json!({"name": name, "conn_type": "udp", "address": ["", port], "rotate_log": false, "file_name_pattern": format!("{name}.pcap")});
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [h("a", p1), h("b", p1), h("c", p2)]}),
-    );
+    let bsc = Bsc::capturing(dir.path(), &root, vec![h("a", p1), h("b", p1), h("c", p2)]);
     let (status, list) = bsc.get("/capturers");
     assert_eq!(status, 200);
     let first = capturer(&list, &format!("['', {p1}]"));

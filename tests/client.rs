@@ -308,33 +308,28 @@ fn usage_errors_exit_2_and_help_describes_the_sources() {
     let o = cli(&["--help"], &[]);
     expect_code(&o, 0, "--help");
     let help = stdout(&o);
-    for word in [
+    let commands = [
+        "check",
+        "add",
+        "stop",
+        "rotate",
+        "stop-capturer",
+        "status",
+        "files",
+    ];
+    let words = [
         "UDP",
         "TCP",
         "Ethernet",
-        "check",
-        "add",
-        "stop",
-        "rotate",
-        "stop-capturer",
-        "status",
-        "files",
         "--server",
         "--token",
         "-c, --config",
-    ] {
+    ];
+    for word in commands.iter().chain(&words) {
         assert!(help.contains(word), "{word} in --help:\n{help}");
     }
     let examples = help.split("Examples:").nth(1).expect("an Examples section");
-    for cmd in [
-        "check",
-        "add",
-        "stop",
-        "rotate",
-        "stop-capturer",
-        "status",
-        "files",
-    ] {
+    for cmd in commands {
         assert!(
             examples.contains(&format!("bsc {cmd} ")),
             "an example of {cmd}:\n{help}"
@@ -519,8 +514,7 @@ const HOSTILE: &str =
 /// (keys too), raw CRs between JSON tokens; bounded to `answers` connections.
 fn hostile_server(answers: usize) -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = tcp_peer();
     let h = HOSTILE;
     let entry = json!({"handler": {"name": h, "log_dir": h, "file_name_pattern": h,
                        "validated_log_dir_root": h, "path": h},

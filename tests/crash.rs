@@ -79,8 +79,7 @@ fn writable(p: &Path) -> bool {
 /// even after a clean restart, and `GET /ret/files` did not list it.
 #[test]
 fn a_file_resumed_after_kill_9_is_under_retention_and_listed() {
-    let dir = TempDir::new("crash-resumed");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("crash-resumed");
     let port = free_udp_port();
     let cfg = config(
         &root,
@@ -151,15 +150,13 @@ fn a_crash_while_opening_a_file_leaves_nothing_outside_the_journal() {
         eprintln!("skipped: BSC_DEBUG_CRASH exists only in builds with debug assertions");
         return;
     }
-    let dir = TempDir::new("crash-opening");
-    let root = dir.path().join("cap");
-    let shipped = dir.path().join("shipped");
+    let (dir, root) = TempDir::with_root("crash-opening");
+    let (ship, shipped) = ship_to_list(dir.path());
     let port = free_udp_port();
-    let ship = format!("echo \"$1\" >> '{}'", shipped.display());
     let cfg = config(
         &root,
         port,
-        json!({"rotate_max_packets": 2, "max_files": 3, "ship": ["/bin/sh", "-c", ship, "sh"]}),
+        json!({"rotate_max_packets": 2, "max_files": 3, "ship": ship}),
     );
     let journal = root.join(".bsc/files.jsonl");
     let mut logs = Vec::new();
@@ -262,17 +259,6 @@ fn a_crash_while_opening_a_file_leaves_nothing_outside_the_journal() {
 }
 
 /// A small xorshift generator (the soak's kill points; its seed is printed).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// The `{seq}` number of a `ret-NNNN.pcap` file.
 fn seq_number(p: &Path) -> u64 {
     let name = p.file_name().unwrap().to_string_lossy();
@@ -295,8 +281,7 @@ fn seq_number(p: &Path) -> u64 {
 fn kill_9_at_random_points_under_traffic_leaks_no_file() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let dir = TempDir::new("crash-soak");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("crash-soak");
     let port = free_udp_port();
     let cfg = config(
         &root,
@@ -405,15 +390,13 @@ fn a_crash_after_a_file_was_made_final_closes_it_at_the_next_start() {
         eprintln!("skipped: BSC_DEBUG_CRASH exists only in builds with debug assertions");
         return;
     }
-    let dir = TempDir::new("crash-final");
-    let root = dir.path().join("cap");
-    let shipped = dir.path().join("shipped");
+    let (dir, root) = TempDir::with_root("crash-final");
+    let (ship, shipped) = ship_to_list(dir.path());
     let port = free_udp_port();
-    let ship = format!("echo \"$1\" >> '{}'", shipped.display());
     let cfg = config(
         &root,
         port,
-        json!({"rotate_max_packets": 2, "max_files": 2, "ship": ["/bin/sh", "-c", ship, "sh"]}),
+        json!({"rotate_max_packets": 2, "max_files": 2, "ship": ship}),
     );
     let mut bsc = Bsc::with_config_env(dir.path(), &cfg, &[("BSC_DEBUG_CRASH", "final")]);
     let tx = sender(port);
@@ -459,16 +442,14 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
         eprintln!("skipped: BSC_DEBUG_CRASH exists only in builds with debug assertions");
         return;
     }
-    let dir = TempDir::new("crash-clock");
-    let root = dir.path().join("cap");
-    let shipped = dir.path().join("shipped");
+    let (dir, root) = TempDir::with_root("crash-clock");
+    let (ship, shipped) = ship_to_list(dir.path());
     let port = free_udp_port();
-    let ship = format!("echo \"$1\" >> '{}'", shipped.display());
     let cfg = config(
         &root,
         port,
         json!({"rotate_log_index": "second", "file_name_pattern": "%H%M%S-{name}.pcap",
-               "max_files": 2, "ship": ["/bin/sh", "-c", ship, "sh"]}),
+               "max_files": 2, "ship": ship}),
     );
     let mut bsc = Bsc::with_config_env(dir.path(), &cfg, &[("BSC_DEBUG_CRASH", "created")]);
     sender(port).send(&seq_payload(0)).unwrap();
@@ -517,4 +498,123 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
     let (status, log) = bsc.stop_with_log();
     assert!(status.success());
     assert_eq!(behind_lines(&log), Vec::<String>::new());
+}
+
+/// README "Store and forward": "every closed file is shipped at least once"
+/// and "a handler removed or renamed keeps its waiting files shipping". A file
+/// the handler had open when bsc was killed is, after a restart with the
+/// handler renamed, was repaired and closed by `settle_left_open` with no
+/// `ship`, and never shipped. The `opened` line now records the handler's ship
+/// settings, and settling a gone handler's file queues it with them.
+#[test]
+fn a_file_left_open_by_a_crash_ships_after_its_handler_is_renamed() {
+    let (dir, root) = TempDir::with_root("review-renamed");
+    let shipped = dir.path().join("shipped");
+    let port = free_udp_port();
+    let script = format!("echo \"$BSC_FILE\" >> '{}'", shipped.display());
+    let cfg = |name: &str| {
+        json!({
+            "capture_manager": {"root_log_directory": root},
+            "handlers": [{"name": name, "conn_type": "udp", "address": ["127.0.0.1", port],
+                "rotate_log": false, "file_name_pattern": "{name}-{seq}.pcap",
+                "ship": ["/bin/sh", "-c", script, "sh"]}]
+        })
+    };
+    let mut bsc = Bsc::with_config(dir.path(), &cfg("h"));
+    send_paced(port, 0, 3, Duration::from_millis(60));
+    let open = root.join("h-0001.pcap");
+    wait_until("3 records", || count_records(&open) == 3);
+    bsc.signal(9);
+    bsc.wait_exit();
+    let bsc = Bsc::with_config(dir.path(), &cfg("h2"));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let target = open.display().to_string();
+    while Instant::now() < deadline && !lines_of(&shipped).contains(&target) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, stats) = bsc.get("/stats");
+    bsc.stop();
+    assert!(
+        lines_of(&shipped).contains(&target),
+        "{target} (closed after the crash) never shipped; stats: {stats}"
+    );
+}
+
+/// README "Rotation": "`rotate_max_packets`: a file is closed once it holds
+/// that many records." A file a crash left open that already holds N or more
+/// records (the limit lowered while bsc was stopped, or a crash between the
+/// N-th record's write and the close) is resumed by the first unit and gets
+/// one more record before it is closed.
+#[test]
+fn a_resumed_file_already_full_by_count_gets_no_more_records() {
+    let (dir, root) = TempDir::with_root("rt2-resume-full");
+    let port = free_udp_port();
+    let cfg = |max: u64| {
+        json!({
+            "capture_manager": {"root_log_directory": root},
+            "handlers": [{"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+                "rotate_max_packets": max, "file_name_pattern": "{name}-{seq}.pcap"}]
+        })
+    };
+    let mut bsc = Bsc::with_config(dir.path(), &cfg(5));
+    send_paced(port, 0, 3, Duration::from_millis(40));
+    wait_until("3 records", || {
+        count_records(&root.join("h-0001.pcap")) == 3
+    });
+    bsc.signal(9);
+    bsc.wait_exit();
+    let bsc = Bsc::with_config(dir.path(), &cfg(2));
+    send_paced(port, 3, 1, Duration::from_millis(40));
+    wait_until("the unit counted", || stats_of(&bsc, port)["packets"] == 1);
+    bsc.stop();
+    let counts: Vec<_> = pcap_files(&root)
+        .iter()
+        .map(|f| {
+            (
+                f.file_name().unwrap().to_string_lossy().into_owned(),
+                count_records(f),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("h-0001.pcap".to_string(), 3),
+            ("h-0002.pcap".to_string(), 1)
+        ],
+        "a file holding 3 records with rotate_max_packets 2 was appended to"
+    );
+}
+
+/// The same for `rotate_max_bytes` (README "Rotation": "a file is closed when
+/// the next record would take it past the limit"): a resumed file already past
+/// the limit is appended to.
+#[test]
+fn a_resumed_file_already_full_by_size_gets_no_more_records() {
+    let (dir, root) = TempDir::with_root("rt2-resume-size");
+    let port = free_udp_port();
+    let cfg = |max: u64| {
+        json!({
+            "capture_manager": {"root_log_directory": root},
+            "handlers": [{"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+                "rotate_max_bytes": max, "file_name_pattern": "{name}-{seq}.pcap"}]
+        })
+    };
+    let mut bsc = Bsc::with_config(dir.path(), &cfg(100_000));
+    send_paced(port, 0, 3, Duration::from_millis(40));
+    wait_until("3 records", || {
+        count_records(&root.join("h-0001.pcap")) == 3
+    });
+    bsc.signal(9);
+    bsc.wait_exit();
+    let size = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
+    let bsc = Bsc::with_config(dir.path(), &cfg(size));
+    send_paced(port, 3, 1, Duration::from_millis(40));
+    wait_until("the unit counted", || stats_of(&bsc, port)["packets"] == 1);
+    bsc.stop();
+    let after = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
+    assert_eq!(
+        after, size,
+        "a file at rotate_max_bytes ({size}) was appended to: now {after} bytes"
+    );
 }

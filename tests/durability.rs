@@ -9,23 +9,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
-
-fn handler(name: &str, port: u16, extra: Value) -> Value {
-    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-    for (k, v) in extra.as_object().unwrap() {
-        h[k] = v.clone();
-    }
-    h
-}
+use serde_json::json;
 
 #[test]
 fn kill_9_under_load_loses_nothing_that_was_reported() {
-    let dir = TempDir::new("kill9");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("kill9");
     let port = free_udp_port();
-    let cfg = json!({"capture_manager": {"root_log_directory": root},
-                     "handlers": [handler("k", port, json!({"rotate_log": false, "file_name_pattern": "k.pcap"}))]});
+    let cfg = config(
+        &root,
+        vec![udp_handler(
+            "k",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "k.pcap"}),
+        )],
+    );
     let mut bsc = Bsc::with_config(dir.path(), &cfg);
     // 50k datagrams/s for at most 3 s (150k at most), paced in 1 ms slices.
     let sender_thread = std::thread::spawn(move || {
@@ -79,10 +76,14 @@ fn a_full_disk_degrades_and_capture_resumes_when_space_returns() {
     let fs = SmallFs::new(dir.path(), 4);
     let root = fs.0.join("cap");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [handler("f", port, json!({"rotate_max_bytes": "256KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+        &root,
+        vec![udp_handler(
+            "f",
+            port,
+            json!({"rotate_max_bytes": "256KiB", "file_name_pattern": "{name}-{seq}.pcap"}),
+        )],
     );
     // Leave about 1 MiB, then send until the disk is full and writes fail (at
     // most 20,000 datagrams of 1000 bytes, 20 MB, through 1 MiB of room).
@@ -153,18 +154,13 @@ fn a_full_disk_degrades_and_capture_resumes_when_space_returns() {
 
 #[test]
 fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
-    let dir = TempDir::new("maxfiles");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("maxfiles");
     std::fs::create_dir_all(&root).unwrap();
     let foreign = root.join("operator-notes.pcap");
     std::fs::write(&foreign, b"not bsc's").unwrap();
     let port = free_udp_port();
-    let bsc = Bsc::with_config_env(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [handler("r", port, json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"}))]}),
-        &[DRIVEN_CLOCK],
-    );
+    let keys = json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"});
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("r", port, keys)]);
     // 10 s of bsc's clock, a datagram every 0.1 s of it (each counted before
     // the clock moves on: loopback may deliver a datagram late).
     let mut sent = 0u64;
@@ -207,15 +203,11 @@ fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
 
 #[test]
 fn max_age_deletes_a_closed_file_once_it_is_older_on_bsc_s_clock() {
-    let dir = TempDir::new("maxage");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("maxage");
     let port = free_udp_port();
-    let bsc = Bsc::with_config_env(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root},
-                "handlers": [handler("a", port, json!({"rotate_max_packets": 1, "max_age": 60, "file_name_pattern": "{name}-{seq}.pcap"}))]}),
-        &[DRIVEN_CLOCK],
-    );
+    let keys =
+        json!({"rotate_max_packets": 1, "max_age": 60, "file_name_pattern": "{name}-{seq}.pcap"});
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("a", port, keys)]);
     let file = |seq: u32| root.join(format!("a-{seq:04}.pcap"));
     // Two files closed now, a third 50 s later (one record each).
     send(&bsc, port, 0);
@@ -254,7 +246,7 @@ fn the_disk_budget_keeps_a_small_file_system_from_filling() {
     let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
-                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+                "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
         &[DRIVEN_CLOCK],
     );
     // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.
@@ -278,8 +270,7 @@ fn the_disk_budget_keeps_a_small_file_system_from_filling() {
 
 #[test]
 fn handlers_added_over_the_api_survive_restarts() {
-    let dir = TempDir::new("persist");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("persist");
     let cfg = json!({"capture_manager": {"root_log_directory": root, "manager_server": {"port": free_tcp_port()}}});
     let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
     let bsc = Bsc::with_config(dir.path(), &cfg);
@@ -322,8 +313,7 @@ fn handlers_added_over_the_api_survive_restarts() {
 
 #[test]
 fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
-    let dir = TempDir::new("onclose");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("onclose");
     let out = dir.path().join("hook-out");
     std::fs::create_dir_all(&out).unwrap();
     let hook = dir.path().join("hook.sh");
@@ -337,7 +327,7 @@ fn on_close_runs_once_per_file_with_its_environment_without_delaying_capture() {
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "on_close_max_running": 1},
-                "handlers": [handler("h", port, json!({"rotate_max_packets": 2, "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook.to_str().unwrap()]}))]}),
+                "handlers": [udp_handler("h", port, json!({"rotate_max_packets": 2, "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook.to_str().unwrap()]}))]}),
     );
     let tx = sender(port);
     let start = Instant::now();
@@ -418,7 +408,7 @@ fn the_disk_budget_takes_a_file_waiting_for_its_hook_only_when_nothing_else_is_l
     let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
-                "handlers": [handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
+                "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
         &[DRIVEN_CLOCK],
     );
     // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.

@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -35,16 +36,6 @@ fn config(root: &Path, port: u16, extra: Value) -> Value {
     json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]})
 }
 
-fn metric(bsc: &Bsc, name: &str) -> f64 {
-    let r = bsc.request("GET", "/metrics", None, b"");
-    let text = String::from_utf8(r.body).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 /// The pids of processes whose command line contains `token`.
 fn pids_with(token: &str) -> Vec<u32> {
     let out = Command::new("pgrep").args(["-f", token]).output().unwrap();
@@ -68,19 +59,19 @@ impl Drop for Leftovers {
     }
 }
 
-/// `bsc check` on `config`: its exit code and what it wrote.
-fn check(dir: &Path, config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
-        .args(["check", "--config", config.to_str().unwrap()])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// `bsc check` on the file `path` and bsc started on `config` (its content)
+/// both refuse it (exit code 2), saying `says` (the log once).
+fn refused_by_check_and_at_start(dir: &Path, path: &Path, config: &Value, says: &str) {
+    let (code, text) = bsc_check(dir, path);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(says), "{says}: {text}");
+    let (code, log) = start_fails(dir, config);
+    assert_eq!(code, 2, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains(says)).count(),
+        1,
+        "{says}: {log:?}"
     );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// bsc started on `config` (written to `dir`), expected to stop at start-up:
@@ -95,15 +86,6 @@ fn start_fails(dir: &Path, config: &Value) -> (i32, Vec<String>) {
     (status.code().unwrap_or(-1), bsc.log())
 }
 
-fn mode_of(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
 fn chown_nobody(path: &Path) {
     let ok = Command::new("chown")
         .args(["-h", "65534", path.to_str().unwrap()])
@@ -114,8 +96,7 @@ fn chown_nobody(path: &Path) {
 
 #[test]
 fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_file_bsc_closed() {
-    let dir = TempDir::new("edges-link");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-link");
     let central = dir.path().join("central");
     std::fs::create_dir_all(&central).unwrap();
     let secret = dir.path().join("secret");
@@ -150,7 +131,7 @@ fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_
     let ship = ship_of(&bsc, port);
     assert_eq!(ship["refused"], 1, "{ship}");
     assert_eq!(ship["shipped"], 1, "{ship}");
-    assert_eq!(metric(&bsc, "bsc_ship_refused_total"), 1.0);
+    assert_eq!(metric(&bsc.metrics(), "bsc_ship_refused_total"), 1.0);
     // Nothing but the capture reached the uploader.
     for entry in std::fs::read_dir(&central).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -193,8 +174,7 @@ fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_
 
 #[test]
 fn an_on_close_hook_is_handed_the_file_bsc_closed_or_nothing() {
-    let dir = TempDir::new("edges-hook");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-hook");
     let hooked = dir.path().join("hooked");
     std::fs::create_dir_all(&hooked).unwrap();
     let secret = dir.path().join("secret");
@@ -239,14 +219,13 @@ fn an_on_close_hook_is_handed_the_file_bsc_closed_or_nothing() {
     wait_until("the refused hook counted", || {
         stats_of(&bsc, port)["hooks_not_run"] == 1
     });
-    assert_eq!(metric(&bsc, "bsc_hooks_not_run_total"), 1.0);
+    assert_eq!(metric(&bsc.metrics(), "bsc_hooks_not_run_total"), 1.0);
     assert!(bsc.stop().success());
 }
 
 #[test]
 fn a_state_folder_others_could_write_stops_start_up_and_check() {
-    let dir = TempDir::new("edges-modes");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-modes");
     let port = free_udp_port();
     let cfg = config(&root, port, json!({}));
     // Made by bsc: the folder 0700, its files 0600.
@@ -258,7 +237,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
     assert_eq!(mode_of(&state), 0o700);
     assert_eq!(mode_of(&state.join("files.jsonl")), 0o600);
     let path = write_config(dir.path(), &cfg);
-    assert_eq!(check(dir.path(), &path).0, 0);
+    assert_eq!(bsc_check(dir.path(), &path).0, Some(0));
     // Writable by others, owned by another user, a journal of another user:
     // each stops start-up and `bsc check` with exit 2 and one line saying what to fix.
     type Setup = fn(&Path);
@@ -297,15 +276,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
     ];
     for (break_it, mend, says) in cases {
         break_it(&state);
-        let (code, text) = check(dir.path(), &path);
-        assert_eq!(code, 2, "{text}");
-        assert!(text.contains(says), "{text}");
-        let (code, log) = start_fails(dir.path(), &cfg);
-        assert_eq!(code, 2, "{log:?}");
-        assert!(
-            log.iter().filter(|l| l.contains(says)).count() == 1,
-            "{says}: {log:?}"
-        );
+        refused_by_check_and_at_start(dir.path(), &path, &cfg, says);
         mend(&state);
     }
     let bsc = Bsc::with_config(dir.path(), &cfg);
@@ -314,8 +285,7 @@ fn a_state_folder_others_could_write_stops_start_up_and_check() {
 
 #[test]
 fn a_journaled_command_the_config_does_not_declare_never_runs() {
-    let dir = TempDir::new("edges-argv");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-argv");
     let pwned = dir.path().join("pwned");
     let ship = script(dir.path(), "ship.sh", "exit 4\n");
     let port = free_udp_port();
@@ -349,8 +319,7 @@ fn a_journaled_command_the_config_does_not_declare_never_runs() {
 
 #[test]
 fn a_second_bsc_on_the_same_root_exits_2_naming_the_first() {
-    let dir = TempDir::new("edges-lock");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-lock");
     let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
     let first = Bsc::with_config(dir.path(), &cfg);
     let (code, log) = start_fails(dir.path(), &cfg);
@@ -359,8 +328,8 @@ fn a_second_bsc_on_the_same_root_exits_2_naming_the_first() {
     assert!(log.iter().any(|l| l.contains(&needle)), "{log:?}");
     // `bsc check` does not take the lock: it works beside a running bsc.
     let path = write_config(dir.path(), &cfg);
-    let (code, text) = check(dir.path(), &path);
-    assert_eq!(code, 0, "{text}");
+    let (code, text) = bsc_check(dir.path(), &path);
+    assert_eq!(code, Some(0), "{text}");
     // kill -9 leaves no stale lock.
     first.signal(9);
     let mut first = first;
@@ -371,8 +340,7 @@ fn a_second_bsc_on_the_same_root_exits_2_naming_the_first() {
 
 #[test]
 fn no_command_bsc_started_outlives_its_attempt_or_bsc() {
-    let dir = TempDir::new("edges-groups");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-groups");
     let token = format!("30{}.5", std::process::id());
     let _cleanup = Leftovers(format!("sleep {token}"));
     // The ship command leaves a background child and fails; the hook leaves
@@ -439,8 +407,7 @@ fn no_command_bsc_started_outlives_its_attempt_or_bsc() {
 
 #[test]
 fn a_failed_upload_says_why_and_a_success_clears_it() {
-    let dir = TempDir::new("edges-why");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-why");
     // Fails with a chatty stderr (control bytes in its last line) while `down` exists.
     let ship = script(
         dir.path(),
@@ -480,6 +447,23 @@ fn a_failed_upload_says_why_and_a_success_clears_it() {
     assert!(bsc.stop().success());
 }
 
+/// An `on_close` hook (`<dir>/hook.sh`) that waits (bounded) while `<dir>/hold`
+/// exists, then copies what it is handed into `<dir>/hooked` (made here): the
+/// hook and that folder.
+fn hook_that_waits_for_hold(dir: &Path) -> (PathBuf, PathBuf) {
+    let hooked = dir.join("hooked");
+    std::fs::create_dir_all(&hooked).unwrap();
+    let hook = script(
+        dir,
+        "hook.sh",
+        &format!(
+            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
+            d = dir.display()
+        ),
+    );
+    (hook, hooked)
+}
+
 /// Whether the log has a line containing `needle`.
 fn logged(bsc: &Bsc, needle: &str) -> bool {
     !bsc.log_matching(needle).is_empty()
@@ -487,19 +471,8 @@ fn logged(bsc: &Bsc, needle: &str) -> bool {
 
 #[test]
 fn retention_spares_a_file_while_its_on_close_hook_waits_or_runs() {
-    let dir = TempDir::new("edges-hook-retention");
-    let root = dir.path().join("cap");
-    let hooked = dir.path().join("hooked");
-    std::fs::create_dir_all(&hooked).unwrap();
-    // Waits (bounded) while `hold` exists, then copies what it is handed.
-    let hook = script(
-        dir.path(),
-        "hook.sh",
-        &format!(
-            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
-            d = dir.path().display()
-        ),
-    );
+    let (dir, root) = TempDir::with_root("edges-hook-retention");
+    let (hook, hooked) = hook_that_waits_for_hold(dir.path());
     std::fs::write(dir.path().join("hold"), b"").unwrap();
     let port = free_udp_port();
     let cfg = config(&root, port, json!({"on_close": [hook], "max_files": 2}));
@@ -548,8 +521,7 @@ fn retention_spares_a_file_while_its_on_close_hook_waits_or_runs() {
 
 #[test]
 fn a_hook_that_never_ends_holds_only_its_own_file() {
-    let dir = TempDir::new("edges-hook-bound");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-hook-bound");
     // The first file's hook waits (bounded) while `hold` exists; the others end at once.
     let hook = script(
         dir.path(),
@@ -590,8 +562,7 @@ fn a_hook_that_never_ends_holds_only_its_own_file() {
 #[test]
 fn a_waiting_file_made_writable_by_its_owner_is_repaired_by_group_or_others_refused() {
     use std::os::unix::fs::{FileExt, PermissionsExt};
-    let dir = TempDir::new("edges-chmod");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-chmod");
     let central = dir.path().join("central");
     std::fs::create_dir_all(&central).unwrap();
     let ship = script(
@@ -702,18 +673,8 @@ fn a_waiting_file_made_writable_by_its_owner_is_repaired_by_group_or_others_refu
 
 #[test]
 fn delete_after_ship_waits_until_the_files_hook_has_ended() {
-    let dir = TempDir::new("edges-hook-ship");
-    let root = dir.path().join("cap");
-    let hooked = dir.path().join("hooked");
-    std::fs::create_dir_all(&hooked).unwrap();
-    let hook = script(
-        dir.path(),
-        "hook.sh",
-        &format!(
-            "d='{d}'\ni=0\nwhile [ -e \"$d/hold\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done\ncp \"$1\" \"$d/hooked/$(basename \"$BSC_FILE\")\" || exit 7\n",
-            d = dir.path().display()
-        ),
-    );
+    let (dir, root) = TempDir::with_root("edges-hook-ship");
+    let (hook, hooked) = hook_that_waits_for_hold(dir.path());
     let ship = script(dir.path(), "ship.sh", "exit 0\n");
     std::fs::write(dir.path().join("hold"), b"").unwrap();
     let port = free_udp_port();
@@ -753,15 +714,14 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn a_root_or_a_folder_above_it_others_could_write_stops_start_up_and_check() {
-    let dir = TempDir::new("edges-root");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-root");
     let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
     let path = write_config(dir.path(), &cfg);
     // A root bsc makes is 0750; /tmp (1777, sticky) above it is fine.
     let bsc = Bsc::with_config(dir.path(), &cfg);
     assert!(bsc.stop().success());
     assert_eq!(mode_of(&root), 0o750);
-    assert_eq!(check(dir.path(), &path).0, 0);
+    assert_eq!(bsc_check(dir.path(), &path).0, Some(0));
     let cases: [(&Path, u32, bool, String); 3] = [
         (&root, 0o777, false, format!("`chmod go-w {}`", root.display())),
         (&root, 0o750, true, format!("is owned by uid 65534: whoever can write it can replace bsc's state folder and have bsc hand them files; `chown 0 {}`", root.display())),
@@ -772,16 +732,7 @@ fn a_root_or_a_folder_above_it_others_could_write_stops_start_up_and_check() {
         if nobody {
             chown_nobody(folder);
         }
-        let (code, text) = check(dir.path(), &path);
-        assert_eq!(code, 2, "{text}");
-        assert!(text.contains(&says), "{says}: {text}");
-        let (code, log) = start_fails(dir.path(), &cfg);
-        assert_eq!(code, 2, "{log:?}");
-        assert_eq!(
-            log.iter().filter(|l| l.contains(&says)).count(),
-            1,
-            "{says}: {log:?}"
-        );
+        refused_by_check_and_at_start(dir.path(), &path, &cfg, &says);
         Command::new("chown")
             .args(["0", folder.to_str().unwrap()])
             .status()
@@ -790,7 +741,7 @@ fn a_root_or_a_folder_above_it_others_could_write_stops_start_up_and_check() {
     }
     // A sticky folder above the root is fine.
     set_mode(dir.path(), 0o1777);
-    assert_eq!(check(dir.path(), &path).0, 0);
+    assert_eq!(bsc_check(dir.path(), &path).0, Some(0));
     let bsc = Bsc::with_config(dir.path(), &cfg);
     assert!(bsc.stop().success());
     set_mode(dir.path(), 0o755);
@@ -798,8 +749,7 @@ fn a_root_or_a_folder_above_it_others_could_write_stops_start_up_and_check() {
 
 #[test]
 fn a_state_folder_renamed_away_and_replaced_is_never_used() {
-    let dir = TempDir::new("edges-swap");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-swap");
     let ship = script(
         dir.path(),
         "ship.sh",
@@ -845,8 +795,7 @@ fn a_state_folder_renamed_away_and_replaced_is_never_used() {
 
 #[test]
 fn a_root_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_take_it() {
-    let dir = TempDir::new("edges-relock");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-relock");
     let port = free_udp_port();
     let cfg = config(&root, port, json!({}));
     let first = Bsc::with_config(dir.path(), &cfg);
@@ -887,8 +836,7 @@ fn a_root_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_take_it
 
 #[test]
 fn a_state_file_that_is_not_a_regular_file_stops_start_up_and_check() {
-    let dir = TempDir::new("edges-fifo");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-fifo");
     let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
     let path = write_config(dir.path(), &cfg);
     let state = root.join(".bsc");
@@ -918,16 +866,7 @@ fn a_state_file_that_is_not_a_regular_file_stops_start_up_and_check() {
             std::fs::create_dir(&file).unwrap();
         }
         let says = format!("{} {says}: remove it", file.display());
-        let (code, text) = check(dir.path(), &path);
-        assert_eq!(code, 2, "{text}");
-        assert!(text.contains(&says), "{says}: {text}");
-        let (code, log) = start_fails(dir.path(), &cfg);
-        assert_eq!(code, 2, "{log:?}");
-        assert_eq!(
-            log.iter().filter(|l| l.contains(&says)).count(),
-            1,
-            "{says}: {log:?}"
-        );
+        refused_by_check_and_at_start(dir.path(), &path, &cfg, &says);
         if fifo {
             std::fs::remove_file(&file).unwrap();
         } else {
@@ -940,8 +879,7 @@ fn a_state_file_that_is_not_a_regular_file_stops_start_up_and_check() {
 
 #[test]
 fn a_bsc_whose_root_another_bsc_took_never_writes_in_that_ones_state_folder() {
-    let dir = TempDir::new("edges-taken");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-taken");
     let port = free_udp_port();
     let first = Bsc::with_config(dir.path(), &config(&root, port, json!({})));
     send(&first, port, 0);
@@ -984,8 +922,7 @@ fn lines_starting(log: &Path, start: &str) -> usize {
 /// ended, then deletes it as usual.
 #[test]
 fn an_on_close_hook_cut_short_by_kill_9_runs_again_after_the_restart() {
-    let dir = TempDir::new("edges-hook-kill9");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-hook-kill9");
     let hooks = dir.path().join("hooks.log");
     // About 2 s for h-0001 (bounded: 40 steps), at once for the others.
     let hook = script(
@@ -1102,8 +1039,7 @@ fn a_root_another_user_made_again_is_never_used_and_nothing_in_it_is_handed_over
 
 #[test]
 fn a_lock_file_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_take_the_root() {
-    let dir = TempDir::new("edges-lockfile");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-lockfile");
     let port = free_udp_port();
     let first = Bsc::with_config(dir.path(), &config(&root, port, json!({})));
     send(&first, port, 0);
@@ -1132,8 +1068,7 @@ fn a_lock_file_deleted_while_bsc_runs_is_locked_again_before_a_second_bsc_can_ta
 
 #[test]
 fn a_root_that_is_not_a_folder_gets_one_reason_from_check_and_start_up() {
-    let dir = TempDir::new("edges-root-file");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("edges-root-file");
     std::fs::write(&root, b"not a folder").unwrap();
     let cfg = json!({"capture_manager": {"root_log_directory": root}, "handlers": []});
     let path = write_config(dir.path(), &cfg);
@@ -1141,16 +1076,72 @@ fn a_root_that_is_not_a_folder_gets_one_reason_from_check_and_start_up() {
         "root_log_directory {} is not a folder: remove what is there or choose another root",
         root.display()
     );
-    let (code, text) = check(dir.path(), &path);
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains(&says), "{text}");
-    let (code, log) = start_fails(dir.path(), &cfg);
-    assert_eq!(code, 2, "{log:?}");
-    assert_eq!(
-        log.iter().filter(|l| l.contains(&says)).count(),
-        1,
-        "{log:?}"
-    );
+    refused_by_check_and_at_start(dir.path(), &path, &cfg, &says);
     // Nothing was made in its place, and the file is as it was.
     assert_eq!(std::fs::read(&root).unwrap(), b"not a folder");
+}
+
+/// README "Store and forward", "When bsc is killed": the command bsc started
+/// dies with it after `kill -9` (PR_SET_PDEATHSIG), and so what it would have
+/// done next never happens. What that command started itself (here `sleep`) is
+/// out of bsc's reach once bsc is killed: only a cgroup (systemd's
+/// `KillMode=control-group`, `systemd/bsc.service`) ends it, which this test
+/// cannot depend on; the test kills that process group itself afterwards.
+/// (The red-team version asserted that grandchildren die too: impossible for a
+/// process killed by SIGKILL, so the README no longer claims it.)
+#[test]
+fn a_ship_command_dies_with_bsc_after_kill_9() {
+    let (dir, root) = TempDir::with_root("review-pdeath");
+    let late = dir.path().join("late");
+    let started = dir.path().join("started");
+    let port = free_udp_port();
+    let script = format!(
+        "echo $$ > '{0}.tmp' && mv '{0}.tmp' '{0}'; sleep 3; echo \"$1\" >> '{1}'",
+        started.display(),
+        late.display()
+    );
+    let cfg = json!({
+        "capture_manager": {"root_log_directory": root},
+        "handlers": [{"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+            "rotate_max_packets": 1, "file_name_pattern": "{name}-{seq}.pcap",
+            "ship": ["/bin/sh", "-c", script, "sh"]}]
+    });
+    let mut bsc = Bsc::with_config(dir.path(), &cfg);
+    send_paced(port, 0, 1, Duration::from_millis(60));
+    wait_until("the ship command to start", || started.exists());
+    let pid: u32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    bsc.signal(9);
+    bsc.wait_exit();
+    // Gone, or a zombie waiting for whatever adopted it to reap it.
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !dead() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let was_dead = dead();
+    // Dead, the command writes `late` no more (its `sleep` writes nothing): the
+    // check needs no wait. Its `sleep` (same process group, which bsc made) is
+    // left to us.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        was_dead,
+        "the ship command (pid {pid}) outlived bsc's kill -9"
+    );
+    assert!(
+        !late.exists(),
+        "the ship command went on after bsc's kill -9: {:?}",
+        std::fs::read_to_string(&late)
+    );
 }

@@ -21,8 +21,7 @@ use common::*;
 use serde_json::{json, Value};
 
 #[allow(dead_code)] // the space packets only
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 /// A `manager_server` section on a free loopback port, with an optional token.
 fn server_section(token: Option<&str>) -> Value {
@@ -248,24 +247,8 @@ fn receive_queues(local_ports: &[u16], server_port: u16) -> Vec<u64> {
 fn clients_pipelining_large_answers_without_reading_cannot_grow_memory() {
     let dir = TempDir::new("pipeline");
     // 300 handlers (on 50 addresses): /metrics is about 350 KiB.
-    let udp: Vec<std::net::UdpSocket> = (0..50)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
-    drop(udp);
-    let handlers: Vec<Value> = (0..300)
-        .map(|i| {
-            json!({"name": format!("h{i}"), "conn_type": "udp",
-                   "address": ["127.0.0.1", ports[i % ports.len()]],
-                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")})
-        })
-        .collect();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
-                 "manager_server": server_section(None)},
-                "handlers": handlers}),
-    );
+    let ports = udp_ports(50);
+    let bsc = start_with(&dir, handlers_on(&ports, 300));
     let port = bsc.http_port;
     let metrics = bsc.request("GET", "/metrics", None, b"");
     assert_eq!(metrics.status, 200);
@@ -378,24 +361,8 @@ impl Read for SlowReader {
 fn slow_readers_pipelining_large_answers_hold_a_bounded_total() {
     let dir = TempDir::new("budget");
     // 1,000 handlers (on 50 addresses) from a config file: /metrics is about 2 MB.
-    let udp: Vec<std::net::UdpSocket> = (0..50)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
-    drop(udp);
-    let handlers: Vec<Value> = (0..1000)
-        .map(|i| {
-            json!({"name": format!("h{i}"), "conn_type": "udp",
-                   "address": ["127.0.0.1", ports[i % ports.len()]],
-                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")})
-        })
-        .collect();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
-                 "manager_server": server_section(None)},
-                "handlers": handlers}),
-    );
+    let ports = udp_ports(50);
+    let bsc = start_with(&dir, handlers_on(&ports, 1000));
     let port = bsc.http_port;
     let first = bsc.request("GET", "/metrics", None, b"");
     assert_eq!(first.status, 200);
@@ -590,15 +557,41 @@ fn clients_without_the_token_asking_all_the_time_cannot_lock_out_one_with_it() {
     assert!(bsc.stop().success());
 }
 
+/// `n` UDP ports on 127.0.0.1 free at the same time (bound together, then released).
+fn udp_ports(n: usize) -> Vec<u16> {
+    let udp: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    udp.iter().map(|s| s.local_addr().unwrap().port()).collect()
+}
+
+/// `count` UDP handlers `h0`, `h1`, ... on these ports in turn, one file each.
+fn handlers_on(ports: &[u16], count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            json!({"name": format!("h{i}"), "conn_type": "udp",
+                   "address": ["127.0.0.1", ports[i % ports.len()]],
+                   "rotate_log": false, "file_name_pattern": format!("h{i}.pcap")})
+        })
+        .collect()
+}
+
+/// bsc on a config file with these handlers, its captures in `<dir>/cap`,
+/// its management API on a free loopback port.
+fn start_with(dir: &TempDir, handlers: Vec<Value>) -> Bsc {
+    Bsc::with_config(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
+                 "manager_server": server_section(None)},
+                "handlers": handlers}),
+    )
+}
+
 /// bsc with `count` handlers from a config file on 50 UDP addresses, named
 /// `prefix` and their number, padded with `x` to `name_len` characters (the
 /// labels of every `/metrics` series carry the name).
 fn with_handlers(dir: &TempDir, count: usize, name_len: usize, extra: Value) -> Bsc {
-    let udp: Vec<std::net::UdpSocket> = (0..50.min(count))
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = udp.iter().map(|s| s.local_addr().unwrap().port()).collect();
-    drop(udp);
+    let ports = udp_ports(50.min(count));
     let handlers: Vec<Value> = (0..count)
         .map(|i| {
             let mut h = json!({"name": format!("{:x<name_len$}", format!("h{i}-")),
@@ -610,12 +603,7 @@ fn with_handlers(dir: &TempDir, count: usize, name_len: usize, extra: Value) -> 
             h
         })
         .collect();
-    Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
-                 "manager_server": server_section(None)},
-                "handlers": handlers}),
-    )
+    start_with(dir, handlers)
 }
 
 /// `clients` threads, each on a connection with a 16 KiB receive buffer,
@@ -739,16 +727,11 @@ fn one_metrics_answer_larger_than_16_mib_comes_in_pieces_with_bounded_growth() {
                    "sequence_check": "ccsds_space_packet"})
         })
         .collect();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"),
-                 "manager_server": server_section(None)},
-                "handlers": handlers}),
-    );
+    let bsc = start_with(&dir, handlers);
     wait_until("the socket is bound", || !udp_port_is_free(udp_port));
     let tx = sender(udp_port);
     for apid in 0..256u16 {
-        tx.send(&units::space_packet(apid, 1, &[0; 8])).unwrap();
+        tx.send(&testgen::space_packet(apid, 1, &[0; 8])).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
     let all_seen = || {
@@ -829,11 +812,7 @@ fn json_without_repeated_keys(body: &[u8]) -> Value {
         .unwrap();
     check.stdin.take().unwrap().write_all(body).unwrap();
     let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     serde_json::from_slice(body).unwrap()
 }
 
@@ -991,11 +970,7 @@ fn answers_in_pieces_reach_http_1_0_clients_and_curl_whole() {
             .arg(format!("http://127.0.0.1:{port}/metrics"))
             .output()
             .expect("curl is installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.len() > 500_000, "{} bytes", text.len());
         assert_eq!(text.matches("bsc_packets_total{").count(), 300);

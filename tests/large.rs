@@ -105,8 +105,7 @@ fn send_in_bursts(tx: &UdpSocket, root: &Path, prefix: &str, sizes: &[usize]) {
 
 #[test]
 fn sixty_thousand_byte_datagrams_are_written_byte_exact_by_three_handlers() {
-    let dir = TempDir::new("large60k");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("large60k");
     let port = free_udp_port();
     let bsc = start(
         dir.path(),
@@ -157,8 +156,7 @@ fn sixty_thousand_byte_datagrams_are_written_byte_exact_by_three_handlers() {
 
 #[test]
 fn batches_mixing_every_size_from_0_to_65507_bytes_are_written_byte_exact() {
-    let dir = TempDir::new("largemix");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("largemix");
     let port = free_udp_port();
     let bsc = start(
         dir.path(),

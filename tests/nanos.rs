@@ -23,11 +23,7 @@ fn tcpdump_fractions(path: &Path, precision: &str) -> Vec<String> {
         .arg(path)
         .output()
         .expect("tcpdump is needed: apt-get install tcpdump (make test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with(char::is_whitespace))
@@ -41,8 +37,7 @@ fn tcpdump_fractions(path: &Path, precision: &str) -> Vec<String> {
 
 #[test]
 fn nanosecond_and_microsecond_files_of_the_same_datagrams() {
-    let dir = TempDir::new("nanos");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("nanos");
     let port = free_udp_port();
     let bsc = Bsc::with_config(
         dir.path(),
@@ -126,11 +121,7 @@ fn nanosecond_and_microsecond_files_of_the_same_datagrams() {
         .output()
     {
         Ok(out) => {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_success(&out);
             let text = String::from_utf8_lossy(&out.stdout);
             let times: Vec<&str> = text.lines().collect();
             assert_eq!(times.len(), DATAGRAMS, "{text}");
@@ -230,10 +221,8 @@ fn a_file_left_open_is_appended_to_only_at_its_own_precision() {
 #[test]
 fn tcp_reads_are_stamped_to_the_nanosecond() {
     use std::io::Write;
-    let dir = TempDir::new("nanos-tcp");
-    let root = dir.path().join("cap");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (dir, root) = TempDir::with_root("nanos-tcp");
+    let (listener, port) = tcp_peer();
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": &root}, "handlers": [

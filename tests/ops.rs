@@ -193,11 +193,7 @@ fn make_install_lays_out_the_files_and_keeps_an_existing_config() {
     let bin = format!("BIN={}", env!("CARGO_BIN_EXE_bsc"));
     let destdir = format!("DESTDIR={}", dest.display());
     let out = make(&["install", &bin, &destdir]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for f in [
         "usr/bin/bsc",
         "lib/systemd/system/bsc.service",

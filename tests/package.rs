@@ -11,10 +11,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(program)
         .args(args)

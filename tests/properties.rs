@@ -129,8 +129,7 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Telemetry units: framing and sequence accounting (src/framing/, sequence.rs)
 
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 use bsc::framing::{fecf_ok, Framer, Framing, FramingStats};
 use bsc::sequence::{SequenceCheck, SequenceChecker};
@@ -163,12 +162,12 @@ fn wire_unit(kind: usize, n: usize, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
     match kind {
         0 => {
             let u =
-                units::space_packet([0x10, 0x123, 0x7FE][n % 3], (16380 + n as u16) % 16384, &p);
+                testgen::space_packet([0x10, 0x123, 0x7FE][n % 3], (16380 + n as u16) % 16384, &p);
             (u.clone(), u)
         }
         1 => {
             p.resize(TM_DATA, 0x1A);
-            let f = units::tm_frame(42, (n % 8) as u8, n as u8, n as u8, &p);
+            let f = testgen::tm_frame(42, (n % 8) as u8, n as u8, n as u8, 0, &p, true);
             (f.clone(), f[4..].to_vec())
         }
         2 | 3 => {
@@ -185,7 +184,7 @@ fn wire_unit(kind: usize, n: usize, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
             let u = [&[0x55][..], &len[..3], &p].concat();
             (u.clone(), u)
         }
-        _ => (units::kiss_frame((n % 16) as u8, &p), p),
+        _ => (testgen::kiss_frame((n % 16) as u8, &p), p),
     }
 }
 
@@ -327,7 +326,7 @@ proptest! {
             let open: Vec<usize> = (0..streams.len()).filter(|&i| next[i] < models[i].counts.len()).collect();
             if open.is_empty() { break; }
             let i = open[*o.next().unwrap_or(&0) as usize % open.len()];
-            checker.check(&units::space_packet(streams[i].0, models[i].counts[next[i]], b"x"));
+            checker.check(&testgen::space_packet(streams[i].0, models[i].counts[next[i]], b"x"));
             next[i] += 1;
         }
         let r = checker.report();
@@ -366,7 +365,7 @@ proptest! {
         let mut checker = SequenceChecker::new(SequenceCheck::TmFrame { offset: 4 });
         let counts: Vec<u16> = first.counts.iter().chain(&second.counts).copied().collect();
         for (mc, &c) in counts.iter().enumerate() {
-            checker.check(&units::tm_frame(9, 2, mc as u8, c as u8, &[0; 4]));
+            checker.check(&testgen::tm_frame(9, 2, mc as u8, c as u8, 0, &[0; 4], true));
         }
         // The step into the restart is a reset only if something came before it
         // and the last frame before the restart arrived (else it may look like a gap).

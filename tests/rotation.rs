@@ -16,10 +16,7 @@ fn start(dir: &TempDir, extra: serde_json::Value) -> (Bsc, u16, PathBuf) {
     for (k, v) in extra.as_object().unwrap() {
         h[k] = v.clone();
     }
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]}),
-    );
+    let bsc = Bsc::capturing(dir.path(), &root, vec![h]);
     (bsc, port, root)
 }
 

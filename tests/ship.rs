@@ -117,24 +117,9 @@ fn journaled_shipped(root: &Path) -> HashSet<String> {
         .collect()
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
-fn metrics(bsc: &Bsc) -> String {
-    let r = bsc.request("GET", "/metrics", None, b"");
-    assert_eq!(r.status, 200);
-    String::from_utf8(r.body).unwrap()
-}
-
 #[test]
 fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
-    let dir = TempDir::new("ship-retry");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-retry");
     let st = Station::new(dir.path(), &root);
     st.set("fail", "3");
     st.set("env", "");
@@ -184,7 +169,7 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
         ship["last_error_at"].as_str().unwrap().ends_with('Z'),
         "{ship}"
     );
-    let text = metrics(&bsc);
+    let text = bsc.metrics();
     promtool_accepts(&text);
     assert_eq!(metric(&text, "bsc_shipped_files_total"), 5.0);
     assert_eq!(metric(&text, "bsc_ship_failures_total"), 3.0);
@@ -224,8 +209,7 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
 
 #[test]
 fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice() {
-    let dir = TempDir::new("ship-kill");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-kill");
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
@@ -303,8 +287,7 @@ fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice(
 
 #[test]
 fn retention_never_deletes_a_file_waiting_to_ship() {
-    let dir = TempDir::new("ship-retention");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-retention");
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
@@ -344,8 +327,7 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
 
 #[test]
 fn delete_after_ship_keeps_only_what_central_storage_lacks() {
-    let dir = TempDir::new("ship-delete");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-delete");
     let st = Station::new(dir.path(), &root);
     let port = free_udp_port();
     let bsc = Bsc::with_config(
@@ -407,7 +389,7 @@ fn the_disk_budget_drops_waiting_files_last_and_says_so() {
     assert_eq!(s["write_errors"], 0, "the disk never filled: {s}");
     assert!(fs.free() >= 1 << 20, "free {}", fs.free());
     let dropped = s["ship"]["dropped"].as_u64().unwrap();
-    let text = metrics(&bsc);
+    let text = bsc.metrics();
     promtool_accepts(&text);
     assert_eq!(metric(&text, "bsc_ship_dropped_total"), dropped as f64);
     assert!(metric(&text, "bsc_ship_pending_files") >= 1.0);
@@ -432,8 +414,7 @@ fn the_disk_budget_drops_waiting_files_last_and_says_so() {
 
 #[test]
 fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
-    let dir = TempDir::new("ship-timeout");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-timeout");
     let st = Station::new(dir.path(), &root);
     st.set("slow", "30.4242");
     let port = free_udp_port();
@@ -474,7 +455,7 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
     let bsc = Bsc::with_config(dir.path(), &renamed);
     wait_until("h's two files shipped", || st.received().len() >= 2);
     assert_eq!(st.received(), vec![name(1), name(2)]);
-    let text = metrics(&bsc);
+    let text = bsc.metrics();
     promtool_accepts(&text);
     assert!(
         text.contains("bsc_shipped_files_total{handler=\"h\",address=\"['127.0.0.1', "),
@@ -485,13 +466,9 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
 
 #[test]
 fn ship_is_config_file_only_and_bad_values_are_refused_at_load() {
-    let dir = TempDir::new("ship-config");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-config");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &json!({"capture_manager": {"root_log_directory": root}, "handlers": []}),
-    );
+    let bsc = Bsc::capturing(dir.path(), &root, vec![]);
     let body = json!({"conn_type": "udp", "port": port, "loc": "127.0.0.1", "ship": ["/bin/true"]});
     let r = bsc.request(
         "POST",
@@ -580,8 +557,7 @@ fn ship_is_config_file_only_and_bad_values_are_refused_at_load() {
 
 #[test]
 fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
-    let dir = TempDir::new("ship-health");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-health");
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
@@ -603,7 +579,7 @@ fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
             && reasons.contains("exit status: 4"),
         "{health}"
     );
-    assert!(metric(&metrics(&bsc), "bsc_ship_oldest_pending_age_seconds") >= 2.0);
+    assert!(metric(&bsc.metrics(), "bsc_ship_oldest_pending_age_seconds") >= 2.0);
     st.clear("down");
     wait_advancing(bsc.http_port, 0.5, "ok again once shipped", || {
         bsc.get("/health").1["status"] == "ok"
@@ -633,8 +609,7 @@ fn a_backlog_after_an_outage_drains() {
         )
     };
     let every = Duration::from_secs_f64(60.0 / per_min);
-    let dir = TempDir::new("ship-drain");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("ship-drain");
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
@@ -690,4 +665,91 @@ fn a_backlog_after_an_outage_drains() {
         ship["failures"]
     );
     assert!(bsc.stop().success());
+}
+
+/// README "Store and forward": oldest first, at least once, never again once
+/// journaled as shipped; across journal compaction (past ~1024 lines) and a
+/// restart with the backlog waiting.
+#[test]
+fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart() {
+    let (dir, root) = TempDir::with_root("rt2-ship-compact");
+    let (ship, down, shipped) = ship_unless_down(dir.path());
+    let port = free_udp_port();
+    let keys = json!({"rotate_max_packets": 1, "file_name_pattern": "{name}-{seq:6}.pcap", "ship_retry_max_s": 1, "ship": ship});
+    let cfg = config(&root, vec![udp_handler("h", port, keys)]);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    let s = sender(port);
+    for i in 0..700u64 {
+        s.send(&seq_payload(i)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wait_until("700 files", || pcap_files(&root).len() == 700);
+    // Some ship, in the middle of the backlog, then down again.
+    std::fs::remove_file(&down).unwrap();
+    wait_advancing(bsc.http_port, 0.5, "some shipped", || {
+        std::fs::read_to_string(&shipped).map_or(0, |t| t.lines().count()) >= 100
+    });
+    std::fs::write(&down, "").unwrap();
+    for i in 700..1200u64 {
+        s.send(&seq_payload(i)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wait_until("1200 files", || pcap_files(&root).len() == 1200);
+    // Failed attempts and ticks (compaction) meanwhile: two ticks of bsc's clock.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
+    let mut bsc = bsc;
+    bsc.signal(9);
+    bsc.wait_exit();
+    std::fs::remove_file(&down).unwrap();
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let lines = || {
+        std::fs::read_to_string(&shipped)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    while Instant::now() < deadline {
+        let n = lines().len();
+        if n >= 1200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A second upload of a file would land before its process is gone.
+    wait_until("nothing waiting and no upload running", || {
+        let pgrep = Command::new("pgrep")
+            .arg("-f")
+            .arg(shipped.display().to_string())
+            .output()
+            .unwrap();
+        ship_of(&bsc, port)["pending_files"] == 0
+            && String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+    });
+    bsc.stop();
+    let got = lines();
+    let mut seen = std::collections::HashSet::new();
+    let dups: Vec<_> = got.iter().filter(|l| !seen.insert(l.as_str())).collect();
+    let files: Vec<String> = pcap_files(&root)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| !seen.contains(f.as_str()))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    let in_order = got.iter().collect::<Vec<_>>() == sorted.iter().collect::<Vec<_>>();
+    assert!(
+        dups.len() <= 1 && missing.is_empty() && in_order,
+        "{} shipped of {}; twice: {dups:?}; missing: {:?}; oldest first: {in_order}",
+        got.len(),
+        files.len(),
+        &missing[..missing.len().min(10)]
+    );
 }

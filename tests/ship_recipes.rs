@@ -34,10 +34,6 @@ const FILES: u64 = 3;
 /// included) before a test fails.
 const ARRIVAL: Duration = Duration::from_secs(180);
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn script(name: &str) -> PathBuf {
     repo().join("systemd/examples").join(name)
 }
@@ -56,12 +52,8 @@ fn handler(name: &str, port: u16, ship: Vec<String>) -> Value {
            "file_name_pattern": ODD_PATTERN, SHIP_KEY: ship})
 }
 
-fn config(root: &Path, handlers: Vec<Value>) -> Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
-
 /// Sends `n` datagrams numbered from `first` (so `n / PER_FILE` files close).
-fn send(port: u16, first: u64, n: u64) {
+fn send_burst(port: u16, first: u64, n: u64) {
     let tx = sender(port);
     for seq in first..first + n {
         tx.send(&seq_payload(seq)).unwrap();
@@ -87,17 +79,6 @@ fn name_of(p: &Path) -> String {
 }
 
 /// Percent-encodes every byte but RFC 3986's unreserved characters.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn xml_unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
@@ -232,19 +213,7 @@ impl Moto {
             ("PolicyName", "ship"),
             ("PolicyDocument", policy),
         ]);
-        let region = format!("<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>");
-        let out = self.s3(
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/xml",
-                "--data-binary",
-                &region,
-            ],
-            BUCKET,
-        );
-        assert!(out.status.success(), "create bucket: {}", text(&out));
+        self.create_bucket(BUCKET);
         // From now on a request signed with anything but the key is refused.
         let out = self.s3_as(&("bootstrap".into(), "bootstrap".into()), &[], BUCKET);
         assert!(
@@ -271,6 +240,23 @@ impl Moto {
     }
 
     /// A request signed with the user's key, as curl makes it.
+    /// Makes the bucket `name` in [`REGION`].
+    fn create_bucket(&self, name: &str) {
+        let region = format!("<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>");
+        let out = self.s3(
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/xml",
+                "--data-binary",
+                &region,
+            ],
+            name,
+        );
+        assert!(out.status.success(), "create bucket: {}", text(&out));
+    }
+
     fn s3(&self, args: &[&str], path: &str) -> Output {
         self.s3_as(&self.key, args, path)
     }
@@ -369,8 +355,8 @@ fn s3_recipe_uploads_every_closed_file_byte_identical_under_station_handler_and_
         script("bsc-ship-s3").to_str().unwrap().to_string(),
         env.to_str().unwrap().to_string(),
     ];
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![handler(name, port, ship)]));
-    send(port, 0, PER_FILE * FILES + 1);
+    let bsc = Bsc::capturing(dir.path(), &root, vec![handler(name, port, ship)]);
+    send_burst(port, 0, PER_FILE * FILES + 1);
     let files = closed_files(&bsc, FILES as usize);
     let key_of = |f: &Path| format!("{STATION}/{name}/{}", name_of(f));
     let want: BTreeSet<String> = files.iter().map(|f| key_of(f)).collect();
@@ -452,11 +438,7 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
         script("bsc-ship-s3").to_str().unwrap().to_string(),
         env.to_str().unwrap().to_string(),
     ];
-    let bsc = Bsc::with_config_env(
-        dir.path(),
-        &config(&root, vec![handler(name, port, ship)]),
-        &[DRIVEN_CLOCK],
-    );
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![handler(name, port, ship)]);
     // The exit status of each attempt to ship `f`, in order.
     let attempts_of = |f: &Path| -> Vec<String> {
         std::fs::read_to_string(&attempts)
@@ -467,7 +449,7 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
             .map(|(s, _)| s.to_string())
             .collect()
     };
-    send(port, 0, PER_FILE + 1);
+    send_burst(port, 0, PER_FILE + 1);
     let first = closed_files(&bsc, 1);
     let key_of = |f: &Path| format!("{STATION}/{name}/{}", name_of(f));
     wait_shipped(&bsc, "the first file shipped", || {
@@ -475,7 +457,7 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
     });
     assert!(moto.keys().contains(&key_of(&first[0])));
     moto.down();
-    send(port, PER_FILE + 1, PER_FILE * 2);
+    send_burst(port, PER_FILE + 1, PER_FILE * 2);
     let files = closed_files(&bsc, 3);
     let later: Vec<PathBuf> = files[1..].to_vec();
     // One file at a time, oldest first: the second file fails (and waits
@@ -549,8 +531,8 @@ fn s3_recipe_names_a_missing_bucket_and_ships_once_it_exists() {
     ];
     let mut h = handler("tlm", port, ship);
     h["ship_retry_max_s"] = json!(1);
-    let bsc = Bsc::with_config_env(dir.path(), &config(&root, vec![h]), &[DRIVEN_CLOCK]);
-    send(port, 0, PER_FILE + 1);
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![h]);
+    send_burst(port, 0, PER_FILE + 1);
     let files = closed_files(&bsc, 1);
     let says = format!(
         "bsc-ship-s3: bucket {missing} does not exist at {}",
@@ -569,19 +551,7 @@ fn s3_recipe_names_a_missing_bucket_and_ships_once_it_exists() {
     let line = bsc.wait_log(&says);
     assert!(line.contains(&name_of(&files[0])), "{line}");
     // Made: the file ships, and the error is cleared (when it was, kept).
-    let region = format!("<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>");
-    let out = moto.s3(
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/xml",
-            "--data-binary",
-            &region,
-        ],
-        missing,
-    );
-    assert!(out.status.success(), "create bucket: {}", text(&out));
+    moto.create_bucket(missing);
     // The retry comes after its back-off (at most 1 s) on bsc's clock.
     wait_shipped(&bsc, "the file shipped", || {
         ship_of()["shipped"] == 1 || {
@@ -628,8 +598,8 @@ fn rsync_recipe_copies_every_closed_file_byte_identical_and_nothing_else() {
         script("bsc-ship-rsync").to_str().unwrap().to_string(),
         dest.to_str().unwrap().to_string(),
     ];
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![handler(name, port, ship)]));
-    send(port, 0, PER_FILE * FILES + 1);
+    let bsc = Bsc::capturing(dir.path(), &root, vec![handler(name, port, ship)]);
+    send_burst(port, 0, PER_FILE * FILES + 1);
     let files = closed_files(&bsc, FILES as usize);
     let mut want: BTreeSet<String> = files
         .iter()

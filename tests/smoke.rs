@@ -17,8 +17,7 @@ fn smoke() {
     program.push(&bin);
     eprintln!("smoke test of {}", program.join(" "));
 
-    let dir = TempDir::new("smoke");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("smoke");
     let (port, http_port) = (free_udp_port(), free_tcp_port());
     let cfg = write_config(
         dir.path(),

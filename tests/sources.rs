@@ -12,31 +12,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
-
-fn config(root: &Path, handlers: Vec<Value>) -> Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
+use serde_json::json;
 
 /// Bytes of every record of a file, concatenated, and the records' lengths.
 fn stream_of(path: &Path) -> (Vec<u8>, Vec<usize>) {
     let (_, _, records) = read_pcap(path);
     let lens = records.iter().map(|r| r.data.len()).collect();
     (records.into_iter().flat_map(|r| r.data).collect(), lens)
-}
-
-/// Deterministic pseudo-random bytes and write sizes.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
 }
 
 /// Accepts one connection and writes `data` in random-size writes.
@@ -53,25 +35,16 @@ fn serve(listener: &TcpListener, data: &[u8], rng: &mut Rng) -> std::net::TcpStr
     conn
 }
 
-fn tcp_stats(bsc: &Bsc, port: u16) -> Value {
-    bsc.get("/stats").1[format!("['127.0.0.1', {port}]")][0].clone()
-}
-
 #[test]
 fn tcp_stream_is_captured_whole_across_a_peer_restart() {
-    let dir = TempDir::new("tcp");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bsc = Bsc::with_config_env(
+    let (dir, root) = TempDir::with_root("tcp");
+    let (listener, port) = tcp_peer();
+    let bsc = Bsc::capturing_driven(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "modem.pcap"}),
-            ],
-        ),
-        &[DRIVEN_CLOCK],
+        &root,
+        vec![
+            json!({"name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", port], "rotate_log": false, "file_name_pattern": "modem.pcap"}),
+        ],
     );
     let mut rng = Rng(0x9E3779B97F4A7C15);
     let first = rng.bytes(1 << 20);
@@ -80,14 +53,14 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     wait_until("the first MiB on disk", || {
         path.exists() && stream_of(&path).0.len() >= first.len()
     });
-    assert_eq!(tcp_stats(&bsc, port)["connected"], true);
+    assert_eq!(stats_of(&bsc, port)["connected"], true);
 
     // The peer goes away for 2 s of bsc's clock (part of the scenario), then
     // comes back; bsc's next attempt comes after its back-off.
     drop(conn);
     drop(listener);
     wait_until("bsc notices the peer is gone", || {
-        tcp_stats(&bsc, port)["connected"] == false
+        stats_of(&bsc, port)["connected"] == false
     });
     for _ in 0..4 {
         advance_clock(bsc.http_port, 0.5);
@@ -101,7 +74,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
         stream_of(&path).0.len() >= both.len()
     });
     let conn = peer.join().unwrap();
-    let stats = tcp_stats(&bsc, port);
+    let stats = stats_of(&bsc, port);
     assert_eq!(
         (stats["connected"].as_bool(), stats["reconnects"].as_u64()),
         (Some(true), Some(1)),
@@ -146,9 +119,9 @@ fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
     );
     assert_eq!(status, 201, "{entry}");
     wait_until("a failed attempt is reported", || {
-        tcp_stats(&bsc, port)["last_error"].is_string()
+        stats_of(&bsc, port)["last_error"].is_string()
     });
-    let stats = tcp_stats(&bsc, port);
+    let stats = stats_of(&bsc, port);
     assert_eq!(stats["connected"], false);
     assert!(
         stats["last_error"].as_str().unwrap().contains("refused"),
@@ -169,9 +142,9 @@ fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
     conn.set_nonblocking(false).unwrap();
     conn.write_all(b"late but here").unwrap();
     wait_until("connected and captured", || {
-        tcp_stats(&bsc, port)["bytes"] == 13
+        stats_of(&bsc, port)["bytes"] == 13
     });
-    assert_eq!(tcp_stats(&bsc, port)["connected"], true);
+    assert_eq!(stats_of(&bsc, port)["connected"], true);
     // Stopping the handler closes the connection.
     assert_eq!(bsc.form("DELETE", "/late/stop", "").0, 200);
     conn.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -287,19 +260,16 @@ fn frame(ethertype: u16, tag: u8, len: usize) -> Vec<u8> {
 #[test]
 fn ethernet_frames_are_captured_exactly_with_protocol_and_direction_filters() {
     let veth = Veth::new();
-    let dir = TempDir::new("eth");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("eth");
     let (p1, p2) = (0x88b5u16, 0x88b6u16);
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "all", "conn_type": "ethernet", "address": [veth.host, 0], "file_name_pattern": "all.pcap"}),
-                json!({"name": "inonly", "conn_type": "ethernet", "address": [veth.host, 0], "direction": "in", "file_name_pattern": "in.pcap"}),
-                json!({"name": "only", "conn_type": "ethernet", "address": [veth.host, p1], "file_name_pattern": "only.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "all", "conn_type": "ethernet", "address": [veth.host, 0], "file_name_pattern": "all.pcap"}),
+            json!({"name": "inonly", "conn_type": "ethernet", "address": [veth.host, 0], "direction": "in", "file_name_pattern": "in.pcap"}),
+            json!({"name": "only", "conn_type": "ethernet", "address": [veth.host, p1], "file_name_pattern": "only.pcap"}),
+        ],
     );
     let incoming = vec![frame(p1, 1, 100), frame(p2, 2, 46), frame(p1, 3, 9000)];
     Veth::send(Some(&veth.ns), &veth.far, &incoming);
@@ -391,18 +361,15 @@ fn ethernet_on_a_missing_interface_is_a_clear_error() {
 
 #[test]
 fn a_multicast_group_on_loopback_is_joined() {
-    let dir = TempDir::new("mcast");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("mcast");
     let port = free_udp_port();
     let group = "239.255.77.1";
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "mc", "conn_type": "udp", "address": [group, port], "interface": "lo", "file_name_pattern": "mc.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "mc", "conn_type": "udp", "address": [group, port], "interface": "lo", "file_name_pattern": "mc.pcap"}),
+        ],
     );
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     multicast_out_of_loopback(&tx);
@@ -438,19 +405,16 @@ fn multicast_out_of_loopback(tx: &UdpSocket) {
 
 #[test]
 fn multicast_handlers_bind_their_group_so_groups_share_a_port_and_unicast_stays_out() {
-    let dir = TempDir::new("mcast2");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("mcast2");
     let port = free_udp_port();
     let (g1, g2) = ("239.255.77.11", "239.255.77.12");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "one", "conn_type": "udp", "address": [g1, port], "interface": "lo", "file_name_pattern": "one.pcap"}),
-                json!({"name": "two", "conn_type": "udp", "address": [g2, port], "interface": "lo", "file_name_pattern": "two.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "one", "conn_type": "udp", "address": [g1, port], "interface": "lo", "file_name_pattern": "one.pcap"}),
+            json!({"name": "two", "conn_type": "udp", "address": [g2, port], "interface": "lo", "file_name_pattern": "two.pcap"}),
+        ],
     );
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     multicast_out_of_loopback(&tx);
@@ -468,18 +432,15 @@ fn multicast_handlers_bind_their_group_so_groups_share_a_port_and_unicast_stays_
 
 #[test]
 fn record_source_shows_who_sent_each_datagram() {
-    let dir = TempDir::new("source");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("source");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "src", "conn_type": "udp", "address": ["127.0.0.1", port], "record_source": true, "file_name_pattern": "src.pcap"}),
-                json!({"name": "raw", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "raw.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "src", "conn_type": "udp", "address": ["127.0.0.1", port], "record_source": true, "file_name_pattern": "src.pcap"}),
+            json!({"name": "raw", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "raw.pcap"}),
+        ],
     );
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -520,18 +481,15 @@ fn record_source_shows_who_sent_each_datagram() {
 
 #[test]
 fn kernel_timestamps_are_the_arrival_time_not_the_reading_time() {
-    let dir = TempDir::new("kts");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("kts");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "kernel", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "kernel.pcap"}),
-                json!({"name": "read", "conn_type": "udp", "address": ["127.0.0.1", port], "timestamps": "read", "file_name_pattern": "read.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "kernel", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "kernel.pcap"}),
+            json!({"name": "read", "conn_type": "udp", "address": ["127.0.0.1", port], "timestamps": "read", "file_name_pattern": "read.pcap"}),
+        ],
     );
     // bsc is stopped while the datagram arrives, and reads it 1.5 s later.
     bsc.signal_named("STOP");

@@ -9,35 +9,14 @@ mod common;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
-#[path = "common/units.rs"]
-mod units;
+use bsc::framing::testgen;
 
 /// xorshift64: the splits, payloads and fates of units, the same every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn config(root: &Path, handlers: Vec<Value>) -> Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
-
 fn tcp_handler(name: &str, port: u16, keys: Value) -> Value {
     let mut h = json!({"name": name, "conn_type": "tcp", "address": ["127.0.0.1", port],
                        "rotate_log": false, "file_name_pattern": format!("{name}.pcap")});
@@ -65,7 +44,8 @@ fn serve(listener: &TcpListener, data: &[u8], rng: &mut Rng) -> TcpStream {
     conn
 }
 
-fn stats_of(bsc: &Bsc, port: u16, host: &str) -> Vec<Value> {
+/// The `/stats` entries of the handlers on `host`:`port`.
+fn entries_at(bsc: &Bsc, port: u16, host: &str) -> Vec<Value> {
     bsc.get("/stats").1[format!("['{host}', {port}]")]
         .as_array()
         .cloned()
@@ -101,21 +81,11 @@ fn gaps(counts: &[u32], range: u32) -> (u64, u64) {
 
 #[test]
 fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
-    let dir = TempDir::new("tlm-sp");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &config(
-            &root,
-            vec![tcp_handler(
-                "sp",
-                port,
-                json!({"framing": {"kind": "ccsds_space_packet"}, "sequence_check": "ccsds_space_packet"}),
-            )],
-        ),
-    );
+    let (dir, root) = TempDir::with_root("tlm-sp");
+    let (listener, port) = tcp_peer();
+    let keys =
+        json!({"framing": {"kind": "ccsds_space_packet"}, "sequence_check": "ccsds_space_packet"});
+    let bsc = Bsc::capturing(dir.path(), &root, vec![tcp_handler("sp", port, keys)]);
     let mut rng = Rng(0x5EED_0001);
     let apids = [0x100u16, 0x101, 0x3FF];
     // Counters start just below 16383 so that every stream wraps.
@@ -135,7 +105,7 @@ fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
             let n = 1 + rng.below(300) as usize;
             rng.bytes(n)
         };
-        let p = units::space_packet(apids[s], count as u16, &data);
+        let p = testgen::space_packet(apids[s], count as u16, &data);
         wire.extend_from_slice(&p);
         intact.push(p);
         sent_counts[s].push(count);
@@ -151,11 +121,11 @@ fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
     let conn = serve(&listener, &wire, &mut rng);
     let path = root.join("sp.pcap");
     wait_until("every unit written", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == intact.len())
     });
-    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, port, "127.0.0.1")[0];
     assert_eq!(s["framing_errors"], garbage_runs, "{s}");
     assert_eq!(s["bytes_discarded"], garbage_bytes, "{s}");
     let (mut want_gaps, mut want_missing) = (0, 0);
@@ -204,36 +174,32 @@ fn space_packets_in_random_splits_with_garbage_and_gaps_are_written_intact() {
 #[test]
 fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
     const LEN: usize = 6 + 40 + 2;
-    let dir = TempDir::new("tlm-tm");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (dir, root) = TempDir::with_root("tlm-tm");
+    let (listener, port) = tcp_peer();
     let tm = json!({"kind": "ccsds_tm_frame", "length": LEN, "keep_sync": true});
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                tcp_handler(
-                    "all",
-                    port,
-                    json!({"framing": tm, "fecf": true,
+        &root,
+        vec![
+            tcp_handler(
+                "all",
+                port,
+                json!({"framing": tm, "fecf": true,
                            "sequence_check": {"kind": "ccsds_tm_frame", "offset": 4}}),
-                ),
-                tcp_handler(
-                    "good",
-                    port,
-                    json!({"framing": tm, "fecf": true, "drop_bad_frames": true}),
-                ),
-                // Without the ASM, only virtual channel 1.
-                tcp_handler(
-                    "vc1",
-                    port,
-                    json!({"framing": {"kind": "ccsds_tm_frame", "length": LEN},
+            ),
+            tcp_handler(
+                "good",
+                port,
+                json!({"framing": tm, "fecf": true, "drop_bad_frames": true}),
+            ),
+            // Without the ASM, only virtual channel 1.
+            tcp_handler(
+                "vc1",
+                port,
+                json!({"framing": {"kind": "ccsds_tm_frame", "length": LEN},
                            "pre_write_transforms": ["vcid:1"]}),
-                ),
-            ],
-        ),
+            ),
+        ],
     );
     let mut rng = Rng(0x5EED_0002);
     let (mut mc, mut vc) = (0u32, [250u32, 10]);
@@ -247,7 +213,7 @@ fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
             vc[v] = (vc[v] + skip) % 256;
             mc = (mc + skip) % 256;
         }
-        let mut f = units::tm_frame(42, v as u8, mc as u8, vc[v] as u8, &rng.bytes(40));
+        let mut f = testgen::tm_frame(42, v as u8, mc as u8, vc[v] as u8, 0, &rng.bytes(40), true);
         let damaged = rng.below(25) == 0;
         if damaged {
             f[10 + rng.below(40) as usize] ^= 1 << rng.below(8);
@@ -276,11 +242,11 @@ fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
     }
     let conn = serve(&listener, &wire, &mut rng);
     wait_until("every frame framed", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == all.len())
     });
-    let stats = stats_of(&bsc, port, "127.0.0.1");
+    let stats = entries_at(&bsc, port, "127.0.0.1");
     let (s, g) = (&stats[0], &stats[1]);
     assert!(bad > 5 && garbage_runs > 5);
     for s in [s, g] {
@@ -315,16 +281,12 @@ fn tm_frames_with_fecf_are_checked_and_bad_ones_written_or_dropped() {
 
 #[test]
 fn kiss_frames_with_escaped_bytes_are_unescaped() {
-    let dir = TempDir::new("tlm-kiss");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bsc = Bsc::with_config(
+    let (dir, root) = TempDir::with_root("tlm-kiss");
+    let (listener, port) = tcp_peer();
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![tcp_handler("kiss", port, json!({"framing": "kiss"}))],
-        ),
+        &root,
+        vec![tcp_handler("kiss", port, json!({"framing": "kiss"}))],
     );
     let mut rng = Rng(0x5EED_0003);
     let (mut wire, mut want) = (Vec::new(), Vec::new());
@@ -337,16 +299,16 @@ fn kiss_frames_with_escaped_bytes_are_unescaped() {
         data[0] = 0xC0;
         let last = data.len() - 1;
         data[last / 2] = 0xDB;
-        wire.extend(units::kiss_frame((i % 3) as u8, &data));
+        wire.extend(testgen::kiss_frame((i % 3) as u8, &data));
         want.push(data);
     }
     let conn = serve(&listener, &wire, &mut rng);
     wait_until("every frame written", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == want.len())
     });
-    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, port, "127.0.0.1")[0];
     assert_eq!(
         (s["framing_errors"] == 0, s["bytes_discarded"] == 0),
         (true, true),
@@ -359,38 +321,27 @@ fn kiss_frames_with_escaped_bytes_are_unescaped() {
 
 #[test]
 fn a_reconnect_mid_unit_discards_and_counts_the_partial_unit() {
-    let dir = TempDir::new("tlm-reconnect");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &config(
-            &root,
-            vec![tcp_handler(
-                "sp",
-                port,
-                json!({"framing": "ccsds_space_packet", "reconnect_max_s": 1}),
-            )],
-        ),
-    );
+    let (dir, root) = TempDir::with_root("tlm-reconnect");
+    let (listener, port) = tcp_peer();
+    let keys = json!({"framing": "ccsds_space_packet", "reconnect_max_s": 1});
+    let bsc = Bsc::capturing(dir.path(), &root, vec![tcp_handler("sp", port, keys)]);
     let pkts: Vec<Vec<u8>> = (0..6)
-        .map(|i| units::space_packet(0x42, i, &[i as u8; 100]))
+        .map(|i| testgen::space_packet(0x42, i, &[i as u8; 100]))
         .collect();
     let mut first = pkts[..3].concat();
     first.extend_from_slice(&pkts[3][..50]);
     let mut rng = Rng(0x5EED_0004);
     let conn = serve(&listener, &first, &mut rng);
     wait_until("three units", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == 3)
     });
     drop(conn);
     wait_until("bsc notices the peer is gone", || {
-        stats_of(&bsc, port, "127.0.0.1")[0]["connected"] == false
+        entries_at(&bsc, port, "127.0.0.1")[0]["connected"] == false
     });
-    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, port, "127.0.0.1")[0];
     assert_eq!(
         (s["bytes_discarded"].as_u64(), s["framing_errors"].as_u64()),
         (Some(50), Some(0)),
@@ -399,9 +350,9 @@ fn a_reconnect_mid_unit_discards_and_counts_the_partial_unit() {
     // The new connection starts with a whole unit.
     let conn = serve(&listener, &pkts[3..].concat(), &mut rng);
     wait_until("six units", || {
-        stats_of(&bsc, port, "127.0.0.1")[0]["packets"] == 6
+        entries_at(&bsc, port, "127.0.0.1")[0]["packets"] == 6
     });
-    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, port, "127.0.0.1")[0];
     assert_eq!(
         (s["bytes_discarded"].as_u64(), s["framing_errors"].as_u64()),
         (Some(50), Some(0)),
@@ -414,37 +365,27 @@ fn a_reconnect_mid_unit_discards_and_counts_the_partial_unit() {
 
 #[test]
 fn udp_datagrams_of_one_space_packet_are_sequence_checked() {
-    let dir = TempDir::new("tlm-udp");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("tlm-udp");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port],
-                        "rotate_log": false, "file_name_pattern": "u.pcap",
-                        "sequence_check": "ccsds_space_packet"}),
-            ],
-        ),
-    );
+    let keys = json!({"rotate_log": false, "file_name_pattern": "u.pcap", "sequence_check": "ccsds_space_packet"});
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("u", port, keys)]);
     wait_until("the socket is bound", || !udp_port_is_free(port));
     let tx = sender(port);
     let counts: Vec<u32> = (16_370..16_384).chain(3..10).chain(12..20).collect();
     let mut want = Vec::new();
     for &c in &counts {
-        let p = units::space_packet(0x7, c as u16, &[c as u8; 9]);
+        let p = testgen::space_packet(0x7, c as u16, &[c as u8; 9]);
         tx.send(&p).unwrap();
         want.push(p);
         // Loopback never drops, but keep the kernel's queue short.
         std::thread::sleep(Duration::from_millis(1));
     }
     wait_until("every datagram", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == counts.len())
     });
-    let seq = stats_of(&bsc, port, "127.0.0.1")[0]["sequence"].clone();
+    let seq = entries_at(&bsc, port, "127.0.0.1")[0]["sequence"].clone();
     assert_eq!(
         (seq["gaps"].as_u64(), seq["missing"].as_u64()),
         (Some(2), Some(3 + 2)),
@@ -456,28 +397,24 @@ fn udp_datagrams_of_one_space_packet_are_sequence_checked() {
 
 #[test]
 fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
-    let dir = TempDir::new("tlm-split");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (dir, root) = TempDir::with_root("tlm-split");
+    let (listener, port) = tcp_peer();
     let sp = json!("ccsds_space_packet");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                tcp_handler(
-                    "a100",
-                    port,
-                    json!({"framing": sp, "pre_write_transforms": ["apid:0x100"]}),
-                ),
-                tcp_handler(
-                    "a101",
-                    port,
-                    json!({"framing": sp, "pre_write_transforms": ["apid:0x101", "strip:6", "tail:2"]}),
-                ),
-            ],
-        ),
+        &root,
+        vec![
+            tcp_handler(
+                "a100",
+                port,
+                json!({"framing": sp, "pre_write_transforms": ["apid:0x100"]}),
+            ),
+            tcp_handler(
+                "a101",
+                port,
+                json!({"framing": sp, "pre_write_transforms": ["apid:0x101", "strip:6", "tail:2"]}),
+            ),
+        ],
     );
     let mut rng = Rng(0x5EED_0005);
     let (mut wire, mut a100, mut a101) = (Vec::new(), Vec::new(), Vec::new());
@@ -487,7 +424,7 @@ fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
             let n = 3 + rng.below(100) as usize;
             rng.bytes(n)
         };
-        let p = units::space_packet(apid, i, &data);
+        let p = testgen::space_packet(apid, i, &data);
         match apid {
             0x100 => a100.push(p.clone()),
             0x101 => a101.push(data[..data.len() - 2].to_vec()),
@@ -498,11 +435,11 @@ fn apid_transforms_split_one_stream_into_files_and_strip_tail_cut() {
     let conn = serve(&listener, &wire, &mut rng);
     // `packets` counts records; a filtered unit is counted as `filtered` only.
     wait_until("every unit framed", || {
-        stats_of(&bsc, port, "127.0.0.1").iter().all(|s| {
+        entries_at(&bsc, port, "127.0.0.1").iter().all(|s| {
             s["packets"].as_u64().unwrap_or(0) + s["filtered"].as_u64().unwrap_or(0) == 300
         })
     });
-    let stats = stats_of(&bsc, port, "127.0.0.1");
+    let stats = entries_at(&bsc, port, "127.0.0.1");
     assert_eq!(stats[0]["filtered"], 300 - a100.len());
     assert_eq!(stats[1]["filtered"], 300 - a101.len());
     assert_eq!(stats[0]["packets"], a100.len());
@@ -550,24 +487,14 @@ fn bad_telemetry_keys_are_refused_naming_the_key() {
 
 #[test]
 fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
-    let dir = TempDir::new("tlm-udp-framed");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("tlm-udp-framed");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
-        dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", port],
-                        "rotate_log": false, "file_name_pattern": "u.pcap",
-                        "framing": "ccsds_space_packet"}),
-            ],
-        ),
-    );
+    let keys = json!({"rotate_log": false, "file_name_pattern": "u.pcap", "framing": "ccsds_space_packet"});
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("u", port, keys)]);
     wait_until("the socket is bound", || !udp_port_is_free(port));
     let tx = sender(port);
     let pkts: Vec<Vec<u8>> = (0..5)
-        .map(|i| units::space_packet(0x10, i, &[i as u8; 30]))
+        .map(|i| testgen::space_packet(0x10, i, &[i as u8; 30]))
         .collect();
     // Three whole units; then one whole and the first 20 bytes of the next, which
     // the following datagram does not complete.
@@ -578,11 +505,11 @@ fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
     tx.send(&pkts[4][20..]).unwrap();
     tx.send(&pkts[4]).unwrap();
     wait_until("five units", || {
-        stats_of(&bsc, port, "127.0.0.1")
+        entries_at(&bsc, port, "127.0.0.1")
             .first()
             .is_some_and(|s| s["packets"] == 5 && s["bytes_discarded"] == 20 + 16)
     });
-    let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, port, "127.0.0.1")[0];
     assert_eq!(s["framing_errors"], 2, "{s}");
     assert!(bsc.stop().success());
     assert!(payloads(&root.join("u.pcap")) == pkts);
@@ -590,37 +517,34 @@ fn a_udp_datagram_carries_several_units_and_never_half_of_one() {
 
 #[test]
 fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
-    let dir = TempDir::new("tlm-endless");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("tlm-endless");
     let kiss = TcpListener::bind("127.0.0.1:0").unwrap();
     let sp = TcpListener::bind("127.0.0.1:0").unwrap();
     let (kiss_port, sp_port) = (
         kiss.local_addr().unwrap().port(),
         sp.local_addr().unwrap().port(),
     );
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                tcp_handler("kiss", kiss_port, json!({"framing": "kiss"})),
-                tcp_handler(
-                    "sp",
-                    sp_port,
-                    json!({"framing": {"kind": "ccsds_space_packet", "max_length": 1000}}),
-                ),
-            ],
-        ),
+        &root,
+        vec![
+            tcp_handler("kiss", kiss_port, json!({"framing": "kiss"})),
+            tcp_handler(
+                "sp",
+                sp_port,
+                json!({"framing": {"kind": "ccsds_space_packet", "max_length": 1000}}),
+            ),
+        ],
     );
     let mut rng = Rng(0x5EED_0010);
     // 3 MB, no FEND: a KISS frame that never ends.
     let endless: Vec<u8> = rng.bytes(3 << 20).iter().map(|b| b & 0x7F).collect();
-    let mut kiss_wire = units::kiss_frame(0, b"first");
+    let mut kiss_wire = testgen::kiss_frame(0, b"first");
     kiss_wire.extend_from_slice(&[0xC0, 0x00]);
     kiss_wire.extend_from_slice(&endless);
     // A space packet that announces 65542 bytes, past max_length 1000, and
     // idle fill after it that starts no packet (version bits 111).
-    let mut sp_wire = units::space_packet(0x42, 0, b"first");
+    let mut sp_wire = testgen::space_packet(0x42, 0, b"first");
     sp_wire.extend_from_slice(&[0x00, 0x42, 0xC0, 0x01, 0xFF, 0xFF]);
     sp_wire.extend(std::iter::repeat_n(0xE0, 200_000));
     let kiss_conn = serve(&kiss, &kiss_wire, &mut rng);
@@ -628,7 +552,7 @@ fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
     // Both connections stay open: the damage shows now, not at a disconnect.
     for (port, wire_len) in [(kiss_port, kiss_wire.len()), (sp_port, sp_wire.len())] {
         wait_until("the damage counted while connected", || {
-            let s = &stats_of(&bsc, port, "127.0.0.1")[0];
+            let s = &entries_at(&bsc, port, "127.0.0.1")[0];
             s["connected"] == true
                 && s["packets"] == 1
                 && s["framing_errors"] == 1
@@ -638,12 +562,12 @@ fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
     // A whole frame after the damage is captured.
     let mut kiss_conn = kiss_conn;
     kiss_conn
-        .write_all(&[&[0xC0][..], &units::kiss_frame(0, b"after")].concat())
+        .write_all(&[&[0xC0][..], &testgen::kiss_frame(0, b"after")].concat())
         .unwrap();
     wait_until("the next frame", || {
-        stats_of(&bsc, kiss_port, "127.0.0.1")[0]["packets"] == 2
+        entries_at(&bsc, kiss_port, "127.0.0.1")[0]["packets"] == 2
     });
-    let s = &stats_of(&bsc, kiss_port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, kiss_port, "127.0.0.1")[0];
     assert_eq!(s["framing_errors"], 1, "{s}");
     assert_eq!(
         s["bytes_discarded"].as_u64(),
@@ -657,41 +581,37 @@ fn a_unit_growing_past_max_length_shows_while_the_connection_stays_open() {
 
 #[test]
 fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
-    let dir = TempDir::new("tlm-words");
-    let root = dir.path().join("cap");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp_port = listener.local_addr().unwrap().port();
+    let (dir, root) = TempDir::with_root("tlm-words");
+    let (listener, tcp_port) = tcp_peer();
     let udp_port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", udp_port],
+        &root,
+        vec![
+            json!({"name": "u", "conn_type": "udp", "address": ["127.0.0.1", udp_port],
                         "rotate_log": false, "file_name_pattern": "u.pcap",
                         "framing": "ccsds_space_packet"}),
-                tcp_handler(
-                    "tm",
-                    tcp_port,
-                    json!({"framing": {"kind": "ccsds_tm_frame", "length": 1100},
+            tcp_handler(
+                "tm",
+                tcp_port,
+                json!({"framing": {"kind": "ccsds_tm_frame", "length": 1100},
                            "sequence_check": "ccsds_tm_frame"}),
-                ),
-            ],
-        ),
+            ),
+        ],
     );
     // reads count reads (7 datagrams), packets the units in them (21).
     wait_until("the socket is bound", || !udp_port_is_free(udp_port));
     let tx = sender(udp_port);
     for d in 0..7u16 {
         let three: Vec<u8> = (0..3)
-            .flat_map(|i| units::space_packet(0x10, d * 3 + i, &[i as u8; 30]))
+            .flat_map(|i| testgen::space_packet(0x10, d * 3 + i, &[i as u8; 30]))
             .collect();
         tx.send(&three).unwrap();
     }
     wait_until("21 units", || {
-        stats_of(&bsc, udp_port, "127.0.0.1")[0]["packets"] == 21
+        entries_at(&bsc, udp_port, "127.0.0.1")[0]["packets"] == 21
     });
-    let s = &stats_of(&bsc, udp_port, "127.0.0.1")[0];
+    let s = &entries_at(&bsc, udp_port, "127.0.0.1")[0];
     assert_eq!(
         (&s["reads"], &s["data_read_length"]),
         (&json!(7), &json!(format!("{} bytes", 7 * 3 * 36))),
@@ -701,7 +621,7 @@ fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
     // TM frames with master channel counts 0, 1, 3: one frame missing.
     let frames: Vec<u8> = [0u8, 1, 3]
         .iter()
-        .flat_map(|&mc| units::tm_frame(42, mc % 2, mc, mc, &[mc; 1092]))
+        .flat_map(|&mc| testgen::tm_frame(42, mc % 2, mc, mc, 0, &[mc; 1092], true))
         .collect();
     let mut rng = Rng(0x5EED_0011);
     let conn = serve(&listener, &frames, &mut rng);
@@ -709,9 +629,9 @@ fn reads_units_log_words_and_master_channel_metrics_say_what_happened() {
     let line = bsc.wait_log(&format!("capturer tcp 127.0.0.1:{tcp_port}: connected"));
     assert!(!line.contains(" to 127.0.0.1"), "{line}");
     wait_until("three frames", || {
-        stats_of(&bsc, tcp_port, "127.0.0.1")[0]["packets"] == 3
+        entries_at(&bsc, tcp_port, "127.0.0.1")[0]["packets"] == 3
     });
-    let master = &stats_of(&bsc, tcp_port, "127.0.0.1")[0]["sequence"]["master_channels"][0];
+    let master = &entries_at(&bsc, tcp_port, "127.0.0.1")[0]["sequence"]["master_channels"][0];
     assert_eq!(
         (&master["id"], &master["missing"]),
         (&json!("scid 42"), &json!(1)),
@@ -785,5 +705,146 @@ fn the_man_page_names_every_transform_bsc_accepts() {
             section.contains(name),
             "bsc.8 pre_write_transforms lacks {name}:\n{section}"
         );
+    }
+}
+
+fn all_records(root: &Path, prefix: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in pcap_files(root) {
+        if f.file_name().unwrap().to_string_lossy().starts_with(prefix) {
+            let (_, _, recs) = read_pcap(&f);
+            let (n, err) = tcpdump(&f);
+            assert_eq!(n, recs.len(), "tcpdump {}: {err}", f.display());
+            out.extend(recs.into_iter().map(|r| r.data));
+        }
+    }
+    out
+}
+
+/// README "Telemetry units", "How a datagram becomes a record": one record
+/// per unit, byte-exact, whatever the splits; the new write path (whole units
+/// from the receive slot, split ones copied) combined with rotation by count
+/// (1 and 3) and by size inside one read, and transforms. Three handlers on
+/// one TCP peer.
+#[test]
+fn tcp_units_in_every_split_with_count_and_size_rotation_are_byte_exact() {
+    let (dir, root) = TempDir::with_root("rt2-tcp-splits");
+    let (listener, port) = tcp_peer();
+    let h = |name: &str, keys: Value| {
+        let mut h = json!({"name": name, "conn_type": "tcp", "address": ["127.0.0.1", port],
+            "rotate_log": false, "file_name_pattern": format!("{name}-{{seq:6}}.pcap"),
+            "framing": "ccsds_space_packet", "sequence_check": "ccsds_space_packet"});
+        for (k, v) in keys.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        h
+    };
+    let cfg = config(
+        &root,
+        vec![
+            h(
+                "one",
+                json!({"rotate_max_packets": 1, "pre_write_transforms": ["strip:2", "tail:1"]}),
+            ),
+            h(
+                "three",
+                json!({"rotate_max_packets": 3, "pre_write_transforms": ["apid:0x100"]}),
+            ),
+            h(
+                "size",
+                json!({"rotate_max_bytes": 700, "rotate_max_packets": 4}),
+            ),
+        ],
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let mut rng = Rng(0xC0FFEE);
+    let mut wire = Vec::new();
+    let mut units = Vec::new();
+    let mut counts = [0u16; 2];
+    for _ in 0..600 {
+        let a = rng.below(2) as usize;
+        let len = 1 + rng.below(300) as usize;
+        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let u = testgen::space_packet(0x100 + a as u16, counts[a], &data);
+        counts[a] = (counts[a] + 1) % 16384;
+        wire.extend_from_slice(&u);
+        units.push(u);
+    }
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_nodelay(true).unwrap();
+    // Splits: 1 byte at a time, exact unit boundaries, several units a write,
+    // random cuts, in turns.
+    let mut bounds = Vec::new();
+    let mut at = 0;
+    for u in &units {
+        at += u.len();
+        bounds.push(at);
+    }
+    let mut pos = 0;
+    let mut ui = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pos < wire.len() {
+        assert!(Instant::now() < deadline);
+        let mode = (ui / 25) % 4;
+        let end = match mode {
+            0 => pos + 1,
+            1 => bounds[ui],
+            2 => bounds[(ui + 5).min(bounds.len() - 1)],
+            _ => (pos + 1 + rng.below(900) as usize).min(wire.len()),
+        };
+        conn.write_all(&wire[pos..end]).unwrap();
+        pos = end;
+        while ui < bounds.len() && bounds[ui] <= pos {
+            ui += 1;
+        }
+        if mode == 0 || rng.below(4) == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+    wait_until("every unit in its own file of \"one\"", || {
+        pcap_files(&root)
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("one-"))
+            .count()
+            == units.len()
+    });
+    drop(conn);
+    wait_until("the end of the connection seen", || {
+        stats_of(&bsc, port)["connected"] == false
+    });
+    bsc.stop();
+    let one: Vec<Vec<u8>> = units.iter().map(|u| u[2..u.len() - 1].to_vec()).collect();
+    let three: Vec<Vec<u8>> = units
+        .iter()
+        .filter(|u| u[1] == 0x00 && u[0] == 0x01)
+        .cloned()
+        .collect();
+    let got_one = all_records(&root, "one-");
+    let got_three = all_records(&root, "three-");
+    let got_size = all_records(&root, "size-");
+    assert_eq!(got_one.len(), one.len(), "one: records");
+    assert!(got_one == one, "one: records differ");
+    assert_eq!(got_three.len(), three.len(), "three: records");
+    assert!(got_three == three, "three: records differ");
+    assert_eq!(got_size.len(), units.len(), "size: records");
+    assert!(got_size == units, "size: records differ");
+    for f in pcap_files(&root) {
+        let n = count_records(&f);
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let max = if name.starts_with("one-") {
+            1
+        } else if name.starts_with("three-") {
+            3
+        } else {
+            4
+        };
+        assert!(n >= 1 && n <= max, "{name}: {n} records");
+        if name.starts_with("size-") && n > 1 {
+            assert!(
+                std::fs::metadata(&f).unwrap().len() <= 700,
+                "{name} over 700 bytes"
+            );
+        }
     }
 }

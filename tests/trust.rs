@@ -15,10 +15,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-fn config(root: &Path, handlers: Vec<Value>) -> Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
-
 /// A form body with every value percent-encoded.
 fn form(fields: &[(&str, &str)]) -> String {
     fields
@@ -26,17 +22,6 @@ fn form(fields: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Every file (not folder) below `dir`, recursively.
@@ -80,13 +65,12 @@ fn start_udp(bsc: &Bsc, name: &str, port: u16, extra: &[(&str, &str)]) -> (u16, 
 
 /// Starts bsc on `root` with no config handlers (API only).
 fn api_only(dir: &Path, root: &Path) -> Bsc {
-    Bsc::with_config(dir, &config(root, vec![]))
+    Bsc::capturing(dir, root, vec![])
 }
 
 #[test]
 fn rotate_metadata_can_never_move_files_outside_the_root() {
-    let dir = TempDir::new("escape");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("escape");
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let bsc = api_only(dir.path(), &root);
@@ -157,8 +141,7 @@ fn rotate_metadata_can_never_move_files_outside_the_root() {
 
 #[test]
 fn a_symlink_inside_the_root_never_leads_a_write_outside() {
-    let dir = TempDir::new("symlink");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("symlink");
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::create_dir_all(&root).unwrap();
@@ -168,15 +151,13 @@ fn a_symlink_inside_the_root_never_leads_a_write_outside() {
     std::os::unix::fs::symlink(outside.join("t.pcap"), root.join("t.pcap")).unwrap();
     let port = free_udp_port();
     let port2 = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "l", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "link", "file_name_pattern": "x.pcap"}),
-                json!({"name": "t", "conn_type": "udp", "address": ["127.0.0.1", port2], "file_name_pattern": "t.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "l", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "link", "file_name_pattern": "x.pcap"}),
+            json!({"name": "t", "conn_type": "udp", "address": ["127.0.0.1", port2], "file_name_pattern": "t.pcap"}),
+        ],
     );
     send_and_wait(&bsc, port, b"one", 1);
     send_and_wait(&bsc, port2, b"two", 1);
@@ -194,8 +175,7 @@ fn a_symlink_inside_the_root_never_leads_a_write_outside() {
 
 #[test]
 fn hostile_names_never_reach_the_journal_or_delete_anything() {
-    let dir = TempDir::new("journal");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("journal");
     let victim = dir.path().join("victim.txt");
     std::fs::write(&victim, b"precious").unwrap();
     let bsc = api_only(dir.path(), &root);
@@ -265,8 +245,7 @@ fn hostile_names_never_reach_the_journal_or_delete_anything() {
 
 #[test]
 fn the_state_folder_is_never_a_capture_target() {
-    let dir = TempDir::new("statefolder");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("statefolder");
     let bsc = api_only(dir.path(), &root);
     let port = free_udp_port();
     let start = |fields: &[(&str, &str)]| {
@@ -299,8 +278,7 @@ fn the_state_folder_is_never_a_capture_target() {
 
 #[test]
 fn two_handlers_never_write_one_file() {
-    let dir = TempDir::new("onewriter");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("onewriter");
     let bsc = api_only(dir.path(), &root);
     let (p1, p2, p3) = (free_udp_port(), free_udp_port(), free_udp_port());
     let start = |name: &str, port: u16, extra: &[(&str, &str)]| {
@@ -341,13 +319,7 @@ fn two_handlers_never_write_one_file() {
     );
     send_and_wait(&bsc, p1, b"h1-b", 3);
     assert!(bsc.stop().success());
-    let data = |f: &str| -> Vec<Vec<u8>> {
-        read_pcap(&root.join(f))
-            .2
-            .into_iter()
-            .map(|r| r.data)
-            .collect()
-    };
+    let data = |f: &str| payloads_of(&root.join(f));
     assert_eq!(data("a.pcap"), [b"h1-a", b"h1-a"]);
     assert_eq!(data("b.pcap"), [b"h2-b", b"h2-b"]);
     assert_eq!(data("b-1.pcap"), [b"h1-b"]);
@@ -364,8 +336,7 @@ fn hook_lines(log: &Path) -> Vec<String> {
 
 #[test]
 fn a_reload_never_reopens_a_closed_file_and_hooks_run_once_per_file() {
-    let dir = TempDir::new("reload-seq");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("reload-seq");
     let hooks = dir.path().join("hooks.log");
     let port = free_udp_port();
     let handler = |max_bytes: &str| {
@@ -374,7 +345,7 @@ fn a_reload_never_reopens_a_closed_file_and_hooks_run_once_per_file() {
                "rotate_max_bytes": max_bytes, "max_files": 4,
                "on_close": ["/bin/sh", "-c", format!("echo \"$1\" >> {}", hooks.display()), "hook"]})
     };
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![handler("1MiB")]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![handler("1MiB")]);
     let mut sent = 0u64;
     for _ in 0..5 {
         send_and_wait(&bsc, port, &seq_payload(sent), sent + 1);
@@ -444,18 +415,17 @@ fn a_reload_never_reopens_a_closed_file_and_hooks_run_once_per_file() {
 
 #[test]
 fn names_are_never_reused_so_name_order_is_time_order() {
-    let dir = TempDir::new("noreuse");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("noreuse");
     let port = free_udp_port();
     let spec = json!({"name": "ret", "conn_type": "udp", "address": ["127.0.0.1", port],
                       "file_name_pattern": "x-ret.pcap", "rotate_max_packets": 2, "max_files": 3});
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec.clone()]);
     for i in 0..12u64 {
         send_and_wait(&bsc, port, &seq_payload(i), i + 1);
     }
     assert!(bsc.stop().success());
     // A restart goes on with the next number too.
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec]);
     for i in 12..16u64 {
         send_and_wait(&bsc, port, &seq_payload(i), i - 11);
     }
@@ -480,12 +450,11 @@ fn names_are_never_reused_so_name_order_is_time_order() {
 
 #[test]
 fn kill_9_then_restart_resumes_only_the_file_left_open() {
-    let dir = TempDir::new("kill9-final");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("kill9-final");
     let port = free_udp_port();
     let spec = json!({"name": "k", "conn_type": "udp", "address": ["127.0.0.1", port],
                       "file_name_pattern": "k-%Y.pcap", "rotate_max_packets": 3});
-    let mut bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    let mut bsc = Bsc::capturing(dir.path(), &root, vec![spec.clone()]);
     for i in 0..4u64 {
         send_and_wait(&bsc, port, &seq_payload(i), i + 1);
     }
@@ -506,7 +475,7 @@ fn kill_9_then_restart_resumes_only_the_file_left_open() {
         0,
         "left open"
     );
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec]);
     for i in 4..6u64 {
         send_and_wait(&bsc, port, &seq_payload(i), i - 3);
     }
@@ -528,17 +497,14 @@ fn time_year() -> String {
 
 #[test]
 fn a_deleted_root_is_noticed_and_capture_resumes() {
-    let dir = TempDir::new("rmroot");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("rmroot");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "d", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "sub", "file_name_pattern": "d.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "d", "conn_type": "udp", "address": ["127.0.0.1", port], "path": "sub", "file_name_pattern": "d.pcap"}),
+        ],
     );
     send_and_wait(&bsc, port, b"before", 1);
     std::fs::remove_dir_all(&root).unwrap();
@@ -562,8 +528,7 @@ fn a_deleted_root_is_noticed_and_capture_resumes() {
 
 #[test]
 fn handlers_that_could_never_write_are_refused_up_front() {
-    let dir = TempDir::new("neverwrite");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("neverwrite");
     let bsc = api_only(dir.path(), &root);
     let port = free_udp_port();
     let p = port.to_string();
@@ -704,8 +669,7 @@ fn each_new_file_costs_the_same_however_many_came_before() {
 
 #[test]
 fn metadata_is_bounded_and_cannot_forge_log_lines() {
-    let dir = TempDir::new("metabound");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("metabound");
     let bsc = api_only(dir.path(), &root);
     let port = free_udp_port();
     let p = port.to_string();
@@ -772,7 +736,7 @@ fn memory_returns_after_a_burst_of_large_datagrams() {
     let handlers = (0..5)
         .map(|i| json!({"name": format!("b{i}"), "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": format!("b{i}.pcap")}))
         .collect();
-    let bsc = Bsc::with_config_env(dir.path(), &config(&root, handlers), &[DRIVEN_CLOCK]);
+    let bsc = Bsc::capturing_driven(dir.path(), &root, handlers);
     // A small warm-up, so the idle level includes what any first use allocates
     // (the once-a-second work too: three ticks of bsc's clock).
     send_and_wait(&bsc, port, &[1u8; 100], 1);
@@ -807,8 +771,7 @@ fn memory_returns_after_a_burst_of_large_datagrams() {
 
 #[test]
 fn an_unwritable_root_stops_start_up_and_check() {
-    let dir = TempDir::new("unwritable");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("unwritable");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -876,12 +839,11 @@ fn an_unwritable_root_stops_start_up_and_check() {
 
 #[test]
 fn files_lists_what_bsc_made_with_records_and_times_across_a_restart() {
-    let dir = TempDir::new("files");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("files");
     let port = free_udp_port();
     let spec = json!({"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port],
                       "file_name_pattern": "f-{seq}.pcap", "rotate_max_packets": 2});
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec.clone()]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec.clone()]);
     for i in 0..5u64 {
         send_and_wait(&bsc, port, &seq_payload(i), i + 1);
     }
@@ -923,7 +885,7 @@ fn files_lists_what_bsc_made_with_records_and_times_across_a_restart() {
     assert_eq!(bsc.get("/nosuch/files").0, 404);
     assert!(bsc.stop().success());
     // After a restart the journal still knows them all, closed, with their records.
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec]);
     let (_, body) = bsc.get("/f/files");
     let records: Vec<u64> = body[0]["files"]
         .as_array()
@@ -959,8 +921,7 @@ fn refused_at_load(dir: &Path, cfg: &Path, needle: &str) {
 
 #[test]
 fn a_config_path_through_dotdot_or_a_linked_root_never_reaches_the_state_folder() {
-    let dir = TempDir::new("dotdot");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("dotdot");
     std::fs::create_dir_all(root.join("x")).unwrap();
     let handler = |path: String| {
         json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", free_udp_port()],
@@ -986,22 +947,19 @@ fn a_config_path_through_dotdot_or_a_linked_root_never_reaches_the_state_folder(
 
 #[test]
 fn two_names_for_one_folder_never_give_one_file_two_writers() {
-    let dir = TempDir::new("alias");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("alias");
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let alias = dir.path().join("alias");
     std::os::unix::fs::symlink(&root, &alias).unwrap();
     let (pa, pb) = (free_udp_port(), free_udp_port());
     // A config handler writes alias/sub/f.pcap: the same file as root/sub/f.pcap.
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", pa],
+        &root,
+        vec![
+            json!({"name": "a", "conn_type": "udp", "address": ["127.0.0.1", pa],
                         "path": format!("{}/sub", alias.display()), "file_name_pattern": "f.pcap", "rotate_log": false}),
-            ],
-        ),
+        ],
     );
     send_and_wait(&bsc, pa, b"from a", 1);
     let (status, body) = start_udp(
@@ -1018,21 +976,14 @@ fn two_names_for_one_folder_never_give_one_file_two_writers() {
     send_and_wait(&bsc, pb, b"from b", 1);
     send_and_wait(&bsc, pa, b"from a", 2);
     assert!(bsc.stop().success());
-    let data = |f: &str| -> Vec<Vec<u8>> {
-        read_pcap(&root.join(f))
-            .2
-            .into_iter()
-            .map(|r| r.data)
-            .collect()
-    };
+    let data = |f: &str| payloads_of(&root.join(f));
     assert_eq!(data("sub/f.pcap"), [b"from a", b"from a"]);
     assert_eq!(data("sub/f-1.pcap"), [b"from b"]);
 }
 
 #[test]
 fn hooks_still_waiting_at_shutdown_run_after_the_restart_once_each() {
-    let dir = TempDir::new("hookqueue");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("hookqueue");
     let log = dir.path().join("hooks.log");
     let hook = json!([
         "/bin/sh",
@@ -1095,8 +1046,7 @@ fn hooks_still_waiting_at_shutdown_run_after_the_restart_once_each() {
 
 #[test]
 fn a_hook_that_makes_a_file_writable_again_does_not_make_it_open_again() {
-    let dir = TempDir::new("rewritable");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("rewritable");
     let log = dir.path().join("hooks.log");
     let hook = json!([
         "/bin/sh",
@@ -1106,7 +1056,7 @@ fn a_hook_that_makes_a_file_writable_again_does_not_make_it_open_again() {
     ]);
     let spec = |name: &str, port: u16| json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "fixed.pcap", "rotate_log": false, "on_close": hook});
     let (pa, pb) = (free_udp_port(), free_udp_port());
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![spec("a", pa)]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![spec("a", pa)]);
     send_and_wait(&bsc, pa, b"a", 1);
     // Renamed and moved by a reload: a new key lands on the same name.
     let mut cfg = config(&root, vec![spec("b", pb)]);
@@ -1118,13 +1068,7 @@ fn a_hook_that_makes_a_file_writable_again_does_not_make_it_open_again() {
     send_and_wait(&bsc, pb, b"b", 1);
     assert!(bsc.stop().success());
     wait_until("b's hook ran", || hook_lines(&log).len() == 2);
-    let data = |f: &str| -> Vec<Vec<u8>> {
-        read_pcap(&root.join(f))
-            .2
-            .into_iter()
-            .map(|r| r.data)
-            .collect()
-    };
+    let data = |f: &str| payloads_of(&root.join(f));
     assert_eq!(data("fixed.pcap"), [b"a"]);
     assert_eq!(data("fixed-1.pcap"), [b"b"]);
     let lines = hook_lines(&log);
@@ -1133,8 +1077,7 @@ fn a_hook_that_makes_a_file_writable_again_does_not_make_it_open_again() {
 
 #[test]
 fn a_handler_moved_to_another_address_goes_on_after_its_highest_file() {
-    let dir = TempDir::new("moved");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("moved");
     let bsc = api_only(dir.path(), &root);
     let start = |port: u16| {
         start_udp(
@@ -1169,17 +1112,14 @@ fn a_handler_moved_to_another_address_goes_on_after_its_highest_file() {
 
 #[test]
 fn retention_never_deletes_a_file_put_under_the_name_of_one_bsc_closed() {
-    let dir = TempDir::new("replaced");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("replaced");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "r", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 2}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "r", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 2}),
+        ],
     );
     send_and_wait(&bsc, port, b"1", 1);
     assert_eq!(bsc.form("POST", "/r/rotate", "").0, 200);
@@ -1196,8 +1136,7 @@ fn retention_never_deletes_a_file_put_under_the_name_of_one_bsc_closed() {
 
 #[test]
 fn a_hard_link_into_the_root_is_never_written_through() {
-    let dir = TempDir::new("hardlink");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("hardlink");
     let out = dir.path().join("out");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&out).unwrap();
@@ -1209,14 +1148,12 @@ fn a_hard_link_into_the_root_is_never_written_through() {
     std::fs::write(out.join("hl.pcap"), &header).unwrap();
     std::fs::hard_link(out.join("hl.pcap"), root.join("hl.pcap")).unwrap();
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "s", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "hl.pcap", "rotate_log": false}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "s", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "hl.pcap", "rotate_log": false}),
+        ],
     );
     send_and_wait(&bsc, port, b"x", 1);
     assert!(bsc.stop().success());
@@ -1230,17 +1167,14 @@ fn a_hard_link_into_the_root_is_never_written_through() {
 
 #[test]
 fn a_file_a_crash_left_open_is_made_final_even_if_its_handler_is_gone() {
-    let dir = TempDir::new("orphan");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("orphan");
     let port = free_udp_port();
-    let mut bsc = Bsc::with_config(
+    let mut bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "o", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "o.pcap"}),
-            ],
-        ),
+        &root,
+        vec![
+            json!({"name": "o", "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": "o.pcap"}),
+        ],
     );
     send_and_wait(&bsc, port, b"x", 1);
     bsc.signal(9);
@@ -1253,7 +1187,7 @@ fn a_file_a_crash_left_open_is_made_final_even_if_its_handler_is_gone() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o200,
         0
     );
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![]);
     assert!(bsc.stop().success());
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o222,
@@ -1265,8 +1199,7 @@ fn a_file_a_crash_left_open_is_made_final_even_if_its_handler_is_gone() {
 
 #[test]
 fn forged_journal_entries_outside_the_root_are_never_acted_on() {
-    let dir = TempDir::new("forged");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("forged");
     let out = dir.path().join("out");
     std::fs::create_dir_all(root.join(".bsc")).unwrap();
     std::fs::create_dir_all(&out).unwrap();
@@ -1288,16 +1221,14 @@ fn forged_journal_entries_outside_the_root_are_never_acted_on() {
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(b"\xff\xfe\n");
     std::fs::write(root.join(".bsc/files.jsonl"), bytes).unwrap();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::capturing(
         dir.path(),
-        &config(
-            &root,
-            vec![
-                json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port],
+        &root,
+        vec![
+            json!({"name": "tlm", "conn_type": "udp", "address": ["127.0.0.1", port],
             "file_name_pattern": "{seq}.pcap", "rotate_log": false, "max_files": 1,
             "on_close": ["/bin/sh", "-c", format!("echo \"$BSC_FILE\" >> {}", log.display()), "hook"]}),
-            ],
-        ),
+        ],
     );
     assert!(
         !bsc.log_matching("entries that name files outside the root")
@@ -1326,8 +1257,7 @@ fn forged_journal_entries_outside_the_root_are_never_acted_on() {
 
 #[test]
 fn links_planted_in_the_state_folder_are_never_written_through() {
-    let dir = TempDir::new("statelinks");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("statelinks");
     let out = dir.path().join("out");
     std::fs::create_dir_all(root.join(".bsc")).unwrap();
     std::fs::create_dir_all(&out).unwrap();
@@ -1384,8 +1314,7 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
 
 #[test]
 fn seq_goes_on_when_a_name_comes_back_to_an_earlier_address() {
-    let dir = TempDir::new("seqback");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("seqback");
     let bsc = api_only(dir.path(), &root);
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let mut names = Vec::new();
@@ -1433,8 +1362,7 @@ fn seq_goes_on_when_a_name_comes_back_to_an_earlier_address() {
 
 #[test]
 fn a_reload_that_changes_a_handler_keeps_its_socket_and_loses_nothing() {
-    let dir = TempDir::new("reloadloss");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("reloadloss");
     let port = free_udp_port();
     let cfg_with = |v: u64, http: Option<u16>| {
         let mut c = config(
@@ -1485,8 +1413,7 @@ fn a_reload_that_changes_a_handler_keeps_its_socket_and_loses_nothing() {
 
 #[test]
 fn a_config_folder_linked_into_the_state_folder_stops_start_up() {
-    let dir = TempDir::new("linkstate");
-    let root = dir.path().join("root");
+    let (dir, root) = TempDir::with_root("linkstate");
     std::fs::create_dir_all(root.join(".bsc")).unwrap();
     let link = dir.path().join("lnk");
     std::os::unix::fs::symlink(root.join(".bsc"), &link).unwrap();

@@ -10,18 +10,6 @@ use std::path::Path;
 use common::*;
 use serde_json::{json, Value};
 
-fn udp_handler(name: &str, port: u16, extra: Value) -> Value {
-    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
-    for (k, v) in extra.as_object().unwrap() {
-        h[k] = v.clone();
-    }
-    h
-}
-
-fn config(root: &Path, handlers: Vec<Value>) -> Value {
-    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
-}
-
 /// Runs bsc on `file` until it exits; returns (exit code, stderr lines).
 fn refused_at_start(file: &Path, dir: &Path) -> (Option<i32>, Vec<String>) {
     let mut bsc = Bsc::spawn(&["--config", file.to_str().unwrap()], dir, &[]);
@@ -99,8 +87,7 @@ handlers:
 
 #[test]
 fn the_api_refuses_typos_at_start_and_rotate_and_keeps_metadata() {
-    let dir = TempDir::new("typo-api");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("typo-api");
     let bsc = Bsc::with_config(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root}}),
@@ -194,11 +181,10 @@ fn the_api_refuses_typos_at_start_and_rotate_and_keeps_metadata() {
 
 #[test]
 fn a_reload_with_a_typo_is_refused_and_the_running_handler_keeps_capturing() {
-    let dir = TempDir::new("typo-reload");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("typo-reload");
     let port = free_udp_port();
     let keep = udp_handler("keep", port, json!({"file_name_pattern": "keep.pcap"}));
-    let bsc = Bsc::with_config(dir.path(), &config(&root, vec![keep.clone()]));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![keep.clone()]);
     sender(port).send(&seq_payload(0)).unwrap();
     wait_until("the first record", || {
         count_records(&root.join("keep.pcap")) == 1

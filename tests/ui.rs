@@ -13,7 +13,6 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,60 +21,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// Headless Chromium's path, or a failure that says how to get it.
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-        {
-            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if out.status.success() && !path.is_empty() {
-                return PathBuf::from(path);
-            }
-        }
-    }
-    panic!(
-        "headless Chromium is needed for the status page test: apt-get install chromium (tests/deps.sh installs it)"
-    );
-}
-
 /// Runs headless Chromium on `url` with `args` (a fresh profile each time,
 /// nothing but loopback), killed after a minute; its stdout.
 fn browse(profile: &Path, args: &[&str], url: &str) -> String {
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 60 s on {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let flags = [&["--disable-quic", "--hide-scrollbars"][..], args].concat();
+    let out = headless_chromium(profile, &flags, url);
     assert!(
         out.status.success(),
         "chromium failed on {url}: {:?}",
@@ -168,7 +118,7 @@ fn target_dir() -> PathBuf {
     dir
 }
 
-fn stats_of<'a>(stats: &'a Value, name: &str) -> &'a Value {
+fn entry_named<'a>(stats: &'a Value, name: &str) -> &'a Value {
     stats
         .as_object()
         .unwrap()
@@ -201,7 +151,7 @@ fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
         || {
             let (_, stats) = bsc.get("/stats");
             let (_, health) = bsc.get("/health");
-            stats_of(&stats, "busy")["packets"].as_u64() >= Some(500)
+            entry_named(&stats, "busy")["packets"].as_u64() >= Some(500)
                 && health["uptime_s"].as_u64() >= Some(3)
         },
     );
@@ -239,7 +189,7 @@ fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
     stop.store(true, Ordering::SeqCst);
     let sent = sender.join().unwrap();
     wait_until("bsc has every datagram", || {
-        stats_of(&bsc.get("/stats").1, "busy")["packets"].as_u64() == Some(sent)
+        entry_named(&bsc.get("/stats").1, "busy")["packets"].as_u64() == Some(sent)
     });
     let (status, series) = bsc.get("/series");
     assert_eq!(status, 200);
@@ -258,7 +208,7 @@ fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
     assert_eq!(handlers[0]["address"], json!(["127.0.0.1", busy_port]));
     let stats = bsc.get("/stats").1;
     for h in handlers {
-        let st = stats_of(&stats, h["name"].as_str().unwrap());
+        let st = entry_named(&stats, h["name"].as_str().unwrap());
         for key in ["packets", "bytes"] {
             let values = h[key].as_array().unwrap();
             assert_eq!(values.len(), 600);
@@ -327,7 +277,7 @@ fn the_series_holds_the_last_ten_minutes_of_bsc_s_clock() {
     let after = packets(&bsc);
     assert_eq!(after.len(), 600);
     assert_eq!(after.iter().sum::<u64>(), 1, "{after:?}");
-    assert_eq!(stats_of(&bsc.get("/stats").1, "s")["packets"], 2);
+    assert_eq!(entry_named(&bsc.get("/stats").1, "s")["packets"], 2);
     assert!(bsc.stop().success());
 }
 
@@ -441,7 +391,7 @@ fn every_column_fits_a_laptop_window_with_long_names_and_a_refusing_peer() {
                 .unwrap()
                 .iter()
                 .any(|c| c["error"].is_string())
-                && stats_of(&stats, udp_name)["packets"].as_u64() >= Some(300)
+                && entry_named(&stats, udp_name)["packets"].as_u64() >= Some(300)
                 && health["uptime_s"].as_u64() >= Some(3)
         },
     );

@@ -56,8 +56,7 @@ fn records_of(root: &Path, name: &str) -> usize {
 
 #[test]
 fn ait_bsc_yaml_captures_udp_into_files_tcpdump_reads() {
-    let dir = TempDir::new("yaml-run");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("yaml-run");
     let (port1, port2, http_port) = (free_udp_port(), free_udp_port(), free_tcp_port());
     assert_ne!(port1, port2);
     std::fs::write(
@@ -129,8 +128,7 @@ fn ait_bsc_yaml_captures_udp_into_files_tcpdump_reads() {
 
 #[test]
 fn bsc_check_reads_ait_bsc_yaml_and_yaml_content_under_any_name() {
-    let dir = TempDir::new("yaml-check");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("yaml-check");
     let text = ait_bsc_yaml(&root, free_tcp_port(), 8500, 8501);
     // `.yaml`, `.yml`, and a name that says nothing: the content decides.
     for name in ["bsc.yaml", "bsc.yml", "bsc.conf"] {
@@ -171,8 +169,7 @@ fn bsc_check_reads_ait_bsc_yaml_and_yaml_content_under_any_name() {
 
 #[test]
 fn a_yaml_syntax_error_exits_2_naming_line_and_column() {
-    let dir = TempDir::new("yaml-bad");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("yaml-bad");
     let port = free_udp_port();
     // Line 10 (`address`) is indented one space less than its handler's other keys.
     let text = ait_bsc_yaml(&root, free_tcp_port(), port, free_udp_port()).replace(
@@ -217,11 +214,7 @@ fn a_yaml_file_with_a_byte_order_mark_is_read_and_deep_nesting_is_refused_quickl
         .args(["check", "--config", bom.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let deep = dir.path().join("deep.yaml");
     std::fs::write(&deep, format!("a: {}\n", "[".repeat(100_000))).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
@@ -236,27 +229,9 @@ fn a_yaml_file_with_a_byte_order_mark_is_read_and_deep_nesting_is_refused_quickl
     );
 }
 
-/// Runs `bsc check --config NAME` in `dir`: (exit code, stdout + stderr).
-fn check(dir: &Path, name: &str) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
-        .args(["check", "--config", name])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api() {
-    let dir = TempDir::new("dupkeys");
-    let root = dir.path().join("cap");
+    let (dir, root) = TempDir::with_root("dupkeys");
     let http_port = free_tcp_port();
     let port = free_udp_port();
     let good = ait_bsc_yaml(&root, http_port, port, free_udp_port()).replace(
@@ -283,7 +258,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
         bsc.log()
     );
     assert!(!root.exists(), "nothing started");
-    let (code, out) = check(dir.path(), "twice.yaml");
+    let (code, out) = bsc_check(dir.path(), "twice.yaml");
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains(wanted), "{out}");
 
@@ -293,7 +268,7 @@ fn a_key_given_twice_is_refused_with_both_lines_at_load_reload_and_over_the_api(
         "{\"capture_manager\": {\"root_log_directory\": \"/tmp\",\n  \"manager_server\": {\"port\": 1},\n  \"root_log_directory\": \"/var\"},\n \"handlers\": []}\n",
     )
     .unwrap();
-    let (code, out) = check(dir.path(), "twice.json");
+    let (code, out) = bsc_check(dir.path(), "twice.json");
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains(

@@ -32,8 +32,8 @@ mod ccsds;
 mod crc;
 mod framer;
 mod kiss;
-#[cfg(test)]
-pub(crate) mod testgen;
+#[cfg(any(test, feature = "testgen"))]
+pub mod testgen;
 #[cfg(test)]
 mod tests;
 mod unit;

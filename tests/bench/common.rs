@@ -275,16 +275,25 @@ impl Drop for Bsc {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the child this struct started.
         unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        reap_within(
+            &mut self.child,
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+        );
         PIDS.lock().unwrap().retain(|p| *p != self.pid);
+    }
+}
+
+/// Waits up to `within` (looking every `poll`) for `child` to exit; kills it then.
+fn reap_within(child: &mut Child, within: Duration, poll: Duration) {
+    let deadline = Instant::now() + within;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(poll);
     }
 }
 
@@ -501,18 +510,10 @@ fn send_loop(
             sin_zero: [0; 8],
         })
         .collect();
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: all-zero mmsghdrs, pointed at the iovecs and addresses below.
-    let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
-    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
+    let mut iovs = iovecs(&mut bufs);
+    // Pointed at the addresses below.
+    let mut msgs = mmsghdrs(&mut iovs);
+    for m in msgs.iter_mut() {
         m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     }
     let mut sent = 0u64;
@@ -728,11 +729,55 @@ pub fn peak_rss_kb(pid: u32) -> u64 {
 }
 
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tcp_peer().1
+}
+
+/// A listening socket on a free port of 127.0.0.1, and that port.
+pub fn tcp_peer() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// The first connection to `listener` within 10 s (`who` names the peer in
+/// the failure).
+pub fn accept_within(listener: &TcpListener, who: &str) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match listener.accept() {
+            Ok((c, _)) => return c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{who} did not connect: {e}"),
+        }
+    }
+}
+
+/// An iovec over each buffer.
+fn iovecs<B: AsMut<[u8]>>(bufs: &mut [B]) -> Vec<libc::iovec> {
+    bufs.iter_mut()
+        .map(|b| {
+            let b = b.as_mut();
+            libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            }
+        })
+        .collect()
+}
+
+/// One message header per iovec, each pointed at its iovec alone (no address,
+/// no control data).
+fn mmsghdrs(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    // SAFETY: an all-zero mmsghdr is a valid value (null pointers, zero lengths).
+    let mut msgs: Vec<libc::mmsghdr> = (0..iovs.len())
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    msgs
 }
 
 /// Where bsc's stderr goes: `BSC_BENCH_LOG=file` keeps its log lines.
@@ -1101,19 +1146,8 @@ pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
         }
         const N: usize = 64;
         let mut bufs = vec![[0u8; 2048]; N];
-        let mut iovs: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: all-zero mmsghdrs, then pointed at the iovecs above.
-        let mut msgs: Vec<libc::mmsghdr> = (0..N).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-        }
+        let mut iovs = iovecs(&mut bufs);
+        let mut msgs = mmsghdrs(&mut iovs);
         let cpu0 = thread_cpu_ns();
         let mut n = 0u64;
         loop {
@@ -1242,15 +1276,11 @@ impl Reference {
 impl Drop for Reference {
     fn drop(&mut self) {
         drop(self.child.stdin.take()); // its cue to exit
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        reap_within(
+            &mut self.child,
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+        );
         forget_pid(self.child.id());
     }
 }
@@ -1271,8 +1301,7 @@ pub fn run_tcp(
         TcpReceiver::Reference(_) => "tcp-reference".to_string(),
     };
     let dir = WorkDir::new(root.join(name));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = tcp_peer();
     let file = dir.0.join("t.pcap");
     let (bsc, reference) = match receiver {
         TcpReceiver::Bsc { framing, seq } => {
@@ -1294,15 +1323,7 @@ pub fn run_tcp(
     if let Some(p) = pin {
         p.receiver(pid);
     }
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("the receiver did not connect: {e}"),
-        }
-    };
+    let mut conn = accept_within(&listener, "the receiver");
     drop(listener); // bsc's reconnects after the close are refused
     conn.set_nonblocking(false).unwrap();
     conn.set_write_timeout(Some(Duration::from_secs(1)))

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
+use serde_json::{json, Value};
 
 /// How long any wait may take before a test fails (generous: CI is a loaded 2-core box).
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -28,6 +29,14 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
+    }
+
+    /// A fresh folder and the capture root in it, `<folder>/cap` (not made:
+    /// bsc makes it).
+    pub fn with_root(tag: &str) -> (TempDir, PathBuf) {
+        let dir = TempDir::new(tag);
+        let root = dir.0.join("cap");
+        (dir, root)
     }
 
     pub fn path(&self) -> &Path {
@@ -130,6 +139,16 @@ impl Bsc {
         Bsc::with_config_env(dir, json, &[])
     }
 
+    /// Starts bsc in `dir` on [`config`]`(root, handlers)`.
+    pub fn capturing(dir: &Path, root: &Path, handlers: Vec<Value>) -> Bsc {
+        Bsc::with_config(dir, &config(root, handlers))
+    }
+
+    /// [`Bsc::capturing`] on the driven clock ([`DRIVEN_CLOCK`]).
+    pub fn capturing_driven(dir: &Path, root: &Path, handlers: Vec<Value>) -> Bsc {
+        Bsc::with_config_env(dir, &config(root, handlers), &[DRIVEN_CLOCK])
+    }
+
     /// [`Bsc::with_config`] with these environment variables set.
     pub fn with_config_env(dir: &Path, json: &serde_json::Value, env: &[(&str, &str)]) -> Bsc {
         let mut json = json.clone();
@@ -179,6 +198,13 @@ impl Bsc {
             body.as_bytes(),
         );
         (r.status, r.json())
+    }
+
+    /// `GET /metrics`, expecting 200: the text.
+    pub fn metrics(&self) -> String {
+        let r = self.request("GET", "/metrics", None, b"");
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
     }
 
     pub fn pid(&self) -> i32 {
@@ -275,6 +301,206 @@ impl Drop for Bsc {
     }
 }
 
+/// Asserts that a command exited 0; shows its stderr if not.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A config document: the capture root `root` and these handlers.
+pub fn config(root: &Path, handlers: Vec<Value>) -> Value {
+    json!({"capture_manager": {"root_log_directory": root}, "handlers": handlers})
+}
+
+/// A UDP handler `name` on 127.0.0.1:`port`, with the keys of `extra` added
+/// (or replacing these).
+pub fn udp_handler(name: &str, port: u16, extra: Value) -> Value {
+    let mut h = json!({"name": name, "conn_type": "udp", "address": ["127.0.0.1", port]});
+    for (k, v) in extra.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    h
+}
+
+/// A `ship` command that fails while `<dir>/down` exists (made here: it starts
+/// down) and otherwise appends the path it is handed (`$BSC_FILE`) to
+/// `<dir>/shipped`: (the command, `down`, `shipped`).
+pub fn ship_unless_down(dir: &Path) -> (Value, PathBuf, PathBuf) {
+    let down = dir.join("down");
+    let shipped = dir.join("shipped");
+    std::fs::write(&down, "").unwrap();
+    let script = format!(
+        "test -e '{}' && exit 1; echo \"$BSC_FILE\" >> '{}'",
+        down.display(),
+        shipped.display()
+    );
+    (json!(["/bin/sh", "-c", script, "sh"]), down, shipped)
+}
+
+/// The repository (where Cargo.toml is).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `bsc check --config config` run in `dir`: its exit code and what it wrote
+/// (stdout, then stderr).
+pub fn bsc_check(dir: &Path, config: impl AsRef<std::ffi::OsStr>) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["check", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// The value of the first sample of `name` (a series with labels) in a
+/// `/metrics` answer.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// A listening TCP peer on a free port of 127.0.0.1, and that port.
+pub fn tcp_peer() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Headless Chromium's path, or a failure that says how to get it.
+pub fn chromium() -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v chromium || command -v chromium-browser"])
+        .output()
+        .unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "headless Chromium is needed: apt-get install chromium (tests/deps.sh installs it)"
+    );
+    PathBuf::from(path)
+}
+
+/// Headless Chromium on `url` with a fresh profile in `profile`, nothing but
+/// loopback, then `flags`; killed after a minute. What it printed.
+pub fn headless_chromium(profile: &Path, flags: &[&str], url: &str) -> std::process::Output {
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(flags)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A `ship` command that appends the path it is handed (`$1`) to
+/// `<dir>/shipped`: (the command, `shipped`).
+pub fn ship_to_list(dir: &Path) -> (Value, PathBuf) {
+    let shipped = dir.join("shipped");
+    let script = format!("echo \"$1\" >> '{}'", shipped.display());
+    (json!(["/bin/sh", "-c", script, "sh"]), shipped)
+}
+
+/// bsc's journal under the capture root `root`.
+pub fn journal_of(root: &Path) -> PathBuf {
+    root.join(".bsc/files.jsonl")
+}
+
+/// The `closed` lines of the journal under `root`: files bsc has closed and
+/// journaled as closed.
+pub fn closed_lines(root: &Path) -> usize {
+    std::fs::read_to_string(journal_of(root))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("{\"closed\""))
+        .count()
+}
+
+/// The lines of a text file (none if it does not exist yet).
+pub fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The permission bits of `path` itself (a link is not followed).
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Percent-encodes everything but the unreserved characters (RFC 3986).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Deterministic pseudo-random numbers (xorshift64): the same seed, the same test.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
 /// Writes `json` as `bsc.json` in `dir`.
 pub fn write_config(dir: &Path, json: &serde_json::Value) -> PathBuf {
     let path = dir.join("bsc.json");
@@ -351,6 +577,11 @@ pub fn read_pcap(path: &Path) -> (u32, u32, Vec<Record>) {
         });
     }
     (h.datalink.into(), h.snaplen, out)
+}
+
+/// The payloads of a whole PCAP file's records ([`read_pcap`]).
+pub fn payloads_of(path: &Path) -> Vec<Vec<u8>> {
+    read_pcap(path).2.into_iter().map(|r| r.data).collect()
 }
 
 /// The first record of a file, if it has a whole header and a whole first
@@ -459,6 +690,16 @@ pub fn sender(port: u16) -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.connect(("127.0.0.1", port)).unwrap();
     s
+}
+
+/// Sends datagrams `from..from + n` ([`seq_payload`]) to 127.0.0.1:`port`,
+/// `gap` apart.
+pub fn send_paced(port: u16, from: u64, n: u64, gap: Duration) {
+    let s = sender(port);
+    for i in from..from + n {
+        s.send(&seq_payload(i)).unwrap();
+        std::thread::sleep(gap);
+    }
 }
 
 /// Whether another program could bind this UDP port on 127.0.0.1 right now.

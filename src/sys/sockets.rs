@@ -1,0 +1,196 @@
+//! Sockets and socket options mio and std do not offer: receive buffer size,
+//! the kernel's drop counter and receive timestamps, multicast membership by
+//! interface index, and AF_PACKET raw sockets.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a valid c_int whose size is passed; an invalid
+    // fd or option only makes the call fail.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len point to writable memory of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Asks for a receive buffer of `bytes`: `SO_RCVBUFFORCE` first (passes
+/// `net.core.rmem_max`, needs CAP_NET_ADMIN), else `SO_RCVBUF` (capped by the
+/// kernel). Returns the size the kernel granted (it reports twice the request,
+/// the bookkeeping overhead included).
+pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    let bytes = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+    }
+    Ok(getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)? as usize)
+}
+
+/// Asks the kernel to attach its count of units dropped for lack of buffer space
+/// (`SO_RXQ_OVFL`) to every unit received.
+pub fn enable_drop_counter(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// Asks the kernel to attach its receive time (`SO_TIMESTAMPNS`) to every unit.
+pub fn enable_receive_timestamps(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// `IP_MULTICAST_ALL`: whether an IPv4 socket receives every group any socket on
+/// the machine joined (Linux's default) or only its own.
+pub fn set_multicast_all(fd: RawFd, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on as libc::c_int;
+    // SAFETY: `v` is a live c_int and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_ALL,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The index of a network interface, by name.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL byte")
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named {name:?}"),
+        )),
+        i => Ok(i),
+    }
+}
+
+/// Joins an IPv4 multicast group on the interface with this index.
+pub fn join_multicast_v4_index(
+    fd: RawFd,
+    group: std::net::Ipv4Addr,
+    ifindex: u32,
+) -> io::Result<()> {
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from(group).to_be(),
+        },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    // SAFETY: mreq is a valid ip_mreqn whose size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            (&mreq as *const libc::ip_mreqn).cast(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Linux's `PACKET_OUTGOING`: a frame this host sent.
+pub const PACKET_OUTGOING: u8 = 4;
+
+/// An AF_PACKET raw socket, non-blocking, bound to `ifindex` and an EtherType
+/// (`0` = every protocol, `ETH_P_ALL`).
+pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<OwnedFd> {
+    let proto = if ethertype == 0 {
+        libc::ETH_P_ALL as u16
+    } else {
+        ethertype
+    };
+    // SAFETY: plain socket(2) call with valid constants.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto.to_be() as libc::c_int,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket returned a new fd that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields set make it a bind address.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: sll is a valid sockaddr_ll whose size is passed.
+    let rc = unsafe {
+        libc::bind(
+            owned.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffer_is_granted_and_reported() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got = set_receive_buffer(s.as_raw_fd(), 1 << 20).unwrap();
+        // Either forced (2x) or capped by rmem_max; never below the default minimum.
+        assert!(got >= 4096, "{got}");
+    }
+}
