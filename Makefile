@@ -46,7 +46,7 @@ ARMV7_LINK := $(CURDIR)/target/armv7-musl-link
 ARMV7_FLAGS := -C link-self-contained=no -C link-arg=-B$(ARMV7_MUSL) -L $(ARMV7_MUSL) -L $(ARMV7_LINK) \
 	-C target-feature=+thumb-mode $(ARM_SIZE_FLAGS)
 
-.PHONY: all build release rust-src test bench lint fmt clean install uninstall deb deb-check \
+.PHONY: all build release rust-src test bench lint debug-hooks-check fmt clean install uninstall deb deb-check \
         cross-deps aarch64 armv7 cross cross-test sizes size-check fuzz
 
 all: build
@@ -79,6 +79,15 @@ bench:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	bash .ci/now-check
+
+# The test builds' hooks (BSC_DEBUG_CLOCK with POST /debug/clock, BSC_DEBUG_CRASH)
+# are compiled only with debug assertions: fails if the release binary
+# ($(RELEASE_BIN), `make release`) holds their names or the route's answer.
+debug-hooks-check: release
+	@if grep -a -o -e 'BSC_DEBUG_[A-Z]*' -e 'the clock is not driven' $(RELEASE_BIN) | sort -u | grep .; then \
+	  echo "debug-hooks-check: $(RELEASE_BIN) holds test-build hooks (above): they must be cfg(debug_assertions)" >&2; exit 1; fi
+	@echo "debug-hooks-check: $(RELEASE_BIN) has no BSC_DEBUG_* variable and no /debug/clock route"
 
 fmt:
 	$(CARGO) fmt

@@ -64,6 +64,8 @@ use crate::telemetry::UnitPath;
 use entry::config_entry;
 use walk::{View, Walk};
 
+#[cfg(debug_assertions)]
+mod debug;
 mod entry;
 mod files;
 mod metrics;
@@ -142,6 +144,8 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             }
             Response::in_pieces("application/json", Cursor::new(files::Walk::new(name)))
         }),
+        #[cfg(debug_assertions)]
+        ["debug", "clock"] if crate::clock::driven() => only(req, "POST", || debug::clock(req)),
                 _ => Response::error(
             404,
             format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),

@@ -594,9 +594,9 @@ pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     // One deadline for the whole answer, however slowly it drips.
-    let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
+    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
     let answer = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(crate::clock::monotonic());
         if left.is_zero() {
             return Err(io(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -1,10 +1,19 @@
-//! Time for everything in bsc comes from here: a [`Clock`] passed to whoever needs
-//! "now", so rotation, file naming and statistics can be tested at any instant
-//! without sleeping.
+//! Time for everything in bsc comes from here: a [`Clock`] the event loop owns
+//! and reads, handing [`Now`] (the calendar and the monotonic clock, read
+//! together) to whatever decides by time, so rotation, file naming, timers and
+//! statistics can be tested at any instant without sleeping. Nothing below the
+//! loop reads a clock (`.ci/now-check` proves it); the kernel's receive times
+//! become [`UnixNanos`] here too ([`UnixNanos::from_kernel`]).
+//!
+//! Builds with debug assertions (the test builds) have a driven clock for
+//! black-box tests: started with `BSC_DEBUG_CLOCK=1`, bsc's clock is the
+//! system's plus an offset that `POST /debug/clock` moves (`advance=SECONDS`
+//! or `set=RFC3339`, see `api/debug.rs`). The offset moves the wall clock, the
+//! monotonic instants the loop hands out (timers, back-offs, grace periods;
+//! never backwards) and the kernel's receive times alike. Release builds have
+//! neither the variable nor the route: the offset is the constant zero.
 
-#[cfg(test)]
-use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
@@ -95,21 +104,67 @@ impl From<UnixMicros> for UnixNanos {
     }
 }
 
-/// Where "now" comes from: the system's real-time clock, or a value a test sets.
+/// What the loop reads: the calendar and the monotonic clock, taken together.
+#[derive(Copy, Clone, Debug)]
+pub struct Now {
+    /// The wall clock: PCAP timestamps, calendar rotation, names, statistics.
+    pub wall: UnixMicros,
+    /// The monotonic clock: timers, back-offs, timeouts, grace periods, rates.
+    pub mono: Instant,
+}
+
+impl Now {
+    /// The monotonic instant at which the wall clock reads `at` (`mono` if
+    /// that has passed): how the loop sleeps until a calendar deadline.
+    pub fn instant_at(self, at: UnixMicros) -> Instant {
+        self.mono + Duration::from_micros(at.0.saturating_sub(self.wall.0).max(0) as u64)
+    }
+}
+
+/// Where "now" comes from: the system's clocks, or a value a test sets.
 #[derive(Debug)]
 pub enum Clock {
-    /// `CLOCK_REALTIME`, what PCAP timestamps and calendar rotation are defined on.
+    /// `CLOCK_REALTIME` (what PCAP timestamps and calendar rotation are defined
+    /// on) and `CLOCK_MONOTONIC`; plus the driven offset in test builds.
     System,
-    /// A fixed instant that only moves when a test calls [`Clock::set`].
+    /// A fixed instant that only moves when a test calls [`Clock::set`]; its
+    /// monotonic clock follows the wall clock from where it started.
     #[cfg(test)]
-    Manual(Cell<UnixMicros>),
+    Manual {
+        wall: std::cell::Cell<UnixMicros>,
+        start: UnixMicros,
+        anchor: Instant,
+    },
 }
 
 impl Clock {
     /// A manual clock starting at `t`.
     #[cfg(test)]
     pub fn manual(t: UnixMicros) -> Clock {
-        Clock::Manual(Cell::new(t))
+        Clock::Manual {
+            wall: std::cell::Cell::new(t),
+            start: t,
+            anchor: Instant::now(),
+        }
+    }
+
+    /// Both clocks, now.
+    pub fn read(&self) -> Now {
+        match self {
+            Clock::System => Now {
+                wall: self.now(),
+                mono: monotonic(),
+            },
+            #[cfg(test)]
+            Clock::Manual {
+                wall,
+                start,
+                anchor,
+            } => Now {
+                wall: wall.get(),
+                mono: *anchor + Duration::from_micros((wall.get().0 - start.0).max(0) as u64),
+            },
+        }
     }
 
     /// The current instant.
@@ -120,22 +175,133 @@ impl Clock {
     /// The current instant at nanosecond resolution (the time a unit is read).
     pub fn now_nanos(&self) -> UnixNanos {
         match self {
-            Clock::System => UnixNanos::from_duration(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default(),
-            ),
+            Clock::System => {
+                let real = UnixNanos::from_duration(
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default(),
+                );
+                UnixNanos(real.0.saturating_add(offset().wall_nanos))
+            }
             #[cfg(test)]
-            Clock::Manual(t) => t.get().into(),
+            Clock::Manual { wall, .. } => wall.get().into(),
         }
     }
 
     /// Moves a manual clock to `t` (no effect on the system clock).
     #[cfg(test)]
     pub fn set(&self, t: UnixMicros) {
-        if let Clock::Manual(cell) = self {
-            cell.set(t);
+        if let Clock::Manual { wall, .. } = self {
+            wall.set(t);
         }
+    }
+}
+
+/// The monotonic clock (with the driven offset in test builds), for the one
+/// caller that is not below the loop: the `bsc` client's answer deadline.
+pub fn monotonic() -> Instant {
+    Instant::now() + Duration::from_nanos(offset().mono_nanos)
+}
+
+impl UnixNanos {
+    /// A kernel receive time (`SO_TIMESTAMPNS`, `CLOCK_REALTIME`) as bsc's
+    /// clock reads it: with the driven offset in test builds, so a record
+    /// falls in the period the clock is in.
+    pub fn from_kernel(d: Duration) -> UnixNanos {
+        UnixNanos(
+            UnixNanos::from_duration(d)
+                .0
+                .saturating_add(offset().wall_nanos),
+        )
+    }
+}
+
+/// How far a driven clock is ahead of the system's clocks.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Offset {
+    /// Added to the wall clock (negative after a `set` to the past).
+    pub wall_nanos: i64,
+    /// Added to the monotonic clock: only ever grows.
+    pub mono_nanos: u64,
+}
+
+impl Offset {
+    /// Both clocks `by` later.
+    pub fn advance(self, by: Duration) -> Offset {
+        let by = by.as_nanos().min(i64::MAX as u128) as i64;
+        Offset {
+            wall_nanos: self.wall_nanos.saturating_add(by),
+            mono_nanos: self.mono_nanos.saturating_add(by as u64),
+        }
+    }
+
+    /// The wall clock reading `to` when it reads `now`; the monotonic clock
+    /// moves as far forward (not at all for a time in the past).
+    pub fn set(self, now: UnixNanos, to: UnixNanos) -> Offset {
+        let delta = to.0.saturating_sub(now.0);
+        Offset {
+            wall_nanos: self.wall_nanos.saturating_add(delta),
+            mono_nanos: self.mono_nanos.saturating_add(delta.max(0) as u64),
+        }
+    }
+}
+
+/// The offset in effect: always zero in release builds.
+#[cfg(not(debug_assertions))]
+fn offset() -> Offset {
+    Offset::default()
+}
+
+#[cfg(debug_assertions)]
+pub use driven::{drive_from_env, driven, move_to};
+
+#[cfg(debug_assertions)]
+use driven::offset;
+
+/// The driven clock of test builds: the offset lives in process-wide atomics
+/// (bsc has one clock; the kernel's receive times are shifted where they are
+/// read, without a clock at hand).
+#[cfg(debug_assertions)]
+mod driven {
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+    use super::{Clock, Offset, UnixMicros};
+
+    static DRIVEN: AtomicBool = AtomicBool::new(false);
+    static WALL: AtomicI64 = AtomicI64::new(0);
+    static MONO: AtomicU64 = AtomicU64::new(0);
+
+    /// `BSC_DEBUG_CLOCK=1`: the clock may be moved from now on. Returns
+    /// whether it is driven.
+    pub fn drive_from_env() -> bool {
+        if std::env::var_os("BSC_DEBUG_CLOCK").is_some_and(|v| v == "1") {
+            DRIVEN.store(true, Ordering::Relaxed);
+        }
+        driven()
+    }
+
+    /// Whether bsc runs on the driven clock.
+    pub fn driven() -> bool {
+        DRIVEN.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn offset() -> Offset {
+        Offset {
+            wall_nanos: WALL.load(Ordering::Relaxed),
+            mono_nanos: MONO.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves the driven clock (`change` gets the offset and the clock's
+    /// reading); the new reading, or `None` when the clock is not driven.
+    pub fn move_to(change: impl FnOnce(Offset, UnixMicros) -> Offset) -> Option<UnixMicros> {
+        if !driven() {
+            return None;
+        }
+        let new = change(offset(), Clock::System.now());
+        WALL.store(new.wall_nanos, Ordering::Relaxed);
+        MONO.store(new.mono_nanos, Ordering::Relaxed);
+        Some(Clock::System.now())
     }
 }
 
@@ -173,7 +339,51 @@ mod tests {
     fn manual_clock_moves_only_when_set() {
         let c = Clock::manual(UnixMicros(5));
         assert_eq!(c.now(), UnixMicros(5));
+        let before = c.read().mono;
         c.set(UnixMicros(9));
         assert_eq!(c.now(), UnixMicros(9));
+        assert_eq!(c.read().mono - before, Duration::from_micros(4));
+    }
+
+    #[test]
+    fn a_calendar_deadline_becomes_a_monotonic_instant() {
+        let c = Clock::manual(UnixMicros(1_000_000));
+        let now = c.read();
+        assert_eq!(
+            now.instant_at(UnixMicros(3_500_000)) - now.mono,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(now.instant_at(UnixMicros(0)), now.mono, "past: now");
+    }
+
+    #[test]
+    fn an_advance_moves_both_clocks_a_set_to_the_past_only_the_wall() {
+        let o = Offset::default().advance(Duration::from_millis(1500));
+        assert_eq!((o.wall_nanos, o.mono_nanos), (1_500_000_000, 1_500_000_000));
+        let later = o.set(UnixNanos(10_000_000_000), UnixNanos(70_000_000_000));
+        assert_eq!(
+            (later.wall_nanos, later.mono_nanos),
+            (61_500_000_000, 61_500_000_000)
+        );
+        let back = later.set(UnixNanos(70_000_000_000), UnixNanos(10_000_000_000));
+        assert_eq!(
+            (back.wall_nanos, back.mono_nanos),
+            (1_500_000_000, 61_500_000_000),
+            "the monotonic clock never goes back"
+        );
+    }
+
+    #[test]
+    fn without_the_variable_the_clock_is_not_driven() {
+        // The unit tests never set BSC_DEBUG_CLOCK: the clock is the system's
+        // and cannot be moved (in release builds the code does not exist).
+        #[cfg(debug_assertions)]
+        {
+            assert!(!driven());
+            assert_eq!(move_to(|o, _| o.advance(Duration::from_secs(60))), None);
+        }
+        assert_eq!(offset(), Offset::default());
+        let d = Duration::new(1_795_860_000, 5);
+        assert_eq!(UnixNanos::from_kernel(d), UnixNanos::from_duration(d));
     }
 }

@@ -2,9 +2,17 @@
 //! management listener and its connections, with rotation timers as the poll
 //! timeout.
 //!
+//! Time: the loop owns the [`Clock`] and is the only reader of it (besides
+//! `clock.rs` itself): it reads [`Now`] after `poll` returns (for the events),
+//! again after the reads (for the timers: a drain or an API request, which may
+//! have moved a driven clock, took time) and before `poll` (for its timeout),
+//! and hands it to whatever decides by time. Each unit's read time comes from
+//! the clock as the capturer reads it.
+//!
 //! One turn of the loop:
 //! 1. poll, with a timeout that is zero if a capturer still has unread data, else
-//!    the time to the next rotation or capturer deadline, at most one second;
+//!    the time to the next deadline (one question to the manager,
+//!    [`Manager::next_wake`], and the watchdog's), at most one second;
 //! 2. for each event: signals are read from the signalfd; a readable capturer is
 //!    queued; HTTP connections are served at once (answers never wait on disk);
 //! 3. every queued capturer is drained up to its budget (so no source starves the
@@ -22,7 +30,8 @@
 //!    is already written) so the next finds a fuller batch.
 //!
 //! Nothing here blocks except `poll` itself, file writes and fsyncs, and the
-//! coalescing pause.
+//! coalescing pause ([`COALESCE`], 200 us, only after a turn that read less than
+//! a batch).
 
 use std::collections::VecDeque;
 use std::io;
@@ -34,7 +43,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
 use crate::api;
-use crate::clock::{Clock, UnixMicros};
+use crate::clock::{Clock, Now, UnixMicros};
 use crate::config::{Config, HandlerSpec, Origin, ServerConfig};
 use crate::http::body::{Cursor, Service};
 use crate::http::request::Request;
@@ -49,7 +58,7 @@ use crate::{debug, error, info, warn};
 /// Longest sleep: the loop wakes at least this often to check timers.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// The pause after a turn that read less than a batch (see the loop).
-const COALESCE: Duration = Duration::from_micros(200);
+pub const COALESCE: Duration = Duration::from_micros(200);
 /// Period of the maintenance tick (fsync intervals, retention, disk budget, hooks).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -62,16 +71,16 @@ struct Api<'a> {
 
 impl Service for Api<'_> {
     fn respond(&mut self, req: &Request) -> Response {
-        self.cx.now = self.clock.now();
-        self.cx.mono = Instant::now();
+        let now = self.clock.read();
+        (self.cx.now, self.cx.mono) = (now.wall, now.mono);
         let response = api::respond(req, &mut self.cx);
         debug!("http {} {} -> {}", req.method, req.path, response.status);
         response
     }
 
     fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool {
-        self.cx.now = self.clock.now();
-        self.cx.mono = Instant::now();
+        let now = self.clock.read();
+        (self.cx.now, self.cx.mono) = (now.wall, now.mono);
         api::produce(cursor, &self.cx, out)
     }
 }
@@ -104,9 +113,9 @@ struct StatusRate {
 }
 
 impl StatusRate {
-    fn line(&mut self, manager: &Manager) -> String {
+    fn line(&mut self, manager: &Manager, now: Now) -> String {
         let packets: u64 = manager.handlers().map(|(_, h)| h.stats().packets).sum();
-        let now = Instant::now();
+        let now = now.mono;
         let secs = now.duration_since(self.at).as_secs_f64();
         let rate = if secs > 0.0 {
             packets.saturating_sub(self.packets) as f64 / secs
@@ -133,6 +142,11 @@ impl EventLoop {
         config_path: Option<PathBuf>,
         clock: Clock,
     ) -> Result<EventLoop, StartError> {
+        #[cfg(debug_assertions)]
+        if crate::clock::drive_from_env() {
+            warn!("BSC_DEBUG_CLOCK=1: bsc runs on a driven clock (POST /debug/clock moves it); test builds only");
+        }
+        crate::log::set_now(clock.read().mono);
         let poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
         let signals = SignalFd::new().map_err(|e| format!("cannot create a signalfd: {e}"))?;
         poll.registry()
@@ -153,11 +167,11 @@ impl EventLoop {
         }
         let mut manager = Manager::new(&config.root, &config.storage);
         manager.keep_trusted(&config.trusted_bases());
-        let now = clock.now();
+        let Now { wall: now, mono } = clock.read();
         for spec in &config.handlers {
             let name = spec.name.clone();
             manager
-                .add_handler(spec.clone(), poll.registry(), now, Instant::now())
+                .add_handler(spec.clone(), poll.registry(), now, mono)
                 .map_err(|e| format!("handler {name:?}: {e}"))?;
         }
         // Handlers added over the API before a restart come back after the
@@ -173,7 +187,7 @@ impl EventLoop {
                 .map_err(|e| e.to_string())
                 .and_then(|spec| {
                     manager
-                        .add_handler(spec, poll.registry(), now, Instant::now())
+                        .add_handler(spec, poll.registry(), now, mono)
                         .map_err(|e| e.to_string())
                 });
             match restored {
@@ -205,6 +219,7 @@ impl EventLoop {
             config.root.display(),
             http.local
         );
+        let mono = clock.read().mono;
         Ok(EventLoop {
             poll,
             signals,
@@ -215,10 +230,10 @@ impl EventLoop {
             ready: VecDeque::new(),
             http,
             started_at: now,
-            notifier: Notifier::from_env(),
-            next_tick: Instant::now() + TICK,
+            notifier: Notifier::from_env(mono),
+            next_tick: mono + TICK,
             status: StatusRate {
-                at: Instant::now(),
+                at: mono,
                 packets: 0,
             },
             _root_lock: root_lock,
@@ -229,11 +244,11 @@ impl EventLoop {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         // Every socket is bound and every handler started (see `start`).
-        let status = self.status_line();
+        let status = self.status_line(self.clock.read());
         self.notifier.ready(&status);
         loop {
             let timeout = if self.ready.is_empty() && !self.http.has_turns() {
-                self.sleep_time()
+                self.sleep_time(self.clock.read())
             } else {
                 Duration::ZERO
             };
@@ -243,11 +258,13 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let now = self.clock.read();
+            crate::log::set_now(now.mono);
             let mut stop = false;
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => stop |= self.on_signals(),
-                    token if Server::owns(token) => self.on_http(token),
+                    SIGNALS => stop |= self.on_signals(now),
+                    token if Server::owns(token) => self.on_http(token, now),
                     token => {
                         if let Some(cid) = tokens::capturer_of(token) {
                             if !self.ready.contains(&cid) {
@@ -260,40 +277,40 @@ impl EventLoop {
             // HTTP connections waiting for their turn (pipelined answers, the
             // answer budget) get one, then capture goes on.
             if self.http.has_turns() {
-                self.with_api(|http, registry, respond| http.resume(registry, respond));
+                self.with_api(|http, registry, respond| http.resume(registry, respond, now.mono));
             }
             let units_before = self.manager.units_read();
             for _ in 0..self.ready.len() {
                 let Some(cid) = self.ready.pop_front() else {
                     break;
                 };
-                if self
-                    .manager
-                    .drain(cid, self.poll.registry(), Instant::now(), || {
-                        self.clock.now_nanos()
-                    })
-                    == Drained::More
+                if self.manager.drain(cid, self.poll.registry(), now.mono, || {
+                    self.clock.now_nanos()
+                }) == Drained::More
                 {
                     self.ready.push_back(cid);
                 }
             }
             self.manager.flush_dirty();
-            self.manager.expire(self.clock.now());
+            // The timers: due ones run in this turn, also when an API request
+            // in it moved a driven clock past them.
+            let now = self.clock.read();
+            crate::log::set_now(now.mono);
+            self.manager.expire(now.wall);
             self.manager
-                .expire_capturers(self.poll.registry(), Instant::now());
+                .expire_capturers(self.poll.registry(), now.mono);
             self.manager.dispatch_closed();
-            self.manager.ship(Instant::now(), self.clock.now());
-            let now = Instant::now();
-            if now >= self.next_tick {
-                self.http.sweep(now, self.poll.registry());
-                self.manager.tick(self.clock.now());
-                crate::log::report_suppressed();
-                self.next_tick = now + TICK;
+            self.manager.ship(now.mono, now.wall);
+            if now.mono >= self.next_tick {
+                self.http.sweep(now.mono, self.poll.registry());
+                self.manager.tick(now.wall);
+                crate::log::report_suppressed(now.mono);
+                self.next_tick = now.mono + TICK;
             }
             let status = &mut self.status;
             let manager = &self.manager;
             self.notifier
-                .ping_if_due(Instant::now(), || status.line(manager));
+                .ping_if_due(now.mono, || status.line(manager, now));
             // Coalescing: a turn that found only a few units (the queue was dry
             // before a batch filled) pauses briefly, everything read already
             // written, so the next turn finds a fuller batch: fewer system calls
@@ -315,13 +332,14 @@ impl EventLoop {
     /// Flushes and closes every file (see [`Manager::close_all`]): at a stop,
     /// or after the loop failed.
     pub fn close_all(&mut self) {
-        self.manager.close_all(self.clock.now(), &Instant::now);
+        let clock = &self.clock;
+        self.manager.close_all(clock.now(), &|| clock.read().mono);
     }
 
     /// Serves an HTTP event: the listener accepts, a connection reads, answers
     /// and writes as far as it can without blocking.
-    fn on_http(&mut self, token: mio::Token) {
-        self.with_api(|http, registry, respond| http.on_event(token, registry, respond));
+    fn on_http(&mut self, token: mio::Token, now: Now) {
+        self.with_api(|http, registry, respond| http.on_event(token, registry, respond, now.mono));
     }
 
     /// Runs `serve` on the HTTP server with the API answering its requests.
@@ -330,11 +348,12 @@ impl EventLoop {
         // report them (statistics and files agree).
         self.manager.flush_dirty();
         let connections = self.http.connections();
+        let now = self.clock.read();
         let cx = api::Context {
             manager: &mut self.manager,
             registry: self.poll.registry(),
-            now: self.clock.now(),
-            mono: Instant::now(),
+            now: now.wall,
+            mono: now.mono,
             started_at: self.started_at,
             token: self.config.server.token.as_deref(),
             allowed_hosts: &self.config.server.allowed_hosts,
@@ -347,38 +366,24 @@ impl EventLoop {
         serve(&mut self.http, self.poll.registry(), &mut service);
     }
 
-    /// Time until the next rotation, capturer or ship deadline, at most [`MAX_SLEEP`].
-    fn sleep_time(&self) -> Duration {
-        let rotation = match self.manager.next_deadline() {
-            Some(at) => Duration::from_micros((at.0 - self.clock.now().0).max(0) as u64),
-            None => MAX_SLEEP,
-        };
-        let capturer = match self.manager.next_capturer_deadline() {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => MAX_SLEEP,
-        };
-        let ship = match self.manager.next_ship_deadline() {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => MAX_SLEEP,
-        };
-        let watchdog = match self.notifier.next_ping() {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => MAX_SLEEP,
-        };
-        rotation
-            .min(capturer)
-            .min(ship)
-            .min(watchdog)
+    /// Time from `now` to the next deadline of the manager or the watchdog, at
+    /// most [`MAX_SLEEP`].
+    fn sleep_time(&self, now: Now) -> Duration {
+        [self.manager.next_wake(now), self.notifier.next_ping()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now.mono))
             .min(MAX_SLEEP)
     }
 
     /// Reads every pending signal. Returns whether bsc must stop.
-    fn on_signals(&mut self) -> bool {
+    fn on_signals(&mut self, now: Now) -> bool {
         let mut stop = false;
         loop {
             match self.signals.read() {
-                Ok(Some(libc::SIGHUP)) => self.reload(),
-                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(self.clock.now()),
+                Ok(Some(libc::SIGHUP)) => self.reload(now),
+                Ok(Some(libc::SIGCHLD)) => self.manager.reap_hooks(now.wall),
                 Ok(Some(sig)) => {
                     info!(
                         "signal {}: stopping",
@@ -401,7 +406,7 @@ impl EventLoop {
 
     /// SIGHUP: re-reads the config file and applies the difference. A config that
     /// does not load changes nothing.
-    fn reload(&mut self) {
+    fn reload(&mut self, now: Now) {
         let Some(path) = &self.config_path else {
             info!("SIGHUP: running on built-in defaults, no config file to re-read");
             return;
@@ -424,14 +429,14 @@ impl EventLoop {
             info!("reload: min_free_bytes, min_free_percent, persist, on_close_max_running, ship_max_running and ship_max_pending_age_s changes take effect at the next restart");
         }
         self.manager
-            .apply_config(&new, self.poll.registry(), self.clock.now(), Instant::now());
+            .apply_config(&new, self.poll.registry(), now.wall, now.mono);
         self.config = new;
-        let status = self.status_line();
+        let status = self.status_line(now);
         self.notifier.ready(&status);
     }
 
-    fn status_line(&mut self) -> String {
-        self.status.line(&self.manager)
+    fn status_line(&mut self, now: Now) -> String {
+        self.status.line(&self.manager, now)
     }
 }
 

@@ -8,9 +8,10 @@
 //! A condition that repeats (a full disk, a dead peer, a broken socket) is logged
 //! through [`limited`]: at most once per [`REPEAT_WINDOW`] per key, and the next
 //! line (or [`report_suppressed`], called by the event loop) says how many were
-//! left out.
+//! left out. The window is measured on the loop's clock, which the loop hands
+//! in once per turn ([`set_now`]); before it first does, nothing is left out.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -167,12 +168,24 @@ struct Repeats {
 thread_local! {
     // bsc logs from its one thread; the map holds one entry per condition key.
     static REPEATS: RefCell<HashMap<String, Repeats>> = RefCell::new(HashMap::new());
+    // The loop's monotonic time this turn.
+    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The loop's monotonic time, handed in once per turn: what [`limited`]
+/// measures its windows on.
+pub fn set_now(now: Instant) {
+    NOW.with(|n| n.set(Some(now)));
 }
 
 /// Logs `msg` unless the condition `key` was logged less than [`REPEAT_WINDOW`]
 /// ago, in which case it is counted and reported later.
 pub fn limited(key: &str, level: Level, msg: std::fmt::Arguments<'_>) {
-    let now = Instant::now();
+    let Some(now) = NOW.with(Cell::get) else {
+        // Before the loop's first turn: no window to count in.
+        write(level, msg);
+        return;
+    };
     REPEATS.with(|r| {
         let mut map = r.borrow_mut();
         match map.get_mut(key) {
@@ -212,9 +225,9 @@ pub fn limited(key: &str, level: Level, msg: std::fmt::Arguments<'_>) {
 }
 
 /// Reports conditions that stopped repeating while suppressed, and forgets
-/// conditions quiet for a whole window. Called about once a second.
-pub fn report_suppressed() {
-    let now = Instant::now();
+/// conditions quiet for a whole window, at `now`. Called about once a second.
+pub fn report_suppressed(now: Instant) {
+    set_now(now);
     REPEATS.with(|r| {
         r.borrow_mut().retain(|_, rep| {
             if now.duration_since(rep.since) < REPEAT_WINDOW {
@@ -316,6 +329,7 @@ mod tests {
 
     #[test]
     fn repeats_are_counted_not_written() {
+        set_now(crate::clock::Clock::System.read().mono);
         for i in 0..5 {
             limited("test-key", Level::Debug, format_args!("failure {i}"));
         }

@@ -485,6 +485,20 @@ impl Manager {
             .ship(&mut self.storage, &mut self.handlers, now, wall);
     }
 
+    /// When the loop must wake next for the manager, at `now`: the earliest
+    /// rotation, capturer or ship deadline (the one question the loop asks).
+    pub fn next_wake(&self, now: crate::clock::Now) -> Option<Instant> {
+        let rotation = self.next_deadline().map(|at| now.instant_at(at));
+        [
+            rotation,
+            self.next_capturer_deadline(),
+            self.next_ship_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// When [`Manager::ship`] must run next without a kick (a ship timeout or
     /// the end of a back-off).
     pub fn next_ship_deadline(&self) -> Option<Instant> {

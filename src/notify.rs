@@ -25,8 +25,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the environment.
-    pub fn from_env() -> Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the
+    /// environment; the first watchdog ping is due at `now`.
+    pub fn from_env(now: Instant) -> Notifier {
         let target = std::env::var("NOTIFY_SOCKET")
             .ok()
             .filter(|s| !s.is_empty())
@@ -58,7 +59,7 @@ impl Notifier {
         Notifier {
             target,
             watchdog_every,
-            next_ping: Instant::now(),
+            next_ping: now,
         }
     }
 

@@ -1004,18 +1004,24 @@ fn health_says_why_it_is_degraded_and_the_metrics_carry_health() {
     let dir = TempDir::new("healthwhy");
     let dead = free_tcp_port(); // nobody listens: the peer stays unreachable
     let udp = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": dir.path().join("cap"), "peer_unreachable_s": 1},
                 "handlers": [
                     {"name": "t", "conn_type": "tcp", "address": ["127.0.0.1", dead], "reconnect_max_s": 0.5},
                     {"name": "u", "conn_type": "udp", "address": ["127.0.0.1", udp]}]}),
+        &[DRIVEN_CLOCK],
     );
     let mut health = json!(null);
-    wait_until("health degraded by the unreachable peer", || {
-        health = bsc.get("/health").1;
-        health["status"] == "degraded"
-    });
+    wait_advancing(
+        bsc.http_port,
+        0.25,
+        "health degraded by the unreachable peer",
+        || {
+            health = bsc.get("/health").1;
+            health["status"] == "degraded"
+        },
+    );
     let reasons = health["reasons"].as_array().unwrap();
     assert!(
         reasons.iter().any(|r| r
@@ -1050,11 +1056,20 @@ fn health_says_why_it_is_degraded_and_the_metrics_carry_health() {
         !text.contains(&format!("bsc_kernel_drops_total{{{tcp}}}")),
         "no kernel drops for tcp"
     );
-    // The peer keeps refusing: its warning is written once per 10 s, not per try.
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let warned = bsc
-        .log_matching(&format!("capturer tcp 127.0.0.1:{dead}:"))
-        .len();
+    // The peer keeps refusing: its warning is written once per 10 s, not per
+    // try. Three seconds of bsc's clock in steps of the longest back-off (an
+    // attempt each), then the window's end: its line counts the tries left out.
+    for _ in 0..6 {
+        advance_clock(bsc.http_port, 0.5);
+    }
+    advance_clock(bsc.http_port, 10.0);
+    let prefix = format!("capturer tcp 127.0.0.1:{dead}:");
+    let window_end = |l: &String| l.contains("in the last 10 s");
+    wait_until("the line that ends the window", || {
+        bsc.log_matching(&prefix).iter().any(window_end)
+    });
+    let lines = bsc.log_matching(&prefix);
+    let warned = lines.iter().position(window_end).unwrap();
     assert!(warned <= 2, "{warned} lines: {:?}", bsc.log());
     assert!(bsc.stop().success());
 }

@@ -96,16 +96,16 @@ fn rotation_by_second_splits_without_loss_and_closes_idle_files() {
     let port = free_udp_port();
     let keys =
         json!({"rotate_log_index": "second", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap"});
-    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("r", port, keys)]);
-    let tx = sender(port);
-    let start = Instant::now();
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("r", port, keys)]);
+    // 3.5 s of bsc's clock, a datagram every 0.1 s of it.
     let mut sent = 0u64;
-    while start.elapsed() < Duration::from_millis(3500) && sent < 1000 {
-        tx.send(&seq_payload(sent)).unwrap();
+    while sent < 35 {
+        send(&bsc, port, sent);
         sent += 1;
-        std::thread::sleep(Duration::from_millis(25));
+        advance_clock(bsc.http_port, 0.1);
     }
     // The last file is closed by the timer although no datagram follows.
+    advance_clock(bsc.http_port, 1.0);
     let files_written = || pcap_files(&root);
     wait_until("every file closed", || {
         let files = files_written();
@@ -540,10 +540,16 @@ fn kernel_drops_are_counted_so_loss_is_visible() {
         tx.send(&seq_payload(seq)).unwrap();
     }
     bsc.signal_named("CONT");
-    // One more datagram after the overflow carries the kernel's final count.
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    tx.send(&seq_payload(2000)).unwrap();
+    // One more datagram after the overflow carries the kernel's final count,
+    // sent once bsc has read what the buffer held (one drain reads it all),
+    // so that it finds room.
     let key = format!("['127.0.0.1', {port}]");
+    wait_until("the buffer read", || {
+        bsc.get("/stats").1[&key][0]["packets"]
+            .as_u64()
+            .is_some_and(|p| p > 0)
+    });
+    tx.send(&seq_payload(2000)).unwrap();
     wait_until("the last datagram", || {
         bsc.get("/stats").1[&key][0]["packets"]
             .as_u64()

@@ -466,7 +466,7 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
             .unwrap();
         !name.starts_with(String::from_utf8_lossy(&now.stdout).trim())
     });
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     wait_until("the crash's file shipped", || {
         std::fs::read_to_string(&shipped).is_ok_and(|s| s.contains(&name))
     });
@@ -482,13 +482,17 @@ fn a_file_created_right_before_a_crash_under_a_past_name_is_closed_and_shipped()
         (orphan.to_str(), Some("closed"), Some(0)),
         "{body}"
     );
-    // Retention (two files, the open one included) deletes it in its turn.
+    // Retention (two files, the open one included) deletes it in its turn: a
+    // datagram every half second of bsc's clock.
     let tx = sender(port);
     let mut n = 1;
     wait_until("deleted by retention", || {
         tx.send(&seq_payload(n)).unwrap();
+        wait_until("the datagram counted", || {
+            stats_of(&bsc, port)["packets"].as_u64() >= Some(n)
+        });
         n += 1;
-        std::thread::sleep(Duration::from_millis(100));
+        advance_clock(bsc.http_port, 0.5);
         !orphan.exists()
     });
     let (status, log) = bsc.stop_with_log();
@@ -561,7 +565,7 @@ fn a_resumed_file_already_full_by_count_gets_no_more_records() {
     bsc.wait_exit();
     let bsc = Bsc::with_config(dir.path(), &cfg(2));
     send_paced(port, 3, 1, Duration::from_millis(40));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the unit counted", || stats_of(&bsc, port)["packets"] == 1);
     bsc.stop();
     let counts: Vec<_> = pcap_files(&root)
         .iter()
@@ -606,7 +610,7 @@ fn a_resumed_file_already_full_by_size_gets_no_more_records() {
     let size = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
     let bsc = Bsc::with_config(dir.path(), &cfg(size));
     send_paced(port, 3, 1, Duration::from_millis(40));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the unit counted", || stats_of(&bsc, port)["packets"] == 1);
     bsc.stop();
     let after = std::fs::metadata(root.join("h-0001.pcap")).unwrap().len();
     assert_eq!(

@@ -38,8 +38,12 @@ fn kill_9_under_load_loses_nothing_that_was_reported() {
             std::thread::sleep(Duration::from_millis(1));
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    let reported = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+    // Killed under load, once a good part of it has been reported.
+    let mut reported = 0;
+    wait_until("30,000 datagrams reported", || {
+        reported = stats_of(&bsc, port)["packets"].as_u64().unwrap();
+        reported >= 30_000
+    });
     bsc.signal(9);
     bsc.wait_exit();
     sender_thread.join().unwrap();
@@ -156,14 +160,14 @@ fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
     std::fs::write(&foreign, b"not bsc's").unwrap();
     let port = free_udp_port();
     let keys = json!({"rotate_log_index": "second", "max_files": 3, "file_name_pattern": "%H%M%S-{name}.pcap"});
-    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("r", port, keys)]);
-    let tx = sender(port);
-    let start = Instant::now();
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("r", port, keys)]);
+    // 10 s of bsc's clock, a datagram every 0.1 s of it (each counted before
+    // the clock moves on: loopback may deliver a datagram late).
     let mut sent = 0u64;
-    while start.elapsed() < Duration::from_secs(10) {
-        tx.send(&seq_payload(sent)).unwrap();
+    while sent < 100 {
+        send(&bsc, port, sent);
         sent += 1;
-        std::thread::sleep(Duration::from_millis(100));
+        advance_clock(bsc.http_port, 0.1);
     }
     wait_until("every datagram counted", || {
         stats_of(&bsc, port)["packets"] == sent
@@ -198,24 +202,61 @@ fn max_files_keeps_the_newest_and_never_touches_foreign_files() {
 }
 
 #[test]
+fn max_age_deletes_a_closed_file_once_it_is_older_on_bsc_s_clock() {
+    let (dir, root) = TempDir::with_root("maxage");
+    let port = free_udp_port();
+    let keys =
+        json!({"rotate_max_packets": 1, "max_age": 60, "file_name_pattern": "{name}-{seq}.pcap"});
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![udp_handler("a", port, keys)]);
+    let file = |seq: u32| root.join(format!("a-{seq:04}.pcap"));
+    // Two files closed now, a third 50 s later (one record each).
+    send(&bsc, port, 0);
+    send(&bsc, port, 1);
+    advance_clock(bsc.http_port, 50.0);
+    send(&bsc, port, 2);
+    assert!((1..=3).all(|seq| file(seq).exists()));
+    // 20 s later the first two are 70 s old, the third 20 s: each advance runs
+    // a tick (retention) before bsc reads the next request.
+    advance_clock(bsc.http_port, 20.0);
+    wait_until("the two older files deleted", || {
+        !file(1).exists() && !file(2).exists()
+    });
+    assert!(file(3).exists(), "20 s old, under max_age");
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 2);
+    advance_clock(bsc.http_port, 45.0);
+    wait_until("the third deleted at 65 s", || !file(3).exists());
+    assert_eq!(stats_of(&bsc, port)["files_deleted"], 3);
+    let (status, log) = bsc.stop_with_log();
+    assert!(status.success());
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("deleted") && l.contains("retention"))
+            .count(),
+        3,
+        "{log:?}"
+    );
+}
+
+#[test]
 fn the_disk_budget_keeps_a_small_file_system_from_filling() {
     let dir = TempDir::new("budget");
     let fs = SmallFs::new(dir.path(), 4);
     let root = fs.0.join("cap");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
                 "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap"}))]}),
+        &[DRIVEN_CLOCK],
     );
-    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![1u8; 1000];
     let mut min_free = u64::MAX;
     for i in 0..8000u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(50));
+            paced(&bsc, port, i + 1, 0.05);
             min_free = min_free.min(fs.free());
         }
     }
@@ -364,18 +405,19 @@ fn the_disk_budget_takes_a_file_waiting_for_its_hook_only_when_nothing_else_is_l
         .unwrap()
         .success());
     std::fs::write(dir.path().join("hold"), b"").unwrap();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": root, "min_free_bytes": "1MiB"},
                 "handlers": [udp_handler("b", port, json!({"rotate_max_bytes": "200KiB", "file_name_pattern": "{name}-{seq}.pcap", "on_close": [hook]}))]}),
+        &[DRIVEN_CLOCK],
     );
-    // 8 MiB through a 4 MiB file system, at ~2 MiB/s.
+    // 8 MiB through a 4 MiB file system, at ~2 MiB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![1u8; 1000];
     for i in 0..8000u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(50));
+            paced(&bsc, port, i + 1, 0.05);
         }
     }
     wait_until("all counted", || stats_of(&bsc, port)["packets"] == 8000);

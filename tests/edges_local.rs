@@ -114,7 +114,7 @@ fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_
     std::fs::write(dir.path().join("down"), b"").unwrap();
     let port = free_udp_port();
     let cfg = config(&root, port, json!({"ship": [ship]}));
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     send(&bsc, port, 0);
     send(&bsc, port, 1);
     wait_until("two files waiting", || {
@@ -125,7 +125,7 @@ fn a_waiting_file_replaced_by_a_link_is_refused_and_the_uploader_reads_only_the_
     std::fs::remove_file(&first).unwrap();
     std::os::unix::fs::symlink(&secret, &first).unwrap();
     std::fs::remove_file(dir.path().join("down")).unwrap();
-    wait_until("the second file shipped", || {
+    wait_advancing(bsc.http_port, 0.5, "the second file shipped", || {
         central.join("h-0002.pcap").exists() && ship_of(&bsc, port)["pending_files"] == 0
     });
     let ship = ship_of(&bsc, port);
@@ -360,9 +360,9 @@ fn no_command_bsc_started_outlives_its_attempt_or_bsc() {
     );
     let port = free_udp_port();
     let cfg = config(&root, port, json!({"ship": [ship], "on_close": [hook]}));
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     send(&bsc, port, 0);
-    wait_until("two failed attempts", || {
+    wait_advancing(bsc.http_port, 0.5, "two failed attempts", || {
         ship_of(&bsc, port)["failures"].as_u64() >= Some(2)
     });
     bsc.wait_log("on_close: ");
@@ -419,7 +419,11 @@ fn a_failed_upload_says_why_and_a_success_clears_it() {
     );
     std::fs::write(dir.path().join("down"), b"").unwrap();
     let port = free_udp_port();
-    let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &config(&root, port, json!({"ship": [ship]})),
+        &[DRIVEN_CLOCK],
+    );
     send(&bsc, port, 0);
     wait_until("a failure", || {
         ship_of(&bsc, port)["failures"].as_u64() >= Some(1)
@@ -434,7 +438,9 @@ fn a_failed_upload_says_why_and_a_success_clears_it() {
     let line = bsc.wait_log("h-0001.pcap: exit status: 22: bucket station-7 does not exist");
     assert!(!line.contains('\x1b'), "{line}");
     std::fs::remove_file(dir.path().join("down")).unwrap();
-    wait_until("shipped", || ship_of(&bsc, port)["shipped"] == 1);
+    wait_advancing(bsc.http_port, 0.5, "shipped", || {
+        ship_of(&bsc, port)["shipped"] == 1
+    });
     let ship = ship_of(&bsc, port);
     assert_eq!(ship["last_error"], Value::Null, "{ship}");
     assert_eq!(ship["last_error_at"], failed_at.as_str(), "{ship}");
@@ -569,7 +575,11 @@ fn a_waiting_file_made_writable_by_its_owner_is_repaired_by_group_or_others_refu
     );
     std::fs::write(dir.path().join("down"), b"").unwrap();
     let port = free_udp_port();
-    let bsc = Bsc::with_config(dir.path(), &config(&root, port, json!({"ship": [ship]})));
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &config(&root, port, json!({"ship": [ship]})),
+        &[DRIVEN_CLOCK],
+    );
     for i in 0..5 {
         send(&bsc, port, i);
     }
@@ -610,7 +620,7 @@ fn a_waiting_file_made_writable_by_its_owner_is_repaired_by_group_or_others_refu
         .write_all(b"appended")
         .unwrap();
     std::fs::remove_file(dir.path().join("down")).unwrap();
-    wait_until("two shipped, three refused", || {
+    wait_advancing(bsc.http_port, 0.5, "two shipped, three refused", || {
         let s = ship_of(&bsc, port);
         s["shipped"] == 2 && s["refused"] == 3 && s["pending_files"] == 0
     });
@@ -1118,8 +1128,9 @@ fn a_ship_command_dies_with_bsc_after_kill_9() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let was_dead = dead();
-    std::thread::sleep(Duration::from_secs(4));
-    // Its `sleep` (same process group, which bsc made) is left to us.
+    // Dead, the command writes `late` no more (its `sleep` writes nothing): the
+    // check needs no wait. Its `sleep` (same process group, which bsc made) is
+    // left to us.
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pid}")])
         .stderr(std::process::Stdio::null())

@@ -104,17 +104,15 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
     let port = free_udp_port();
     let keys = json!({"rotate_max_packets": 1, "file_name_pattern": "{name}-{seq}.pcap", "ship_retry_max_s": 1, "ship": ship});
     let cfg = config(&root, vec![udp_handler("h", port, keys)]);
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     let jlen = || std::fs::metadata(journal_of(&root)).map_or(0, |m| m.len());
     send_paced(port, 0, 2, Duration::from_millis(60));
     wait_until("two files journaled", || {
-        pcap_files(&root).len() == 2 && jlen() > 0
+        pcap_files(&root).len() == 2 && closed_lines(&root) == 2
     });
-    std::thread::sleep(Duration::from_millis(300));
     let l2 = jlen();
     send_paced(port, 0, 1, Duration::from_millis(60));
-    wait_until("a third file journaled", || jlen() > l2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("a third file journaled", || closed_lines(&root) == 3);
     let l3 = jlen();
     let per = l3 - l2;
     assert!(l3 < 4096, "the journal fits one page ({l3})");
@@ -136,9 +134,13 @@ fn a_torn_journal_line_on_a_full_disk_loses_no_waiting_file() {
         !bsc.log_matching("cannot append to").is_empty()
     });
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Written anew at the next tick of bsc's clock (or the next append).
+    wait_advancing(bsc.http_port, 1.0, "the journal caught up", || {
+        !bsc.log_matching("has every entry again").is_empty()
+    });
+    let before = pcap_files(&root).len();
     send_paced(port, 0, 2, Duration::from_millis(60));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("two more files", || pcap_files(&root).len() == before + 2);
     let (_, log) = bsc.stop_with_log();
     let count = |needle: &str| log.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(count("cannot append to"), 1, "logged once while behind");
@@ -189,21 +191,24 @@ fn seq_names_after_a_crash_while_behind_keep_time_order() {
     let mut i = 0;
     send_paced(port, i, 4, Duration::from_millis(40));
     i += 4;
-    wait_until("two files", || pcap_files(&root).len() == 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("two files, both journaled closed", || {
+        pcap_files(&root).len() == 2 && closed_lines(&root) == 2
+    });
     state.fill();
     until_behind(&bsc, port, &mut i);
     // Files open and close while behind; the last one is left open (odd count).
     send_paced(port, i, 5 + (i % 2), Duration::from_millis(40));
     i += 5 + (i % 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("every unit counted", || {
+        stats_of(&bsc, port)["packets"] == i
+    });
     bsc.signal(9);
     bsc.wait_exit();
     let before = pcap_files(&root);
     state.unfill();
     let bsc = Bsc::with_config(dir.path(), &cfg);
     send_paced(port, i, 4, Duration::from_millis(40));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("4 units counted", || stats_of(&bsc, port)["packets"] == 4);
     bsc.stop();
     let files = pcap_files(&root);
     let mut prev = 0;
@@ -249,7 +254,7 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     let mut i = 0;
     send_paced(port, i, 2, Duration::from_millis(40));
     i += 2;
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("2 units counted", || stats_of(&bsc, port)["packets"] == 2);
     state.fill();
     // Rotations on request until the journal falls behind; the file opened
     // last is open while it is behind.
@@ -261,7 +266,9 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     }
     bsc.form("POST", "/h/rotate", "");
     send_paced(port, i, 2, Duration::from_millis(40));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("4 units counted", || {
+        stats_of(&bsc, port)["packets"] == i + 2
+    });
     let open: Vec<_> = pcap_files(&root)
         .into_iter()
         .filter(|f| mode_of(f) == 0o640)
@@ -270,8 +277,11 @@ fn a_file_left_open_while_behind_is_made_final_and_shipped_after_restart() {
     bsc.signal(9);
     bsc.wait_exit();
     state.unfill();
-    let bsc = Bsc::with_config(dir.path(), &cfg);
-    std::thread::sleep(Duration::from_millis(1500));
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    // Two ticks of bsc's clock: settled and shipped by then, if ever.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     bsc.stop();
     let writable: Vec<_> = pcap_files(&root)
         .into_iter()
@@ -312,8 +322,11 @@ fn a_journal_ship_command_that_is_empty_does_not_crash_bsc() {
         &root,
         vec![json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port]})],
     );
-    let mut bsc = Bsc::with_config(dir.path(), &cfg);
-    std::thread::sleep(Duration::from_secs(2));
+    let mut bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    // Two ticks of bsc's clock: the shipper has looked at the file by then.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     let alive = bsc.child.try_wait().unwrap().is_none();
     let panics = bsc.log_matching("panicked");
     let refused = bsc.log_matching("will not be shipped");

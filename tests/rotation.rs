@@ -207,3 +207,66 @@ fn bad_sizes_name_the_units() {
         "{line}"
     );
 }
+
+#[test]
+fn a_driven_clock_rotates_by_the_calendar_and_exists_only_when_asked_for() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: BSC_DEBUG_CLOCK exists only in builds with debug assertions");
+        return;
+    }
+    // Without the variable the route does not exist.
+    let dir = TempDir::new("undriven");
+    let (bsc, _, _) = start(&dir, json!({}));
+    let r = bsc.request(
+        "POST",
+        "/debug/clock",
+        Some("application/x-www-form-urlencoded"),
+        b"advance=3600",
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    drop(bsc);
+
+    let dir = TempDir::new("driven");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let h = json!({"name": "h", "conn_type": "udp", "address": ["127.0.0.1", port],
+                   "rotate_log_index": "hour", "file_name_pattern": "%Y%m%dT%H%M-{name}.pcap"});
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": root}, "handlers": [h]}),
+        &[DRIVEN_CLOCK],
+    );
+    let port_http = bsc.http_port;
+    let t0 = set_clock(port_http, "2031-05-06T07:59:58Z");
+    assert!(
+        (1_935_820_798_000_000..1_935_820_798_500_000).contains(&t0),
+        "{t0}"
+    );
+    let bad = bsc.form("POST", "/debug/clock", "advance=-1");
+    assert_eq!(bad.0, 400, "{}", bad.1);
+    send(&bsc, port, 0);
+    // An hour's file, named and stamped on the driven clock; its end comes
+    // with the clock, not with the wall.
+    let first = root.join("20310506T0759-h.pcap");
+    wait_until("the first file", || first.exists());
+    assert!(advance_clock(port_http, 2.5) >= t0 + 2_500_000);
+    wait_until("the hour's file closed by its timer", || {
+        !bsc.log_matching(&format!("closed {}", first.display()))
+            .is_empty()
+    });
+    send(&bsc, port, 1);
+    let second = root.join("20310506T0800-h.pcap");
+    wait_until("the next hour's file", || count_records(&second) == 1);
+    let stamp = |f: &std::path::Path| first_record(f).unwrap().ts_us as i64;
+    assert!(
+        (t0..t0 + 2_000_000).contains(&stamp(&first)),
+        "received at 07:59:58 and a little: {}",
+        stamp(&first)
+    );
+    assert!(
+        stamp(&second) >= t0 + 2_500_000,
+        "received after 08:00:00.5: {}",
+        stamp(&second)
+    );
+    assert!(bsc.stop().success());
+}

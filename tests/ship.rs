@@ -65,6 +65,16 @@ echo "${{1##*/}}" >> "$d/received.log"
         let _ = std::fs::remove_file(self.dir.join(name));
     }
 
+    /// Whether no process runs the ship script now (no upload in flight).
+    fn idle(&self) -> bool {
+        let pgrep = Command::new("pgrep")
+            .arg("-f")
+            .arg(&self.script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+    }
+
     /// The names the receiving end got, in order, repeats included.
     fn received(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("received.log"))
@@ -114,13 +124,20 @@ fn a_failing_ship_command_is_retried_and_every_file_arrives_once_in_order() {
     st.set("fail", "3");
     st.set("env", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(dir.path(), &st.config(port, json!({}), json!({})));
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &st.config(port, json!({}), json!({})),
+        &[DRIVEN_CLOCK],
+    );
     assert_eq!(ship_of(&bsc, port)["pending_files"], 0, "configured: shown");
     // Five datagrams: five closed files (each full with its one record).
     for i in 0..5 {
         send(&bsc, port, i);
     }
-    wait_until("five files shipped", || st.received().len() >= 5);
+    // The retries come after their back-off (at most 1 s of bsc's clock).
+    wait_advancing(bsc.http_port, 0.5, "five files shipped", || {
+        st.received().len() >= 5
+    });
     let want: Vec<String> = (1..=5).map(name).collect();
     assert_eq!(st.received(), want, "once each, oldest first");
     for n in &want {
@@ -217,12 +234,16 @@ fn kill_9_in_the_middle_of_a_backlog_ships_the_rest_and_nothing_journaled_twice(
     for n in &journaled {
         assert!(before_kill.contains(n), "{n} journaled but never received");
     }
-    std::thread::sleep(Duration::from_millis(500)); // an orphaned upload would land now
+    // An orphaned upload would land before its process is gone.
+    wait_until("no upload left running", || st.idle());
     let bsc = Bsc::with_config(dir.path(), &cfg);
     wait_until("all 20 received", || {
         st.received().iter().collect::<HashSet<_>>().len() >= 20
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // A second upload of a file would land before its process is gone.
+    wait_until("nothing waiting and no upload running", || {
+        ship_of(&bsc, port)["pending_files"] == 0 && st.idle()
+    });
     assert!(bsc.stop().success());
     let all = st.received();
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -270,9 +291,10 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(port, json!({"max_files": 2, "max_bytes": 200}), json!({})),
+        &[DRIVEN_CLOCK],
     );
     for i in 0..8 {
         send(&bsc, port, i);
@@ -282,7 +304,11 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     assert!(ship["failures"].as_u64().unwrap() >= 1, "{ship}");
     assert!(ship["next_attempt_at"].is_string(), "{ship}");
     assert!(ship["pending_bytes"].as_u64().unwrap() > 8 * 24, "{ship}");
-    std::thread::sleep(Duration::from_millis(1500)); // a few ticks of retention
+    // A few ticks of retention: each advance runs one in the turn that
+    // answers it, before bsc reads the next request.
+    for _ in 0..3 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     assert_eq!(stats_of(&bsc, port)["files_deleted"], 0);
     for seq in 1..=8 {
         assert!(
@@ -293,7 +319,7 @@ fn retention_never_deletes_a_file_waiting_to_ship() {
     }
     // Back up: everything ships, then retention deletes what it may.
     st.clear("down");
-    wait_until("8 shipped", || st.received().len() >= 8);
+    wait_advancing(bsc.http_port, 0.5, "8 shipped", || st.received().len() >= 8);
     wait_until("retention caught up", || pcap_files(&root).len() <= 2);
     assert_eq!(st.received(), (1..=8).map(name).collect::<Vec<_>>());
     assert!(bsc.stop().success());
@@ -336,21 +362,23 @@ fn the_disk_budget_drops_waiting_files_last_and_says_so() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(
             port,
             json!({"rotate_max_packets": 100, "ship_retry_max_s": 60}),
             json!({"min_free_bytes": "2MiB"}),
         ),
+        &[DRIVEN_CLOCK],
     );
-    // 3.5 MB of 1000-byte datagrams (100 KB files) through 2 MiB of room.
+    // 3.5 MB of 1000-byte datagrams (100 KB files) through 2 MiB of room, at
+    // ~3 MB/s of bsc's clock.
     let tx = sender(port);
     let payload = vec![9u8; 1000];
     for i in 0..3500u32 {
         tx.send(&payload).unwrap();
         if i % 100 == 99 {
-            std::thread::sleep(Duration::from_millis(30));
+            paced(&bsc, port, i + 1, 0.03);
         }
     }
     wait_until("all counted", || stats_of(&bsc, port)["packets"] == 3500);
@@ -391,10 +419,10 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
     st.set("slow", "30.4242");
     let port = free_udp_port();
     let cfg = st.config(port, json!({"ship_timeout_s": 1}), json!({}));
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     send(&bsc, port, 0);
     send(&bsc, port, 1);
-    wait_until("a timeout", || {
+    wait_advancing(bsc.http_port, 0.5, "a timeout", || {
         ship_of(&bsc, port)["failures"].as_u64() >= Some(1)
     });
     let ship = ship_of(&bsc, port);
@@ -406,14 +434,15 @@ fn a_timeout_kills_the_command_and_a_gone_handler_still_ships_its_files() {
         "{ship}"
     );
     // The process group was killed: no sleep of the script is left.
-    std::thread::sleep(Duration::from_millis(300));
-    let pgrep = Command::new("pgrep")
-        .args(["-f", "sleep 30.4242"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&pgrep.stdout).trim().is_empty(),
-        "left running"
+    wait_until(
+        "the script's sleep gone with its group, not left running",
+        || {
+            let pgrep = Command::new("pgrep")
+                .args(["-f", "sleep 30.4242"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+        },
     );
     assert!(st.received().is_empty());
     assert!(bsc.stop().success());
@@ -532,14 +561,17 @@ fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
     let st = Station::new(dir.path(), &root);
     st.set("down", "");
     let port = free_udp_port();
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &st.config(port, json!({}), json!({"ship_max_pending_age_s": 2})),
+        &[DRIVEN_CLOCK],
     );
     send(&bsc, port, 0);
     send(&bsc, port, 1);
     assert_eq!(bsc.get("/health").1["status"], "ok");
-    wait_until("degraded", || bsc.get("/health").1["status"] == "degraded");
+    wait_advancing(bsc.http_port, 0.5, "degraded", || {
+        bsc.get("/health").1["status"] == "degraded"
+    });
     let health = bsc.get("/health").1;
     let reasons = health["reasons"].to_string();
     assert!(
@@ -549,7 +581,7 @@ fn health_degrades_when_the_oldest_waiting_file_is_too_old() {
     );
     assert!(metric(&bsc.metrics(), "bsc_ship_oldest_pending_age_seconds") >= 2.0);
     st.clear("down");
-    wait_until("ok again once shipped", || {
+    wait_advancing(bsc.http_port, 0.5, "ok again once shipped", || {
         bsc.get("/health").1["status"] == "ok"
     });
     assert!(bsc.stop().success());
@@ -645,7 +677,7 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
     let port = free_udp_port();
     let keys = json!({"rotate_max_packets": 1, "file_name_pattern": "{name}-{seq:6}.pcap", "ship_retry_max_s": 1, "ship": ship});
     let cfg = config(&root, vec![udp_handler("h", port, keys)]);
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     let s = sender(port);
     for i in 0..700u64 {
         s.send(&seq_payload(i)).unwrap();
@@ -654,7 +686,7 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
     wait_until("700 files", || pcap_files(&root).len() == 700);
     // Some ship, in the middle of the backlog, then down again.
     std::fs::remove_file(&down).unwrap();
-    wait_until("some shipped", || {
+    wait_advancing(bsc.http_port, 0.5, "some shipped", || {
         std::fs::read_to_string(&shipped).map_or(0, |t| t.lines().count()) >= 100
     });
     std::fs::write(&down, "").unwrap();
@@ -663,7 +695,10 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
         std::thread::sleep(Duration::from_millis(1));
     }
     wait_until("1200 files", || pcap_files(&root).len() == 1200);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Failed attempts and ticks (compaction) meanwhile: two ticks of bsc's clock.
+    for _ in 0..2 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     let mut bsc = bsc;
     bsc.signal(9);
     bsc.wait_exit();
@@ -684,7 +719,16 @@ fn a_backlog_of_1200_files_ships_oldest_first_once_across_compaction_and_restart
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // A second upload of a file would land before its process is gone.
+    wait_until("nothing waiting and no upload running", || {
+        let pgrep = Command::new("pgrep")
+            .arg("-f")
+            .arg(shipped.display().to_string())
+            .output()
+            .unwrap();
+        ship_of(&bsc, port)["pending_files"] == 0
+            && String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+    });
     bsc.stop();
     let got = lines();
     let mut seen = std::collections::HashSet::new();

@@ -438,7 +438,7 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
         script("bsc-ship-s3").to_str().unwrap().to_string(),
         env.to_str().unwrap().to_string(),
     ];
-    let bsc = Bsc::capturing(dir.path(), &root, vec![handler(name, port, ship)]);
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![handler(name, port, ship)]);
     // The exit status of each attempt to ship `f`, in order.
     let attempts_of = |f: &Path| -> Vec<String> {
         std::fs::read_to_string(&attempts)
@@ -474,6 +474,7 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
     std::fs::write(&new, moto.env_file(Some(STATION))).unwrap();
     std::fs::rename(&new, &env).unwrap();
     let want: BTreeSet<String> = later.iter().map(|f| key_of(f)).collect();
+    // The retry comes after its back-off (5 s at first) on bsc's clock.
     wait_shipped(
         &bsc,
         "the files closed while the server was down, retried, in the bucket",
@@ -481,6 +482,10 @@ fn s3_recipe_retries_until_a_stopped_server_is_back() {
             later
                 .iter()
                 .all(|f| attempts_of(f).contains(&"0".to_string()))
+                || {
+                    advance_clock(bsc.http_port, 1.0);
+                    false
+                }
         },
     );
     assert_eq!(moto.keys(), want);
@@ -526,7 +531,7 @@ fn s3_recipe_names_a_missing_bucket_and_ships_once_it_exists() {
     ];
     let mut h = handler("tlm", port, ship);
     h["ship_retry_max_s"] = json!(1);
-    let bsc = Bsc::capturing(dir.path(), &root, vec![h]);
+    let bsc = Bsc::capturing_driven(dir.path(), &root, vec![h]);
     send_burst(port, 0, PER_FILE + 1);
     let files = closed_files(&bsc, 1);
     let says = format!(
@@ -547,7 +552,13 @@ fn s3_recipe_names_a_missing_bucket_and_ships_once_it_exists() {
     assert!(line.contains(&name_of(&files[0])), "{line}");
     // Made: the file ships, and the error is cleared (when it was, kept).
     moto.create_bucket(missing);
-    wait_shipped(&bsc, "the file shipped", || ship_of()["shipped"] == 1);
+    // The retry comes after its back-off (at most 1 s) on bsc's clock.
+    wait_shipped(&bsc, "the file shipped", || {
+        ship_of()["shipped"] == 1 || {
+            advance_clock(bsc.http_port, 0.5);
+            false
+        }
+    });
     let ship = ship_of();
     assert_eq!(ship["last_error"], Value::Null, "{ship}");
     assert!(ship["last_error_at"].is_string(), "{ship}");

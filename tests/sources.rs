@@ -39,7 +39,7 @@ fn serve(listener: &TcpListener, data: &[u8], rng: &mut Rng) -> std::net::TcpStr
 fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     let (dir, root) = TempDir::with_root("tcp");
     let (listener, port) = tcp_peer();
-    let bsc = Bsc::capturing(
+    let bsc = Bsc::capturing_driven(
         dir.path(),
         &root,
         vec![
@@ -55,20 +55,25 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     });
     assert_eq!(stats_of(&bsc, port)["connected"], true);
 
-    // The peer goes away for 2 s (part of the scenario), then comes back.
+    // The peer goes away for 2 s of bsc's clock (part of the scenario), then
+    // comes back; bsc's next attempt comes after its back-off.
     drop(conn);
     drop(listener);
     wait_until("bsc notices the peer is gone", || {
         stats_of(&bsc, port)["connected"] == false
     });
-    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..4 {
+        advance_clock(bsc.http_port, 0.5);
+    }
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let second = rng.bytes(1 << 20);
-    let conn = serve(&listener, &second, &mut rng);
     let both: Vec<u8> = first.iter().chain(&second).copied().collect();
-    wait_until("the second MiB on disk", || {
+    // Served from a thread: its accept waits for bsc, which waits for its clock.
+    let peer = std::thread::spawn(move || serve(&listener, &second, &mut rng));
+    wait_advancing(bsc.http_port, 0.5, "the second MiB on disk", || {
         stream_of(&path).0.len() >= both.len()
     });
+    let conn = peer.join().unwrap();
     let stats = stats_of(&bsc, port);
     assert_eq!(
         (stats["connected"].as_bool(), stats["reconnects"].as_u64()),
@@ -101,9 +106,10 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
 #[test]
 fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
     let dir = TempDir::new("tcpdown");
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")}}),
+        &[DRIVEN_CLOCK],
     );
     let port = free_tcp_port();
     let (status, entry) = bsc.form(
@@ -122,8 +128,18 @@ fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
         "{stats}"
     );
 
+    // bsc's next attempt comes after its back-off, on its clock.
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    wait_advancing(bsc.http_port, 0.5, "bsc connects", || {
+        if let Ok((c, _)) = listener.accept() {
+            accepted = Some(c);
+        }
+        accepted.is_some()
+    });
+    let mut conn = accepted.unwrap();
+    conn.set_nonblocking(false).unwrap();
     conn.write_all(b"late but here").unwrap();
     wait_until("connected and captured", || {
         stats_of(&bsc, port)["bytes"] == 13

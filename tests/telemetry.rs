@@ -802,9 +802,17 @@ fn tcp_units_in_every_split_with_count_and_size_rotation_are_byte_exact() {
             std::thread::sleep(Duration::from_micros(300));
         }
     }
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until("every unit in its own file of \"one\"", || {
+        pcap_files(&root)
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("one-"))
+            .count()
+            == units.len()
+    });
     drop(conn);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the end of the connection seen", || {
+        stats_of(&bsc, port)["connected"] == false
+    });
     bsc.stop();
     let one: Vec<Vec<u8>> = units.iter().map(|u| u[2..u.len() - 1].to_vec()).collect();
     let three: Vec<Vec<u8>> = units

@@ -736,10 +736,13 @@ fn memory_returns_after_a_burst_of_large_datagrams() {
     let handlers = (0..5)
         .map(|i| json!({"name": format!("b{i}"), "conn_type": "udp", "address": ["127.0.0.1", port], "file_name_pattern": format!("b{i}.pcap")}))
         .collect();
-    let bsc = Bsc::capturing(dir.path(), &root, handlers);
-    // A small warm-up, so the idle level includes what any first use allocates.
+    let bsc = Bsc::capturing_driven(dir.path(), &root, handlers);
+    // A small warm-up, so the idle level includes what any first use allocates
+    // (the once-a-second work too: three ticks of bsc's clock).
     send_and_wait(&bsc, port, &[1u8; 100], 1);
-    std::thread::sleep(Duration::from_millis(2500));
+    for _ in 0..3 {
+        advance_clock(bsc.http_port, 1.0);
+    }
     let before = rss(bsc.pid());
     let tx = sender(port);
     let big = vec![0x5au8; 65_000];
@@ -1005,14 +1008,29 @@ fn hooks_still_waiting_at_shutdown_run_after_the_restart_once_each() {
         lines.iter().any(|l| l.contains("run after the next start")),
         "{lines:?}"
     );
-    let bsc = Bsc::with_config(dir.path(), &cfg);
+    // A hook bsc starts (again) has written its line once its process is gone;
+    // two ticks of bsc's clock have started any it would start.
+    let settled = |bsc: &Bsc| {
+        for _ in 0..2 {
+            advance_clock(bsc.http_port, 1.0);
+        }
+        wait_until("no hook running", || {
+            let pgrep = Command::new("pgrep")
+                .arg("-f")
+                .arg(log.display().to_string())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&pgrep.stdout).trim().is_empty()
+        });
+    };
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
     wait_until("every hook ran", || hook_lines(&log).len() >= 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    settled(&bsc);
     assert!(bsc.stop().success());
     // More restarts run nothing again.
     for _ in 0..2 {
-        let bsc = Bsc::with_config(dir.path(), &cfg);
-        std::thread::sleep(Duration::from_millis(1500));
+        let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+        settled(&bsc);
         assert!(bsc.stop().success());
     }
     let mut ran = hook_lines(&log);

@@ -6,7 +6,8 @@
 //! names and a TCP peer that refuses, the page's `?layout=1` boxes show every
 //! cell inside the window (screenshots `target/ui-1280.png` and
 //! `target/ui-1400.png`, copied to `docs/` by hand). Also `/series` against
-//! `/stats`, and the token rule: `/ui` is the one route served without it.
+//! `/stats` and its ten minutes on bsc's (driven) clock, and the token rule:
+//! `/ui` is the one route served without it.
 
 mod common;
 
@@ -131,22 +132,29 @@ fn entry_named<'a>(stats: &'a Value, name: &str) -> &'a Value {
 fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
     let dir = TempDir::new("ui");
     let (busy_port, quiet_port) = (free_udp_port(), free_udp_port());
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")},
                 "handlers": [
                     {"name": "busy", "conn_type": "udp", "address": ["127.0.0.1", busy_port], "rotate_log": false, "file_name_pattern": "busy.pcap"},
                     {"name": "quiet", "conn_type": "udp", "address": ["127.0.0.1", quiet_port], "rotate_log": false, "file_name_pattern": "quiet.pcap"}]}),
+        &[DRIVEN_CLOCK],
     );
     let stop = Arc::new(AtomicBool::new(false));
     let sender = send_until(busy_port, stop.clone());
-    // A few seconds of traffic, and quiet older than the 2 s silence threshold.
-    wait_until("busy has 3 s of traffic and bsc is 3 s old", || {
-        let (_, stats) = bsc.get("/stats");
-        let (_, health) = bsc.get("/health");
-        entry_named(&stats, "busy")["packets"].as_u64() >= Some(500)
-            && health["uptime_s"].as_u64() >= Some(3)
-    });
+    // A few seconds of traffic, and quiet older than the 2 s silence threshold
+    // (seconds of bsc's clock, which moves faster than the wall meanwhile).
+    wait_advancing(
+        bsc.http_port,
+        0.1,
+        "busy has 3 s of traffic and bsc is 3 s old",
+        || {
+            let (_, stats) = bsc.get("/stats");
+            let (_, health) = bsc.get("/health");
+            entry_named(&stats, "busy")["packets"].as_u64() >= Some(500)
+                && health["uptime_s"].as_u64() >= Some(3)
+        },
+    );
 
     let url = format!("http://127.0.0.1:{}/ui?silent_s=2", bsc.http_port);
     let profile = TempDir::new("ui-chromium");
@@ -230,6 +238,47 @@ fn the_status_page_in_a_browser_shows_a_busy_and_a_silent_link() {
         (&Value::Null, &json!(false)),
         "{disk}"
     );
+}
+
+#[test]
+fn the_series_holds_the_last_ten_minutes_of_bsc_s_clock() {
+    let dir = TempDir::new("series");
+    let port = free_udp_port();
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")},
+                "handlers": [{"name": "s", "conn_type": "udp", "address": ["127.0.0.1", port]}]}),
+        &[DRIVEN_CLOCK],
+    );
+    let packets = |bsc: &Bsc| -> Vec<u64> {
+        let (status, series) = bsc.get("/series");
+        assert_eq!(status, 200);
+        let values = series["handlers"][0]["packets"].as_array().unwrap();
+        values.iter().map(|v| v.as_u64().unwrap()).collect()
+    };
+    // One unit at 08:00:00 and a bit, one two seconds later.
+    set_clock(bsc.http_port, "2031-05-06T08:00:00.000Z");
+    send(&bsc, port, 0);
+    advance_clock(bsc.http_port, 2.0);
+    send(&bsc, port, 1);
+    let now = packets(&bsc);
+    assert_eq!(now.len(), 600);
+    assert_eq!(now.iter().sum::<u64>(), 2, "{now:?}");
+    // At 08:09:59 the first is in the oldest second; a second later it is gone
+    // from the series, not from /stats.
+    set_clock(bsc.http_port, "2031-05-06T08:09:59.900Z");
+    let last_second = packets(&bsc);
+    assert_eq!(
+        last_second[0], 1,
+        "08:00:00 is the oldest of the 600 seconds"
+    );
+    assert_eq!(last_second.iter().sum::<u64>(), 2);
+    set_clock(bsc.http_port, "2031-05-06T08:10:00.100Z");
+    let after = packets(&bsc);
+    assert_eq!(after.len(), 600);
+    assert_eq!(after.iter().sum::<u64>(), 1, "{after:?}");
+    assert_eq!(entry_named(&bsc.get("/stats").1, "s")["packets"], 2);
+    assert!(bsc.stop().success());
 }
 
 #[test]
@@ -318,7 +367,7 @@ fn every_column_fits_a_laptop_window_with_long_names_and_a_refusing_peer() {
     let udp_name = "ground-station-alpha-vc1-tm-frames-prime";
     let tcp_name = "ground-station-alpha-modem-tcp-stream-ab";
     assert_eq!((udp_name.len(), tcp_name.len()), (40, 40));
-    let bsc = Bsc::with_config(
+    let bsc = Bsc::with_config_env(
         dir.path(),
         &json!({"capture_manager": {"root_log_directory": dir.path().join("cap")},
                 "handlers": [
@@ -326,20 +375,26 @@ fn every_column_fits_a_laptop_window_with_long_names_and_a_refusing_peer() {
                      "path": "station-alpha/virtual-channel-1/%Y/%j",
                      "file_name_pattern": "%Y-%m-%d-%H-%M-%S-{name}.pcap"},
                     {"name": tcp_name, "conn_type": "tcp", "address": ["127.0.0.1", refusing]}]}),
+        &[DRIVEN_CLOCK],
     );
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = send_until(udp_port, stop.clone());
-    wait_until("traffic written, the peer refused, bsc 3 s old", || {
-        let (_, caps) = bsc.get("/capturers");
-        let (_, stats) = bsc.get("/stats");
-        let (_, health) = bsc.get("/health");
-        caps.as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["error"].is_string())
-            && entry_named(&stats, udp_name)["packets"].as_u64() >= Some(300)
-            && health["uptime_s"].as_u64() >= Some(3)
-    });
+    wait_advancing(
+        bsc.http_port,
+        0.1,
+        "traffic written, the peer refused, bsc 3 s old",
+        || {
+            let (_, caps) = bsc.get("/capturers");
+            let (_, stats) = bsc.get("/stats");
+            let (_, health) = bsc.get("/health");
+            caps.as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["error"].is_string())
+                && entry_named(&stats, udp_name)["packets"].as_u64() >= Some(300)
+                && health["uptime_s"].as_u64() >= Some(3)
+        },
+    );
 
     let url = format!("http://127.0.0.1:{}/ui?silent_s=1&layout=1", bsc.http_port);
     let profile = TempDir::new("ui-laptop-chromium");

@@ -131,7 +131,7 @@ impl<'b, C: Fn() -> UnixNanos> Iterator for Received<'b, C> {
                 if let Some(d) = info.drops {
                     **kernel_drops = d;
                 }
-                let kernel_at = info.received.kernel_time.map(UnixNanos::from_duration);
+                let kernel_at = info.received.kernel_time.map(UnixNanos::from_kernel);
                 // The clock is read per unit, and only when a record needs it.
                 let read_at = match kernel_at {
                     Some(k) if !*read_time_wanted => k,

@@ -51,8 +51,8 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    /// A connection just accepted.
-    pub(super) fn new(stream: TcpStream, peer: SocketAddr) -> Connection {
+    /// A connection accepted at `now`.
+    pub(super) fn new(stream: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
         Connection {
             stream,
             peer,
@@ -63,7 +63,7 @@ impl Connection {
             body: None,
             waiting: false,
             request_started: None,
-            last_progress: Instant::now(),
+            last_progress: now,
             continue_sent: false,
             closing: false,
             peer_done: false,
@@ -155,12 +155,12 @@ impl Connection {
 
     /// Before the caller closes it: a 408 if a request is half received and
     /// nothing else is being written (best effort, without blocking).
-    pub(super) fn give_up(&mut self, why: String) {
+    pub(super) fn give_up(&mut self, why: String, now: Instant) {
         if self.request_started.is_some() && self.unsent() == 0 && self.body.is_none() {
             let mut r = Response::error(408, why);
             r.close = true;
             self.queue_response(r, true);
-            let _ = write_out(self);
+            let _ = write_out(self, now);
         }
     }
 }
@@ -210,10 +210,15 @@ pub(super) enum Driven {
     },
 }
 
-/// Reads, answers and writes as far as possible without blocking; a piece
-/// the `budget` does not allow yet, or a request or piece past [`TURN`], sets
-/// `c.waiting`.
-pub(super) fn drive(c: &mut Connection, budget: Budget, service: &mut dyn Service) -> Driven {
+/// Reads, answers and writes as far as possible without blocking, at `now`; a
+/// piece the `budget` does not allow yet, or a request or piece past [`TURN`],
+/// sets `c.waiting`.
+pub(super) fn drive(
+    c: &mut Connection,
+    budget: Budget,
+    service: &mut dyn Service,
+    now: Instant,
+) -> Driven {
     let mut answered = 0;
     loop {
         let mut progressed = false;
@@ -225,7 +230,7 @@ pub(super) fn drive(c: &mut Connection, budget: Budget, service: &mut dyn Servic
                 Ok(0) => c.peer_done = true,
                 Ok(n) => {
                     c.input.extend_from_slice(&chunk[..n]);
-                    c.last_progress = Instant::now();
+                    c.last_progress = now;
                     progressed = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -264,7 +269,7 @@ pub(super) fn drive(c: &mut Connection, budget: Budget, service: &mut dyn Servic
                         c.continue_sent = true;
                     }
                     if c.request_started.is_none() {
-                        c.request_started = Some(Instant::now());
+                        c.request_started = Some(now);
                     }
                     break;
                 }
@@ -289,7 +294,7 @@ pub(super) fn drive(c: &mut Connection, budget: Budget, service: &mut dyn Servic
                 }
             }
         }
-        match write_out(c) {
+        match write_out(c, now) {
             Ok(wrote) => progressed |= wrote,
             Err(_) => return Driven::Closed,
         }
@@ -321,9 +326,9 @@ fn has_whole_request(c: &Connection) -> bool {
 const MAX_PIECES: usize = 16;
 
 /// Writes queued output until done or `WouldBlock`, several pieces per
-/// `writev`. Returns whether bytes moved. Memory follows what is left to write:
+/// `writev`, at `now`. Returns whether bytes moved. Memory follows what is left to write:
 /// each piece is freed once written whole (an idle connection keeps none).
-pub(super) fn write_out(c: &mut Connection) -> io::Result<bool> {
+pub(super) fn write_out(c: &mut Connection, now: Instant) -> io::Result<bool> {
     let mut written = 0;
     while c.unsent() > 0 {
         let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
@@ -346,7 +351,7 @@ pub(super) fn write_out(c: &mut Connection) -> io::Result<bool> {
         c.output = VecDeque::new();
     }
     if written > 0 {
-        c.last_progress = Instant::now();
+        c.last_progress = now;
     }
     Ok(written > 0)
 }
@@ -368,7 +373,7 @@ mod tests {
 
     #[test]
     fn unused_since_the_first_byte_of_a_request_not_whole() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::System.read().mono;
         let first_byte = t0 + Duration::from_secs(1);
         let last_byte = t0 + Duration::from_secs(5);
         // A slow request keeps its slot from its first byte, however it trickles.

@@ -153,10 +153,16 @@ impl Server {
         self.open
     }
 
-    /// Handles a readiness event of the listener or a connection.
-    pub fn on_event(&mut self, token: Token, registry: &Registry, service: &mut dyn Service) {
+    /// Handles a readiness event of the listener or a connection, at `now`.
+    pub fn on_event(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        service: &mut dyn Service,
+        now: Instant,
+    ) {
         if token == LISTENER {
-            self.accept(registry, service);
+            self.accept(registry, service, now);
             return;
         }
         let Some(slot) = tokens::connection_of(token) else {
@@ -164,7 +170,7 @@ impl Server {
         };
         if matches!(self.connections.get(slot), Some(Some(_))) {
             let first = self.waiting.front().is_none_or(|&s| s == slot);
-            self.serve(slot, first, registry, service);
+            self.serve(slot, first, registry, service, now);
         }
     }
 
@@ -183,13 +189,14 @@ impl Server {
         first: bool,
         registry: &Registry,
         service: &mut dyn Service,
+        now: Instant,
     ) -> usize {
         let others = self.held() - self.connections[slot].as_ref().map_or(0, |c| c.held);
         let Some(c) = self.connections[slot].as_mut() else {
             return 0;
         };
         let budget = Budget { others, first };
-        let Driven::Open { answered } = drive(c, budget, service) else {
+        let Driven::Open { answered } = drive(c, budget, service, now) else {
             self.close(slot, registry);
             return 0;
         };
@@ -229,7 +236,7 @@ impl Server {
     /// [`TURN`] bytes are answered; one that waits again goes to the back. The loop calls it once per turn while
     /// [`Server::has_turns`], since a waiting connection gets no readiness event
     /// for the bytes others free; capture goes on between turns.
-    pub fn resume(&mut self, registry: &Registry, service: &mut dyn Service) {
+    pub fn resume(&mut self, registry: &Registry, service: &mut dyn Service, now: Instant) {
         let mut answered = 0;
         for _ in 0..self.waiting.len() {
             let Some(&slot) = self.waiting.front() else {
@@ -238,7 +245,7 @@ impl Server {
             if answered >= TURN {
                 return;
             }
-            answered += self.serve(slot, true, registry, service);
+            answered += self.serve(slot, true, registry, service, now);
             if self.waiting.front() == Some(&slot) {
                 // Still first: it waits again without having answered (a piece
                 // over the budget, or a request not whole after all).
@@ -248,7 +255,7 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, registry: &Registry, service: &mut dyn Service) {
+    fn accept(&mut self, registry: &Registry, service: &mut dyn Service, now: Instant) {
         loop {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(s) => s,
@@ -265,7 +272,7 @@ impl Server {
                     return;
                 }
             };
-            if self.open >= MAX_CONNECTIONS && !self.make_room(peer, registry) {
+            if self.open >= MAX_CONNECTIONS && !self.make_room(peer, registry, now) {
                 refuse_busy(&mut stream);
                 log::limited(
                     "http-refused",
@@ -278,7 +285,7 @@ impl Server {
                 if self.lingering.len() >= MAX_LINGERING {
                     self.lingering.remove(0);
                 }
-                self.lingering.push((stream, Instant::now()));
+                self.lingering.push((stream, now));
                 continue;
             }
             let slot = self
@@ -297,7 +304,7 @@ impl Server {
                 );
                 continue;
             }
-            let conn = Connection::new(stream, peer);
+            let conn = Connection::new(stream, peer, now);
             if slot == self.connections.len() {
                 self.connections.push(Some(conn));
             } else {
@@ -305,14 +312,14 @@ impl Server {
             }
             self.open += 1;
             // Bytes may already be waiting; the edge for them may have passed.
-            self.on_event(token, registry, service);
+            self.on_event(token, registry, service, now);
         }
     }
 
-    /// Every slot is taken and `newcomer` arrived: closes the connection unused
-    /// the longest, if for [`GRACE`] at least. Returns whether a slot is free now.
-    fn make_room(&mut self, newcomer: SocketAddr, registry: &Registry) -> bool {
-        let now = Instant::now();
+    /// Every slot is taken and `newcomer` arrived at `now`: closes the connection
+    /// unused the longest, if for [`GRACE`] at least. Returns whether a slot is
+    /// free now.
+    fn make_room(&mut self, newcomer: SocketAddr, registry: &Registry, now: Instant) -> bool {
         // First a connection whose last answer was a 401 (it may not use the API),
         // at once; else one unused for GRACE.
         let refused = self
@@ -340,10 +347,13 @@ impl Server {
         };
         let (since, how) = c.unused();
         let secs = now.saturating_duration_since(since).as_secs();
-        c.give_up(format!(
-            "request not received within {} s while the server is full",
-            GRACE.as_secs()
-        ));
+        c.give_up(
+            format!(
+                "request not received within {} s while the server is full",
+                GRACE.as_secs()
+            ),
+            now,
+        );
         log::limited(
             "http-evicted",
             Level::Warn,
@@ -401,10 +411,10 @@ impl Server {
             if !expired && !stalling {
                 continue;
             }
-            c.give_up(format!(
-                "request not received within {} s",
-                TIMEOUT.as_secs()
-            ));
+            c.give_up(
+                format!("request not received within {} s", TIMEOUT.as_secs()),
+                now,
+            );
             self.close(slot, registry);
         }
     }
@@ -445,7 +455,7 @@ mod tests {
 
     #[test]
     fn a_newcomer_replaces_the_connection_unused_the_longest_past_the_grace() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::System.read().mono;
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let now = at(10_000);
         // Slot 1 unused since 3 s, slot 2 since 1 s, slot 0 since 9 s ago.

@@ -144,6 +144,11 @@ impl Bsc {
         Bsc::with_config(dir, &config(root, handlers))
     }
 
+    /// [`Bsc::capturing`] on the driven clock ([`DRIVEN_CLOCK`]).
+    pub fn capturing_driven(dir: &Path, root: &Path, handlers: Vec<Value>) -> Bsc {
+        Bsc::with_config_env(dir, &config(root, handlers), &[DRIVEN_CLOCK])
+    }
+
     /// [`Bsc::with_config`] with these environment variables set.
     pub fn with_config_env(dir: &Path, json: &serde_json::Value, env: &[(&str, &str)]) -> Bsc {
         let mut json = json.clone();
@@ -432,6 +437,16 @@ pub fn ship_to_list(dir: &Path) -> (Value, PathBuf) {
 /// bsc's journal under the capture root `root`.
 pub fn journal_of(root: &Path) -> PathBuf {
     root.join(".bsc/files.jsonl")
+}
+
+/// The `closed` lines of the journal under `root`: files bsc has closed and
+/// journaled as closed.
+pub fn closed_lines(root: &Path) -> usize {
+    std::fs::read_to_string(journal_of(root))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("{\"closed\""))
+        .count()
 }
 
 /// The lines of a text file (none if it does not exist yet).
@@ -850,4 +865,69 @@ pub fn ait_script(name: &str) -> (PathBuf, PathBuf) {
         )
     });
     (python, PathBuf::from(script))
+}
+
+/// The environment that starts a test build of bsc on its driven clock: the
+/// system's clocks plus an offset that [`advance_clock`] and [`set_clock`]
+/// move (wall clock, timers and the kernel's receive times alike). Pass it to
+/// [`Bsc::with_config_env`]. Only test builds (debug assertions) know it.
+pub const DRIVEN_CLOCK: (&str, &str) = ("BSC_DEBUG_CLOCK", "1");
+
+/// Moves the driven clock of the bsc whose API is on `port` `secs` forward
+/// (`POST /debug/clock advance=SECS`). Timers that came due (rotation,
+/// back-offs, the once-a-second tick) run in the turn of bsc's loop that
+/// answered, just after the answer is written: wait for what they do. Returns
+/// bsc's new time in microseconds since the epoch.
+pub fn advance_clock(port: u16, secs: f64) -> i64 {
+    move_clock(port, &format!("advance={secs:.6}"))
+}
+
+/// Polls `cond` like [`wait_until`], moving the driven clock of the bsc on
+/// `port` `step` seconds forward after each poll that finds it false: for
+/// what happens after a back-off, a timeout or a period of bsc's clock.
+pub fn wait_advancing(port: u16, step: f64, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_until(what, || {
+        cond() || {
+            advance_clock(port, step);
+            false
+        }
+    });
+}
+
+/// Paces a sender by bsc's driven clock: waits until the (first) handler on
+/// 127.0.0.1:`port` counted `sent` units, then moves the clock `secs` forward,
+/// as if the sender had paused that long (the once-a-second work, such as the
+/// disk budget's look at the free space, comes with the clock).
+pub fn paced(bsc: &Bsc, port: u16, sent: u32, secs: f64) {
+    wait_until(&format!("{sent} units counted"), || {
+        stats_of(bsc, port)["packets"].as_u64() >= Some(u64::from(sent))
+    });
+    advance_clock(bsc.http_port, secs);
+}
+
+/// Sets the driven clock of the bsc on `port` to `rfc3339` (UTC, `...Z`): the
+/// monotonic clock moves as far forward (not back). Returns bsc's new time in
+/// microseconds since the epoch.
+pub fn set_clock(port: u16, rfc3339: &str) -> i64 {
+    move_clock(port, &format!("set={rfc3339}"))
+}
+
+fn move_clock(port: u16, form: &str) -> i64 {
+    if !cfg!(debug_assertions) {
+        panic!("the driven clock exists only in test builds (debug assertions): run the tests without --release");
+    }
+    let r = http_request(
+        port,
+        "POST",
+        "/debug/clock",
+        Some("application/x-www-form-urlencoded"),
+        form.as_bytes(),
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "POST /debug/clock {form}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["unix_micros"].as_i64().unwrap()
 }
