@@ -152,10 +152,13 @@ pub fn record_header(
     out.extend_from_slice(&h);
 }
 
+/// A file's identity: device and inode (two names can lead to one file).
+pub type FileId = (u64, u64);
+
 mod file;
 mod scan;
 #[cfg(test)]
 mod tests;
 
-pub use file::{Attempt, FileId, Opened, PcapFile, Vanished, MODE_CLOSED, MODE_OPEN};
+pub use file::{Attempt, Opened, PcapFile, Vanished, MODE_CLOSED, MODE_OPEN};
 pub use scan::{precision_of, scan_final, starts_with_header, Scan};

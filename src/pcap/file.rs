@@ -2,7 +2,7 @@
 //! with its header, or appended to after its header is checked and a torn last
 //! record cut), written with gathering writes, forced to the disk, made final.
 
-use super::scan::{describe_mismatch, scan_records};
+use super::scan::{describe_mismatch, read_up_to, scan_records};
 use super::*;
 
 /// How [`PcapFile::open`] made a file ready.
@@ -58,9 +58,6 @@ pub struct PcapFile {
     /// The records it already had when opened for appending.
     earlier: Scan,
 }
-
-/// A file's identity: device and inode (two names can lead to one file).
-pub type FileId = (u64, u64);
 
 /// Mode of a file being written (owner read/write, group read).
 pub const MODE_OPEN: u32 = 0o640;
@@ -326,15 +323,4 @@ fn write_all_vectored(file: &mut File, mut iov: &mut [IoSlice<'_>]) -> io::Resul
         }
     }
     Ok(total)
-}
-
-pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }

@@ -1,7 +1,6 @@
 //! Reading what a capture file holds without writing it: its precision, its
 //! records (count and time span), whether it starts with a given header.
 
-use super::file::read_up_to;
 use super::*;
 
 /// The precision of the bsc file `name` in `dir` (any link type), by its magic;
@@ -105,4 +104,15 @@ pub(super) fn describe_mismatch(have: &[u8], link: LinkType, precision: Precisio
         ),
         Err(_) => "it is not a pcap file".to_string(),
     }
+}
+
+pub(super) fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
