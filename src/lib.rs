@@ -26,7 +26,7 @@
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots, one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
+//! | [`api`] | routes (`api/routes.rs`) → auth (`api/auth.rs`) → manager calls (`api/control.rs`) → AIT-shaped JSON: every answer a type in [`api::answers`], shared with the client; health, the status page; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`) |
 //! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |

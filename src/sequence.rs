@@ -169,7 +169,7 @@ struct Stream {
 }
 
 /// Totals over all unit streams (master channels are in their own entries).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SequenceTotals {
     /// Units given to the checker (all of them, short and idle included).
     pub units: u64,
@@ -186,7 +186,7 @@ pub struct SequenceTotals {
 }
 
 /// One stream in a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StreamReport {
     /// `"apid 0x123"`, `"scid 42 vc 3"`, or for a master channel `"scid 42"`.
     pub id: String,
@@ -199,7 +199,7 @@ pub struct StreamReport {
 }
 
 /// A checker's totals and streams, for the API (streams in order of their ids).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SequenceReport {
     #[serde(flatten)]
     pub totals: SequenceTotals,

@@ -10,7 +10,8 @@
 
 use std::fmt::Write;
 
-use super::{clock_ok, Context};
+use super::health::clock_ok;
+use super::Context;
 use crate::hooks::{name_of_key, ShipStatus};
 use crate::http::body::PIECE;
 use crate::manager::handler::Handler;

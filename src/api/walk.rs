@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{capturer_entry, clock_ok, config_entry, stats_entry, Context, SeriesEntry};
+use super::health::clock_ok;
+use super::views::{capturer_entry, series_entry, stats_entry};
+use super::{config_entry, Context};
 use crate::hooks::ShipStatus;
 use crate::http::body::PIECE;
 use crate::manager::HandlerId;
@@ -157,19 +159,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
                 }
                 // `/capturers` lists sockets, each written above.
                 View::Capturers => {}
-                View::Series => {
-                    let (packets, bytes) = h.stats().series(cx.now).unzip();
-                    let spec = h.spec();
-                    write(
-                        out,
-                        &SeriesEntry {
-                            name: &spec.name,
-                            address: (&spec.address.host, spec.address.port),
-                            packets,
-                            bytes,
-                        },
-                    );
-                }
+                View::Series => write(out, &series_entry(h, cx.now)),
             }
             walk.entries += 1;
             walk.position = i + 1;
