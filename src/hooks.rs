@@ -280,6 +280,7 @@ pub fn name_of_key(key: &str) -> &str {
 
 /// What `/stats` shows of one handler key's shipping.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ShipStatus {
     pub pending_files: u64,
     pub pending_bytes: u64,

@@ -170,6 +170,7 @@ struct Stream {
 
 /// Totals over all unit streams (master channels are in their own entries).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SequenceTotals {
     /// Units given to the checker (all of them, short and idle included).
     pub units: u64,
@@ -199,7 +200,8 @@ pub struct StreamReport {
 }
 
 /// A checker's totals and streams, for the API (streams in order of their ids).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SequenceReport {
     #[serde(flatten)]
     pub totals: SequenceTotals,
