@@ -187,7 +187,7 @@ pub struct SequenceTotals {
 }
 
 /// One stream in a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamReport {
     /// `"apid 0x123"`, `"scid 42 vc 3"`, or for a master channel `"scid 42"`.
     pub id: String,
@@ -200,8 +200,7 @@ pub struct StreamReport {
 }
 
 /// A checker's totals and streams, for the API (streams in order of their ids).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SequenceReport {
     #[serde(flatten)]
     pub totals: SequenceTotals,

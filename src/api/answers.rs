@@ -19,11 +19,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::hooks::ShipStatus;
 use crate::manager::TcpStatus;
-use crate::sequence::SequenceReport;
+use crate::sequence::{SequenceReport, SequenceTotals};
 
 /// Text the server lends from its state and the client owns.
 pub type Text<'a> = Cow<'a, str>;
@@ -83,9 +83,17 @@ pub struct StatsEntry<'a> {
     pub rcvbuf_granted: usize,
     /// Units the kernel dropped on this socket for lack of buffer space.
     pub kernel_drops: u32,
-    /// tcp: `connected`, `reconnects`, `last_error`, `last_connected_at`.
-    #[serde(flatten)]
-    pub tcp: Option<TcpStatus>,
+    /// tcp only (absent for other sockets, [`TcpStatus`]): whether the
+    /// connection is up, connections after the first, the last connection
+    /// error and when it was last connected (`null`: never, or none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_connected_at: Option<Option<String>>,
     /// Losses of synchronization while framing (0 without `framing`).
     pub framing_errors: u64,
     /// Bytes in no unit: garbage, bad units, partial units at a disconnect.
@@ -96,12 +104,45 @@ pub struct StatsEntry<'a> {
     pub filtered: u64,
     /// Only with `sequence_check`: totals, then per stream (at most 256; units of
     /// further streams count as `other`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The client reads the totals only ([`totals_only`]).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "totals_only"
+    )]
     pub sequence: Option<SequenceReport>,
     /// Only for a handler with `ship` (or files of its key waiting): its backlog
     /// and how shipping goes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ship: Option<ShipStatus>,
+}
+
+impl StatsEntry<'_> {
+    /// The TCP fields of a capturer's [`TcpStatus`] (`None`: not TCP).
+    pub fn set_tcp(&mut self, tcp: Option<TcpStatus>) {
+        if let Some(t) = tcp {
+            self.connected = Some(t.connected);
+            self.reconnects = Some(t.reconnects);
+            self.last_error = Some(t.last_error);
+            self.last_connected_at = Some(t.last_connected_at);
+        }
+    }
+
+    /// The last connection error of a TCP handler's socket.
+    pub fn tcp_error(&self) -> Option<&str> {
+        self.last_error.as_ref()?.as_deref()
+    }
+}
+
+/// A sequence report read for its totals: the streams are for the status
+/// page and `/metrics`, and reading them is code the client does not need.
+fn totals_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SequenceReport>, D::Error> {
+    Ok(
+        Option::<SequenceTotals>::deserialize(d)?.map(|totals| SequenceReport {
+            totals,
+            streams: Vec::new(),
+            master_channels: Vec::new(),
+        }),
+    )
 }
 
 /// One entry of `GET /capturers`: a socket.
@@ -321,29 +362,37 @@ mod tests {
 
     #[test]
     fn stats_entries_read_back_with_their_tcp_state() {
-        let entry = StatsEntry {
+        let mut entry = StatsEntry {
             name: "ground".into(),
             state: "ok".into(),
             origin: "config".into(),
-            tcp: Some(TcpStatus {
-                connected: false,
-                reconnects: 4,
-                last_error: Some("connection refused".into()),
-                last_connected_at: None,
-            }),
             ..StatsEntry::default()
         };
+        entry.set_tcp(Some(TcpStatus {
+            connected: false,
+            reconnects: 4,
+            last_error: Some("connection refused".into()),
+            last_connected_at: None,
+        }));
         let text = serde_json::to_string(&entry).unwrap();
         assert!(
-            text.contains(r#""connected":false,"reconnects":4,"last_error":"connection refused","last_connected_at":null,"framing_errors":0"#),
+            text.contains(r#""kernel_drops":0,"connected":false,"reconnects":4,"last_error":"connection refused","last_connected_at":null,"framing_errors":0"#),
             "{text}"
         );
         let back: StatsEntry = serde_json::from_str(&text).unwrap();
-        let tcp = back.tcp.unwrap();
-        assert_eq!((tcp.connected, tcp.reconnects), (false, 4));
-        let udp: StatsEntry =
-            serde_json::from_value(serde_json::json!({"name": "tlm", "packets": 3})).unwrap();
-        assert!(udp.tcp.is_none());
+        assert_eq!((back.connected, back.reconnects), (Some(false), Some(4)));
+        assert_eq!(back.tcp_error(), Some("connection refused"));
+        let udp: StatsEntry = serde_json::from_value(
+            serde_json::json!({"name": "tlm", "packets": 3, "sequence": {"missing": 2, "streams": []}}),
+        )
+        .unwrap();
+        assert!(udp.connected.is_none() && udp.tcp_error().is_none());
         assert_eq!((udp.name.as_ref(), udp.packets), ("tlm", 3));
+        assert_eq!(udp.sequence.map(|s| s.totals.missing), Some(2));
+        let text = serde_json::to_string(&StatsEntry::default()).unwrap();
+        assert!(
+            !text.contains("connected") && !text.contains("sequence"),
+            "{text}"
+        );
     }
 }

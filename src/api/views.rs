@@ -25,7 +25,7 @@ pub(super) fn stats_entry<'a>(
         h.suspended()
             .then(|| "disk budget: no space to write".to_string())
     });
-    StatsEntry {
+    let mut entry = StatsEntry {
         name: h.spec().name.as_str().into(),
         reads: s.reads,
         data_read_length: format!("{} bytes", s.bytes_read),
@@ -62,14 +62,16 @@ pub(super) fn stats_entry<'a>(
         },
         rcvbuf_granted: cap.rcvbuf_granted,
         kernel_drops: cap.kernel_drops,
-        tcp: cap.tcp_status(),
         framing_errors: units.map_or(0, |u| u.framing().framing_errors),
         bytes_discarded: units.map_or(0, |u| u.framing().bytes_discarded),
         crc_errors: units.map_or(0, UnitPath::crc_errors),
         filtered: units.map_or(0, UnitPath::filtered),
         sequence: units.and_then(UnitPath::sequence),
         ship,
-    }
+        ..StatsEntry::default()
+    };
+    entry.set_tcp(cap.tcp_status());
+    entry
 }
 
 /// A socket's entry of `GET /capturers`.

@@ -200,7 +200,7 @@ impl Capturer {
 }
 
 /// A TCP capturer's connection, as `/stats` shows it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TcpStatus {
     pub connected: bool,
     pub reconnects: u64,

@@ -224,14 +224,14 @@ fn socket_state(e: &StatsEntry, cap: Option<&CapturerEntry>, notes: &mut Vec<Str
     let conn_type = cap.map_or("", |c| &*c.conn_type);
     let socket = cap.map_or("", |c| &*c.state);
     let cap_error = cap.and_then(|c| c.error.as_deref());
-    if conn_type == "tcp" || e.tcp.is_some() {
+    if conn_type == "tcp" || e.connected.is_some() {
         let connection = match socket {
-            "" if e.tcp.as_ref().is_some_and(|t| t.connected) => "connected",
+            "" if e.connected == Some(true) => "connected",
             "" => "not connected",
             s => s,
         };
         if connection != "connected" {
-            let why = cap_error.or_else(|| e.tcp.as_ref().and_then(|t| t.last_error.as_deref()));
+            let why = cap_error.or_else(|| e.tcp_error());
             let next = cap.and_then(|c| c.next_attempt_at.as_deref());
             let mut note = format!("{name}: {connection}");
             if let Some(why) = why {
