@@ -14,7 +14,7 @@
 //! 16 KB more of the stripped aarch64 binary).
 //!
 //! Not here: a config entry (`GET /`, `/<name>/config`, the start and stop
-//! answers) is built by [`super::config_entry`] from the handler's keys; the
+//! answers) is built by `config_entry` (`api.rs`) from the handler's keys; the
 //! client reads the part of it it shows as [`EntrySummary`]. An error is
 //! `{"error": "..."}` ([`ErrorAnswer`]), written by
 //! [`crate::http::response::Response::error`] for every layer.
@@ -37,7 +37,7 @@ pub type Address<'a> = (Text<'a>, u16);
 
 /// `GET /stats`: per address key (`"['', 8500]"`), its handlers' entries. The
 /// server writes the groups in the order the sockets were opened
-/// ([`super::walk`]); read back, they are in key order.
+/// (`api/walk.rs`); read back, they are in key order.
 pub type Stats<'a> = BTreeMap<String, Vec<StatsEntry<'a>>>;
 
 /// One entry of `GET /stats`: AIT's four fields, then plain numbers.
@@ -130,7 +130,7 @@ pub struct StatsEntry<'a> {
     pub filtered: u64,
     /// Only with `sequence_check`: totals, then per stream (at most 256; units of
     /// further streams count as `other`).
-    /// The client reads the totals only ([`totals_only`]).
+    /// The client reads the totals only (`totals_only`).
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "totals_only"
@@ -214,7 +214,7 @@ pub struct SeriesEntry<'a> {
 }
 
 /// One handler of `GET /<name>/files`. The server writes it in pieces
-/// ([`super::files`]), these fields in this order.
+/// (`api/files.rs`), these fields in this order.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HandlerFiles<'a> {
@@ -264,7 +264,7 @@ pub struct CapturerStopped<'a, E> {
 
 /// What the client reads of a config entry (`GET /`, `/<name>/config`, the
 /// start and stop answers, [`CapturerStopped::stopped`]); the entry itself has
-/// every key of the handler ([`super::config_entry`]).
+/// every key of the handler (`config_entry`, `api.rs`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct EntrySummary {
