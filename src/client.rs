@@ -37,8 +37,8 @@ mod target;
 
 pub use action::{parse_bool, parse_key_value, percent_encode, Action, AddRequest, Call};
 pub use http::{
-    check_answer, exchange, parse_answer, read, send, Answer, ClientError, Parsed, ANSWER_TIMEOUT,
-    CONNECT_TIMEOUT,
+    check_answer, exchange, parse_answer, read, read_list, read_stats, send, Answer, ClientError,
+    Parsed, ANSWER_TIMEOUT, CONNECT_TIMEOUT,
 };
 pub use output::{
     address_text, file_list, format_added, format_capturer_stopped, format_rotated, format_stopped,
@@ -56,8 +56,8 @@ pub fn run(action: &Action, target: &Target, now: UnixMicros) -> Result<String, 
     let answer = check_answer(&reply, &server)?;
     Ok(match action {
         Action::Add(_) => format_added(&read(answer, &server)?),
-        Action::Stop { .. } => format_stopped(&read::<Vec<_>>(answer, &server)?),
-        Action::Rotate { .. } => format_rotated(&read::<Vec<Rotated>>(answer, &server)?),
+        Action::Stop { .. } => format_stopped(&read_list(answer, &server)?),
+        Action::Rotate { .. } => format_rotated(&read_list::<Rotated>(answer, &server)?),
         Action::StopCapturer { .. } => format_capturer_stopped(&read(answer, &server)?),
         // As bsc sent it: serde_json's map would sort the address keys.
         Action::Status { json: true } | Action::Files { json: true, .. } => {
@@ -67,13 +67,13 @@ pub fn run(action: &Action, target: &Target, now: UnixMicros) -> Result<String, 
             )
         }
         Action::Status { json: false } => {
-            let stats = read(answer, &server)?;
+            let stats = read_stats(answer, &server)?;
             let capturers = send(target, &Call::new("GET", "/capturers".into()))?;
-            let capturers = read::<Vec<CapturerEntry>>(capturers, &server)?;
+            let capturers = read_list::<CapturerEntry>(capturers, &server)?;
             status_table(&stats, &capturers, now)
         }
         Action::Files { json: false, .. } => {
-            file_list(&read::<Vec<HandlerFiles>>(answer, &server)?)
+            file_list(&read_list::<HandlerFiles>(answer, &server)?)
         }
     })
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::safe::{one_line, terminal_safe};
 use super::{Call, Target};
-use crate::api::answers::ErrorAnswer;
+use crate::api::answers::{ErrorAnswer, Stats};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,14 +217,42 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
     })
 }
 
-/// A checked answer read into its type: what bsc sends, or exit 3 (an answer
-/// of another shape is not bsc's). Fields an older bsc did not send read as
-/// empty ([`crate::api::answers`]).
+/// A checked answer (a JSON object) read into its type: what bsc sends, or
+/// exit 3 (an answer of another shape is not bsc's). Fields an older bsc did
+/// not send read as empty ([`crate::api::answers`]). Read from the object
+/// itself, so serde's reading of a struct from an array, which bsc's answers
+/// never need, is not in the binary.
 pub fn read<T: DeserializeOwned>(answer: Value, server: &str) -> Result<T, ClientError> {
-    serde_json::from_value(answer).map_err(|e| ClientError::NotBsc {
+    match answer {
+        Value::Object(map) => T::deserialize(map).map_err(|e| not_shaped(server, e.to_string())),
+        _ => Err(not_shaped(server, "not an object".into())),
+    }
+}
+
+/// A checked answer that is a list of objects, each read as [`read`] does.
+pub fn read_list<T: DeserializeOwned>(answer: Value, server: &str) -> Result<Vec<T>, ClientError> {
+    match answer {
+        Value::Array(items) => items.into_iter().map(|v| read(v, server)).collect(),
+        _ => Err(not_shaped(server, "not a list".into())),
+    }
+}
+
+/// `GET /stats` read: per address key, its entries.
+pub fn read_stats(answer: Value, server: &str) -> Result<Stats<'static>, ClientError> {
+    match answer {
+        Value::Object(groups) => groups
+            .into_iter()
+            .map(|(key, entries)| Ok((key, read_list(entries, server)?)))
+            .collect(),
+        _ => Err(not_shaped(server, "not an object".into())),
+    }
+}
+
+fn not_shaped(server: &str, why: String) -> ClientError {
+    ClientError::NotBsc {
         server: server.to_string(),
-        reason: format!("its answer is not shaped as bsc's: {e}"),
-    })
+        reason: format!("its answer is not shaped as bsc's: {why}"),
+    }
 }
 
 /// An I/O error as an operator reads it ("connection refused").
@@ -445,5 +473,32 @@ mod tests {
             describe_io(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
             "no route to host"
         );
+    }
+
+    #[test]
+    fn answers_are_read_from_objects_only() {
+        use crate::api::answers::{Rotated, StatsEntry};
+        let rotated: Vec<Rotated> = read_list(
+            json!([{"name": "tlm", "address": ["", 8500], "previous_file": null,
+                    "log_file_path": "/d/1.pcap"}]),
+            "h:1",
+        )
+        .unwrap();
+        assert_eq!(
+            (rotated[0].name.as_ref(), rotated[0].address.1),
+            ("tlm", 8500)
+        );
+        let stats = read_stats(
+            json!({"['', 8500]": [{"name": "tlm", "packets": 2}]}),
+            "h:1",
+        )
+        .unwrap();
+        assert_eq!(stats["['', 8500]"][0].packets, 2);
+        // A struct as an array (serde would take it), a list that is not: not bsc.
+        for bad in [json!(["tlm", ["", 8500]]), json!({"name": 5})] {
+            let e = read::<StatsEntry>(bad, "h:1").unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{e}");
+        }
+        assert!(read_list::<Rotated>(json!({}), "h:1").is_err());
     }
 }
