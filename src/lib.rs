@@ -28,8 +28,8 @@
 //! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
 //! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots (a gather borrowing the batch), one `writev` |
 //! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
-//! | [`api`] | routes → manager calls → AIT-shaped JSON, health; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`); `api/entry.rs` a handler's config entry, from the key table |
-//! | [`client`] | `bsc add/stop/rotate/status/files`: requests built and answers formatted (pure), one blocking call |
+//! | [`api`] | routes (`api/routes.rs`) → auth (`api/auth.rs`) → manager calls (`api/control.rs`) → AIT-shaped JSON: every answer a type in [`api::answers`], shared with the client; health, the status page; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`); `api/entry.rs` a handler's config entry, from the key table |
+//! | [`client`] | `bsc add/stop/rotate/status/files`: requests built, answers read into the server's [`api::answers`] types and formatted (pure), one blocking call (`client/`: target, action, http, safe, rfc3339, table, output) |
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
 //! | [`tokens`] | the `mio` token space: signalfd, HTTP listener, connections, capturers |
 //! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |

@@ -4,13 +4,13 @@
 //! as the socket drains. A file closed between pieces is listed once: the
 //! walk goes on after the last file it wrote (by path, or by closing time if
 //! retention deleted that one meanwhile); a handler stopped meanwhile ends
-//! its list where the walk was.
+//! its list where the walk was. Each handler's object is an
+//! [`HandlerFiles`](super::answers::HandlerFiles), written field by field.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
+use super::answers::FileEntry;
 use super::walk::write;
 use super::Context;
 use crate::clock::UnixMicros;
@@ -21,29 +21,15 @@ use crate::storage::OwnFile;
 /// Files read from the journal per batch.
 const BATCH: usize = 128;
 
-/// One file of `GET /<name>/files`.
-#[derive(Serialize)]
-struct FileEntry {
-    path: String,
-    bytes: u64,
-    /// Unknown (null) only for files an older bsc closed.
-    records: Option<u64>,
-    first_record_at: Option<String>,
-    last_record_at: Option<String>,
-    /// `open` (being written) or `closed` (final).
-    state: &'static str,
-}
-
-impl FileEntry {
-    fn new(f: &OwnFile, state: &'static str) -> FileEntry {
-        FileEntry {
-            path: f.path.display().to_string(),
-            bytes: f.bytes,
-            records: f.span.records,
-            first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
-            last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
-            state,
-        }
+/// A file as the answer lists it.
+fn file_entry(f: &OwnFile, state: &'static str) -> FileEntry<'static> {
+    FileEntry {
+        path: f.path.display().to_string(),
+        bytes: f.bytes,
+        records: f.span.records,
+        first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
+        last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
+        state: state.into(),
     }
 }
 
@@ -91,7 +77,7 @@ impl Walk {
         if self.files > 0 {
             out.push(b',');
         }
-        write(out, &FileEntry::new(f, state));
+        write(out, &file_entry(f, state));
         self.files += 1;
         self.after = Some((f.path.clone(), f.closed_at));
     }

@@ -10,7 +10,8 @@
 
 use std::fmt::Write;
 
-use super::{clock_ok, Context};
+use super::health::clock_ok;
+use super::Context;
 use crate::hooks::{name_of_key, ShipStatus};
 use crate::http::body::PIECE;
 use crate::manager::handler::Handler;
@@ -429,16 +430,30 @@ fn label(v: &str) -> String {
 /// The `bsc_ship_*` series: one per key that ships, labelled as its handler's
 /// (a handler gone whose files still wait: its name and address only).
 fn ship_metrics(out: &mut String, cx: &Context) {
+    let ships = ship_series(cx);
+    if ships.is_empty() {
+        return;
+    }
+    for (name, kind, help, value) in SHIP {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, st) in &ships {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(st));
+        }
+    }
+}
+
+/// Each key that ships: its labels and its status.
+fn ship_series(cx: &Context) -> Vec<(String, ShipStatus)> {
     let statuses = cx.manager.ship_statuses(cx.now);
     if statuses.is_empty() {
-        return;
+        return Vec::new();
     }
     let by_key: std::collections::HashMap<String, &Handler> = cx
         .manager
         .handlers()
         .map(|(_, h)| (h.journal_key(), h))
         .collect();
-    let ships: Vec<(String, ShipStatus)> = statuses
+    statuses
         .into_iter()
         .map(|(key, st)| {
             let labels = by_key.get(&key).map_or_else(
@@ -454,152 +469,155 @@ fn ship_metrics(out: &mut String, cx: &Context) {
             );
             (labels, st)
         })
-        .collect();
-    type ShipMetric = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&ShipStatus) -> f64,
-    );
-    let series: [ShipMetric; 7] = [
-        (
-            "bsc_ship_pending_files",
-            "gauge",
-            "Closed files waiting to ship.",
-            |s| s.pending_files as f64,
-        ),
-        (
-            "bsc_ship_pending_bytes",
-            "gauge",
-            "Bytes of the closed files waiting to ship.",
-            |s| s.pending_bytes as f64,
-        ),
-        (
-            "bsc_ship_oldest_pending_age_seconds",
-            "gauge",
-            "Seconds since the oldest file waiting to ship was closed (0 when none waits).",
-            |s| s.oldest_pending_age_s.unwrap_or(0) as f64,
-        ),
-        (
-            "bsc_shipped_files_total",
-            "counter",
-            "Files shipped (their ship command exited 0) since bsc started.",
-            |s| s.shipped as f64,
-        ),
-        (
-            "bsc_ship_failures_total",
-            "counter",
-            "Failed ship attempts (exit not 0, signal, timeout, cannot start) since bsc started.",
-            |s| s.failures as f64,
-        ),
-        (
-            "bsc_ship_dropped_total",
-            "counter",
-            "Files that were waiting to ship and are gone: deleted by the disk budget or behind bsc's back.",
-            |s| s.dropped as f64,
-        ),
-        (
-            "bsc_ship_refused_total",
-            "counter",
-            "Files not shipped because they were no longer the file bsc closed (a link, another file, written to since).",
-            |s| s.refused as f64,
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, st) in &ships {
-            let _ = writeln!(out, "{name}{{{labels}}} {}", value(st));
-        }
-    }
+        .collect()
 }
+
+/// A `bsc_ship_*` family: (name, type, help, value).
+type ShipMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShipStatus) -> f64,
+);
+
+const SHIP: [ShipMetric; 7] = [
+    (
+        "bsc_ship_pending_files",
+        "gauge",
+        "Closed files waiting to ship.",
+        |s| s.pending_files as f64,
+    ),
+    (
+        "bsc_ship_pending_bytes",
+        "gauge",
+        "Bytes of the closed files waiting to ship.",
+        |s| s.pending_bytes as f64,
+    ),
+    (
+        "bsc_ship_oldest_pending_age_seconds",
+        "gauge",
+        "Seconds since the oldest file waiting to ship was closed (0 when none waits).",
+        |s| s.oldest_pending_age_s.unwrap_or(0) as f64,
+    ),
+    (
+        "bsc_shipped_files_total",
+        "counter",
+        "Files shipped (their ship command exited 0) since bsc started.",
+        |s| s.shipped as f64,
+    ),
+    (
+        "bsc_ship_failures_total",
+        "counter",
+        "Failed ship attempts (exit not 0, signal, timeout, cannot start) since bsc started.",
+        |s| s.failures as f64,
+    ),
+    (
+        "bsc_ship_dropped_total",
+        "counter",
+        "Files that were waiting to ship and are gone: deleted by the disk budget or behind bsc's back.",
+        |s| s.dropped as f64,
+    ),
+    (
+        "bsc_ship_refused_total",
+        "counter",
+        "Files not shipped because they were no longer the file bsc closed (a link, another file, written to since).",
+        |s| s.refused as f64,
+    ),
+];
 
 /// The build and process families.
 fn process_metrics(out: &mut String, cx: &Context) {
-    let disk = cx.manager.disk();
-    let mut process: Vec<(&str, &str, &str, f64)> = vec![
-        (
-            "bsc_handlers",
-            "gauge",
-            "Handlers running.",
-            cx.manager.handlers().count() as f64,
-        ),
-        (
-            "bsc_capturers",
-            "gauge",
-            "Capture sockets open.",
-            cx.manager.capturers().len() as f64,
-        ),
-        (
-            "bsc_http_connections",
-            "gauge",
-            "Management API connections open.",
-            cx.http_connections as f64,
-        ),
-        (
-            "bsc_disk_full",
-            "gauge",
-            "Whether the disk budget stopped writing (1): nothing left to delete.",
-            f64::from(u8::from(cx.manager.disk_full())),
-        ),
-        (
-            "bsc_clock_synchronized",
-            "gauge",
-            "Whether the system clock is synchronized (1) and after 2020.",
-            f64::from(u8::from(clock_ok(cx.now))),
-        ),
-        (
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch in seconds.",
-            cx.started_at.0 as f64 / 1e6,
-        ),
-        (
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            sys::resident_memory_bytes() as f64,
-        ),
-        (
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            sys::cpu_time().as_secs_f64(),
-        ),
-    ];
-    if let Some((free, _, budget)) = disk {
-        process.push((
-            "bsc_disk_free_bytes",
-            "gauge",
-            "Free bytes on the root's file system.",
-            free as f64,
-        ));
-        if let Some(keep) = budget {
-            process.push((
-                "bsc_disk_budget_bytes",
-                "gauge",
-                "Free bytes the disk budget keeps on the root's file system.",
-                keep as f64,
-            ));
-        }
-    }
-    if let Ok(n) = sys::open_fds() {
-        process.push(("bsc_open_fds", "gauge", "File descriptors open.", n as f64));
-    }
-    if let Ok(n) = sys::open_file_limit() {
-        process.push(("bsc_max_fds", "gauge", "The open-file limit.", n as f64));
-    }
     let _ = writeln!(
         out,
         "# HELP bsc_build_info The running bsc's version.\n# TYPE bsc_build_info gauge\nbsc_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    for (name, kind, help, value) in process {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+    for (name, kind, help, value) in PROCESS {
+        if let Some(value) = value(cx) {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
     }
 }
+
+/// A process family: (name, type, help, value; `None`: not written, when
+/// the value cannot be known or does not apply).
+type ProcessMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Context) -> Option<f64>,
+);
+
+const PROCESS: [ProcessMetric; 12] = [
+    ("bsc_handlers", "gauge", "Handlers running.", |cx| {
+        Some(cx.manager.handlers().count() as f64)
+    }),
+    ("bsc_capturers", "gauge", "Capture sockets open.", |cx| {
+        Some(cx.manager.capturers().len() as f64)
+    }),
+    (
+        "bsc_http_connections",
+        "gauge",
+        "Management API connections open.",
+        |cx| Some(cx.http_connections as f64),
+    ),
+    (
+        "bsc_disk_full",
+        "gauge",
+        "Whether the disk budget stopped writing (1): nothing left to delete.",
+        |cx| Some(f64::from(u8::from(cx.manager.disk_full()))),
+    ),
+    (
+        "bsc_clock_synchronized",
+        "gauge",
+        "Whether the system clock is synchronized (1) and after 2020.",
+        |cx| Some(f64::from(u8::from(clock_ok(cx.now)))),
+    ),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch in seconds.",
+        |cx| Some(cx.started_at.0 as f64 / 1e6),
+    ),
+    (
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        |_| Some(sys::resident_memory_bytes() as f64),
+    ),
+    (
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        |_| Some(sys::cpu_time().as_secs_f64()),
+    ),
+    (
+        "bsc_disk_free_bytes",
+        "gauge",
+        "Free bytes on the root's file system.",
+        |cx| cx.manager.disk().map(|(free, _, _)| free as f64),
+    ),
+    (
+        "bsc_disk_budget_bytes",
+        "gauge",
+        "Free bytes the disk budget keeps on the root's file system.",
+        |cx| {
+            cx.manager
+                .disk()
+                .and_then(|(_, _, keep)| keep)
+                .map(|k| k as f64)
+        },
+    ),
+    ("bsc_open_fds", "gauge", "File descriptors open.", |_| {
+        sys::open_fds().ok().map(|n| n as f64)
+    }),
+    ("bsc_max_fds", "gauge", "The open-file limit.", |_| {
+        sys::open_file_limit().ok().map(|n| n as f64)
+    }),
+];
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,13 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{capturer_entry, clock_ok, config_entry, stats_entry, Context, SeriesEntry};
+use super::health::clock_ok;
+use super::views::{capturer_entry, series_entry, stats_entry};
+use super::{config_entry, Context};
+use crate::clock::UnixMicros;
 use crate::hooks::ShipStatus;
 use crate::http::body::PIECE;
-use crate::manager::HandlerId;
+use crate::manager::{Capturer, HandlerId};
 
 /// Which document a walk writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,21 @@ impl Walk {
         matches!(self.view, View::Configs | View::Stats)
     }
 
+    /// Opens `cap`'s group (`"key":[` in the grouped documents).
+    fn open_group(&mut self, cap: &Capturer, out: &mut Vec<u8>) {
+        if self.grouped() {
+            if self.groups > 0 {
+                out.push(b',');
+            }
+            write(out, &cap.address.python_repr());
+            out.extend_from_slice(b":[");
+            self.entries = 0;
+        }
+        self.groups += 1;
+        self.capturer = cap.seq;
+        self.in_group = true;
+    }
+
     fn close_group(&mut self, out: &mut Vec<u8>) {
         if self.grouped() {
             out.push(b']');
@@ -81,30 +99,13 @@ impl Walk {
 /// Appends the next piece of the document (about [`PIECE`] bytes) to `out`.
 /// Returns whether more follows.
 pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
-    let manager = &*cx.manager;
-    let capturers = manager.capturers();
-    let first = walk.until.is_none();
-    let until = *walk
-        .until
-        .get_or_insert_with(|| capturers.iter().map(|(_, c)| c.seq).max().unwrap_or(0));
-    if first {
-        match walk.view {
-            View::Series => {
-                let head = format!("{{\"now\":{},\"step_s\":1,\"handlers\":[", cx.now.secs());
-                out.extend_from_slice(head.as_bytes());
-            }
-            View::Capturers => out.push(b'['),
-            _ => out.push(b'{'),
-        }
+    let capturers = cx.manager.capturers();
+    if walk.until.is_none() {
+        walk.until = Some(capturers.iter().map(|(_, c)| c.seq).max().unwrap_or(0));
+        out.extend_from_slice(&head(walk.view, cx.now));
     }
-    // Read once per piece: the clock's state (one adjtimex) and the backlogs.
-    let (clock, ships) = match walk.view {
-        View::Stats => (
-            clock_ok(cx.now),
-            manager.ship_statuses(cx.now).into_iter().collect(),
-        ),
-        _ => (false, HashMap::<String, ShipStatus>::new()),
-    };
+    let until = walk.until.unwrap_or(0);
+    let piece = Piece::new(walk.view, cx);
     let from = walk.capturer;
     let listed = capturers
         .iter()
@@ -114,7 +115,7 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
             if walk.entries > 0 {
                 out.push(b',');
             }
-            write(out, &capturer_entry(manager, cap, cx.now, cx.mono));
+            write(out, &capturer_entry(cx.manager, cap, cx.now, cx.mono));
             walk.entries += 1;
             walk.capturer = cap.seq + 1;
             if out.len() >= PIECE {
@@ -127,56 +128,10 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
             walk.close_group(out);
         }
         if !walk.in_group {
-            if walk.grouped() {
-                if walk.groups > 0 {
-                    out.push(b',');
-                }
-                write(out, &cap.address.python_repr());
-                out.extend_from_slice(b":[");
-                walk.entries = 0;
-            }
-            walk.groups += 1;
-            walk.capturer = cap.seq;
-            walk.in_group = true;
+            walk.open_group(cap, out);
         }
-        let handlers = cap.handlers();
-        let start = walk
-            .last
-            .and_then(|last| handlers.iter().position(|&h| h == last))
-            .map_or(walk.position.min(handlers.len()), |i| i + 1);
-        for (i, &hid) in handlers.iter().enumerate().skip(start) {
-            if walk.entries > 0 {
-                out.push(b',');
-            }
-            let h = manager.handler(hid);
-            match walk.view {
-                View::Configs => write(out, &config_entry(h, cx.manager.storage(), cx.now)),
-                View::Stats => {
-                    let ship = ships.get(&h.journal_key()).cloned();
-                    write(out, &stats_entry(cap, h, cx.now, clock, ship));
-                }
-                // `/capturers` lists sockets, each written above.
-                View::Capturers => {}
-                View::Series => {
-                    let (packets, bytes) = h.stats().series(cx.now).unzip();
-                    let spec = h.spec();
-                    write(
-                        out,
-                        &SeriesEntry {
-                            name: &spec.name,
-                            address: (&spec.address.host, spec.address.port),
-                            packets,
-                            bytes,
-                        },
-                    );
-                }
-            }
-            walk.entries += 1;
-            walk.position = i + 1;
-            walk.last = Some(hid);
-            if out.len() >= PIECE {
-                return true;
-            }
+        if handlers(walk, &piece, cap, cx, out) {
+            return true;
         }
         walk.close_group(out);
         walk.capturer = cap.seq + 1;
@@ -189,6 +144,78 @@ pub fn produce(walk: &mut Walk, cx: &Context, out: &mut Vec<u8>) -> bool {
         View::Capturers => b"]",
         _ => b"}",
     });
+    false
+}
+
+/// The start of a document.
+fn head(view: View, now: UnixMicros) -> Vec<u8> {
+    match view {
+        View::Series => {
+            format!("{{\"now\":{},\"step_s\":1,\"handlers\":[", now.secs()).into_bytes()
+        }
+        View::Capturers => b"[".to_vec(),
+        _ => b"{".to_vec(),
+    }
+}
+
+/// What a `/stats` piece reads once: the clock's state (one adjtimex) and the
+/// ship backlogs.
+struct Piece {
+    clock: bool,
+    ships: HashMap<String, ShipStatus>,
+}
+
+impl Piece {
+    fn new(view: View, cx: &Context) -> Piece {
+        match view {
+            View::Stats => Piece {
+                clock: clock_ok(cx.now),
+                ships: cx.manager.ship_statuses(cx.now).into_iter().collect(),
+            },
+            _ => Piece {
+                clock: false,
+                ships: HashMap::new(),
+            },
+        }
+    }
+}
+
+/// Writes the entries of `cap`'s handlers from where the walk is in its
+/// group. Returns whether the piece is full (the walk then says where to go on).
+fn handlers(
+    walk: &mut Walk,
+    piece: &Piece,
+    cap: &Capturer,
+    cx: &Context,
+    out: &mut Vec<u8>,
+) -> bool {
+    let handlers = cap.handlers();
+    let start = walk
+        .last
+        .and_then(|last| handlers.iter().position(|&h| h == last))
+        .map_or(walk.position.min(handlers.len()), |i| i + 1);
+    for (i, &hid) in handlers.iter().enumerate().skip(start) {
+        if walk.entries > 0 {
+            out.push(b',');
+        }
+        let h = cx.manager.handler(hid);
+        match walk.view {
+            View::Configs => write(out, &config_entry(h, cx.manager.storage(), cx.now)),
+            View::Stats => {
+                let ship = piece.ships.get(&h.journal_key()).cloned();
+                write(out, &stats_entry(cap, h, cx.now, piece.clock, ship));
+            }
+            // `/capturers` lists sockets, each written by `produce`.
+            View::Capturers => {}
+            View::Series => write(out, &series_entry(h, cx.now)),
+        }
+        walk.entries += 1;
+        walk.position = i + 1;
+        walk.last = Some(hid);
+        if out.len() >= PIECE {
+            return true;
+        }
+    }
     false
 }
 

@@ -16,7 +16,8 @@ use crate::sys;
 use crate::{error, info, warn};
 
 /// What `/stats` shows of one handler key's shipping.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ShipStatus {
     pub pending_files: u64,
     pub pending_bytes: u64,

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let ids: Vec<_> = manager.handlers().map(|(id, _)| id).collect();
         for id in ids {
-            manager.remove_handler(id, poll.registry());
+            manager.remove_handler(id, poll.registry(), UnixMicros(1_795_860_000_000_000));
         }
     });
 });
