@@ -3,42 +3,22 @@
 //!
 //! # Map
 //!
-//! | module | its job |
+//! The code is in layers, one folder each, and calls go only downward (a
+//! layer uses the ones below it, never one above):
+//!
+//! | layer | what it holds |
 //! |---|---|
-//! | `main.rs` | command line (argh), start-up, exit codes (the binary) |
-//! | [`config`] | AIT's config keys as JSON: the whole document, load, conflicts between handlers |
-//! | [`config::handler`] | one handler: [`config::HandlerSpec`]; its keys declared once in [`config::KEYS`] (name, default, doc, read, shown), metadata, rendered paths |
-//! | [`config::framing`] | the `framing` key read into a [`framing::Framing`] (the unit layer imports no config) |
-//! | [`config::capture_manager`] | the `capture_manager` and `manager_server` sections |
-//! | [`config::fields`] | JSON values as the config means them: numbers, booleans, sizes, ages |
-//! | [`config::duplicates`] | JSON and YAML text to a value, refusing a key given twice (its place and both lines) |
-//! | [`yaml`] | AIT's `bsc.yaml` as is: YAML text to the JSON value [`config`] validates |
-//! | [`pattern`] | file path patterns: strftime codes and `{key}` fields |
-//! | [`paths`] | checked places for capture files (confinement), `-N` numbering |
-//! | [`rotation`] | AIT's calendar rotation rule (pure) |
-//! | [`pcap`] | PCAP encoding; [`pcap::PcapFile`], the owner of a file being written |
+//! | `main.rs` | the command line (argh), start-up, exit codes (the binary) |
+//! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers; reads the clock and passes it in; [`tokens`] declares its token space |
+//! | [`control`] | how an operator manages bsc: [`control::http`] the hand-rolled HTTP/1.1 server ([`control::http::request`] framing, [`control::http::form`] bodies, `connection.rs` one connection and the answer budget, [`control::http::body`] answers in pieces, [`control::http::origin`] the `Host`/`Origin` checks); [`control::api`] the routes (`routes.rs`, `auth.rs`, `control.rs` the calls that change the manager, `health.rs`, `views.rs`, `walk.rs` and `files.rs` and `metrics.rs` the answers produced in pieces, `entry.rs` a handler's config entry from the key table, `page.rs` the status page, `debug.rs` the driven clock of test builds) with every answer a type in [`control::api::answers`], shared with [`control::client`] (`bsc add/stop/rotate/status/files`) |
+//! | [`manager`] | the middle: the only way to change a handler; owns the capturers ([`manager::capturers`]: sockets, tokens, reconnect timers, the receive batch), the handlers (`handlers.rs`: slab and rotation timers; [`manager::handler`]: one output stream, with `open.rs` naming and opening, `close.rs` closing and retention, `stats.rs` counters; [`manager::pending`]: records not yet written; [`manager::unit_path`]: framing → FECF → sequence check → transforms), the storage, the disk budget (`budget.rs`) and store and forward (`forward.rs`); `reload.rs` a re-read config and a rotate across a name, `left_open.rs` files a crash left for handlers not running |
 //! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
-//! | [`ipudp`] | synthesized IP/UDP headers for `record_source` (pure) |
-//! | [`framing`] | a stream (or datagram) cut into telemetry units (`framer.rs`): space packets, TM frames, fixed, length field, KISS (`kiss.rs`); CCSDS headers (`ccsds.rs`), CRC/FECF (`crc.rs`) (pure) |
-//! | [`sequence`] | sequence-gap accounting per APID or virtual channel: gaps, missing, duplicates, resets (pure) |
-//! | [`transform`] | `pre_write_transforms`: a unit to a sub-slice or filtered (strip, tail, apid, vcid) (pure) |
-//! | [`telemetry`] | a handler's unit path: framing → FECF → sequence check → transforms, and their counters (pure) |
-//! | [`manager`] | capturers by address, handlers, dirty list, timers; the only way to change a handler |
-//! | [`manager::capturers`] | the open sockets, their tokens, TCP reconnect timers and the receive batch |
-//! | [`manager::handler`] | one output stream: naming, file, pending records, stats |
-//! | [`manager::pending`] | a handler's records not yet written: headers in its buffer, payloads in the receive slots (a gather borrowing the batch), one `writev` |
-//! | [`http`] | the hand-rolled HTTP/1.1 server: [`http::request`] framing, [`http::form`] bodies, `http::connection` one connection and the answer budget, [`http::body`] answers produced in pieces, [`http::origin`] the `Host`/`Origin` checks against web pages |
-//! | [`api`] | routes (`api/routes.rs`) → auth (`api/auth.rs`) → manager calls (`api/control.rs`) → AIT-shaped JSON: every answer a type in [`api::answers`], shared with the client; health, the status page; the answers that grow with handlers or files walked in pieces (`api/walk.rs`: `/`, `/stats`, `/series`, `/capturers`; `api/metrics.rs`; `api/files.rs`); `api/entry.rs` a handler's config entry, from the key table |
-//! | [`client`] | `bsc add/stop/rotate/status/files`: requests built, answers read into the server's [`api::answers`] types and formatted (pure), one blocking call (`client/`: target, action, http, safe, rfc3339, table, output) |
-//! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers |
-//! | [`tokens`] | the `mio` token space: signalfd, HTTP listener, connections, capturers |
-//! | [`notify`] | systemd notifications: readiness, reload, watchdog, status |
-//! | [`clock`] | where "now" comes from |
-//! | [`hooks`] | commands for closed files, run without blocking, each in its own process group (killed when it ends), reaped on SIGCHLD: `on_close` (once) and `ship` (store and forward: per handler, oldest first, retried with back-off until exit 0) |
-//! | [`persist`] | the state file of handlers added over the API |
-//! | [`storage`] | the state folder (its modes, the lock: one bsc per root), the journal (JSON lines), naming state per key, open files, retention, disk budget, confined deletion, outbox, ship queue (waiting and shipped files), the hard links handed to hooks and ship commands |
-//! | [`sys`] | the few libc calls, each explained, by topic: the receive batch (`sys.rs`), `sys/` sockets, files (no links followed), disk, signals, children, process, clock, journald; the only code that may use `unsafe` |
-//! | [`log`] | one line per event on stderr |
+//! | [`ops`] | around the capture: [`ops::hooks`] commands for closed files (`on_close` once, `ship` until exit 0; each in its own process group), [`ops::notify`] systemd notifications |
+//! | [`storage`] | what bsc keeps on disk besides captures, one owner per part: the journal (`journal.rs`), naming per key (`naming.rs`), the hook and ship queues (`queues.rs`), the state folder and its lock (`state_dir.rs`), the links handed to commands (`handover.rs`), retention arithmetic and the disk budget (`retention.rs`), the state file of API handlers ([`storage::persist`]) |
+//! | [`config`] | AIT's config keys: the whole document, load, conflicts; [`config::handler`] one handler ([`config::HandlerSpec`]), its keys declared once in [`config::KEYS`]; [`config::framing`]; [`config::capture_manager`]; [`config::fields`] the field reader; [`config::duplicates`] a key given twice; [`config::yaml`] AIT's `bsc.yaml`; [`config::resolve`] host names without DNS |
+//! | [`files`] | the capture files, pure or nearly: [`files::pcap`] the format and [`files::pcap::PcapFile`], the owner of a file being written; [`files::pattern`], [`files::paths`] (confinement, `-N`), [`files::rotation`] (AIT's rule), [`files::ipudp`] (`record_source` headers) |
+//! | [`units`] | pure: [`units::framing`] a stream or datagram cut into units (`framer.rs`, `kiss.rs`, `ccsds.rs`, `crc.rs`), [`units::sequence`] gap accounting, [`units::transform`] `pre_write_transforms` |
+//! | [`sys`], [`clock`], [`log`] | the bottom: the libc calls by topic (the receive batch in `sys.rs`, `sys/` sockets, files, disk, signals, children, process, clock, journald; the only code that may use `unsafe`), where "now" comes from ([`clock::Now`]; the driven clock of test builds), one line per event on stderr |
 //!
 //! # Path of a datagram
 //!
@@ -47,58 +27,79 @@
 //! batches of up to 64 datagrams with one `recvmmsg` each ([`sys::Batch`], with
 //! the kernel's receive timestamp and drop counter per datagram) until the queue
 //! is dry (bounded per wake-up), and gives each datagram of a batch
-//! ([`capture::capturer::Received`]) to every handler of that address →
-//! [`manager::handler::Handler::record`] (a handler with `framing`, a sequence
-//! check, FECF or transforms first has its [`telemetry::UnitPath`] cut the read or
+//! ([`capture::capturer::Received`]) to every handler of that address, lending
+//! it the storage ([`manager::handler::Cx`]) →
+//! `Handler::record` (a handler with `framing`, a sequence check, FECF or
+//! transforms first has its [`manager::unit_path::UnitPath`] cut the read or
 //! datagram into units, check and transform them: one record per unit written)
-//! rotates if the period ended or a
-//! size/count limit is reached, opens the next file if none is open (named from
-//! the journal, placed by [`paths::CapturePath`], opened by [`pcap::PcapFile`]),
-//! encodes the record header into its pending buffer and leaves the payload in
-//! its receive slot, referred to by the batch's [`manager::pending::Gather`]
-//! (which borrows the batch) → at the end of each batch, before the slots are
-//! read into again (the borrow makes the compiler check it), the manager has
-//! each handler of the capturer write its records with one gathering
-//! `writev` → once a second [`manager::Manager::tick`] forces data to the disk,
-//! applies retention and the disk budget; closed files go to [`hooks`]
+//! rotates if the period ended or a size/count limit is reached, opens the next
+//! file if none is open (named from the journal, placed by
+//! [`files::paths::CapturePath`], journaled before it is created, opened by
+//! [`files::pcap::PcapFile`]), encodes the record header into its pending buffer
+//! and leaves the payload in its receive slot, referred to by the batch's
+//! [`manager::pending::Gather`] (which borrows the batch) → at the end of each
+//! batch, before the slots are read into again (the borrow makes the compiler
+//! check it), each handler of the capturer writes its records with one
+//! gathering `writev` → a file it closed goes back to the manager as an event
+//! → once a second [`manager::Manager::tick`] forces data to the disk, applies
+//! retention and the disk budget; closed files go to [`ops::hooks`]
 //! (`on_close`) and, journaled as waiting to ship, to
-//! [`manager::Manager::ship`] ([`hooks::Shipper`]).
+//! [`manager::Manager::ship`] ([`ops::hooks::Shipper`]).
 //!
 //! # Path of a request
 //!
-//! listener readable → [`http::server::Server`] accepts (at most 64) → a connection
-//! reads, [`http::request::parse`] frames a request (limits, 4xx refusals) →
-//! [`api::respond`] refuses what a web page sent ([`http::origin`]: a foreign
-//! `Host` 421, a foreign `Origin` 403), checks the token, routes it, decodes fields with [`http::form`], validates them
-//! with [`config::HandlerSpec::from_api_fields`] (the config file's
-//! [`config::HandlerSpec::from_json`] behind it, read by [`config::fields::Fields`];
-//! for a rotate, [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] →
-//! the [`http::response::Response`] is queued and written without blocking (an
-//! answer that grows with the handlers or files as a head and a cursor: [`api::produce`] writes
-//! its next piece each time the connection's output drains); a connection
-//! with more pipelined, or due a piece over the answer budget, waits for its
-//! turn ([`http::server::Server::resume`]).
+//! listener readable → [`control::http::server::Server`] accepts (at most 64) →
+//! a connection reads, [`control::http::request::parse`] frames a request
+//! (limits, 4xx refusals) → [`control::api::respond`] refuses what a web page
+//! sent ([`control::http::origin`]: a foreign `Host` 421, a foreign `Origin`
+//! 403), checks the token, routes it, decodes fields with
+//! [`control::http::form`], validates them with
+//! [`config::HandlerSpec::from_api_fields`] (the key table behind it, read by
+//! [`config::fields::Fields`]; for a rotate,
+//! [`config::HandlerSpec::with_metadata`]) and calls the [`manager`] → the
+//! answer, a type of [`control::api::answers`], becomes a
+//! [`control::http::response::Response`], queued and written without blocking
+//! (an answer that grows with the handlers or files as a head and a cursor:
+//! [`control::api::produce`] writes its next piece each time the connection's
+//! output drains); a connection with more pipelined, or due a piece over the
+//! answer budget, waits for its turn
+//! ([`control::http::server::Server::resume`]).
 //!
 //! # Invariants
 //!
-//! - one thread; nothing blocks the loop except `poll` and file writes/fsyncs;
+//! - one thread; nothing blocks the loop except `poll`, file writes/fsyncs and
+//!   the coalescing pause (`event_loop`'s `COALESCE`, 200 µs, only after a turn
+//!   that read less than a batch, everything read already written);
+//! - **time is passed in**: the event loop reads the clock ([`clock::Now`], wall
+//!   and monotonic) and hands it to everything that decides by time; nothing
+//!   below the loop reads a clock (`.ci/now-check`, run by `make lint`); kernel
+//!   receive times become [`clock::UnixNanos`] in `clock.rs`. Test builds can
+//!   drive the clock (`BSC_DEBUG_CLOCK=1`, `POST /debug/clock`,
+//!   `control/api/debug.rs`); release builds have neither (`make
+//!   debug-hooks-check`);
+//! - **one owner per state**: the journal, the naming state, the open files and
+//!   the hook and ship queues are [`storage::Storage`]'s, which the manager owns
+//!   and lends (`&mut`, in a [`manager::handler::Cx`]) to a handler for one
+//!   operation; the files a handler closes come back as events the manager
+//!   hands to store and forward; closing is an explicit call, never `Drop`; no
+//!   `Rc`, `RefCell` or `Cell` in the middle;
 //! - **HTTP memory is bounded for all connections together, whatever the
 //!   handler or file count**: an answer that grows with them (`GET /`,
 //!   `/stats`, `/series`, `/capturers`, `/metrics`, `/<name>/files`) is never
 //!   built whole but produced in pieces of
-//!   about [`http::body::PIECE`] as the socket drains ([`http::body`]), so a
-//!   connection holds at most [`http::server::OUTPUT_LOW_WATER`] plus one
+//!   about [`control::http::body::PIECE`] as the socket drains ([`control::http::body`]), so a
+//!   connection holds at most [`control::http::server::OUTPUT_LOW_WATER`] plus one
 //!   piece or one small whole answer; pieces wait while all connections hold
-//!   [`http::server::ANSWER_BUDGET`] (4 MiB), served first come first as
+//!   [`control::http::server::ANSWER_BUDGET`] (4 MiB), served first come first as
 //!   answers drain (one connection alone always progresses and none starves),
 //!   small answers (`/health`) never wait; each connection answers at most
-//!   [`http::server::TURN`] per turn of the loop: about 10 MiB at most for
+//!   [`control::http::server::TURN`] per turn of the loop: about 10 MiB at most for
 //!   64 connections;
 //! - **confinement**: every file and folder bsc creates, writes or deletes is below
 //!   its trusted base (the root for API handlers; the root or a folder the config
 //!   file names for config handlers), checked on the *rendered* path whenever a
 //!   path can change (start, rotate with metadata, reload, restore, every new
-//!   file: [`paths::CapturePath::new`]), and reached without following links
+//!   file: [`files::paths::CapturePath::new`]), and reached without following links
 //!   ([`sys::open_dir_beneath`]); bsc's state folder `<root>/.bsc` is never a
 //!   capture target;
 //! - **no control characters** in names, patterns or metadata from the API or a
@@ -122,7 +123,10 @@
 //! - **names never repeat**: `{seq}` and `-N` go on after the last the journal
 //!   recorded for the handler's key, across reloads, restarts and retention;
 //! - every record read is handed to the kernel before the loop sleeps again, and
-//!   before the receive slot it lies in is read into again;
+//!   before the receive slot it lies in is read into again: the records a
+//!   handler takes from a batch refer to the slots through a
+//!   [`manager::pending::Gather`] that borrows the batch, so the compiler
+//!   checks it;
 //! - **bad input never stops capture**: framing state is per handler and per TCP
 //!   connection (dropped, counted, when the connection ends: [`capture::capturer::Drained::Ended`]);
 //!   garbage and bad units are skipped and counted; a handler without framing,
@@ -156,40 +160,27 @@
 //!   and counts it (`dropped`, `hooks_not_run`; a hook dropped or refused is
 //!   counted there too). A handler keeps at most
 //!   `max_files` plus the files its hooks hold (hooks waiting are bounded by
-//!   [`hooks::MAX_QUEUED`] across handlers);
+//!   [`ops::hooks::MAX_QUEUED`] across handlers);
 //! - **a file recorded as shipped is never shipped again**: its `shipped` line
 //!   is forced to the disk before the next ship command starts; every closed
 //!   file of a handler with `ship` ships at least once (the journal survives
 //!   restarts and `kill -9`). While a full disk keeps the journal behind
 //!   memory (a failed append is cut back, the journal is written anew once it
 //!   can be), a crash forgets what it lacks: a file shipped then may ship
-//!   again, one opened and closed then is kept but not shipped (README,
-//!   Durability and the disk).
+//!   again, one opened and closed then is kept but not shipped (docs/durability.md).
 
 #![deny(unsafe_code)] // libc calls live in `sys`, which alone allows it
 
-pub mod api;
 pub mod capture;
-pub mod client;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod event_loop;
-pub mod framing;
-pub mod hooks;
-pub mod http;
-pub mod ipudp;
+pub mod files;
 pub mod log;
 pub mod manager;
-pub mod notify;
-pub mod paths;
-pub mod pattern;
-pub mod pcap;
-pub mod persist;
-pub mod rotation;
-pub mod sequence;
+pub mod ops;
 pub mod storage;
 pub mod sys;
-pub mod telemetry;
 pub mod tokens;
-pub mod transform;
-pub mod yaml;
+pub mod units;

@@ -137,7 +137,7 @@ pub fn count(n: u64, thing: &str) -> String {
 /// the client, the status page, the docs): powers of 1024, as `ls -lh`, `du -h`
 /// and `df -h` count, so a size compares with what those tools show. `512 B`,
 /// `1.50 KiB`, `28.9 KiB`, `2.38 MiB`: two decimals below 10, one above (the page's
-/// `bytes()` in `src/ui.html` writes the same text).
+/// `bytes()` in `src/control/ui.html` writes the same text).
 pub fn size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;

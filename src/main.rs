@@ -1,5 +1,5 @@
 //! The `bsc` binary: command line (capture, `check`, and the client commands of
-//! [`bsc::client`]), start-up and exit codes. Everything else is in
+//! [`bsc::control::client`]), start-up and exit codes. Everything else is in
 //! the library (`src/lib.rs` has the map).
 
 use std::path::{Path, PathBuf};
@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use argh::{EarlyExit, FromArgs};
 
-use bsc::client::{self, Action, AddRequest};
 use bsc::clock::Clock;
 use bsc::config::Config;
+use bsc::control::client::{self, Action, AddRequest};
 use bsc::event_loop::EventLoop;
 use bsc::{error, log, sys};
 

@@ -31,9 +31,9 @@ pub use crate::capture::capturer::{Capturer, CapturerState, Drained, Received, T
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
-use crate::hooks::ShipStatus;
-use crate::pcap::{self, Attempt, LinkType, PcapFile, Precision};
-use crate::persist::StateFile;
+use crate::files::pcap::{self, Attempt, LinkType, PcapFile, Precision};
+use crate::ops::hooks::ShipStatus;
+use crate::storage::persist::StateFile;
 use crate::storage::{DiskBudget, Span, Storage};
 use crate::sys;
 use crate::{error, info, warn};
@@ -51,6 +51,7 @@ mod handlers;
 mod left_open;
 pub mod pending;
 mod reload;
+pub mod unit_path;
 
 /// Index of a handler in the manager.
 pub type HandlerId = usize;
@@ -138,7 +139,7 @@ impl Manager {
         }
     }
 
-    /// The handlers added over the API in an earlier run (see [`crate::persist`]).
+    /// The handlers added over the API in an earlier run (see [`crate::storage::persist`]).
     pub fn saved_api_handlers(
         &self,
         now: UnixMicros,
@@ -294,7 +295,7 @@ impl Manager {
     }
 
     /// Whether `spec` can name its next file at `now` (every rendered name
-    /// checked, see [`crate::paths`]) and that name is no other handler's
+    /// checked, see [`crate::files::paths`]) and that name is no other handler's
     /// (`except` is the handler being changed).
     fn check_file_free(
         &self,
@@ -310,7 +311,8 @@ impl Manager {
             .file_path(&self.root, now.to_datetime(), seq)
             .map_err(AddError::Invalid)?
             .full();
-        crate::paths::check_not_state_folder(&path, &self.root).map_err(AddError::Invalid)?;
+        crate::files::paths::check_not_state_folder(&path, &self.root)
+            .map_err(AddError::Invalid)?;
         let other = self.handlers().find(|&(id, h)| {
             Some(id) != except
                 && (h.pattern_path(&self.storage, now).as_ref() == Some(&path)

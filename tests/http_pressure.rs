@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bsc::http::body::PIECE;
-use bsc::http::server::{MAX_CONNECTIONS, OUTPUT_LOW_WATER, READ_AHEAD};
+use bsc::control::http::body::PIECE;
+use bsc::control::http::server::{MAX_CONNECTIONS, OUTPUT_LOW_WATER, READ_AHEAD};
 use common::*;
 use serde_json::{json, Value};
 
 #[allow(dead_code)] // the space packets only
-use bsc::framing::testgen;
+use bsc::units::framing::testgen;
 
 /// A `manager_server` section on a free loopback port, with an optional token.
 fn server_section(token: Option<&str>) -> Value {

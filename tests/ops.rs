@@ -312,10 +312,11 @@ fn the_example_alerting_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
-    // Every metric the rules use is one bsc exports (names from src/api/metrics.rs).
-    let api =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/metrics.rs"))
-            .unwrap();
+    // Every metric the rules use is one bsc exports (names from src/control/api/metrics.rs).
+    let api = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/control/api/metrics.rs"),
+    )
+    .unwrap();
     let yml = std::fs::read_to_string(&rules).unwrap();
     for word in yml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if word.starts_with("bsc_") {

@@ -2,10 +2,10 @@
 //! trips where they exist (the fuzz targets in tests/fuzz go deeper, for longer).
 
 use bsc::config::{Config, HandlerSpec, Origin};
-use bsc::http::form;
-use bsc::http::request::{parse, Parsed};
-use bsc::pattern::Pattern;
-use bsc::rotation::{RotationRule, RotationUnit};
+use bsc::control::http::form;
+use bsc::control::http::request::{parse, Parsed};
+use bsc::files::pattern::Pattern;
+use bsc::files::rotation::{RotationRule, RotationUnit};
 use proptest::prelude::*;
 
 fn percent_encode(s: &str) -> String {
@@ -127,12 +127,12 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Telemetry units: framing and sequence accounting (src/framing/, sequence.rs)
+// Telemetry units: framing and sequence accounting (src/units/framing/, src/units/sequence.rs)
 
-use bsc::framing::testgen;
+use bsc::units::framing::testgen;
 
-use bsc::framing::{fecf_ok, Framer, Framing, FramingStats};
-use bsc::sequence::{SequenceCheck, SequenceChecker};
+use bsc::units::framing::{fecf_ok, Framer, Framing, FramingStats};
+use bsc::units::sequence::{SequenceCheck, SequenceChecker};
 
 const TM_DATA: usize = 24;
 const FIXED_LEN: usize = 16;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-use bsc::framing::testgen;
+use bsc::units::framing::testgen;
 
 /// xorshift64: the splits, payloads and fates of units, the same every run.
 fn tcp_handler(name: &str, port: u16, keys: Value) -> Value {

@@ -7,7 +7,7 @@
 //! and Ethernet read batches of up to [`sys::BATCH`] units per `recvmmsg`; TCP
 //! reads into the batch's slots in turn, one `read` per unit (a handler without
 //! `framing` records it as one unit; one with framing cuts it into units, see
-//! [`crate::framing`]), and says when a connection ended ([`Drained::Ended`]),
+//! [`crate::units::framing`]), and says when a connection ended ([`Drained::Ended`]),
 //! so that handlers drop a partial unit.
 //!
 //! **The slot rule, by type**: a [`Unit`]'s bytes lie in the batch's slots and

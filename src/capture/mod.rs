@@ -4,11 +4,9 @@
 //! - [`capturer`]: one socket and its read path (units to a callback);
 //! - [`udp`]: bound (or multicast) UDP sockets;
 //! - [`tcp`]: a TCP client that connects to its peer and reconnects forever;
-//! - [`ethernet`]: AF_PACKET raw sockets on one interface;
-//! - [`resolve`]: host names to addresses without DNS.
+//! - [`ethernet`]: AF_PACKET raw sockets on one interface.
 
 pub mod capturer;
 pub mod ethernet;
-pub mod resolve;
 pub mod tcp;
 pub mod udp;

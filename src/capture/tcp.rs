@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::resolve::resolve;
 use crate::clock::UnixMicros;
+use crate::config::resolve::resolve;
 use crate::config::Address;
 use crate::info;
 

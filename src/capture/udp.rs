@@ -5,7 +5,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use super::resolve::resolve;
+use crate::config::resolve::resolve;
 use crate::config::Address;
 use crate::sys;
 use crate::warn;

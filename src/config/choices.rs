@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-pub use crate::pcap::Precision;
+pub use crate::files::pcap::Precision;
 
 /// Every name a value may be written as; a value's first name is its own.
 pub type Names<T> = [(&'static str, T)];

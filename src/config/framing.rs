@@ -1,13 +1,13 @@
 //! The `framing` key: its value read into a [`Framing`] by the config's field
 //! reader ([`Fields`], every error naming `framing.<key>`), and written back.
-//! The unit layer (`crate::framing`) only knows the value; reading it is config's.
+//! The unit layer (`crate::units::framing`) only knows the value; reading it is config's.
 
 use std::ops::RangeInclusive;
 
 use serde_json::{json, Map, Value};
 
 use super::fields::{boolean, field_err, FieldError, Fields};
-use crate::framing::{
+use crate::units::framing::{
     Endian, Framing, LengthField, SyncMarker, DEFAULT_MAX_LENGTH, MAX_FIXED_LEN,
     MAX_SPACE_PACKET_LEN, MAX_UNIT_LEN,
 };

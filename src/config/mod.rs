@@ -12,7 +12,7 @@
 //! | [`handler`] | one handler: [`HandlerSpec`]; its keys, each declared once in [`KEYS`] (`handler/keys.rs`), which reading, `to_json`, `GET /` and typo checks derive from; metadata, rendered paths |
 //! | [`capture_manager`] | the `capture_manager` and `manager_server` sections |
 //! | [`fields`] | JSON values as the config means them (numbers, booleans, sizes, ages) |
-//! | [`framing`] | the `framing` key: its value read into a [`crate::framing::Framing`] and written back |
+//! | [`framing`] | the `framing` key: its value read into a [`crate::units::framing::Framing`] and written back |
 //! | [`choices`] | the named options (`conn_type`, `direction`, ...) |
 //! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
@@ -27,7 +27,9 @@ pub mod duplicates;
 pub mod fields;
 pub mod framing;
 pub mod handler;
+pub mod resolve;
 pub mod typos;
+pub mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -98,7 +100,7 @@ impl Config {
     }
 
     /// Reads and validates a config file: YAML (AIT's `bsc.yaml` as is, see
-    /// [`crate::yaml`]) when it is named `.yaml`/`.yml` or does not start like a
+    /// [`crate::config::yaml`]) when it is named `.yaml`/`.yml` or does not start like a
     /// JSON object or list, else JSON. (A JSON scalar reads the same as YAML.)
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display();
@@ -111,7 +113,7 @@ impl Config {
             Some("yaml" | "yml")
         ) || !text.trim_start().starts_with(['{', '[']);
         let value: Value = if is_yaml {
-            crate::yaml::to_json(text).map_err(|e| match e.position {
+            crate::config::yaml::to_json(text).map_err(|e| match e.position {
                 Some((line, column)) => ConfigError(format!(
                     "{shown}:{line}:{column}: invalid YAML: {}",
                     e.message
@@ -199,7 +201,7 @@ impl Config {
             let place = a
                 .file_path(&self.root, now, 1)
                 .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
-            crate::paths::check_not_state_folder(&place.full(), &self.root)
+            crate::files::paths::check_not_state_folder(&place.full(), &self.root)
                 .map_err(|e| format!("handler #{} ({:?}): {e}", i + 1, a.name))?;
             for b in &self.handlers[..i] {
                 if a.address == b.address && a.name == b.name {

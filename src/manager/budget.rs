@@ -97,7 +97,7 @@ impl Budget {
                     "disk budget: deleting {} ({}, handler {}) although it was not shipped yet: nothing else is left to free; it will never be shipped (bsc_ship_dropped_total)",
                     victim.path.display(),
                     crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key)
+                    crate::ops::hooks::name_of_key(&key)
                 );
                 forward.ship_dropped(&key);
             }
@@ -108,7 +108,7 @@ impl Budget {
                     "disk budget: deleting {} ({}, handler {}) although its on_close hook {}: nothing else is left to free",
                     victim.path.display(),
                     crate::log::size(victim.bytes),
-                    crate::hooks::name_of_key(&key),
+                    crate::ops::hooks::name_of_key(&key),
                     if running {
                         "still runs (it may not find the file)"
                     } else {

@@ -13,7 +13,7 @@ use super::handler::Cx;
 use super::handlers::Handlers;
 use crate::clock::UnixMicros;
 use crate::config::StorageConfig;
-use crate::hooks::{Hooks, ShipStatus, Shipper};
+use crate::ops::hooks::{Hooks, ShipStatus, Shipper};
 use crate::storage::{ClosedFile, Storage};
 use crate::{info, warn};
 

@@ -3,26 +3,26 @@
 //! manager (its parent module) changes a handler: every mutating method is
 //! `pub(super)`, and the spec is read-only outside.
 //!
-//! The write path: [`Handler::record`] adds a record to `pending` (no syscall):
+//! The write path: `Handler::record` adds a record to `pending` (no syscall):
 //! its header is encoded into the handler's buffer, its payload is referred to
 //! in the receive slot it arrived in, in the batch's [`Gather`] (see
 //! [`crate::manager::pending`]: the borrow of the batch proves the slots are
 //! not read into again before the write); the manager has
-//! [`Handler::flush_from`] write them with one gathering `writev` per batch
+//! `Handler::flush_from` write them with one gathering `writev` per batch
 //! (sooner once the buffer holds [`FLUSH_AT`] bytes of copies), so the kernel
 //! has every record the process has read before bsc sleeps, and a `kill -9`
 //! loses nothing already read. A handler with
 //! framing, checks or transforms first passes each read through its
-//! [`UnitPath`] (see [`crate::telemetry`]): one record per unit it keeps, each
+//! [`UnitPath`] (see [`crate::manager::unit_path`]): one record per unit it keeps, each
 //! stamped with the time of the read that completed it.
 //!
 //! Files are opened when a unit arrives (never empty files for idle links; the
-//! file a crash left open is opened again at start, [`Handler::resume`]) and
+//! file a crash left open is opened again at start, `Handler::resume`) and
 //! closed when their rotation period ends (by the next unit or by the event loop's
 //! timer, whichever comes first), when the next record would take them past
 //! `rotate_max_bytes`, when they hold `rotate_max_packets` records, or on request.
 //!
-//! Naming (one place: [`Handler::open`]): `{seq}` continues after the last number
+//! Naming (one place: `Handler::open`): `{seq}` continues after the last number
 //! the journal recorded for this handler's key (name and address), and a `-N`
 //! suffix continues after the last one used for the same name; neither is ever
 //! reused, so a handler's files sort in time order. A closed file is final: it is
@@ -40,13 +40,13 @@ use super::pending::{Gather, Pending};
 use crate::capture::capturer::Unit;
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
-use crate::ipudp;
+use crate::files::ipudp;
+use crate::files::paths::CapturePath;
+use crate::files::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
 use crate::log::{self, Level};
-use crate::paths::CapturePath;
-use crate::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
+use crate::manager::unit_path::UnitPath;
 use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
-use crate::telemetry::UnitPath;
 use crate::{error, info, warn};
 pub use stats::{HandlerStats, RATE_WINDOW_S, SERIES_S};
 
@@ -100,7 +100,7 @@ pub struct Cx<'a> {
     pub closed: &'a mut Vec<ClosedFile>,
 }
 
-/// What [`Handler::record`] did that the manager must know.
+/// What `Handler::record` did that the manager must know.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
     /// This record is the first pending one: the handler needs a flush this wake-up.
@@ -134,7 +134,7 @@ pub struct Handler {
     /// Framing, checks and transforms (`None`: each read is written as it comes).
     units: Option<Box<UnitPath>>,
     /// Brought back at start-up from the handlers saved over the API
-    /// ([`crate::persist`]), not from the config file or a request of this run.
+    /// ([`crate::storage::persist`]), not from the config file or a request of this run.
     restored: bool,
 }
 
@@ -143,7 +143,7 @@ impl Handler {
     /// `local` is the address its capturer's socket is bound to, if any.
     /// `cx` lends the storage and gives `now`. A file the journal says this
     /// handler's key left open (a crash) is repaired and closed now, unless the
-    /// pattern still gives its name at `now` ([`Handler::resume`] then opens it
+    /// pattern still gives its name at `now` (`Handler::resume` then opens it
     /// again); one that does not exist is forgotten.
     pub(super) fn new(
         spec: HandlerSpec,
@@ -199,7 +199,7 @@ impl Handler {
 
     /// Where the handler came from, as `GET /stats` says it: `config` (the
     /// config file), `api` (a request of this run) or `restored` (saved over
-    /// the API before the last start, see [`crate::persist`]).
+    /// the API before the last start, see [`crate::storage::persist`]).
     pub fn origin(&self) -> &'static str {
         match (self.spec.origin, self.restored) {
             (Origin::ConfigFile, _) => "config",
@@ -289,7 +289,7 @@ impl Handler {
     }
 
     /// Records the units `units` cuts `unit` into, each stamped `at` (the read
-    /// that completed it); see [`crate::telemetry`].
+    /// that completed it); see [`crate::manager::unit_path`].
     fn record_units<'b>(
         &mut self,
         cx: &mut Cx,
@@ -303,7 +303,7 @@ impl Handler {
         let mut outcome = Recorded::default();
         // Without framing the unit is the read: keep what the source cut off.
         let cut = match self.spec.framing {
-            crate::framing::Framing::None => unit.orig_len.saturating_sub(unit.data.len()),
+            crate::units::framing::Framing::None => unit.orig_len.saturating_sub(unit.data.len()),
             _ => 0,
         };
         units.feed(unit.data, unit.stream, &mut |whole, write| {
@@ -497,7 +497,7 @@ impl Handler {
         }
     }
 
-    /// Writes every pending record to the current file (see [`Handler::flush_from`]);
+    /// Writes every pending record to the current file (see `Handler::flush_from`);
     /// outside a drain, when no record refers to the receive slots.
     pub(super) fn flush(&mut self, cx: &mut Cx) -> u64 {
         self.flush_from(cx, &mut Gather::copying())

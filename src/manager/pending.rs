@@ -1,7 +1,7 @@
 //! The records a handler has taken but not yet written: their headers in a
 //! buffer of its own ([`Pending`]), their payloads where they arrived (the
 //! receive slots of [`crate::sys::Batch`]), written together with one
-//! gathering `writev` ([`crate::pcap::PcapFile::append_parts`]). Plain capture
+//! gathering `writev` ([`crate::files::pcap::PcapFile::append_parts`]). Plain capture
 //! copies a datagram once, kernel to slot; the write takes it from there.
 //! Bytes that lie nowhere stable (a unit reassembled across TCP reads,
 //! synthesized IP/UDP headers) are copied into the buffer.
@@ -26,7 +26,7 @@
 use std::io;
 use std::ops::Range;
 
-use crate::pcap::PcapFile;
+use crate::files::pcap::PcapFile;
 
 /// One part of a gathering write.
 #[derive(Clone, Debug)]

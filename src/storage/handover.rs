@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{check_root_trust, dir_of, state_dir::folder_trusted, Storage};
-use crate::pcap::FileId;
+use crate::files::pcap::FileId;
 use crate::{sys, warn};
 
 /// The folder of the state folder where closed files waiting for their hook or

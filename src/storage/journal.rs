@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::naming::LastFile;
 use super::{Span, Storage};
 use crate::config::ShipSpec;
-use crate::pcap::FileId;
+use crate::files::pcap::FileId;
 use crate::{info, sys, warn};
 
 /// One line of the journal.

@@ -65,13 +65,14 @@ use std::time::SystemTime;
 
 use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
-use crate::paths::STATE_DIR;
-use crate::pcap::FileId;
+use crate::files::paths::STATE_DIR;
+use crate::files::pcap::FileId;
 use crate::{sys, warn};
 
 mod handover;
 mod journal;
 mod naming;
+pub mod persist;
 mod queues;
 mod retention;
 mod state_dir;

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::{ClosedFile, Span};
 use crate::config::ShipSpec;
-use crate::pcap::FileId;
+use crate::files::pcap::FileId;
 
 /// A closed file waiting to ship (store and forward).
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMicros;
-use crate::pcap::FileId;
+use crate::files::pcap::FileId;
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::journal::replace_at;
 use super::Storage;
-use crate::paths::STATE_DIR;
+use crate::files::paths::STATE_DIR;
 use crate::{error, sys};
 
 /// bsc's state folder as it holds it: an open handle and its identity, and the

@@ -25,9 +25,9 @@ use super::{
 use crate::config::address::Address;
 use crate::config::choices::{ConnType, Direction, Precision, Timestamps};
 use crate::config::fields::FieldError;
-use crate::framing::Framing;
-use crate::rotation::{RotationRule, RotationUnit};
-use crate::sequence::SequenceCheck;
+use crate::files::rotation::{RotationRule, RotationUnit};
+use crate::units::framing::Framing;
+use crate::units::sequence::SequenceCheck;
 
 /// One handler key.
 pub struct Key {

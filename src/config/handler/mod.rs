@@ -7,7 +7,7 @@
 //! | `keys.rs` | [`KEYS`]: every handler key declared once (name, what it takes, default, doc line, sources, how it is read and shown) |
 //! | `values.rs` | the values that need more than the field reader: names, path patterns, transforms, commands, `sequence_check`, `interface` |
 //! | `metadata.rs` | every other key: metadata, reserved keys, control characters |
-//! | `paths.rs` | the patterns rendered into checked places ([`crate::paths::CapturePath`]) |
+//! | `paths.rs` | the patterns rendered into checked places ([`crate::files::paths::CapturePath`]) |
 //! | `ship.rs` | [`ShipSpec`], store and forward's settings |
 
 mod keys;
@@ -24,11 +24,11 @@ use super::address::Address;
 use super::choices::{ConnType, Direction, Precision, Timestamps};
 use super::fields::{field_err, FieldError, Fields};
 use super::typos;
-use crate::framing::Framing;
-use crate::pattern::Pattern;
-use crate::rotation::{RotationRule, RotationUnit};
-use crate::sequence::SequenceCheck;
-use crate::transform::Transform;
+use crate::files::pattern::Pattern;
+use crate::files::rotation::{RotationRule, RotationUnit};
+use crate::units::framing::Framing;
+use crate::units::sequence::SequenceCheck;
+use crate::units::transform::Transform;
 
 pub use keys::{is_handler_key, Key, Shown, HANDLER_KEYS, KEYS};
 pub use metadata::{metadata_entry, metadata_text, MAX_METADATA_KEYS, MAX_METADATA_VALUE};

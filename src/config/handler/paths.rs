@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 use super::HandlerSpec;
-use crate::paths::{literal_base, CapturePath};
-use crate::pattern::{Pattern, PatternError};
+use crate::files::paths::{literal_base, CapturePath};
+use crate::files::pattern::{Pattern, PatternError};
 
 impl HandlerSpec {
     /// The checked place of file number `seq` of this handler for a unit received
@@ -14,7 +14,7 @@ impl HandlerSpec {
     /// folders), then `path`, then `file_name_pattern`, every code and `{key}`
     /// rendered. Fails, saying why, where a rendered name is empty, `.`, `..`, too
     /// long or has a control character, or the path would be in bsc's state folder
-    /// (see [`crate::paths`]).
+    /// (see [`crate::files::paths`]).
     pub fn file_path(
         &self,
         root: &Path,

@@ -10,9 +10,9 @@ use super::MAX_NAME_LEN;
 use crate::config::address::{validate_host, Address};
 use crate::config::duplicates::read_json;
 use crate::config::fields::{describe, field_err, FieldError};
-use crate::pattern::Pattern;
-use crate::sequence::SequenceCheck;
-use crate::transform::Transform;
+use crate::files::pattern::Pattern;
+use crate::units::sequence::SequenceCheck;
+use crate::units::transform::Transform;
 
 /// Checks a handler name: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no `..`.
 pub fn validate_name(name: &str) -> Result<(), String> {

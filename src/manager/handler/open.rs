@@ -27,7 +27,7 @@ impl Handler {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let (seq, n) = crate::paths::parse_numbered(&name, &pre, &post, has_seq)?;
+                let (seq, n) = crate::files::paths::parse_numbered(&name, &pre, &post, has_seq)?;
                 Some((seq, n, name))
             })
             .max_by_key(|(seq, n, _)| (*seq, *n))?;

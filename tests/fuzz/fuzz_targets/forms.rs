@@ -1,7 +1,7 @@
 //! The three body decoders and the query-string decoder on any bytes and any
 //! content type: an error or a map, never a panic.
 #![no_main]
-use bsc::http::form;
+use bsc::control::http::form;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

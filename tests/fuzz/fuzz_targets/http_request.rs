@@ -1,7 +1,7 @@
 //! HTTP request framing: any bytes give a request, a "need more", or a refusal;
 //! a request never claims more bytes than it was given.
 #![no_main]
-use bsc::http::request::{parse, Parsed};
+use bsc::control::http::request::{parse, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

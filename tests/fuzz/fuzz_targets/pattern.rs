@@ -1,6 +1,6 @@
 //! Path patterns: parse any text; a parsed pattern renders for any instant.
 #![no_main]
-use bsc::pattern::Pattern;
+use bsc::files::pattern::Pattern;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,10 +2,10 @@
 //! a JSON answer (a body in pieces produced whole) with a 2xx/4xx/5xx status; nothing panics. Handlers a request
 //! manages to start are stopped again after each input.
 #![no_main]
-use bsc::api::{self, Context};
+use bsc::control::api::{self, Context};
 use bsc::clock::UnixMicros;
 use bsc::config::StorageConfig;
-use bsc::http::request::{parse, Parsed};
+use bsc::control::http::request::{parse, Parsed};
 use bsc::manager::Manager;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,0 +1,504 @@
+//! The blocking HTTP client: one [`TcpStream`] with timeouts, one request,
+//! `Connection: close` ([`exchange`], the only I/O), the answer framed by
+//! [`parse_answer`] (`Content-Length`, chunked, or to the end) and checked by
+//! [`check_answer`] (2xx JSON, or the error bsc gave), then read into its
+//! [`answers`](crate::control::api::answers) type ([`read`]).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::safe::{one_line, terminal_safe};
+use super::{Call, Target};
+use crate::control::api::answers::{ErrorAnswer, Stats};
+
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long bsc may take to answer (a stop flushes and closes files first).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer read (a `/stats` of thousands of handlers fits).
+const MAX_ANSWER: usize = 64 << 20;
+
+/// Why the client could not do what was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// bsc answered with an error (exit 1).
+    Refused { status: u16, message: String },
+    /// The command line or its environment is wrong (exit 2).
+    Usage(String),
+    /// No connection, no answer in time (exit 3).
+    Unreachable { server: String, reason: String },
+    /// Something answered, but not as bsc does (exit 3).
+    NotBsc { server: String, reason: String },
+}
+
+impl ClientError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Refused { .. } => 1,
+            ClientError::Usage(_) => 2,
+            ClientError::Unreachable { .. } | ClientError::NotBsc { .. } => 3,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ClientError::Refused { status, message } => {
+                write!(f, "refused ({status}): {message}")?;
+                if *status == 401 {
+                    write!(f, " (give the token with --token or BSC_TOKEN)")?;
+                }
+                Ok(())
+            }
+            ClientError::Usage(m) => write!(f, "{m}"),
+            ClientError::Unreachable { server, reason } => write!(
+                f,
+                "cannot reach bsc at {server}: {reason} (is it running? set --server or BSC_SERVER)"
+            ),
+            ClientError::NotBsc { server, reason } => write!(
+                f,
+                "what answers at {server} is not bsc ({reason}); set --server or BSC_SERVER"
+            ),
+        }
+    }
+}
+
+/// An answer: its status and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not a whole answer yet.
+    Partial,
+    Whole(Answer),
+}
+
+/// Frames an answer (by `Content-Length`, or chunked (bsc's large answers);
+/// without either, the body runs to the end of the connection, so `at_eof`
+/// says whether more may come).
+pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if at_eof => {
+            return Err(if bytes.is_empty() {
+                "the connection closed without an answer".into()
+            } else {
+                "the answer ended in its head".into()
+            })
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(format!("not an HTTP answer: {e}")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let length = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("a bad Content-Length")
+        })
+        .transpose()?;
+    let body = &bytes[head_len..];
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    if chunked {
+        return match dechunk(body)? {
+            Some(body) => Ok(Parsed::Whole(Answer { status, body })),
+            None if at_eof => Err("the answer ended before its body did".into()),
+            None => Ok(Parsed::Partial),
+        };
+    }
+    match length {
+        Some(n) if body.len() >= n => Ok(Parsed::Whole(Answer {
+            status,
+            body: body[..n].to_vec(),
+        })),
+        Some(_) if at_eof => Err("the answer ended before its body did".into()),
+        None if at_eof => Ok(Parsed::Whole(Answer {
+            status,
+            body: body.to_vec(),
+        })),
+        _ => Ok(Parsed::Partial),
+    }
+}
+
+/// A chunked body decoded: `None` until its last chunk has arrived. Chunks
+/// are stepped over by their sizes, so asking again as bytes arrive costs a
+/// few steps per chunk, and only the whole body is copied.
+fn dechunk(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut spans = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(eol) = bytes[at..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(&bytes[at..at + eol]);
+        // A chunk extension (`;name=value`) may follow the size.
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size, 16).map_err(|_| format!("a bad chunk size {size:?}"))?;
+        at += eol + 2;
+        if size == 0 {
+            // No trailers from bsc: the empty line ends the body.
+            if bytes.len() < at + 2 {
+                return Ok(None);
+            }
+            let mut body = Vec::with_capacity(spans.iter().map(|(_, n)| n).sum());
+            for (from, n) in spans {
+                body.extend_from_slice(&bytes[from..from + n]);
+            }
+            return Ok(Some(body));
+        }
+        if bytes.len() < at + size + 2 {
+            return Ok(None);
+        }
+        if &bytes[at + size..at + size + 2] != b"\r\n" {
+            return Err("a chunk does not end where its size says".into());
+        }
+        spans.push((at, size));
+        at += size + 2;
+    }
+}
+
+/// An answer checked: 2xx with a JSON body, or the error bsc gave.
+pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError> {
+    if !(200..600).contains(&answer.status) {
+        return Err(ClientError::NotBsc {
+            server: server.to_string(),
+            reason: format!("it answered with status {}", answer.status),
+        });
+    }
+    // Every string printed from here on is the answer's, escaped once.
+    let json: Option<Value> = serde_json::from_slice(&answer.body).ok().map(terminal_safe);
+    if (200..300).contains(&answer.status) {
+        return json.ok_or_else(|| ClientError::NotBsc {
+            server: server.to_string(),
+            reason: format!("answer {} is not JSON", answer.status),
+        });
+    }
+    let error = json.and_then(|j| serde_json::from_value::<ErrorAnswer>(j).ok());
+    let message = match error {
+        // One line, whatever the server sent: escaped by `terminal_safe`.
+        Some(e) => e.error.into_owned(),
+        None => {
+            let text = String::from_utf8_lossy(&answer.body);
+            let text = text.trim();
+            if text.is_empty() {
+                crate::control::http::response::reason(answer.status).to_string()
+            } else {
+                one_line(text, 200)
+            }
+        }
+    };
+    Err(ClientError::Refused {
+        status: answer.status,
+        message,
+    })
+}
+
+/// A checked answer (a JSON object) read into its type: what bsc sends, or
+/// exit 3 (an answer of another shape is not bsc's). Fields an older bsc did
+/// not send read as empty ([`crate::control::api::answers`]). Read from the object
+/// itself, so serde's reading of a struct from an array, which bsc's answers
+/// never need, is not in the binary.
+pub fn read<T: DeserializeOwned>(answer: Value, server: &str) -> Result<T, ClientError> {
+    match answer {
+        Value::Object(map) => T::deserialize(map).map_err(|e| not_shaped(server, e.to_string())),
+        _ => Err(not_shaped(server, "not an object".into())),
+    }
+}
+
+/// A checked answer that is a list of objects, each read as [`read`] does.
+pub fn read_list<T: DeserializeOwned>(answer: Value, server: &str) -> Result<Vec<T>, ClientError> {
+    match answer {
+        Value::Array(items) => items.into_iter().map(|v| read(v, server)).collect(),
+        _ => Err(not_shaped(server, "not a list".into())),
+    }
+}
+
+/// `GET /stats` read: per address key, its entries.
+pub fn read_stats(answer: Value, server: &str) -> Result<Stats<'static>, ClientError> {
+    match answer {
+        Value::Object(groups) => groups
+            .into_iter()
+            .map(|(key, entries)| Ok((key, read_list(entries, server)?)))
+            .collect(),
+        _ => Err(not_shaped(server, "not an object".into())),
+    }
+}
+
+fn not_shaped(server: &str, why: String) -> ClientError {
+    ClientError::NotBsc {
+        server: server.to_string(),
+        reason: format!("its answer is not shaped as bsc's: {why}"),
+    }
+}
+
+/// An I/O error as an operator reads it ("connection refused").
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "no answer in time".into(),
+        io::ErrorKind::ConnectionReset => "the connection was reset".into(),
+        _ => {
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+                None => text.to_string(),
+            }
+        }
+    }
+}
+
+/// Sends one request and returns the checked answer's JSON.
+pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
+    check_answer(&exchange(target, call)?, &target.to_string())
+}
+
+/// Sends one request and reads its answer (the thin I/O part).
+pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
+    let server = target.to_string();
+    let unreachable = |reason: String| ClientError::Unreachable {
+        server: server.clone(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            unreachable(format!(
+                "cannot resolve {:?}: {}",
+                target.host,
+                describe_io(&e)
+            ))
+        })?
+        .collect();
+    let mut last = unreachable(format!("{:?} has no address", target.host));
+    let mut stream = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = unreachable(describe_io(&e)),
+        }
+    }
+    let mut stream = stream.ok_or(last)?;
+    let io = |e: io::Error| unreachable(describe_io(&e));
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    stream.write_all(&call.encode(target)).map_err(io)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    // One deadline for the whole answer, however slowly it drips.
+    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
+    let answer = loop {
+        let left = deadline.saturating_duration_since(crate::clock::monotonic());
+        if left.is_zero() {
+            return Err(io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no whole answer within {} s", ANSWER_TIMEOUT.as_secs()),
+            )));
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let not_bsc = |reason: String| ClientError::NotBsc {
+            server: server.clone(),
+            reason,
+        };
+        if buf.len() > MAX_ANSWER {
+            return Err(not_bsc("the answer is larger than 64 MiB".into()));
+        }
+        match parse_answer(&buf, n == 0).map_err(not_bsc)? {
+            Parsed::Whole(a) => break a,
+            Parsed::Partial => {}
+        }
+    };
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chunked_answers_are_read_whole_once_their_last_chunk_arrives() {
+        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\na;x=1\r\n\":[1,2,3]}\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_answer(whole, false),
+            Ok(Parsed::Whole(Answer {
+                status: 200,
+                body: b"{\"a\":[1,2,3]}".to_vec()
+            }))
+        );
+        for cut in [40, whole.len() - 3, whole.len() - 1] {
+            assert_eq!(
+                parse_answer(&whole[..cut], false),
+                Ok(Parsed::Partial),
+                "{cut}"
+            );
+            assert!(parse_answer(&whole[..cut], true).is_err(), "{cut}");
+        }
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert!(parse_answer(bad, false).is_err());
+        let long = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n";
+        assert!(parse_answer(long, false).is_err());
+    }
+
+    #[test]
+    fn answers_are_framed_by_content_length() {
+        let whole =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
+        assert_eq!(
+            parse_answer(whole, false),
+            Ok(Parsed::Whole(Answer {
+                status: 200,
+                body: b"[]".to_vec()
+            }))
+        );
+        assert_eq!(
+            parse_answer(&whole[..whole.len() - 1], false),
+            Ok(Parsed::Partial)
+        );
+        assert!(parse_answer(&whole[..whole.len() - 1], true).is_err());
+        assert_eq!(parse_answer(b"HTTP/1.1 2", false), Ok(Parsed::Partial));
+        assert!(parse_answer(b"", true)
+            .unwrap_err()
+            .contains("without an answer"));
+        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
+        // Without a length the body runs to the end.
+        assert_eq!(
+            parse_answer(b"HTTP/1.0 200 OK\r\n\r\n{}", true),
+            Ok(Parsed::Whole(Answer {
+                status: 200,
+                body: b"{}".to_vec()
+            }))
+        );
+    }
+
+    #[test]
+    fn errors_carry_bsc_text_and_exit_codes() {
+        let refused = check_answer(
+            &Answer {
+                status: 409,
+                body: br#"{"error":"handler \"x\" already writes a.pcap"}"#.to_vec(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            r#"refused (409): handler "x" already writes a.pcap"#
+        );
+        assert_eq!(refused.exit_code(), 1);
+        let auth = check_answer(
+            &Answer {
+                status: 401,
+                body: br#"{"error":"no"}"#.to_vec(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert!(auth
+            .to_string()
+            .ends_with("(give the token with --token or BSC_TOKEN)"));
+        let html = check_answer(
+            &Answer {
+                status: 500,
+                body: b"<html>\n oops</html>".to_vec(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert_eq!(html.to_string(), r"refused (500): <html>\n oops</html>");
+        let not_json = check_answer(
+            &Answer {
+                status: 200,
+                body: b"hello".to_vec(),
+            },
+            "h:1",
+        )
+        .unwrap_err();
+        assert_eq!(not_json.exit_code(), 3);
+        assert_eq!(
+            check_answer(
+                &Answer {
+                    status: 201,
+                    body: b"[1]".to_vec()
+                },
+                "h:1"
+            ),
+            Ok(json!([1]))
+        );
+        let down = ClientError::Unreachable {
+            server: "127.0.0.1:8080".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(
+            down.to_string(),
+            "cannot reach bsc at 127.0.0.1:8080: connection refused (is it running? set --server or BSC_SERVER)"
+        );
+        assert_eq!(down.exit_code(), 3);
+        assert_eq!(ClientError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(
+            describe_io(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
+            "no route to host"
+        );
+    }
+
+    #[test]
+    fn answers_are_read_from_objects_only() {
+        use crate::control::api::answers::{Rotated, StatsEntry};
+        let rotated: Vec<Rotated> = read_list(
+            json!([{"name": "tlm", "address": ["", 8500], "previous_file": null,
+                    "log_file_path": "/d/1.pcap"}]),
+            "h:1",
+        )
+        .unwrap();
+        assert_eq!(
+            (rotated[0].name.as_ref(), rotated[0].address.1),
+            ("tlm", 8500)
+        );
+        let stats = read_stats(
+            json!({"['', 8500]": [{"name": "tlm", "packets": 2}]}),
+            "h:1",
+        )
+        .unwrap();
+        assert_eq!(stats["['', 8500]"][0].packets, 2);
+        // A struct as an array (serde would take it), a list that is not: not bsc.
+        for bad in [json!(["tlm", ["", 8500]]), json!({"name": 5})] {
+            let e = read::<StatsEntry>(bad, "h:1").unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{e}");
+        }
+        assert!(read_list::<Rotated>(json!({}), "h:1").is_err());
+    }
+}
