@@ -113,29 +113,43 @@ pub struct Recorded {
 #[derive(Debug)]
 pub struct Handler {
     spec: HandlerSpec,
-    root: PathBuf,
-    link: LinkType,
-    /// The capturer's local address (destination of `record_source` headers).
-    local: Option<SocketAddr>,
+    /// Where and how its records are written.
+    output: Output,
     file: Option<CurrentFile>,
     /// Whether this handler has opened a file yet (only its first may append).
     opened_any: bool,
     /// Records taken, not yet written (see [`Pending`]).
     pending: Pending,
-    /// Most pending own bytes since the last [`Handler::maintain`].
-    pending_peak: usize,
-    /// After a failed open or write, no new attempt before this instant.
-    retry_open_at: Option<UnixMicros>,
+    /// Whether it can write now, and why not.
+    health: Health,
     stats: HandlerStats,
-    /// Why writing fails, while it does (cleared by the next successful write).
-    degraded: Option<String>,
-    /// Set by the disk budget: units are counted as lost instead of written.
-    suspended: bool,
     /// Framing, checks and transforms (`None`: each read is written as it comes).
     units: Option<Box<UnitPath>>,
     /// Brought back at start-up from the handlers saved over the API
     /// ([`crate::storage::persist`]), not from the config file or a request of this run.
     restored: bool,
+}
+
+/// Where and how a handler's records are written: fixed when it starts.
+#[derive(Debug)]
+struct Output {
+    root: PathBuf,
+    link: LinkType,
+    /// The capturer's local address (destination of `record_source` headers).
+    local: Option<SocketAddr>,
+}
+
+/// Whether a handler can write now, and why not.
+#[derive(Debug, Default)]
+struct Health {
+    /// After a failed open or write, no new attempt before this instant.
+    retry_open_at: Option<UnixMicros>,
+    /// Why writing fails, while it does (cleared by the next successful write).
+    degraded: Option<String>,
+    /// Set by the disk budget: units are counted as lost instead of written.
+    suspended: bool,
+    /// Most pending own bytes since the last [`Handler::maintain`].
+    pending_peak: usize,
 }
 
 impl Handler {
@@ -160,17 +174,16 @@ impl Handler {
             (ConnType::Udp, false, _) | (ConnType::Tcp, _, _) => LinkType::User0,
         };
         let mut h = Handler {
-            root: root.to_path_buf(),
-            link,
-            local,
+            output: Output {
+                root: root.to_path_buf(),
+                link,
+                local,
+            },
             file: None,
             opened_any: false,
             pending: Pending::default(),
-            pending_peak: 0,
-            retry_open_at: None,
+            health: Health::default(),
             stats: HandlerStats::new(now),
-            degraded: None,
-            suspended: false,
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
             restored: false,
             spec,
@@ -220,12 +233,12 @@ impl Handler {
 
     /// Why writing fails, while it does.
     pub fn degraded(&self) -> Option<&str> {
-        self.degraded.as_deref()
+        self.health.degraded.as_deref()
     }
 
     /// Whether the disk budget has stopped this handler writing.
     pub fn suspended(&self) -> bool {
-        self.suspended
+        self.health.suspended
     }
 
     /// The handler's key in the journal: its name and address.
@@ -242,7 +255,7 @@ impl Handler {
 
     /// Set by the disk budget.
     pub(super) fn set_suspended(&mut self, suspended: bool) {
-        self.suspended = suspended;
+        self.health.suspended = suspended;
     }
 
     /// Takes one received unit. Returns what the manager must arrange (a flush,
@@ -270,7 +283,7 @@ impl Handler {
             _ => unit.read_at,
         };
         let ts = at.micros();
-        let source = match (self.link, unit.peer) {
+        let source = match (self.output.link, unit.peer) {
             (LinkType::Ipv4 | LinkType::Ipv6, Peer::Inet(src)) => Some(src),
             _ => None,
         };
@@ -279,7 +292,7 @@ impl Handler {
             self.units = Some(units);
             return outcome;
         }
-        if self.suspended {
+        if self.health.suspended {
             self.stats.count(ts, unit.orig_len);
             self.stats.records_lost += 1;
             return Recorded::default();
@@ -314,7 +327,7 @@ impl Handler {
                 return;
             };
             self.stats.count(ts, whole.len() + cut);
-            if self.suspended {
+            if self.health.suspended {
                 self.stats.records_lost += 1;
                 return;
             }
@@ -356,7 +369,7 @@ impl Handler {
         let ts = at.micros();
         let precision = self.spec.timestamp_precision;
         let mut outcome = Recorded::default();
-        let headers = match self.link {
+        let headers = match self.output.link {
             LinkType::Ipv4 => ipudp::V4_HEADERS,
             LinkType::Ipv6 => ipudp::V6_HEADERS,
             LinkType::User0 | LinkType::Ethernet => 0,
@@ -373,7 +386,7 @@ impl Handler {
             self.rotate(cx, reason);
         }
         if self.file.is_none() {
-            if self.retry_open_at.is_some_and(|t| ts < t) {
+            if self.health.retry_open_at.is_some_and(|t| ts < t) {
                 self.stats.records_lost += 1;
                 return outcome;
             }
@@ -420,7 +433,7 @@ impl Handler {
         if headers > 0 {
             let unspecified = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             let src = source.unwrap_or(unspecified);
-            let dst = self.local.unwrap_or(unspecified);
+            let dst = self.output.local.unwrap_or(unspecified);
             ipudp::write_headers(self.pending.own(), src, dst, data);
         }
         self.pending
@@ -514,7 +527,7 @@ impl Handler {
     /// `degraded`, and the file is closed: the first unit a second or more later
     /// opens the next one. Returns the number of bytes written.
     pub(super) fn flush_from(&mut self, cx: &mut Cx, gather: &mut Gather<'_>) -> u64 {
-        self.pending_peak = self.pending_peak.max(self.pending.own_len());
+        self.health.pending_peak = self.health.pending_peak.max(self.pending.own_len());
         if self.pending.is_empty() {
             return 0;
         }
@@ -528,7 +541,7 @@ impl Handler {
         match self.pending.write_to(&mut f.file, gather) {
             Ok(bytes) => {
                 written = bytes;
-                if let Some(why) = self.degraded.take() {
+                if let Some(why) = self.health.degraded.take() {
                     info!(
                         "handler {}: writing again ({} after: {why})",
                         self.spec.name,
@@ -557,8 +570,8 @@ impl Handler {
                         log::count(records, "record"),
                     ),
                 );
-                self.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
-                self.degraded = Some(why);
+                self.health.retry_open_at = f.last_ts.map(|t| t.plus_micros(OPEN_RETRY_US));
+                self.health.degraded = Some(why);
                 self.close(cx);
             }
         }
@@ -581,7 +594,7 @@ impl Handler {
 
     /// The root folder files are written under.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.output.root
     }
 
     /// The file being written now, if one is open.

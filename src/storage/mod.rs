@@ -540,44 +540,6 @@ impl Storage {
         self.unpin_if_unused(path, id);
         true
     }
-
-    /// Deletes a file bsc created: only below the trusted folder it was created in
-    /// (the root, or a folder the config file names), never through a link, and
-    /// never in bsc's state folder. Journals the deletion (also when it was gone).
-    pub fn remove(&mut self, f: &OwnFile) -> io::Result<()> {
-        let refuse = |why: &str| {
-            Err(io::Error::other(format!(
-                "refusing to delete {}: {why}",
-                f.path.display()
-            )))
-        };
-        if f.path.starts_with(self.root.join(STATE_DIR)) {
-            return refuse("it is in bsc's state folder");
-        }
-        let (dir, name) = dir_of(&f.trusted, &f.path)?;
-        let result = match sys::identity_at(&dir, &name) {
-            // Not the file bsc closed: someone put another under its name (a
-            // freed inode number can come back at once, so the size, final since
-            // the close, is compared too).
-            Ok((now, size)) if f.id.is_some_and(|id| id != now) || size != f.bytes => {
-                self.gone(&f.path);
-                return refuse("it was replaced by another file since bsc closed it; left alone");
-            }
-            Ok(_) => sys::unlink_at(&dir, &name),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                self.gone(&f.path);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.gone(&f.path);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// The folder of `path` (opened below `trusted` without following links) and the

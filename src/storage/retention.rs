@@ -1,14 +1,19 @@
-//! What bsc may delete and when: retention per handler ([`excess`], pure
+//! What bsc may delete, when, and how: retention per handler ([`excess`], pure
 //! arithmetic over its closed files, oldest first: `max_files`, `max_bytes`,
-//! `max_age`) and the disk budget ([`DiskBudget`]).
+//! `max_age`), the disk budget ([`DiskBudget`]), and the deletion itself
+//! ([`Storage::remove`]: confined, never through a link, journaled).
 
+use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::{dir_of, Storage};
 use crate::clock::UnixMicros;
+use crate::files::paths::STATE_DIR;
 use crate::files::pcap::FileId;
+use crate::sys;
 
 /// A closed capture file that a handler created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,5 +106,45 @@ pub fn system_time(t: UnixMicros) -> SystemTime {
         SystemTime::UNIX_EPOCH + since
     } else {
         SystemTime::UNIX_EPOCH - since
+    }
+}
+
+impl Storage {
+    /// Deletes a file bsc created: only below the trusted folder it was created in
+    /// (the root, or a folder the config file names), never through a link, and
+    /// never in bsc's state folder. Journals the deletion (also when it was gone).
+    pub fn remove(&mut self, f: &OwnFile) -> io::Result<()> {
+        let refuse = |why: &str| {
+            Err(io::Error::other(format!(
+                "refusing to delete {}: {why}",
+                f.path.display()
+            )))
+        };
+        if f.path.starts_with(self.root.join(STATE_DIR)) {
+            return refuse("it is in bsc's state folder");
+        }
+        let (dir, name) = dir_of(&f.trusted, &f.path)?;
+        let result = match sys::identity_at(&dir, &name) {
+            // Not the file bsc closed: someone put another under its name (a
+            // freed inode number can come back at once, so the size, final since
+            // the close, is compared too).
+            Ok((now, size)) if f.id.is_some_and(|id| id != now) || size != f.bytes => {
+                self.gone(&f.path);
+                return refuse("it was replaced by another file since bsc closed it; left alone");
+            }
+            Ok(_) => sys::unlink_at(&dir, &name),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.gone(&f.path);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.gone(&f.path);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -81,11 +81,11 @@ impl Handler {
         // Every second, not only at a close: a file retention had to spare
         // (its hook ran, it shipped) goes once it may, and `max_age` ages.
         self.enforce_retention(cx);
-        let keep = self.pending_peak.max(IDLE_CAPACITY);
+        let keep = self.health.pending_peak.max(IDLE_CAPACITY);
         if self.pending.capacity() > keep {
             self.pending.shrink_to(keep);
         }
-        self.pending_peak = 0;
+        self.health.pending_peak = 0;
     }
 
     /// If the open file was deleted (or its name or folder removed or moved), it
@@ -126,7 +126,7 @@ impl Handler {
                 );
             }
         }
-        self.degraded = Some(format!("{} vanished while open", path.display()));
+        self.health.degraded = Some(format!("{} vanished while open", path.display()));
         cx.files.gone(&path);
     }
 

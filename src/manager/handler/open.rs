@@ -12,7 +12,7 @@ impl Handler {
         const MARK: &str = "\u{1}";
         let t = now.to_datetime();
         let template = self.spec.file_name_template(t, MARK)?;
-        let place = self.spec.file_path(&self.root, t, 1).ok()?;
+        let place = self.spec.file_path(&self.output.root, t, 1).ok()?;
         let (pre, post, has_seq) = match template.split_once(MARK) {
             Some((pre, post)) => (pre.to_string(), post.to_string(), true),
             None => (template.clone(), String::new(), false),
@@ -36,7 +36,7 @@ impl Handler {
             // AIT does, if it is not final and has bsc's header.
             return None;
         }
-        let unnumbered = self.spec.file_path(&self.root, t, seq.max(1)).ok()?;
+        let unnumbered = self.spec.file_path(&self.output.root, t, seq.max(1)).ok()?;
         let found = LastFile {
             path: folder.join(&name),
             trusted: place.base().to_path_buf(),
@@ -93,7 +93,7 @@ impl Handler {
     ) -> Result<(CapturePath, u64, u32), String> {
         let last = files.last(&self.journal_key());
         let seq = last.as_ref().map_or(1, |l| l.seq + 1);
-        let place = self.spec.file_path(&self.root, t, seq)?;
+        let place = self.spec.file_path(&self.output.root, t, seq)?;
         let n = match last {
             Some(l) if l.unnumbered == place.full() => l.n + 1,
             _ => 0,
@@ -137,14 +137,19 @@ impl Handler {
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o200 == 0);
         let same_name = self
             .spec
-            .file_path(&self.root, now.to_datetime(), last.seq)
+            .file_path(&self.output.root, now.to_datetime(), last.seq)
             .is_ok_and(|p| p.full() == last.unnumbered);
         // A file left at the other precision or link type (the config changed
         // while bsc was stopped) is never appended to: it is closed like any
         // other.
         let own_header = || {
             crate::storage::dir_of(&last.trusted, &last.path).is_ok_and(|(dir, name)| {
-                pcap::starts_with_header(&dir, &name, self.link, self.spec.timestamp_precision)
+                pcap::starts_with_header(
+                    &dir,
+                    &name,
+                    self.output.link,
+                    self.spec.timestamp_precision,
+                )
             })
         };
         if may_resume && same_name && !is_final && own_header() {
@@ -185,7 +190,7 @@ impl Handler {
         for precision in precisions {
             if is_final {
                 let Ok(Some((scan, id, bytes))) =
-                    pcap::scan_final(&dir, &name, self.link, precision)
+                    pcap::scan_final(&dir, &name, self.output.link, precision)
                 else {
                     continue;
                 };
@@ -198,7 +203,7 @@ impl Handler {
             }
             let path = last.path.clone();
             let Ok(Attempt::Ready(f, how)) =
-                PcapFile::open(&dir, &name, path, self.link, precision, true, &busy)
+                PcapFile::open(&dir, &name, path, self.output.link, precision, true, &busy)
             else {
                 continue;
             };
@@ -260,7 +265,7 @@ impl Handler {
         let found = match &resume {
             Some(l) => self
                 .spec
-                .file_path(&self.root, t, l.seq)
+                .file_path(&self.output.root, t, l.seq)
                 .map(|p| (p, l.seq, l.n)),
             None => self.next_place(cx.files, t),
         }
@@ -305,7 +310,7 @@ impl Handler {
             records_checked: 0,
         });
         self.opened_any = true;
-        self.retry_open_at = None;
+        self.health.retry_open_at = None;
         self.stats.files_opened += 1;
         self.enforce_retention(cx);
         Ok(rotate_at)
@@ -367,7 +372,7 @@ impl Handler {
                     &dir,
                     name,
                     path.clone(),
-                    self.link,
+                    self.output.link,
                     self.spec.timestamp_precision,
                     !self.opened_any,
                     &|id| files.is_busy(id),
@@ -421,14 +426,14 @@ impl Handler {
         // A forced rotation always gives a new file, never the one a crash left.
         self.settle_left_open(cx, now, false);
         self.opened_any = true;
-        self.retry_open_at = None;
+        self.health.retry_open_at = None;
         self.open(cx, now)
     }
 
     pub(super) fn open_failed(&mut self, ts: UnixMicros, why: &str) {
         self.stats.write_errors += 1;
-        self.degraded = Some(why.to_string());
-        self.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
+        self.health.degraded = Some(why.to_string());
+        self.health.retry_open_at = Some(ts.plus_micros(OPEN_RETRY_US));
         let key = format!("open {}", self.spec.name);
         log::limited(
             &key,
@@ -458,7 +463,7 @@ impl Handler {
         {
             if self
                 .spec
-                .file_path(&self.root, now.to_datetime(), l.seq)
+                .file_path(&self.output.root, now.to_datetime(), l.seq)
                 .is_ok_and(|p| p.full() == l.unnumbered)
             {
                 return Ok(l.path);
