@@ -155,15 +155,17 @@ impl Manager {
             forward,
             ..
         } = self;
+        // The wall clock's now for what handlers close during this drain (its
+        // journaled closing time): read once, not per unit.
+        let wall = clock().micros();
         let drained = capturers.read(cid, registry, now, &clock, |units, gathers| {
             let ids = units.handlers();
             let mut cx = Cx {
                 files: storage,
-                now: clock().micros(),
+                now: wall,
                 closed: forward.outbox(),
             };
             for unit in units.by_ref() {
-                cx.now = unit.read_at.micros();
                 for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
                     budget.wrote_early(handlers.deliver(hid, &unit, gather, &mut cx));
                 }

@@ -244,6 +244,23 @@ fn a_driven_clock_rotates_by_the_calendar_and_exists_only_when_asked_for() {
     );
     let bad = bsc.form("POST", "/debug/clock", "advance=-1");
     assert_eq!(bad.0, 400, "{}", bad.1);
+    // Moves past what names and timestamps hold are refused, and the clock is
+    // left where it was (it was clamped silently, then set wrong, before).
+    for form in [
+        "set=0001-01-01T00:00:00Z",
+        "set=1969-12-31T23:59:59Z",
+        "set=9999-12-31T23:59:59Z",
+        "advance=18446744073709551615",
+        "advance=3155760001",
+    ] {
+        let bad = bsc.form("POST", "/debug/clock", form);
+        assert_eq!(bad.0, 400, "{form}: {}", bad.1);
+    }
+    let still = set_clock(port_http, "2031-05-06T07:59:58Z");
+    assert!(
+        (1_935_820_798_000_000..1_935_820_798_500_000).contains(&still),
+        "{still}: a set lands on the time asked"
+    );
     send(&bsc, port, 0);
     // An hour's file, named and stamped on the driven clock; its end comes
     // with the clock, not with the wall.

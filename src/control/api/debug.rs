@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::clock::{self, UnixNanos};
+use crate::clock::{self, UnixMicros, UnixNanos};
 use crate::control::http::request::Request;
 use crate::control::http::response::Response;
 
@@ -36,21 +36,69 @@ pub(super) fn clock(req: &Request) -> Response {
                 let why = "is not a number of seconds (SECONDS[.fraction], 0 or more)";
                 return Response::error(400, format!("advance: {secs:?} {why}"));
             };
-            clock::move_to(|offset, _| offset.advance(by))
+            if by > MAX_STEP {
+                let why = format!("is more than {} s (100 years)", MAX_STEP.as_secs());
+                return Response::error(400, format!("advance: {secs:?} {why}"));
+            }
+            move_within_range(|offset, _| offset.advance(by))
         }
         (None, Some(at)) => {
             let Some(to) = crate::control::client::parse_rfc3339(&at) else {
                 let why = "is not an RFC 3339 UTC time (2026-11-28T10:00:00Z)";
                 return Response::error(400, format!("set: {at:?} {why}"));
             };
-            clock::move_to(|offset, now| offset.set(now.into(), UnixNanos::from(to)))
+            if !(EARLIEST..=LATEST).contains(&to) {
+                let why = "is outside 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z";
+                return Response::error(400, format!("set: {at:?} {why}"));
+            }
+            move_within_range(|offset, now| offset.set(now.into(), UnixNanos::from(to)))
         }
         _ => return Response::error(400, "give one of advance=SECONDS or set=RFC3339"),
     };
     match moved {
-        Some(now) => Response::json(200, &json!({"now": now.to_rfc3339(), "unix_micros": now.0})),
+        Some(Ok(now)) => {
+            Response::json(200, &json!({"now": now.to_rfc3339(), "unix_micros": now.0}))
+        }
+        Some(Err(why)) => Response::error(400, why),
         None => Response::error(404, "the clock is not driven (BSC_DEBUG_CLOCK=1)"),
     }
+}
+
+/// The longest single step of `advance`.
+const MAX_STEP: Duration = Duration::from_secs(100 * 31_557_600);
+/// The range a driven clock may read (what file names and PCAP timestamps
+/// hold without wrapping or clamping).
+const EARLIEST: UnixMicros = UnixMicros(0);
+const LATEST: UnixMicros = UnixMicros(7_258_118_400_000_000); // 2200-01-01T00:00:00Z
+
+/// Moves the driven clock with `change`, unless the clock would then read a
+/// time outside [`EARLIEST`]..=[`LATEST`] (it is left as it is, and why is
+/// returned). `None`: the clock is not driven.
+fn move_within_range(
+    change: impl FnOnce(clock::Offset, UnixMicros) -> clock::Offset,
+) -> Option<Result<UnixMicros, String>> {
+    let mut refused = None;
+    let moved = clock::move_to(|offset, now| {
+        let next = change(offset, now);
+        let reads = UnixMicros(
+            now.0
+                .saturating_add((next.wall_nanos - offset.wall_nanos) / 1000),
+        );
+        if (EARLIEST..=LATEST).contains(&reads) {
+            next
+        } else {
+            refused = Some(format!(
+                "the clock would read {}, outside 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z; left at {}",
+                reads.to_rfc3339(),
+                now.to_rfc3339()
+            ));
+            offset
+        }
+    })?;
+    Some(match refused {
+        Some(why) => Err(why),
+        None => Ok(moved),
+    })
 }
 
 /// `SECONDS[.fraction]` (at most nanoseconds) as a duration.
