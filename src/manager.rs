@@ -9,8 +9,8 @@
 //! - only the manager changes a handler (its mutators are visible here only);
 //!   it lends a handler the storage for each operation ([`handler::Cx`]) and
 //!   hands the files it closed (its events) to store and forward;
-//! - each part has one owner: the handlers, their pending writes and rotation
-//!   timers `handlers::Handlers`; the journal and its queues
+//! - each part has one owner: the handlers and their rotation timers
+//!   `handlers::Handlers`; the journal and its queues
 //!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
 //!   and ship commands `forward::Forward`;
 //! - the records a drain takes from a batch are written before the batch is
