@@ -159,7 +159,7 @@ fn run_once(dir: &Path, port: u16, precision: &str, payload: &[u8], crash: bool)
         std::thread::sleep(std::time::Duration::from_millis(20));
         pcap_files(&root)
             .iter()
-            .any(|p| count_records(p) > 0 && read_pcap(p).2.iter().any(|r| r.data == payload))
+            .any(|p| records_so_far(p).iter().any(|r| r.data == payload))
     });
     if crash {
         bsc.signal(9);

@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// Bytes of every record of a file, concatenated, and the records' lengths.
+/// Bytes of every record of a finished file, concatenated, and the records'
+/// lengths.
 fn stream_of(path: &Path) -> (Vec<u8>, Vec<usize>) {
     let (_, _, records) = read_pcap(path);
     let lens = records.iter().map(|r| r.data.len()).collect();
     (records.into_iter().flat_map(|r| r.data).collect(), lens)
+}
+
+/// Bytes in the whole records of a file bsc is still writing.
+fn bytes_so_far(path: &Path) -> usize {
+    records_so_far(path).iter().map(|r| r.data.len()).sum()
 }
 
 /// Accepts one connection and writes `data` in random-size writes.
@@ -51,7 +57,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     let conn = serve(&listener, &first, &mut rng);
     let path = root.join("modem.pcap");
     wait_until("the first MiB on disk", || {
-        path.exists() && stream_of(&path).0.len() >= first.len()
+        bytes_so_far(&path) >= first.len()
     });
     assert_eq!(stats_of(&bsc, port)["connected"], true);
 
@@ -71,7 +77,7 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     // Served from a thread: its accept waits for bsc, which waits for its clock.
     let peer = std::thread::spawn(move || serve(&listener, &second, &mut rng));
     wait_advancing(bsc.http_port, 0.5, "the second MiB on disk", || {
-        stream_of(&path).0.len() >= both.len()
+        bytes_so_far(&path) >= both.len()
     });
     let conn = peer.join().unwrap();
     let stats = stats_of(&bsc, port);

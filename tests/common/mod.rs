@@ -579,6 +579,30 @@ pub fn read_pcap(path: &Path) -> (u32, u32, Vec<Record>) {
     (h.datalink.into(), h.snaplen, out)
 }
 
+/// The whole records a file holds so far: for polling a file bsc is still
+/// writing, where a reader can meet the last record half copied (the kernel
+/// grows a file page by page within one write). Stops at a torn or malformed
+/// tail; empty if the file or its header is not there yet. Check a finished
+/// file with [`read_pcap`], which tolerates nothing.
+pub fn records_so_far(path: &Path) -> Vec<Record> {
+    let Ok(f) = File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut r) = PcapReader::new(f) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(Record {
+            ts_us: p.timestamp.as_micros() as u64,
+            ts_ns: p.timestamp.as_nanos() as u64,
+            orig_len: p.orig_len,
+            data: p.data.into_owned(),
+        });
+    }
+    out
+}
+
 /// The payloads of a whole PCAP file's records ([`read_pcap`]).
 pub fn payloads_of(path: &Path) -> Vec<Vec<u8>> {
     read_pcap(path).2.into_iter().map(|r| r.data).collect()
