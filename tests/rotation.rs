@@ -137,6 +137,8 @@ fn a_file_full_by_count_is_final_at_once_not_at_the_next_unit() {
         std::fs::metadata(&first).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o440)
     });
     assert_eq!(count_records(&first), 3);
+    // The log line comes just after the file is made read-only, through a pipe.
+    bsc.wait_log("closed");
     assert_eq!(bsc.log_matching("closed").len(), 1, "{:?}", bsc.log());
     assert!(!root.join("h-0002.pcap").exists());
     assert!(bsc.stop().success());

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,7 +83,10 @@ pub fn free_tcp_port() -> u16 {
 /// A running bsc process whose stderr lines are collected.
 pub struct Bsc {
     pub child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Log>>,
+    /// The test's end of bsc's stderr pipe (owned by the reader thread; open
+    /// while `Log::ended` is false).
+    stderr_fd: i32,
     /// Reads stderr until bsc exits (and its end of the pipe closes).
     reader: Option<std::thread::JoinHandle<()>>,
     /// Port of its management API (when started through [`Bsc::with_config`]).
@@ -117,17 +121,15 @@ impl Bsc {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start bsc");
-        let lines = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Log::default()));
         let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let stderr_fd = stderr.as_raw_fd();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || Log::collect(stderr, &sink));
         Bsc {
             child,
-            lines,
+            log,
+            stderr_fd,
             reader: Some(reader),
             http_port: 8080,
         }
@@ -211,9 +213,20 @@ impl Bsc {
         self.child.id() as i32
     }
 
-    /// Every stderr line so far.
+    /// Every stderr line bsc has written so far: waits (briefly) until the
+    /// reader has taken in everything the pipe holds, so a line bsc wrote
+    /// before something the test saw (a file made read-only, an answer) is
+    /// there even when the reader thread lags on a busy machine.
     pub fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        let start = Instant::now();
+        loop {
+            let log = self.log.lock().unwrap();
+            if log.ended || pipe_holds(self.stderr_fd) == 0 || start.elapsed() > PATIENCE {
+                return log.lines.clone();
+            }
+            drop(log);
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Lines containing `needle`.
@@ -289,6 +302,70 @@ impl Bsc {
             let _ = reader.join();
         }
         status.unwrap()
+    }
+}
+
+/// What bsc wrote on stderr, line by line.
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    /// Bytes of a line not ended yet.
+    partial: Vec<u8>,
+    /// The pipe is closed (bsc and everything it started exited).
+    ended: bool,
+}
+
+impl Log {
+    /// Reads the pipe until it closes. Each read happens under the lock, once
+    /// `poll` says there is something to read, so whoever holds the lock and
+    /// finds the pipe empty has every byte written so far in `lines`.
+    fn collect(mut stderr: std::process::ChildStderr, log: &Mutex<Log>) {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: stderr.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, the fd open (owned by `stderr`).
+            if unsafe { libc::poll(&mut pfd, 1, -1) } <= 0 {
+                continue; // interrupted: the read below must not block
+            }
+            let mut log = log.lock().unwrap();
+            match stderr.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    log.partial.extend_from_slice(&buf[..n]);
+                    while let Some(i) = log.partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = log.partial.drain(..=i).collect();
+                        let line = String::from_utf8_lossy(&line[..i]).into_owned();
+                        log.lines.push(line);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => {
+                    if !log.partial.is_empty() {
+                        let rest = String::from_utf8_lossy(&log.partial).into_owned();
+                        log.lines.push(rest);
+                        log.partial.clear();
+                    }
+                    log.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Bytes waiting in a pipe (`FIONREAD`).
+fn pipe_holds(fd: i32) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; a bad fd only makes it fail.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        n
+    } else {
+        0
     }
 }
 
