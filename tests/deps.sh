@@ -23,6 +23,7 @@ want jq jq                      # the README's curl | jq example (tests/readme.r
 want man man-db                 # bsc(8) renders (tests/package.rs)
 want nroff groff-base
 want dpkg-deb dpkg              # the .deb, installed in an overlay (tests/package.rs)
+want strip binutils             # the test binary stripped before it is packaged (tests/package.rs)
 want dpkg-parsechangelog dpkg-dev
 want unshare util-linux
 want chromium chromium         # the status page in a real browser (tests/ui.rs)
