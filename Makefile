@@ -62,10 +62,19 @@ rust-src:
 	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
 
 # The README's test command, and what CI runs (see .ci/run): installs what the
-# tests need when it is missing (tests/deps.sh), then every unit and black-box test.
+# tests need when it is missing (tests/deps.sh), then every unit and black-box
+# test. With cargo-nextest, when it is installed, every test runs in its own
+# process and the test binaries side by side (tests/nextest.toml says how); with
+# `cargo test` otherwise, one binary after the other. The same tests either way.
 test:
 	bash tests/deps.sh
-	$(CARGO) test
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  echo "$(CARGO) nextest run --config-file tests/nextest.toml && $(CARGO) test --doc"; \
+	  $(CARGO) nextest run --config-file tests/nextest.toml && $(CARGO) test --doc; \
+	else \
+	  echo "$(CARGO) test (cargo-nextest is not installed: one test binary at a time)"; \
+	  $(CARGO) test; \
+	fi
 
 # Loopback-only benchmark against a release build (tests/bench/, about five
 # minutes): sections goals (issue 25's table; its TCP reference is C, compiled
