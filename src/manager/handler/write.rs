@@ -126,28 +126,11 @@ impl Handler {
                 self.stats.records_lost += 1;
                 return outcome;
             }
-            match self.open(cx, ts) {
+            match self.open_for(cx, ts, record_len) {
                 Ok(rotate_at) => outcome.rotate_at = rotate_at,
                 Err(_) => {
                     self.stats.records_lost += 1;
                     return outcome;
-                }
-            }
-            // A resumed file may be full already (a crash between its last
-            // record and its close, or a lower limit since): it is closed, and
-            // the record goes to the next (new, so never full) file.
-            if let Some(reason) = self
-                .file
-                .as_ref()
-                .and_then(|f| self.rotation_due(f, ts, record_len))
-            {
-                self.rotate(cx, reason);
-                match self.open(cx, ts) {
-                    Ok(rotate_at) => outcome.rotate_at = rotate_at,
-                    Err(_) => {
-                        self.stats.records_lost += 1;
-                        return outcome;
-                    }
                 }
             }
         }
@@ -187,6 +170,30 @@ impl Handler {
             self.rotate(cx, Rotation::Count);
         }
         outcome
+    }
+
+    /// Opens the file a record of `record_len` bytes stamped `ts` goes to, and
+    /// its rotation deadline. A resumed file may be full already (a crash
+    /// between its last record and its close, or a lower limit since): it is
+    /// closed, and the record goes to the next (new, so never full) file.
+    fn open_for(
+        &mut self,
+        cx: &mut Cx,
+        ts: UnixMicros,
+        record_len: u64,
+    ) -> Result<Option<UnixMicros>, String> {
+        let rotate_at = self.open(cx, ts)?;
+        match self
+            .file
+            .as_ref()
+            .and_then(|f| self.rotation_due(f, ts, record_len))
+        {
+            Some(reason) => {
+                self.rotate(cx, reason);
+                self.open(cx, ts)
+            }
+            None => Ok(rotate_at),
+        }
     }
 
     /// Bytes waiting to be written in the handler's own buffer (headers, and
