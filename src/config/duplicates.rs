@@ -3,7 +3,7 @@
 //! resolved in silence (serde_json's and serde_norway's own readers keep the last
 //! of two equal keys, so `max_files` given twice would quietly drop a setting).
 //!
-//! How: one serde visitor ([`Node`]) builds the value, as serde_json's `Value`
+//! How: one serde visitor (`Node`) builds the value, as serde_json's `Value`
 //! does, and keeps the keys of each map. A duplicate is reported as an error
 //! raised while its *key* is read, so the parser attaches the key's own position
 //! (serde_json: where the reader is, just after the key; serde_norway: the key

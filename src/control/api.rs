@@ -64,6 +64,7 @@ use crate::control::http::body::Cursor;
 use crate::manager::Manager;
 
 pub mod answers;
+mod asked;
 mod auth;
 mod control;
 #[cfg(debug_assertions)]

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::answers::{CapturerStopped, Rotated};
-use super::routes::{fields, not_found};
+use super::asked::{fields, not_found};
 use super::{config_entry, Context};
 use crate::clock::UnixMicros;
 use crate::config::{self, HandlerSpec};

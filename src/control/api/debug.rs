@@ -21,7 +21,7 @@ use crate::control::http::response::Response;
 
 /// Answers `POST /debug/clock`.
 pub(super) fn clock(req: &Request) -> Response {
-    let fields = match super::routes::fields(req) {
+    let fields = match super::asked::fields(req) {
         Ok(f) => f,
         Err(r) => return r,
     };

@@ -1,17 +1,14 @@
 //! The routing table: a request's method and path to the function that
 //! answers it, after [`auth::refusal`]; a path no route has is 404, a method a
-//! route does not take 405 (with `Allow`). The request's fields (query string
-//! and body) are read here for the routes that take them ([`fields`]).
+//! route does not take 405 (with `Allow`). The routes that take fields (query
+//! string and body) read them with [`super::asked::fields`].
 
-use serde_json::{Map, Value};
-
+use super::asked::not_found;
 use super::walk::{View, Walk};
 use super::{auth, config_entry, control, files, health, metrics, page, Context};
 use crate::control::http::body::Cursor;
-use crate::control::http::form;
 use crate::control::http::request::Request;
 use crate::control::http::response::Response;
-use crate::manager::Manager;
 
 /// Answers one request.
 pub fn respond(req: &Request, cx: &mut Context) -> Response {
@@ -77,35 +74,4 @@ fn only(req: &Request, method: &'static str, answer: impl FnOnce() -> Response) 
         )
         .with_header("Allow", method)
     }
-}
-
-/// 404 for a handler name no handler has, with the names there are.
-pub(super) fn not_found(name: &str, manager: &Manager) -> Response {
-    let mut names: Vec<&str> = manager
-        .handlers()
-        .map(|(_, h)| h.spec().name.as_str())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    Response::error(
-        404,
-        format!(
-            "no handler named {name:?} (running: {})",
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        ),
-    )
-}
-
-/// The request's fields: query string, then the body's (which win).
-pub(super) fn fields(req: &Request) -> Result<Map<String, Value>, Response> {
-    let mut out = form::urlencoded(&req.query)
-        .map_err(|e| Response::error(e.status, format!("query string: {}", e.message)))?;
-    let body = form::decode(req.header("content-type"), &req.body)
-        .map_err(|e| Response::error(e.status, e.message))?;
-    out.extend(body);
-    Ok(out)
 }

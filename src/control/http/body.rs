@@ -1,9 +1,9 @@
 //! Answers produced in pieces as the socket drains, sans I/O.
 //!
 //! A large answer (`GET /metrics` of thousands of handlers, `GET /stats`, a
-//! handler's file list) is not encoded whole: its [`Response`] carries a
+//! handler's file list) is not encoded whole: its `Response` carries a
 //! [`Cursor`], the state of a walk over its source (which handler comes next,
-//! which file), and the server asks the [`Service`] for the next piece, about
+//! which file), and the server asks the `Service` for the next piece, about
 //! [`PIECE`] bytes, only when the connection's unwritten output is below its
 //! low-water mark, reading the source as it is at that moment. So a connection
 //! holds one piece of such an answer, never the answer, and the server bounds
@@ -19,15 +19,12 @@
 
 use std::any::Any;
 
-use super::request::Request;
-use super::response::Response;
-
 /// About how many bytes a producer appends per piece (it may pass it by one
 /// entry: a handler's lines, one JSON object).
 pub const PIECE: usize = 64 * 1024;
 
 /// The state of a body produced in pieces: a cursor over its source, known to
-/// the [`Service`] that made it; the server only carries it between pieces.
+/// the `Service` that made it; the server only carries it between pieces.
 pub struct Cursor(Box<dyn Any>);
 
 impl Cursor {
@@ -40,18 +37,6 @@ impl Cursor {
     pub fn get_mut<T: Any>(&mut self) -> Option<&mut T> {
         self.0.downcast_mut()
     }
-}
-
-/// What answers the server's requests (the API, over the manager).
-pub trait Service {
-    /// Answers one request: a whole body, or a head whose body follows in
-    /// pieces ([`Response::pieces`]).
-    fn respond(&mut self, req: &Request) -> Response;
-
-    /// Appends the next piece of the body `cursor` walks (about [`PIECE`]
-    /// bytes) to `out`, from the source as it is now. Returns whether more
-    /// follows; `false` once the body is complete, the last piece appended.
-    fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool;
 }
 
 /// How a body in pieces is delimited on the wire.

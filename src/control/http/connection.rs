@@ -13,10 +13,11 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::body::{self, Cursor, Framing, Service};
+use super::body::{self, Cursor, Framing};
+use super::limits::{ANSWER_BUDGET, OUTPUT_LOW_WATER, READ_AHEAD, TURN};
 use super::request::{self, Parsed, MAX_BODY, MAX_HEAD};
 use super::response::Response;
-use super::server::{ANSWER_BUDGET, OUTPUT_LOW_WATER, READ_AHEAD, TURN};
+use super::service::Service;
 
 /// Most request bytes buffered on one connection (a whole request always fits).
 const MAX_PENDING_INPUT: usize = MAX_HEAD + MAX_BODY + 4096;

@@ -6,6 +6,9 @@
 //! - [`response`]: responses to bytes, pure;
 //! - [`body`]: answers produced in pieces as the socket drains (a cursor over
 //!   any source, asked for the next piece), chunked on the wire, pure;
+//! - [`service`]: the [`service::Service`] trait the API implements, what the
+//!   server asks for answers and their pieces;
+//! - [`limits`]: the limits per connection and across connections;
 //! - [`server`]: the listener and connections on the event loop: non-blocking
 //!   reads and writes, keep-alive, pipelining with back-pressure (one answer
 //!   or piece beyond a low-water mark per connection, a budget of pieces for
@@ -16,7 +19,9 @@
 pub mod body;
 mod connection;
 pub mod form;
+pub mod limits;
 pub mod origin;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod service;
