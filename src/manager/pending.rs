@@ -35,8 +35,9 @@ use crate::files::pcap::PcapFile;
 /// goals section (5 alternating runs, twice each way, bsc pinned to its own
 /// core, tmpfs): CPU per datagram at the generator's maximum 64 B 1.15 ->
 /// 1.01-1.10 us, 1 KiB 1.79-1.87 -> 1.66-1.77 us, and about a third less
-/// loss there; no difference for framed TCP (256-byte units). From 8,000 B
-/// up, referring is what brings bsc to the writing reference (docs/performance.md).
+/// loss there; no difference for framed TCP (256-byte units), nor at 1 KiB in
+/// the noisier unpinned `udp` section. From 8,000 B up, referring is what
+/// brings bsc to the writing reference (docs/performance.md).
 pub const COPY_BELOW: usize = 2048;
 
 /// One part of a gathering write.

@@ -261,7 +261,9 @@ impl Bsc {
             return serde_json::Value::Null;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        // HTTP/1.0: /stats comes in pieces, chunked for HTTP/1.1 (which this
+        // reader does not decode), to the connection's end for 1.0.
+        let _ = s.write_all(b"GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         let mut answer = String::new();
         let _ = std::io::Read::read_to_string(&mut s, &mut answer);
         answer
@@ -1090,28 +1092,48 @@ impl KeepAlive {
         }
     }
 
-    /// `GET /stats`: the body's length, None if the connection failed.
+    /// `GET /stats`: the body's length (whole or chunked), None if the
+    /// connection failed.
     fn get_stats(&mut self) -> Option<usize> {
         self.writer
             .write_all(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .ok()?;
         let mut len = 0usize;
+        let mut chunked = false;
         let mut line = String::new();
         loop {
             line.clear();
             if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return None;
             }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
             }
             if line == "\r\n" {
                 break;
             }
         }
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).ok()?;
-        Some(len)
+        if !chunked {
+            let mut body = vec![0; len];
+            self.reader.read_exact(&mut body).ok()?;
+            return Some(len);
+        }
+        // An answer in pieces: chunks until the last (size 0), no trailers.
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).ok()?;
+            let size = usize::from_str_radix(line.trim(), 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                return Some(len);
+            }
+            len += size;
+        }
     }
 }
 
