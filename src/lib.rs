@@ -37,7 +37,8 @@
 //! [`files::paths::CapturePath`], journaled before it is created, opened by
 //! [`files::pcap::PcapFile`]), encodes the record header into its pending buffer
 //! and leaves the payload in its receive slot, referred to by the batch's
-//! [`manager::pending::Gather`] (which borrows the batch) → at the end of each
+//! [`manager::pending::Gather`] (which borrows the batch; a payload under
+//! [`manager::pending::COPY_BELOW`] bytes is copied beside its header) → at the end of each
 //! batch, before the slots are read into again (the borrow makes the compiler
 //! check it), each handler of the capturer writes its records with one
 //! gathering `writev` → a file it closed goes back to the manager as an event

@@ -6,8 +6,9 @@
 //! `close.rs`, the counters in `stats.rs`.
 //!
 //! The write path (`write.rs`): `Handler::record` adds a record to `pending` (no syscall):
-//! its header is encoded into the handler's buffer, its payload is referred to
-//! in the receive slot it arrived in, in the batch's [`Gather`] (see
+//! its header is encoded into the handler's buffer, its payload copied beside
+//! it when short, otherwise referred to in the receive slot it arrived in, in
+//! the batch's [`Gather`] (see
 //! [`crate::manager::pending`]: the borrow of the batch proves the slots are
 //! not read into again before the write); the manager has
 //! `Handler::flush_from` write them with one gathering `writev` per batch

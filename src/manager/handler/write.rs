@@ -90,7 +90,8 @@ impl Handler {
     /// handler's `timestamp_precision`), behind synthesized IP/UDP headers from
     /// `source` when the handler records sources, rotating or opening a file
     /// first if due; counts nothing but failures. `data` is referred to in
-    /// `gather`, not copied, if it lies in `within` (the unit as it arrived).
+    /// `gather`, not copied, if it lies in `within` (the unit as it arrived)
+    /// and is not short ([`crate::manager::pending::COPY_BELOW`]).
     #[allow(clippy::too_many_arguments)]
     fn write_record<'b>(
         &mut self,
