@@ -38,6 +38,7 @@ enum Step {
     TcpReference,
     TcpBsc,
     CountOnly(usize),
+    Writing(usize),
     OneHandler(usize),
     IdlePlusOne,
 }
@@ -85,6 +86,8 @@ const TCP: usize = 0;
 const UDP_1K: usize = 1;
 const UDP_64: usize = 2;
 const IDLE: usize = 3;
+const UDP_1K_W: usize = 4;
+const UDP_64_W: usize = 5;
 
 pub fn section() {
     let pid = std::process::id();
@@ -139,6 +142,20 @@ pub fn section() {
             "us/dgram",
             1.1,
         ),
+        Row::new(
+            "udp 1 KiB, writing base",
+            "writing recvmmsg",
+            "bsc 1 handler",
+            "us/dgram",
+            1.2,
+        ),
+        Row::new(
+            "udp 64 B, writing base",
+            "writing recvmmsg",
+            "bsc 1 handler",
+            "us/dgram",
+            1.0,
+        ),
     ];
     let wanted: Vec<bool> = rows.iter().map(|r| common::only(r.label)).collect();
     let mut steps = Vec::new();
@@ -146,12 +163,21 @@ pub fn section() {
         steps.extend([Step::TcpReference, Step::TcpBsc]);
     }
     if wanted[UDP_1K] {
-        steps.extend([Step::CountOnly(1024), Step::OneHandler(1024)]);
+        steps.push(Step::CountOnly(1024));
+    }
+    if wanted[UDP_1K_W] {
+        steps.push(Step::Writing(1024));
+    }
+    if wanted[UDP_1K] || wanted[UDP_1K_W] {
+        steps.push(Step::OneHandler(1024));
     }
     if wanted[UDP_64] {
         steps.push(Step::CountOnly(64));
     }
-    if wanted[UDP_64] || wanted[IDLE] {
+    if wanted[UDP_64_W] {
+        steps.push(Step::Writing(64));
+    }
+    if wanted[UDP_64] || wanted[UDP_64_W] || wanted[IDLE] {
         steps.push(Step::OneHandler(64));
     }
     if wanted[IDLE] {
@@ -220,6 +246,12 @@ pub fn section() {
                     print_udp(run, rows[row].label, "count-only", &o);
                     rows[row].refs.push(o.cpu_us_per());
                 }
+                Step::Writing(size) => {
+                    let o = common::run_writing_reference(&work.0, size, pin.as_ref());
+                    let row = if size == 64 { UDP_64_W } else { UDP_1K_W };
+                    print_udp(run, rows[row].label, "writing reference", &o);
+                    rows[row].refs.push(o.cpu_us_per());
+                }
                 Step::OneHandler(_) | Step::IdlePlusOne => {
                     let (size, idle, label) = match step {
                         Step::OneHandler(size) => (size, 0, "bsc 1 handler"),
@@ -237,13 +269,23 @@ pub fn section() {
                     match (size, idle) {
                         (64, 0) => one_64 = Some(o.cpu_us_per()),
                         (64, _) => idle_64 = Some(o.cpu_us_per()),
-                        _ => rows[UDP_1K].bscs.push(o.cpu_us_per()),
+                        _ => {
+                            if wanted[UDP_1K] {
+                                rows[UDP_1K].bscs.push(o.cpu_us_per());
+                            }
+                            if wanted[UDP_1K_W] {
+                                rows[UDP_1K_W].bscs.push(o.cpu_us_per());
+                            }
+                        }
                     }
                 }
             }
         }
         if wanted[UDP_64] {
             rows[UDP_64].bscs.extend(one_64);
+        }
+        if wanted[UDP_64_W] {
+            rows[UDP_64_W].bscs.extend(one_64);
         }
         if let (Some(one), Some(idle)) = (one_64, idle_64) {
             rows[IDLE].refs.push(one);
