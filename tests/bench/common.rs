@@ -1153,16 +1153,72 @@ fn probe_http(stream: TcpStream, stop: &AtomicBool) -> Vec<Duration> {
 }
 
 /// The count-only receiver: a blocking `recvmmsg` loop (64 slots) that only
-/// counts, on a socket with bsc's default receive buffer, fed by `generate` at
-/// its maximum. Its CPU is the receiving thread's (on the receiver CPU when pinned).
+/// counts, pinned to the receiver CPU, at the generator's maximum.
 pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
+    run_small_reference(size, pin, |_, _, _| {})
+}
+
+/// The writing reference for small datagrams, the least a recorder does: the
+/// same loop, each datagram appended behind a 16-byte pcap record header to a
+/// 1 MiB buffer of its own, written to `dir/ref-SIZE.pcap` when the next record
+/// would not fit (as the C framing reference does for TCP). `written` is the
+/// records in the file, read back.
+pub fn run_writing_reference(dir: &Path, size: usize, pin: Option<&Pinning>) -> SmallOutcome {
+    const BUF: usize = 1 << 20;
+    let path = dir.join(format!("ref-{size}.pcap"));
+    let mut file = File::create(&path).unwrap();
+    let mut out: Vec<u8> = Vec::with_capacity(BUF);
+    out.extend_from_slice(&pcap_global_header());
+    let o = run_small_reference(size, pin, move |msgs, bufs, done| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        for (m, b) in msgs.iter().zip(bufs) {
+            let d = &b[..m.msg_len as usize];
+            if out.len() + 16 + d.len() > BUF {
+                file.write_all(&out).unwrap();
+                out.clear();
+            }
+            out.extend_from_slice(&(ts.tv_sec as u32).to_ne_bytes());
+            out.extend_from_slice(&((ts.tv_nsec / 1000) as u32).to_ne_bytes());
+            out.extend_from_slice(&(d.len() as u32).to_ne_bytes());
+            out.extend_from_slice(&(d.len() as u32).to_ne_bytes());
+            out.extend_from_slice(d);
+        }
+        if done {
+            file.write_all(&out).unwrap();
+        }
+    });
+    let rb = read_back(std::slice::from_ref(&path), 0, o.sent);
+    assert_eq!(
+        rb.records, o.written,
+        "the writing reference wrote every datagram it read"
+    );
+    let _ = std::fs::remove_file(&path);
+    o
+}
+
+/// A small-datagram reference receiver: a thread pinned to the receiver CPU
+/// runs a blocking `recvmmsg` loop (64 slots) and hands each batch (the
+/// messages and their slots) to `on_batch` (then an empty one with `done` once
+/// the sender is done; the count-only receiver does nothing with them), while
+/// the generator sends at its maximum from the load CPUs. CPU from the
+/// thread's own clock.
+fn run_small_reference(
+    size: usize,
+    pin: Option<&Pinning>,
+    mut on_batch: impl FnMut(&[libc::mmsghdr], &[[u8; 2048]], bool) + Send + 'static,
+) -> SmallOutcome {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     set_rcvbuf(rx.as_raw_fd(), RCVBUF);
     rx.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let port = rx.local_addr().unwrap().port();
     let receiver = pin.map(|p| p.receiver);
-    let counter = std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         if let Some(cpu) = receiver {
             set_cpus(0, &[cpu]);
         }
@@ -1187,11 +1243,13 @@ pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
                 break; // the 300 ms read timeout: the sender is done
             }
             n += got as u64;
+            on_batch(&msgs[..got as usize], &bufs[..got as usize], false);
         }
+        on_batch(&[], &[], true);
         (n, thread_cpu_ns() - cpu0)
     });
     let (sent, offered) = on_cpus(pin.map(|p| &p.load[..]), || generate(&[port], size, None));
-    let (written, cpu_ns) = counter.join().unwrap();
+    let (written, cpu_ns) = thread.join().unwrap();
     SmallOutcome {
         offered,
         sent,
@@ -1204,96 +1262,18 @@ pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
     }
 }
 
-/// The writing reference for small datagrams, the least a recorder does: a
-/// blocking `recvmmsg` loop (64 slots) that appends each datagram behind a
-/// 16-byte pcap record header to a 1 MiB buffer of its own and writes the
-/// buffer to `dir/ref-SIZE.pcap` when the next record would not fit (as the C
-/// framing reference does for TCP). CPU from its thread's clock, as the
-/// count-only receiver's; `written` is the records in the file.
-pub fn run_writing_reference(dir: &Path, size: usize, pin: Option<&Pinning>) -> SmallOutcome {
-    use std::io::Write;
-    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    set_rcvbuf(rx.as_raw_fd(), RCVBUF);
-    rx.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let port = rx.local_addr().unwrap().port();
-    let receiver = pin.map(|p| p.receiver);
-    let path = dir.join(format!("ref-{size}.pcap"));
-    let file = std::fs::File::create(&path).unwrap();
-    let writer = std::thread::spawn(move || {
-        if let Some(cpu) = receiver {
-            set_cpus(0, &[cpu]);
-        }
-        const N: usize = 64;
-        const BUF: usize = 1 << 20;
-        let mut file = file;
-        let mut out: Vec<u8> = Vec::with_capacity(BUF);
-        out.extend_from_slice(&0xa1b2_c3d4u32.to_ne_bytes());
-        out.extend_from_slice(&2u16.to_ne_bytes());
-        out.extend_from_slice(&4u16.to_ne_bytes());
-        out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(&65535u32.to_ne_bytes());
-        out.extend_from_slice(&147u32.to_ne_bytes());
-        let mut bufs = vec![[0u8; 2048]; N];
-        let mut iovs = iovecs(&mut bufs);
-        let mut msgs = mmsghdrs(&mut iovs);
-        let cpu0 = thread_cpu_ns();
-        let mut n = 0u64;
-        loop {
-            // SAFETY: msgs point at live buffers of the lengths given.
-            let got = unsafe {
-                libc::recvmmsg(
-                    rx.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    N as u32,
-                    0,
-                    std::ptr::null_mut(),
-                )
-            };
-            if got <= 0 {
-                break; // the 300 ms read timeout: the sender is done
-            }
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: clock_gettime writes the timespec it is given.
-            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-            for (m, b) in msgs.iter().zip(&bufs).take(got as usize) {
-                let len = m.msg_len as usize;
-                if out.len() + 16 + len > BUF {
-                    file.write_all(&out).unwrap();
-                    out.clear();
-                }
-                out.extend_from_slice(&(ts.tv_sec as u32).to_ne_bytes());
-                out.extend_from_slice(&((ts.tv_nsec / 1000) as u32).to_ne_bytes());
-                out.extend_from_slice(&(len as u32).to_ne_bytes());
-                out.extend_from_slice(&(len as u32).to_ne_bytes());
-                out.extend_from_slice(&b[..len]);
-            }
-            n += got as u64;
-        }
-        file.write_all(&out).unwrap();
-        (n, thread_cpu_ns() - cpu0)
-    });
-    let (sent, offered) = on_cpus(pin.map(|p| &p.load[..]), || generate(&[port], size, None));
-    let (received, cpu_ns) = writer.join().unwrap();
-    let rb = read_back(std::slice::from_ref(&path), 0, sent);
-    assert_eq!(
-        rb.records, received,
-        "the writing reference wrote every datagram it read"
-    );
-    let _ = std::fs::remove_file(&path);
-    SmallOutcome {
-        offered,
-        sent,
-        written: received,
-        cpu_ns,
-        user_share: None,
-        peak_rss_kb: 0,
-        http: Vec::new(),
-        stats_cost: None,
-    }
+/// The 24-byte global header of a classic microsecond pcap file, link type
+/// 147 (USER0, what bsc writes for plain UDP), snaplen 65535, native order.
+pub fn pcap_global_header() -> Vec<u8> {
+    let mut h = Vec::with_capacity(24);
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_ne_bytes());
+    h.extend_from_slice(&2u16.to_ne_bytes());
+    h.extend_from_slice(&4u16.to_ne_bytes());
+    h.extend_from_slice(&0i32.to_ne_bytes());
+    h.extend_from_slice(&0u32.to_ne_bytes());
+    h.extend_from_slice(&65535u32.to_ne_bytes());
+    h.extend_from_slice(&147u32.to_ne_bytes());
+    h
 }
 
 // ---- a TCP stream of space packets: the units and goals sections ----

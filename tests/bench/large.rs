@@ -436,15 +436,7 @@ fn run_reference(root: &Path, size: usize, senders: usize, step: Duration, max_c
 /// header, payload) pairs. Returns the thread's CPU time.
 fn reference_receiver(sock: UdpSocket, path: &Path, done: &AtomicBool) -> u64 {
     let mut file = File::create(path).unwrap();
-    let mut global = Vec::with_capacity(24);
-    global.extend_from_slice(&0xa1b2_c3d4u32.to_ne_bytes());
-    global.extend_from_slice(&2u16.to_ne_bytes());
-    global.extend_from_slice(&4u16.to_ne_bytes());
-    global.extend_from_slice(&0i32.to_ne_bytes());
-    global.extend_from_slice(&0u32.to_ne_bytes());
-    global.extend_from_slice(&65535u32.to_ne_bytes());
-    global.extend_from_slice(&147u32.to_ne_bytes());
-    file.write_all(&global).unwrap();
+    file.write_all(&common::pcap_global_header()).unwrap();
     let mut bufs = vec![0u8; SLOTS * SLOT];
     let mut headers = [[0u8; 16]; SLOTS];
     let mut iovs: Vec<libc::iovec> = bufs
