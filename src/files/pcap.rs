@@ -131,6 +131,7 @@ pub fn encode_record(
 /// Appends a record header for `incl` captured bytes (at most [`SNAPLEN`]) of a
 /// unit `orig_len` long, stamped `ts` at `precision` (a microsecond file gets
 /// the microsecond, truncated); the caller appends the `incl` bytes.
+#[inline]
 pub fn record_header(
     out: &mut Vec<u8>,
     precision: Precision,

@@ -153,6 +153,7 @@ impl Pending {
     /// Appends `payload` to the current record: referred to where it lies if it
     /// lies in `within` (the unit as it arrived, borrowed from the batch), is
     /// [`COPY_BELOW`] bytes or more and `gather` refers; copied otherwise.
+    #[inline]
     pub fn payload<'b>(&mut self, payload: &[u8], within: &'b [u8], gather: &mut Gather<'b>) {
         let base = within.as_ptr() as usize;
         let at = payload.as_ptr() as usize;
@@ -178,11 +179,13 @@ impl Pending {
     }
 
     /// The current record is complete.
+    #[inline]
     pub fn end_record(&mut self) {
         self.records += 1;
     }
 
     /// Makes the bytes of `own` not yet in a part the next part.
+    #[inline]
     fn close_own_run(&mut self, gather: &mut Gather<'_>) {
         let end = self.own.len();
         if end == self.own_mark {

@@ -221,6 +221,7 @@ pub struct SequenceChecker {
 }
 
 /// Steps the stream of `key` in `table` to `count`; `None` if untracked (full).
+#[inline(always)]
 fn observe(table: &mut Vec<Stream>, key: u16, count: u16, range: u32) -> Option<Observation> {
     let i = match table.binary_search_by_key(&key, |s| s.key) {
         Ok(i) => i,

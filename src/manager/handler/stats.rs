@@ -100,6 +100,7 @@ impl HandlerStats {
         }
     }
 
+    #[inline]
     pub(super) fn count(&mut self, ts: UnixMicros, bytes: usize) {
         self.packets += 1;
         self.bytes += bytes as u64;

@@ -205,6 +205,7 @@ impl Handler {
 
     /// Whether `f` must be closed before a record of `next_len` bytes stamped `now`
     /// is written, and why.
+    #[inline]
     pub(super) fn rotation_due(
         &self,
         f: &CurrentFile,
@@ -248,6 +249,7 @@ impl Handler {
 
     /// Whether `f`'s rotation period is over at `now`: the precomputed deadline, or,
     /// if the clock was stepped back before the file's opening, AIT's rule itself.
+    #[inline]
     pub(super) fn period_ended(&self, f: &CurrentFile, now: UnixMicros) -> bool {
         match (f.rotate_at, self.spec.rotation) {
             (Some(end), Some(rule)) => {

@@ -30,6 +30,7 @@ impl SpacePacketHeader {
     pub const COUNT_RANGE: u32 = 1 << 14;
 
     /// The header at the start of `unit`; `None` if it is shorter than 6 bytes.
+    #[inline]
     pub fn parse(unit: &[u8]) -> Option<SpacePacketHeader> {
         let b: &[u8; 6] = unit.get(..6)?.try_into().ok()?;
         Some(SpacePacketHeader {

@@ -140,6 +140,7 @@ impl Delimited {
 
     /// Decides about the bytes at the start of `data`. The same decision for any
     /// longer `data` unless it is `Need` (this is what makes splits not matter).
+    #[inline(always)]
     fn step(&self, data: &[u8]) -> Step {
         let h = self.sync_len();
         if let Some(sync) = &self.sync {

@@ -125,6 +125,7 @@ pub struct LengthField {
 
 impl LengthField {
     /// The unit length that `field` (exactly `size` bytes) gives, if within bounds.
+    #[inline]
     pub fn unit_len(&self, field: &[u8]) -> Option<usize> {
         let fold = |v: u64, b: &u8| (v << 8) | u64::from(*b);
         let value = match self.endian {
