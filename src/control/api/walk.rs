@@ -169,7 +169,7 @@ impl Piece {
     fn new(view: View, cx: &Context) -> Piece {
         match view {
             View::Stats => Piece {
-                clock: clock_ok(cx.now),
+                clock: clock_ok(cx),
                 ships: cx.manager.ship_statuses(cx.now).into_iter().collect(),
             },
             _ => Piece {
