@@ -158,8 +158,8 @@ fn head(view: View, now: UnixMicros) -> Vec<u8> {
     }
 }
 
-/// What a `/stats` piece reads once: the clock's state (one adjtimex) and the
-/// ship backlogs.
+/// What a `/stats` piece reads once: the clock's state (the loop's latest
+/// reading) and the ship backlogs.
 struct Piece {
     clock: bool,
     ships: HashMap<String, ShipStatus>,
