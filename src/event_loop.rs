@@ -24,9 +24,10 @@
 //!    `on_close` hooks; ship commands that ended are reaped (successes journaled)
 //!    and the next ones started;
 //! 6. once a second: HTTP connections that timed out are closed, the kernel's
-//!    word on the clock is read (`adjtimex`) and folded into every open file's, files are forced
-//!    to the disk, retention and the disk budget run, repeated log lines are
-//!    reported; the systemd watchdog is pinged at its own pace;
+//!    word on the clock is read (`adjtimex`) and folded into every open
+//!    file's, files are forced to the disk, retention and the disk budget run,
+//!    repeated log lines are reported; the systemd watchdog is pinged at its
+//!    own pace;
 //! 7. a turn that read less than a full batch pauses 200 us (everything read
 //!    is already written) so the next finds a fuller batch.
 //!
