@@ -17,6 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
+pub mod kernel;
+pub use kernel::{ClockOnFiles, ClockWord, CLOCK_HEADER};
+
 /// An instant as microseconds since the Unix epoch, UTC (the resolution of a PCAP
 /// record timestamp).
 #[derive(

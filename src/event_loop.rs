@@ -23,9 +23,11 @@
 //!    back-off or connect deadline came are served; closed files go to their
 //!    `on_close` hooks; ship commands that ended are reaped (successes journaled)
 //!    and the next ones started;
-//! 6. once a second: HTTP connections that timed out are closed, files are forced
-//!    to the disk, retention and the disk budget run, repeated log lines are
-//!    reported; the systemd watchdog is pinged at its own pace;
+//! 6. once a second: HTTP connections that timed out are closed, the kernel's
+//!    word on the clock is read (`adjtimex`) and folded into every open
+//!    file's, files are forced to the disk, retention and the disk budget run,
+//!    repeated log lines are reported; the systemd watchdog is pinged at its
+//!    own pace;
 //! 7. a turn that read less than a full batch pauses 200 us (everything read
 //!    is already written) so the next finds a fuller batch.
 //!
@@ -167,6 +169,7 @@ impl EventLoop {
             config.root = real;
         }
         let mut manager = Manager::new(&config.root, &config.storage);
+        manager.observe_clock(read_kernel_clock());
         manager.keep_trusted(&config.trusted_bases());
         let Now { wall: now, mono } = clock.read();
         for spec in &config.handlers {
@@ -203,7 +206,7 @@ impl EventLoop {
         manager.settle_left_open(now);
         // The API listens last: once it answers, every capture socket is bound.
         let http = Server::bind(&config.server.host, config.server.port, poll.registry())?;
-        if now.secs() < 1_577_836_800 || !crate::sys::clock_synchronised() {
+        if now.secs() < 1_577_836_800 || manager.clock().synchronized != Some(true) {
             warn!(
                 "the system clock is not synchronised (or before 2020): file names and timestamps may be wrong until it is; capture goes on (/health shows clock_synchronized)"
             );
@@ -304,6 +307,7 @@ impl EventLoop {
             self.manager.ship(now.mono, now.wall);
             if now.mono >= self.next_tick {
                 self.http.sweep(now.mono, self.poll.registry());
+                self.manager.observe_clock(read_kernel_clock());
                 self.manager.tick(now.wall);
                 crate::log::report_suppressed(now.mono);
                 self.next_tick = now.mono + TICK;
@@ -439,6 +443,13 @@ impl EventLoop {
     fn status_line(&mut self, now: Now) -> String {
         self.status.line(&self.manager, now)
     }
+}
+
+/// The kernel's word on the clock (`adjtimex`): the one place bsc asks it, at
+/// start and then once a second with the tick (about 0.8 us a call here, so
+/// never per unit or per turn); the manager hands the reading on.
+fn read_kernel_clock() -> crate::clock::ClockWord {
+    crate::clock::ClockWord::from_kernel(sys::kernel_clock_state())
 }
 
 /// Refuses to serve the management API beyond loopback without a token, unless

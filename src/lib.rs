@@ -18,7 +18,7 @@
 //! | [`config`] | AIT's config keys: the whole document, load, conflicts; [`config::handler`] one handler ([`config::HandlerSpec`]), its keys declared once in [`config::KEYS`]; [`config::framing`]; [`config::capture_manager`]; [`config::fields`] the field reader; [`config::duplicates`] a key given twice; [`config::yaml`] AIT's `bsc.yaml`; [`config::resolve`] host names without DNS |
 //! | [`files`] | the capture files, pure or nearly: [`files::pcap`] the format and [`files::pcap::PcapFile`], the owner of a file being written; [`files::pattern`], [`files::paths`] (confinement, `-N`), [`files::rotation`] (AIT's rule), [`files::ipudp`] (`record_source` headers) |
 //! | [`units`] | pure: [`units::framing`] a stream or datagram cut into units (`framer.rs`, `kiss.rs`, `ccsds.rs`, `crc.rs`), [`units::sequence`] gap accounting, [`units::transform`] `pre_write_transforms` |
-//! | [`sys`], [`clock`], [`log`] | the bottom: the libc calls by topic (the receive batch in `sys.rs`, `sys/` sockets, files, disk, signals, children, process, clock, journald; the only code that may use `unsafe`), where "now" comes from ([`clock::Now`]; the driven clock of test builds), one line per event on stderr |
+//! | [`sys`], [`clock`], [`log`] | the bottom: the libc calls by topic (the receive batch in `sys.rs`, `sys/` sockets, files, disk, signals, children, process, clock, journald; the only code that may use `unsafe`), where "now" comes from ([`clock::Now`]; the driven clock of test builds; [`clock::kernel`] the kernel's word on the clock, read by the loop once a second, and per file), one line per event on stderr |
 //!
 //! # Path of a datagram
 //!

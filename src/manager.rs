@@ -27,7 +27,7 @@ use mio::Registry;
 use serde_json::{Map, Value};
 
 pub use crate::capture::capturer::{Capturer, CapturerState, Drained, Received, TcpStatus, Unit};
-use crate::clock::{UnixMicros, UnixNanos};
+use crate::clock::{ClockWord, UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
 use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
 use crate::files::pcap::{self, Attempt, LinkType, PcapFile, Precision};
@@ -76,6 +76,9 @@ pub struct Manager {
     peer_unreachable: std::time::Duration,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
     state: Option<StateFile>,
+    /// The kernel's latest word on the clock, as the loop read it
+    /// ([`Manager::observe_clock`]): lent to handlers, read by the API.
+    clock: ClockWord,
 }
 
 impl Manager {
@@ -94,7 +97,20 @@ impl Manager {
             forward: Forward::new(storage),
             peer_unreachable: storage.peer_unreachable,
             state: storage.persist.then(|| StateFile::new(root)),
+            clock: ClockWord::UNKNOWN,
         }
+    }
+
+    /// The kernel's word on the clock the loop read (at start, then once a
+    /// second): files opened from now on start with it, and the next
+    /// [`Manager::tick`] folds it into every open file's word.
+    pub fn observe_clock(&mut self, word: ClockWord) {
+        self.clock = word;
+    }
+
+    /// The kernel's latest word on the clock (`/health`, `/metrics`, `/stats`).
+    pub fn clock(&self) -> ClockWord {
+        self.clock
     }
 
     /// The handlers added over the API in an earlier run (see [`crate::storage::persist`]).
@@ -153,6 +169,7 @@ impl Manager {
             storage,
             budget,
             forward,
+            clock: clock_word,
             ..
         } = self;
         // The wall clock's now for what handlers close during this drain (its
@@ -164,6 +181,7 @@ impl Manager {
                 files: storage,
                 now: wall,
                 closed: forward.outbox(),
+                clock: *clock_word,
             };
             for unit in units.by_ref() {
                 for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
@@ -221,6 +239,7 @@ impl Manager {
             files: &mut self.storage,
             now,
             closed: self.forward.outbox(),
+            clock: self.clock,
         });
     }
 
@@ -232,6 +251,7 @@ impl Manager {
             files: &mut self.storage,
             now,
             closed: self.forward.outbox(),
+            clock: self.clock,
         });
         self.dispatch_closed();
         // No command bsc started outlives it.
@@ -299,6 +319,7 @@ impl Manager {
             files: &mut self.storage,
             now,
             closed: self.forward.outbox(),
+            clock: self.clock,
         });
         self.capturers.give_back_memory();
         self.enforce_budget();

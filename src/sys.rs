@@ -27,7 +27,7 @@ mod sockets;
 pub use children::{
     has_exited, kill_process_group, set_nonblocking, spawn_supervised, spawn_with_default_signals,
 };
-pub use clock::{clock_synchronised, monotonic_micros};
+pub use clock::{kernel_clock_state, monotonic_micros};
 pub use disk::disk_space;
 pub use files::{
     can_write_dir, identity_at, link_at, open_at, open_dir_beneath, open_file_at, open_subdir,

@@ -29,6 +29,7 @@ want unshare util-linux
 want chromium chromium         # the status page in a real browser (tests/ui.rs)
 want rsync rsync                # the rsync ship recipe (tests/ship_recipes.rs)
 want sha256sum coreutils        # the S3 ship recipe's payload hash
+want cc gcc                     # the adjtimex shim and probe (tests/clock.rs)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "tests/deps.sh: installing ${need[*]}"

@@ -132,6 +132,8 @@ impl Forward {
                         files,
                         now: wall,
                         closed: &mut self.outbox,
+                        // Retention only: no file is opened or closed.
+                        clock: crate::clock::ClockWord::UNKNOWN,
                     });
                 }
                 continue;

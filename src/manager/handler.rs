@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use super::pending::{Gather, Pending};
 use crate::capture::capturer::Unit;
-use crate::clock::{UnixMicros, UnixNanos};
+use crate::clock::{ClockWord, UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
 use crate::files::ipudp;
 use crate::files::paths::CapturePath;
@@ -90,17 +90,25 @@ struct CurrentFile {
     last_ts: Option<UnixMicros>,
     /// Records in the file at the last check that it still exists.
     records_checked: u64,
+    /// The clock's word while it was open (unknown when it held records
+    /// before: resumed or appended to).
+    clock: ClockWord,
 }
 
 /// What a handler is lent by the manager for one operation, and where the
 /// files it closes go: the storage (journal, naming state, open files), the
 /// wall clock's now, and the closed files for their `on_close` hooks and the
-/// ship queue (the manager hands them on after the call).
+/// ship queue (the manager hands them on after the call), and the clock's
+/// latest word.
 #[derive(Debug)]
 pub struct Cx<'a> {
     pub files: &'a mut Storage,
     pub now: UnixMicros,
     pub closed: &'a mut Vec<ClosedFile>,
+    /// The kernel's latest word on the clock (read once a second by the
+    /// loop): a file opened now starts with it, the once-a-second upkeep
+    /// folds it into the open file's.
+    pub clock: ClockWord,
 }
 
 /// What `Handler::record` did that the manager must know.
@@ -297,6 +305,7 @@ impl Handler {
                 records: Some(f.file.earlier().records + f.file.records() + self.pending.records()),
                 first_ts: f.first_ts,
                 last_ts: f.last_ts,
+                clock: f.clock,
             },
         })
     }

@@ -87,6 +87,7 @@ impl Manager {
             files: &mut self.storage,
             now,
             closed: self.forward.outbox(),
+            clock: self.clock,
         };
         let mut handler = Handler::new(spec, &self.root, local, &mut cx);
         handler.set_suspended(self.budget.disk_full());
@@ -192,6 +193,7 @@ impl Manager {
             files: &mut self.storage,
             now,
             closed: self.forward.outbox(),
+            clock: self.clock,
         });
         true
     }

@@ -124,6 +124,7 @@ impl Manager {
                     files: &mut self.storage,
                     now,
                     closed: self.forward.outbox(),
+                    clock: self.clock,
                 })
                 .map_err(|e| {
                     RotateError::Failed(format!("handler {name}: cannot open the next file: {e}"))

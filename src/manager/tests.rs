@@ -156,6 +156,7 @@ impl Manager {
             files: &mut self.storage,
             now: t,
             closed: self.forward.outbox(),
+            clock: self.clock,
         };
         let mut gather = pending::Gather::copying();
         self.handlers.deliver(hid, &unit, &mut gather, &mut cx);

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::{dir_of, Storage};
-use crate::clock::UnixMicros;
+use crate::clock::{ClockWord, UnixMicros};
 use crate::files::paths::STATE_DIR;
 use crate::files::pcap::FileId;
 use crate::sys;
@@ -30,8 +30,9 @@ pub struct OwnFile {
     pub id: Option<FileId>,
 }
 
-/// The records a file holds and the time they cover (unknown for files closed
-/// by bsc 0.1).
+/// The records a file holds, the time they cover (unknown for files closed
+/// by bsc 0.1) and the clock's word on that time (unknown for files closed by
+/// versions before it, or left open by a crash).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +41,10 @@ pub struct Span {
     pub first_ts: Option<UnixMicros>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ts: Option<UnixMicros>,
+    /// Whether the clock was synchronised while the file was open, and its
+    /// largest max error (see [`crate::clock::kernel`]).
+    #[serde(default, skip_serializing_if = "ClockWord::is_unknown")]
+    pub clock: ClockWord,
 }
 
 /// A handler's retention limits.

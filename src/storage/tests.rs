@@ -493,3 +493,41 @@ fn the_state_folder_is_known_after_it_was_deleted_and_made_again() {
     assert!(!storage.is_state_dir(&open(&["sub"])));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn the_clocks_word_is_journaled_per_file_and_old_lines_read_as_unknown() {
+    use crate::clock::ClockWord;
+    let root = std::env::temp_dir().join(format!("bsc-clockword-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join(".bsc")).unwrap();
+    let line = |i: u32, closed: &str| {
+        let p = root.join(format!("{i}.pcap"));
+        std::fs::write(&p, b"x").unwrap();
+        format!(
+            "{{\"opened\":{{\"key\":\"k\",\"path\":{p:?},\"trusted\":{root:?},\"unnumbered\":{p:?},\"n\":0,\"seq\":{i},\"created\":true}}}}\n\
+             {{\"closed\":{{\"path\":{p:?}{closed}}}}}\n"
+        )
+    };
+    // An earlier version's line (no clock), then this version's.
+    let text = line(1, ",\"records\":3,\"first_ts\":5,\"last_ts\":9")
+        + &line(
+            2,
+            ",\"records\":1,\"clock\":{\"synchronized\":false,\"max_error_us\":16000000}",
+        );
+    std::fs::write(root.join(".bsc/files.jsonl"), text).unwrap();
+    for _ in 0..2 {
+        let s = Storage::open(&root); // compacts each time
+        let files = s.naming().files("k");
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].span.records, Some(3), "the rest of the line reads");
+        assert_eq!(files[0].span.clock, ClockWord::UNKNOWN);
+        assert_eq!(
+            files[1].span.clock,
+            ClockWord {
+                synchronized: Some(false),
+                max_error_us: Some(16_000_000)
+            }
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -236,6 +236,14 @@ pub struct FileEntry<'a> {
     pub last_record_at: Option<String>,
     /// `open` (being written) or `closed` (final).
     pub state: Text<'a>,
+    /// Whether the system clock was synchronised the whole time the file was
+    /// open: `synchronized`, `unsynchronized` (part of the time at least) or
+    /// `unknown` (files a crash left open, resumed or appended to, closed by
+    /// an earlier version).
+    pub clock: Text<'a>,
+    /// The largest max error the kernel gave the clock meanwhile, in
+    /// microseconds (`null`: unknown).
+    pub clock_max_error_us: Option<u64>,
 }
 
 /// One handler of the `POST /<name>/rotate` answer.

@@ -30,6 +30,8 @@ fn file_entry(f: &OwnFile, state: &'static str) -> FileEntry<'static> {
         first_record_at: f.span.first_ts.map(UnixMicros::to_rfc3339),
         last_record_at: f.span.last_ts.map(UnixMicros::to_rfc3339),
         state: state.into(),
+        clock: f.span.clock.state().into(),
+        clock_max_error_us: f.span.clock.max_error_us,
     }
 }
 

@@ -13,7 +13,6 @@ use crate::clock::UnixMicros;
 use crate::control::http::response::Response;
 use crate::manager::Manager;
 use crate::ops::hooks::name_of_key;
-use crate::sys;
 
 /// `GET /health`.
 pub(super) fn health(cx: &Context) -> Response {
@@ -28,7 +27,7 @@ pub(super) fn health(cx: &Context) -> Response {
         200,
         &Health {
             capturers: cx.manager.capturers().len(),
-            clock_synchronized: clock_ok(cx.now),
+            clock_synchronized: clock_ok(cx),
             degraded_handlers,
             disk: disk(cx.manager),
             disk_full: cx.manager.disk_full(),
@@ -55,9 +54,10 @@ fn disk(manager: &Manager) -> Option<Disk> {
     })
 }
 
-/// Whether the wall clock can be trusted: after 2020 and synchronised (NTP).
-pub(super) fn clock_ok(now: UnixMicros) -> bool {
-    now.secs() >= 1_577_836_800 && sys::clock_synchronised()
+/// Whether the wall clock can be trusted: after 2020 and synchronised (NTP),
+/// as the kernel said at the loop's last reading (once a second).
+pub(super) fn clock_ok(cx: &Context) -> bool {
+    cx.now.secs() >= 1_577_836_800 && cx.manager.clock().synchronized == Some(true)
 }
 
 /// Why bsc is degraded now, one line each: handlers that cannot write, the disk

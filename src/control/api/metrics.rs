@@ -551,7 +551,7 @@ type ProcessMetric = (
     fn(&Context) -> Option<f64>,
 );
 
-const PROCESS: [ProcessMetric; 12] = [
+const PROCESS: [ProcessMetric; 13] = [
     ("bsc_handlers", "gauge", "Handlers running.", |cx| {
         Some(cx.manager.handlers().count() as f64)
     }),
@@ -574,7 +574,13 @@ const PROCESS: [ProcessMetric; 12] = [
         "bsc_clock_synchronized",
         "gauge",
         "Whether the system clock is synchronized (1) and after 2020.",
-        |cx| Some(f64::from(u8::from(clock_ok(cx.now)))),
+        |cx| Some(f64::from(u8::from(clock_ok(cx)))),
+    ),
+    (
+        "bsc_clock_max_error_seconds",
+        "gauge",
+        "The kernel's maximum error of the system clock (adjtimex maxerror), read once a second; absent when unknown.",
+        |cx| cx.manager.clock().max_error_seconds(),
     ),
     (
         "process_start_time_seconds",

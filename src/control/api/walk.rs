@@ -158,8 +158,8 @@ fn head(view: View, now: UnixMicros) -> Vec<u8> {
     }
 }
 
-/// What a `/stats` piece reads once: the clock's state (one adjtimex) and the
-/// ship backlogs.
+/// What a `/stats` piece reads once: the clock's state (the loop's latest
+/// reading) and the ship backlogs.
 struct Piece {
     clock: bool,
     ships: HashMap<String, ShipStatus>,
@@ -169,7 +169,7 @@ impl Piece {
     fn new(view: View, cx: &Context) -> Piece {
         match view {
             View::Stats => Piece {
-                clock: clock_ok(cx.now),
+                clock: clock_ok(cx),
                 ships: cx.manager.ship_statuses(cx.now).into_iter().collect(),
             },
             _ => Piece {

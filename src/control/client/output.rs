@@ -4,7 +4,9 @@
 //! list (pure).
 
 use super::parse_rfc3339;
-use super::table::{age, human_bytes, human_rate, seconds_text, short_time, table, Align};
+use super::table::{
+    age, clock_error, human_bytes, human_rate, seconds_text, short_time, table, Align,
+};
 use crate::clock::UnixMicros;
 use crate::control::api::answers::{
     Address, CapturerEntry, CapturerStopped, EntrySummary, HandlerFiles, Rotated, Stats, StatsEntry,
@@ -306,6 +308,9 @@ pub fn file_list(answer: &[HandlerFiles]) -> String {
                     f.records.map_or("?".into(), |n| n.to_string()),
                     short_time(f.first_record_at.as_deref()),
                     short_time(f.last_record_at.as_deref()),
+                    // An older bsc does not say.
+                    if f.clock.is_empty() { "?" } else { &f.clock }.to_string(),
+                    clock_error(f.clock_max_error_us),
                     f.path.clone(),
                 ]
             })
@@ -318,6 +323,8 @@ pub fn file_list(answer: &[HandlerFiles]) -> String {
                 ("RECORDS", Right),
                 ("FIRST RECORD (UTC)", Left),
                 ("LAST RECORD (UTC)", Left),
+                ("CLOCK", Left),
+                ("MAX ERROR", Right),
                 ("PATH", Left),
             ],
             &rows,
@@ -472,21 +479,21 @@ tlm-copy: degraded: cannot write: no space left on device
             {"name": "tlm", "address": ["", 8500], "files": [
                 {"path": "/data/a.pcap", "bytes": 1_000_024, "records": 1000,
                  "first_record_at": "2026-11-28T09:00:00.000001Z", "last_record_at": "2026-11-28T09:59:59.999999Z",
-                 "state": "closed"},
+                 "state": "closed", "clock": "synchronized", "clock_max_error_us": 12_500},
                 {"path": "/data/old.pcap", "bytes": 24, "records": null,
                  "first_record_at": null, "last_record_at": null, "state": "closed"},
                 {"path": "/data/b.pcap", "bytes": 5000, "records": 12,
                  "first_record_at": "2026-11-28T10:00:00.000000Z", "last_record_at": "2026-11-28T10:00:03.000000Z",
-                 "state": "open"}
+                 "state": "open", "clock": "unsynchronized", "clock_max_error_us": 16_000_000}
             ]},
             {"name": "tlm", "address": ["127.0.0.1", 8600], "files": []}
         ]);
         let want = "\
 tlm (*:8500)
-  STATE        SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    PATH
-  closed  976.6 KiB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  /data/a.pcap
-  closed       24 B        ?  -                    -                    /data/old.pcap
-  open     4.88 KiB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  /data/b.pcap
+  STATE        SIZE  RECORDS  FIRST RECORD (UTC)   LAST RECORD (UTC)    CLOCK           MAX ERROR  PATH
+  closed  976.6 KiB     1000  2026-11-28 09:00:00  2026-11-28 09:59:59  synchronized      12.5 ms  /data/a.pcap
+  closed       24 B        ?  -                    -                    ?                       -  /data/old.pcap
+  open     4.88 KiB       12  2026-11-28 10:00:00  2026-11-28 10:00:03  unsynchronized     16.0 s  /data/b.pcap
 
 tlm (127.0.0.1:8600)
   no files yet

@@ -90,6 +90,17 @@ pub(super) fn seconds_text(s: u64) -> String {
     }
 }
 
+/// A clock's max error as a person reads it: `512 us`, `12.5 ms`, `16.0 s`,
+/// `-` when unknown.
+pub(super) fn clock_error(us: Option<u64>) -> String {
+    match us {
+        None => "-".into(),
+        Some(us @ 0..1000) => format!("{us} us"),
+        Some(us @ 1000..1_000_000) => format!("{:.1} ms", us as f64 / 1e3),
+        Some(us) => format!("{:.1} s", us as f64 / 1e6),
+    }
+}
+
 /// A record time as a person reads it: to the second, `-` when unknown.
 pub(super) fn short_time(at: Option<&str>) -> String {
     match at.and_then(parse_rfc3339) {
@@ -125,6 +136,15 @@ mod tests {
         assert_eq!(human_rate(f64::NAN), "0 B/s");
         assert_eq!(human_rate(850.4), "850 B/s");
         assert_eq!(human_rate(37_000_000.0), "35.3 MiB/s");
+    }
+
+    #[test]
+    fn clock_errors() {
+        assert_eq!(clock_error(None), "-");
+        assert_eq!(clock_error(Some(0)), "0 us");
+        assert_eq!(clock_error(Some(999)), "999 us");
+        assert_eq!(clock_error(Some(12_500)), "12.5 ms");
+        assert_eq!(clock_error(Some(16_000_000)), "16.0 s");
     }
 
     #[test]

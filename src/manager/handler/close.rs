@@ -38,6 +38,7 @@ impl Handler {
             records: Some(records),
             first_ts: f.first_ts,
             last_ts: f.last_ts,
+            clock: f.clock.and(cx.clock),
         };
         self.hand_over(cx, path, span, bytes, id);
         self.enforce_retention(cx);
@@ -68,11 +69,15 @@ impl Handler {
         });
     }
 
-    /// Once a second: notices a file deleted or moved behind bsc's back, forces
+    /// Once a second: folds the clock's word into the open file's, notices a
+    /// file deleted or moved behind bsc's back, forces
     /// data written more than `fsync_interval_s` ago to the disk (even on an idle
     /// link), applies `max_age`, and gives back buffer memory a burst left.
     pub(in crate::manager) fn maintain(&mut self, cx: &mut Cx) {
         self.check_file_still_there(cx);
+        if let Some(f) = self.file.as_mut() {
+            f.clock = f.clock.and(cx.clock);
+        }
         if let (Some(every), Some(f)) = (self.spec.fsync_interval, self.file.as_mut()) {
             if f.file.sync_due(every, cx.now) {
                 sync(&mut f.file, &self.spec.name, cx.now);

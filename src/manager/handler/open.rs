@@ -186,6 +186,8 @@ impl Handler {
             records: Some(scan.records),
             first_ts: scan.first_ts,
             last_ts: scan.last_ts,
+            // Left by a crash: bsc cannot tell how the clock was.
+            clock: ClockWord::UNKNOWN,
         };
         for precision in precisions {
             if is_final {
@@ -308,6 +310,13 @@ impl Handler {
             first_ts: earlier.first_ts,
             last_ts: earlier.last_ts,
             records_checked: 0,
+            // Records written before (a crash, another program): bsc did not
+            // watch the clock then.
+            clock: if earlier.records > 0 {
+                ClockWord::UNKNOWN.and(cx.clock)
+            } else {
+                cx.clock
+            },
         });
         self.opened_any = true;
         self.health.retry_open_at = None;

@@ -16,6 +16,9 @@ struct Rig {
     h: Handler,
     files: Storage,
     closed: Vec<ClosedFile>,
+    /// The clock's word the manager would lend (synchronised unless a test
+    /// says otherwise).
+    clock: ClockWord,
 }
 
 impl Rig {
@@ -25,6 +28,7 @@ impl Rig {
             files: &mut self.files,
             now,
             closed: &mut self.closed,
+            clock: self.clock,
         };
         op(&mut self.h, &mut cx)
     }
@@ -64,6 +68,11 @@ impl Rig {
         self.h.log_file_path(&self.files, now)
     }
 
+    /// The once-a-second upkeep, with the clock's word [`Rig::clock`].
+    fn maintain(&mut self, now: UnixMicros) {
+        self.with(now, |h, cx| h.maintain(cx));
+    }
+
     /// Stops the handler as the manager does: flushed, its file closed.
     fn close(mut self) {
         self.with(UnixMicros(T0), |h, cx| h.close(cx));
@@ -89,9 +98,15 @@ fn handler(root: &Path, extra: serde_json::Value) -> Rig {
         files: &mut files,
         now: UnixMicros(T0),
         closed: &mut closed,
+        clock: SYNC,
     };
     let h = Handler::new(spec, root, None, &mut cx);
-    Rig { h, files, closed }
+    Rig {
+        h,
+        files,
+        closed,
+        clock: SYNC,
+    }
 }
 
 fn payloads(path: &Path) -> Vec<Vec<u8>> {
@@ -104,6 +119,15 @@ fn payloads(path: &Path) -> Vec<Vec<u8>> {
 }
 
 const T0: i64 = 1_795_860_000_000_000; // 2026-11-28T10:00:00Z
+
+const SYNC: ClockWord = ClockWord {
+    synchronized: Some(true),
+    max_error_us: Some(400),
+};
+const UNSYNC: ClockWord = ClockWord {
+    synchronized: Some(false),
+    max_error_us: Some(16_000_000),
+};
 
 #[test]
 fn hourly_rotation_by_record_time_and_by_timer() {
@@ -307,5 +331,77 @@ fn a_file_left_open_by_a_crash_is_resumed_or_closed() {
         .unwrap()
         .permissions();
     assert!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o200 == 0);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn each_file_keeps_the_clocks_word_while_it_was_open() {
+    let root = temp_dir("clock");
+    let mut h = handler(&root, json!({"file_name_pattern": "%H%M%S.pcap"}));
+    h.record_plain(UnixMicros(T0), b"a", 1);
+    h.maintain(UnixMicros(T0 + 1_000_000));
+    let open = |h: &Rig| h.open_file(UnixMicros(T0)).unwrap().span.clock;
+    assert_eq!(open(&h), SYNC);
+    // Unsynchronised for one reading: the file says so for good.
+    h.clock = UNSYNC;
+    h.maintain(UnixMicros(T0 + 2_000_000));
+    h.clock = SYNC;
+    h.maintain(UnixMicros(T0 + 3_000_000));
+    assert_eq!(open(&h), UNSYNC);
+    h.rotate_now(UnixMicros(T0 + 3_000_100)).unwrap();
+    // The next file starts with the clock's word at its opening.
+    h.record_plain(UnixMicros(T0 + 3_000_200), b"b", 1);
+    assert_eq!(open(&h), SYNC);
+    let key = h.journal_key();
+    h.close();
+    let rig_files = |s: &Storage| -> Vec<ClockWord> {
+        s.naming()
+            .files(&key)
+            .iter()
+            .map(|f| f.span.clock)
+            .collect()
+    };
+    // Journaled: a new run reads the same words back.
+    let words = rig_files(&Storage::open(&root));
+    assert_eq!(words, [UNSYNC, SYNC]);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_file_resumed_after_a_crash_has_an_unknown_clock() {
+    let root = temp_dir("clock-crash");
+    let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+    h.record_plain(UnixMicros(T0), b"a", 1);
+    h.flush();
+    let key = h.journal_key();
+    drop(h); // a crash: the file stays open
+    let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+    h.record_plain(UnixMicros(T0 + 1_000), b"b", 1);
+    h.maintain(UnixMicros(T0 + 1_000_000));
+    h.close();
+    let s = Storage::open(&root);
+    let files = s.naming().files(&key);
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        files[0].span.clock.state(),
+        "unknown",
+        "bsc did not watch it all"
+    );
+    assert_eq!(
+        files[0].span.clock.max_error_us,
+        Some(400),
+        "what it saw is kept"
+    );
+    // A crash leftover closed at start is unknown too.
+    let mut h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+    h.record_plain(UnixMicros(T0 + 3_600_000_000), b"c", 1);
+    h.flush();
+    drop(h);
+    let h = handler(&root, json!({"file_name_pattern": "%H.pcap"}));
+    // 10.pcap closed before, 11.pcap left open: the new run is at T0 (hour
+    // 10), so 11.pcap is closed as it is.
+    let files = h.files.naming().files(&key);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[1].span.clock.is_unknown());
     std::fs::remove_dir_all(root).unwrap();
 }
