@@ -814,3 +814,62 @@ fn name_gets_bscs_refusal_or_says_bsc_is_not_reachable() {
     assert_eq!(out.status.code(), Some(2));
     drop(bsc);
 }
+
+#[test]
+fn a_window_on_files_sends_only_the_records_inside_it() {
+    let dir = TempDir::new("replay-window");
+    let file = dir.0.join("minute.pcap");
+    // One record a second from 10:00:00.
+    write_pcap(&file, 147, false, &evenly(60, 1_000_000_000));
+    let rx = UdpReceiver::start();
+    let out = replay(&[
+        path_str(&file),
+        "--from=2026-12-07T10:00:10Z",
+        "--to",
+        &rx.url(),
+        "--to=2026-12-07T12:00:13+02:00",
+        "--speed",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 10:00:10 up to but not including 10:00:13.
+    wait_until("3 datagrams", || rx.count() >= 3);
+    assert!(
+        text(&out.stdout).contains("sent 3 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(rx.payloads(), (10..13).map(numbered).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_terminal_gets_a_progress_line() {
+    let dir = TempDir::new("replay-tty");
+    let file = dir.0.join("tlm.pcap");
+    write_pcap(&file, 147, false, &evenly(40, 20_000_000));
+    let rx = UdpReceiver::start();
+    // `script` runs the replay on a pseudo-terminal.
+    let line = format!(
+        "{} replay {} --to {}",
+        env!("CARGO_BIN_EXE_bsc"),
+        path_str(&file),
+        rx.url()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seen = text(&out.stdout);
+    assert!(seen.contains("\rbsc replay: sent "), "{seen:?}");
+    assert!(seen.contains("record time 2026-12-07T10:00:00"), "{seen:?}");
+    assert!(seen.contains("replay: sent 40 records"), "{seen:?}");
+    // Without a terminal, no progress line.
+    let out = replay(&[path_str(&file), "--to", &rx.url(), "--speed", "10"]);
+    assert!(
+        !text(&out.stderr).contains("bsc replay: sent"),
+        "{}",
+        text(&out.stderr)
+    );
+}
