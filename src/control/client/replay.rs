@@ -181,7 +181,10 @@ pub fn replay(a: &ReplayArgs, server: impl FnOnce() -> Result<super::Target, Str
     }
 }
 
-const SIGNAL_BIT: fn(libc::c_int) -> u32 = |s| 1 << s;
+/// Signal `s`'s bit in what [`sys::take_caught`] returns.
+fn bit(s: libc::c_int) -> u32 {
+    1 << s
+}
 
 /// One replay under way.
 struct Run<'a> {
@@ -244,7 +247,7 @@ impl Run<'_> {
             }
             let mut stop = || {
                 self.caught |= sys::take_caught();
-                self.caught & (SIGNAL_BIT(libc::SIGINT) | SIGNAL_BIT(libc::SIGTERM)) != 0
+                self.caught & (bit(libc::SIGINT) | bit(libc::SIGTERM)) != 0
             };
             match sender.send(payload, &mut stop) {
                 Ok(Sent::Sent { refused }) => {
@@ -304,7 +307,6 @@ impl Run<'_> {
     /// moves the schedule by how late `next_due` now is.
     fn signals(&mut self, next_due: Option<Mono>) -> Option<Ending> {
         self.caught |= sys::take_caught();
-        let bit = SIGNAL_BIT;
         if self.caught & bit(libc::SIGINT) != 0 {
             return Some(Ending::Stopped("Ctrl-C (SIGINT)"));
         }
