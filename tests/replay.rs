@@ -173,8 +173,9 @@ fn speed_n_divides_the_spacing_and_max_does_not_wait() {
     wait_until("201 datagrams", || rx.count() >= 201);
     let times = rx.times();
     let span = times[200].duration_since(times[0]);
-    // 250 ms of schedule: never faster, and far from the 2 s of speed 1.
-    assert!(span >= Duration::from_millis(249), "{span:?}");
+    // 250 ms of schedule: not faster (less what a receiver thread that
+    // noticed the first datagram late takes off), and far from speed 1's 2 s.
+    assert!(span >= Duration::from_millis(220), "{span:?}");
     assert!(took < Duration::from_millis(1500), "{took:?}");
     let errors = pacing_errors_ms(&times, &stamps, 8.0);
     assert!(errors[errors.len() * 9 / 10] < 20.0, "{errors:?}");

@@ -32,15 +32,17 @@ fn loop_starts_again_one_mean_spacing_after_the_last_record() {
         .collect();
     assert_eq!(payloads, want);
     assert_eq!(number_after(&stdout, "sent"), payloads.len() as u64);
-    // Last of pass one to first of pass two: the mean spacing, 100 ms.
+    // Last of pass one to first of pass two: the mean spacing, 100 ms (the
+    // bounds leave room for a receiver thread that wakes late on a loaded
+    // machine; a burst would be about 0).
     let times = rx.times();
     let gap = times[5].duration_since(times[4]);
     assert!(
-        gap >= Duration::from_millis(95) && gap < Duration::from_millis(300),
+        gap >= Duration::from_millis(70) && gap < Duration::from_millis(400),
         "{gap:?}"
     );
     let pass = times[10].duration_since(times[5]);
-    assert!(pass >= Duration::from_millis(495), "{pass:?}");
+    assert!(pass >= Duration::from_millis(440), "{pass:?}");
 }
 
 #[test]
