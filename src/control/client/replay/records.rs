@@ -7,13 +7,14 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use pcap_file::PcapError;
 
 use super::args::Inputs;
-use crate::control::client::{get_body, percent_encode, ClientError, Target};
+use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
 
 /// One record: its time (ns since the epoch), its file's link type, the
 /// length the packet had and the bytes captured.
@@ -33,14 +34,22 @@ pub enum ReadError {
     Client(ClientError),
 }
 
-/// Reads at most 64 KiB per call, so pcap-file's 8 MB read buffer (allocated
-/// but untouched beyond what is read) costs little memory per open file.
-struct SmallReads<R>(R);
+/// Where a pcap stream's bytes come from (an enum, not `Box<dyn Read>`,
+/// whose vtable would instantiate every `Read` method for both).
+enum Source {
+    File(File),
+    Answer(Body<TcpStream>),
+}
 
-impl<R: Read> Read for SmallReads<R> {
+impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // At most 64 KiB a call, so pcap-file's 8 MB read buffer (allocated
+        // but untouched beyond what is read) costs little memory per file.
         let n = buf.len().min(64 * 1024);
-        self.0.read(&mut buf[..n])
+        match self {
+            Source::File(f) => f.read(&mut buf[..n]),
+            Source::Answer(b) => b.read(&mut buf[..n]),
+        }
     }
 }
 
@@ -49,7 +58,7 @@ struct Stream {
     /// The file's path, or `bsc NAME` for an answer.
     label: String,
     link: u32,
-    reader: PcapReader<SmallReads<Box<dyn Read>>>,
+    reader: PcapReader<Source>,
     head: Option<Record>,
     /// Records read so far (for error messages).
     read: u64,
@@ -58,13 +67,13 @@ struct Stream {
 }
 
 impl Stream {
-    fn open(label: String, source: Box<dyn Read>) -> Result<Stream, String> {
-        let reader = PcapReader::new(SmallReads(source)).map_err(|e| match e {
+    fn open(label: String, source: Source) -> Result<Stream, String> {
+        let reader = PcapReader::new(source).map_err(|e| match e {
             PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 format!("{label}: not a pcap file (shorter than a pcap header)")
             }
             PcapError::IoError(e) => format!("{label}: {e}"),
-            other => format!("{label}: not a classic pcap file ({other}); a pcapng file converts with editcap -F pcap IN OUT"),
+            other => format!("{label}: not a classic pcap file ({}); a pcapng file converts with editcap -F pcap IN OUT", why(&other)),
         })?;
         let link = u32::from(reader.header().datalink);
         let mut stream = Stream {
@@ -103,11 +112,21 @@ impl Stream {
                         "{}: record {n} is cut short (the file ends inside it)",
                         self.label
                     ),
-                    other => format!("{}: record {n}: {other}", self.label),
+                    PcapError::IoError(e) => format!("{}: record {n}: {e}", self.label),
+                    other => format!("{}: record {n}: {}", self.label, why(&other)),
                 });
                 None
             }
         };
+    }
+}
+
+/// What pcap-file found wrong (its own texts, without its `Display`, which
+/// would bring every link type's name into the binary).
+fn why(e: &PcapError) -> &'static str {
+    match e {
+        PcapError::InvalidField(what) => what,
+        _ => "malformed",
     }
 }
 
@@ -136,7 +155,7 @@ impl Records {
                         )));
                     }
                     streams.push(
-                        Stream::open(path.clone(), Box::new(file)).map_err(ReadError::Input)?,
+                        Stream::open(path.clone(), Source::File(file)).map_err(ReadError::Input)?,
                     );
                 }
                 streams
@@ -154,7 +173,7 @@ impl Records {
                     path = format!("{path}?{}", query.join("&"));
                 }
                 let body = get_body(target, path).map_err(ReadError::Client)?;
-                vec![Stream::open(format!("bsc {name}"), Box::new(body))
+                vec![Stream::open(format!("bsc {name}"), Source::Answer(body))
                     .map_err(ReadError::Input)?]
             }
         };
