@@ -206,6 +206,13 @@ pub fn monotonic() -> Instant {
     Instant::now() + Duration::from_nanos(offset().mono_nanos)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds, without the driven offset: the clock
+/// `bsc replay` (a client command, not below the loop) paces its records by,
+/// the one [`crate::sys::sleep_until_monotonic`] sleeps on.
+pub fn steady_nanos() -> u64 {
+    crate::sys::monotonic_nanos()
+}
+
 impl UnixNanos {
     /// A kernel receive time (`SO_TIMESTAMPNS`, `CLOCK_REALTIME`) as bsc's
     /// clock reads it: with the driven offset in test builds, so a record

@@ -41,6 +41,7 @@ Handlers come from the config file and from the management API (HTTP, default
     example = "{command_name} rotate tlm pass=1234                    close tlm's file now (metadata first)",
     example = "{command_name} stop tlm                                stop the handlers named tlm",
     example = "{command_name} stop-capturer 127.0.0.1 8500 udp        close that socket and stop its handlers",
+    example = "{command_name} replay pass.pcap --to udp://127.0.0.1:3076  send a file's records again at their pace",
     note = "Options may come before or after the command, as --opt value or --opt=value.",
     note = "The commands talk to --server HOST:PORT, else $BSC_SERVER, else the manager_server
 of --config FILE, else 127.0.0.1:8080; they send --token, else $BSC_TOKEN, else the
@@ -79,6 +80,7 @@ enum Command {
     StopCapturer(StopCapturerArgs),
     Status(StatusArgs),
     Files(FilesArgs),
+    Replay(client::ReplayArgs),
 }
 
 #[derive(FromArgs)]
@@ -344,6 +346,9 @@ fn main() -> ExitCode {
             conn_type: a.conn_type,
         },
         Some(Command::Status(a)) => Action::Status { json: a.json },
+        Some(Command::Replay(r)) => {
+            return ExitCode::from(client::replay(&r, || target_of(&args)));
+        }
         Some(Command::Files(a)) => Action::Files {
             name: a.name,
             json: a.json,
@@ -352,26 +357,25 @@ fn main() -> ExitCode {
     ask(&args, &action)
 }
 
-/// A client command: finds the bsc to ask, asks, prints the answer.
-fn ask(args: &Args, action: &Action) -> ExitCode {
+/// The bsc the client commands talk to, and the token to show it.
+fn target_of(args: &Args) -> Result<client::Target, String> {
     let server_config = match &args.config {
         None => None,
-        Some(path) => match Config::load(path) {
-            Ok(c) => Some(c.server),
-            Err(e) => {
-                eprintln!("bsc: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
+        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?.server),
     };
     let env = |key: &str| std::env::var(key).ok();
-    let target = match client::resolve_target(
+    client::resolve_target(
         args.server.as_deref(),
         env("BSC_SERVER").as_deref(),
         args.token.as_deref(),
         env("BSC_TOKEN").as_deref(),
         server_config.as_ref(),
-    ) {
+    )
+}
+
+/// A client command: finds the bsc to ask, asks, prints the answer.
+fn ask(args: &Args, action: &Action) -> ExitCode {
+    let target = match target_of(args) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bsc: {e}");

@@ -8,10 +8,10 @@
 //! | `sys/sockets.rs` | socket options (receive buffer, drop counter, timestamps, multicast), AF_PACKET sockets |
 //! | `sys/files.rs` | files and folders without following links (`openat`, `fstatat`, `linkat`, ...), `flock` |
 //! | `sys/disk.rs` | free and total bytes of a file system |
-//! | `sys/signals.rs` | the signals the loop reads from a `signalfd` |
+//! | `sys/signals.rs` | the signals the loop reads from a `signalfd`; the ones `bsc replay` catches as flags |
 //! | `sys/children.rs` | commands bsc starts: signal mask, process groups, death with bsc |
 //! | `sys/process.rs` | this process: its user, open-file limit, CPU time, memory |
-//! | `sys/clock.rs` | the monotonic clock, clock synchronisation |
+//! | `sys/clock.rs` | the monotonic clock, clock synchronisation, sleeping until a deadline (`bsc replay`) |
 //! | `sys/journald.rs` | whether stderr is the journal |
 #![allow(unsafe_code)]
 
@@ -27,7 +27,9 @@ mod sockets;
 pub use children::{
     has_exited, kill_process_group, set_nonblocking, spawn_supervised, spawn_with_default_signals,
 };
-pub use clock::{kernel_clock_state, monotonic_micros};
+pub use clock::{
+    kernel_clock_state, monotonic_micros, monotonic_nanos, precise_wakeups, sleep_until_monotonic,
+};
 pub use disk::disk_space;
 pub use files::{
     can_write_dir, identity_at, link_at, open_at, open_dir_beneath, open_file_at, open_subdir,
@@ -38,7 +40,9 @@ pub use process::{
     cpu_time, effective_uid, open_fds, open_file_limit, raise_open_file_limit,
     resident_memory_bytes,
 };
-pub use signals::{block_handled_signals, SignalFd, HANDLED_SIGNALS};
+pub use signals::{
+    block_handled_signals, catch_signals, stop_self, take_caught, SignalFd, HANDLED_SIGNALS,
+};
 pub use sockets::{
     enable_drop_counter, enable_receive_timestamps, interface_index, join_multicast_v4_index,
     packet_socket, set_multicast_all, set_receive_buffer, PACKET_OUTGOING,

@@ -1,5 +1,5 @@
 //! The `bsc` client: `bsc add`, `stop`, `rotate`, `stop-capturer`, `status` and
-//! `files` talk to a running bsc's management API, so an operator needs neither
+//! `files` (and `replay --name`) talk to a running bsc's management API, so an operator needs neither
 //! curl nor jq.
 //!
 //! Sans I/O, like the server: [`Action::call`] builds the request ([`Call`],
@@ -20,6 +20,8 @@
 //! | `client/rfc3339.rs` | bsc's RFC 3339 times back to instants |
 //! | `client/table.rs` | padded columns, sizes, rates, ages |
 //! | `client/output.rs` | what each command prints |
+//! | `client/stream.rs` | an answer's body read as it arrives ([`get_body`]) |
+//! | `client/replay.rs` | `bsc replay`: recorded records sent again at their pace ([`replay`]) |
 //!
 //! Exit statuses ([`ClientError::exit_code`]): 0 done, 1 refused by bsc (its
 //! `error` text), 2 usage, 3 bsc not reachable.
@@ -30,8 +32,10 @@ use crate::control::api::answers::{CapturerEntry, HandlerFiles, Rotated};
 mod action;
 mod http;
 mod output;
+mod replay;
 mod rfc3339;
 mod safe;
+mod stream;
 mod table;
 mod target;
 
@@ -44,8 +48,10 @@ pub use output::{
     address_text, file_list, format_added, format_capturer_stopped, format_rotated, format_stopped,
     status_table,
 };
+pub use replay::{replay, ReplayArgs};
 pub use rfc3339::parse_rfc3339;
 pub use safe::{terminal_safe, terminal_safe_json};
+pub use stream::{get_body, Body};
 pub use table::{age, human_bytes, human_rate};
 pub use target::{parse_server, resolve_target, Target};
 

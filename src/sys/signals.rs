@@ -82,3 +82,47 @@ impl AsRawFd for SignalFd {
         self.0.as_raw_fd()
     }
 }
+
+/// Signals caught by [`catch_signals`] and not yet taken: bit `n` for signal `n`.
+static CAUGHT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    // An atomic or is async-signal-safe; signals below 32 only (checked in catch_signals).
+    CAUGHT.fetch_or(1 << signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// For a command that is not the event loop (`bsc replay`): these signals no
+/// longer do their default (end or stop the process) but are noted, for
+/// [`take_caught`]; a blocking call they interrupt returns `EINTR` (no
+/// `SA_RESTART`), so a sleep or a write ends at once.
+pub fn catch_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    for &s in signals {
+        if !(1..32).contains(&s) {
+            return Err(io::Error::other(format!("signal {s} is not below 32")));
+        }
+        // SAFETY: an all-zero sigaction is valid (empty mask, no flags); the
+        // handler only does an atomic or, which is async-signal-safe.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(s, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The signals noted since the last call (bit `n` for signal `n`), cleared.
+pub fn take_caught() -> u32 {
+    CAUGHT.swap(0, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Stops this process as job control does (`SIGSTOP`, which cannot be
+/// caught); returns once something sends `SIGCONT`.
+pub fn stop_self() {
+    // SAFETY: raise only sends a signal to this thread.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}

@@ -1,7 +1,7 @@
 //! `make bench`: how many datagrams a release bsc captures, at what CPU cost, and
 //! how fast it answers HTTP meanwhile, against receivers written here and measured
 //! in the same run. Loopback (127.0.0.1) only; every step is bounded in time and
-//! datagrams. Five sections, each on its own with `BSC_BENCH_SECTION`:
+//! datagrams. Six sections, each on its own with `BSC_BENCH_SECTION`:
 //!
 //! - `goals` (goals.rs, issue 25): the issue's table, each row against its
 //!   reference in the same run, alternating runs, medians and spread, receivers
@@ -33,6 +33,10 @@
 //!   loss, bytes per CPU second, bsc's ratio (target 0.8x), no loss at 60% of the
 //!   reference's capacity, and 1 vs 10 handlers vs 1,000 idle + 1 at that rate in
 //!   alternating runs (targets 1.15x and 1.1x).
+//! - `replay` (replay.rs, issue 26): `bsc replay` of 10,000 records recorded
+//!   at 1 kHz with jitter, at `--speed 1` to a UDP receiver that notes each
+//!   arrival: the send-time error relative to the first record (p50, p99, max,
+//!   against 2 ms at p99); and the same file at `--speed max`.
 //! - `rcvbuf` (large.rs): how many 1,024 B, 8,000 B and 60,000 B datagrams the
 //!   receive buffer bsc asks for by default holds, counted by filling a socket.
 //!
@@ -40,7 +44,7 @@
 //! payloads, read back with pcap-file), never from bsc's own counters.
 //!
 //! Environment:
-//! - `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf`: only these sections
+//! - `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf,replay`: only these sections
 //!   (default all).
 //! - `BSC_BENCH_ONLY=text`: only the rows whose label contains `text` (goals:
 //!   `tcp`, `udp 1 KiB`, `udp 64 B`, `1000 idle`).
@@ -56,6 +60,7 @@
 mod common;
 mod goals;
 mod large;
+mod replay;
 mod units;
 
 use std::time::{Duration, Instant};
@@ -98,6 +103,9 @@ fn main() {
     }
     if common::section("rcvbuf") {
         large::section_rcvbuf();
+    }
+    if common::section("replay") {
+        replay::section();
     }
     common::cleanup_all();
     println!("\nbenchmark took {:.0} s", started.elapsed().as_secs_f64());

@@ -3,6 +3,8 @@
 //! are not bsc's writer (pcap-file's reader and tcpdump).
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod replay;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;

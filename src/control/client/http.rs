@@ -256,7 +256,7 @@ fn not_shaped(server: &str, why: String) -> ClientError {
 }
 
 /// An I/O error as an operator reads it ("connection refused").
-fn describe_io(e: &io::Error) -> String {
+pub(super) fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "no answer in time".into(),
@@ -278,8 +278,9 @@ pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
     check_answer(&exchange(target, call)?, &target.to_string())
 }
 
-/// Sends one request and reads its answer (the thin I/O part).
-pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
+/// A connection to `target` (its first address that answers), with the
+/// answer timeouts set, and the request sent.
+pub fn connect_and_send(target: &Target, call: &Call) -> Result<TcpStream, ClientError> {
     let server = target.to_string();
     let unreachable = |reason: String| ClientError::Unreachable {
         server: server.clone(),
@@ -311,6 +312,18 @@ pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     stream.write_all(&call.encode(target)).map_err(io)?;
+    Ok(stream)
+}
+
+/// Sends one request and reads its answer (the thin I/O part).
+pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
+    let server = target.to_string();
+    let unreachable = |reason: String| ClientError::Unreachable {
+        server: server.clone(),
+        reason,
+    };
+    let mut stream = connect_and_send(target, call)?;
+    let io = |e: io::Error| unreachable(describe_io(&e));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     // One deadline for the whole answer, however slowly it drips.

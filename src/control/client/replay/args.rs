@@ -1,0 +1,374 @@
+//! `bsc replay`'s command line read into [`Plan`] (pure): the inputs, the
+//! window, the target and the speed, with the one trap of the issue's
+//! syntax resolved: `--to` names both the window's end and the target. A
+//! `--to` value with a scheme (`udp://`, `tcp://`; anything with `://`) is
+//! the target, any other value the window's end; each at most once.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::clock::UnixMicros;
+use crate::control::client::parse_rfc3339;
+
+/// Where the records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One datagram per record, from a socket connected to this address.
+    Udp(SocketAddr),
+    /// One connection out, the records back to back.
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Target::Udp(a) => write!(f, "udp://{a}"),
+            Target::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// How fast: the recorded spacing divided by a factor, or as fast as the
+/// target takes the records.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Speed {
+    Times(f64),
+    Max,
+}
+
+/// Where the records come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inputs {
+    /// Local pcap files, merged by time.
+    Files(Vec<String>),
+    /// `GET /<name>/data?from=&to=` from a running bsc (the texts as given).
+    Server {
+        name: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
+}
+
+/// The records asked for: `from <= timestamp < to`, either end open.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<UnixMicros>,
+    pub to: Option<UnixMicros>,
+}
+
+impl Window {
+    /// Whether a record stamped `ns` nanoseconds after the epoch is inside.
+    pub fn contains(&self, ns: i128) -> bool {
+        self.from.is_none_or(|f| ns >= f.0 as i128 * 1000)
+            && self.to.is_none_or(|t| ns < t.0 as i128 * 1000)
+    }
+}
+
+/// Everything `bsc replay` was asked, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub inputs: Inputs,
+    /// For files: records outside are not sent (the server applies its own).
+    pub window: Window,
+    pub target: Target,
+    pub speed: Speed,
+    pub repeat: bool,
+}
+
+/// The command line as argh read it.
+pub struct Given<'a> {
+    pub files: &'a [String],
+    pub name: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: &'a [String],
+    pub speed: &'a str,
+    pub repeat: bool,
+}
+
+/// Checks the command line and resolves `--to`.
+pub fn plan(given: &Given) -> Result<Plan, String> {
+    let (mut target, mut end) = (None, None);
+    for value in given.to {
+        if value.contains("://") {
+            if target.replace(value).is_some() {
+                return Err("--to: two targets given; give one udp://HOST:PORT or tcp://HOST:PORT (and at most one window end, a time)".into());
+            }
+        } else if end.replace(value).is_some() {
+            return Err("--to: two window ends given; give at most one time (RFC 3339 or Unix seconds) and one target (udp://HOST:PORT or tcp://HOST:PORT)".into());
+        }
+    }
+    let target = match target {
+        Some(t) => parse_target(t)?,
+        None => {
+            return Err(match end {
+                Some(e) if parse_time(e).is_err() => format!(
+                    "--to {e:?}: neither a target (udp://HOST:PORT or tcp://HOST:PORT) nor a time (RFC 3339 or Unix seconds)"
+                ),
+                _ => "give the target: --to udp://HOST:PORT or --to tcp://HOST:PORT".into(),
+            })
+        }
+    };
+    let window = Window {
+        from: given
+            .from
+            .map(|t| parse_time(t).map_err(|e| format!("--from: {e}")))
+            .transpose()?,
+        to: end
+            .map(|t| parse_time(t).map_err(|e| format!("--to: {e}")))
+            .transpose()?,
+    };
+    if let (Some(f), Some(t)) = (window.from, window.to) {
+        if t < f {
+            return Err("the window ends before it starts: give --from before --to".into());
+        }
+    }
+    let inputs = match (given.name, given.files.is_empty()) {
+        (Some(_), false) => {
+            return Err("give either files or --name NAME, not both".into());
+        }
+        (Some(name), true) => {
+            if name.is_empty() {
+                return Err("--name: the handler's name is empty".into());
+            }
+            Inputs::Server {
+                name: name.to_string(),
+                from: given.from.map(str::to_string),
+                to: end.cloned(),
+            }
+        }
+        (None, true) => {
+            return Err(
+                "give the pcap files to replay, or --name NAME for a running bsc's records".into(),
+            );
+        }
+        (None, false) => Inputs::Files(given.files.to_vec()),
+    };
+    Ok(Plan {
+        inputs,
+        window,
+        target,
+        speed: parse_speed(given.speed)?,
+        repeat: given.repeat,
+    })
+}
+
+/// `udp://HOST:PORT` or `tcp://HOST:PORT` (`[::1]:PORT` for IPv6), resolved.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    let hint = "give udp://HOST:PORT or tcp://HOST:PORT";
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| format!("--to {text:?}: {hint}"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--to {text:?}: the port is missing; {hint}"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(format!("--to {text:?}: the host is missing; {hint}"));
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| format!("--to {text:?}: the port must be 1..65535"))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("--to {text:?}: cannot resolve {host:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--to {text:?}: {host:?} has no address"))?;
+    match scheme {
+        "udp" => Ok(Target::Udp(addr)),
+        "tcp" => Ok(Target::Tcp(addr)),
+        other => Err(format!("--to {text:?}: scheme {other:?} is not udp or tcp")),
+    }
+}
+
+/// `1` (the recorded pace), `N` (N times faster, a positive number) or `max`.
+pub fn parse_speed(text: &str) -> Result<Speed, String> {
+    if text == "max" {
+        return Ok(Speed::Max);
+    }
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n <= 1e9 => Ok(Speed::Times(n)),
+        _ => Err(format!(
+            "--speed {text:?}: give a positive number (1 = as recorded, 10 = ten times faster, 0.5 = half speed) or max"
+        )),
+    }
+}
+
+/// A time as the window takes it: RFC 3339 (`2026-12-07T10:00:00.5Z`, or
+/// with an offset `+02:00`) or Unix seconds with a fraction (`1796637600.25`),
+/// to the microsecond.
+pub fn parse_time(text: &str) -> Result<UnixMicros, String> {
+    let bad = || {
+        format!("{text:?} is not a time: give RFC 3339 (2026-12-07T10:00:00Z) or Unix seconds (1796637600.5)")
+    };
+    if text.contains('T') || text.contains('t') {
+        let upper = text.to_ascii_uppercase();
+        let (base, offset_secs) = match upper.strip_suffix('Z') {
+            Some(b) => (b.to_string(), 0),
+            None => {
+                let at = upper.len().checked_sub(6).ok_or_else(bad)?;
+                let (b, off) = upper.split_at(at);
+                let sign = match off.as_bytes()[0] {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return Err(bad()),
+                };
+                let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
+                let (h, m) = (
+                    h.parse::<i64>().map_err(|_| bad())?,
+                    m.parse::<i64>().map_err(|_| bad())?,
+                );
+                if h > 23 || m > 59 {
+                    return Err(bad());
+                }
+                (b.to_string(), sign * (h * 3600 + m * 60))
+            }
+        };
+        let at = parse_rfc3339(&format!("{base}Z")).ok_or_else(bad)?;
+        return Ok(at.plus_micros(-offset_secs * 1_000_000));
+    }
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole)
+        || !(frac.is_empty() || digits(frac))
+        || (frac.is_empty() && text.ends_with('.'))
+        || whole.len() > 11
+    {
+        return Err(bad());
+    }
+    let secs: i64 = whole.parse().map_err(|_| bad())?;
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}")[..6].parse().map_err(|_| bad())?
+    };
+    Ok(UnixMicros(secs * 1_000_000 + micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given<'a>(files: &'a [String], name: Option<&'a str>, to: &'a [String]) -> Given<'a> {
+        Given {
+            files,
+            name,
+            from: None,
+            to,
+            speed: "1",
+            repeat: false,
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn to_is_the_target_with_a_scheme_and_the_window_end_without() {
+        let files = strings(&["a.pcap"]);
+        let to = strings(&["1796637600", "udp://127.0.0.1:9000"]);
+        let p = plan(&given(&[], Some("tlm"), &to)).unwrap();
+        assert_eq!(p.target, Target::Udp("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(p.window.to, Some(UnixMicros(1_796_637_600_000_000)));
+        assert_eq!(
+            p.inputs,
+            Inputs::Server {
+                name: "tlm".into(),
+                from: None,
+                to: Some("1796637600".into())
+            }
+        );
+        // The order does not matter.
+        let to = strings(&["tcp://[::1]:9000", "2026-12-07T10:00:00Z"]);
+        let p = plan(&given(&files, None, &to)).unwrap();
+        assert_eq!(p.target, Target::Tcp("[::1]:9000".parse().unwrap()));
+        assert!(p.window.to.is_some());
+    }
+
+    #[test]
+    fn confusing_to_values_are_refused_clearly() {
+        let files = strings(&["a.pcap"]);
+        let err = |to: &[&str]| plan(&given(&files, None, &strings(to))).unwrap_err();
+        assert!(err(&[]).contains("give the target"));
+        assert!(err(&["1796637600"]).contains("give the target"));
+        // A target without its scheme is neither.
+        assert!(err(&["127.0.0.1:9000"]).contains("neither a target"));
+        assert!(err(&["udp://a:1", "tcp://b:2"]).contains("two targets"));
+        assert!(err(&["1", "2", "udp://127.0.0.1:9"]).contains("two window ends"));
+        assert!(
+            err(&["udp://127.0.0.1:9", "yesterday"]).contains("--to: \"yesterday\" is not a time")
+        );
+        assert!(err(&["http://127.0.0.1:9"]).contains("not udp or tcp"));
+        assert!(err(&["udp://127.0.0.1:0"]).contains("1..65535"));
+        assert!(err(&["udp://127.0.0.1:70000"]).contains("1..65535"));
+        assert!(err(&["udp://127.0.0.1"]).contains("port is missing"));
+        assert!(err(&["udp://:9000"]).contains("host is missing"));
+        assert!(err(&["udp://no-such-host.invalid:9000"]).contains("cannot resolve"));
+    }
+
+    #[test]
+    fn inputs_are_files_or_a_name() {
+        let to = strings(&["udp://127.0.0.1:9"]);
+        let files = strings(&["a.pcap"]);
+        assert!(plan(&given(&files, Some("tlm"), &to))
+            .unwrap_err()
+            .contains("not both"));
+        assert!(plan(&given(&[], None, &to))
+            .unwrap_err()
+            .contains("give the pcap files"));
+        assert!(plan(&given(&[], Some(""), &to))
+            .unwrap_err()
+            .contains("empty"));
+        let mut g = given(&files, None, &to);
+        g.from = Some("1796637600");
+        let to2 = strings(&["udp://127.0.0.1:9", "1796637599"]);
+        g.to = &to2;
+        assert!(plan(&g).unwrap_err().contains("ends before it starts"));
+    }
+
+    #[test]
+    fn speeds() {
+        assert_eq!(parse_speed("1"), Ok(Speed::Times(1.0)));
+        assert_eq!(parse_speed("0.5"), Ok(Speed::Times(0.5)));
+        assert_eq!(parse_speed("max"), Ok(Speed::Max));
+        for bad in ["0", "-1", "NaN", "nan", "inf", "", "fast", "1e10", "MAX"] {
+            assert!(parse_speed(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("1796637600.25"),
+            Ok(UnixMicros(1_796_637_600_250_000))
+        );
+        assert_eq!(parse_time("0"), Ok(UnixMicros(0)));
+        let z = parse_time("2026-12-07T10:00:00.5Z").unwrap();
+        assert_eq!(z, parse_time("2026-12-07T12:00:00.5+02:00").unwrap());
+        assert_eq!(z, parse_time("2026-12-07t09:30:00.5-00:30").unwrap());
+        for bad in [
+            "",
+            "-5",
+            "1.",
+            ".5",
+            "1e9",
+            "2026-12-07",
+            "2026-12-07T10:00:00",
+            "2026-12-07T10:00:00+25:00",
+            "x",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        let w = Window {
+            from: Some(UnixMicros(10)),
+            to: Some(UnixMicros(20)),
+        };
+        assert!(w.contains(10_000) && w.contains(19_999));
+        assert!(!w.contains(9_999) && !w.contains(20_000));
+    }
+}

@@ -1,0 +1,207 @@
+//! The records to replay, in time order, from local pcap files or from a
+//! running bsc's `GET /<name>/data`: both read by one pcap stream reader over
+//! [`Read`] (pcap-file's), so the `--name` form is the same code over an HTTP
+//! body. Several files are merged by time (the earliest record next; a tie
+//! goes to the file given first), so the order they are given in does not
+//! matter and files of two handlers interleave as they were received.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::PcapError;
+
+use super::args::Inputs;
+use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
+
+/// One record: its time (ns since the epoch), its file's link type, the
+/// length the packet had and the bytes captured.
+pub struct Record {
+    pub ts: i128,
+    pub link: u32,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// Why the records could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A file or an answer is not what was expected (exit 1).
+    Input(String),
+    /// bsc could not be asked, or refused (its exit statuses).
+    Client(ClientError),
+}
+
+/// Where a pcap stream's bytes come from (an enum, not `Box<dyn Read>`,
+/// whose vtable would instantiate every `Read` method for both).
+enum Source {
+    File(File),
+    Answer(Body<TcpStream>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // At most 64 KiB a call, so pcap-file's 8 MB read buffer (allocated
+        // but untouched beyond what is read) costs little memory per file.
+        let n = buf.len().min(64 * 1024);
+        match self {
+            Source::File(f) => f.read(&mut buf[..n]),
+            Source::Answer(b) => b.read(&mut buf[..n]),
+        }
+    }
+}
+
+/// One pcap stream and the record it holds next.
+struct Stream {
+    /// The file's path, or `bsc NAME` for an answer.
+    label: String,
+    link: u32,
+    reader: PcapReader<Source>,
+    head: Option<Record>,
+    /// Records read so far (for error messages).
+    read: u64,
+    /// Why the record after `head` cannot be read: said once `head` went.
+    failed: Option<String>,
+}
+
+impl Stream {
+    fn open(label: String, source: Source) -> Result<Stream, String> {
+        let reader = PcapReader::new(source).map_err(|e| match e {
+            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                format!("{label}: not a pcap file (shorter than a pcap header)")
+            }
+            PcapError::IoError(e) => format!("{label}: {e}"),
+            other => format!("{label}: not a classic pcap file ({}); a pcapng file converts with editcap -F pcap IN OUT", why(&other)),
+        })?;
+        let link = u32::from(reader.header().datalink);
+        let mut stream = Stream {
+            label,
+            link,
+            reader,
+            head: None,
+            read: 0,
+            failed: None,
+        };
+        stream.advance();
+        match stream.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        }
+    }
+
+    /// Reads the next record into `head` (`None` at the end, or in `failed`
+    /// why not).
+    fn advance(&mut self) {
+        self.head = match self.reader.next_packet() {
+            None => None,
+            Some(Ok(p)) => {
+                self.read += 1;
+                Some(Record {
+                    ts: ns(p.timestamp),
+                    link: self.link,
+                    orig_len: p.orig_len,
+                    data: p.data.into_owned(),
+                })
+            }
+            Some(Err(e)) => {
+                let n = self.read + 1;
+                self.failed = Some(match e {
+                    PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => format!(
+                        "{}: record {n} is cut short (the file ends inside it)",
+                        self.label
+                    ),
+                    PcapError::IoError(e) => format!("{}: record {n}: {e}", self.label),
+                    other => format!("{}: record {n}: {}", self.label, why(&other)),
+                });
+                None
+            }
+        };
+    }
+}
+
+/// What pcap-file found wrong (its own texts, without its `Display`, which
+/// would bring every link type's name into the binary).
+fn why(e: &PcapError) -> &'static str {
+    match e {
+        PcapError::InvalidField(what) => what,
+        _ => "malformed",
+    }
+}
+
+fn ns(d: Duration) -> i128 {
+    d.as_nanos() as i128
+}
+
+/// The records of every input, merged by time.
+pub struct Records {
+    streams: Vec<Stream>,
+}
+
+impl Records {
+    /// Opens every input (every file is checked to be a pcap before
+    /// anything is sent).
+    pub fn open(inputs: &Inputs, server: Option<&Target>) -> Result<Records, ReadError> {
+        let streams = match inputs {
+            Inputs::Files(paths) => {
+                let mut streams = Vec::with_capacity(paths.len());
+                for path in paths {
+                    let file = File::open(path)
+                        .map_err(|e| ReadError::Input(format!("{path}: cannot open: {e}")))?;
+                    if file.metadata().is_ok_and(|m| m.is_dir()) {
+                        return Err(ReadError::Input(format!(
+                            "{path}: a folder, not a pcap file"
+                        )));
+                    }
+                    streams.push(
+                        Stream::open(path.clone(), Source::File(file)).map_err(ReadError::Input)?,
+                    );
+                }
+                streams
+            }
+            Inputs::Server { name, from, to } => {
+                let Some(target) = server else {
+                    return Err(ReadError::Input("no bsc to ask".into()));
+                };
+                let mut path = format!("/{}/data", percent_encode(name));
+                let query: Vec<String> = [("from", from), ("to", to)]
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
+                    .collect();
+                if !query.is_empty() {
+                    path = format!("{path}?{}", query.join("&"));
+                }
+                let body = get_body(target, path).map_err(ReadError::Client)?;
+                vec![Stream::open(format!("bsc {name}"), Source::Answer(body))
+                    .map_err(ReadError::Input)?]
+            }
+        };
+        Ok(Records { streams })
+    }
+
+    /// The next record in time order, `None` after the last.
+    /// A record that cannot be read ends the records, once those before it went.
+    pub fn next(&mut self) -> Result<Option<Record>, String> {
+        if let Some(e) = self.streams.iter_mut().find_map(|s| s.failed.take()) {
+            return Err(e);
+        }
+        let mut earliest: Option<usize> = None;
+        for (i, s) in self.streams.iter().enumerate() {
+            if let Some(r) = &s.head {
+                if earliest.is_none_or(|e| {
+                    r.ts < self.streams[e].head.as_ref().map_or(i128::MAX, |h| h.ts)
+                }) {
+                    earliest = Some(i);
+                }
+            }
+        }
+        let Some(i) = earliest else {
+            return Ok(None);
+        };
+        let stream = &mut self.streams[i];
+        let record = stream.head.take();
+        stream.advance();
+        Ok(record)
+    }
+}
