@@ -79,6 +79,7 @@ enum Command {
     StopCapturer(StopCapturerArgs),
     Status(StatusArgs),
     Files(FilesArgs),
+    Extract(ExtractArgs),
 }
 
 #[derive(FromArgs)]
@@ -187,6 +188,44 @@ struct FilesArgs {
     /// print bsc's JSON instead of the table
     #[argh(switch)]
     json: bool,
+}
+
+#[derive(FromArgs)]
+/// one pcap of the records from --from to --to, from a running bsc's handler or from capture files
+#[argh(
+    subcommand,
+    name = "extract",
+    example = "{command_name} tlm --from 2026-12-07T14:00:00Z --to 2026-12-07T14:01:00Z -o pass.pcap",
+    example = "{command_name} archive/*.pcap --from 1796652000 --apid 0x100 | tshark -r -",
+    note = "An argument with a / or naming an existing file is a FILE, read here without a server;
+any other is a handler NAME (--name NAME always is one). Times are RFC 3339 or Unix seconds;
+either end may be left out (from the first record, to the last)."
+)]
+struct ExtractArgs {
+    /// a handler NAME, or capture FILEs
+    #[argh(positional)]
+    sources: Vec<String>,
+    /// the handler, even if a file of that name is here
+    #[argh(option)]
+    name: Option<String>,
+    /// the first instant kept (RFC 3339 or Unix seconds)
+    #[argh(option)]
+    from: Option<String>,
+    /// the instant the window ends before
+    #[argh(option)]
+    to: Option<String>,
+    /// keep only space packets of these APIDs (0x100,0x101)
+    #[argh(option)]
+    apid: Option<String>,
+    /// keep only TM frames of these virtual channels (0,3)
+    #[argh(option)]
+    vcid: Option<String>,
+    /// the handler's port, when handlers of that name run on several
+    #[argh(option)]
+    port: Option<u16>,
+    /// write the pcap to FILE (default stdout, when it is not a terminal)
+    #[argh(option, short = 'o')]
+    output: Option<PathBuf>,
 }
 
 /// Options of [`Args`], which may also come after the command's name: their
@@ -348,35 +387,123 @@ fn main() -> ExitCode {
             name: a.name,
             json: a.json,
         },
+        Some(Command::Extract(a)) => return extract(&args, &a),
     };
     ask(&args, &action)
 }
 
-/// A client command: finds the bsc to ask, asks, prints the answer.
-fn ask(args: &Args, action: &Action) -> ExitCode {
+/// `bsc extract`: checks the window and filters, then reads files here or
+/// asks the server ([`client::extract`]).
+fn extract(args: &Args, a: &ExtractArgs) -> ExitCode {
+    use bsc::files::window::{parse_time, Window};
+    let usage = |e: String| {
+        eprintln!("bsc extract: {e}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let source = match client::extract::Source::of(&a.sources, a.name.as_deref(), |p| {
+        std::path::Path::new(p).exists()
+    }) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let time = |key: &str, t: &Option<String>| {
+        t.as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(|e| format!("--{key}: {e}"))
+    };
+    let window = match (time("from", &a.from), time("to", &a.to)) {
+        (Ok(f), Ok(t)) => match Window::new(f, t) {
+            Ok(w) => w,
+            Err(e) => return usage(format!("--from, --to: {e}")),
+        },
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let mut filters = Vec::new();
+    for (key, list) in [("apid", &a.apid), ("vcid", &a.vcid)] {
+        if let Some(list) = list {
+            match bsc::units::transform::Transform::parse(&format!("{key}:{list}")) {
+                Ok(t) => filters.push(t),
+                Err(e) => return usage(format!("--{key}: {e}")),
+            }
+        }
+    }
+    let mut out = match client::extract::output(a.output.as_ref()) {
+        Ok(o) => o,
+        Err(e) => return usage(e.to_string()),
+    };
+    let done = match source {
+        client::extract::Source::Files(files) => {
+            if a.port.is_some() {
+                return usage("--port: only with a handler NAME".into());
+            }
+            client::extract::local(&files, window, &filters, &mut out)
+        }
+        client::extract::Source::Name(name) => {
+            let target = match target_of(args) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let mut query = Vec::new();
+            let texts = [
+                ("from", &a.from),
+                ("to", &a.to),
+                ("apid", &a.apid),
+                ("vcid", &a.vcid),
+            ];
+            for (key, value) in texts {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", client::percent_encode(v)));
+                }
+            }
+            if let Some(p) = a.port {
+                query.push(format!("port={p}"));
+            }
+            client::extract::remote(&target, &name, &query.join("&"), &mut out)
+        }
+    };
+    match done {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bsc extract: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The bsc a client command talks to, and its token.
+fn target_of(args: &Args) -> Result<client::Target, ExitCode> {
     let server_config = match &args.config {
         None => None,
         Some(path) => match Config::load(path) {
             Ok(c) => Some(c.server),
             Err(e) => {
                 eprintln!("bsc: {e}");
-                return ExitCode::from(EXIT_USAGE);
+                return Err(ExitCode::from(EXIT_USAGE));
             }
         },
     };
     let env = |key: &str| std::env::var(key).ok();
-    let target = match client::resolve_target(
+    match client::resolve_target(
         args.server.as_deref(),
         env("BSC_SERVER").as_deref(),
         args.token.as_deref(),
         env("BSC_TOKEN").as_deref(),
         server_config.as_ref(),
     ) {
-        Ok(t) => t,
+        Ok(t) => Ok(t),
         Err(e) => {
             eprintln!("bsc: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            Err(ExitCode::from(EXIT_USAGE))
         }
+    }
+}
+
+/// A client command: finds the bsc to ask, asks, prints the answer.
+fn ask(args: &Args, action: &Action) -> ExitCode {
+    let target = match target_of(args) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     match client::run(action, &target, Clock::System.now()) {
         Ok(out) => {

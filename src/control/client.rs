@@ -20,6 +20,7 @@
 //! | `client/rfc3339.rs` | bsc's RFC 3339 times back to instants |
 //! | `client/table.rs` | padded columns, sizes, rates, ages |
 //! | `client/output.rs` | what each command prints |
+//! | `client/extract.rs` | `bsc extract`: a window's pcap from a bsc or from files here |
 //!
 //! Exit statuses ([`ClientError::exit_code`]): 0 done, 1 refused by bsc (its
 //! `error` text), 2 usage, 3 bsc not reachable.
@@ -28,6 +29,7 @@ use crate::clock::UnixMicros;
 use crate::control::api::answers::{CapturerEntry, HandlerFiles, Rotated};
 
 mod action;
+pub mod extract;
 mod http;
 mod output;
 mod rfc3339;

@@ -301,6 +301,19 @@ impl Handler {
         })
     }
 
+    /// The file being written, to read back what is on disk now: a second
+    /// descriptor on it and the end of its last whole record (records not yet
+    /// flushed excluded, so a reader never sees one torn).
+    pub fn written_file(&self) -> Option<(std::fs::File, u64)> {
+        let f = self.file.as_ref()?;
+        Some((f.file.reader().ok()?, f.file.bytes()))
+    }
+
+    /// The link type of its files.
+    pub fn link(&self) -> LinkType {
+        self.output.link
+    }
+
     /// Bytes in the current file, records not yet flushed included.
     pub fn current_file_bytes(&self) -> u64 {
         self.file

@@ -1,0 +1,405 @@
+//! `GET /<name>/data` and `bsc extract`: the records of a time window, checked
+//! record for record against Wireshark's `editcap -A/-B` cut of the same files.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+/// A window's ends as bsc and editcap both read them (RFC 3339, UTC).
+fn at(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// editcap's cut of `files` (merged in time order by mergecap) to `from..to`.
+fn editcap_cut(dir: &Path, files: &[PathBuf], from: Option<i64>, to: Option<i64>) -> Vec<Record> {
+    let merged = dir.join("merged.pcap");
+    let cut = dir.join("cut.pcap");
+    let mut m = Command::new("mergecap");
+    m.arg("-F")
+        .arg("nsecpcap")
+        .arg("-w")
+        .arg(&merged)
+        .args(files);
+    assert_success(&m.output().unwrap());
+    let mut e = Command::new("editcap");
+    e.arg("-F").arg("nsecpcap");
+    if let Some(f) = from {
+        e.arg("-A").arg(at(f));
+    }
+    if let Some(t) = to {
+        e.arg("-B").arg(at(t));
+    }
+    assert_success(&e.arg(&merged).arg(&cut).output().unwrap());
+    read_pcap(&cut).2
+}
+
+/// `GET /name/data?query` saved to a file and read back with pcap-file.
+fn extract(bsc: &Bsc, dir: &Path, name: &str, query: &str) -> (u32, Vec<Record>) {
+    let r = bsc.request("GET", &format!("/{name}/data?{query}"), None, b"");
+    assert_eq!(
+        r.status,
+        200,
+        "{query}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.tcpdump.pcap")
+    );
+    let path = dir.join("answer.pcap");
+    std::fs::write(&path, &r.body).unwrap();
+    let (link, _, records) = read_pcap(&path);
+    (link, records)
+}
+
+fn query(from: Option<i64>, to: Option<i64>) -> String {
+    let mut q = Vec::new();
+    if let Some(f) = from {
+        q.push(format!("from={}", enc(&at(f))));
+    }
+    if let Some(t) = to {
+        q.push(format!("to={}", enc(&at(t))));
+    }
+    q.join("&")
+}
+
+/// A handler rotating every minute on the driven clock, fed `groups` groups of
+/// 30 datagrams 25 s of bsc's time apart: files across rotations, the last open.
+fn capture(dir: &Path, name: &str, port: u16, groups: u64) -> Bsc {
+    let root = dir.join("cap");
+    let h = udp_handler(
+        name,
+        port,
+        json!({"rotate_log_index": "minute", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap",
+               "timestamp_precision": "ns"}),
+    );
+    let bsc = Bsc::with_config_env(dir, &config(&root, vec![h]), &[DRIVEN_CLOCK]);
+    for g in 0..groups {
+        let s = sender(port);
+        for i in g * 30..(g + 1) * 30 {
+            s.send(&seq_payload(i)).unwrap();
+        }
+        paced(&bsc, port, ((g + 1) * 30) as u32, 25.0);
+    }
+    bsc
+}
+
+#[test]
+fn windows_match_editcaps_cut_across_rotations_the_open_file_and_a_restart() {
+    let dir = TempDir::new("extract-windows");
+    let port = free_udp_port();
+    let bsc = capture(dir.path(), "tlm", port, 6);
+    let root = dir.path().join("cap");
+    let files = pcap_files(&root);
+    assert!(files.len() >= 3, "rotations made {files:?}");
+    let all: Vec<Record> = files.iter().flat_map(|f| records_so_far(f)).collect();
+    assert_eq!(all.len(), 180);
+    let ts = |i: usize| (all[i].ts_ns / 1000) as i64;
+    let windows = [
+        (None, None),
+        (Some(ts(10)), Some(ts(20))),      // inside one file
+        (Some(ts(15)), Some(ts(95))),      // across rotations
+        (Some(ts(40) + 1), Some(ts(179))), // ends inside the open file
+        (Some(ts(170)), None),             // the open file, open end
+        (None, Some(ts(31))),              // open start
+        (Some(ts(29)), Some(ts(29))),      // empty
+        (Some(ts(179) + 1_000_000), None), // after everything
+    ];
+    let check = |bsc: &Bsc| {
+        for (from, to) in windows {
+            let (link, got) = extract(bsc, dir.path(), "tlm", &query(from, to));
+            assert_eq!(link, 147, "user0");
+            let want = editcap_cut(dir.path(), &files, from, to);
+            assert_eq!(got, want, "window {from:?}..{to:?}");
+        }
+    };
+    check(&bsc);
+    // Unix seconds with a fraction say the same.
+    let (_, by_secs) = extract(
+        &bsc,
+        dir.path(),
+        "tlm",
+        &format!(
+            "from={}.{:06}&to={}.{:06}",
+            ts(15) / 1_000_000,
+            ts(15) % 1_000_000,
+            ts(95) / 1_000_000,
+            ts(95) % 1_000_000
+        ),
+    );
+    assert_eq!(
+        by_secs,
+        editcap_cut(dir.path(), &files, Some(ts(15)), Some(ts(95)))
+    );
+    // After a restart the files come from the journal.
+    bsc.stop();
+    let bsc = Bsc::with_config_env(
+        dir.path(),
+        &config(
+            &root,
+            vec![udp_handler(
+                "tlm",
+                port,
+                json!({"rotate_log_index": "minute", "file_name_pattern": "%Y%m%dT%H%M%S-{name}.pcap", "timestamp_precision": "ns"}),
+            )],
+        ),
+        &[DRIVEN_CLOCK],
+    );
+    check(&bsc);
+    // The client says the same, from the server and from the files.
+    let out = dir.path().join("client.pcap");
+    let (from, to) = (at(ts(15)), at(ts(95)));
+    let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["extract", "tlm", "--from", &from, "--to", &to, "-o"])
+        .arg(&out)
+        .args(["--server", &format!("127.0.0.1:{}", bsc.http_port)])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let want = editcap_cut(dir.path(), &files, Some(ts(15)), Some(ts(95)));
+    assert_eq!(read_pcap(&out).2, want);
+    let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["extract", "--from", &from, "--to", &to, "-o"])
+        .arg(&out)
+        .args(files.iter().rev())
+        .output()
+        .unwrap();
+    assert_success(&o);
+    assert_eq!(read_pcap(&out).2, want, "local files, given out of order");
+    // To a pipe: stdout.
+    let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["extract", "--from", &from, "--to", &to])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_success(&o);
+    std::fs::write(&out, &o.stdout).unwrap();
+    assert_eq!(read_pcap(&out).2, want);
+    // A stopped handler's files are still in the journal.
+    assert_eq!(bsc.request("DELETE", "/tlm/stop", None, b"").status, 200);
+    let (_, got) = extract(&bsc, dir.path(), "tlm", &query(Some(ts(15)), Some(ts(95))));
+    assert_eq!(got, want, "stopped handler");
+    bsc.stop();
+}
+
+/// A space packet of APID `apid` carrying `seq`.
+fn space_packet(apid: u16, seq: u64) -> Vec<u8> {
+    let mut p = vec![(apid >> 8) as u8 & 0x07, apid as u8, 0xC0, 0, 0, 7];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p
+}
+
+#[test]
+fn filters_keep_the_asked_apids_of_the_window() {
+    let dir = TempDir::new("extract-filters");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("sp", port, json!({}))]);
+    let s = sender(port);
+    for i in 0..60u64 {
+        s.send(&space_packet(0x100 + (i % 3) as u16, i)).unwrap();
+    }
+    wait_until("60 records written", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| records_so_far(f).len())
+            .sum::<usize>()
+            == 60
+    });
+    let r = bsc.request("GET", "/sp/data?apid=0x100,258", None, b"");
+    assert_eq!(r.status, 200);
+    let path = dir.path().join("a.pcap");
+    std::fs::write(&path, &r.body).unwrap();
+    let got: Vec<u64> = read_pcap(&path)
+        .2
+        .iter()
+        .map(|r| u64::from_be_bytes(r.data[6..14].try_into().unwrap()))
+        .collect();
+    let want: Vec<u64> = (0..60).filter(|i| i % 3 != 1).collect();
+    assert_eq!(got, want);
+    // Not a TM frame of VC 7: nothing (and a valid empty pcap).
+    let r = bsc.request("GET", "/sp/data?vcid=7", None, b"");
+    std::fs::write(&path, &r.body).unwrap();
+    assert_eq!(read_pcap(&path).2.len(), 0);
+    bsc.stop();
+}
+
+#[test]
+fn hostile_queries_get_a_4xx_naming_the_parameter_and_bsc_keeps_running() {
+    let dir = TempDir::new("extract-hostile");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("tlm", port, json!({}))]);
+    sender(port).send(b"x").unwrap();
+    for (q, status, names) in [
+        ("from=yesterday", 400, "from"),
+        ("to=2026-13-01T00:00:00Z", 400, "to"),
+        ("from=2&to=1", 400, "from"),
+        ("from=99999999999999999999999", 400, "from"),
+        ("to=-5", 400, "to"),
+        ("from=1e9", 400, "from"),
+        ("from=1&from=2", 400, "from"),
+        ("apid=0x800", 400, "apid"),
+        ("apid=", 400, "apid"),
+        ("apid=1,,2", 400, "apid"),
+        ("vcid=8", 400, "vcid"),
+        ("port=70000", 400, "port"),
+        ("port=1", 404, "port"),
+        ("frm=1", 400, "frm"),
+        ("from=%ZZ", 400, "query string"),
+    ] {
+        let r = bsc.request("GET", &format!("/tlm/data?{q}"), None, b"");
+        assert_eq!(
+            r.status,
+            status,
+            "{q}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(names), "{q}: {error}");
+    }
+    for path in ["/nobody/data", "/..%2F..%2Fetc/data", "/a%2Fb/data"] {
+        let r = bsc.request("GET", path, None, b"");
+        assert_eq!(r.status, 404, "{path}");
+    }
+    assert_eq!(bsc.request("POST", "/tlm/data", None, b"").status, 405);
+    assert_eq!(bsc.get("/health").0, 200);
+    bsc.stop();
+}
+
+#[test]
+fn the_route_needs_the_token_and_a_local_host() {
+    let dir = TempDir::new("extract-auth");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let mut cfg = config(&root, vec![udp_handler("tlm", port, json!({}))]);
+    let http = free_tcp_port();
+    cfg["capture_manager"]["manager_server"] =
+        json!({"host": "127.0.0.1", "port": http, "token": "s3cret"});
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    let raw = |head: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.write_all(
+            format!("GET /tlm/data HTTP/1.1\r\nConnection: close\r\n{head}\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(raw("Host: 127.0.0.1\r\n").starts_with("HTTP/1.1 401"));
+    assert!(
+        raw("Host: evil.example\r\nAuthorization: Bearer s3cret\r\n").starts_with("HTTP/1.1 421")
+    );
+    assert!(raw(
+        "Host: 127.0.0.1\r\nOrigin: http://evil.example\r\nAuthorization: Bearer s3cret\r\n"
+    )
+    .starts_with("HTTP/1.1 403"));
+    assert!(raw("Host: 127.0.0.1\r\nAuthorization: Bearer s3cret\r\n").starts_with("HTTP/1.1 200"));
+    bsc.stop();
+}
+
+#[test]
+fn several_handlers_of_a_name_need_a_port() {
+    let dir = TempDir::new("extract-several");
+    let (p1, p2) = (free_udp_port(), free_udp_port());
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![
+            udp_handler("tlm", p1, json!({"path": "a"})),
+            udp_handler("tlm", p2, json!({"path": "b"})),
+        ],
+    );
+    sender(p1).send(b"one").unwrap();
+    sender(p2).send(b"two").unwrap();
+    wait_until("both written", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| records_so_far(f).len())
+            .sum::<usize>()
+            == 2
+    });
+    let r = bsc.request("GET", "/tlm/data", None, b"");
+    assert_eq!(r.status, 409);
+    assert!(r.json()["error"].as_str().unwrap().contains("port="));
+    let (_, got) = extract(&bsc, dir.path(), "tlm", &format!("port={p2}"));
+    assert_eq!(
+        got.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+        vec![b"two".to_vec()]
+    );
+    bsc.stop();
+}
+
+#[test]
+fn a_slow_reader_or_one_that_leaves_midway_does_not_stop_capture() {
+    let dir = TempDir::new("extract-slow");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("tlm", port, json!({}))]);
+    let s = sender(port);
+    let payload = vec![7u8; 1000];
+    for _ in 0..4000 {
+        s.send(&payload).unwrap();
+    }
+    wait_until("4000 records", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| records_so_far(f).len())
+            .sum::<usize>()
+            == 4000
+    });
+    // One reads a little and stops reading; one leaves midway.
+    let ask = || {
+        let mut c = TcpStream::connect(("127.0.0.1", bsc.http_port)).unwrap();
+        c.write_all(b"GET /tlm/data HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 1024];
+        c.read_exact(&mut first).unwrap();
+        c
+    };
+    let slow = ask();
+    drop(ask());
+    for i in 0..100u64 {
+        s.send(&seq_payload(i)).unwrap();
+    }
+    wait_until("100 more records", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| records_so_far(f).len())
+            .sum::<usize>()
+            == 4100
+    });
+    assert_eq!(bsc.get("/health").0, 200);
+    // The slow one still gets the whole answer: 4000 records, as asked then.
+    let mut slow = slow;
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let n = slow.read(&mut buf).unwrap();
+        assert!(n > 0, "the answer ended early");
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(stats_of(&bsc, port)["packets"].as_u64(), Some(4100));
+    bsc.stop();
+}
