@@ -2,9 +2,10 @@
 //! being written ([`pcap`]), path patterns ([`pattern`]), checked places and
 //! `-N` numbering ([`paths`]), AIT's calendar rotation rule ([`rotation`]), and
 //! the IP/UDP headers of `record_source` ([`ipudp`]), the time window of an
-//! extract ([`window`]). What bsc remembers about
+//! extract ([`window`]) and a file's sparse index by time ([`index`]). What bsc remembers about
 //! its files is [`crate::storage`]'s.
 
+pub mod index;
 pub mod ipudp;
 pub mod paths;
 pub mod pattern;

@@ -403,3 +403,144 @@ fn a_slow_reader_or_one_that_leaves_midway_does_not_stop_capture() {
     assert_eq!(stats_of(&bsc, port)["packets"].as_u64(), Some(4100));
     bsc.stop();
 }
+
+/// Sends `n` datagrams of `len` bytes (the sequence number first) to `port`,
+/// waiting for bsc to have counted each thousand (nothing lost to the burst).
+fn send_counted(bsc: &Bsc, port: u16, from: u64, n: u64, len: usize) {
+    let s = sender(port);
+    for i in from..from + n {
+        let mut p = seq_payload(i);
+        p.resize(len, 0xA5);
+        s.send(&p).unwrap();
+        if (i + 1) % 1000 == 0 {
+            wait_until("the datagrams counted", || {
+                stats_of(bsc, port)["packets"].as_u64() >= Some(i + 1)
+            });
+        }
+    }
+}
+
+#[test]
+fn windows_inside_long_files_match_with_the_index_noted_and_rebuilt() {
+    let dir = TempDir::new("extract-long");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let handler = || udp_handler("tlm", port, json!({"rotate_max_bytes": "3MB"}));
+    let bsc = Bsc::capturing(dir.path(), &root, vec![handler()]);
+    send_counted(&bsc, port, 0, 8000, 1000);
+    wait_until("8000 records written", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| records_so_far(f).len())
+            .sum::<usize>()
+            == 8000
+    });
+    let files = pcap_files(&root);
+    assert!(files.len() >= 3, "{files:?}");
+    let mut all: Vec<Record> = files.iter().flat_map(|f| records_so_far(f)).collect();
+    all.sort_by_key(|r| r.ts_ns);
+    let ts = |i: usize| all[i].ts_us as i64;
+    let windows = [
+        (Some(ts(1500)), Some(ts(1560))),
+        (Some(ts(2990)), Some(ts(3100))),
+        (Some(ts(4000)), Some(ts(7999))),
+        (Some(ts(7990)), None),
+        (None, Some(ts(10))),
+    ];
+    let check = |bsc: &Bsc| {
+        for (from, to) in windows {
+            let (_, got) = extract(bsc, dir.path(), "tlm", &query(from, to));
+            assert_eq!(
+                got,
+                editcap_cut(dir.path(), &files, from, to),
+                "window {from:?}..{to:?}"
+            );
+        }
+    };
+    check(&bsc);
+    bsc.stop();
+    // After a restart: the first extract reads each file whole and keeps its
+    // index; the second uses it.
+    let bsc = Bsc::capturing(dir.path(), &root, vec![handler()]);
+    check(&bsc);
+    check(&bsc);
+    bsc.stop();
+}
+
+#[test]
+fn a_file_deleted_by_retention_midway_is_left_out_and_the_answer_stays_whole() {
+    let dir = TempDir::new("extract-retention");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "tlm",
+            port,
+            json!({"rotate_max_bytes": "1MB", "max_files": 40}),
+        )],
+    );
+    send_counted(&bsc, port, 0, 30_000, 1000);
+    // A client whose receive buffer is small reads the first bytes, then
+    // nothing while retention deletes the oldest files.
+    let sock = socket_with_small_buffer(bsc.http_port);
+    let mut c = sock;
+    c.write_all(b"GET /tlm/data HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    c.read_exact(&mut first).unwrap();
+    send_counted(&bsc, port, 30_000, 45_000, 1000);
+    let mut rest = first.to_vec();
+    c.read_to_end(&mut rest).unwrap();
+    bsc.wait_log("left out");
+    let body = rest
+        .split_at(rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4)
+        .1;
+    let path = dir.path().join("answer.pcap");
+    std::fs::write(&path, body).unwrap();
+    let seqs: Vec<u64> = read_pcap(&path).2.iter().map(|r| seq_of(&r.data)).collect();
+    assert!(
+        !seqs.is_empty() && seqs.len() < 30_000,
+        "{} records",
+        seqs.len()
+    );
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
+    assert_eq!(seqs[0], 0, "the first file was being read");
+    assert_eq!(stats_of(&bsc, port)["packets"].as_u64(), Some(75_000));
+    bsc.stop();
+}
+
+/// A connection to 127.0.0.1:`port` with a 4 KiB receive buffer.
+fn socket_with_small_buffer(port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket, its descriptor owned by the TcpStream made from it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            4,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        assert_eq!(
+            libc::connect(
+                fd,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&addr) as u32
+            ),
+            0
+        );
+        TcpStream::from_raw_fd(fd)
+    }
+}

@@ -105,7 +105,7 @@ pub struct Context<'a> {
 /// Appends the next piece of an answer in pieces (`GET /`, `/stats`,
 /// `/series`, `/capturers`, `/metrics`, `/<name>/files`) to `out`, from the manager as it is now. Returns
 /// whether more follows.
-pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
+pub fn produce(cursor: &mut Cursor, cx: &mut Context, out: &mut Vec<u8>) -> bool {
     if let Some(walk) = cursor.get_mut::<walk::Walk>() {
         return walk::produce(walk, cx, out);
     }
@@ -116,7 +116,11 @@ pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
         return files::produce(walk, cx, out);
     }
     if let Some(ex) = cursor.get_mut::<extract::Extract>() {
-        return extract::produce(ex, out);
+        let more = extract::produce(ex, out);
+        for (path, index) in ex.rebuilt() {
+            cx.manager.keep_index(&path, index);
+        }
+        return more;
     }
     false
 }

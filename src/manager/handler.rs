@@ -43,6 +43,7 @@ use super::pending::{Gather, Pending};
 use crate::capture::capturer::Unit;
 use crate::clock::{UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
+use crate::files::index::SparseIndex;
 use crate::files::ipudp;
 use crate::files::paths::CapturePath;
 use crate::files::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
@@ -90,6 +91,9 @@ struct CurrentFile {
     last_ts: Option<UnixMicros>,
     /// Records in the file at the last check that it still exists.
     records_checked: u64,
+    /// Its sparse index by time, noted as records are written (`None` for a
+    /// file resumed after a crash: its earlier records are not in it).
+    index: Option<SparseIndex>,
 }
 
 /// What a handler is lent by the manager for one operation, and where the
@@ -307,6 +311,11 @@ impl Handler {
     pub fn written_file(&self) -> Option<(std::fs::File, u64)> {
         let f = self.file.as_ref()?;
         Some((f.file.reader().ok()?, f.file.bytes()))
+    }
+
+    /// The sparse index of the file being written, if it has one.
+    pub fn open_index(&self) -> Option<&SparseIndex> {
+        self.file.as_ref()?.index.as_ref()
     }
 
     /// The link type of its files.

@@ -7,9 +7,13 @@
 //! the end of its last whole record written then (a second descriptor on it,
 //! so a record being written never comes out torn, nor one written later).
 //! Files whose journaled first and last record times are outside the window
-//! are never opened. Each file is read from its start, at most [`READ`]
-//! bytes at a time and [`READ_PER_PIECE`] per piece, whatever the window keeps,
-//! so the loop stays responsive and a connection holds one piece.
+//! are never opened. A file is read only between the first and the last
+//! block its sparse index ([`crate::files::index`]) says may hold the window;
+//! a closed file without an index (closed before bsc started) is read whole,
+//! and the index noted as it is read is kept ([`Extract::rebuilt`]), so the
+//! next extract from it reads only its blocks. Reads are at most [`READ`]
+//! bytes and [`READ_PER_PIECE`] per piece, whatever the window keeps, so the
+//! loop stays responsive and a connection holds one piece.
 //!
 //! Decisions, each tested in `tests/extract.rs`:
 //! - a name with several handlers (addresses) needs `port=` to pick one (409
@@ -36,6 +40,7 @@ use crate::clock::{UnixMicros, UnixNanos};
 use crate::control::http::body::{Cursor, PIECE};
 use crate::control::http::request::Request;
 use crate::control::http::response::Response;
+use crate::files::index::SparseIndex;
 use crate::files::ipudp;
 use crate::files::pcap::{self, LinkType, Precision, GLOBAL_HEADER_LEN};
 use crate::files::window::{parse_time, RecordHead, Window};
@@ -57,10 +62,12 @@ const PARAMETERS: &str = "from, to, apid, vcid, port";
 /// A file the answer will read.
 #[derive(Debug)]
 enum Source {
-    /// A closed file, opened when the answer reaches it.
-    Closed(OwnFile),
-    /// The open file: a descriptor on it and the end of what was written.
-    Open(File, u64),
+    /// A closed file, opened when the answer reaches it, and the bytes of
+    /// it its index says may hold the window (`None`: no index, all of it).
+    Closed(OwnFile, Option<(u64, u64)>),
+    /// The open file: a descriptor on it and the bytes to read, up to the
+    /// end of what was written.
+    Open(File, u64, u64),
 }
 
 /// The file being read.
@@ -73,6 +80,9 @@ struct Reading {
     end: u64,
     /// Bytes read, not yet cut into records (less than one record).
     carry: Vec<u8>,
+    /// A closed file without an index, read whole: its index, noted as it
+    /// is read, to keep once it is read to its end.
+    rebuild: Option<(std::path::PathBuf, SparseIndex)>,
 }
 
 /// An extract under way: where it is in its files.
@@ -87,6 +97,8 @@ pub struct Extract {
     unit_at: usize,
     sources: VecDeque<Source>,
     reading: Option<Reading>,
+    /// Indexes of files read whole, for the storage to keep.
+    rebuilt: Vec<(std::path::PathBuf, SparseIndex)>,
     started: bool,
 }
 
@@ -199,16 +211,25 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
             last.map(|l| UnixNanos(UnixNanos::from(l).0 + 999)),
         )
     };
+    let storage = manager.storage();
     let mut sources: VecDeque<Source> = closed
         .into_iter()
         .filter(|f| micros_span(f.span.first_ts, f.span.last_ts))
-        .map(Source::Closed)
+        .map(|f| {
+            let range = storage
+                .index_of(&f.path)
+                .map(|ix| ix.range(&window, f.bytes));
+            Source::Closed(f, range)
+        })
         .collect();
     if let Some(h) = chosen.running.map(|hid| manager.handler(hid)) {
         let span = h.open_file(cx.now).map(|f| f.span);
         if let (Some(span), Some((file, end))) = (span, h.written_file()) {
             if micros_span(span.first_ts, span.last_ts) {
-                sources.push_back(Source::Open(file, end));
+                let (start, stop) = h
+                    .open_index()
+                    .map_or((GLOBAL_HEADER_LEN as u64, end), |ix| ix.range(&window, end));
+                sources.push_back(Source::Open(file, start, stop));
             }
         }
     }
@@ -221,6 +242,7 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
         unit_at,
         sources,
         reading: None,
+        rebuilt: Vec::new(),
         started: false,
     };
     answer_head(Response::in_pieces(CONTENT_TYPE, Cursor::new(ex)), files)
@@ -313,11 +335,14 @@ impl Extract {
     /// read or has another header is left out with a log line.
     fn open_next(&mut self) -> bool {
         while let Some(source) = self.sources.pop_front() {
-            let (file, end, path) = match source {
-                Source::Open(file, end) => (file, end, None),
-                Source::Closed(f) => {
+            let (file, start, stop, path) = match source {
+                Source::Open(file, start, stop) => (file, start, stop, None),
+                Source::Closed(f, range) => {
                     match open_closed(&f).and_then(|file| Ok((file.metadata()?.len(), file))) {
-                        Ok((len, file)) => (file, len, Some(f.path)),
+                        Ok((len, file)) => {
+                            let (start, stop) = range.unwrap_or((GLOBAL_HEADER_LEN as u64, len));
+                            (file, start, stop.min(len), Some((f.path, range.is_none())))
+                        }
                         Err(e) => {
                             warn!(
                                 "extract: {} left out: {e} (deleted by retention or shipped away?)",
@@ -330,19 +355,26 @@ impl Extract {
             };
             let mut have = [0u8; GLOBAL_HEADER_LEN];
             if file.read_exact_at(&mut have, 0).is_err() || have != self.header {
-                let what = path.map_or("the open file".into(), |p| p.display().to_string());
+                let what = path.map_or("the open file".into(), |(p, _)| p.display().to_string());
                 warn!("extract: {what} left out: its pcap header is not the answer's");
                 continue;
             }
+            let rebuild = path.and_then(|(p, whole)| whole.then(|| (p, SparseIndex::default())));
             self.reading = Some(Reading {
                 file,
-                at: GLOBAL_HEADER_LEN as u64,
-                end,
+                at: start.max(GLOBAL_HEADER_LEN as u64),
+                end: stop,
                 carry: Vec::new(),
+                rebuild,
             });
             return true;
         }
         false
+    }
+
+    /// The indexes of the files read whole since the last call.
+    pub fn rebuilt(&mut self) -> Vec<(std::path::PathBuf, SparseIndex)> {
+        std::mem::take(&mut self.rebuilt)
     }
 
     /// Whether a record's bytes go into the answer.
@@ -384,13 +416,19 @@ pub fn produce(ex: &mut Extract, out: &mut Vec<u8>) -> bool {
             r.file.read_at(&mut buf[..want], r.at).unwrap_or(0)
         };
         if n == 0 {
-            // Its end (a torn tail of a file cut short is left out).
-            ex.reading = None;
+            // Its end (a torn tail of a file cut short is left out); a file
+            // read whole gives its index to the storage.
+            if let Some(rebuild) = ex.reading.take().and_then(|r| r.rebuild) {
+                ex.rebuilt.push(rebuild);
+            }
             continue;
         }
+        // The file offset of the first byte not yet cut into records.
+        let base = r.at - r.carry.len() as u64;
         r.at += n as u64;
         budget -= n;
         let mut carry = std::mem::take(&mut r.carry);
+        let mut rebuild = r.rebuild.take();
         carry.extend_from_slice(&buf[..n]);
         let mut pos = 0;
         loop {
@@ -400,12 +438,16 @@ pub fn produce(ex: &mut Extract, out: &mut Vec<u8>) -> bool {
                     if ex.keeps(&head, record) {
                         out.extend_from_slice(record);
                     }
+                    if let Some((_, index)) = rebuild.as_mut() {
+                        index.note(base + pos as u64, head.at);
+                    }
                     pos += head.record_len();
                 }
                 Ok(_) => break,
                 Err(e) => {
                     warn!("extract: the rest of a file left out: {e}");
                     ex.reading = None;
+                    rebuild = None;
                     break;
                 }
             }
@@ -413,6 +455,7 @@ pub fn produce(ex: &mut Extract, out: &mut Vec<u8>) -> bool {
         carry.drain(..pos);
         if let Some(r) = ex.reading.as_mut() {
             r.carry = carry;
+            r.rebuild = rebuild;
         }
     }
 }

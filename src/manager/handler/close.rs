@@ -39,6 +39,9 @@ impl Handler {
             first_ts: f.first_ts,
             last_ts: f.last_ts,
         };
+        if let Some(index) = f.index {
+            cx.files.keep_index(&path, index);
+        }
         self.hand_over(cx, path, span, bytes, id);
         self.enforce_retention(cx);
     }

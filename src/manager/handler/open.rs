@@ -308,6 +308,7 @@ impl Handler {
             first_ts: earlier.first_ts,
             last_ts: earlier.last_ts,
             records_checked: 0,
+            index: (earlier.records == 0).then(SparseIndex::default),
         });
         self.opened_any = true;
         self.health.retry_open_at = None;
