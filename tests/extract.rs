@@ -544,3 +544,135 @@ fn socket_with_small_buffer(port: u16) -> TcpStream {
         TcpStream::from_raw_fd(fd)
     }
 }
+
+/// A folder on tmpfs (`/dev/shm`), removed when dropped.
+struct ShmDir(PathBuf);
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `/proc/<pid>/status` field in kB (`VmRSS`).
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_1_gib_extract_to_a_slow_reader_keeps_memory_capture_and_health() {
+    let dir = TempDir::new("extract-gib");
+    let shm = ShmDir(PathBuf::from(format!(
+        "/dev/shm/bsc-extract-gib-{}",
+        std::process::id()
+    )));
+    let root = shm.0.join("cap");
+    let (big, live) = (free_udp_port(), free_udp_port());
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![
+            udp_handler("big", big, json!({"rotate_max_bytes": "256MB"})),
+            udp_handler(
+                "live",
+                live,
+                json!({"rotate_log": false, "file_name_pattern": "live.pcap"}),
+            ),
+        ],
+    );
+    // 1 GiB of 60,000-byte records, sent in counted batches (nothing lost).
+    const RECORDS: u64 = (1 << 30) / 60_016 + 1;
+    let s = sender(big);
+    let mut payload = vec![0x5Au8; 60_000];
+    for i in 0..RECORDS {
+        payload[..8].copy_from_slice(&i.to_be_bytes());
+        s.send(&payload).unwrap();
+        if (i + 1) % 200 == 0 || i + 1 == RECORDS {
+            wait_until("the batch counted", || {
+                stats_of(&bsc, big)["packets"].as_u64() >= Some(i + 1)
+            });
+        }
+    }
+    wait_until("1 GiB written", || {
+        pcap_files(&root)
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum::<u64>()
+            >= 1 << 30
+    });
+    let before_kb = status_kb(bsc.pid(), "VmRSS");
+    // The slow reader: 64 KiB at a time, about 100 MB/s at most.
+    let http = bsc.http_port;
+    let reader = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        c.write_all(b"GET /big/data HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n as u64;
+            std::thread::sleep(Duration::from_micros(600));
+        }
+    });
+    // Meanwhile: a paced generator on the other handler, /health polled, RSS watched.
+    const LIVE: u64 = 100_000;
+    let generator = std::thread::spawn(move || {
+        let tx = sender(live);
+        for seq in 0..LIVE {
+            tx.send(&seq_payload(seq)).unwrap();
+            if seq % 200 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let (mut peak_kb, mut slowest, mut polls) = (before_kb, Duration::ZERO, 0);
+    while !reader.is_finished() {
+        let t = std::time::Instant::now();
+        assert_eq!(bsc.get("/health").0, 200);
+        slowest = slowest.max(t.elapsed());
+        polls += 1;
+        peak_kb = peak_kb.max(status_kb(bsc.pid(), "VmRSS"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = reader.join().unwrap();
+    generator.join().unwrap();
+    assert!(got > 1 << 30, "the whole answer came: {got} bytes");
+    wait_until("every live datagram counted", || {
+        stats_of(&bsc, live)["packets"].as_u64() == Some(LIVE)
+    });
+    wait_until("every live datagram on disk", || {
+        count_records(&root.join("live.pcap")) as u64 == LIVE
+    });
+    let seqs: Vec<u64> = read_pcap(&root.join("live.pcap"))
+        .2
+        .iter()
+        .map(|r| seq_of(&r.data))
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..LIVE).collect::<Vec<_>>(),
+        "capture lost nothing meanwhile"
+    );
+    eprintln!(
+        "1 GiB extract: RSS {before_kb} kB before, {peak_kb} kB at most; /health at most {slowest:?} over {polls} polls"
+    );
+    assert!(
+        peak_kb < before_kb + 8 * 1024,
+        "RSS grew from {before_kb} kB to {peak_kb} kB"
+    );
+    // Generous for a loaded machine; the figure is in docs/performance.md.
+    assert!(
+        slowest < Duration::from_millis(250),
+        "/health took {slowest:?}"
+    );
+    bsc.stop();
+}

@@ -15,7 +15,7 @@
 //! | `GET /health` | status, uptime, counts, disk space |
 //! | `GET /ui` | the status page (HTML; the one route served without the token) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
-//! | `GET /<name>/data` | the records of a time window, one pcap read from its files ([`extract`]) |
+//! | `GET /<name>/data` | the records of a time window, one pcap read from its files (`api/extract.rs`) |
 //!
 //! One file per concept:
 //!
