@@ -54,6 +54,7 @@
 //! The whole run takes about five minutes (2 cores), plus the build.
 
 mod common;
+mod extract;
 mod goals;
 mod large;
 mod units;
@@ -98,6 +99,9 @@ fn main() {
     }
     if common::section("rcvbuf") {
         large::section_rcvbuf();
+    }
+    if common::section("extract") {
+        extract::section();
     }
     common::cleanup_all();
     println!("\nbenchmark took {:.0} s", started.elapsed().as_secs_f64());
