@@ -466,6 +466,10 @@ fn extract(args: &Args, a: &ExtractArgs) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bsc extract: {e}");
+            if let Some(p) = &a.output {
+                // No partial or empty pcap left behind.
+                let _ = std::fs::remove_file(p);
+            }
             ExitCode::from(e.exit_code())
         }
     }

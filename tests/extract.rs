@@ -676,3 +676,93 @@ fn a_1_gib_extract_to_a_slow_reader_keeps_memory_capture_and_health() {
     );
     bsc.stop();
 }
+
+#[test]
+fn the_client_tells_names_from_files_and_refuses_bad_arguments() {
+    let dir = TempDir::new("extract-client");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let bsc = Bsc::capturing(dir.path(), &root, vec![udp_handler("tlm", port, json!({}))]);
+    sender(port).send(b"one").unwrap();
+    wait_until("written", || {
+        pcap_files(&root)
+            .iter()
+            .any(|f| records_so_far(f).len() == 1)
+    });
+    let file = pcap_files(&root)[0].clone();
+    std::fs::copy(&file, dir.path().join("tlm")).unwrap();
+    let server = format!("127.0.0.1:{}", bsc.http_port);
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+            .args(args)
+            .args(["--server", &server])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.stdout,
+        )
+    };
+    for (args, code, says) in [
+        (&["extract", "tlm", "--from", "yesterday"][..], 2, "--from"),
+        (
+            &["extract", "tlm", "--from", "2", "--to", "1"],
+            2,
+            "from is after to",
+        ),
+        (&["extract", "tlm", "--apid", "0x800"], 2, "--apid"),
+        (&["extract", "nobody", "other"], 2, "./nobody"),
+        (&["extract", "nobody", "tlm"], 2, "not both"),
+        (&["extract", "./tlm", "--port", "1"], 2, "--port"),
+        (
+            &["extract", "nobody", "-o", "x.pcap"],
+            1,
+            "no handler named",
+        ),
+        (&["extract", "./missing.pcap"], 2, "missing.pcap"),
+        (&["extract"], 2, "NAME"),
+    ] {
+        let (got, stderr, _) = run(args);
+        assert_eq!(got, Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("x.pcap").exists(),
+        "no pcap left after a refusal"
+    );
+    // `tlm` names the file here; --name asks the server; both say "one".
+    for args in [&["extract", "tlm"][..], &["extract", "--name", "tlm"]] {
+        let (code, stderr, stdout) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        let out = dir.path().join("out.pcap");
+        std::fs::write(&out, stdout).unwrap();
+        assert_eq!(payloads_of(&out), vec![b"one".to_vec()], "{args:?}");
+    }
+    // No server: exit 3.
+    let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args([
+            "extract",
+            "--name",
+            "tlm",
+            "--server",
+            &format!("127.0.0.1:{}", free_tcp_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    // A terminal on stdout gets no pcap bytes.
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} extract ./tlm", env!("CARGO_BIN_EXE_bsc")),
+            "/dev/null",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("stdout is a terminal"), "{text}");
+    bsc.stop();
+}

@@ -233,7 +233,7 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
             }
         }
     }
-    let files = sources.len();
+    let headers = answer_headers(&sources);
     let ex = Extract {
         window,
         filters,
@@ -245,13 +245,16 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
         rebuilt: Vec::new(),
         started: false,
     };
-    answer_head(Response::in_pieces(CONTENT_TYPE, Cursor::new(ex)), files)
+    let mut response = Response::in_pieces(CONTENT_TYPE, Cursor::new(ex));
+    response.headers.extend(headers);
+    response
 }
 
 /// The headers of an extract's answer, beside its body: the one place they
-/// are set.
-fn answer_head(response: Response, files: usize) -> Response {
-    response.with_header("X-Bsc-Files", files.to_string())
+/// are set, from the files it will read (the closed ones as the journal
+/// knows them, then the open one).
+fn answer_headers(sources: &VecDeque<Source>) -> Vec<(&'static str, String)> {
+    vec![("X-Bsc-Files", sources.len().to_string())]
 }
 
 /// The handler keys an extract reads: the running handler of that name (the
