@@ -14,13 +14,14 @@ use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 
-use pcap_file::pcap::{PcapReader, PcapWriter};
-use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapReader};
+use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::action::percent_encode;
 use super::http::ClientError;
 use super::target::Target;
 use crate::files::ipudp;
+use crate::files::pcap::{self, Precision};
 use crate::files::window::Window;
 use crate::units::transform::Transform;
 
@@ -260,8 +261,20 @@ pub fn local(
         }
     };
     let io_err =
-        |e: pcap_file::PcapError| ClientError::Usage(format!("cannot write the pcap: {e}"));
-    let mut writer = PcapWriter::with_header(out, header).map_err(io_err)?;
+        |e: &dyn std::fmt::Display| ClientError::Usage(format!("cannot write the pcap: {e}"));
+    // Written in this machine's byte order, records encoded as bsc's own.
+    let precision = match header.ts_resolution {
+        TsResolution::NanoSecond => Precision::Nano,
+        TsResolution::MicroSecond => Precision::Micro,
+    };
+    let mut out = out;
+    PcapHeader {
+        endianness: Endianness::native(),
+        ..header
+    }
+    .write_to(&mut out)
+    .map_err(|e| io_err(&e))?;
+    let mut record = Vec::with_capacity(64 * 1024);
     let mut kept = 0;
     let mut read = 0u64;
     let mut progress = Progress::new();
@@ -284,16 +297,15 @@ pub fn local(
             let at = crate::clock::UnixNanos::from_duration(pkt.timestamp);
             let unit = pkt.data.get(unit_at..).unwrap_or(&[]);
             if window.contains(at) && filters.iter().all(|t| t.apply(unit).is_some()) {
-                writer.write_packet(&pkt).map_err(io_err)?;
+                record.clear();
+                pcap::encode_record(&mut record, precision, at, &pkt.data, pkt.orig_len as usize);
+                out.write_all(&record).map_err(|e| io_err(&e))?;
                 kept += 1;
             }
         }
     }
     progress.end();
-    writer
-        .into_writer()
-        .flush()
-        .map_err(|e| ClientError::Usage(format!("cannot write the pcap: {e}")))?;
+    out.flush().map_err(|e| io_err(&e))?;
     Ok(kept)
 }
 
