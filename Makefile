@@ -78,7 +78,7 @@ test:
 
 # Loopback-only benchmark against a release build (tests/bench/, about five
 # minutes): sections goals (issue 25's table; its TCP reference is C, compiled
-# with CC, default cc), udp, units, large, rcvbuf, each printing its tables and a
+# with CC, default cc), udp, units, large, rcvbuf, extract, each printing its tables and a
 # verdict per target. BSC_BENCH_SECTION=goals,rcvbuf runs only those,
 # BSC_BENCH_ONLY=text only the rows whose label contains it, BSC_BENCH_RUNS=N
 # alternating runs per median (default 3), BSC_BENCH_FS=tmpfs|disk one file system.

@@ -84,7 +84,7 @@ impl Service for Api<'_> {
     fn produce(&mut self, cursor: &mut Cursor, out: &mut Vec<u8>) -> bool {
         let now = self.clock.read();
         (self.cx.now, self.cx.mono) = (now.wall, now.mono);
-        api::produce(cursor, &self.cx, out)
+        api::produce(cursor, &mut self.cx, out)
     }
 }
 

@@ -81,6 +81,7 @@ enum Command {
     Status(StatusArgs),
     Files(FilesArgs),
     Replay(client::ReplayArgs),
+    Extract(client::ExtractArgs),
 }
 
 #[derive(FromArgs)]
@@ -348,6 +349,9 @@ fn main() -> ExitCode {
         Some(Command::Status(a)) => Action::Status { json: a.json },
         Some(Command::Replay(r)) => {
             return ExitCode::from(client::replay(&r, || target_of(&args)));
+        }
+        Some(Command::Extract(a)) => {
+            return ExitCode::from(client::extract::run(&a, || target_of(&args)));
         }
         Some(Command::Files(a)) => Action::Files {
             name: a.name,

@@ -399,6 +399,12 @@ impl Manager {
         self.handlers.iter()
     }
 
+    /// Keeps the sparse index an extract rebuilt for the closed file `path`
+    /// (one closed before bsc started), if bsc still knows the file.
+    pub fn keep_index(&mut self, path: &std::path::Path, index: crate::files::index::SparseIndex) {
+        self.storage.keep_index(path, index);
+    }
+
     /// The journal, naming state, open files and queues, read only (the
     /// names of handlers' next files come from it).
     pub fn storage(&self) -> &Storage {

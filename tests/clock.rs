@@ -107,6 +107,13 @@ fn word(clock: &str, max_error_us: Value, open: bool) -> (String, Value, bool) {
     (clock.to_string(), max_error_us, open)
 }
 
+/// The `X-Bsc-Clock` header of `GET /tlm/data` (every record of tlm).
+fn extract_clock(bsc: &Bsc) -> String {
+    let r = bsc.request("GET", "/tlm/data", None, b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.header("x-bsc-clock").expect("X-Bsc-Clock").to_string()
+}
+
 fn rotate(bsc: &Bsc) {
     let (status, body) = bsc.form("POST", "/tlm/rotate", "");
     assert_eq!(status, 200, "{body}");
@@ -197,6 +204,11 @@ fn files_made_while_the_clock_was_unsynchronized_say_so() {
         word("unknown", json!(200), true),
     ];
     assert_eq!(words(&bsc), want);
+    // The extract answer says the same of the files it reads.
+    assert_eq!(
+        extract_clock(&bsc),
+        "unsynchronized; files=5; unsynchronized=3; unknown=1; max_error_us=16000000"
+    );
 
     // bsc files: the table and --json.
     let table = bsc_files(&bsc, false);
@@ -233,6 +245,11 @@ fn files_made_while_the_clock_was_unsynchronized_say_so() {
     let mut closed = want.clone();
     closed[4].2 = false;
     assert_eq!(words(&bsc), closed);
+    assert_eq!(
+        extract_clock(&bsc),
+        "unsynchronized; files=5; unsynchronized=3; unknown=1; max_error_us=16000000",
+        "from the journal"
+    );
 
     // F: a crash leaves it open; after the restart bsc cannot vouch for it.
     sender(port).send(&seq_payload(5)).unwrap();

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 need=()
 want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 want tcpdump tcpdump            # the independent PCAP reader
+want editcap tshark             # editcap -A/-B, the judge of extracts (tests/extract.rs)
 want curl curl                  # the client operators use (README examples)
 want promtool prometheus        # the judge of GET /metrics
 want ip iproute2                # network namespaces and veth pairs (Ethernet)

@@ -15,6 +15,7 @@
 //! | `GET /health` | status, uptime, counts, disk space |
 //! | `GET /ui` | the status page (HTML; the one route served without the token) |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
+//! | `GET /<name>/data` | the records of a time window, one pcap read from its files (`api/extract.rs`) |
 //!
 //! One file per concept:
 //!
@@ -27,6 +28,7 @@
 //! | `api/views.rs` | a handler's or socket's entry of `/stats`, `/capturers`, `/series` |
 //! | `api/walk.rs` | `GET /`, `/stats`, `/series`, `/capturers` in pieces |
 //! | `api/files.rs` | `GET /<name>/files` in pieces |
+//! | `api/extract.rs` | `GET /<name>/data`, a time window's records read from the files in pieces |
 //! | `api/metrics.rs` | `GET /metrics` in pieces, family by family |
 //! | `api/health.rs` | `GET /health` and the reasons bsc is degraded |
 //! | `api/page.rs` | `GET /ui`, the status page |
@@ -70,6 +72,7 @@ mod control;
 #[cfg(debug_assertions)]
 mod debug;
 mod entry;
+mod extract;
 mod files;
 mod health;
 mod metrics;
@@ -102,7 +105,7 @@ pub struct Context<'a> {
 /// Appends the next piece of an answer in pieces (`GET /`, `/stats`,
 /// `/series`, `/capturers`, `/metrics`, `/<name>/files`) to `out`, from the manager as it is now. Returns
 /// whether more follows.
-pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
+pub fn produce(cursor: &mut Cursor, cx: &mut Context, out: &mut Vec<u8>) -> bool {
     if let Some(walk) = cursor.get_mut::<walk::Walk>() {
         return walk::produce(walk, cx, out);
     }
@@ -111,6 +114,13 @@ pub fn produce(cursor: &mut Cursor, cx: &Context, out: &mut Vec<u8>) -> bool {
     }
     if let Some(walk) = cursor.get_mut::<files::Walk>() {
         return files::produce(walk, cx, out);
+    }
+    if let Some(ex) = cursor.get_mut::<extract::Extract>() {
+        let more = extract::produce(ex, out);
+        for (path, index) in ex.rebuilt() {
+            cx.manager.keep_index(&path, index);
+        }
+        return more;
     }
     false
 }

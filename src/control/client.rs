@@ -22,6 +22,7 @@
 //! | `client/output.rs` | what each command prints |
 //! | `client/stream.rs` | an answer's body read as it arrives ([`get_body`]) |
 //! | `client/replay.rs` | `bsc replay`: recorded records sent again at their pace ([`replay`]) |
+//! | `client/extract.rs` | `bsc extract`: a window's pcap from a bsc or from files here |
 //!
 //! Exit statuses ([`ClientError::exit_code`]): 0 done, 1 refused by bsc (its
 //! `error` text), 2 usage, 3 bsc not reachable.
@@ -30,6 +31,7 @@ use crate::clock::UnixMicros;
 use crate::control::api::answers::{CapturerEntry, HandlerFiles, Rotated};
 
 mod action;
+pub mod extract;
 mod http;
 mod output;
 mod replay;
@@ -40,6 +42,7 @@ mod table;
 mod target;
 
 pub use action::{parse_bool, parse_key_value, percent_encode, Action, AddRequest, Call};
+pub use extract::ExtractArgs;
 pub use http::{
     check_answer, exchange, parse_answer, read, read_list, read_stats, send, Answer, ClientError,
     Parsed, ANSWER_TIMEOUT, CONNECT_TIMEOUT,

@@ -43,6 +43,7 @@ use super::pending::{Gather, Pending};
 use crate::capture::capturer::Unit;
 use crate::clock::{ClockWord, UnixMicros, UnixNanos};
 use crate::config::{ConnType, Direction, HandlerSpec, Origin, Timestamps};
+use crate::files::index::SparseIndex;
 use crate::files::ipudp;
 use crate::files::paths::CapturePath;
 use crate::files::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
@@ -93,6 +94,9 @@ struct CurrentFile {
     /// The clock's word while it was open (unknown when it held records
     /// before: resumed or appended to).
     clock: ClockWord,
+    /// Its sparse index by time, noted as records are written (`None` for a
+    /// file resumed after a crash: its earlier records are not in it).
+    index: Option<SparseIndex>,
 }
 
 /// What a handler is lent by the manager for one operation, and where the
@@ -308,6 +312,24 @@ impl Handler {
                 clock: f.clock,
             },
         })
+    }
+
+    /// The file being written, to read back what is on disk now: a second
+    /// descriptor on it and the end of its last whole record (records not yet
+    /// flushed excluded, so a reader never sees one torn).
+    pub fn written_file(&self) -> Option<(std::fs::File, u64)> {
+        let f = self.file.as_ref()?;
+        Some((f.file.reader().ok()?, f.file.bytes()))
+    }
+
+    /// The sparse index of the file being written, if it has one.
+    pub fn open_index(&self) -> Option<&SparseIndex> {
+        self.file.as_ref()?.index.as_ref()
+    }
+
+    /// The link type of its files.
+    pub fn link(&self) -> LinkType {
+        self.output.link
     }
 
     /// Bytes in the current file, records not yet flushed included.

@@ -65,11 +65,13 @@ use std::time::SystemTime;
 
 use crate::clock::UnixMicros;
 use crate::config::ShipSpec;
+use crate::files::index::SparseIndex;
 use crate::files::paths::STATE_DIR;
 use crate::files::pcap::FileId;
 use crate::{sys, warn};
 
 mod handover;
+mod indexes;
 mod journal;
 mod naming;
 pub mod persist;
@@ -122,6 +124,8 @@ pub struct Storage {
     open: HashMap<PathBuf, FileId>,
     /// Closed files waiting for their `on_close` hook or to ship.
     queues: Queues,
+    /// The sparse indexes of closed files, by path (`indexes.rs`).
+    indexes: HashMap<PathBuf, SparseIndex>,
 }
 
 impl Storage {
@@ -135,6 +139,7 @@ impl Storage {
             naming: Naming::default(),
             open: HashMap::new(),
             queues: Queues::default(),
+            indexes: HashMap::new(),
         };
         let mut found = false;
         match read_state_file(&storage.journal.path) {
@@ -473,6 +478,7 @@ impl Storage {
     pub fn gone(&mut self, path: &Path) {
         let id = self.queues.waiting(path).and_then(|(_, id, _)| id);
         self.open.remove(path);
+        self.indexes.remove(path);
         let e = Entry::Deleted {
             path: path.to_path_buf(),
         };

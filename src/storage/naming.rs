@@ -76,6 +76,20 @@ impl Naming {
         })
     }
 
+    /// The keys of handler `name` (at any address) that have closed files.
+    pub fn keys_named(&self, name: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(k, f)| {
+                k.strip_prefix(name).is_some_and(|r| r.starts_with('@')) && !f.closed.is_empty()
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// The closed files the handler `key` created that still exist, oldest first.
     pub fn files(&self, key: &str) -> Vec<OwnFile> {
         self.keys

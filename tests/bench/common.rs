@@ -22,7 +22,7 @@ use pcap_file::pcap::PcapReader;
 /// bsc's own default `rcvbuf_bytes` (24 MiB): what every receiver here asks for.
 pub const RCVBUF: usize = bsc::config::DEFAULT_RCVBUF_BYTES;
 
-/// `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf`: only these sections (default all).
+/// `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf,extract`: only these sections (default all).
 pub fn section(name: &str) -> bool {
     match std::env::var("BSC_BENCH_SECTION") {
         Ok(list) if !list.trim().is_empty() => list.split(',').any(|s| s.trim() == name),

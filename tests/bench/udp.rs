@@ -58,6 +58,7 @@
 //! The whole run takes about five minutes (2 cores), plus the build.
 
 mod common;
+mod extract;
 mod goals;
 mod large;
 mod replay;
@@ -106,6 +107,9 @@ fn main() {
     }
     if common::section("replay") {
         replay::section();
+    }
+    if common::section("extract") {
+        extract::section();
     }
     common::cleanup_all();
     println!("\nbenchmark took {:.0} s", started.elapsed().as_secs_f64());

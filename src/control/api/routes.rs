@@ -5,7 +5,7 @@
 
 use super::asked::not_found;
 use super::walk::{View, Walk};
-use super::{auth, config_entry, control, files, health, metrics, page, Context};
+use super::{auth, config_entry, control, extract, files, health, metrics, page, Context};
 use crate::control::http::body::Cursor;
 use crate::control::http::request::Request;
 use crate::control::http::response::Response;
@@ -49,11 +49,12 @@ pub fn respond(req: &Request, cx: &mut Context) -> Response {
             }
             Response::in_pieces("application/json", Cursor::new(files::Walk::new(name)))
         }),
+        [name, "data"] => only(req, "GET", || extract::extract(name, req, cx)),
         #[cfg(debug_assertions)]
         ["debug", "clock"] if crate::clock::driven() => only(req, "POST", || super::debug::clock(req)),
                 _ => Response::error(
             404,
-            format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files", req.method, req.path),
+            format!("no route {} {}; see GET / , /stats, /series, /health, /metrics, /capturers, /ui, /<name>/start|stop|config|rotate|files|data", req.method, req.path),
         ),
     }
 }

@@ -251,7 +251,10 @@ pub(super) fn drive(
                     c.waiting = true;
                     break;
                 }
-                answered += c.queue_piece(service);
+                // A piece counts as a whole one even when it came out
+                // short (an extract that read files and kept little): the
+                // turn ends after reading, not after answering, enough.
+                answered += c.queue_piece(service).max(body::PIECE);
                 progressed = true;
                 continue;
             }

@@ -264,6 +264,15 @@ impl PcapFile {
         synced
     }
 
+    /// A second, read-only descriptor on the same file (opened again through
+    /// `/proc/self/fd`, as the one it writes with may be write-only), to
+    /// read what is written so far (an extract): the whole records end at
+    /// [`PcapFile::bytes`].
+    pub fn reader(&self) -> io::Result<File> {
+        use std::os::fd::AsRawFd;
+        File::open(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+
     /// Whether the file was deleted, or its name now leads elsewhere.
     pub fn vanished(&self) -> Option<Vanished> {
         match self.file.metadata() {

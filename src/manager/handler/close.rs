@@ -40,6 +40,9 @@ impl Handler {
             last_ts: f.last_ts,
             clock: f.clock.and(cx.clock),
         };
+        if let Some(index) = f.index {
+            cx.files.keep_index(&path, index);
+        }
         self.hand_over(cx, path, span, bytes, id);
         self.enforce_retention(cx);
     }

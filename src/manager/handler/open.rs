@@ -317,6 +317,7 @@ impl Handler {
             } else {
                 cx.clock
             },
+            index: (earlier.records == 0).then(SparseIndex::default),
         });
         self.opened_any = true;
         self.health.retry_open_at = None;

@@ -1,0 +1,344 @@
+//! `bsc extract`: the records of a time window as one pcap, from a running
+//! bsc (`GET /<name>/data`, streamed to the output as it arrives) or from
+//! capture files on this machine (archives, copies off the box), read with
+//! `pcap-file`'s reader, without a server.
+//!
+//! Which arguments are files: one containing `/` or naming an existing path
+//! is a FILE, any other a handler NAME ([`Source::of`]); `--name` always
+//! names a handler (a file named like one in the current folder). Files are
+//! read in the order of their first record (bsc's files of one handler never
+//! overlap), so the output is in time order.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+
+use pcap_file::pcap::{PcapHeader, PcapReader};
+use pcap_file::{DataLink, Endianness, TsResolution};
+
+use super::action::percent_encode;
+use super::http::ClientError;
+use super::target::Target;
+use crate::files::ipudp;
+use crate::files::pcap::{self, Precision};
+use crate::files::window::Window;
+use crate::units::transform::Transform;
+
+mod command;
+pub use command::{run, ExtractArgs};
+
+/// What an extract reads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A running bsc's handler.
+    Name(String),
+    /// Capture files on this machine.
+    Files(Vec<PathBuf>),
+}
+
+impl Source {
+    /// Tells names from files: an argument with a `/` or naming an existing
+    /// path is a file; `--name` is a name. Names and files together, or two
+    /// names, are refused.
+    pub fn of(
+        args: &[String],
+        name: Option<&str>,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Source, String> {
+        let (files, names): (Vec<&String>, Vec<&String>) =
+            args.iter().partition(|a| a.contains('/') || exists(a));
+        match (name, names.as_slice(), files.as_slice()) {
+            (Some(n), [], []) => Ok(Source::Name(n.to_string())),
+            (None, [n], []) => Ok(Source::Name(n.to_string())),
+            (None, [], [_, ..]) => Ok(Source::Files(files.iter().map(PathBuf::from).collect())),
+            (None, [], []) => Err("give a handler NAME or capture FILEs".into()),
+            (None, [_, _, ..], []) => Err(format!(
+                "{} are not files here and one handler NAME is read at a time; \
+                 give files with a / (./{})",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                names[0]
+            )),
+            (Some(_), _, _) | (None, [_, ..], [_, ..]) => Err(format!(
+                "give either a handler NAME or FILEs, not both; {} no file here (a file \
+                 needs a / or must exist), {} one",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                files
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+}
+
+/// Where the pcap goes: a file, or stdout when it is not a terminal.
+pub fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, ClientError> {
+    match path {
+        Some(p) => File::create(p)
+            .map(|f| Box::new(io::BufWriter::with_capacity(256 * 1024, f)) as Box<dyn Write>)
+            .map_err(|e| ClientError::Usage(format!("-o {}: {e}", p.display()))),
+        None if io::stdout().is_terminal() => Err(ClientError::Usage(
+            "stdout is a terminal and a pcap is binary: give -o FILE, or pipe it (| tshark -r -)"
+                .into(),
+        )),
+        None => Ok(Box::new(io::BufWriter::with_capacity(
+            256 * 1024,
+            io::stdout().lock(),
+        ))),
+    }
+}
+
+/// A progress line on stderr when it is a terminal, every MiB.
+struct Progress {
+    shown: u64,
+    on: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            shown: 0,
+            on: io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, bytes: u64, what: &str) {
+        if self.on && bytes >= self.shown + (1 << 20) {
+            self.shown = bytes;
+            eprint!(
+                "\r\x1b[Kbsc extract: {} {what}",
+                super::table::human_bytes(bytes)
+            );
+        }
+    }
+
+    fn end(&self) {
+        if self.on && self.shown > 0 {
+            eprintln!();
+        }
+    }
+}
+
+/// Asks `target` for handler `name`'s records in the window (the query
+/// string `query`, already encoded) and copies the pcap to `out` as it
+/// arrives. Returns the bytes written.
+pub fn remote(
+    target: &Target,
+    name: &str,
+    query: &str,
+    out: &mut dyn Write,
+) -> Result<u64, ClientError> {
+    let server = target.to_string();
+    let unreachable = |e: io::Error| ClientError::Unreachable {
+        server: server.clone(),
+        reason: e.to_string(),
+    };
+    let addr = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(unreachable)?
+        .next()
+        .ok_or_else(|| unreachable(io::Error::other("no address")))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, super::CONNECT_TIMEOUT).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(super::ANSWER_TIMEOUT))
+        .map_err(unreachable)?;
+    // HTTP/1.0: the body runs to the end of the connection, no chunks to undo.
+    let mut head = format!(
+        "GET /{}/data?{query} HTTP/1.0\r\nHost: {target}\r\nUser-Agent: bsc/{}\r\n",
+        percent_encode(name),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(token) = &target.token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).map_err(unreachable)?;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let body_at = loop {
+        let n = stream.read(&mut buf).map_err(unreachable)?;
+        if n == 0 {
+            return Err(ClientError::NotBsc {
+                server,
+                reason: "the answer ended in its head".into(),
+            });
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if got.len() > 64 * 1024 {
+            return Err(ClientError::NotBsc {
+                server,
+                reason: "the answer's head is too long".into(),
+            });
+        }
+    };
+    let status: u16 = std::str::from_utf8(&got[..body_at])
+        .ok()
+        .and_then(|h| h.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::NotBsc {
+            server: server.clone(),
+            reason: "no HTTP status line".into(),
+        })?;
+    if status != 200 {
+        let mut body = got[body_at..].to_vec();
+        let _ = stream.take(1 << 20).read_to_end(&mut body);
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .map(super::terminal_safe)
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        return Err(ClientError::Refused { status, message });
+    }
+    let io_err = |e: io::Error| ClientError::Usage(format!("cannot write the pcap: {e}"));
+    out.write_all(&got[body_at..]).map_err(io_err)?;
+    let mut total = (got.len() - body_at) as u64;
+    let mut progress = Progress::new();
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreachable(e)),
+        };
+        out.write_all(&buf[..n]).map_err(io_err)?;
+        total += n as u64;
+        progress.update(total, "received");
+    }
+    progress.end();
+    out.flush().map_err(io_err)?;
+    Ok(total)
+}
+
+/// Writes the records of `files` in the window that pass `filters` to `out`
+/// as one pcap (the first file's link type and precision). Returns the
+/// records written.
+pub fn local(
+    files: &[PathBuf],
+    window: Window,
+    filters: &[Transform],
+    out: &mut dyn Write,
+) -> Result<u64, ClientError> {
+    let usage = |p: &PathBuf, e: &dyn std::fmt::Display| {
+        ClientError::Usage(format!("{}: {e}", p.display()))
+    };
+    // Each file's first record, to read them in time order.
+    let mut ordered = Vec::new();
+    for p in files {
+        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
+            .map_err(|e| usage(p, &format!("not a classic pcap file ({e})")))?;
+        let first = match r.next_packet() {
+            Some(Ok(pkt)) => Some(pkt.timestamp),
+            Some(Err(e)) => return Err(usage(p, &e)),
+            None => None,
+        };
+        ordered.push((first, r.header(), p));
+    }
+    ordered.sort_by_key(|(first, _, _)| *first);
+    let Some((_, header, _)) = ordered.first() else {
+        return Err(ClientError::Usage("give at least one FILE".into()));
+    };
+    let header = *header;
+    let unit_at = match header.datalink {
+        DataLink::USER0 => 0,
+        DataLink::IPV4 => ipudp::V4_HEADERS,
+        DataLink::IPV6 => ipudp::V6_HEADERS,
+        _ if filters.is_empty() => 0,
+        other => {
+            return Err(ClientError::Usage(format!(
+                "--apid/--vcid need records that are units (bsc's user0, ipv4 or ipv6 files); these are {other:?}"
+            )))
+        }
+    };
+    let io_err =
+        |e: &dyn std::fmt::Display| ClientError::Usage(format!("cannot write the pcap: {e}"));
+    // Written in this machine's byte order, records encoded as bsc's own.
+    let precision = match header.ts_resolution {
+        TsResolution::NanoSecond => Precision::Nano,
+        TsResolution::MicroSecond => Precision::Micro,
+    };
+    let mut out = out;
+    PcapHeader {
+        endianness: Endianness::native(),
+        ..header
+    }
+    .write_to(&mut out)
+    .map_err(|e| io_err(&e))?;
+    let mut record = Vec::with_capacity(64 * 1024);
+    let mut kept = 0;
+    let mut read = 0u64;
+    let mut progress = Progress::new();
+    for (_, h, p) in &ordered {
+        if h.datalink != header.datalink {
+            return Err(usage(
+                p,
+                &format!(
+                    "its link type is {:?}, the first file's {:?}",
+                    h.datalink, header.datalink
+                ),
+            ));
+        }
+        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
+            .map_err(|e| usage(p, &e))?;
+        while let Some(pkt) = r.next_packet() {
+            let pkt = pkt.map_err(|e| usage(p, &e))?;
+            read += 16 + pkt.data.len() as u64;
+            progress.update(read, "read");
+            let at = crate::clock::UnixNanos::from_duration(pkt.timestamp);
+            let unit = pkt.data.get(unit_at..).unwrap_or(&[]);
+            if window.contains(at) && filters.iter().all(|t| t.apply(unit).is_some()) {
+                record.clear();
+                pcap::encode_record(&mut record, precision, at, &pkt.data, pkt.orig_len as usize);
+                out.write_all(&record).map_err(|e| io_err(&e))?;
+                kept += 1;
+            }
+        }
+    }
+    progress.end();
+    out.flush().map_err(|e| io_err(&e))?;
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(args: &[&str], name: Option<&str>) -> Result<Source, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Source::of(&args, name, |a| a == "here.pcap" || a == "tlm")
+    }
+
+    #[test]
+    fn names_are_told_from_files() {
+        assert_eq!(of(&["pass"], None), Ok(Source::Name("pass".into())));
+        assert_eq!(
+            of(&["./pass"], None),
+            Ok(Source::Files(vec!["./pass".into()]))
+        );
+        assert_eq!(
+            of(&["here.pcap", "a/b.pcap"], None),
+            Ok(Source::Files(vec!["here.pcap".into(), "a/b.pcap".into()]))
+        );
+        // A file named like a handler is the file; --name asks the server.
+        assert_eq!(of(&["tlm"], None), Ok(Source::Files(vec!["tlm".into()])));
+        assert_eq!(of(&[], Some("tlm")), Ok(Source::Name("tlm".into())));
+        for bad in [&["pass", "here.pcap"][..], &["pass", "other"], &[]] {
+            assert!(of(bad, None).is_err(), "{bad:?}");
+        }
+        assert!(of(&["here.pcap"], Some("tlm")).is_err());
+        assert!(of(&["pass", "other"], None).unwrap_err().contains("./pass"));
+    }
+}
