@@ -518,3 +518,70 @@ fn a_reload_that_changes_forward_moves_the_stream_to_the_new_targets() {
     });
     assert!(bsc.stop().success());
 }
+
+#[test]
+fn a_target_that_is_down_shows_in_metrics_health_and_status() {
+    let (dir, root) = TempDir::with_root("fwd-visible");
+    let port = free_udp_port();
+    let down_port = free_tcp_port();
+    let (_rx, udp_port) = udp_receiver();
+    let down = format!("tcp://127.0.0.1:{down_port}");
+    let udp = format!("udp://127.0.0.1:{udp_port}");
+    let cfg = json!({
+        "capture_manager": {"root_log_directory": root, "peer_unreachable_s": 5},
+        "handlers": [udp_handler("tm", port, json!({"forward": [udp, down]}))],
+    });
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    send_units(&bsc, port, 0, 10);
+    wait_until("the down target refused", || {
+        stats_of(&bsc, port)["forward"][1]["last_error"].is_string()
+    });
+    assert_eq!(bsc.get("/health").1["status"], "ok", "not yet for long");
+    wait_advancing(bsc.http_port, 1.0, "health degraded", || {
+        bsc.get("/health").1["status"] == "degraded"
+    });
+    let (_, health) = bsc.get("/health");
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!("forward {down} (handler tm): unreachable for")),
+        "{health}"
+    );
+
+    let text = bsc.metrics();
+    promtool_accepts(&text);
+    let series = |name: &str, target: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("target=\"{target}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for {target} in {text}"))
+    };
+    assert_eq!(series("bsc_forward_units_total", &udp), 10.0);
+    assert_eq!(series("bsc_forward_connected", &udp), 1.0);
+    assert_eq!(series("bsc_forward_connected", &down), 0.0);
+    assert_eq!(
+        series("bsc_forward_dropped_total", &down),
+        0.0,
+        "queued, not dropped"
+    );
+    assert!(text.contains("handler=\"tm\""));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args([
+            "status",
+            "--server",
+            &format!("127.0.0.1:{}", bsc.http_port),
+        ])
+        .env_remove("BSC_SERVER")
+        .env_remove("BSC_TOKEN")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("tm: forward {down} backoff")),
+        "{said}"
+    );
+    assert!(bsc.stop().success());
+}

@@ -71,6 +71,7 @@ mod control;
 mod debug;
 mod entry;
 mod files;
+mod forward_metrics;
 mod health;
 mod metrics;
 mod page;
