@@ -58,6 +58,11 @@ pub struct Target {
     counters: Counters,
     /// The last failure (`None` once a send succeeds again).
     last_error: Option<String>,
+    /// Whether the last unit offered was dropped (its queue full).
+    dropping: bool,
+    /// Whether the socket would block: nothing is tried until it is ready
+    /// again (no system call per batch for a target that does not read).
+    blocked: bool,
 }
 
 impl Target {
@@ -78,6 +83,8 @@ impl Target {
             link: Link::Udp(None),
             counters: Counters::default(),
             last_error: None,
+            dropping: false,
+            blocked: false,
         };
         let address = Address {
             host: spec.host.clone(),
@@ -154,8 +161,14 @@ impl Target {
                 return;
             }
         }
-        if !self.queue.push(unit, self.spec.carrier == Carrier::TcpLen) {
-            self.counters.units_dropped += 1;
+        if self.queue.push(unit, self.spec.carrier == Carrier::TcpLen) {
+            self.dropping = false;
+            return;
+        }
+        self.counters.units_dropped += 1;
+        // Logged when a run of drops starts (and then at most once per
+        // window), not per unit: a full queue costs capture a comparison.
+        if !std::mem::replace(&mut self.dropping, true) {
             log::limited(
                 &format!("forward {}", self.spec.url()),
                 Level::Warn,
@@ -172,7 +185,7 @@ impl Target {
     /// Sends what the socket takes now. Returns the instant a TCP target
     /// tries again, if its connection died.
     pub fn send(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
-        if self.queue.is_empty() {
+        if self.queue.is_empty() || self.blocked {
             return None;
         }
         match &mut self.link {
@@ -208,7 +221,10 @@ impl Target {
                     self.counters.bytes_sent += bytes;
                     self.last_error = None;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An ICMP error from an earlier datagram: it is reported (and
                 // cleared) here; this batch goes out with the next call.
@@ -251,7 +267,10 @@ impl Target {
                     self.counters.bytes_sent += bytes;
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let reason = format!("writing to {peer}: {e}");
@@ -277,6 +296,7 @@ impl Target {
         now: Instant,
         wall: UnixMicros,
     ) -> Option<Instant> {
+        self.blocked = false;
         let Link::Tcp(client) = &mut self.link else {
             return self.send(registry, now);
         };
@@ -331,6 +351,7 @@ impl Target {
 
     /// The connection died: the unit it cut is dropped (counted).
     fn lost_connection(&mut self, reason: String) {
+        self.blocked = false;
         if self.queue.abandon_partial() {
             self.counters.units_dropped += 1;
         }
