@@ -31,8 +31,14 @@ pub fn send_batch(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
     // SAFETY: each mmsghdr points at one iovec of `iovs`, which points at a
     // slice borrowed for the call (the kernel only reads it); no name, no
     // control data. `n` <= the arrays' length.
-    let sent =
-        unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    let sent = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT as _,
+        )
+    };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
