@@ -274,6 +274,10 @@ impl EventLoop {
                             if !self.ready.contains(&cid) {
                                 self.ready.push_back(cid);
                             }
+                        } else if let Some((hid, i)) = tokens::relay_target_of(token) {
+                            let registry = self.poll.registry();
+                            self.manager
+                                .relay_ready(hid, i, registry, now.mono, now.wall);
                         }
                     }
                 }
@@ -303,6 +307,7 @@ impl EventLoop {
             self.manager.expire(now.wall);
             self.manager
                 .expire_capturers(self.poll.registry(), now.mono);
+            self.manager.expire_relays(self.poll.registry(), now.mono);
             self.manager.dispatch_closed();
             self.manager.ship(now.mono, now.wall);
             if now.mono >= self.next_tick {

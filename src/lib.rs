@@ -12,6 +12,7 @@
 //! | [`event_loop`] | the `mio::Poll` loop: signals, sockets, HTTP, timers; reads the clock and passes it in; [`tokens`] declares its token space |
 //! | [`control`] | how an operator manages bsc: [`control::http`] the hand-rolled HTTP/1.1 server ([`control::http::request`] framing, [`control::http::form`] bodies, `connection.rs` one connection and the answer budget, [`control::http::body`] answers in pieces, [`control::http::service`] what the server asks of the API, [`control::http::origin`] the `Host`/`Origin` checks); [`control::api`] the routes (`routes.rs`, `asked.rs` a request's fields and the handler it names, `auth.rs`, `control.rs` the calls that change the manager, `health.rs`, `views.rs`, `walk.rs` and `files.rs` and `metrics.rs` the answers produced in pieces, `extract.rs` a time window's records read from the files as the socket drains, `entry.rs` a handler's config entry from the key table, `page.rs` the status page, `debug.rs` the driven clock of test builds) with every answer a type in [`control::api::answers`], shared with [`control::client`] (`bsc add/stop/rotate/status/files`; `bsc extract`, from a server or from files here; `replay.rs` and `replay/` `bsc replay`, records sent again at their pace, from files or `stream.rs`'s answer body) |
 //! | [`manager`] | the middle: the only way to change a handler; owns the capturers ([`manager::capturers`]: sockets, tokens, reconnect timers, the receive batch), the handlers (`handlers.rs`: slab and rotation timers; [`manager::handler`]: one output stream, with `open.rs` naming and opening, `write.rs` the write path and rotation, `close.rs` closing and retention, `stats.rs` counters; [`manager::pending`]: records not yet written; [`manager::unit_path`]: framing → FECF → sequence check → transforms), the storage, the disk budget (`budget.rs`) and store and forward (`forward.rs`); `lifecycle.rs` adding and removing a handler, `reload.rs` a re-read config and a rotate across a name, `left_open.rs` files a crash left for handlers not running, `results.rs` what its changes answer |
+//! | [`relay`] | live forwarding (the `forward` key): [`relay::Relay`] a handler's targets, each a bounded queue of whole units ([`relay::queue`]) and a socket (UDP: one `sendmmsg` per batch; TCP: the sources' [`capture::tcp::TcpClient`]); the manager's side in `manager/relays.rs` (targets opened and closed with their handler, their timers, readiness by token) |
 //! | [`capture`] | sockets and their read path: [`capture::capturer`], [`capture::udp`], [`capture::tcp`], [`capture::ethernet`] |
 //! | [`ops`] | around the capture: [`ops::hooks`] commands for closed files (`on_close` once, `ship` until exit 0; each in its own process group), [`ops::notify`] systemd notifications |
 //! | [`storage`] | what bsc keeps on disk besides captures, one owner per part: the journal (`journal.rs`), naming per key (`naming.rs`), the hook and ship queues (`queues.rs`), the state folder and its lock (`state_dir.rs`), the links handed to commands (`handover.rs`), retention, the disk budget and confined deletion (`retention.rs`), the state file of API handlers ([`storage::persist`]), the sparse indexes of closed files (`indexes.rs`) |
@@ -41,7 +42,9 @@
 //! [`manager::pending::COPY_BELOW`] bytes is copied beside its header) → at the end of each
 //! batch, before the slots are read into again (the borrow makes the compiler
 //! check it), each handler of the capturer writes its records with one
-//! gathering `writev` → a file it closed goes back to the manager as an event
+//! gathering `writev`, then sends what it offered its forward targets
+//! ([`relay`]: each unit it recorded was copied into each target's queue, or
+//! dropped and counted when that queue was full) → a file it closed goes back to the manager as an event
 //! → once a second [`manager::Manager::tick`] forces data to the disk, applies
 //! retention and the disk budget; closed files go to [`ops::hooks`]
 //! (`on_close`) and, journaled as waiting to ship, to
@@ -181,6 +184,7 @@ pub mod files;
 pub mod log;
 pub mod manager;
 pub mod ops;
+pub mod relay;
 pub mod storage;
 pub mod sys;
 pub mod tokens;

@@ -12,7 +12,8 @@
 //! - each part has one owner: the handlers and their rotation timers
 //!   `handlers::Handlers`; the journal and its queues
 //!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
-//!   and ship commands `forward::Forward`;
+//!   and ship commands `forward::Forward`; the forward targets' timers
+//!   `relays::RelayTimers` (each handler owns its targets, [`crate::relay::Relay`]);
 //! - the records a drain takes from a batch are written before the batch is
 //!   read into again: each handler of the capturer writes them with one
 //!   gathering `writev` from its [`pending::Gather`], which borrows the batch,
@@ -41,6 +42,7 @@ use capturers::Capturers;
 use forward::Forward;
 use handler::{journal_key, Cx, Handler};
 use handlers::Handlers;
+use relays::RelayTimers;
 pub use results::{AddError, RotateError, Rotated};
 
 mod budget;
@@ -51,6 +53,7 @@ mod handlers;
 mod left_open;
 mod lifecycle;
 pub mod pending;
+mod relays;
 mod reload;
 mod results;
 pub mod unit_path;
@@ -72,6 +75,8 @@ pub struct Manager {
     storage: Storage,
     budget: Budget,
     forward: Forward,
+    /// The forward targets' connect and back-off timers (`relays.rs`).
+    relay_timers: RelayTimers,
     /// How long a TCP peer may be unreachable before health says degraded.
     peer_unreachable: std::time::Duration,
     /// Where handlers added over the API are saved (`None`: `persist: false`).
@@ -95,6 +100,7 @@ impl Manager {
                 min_free_percent: storage.min_free_percent,
             }),
             forward: Forward::new(storage),
+            relay_timers: RelayTimers::default(),
             peer_unreachable: storage.peer_unreachable,
             state: storage.persist.then(|| StateFile::new(root)),
             clock: ClockWord::UNKNOWN,
@@ -170,6 +176,7 @@ impl Manager {
             budget,
             forward,
             clock: clock_word,
+            relay_timers,
             ..
         } = self;
         // The wall clock's now for what handlers close during this drain (its
@@ -192,6 +199,8 @@ impl Manager {
             for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
                 budget.wrote_early(handlers.flush(hid, gather, &mut cx));
             }
+            // Then what the handlers recorded goes to their forward targets.
+            relay_timers.send(handlers, ids, registry, now);
         });
         if let Drained::Ended(_) = drained {
             for &hid in capturers.get(cid).handlers() {
@@ -286,6 +295,7 @@ impl Manager {
             rotation,
             self.next_capturer_deadline(),
             self.next_ship_deadline(),
+            self.relay_timers.next_deadline(),
         ]
         .into_iter()
         .flatten()

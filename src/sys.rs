@@ -5,6 +5,7 @@
 //! | file | its calls |
 //! |---|---|
 //! | `sys.rs` (this one) | the receive batch: [`Batch`], `recvmmsg` with each unit's sender, kernel time and drop counter |
+//! | `sys/send.rs` | the send batch: `sendmmsg` of many datagrams ([`send_batch`]) |
 //! | `sys/sockets.rs` | socket options (receive buffer, drop counter, timestamps, multicast), AF_PACKET sockets |
 //! | `sys/files.rs` | files and folders without following links (`openat`, `fstatat`, `linkat`, ...), `flock` |
 //! | `sys/disk.rs` | free and total bytes of a file system |
@@ -21,6 +22,7 @@ mod disk;
 mod files;
 mod journald;
 mod process;
+mod send;
 mod signals;
 mod sockets;
 
@@ -40,6 +42,7 @@ pub use process::{
     cpu_time, effective_uid, open_fds, open_file_limit, raise_open_file_limit,
     resident_memory_bytes,
 };
+pub use send::{send_batch, SEND_BATCH};
 pub use signals::{
     block_handled_signals, catch_signals, stop_self, take_caught, SignalFd, HANDLED_SIGNALS,
 };

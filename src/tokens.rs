@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `0` | the signalfd ([`SIGNALS`]) |
 //! | `1` | the management API's listener ([`LISTENER`]) |
+//! | `2^16 ..= 2^20 - 1` | forward target `i` of handler `hid` as `2^16 + 16 hid + i` ([`relay_target`]) |
 //! | `2^20 ..= 2^28 - 1` | capturer `id` as `2^20 + id` ([`capturer`]) |
 //! | `2^28 ..` | HTTP connection `slot` as `2^28 + slot` ([`connection`]) |
 //!
@@ -17,7 +18,13 @@ use mio::Token;
 pub const SIGNALS: Token = Token(0);
 /// Token of the management API's listener.
 pub const LISTENER: Token = Token(1);
-/// First capturer token (capturer 0).
+/// First forward target token (handler 0, target 0).
+const TARGET_BASE: usize = 1 << 16;
+/// Forward targets per handler the token space has room for.
+pub const TARGETS_PER_HANDLER: usize = crate::config::relay_target::MAX_TARGETS;
+/// Handlers with forward targets the token space has room for (ids below).
+pub const MAX_RELAYING_HANDLERS: usize = (CAPTURER_BASE - TARGET_BASE) / TARGETS_PER_HANDLER;
+/// First capturer token (capturer 0); also the end of the target range.
 const CAPTURER_BASE: usize = 1 << 20;
 /// First HTTP connection token (slot 0); also the end of the capturer range.
 const CONNECTION_BASE: usize = 1 << 28;
@@ -29,6 +36,8 @@ pub const MAX_CAPTURERS: usize = CONNECTION_BASE - CAPTURER_BASE;
 pub enum Source {
     Signals,
     Listener,
+    /// A forward target: its handler's id and its place in `forward`.
+    RelayTarget(usize, usize),
     /// A capturer, by id.
     Capturer(usize),
     /// An HTTP connection, by slot.
@@ -43,6 +52,13 @@ pub fn capturer(id: usize) -> Token {
     Token(CAPTURER_BASE + id)
 }
 
+/// The token of forward target `i` of handler `hid` (`hid` <
+/// [`MAX_RELAYING_HANDLERS`], `i` < [`TARGETS_PER_HANDLER`]).
+pub fn relay_target(hid: usize, i: usize) -> Token {
+    debug_assert!(hid < MAX_RELAYING_HANDLERS && i < TARGETS_PER_HANDLER);
+    Token(TARGET_BASE + hid * TARGETS_PER_HANDLER + i)
+}
+
 /// The token of HTTP connection `slot`.
 pub fn connection(slot: usize) -> Token {
     Token(CONNECTION_BASE + slot)
@@ -55,6 +71,10 @@ pub fn source_of(token: Token) -> Source {
         1 => Source::Listener,
         t if t >= CONNECTION_BASE => Source::Connection(t - CONNECTION_BASE),
         t if t >= CAPTURER_BASE => Source::Capturer(t - CAPTURER_BASE),
+        t if t >= TARGET_BASE => Source::RelayTarget(
+            (t - TARGET_BASE) / TARGETS_PER_HANDLER,
+            (t - TARGET_BASE) % TARGETS_PER_HANDLER,
+        ),
         _ => Source::Unused,
     }
 }
@@ -63,6 +83,14 @@ pub fn source_of(token: Token) -> Source {
 pub fn capturer_of(token: Token) -> Option<usize> {
     match source_of(token) {
         Source::Capturer(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// The forward target `token` stands for (handler id, place), if it stands for one.
+pub fn relay_target_of(token: Token) -> Option<(usize, usize)> {
+    match source_of(token) {
+        Source::RelayTarget(hid, i) => Some((hid, i)),
         _ => None,
     }
 }
@@ -98,6 +126,13 @@ mod tests {
             assert_eq!(capturer_of(connection(slot)), None);
             assert!(is_http(connection(slot)));
         }
+        for (hid, i) in [(0, 0), (3, 15), (MAX_RELAYING_HANDLERS - 1, 15)] {
+            let t = relay_target(hid, i);
+            assert_eq!(relay_target_of(t), Some((hid, i)));
+            assert_eq!(capturer_of(t), None);
+            assert!(!is_http(t));
+        }
+        assert_eq!(relay_target_of(capturer(0)), None);
         assert_eq!(source_of(SIGNALS), Source::Signals);
         assert_eq!(source_of(LISTENER), Source::Listener);
         assert!(is_http(LISTENER) && !is_http(SIGNALS));
@@ -108,7 +143,12 @@ mod tests {
     #[test]
     fn the_ranges_do_not_overlap() {
         assert_eq!(source_of(Token(2)), Source::Unused);
-        assert_eq!(source_of(Token(CAPTURER_BASE - 1)), Source::Unused);
+        assert_eq!(source_of(Token(TARGET_BASE - 1)), Source::Unused);
+        assert_eq!(
+            relay_target(MAX_RELAYING_HANDLERS - 1, TARGETS_PER_HANDLER - 1).0 + 1,
+            capturer(0).0,
+            "the last target token is right below the first capturer token"
+        );
         assert_eq!(
             capturer(MAX_CAPTURERS - 1).0 + 1,
             connection(0).0,

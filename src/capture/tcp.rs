@@ -65,6 +65,9 @@ pub struct TcpClient {
     /// Since when no connection is up (`None` while one is).
     pub down_since: Option<Instant>,
     rng: u64,
+    /// Whether it is a forward target ([`crate::relay`]) rather than a
+    /// source: the log calls it `forward tcp`, not `capturer tcp`.
+    target: bool,
 }
 
 impl TcpClient {
@@ -88,6 +91,21 @@ impl TcpClient {
             last_connected_at: None,
             down_since: Some(now),
             rng: seed | 1,
+            target: false,
+        }
+    }
+
+    /// The same client as a forward target (the log calls it `forward tcp`).
+    pub fn as_target(mut self) -> TcpClient {
+        self.target = true;
+        self
+    }
+
+    /// What the log calls it.
+    fn label(&self) -> &'static str {
+        match self.target {
+            true => "forward tcp",
+            false => "capturer tcp",
         }
     }
 
@@ -187,9 +205,9 @@ impl TcpClient {
         // The peer is named once: the address as configured, and the one it
         // resolved to only when that says more (a host name).
         if peer.to_string() == self.address.to_string() {
-            info!("capturer tcp {}: connected", self.address);
+            info!("{} {}: connected", self.label(), self.address);
         } else {
-            info!("capturer tcp {}: connected to {peer}", self.address);
+            info!("{} {}: connected to {peer}", self.label(), self.address);
         }
         None
     }
@@ -220,18 +238,20 @@ impl TcpClient {
         }
     }
 
-    /// Drops the connection (if any) and schedules the next attempt after `now`.
-    fn fail(&mut self, registry: &Registry, reason: String, now: Instant) -> Instant {
+    /// Drops the connection (if any) and schedules the next attempt after
+    /// `now`, which it returns: the peer failed (`reason`).
+    pub fn fail(&mut self, registry: &Registry, reason: String, now: Instant) -> Instant {
         self.close(registry);
         self.failures = self.failures.saturating_add(1);
         let wait = self.backoff();
         self.down_since.get_or_insert(now);
         // A peer that stays down is reported once per REPEAT_WINDOW, not per attempt.
         crate::log::limited(
-            &format!("tcp {}", self.address),
+            &format!("{} {}", self.label(), self.address),
             crate::log::Level::Warn,
             format_args!(
-                "capturer tcp {}: {reason}; next attempt in {:.1} s",
+                "{} {}: {reason}; next attempt in {:.1} s",
+                self.label(),
                 self.address,
                 wait.as_secs_f64()
             ),

@@ -17,6 +17,7 @@
 //! | [`duplicates`] | keys given twice in one map, with both lines (refused) |
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
 //! | [`address`] | capture addresses: read from `[host, port]`, their Python `repr` |
+//! | [`relay_target`] | the `forward` key's targets (`udp://`, `tcp://`, `tcp+len://`, filters) |
 //!
 //! Everything a caller needs is re-exported here (`config::HandlerSpec`).
 
@@ -27,6 +28,7 @@ pub mod duplicates;
 pub mod fields;
 pub mod framing;
 pub mod handler;
+pub mod relay_target;
 pub mod resolve;
 pub mod typos;
 pub mod yaml;

@@ -74,6 +74,7 @@ mod debug;
 mod entry;
 mod extract;
 mod files;
+mod forward_metrics;
 mod health;
 mod metrics;
 mod page;

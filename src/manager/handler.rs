@@ -49,6 +49,7 @@ use crate::files::paths::CapturePath;
 use crate::files::pcap::{self, Attempt, LinkType, Opened, PcapFile, Precision, Vanished};
 use crate::log::{self, Level};
 use crate::manager::unit_path::UnitPath;
+use crate::relay::Relay;
 use crate::storage::{ClosedFile, LastFile, OwnFile, Retention, Span, Storage};
 use crate::sys::{self, Peer, PACKET_OUTGOING};
 use crate::{error, info, warn};
@@ -140,6 +141,8 @@ pub struct Handler {
     stats: HandlerStats,
     /// Framing, checks and transforms (`None`: each read is written as it comes).
     units: Option<Box<UnitPath>>,
+    /// Where each unit recorded is also sent (`forward`; `None`: nowhere).
+    relay: Option<Box<Relay>>,
     /// Brought back at start-up from the handlers saved over the API
     /// ([`crate::storage::persist`]), not from the config file or a request of this run.
     restored: bool,
@@ -200,6 +203,7 @@ impl Handler {
             health: Health::default(),
             stats: HandlerStats::new(now),
             units: UnitPath::needed(&spec).then(|| Box::new(UnitPath::new(&spec))),
+            relay: None,
             restored: false,
             spec,
         };
@@ -278,6 +282,25 @@ impl Handler {
         if let Some(u) = self.units.as_mut() {
             u.connection_ended();
         }
+    }
+
+    /// Its forward targets, when it has any.
+    pub fn relay(&self) -> Option<&Relay> {
+        self.relay.as_deref()
+    }
+
+    pub(super) fn relay_mut(&mut self) -> Option<&mut Relay> {
+        self.relay.as_deref_mut()
+    }
+
+    /// Gives the handler its forward targets (the manager opened them).
+    pub(super) fn set_relay(&mut self, relay: Relay) {
+        self.relay = Some(Box::new(relay));
+    }
+
+    /// Takes its forward targets away (it is stopping).
+    pub(super) fn take_relay(&mut self) -> Option<Box<Relay>> {
+        self.relay.take()
     }
 
     /// Framing, checks and transforms, when the handler has any.

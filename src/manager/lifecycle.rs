@@ -69,6 +69,10 @@ impl Manager {
         };
         let local = self.capturer(cid).local_addr();
         let hid = self.start_handler(spec, local, now);
+        if let Err(e) = self.open_relay(hid, registry, mono) {
+            self.detach_handler(hid, registry, existing.is_none(), now);
+            return Err(e);
+        }
         self.capturers.attach(cid, hid);
         self.update_read_time_wanted(cid);
         Ok(hid)
@@ -187,6 +191,7 @@ impl Manager {
                 self.update_read_time_wanted(cid);
             }
         }
+        Manager::close_relay(&mut handler, registry);
         info!("handler {}: stopped", handler.spec().name);
         // Its file is flushed and closed now (and goes to `on_close`).
         handler.close(&mut Cx {

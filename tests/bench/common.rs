@@ -996,6 +996,12 @@ pub struct SmallStep<'a> {
 }
 
 pub fn run_small_step(s: &SmallStep) -> SmallOutcome {
+    run_small_step_with(s, &serde_json::json!({}))
+}
+
+/// [`run_small_step`] with the keys of `extra` added to each active handler
+/// (the forward section's targets).
+pub fn run_small_step_with(s: &SmallStep, extra: &serde_json::Value) -> SmallOutcome {
     let dir = WorkDir::new(
         s.root
             .join(format!("small{}", STEP_NO.fetch_add(1, Ordering::Relaxed))),
@@ -1005,7 +1011,13 @@ pub fn run_small_step(s: &SmallStep) -> SmallOutcome {
     let mut handlers: Vec<serde_json::Value> = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| udp_handler(&format!("a{i}"), *p))
+        .map(|(i, p)| {
+            let mut h = udp_handler(&format!("a{i}"), *p);
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                h[k] = v.clone();
+            }
+            h
+        })
         .collect();
     for (i, p) in idle_ports.iter().enumerate() {
         handlers.push(udp_handler(&format!("idle{i}"), *p));

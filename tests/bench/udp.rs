@@ -1,7 +1,7 @@
 //! `make bench`: how many datagrams a release bsc captures, at what CPU cost, and
 //! how fast it answers HTTP meanwhile, against receivers written here and measured
 //! in the same run. Loopback (127.0.0.1) only; every step is bounded in time and
-//! datagrams. Six sections, each on its own with `BSC_BENCH_SECTION`:
+//! datagrams. Eight sections, each on its own with `BSC_BENCH_SECTION`:
 //!
 //! - `goals` (goals.rs, issue 25): the issue's table, each row against its
 //!   reference in the same run, alternating runs, medians and spread, receivers
@@ -20,6 +20,11 @@
 //!   with 1,000 idle handlers it is not (a 1,000-entry document every 20 ms would
 //!   be most of the row's CPU), but 50 times after the step, on a line of its own:
 //!   bsc's CPU per answer, the document's size, p50/p99.
+//! - `forward` (forward.rs, issue 27): live forwarding against plain capture in
+//!   alternating runs: UDP 64 B and 1 KiB at the generator's maximum forwarded
+//!   to one UDP target (goal at most 1.6x the CPU per datagram, no capture loss,
+//!   every datagram forwarded), and 64 B forwarded to a TCP target that never
+//!   reads (goal: nothing measurable, read as at most 1.1x).
 //! - `units` (units.rs, issue 14): a TCP stream of CCSDS space packets from a
 //!   local server at its maximum rate, bsc with `framing: ccsds_space_packet`
 //!   (with and without `sequence_check`) against the same stream unframed; UDP
@@ -37,6 +42,9 @@
 //!   at 1 kHz with jitter, at `--speed 1` to a UDP receiver that notes each
 //!   arrival: the send-time error relative to the first record (p50, p99, max,
 //!   against 2 ms at p99); and the same file at `--speed max`.
+//! - `extract` (extract.rs, issue 26): the first record and the whole answer of
+//!   a one-minute window out of 24 one-hour files of 100 MB (target 1 s), the
+//!   first time (no index yet) and again (indexed).
 //! - `rcvbuf` (large.rs): how many 1,024 B, 8,000 B and 60,000 B datagrams the
 //!   receive buffer bsc asks for by default holds, counted by filling a socket.
 //!
@@ -44,7 +52,7 @@
 //! payloads, read back with pcap-file), never from bsc's own counters.
 //!
 //! Environment:
-//! - `BSC_BENCH_SECTION=goals,udp,units,large,rcvbuf,replay`: only these sections
+//! - `BSC_BENCH_SECTION=goals,udp,forward,units,large,rcvbuf,replay,extract`: only these sections
 //!   (default all).
 //! - `BSC_BENCH_ONLY=text`: only the rows whose label contains `text` (goals:
 //!   `tcp`, `udp 1 KiB`, `udp 64 B`, `1000 idle`).
@@ -59,6 +67,7 @@
 
 mod common;
 mod extract;
+mod forward;
 mod goals;
 mod large;
 mod replay;
@@ -95,6 +104,9 @@ fn main() {
     }
     if common::section("udp") {
         section_udp();
+    }
+    if common::section("forward") {
+        forward::section();
     }
     if common::section("units") {
         units::section();

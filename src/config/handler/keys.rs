@@ -20,11 +20,13 @@ use super::values::{
     validate_name,
 };
 use super::{
-    HandlerSpec, Origin, Reading, ShipSpec, DEFAULT_FILE_NAME_PATTERN, DEFAULT_RCVBUF_BYTES,
+    HandlerSpec, Origin, Reading, ShipSpec, DEFAULT_FILE_NAME_PATTERN, DEFAULT_FORWARD_QUEUE_BYTES,
+    DEFAULT_RCVBUF_BYTES,
 };
 use crate::config::address::Address;
 use crate::config::choices::{ConnType, Direction, Precision, Timestamps};
 use crate::config::fields::FieldError;
+use crate::config::relay_target::{relay_targets, Carrier, RelayTarget};
 use crate::files::rotation::{RotationRule, RotationUnit};
 use crate::units::framing::Framing;
 use crate::units::sequence::SequenceCheck;
@@ -505,6 +507,53 @@ pub const KEYS: &[Key] = &[
         show: |s| limit(s.interface.as_deref()),
     },
     Key {
+        name: "forward",
+        takes: "list of targets",
+        default: "[]",
+        doc: "relay each unit recorded, live: udp://, tcp:// or tcp+len://HOST:PORT, optionally {\"to\": URL, \"filter\": \"apid:...\"}",
+        sources: ANY,
+        read: |r| {
+            let targets = r.fields.read(r.key, relay_targets)?.unwrap_or_default();
+            if let Some(t) = targets.iter().find(|t| own_socket(t, &r.spec)) {
+                return Err(r.error(format!(
+                    "{} is this handler's own capture socket: forwarding there would loop",
+                    t.url()
+                )));
+            }
+            r.spec.forward = targets;
+            Ok(())
+        },
+        show: |s| match s.forward.is_empty() {
+            true => Shown::Unset(json!([])),
+            false => set(s.forward.iter().map(RelayTarget::to_json).collect::<Vec<_>>()),
+        },
+    },
+    Key {
+        name: "forward_queue_bytes",
+        takes: "size",
+        default: "4194304",
+        doc: "with forward: each target's queue in bytes; units past it are dropped and counted",
+        sources: ANY,
+        read: |r| {
+            let bytes = r.fields.size(r.key)?;
+            if bytes.is_some() && r.spec.forward.is_empty() {
+                return Err(r.error("only applies with forward (a list of targets)"));
+            }
+            r.spec.forward_queue_bytes = match bytes {
+                None => DEFAULT_FORWARD_QUEUE_BYTES,
+                Some(b) if (64 << 10..=1 << 30).contains(&b) => b as usize,
+                Some(b) => {
+                    return Err(r.error(format!("{b} bytes: must be 64 KiB to 1 GiB")));
+                }
+            };
+            Ok(())
+        },
+        show: |s| match s.forward.is_empty() {
+            true => Shown::Unset(json!(s.forward_queue_bytes)),
+            false => set(s.forward_queue_bytes),
+        },
+    },
+    Key {
         name: "ship",
         takes: "command",
         default: "none",
@@ -594,6 +643,16 @@ pub const KEYS: &[Key] = &[
         },
     },
 ];
+
+/// Whether `t` is the UDP socket `spec` captures on (the same port, and the
+/// same host or a wildcard one): relaying there would feed the handler itself.
+fn own_socket(t: &RelayTarget, spec: &HandlerSpec) -> bool {
+    let wildcard = matches!(spec.address.host.as_str(), "" | "0.0.0.0" | "::");
+    t.carrier == Carrier::Udp
+        && spec.conn_type == ConnType::Udp
+        && t.port == spec.address.port
+        && (wildcard || t.host == spec.address.host)
+}
 
 /// Every handler key's name, in [`KEYS`]' order: every other key is metadata.
 pub const HANDLER_KEYS: [&str; KEYS.len()] = {

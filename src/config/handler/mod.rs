@@ -23,6 +23,7 @@ use serde_json::{json, Map, Value};
 use super::address::Address;
 use super::choices::{ConnType, Direction, Precision, Timestamps};
 use super::fields::{field_err, FieldError, Fields};
+use super::relay_target::RelayTarget;
 use super::typos;
 use crate::files::pattern::Pattern;
 use crate::files::rotation::{RotationRule, RotationUnit};
@@ -45,6 +46,9 @@ pub const DEFAULT_FILE_NAME_PATTERN: &str = "%Y-%m-%d-%H-%M-%S-{name}.pcap";
 /// datagrams/s is 20,000 datagrams: 16.6 MB at 64 bytes, 46 MB at 1 KiB; 24 MiB
 /// doubled (48 MiB) holds either.
 pub const DEFAULT_RCVBUF_BYTES: usize = 24 << 20;
+/// Each forward target's queue by default: 4 MiB, a second of 1 KiB units
+/// at 4,000 a second, or a quarter second at 16,000.
+pub const DEFAULT_FORWARD_QUEUE_BYTES: usize = 4 << 20;
 /// Longest handler name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -114,6 +118,10 @@ pub struct HandlerSpec {
     /// Store and forward: the command that ships each closed file, retried until
     /// it succeeds (`None`: files are not shipped).
     pub ship: Option<ShipSpec>,
+    /// Where each unit recorded is also relayed, live (`forward`).
+    pub forward: Vec<RelayTarget>,
+    /// Each forward target's queue, in bytes.
+    pub forward_queue_bytes: usize,
     /// Every other key with a string or number value, in the order given.
     pub metadata: Vec<(String, Value)>,
     pub origin: Origin,
@@ -276,6 +284,8 @@ impl HandlerSpec {
             max_age: None,
             on_close: Vec::new(),
             ship: None,
+            forward: Vec::new(),
+            forward_queue_bytes: DEFAULT_FORWARD_QUEUE_BYTES,
             metadata: Vec::new(),
             origin,
         }
@@ -447,5 +457,7 @@ impl HandlerSpec {
 
 #[cfg(test)]
 mod documented;
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod tests;

@@ -140,6 +140,30 @@ pub struct StatsEntry<'a> {
     /// and how shipping goes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ship: Option<ShipStatus>,
+    /// Only for a handler with `forward`: each target, in the key's order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Vec<ForwardStatus>>,
+}
+
+/// One forward target of a handler in `GET /stats`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForwardStatus {
+    /// Its URL (`udp://127.0.0.1:9000`).
+    pub target: String,
+    /// `ready` (udp), `connected`, `connecting`, `backoff` (tcp) or `error`.
+    pub state: String,
+    #[serde(skip_deserializing)]
+    pub units_sent: u64,
+    #[serde(skip_deserializing)]
+    pub bytes_sent: u64,
+    pub units_dropped: u64,
+    /// Units and bytes waiting in its queue.
+    #[serde(skip_deserializing)]
+    pub queued_units: usize,
+    #[serde(skip_deserializing)]
+    pub queued_bytes: usize,
+    pub last_error: Option<String>,
 }
 
 impl StatsEntry<'_> {

@@ -61,7 +61,7 @@ pub(super) fn clock_ok(cx: &Context) -> bool {
 }
 
 /// Why bsc is degraded now, one line each: handlers that cannot write, the disk
-/// budget exhausted, TCP peers unreachable for longer than `peer_unreachable_s`,
+/// budget exhausted, TCP peers and forward targets unreachable for longer than `peer_unreachable_s`,
 /// a file waiting to ship for longer than `ship_max_pending_age_s`.
 fn degraded_reasons(manager: &Manager, now: UnixMicros, mono: Instant) -> Vec<String> {
     let mut reasons: Vec<String> = manager
@@ -108,6 +108,21 @@ fn degraded_reasons(manager: &Manager, now: UnixMicros, mono: Instant) -> Vec<St
                 cap.address,
                 down.as_secs()
             ));
+        }
+    }
+    for (_, h) in manager.handlers() {
+        for t in h.relay().map_or(&[][..], |r| r.targets()) {
+            if let Some(down) = t.down_for(mono).filter(|d| *d >= limit) {
+                let why = t
+                    .last_error()
+                    .map_or_else(String::new, |e| format!(" ({e})"));
+                reasons.push(format!(
+                    "forward {} (handler {}): unreachable for {} s{why}",
+                    t.spec().url(),
+                    h.spec().name,
+                    down.as_secs()
+                ));
+            }
         }
     }
     reasons

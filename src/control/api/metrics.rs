@@ -10,6 +10,7 @@
 
 use std::fmt::Write;
 
+use super::forward_metrics::{self, FORWARD};
 use super::health::clock_ok;
 use super::Context;
 use crate::control::http::body::PIECE;
@@ -50,6 +51,8 @@ enum Family {
     Rotations,
     /// A value per sequence-checked stream of each handler.
     Sequence(StreamMetric),
+    /// A value per forward target of each handler (`forward_metrics.rs`).
+    Forward(usize),
     /// The process and build families, at once.
     Process,
 }
@@ -66,6 +69,7 @@ fn families() -> Vec<Family> {
         Family::Rotations,
     ]);
     all.extend(SEQUENCE.into_iter().map(Family::Sequence));
+    all.extend((0..FORWARD.len()).map(Family::Forward));
     all.push(Family::Process);
     all
 }
@@ -127,6 +131,7 @@ fn head(family: Family, out: &mut String) {
             "Files closed for the next one, by reason.",
         ),
         Family::Sequence((name, help, _, _)) => (name, "counter", help),
+        Family::Forward(i) => return forward_metrics::head(i, out),
         Family::Ship | Family::Process => return,
     };
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -215,6 +220,7 @@ fn handler_lines(family: Family, h: &Handler, out: &mut String) {
                 );
             }
         }
+        Family::Forward(i) => forward_metrics::lines(i, h, &labels, out),
         _ => {}
     }
 }
@@ -637,7 +643,7 @@ mod tests {
     #[test]
     fn every_family_is_written_once_the_process_last() {
         let all = families();
-        assert_eq!(all.len(), 14 + 6 + 7 + 1);
+        assert_eq!(all.len(), 14 + 6 + 7 + 3 + 1);
         assert!(matches!(all[0], Family::Handler(("bsc_packets_total", ..))));
         assert!(matches!(all[14], Family::Up));
         assert!(matches!(all[15], Family::Ship));

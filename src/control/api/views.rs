@@ -3,7 +3,7 @@
 //! socket's `/capturers` entry, a handler's `/series` entry, read from the
 //! manager's state at `now` into their [`answers`](super::answers) types.
 
-use super::answers::{CapturerEntry, SeriesEntry, StatsEntry};
+use super::answers::{CapturerEntry, ForwardStatus, SeriesEntry, StatsEntry};
 use std::time::Instant;
 
 use crate::clock::UnixMicros;
@@ -70,6 +70,25 @@ pub(super) fn stats_entry<'a>(
         filtered: units.map_or(0, UnitPath::filtered),
         sequence: units.and_then(UnitPath::sequence),
         ship,
+        forward: h.relay().map(|r| {
+            r.targets()
+                .iter()
+                .map(|t| {
+                    let (queued_units, queued_bytes) = t.queued();
+                    let c = t.counters();
+                    ForwardStatus {
+                        target: t.spec().url(),
+                        state: t.state().into(),
+                        units_sent: c.units_sent,
+                        bytes_sent: c.bytes_sent,
+                        units_dropped: c.units_dropped,
+                        queued_units,
+                        queued_bytes,
+                        last_error: t.last_error().map(str::to_string),
+                    }
+                })
+                .collect()
+        }),
         ..StatsEntry::default()
     };
     entry.set_tcp(cap.tcp_status());

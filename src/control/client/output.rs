@@ -9,7 +9,8 @@ use super::table::{
 };
 use crate::clock::UnixMicros;
 use crate::control::api::answers::{
-    Address, CapturerEntry, CapturerStopped, EntrySummary, HandlerFiles, Rotated, Stats, StatsEntry,
+    Address, CapturerEntry, CapturerStopped, EntrySummary, ForwardStatus, HandlerFiles, Rotated,
+    Stats, StatsEntry,
 };
 use crate::ops::hooks::ShipStatus;
 
@@ -192,6 +193,12 @@ fn status_row(
     if let Some(note) = e.ship.as_ref().and_then(|s| ship_note(name, s)) {
         notes.push(note);
     }
+    notes.extend(
+        e.forward
+            .iter()
+            .flatten()
+            .filter_map(|t| forward_note(name, t)),
+    );
     let file = e.current_file.as_deref();
     vec![
         if e.origin == "restored" {
@@ -253,6 +260,23 @@ fn socket_state(e: &StatsEntry, cap: Option<&CapturerEntry>, notes: &mut Vec<Str
     } else {
         e.state.to_string()
     }
+}
+
+/// The line `bsc status` adds for a forward target that is down or dropped
+/// units.
+fn forward_note(name: &str, t: &ForwardStatus) -> Option<String> {
+    let down = !matches!(t.state.as_str(), "ready" | "connected");
+    if !down && t.units_dropped == 0 {
+        return None;
+    }
+    let mut line = format!("{name}: forward {} {}", t.target, t.state);
+    if t.units_dropped > 0 {
+        line.push_str(&format!(", {} units dropped", t.units_dropped));
+    }
+    if let (true, Some(e)) = (down, &t.last_error) {
+        line.push_str(&format!(" ({e})"));
+    }
+    Some(line)
 }
 
 /// The line `bsc status` adds for a handler whose files wait to ship (store and
@@ -450,6 +474,33 @@ tlm-copy: degraded: cannot write: no space left on device
         assert!(
             out.contains("tlm-copy: 0 files (0 B) wait to ship; 2 dropped"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn status_shows_a_forward_target_down_or_dropping() {
+        let (mut stats, capturers) = stats_fixture();
+        stats["['', 8500]"][0]["forward"] = json!([
+            {"target": "udp://127.0.0.1:9100", "state": "ready", "units_sent": 9, "bytes_sent": 90,
+             "units_dropped": 0, "queued_units": 0, "queued_bytes": 0, "last_error": null},
+            {"target": "tcp+len://10.0.0.5:7000", "state": "backoff", "units_sent": 0, "bytes_sent": 0,
+             "units_dropped": 4096, "queued_units": 10, "queued_bytes": 4000, "last_error": "connect to 10.0.0.5:7000: Connection refused"},
+        ]);
+        stats["['', 8500]"][1]["forward"] = json!([
+            {"target": "tcp://10.0.0.6:7000", "state": "connected", "units_dropped": 3, "last_error": null},
+        ]);
+        let out = status(&stats, &capturers, UnixMicros(1_795_860_000_000_000));
+        assert!(
+            out.contains("tlm: forward tcp+len://10.0.0.5:7000 backoff, 4096 units dropped (connect to 10.0.0.5:7000: Connection refused)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tlm-copy: forward tcp://10.0.0.6:7000 connected, 3 units dropped\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("udp://127.0.0.1:9100"),
+            "a target that is well: no line\n{out}"
         );
     }
 

@@ -103,6 +103,9 @@ impl Handler {
         within: &'b [u8],
         gather: &mut Gather<'b>,
     ) -> Recorded {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.offer(data);
+        }
         let ts = at.micros();
         let precision = self.spec.timestamp_precision;
         let mut outcome = Recorded::default();

@@ -1,0 +1,587 @@
+//! Live forwarding (`forward`): the real binary records a stream and relays
+//! each unit to targets written here (a UDP receiver, TCP servers) that check
+//! order and bytes; a target that dies, comes back or never reads costs the
+//! recording nothing.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A CCSDS space packet of APID `apid` whose data is `i` (8 bytes) padded to
+/// `6 + data_len` bytes in all.
+fn packet(apid: u16, i: u64, data_len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(6 + data_len);
+    p.extend_from_slice(&(0x0800 | apid).to_be_bytes());
+    p.extend_from_slice(&(0xC000 | (i as u16 & 0x3FFF)).to_be_bytes());
+    p.extend_from_slice(&((data_len - 1) as u16).to_be_bytes());
+    p.extend_from_slice(&i.to_be_bytes());
+    p.extend((8..data_len).map(|k| (i as usize + k) as u8));
+    p
+}
+
+/// `n` packets alternating APIDs 0x100 and 0x101, of lengths 14 to 1,030.
+fn packets(n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| packet(0x100 + (i % 2) as u16, i, 8 + (i as usize * 37) % 1017))
+        .collect()
+}
+
+/// The `/stats` forward entry of the first handler on `key` for `target`.
+fn target_stats(bsc: &Bsc, key: &str, target: &str) -> Value {
+    let stats = bsc.get("/stats").1;
+    stats[key][0]["forward"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["target"] == target).cloned())
+        .unwrap_or_else(|| panic!("no target {target} in {stats}"))
+}
+
+/// A UDP receiver on a free loopback port with a receive buffer that holds a
+/// whole test's datagrams (`SO_RCVBUFFORCE`: the tests run as root), and its port.
+fn udp_receiver() -> (UdpSocket, u16) {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(PATIENCE)).unwrap();
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: a valid socket and a c_int option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&rx),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+    let port = rx.local_addr().unwrap().port();
+    (rx, port)
+}
+
+/// Reads from `conn` until `want` bytes came or the peer closed.
+fn read_stream(conn: &mut TcpStream, want: usize) -> Vec<u8> {
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.len() < want {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// Cuts a `tcp+len://` stream into its units (a cut last one left out).
+fn length_prefixed(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut units = Vec::new();
+    let mut at = 0;
+    while at + 4 <= stream.len() {
+        let len = u32::from_be_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
+        if at + 4 + len > stream.len() {
+            break;
+        }
+        units.push(stream[at + 4..at + 4 + len].to_vec());
+        at += 4 + len;
+    }
+    units
+}
+
+#[test]
+fn one_tcp_source_fans_out_to_udp_and_tcp_targets_byte_exact_and_in_order() {
+    let (dir, root) = TempDir::with_root("fwd-fan");
+    let (source, source_port) = tcp_peer();
+    let (udp_rx, udp_port) = udp_receiver();
+    let (plain, plain_port) = tcp_peer();
+    let (framed, framed_port) = tcp_peer();
+    let udp = format!("udp://127.0.0.1:{udp_port}");
+    let tcp = format!("tcp://127.0.0.1:{plain_port}");
+    let tcp_len = format!("tcp+len://127.0.0.1:{framed_port}");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![json!({
+            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
+            "rotate_log": false, "file_name_pattern": "modem.pcap",
+            "framing": {"kind": "ccsds_space_packet"},
+            "forward": [udp, tcp, {"to": tcp_len, "filter": "apid:0x101"}],
+        })],
+    );
+    let sent = packets(3000);
+    let stream: Vec<u8> = sent.concat();
+    let (mut conn, _) = source.accept().unwrap();
+    let (mut plain_conn, _) = plain.accept().unwrap();
+    let (mut framed_conn, _) = framed.accept().unwrap();
+    // Sent in pieces that do not follow unit boundaries.
+    for piece in stream.chunks(1000) {
+        std::io::Write::write_all(&mut conn, piece).unwrap();
+    }
+    // The UDP receiver reads while the rest is checked.
+    let n = sent.len();
+    let udp_reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while got.len() < n {
+            match udp_rx.recv(&mut buf) {
+                Ok(k) => got.push(buf[..k].to_vec()),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    let plain_got = read_stream(&mut plain_conn, stream.len());
+    assert!(
+        plain_got == stream,
+        "tcp:// gets the units back to back, exactly ({} of {} bytes)",
+        plain_got.len(),
+        stream.len()
+    );
+    let odd: Vec<Vec<u8>> = sent.iter().filter(|p| p[1] == 0x01).cloned().collect();
+    let framed_want: usize = odd.iter().map(|p| 4 + p.len()).sum();
+    let framed_got = length_prefixed(&read_stream(&mut framed_conn, framed_want));
+    assert!(
+        framed_got == odd,
+        "tcp+len:// with apid:0x101 gets those units, each behind its length ({} of {})",
+        framed_got.len(),
+        odd.len()
+    );
+    let udp_got = udp_reader.join().unwrap();
+    assert!(
+        udp_got == sent,
+        "udp:// gets one datagram per unit, in order ({} of {})",
+        udp_got.len(),
+        sent.len()
+    );
+
+    let key = format!("['127.0.0.1', {source_port}]");
+    wait_until("the counters caught up", || {
+        target_stats(&bsc, &key, &tcp)["units_sent"] == json!(n)
+    });
+    for (target, units, bytes) in [
+        (&udp, n, stream.len()),
+        (&tcp, n, stream.len()),
+        (&tcp_len, odd.len(), framed_want - 4 * odd.len()),
+    ] {
+        let s = target_stats(&bsc, &key, target);
+        assert_eq!(s["units_sent"], json!(units), "{s}");
+        assert_eq!(s["bytes_sent"], json!(bytes), "{s}");
+        assert_eq!(s["units_dropped"], 0, "{s}");
+        assert_eq!(s["last_error"], Value::Null, "{s}");
+        let state = if target == &udp { "ready" } else { "connected" };
+        assert_eq!(s["state"], state, "{s}");
+    }
+    // `GET /` shows the key as given.
+    let (_, entries) = bsc.get("/");
+    assert_eq!(
+        entries[&key][0]["handler"]["forward"],
+        json!([udp, tcp, {"to": tcp_len, "filter": "apid:0x101"}])
+    );
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert!(
+        payloads_of(&root.join("modem.pcap")) == sent,
+        "the recording has every unit"
+    );
+}
+
+/// Sends datagrams `from..to` ([`seq_payload`]) to 127.0.0.1:`port` in bursts
+/// the handler keeps up with, waiting until it counted them all.
+fn send_units(bsc: &Bsc, port: u16, from: u64, to: u64) {
+    let s = sender(port);
+    let before = stats_of(bsc, port)["packets"].as_u64().unwrap();
+    for i in from..to {
+        s.send(&seq_payload(i)).unwrap();
+        let counted = before + i - from + 1;
+        if i % 500 == 499 || i + 1 == to {
+            wait_until("the handler keeps up", || {
+                stats_of(bsc, port)["packets"].as_u64() >= Some(counted)
+            });
+        }
+    }
+}
+
+/// The `/stats` forward entry of the handler on 127.0.0.1:`port`, target 0.
+fn first_target(bsc: &Bsc, port: u16) -> Value {
+    stats_of(bsc, port)["forward"][0].clone()
+}
+
+/// Sent + dropped + queued: every unit a target was offered, by bsc's count.
+fn accounted(t: &Value) -> u64 {
+    ["units_sent", "units_dropped", "queued_units"]
+        .iter()
+        .map(|k| t[k].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_tcp_target_killed_and_restarted_mid_stream_resumes_with_whole_units() {
+    let (dir, root) = TempDir::with_root("fwd-restart");
+    let port = free_udp_port();
+    let (listener, target_port) = tcp_peer();
+    let bsc = Bsc::capturing_driven(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "tm",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "tm.pcap",
+                   "forward": [format!("tcp+len://127.0.0.1:{target_port}")]}),
+        )],
+    );
+    let (mut first, _) = listener.accept().unwrap();
+    send_units(&bsc, port, 0, 1000);
+    let want: usize = (0..1000).map(|i| 4 + seq_payload(i).len()).sum();
+    let got = length_prefixed(&read_stream(&mut first, want));
+    assert!(got == (0..1000).map(seq_payload).collect::<Vec<_>>());
+
+    // The consumer dies; units keep coming.
+    drop(first);
+    drop(listener);
+    send_units(&bsc, port, 1000, 2000);
+    wait_until("bsc notices the target is gone", || {
+        first_target(&bsc, port)["state"] != "connected"
+    });
+    send_units(&bsc, port, 2000, 2500);
+    let down = first_target(&bsc, port);
+    assert!(down["last_error"].is_string(), "{down}");
+
+    // It comes back on the same port: bsc reconnects after its back-off.
+    let listener = TcpListener::bind(("127.0.0.1", target_port)).unwrap();
+    let accepting = std::thread::spawn(move || listener.accept().unwrap().0);
+    wait_advancing(bsc.http_port, 0.5, "reconnected", || {
+        first_target(&bsc, port)["state"] == "connected"
+    });
+    let mut second = accepting.join().unwrap();
+    send_units(&bsc, port, 2500, 3000);
+    wait_until("every unit offered is sent or dropped", || {
+        first_target(&bsc, port)["queued_units"] == 0
+    });
+    let t = first_target(&bsc, port);
+    assert_eq!(accounted(&t), 3000, "{t}");
+    assert!(bsc.stop().success());
+    // What the second connection carried: whole units from its first byte,
+    // in order, every one after the restart among them.
+    let stream = read_stream(&mut second, usize::MAX);
+    let units = length_prefixed(&stream);
+    let whole: usize = units.iter().map(|u| 4 + u.len()).sum();
+    assert_eq!(whole, stream.len(), "no half unit on the wire");
+    let seqs: Vec<u64> = units.iter().map(|u| seq_of(u)).collect();
+    for (u, &s) in units.iter().zip(&seqs) {
+        assert!(*u == seq_payload(s), "unit {s} byte-exact");
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(
+        (2500..3000).all(|s| seqs.contains(&s)),
+        "the units after the restart all arrived"
+    );
+    assert_eq!(
+        count_records(&root.join("tm.pcap")),
+        3000,
+        "the recording is complete"
+    );
+}
+
+#[test]
+fn a_target_that_never_reads_costs_capture_nothing_and_its_drops_are_counted() {
+    let (dir, root) = TempDir::with_root("fwd-stall");
+    let port = free_udp_port();
+    let (listener, target_port) = tcp_peer();
+    let (udp_rx, udp_port) = udp_receiver();
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "tm",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "tm.pcap",
+                   "forward": [format!("tcp://127.0.0.1:{target_port}"), format!("udp://127.0.0.1:{udp_port}")],
+                   "forward_queue_bytes": "64KiB"}),
+        )],
+    );
+    // Accepted, never read: the kernel's buffers fill, then bsc's queue.
+    let (_stalled, _) = listener.accept().unwrap();
+    let n: u64 = 40_000;
+    let s = sender(port);
+    let big = vec![0x5Au8; 1000];
+    for i in 0..n {
+        let mut p = i.to_be_bytes().to_vec();
+        p.extend_from_slice(&big);
+        s.send(&p).unwrap();
+        if i % 500 == 499 {
+            wait_until("the handler keeps up", || {
+                stats_of(&bsc, port)["packets"].as_u64() >= Some(i + 1)
+            });
+        }
+    }
+    wait_until("all counted", || stats_of(&bsc, port)["packets"] == n);
+    let stalled = first_target(&bsc, port);
+    assert!(stalled["units_dropped"].as_u64().unwrap() > 0, "{stalled}");
+    assert!(
+        stalled["queued_bytes"].as_u64().unwrap() <= 64 * 1024,
+        "{stalled}"
+    );
+    assert_eq!(accounted(&stalled), n, "{stalled}");
+    assert_eq!(stalled["state"], "connected");
+    // The other target got everything: one slow consumer does not hold it up.
+    let other = stats_of(&bsc, port)["forward"][1].clone();
+    assert_eq!(
+        (
+            other["units_sent"].as_u64(),
+            other["units_dropped"].as_u64()
+        ),
+        (Some(n), Some(0)),
+        "{other}"
+    );
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        let k = udp_rx.recv(&mut buf).unwrap();
+        assert_eq!(u64::from_be_bytes(buf[..8].try_into().unwrap()), i);
+        assert_eq!(k, 1008);
+    }
+    let stats = stats_of(&bsc, port);
+    assert_eq!(
+        (
+            stats["records_lost"].as_u64(),
+            stats["kernel_drops"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{stats}"
+    );
+    // Memory stays bounded: the queue's 64 KiB, not the 40 MB offered.
+    let metrics = bsc.metrics();
+    let rss: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resident memory in {metrics}"));
+    assert!(rss < 64e6, "resident memory {rss}");
+    assert!(bsc.stop().success());
+    assert_eq!(
+        count_records(&root.join("tm.pcap")),
+        n as usize,
+        "capture lossless"
+    );
+}
+
+#[test]
+fn bad_targets_are_refused_at_every_entry_point_and_bsc_keeps_running() {
+    let (dir, root) = TempDir::with_root("fwd-bad");
+    let port = free_udp_port();
+    let bad: Vec<(Value, &str)> = vec![
+        (json!(["http://127.0.0.1:80"]), "unknown scheme \"http\""),
+        (json!(["udp://bad;host:9"]), "has ';'"),
+        (json!(["tcp://127.0.0.1:0"]), "port 0"),
+        (
+            json!([format!("udp://127.0.0.1:{port}")]),
+            "own capture socket",
+        ),
+        (
+            json!([{"to": "udp://127.0.0.1:9", "filter": "apid:0x999"}]),
+            "0..2047",
+        ),
+        (json!(5), "list of targets"),
+    ];
+    // The config file: refused before anything starts.
+    for (forward, says) in &bad {
+        let cfg = config(
+            &root,
+            vec![udp_handler("h", port, json!({ "forward": forward }))],
+        );
+        let path = write_config(dir.path(), &cfg);
+        let (code, text) = bsc_check(dir.path(), &path);
+        assert_eq!(code, Some(2), "{forward}: {text}");
+        assert!(
+            text.contains("key \"forward\"") && text.contains(says),
+            "{forward}: {text}"
+        );
+    }
+    let good = format!("udp://127.0.0.1:{}", free_udp_port());
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler("h", port, json!({"forward": [good]}))],
+    );
+    // The API: each form of the field, a clear 400.
+    let api_port = free_udp_port();
+    for (body, says) in [
+        (
+            format!("conn_type=udp&port={api_port}&forward=http%3A%2F%2Fa%3A1"),
+            "unknown scheme",
+        ),
+        (
+            format!(
+                "conn_type=udp&port={api_port}&forward=udp%3A%2F%2Fa%3A1&forward=udp%3A%2F%2Fa%3A0"
+            ),
+            "port 0",
+        ),
+        (
+            format!("conn_type=udp&port={api_port}&forward=%5B%7B%22to%22%3A5%7D%5D"),
+            "needs \"to\"",
+        ),
+        (
+            format!("conn_type=udp&port={api_port}&forward=%5B1%2C"),
+            "not valid JSON",
+        ),
+        (
+            format!("conn_type=udp&port={api_port}&forward=udp%3A%2F%2F127.0.0.1%3A{api_port}"),
+            "own capture socket",
+        ),
+        (
+            format!("conn_type=udp&port={api_port}&forward_queue_bytes=1MiB"),
+            "only applies with forward",
+        ),
+    ] {
+        let (status, answer) = bsc.form("POST", "/a/start", &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) = bsc.form("POST", "/a/start", &format!("conn_type=udp&port={api_port}&forward=udp%3A%2F%2F127.0.0.1%3A9%20tcp%2Blen%3A%2F%2F127.0.0.1%3A9"));
+    assert_eq!(status, 201, "{answer}");
+
+    // A reload with a bad target changes nothing.
+    let cfg = config(
+        &root,
+        vec![udp_handler(
+            "h",
+            port,
+            json!({"forward": ["udp://127.0.0.1:0"]}),
+        )],
+    );
+    write_config(dir.path(), &cfg);
+    bsc.signal(1);
+    bsc.wait_log("reload refused");
+    send(&bsc, port, 0);
+    assert_eq!(stats_of(&bsc, port)["forward"][0]["target"], good.as_str());
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_reload_that_changes_forward_moves_the_stream_to_the_new_targets() {
+    let (dir, root) = TempDir::with_root("fwd-reload");
+    let port = free_udp_port();
+    let (old_rx, old_port) = udp_receiver();
+    let (new_rx, new_port) = udp_receiver();
+    let handler = |forward: Value| {
+        config(
+            &root,
+            vec![udp_handler(
+                "tm",
+                port,
+                json!({"rotate_log": false, "file_name_pattern": "tm-{seq}.pcap", "forward": forward}),
+            )],
+        )
+    };
+    let bsc = Bsc::with_config(
+        dir.path(),
+        &handler(json!([format!("udp://127.0.0.1:{old_port}")])),
+    );
+    send_units(&bsc, port, 0, 100);
+    write_config(
+        dir.path(),
+        &handler(json!([format!("udp://127.0.0.1:{new_port}")])),
+    );
+    bsc.signal(1);
+    bsc.wait_log("reload: 1 handler stopped, 1 started, 0 failed, 1 running");
+    send_units(&bsc, port, 100, 200);
+    let recv_all = |rx: &UdpSocket, n: u64| -> Vec<u64> {
+        let mut buf = [0u8; 2048];
+        (0..n)
+            .map(|_| {
+                let k = rx.recv(&mut buf).unwrap();
+                seq_of(&buf[..k])
+            })
+            .collect()
+    };
+    assert_eq!(recv_all(&old_rx, 100), (0..100).collect::<Vec<_>>());
+    assert_eq!(recv_all(&new_rx, 100), (100..200).collect::<Vec<_>>());
+    old_rx.set_nonblocking(true).unwrap();
+    assert!(
+        old_rx.recv(&mut [0u8; 64]).is_err(),
+        "nothing more for the old target"
+    );
+    let (_, entries) = bsc.get("/");
+    assert_eq!(
+        entries[format!("['127.0.0.1', {port}]")][0]["handler"]["forward"][0],
+        format!("udp://127.0.0.1:{new_port}")
+    );
+    // Removing the key stops forwarding, and the stats say so.
+    write_config(dir.path(), &handler(Value::Null));
+    bsc.signal(1);
+    bsc.wait_log("reload: 1 handler stopped, 1 started, 0 failed, 1 running");
+    wait_until("no forward entry", || {
+        stats_of(&bsc, port).get("forward").is_none()
+    });
+    assert!(bsc.stop().success());
+}
+
+#[test]
+fn a_target_that_is_down_shows_in_metrics_health_and_status() {
+    let (dir, root) = TempDir::with_root("fwd-visible");
+    let port = free_udp_port();
+    let down_port = free_tcp_port();
+    let (_rx, udp_port) = udp_receiver();
+    let down = format!("tcp://127.0.0.1:{down_port}");
+    let udp = format!("udp://127.0.0.1:{udp_port}");
+    let cfg = json!({
+        "capture_manager": {"root_log_directory": root, "peer_unreachable_s": 5},
+        "handlers": [udp_handler("tm", port, json!({"forward": [udp, down]}))],
+    });
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    send_units(&bsc, port, 0, 10);
+    wait_until("the down target refused", || {
+        stats_of(&bsc, port)["forward"][1]["last_error"].is_string()
+    });
+    assert_eq!(bsc.get("/health").1["status"], "ok", "not yet for long");
+    wait_advancing(bsc.http_port, 1.0, "health degraded", || {
+        bsc.get("/health").1["status"] == "degraded"
+    });
+    let (_, health) = bsc.get("/health");
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!("forward {down} (handler tm): unreachable for")),
+        "{health}"
+    );
+
+    let text = bsc.metrics();
+    promtool_accepts(&text);
+    let series = |name: &str, target: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("target=\"{target}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for {target} in {text}"))
+    };
+    assert_eq!(series("bsc_forward_units_total", &udp), 10.0);
+    assert_eq!(series("bsc_forward_connected", &udp), 1.0);
+    assert_eq!(series("bsc_forward_connected", &down), 0.0);
+    assert_eq!(
+        series("bsc_forward_dropped_total", &down),
+        0.0,
+        "queued, not dropped"
+    );
+    assert!(text.contains("handler=\"tm\""));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args([
+            "status",
+            "--server",
+            &format!("127.0.0.1:{}", bsc.http_port),
+        ])
+        .env_remove("BSC_SERVER")
+        .env_remove("BSC_TOKEN")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("tm: forward {down} backoff")),
+        "{said}"
+    );
+    assert!(bsc.stop().success());
+}
