@@ -312,6 +312,64 @@ fn name_reads_a_window_from_bscs_data_route_as_a_stream() {
 }
 
 #[test]
+fn name_replays_what_a_running_bsc_recorded() {
+    let (dir, root) = TempDir::with_root("replay-name-bsc");
+    let port = common::free_udp_port();
+    let handler = common::udp_handler("tlm", port, serde_json::json!({}));
+    let bsc = common::Bsc::with_config(dir.path(), &common::config(&root, vec![handler]));
+    let tx = common::sender(port);
+    for i in 0..200 {
+        tx.send(&common::seq_payload(i)).unwrap();
+    }
+    let records = || bsc.get("/tlm/files").1[0]["files"][0]["records"].as_u64();
+    wait_until("200 records in tlm's open file", || records() == Some(200));
+    let server = format!("127.0.0.1:{}", bsc.http_port);
+    // Every record (the open file up to its last whole record), as fast as
+    // the receiver takes them, in the order they were recorded.
+    let rx = UdpReceiver::start();
+    let out = replay(&[
+        "--name",
+        "tlm",
+        "--speed",
+        "max",
+        "--to",
+        &rx.url(),
+        "--server",
+        &server,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("sent 200 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_until("200 datagrams", || rx.count() >= 200);
+    assert_eq!(
+        rx.payloads(),
+        (0..200).map(common::seq_payload).collect::<Vec<_>>()
+    );
+    // A window after every record: nothing to send, and that is no error.
+    let rx = UdpReceiver::start();
+    let out = replay(&[
+        "--name",
+        "tlm",
+        "--from",
+        "2100-01-01T00:00:00Z",
+        "--to",
+        &rx.url(),
+        "--server",
+        &server,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("sent 0 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(rx.count(), 0);
+}
+
+#[test]
 fn name_gets_bscs_refusal_or_says_bsc_is_not_reachable() {
     let (dir, root) = TempDir::with_root("replay-name-refused");
     let bsc = common::Bsc::with_config(dir.path(), &common::config(&root, vec![]));
