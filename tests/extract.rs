@@ -175,6 +175,7 @@ fn windows_match_editcaps_cut_across_rotations_the_open_file_and_a_restart() {
     assert_success(&o);
     let want = editcap_cut(dir.path(), &files, Some(ts(15)), Some(ts(95)));
     assert_eq!(read_pcap(&out).2, want);
+    let out = dir.path().join("client-local.pcap");
     let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
         .args(["extract", "--from", &from, "--to", &to, "-o"])
         .arg(&out)
@@ -740,6 +741,27 @@ fn the_client_tells_names_from_files_and_refuses_bad_arguments() {
         std::fs::write(&out, stdout).unwrap();
         assert_eq!(payloads_of(&out), vec![b"one".to_vec()], "{args:?}");
     }
+    // -o never writes over a file: not the input, not bsc's own open capture
+    // file (both keep every byte), and a failed extract leaves them be.
+    let before = std::fs::read(&file).unwrap();
+    let input = file.to_str().unwrap();
+    for args in [
+        &["extract", input, "-o", input][..],
+        &["extract", "--name", "tlm", "-o", input],
+        &["extract", "./tlm", "-o", "tlm"],
+    ] {
+        let (code, stderr, _) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("exists already"), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), before, "the capture file");
+    assert_eq!(std::fs::read(dir.path().join("tlm")).unwrap(), before);
+    // A device is written to, and never removed when the extract fails.
+    let (code, stderr, _) = run(&["extract", "./tlm", "-o", "/dev/null"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr, _) = run(&["extract", "nobody", "-o", "/dev/null"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(std::path::Path::new("/dev/null").exists());
     // No server: exit 3.
     let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
         .args([
@@ -764,5 +786,104 @@ fn the_client_tells_names_from_files_and_refuses_bad_arguments() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("stdout is a terminal"), "{text}");
+    bsc.stop();
+}
+
+/// Answers one request on a free loopback port with `answer`, then closes.
+fn answer_once(answer: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let _ = s.write_all(&answer);
+    });
+    port
+}
+
+#[test]
+fn an_answer_cut_short_or_not_a_pcap_is_an_error_and_leaves_no_file() {
+    let dir = TempDir::new("extract-cut");
+    let header = pcap_header_bytes();
+    // A chunked answer whose connection closes inside the body.
+    let mut cut = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.tcpdump.pcap\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    cut.extend_from_slice(format!("{:x}\r\n", header.len() + 10).as_bytes());
+    cut.extend_from_slice(&header);
+    cut.extend_from_slice(&[0u8; 4]);
+    let html =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+    for (answer, says) in [
+        (cut, "before the answer's body ended"),
+        (html, "not a pcap"),
+    ] {
+        let port = answer_once(answer);
+        let out = dir.path().join("w.pcap");
+        let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+            .args(["extract", "--name", "tlm", "-o", out.to_str().unwrap()])
+            .args(["--server", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!out.exists(), "no partial pcap left: {stderr}");
+    }
+}
+
+/// A classic microsecond pcap header (user0), as bsc writes it.
+fn pcap_header_bytes() -> Vec<u8> {
+    let mut h = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&[0u8; 8]);
+    h.extend_from_slice(&65535u32.to_le_bytes());
+    h.extend_from_slice(&147u32.to_le_bytes());
+    h
+}
+
+#[test]
+fn a_clock_stepped_back_hides_no_record_open_closed_or_after_a_restart() {
+    let dir = TempDir::new("extract-step-back");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let h = udp_handler("back", port, json!({"rotate_log": false}));
+    let cfg = config(&root, vec![h]);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    let t0 = set_clock(bsc.http_port, "2026-12-07T12:00:00Z");
+    let s = sender(port);
+    for i in 0..100 {
+        s.send(&seq_payload(i)).unwrap();
+    }
+    paced(&bsc, port, 100, 1.0);
+    // The clock steps back ten minutes (an NTP correction): the file's last
+    // record is now before its first.
+    set_clock(bsc.http_port, "2026-12-07T11:50:00Z");
+    for i in 100..200 {
+        s.send(&seq_payload(i)).unwrap();
+    }
+    paced(&bsc, port, 200, 1.0);
+    let before = query(Some(t0 - 60_000_000), Some(t0 + 60_000_000));
+    let after = query(Some(t0 - 660_000_000), Some(t0 - 540_000_000));
+    let seqs = |bsc: &Bsc, q: &str| -> Vec<u64> {
+        extract(bsc, dir.path(), "back", q)
+            .1
+            .iter()
+            .map(|r| seq_of(&r.data))
+            .collect()
+    };
+    let (first, second): (Vec<u64>, Vec<u64>) = ((0..100).collect(), (100..200).collect());
+    assert_eq!(seqs(&bsc, &before), first, "open file");
+    assert_eq!(seqs(&bsc, &after), second, "open file");
+    assert_eq!(bsc.request("POST", "/back/rotate", None, b"").status, 200);
+    assert_eq!(seqs(&bsc, &before), first, "closed file, its index");
+    assert_eq!(seqs(&bsc, &after), second, "closed file, its index");
+    bsc.stop();
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    assert_eq!(seqs(&bsc, &after), second, "after a restart, no index yet");
+    assert_eq!(seqs(&bsc, &before), first, "after a restart");
     bsc.stop();
 }

@@ -205,30 +205,40 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
         ),
         LinkType::Ethernet => 0,
     };
+    // A file's first and last records bound its records only while the clock
+    // went forward: one whose last is before its first (the clock stepped
+    // back meanwhile) may hold any time, and is read (its index knows better).
     let micros_span = |first: Option<UnixMicros>, last: Option<UnixMicros>| {
+        if matches!((first, last), (Some(f), Some(l)) if l < f) {
+            return true;
+        }
         window.overlaps(
             first.map(UnixNanos::from),
             last.map(|l| UnixNanos(UnixNanos::from(l).0 + 999)),
         )
     };
     let storage = manager.storage();
+    // A file with an index is judged by it (each block's earliest and latest
+    // record, right whatever the clock did); one without, by its span.
     let mut sources: VecDeque<Source> = closed
         .into_iter()
-        .filter(|f| micros_span(f.span.first_ts, f.span.last_ts))
-        .map(|f| {
-            let range = storage
-                .index_of(&f.path)
-                .map(|ix| ix.range(&window, f.bytes));
-            Source::Closed(f, range)
+        .filter_map(|f| match storage.index_of(&f.path) {
+            Some(ix) => {
+                let range = ix.range(&window, f.bytes);
+                (range.0 < range.1).then(|| Source::Closed(f, Some(range)))
+            }
+            None => micros_span(f.span.first_ts, f.span.last_ts).then(|| Source::Closed(f, None)),
         })
         .collect();
     if let Some(h) = chosen.running.map(|hid| manager.handler(hid)) {
         let span = h.open_file(cx.now).map(|f| f.span);
         if let (Some(span), Some((file, end))) = (span, h.written_file()) {
-            if micros_span(span.first_ts, span.last_ts) {
-                let (start, stop) = h
-                    .open_index()
-                    .map_or((GLOBAL_HEADER_LEN as u64, end), |ix| ix.range(&window, end));
+            let range = match h.open_index() {
+                Some(ix) => Some(ix.range(&window, end)).filter(|r| r.0 < r.1),
+                None => micros_span(span.first_ts, span.last_ts)
+                    .then_some((GLOBAL_HEADER_LEN as u64, end)),
+            };
+            if let Some((start, stop)) = range {
                 sources.push_back(Source::Open(file, start, stop, span.clock));
             }
         }

@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 
 use pcap_file::pcap::{PcapHeader, PcapReader};
@@ -19,6 +18,7 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::action::percent_encode;
 use super::http::ClientError;
+use super::stream::get_body;
 use super::target::Target;
 use crate::files::ipudp;
 use crate::files::pcap::{self, Precision};
@@ -81,20 +81,46 @@ impl Source {
     }
 }
 
-/// Where the pcap goes: a file, or stdout when it is not a terminal.
-pub fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, ClientError> {
+/// Where the pcap goes: a new file, a device or FIFO that exists (`/dev/null`),
+/// or stdout when it is not a terminal; with the path of the file it made
+/// (to remove if the extract fails). A regular file that exists is never
+/// written over: it may be the very file read, or one of bsc's captures.
+pub fn output(path: Option<&PathBuf>) -> Result<(Box<dyn Write>, Option<PathBuf>), ClientError> {
+    let refused = |e: &dyn std::fmt::Display| {
+        ClientError::Usage(format!(
+            "-o {}: {e}",
+            path.map_or(std::path::Path::new(""), |p| p).display()
+        ))
+    };
     match path {
-        Some(p) => File::create(p)
-            .map(|f| Box::new(io::BufWriter::with_capacity(256 * 1024, f)) as Box<dyn Write>)
-            .map_err(|e| ClientError::Usage(format!("-o {}: {e}", p.display()))),
+        Some(p) => {
+            let (file, made) = match std::fs::metadata(p) {
+                Ok(m) if m.is_file() => {
+                    return Err(refused(&"exists already; bsc extract never writes over a file (it may be an input or a capture file): remove it or name another"));
+                }
+                Ok(_) => (File::options().write(true).open(p), None),
+                Err(_) => (
+                    File::options().write(true).create_new(true).open(p),
+                    Some(p.clone()),
+                ),
+            };
+            let file = file.map_err(|e| refused(&e))?;
+            Ok((
+                Box::new(io::BufWriter::with_capacity(256 * 1024, file)),
+                made,
+            ))
+        }
         None if io::stdout().is_terminal() => Err(ClientError::Usage(
             "stdout is a terminal and a pcap is binary: give -o FILE, or pipe it (| tshark -r -)"
                 .into(),
         )),
-        None => Ok(Box::new(io::BufWriter::with_capacity(
-            256 * 1024,
-            io::stdout().lock(),
-        ))),
+        None => Ok((
+            Box::new(io::BufWriter::with_capacity(
+                256 * 1024,
+                io::stdout().lock(),
+            )),
+            None,
+        )),
     }
 }
 
@@ -139,80 +165,35 @@ pub fn remote(
     out: &mut dyn Write,
 ) -> Result<u64, ClientError> {
     let server = target.to_string();
-    let unreachable = |e: io::Error| ClientError::Unreachable {
+    let mut body = get_body(target, format!("/{}/data?{query}", percent_encode(name)))?;
+    // An answer cut short (bsc stopped, the connection broke) is an error, not
+    // a shorter pcap: bsc's answer ends with its last chunk.
+    let cut = |e: io::Error| ClientError::Unreachable {
         server: server.clone(),
         reason: e.to_string(),
     };
-    let addr = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(unreachable)?
-        .next()
-        .ok_or_else(|| unreachable(io::Error::other("no address")))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, super::CONNECT_TIMEOUT).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(super::ANSWER_TIMEOUT))
-        .map_err(unreachable)?;
-    // HTTP/1.0: the body runs to the end of the connection, no chunks to undo.
-    let mut head = format!(
-        "GET /{}/data?{query} HTTP/1.0\r\nHost: {target}\r\nUser-Agent: bsc/{}\r\n",
-        percent_encode(name),
-        env!("CARGO_PKG_VERSION")
-    );
-    if let Some(token) = &target.token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).map_err(unreachable)?;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let body_at = loop {
-        let n = stream.read(&mut buf).map_err(unreachable)?;
-        if n == 0 {
-            return Err(ClientError::NotBsc {
-                server,
-                reason: "the answer ended in its head".into(),
-            });
-        }
-        got.extend_from_slice(&buf[..n]);
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if got.len() > 64 * 1024 {
-            return Err(ClientError::NotBsc {
-                server,
-                reason: "the answer's head is too long".into(),
-            });
-        }
-    };
-    let status: u16 = std::str::from_utf8(&got[..body_at])
-        .ok()
-        .and_then(|h| h.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::NotBsc {
-            server: server.clone(),
-            reason: "no HTTP status line".into(),
-        })?;
-    if status != 200 {
-        let mut body = got[body_at..].to_vec();
-        let _ = stream.take(1 << 20).read_to_end(&mut body);
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .map(super::terminal_safe)
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        return Err(ClientError::Refused { status, message });
-    }
     let io_err = |e: io::Error| ClientError::Usage(format!("cannot write the pcap: {e}"));
-    out.write_all(&got[body_at..]).map_err(io_err)?;
-    let mut total = (got.len() - body_at) as u64;
+    let mut magic = [0u8; 4];
+    body.read_exact(&mut magic).map_err(cut)?;
+    if !matches!(
+        u32::from_le_bytes(magic),
+        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1
+    ) {
+        return Err(ClientError::NotBsc {
+            server,
+            reason: "its answer is not a pcap".into(),
+        });
+    }
+    out.write_all(&magic).map_err(io_err)?;
+    let mut total = magic.len() as u64;
+    let mut buf = vec![0u8; 64 * 1024];
     let mut progress = Progress::new();
     loop {
-        let n = match stream.read(&mut buf) {
+        let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(unreachable(e)),
+            Err(e) => return Err(cut(e)),
         };
         out.write_all(&buf[..n]).map_err(io_err)?;
         total += n as u64;

@@ -88,22 +88,25 @@ pub fn run(a: &ExtractArgs, server: impl FnOnce() -> Result<Target, String>) -> 
             }
         }
     }
-    let mut out = match output(a.output.as_ref()) {
+    if matches!(source, Source::Files(_)) && a.port.is_some() {
+        return usage("--port: only with a handler NAME".into());
+    }
+    let target = match &source {
+        Source::Files(_) => None,
+        Source::Name(_) => match server() {
+            Ok(t) => Some(t),
+            Err(e) => return usage(e),
+        },
+    };
+    // Opened once everything else was checked, so a refusal leaves no file.
+    let (mut out, made) = match output(a.output.as_ref()) {
         Ok(o) => o,
         Err(e) => return usage(e.to_string()),
     };
-    let done = match source {
-        Source::Files(files) => {
-            if a.port.is_some() {
-                return usage("--port: only with a handler NAME".into());
-            }
-            local(&files, window, &filters, &mut out)
-        }
-        Source::Name(name) => {
-            let target = match server() {
-                Ok(t) => t,
-                Err(e) => return usage(e),
-            };
+    let done = match (source, target) {
+        (Source::Files(files), _) => local(&files, window, &filters, &mut out),
+        (Source::Name(name), target) => {
+            let target = target.expect("asked above");
             let mut query = Vec::new();
             let texts = [
                 ("from", &a.from),
@@ -126,8 +129,8 @@ pub fn run(a: &ExtractArgs, server: impl FnOnce() -> Result<Target, String>) -> 
         Ok(_) => 0,
         Err(e) => {
             eprintln!("bsc extract: {e}");
-            if let Some(p) = &a.output {
-                // No partial or empty pcap left behind.
+            if let Some(p) = made {
+                // No partial or empty pcap left behind (only a file it made).
                 let _ = std::fs::remove_file(p);
             }
             e.exit_code()

@@ -185,15 +185,15 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     }
 }
 
-/// `1` (the recorded pace), `N` (N times faster, a positive number) or `max`.
+/// `1` (the recorded pace), `N` (N times faster, from 0.001 to 10^9) or `max`.
 pub fn parse_speed(text: &str) -> Result<Speed, String> {
     if text == "max" {
         return Ok(Speed::Max);
     }
     match text.parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 && n <= 1e9 => Ok(Speed::Times(n)),
+        Ok(n) if (1e-3..=1e9).contains(&n) => Ok(Speed::Times(n)),
         _ => Err(format!(
-            "--speed {text:?}: give a positive number (1 = as recorded, 10 = ten times faster, 0.5 = half speed) or max"
+            "--speed {text:?}: give a number from 0.001 to 1000000000 (1 = as recorded, 10 = ten times faster, 0.5 = half speed) or max"
         )),
     }
 }
@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(parse_speed("1"), Ok(Speed::Times(1.0)));
         assert_eq!(parse_speed("0.5"), Ok(Speed::Times(0.5)));
         assert_eq!(parse_speed("max"), Ok(Speed::Max));
-        for bad in ["0", "-1", "NaN", "nan", "inf", "", "fast", "1e10", "MAX"] {
+        assert_eq!(parse_speed("0.001"), Ok(Speed::Times(0.001)));
+        for bad in [
+            "0", "-1", "NaN", "nan", "inf", "", "fast", "1e10", "MAX", "1e-300", "5e-324", "0.0009",
+        ] {
             assert!(parse_speed(bad).is_err(), "{bad}");
         }
     }

@@ -53,7 +53,9 @@ impl Schedule {
             .anchor
             .get_or_insert_with(|| (ts, self.resume_at.take().unwrap_or(now)));
         let offset = ((ts - first) as f64 / speed) as i128;
-        let due = (start as i128 + offset).clamp(0, Mono::MAX as i128) as Mono;
+        let due = (start as i128)
+            .saturating_add(offset)
+            .clamp(0, Mono::MAX as i128) as Mono;
         self.last_due = self.last_due.max(due);
         Some(due)
     }
