@@ -1,7 +1,7 @@
 //! `bsc extract`: the records of a time window as one pcap, from a running
 //! bsc (`GET /<name>/data`, streamed to the output as it arrives) or from
 //! capture files on this machine (archives, copies off the box), read with
-//! `pcap-file`'s reader, without a server.
+//! [`crate::files::pcap::reader`], without a server.
 //!
 //! Which arguments are files: one containing `/` or naming an existing path
 //! is a FILE, any other a handler NAME ([`Source::of`]); `--name` always
@@ -10,18 +10,15 @@
 //! overlap), so the output is in time order.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-
-use pcap_file::pcap::{PcapHeader, PcapReader};
-use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::action::percent_encode;
 use super::http::ClientError;
 use super::target::Target;
 use crate::files::ipudp;
-use crate::files::pcap::{self, Precision};
+use crate::files::pcap::{self, reader::PcapReader, LinkType};
 use crate::files::window::Window;
 use crate::units::transform::Transform;
 
@@ -235,16 +232,15 @@ pub fn local(
     let usage = |p: &PathBuf, e: &dyn std::fmt::Display| {
         ClientError::Usage(format!("{}: {e}", p.display()))
     };
+    let open = |p: &PathBuf| {
+        let file = File::open(p).map_err(|e| usage(p, &e))?;
+        PcapReader::new(file).map_err(|e| usage(p, &e))
+    };
     // Each file's first record, to read them in time order.
     let mut ordered = Vec::new();
     for p in files {
-        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
-            .map_err(|e| usage(p, &format!("not a classic pcap file ({e})")))?;
-        let first = match r.next_packet() {
-            Some(Ok(pkt)) => Some(pkt.timestamp),
-            Some(Err(e)) => return Err(usage(p, &e)),
-            None => None,
-        };
+        let mut r = open(p)?;
+        let first = r.next_record().map_err(|e| usage(p, &e))?.map(|rec| rec.at);
         ordered.push((first, r.header(), p));
     }
     ordered.sort_by_key(|(first, _, _)| *first);
@@ -252,56 +248,52 @@ pub fn local(
         return Err(ClientError::Usage("give at least one FILE".into()));
     };
     let header = *header;
-    let unit_at = match header.datalink {
-        DataLink::USER0 => 0,
-        DataLink::IPV4 => ipudp::V4_HEADERS,
-        DataLink::IPV6 => ipudp::V6_HEADERS,
+    let unit_at = match LinkType::from_number(header.link) {
+        Some(LinkType::User0) => 0,
+        Some(LinkType::Ipv4) => ipudp::V4_HEADERS,
+        Some(LinkType::Ipv6) => ipudp::V6_HEADERS,
         _ if filters.is_empty() => 0,
-        other => {
+        _ => {
             return Err(ClientError::Usage(format!(
-                "--apid/--vcid need records that are units (bsc's user0, ipv4 or ipv6 files); these are {other:?}"
+                "--apid/--vcid need records that are units (bsc's user0, ipv4 or ipv6 files); these are {}",
+                pcap::link_name(header.link)
             )))
         }
     };
     let io_err =
         |e: &dyn std::fmt::Display| ClientError::Usage(format!("cannot write the pcap: {e}"));
     // Written in this machine's byte order, records encoded as bsc's own.
-    let precision = match header.ts_resolution {
-        TsResolution::NanoSecond => Precision::Nano,
-        TsResolution::MicroSecond => Precision::Micro,
-    };
-    let mut out = out;
-    PcapHeader {
-        endianness: Endianness::native(),
-        ..header
-    }
-    .write_to(&mut out)
-    .map_err(|e| io_err(&e))?;
+    out.write_all(&header.to_native_bytes())
+        .map_err(|e| io_err(&e))?;
     let mut record = Vec::with_capacity(64 * 1024);
     let mut kept = 0;
     let mut read = 0u64;
     let mut progress = Progress::new();
     for (_, h, p) in &ordered {
-        if h.datalink != header.datalink {
+        if h.link != header.link {
             return Err(usage(
                 p,
                 &format!(
-                    "its link type is {:?}, the first file's {:?}",
-                    h.datalink, header.datalink
+                    "its link type is {}, the first file's {}",
+                    pcap::link_name(h.link),
+                    pcap::link_name(header.link)
                 ),
             ));
         }
-        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
-            .map_err(|e| usage(p, &e))?;
-        while let Some(pkt) = r.next_packet() {
-            let pkt = pkt.map_err(|e| usage(p, &e))?;
-            read += 16 + pkt.data.len() as u64;
+        let mut r = open(p)?;
+        while let Some(rec) = r.next_record().map_err(|e| usage(p, &e))? {
+            read += 16 + rec.data.len() as u64;
             progress.update(read, "read");
-            let at = crate::clock::UnixNanos::from_duration(pkt.timestamp);
-            let unit = pkt.data.get(unit_at..).unwrap_or(&[]);
-            if window.contains(at) && filters.iter().all(|t| t.apply(unit).is_some()) {
+            let unit = rec.data.get(unit_at..).unwrap_or(&[]);
+            if window.contains(rec.at) && filters.iter().all(|t| t.apply(unit).is_some()) {
                 record.clear();
-                pcap::encode_record(&mut record, precision, at, &pkt.data, pkt.orig_len as usize);
+                pcap::encode_record(
+                    &mut record,
+                    header.precision,
+                    rec.at,
+                    rec.data,
+                    rec.orig_len as usize,
+                );
                 out.write_all(&record).map_err(|e| io_err(&e))?;
                 kept += 1;
             }

@@ -7,7 +7,7 @@
 //! | file | its job |
 //! |---|---|
 //! | `replay/args.rs` | the command line checked ([`args::plan`]): `--to` as target or window end, speed, times |
-//! | `replay/records.rs` | the records, merged by time, from files or an HTTP body (pcap-file's reader) |
+//! | `replay/records.rs` | the records, merged by time, from files or an HTTP body (`files::pcap::reader`) |
 //! | `replay/payload.rs` | what of a record goes out (headers of the capture taken off), what is skipped |
 //! | `replay/schedule.rs` | when each record is due (from the first record, never the previous send), lateness |
 //! | `replay/send.rs` | the UDP socket or TCP connection to the target |

@@ -1,6 +1,6 @@
 //! The records to replay, in time order, from local pcap files or from a
 //! running bsc's `GET /<name>/data`: both read by one pcap stream reader over
-//! [`Read`] (pcap-file's), so the `--name` form is the same code over an HTTP
+//! [`Read`] ([`crate::files::pcap::reader`]), so the `--name` form is the same code over an HTTP
 //! body. Several files are merged by time (the earliest record next; a tie
 //! goes to the file given first), so the order they are given in does not
 //! matter and files of two handlers interleave as they were received.
@@ -8,13 +8,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::TcpStream;
-use std::time::Duration;
-
-use pcap_file::pcap::PcapReader;
-use pcap_file::PcapError;
 
 use super::args::Inputs;
 use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
+use crate::files::pcap::reader::PcapReader;
 
 /// One record: its time (ns since the epoch), its file's link type, the
 /// length the packet had and the bytes captured.
@@ -43,12 +40,9 @@ enum Source {
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // At most 64 KiB a call, so pcap-file's 8 MB read buffer (allocated
-        // but untouched beyond what is read) costs little memory per file.
-        let n = buf.len().min(64 * 1024);
         match self {
-            Source::File(f) => f.read(&mut buf[..n]),
-            Source::Answer(b) => b.read(&mut buf[..n]),
+            Source::File(f) => f.read(buf),
+            Source::Answer(b) => b.read(buf),
         }
     }
 }
@@ -60,28 +54,18 @@ struct Stream {
     link: u32,
     reader: PcapReader<Source>,
     head: Option<Record>,
-    /// Records read so far (for error messages).
-    read: u64,
     /// Why the record after `head` cannot be read: said once `head` went.
     failed: Option<String>,
 }
 
 impl Stream {
     fn open(label: String, source: Source) -> Result<Stream, String> {
-        let reader = PcapReader::new(source).map_err(|e| match e {
-            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                format!("{label}: not a pcap file (shorter than a pcap header)")
-            }
-            PcapError::IoError(e) => format!("{label}: {e}"),
-            other => format!("{label}: not a classic pcap file ({}); a pcapng file converts with editcap -F pcap IN OUT", why(&other)),
-        })?;
-        let link = u32::from(reader.header().datalink);
+        let reader = PcapReader::new(source).map_err(|e| format!("{label}: {e}"))?;
         let mut stream = Stream {
             label,
-            link,
+            link: reader.header().link,
             reader,
             head: None,
-            read: 0,
             failed: None,
         };
         stream.advance();
@@ -94,44 +78,20 @@ impl Stream {
     /// Reads the next record into `head` (`None` at the end, or in `failed`
     /// why not).
     fn advance(&mut self) {
-        self.head = match self.reader.next_packet() {
-            None => None,
-            Some(Ok(p)) => {
-                self.read += 1;
-                Some(Record {
-                    ts: ns(p.timestamp),
-                    link: self.link,
-                    orig_len: p.orig_len,
-                    data: p.data.into_owned(),
-                })
-            }
-            Some(Err(e)) => {
-                let n = self.read + 1;
-                self.failed = Some(match e {
-                    PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => format!(
-                        "{}: record {n} is cut short (the file ends inside it)",
-                        self.label
-                    ),
-                    PcapError::IoError(e) => format!("{}: record {n}: {e}", self.label),
-                    other => format!("{}: record {n}: {}", self.label, why(&other)),
-                });
+        self.head = match self.reader.next_record() {
+            Ok(None) => None,
+            Ok(Some(r)) => Some(Record {
+                ts: r.at.0 as i128,
+                link: self.link,
+                orig_len: r.orig_len,
+                data: r.data.to_vec(),
+            }),
+            Err(e) => {
+                self.failed = Some(format!("{}: {e}", self.label));
                 None
             }
         };
     }
-}
-
-/// What pcap-file found wrong (its own texts, without its `Display`, which
-/// would bring every link type's name into the binary).
-fn why(e: &PcapError) -> &'static str {
-    match e {
-        PcapError::InvalidField(what) => what,
-        _ => "malformed",
-    }
-}
-
-fn ns(d: Duration) -> i128 {
-    d.as_nanos() as i128
 }
 
 /// The records of every input, merged by time.
