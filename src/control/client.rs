@@ -17,7 +17,6 @@
 //! | `client/action.rs` | [`Action`] (the command) to [`Call`] (the request) |
 //! | `client/http.rs` | the blocking HTTP client, its answer parser, [`ClientError`] |
 //! | `client/safe.rs` | no terminal control sequence from an answer reaches stdout |
-//! | `client/rfc3339.rs` | bsc's RFC 3339 times back to instants |
 //! | `client/table.rs` | padded columns, sizes, rates, ages |
 //! | `client/output.rs` | what each command prints |
 //! | `client/stream.rs` | an answer's body read as it arrives ([`get_body`]) |
@@ -35,7 +34,6 @@ pub mod extract;
 mod http;
 mod output;
 mod replay;
-mod rfc3339;
 mod safe;
 mod stream;
 mod table;
@@ -52,7 +50,6 @@ pub use output::{
     status_table,
 };
 pub use replay::{replay, ReplayArgs};
-pub use rfc3339::parse_rfc3339;
 pub use safe::{terminal_safe, terminal_safe_json};
 pub use stream::{get_body, Body};
 pub use table::{age, human_bytes, human_rate};

@@ -10,13 +10,14 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 
 use super::args::Inputs;
+use crate::clock::UnixNanos;
 use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
 use crate::files::pcap::reader::PcapReader;
 
-/// One record: its time (ns since the epoch), its file's link type, the
-/// length the packet had and the bytes captured.
+/// One record: its time, its file's link type, the length the packet had
+/// and the bytes captured.
 pub struct Record {
-    pub ts: i128,
+    pub at: UnixNanos,
     pub link: u32,
     pub orig_len: u32,
     pub data: Vec<u8>,
@@ -81,7 +82,7 @@ impl Stream {
         self.head = match self.reader.next_record() {
             Ok(None) => None,
             Ok(Some(r)) => Some(Record {
-                ts: r.at.0 as i128,
+                at: r.at,
                 link: self.link,
                 orig_len: r.orig_len,
                 data: r.data.to_vec(),
@@ -149,9 +150,9 @@ impl Records {
         let mut earliest: Option<usize> = None;
         for (i, s) in self.streams.iter().enumerate() {
             if let Some(r) = &s.head {
-                if earliest.is_none_or(|e| {
-                    r.ts < self.streams[e].head.as_ref().map_or(i128::MAX, |h| h.ts)
-                }) {
+                if earliest
+                    .is_none_or(|e| self.streams[e].head.as_ref().is_none_or(|h| r.at < h.at))
+                {
                     earliest = Some(i);
                 }
             }
