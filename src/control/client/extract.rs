@@ -11,11 +11,12 @@
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use super::action::percent_encode;
-use super::http::ClientError;
+use super::http::{describe_io, ClientError};
+use super::stream::get_body;
 use super::target::Target;
 use crate::files::ipudp;
 use crate::files::pcap::{self, reader::PcapReader, LinkType};
@@ -78,21 +79,25 @@ impl Source {
     }
 }
 
-/// Where the pcap goes: a file, or stdout when it is not a terminal.
-pub fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, ClientError> {
-    match path {
-        Some(p) => File::create(p)
-            .map(|f| Box::new(io::BufWriter::with_capacity(256 * 1024, f)) as Box<dyn Write>)
-            .map_err(|e| ClientError::Usage(format!("-o {}: {e}", p.display()))),
-        None if io::stdout().is_terminal() => Err(ClientError::Usage(
+/// Where the pcap goes: a file, or stdout when it is not a terminal (its
+/// descriptor as a [`File`]: one writer type, whichever it is, and nothing
+/// else is printed on stdout meanwhile).
+pub fn output(path: Option<&PathBuf>) -> Result<io::BufWriter<File>, ClientError> {
+    let file = match path {
+        Some(p) => {
+            File::create(p).map_err(|e| ClientError::Usage(format!("-o {}: {e}", p.display())))?
+        }
+        None if io::stdout().is_terminal() => return Err(ClientError::Usage(
             "stdout is a terminal and a pcap is binary: give -o FILE, or pipe it (| tshark -r -)"
                 .into(),
         )),
-        None => Ok(Box::new(io::BufWriter::with_capacity(
-            256 * 1024,
-            io::stdout().lock(),
-        ))),
-    }
+        None => io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(|e| ClientError::Usage(format!("stdout: {e}")))?,
+    };
+    Ok(io::BufWriter::with_capacity(256 * 1024, file))
 }
 
 /// A progress line on stderr when it is a terminal, every MiB.
@@ -128,88 +133,30 @@ impl Progress {
 
 /// Asks `target` for handler `name`'s records in the window (the query
 /// string `query`, already encoded) and copies the pcap to `out` as it
-/// arrives. Returns the bytes written.
+/// arrives ([`get_body`], as `bsc replay --name` reads it). Returns the bytes
+/// written.
 pub fn remote(
     target: &Target,
     name: &str,
     query: &str,
     out: &mut dyn Write,
 ) -> Result<u64, ClientError> {
-    let server = target.to_string();
-    let unreachable = |e: io::Error| ClientError::Unreachable {
-        server: server.clone(),
-        reason: e.to_string(),
-    };
-    let addr = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(unreachable)?
-        .next()
-        .ok_or_else(|| unreachable(io::Error::other("no address")))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, super::CONNECT_TIMEOUT).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(super::ANSWER_TIMEOUT))
-        .map_err(unreachable)?;
-    // HTTP/1.0: the body runs to the end of the connection, no chunks to undo.
-    let mut head = format!(
-        "GET /{}/data?{query} HTTP/1.0\r\nHost: {target}\r\nUser-Agent: bsc/{}\r\n",
-        percent_encode(name),
-        env!("CARGO_PKG_VERSION")
-    );
-    if let Some(token) = &target.token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).map_err(unreachable)?;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let body_at = loop {
-        let n = stream.read(&mut buf).map_err(unreachable)?;
-        if n == 0 {
-            return Err(ClientError::NotBsc {
-                server,
-                reason: "the answer ended in its head".into(),
-            });
-        }
-        got.extend_from_slice(&buf[..n]);
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if got.len() > 64 * 1024 {
-            return Err(ClientError::NotBsc {
-                server,
-                reason: "the answer's head is too long".into(),
-            });
-        }
-    };
-    let status: u16 = std::str::from_utf8(&got[..body_at])
-        .ok()
-        .and_then(|h| h.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::NotBsc {
-            server: server.clone(),
-            reason: "no HTTP status line".into(),
-        })?;
-    if status != 200 {
-        let mut body = got[body_at..].to_vec();
-        let _ = stream.take(1 << 20).read_to_end(&mut body);
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .map(super::terminal_safe)
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        return Err(ClientError::Refused { status, message });
-    }
+    let mut body = get_body(target, format!("/{}/data?{query}", percent_encode(name)))?;
     let io_err = |e: io::Error| ClientError::Usage(format!("cannot write the pcap: {e}"));
-    out.write_all(&got[body_at..]).map_err(io_err)?;
-    let mut total = (got.len() - body_at) as u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
     let mut progress = Progress::new();
     loop {
-        let n = match stream.read(&mut buf) {
+        let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(unreachable(e)),
+            Err(e) => {
+                return Err(ClientError::Unreachable {
+                    server: target.to_string(),
+                    reason: describe_io(&e),
+                })
+            }
         };
         out.write_all(&buf[..n]).map_err(io_err)?;
         total += n as u64;
