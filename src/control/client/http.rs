@@ -160,9 +160,10 @@ pub(super) fn describe_io(e: &io::Error) -> String {
         _ => {
             let text = e.to_string();
             let text = text.split(" (os error").next().unwrap_or(&text);
+            // The system's texts start with an ASCII letter ("No route to host").
             let mut chars = text.chars();
             match chars.next() {
-                Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+                Some(c) => c.to_ascii_lowercase().to_string() + chars.as_str(),
                 None => text.to_string(),
             }
         }
