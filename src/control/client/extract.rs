@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use super::action::percent_encode;
 use super::http::{describe_io, ClientError};
-use super::stream::get_body;
+use super::stream::{get_body, PcapSource};
 use super::target::Target;
 use crate::files::ipudp;
 use crate::files::pcap::{self, reader::PcapReader, LinkType};
@@ -181,7 +181,7 @@ pub fn local(
     };
     let open = |p: &PathBuf| {
         let file = File::open(p).map_err(|e| usage(p, &e))?;
-        PcapReader::new(file).map_err(|e| usage(p, &e))
+        PcapReader::new(PcapSource::File(file)).map_err(|e| usage(p, &e))
     };
     // Each file's first record, to read them in time order.
     let mut ordered = Vec::new();

@@ -213,7 +213,7 @@ pub fn connect_and_send(target: &Target, call: &Call) -> Result<TcpStream, Clien
 }
 
 /// Sends one request and reads its whole answer (the thin I/O part): the
-/// head and body as [`super::stream::open`] frames them, within one deadline
+/// head and body as `stream::open` frames them, within one deadline
 /// however slowly it drips.
 pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     let server = target.to_string();

@@ -132,6 +132,24 @@ pub fn get_body(target: &Target, path: String) -> Result<Body<TcpStream>, Client
     Ok(body)
 }
 
+/// Where a pcap stream's bytes come from: a file here or an answer's body
+/// (an enum, not `Box<dyn Read>`, whose vtable would instantiate every
+/// `Read` method for both; and one reader type for `bsc replay` and `bsc
+/// extract FILE`, so the pcap reader is compiled once).
+pub enum PcapSource {
+    File(std::fs::File),
+    Answer(Body<TcpStream>),
+}
+
+impl Read for PcapSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PcapSource::File(f) => f.read(buf),
+            PcapSource::Answer(b) => b.read(buf),
+        }
+    }
+}
+
 impl Body<TcpStream> {
     /// How long the next read of the socket may wait.
     pub fn set_read_timeout(&self, timeout: std::time::Duration) -> io::Result<()> {

@@ -1,17 +1,16 @@
 //! The records to replay, in time order, from local pcap files or from a
-//! running bsc's `GET /<name>/data`: both read by one pcap stream reader over
-//! [`Read`] ([`crate::files::pcap::reader`]), so the `--name` form is the same code over an HTTP
-//! body. Several files are merged by time (the earliest record next; a tie
+//! running bsc's `GET /<name>/data`: both read by one pcap stream reader
+//! ([`crate::files::pcap::reader`] over a `stream::PcapSource`), so the
+//! `--name` form is the same code over an HTTP body. Several files are merged by time (the earliest record next; a tie
 //! goes to the file given first), so the order they are given in does not
 //! matter and files of two handlers interleave as they were received.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::net::TcpStream;
 
 use super::args::Inputs;
 use crate::clock::UnixNanos;
-use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
+use crate::control::client::stream::PcapSource;
+use crate::control::client::{get_body, percent_encode, ClientError, Target};
 use crate::files::pcap::reader::PcapReader;
 
 /// One record: its time, its file's link type, the length the packet had
@@ -32,35 +31,19 @@ pub enum ReadError {
     Client(ClientError),
 }
 
-/// Where a pcap stream's bytes come from (an enum, not `Box<dyn Read>`,
-/// whose vtable would instantiate every `Read` method for both).
-enum Source {
-    File(File),
-    Answer(Body<TcpStream>),
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Source::File(f) => f.read(buf),
-            Source::Answer(b) => b.read(buf),
-        }
-    }
-}
-
 /// One pcap stream and the record it holds next.
 struct Stream {
     /// The file's path, or `bsc NAME` for an answer.
     label: String,
     link: u32,
-    reader: PcapReader<Source>,
+    reader: PcapReader<PcapSource>,
     head: Option<Record>,
     /// Why the record after `head` cannot be read: said once `head` went.
     failed: Option<String>,
 }
 
 impl Stream {
-    fn open(label: String, source: Source) -> Result<Stream, String> {
+    fn open(label: String, source: PcapSource) -> Result<Stream, String> {
         let reader = PcapReader::new(source).map_err(|e| format!("{label}: {e}"))?;
         let mut stream = Stream {
             label,
@@ -116,7 +99,8 @@ impl Records {
                         )));
                     }
                     streams.push(
-                        Stream::open(path.clone(), Source::File(file)).map_err(ReadError::Input)?,
+                        Stream::open(path.clone(), PcapSource::File(file))
+                            .map_err(ReadError::Input)?,
                     );
                 }
                 streams
@@ -134,8 +118,10 @@ impl Records {
                     path = format!("{path}?{}", query.join("&"));
                 }
                 let body = get_body(target, path).map_err(ReadError::Client)?;
-                vec![Stream::open(format!("bsc {name}"), Source::Answer(body))
-                    .map_err(ReadError::Input)?]
+                vec![
+                    Stream::open(format!("bsc {name}"), PcapSource::Answer(body))
+                        .map_err(ReadError::Input)?,
+                ]
             }
         };
         Ok(Records { streams })
