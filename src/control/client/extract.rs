@@ -18,6 +18,7 @@ use super::action::percent_encode;
 use super::http::{describe_io, ClientError};
 use super::stream::{get_body, PcapSource};
 use super::target::Target;
+use crate::clock::UnixNanos;
 use crate::files::ipudp;
 use crate::files::pcap::{self, reader::PcapReader, LinkType};
 use crate::files::window::Window;
@@ -54,29 +55,25 @@ impl Source {
             (None, [_, _, ..], []) => Err(format!(
                 "{} are not files here and one handler NAME is read at a time; \
                  give files with a / (./{})",
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                quoted(&names),
                 names[0]
             )),
             (Some(_), _, _) | (None, [_, ..], [_, ..]) => Err(format!(
                 "give either a handler NAME or FILEs, not both; {} no file here (a file \
                  needs a / or must exist), {} one",
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                files
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                quoted(&names),
+                quoted(&files),
             )),
         }
     }
+}
+
+/// `"a", "b"`: arguments quoted for a message.
+fn quoted(args: &[&String]) -> String {
+    args.iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where the pcap goes: a file, or stdout when it is not a terminal (its
@@ -183,14 +180,15 @@ pub fn local(
         let file = File::open(p).map_err(|e| usage(p, &e))?;
         PcapReader::new(PcapSource::File(file)).map_err(|e| usage(p, &e))
     };
-    // Each file's first record, to read them in time order.
-    let mut ordered = Vec::new();
+    // Each file's first record, to read them in time order: each goes in
+    // after those whose first is not later (a stable sort, without one).
+    let mut ordered: Vec<(Option<UnixNanos>, _, _)> = Vec::new();
     for p in files {
         let mut r = open(p)?;
         let first = r.next_record().map_err(|e| usage(p, &e))?.map(|rec| rec.at);
-        ordered.push((first, r.header(), p));
+        let at = ordered.partition_point(|(f, _, _)| *f <= first);
+        ordered.insert(at, (first, r.header(), p));
     }
-    ordered.sort_by_key(|(first, _, _)| *first);
     let Some((_, header, _)) = ordered.first() else {
         return Err(ClientError::Usage("give at least one FILE".into()));
     };
