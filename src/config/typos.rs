@@ -65,19 +65,22 @@ fn is_adjacent_swap(a: &str, b: &str) -> bool {
 }
 
 /// The known key that `key` is a typo of: the nearest in `known` (compared
-/// lower-case) within [`allowed_edits`], the first listed on a tie. `None` when
+/// with ASCII letters lower-case, as keys are ASCII; `str::to_lowercase`
+/// would bring Unicode's 11 KB case table into the binary) within [`allowed_edits`], the first listed on a tie. `None` when
 /// `key` is itself known or nothing is that near.
 pub fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     if known.contains(&key) {
         return None;
     }
-    let lower = key.to_lowercase();
+    let lower = key.to_ascii_lowercase();
     let short = key.chars().count() <= 5;
     let allowed = allowed_edits(key.chars().count());
     known
         .iter()
-        .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
-        .filter(|(d, k)| *d <= allowed && (!short || is_adjacent_swap(&lower, &k.to_lowercase())))
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| {
+            *d <= allowed && (!short || is_adjacent_swap(&lower, &k.to_ascii_lowercase()))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

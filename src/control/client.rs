@@ -3,7 +3,7 @@
 //! curl nor jq.
 //!
 //! Sans I/O, like the server: [`Action::call`] builds the request ([`Call`],
-//! encoded by [`Call::encode`]), [`parse_answer`] reads the answer's bytes,
+//! encoded by [`Call::encode`]), `stream.rs` frames the answer's bytes,
 //! [`check_answer`] and [`read`] turn it into its
 //! [`answers`](crate::control::api::answers) type (the server's own, so no field is
 //! looked up by name), and the `format_*` functions, [`status_table`] and
@@ -15,12 +15,11 @@
 //! |---|---|
 //! | `client/target.rs` | which bsc, and its token: [`resolve_target`] |
 //! | `client/action.rs` | [`Action`] (the command) to [`Call`] (the request) |
-//! | `client/http.rs` | the blocking HTTP client, its answer parser, [`ClientError`] |
+//! | `client/http.rs` | the blocking HTTP client, its answer checked, [`ClientError`] |
 //! | `client/safe.rs` | no terminal control sequence from an answer reaches stdout |
-//! | `client/rfc3339.rs` | bsc's RFC 3339 times back to instants |
 //! | `client/table.rs` | padded columns, sizes, rates, ages |
 //! | `client/output.rs` | what each command prints |
-//! | `client/stream.rs` | an answer's body read as it arrives ([`get_body`]) |
+//! | `client/stream.rs` | an answer's head framed and its body read as it arrives ([`get_body`]; [`exchange`] reads it whole) |
 //! | `client/replay.rs` | `bsc replay`: recorded records sent again at their pace ([`replay`]) |
 //! | `client/extract.rs` | `bsc extract`: a window's pcap from a bsc or from files here |
 //!
@@ -35,7 +34,6 @@ pub mod extract;
 mod http;
 mod output;
 mod replay;
-mod rfc3339;
 mod safe;
 mod stream;
 mod table;
@@ -44,15 +42,14 @@ mod target;
 pub use action::{parse_bool, parse_key_value, percent_encode, Action, AddRequest, Call};
 pub use extract::ExtractArgs;
 pub use http::{
-    check_answer, exchange, parse_answer, read, read_list, read_stats, send, Answer, ClientError,
-    Parsed, ANSWER_TIMEOUT, CONNECT_TIMEOUT,
+    check_answer, exchange, read, read_list, read_stats, send, Answer, ClientError, ANSWER_TIMEOUT,
+    CONNECT_TIMEOUT,
 };
 pub use output::{
     address_text, file_list, format_added, format_capturer_stopped, format_rotated, format_stopped,
     status_table,
 };
 pub use replay::{replay, ReplayArgs};
-pub use rfc3339::parse_rfc3339;
 pub use safe::{terminal_safe, terminal_safe_json};
 pub use stream::{get_body, Body};
 pub use table::{age, human_bytes, human_rate};

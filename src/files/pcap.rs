@@ -61,6 +61,21 @@ impl LinkType {
         LinkType::Ipv6,
     ];
 
+    /// Its number in a file's header (`LINKTYPE_*`).
+    pub fn number(self) -> u32 {
+        match self {
+            LinkType::User0 => 147,
+            LinkType::Ethernet => 1,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+        }
+    }
+
+    /// The link type bsc writes that has this number, if any.
+    pub fn from_number(link: u32) -> Option<LinkType> {
+        LinkType::ALL.into_iter().find(|l| l.number() == link)
+    }
+
     fn datalink(self) -> DataLink {
         match self {
             LinkType::User0 => DataLink::USER0,
@@ -68,6 +83,18 @@ impl LinkType {
             LinkType::Ipv4 => DataLink::IPV4,
             LinkType::Ipv6 => DataLink::IPV6,
         }
+    }
+}
+
+/// A link type number as messages name it: bsc's own by name (`USER0`,
+/// `ETHERNET`, `IPV4`, `IPV6`), any other by its number.
+pub fn link_name(link: u32) -> String {
+    match LinkType::from_number(link) {
+        Some(LinkType::User0) => "USER0".into(),
+        Some(LinkType::Ethernet) => "ETHERNET".into(),
+        Some(LinkType::Ipv4) => "IPV4".into(),
+        Some(LinkType::Ipv6) => "IPV6".into(),
+        None => link.to_string(),
     }
 }
 
@@ -157,6 +184,7 @@ pub fn record_header(
 pub type FileId = (u64, u64);
 
 mod file;
+pub mod reader;
 mod scan;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! The time window of an extract, pure: its ends read from text (RFC 3339 or
-//! Unix seconds), whether a record's instant is in it, and the record headers
+//! The time window of an extract or a replay, pure: its ends read from text
+//! (RFC 3339 or Unix seconds: bsc's one reader of times, [`parse_time`], and
+//! of its own RFC 3339 times, [`parse_rfc3339`]), whether a record's instant is in it, and the record headers
 //! of a bsc file read from a byte slice, so the reader that walks a file
 //! (`control::api::extract`, `bsc extract FILE`) only moves bytes.
 //!
@@ -7,7 +8,7 @@
 //! ends are whole nanoseconds within what a pcap record can say (0 to
 //! 2^32 - 1 seconds after 1970).
 
-use crate::clock::UnixNanos;
+use crate::clock::{UnixMicros, UnixNanos};
 use crate::files::pcap::{Precision, RECORD_HEADER_LEN, SNAPLEN};
 
 /// The last instant a pcap record header can say (`u32` seconds).
@@ -55,7 +56,7 @@ pub fn parse_time(text: &str) -> Result<UnixNanos, String> {
     let at = if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !t.is_empty() {
         unix_seconds(t)
     } else {
-        rfc3339(t)
+        rfc3339(t).and_then(|(secs, frac)| Some(UnixNanos(secs.checked_mul(1_000_000_000)? + frac)))
     }
     .ok_or_else(|| {
         format!(
@@ -94,9 +95,18 @@ fn unix_seconds(t: &str) -> Option<UnixNanos> {
     ))
 }
 
+/// RFC 3339 text (as [`parse_time`] reads it) to an instant, whatever its
+/// year (bsc's own times, `2026-11-28T10:00:00.000123Z`, read back by the
+/// client; the driven clock's `set`); a fraction past the microsecond is cut.
+pub fn parse_rfc3339(text: &str) -> Option<UnixMicros> {
+    let (secs, frac) = rfc3339(text)?;
+    Some(UnixMicros(secs.checked_mul(1_000_000)? + frac / 1000))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.F]` then `Z` or `±HH:MM` (`t`, `z` and a space for
-/// the `T` accepted, as RFC 3339 allows).
-fn rfc3339(t: &str) -> Option<UnixNanos> {
+/// the `T` accepted, as RFC 3339 allows), as seconds since 1970 and the
+/// nanoseconds past them.
+fn rfc3339(t: &str) -> Option<(i64, i64)> {
     let b = t.as_bytes();
     if b.len() < 20 || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -162,8 +172,7 @@ fn rfc3339(t: &str) -> Option<UnixNanos> {
         )
         .ok()?
         .assume_utc();
-    let secs = at.unix_timestamp() - offset_secs;
-    Some(UnixNanos(secs.checked_mul(1_000_000_000)? + frac))
+    Some((at.unix_timestamp() - offset_secs, frac))
 }
 
 /// One record header of a bsc file (native byte order).
@@ -272,6 +281,45 @@ mod tests {
             assert!(parse_time(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_time("nope").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn bsc_times_read_back_whatever_the_year() {
+        let now = UnixMicros(1_795_860_000_000_000); // 2026-11-28T10:00:00Z
+        assert_eq!(
+            parse_rfc3339("2026-11-28T10:00:00.000123Z"),
+            Some(now.plus_micros(123))
+        );
+        assert_eq!(parse_rfc3339("2026-11-28T10:00:00Z"), Some(now));
+        assert_eq!(
+            parse_rfc3339("2026-11-28T10:00:00.5Z"),
+            Some(now.plus_micros(500_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T11:00:00.000000999+01:00"),
+            Some(now)
+        );
+        for bad in [
+            "",
+            "2026-11-28",
+            "2026-13-01T00:00:00Z",
+            "2026-11-28T10:00:00.x1Z",
+            "2026-11-28T10:00:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        // Round trip with bsc's own writer, before 1970 and after 2106 too.
+        for at in [
+            now.plus_micros(42),
+            UnixMicros(-1),
+            UnixMicros(5_000_000_000_000_000),
+        ] {
+            assert_eq!(parse_rfc3339(&at.to_rfc3339()), Some(at));
+        }
+        assert_eq!(
+            parse_rfc3339("0001-01-01T00:00:00Z"),
+            Some(UnixMicros(-62_135_596_800_000_000))
+        );
     }
 
     #[test]

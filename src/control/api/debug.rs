@@ -43,7 +43,7 @@ pub(super) fn clock(req: &Request) -> Response {
             move_within_range(|offset, _| offset.advance(by))
         }
         (None, Some(at)) => {
-            let Some(to) = crate::control::client::parse_rfc3339(&at) else {
+            let Some(to) = crate::files::window::parse_rfc3339(&at) else {
                 let why = "is not an RFC 3339 UTC time (2026-11-28T10:00:00Z)";
                 return Response::error(400, format!("set: {at:?} {why}"));
             };

@@ -1,7 +1,7 @@
 //! `bsc extract`: the records of a time window as one pcap, from a running
 //! bsc (`GET /<name>/data`, streamed to the output as it arrives) or from
 //! capture files on this machine (archives, copies off the box), read with
-//! `pcap-file`'s reader, without a server.
+//! [`crate::files::pcap::reader`], without a server.
 //!
 //! Which arguments are files: one containing `/` or naming an existing path
 //! is a FILE, any other a handler NAME ([`Source::of`]); `--name` always
@@ -10,18 +10,17 @@
 //! overlap), so the output is in time order.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use pcap_file::pcap::{PcapHeader, PcapReader};
-use pcap_file::{DataLink, Endianness, TsResolution};
-
 use super::action::percent_encode;
-use super::http::ClientError;
-use super::stream::get_body;
+use super::http::{describe_io, ClientError};
+use super::stream::{get_body, PcapSource};
 use super::target::Target;
+use crate::clock::UnixNanos;
 use crate::files::ipudp;
-use crate::files::pcap::{self, Precision};
+use crate::files::pcap::{self, reader::PcapReader, LinkType};
 use crate::files::window::Window;
 use crate::units::transform::Transform;
 
@@ -56,44 +55,39 @@ impl Source {
             (None, [_, _, ..], []) => Err(format!(
                 "{} are not files here and one handler NAME is read at a time; \
                  give files with a / (./{})",
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                quoted(&names),
                 names[0]
             )),
             (Some(_), _, _) | (None, [_, ..], [_, ..]) => Err(format!(
                 "give either a handler NAME or FILEs, not both; {} no file here (a file \
                  needs a / or must exist), {} one",
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                files
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                quoted(&names),
+                quoted(&files),
             )),
         }
     }
 }
 
+/// `"a", "b"`: arguments quoted for a message.
+fn quoted(args: &[&String]) -> String {
+    args.iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Where the pcap goes: a new file, a device or FIFO that exists (`/dev/null`),
-/// or stdout when it is not a terminal; with the path of the file it made
-/// (to remove if the extract fails). A regular file that exists is never
-/// written over: it may be the very file read, or one of bsc's captures.
-pub fn output(path: Option<&PathBuf>) -> Result<(Box<dyn Write>, Option<PathBuf>), ClientError> {
-    let refused = |e: &dyn std::fmt::Display| {
-        ClientError::Usage(format!(
-            "-o {}: {e}",
-            path.map_or(std::path::Path::new(""), |p| p).display()
-        ))
-    };
-    match path {
+/// or stdout when it is not a terminal (its descriptor as a [`File`]: one
+/// writer type, whichever it is); with the path of the file it made (to remove
+/// if the extract fails). A regular file that exists is never written over: it
+/// may be the very file read, or one of bsc's captures.
+pub fn output(
+    path: Option<&PathBuf>,
+) -> Result<(io::BufWriter<File>, Option<PathBuf>), ClientError> {
+    let (file, made) = match path {
         Some(p) => {
+            let refused =
+                |e: &dyn std::fmt::Display| ClientError::Usage(format!("-o {}: {e}", p.display()));
             let (file, made) = match std::fs::metadata(p) {
                 Ok(m) if m.is_file() => {
                     return Err(refused(&"exists already; bsc extract never writes over a file (it may be an input or a capture file): remove it or name another"));
@@ -104,24 +98,22 @@ pub fn output(path: Option<&PathBuf>) -> Result<(Box<dyn Write>, Option<PathBuf>
                     Some(p.clone()),
                 ),
             };
-            let file = file.map_err(|e| refused(&e))?;
-            Ok((
-                Box::new(io::BufWriter::with_capacity(256 * 1024, file)),
-                made,
-            ))
+            (file.map_err(|e| refused(&e))?, made)
         }
-        None if io::stdout().is_terminal() => Err(ClientError::Usage(
+        None if io::stdout().is_terminal() => return Err(ClientError::Usage(
             "stdout is a terminal and a pcap is binary: give -o FILE, or pipe it (| tshark -r -)"
                 .into(),
         )),
-        None => Ok((
-            Box::new(io::BufWriter::with_capacity(
-                256 * 1024,
-                io::stdout().lock(),
-            )),
+        None => (
+            io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(File::from)
+                .map_err(|e| ClientError::Usage(format!("stdout: {e}")))?,
             None,
-        )),
-    }
+        ),
+    };
+    Ok((io::BufWriter::with_capacity(256 * 1024, file), made))
 }
 
 /// A progress line on stderr when it is a terminal, every MiB.
@@ -157,7 +149,8 @@ impl Progress {
 
 /// Asks `target` for handler `name`'s records in the window (the query
 /// string `query`, already encoded) and copies the pcap to `out` as it
-/// arrives. Returns the bytes written.
+/// arrives ([`get_body`], as `bsc replay --name` reads it). Returns the bytes
+/// written.
 pub fn remote(
     target: &Target,
     name: &str,
@@ -170,7 +163,7 @@ pub fn remote(
     // a shorter pcap: bsc's answer ends with its last chunk.
     let cut = |e: io::Error| ClientError::Unreachable {
         server: server.clone(),
-        reason: e.to_string(),
+        reason: describe_io(&e),
     };
     let io_err = |e: io::Error| ClientError::Usage(format!("cannot write the pcap: {e}"));
     let mut magic = [0u8; 4];
@@ -216,73 +209,69 @@ pub fn local(
     let usage = |p: &PathBuf, e: &dyn std::fmt::Display| {
         ClientError::Usage(format!("{}: {e}", p.display()))
     };
-    // Each file's first record, to read them in time order.
-    let mut ordered = Vec::new();
+    let open = |p: &PathBuf| {
+        let file = File::open(p).map_err(|e| usage(p, &e))?;
+        PcapReader::new(PcapSource::File(file)).map_err(|e| usage(p, &e))
+    };
+    // Each file's first record, to read them in time order: each goes in
+    // after those whose first is not later (a stable sort, without one).
+    let mut ordered: Vec<(Option<UnixNanos>, _, _)> = Vec::new();
     for p in files {
-        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
-            .map_err(|e| usage(p, &format!("not a classic pcap file ({e})")))?;
-        let first = match r.next_packet() {
-            Some(Ok(pkt)) => Some(pkt.timestamp),
-            Some(Err(e)) => return Err(usage(p, &e)),
-            None => None,
-        };
-        ordered.push((first, r.header(), p));
+        let mut r = open(p)?;
+        let first = r.next_record().map_err(|e| usage(p, &e))?.map(|rec| rec.at);
+        let at = ordered.partition_point(|(f, _, _)| *f <= first);
+        ordered.insert(at, (first, r.header(), p));
     }
-    ordered.sort_by_key(|(first, _, _)| *first);
     let Some((_, header, _)) = ordered.first() else {
         return Err(ClientError::Usage("give at least one FILE".into()));
     };
     let header = *header;
-    let unit_at = match header.datalink {
-        DataLink::USER0 => 0,
-        DataLink::IPV4 => ipudp::V4_HEADERS,
-        DataLink::IPV6 => ipudp::V6_HEADERS,
+    let unit_at = match LinkType::from_number(header.link) {
+        Some(LinkType::User0) => 0,
+        Some(LinkType::Ipv4) => ipudp::V4_HEADERS,
+        Some(LinkType::Ipv6) => ipudp::V6_HEADERS,
         _ if filters.is_empty() => 0,
-        other => {
+        _ => {
             return Err(ClientError::Usage(format!(
-                "--apid/--vcid need records that are units (bsc's user0, ipv4 or ipv6 files); these are {other:?}"
+                "--apid/--vcid need records that are units (bsc's user0, ipv4 or ipv6 files); these are {}",
+                pcap::link_name(header.link)
             )))
         }
     };
     let io_err =
         |e: &dyn std::fmt::Display| ClientError::Usage(format!("cannot write the pcap: {e}"));
     // Written in this machine's byte order, records encoded as bsc's own.
-    let precision = match header.ts_resolution {
-        TsResolution::NanoSecond => Precision::Nano,
-        TsResolution::MicroSecond => Precision::Micro,
-    };
-    let mut out = out;
-    PcapHeader {
-        endianness: Endianness::native(),
-        ..header
-    }
-    .write_to(&mut out)
-    .map_err(|e| io_err(&e))?;
+    out.write_all(&header.to_native_bytes())
+        .map_err(|e| io_err(&e))?;
     let mut record = Vec::with_capacity(64 * 1024);
     let mut kept = 0;
     let mut read = 0u64;
     let mut progress = Progress::new();
     for (_, h, p) in &ordered {
-        if h.datalink != header.datalink {
+        if h.link != header.link {
             return Err(usage(
                 p,
                 &format!(
-                    "its link type is {:?}, the first file's {:?}",
-                    h.datalink, header.datalink
+                    "its link type is {}, the first file's {}",
+                    pcap::link_name(h.link),
+                    pcap::link_name(header.link)
                 ),
             ));
         }
-        let mut r = PcapReader::new(BufReader::new(File::open(p).map_err(|e| usage(p, &e))?))
-            .map_err(|e| usage(p, &e))?;
-        while let Some(pkt) = r.next_packet() {
-            let pkt = pkt.map_err(|e| usage(p, &e))?;
-            read += 16 + pkt.data.len() as u64;
+        let mut r = open(p)?;
+        while let Some(rec) = r.next_record().map_err(|e| usage(p, &e))? {
+            read += 16 + rec.data.len() as u64;
             progress.update(read, "read");
-            let at = crate::clock::UnixNanos::from_duration(pkt.timestamp);
-            let unit = pkt.data.get(unit_at..).unwrap_or(&[]);
-            if window.contains(at) && filters.iter().all(|t| t.apply(unit).is_some()) {
+            let unit = rec.data.get(unit_at..).unwrap_or(&[]);
+            if window.contains(rec.at) && filters.iter().all(|t| t.apply(unit).is_some()) {
                 record.clear();
-                pcap::encode_record(&mut record, precision, at, &pkt.data, pkt.orig_len as usize);
+                pcap::encode_record(
+                    &mut record,
+                    header.precision,
+                    rec.at,
+                    rec.data,
+                    rec.orig_len as usize,
+                );
                 out.write_all(&record).map_err(|e| io_err(&e))?;
                 kept += 1;
             }

@@ -1,6 +1,6 @@
 //! The blocking HTTP client: one [`TcpStream`] with timeouts, one request,
 //! `Connection: close` ([`exchange`], the only I/O), the answer framed by
-//! [`parse_answer`] (`Content-Length`, chunked, or to the end) and checked by
+//! [`super::stream`] (`Content-Length`, chunked, or to the end) and checked by
 //! [`check_answer`] (2xx JSON, or the error bsc gave), then read into its
 //! [`answers`](crate::control::api::answers) type ([`read`]).
 
@@ -75,110 +75,6 @@ impl fmt::Display for ClientError {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
-}
-
-/// What the bytes read so far hold.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// Not a whole answer yet.
-    Partial,
-    Whole(Answer),
-}
-
-/// Frames an answer (by `Content-Length`, or chunked (bsc's large answers);
-/// without either, the body runs to the end of the connection, so `at_eof`
-/// says whether more may come).
-pub fn parse_answer(bytes: &[u8], at_eof: bool) -> Result<Parsed, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if at_eof => {
-            return Err(if bytes.is_empty() {
-                "the connection closed without an answer".into()
-            } else {
-                "the answer ended in its head".into()
-            })
-        }
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-        Err(e) => return Err(format!("not an HTTP answer: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let length = resp
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| {
-            std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or("a bad Content-Length")
-        })
-        .transpose()?;
-    let body = &bytes[head_len..];
-    let chunked = resp.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    });
-    if chunked {
-        return match dechunk(body)? {
-            Some(body) => Ok(Parsed::Whole(Answer { status, body })),
-            None if at_eof => Err("the answer ended before its body did".into()),
-            None => Ok(Parsed::Partial),
-        };
-    }
-    match length {
-        Some(n) if body.len() >= n => Ok(Parsed::Whole(Answer {
-            status,
-            body: body[..n].to_vec(),
-        })),
-        Some(_) if at_eof => Err("the answer ended before its body did".into()),
-        None if at_eof => Ok(Parsed::Whole(Answer {
-            status,
-            body: body.to_vec(),
-        })),
-        _ => Ok(Parsed::Partial),
-    }
-}
-
-/// A chunked body decoded: `None` until its last chunk has arrived. Chunks
-/// are stepped over by their sizes, so asking again as bytes arrive costs a
-/// few steps per chunk, and only the whole body is copied.
-fn dechunk(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut spans = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(eol) = bytes[at..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let line = String::from_utf8_lossy(&bytes[at..at + eol]);
-        // A chunk extension (`;name=value`) may follow the size.
-        let size = line.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size, 16).map_err(|_| format!("a bad chunk size {size:?}"))?;
-        at += eol + 2;
-        if size == 0 {
-            // No trailers from bsc: the empty line ends the body.
-            if bytes.len() < at + 2 {
-                return Ok(None);
-            }
-            let mut body = Vec::with_capacity(spans.iter().map(|(_, n)| n).sum());
-            for (from, n) in spans {
-                body.extend_from_slice(&bytes[from..from + n]);
-            }
-            return Ok(Some(body));
-        }
-        if bytes.len() < at + size + 2 {
-            return Ok(None);
-        }
-        if &bytes[at + size..at + size + 2] != b"\r\n" {
-            return Err("a chunk does not end where its size says".into());
-        }
-        spans.push((at, size));
-        at += size + 2;
-    }
 }
 
 /// An answer checked: 2xx with a JSON body, or the error bsc gave.
@@ -264,9 +160,10 @@ pub(super) fn describe_io(e: &io::Error) -> String {
         _ => {
             let text = e.to_string();
             let text = text.split(" (os error").next().unwrap_or(&text);
+            // The system's texts start with an ASCII letter ("No route to host").
             let mut chars = text.chars();
             match chars.next() {
-                Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+                Some(c) => c.to_ascii_lowercase().to_string() + chars.as_str(),
                 None => text.to_string(),
             }
         }
@@ -315,108 +212,55 @@ pub fn connect_and_send(target: &Target, call: &Call) -> Result<TcpStream, Clien
     Ok(stream)
 }
 
-/// Sends one request and reads its answer (the thin I/O part).
+/// Sends one request and reads its whole answer (the thin I/O part): the
+/// head and body as `stream::open` frames them, within one deadline
+/// however slowly it drips.
 pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
     let server = target.to_string();
-    let unreachable = |reason: String| ClientError::Unreachable {
-        server: server.clone(),
-        reason,
+    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
+    let (status, mut body) = super::stream::open(target, call)?;
+    let fail = |e: io::Error| match e.kind() {
+        // The body's framing broken or cut short: not what bsc sends.
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => ClientError::NotBsc {
+            server: server.clone(),
+            reason: e.to_string(),
+        },
+        _ => ClientError::Unreachable {
+            server: server.clone(),
+            reason: describe_io(&e),
+        },
     };
-    let mut stream = connect_and_send(target, call)?;
-    let io = |e: io::Error| unreachable(describe_io(&e));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
-    // One deadline for the whole answer, however slowly it drips.
-    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
-    let answer = loop {
+    loop {
         let left = deadline.saturating_duration_since(crate::clock::monotonic());
         if left.is_zero() {
-            return Err(io(io::Error::new(
+            return Err(fail(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no whole answer within {} s", ANSWER_TIMEOUT.as_secs()),
             )));
         }
-        stream.set_read_timeout(Some(left)).map_err(io)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let not_bsc = |reason: String| ClientError::NotBsc {
-            server: server.clone(),
-            reason,
-        };
+        body.set_read_timeout(left).map_err(fail)?;
+        match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e)),
+        }
         if buf.len() > MAX_ANSWER {
-            return Err(not_bsc("the answer is larger than 64 MiB".into()));
+            return Err(ClientError::NotBsc {
+                server,
+                reason: "the answer is larger than 64 MiB".into(),
+            });
         }
-        match parse_answer(&buf, n == 0).map_err(not_bsc)? {
-            Parsed::Whole(a) => break a,
-            Parsed::Partial => {}
-        }
-    };
-    Ok(answer)
+    }
+    Ok(Answer { status, body: buf })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn chunked_answers_are_read_whole_once_their_last_chunk_arrives() {
-        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\na;x=1\r\n\":[1,2,3]}\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_answer(whole, false),
-            Ok(Parsed::Whole(Answer {
-                status: 200,
-                body: b"{\"a\":[1,2,3]}".to_vec()
-            }))
-        );
-        for cut in [40, whole.len() - 3, whole.len() - 1] {
-            assert_eq!(
-                parse_answer(&whole[..cut], false),
-                Ok(Parsed::Partial),
-                "{cut}"
-            );
-            assert!(parse_answer(&whole[..cut], true).is_err(), "{cut}");
-        }
-        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
-        assert!(parse_answer(bad, false).is_err());
-        let long = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n";
-        assert!(parse_answer(long, false).is_err());
-    }
-
-    #[test]
-    fn answers_are_framed_by_content_length() {
-        let whole =
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
-        assert_eq!(
-            parse_answer(whole, false),
-            Ok(Parsed::Whole(Answer {
-                status: 200,
-                body: b"[]".to_vec()
-            }))
-        );
-        assert_eq!(
-            parse_answer(&whole[..whole.len() - 1], false),
-            Ok(Parsed::Partial)
-        );
-        assert!(parse_answer(&whole[..whole.len() - 1], true).is_err());
-        assert_eq!(parse_answer(b"HTTP/1.1 2", false), Ok(Parsed::Partial));
-        assert!(parse_answer(b"", true)
-            .unwrap_err()
-            .contains("without an answer"));
-        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
-        // Without a length the body runs to the end.
-        assert_eq!(
-            parse_answer(b"HTTP/1.0 200 OK\r\n\r\n{}", true),
-            Ok(Parsed::Whole(Answer {
-                status: 200,
-                body: b"{}".to_vec()
-            }))
-        );
-    }
 
     #[test]
     fn errors_carry_bsc_text_and_exit_codes() {

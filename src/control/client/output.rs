@@ -3,7 +3,6 @@
 //! stopped or rotated, the `bsc status` table with its notes, the `bsc files`
 //! list (pure).
 
-use super::parse_rfc3339;
 use super::table::{
     age, clock_error, human_bytes, human_rate, seconds_text, short_time, table, Align,
 };
@@ -12,6 +11,7 @@ use crate::control::api::answers::{
     Address, CapturerEntry, CapturerStopped, EntrySummary, ForwardStatus, HandlerFiles, Rotated,
     Stats, StatsEntry,
 };
+use crate::files::window::parse_rfc3339;
 use crate::ops::hooks::ShipStatus;
 
 /// `udp *:8500`, `tcp 10.0.0.5:9000`, `ethernet eth0 type 0x88b5` from a

@@ -7,7 +7,7 @@
 //! | file | its job |
 //! |---|---|
 //! | `replay/args.rs` | the command line checked ([`args::plan`]): `--to` as target or window end, speed, times |
-//! | `replay/records.rs` | the records, merged by time, from files or an HTTP body (pcap-file's reader) |
+//! | `replay/records.rs` | the records, merged by time, from files or an HTTP body (`files::pcap::reader`) |
 //! | `replay/payload.rs` | what of a record goes out (headers of the capture taken off), what is skipped |
 //! | `replay/schedule.rs` | when each record is due (from the first record, never the previous send), lateness |
 //! | `replay/send.rs` | the UDP socket or TCP connection to the target |
@@ -31,7 +31,7 @@ use std::io::{IsTerminal, Write};
 
 use argh::FromArgs;
 
-use crate::clock::{steady_nanos, UnixMicros};
+use crate::clock::{steady_nanos, UnixNanos};
 use crate::sys;
 
 mod args;
@@ -98,8 +98,8 @@ struct Tally {
     passes: u64,
     paused: Mono,
     lag: Lag,
-    /// The stamp of the last record sent (ns).
-    at: Option<i128>,
+    /// The stamp of the last record sent.
+    at: Option<UnixNanos>,
 }
 
 /// Runs `bsc replay`; `server` resolves the bsc to ask (only for `--name`).
@@ -229,7 +229,7 @@ impl Run<'_> {
                 }
                 Err(e) => return Ending::Failed(e),
             };
-            if !self.plan.window.contains(record.ts) {
+            if !self.plan.window.contains(record.at) {
                 continue;
             }
             let payload = match payload_of(record.link, &record.data, record.orig_len) {
@@ -239,7 +239,7 @@ impl Run<'_> {
                     continue;
                 }
             };
-            let due = self.schedule.due(record.ts, steady_nanos());
+            let due = self.schedule.due(record.at.0 as i128, steady_nanos());
             if let Some(due) = due {
                 if let Some(end) = self.wait(due) {
                     return end;
@@ -258,7 +258,7 @@ impl Run<'_> {
                     self.tally.sent += 1;
                     self.tally.bytes += payload.len() as u64;
                     self.tally.refused += refused;
-                    self.tally.at = Some(record.ts);
+                    self.tally.at = Some(record.at);
                     sent_in_pass += 1;
                     self.draw(now);
                 }
@@ -351,8 +351,7 @@ impl Run<'_> {
         }
         self.progress = Some(now + 250_000_000);
         let t = &self.tally;
-        let at =
-            t.at.map_or("-".into(), |ns| UnixMicros((ns / 1000) as i64).to_rfc3339());
+        let at = t.at.map_or("-".into(), |at| at.micros().to_rfc3339());
         let lag = if t.lag.count() > 0 {
             format!(", lag p99 {}", ms(t.lag.quantile(0.99)))
         } else {

@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 
 use super::http::{connect_and_send, describe_io};
-use super::{check_answer, parse_answer, Call, ClientError, Parsed, Target};
+use super::{check_answer, Answer, Call, ClientError, Target};
 
 /// The largest answer head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -20,7 +20,7 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// How the body ends.
 #[derive(Debug, PartialEq, Eq)]
-enum Framing {
+pub enum Framing {
     /// This many bytes still to come.
     Length(u64),
     /// Chunked: a size line next.
@@ -42,11 +42,37 @@ pub struct Body<R> {
     framing: Framing,
 }
 
-/// Sends `GET path` to `target` and returns its body as a reader, once the
-/// head said 2xx; any other answer is the error it carries.
-pub fn get_body(target: &Target, path: String) -> Result<Body<TcpStream>, ClientError> {
+/// An answer's head framed: its status, its length and how its body ends;
+/// `None` until the whole head is there.
+fn parse_head(bytes: &[u8]) -> Result<Option<(u16, usize, Framing)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("not an HTTP answer: {e}")),
+    };
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    let framing = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        Framing::ChunkSize
+    } else if let Some(len) = header("content-length") {
+        Framing::Length(len.trim().parse().map_err(|_| "a bad Content-Length")?)
+    } else {
+        Framing::ToEnd
+    };
+    Ok(Some((resp.code.unwrap_or(0), n, framing)))
+}
+
+/// Sends `call` to `target` and reads the answer's head: its status and its
+/// body as a reader.
+pub fn open(target: &Target, call: &Call) -> Result<(u16, Body<TcpStream>), ClientError> {
     let server = target.to_string();
-    let stream = connect_and_send(target, &Call::new("GET", path))?;
+    let stream = connect_and_send(target, call)?;
     let not_bsc = |reason: String| ClientError::NotBsc {
         server: server.clone(),
         reason,
@@ -57,62 +83,78 @@ pub fn get_body(target: &Target, path: String) -> Result<Body<TcpStream>, Client
         at: 0,
         framing: Framing::ToEnd,
     };
-    let (status, head_len, framing) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&body.buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let header = |name: &str| {
-                    resp.headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-                };
-                let framing = if header("transfer-encoding").is_some_and(|v| v.contains("chunked"))
-                {
-                    Framing::ChunkSize
-                } else if let Some(len) = header("content-length") {
-                    Framing::Length(
-                        len.trim()
-                            .parse()
-                            .map_err(|_| not_bsc("a bad Content-Length".into()))?,
-                    )
-                } else {
-                    Framing::ToEnd
-                };
-                break (resp.code.unwrap_or(0), n, framing);
+    loop {
+        match parse_head(&body.buf).map_err(not_bsc)? {
+            Some((status, head_len, framing)) => {
+                body.at = head_len;
+                body.framing = framing;
+                return Ok((status, body));
             }
-            Ok(httparse::Status::Partial) if body.buf.len() < MAX_HEAD => {
+            None if body.buf.len() < MAX_HEAD => {
                 let unreachable = |e: io::Error| ClientError::Unreachable {
                     server: server.clone(),
                     reason: describe_io(&e),
                 };
                 if body.fill().map_err(unreachable)? == 0 {
-                    return Err(not_bsc("the connection closed in the answer's head".into()));
+                    return Err(not_bsc(if body.buf.is_empty() {
+                        "the connection closed without an answer".into()
+                    } else {
+                        "the connection closed in the answer's head".into()
+                    }));
                 }
             }
-            Ok(httparse::Status::Partial) => {
-                return Err(not_bsc("the answer's head is too long".into()))
-            }
-            Err(e) => return Err(not_bsc(format!("not an HTTP answer: {e}"))),
+            None => return Err(not_bsc("the answer's head is too long".into())),
         }
-    };
+    }
+}
+
+/// Sends `GET path` to `target` and returns its body as a reader, once the
+/// head said 2xx; any other answer is the error it carries.
+pub fn get_body(target: &Target, path: String) -> Result<Body<TcpStream>, ClientError> {
+    let (status, mut body) = open(target, &Call::new("GET", path))?;
     if !(200..300).contains(&status) {
         // An error answer: read it whole (bsc closes after it), say what it says.
-        let mut whole = std::mem::take(&mut body.buf);
-        let _ = (&mut body.source)
-            .take((MAX_ERROR - whole.len().min(MAX_ERROR)) as u64)
-            .read_to_end(&mut whole);
-        let answer = match parse_answer(&whole, true).map_err(not_bsc)? {
-            Parsed::Whole(a) => a,
-            Parsed::Partial => return Err(not_bsc("the answer ended early".into())),
-        };
-        check_answer(&answer, &server)?;
-        return Err(not_bsc(format!("it answered with status {status}")));
+        let mut whole = Vec::new();
+        let _ = (&mut body).take(MAX_ERROR as u64).read_to_end(&mut whole);
+        let server = target.to_string();
+        check_answer(
+            &Answer {
+                status,
+                body: whole,
+            },
+            &server,
+        )?;
+        return Err(ClientError::NotBsc {
+            server,
+            reason: format!("it answered with status {status}"),
+        });
     }
-    body.at = head_len;
-    body.framing = framing;
     Ok(body)
+}
+
+/// Where a pcap stream's bytes come from: a file here or an answer's body
+/// (an enum, not `Box<dyn Read>`, whose vtable would instantiate every
+/// `Read` method for both; and one reader type for `bsc replay` and `bsc
+/// extract FILE`, so the pcap reader is compiled once).
+pub enum PcapSource {
+    File(std::fs::File),
+    Answer(Body<TcpStream>),
+}
+
+impl Read for PcapSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PcapSource::File(f) => f.read(buf),
+            PcapSource::Answer(b) => b.read(buf),
+        }
+    }
+}
+
+impl Body<TcpStream> {
+    /// How long the next read of the socket may wait.
+    pub fn set_read_timeout(&self, timeout: std::time::Duration) -> io::Result<()> {
+        self.source.set_read_timeout(Some(timeout))
+    }
 }
 
 impl<R: Read> Body<R> {
@@ -256,6 +298,29 @@ mod tests {
         let mut out = Vec::new();
         b.read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn heads_say_how_their_bodies_end() {
+        let head = |b: &[u8]| parse_head(b);
+        assert_eq!(
+            head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\n"),
+            Ok(Some((200, 47, Framing::ChunkSize)))
+        );
+        assert_eq!(
+            head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\n\r\n{"),
+            Ok(Some((404, 46, Framing::Length(12))))
+        );
+        assert_eq!(
+            head(b"HTTP/1.0 200 OK\r\n\r\n{}"),
+            Ok(Some((200, 19, Framing::ToEnd)))
+        );
+        assert_eq!(head(b"HTTP/1.1 2"), Ok(None));
+        assert_eq!(head(b""), Ok(None));
+        assert!(head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+            .unwrap_err()
+            .contains("Content-Length"));
     }
 
     #[test]

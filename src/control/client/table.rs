@@ -1,8 +1,8 @@
 //! Text for people: columns padded to their widest cell, sizes and rates in
 //! bsc's one unit, ages and record times.
 
-use super::parse_rfc3339;
 use crate::clock::UnixMicros;
+use crate::files::window::parse_rfc3339;
 
 /// A byte count for people, in bsc's one size unit ([`crate::log::size`]:
 /// `512 B`, `1.50 KiB`, `23.4 MiB`).

@@ -97,10 +97,15 @@ pub(super) fn scan_records(file: &mut File, size: u64, precision: Precision) -> 
 }
 
 pub(super) fn describe_mismatch(have: &[u8], link: LinkType, precision: Precision) -> String {
-    match PcapHeader::from_slice(have) {
-        Ok((_, h)) => format!(
-            "it is a pcap v{}.{} file with link type {:?}, snaplen {}, {:?} timestamps, {:?}-endian; bsc writes v2.4, {:?}, snaplen {SNAPLEN}, {:?} timestamps, {:?}-endian",
-            h.version_major, h.version_minor, h.datalink, h.snaplen, h.ts_resolution, h.endianness, link.datalink(), precision.resolution(), Endianness::native()
+    let resolution = |p| match p {
+        Precision::Micro => "MicroSecond",
+        Precision::Nano => "NanoSecond",
+    };
+    let endian = |big| if big { "Big" } else { "Little" };
+    match reader::Header::parse(have) {
+        Ok(h) => format!(
+            "it is a pcap v{}.{} file with link type {}, snaplen {}, {} timestamps, {}-endian; bsc writes v2.4, {}, snaplen {SNAPLEN}, {} timestamps, {}-endian",
+            h.version_major, h.version_minor, link_name(h.link), h.snaplen, resolution(h.precision), endian(h.big_endian), link_name(link.number()), resolution(precision), endian(cfg!(target_endian = "big"))
         ),
         Err(_) => "it is not a pcap file".to_string(),
     }

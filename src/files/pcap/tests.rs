@@ -304,3 +304,15 @@ fn deletion_and_moves_are_noticed() {
     assert_eq!(f.vanished(), Some(Vanished::Deleted));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn link_numbers_and_names_are_the_formats() {
+    for l in LinkType::ALL {
+        assert_eq!(l.number(), u32::from(l.datalink()));
+        assert_eq!(LinkType::from_number(l.number()), Some(l));
+        // The names pcap-file's Debug gave them.
+        assert_eq!(link_name(l.number()), format!("{:?}", l.datalink()));
+    }
+    assert_eq!(LinkType::from_number(101), None);
+    assert_eq!(link_name(101), "101");
+}

@@ -54,7 +54,7 @@ pub struct ExtractArgs {
 }
 
 /// `bsc extract`: checks the window and filters, then reads files here or
-/// asks the server ([`client::extract`]).
+/// asks the server ([`super::remote`]).
 pub fn run(a: &ExtractArgs, server: impl FnOnce() -> Result<Target, String>) -> u8 {
     let usage = |e: String| {
         eprintln!("bsc extract: {e}");

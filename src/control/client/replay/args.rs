@@ -6,8 +6,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use crate::clock::UnixMicros;
-use crate::control::client::parse_rfc3339;
+use crate::files::window::{parse_time, Window};
 
 /// Where the records go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,21 +45,6 @@ pub enum Inputs {
         from: Option<String>,
         to: Option<String>,
     },
-}
-
-/// The records asked for: `from <= timestamp < to`, either end open.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Window {
-    pub from: Option<UnixMicros>,
-    pub to: Option<UnixMicros>,
-}
-
-impl Window {
-    /// Whether a record stamped `ns` nanoseconds after the epoch is inside.
-    pub fn contains(&self, ns: i128) -> bool {
-        self.from.is_none_or(|f| ns >= f.0 as i128 * 1000)
-            && self.to.is_none_or(|t| ns < t.0 as i128 * 1000)
-    }
 }
 
 /// Everything `bsc replay` was asked, checked.
@@ -198,60 +182,10 @@ pub fn parse_speed(text: &str) -> Result<Speed, String> {
     }
 }
 
-/// A time as the window takes it: RFC 3339 (`2026-12-07T10:00:00.5Z`, or
-/// with an offset `+02:00`) or Unix seconds with a fraction (`1796637600.25`),
-/// to the microsecond.
-pub fn parse_time(text: &str) -> Result<UnixMicros, String> {
-    let bad = || {
-        format!("{text:?} is not a time: give RFC 3339 (2026-12-07T10:00:00Z) or Unix seconds (1796637600.5)")
-    };
-    if text.contains('T') || text.contains('t') {
-        let upper = text.to_ascii_uppercase();
-        let (base, offset_secs) = match upper.strip_suffix('Z') {
-            Some(b) => (b.to_string(), 0),
-            None => {
-                let at = upper.len().checked_sub(6).ok_or_else(bad)?;
-                let (b, off) = upper.split_at(at);
-                let sign = match off.as_bytes()[0] {
-                    b'+' => 1,
-                    b'-' => -1,
-                    _ => return Err(bad()),
-                };
-                let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
-                let (h, m) = (
-                    h.parse::<i64>().map_err(|_| bad())?,
-                    m.parse::<i64>().map_err(|_| bad())?,
-                );
-                if h > 23 || m > 59 {
-                    return Err(bad());
-                }
-                (b.to_string(), sign * (h * 3600 + m * 60))
-            }
-        };
-        let at = parse_rfc3339(&format!("{base}Z")).ok_or_else(bad)?;
-        return Ok(at.plus_micros(-offset_secs * 1_000_000));
-    }
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole)
-        || !(frac.is_empty() || digits(frac))
-        || (frac.is_empty() && text.ends_with('.'))
-        || whole.len() > 11
-    {
-        return Err(bad());
-    }
-    let secs: i64 = whole.parse().map_err(|_| bad())?;
-    let micros: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}")[..6].parse().map_err(|_| bad())?
-    };
-    Ok(UnixMicros(secs * 1_000_000 + micros))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::UnixNanos;
 
     fn given<'a>(files: &'a [String], name: Option<&'a str>, to: &'a [String]) -> Given<'a> {
         Given {
@@ -274,7 +208,7 @@ mod tests {
         let to = strings(&["1796637600", "udp://127.0.0.1:9000"]);
         let p = plan(&given(&[], Some("tlm"), &to)).unwrap();
         assert_eq!(p.target, Target::Udp("127.0.0.1:9000".parse().unwrap()));
-        assert_eq!(p.window.to, Some(UnixMicros(1_796_637_600_000_000)));
+        assert_eq!(p.window.to, Some(UnixNanos(1_796_637_600_000_000_000)));
         assert_eq!(
             p.inputs,
             Inputs::Server {
@@ -342,36 +276,5 @@ mod tests {
         ] {
             assert!(parse_speed(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(
-            parse_time("1796637600.25"),
-            Ok(UnixMicros(1_796_637_600_250_000))
-        );
-        assert_eq!(parse_time("0"), Ok(UnixMicros(0)));
-        let z = parse_time("2026-12-07T10:00:00.5Z").unwrap();
-        assert_eq!(z, parse_time("2026-12-07T12:00:00.5+02:00").unwrap());
-        assert_eq!(z, parse_time("2026-12-07t09:30:00.5-00:30").unwrap());
-        for bad in [
-            "",
-            "-5",
-            "1.",
-            ".5",
-            "1e9",
-            "2026-12-07",
-            "2026-12-07T10:00:00",
-            "2026-12-07T10:00:00+25:00",
-            "x",
-        ] {
-            assert!(parse_time(bad).is_err(), "{bad}");
-        }
-        let w = Window {
-            from: Some(UnixMicros(10)),
-            to: Some(UnixMicros(20)),
-        };
-        assert!(w.contains(10_000) && w.contains(19_999));
-        assert!(!w.contains(9_999) && !w.contains(20_000));
     }
 }

@@ -1,25 +1,22 @@
 //! The records to replay, in time order, from local pcap files or from a
-//! running bsc's `GET /<name>/data`: both read by one pcap stream reader over
-//! [`Read`] (pcap-file's), so the `--name` form is the same code over an HTTP
-//! body. Several files are merged by time (the earliest record next; a tie
+//! running bsc's `GET /<name>/data`: both read by one pcap stream reader
+//! ([`crate::files::pcap::reader`] over a `stream::PcapSource`), so the
+//! `--name` form is the same code over an HTTP body. Several files are merged by time (the earliest record next; a tie
 //! goes to the file given first), so the order they are given in does not
 //! matter and files of two handlers interleave as they were received.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::net::TcpStream;
-use std::time::Duration;
-
-use pcap_file::pcap::PcapReader;
-use pcap_file::PcapError;
 
 use super::args::Inputs;
-use crate::control::client::{get_body, percent_encode, Body, ClientError, Target};
+use crate::clock::UnixNanos;
+use crate::control::client::stream::PcapSource;
+use crate::control::client::{get_body, percent_encode, ClientError, Target};
+use crate::files::pcap::reader::PcapReader;
 
-/// One record: its time (ns since the epoch), its file's link type, the
-/// length the packet had and the bytes captured.
+/// One record: its time, its file's link type, the length the packet had
+/// and the bytes captured.
 pub struct Record {
-    pub ts: i128,
+    pub at: UnixNanos,
     pub link: u32,
     pub orig_len: u32,
     pub data: Vec<u8>,
@@ -34,54 +31,25 @@ pub enum ReadError {
     Client(ClientError),
 }
 
-/// Where a pcap stream's bytes come from (an enum, not `Box<dyn Read>`,
-/// whose vtable would instantiate every `Read` method for both).
-enum Source {
-    File(File),
-    Answer(Body<TcpStream>),
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // At most 64 KiB a call, so pcap-file's 8 MB read buffer (allocated
-        // but untouched beyond what is read) costs little memory per file.
-        let n = buf.len().min(64 * 1024);
-        match self {
-            Source::File(f) => f.read(&mut buf[..n]),
-            Source::Answer(b) => b.read(&mut buf[..n]),
-        }
-    }
-}
-
 /// One pcap stream and the record it holds next.
 struct Stream {
     /// The file's path, or `bsc NAME` for an answer.
     label: String,
     link: u32,
-    reader: PcapReader<Source>,
+    reader: PcapReader<PcapSource>,
     head: Option<Record>,
-    /// Records read so far (for error messages).
-    read: u64,
     /// Why the record after `head` cannot be read: said once `head` went.
     failed: Option<String>,
 }
 
 impl Stream {
-    fn open(label: String, source: Source) -> Result<Stream, String> {
-        let reader = PcapReader::new(source).map_err(|e| match e {
-            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                format!("{label}: not a pcap file (shorter than a pcap header)")
-            }
-            PcapError::IoError(e) => format!("{label}: {e}"),
-            other => format!("{label}: not a classic pcap file ({}); a pcapng file converts with editcap -F pcap IN OUT", why(&other)),
-        })?;
-        let link = u32::from(reader.header().datalink);
+    fn open(label: String, source: PcapSource) -> Result<Stream, String> {
+        let reader = PcapReader::new(source).map_err(|e| format!("{label}: {e}"))?;
         let mut stream = Stream {
             label,
-            link,
+            link: reader.header().link,
             reader,
             head: None,
-            read: 0,
             failed: None,
         };
         stream.advance();
@@ -94,44 +62,20 @@ impl Stream {
     /// Reads the next record into `head` (`None` at the end, or in `failed`
     /// why not).
     fn advance(&mut self) {
-        self.head = match self.reader.next_packet() {
-            None => None,
-            Some(Ok(p)) => {
-                self.read += 1;
-                Some(Record {
-                    ts: ns(p.timestamp),
-                    link: self.link,
-                    orig_len: p.orig_len,
-                    data: p.data.into_owned(),
-                })
-            }
-            Some(Err(e)) => {
-                let n = self.read + 1;
-                self.failed = Some(match e {
-                    PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => format!(
-                        "{}: record {n} is cut short (the file ends inside it)",
-                        self.label
-                    ),
-                    PcapError::IoError(e) => format!("{}: record {n}: {e}", self.label),
-                    other => format!("{}: record {n}: {}", self.label, why(&other)),
-                });
+        self.head = match self.reader.next_record() {
+            Ok(None) => None,
+            Ok(Some(r)) => Some(Record {
+                at: r.at,
+                link: self.link,
+                orig_len: r.orig_len,
+                data: r.data.to_vec(),
+            }),
+            Err(e) => {
+                self.failed = Some(format!("{}: {e}", self.label));
                 None
             }
         };
     }
-}
-
-/// What pcap-file found wrong (its own texts, without its `Display`, which
-/// would bring every link type's name into the binary).
-fn why(e: &PcapError) -> &'static str {
-    match e {
-        PcapError::InvalidField(what) => what,
-        _ => "malformed",
-    }
-}
-
-fn ns(d: Duration) -> i128 {
-    d.as_nanos() as i128
 }
 
 /// The records of every input, merged by time.
@@ -155,7 +99,8 @@ impl Records {
                         )));
                     }
                     streams.push(
-                        Stream::open(path.clone(), Source::File(file)).map_err(ReadError::Input)?,
+                        Stream::open(path.clone(), PcapSource::File(file))
+                            .map_err(ReadError::Input)?,
                     );
                 }
                 streams
@@ -173,8 +118,10 @@ impl Records {
                     path = format!("{path}?{}", query.join("&"));
                 }
                 let body = get_body(target, path).map_err(ReadError::Client)?;
-                vec![Stream::open(format!("bsc {name}"), Source::Answer(body))
-                    .map_err(ReadError::Input)?]
+                vec![
+                    Stream::open(format!("bsc {name}"), PcapSource::Answer(body))
+                        .map_err(ReadError::Input)?,
+                ]
             }
         };
         Ok(Records { streams })
@@ -189,9 +136,9 @@ impl Records {
         let mut earliest: Option<usize> = None;
         for (i, s) in self.streams.iter().enumerate() {
             if let Some(r) = &s.head {
-                if earliest.is_none_or(|e| {
-                    r.ts < self.streams[e].head.as_ref().map_or(i128::MAX, |h| h.ts)
-                }) {
+                if earliest
+                    .is_none_or(|e| self.streams[e].head.as_ref().is_none_or(|h| r.at < h.at))
+                {
                     earliest = Some(i);
                 }
             }
