@@ -46,9 +46,11 @@ pub fn monotonic_nanos() -> u64 {
 /// spent before the call does not add up). `false` when a signal handler
 /// interrupted the sleep first.
 pub fn sleep_until_monotonic(deadline: u64) -> bool {
+    // `as _`: time_t is 32 bits on the libc crate's 32-bit musl targets (its
+    // alias is deprecated there); CLOCK_MONOTONIC seconds (the uptime) fit.
     let ts = libc::timespec {
-        tv_sec: (deadline / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
+        tv_sec: (deadline / 1_000_000_000) as _,
+        tv_nsec: (deadline % 1_000_000_000) as _,
     };
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
     let rc = unsafe {
