@@ -171,6 +171,10 @@ impl EventLoop {
         let mut manager = Manager::new(&config.root, &config.storage);
         manager.observe_clock(read_kernel_clock());
         manager.keep_trusted(&config.trusted_bases());
+        manager.serve_api_on(crate::config::Address {
+            host: config.server.host.clone(),
+            port: config.server.port,
+        });
         let Now { wall: now, mono } = clock.read();
         for spec in &config.handlers {
             let name = spec.name.clone();

@@ -84,6 +84,8 @@ pub struct Manager {
     /// The kernel's latest word on the clock, as the loop read it
     /// ([`Manager::observe_clock`]): lent to handlers, read by the API.
     clock: ClockWord,
+    /// Where the management API listens (no forward target may lead there).
+    api: Option<Address>,
 }
 
 impl Manager {
@@ -104,7 +106,14 @@ impl Manager {
             peer_unreachable: storage.peer_unreachable,
             state: storage.persist.then(|| StateFile::new(root)),
             clock: ClockWord::UNKNOWN,
+            api: None,
         }
+    }
+
+    /// Where the management API listens (from the config, before any handler is
+    /// added): a handler whose forward target leads there is refused.
+    pub fn serve_api_on(&mut self, api: Address) {
+        self.api = Some(api);
     }
 
     /// The kernel's word on the clock the loop read (at start, then once a

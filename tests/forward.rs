@@ -585,3 +585,170 @@ fn a_target_that_is_down_shows_in_metrics_health_and_status() {
     );
     assert!(bsc.stop().success());
 }
+
+/// The `/` entries of handlers named `name` (none when it was refused).
+fn running(bsc: &Bsc, name: &str) -> usize {
+    let (_, all) = bsc.get("/");
+    all.as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+        .filter(|e| e["handler"]["name"] == name)
+        .count()
+}
+
+#[test]
+fn targets_that_lead_back_into_bsc_are_refused_at_every_entry_point() {
+    let (dir, root) = TempDir::with_root("fwd-loops");
+    let api = free_tcp_port();
+    let (pa, pb, px, py) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
+    let (_rx, free) = udp_receiver();
+    let with_api = |handlers: Vec<Value>| {
+        json!({"capture_manager": {"root_log_directory": root,
+            "manager_server": {"host": "127.0.0.1", "port": api}}, "handlers": handlers})
+    };
+    let lpb = udp_handler("lpb", pb, json!({}));
+    let eth = json!({"name": "ethf", "conn_type": "ethernet", "address": ["lo", 2048],
+        "forward": ["udp://127.0.0.1:18994"]});
+    // Each rule: the handlers, and what the refusal says.
+    let bad: Vec<(Vec<Value>, String)> = vec![
+        (vec![eth], "ethernet handler cannot forward".into()),
+        (
+            vec![
+                udp_handler("lpa", pa, json!({"forward": [format!("udp://127.0.0.1:{pb}")]})),
+                udp_handler("lpb", pb, json!({"forward": [format!("udp://127.0.0.1:{pa}")]})),
+            ],
+            format!("udp://127.0.0.1:{pb}, a target of handler \"lpa\", is the capture socket of handler \"lpb\""),
+        ),
+        (
+            vec![udp_handler("v", pa, json!({"forward": [format!("tcp://localhost:{api}")]}))],
+            format!("tcp://localhost:{api} is bsc's own management API"),
+        ),
+        (
+            vec![udp_handler("v", pa, json!({"forward": [format!("udp://0.0.0.0:{api}")]}))],
+            "own management API".into(),
+        ),
+        (
+            vec![udp_handler(
+                "d",
+                pa,
+                json!({"forward": [format!("udp://127.0.0.1:{free}"), format!("udp://localhost:{free}")]}),
+            )],
+            format!("udp://localhost:{free} is given twice (udp://127.0.0.1:{free} is the same socket)"),
+        ),
+    ];
+    // The config file (`bsc check`, and a start): refused before anything starts.
+    for (handlers, says) in &bad {
+        let path = write_config(dir.path(), &with_api(handlers.clone()));
+        let (code, text) = bsc_check(dir.path(), &path);
+        assert_eq!(code, Some(2), "{says}: {text}");
+        assert!(
+            text.contains("key \"forward\"") && text.contains(says.as_str()),
+            "{text}"
+        );
+    }
+
+    // The API: lpb runs from the config file, fw forwards to px.
+    let fw = udp_handler(
+        "fw",
+        py,
+        json!({"forward": [format!("udp://127.0.0.1:{px}")]}),
+    );
+    let bsc = Bsc::with_config(dir.path(), &with_api(vec![lpb.clone(), fw.clone()]));
+    assert_eq!(bsc.http_port, api);
+    let url = |u: String| enc(&u);
+    for (path, body, status, says) in [
+        (
+            "/ethf/start",
+            format!("loc=lo&port=2048&conn_type=ethernet&forward={}", url("udp://127.0.0.1:18994".into())),
+            400,
+            "ethernet handler cannot forward".to_string(),
+        ),
+        (
+            "/lpa/start",
+            format!("conn_type=udp&port={pa}&forward={}", url(format!("udp://127.0.0.1:{pb}"))),
+            409,
+            "is the capture socket of handler \"lpb\"".into(),
+        ),
+        // Symmetric: a handler whose socket a running one forwards to.
+        (
+            "/lpx/start",
+            format!("conn_type=udp&port={px}"),
+            409,
+            format!("udp://127.0.0.1:{px}, a target of handler \"fw\", is the capture socket of handler \"lpx\""),
+        ),
+        (
+            "/vic/start",
+            format!("conn_type=udp&port={pa}&forward={}", url(format!("tcp://127.0.0.1:{api}"))),
+            400,
+            format!("tcp://127.0.0.1:{api} is bsc's own management API (127.0.0.1:{api})"),
+        ),
+        (
+            "/vic/start",
+            format!("conn_type=udp&port={pa}&forward={}", url(format!("tcp+len://[::ffff:127.0.0.1]:{api}"))),
+            400,
+            "own management API".into(),
+        ),
+        (
+            "/d/start",
+            format!("conn_type=udp&port={pa}&forward={}", url(format!("udp://127.0.0.1:{free} udp://localhost:{free}"))),
+            400,
+            "is given twice".into(),
+        ),
+    ] {
+        let (got, answer) = bsc.form("POST", path, &body);
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(&says), "{body}: {answer}");
+    }
+    for name in ["ethf", "lpa", "lpx", "vic", "d"] {
+        assert_eq!(running(&bsc, name), 0, "{name} refused");
+    }
+    // A handler added over the API whose target is what a reload then adds.
+    let (got, answer) = bsc.form(
+        "POST",
+        "/apifw/start",
+        &format!(
+            "conn_type=udp&port={pa}&forward={}",
+            url(format!("udp://127.0.0.1:{free}"))
+        ),
+    );
+    assert_eq!(got, 201, "{answer}");
+
+    // A reload: a config with a loop is refused whole; a handler whose socket
+    // a running (API) handler forwards to is not started, the rest are.
+    for (handlers, says) in &bad {
+        let mut all = vec![fw.clone()];
+        all.extend(handlers.iter().filter(|h| h["name"] != "lpb").cloned());
+        all.push(lpb.clone());
+        write_config(dir.path(), &with_api(all));
+        let before = bsc.log_matching("reload refused").len();
+        bsc.signal(1);
+        wait_until("reload refused", || {
+            bsc.log_matching("reload refused").len() > before
+        });
+        let line = bsc.log_matching("reload refused").pop().unwrap();
+        assert!(line.contains(says.as_str()), "{says}: {line}");
+    }
+    let fresh = udp_handler("fresh", free, json!({}));
+    write_config(dir.path(), &with_api(vec![lpb, fw, fresh]));
+    bsc.signal(1);
+    let line = bsc.wait_log("reload: handler fresh:");
+    assert!(
+        line.contains(&format!("udp://127.0.0.1:{free}, a target of handler \"apifw\", is the capture socket of handler \"fresh\"")),
+        "{line}"
+    );
+    bsc.wait_log("reload: 0 handlers stopped, 0 started, 1 failed, 3 running");
+    assert_eq!(running(&bsc, "fresh"), 0);
+    // Capture and forwarding go on: lpb records, fw forwards.
+    send(&bsc, pb, 0);
+    send(&bsc, py, 0);
+    wait_until("fw forwarded", || {
+        stats_of(&bsc, py)["forward"][0]["units_sent"] == 1
+    });
+    assert!(bsc.stop().success());
+}

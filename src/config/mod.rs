@@ -18,6 +18,7 @@
 //! | [`typos`] | which unknown key is a misspelt known one (edit distance) |
 //! | [`address`] | capture addresses: read from `[host, port]`, their Python `repr` |
 //! | [`relay_target`] | the `forward` key's targets (`udp://`, `tcp://`, `tcp+len://`, filters) |
+//! | [`loops`] | forward targets that lead back into bsc (its API, a capture socket): refused |
 //!
 //! Everything a caller needs is re-exported here (`config::HandlerSpec`).
 
@@ -28,6 +29,7 @@ pub mod duplicates;
 pub mod fields;
 pub mod framing;
 pub mod handler;
+pub mod loops;
 pub mod relay_target;
 pub mod resolve;
 pub mod typos;
@@ -179,8 +181,6 @@ impl Config {
         Ok(config)
     }
 
-    /// No two handlers share a name on one address; an address has one conn_type;
-    /// no two handlers write the same file.
     /// The folders this config trusts bsc to write below: the root, and the
     /// literal folders of the config handlers' absolute paths.
     pub fn trusted_bases(&self) -> Vec<PathBuf> {
@@ -196,9 +196,26 @@ impl Config {
         bases
     }
 
+    /// No two handlers share a name on one address; an address has one conn_type;
+    /// no two handlers write the same file; no forward target leads back into
+    /// bsc ([`loops`]).
     fn check_conflicts(&self) -> Result<(), String> {
         let now = OffsetDateTime::now_utc();
+        let api = Address {
+            host: self.server.host.clone(),
+            port: self.server.port,
+        };
         for (i, a) in self.handlers.iter().enumerate() {
+            // No target leads back into bsc (the API, any handler's socket).
+            loops::refuse_api(a, &api)
+                .and_then(|()| {
+                    self.handlers
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .try_for_each(|(_, b)| loops::refuse_into(a, b))
+                })
+                .map_err(|e| format!("handler #{} ({:?}): key \"forward\": {e}", i + 1, a.name))?;
             // Every rendered name must be usable now, not at the first unit.
             let place = a
                 .file_path(&self.root, now, 1)
@@ -302,6 +319,25 @@ mod tests {
                 json!({"capture_manager": {"manager_server": {"port": 0}}}),
                 "1..65535",
             ),
+            (
+                json!({"handlers": [{"name": "lpa", "conn_type": "udp", "address": ["127.0.0.1", 1], "forward": ["udp://localhost:2"]},
+                                  {"name": "lpb", "conn_type": "udp", "address": ["", 2]}]}),
+                "handler #1 (\"lpa\"): key \"forward\": udp://localhost:2, a target of handler \"lpa\", is the capture socket of handler \"lpb\"",
+            ),
+            (
+                json!({"handlers": [{"name": "lpb", "conn_type": "udp", "address": ["127.0.0.1", 2]},
+                                  {"name": "lpa", "conn_type": "tcp", "address": ["127.0.0.1", 1], "forward": ["udp://127.0.0.1:2"]}]}),
+                "handler #2 (\"lpa\"): key \"forward\"",
+            ),
+            (
+                json!({"capture_manager": {"manager_server": {"host": "0.0.0.0", "port": 9000, "token": "t"}},
+                       "handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "forward": ["tcp+len://127.0.0.2:9000"]}]}),
+                "tcp+len://127.0.0.2:9000 is bsc's own management API (0.0.0.0:9000)",
+            ),
+            (
+                json!({"handlers": [{"name": "a", "conn_type": "udp", "address": ["", 1], "forward": ["udp://localhost:8080"]}]}),
+                "own management API",
+            ),
             (json!({"handlers": {}}), "must be a list"),
             (json!([1]), "top level"),
         ];
@@ -309,5 +345,9 @@ mod tests {
             let e = Config::from_value(&v).unwrap_err();
             assert!(e.contains(needle), "{v}: {e}");
         }
+        // A TCP source connects out: a target on its port is no loop.
+        let tcp = json!({"handlers": [{"name": "a", "conn_type": "tcp", "address": ["127.0.0.1", 2]},
+                                      {"name": "b", "conn_type": "udp", "address": ["", 1], "forward": ["udp://127.0.0.1:2"]}]});
+        assert!(Config::from_value(&tcp).is_ok());
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::config::address::validate_host;
 use crate::config::duplicates::read_json;
 use crate::config::fields::describe;
+use crate::config::resolve::destination;
 use crate::units::transform::Transform;
 
 /// Most targets one handler relays to.
@@ -190,11 +191,24 @@ pub fn relay_targets(v: &Value) -> Result<Vec<RelayTarget>, String> {
         ));
     }
     for (i, t) in targets.iter().enumerate() {
-        if targets[..i].iter().any(|u| u.url() == t.url()) {
-            return Err(format!("{} is given twice", t.url()));
+        if let Some(u) = targets[..i].iter().find(|u| same_socket(u, t)) {
+            return Err(format!(
+                "{} is given twice ({} is the same socket): each unit would go there twice",
+                t.url(),
+                u.url()
+            ));
         }
     }
     Ok(targets)
+}
+
+/// Whether `a` and `b` send to the same socket: UDP or TCP alike, the same
+/// port, and the same host or hosts that resolve to the same address.
+fn same_socket(a: &RelayTarget, b: &RelayTarget) -> bool {
+    (a.carrier == Carrier::Udp) == (b.carrier == Carrier::Udp)
+        && a.port == b.port
+        && (a.host == b.host
+            || destination(&a.host).is_some_and(|d| destination(&b.host) == Some(d)))
 }
 
 /// Adds the targets `v` gives to `out`; `top`: `v` is the key's value (a list
@@ -327,9 +341,21 @@ mod tests {
         );
         assert!(urls(json!([])).is_empty());
         assert!(urls(json!("")).is_empty());
-        assert!(relay_targets(&json!(["udp://a:1", "udp://a:1"]))
-            .unwrap_err()
-            .contains("twice"));
+        for twice in [
+            ["udp://a:1", "udp://a:1"],
+            ["udp://127.0.0.1:1", "udp://localhost:1"],
+            ["udp://[::ffff:127.0.0.1]:1", "udp://127.0.0.1:1"],
+            ["tcp://127.0.0.1:1", "tcp+len://127.0.0.1:1"],
+        ] {
+            let e = relay_targets(&json!(twice)).unwrap_err();
+            assert!(e.contains("twice") && e.contains(twice[0]), "{e}");
+        }
+        assert_eq!(
+            relay_targets(&json!(["udp://127.0.0.1:1", "tcp://127.0.0.1:1"]))
+                .unwrap()
+                .len(),
+            2
+        );
         let many: Vec<String> = (1..=17).map(|p| format!("udp://a:{p}")).collect();
         assert!(relay_targets(&json!(many))
             .unwrap_err()

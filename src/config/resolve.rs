@@ -7,7 +7,7 @@
 //! both).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 
 /// The hosts file bsc reads.
 const HOSTS: &str = "/etc/hosts";
@@ -28,6 +28,24 @@ pub fn resolve(host: &str) -> io::Result<IpAddr> {
         io::ErrorKind::NotFound,
         format!("{host:?} is not an IP address and not in {HOSTS}; bsc does not query DNS (a dead resolver would stall capture): use an IP address or add it to {HOSTS}"),
     ))
+}
+
+/// Where a datagram or connection to `host` goes: [`resolve`]d, an
+/// IPv4-mapped IPv6 address as IPv4, the unspecified address as loopback (as
+/// Linux routes it). `None`: a host bsc cannot resolve (and never sends to).
+pub fn destination(host: &str) -> Option<IpAddr> {
+    match resolve(host).ok()?.to_canonical() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED) => Some(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED) => Some(Ipv6Addr::LOCALHOST.into()),
+        ip => Some(ip),
+    }
+}
+
+/// Whether what is sent to `ip` is delivered on this machine (so a socket
+/// bound to a wildcard address gets it): a loopback or multicast address (looped
+/// back), or one a socket can bind (an interface's own, or a broadcast one).
+pub fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_multicast() || UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// The first address `/etc/hosts` text gives for `name` (IPv4 preferred, as the
@@ -80,6 +98,18 @@ mod tests {
         );
         assert_eq!(lookup_hosts(hosts, "nowhere"), None);
         let e = resolve("surely-not-in-etc-hosts.invalid").unwrap_err();
+        assert_eq!(destination("0.0.0.0"), destination("localhost"));
+        assert_eq!(destination("::"), destination("::1"));
+        assert_eq!(destination("::ffff:127.0.0.1"), destination("127.0.0.1"));
+        assert_eq!(destination("surely-not-in-etc-hosts.invalid"), None);
+        for (ip, local) in [
+            ("127.0.0.9", true),
+            ("::1", true),
+            ("239.1.2.3", true),
+            ("192.0.2.1", false),
+        ] {
+            assert_eq!(is_local(ip.parse().unwrap()), local, "{ip}");
+        }
         assert!(e.to_string().contains("does not query DNS"), "{e}");
     }
 }

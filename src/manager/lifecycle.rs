@@ -40,6 +40,7 @@ impl Manager {
             }
         }
         self.check_file_free(&spec, None, now)?;
+        self.refuse_loops(&spec)?;
 
         let cid = match existing {
             Some(cid) => {

@@ -8,6 +8,8 @@
 //! - a handler's targets live in its [`Relay`] (the handler offers each unit
 //!   it records); target `i` of handler `hid` has the token
 //!   [`tokens::relay_target`]`(hid, i)` while the handler runs;
+//! - no target leads back into bsc (its API, a capture socket): checked for
+//!   each handler added, against those running ([`Manager::refuse_loops`]);
 //! - every target waiting for a connect or a back-off has an entry in
 //!   [`RelayTimers`] (entries may be stale, e.g. for a handler since removed:
 //!   a target checks its own deadline when one fires).
@@ -20,6 +22,7 @@ use mio::Registry;
 use super::handlers::Handlers;
 use super::{AddError, HandlerId, Manager};
 use crate::clock::UnixMicros;
+use crate::config::{loops, HandlerSpec};
 use crate::relay::Relay;
 use crate::tokens;
 
@@ -52,6 +55,21 @@ impl RelayTimers {
 }
 
 impl Manager {
+    /// Refuses `spec` (about to be added) if a forward target would lead back
+    /// into bsc: its API (400), or the capture socket of a running handler;
+    /// or if a running handler forwards to its capture socket (409; see
+    /// [`crate::config::loops`]).
+    pub(super) fn refuse_loops(&self, spec: &HandlerSpec) -> Result<(), AddError> {
+        if let Some(api) = &self.api {
+            loops::refuse_api(spec, api).map_err(AddError::Invalid)?;
+        }
+        self.handlers()
+            .try_for_each(|(_, h)| {
+                loops::refuse_into(spec, h.spec()).and_then(|()| loops::refuse_into(h.spec(), spec))
+            })
+            .map_err(AddError::Conflict)
+    }
+
     /// Opens the forward targets of handler `hid` (just added), if it has any.
     pub(super) fn open_relay(
         &mut self,

@@ -76,7 +76,9 @@ fn hostile_targets_are_refused_with_the_reason() {
         (json!(["udp://a:0"]), "port 0"),
         (json!(["udp://a:65536"]), "1..65535"),
         (json!(["udp://127.0.0.1:9000"]), "own capture socket"),
-        (json!(["udp://10.1.2.3:9000"]), "own capture socket"),
+        (json!(["udp://localhost:9000"]), "own capture socket"),
+        (json!(["udp://127.0.0.9:9000"]), "own capture socket"),
+        (json!(["udp://0.0.0.0:9000"]), "own capture socket"),
         (json!({"to": "udp://a:1"}), "list of targets"),
         (
             json!([{"to": "udp://a:1", "filter": "tail:2"}]),
@@ -91,8 +93,19 @@ fn hostile_targets_are_refused_with_the_reason() {
             "{forward}: {e}"
         );
     }
-    // Another port of the same host, or a TCP target on the port, is no loop.
-    assert!(udp(json!({"forward": ["udp://127.0.0.1:9001", "tcp://127.0.0.1:9000"]})).is_ok());
+    // Another port of the same host, a TCP target on the port, or another
+    // machine's port is no loop.
+    assert!(udp(
+        json!({"forward": ["udp://127.0.0.1:9001", "tcp://127.0.0.1:9000", "udp://192.0.2.1:9000"]})
+    )
+    .is_ok());
+    // A raw capture sees what bsc sends: an ethernet handler cannot forward.
+    let eth = json!({"name": "e", "conn_type": "ethernet", "address": ["lo", 2048], "forward": ["udp://127.0.0.1:9"]});
+    let e = HandlerSpec::from_json(eth.as_object().unwrap(), Origin::ConfigFile).unwrap_err();
+    assert!(
+        e.key == "forward" && e.message.contains("ethernet handler cannot forward"),
+        "{e}"
+    );
     for (bytes, says) in [
         (json!(1000), "64 KiB to 1 GiB"),
         (json!("2GiB"), "64 KiB to 1 GiB"),

@@ -514,6 +514,9 @@ pub const KEYS: &[Key] = &[
         sources: ANY,
         read: |r| {
             let targets = r.fields.read(r.key, relay_targets)?.unwrap_or_default();
+            if !targets.is_empty() && r.spec.conn_type == ConnType::Ethernet {
+                return Err(r.error("an ethernet handler cannot forward: its raw capture sees the datagrams bsc sends (on lo, or out of the interface it captures) and would forward them again, a loop; forward from a udp or tcp handler"));
+            }
             if let Some(t) = targets.iter().find(|t| own_socket(t, &r.spec)) {
                 return Err(r.error(format!(
                     "{} is this handler's own capture socket: forwarding there would loop",
@@ -644,14 +647,12 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
-/// Whether `t` is the UDP socket `spec` captures on (the same port, and the
-/// same host or a wildcard one): relaying there would feed the handler itself.
+/// Whether `t` is the UDP socket `spec` captures on (see
+/// [`crate::config::loops`]): relaying there would feed the handler itself.
 fn own_socket(t: &RelayTarget, spec: &HandlerSpec) -> bool {
-    let wildcard = matches!(spec.address.host.as_str(), "" | "0.0.0.0" | "::");
     t.carrier == Carrier::Udp
         && spec.conn_type == ConnType::Udp
-        && t.port == spec.address.port
-        && (wildcard || t.host == spec.address.host)
+        && crate::config::loops::reaches(t, &spec.address)
 }
 
 /// Every handler key's name, in [`KEYS`]' order: every other key is metadata.
