@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((200..600).contains(&response.status));
         // A body in pieces, produced to its end (a bounded number of pieces).
         if let Some(mut cursor) = response.pieces.take() {
-            let more = (0..100_000).all(|_| api::produce(&mut cursor, &cx, &mut response.body));
+            let more = (0..100_000).all(|_| api::produce(&mut cursor, &mut cx, &mut response.body));
             assert!(!more, "a body in pieces ends");
         }
         if response.content_type == "application/json" {
