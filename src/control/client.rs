@@ -15,11 +15,11 @@
 //! |---|---|
 //! | `client/target.rs` | which bsc, and its token: [`resolve_target`] |
 //! | `client/action.rs` | [`Action`] (the command) to [`Call`] (the request) |
-//! | `client/http.rs` | the blocking HTTP client, its answer checked, [`ClientError`] |
+//! | `client/http.rs` | the connection and the request (`connect_and_send`), an answer checked, [`ClientError`] |
 //! | `client/safe.rs` | no terminal control sequence from an answer reaches stdout |
 //! | `client/table.rs` | padded columns, sizes, rates, ages |
 //! | `client/output.rs` | what each command prints |
-//! | `client/stream.rs` | an answer's head framed and its body read as it arrives ([`get_body`]; [`exchange`] reads it whole) |
+//! | `client/stream.rs` | an answer's head framed and its body read as it arrives ([`get_body`]); [`exchange`] reads it whole, [`send`] checks it |
 //! | `client/replay.rs` | `bsc replay`: recorded records sent again at their pace ([`replay`]) |
 //! | `client/extract.rs` | `bsc extract`: a window's pcap from a bsc or from files here |
 //!
@@ -42,8 +42,7 @@ mod target;
 pub use action::{parse_bool, parse_key_value, percent_encode, Action, AddRequest, Call};
 pub use extract::ExtractArgs;
 pub use http::{
-    check_answer, exchange, read, read_list, read_stats, send, Answer, ClientError, ANSWER_TIMEOUT,
-    CONNECT_TIMEOUT,
+    check_answer, read, read_list, read_stats, Answer, ClientError, ANSWER_TIMEOUT, CONNECT_TIMEOUT,
 };
 pub use output::{
     address_text, file_list, format_added, format_capturer_stopped, format_rotated, format_stopped,
@@ -51,7 +50,7 @@ pub use output::{
 };
 pub use replay::{replay, ReplayArgs};
 pub use safe::{terminal_safe, terminal_safe_json};
-pub use stream::{get_body, Body};
+pub use stream::{exchange, get_body, send, Body};
 pub use table::{age, human_bytes, human_rate};
 pub use target::{parse_server, resolve_target, Target};
 

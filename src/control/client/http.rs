@@ -5,7 +5,7 @@
 //! [`answers`](crate::control::api::answers) type ([`read`]).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long bsc may take to answer (a stop flushes and closes files first).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer read (a `/stats` of thousands of handlers fits).
-const MAX_ANSWER: usize = 64 << 20;
+pub const MAX_ANSWER: usize = 64 << 20;
 
 /// Why the client could not do what was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,11 +170,6 @@ pub(super) fn describe_io(e: &io::Error) -> String {
     }
 }
 
-/// Sends one request and returns the checked answer's JSON.
-pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
-    check_answer(&exchange(target, call)?, &target.to_string())
-}
-
 /// A connection to `target` (its first address that answers), with the
 /// answer timeouts set, and the request sent.
 pub fn connect_and_send(target: &Target, call: &Call) -> Result<TcpStream, ClientError> {
@@ -210,51 +205,6 @@ pub fn connect_and_send(target: &Target, call: &Call) -> Result<TcpStream, Clien
     stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     stream.write_all(&call.encode(target)).map_err(io)?;
     Ok(stream)
-}
-
-/// Sends one request and reads its whole answer (the thin I/O part): the
-/// head and body as `stream::open` frames them, within one deadline
-/// however slowly it drips.
-pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
-    let server = target.to_string();
-    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
-    let (status, mut body) = super::stream::open(target, call)?;
-    let fail = |e: io::Error| match e.kind() {
-        // The body's framing broken or cut short: not what bsc sends.
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => ClientError::NotBsc {
-            server: server.clone(),
-            reason: e.to_string(),
-        },
-        _ => ClientError::Unreachable {
-            server: server.clone(),
-            reason: describe_io(&e),
-        },
-    };
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(crate::clock::monotonic());
-        if left.is_zero() {
-            return Err(fail(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no whole answer within {} s", ANSWER_TIMEOUT.as_secs()),
-            )));
-        }
-        body.set_read_timeout(left).map_err(fail)?;
-        match body.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail(e)),
-        }
-        if buf.len() > MAX_ANSWER {
-            return Err(ClientError::NotBsc {
-                server,
-                reason: "the answer is larger than 64 MiB".into(),
-            });
-        }
-    }
-    Ok(Answer { status, body: buf })
 }
 
 #[cfg(test)]

@@ -3,12 +3,17 @@
 //! file), framed by `Content-Length`, chunked, or running to the end of the
 //! connection. Memory is one read buffer, whatever the body's size. An error
 //! answer (not 2xx) is read whole and becomes the [`ClientError`] bsc's text
-//! says, as [`check_answer`] gives it.
+//! says, as [`check_answer`] gives it. [`exchange`] reads a whole answer the
+//! same way within one deadline, and [`send`] checks it: the I/O of every
+//! other client command. Below this file, `http.rs` connects, sends and says
+//! what went wrong; it takes nothing from here.
 
 use std::io::{self, Read};
 use std::net::TcpStream;
 
-use super::http::{connect_and_send, describe_io};
+use serde_json::Value;
+
+use super::http::{connect_and_send, describe_io, ANSWER_TIMEOUT, MAX_ANSWER};
 use super::{check_answer, Answer, Call, ClientError, Target};
 
 /// The largest answer head read.
@@ -270,6 +275,56 @@ impl<R: Read> Read for Body<R> {
             }
         }
     }
+}
+
+/// Sends one request and returns the checked answer's JSON.
+pub fn send(target: &Target, call: &Call) -> Result<Value, ClientError> {
+    check_answer(&exchange(target, call)?, &target.to_string())
+}
+
+/// Sends one request and reads its whole answer (the thin I/O part): the
+/// head and body as `open` frames them, within one deadline
+/// however slowly it drips.
+pub fn exchange(target: &Target, call: &Call) -> Result<Answer, ClientError> {
+    let server = target.to_string();
+    let deadline = crate::clock::monotonic() + ANSWER_TIMEOUT;
+    let (status, mut body) = open(target, call)?;
+    let fail = |e: io::Error| match e.kind() {
+        // The body's framing broken or cut short: not what bsc sends.
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => ClientError::NotBsc {
+            server: server.clone(),
+            reason: e.to_string(),
+        },
+        _ => ClientError::Unreachable {
+            server: server.clone(),
+            reason: describe_io(&e),
+        },
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(crate::clock::monotonic());
+        if left.is_zero() {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no whole answer within {} s", ANSWER_TIMEOUT.as_secs()),
+            )));
+        }
+        body.set_read_timeout(left).map_err(fail)?;
+        match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e)),
+        }
+        if buf.len() > MAX_ANSWER {
+            return Err(ClientError::NotBsc {
+                server,
+                reason: "the answer is larger than 64 MiB".into(),
+            });
+        }
+    }
+    Ok(Answer { status, body: buf })
 }
 
 #[cfg(test)]
