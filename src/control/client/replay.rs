@@ -412,7 +412,7 @@ fn summary(plan: &Plan, t: &Tally, elapsed: Mono, ending: &Ending) -> String {
     }
     if t.refused > 0 {
         out.push_str(&format!(
-            "replay: refused {} (the target reported datagrams refused: nothing listened on its port)\n",
+            "replay: refused {} of those sent (the target's host reported them refused: nothing listened on its port)\n",
             t.refused
         ));
     }
