@@ -774,6 +774,20 @@ fn the_client_tells_names_from_files_and_refuses_bad_arguments() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
+    // A missing file named without a `/` reads as a handler NAME: with no bsc
+    // to ask, the error says no such file is here either.
+    let o = Command::new(env!("CARGO_BIN_EXE_bsc"))
+        .args(["extract", "missing.pcap", "--server"])
+        .arg(format!("127.0.0.1:{}", free_tcp_port()))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no file is named \"missing.pcap\" here"),
+        "{stderr}"
+    );
     // A terminal on stdout gets no pcap bytes.
     let o = Command::new("script")
         .args([

@@ -8,6 +8,7 @@ use argh::FromArgs;
 
 use super::{local, output, remote, Source};
 use crate::control::client::action::percent_encode;
+use crate::control::client::http::ClientError;
 use crate::control::client::target::Target;
 use crate::files::window::{parse_time, Window};
 use crate::units::transform::Transform;
@@ -103,6 +104,12 @@ pub fn run(a: &ExtractArgs, server: impl FnOnce() -> Result<Target, String>) -> 
         Ok(o) => o,
         Err(e) => return usage(e.to_string()),
     };
+    // A NAME that reads like a file name (`pass.pcap`): say it is no file
+    // here either when bsc cannot be reached.
+    let file_like = match &source {
+        Source::Name(name) if name.contains('.') && a.name.is_none() => Some(name.clone()),
+        _ => None,
+    };
     let done = match (source, target) {
         (Source::Files(files), _) => local(&files, window, &filters, &mut out),
         (Source::Name(name), target) => {
@@ -128,7 +135,12 @@ pub fn run(a: &ExtractArgs, server: impl FnOnce() -> Result<Target, String>) -> 
     match done {
         Ok(_) => 0,
         Err(e) => {
-            eprintln!("bsc extract: {e}");
+            match (&e, file_like) {
+                (ClientError::Unreachable { .. }, Some(name)) => eprintln!(
+                    "bsc extract: {e}\nbsc extract: and no file is named {name:?} here (a FILE is read without a server)"
+                ),
+                _ => eprintln!("bsc extract: {e}"),
+            }
             if let Some(p) = made {
                 // No partial or empty pcap left behind (only a file it made).
                 let _ = std::fs::remove_file(p);
