@@ -752,3 +752,26 @@ fn targets_that_lead_back_into_bsc_are_refused_at_every_entry_point() {
     });
     assert!(bsc.stop().success());
 }
+
+#[test]
+fn a_udp_target_whose_host_is_not_found_degrades_health_at_once() {
+    let (dir, root) = TempDir::with_root("fwd-nohost");
+    let port = free_udp_port();
+    let target = "udp://nonexistent.invalid:18600";
+    let cfg = config(
+        &root,
+        vec![udp_handler("tm", port, json!({"forward": [target]}))],
+    );
+    let bsc = Bsc::with_config(dir.path(), &cfg);
+    send_units(&bsc, port, 0, 3);
+    let (_, health) = bsc.get("/health");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reasons"]
+            .to_string()
+            .contains(&format!("forward {target} (handler tm): cannot send")),
+        "{health}"
+    );
+    assert_eq!(stats_of(&bsc, port)["forward"][0]["state"], "error");
+    bsc.stop();
+}

@@ -62,6 +62,7 @@ pub(super) fn clock_ok(cx: &Context) -> bool {
 
 /// Why bsc is degraded now, one line each: handlers that cannot write, the disk
 /// budget exhausted, TCP peers and forward targets unreachable for longer than `peer_unreachable_s`,
+/// a UDP forward target with no socket (its host not found),
 /// a file waiting to ship for longer than `ship_max_pending_age_s`.
 fn degraded_reasons(manager: &Manager, now: UnixMicros, mono: Instant) -> Vec<String> {
     let mut reasons: Vec<String> = manager
@@ -112,6 +113,18 @@ fn degraded_reasons(manager: &Manager, now: UnixMicros, mono: Instant) -> Vec<St
     }
     for (_, h) in manager.handlers() {
         for t in h.relay().map_or(&[][..], |r| r.targets()) {
+            // A UDP target with no socket (its host name not found): every
+            // unit for it is dropped, from the start, until a reload.
+            if t.state() == "error" && !t.is_connected() {
+                let why = t
+                    .last_error()
+                    .map_or_else(String::new, |e| format!(" ({e})"));
+                reasons.push(format!(
+                    "forward {} (handler {}): cannot send{why}",
+                    t.spec().url(),
+                    h.spec().name
+                ));
+            }
             if let Some(down) = t.down_for(mono).filter(|d| *d >= limit) {
                 let why = t
                     .last_error()
