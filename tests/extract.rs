@@ -901,3 +901,47 @@ fn a_clock_stepped_back_hides_no_record_open_closed_or_after_a_restart() {
     assert_eq!(seqs(&bsc, &before), first, "after a restart");
     bsc.stop();
 }
+
+#[test]
+fn a_clock_stepped_back_then_forward_hides_no_record_after_a_restart() {
+    let dir = TempDir::new("extract-step-back-forth");
+    let port = free_udp_port();
+    let root = dir.path().join("cap");
+    let h = udp_handler("t4", port, json!({"rotate_log": false}));
+    let cfg = config(&root, vec![h]);
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    let s = sender(port);
+    // 12:00, then back to 11:00, then forward to 12:30: the file's first and
+    // last records (12:00, 12:30) do not bound the ones at 11:00.
+    let mut sent = 0;
+    for at in [
+        "2026-04-01T12:00:00Z",
+        "2026-04-01T11:00:00Z",
+        "2026-04-01T12:30:00Z",
+    ] {
+        set_clock(bsc.http_port, at);
+        for i in sent..sent + 5 {
+            s.send(&seq_payload(i)).unwrap();
+        }
+        sent += 5;
+        paced(&bsc, port, sent as u32, 1.0);
+    }
+    let at_eleven = "from=2026-04-01T11%3A00%3A00Z&to=2026-04-01T11%3A10%3A00Z";
+    let seqs = |bsc: &Bsc| -> Vec<u64> {
+        extract(bsc, dir.path(), "t4", at_eleven)
+            .1
+            .iter()
+            .map(|r| seq_of(&r.data))
+            .collect()
+    };
+    let want: Vec<u64> = (5..10).collect();
+    assert_eq!(seqs(&bsc), want, "open file");
+    bsc.stop();
+    // Closed at the stop; after the restart it has no index: its journaled
+    // least and most record times say it may hold 11:00.
+    let bsc = Bsc::with_config_env(dir.path(), &cfg, &[DRIVEN_CLOCK]);
+    assert_eq!(seqs(&bsc), want, "after a restart");
+    let journal = std::fs::read_to_string(journal_of(&root)).unwrap();
+    assert!(journal.contains("\"earliest\":"), "{journal}");
+    bsc.stop();
+}

@@ -90,6 +90,10 @@ struct CurrentFile {
     rotate_at: Option<UnixMicros>,
     first_ts: Option<UnixMicros>,
     last_ts: Option<UnixMicros>,
+    /// The least and the most record time bsc wrote into it (see
+    /// [`Span::earliest`]); not kept when it held records before.
+    bounds: Option<(UnixMicros, UnixMicros)>,
+    bounds_known: bool,
     /// Records in the file at the last check that it still exists.
     records_checked: u64,
     /// The clock's word while it was open (unknown when it held records
@@ -332,6 +336,8 @@ impl Handler {
                 records: Some(f.file.earlier().records + f.file.records() + self.pending.records()),
                 first_ts: f.first_ts,
                 last_ts: f.last_ts,
+                earliest: f.earliest(),
+                latest: f.latest(),
                 clock: f.clock,
             },
         })
@@ -405,3 +411,23 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod write;
+
+impl CurrentFile {
+    /// Notes a record stamped `ts` in the least and most record times.
+    fn note_bounds(&mut self, ts: UnixMicros) {
+        if self.bounds_known {
+            self.bounds = Some(
+                self.bounds
+                    .map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))),
+            );
+        }
+    }
+
+    fn earliest(&self) -> Option<UnixMicros> {
+        self.bounds.filter(|_| self.bounds_known).map(|b| b.0)
+    }
+
+    fn latest(&self) -> Option<UnixMicros> {
+        self.bounds.filter(|_| self.bounds_known).map(|b| b.1)
+    }
+}

@@ -56,6 +56,8 @@ impl Manager {
                         records: Some(scan.records),
                         first_ts: scan.first_ts,
                         last_ts: scan.last_ts,
+                        earliest: None,
+                        latest: None,
                         // Left by a crash: bsc cannot tell how the clock was.
                         clock: crate::clock::ClockWord::UNKNOWN,
                     };

@@ -41,6 +41,14 @@ pub struct Span {
     pub first_ts: Option<UnixMicros>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ts: Option<UnixMicros>,
+    /// The least and the most record time: unlike the first and last
+    /// records', they bound every record even when the clock stepped back
+    /// meanwhile. `None`: not known (bsc did not write all of it: resumed,
+    /// left by a crash, closed by an earlier version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<UnixMicros>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<UnixMicros>,
     /// Whether the clock was synchronised while the file was open, and its
     /// largest max error (see [`crate::clock::kernel`]).
     #[serde(default, skip_serializing_if = "ClockWord::is_unknown")]

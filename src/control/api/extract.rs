@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::asked::{fields, not_found};
 use super::Context;
-use crate::clock::{ClockOnFiles, ClockWord, UnixMicros, UnixNanos, CLOCK_HEADER};
+use crate::clock::{ClockOnFiles, ClockWord, UnixNanos, CLOCK_HEADER};
 use crate::control::http::body::{Cursor, PIECE};
 use crate::control::http::request::Request;
 use crate::control::http::response::Response;
@@ -45,6 +45,7 @@ use crate::files::ipudp;
 use crate::files::pcap::{self, LinkType, Precision, GLOBAL_HEADER_LEN};
 use crate::files::window::{parse_time, RecordHead, Window};
 use crate::manager::Manager;
+use crate::storage::Span;
 use crate::storage::{dir_of, OwnFile};
 use crate::sys::{self, OpenMode};
 use crate::units::transform::Transform;
@@ -205,16 +206,21 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
         ),
         LinkType::Ethernet => 0,
     };
-    // A file's first and last records bound its records only while the clock
-    // went forward: one whose last is before its first (the clock stepped
-    // back meanwhile) may hold any time, and is read (its index knows better).
-    let micros_span = |first: Option<UnixMicros>, last: Option<UnixMicros>| {
-        if matches!((first, last), (Some(f), Some(l)) if l < f) {
-            return true;
-        }
+    // Whether a file's records may be in the window, by its span: its least
+    // and most record time when bsc knows them; else its first and last
+    // records', which bound the others only while the clock went forward (a
+    // file whose last is before its first may hold any time, and is read).
+    let micros_span = |span: &Span| {
+        let (lo, hi) = match (span.earliest, span.latest) {
+            (Some(lo), Some(hi)) => (Some(lo), Some(hi)),
+            _ => match (span.first_ts, span.last_ts) {
+                (Some(f), Some(l)) if l < f => return true,
+                bounds => bounds,
+            },
+        };
         window.overlaps(
-            first.map(UnixNanos::from),
-            last.map(|l| UnixNanos(UnixNanos::from(l).0 + 999)),
+            lo.map(UnixNanos::from),
+            hi.map(|l| UnixNanos(UnixNanos::from(l).0 + 999)),
         )
     };
     let storage = manager.storage();
@@ -227,7 +233,7 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
                 let range = ix.range(&window, f.bytes);
                 (range.0 < range.1).then(|| Source::Closed(f, Some(range)))
             }
-            None => micros_span(f.span.first_ts, f.span.last_ts).then(|| Source::Closed(f, None)),
+            None => micros_span(&f.span).then(|| Source::Closed(f, None)),
         })
         .collect();
     if let Some(h) = chosen.running.map(|hid| manager.handler(hid)) {
@@ -235,8 +241,7 @@ pub fn extract(name: &str, req: &Request, cx: &Context) -> Response {
         if let (Some(span), Some((file, end))) = (span, h.written_file()) {
             let range = match h.open_index() {
                 Some(ix) => Some(ix.range(&window, end)).filter(|r| r.0 < r.1),
-                None => micros_span(span.first_ts, span.last_ts)
-                    .then_some((GLOBAL_HEADER_LEN as u64, end)),
+                None => micros_span(&span).then_some((GLOBAL_HEADER_LEN as u64, end)),
             };
             if let Some((start, stop)) = range {
                 sources.push_back(Source::Open(file, start, stop, span.clock));

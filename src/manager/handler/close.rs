@@ -14,6 +14,7 @@ impl Handler {
         };
         let (path, id) = (f.file.path().to_path_buf(), f.file.identity());
         let (records, bytes) = (f.file.earlier().records + f.file.records(), f.file.bytes());
+        let (earliest, latest) = (f.earliest(), f.latest());
         if let Err(e) = f.file.finish() {
             let key = format!("sync {}", self.spec.name);
             log::limited(
@@ -38,6 +39,8 @@ impl Handler {
             records: Some(records),
             first_ts: f.first_ts,
             last_ts: f.last_ts,
+            earliest,
+            latest,
             clock: f.clock.and(cx.clock),
         };
         if let Some(index) = f.index {

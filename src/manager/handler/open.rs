@@ -186,6 +186,8 @@ impl Handler {
             records: Some(scan.records),
             first_ts: scan.first_ts,
             last_ts: scan.last_ts,
+            earliest: None,
+            latest: None,
             // Left by a crash: bsc cannot tell how the clock was.
             clock: ClockWord::UNKNOWN,
         };
@@ -309,6 +311,8 @@ impl Handler {
             rotate_at,
             first_ts: earlier.first_ts,
             last_ts: earlier.last_ts,
+            bounds: None,
+            bounds_known: earlier.records == 0,
             records_checked: 0,
             // Records written before (a crash, another program): bsc did not
             // watch the clock then.

@@ -145,6 +145,7 @@ impl Handler {
         if let Some(f) = self.file.as_mut() {
             f.first_ts.get_or_insert(ts);
             f.last_ts = Some(ts);
+            f.note_bounds(ts);
             if let Some(index) = f.index.as_mut() {
                 index.note(f.file.bytes() + self.pending.len() as u64, at);
             }
