@@ -73,11 +73,12 @@ impl Schedule {
 
     /// The pass ended (`--loop`): the next starts one gap after its last
     /// record's due time. The gap is the pass's mean record spacing (its
-    /// span over its records less one; 1 s for a single record), divided
-    /// by the speed, so a steady stream goes on steadily.
+    /// span over its records less one; 1 s for a single record or records
+    /// all stamped alike, which would otherwise loop with no pause at all),
+    /// divided by the speed, so a steady stream goes on steadily.
     pub fn next_pass(&mut self) {
         let gap_ns = match self.pass.take() {
-            Some((n, lo, hi)) if n > 1 => ((hi - lo) / (n as i128 - 1)) as f64,
+            Some((n, lo, hi)) if n > 1 && hi > lo => ((hi - lo) / (n as i128 - 1)) as f64,
             _ => 1e9,
         };
         if let Some(speed) = self.speed {
@@ -208,6 +209,14 @@ mod tests {
         one.next_pass();
         one.shift(5);
         assert_eq!(one.due(7 * MS, 0), Some(2_000_000_005));
+        // Records all stamped alike: a second (of record) between passes,
+        // at the speed asked, not a pass after a pass with no pause.
+        let mut same = Schedule::new(Some(0.5));
+        for _ in 0..3 {
+            same.due(7 * MS, 0);
+        }
+        same.next_pass();
+        assert_eq!(same.due(7 * MS, 0), Some(2_000_000_000));
     }
 
     #[test]
