@@ -41,8 +41,10 @@
 //! [`manager::pending::Gather`] (which borrows the batch; a payload under
 //! [`manager::pending::COPY_BELOW`] bytes is copied beside its header) → at the end of each
 //! batch, before the slots are read into again (the borrow makes the compiler
-//! check it), each handler of the capturer writes its records with one
-//! gathering `writev`, then sends what it offered its forward targets
+//! check it), each handler whose records refer to them writes its records with
+//! one gathering `writev` (records all copied wait, up to
+//! [`manager::handler::FLUSH_AT`] bytes, and every handler writes what it
+//! holds when the drain ends), then sends what it offered its forward targets
 //! ([`relay`]: each unit it recorded was copied into each target's queue, or
 //! dropped and counted when that queue was full) → a file it closed goes back to the manager as an event
 //! → once a second [`manager::Manager::tick`] forces data to the disk, applies

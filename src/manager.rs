@@ -14,11 +14,12 @@
 //!   [`crate::storage::Storage`]; the disk budget `budget::Budget`; hooks
 //!   and ship commands `forward::Forward`; the forward targets' timers
 //!   `relays::RelayTimers` (each handler owns its targets, [`crate::relay::Relay`]);
-//! - the records a drain takes from a batch are written before the batch is
-//!   read into again: each handler of the capturer writes them with one
-//!   gathering `writev` from its [`pending::Gather`], which borrows the batch,
-//!   so the compiler proves that no pending record refers to a receive slot
-//!   once the batch ends (handlers of other capturers cost nothing);
+//! - the records a drain takes from a batch that refer to its slots are
+//!   written before the batch is read into again: each such handler of the
+//!   capturer writes them with one gathering `writev` from its
+//!   [`pending::Gather`], which borrows the batch, so the compiler proves that
+//!   no pending record refers to a receive slot once the batch ends (handlers
+//!   of other capturers cost nothing); nothing is pending once a drain returns;
 //! - the capturers, their tokens and timers are [`capturers::Capturers`]'s.
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ use capturers::Capturers;
 use forward::Forward;
 use handler::{journal_key, Cx, Handler};
 use handlers::Handlers;
+use pending::Gather;
 use relays::RelayTimers;
 pub use results::{AddError, RotateError, Rotated};
 
@@ -167,10 +169,12 @@ impl Manager {
     }
 
     /// Reads from a capturer (see [`Capturer::read`]) and gives each unit to
-    /// every handler of it; each handler of the capturer writes what it took
-    /// from a batch with one gathering `writev` before the batch ends; arms the
-    /// rotation and capturer timers that follow. `now` is the loop's instant,
-    /// `clock` the time of reading.
+    /// every handler of it; a handler whose records refer to the batch's
+    /// slots writes them with one gathering `writev` before the batch ends,
+    /// and every handler of the capturer writes what it took before the drain
+    /// ends (copies wait across batches, up to [`handler::FLUSH_AT`] bytes);
+    /// arms the rotation and capturer timers that follow. `now` is the loop's
+    /// instant, `clock` the time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,
@@ -204,13 +208,27 @@ impl Manager {
                     budget.wrote_early(handlers.deliver(hid, &unit, gather, &mut cx));
                 }
             }
-            // The gathers borrow the batch: written before it is read into again.
+            // The gathers borrow the batch: what refers to it is written
+            // before it is read into again. Records copied whole wait for the
+            // next batches, so that writes are large (the end of the drain).
             for (&hid, gather) in ids.iter().zip(gathers.iter_mut()) {
-                budget.wrote_early(handlers.flush(hid, gather, &mut cx));
+                if !gather.is_empty() {
+                    budget.wrote_early(handlers.flush(hid, gather, &mut cx));
+                }
             }
             // Then what the handlers recorded goes to their forward targets.
             relay_timers.send(handlers, ids, registry, now);
         });
+        // Everything read is in the kernel before the loop sleeps.
+        let mut cx = Cx {
+            files: storage,
+            now: wall,
+            closed: forward.outbox(),
+            clock: *clock_word,
+        };
+        for &hid in capturers.get(cid).handlers() {
+            budget.wrote_early(handlers.flush(hid, &mut Gather::copying(), &mut cx));
+        }
         if let Drained::Ended(_) = drained {
             for &hid in capturers.get(cid).handlers() {
                 if let Some(h) = handlers.get_mut(hid) {
@@ -238,8 +256,8 @@ impl Manager {
 
     /// Counts what the last drains wrote against the disk budget's headroom
     /// (the budget is looked at again at once when they could have used it
-    /// up). Nothing is pending by then: a drain writes each batch before it
-    /// ends.
+    /// up). Nothing is pending by then: a drain writes everything before it
+    /// returns.
     pub fn flush_dirty(&mut self) {
         if self.budget.wrote(0) {
             self.enforce_budget();

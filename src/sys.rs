@@ -120,6 +120,11 @@ fn peer_of(addr: &libc::sockaddr_storage) -> Peer {
 pub const BATCH: usize = 64;
 /// Room for one unit: every UDP datagram and Ethernet frame fits whole.
 pub const SLOT: usize = 65536;
+/// Room for one read of a byte stream whose every handler cuts it into units
+/// (framing): four slots. The reads of a stream all go to the start of the
+/// batch, so the bytes just read are still in the cache when they are cut and
+/// copied (measured: see docs/performance.md, the goals table).
+pub const STREAM_REGION: usize = 4 * SLOT;
 /// Control-message room per unit: a timestamp and the drop counter.
 const CONTROL_WORDS: usize = 16;
 
@@ -225,10 +230,10 @@ impl Batch {
         }
     }
 
-    /// The slots in turn as plain buffers (for TCP reads), each borrowed for
-    /// as long as the batch is.
-    pub fn slots_mut(&mut self) -> std::slice::ChunksMut<'_, u8> {
-        self.data.chunks_mut(SLOT)
+    /// The start of the batch as one plain buffer of [`STREAM_REGION`] bytes,
+    /// for one read of a byte stream, borrowed for as long as the batch is.
+    pub fn stream_region(&mut self) -> &mut [u8] {
+        &mut self.data[..STREAM_REGION]
     }
 
     /// Unit `i` of the last batch: its bytes and what the kernel said of it.

@@ -109,6 +109,75 @@ fn tcp_stream_is_captured_whole_across_a_peer_restart() {
     assert_eq!(tcpdump(&path).0, lens.len());
 }
 
+/// One TCP source, a handler that cuts it into space packets and one that
+/// records each read as it is, the peer writing megabytes at once: the plain
+/// handler's records are the reads, each at most 65535 bytes and none cut
+/// short, while the framed one has every packet whole (a stream whose every
+/// handler frames is read in larger pieces than a record).
+#[test]
+fn a_framed_and_a_plain_handler_of_one_tcp_source_each_get_every_byte() {
+    let (dir, root) = TempDir::with_root("tcp-mixed");
+    let (listener, port) = tcp_peer();
+    let h = |name: &str, framed: bool| {
+        let mut h = json!({"name": name, "conn_type": "tcp", "address": ["127.0.0.1", port],
+                           "rotate_log": false, "file_name_pattern": format!("{name}.pcap")});
+        if framed {
+            h["framing"] = json!("ccsds_space_packet");
+        }
+        h
+    };
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![h("framed", true), h("plain", false)],
+    );
+    let mut rng = Rng(0x5EED_F00D);
+    let mut wire = Vec::new();
+    let mut packets = Vec::new();
+    for i in 0..400u16 {
+        let len = 1 + (rng.next() % 40_000) as usize;
+        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let p = bsc::units::framing::testgen::space_packet(0x100, i, &data);
+        wire.extend_from_slice(&p);
+        packets.push(p);
+    }
+    listener.set_nonblocking(false).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    for chunk in wire.chunks(4 << 20) {
+        conn.write_all(chunk).unwrap();
+    }
+    let (plain, framed) = (root.join("plain.pcap"), root.join("framed.pcap"));
+    wait_until("every byte in both files", || {
+        bytes_so_far(&plain) == wire.len() && bytes_so_far(&framed) == wire.len()
+    });
+    let stats = |name: &str| {
+        bsc.get("/stats").1[format!("['127.0.0.1', {port}]")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(stats("plain")["truncated"], 0, "{}", stats("plain"));
+    assert_eq!(stats("framed")["truncated"], 0, "{}", stats("framed"));
+    drop(conn);
+    assert!(bsc.stop().success());
+    let (bytes, lens) = stream_of(&plain);
+    assert!(bytes == wire, "the plain records are the stream");
+    assert!(
+        lens.iter().all(|&n| (1..=65535).contains(&n)),
+        "no plain record longer than a read may be: {:?}",
+        lens.iter().max()
+    );
+    let (_, _, records) = read_pcap(&framed);
+    assert_eq!(records.len(), packets.len());
+    assert!(
+        records.iter().zip(&packets).all(|(r, p)| r.data == *p),
+        "one record per packet, byte-exact"
+    );
+}
+
 #[test]
 fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
     let dir = TempDir::new("tcpdown");

@@ -5,10 +5,11 @@
 //! of [`Unit`]s (stamped with the time they were read, and the kernel's receive
 //! time where the source has one); it knows nothing of handlers or files. UDP
 //! and Ethernet read batches of up to [`sys::BATCH`] units per `recvmmsg`; TCP
-//! reads into the batch's slots in turn, one `read` per unit (a handler without
-//! `framing` records it as one unit; one with framing cuts it into units, see
-//! [`crate::units::framing`]), and says when a connection ended ([`Drained::Ended`]),
-//! so that handlers drop a partial unit.
+//! reads once per batch, into the start of the batch ([`sys::Batch::stream_region`]):
+//! one record's worth ([`TCP_READ_LEN`]) when a handler without `framing` records
+//! the read as one unit, [`sys::STREAM_REGION`] when every handler cuts it into
+//! units (see [`crate::units::framing`]); it says when a connection ended
+//! ([`Drained::Ended`]), so that handlers drop a partial unit.
 //!
 //! **The slot rule, by type**: a [`Unit`]'s bytes lie in the batch's slots and
 //! borrow the batch (`Received<'b, _>` yields `Unit<'b>`), so handlers may refer
@@ -35,8 +36,12 @@ use crate::{info, warn};
 
 /// Most units one capturer reads per wake-up before the loop serves others.
 pub const READ_BUDGET: usize = 1024;
-/// Largest TCP read: one record (without framing), never more than the snaplen.
-const TCP_READ_LEN: usize = 65535;
+/// Largest TCP read while a handler records each read as it is (no framing):
+/// one record, never more than the snaplen.
+pub const TCP_READ_LEN: usize = 65535;
+/// Bytes a TCP capturer reads per wake-up at most (as many as
+/// [`READ_BUDGET`] reads of a record each) before the loop serves others.
+const STREAM_BUDGET: usize = READ_BUDGET * sys::SLOT;
 
 /// One received unit, as a capturer hands it to each of its handlers.
 #[derive(Copy, Clone, Debug)]
@@ -84,13 +89,15 @@ enum From<'b> {
         read_time_wanted: bool,
         kernel_drops: &'b mut u32,
     },
-    /// TCP reads, one per slot as units are taken, until `WouldBlock`, the
-    /// end of the connection, or the batch is full.
+    /// One TCP read of at most `len` bytes into `region` (the start of the
+    /// batch) when the unit is taken, unless it is `WouldBlock` or the end of
+    /// the connection.
     Stream {
         client: &'b mut TcpClient,
         registry: &'b Registry,
         now: Instant,
-        slots: std::slice::ChunksMut<'b, u8>,
+        region: Option<&'b mut [u8]>,
+        len: usize,
     },
 }
 
@@ -150,19 +157,18 @@ impl<'b, C: Fn() -> UnixNanos> Iterator for Received<'b, C> {
                 client,
                 registry,
                 now,
-                slots,
+                region,
+                len,
             } => {
                 if self.end.is_some() {
                     return None;
                 }
-                let slot = slots.next()?;
-                // One read, one record without framing: at most TCP_READ_LEN
-                // bytes, into the next slot.
-                match client.read(registry, &mut slot[..TCP_READ_LEN], *now) {
+                let region = region.take()?;
+                match client.read(registry, &mut region[..*len], *now) {
                     ReadOutcome::Data(n) => {
-                        let slot: &'b [u8] = slot;
+                        let region: &'b [u8] = region;
                         Unit {
-                            data: &slot[..n],
+                            data: &region[..n],
                             orig_len: n,
                             read_at: (self.clock)(),
                             kernel_at: None,
@@ -215,6 +221,9 @@ pub struct Capturer {
     /// Whether a handler records the time of reading (so the clock is read per
     /// unit even when the kernel stamps it).
     read_time_wanted: bool,
+    /// Whether every handler cuts a stream into units (framing), so that one
+    /// TCP read may be longer than a record.
+    all_frame: bool,
 }
 
 /// Why a socket could not be opened.
@@ -425,6 +434,7 @@ impl Capturer {
             error: None,
             kernel_drops: 0,
             read_time_wanted: false,
+            all_frame: false,
         };
         Ok((cap, timer))
     }
@@ -460,9 +470,12 @@ impl Capturer {
         self.handlers.retain(|&h| h != id);
     }
 
-    /// Whether some handler wants the time of reading (not only the kernel's).
-    pub(crate) fn set_read_time_wanted(&mut self, wanted: bool) {
-        self.read_time_wanted = wanted;
+    /// What the handlers need of a read: whether some handler wants the time
+    /// of reading (not only the kernel's), and whether every one cuts a
+    /// stream into units (framing).
+    pub(crate) fn set_needs(&mut self, read_time_wanted: bool, all_frame: bool) {
+        self.read_time_wanted = read_time_wanted;
+        self.all_frame = all_frame;
     }
 
     /// A TCP capturer's timer came (a back-off or connect deadline): acts on it,
@@ -474,9 +487,10 @@ impl Capturer {
         }
     }
 
-    /// Reads until `WouldBlock` or [`READ_BUDGET`] units, handing `deliver`
-    /// each batch as a [`Received`] (TCP reads go into the batch's slots in
-    /// turn). `now` is the loop's instant (TCP back-offs); `clock` is read for
+    /// Reads until `WouldBlock` or [`READ_BUDGET`] units (TCP: as many bytes
+    /// as that many records of [`sys::SLOT`]), handing `deliver`
+    /// each batch as a [`Received`] (a TCP batch is one read into the start of
+    /// the batch). `now` is the loop's instant (TCP back-offs); `clock` is read for
     /// the time a unit was read, only when a record needs it.
     pub fn read<C: Fn() -> UnixNanos>(
         &mut self,
@@ -493,13 +507,18 @@ impl Capturer {
                 if let Some(at) = client.on_ready(registry, now, clock().micros()) {
                     return Drained::Timer(at);
                 }
-                for _ in 0..READ_BUDGET / sys::BATCH {
+                let len = match self.all_frame {
+                    true => sys::STREAM_REGION,
+                    false => TCP_READ_LEN,
+                };
+                for _ in 0..STREAM_BUDGET / len {
                     let mut units = Received {
                         from: From::Stream {
                             client,
                             registry,
                             now,
-                            slots: batch.slots_mut(),
+                            region: Some(batch.stream_region()),
+                            len,
                         },
                         handlers: &self.handlers,
                         clock: &clock,

@@ -134,12 +134,20 @@ impl Capturers {
     }
 
     /// Tells capturer `cid` whether any of its handlers records the time of
-    /// reading (`wants` says it of one handler), so that it reads the clock per
-    /// unit only then.
-    pub fn update_read_time_wanted(&mut self, cid: CapturerId, wants: impl Fn(HandlerId) -> bool) {
+    /// reading (`wants_time` says it of one handler), so that it reads the
+    /// clock per unit only then, and whether every one cuts a stream into
+    /// units (`frames`), so that a TCP read may be longer than a record.
+    pub fn update_needs(
+        &mut self,
+        cid: CapturerId,
+        wants_time: impl Fn(HandlerId) -> bool,
+        frames: impl Fn(HandlerId) -> bool,
+    ) {
         let cap = self.get_mut(cid);
-        let wanted = cap.handlers().iter().any(|&h| wants(h));
-        cap.set_read_time_wanted(wanted);
+        let hs = cap.handlers();
+        let wanted = hs.iter().any(|&h| wants_time(h));
+        let all_frame = !hs.is_empty() && hs.iter().all(|&h| frames(h));
+        cap.set_needs(wanted, all_frame);
     }
 
     /// Reads from capturer `cid` (see [`Capturer::read`]) into the batch,

@@ -11,10 +11,11 @@
 //! the batch's [`Gather`] (see
 //! [`crate::manager::pending`]: the borrow of the batch proves the slots are
 //! not read into again before the write); the manager has
-//! `Handler::flush_from` write them with one gathering `writev` per batch
-//! (sooner once the buffer holds [`FLUSH_AT`] bytes of copies), so the kernel
-//! has every record the process has read before bsc sleeps, and a `kill -9`
-//! loses nothing already read. A handler with
+//! `Handler::flush_from` write them with one gathering `writev` at the end of
+//! a batch whose slots they refer to, else at the end of the drain (sooner
+//! once the buffer holds [`FLUSH_AT`] bytes of copies), so the kernel has
+//! every record the process has read before bsc sleeps, and a `kill -9` loses
+//! nothing already read. A handler with
 //! framing, checks or transforms first passes each read through its
 //! [`UnitPath`] (see [`crate::manager::unit_path`]): one record per unit it keeps, each
 //! stamped with the time of the read that completed it.
@@ -56,9 +57,11 @@ use crate::{error, info, warn};
 pub use stats::{HandlerStats, RATE_WINDOW_S, SERIES_S};
 
 /// Bytes in a handler's own buffer (headers, units it had to copy) past which
-/// it writes at once rather than at the end of the batch (bounds the buffer
-/// during a burst of framed TCP units).
-pub const FLUSH_AT: usize = 1 << 20;
+/// it writes at once rather than at the end of the drain: bounds the buffer
+/// (a burst of framed TCP units, a drain of small datagrams), and keeps what
+/// it writes in the cache (256 KiB measured better than 1 MiB for framed TCP:
+/// docs/performance.md, the goals table).
+pub const FLUSH_AT: usize = 256 << 10;
 /// Capacity a pending buffer keeps when idle; more is given back by
 /// [`Handler::maintain`] once a second passes without needing it.
 const IDLE_CAPACITY: usize = 64 * 1024;

@@ -2,9 +2,11 @@
 //! rotation timers.
 //!
 //! Invariants:
-//! - the records a handler took from a batch are written, with one gathering
-//!   `writev` from its [`Gather`], before the batch is read into again (the
-//!   gather borrows the batch): nothing is pending once a drain returns;
+//! - the records a handler took from a batch that refer to its slots are
+//!   written, with one gathering `writev` from its [`Gather`], before the
+//!   batch is read into again (the gather borrows the batch); records copied
+//!   whole may wait for the next batches of the drain: nothing is pending once
+//!   a drain returns;
 //! - every open file with a rotation deadline has an entry in `timers`
 //!   (entries may be stale: they are checked when they fire).
 

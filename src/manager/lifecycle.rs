@@ -5,6 +5,7 @@
 //! it was the last handler there).
 
 use super::*;
+use crate::units::framing::Framing;
 
 impl Manager {
     /// Adds a handler: attaches it to the capturer of its address, or opens one
@@ -75,7 +76,7 @@ impl Manager {
             return Err(e);
         }
         self.capturers.attach(cid, hid);
-        self.update_read_time_wanted(cid);
+        self.update_capturer_needs(cid);
         Ok(hid)
     }
 
@@ -189,7 +190,7 @@ impl Manager {
                     self.capturers.close(cid, registry);
                 }
             } else {
-                self.update_read_time_wanted(cid);
+                self.update_capturer_needs(cid);
             }
         }
         Manager::close_relay(&mut handler, registry);
@@ -204,13 +205,23 @@ impl Manager {
         true
     }
 
-    pub(super) fn update_read_time_wanted(&mut self, cid: CapturerId) {
+    /// Tells capturer `cid` what its handlers need of a read (see
+    /// [`Capturers::update_needs`]).
+    pub(super) fn update_capturer_needs(&mut self, cid: CapturerId) {
         let handlers = &self.handlers;
-        self.capturers.update_read_time_wanted(cid, |h| {
-            handlers
-                .get(h)
-                .is_some_and(|h| h.spec().timestamps == Timestamps::Read)
-        });
+        self.capturers.update_needs(
+            cid,
+            |h| {
+                handlers
+                    .get(h)
+                    .is_some_and(|h| h.spec().timestamps == Timestamps::Read)
+            },
+            |h| {
+                handlers
+                    .get(h)
+                    .is_some_and(|h| h.spec().framing != Framing::None)
+            },
+        );
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their

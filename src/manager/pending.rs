@@ -14,8 +14,9 @@
 //! while the batch is borrowed ([`crate::capture::capturer::Received`]): the
 //! compiler proves that no part refers to a slot once the capturer reads
 //! into the slots again (as `bytes::Buf::chunks_vectored` ties its
-//! `IoSlice`s to the buffer). The manager writes every handler of a batch
-//! from its gather before the batch ends; gathers are kept empty in a
+//! `IoSlice`s to the buffer). The manager writes every handler whose gather
+//! refers to the batch before the batch ends (the others at the end of the
+//! drain, their records all in their buffer); gathers are kept empty in a
 //! [`GatherPool`] between batches, so no batch allocates.
 //!
 //! What stays checked at run time is only that a handler writes with the

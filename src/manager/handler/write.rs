@@ -1,7 +1,8 @@
 //! The write path of a handler: a unit becomes a pending record (headers and
 //! references into the receive slots, no syscall), rotation is decided before
 //! each record, and the pending records go to the file with one gathering
-//! `writev` per batch.
+//! `writev` per batch that they refer to (else per drain, or per
+//! [`FLUSH_AT`] bytes).
 
 use super::*;
 
