@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::handler::{Cx, Handler, Recorded, FLUSH_AT};
+use super::handler::{Cx, Handler, Recorded, FLUSH_AT, FLUSH_AT_DATAGRAMS};
 use super::pending::Gather;
 use super::HandlerId;
 use crate::capture::capturer::Unit;
@@ -103,9 +103,13 @@ impl Handlers {
             return 0;
         };
         let Recorded { rotate_at, .. } = h.record(unit, gather, cx);
-        // Units copied in a burst (framed TCP): write now rather than hold
-        // them all.
-        let written = if h.pending_own_bytes() >= FLUSH_AT {
+        // Units copied in a burst (framed TCP, a drain of small datagrams):
+        // write now rather than hold them all.
+        let limit = match unit.stream {
+            true => FLUSH_AT,
+            false => FLUSH_AT_DATAGRAMS,
+        };
+        let written = if h.pending_own_bytes() >= limit {
             h.flush_from(cx, gather)
         } else {
             0
