@@ -26,7 +26,7 @@
 //! socket readable (edge-triggered) → [`event_loop`] queues the capturer →
 //! [`manager::Manager::drain`] has [`capture::capturer::Capturer::read`] read
 //! batches of up to 64 datagrams with one `recvmmsg` each ([`sys::Batch`], with
-//! the kernel's receive timestamp and drop counter per datagram) until the queue
+//! the kernel's receive timestamp per datagram) until the queue
 //! is dry (bounded per wake-up), and gives each datagram of a batch
 //! ([`capture::capturer::Received`]) to every handler of that address, lending
 //! it the storage ([`manager::handler::Cx`]) →

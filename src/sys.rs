@@ -4,7 +4,7 @@
 //!
 //! | file | its calls |
 //! |---|---|
-//! | `sys.rs` (this one) | the receive batch: [`Batch`], `recvmmsg` with each unit's sender, kernel time and drop counter |
+//! | `sys.rs` (this one) | the receive batch: [`Batch`], `recvmmsg` with each unit's sender and kernel time |
 //! | `sys/send.rs` | the send batch: `sendmmsg` of many datagrams ([`send_batch`]) |
 //! | `sys/sockets.rs` | socket options (receive buffer, drop counter, timestamps, multicast), AF_PACKET sockets |
 //! | `sys/files.rs` | files and folders without following links (`openat`, `fstatat`, `linkat`, ...), `flock` |
@@ -47,8 +47,8 @@ pub use signals::{
     block_handled_signals, catch_signals, stop_self, take_caught, SignalFd, HANDLED_SIGNALS,
 };
 pub use sockets::{
-    enable_drop_counter, enable_receive_timestamps, interface_index, join_multicast_v4_index,
-    packet_socket, set_multicast_all, set_receive_buffer, PACKET_OUTGOING,
+    enable_receive_timestamps, interface_index, join_multicast_v4_index, packet_socket,
+    set_multicast_all, set_receive_buffer, socket_drops, PACKET_OUTGOING,
 };
 
 use std::io;
@@ -125,7 +125,7 @@ pub const SLOT: usize = 65536;
 /// batch, so the bytes just read are still in the cache when they are cut and
 /// copied (measured: see docs/performance.md, the goals table).
 pub const STREAM_REGION: usize = 4 * SLOT;
-/// Control-message room per unit: a timestamp and the drop counter.
+/// Control-message room per unit: a timestamp.
 const CONTROL_WORDS: usize = 16;
 
 /// Preallocated `recvmmsg` buffers: [`BATCH`] slots of [`SLOT`] bytes. They are
@@ -144,8 +144,6 @@ pub struct Batch {
 #[derive(Copy, Clone, Debug)]
 pub struct UnitInfo {
     pub received: Received,
-    /// The socket's drop counter (`SO_RXQ_OVFL`), when the kernel attached it.
-    pub drops: Option<u32>,
 }
 
 impl Default for Batch {
@@ -243,31 +241,21 @@ impl Batch {
         let full_len = m.msg_len as usize;
         let len = full_len.min(SLOT);
         let mut kernel_time = None;
-        let mut drops = None;
         // SAFETY: the kernel filled this message's control buffer within
         // msg_controllen; CMSG_FIRSTHDR/NXTHDR stay inside it; payloads are read
         // unaligned.
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(&m.msg_hdr);
             while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET {
-                    match (*cmsg).cmsg_type {
-                        libc::SCM_TIMESTAMPNS => {
-                            let ts: libc::timespec =
-                                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                            if ts.tv_sec > 0 {
-                                kernel_time = Some(std::time::Duration::new(
-                                    ts.tv_sec as u64,
-                                    ts.tv_nsec as u32,
-                                ));
-                            }
-                        }
-                        libc::SO_RXQ_OVFL => {
-                            drops = Some(std::ptr::read_unaligned(
-                                libc::CMSG_DATA(cmsg).cast::<u32>(),
-                            ))
-                        }
-                        _ => {}
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    if ts.tv_sec > 0 {
+                        kernel_time = Some(std::time::Duration::new(
+                            ts.tv_sec as u64,
+                            ts.tv_nsec as u32,
+                        ));
                     }
                 }
                 cmsg = libc::CMSG_NXTHDR(&m.msg_hdr, cmsg);
@@ -279,9 +267,6 @@ impl Batch {
             peer: peer_of(&self.addrs[i]),
             kernel_time,
         };
-        (
-            &self.data[i * SLOT..i * SLOT + len],
-            UnitInfo { received, drops },
-        )
+        (&self.data[i * SLOT..i * SLOT + len], UnitInfo { received })
     }
 }

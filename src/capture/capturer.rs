@@ -87,7 +87,6 @@ enum From<'b> {
         next: usize,
         n: usize,
         read_time_wanted: bool,
-        kernel_drops: &'b mut u32,
     },
     /// One TCP read of at most `len` bytes into `region` (the start of the
     /// batch) when the unit is taken, unless it is `WouldBlock` or the end of
@@ -128,16 +127,12 @@ impl<'b, C: Fn() -> UnixNanos> Iterator for Received<'b, C> {
                 next,
                 n,
                 read_time_wanted,
-                kernel_drops,
             } => {
                 if *next == *n {
                     return None;
                 }
                 let (data, info) = batch.unit(*next);
                 *next += 1;
-                if let Some(d) = info.drops {
-                    **kernel_drops = d;
-                }
                 let kernel_at = info.received.kernel_time.map(UnixNanos::from_kernel);
                 // The clock is read per unit, and only when a record needs it.
                 let read_at = match kernel_at {
@@ -215,9 +210,9 @@ pub struct Capturer {
     pub seq: u64,
     /// The last receive error, until a unit is received again (udp, ethernet).
     error: Option<String>,
-    /// The kernel's count of units it dropped for lack of buffer space
-    /// (`SO_RXQ_OVFL`, udp and ethernet).
-    pub kernel_drops: u32,
+    /// The kernel's drop count when it was last asked (see
+    /// [`Capturer::kernel_drops`]).
+    drops_seen: std::cell::Cell<u32>,
     /// Whether a handler records the time of reading (so the clock is read per
     /// unit even when the kernel stamps it).
     read_time_wanted: bool,
@@ -432,7 +427,7 @@ impl Capturer {
             rcvbuf_granted,
             seq,
             error: None,
-            kernel_drops: 0,
+            drops_seen: std::cell::Cell::new(0),
             read_time_wanted: false,
             all_frame: false,
         };
@@ -468,6 +463,21 @@ impl Capturer {
     /// Stops feeding handler `id`.
     pub(crate) fn detach(&mut self, id: usize) {
         self.handlers.retain(|&h| h != id);
+    }
+
+    /// The kernel's count of units it dropped on this socket (udp and
+    /// ethernet; 0 for tcp), asked now ([`sys::socket_drops`]); the last
+    /// count seen if the kernel does not answer, so that it never goes back.
+    pub fn kernel_drops(&self) -> u32 {
+        let fd = match &self.source {
+            Source::Udp(s) => s.as_raw_fd(),
+            Source::Ethernet(p) => p.as_raw_fd(),
+            Source::Tcp(_) => return 0,
+        };
+        if let Ok(n) = sys::socket_drops(fd) {
+            self.drops_seen.set(self.drops_seen.get().max(n));
+        }
+        self.drops_seen.get()
     }
 
     /// What the handlers need of a read: whether some handler wants the time
@@ -557,7 +567,6 @@ impl Capturer {
                     next: 0,
                     n,
                     read_time_wanted: self.read_time_wanted,
-                    kernel_drops: &mut self.kernel_drops,
                 },
                 handlers: &self.handlers,
                 clock: &clock,

@@ -38,9 +38,6 @@ pub fn open(address: &Address, rcvbuf_bytes: usize) -> Result<(PacketSocket, usi
     })?;
     let granted = sys::set_receive_buffer(fd.as_raw_fd(), rcvbuf_bytes)
         .map_err(|e| format!("{iface}: receive buffer: {e}"))?;
-    if let Err(e) = sys::enable_drop_counter(fd.as_raw_fd()) {
-        warn!("ethernet {iface}: the kernel will not report drops ({e})");
-    }
     if let Err(e) = sys::enable_receive_timestamps(fd.as_raw_fd()) {
         warn!("ethernet {iface}: no kernel receive timestamps ({e}); records carry the time of reading");
     }

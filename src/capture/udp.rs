@@ -64,9 +64,6 @@ pub fn bind(
     socket.set_nonblocking(true).map_err(describe)?;
     let rcvbuf_granted =
         sys::set_receive_buffer(socket.as_raw_fd(), rcvbuf_bytes).map_err(describe)?;
-    if let Err(e) = sys::enable_drop_counter(socket.as_raw_fd()) {
-        warn!("udp {address}: the kernel will not report drops ({e})");
-    }
     if let Err(e) = sys::enable_receive_timestamps(socket.as_raw_fd()) {
         warn!(
             "udp {address}: no kernel receive timestamps ({e}); records carry the time of reading"

@@ -235,7 +235,7 @@ fn capturer_lines(family: Family, cap: &Capturer, out: &mut String) {
                 out,
                 "bsc_kernel_drops_total{{{}}} {}",
                 capturer_labels(cap),
-                cap.kernel_drops
+                cap.kernel_drops()
             );
         }
         (Family::Connected, Some(t)) => {

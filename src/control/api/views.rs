@@ -63,7 +63,7 @@ pub(super) fn stats_entry<'a>(
             _ => cap.local_addr().map(|a| a.to_string()),
         },
         rcvbuf_granted: cap.rcvbuf_granted,
-        kernel_drops: cap.kernel_drops,
+        kernel_drops: cap.kernel_drops(),
         framing_errors: units.map_or(0, |u| u.framing().framing_errors),
         bytes_discarded: units.map_or(0, |u| u.framing().bytes_discarded),
         crc_errors: units.map_or(0, UnitPath::crc_errors),
@@ -122,7 +122,7 @@ pub(super) fn capturer_entry<'a>(
         next_attempt_at,
         error,
         rcvbuf_granted: cap.rcvbuf_granted,
-        kernel_drops: cap.kernel_drops,
+        kernel_drops: cap.kernel_drops(),
         handlers: cap
             .handlers()
             .iter()
