@@ -226,7 +226,7 @@ impl Manager {
             closed: forward.outbox(),
             clock: *clock_word,
         };
-        for &hid in capturers.get(cid).handlers() {
+        for &hid in capturers.handlers_of(cid) {
             budget.wrote_early(handlers.flush(hid, &mut Gather::copying(), &mut cx));
         }
         if let Drained::Ended(_) = drained {

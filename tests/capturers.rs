@@ -198,3 +198,46 @@ fn a_tcp_capturer_goes_connecting_connected_backoff() {
     assert!(entry["error"].is_string(), "{entry}");
     assert!(bsc.stop().success());
 }
+
+/// A capturer deleted while a flood keeps it in the loop's queue of sockets
+/// to read (a drain that used up its budget comes back on the next turn): the
+/// queued turn finds the capturer gone and bsc goes on, round after round.
+#[test]
+fn deleting_a_flooded_capturer_again_and_again_leaves_bsc_running() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (dir, root) = TempDir::with_root("delflood");
+    let port = free_udp_port();
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![
+            json!({"name": "f", "conn_type": "udp", "address": ["127.0.0.1", port], "rotate_log": false}),
+        ],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let t0 = std::time::Instant::now();
+        let mut i = 0u64;
+        while !flag.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
+            let _ = s.send_to(&seq_payload(i), ("127.0.0.1", port));
+            i += 1;
+        }
+    });
+    let form = format!("loc=127.0.0.1&port={port}&conn_type=udp");
+    for round in 0..20 {
+        wait_until("the flood recorded", || {
+            stats_of(&bsc, port)["packets"].as_u64() > Some(0)
+        });
+        let (status, body) = bsc.form("DELETE", "/capturers", &form);
+        assert_eq!(status, 200, "round {round}: {body}");
+        let (status, body) = bsc.form("POST", "/f/start", &form);
+        assert_eq!(status, 201, "round {round}: {body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    assert_eq!(bsc.get("/health").0, 200);
+    assert!(bsc.stop().success());
+}

@@ -248,6 +248,14 @@ impl Capturers {
             .expect("capturer id refers to a live capturer")
     }
 
+    /// The handlers capturer `cid` feeds (none once it is closed).
+    pub fn handlers_of(&self, cid: CapturerId) -> &[HandlerId] {
+        match self.slab.get(cid) {
+            Some(Some(cap)) => cap.handlers(),
+            _ => &[],
+        }
+    }
+
     /// The capturer of an address, if one is open.
     pub fn at(&self, address: &Address) -> Option<CapturerId> {
         self.slab
