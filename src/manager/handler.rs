@@ -62,12 +62,12 @@ pub use stats::{HandlerStats, RATE_WINDOW_S, SERIES_S};
 /// keeps what it writes in the cache (256 KiB measured better than 1 MiB:
 /// docs/performance.md, the goals table).
 pub const FLUSH_AT: usize = 256 << 10;
-/// The same for datagrams and frames: about one batch of 1 KiB datagrams, so
-/// that a handler's resident memory stays what it was when it wrote every
-/// batch (256 KiB took the benchmark's peak RSS at one handler from 3.2 to
-/// 3.7 MB, and at ten from 3.4 to 6.3 MB), while a drain of small ones is
-/// written in fewer, larger pieces.
-pub const FLUSH_AT_DATAGRAMS: usize = 64 << 10;
+/// The same for datagrams and frames: a handler's resident memory stays what
+/// it was when it wrote every batch (256 KiB took the benchmark's peak RSS at
+/// one handler from 3.5 to 3.7 MB and at ten to 6.3 MB; 16 KiB and 64 KiB cost
+/// the same CPU per 64-byte datagram, and 16 KiB kept one handler under
+/// 3.5 MB), while a drain of small ones is written in fewer, larger pieces.
+pub const FLUSH_AT_DATAGRAMS: usize = 16 << 10;
 /// Capacity a pending buffer keeps when idle; more is given back by
 /// [`Handler::maintain`] once a second passes without needing it.
 const IDLE_CAPACITY: usize = 64 * 1024;

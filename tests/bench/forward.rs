@@ -185,18 +185,22 @@ fn step(
             let port = sink.local_addr().unwrap().port();
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
+            // On the load CPUs, as the generator: never on bsc's core.
+            let load = pin.map(|p| p.load.clone());
             let counter = std::thread::spawn(move || {
-                let mut buf = [0u8; 2048];
-                let mut n = 0u64;
-                while !flag.load(Ordering::Relaxed) {
-                    if sink.recv(&mut buf).is_ok() {
+                common::on_cpus(load.as_deref(), || {
+                    let mut buf = [0u8; 2048];
+                    let mut n = 0u64;
+                    while !flag.load(Ordering::Relaxed) {
+                        if sink.recv(&mut buf).is_ok() {
+                            n += 1;
+                        }
+                    }
+                    while sink.recv(&mut buf).is_ok() {
                         n += 1;
                     }
-                }
-                while sink.recv(&mut buf).is_ok() {
-                    n += 1;
-                }
-                n
+                    n
+                })
             });
             let extra = serde_json::json!({"forward": [format!("udp://127.0.0.1:{port}")]});
             let o = common::run_small_step_with(&s, &extra);
