@@ -1167,28 +1167,43 @@ fn probe_http(stream: TcpStream, stop: &AtomicBool) -> Vec<Duration> {
 /// The count-only receiver: a blocking `recvmmsg` loop (64 slots) that only
 /// counts, pinned to the receiver CPU, at the generator's maximum.
 pub fn run_count_only(size: usize, pin: Option<&Pinning>) -> SmallOutcome {
-    run_small_reference(size, pin, |_, _, _| {})
+    run_small_reference(size, pin, false, |_, _, _| {})
 }
 
 /// The writing reference for small datagrams, the least a recorder does: the
 /// same loop, each datagram appended behind a 16-byte pcap record header to a
 /// 1 MiB buffer of its own, written to `dir/ref-SIZE.pcap` when the next record
 /// would not fit (as the C framing reference does for TCP). `written` is the
-/// records in the file, read back.
-pub fn run_writing_reference(dir: &Path, size: usize, pin: Option<&Pinning>) -> SmallOutcome {
+/// records in the file, read back. `stamped`: the stamping reference, each
+/// record stamped with its datagram's receive time from the kernel
+/// (`SO_TIMESTAMPNS`, as bsc's records are) instead of one clock reading per
+/// batch.
+pub fn run_writing_reference(
+    dir: &Path,
+    size: usize,
+    stamped: bool,
+    pin: Option<&Pinning>,
+) -> SmallOutcome {
     const BUF: usize = 1 << 20;
     let path = dir.join(format!("ref-{size}.pcap"));
     let mut file = File::create(&path).unwrap();
     let mut out: Vec<u8> = Vec::with_capacity(BUF);
     out.extend_from_slice(&pcap_global_header());
-    let o = run_small_reference(size, pin, move |msgs, bufs, done| {
-        let mut ts = libc::timespec {
+    let o = run_small_reference(size, pin, stamped, move |msgs, bufs, done| {
+        let mut batch_ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: clock_gettime writes the timespec it is given.
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        if !stamped {
+            // SAFETY: clock_gettime writes the timespec it is given.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut batch_ts) };
+        }
         for (m, b) in msgs.iter().zip(bufs) {
+            let ts = if stamped {
+                kernel_time(m).unwrap_or(batch_ts)
+            } else {
+                batch_ts
+            };
             let d = &b[..m.msg_len as usize];
             if out.len() + 16 + d.len() > BUF {
                 file.write_all(&out).unwrap();
@@ -1222,6 +1237,7 @@ pub fn run_writing_reference(dir: &Path, size: usize, pin: Option<&Pinning>) -> 
 fn run_small_reference(
     size: usize,
     pin: Option<&Pinning>,
+    stamped: bool,
     mut on_batch: impl FnMut(&[libc::mmsghdr], &[[u8; 2048]], bool) + Send + 'static,
 ) -> SmallOutcome {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -1238,9 +1254,31 @@ fn run_small_reference(
         let mut bufs = vec![[0u8; 2048]; N];
         let mut iovs = iovecs(&mut bufs);
         let mut msgs = mmsghdrs(&mut iovs);
+        // Room for one timestamp per datagram (the stamping reference).
+        let mut controls = vec![[0u64; 8]; N];
+        if stamped {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads one c_int.
+            unsafe {
+                libc::setsockopt(
+                    rx.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
         let cpu0 = thread_cpu_ns();
         let mut n = 0u64;
         loop {
+            if stamped {
+                // The kernel says how much of each control buffer it used.
+                for (m, c) in msgs.iter_mut().zip(controls.iter_mut()) {
+                    m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
+                }
+            }
             // SAFETY: msgs point at live buffers of the lengths given.
             let got = unsafe {
                 libc::recvmmsg(
@@ -1272,6 +1310,24 @@ fn run_small_reference(
         http: Vec::new(),
         stats_cost: None,
     }
+}
+
+/// The kernel's receive time of one received message (`SO_TIMESTAMPNS`), if
+/// the kernel attached it.
+fn kernel_time(m: &libc::mmsghdr) -> Option<libc::timespec> {
+    // SAFETY: the kernel filled the message's control buffer within
+    // msg_controllen; CMSG_FIRSTHDR/NXTHDR stay inside it; the payload is
+    // read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()));
+            }
+            c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
+        }
+    }
+    None
 }
 
 /// The 24-byte global header of a classic microsecond pcap file, link type
