@@ -173,8 +173,10 @@ impl Manager {
     /// slots writes them with one gathering `writev` before the batch ends,
     /// and every handler of the capturer writes what it took before the drain
     /// ends (copies wait across batches, up to [`handler::FLUSH_AT`] bytes);
-    /// arms the rotation and capturer timers that follow. `now` is the loop's
-    /// instant, `clock` the time of reading.
+    /// the handlers' forward targets are sent what they were offered after
+    /// each batch, or once the socket is dry while it holds more than a drain
+    /// takes; arms the rotation and capturer timers that follow. `now` is the
+    /// loop's instant, `clock` the time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,
@@ -195,6 +197,11 @@ impl Manager {
         // The wall clock's now for what handlers close during this drain (its
         // journaled closing time): read once, not per unit.
         let wall = clock().micros();
+        // While the socket holds more than a drain takes, the recording comes
+        // first: the handlers' forward targets are sent to only once it is
+        // dry, and units wait in their queues (dropped and counted when a
+        // queue is full). Otherwise each batch's units go as it is written.
+        let behind = capturers.is_behind(cid);
         let drained = capturers.read(cid, registry, now, &clock, |units, gathers| {
             let ids = units.handlers();
             let mut cx = Cx {
@@ -216,8 +223,9 @@ impl Manager {
                     budget.wrote_early(handlers.flush(hid, gather, &mut cx));
                 }
             }
-            // Then what the handlers recorded goes to their forward targets.
-            relay_timers.send(handlers, ids, registry, now);
+            if !behind {
+                relay_timers.send(handlers, ids, registry, now);
+            }
         });
         // Everything read is in the kernel before the loop sleeps.
         let mut cx = Cx {
@@ -228,6 +236,10 @@ impl Manager {
         };
         for &hid in capturers.handlers_of(cid) {
             budget.wrote_early(handlers.flush(hid, &mut Gather::copying(), &mut cx));
+        }
+        capturers.set_behind(cid, drained == Drained::More);
+        if drained != Drained::More {
+            relay_timers.send(handlers, capturers.handlers_of(cid), registry, now);
         }
         if let Drained::Ended(_) = drained {
             for &hid in capturers.get(cid).handlers() {

@@ -12,6 +12,8 @@
 //! - the handlers' gathers for a batch ([`Gather`]) are handed out with the
 //!   batch and borrow it: none is left when the batch is read into again
 //!   (the compiler proves it; see [`crate::manager::pending`]);
+//! - a capturer is in `behind` while its last drain used up its budget (the
+//!   manager then holds its handlers' forward sends until it is dry);
 //! - nothing here reads a clock: `now` comes from the loop.
 
 use std::collections::BTreeSet;
@@ -50,6 +52,10 @@ pub struct Capturers {
     next_seq: u64,
     /// The memory of the handlers' gathers, between batches.
     gathers: GatherPool,
+    /// Capturers whose last drain used up its budget (their socket held more):
+    /// the manager sends their handlers' forward targets nothing until they
+    /// are dry again.
+    behind: BTreeSet<CapturerId>,
 }
 
 impl Default for Capturers {
@@ -69,6 +75,7 @@ impl Capturers {
             longest_unit: 0,
             next_seq: 0,
             gathers: GatherPool::default(),
+            behind: BTreeSet::new(),
         }
     }
 
@@ -115,6 +122,7 @@ impl Capturers {
     /// Deregisters and closes capturer `cid` (its port is free again); its
     /// timers go stale.
     pub fn close(&mut self, cid: CapturerId, registry: &Registry) {
+        self.behind.remove(&cid);
         if let Some(cap) = self.slab.get_mut(cid).and_then(Option::take) {
             cap.close(registry);
         }
@@ -246,6 +254,20 @@ impl Capturers {
         self.slab[cid]
             .as_mut()
             .expect("capturer id refers to a live capturer")
+    }
+
+    /// Whether capturer `cid`'s last drain used up its budget.
+    pub fn is_behind(&self, cid: CapturerId) -> bool {
+        self.behind.contains(&cid)
+    }
+
+    /// Notes whether capturer `cid`'s last drain used up its budget.
+    pub fn set_behind(&mut self, cid: CapturerId, behind: bool) {
+        if behind && self.slab.get(cid).is_some_and(Option::is_some) {
+            self.behind.insert(cid);
+        } else {
+            self.behind.remove(&cid);
+        }
     }
 
     /// The handlers capturer `cid` feeds (none once it is closed).
