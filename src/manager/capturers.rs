@@ -12,8 +12,9 @@
 //! - the handlers' gathers for a batch ([`Gather`]) are handed out with the
 //!   batch and borrow it: none is left when the batch is read into again
 //!   (the compiler proves it; see [`crate::manager::pending`]);
-//! - a capturer is in `behind` while its last drain used up its budget (the
-//!   manager then holds its handlers' forward sends until it is dry);
+//! - `behind[cid]` says whether capturer `cid`'s last drain used up its
+//!   budget (the manager then holds its handlers' forward sends until it is
+//!   dry); false for a closed slot;
 //! - nothing here reads a clock: `now` comes from the loop.
 
 use std::collections::BTreeSet;
@@ -52,10 +53,10 @@ pub struct Capturers {
     next_seq: u64,
     /// The memory of the handlers' gathers, between batches.
     gathers: GatherPool,
-    /// Capturers whose last drain used up its budget (their socket held more):
-    /// the manager sends their handlers' forward targets nothing until they
-    /// are dry again.
-    behind: BTreeSet<CapturerId>,
+    /// By id: whether the capturer's last drain used up its budget (its socket
+    /// held more); the manager sends its handlers' forward targets nothing
+    /// until it is dry again.
+    behind: Vec<bool>,
 }
 
 impl Default for Capturers {
@@ -75,7 +76,7 @@ impl Capturers {
             longest_unit: 0,
             next_seq: 0,
             gathers: GatherPool::default(),
-            behind: BTreeSet::new(),
+            behind: Vec::new(),
         }
     }
 
@@ -122,7 +123,7 @@ impl Capturers {
     /// Deregisters and closes capturer `cid` (its port is free again); its
     /// timers go stale.
     pub fn close(&mut self, cid: CapturerId, registry: &Registry) {
-        self.behind.remove(&cid);
+        self.set_behind(cid, false);
         if let Some(cap) = self.slab.get_mut(cid).and_then(Option::take) {
             cap.close(registry);
         }
@@ -258,16 +259,16 @@ impl Capturers {
 
     /// Whether capturer `cid`'s last drain used up its budget.
     pub fn is_behind(&self, cid: CapturerId) -> bool {
-        self.behind.contains(&cid)
+        self.behind.get(cid).copied().unwrap_or(false)
     }
 
     /// Notes whether capturer `cid`'s last drain used up its budget.
     pub fn set_behind(&mut self, cid: CapturerId, behind: bool) {
-        if behind && self.slab.get(cid).is_some_and(Option::is_some) {
-            self.behind.insert(cid);
-        } else {
-            self.behind.remove(&cid);
+        let live = self.slab.get(cid).is_some_and(Option::is_some);
+        if self.behind.len() <= cid {
+            self.behind.resize(cid + 1, false);
         }
+        self.behind[cid] = behind && live;
     }
 
     /// The handlers capturer `cid` feeds (none once it is closed).
