@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 pub use crate::capture::capturer::{Capturer, CapturerState, Drained, Received, TcpStatus, Unit};
 use crate::clock::{ClockWord, UnixMicros, UnixNanos};
 use crate::config::StorageConfig;
-use crate::config::{Address, Config, HandlerSpec, Origin, Timestamps};
+use crate::config::{Address, Config, HandlerSpec, Origin};
 use crate::files::pcap::{self, Attempt, LinkType, PcapFile, Precision};
 use crate::ops::hooks::ShipStatus;
 use crate::storage::persist::StateFile;

@@ -26,9 +26,10 @@ use super::pending::{Gather, GatherPool};
 use super::{AddError, CapturerId, HandlerId};
 use crate::capture::capturer::{Capturer, Drained, OpenError, Received};
 use crate::clock::{UnixMicros, UnixNanos};
-use crate::config::{Address, HandlerSpec};
+use crate::config::{Address, HandlerSpec, Timestamps};
 use crate::sys;
 use crate::tokens;
+use crate::units::framing::Framing;
 
 /// Units longer than this leave the batch's slots resident: its memory is
 /// given back at the next [`Capturers::give_back_memory`].
@@ -142,20 +143,24 @@ impl Capturers {
         cap.handlers().is_empty()
     }
 
-    /// Tells capturer `cid` whether any of its handlers records the time of
-    /// reading (`wants_time` says it of one handler), so that it reads the
-    /// clock per unit only then, and whether every one cuts a stream into
-    /// units (`frames`), so that a TCP read may be longer than a record.
-    pub fn update_needs(
+    /// Tells capturer `cid` what its handlers (their specs from `spec_of`)
+    /// need of a read: whether any records the time of reading, so that it
+    /// reads the clock per unit only then, and whether every one cuts a stream
+    /// into units (framing), so that a TCP read may be longer than a record.
+    pub fn update_needs<'s>(
         &mut self,
         cid: CapturerId,
-        wants_time: impl Fn(HandlerId) -> bool,
-        frames: impl Fn(HandlerId) -> bool,
+        spec_of: impl Fn(HandlerId) -> Option<&'s HandlerSpec>,
     ) {
         let cap = self.get_mut(cid);
         let hs = cap.handlers();
-        let wanted = hs.iter().any(|&h| wants_time(h));
-        let all_frame = !hs.is_empty() && hs.iter().all(|&h| frames(h));
+        let wanted = hs
+            .iter()
+            .any(|&h| spec_of(h).is_some_and(|s| s.timestamps == Timestamps::Read));
+        let all_frame = !hs.is_empty()
+            && hs
+                .iter()
+                .all(|&h| spec_of(h).is_some_and(|s| s.framing != Framing::None));
         cap.set_needs(wanted, all_frame);
     }
 

@@ -5,7 +5,6 @@
 //! it was the last handler there).
 
 use super::*;
-use crate::units::framing::Framing;
 
 impl Manager {
     /// Adds a handler: attaches it to the capturer of its address, or opens one
@@ -209,19 +208,8 @@ impl Manager {
     /// [`Capturers::update_needs`]).
     pub(super) fn update_capturer_needs(&mut self, cid: CapturerId) {
         let handlers = &self.handlers;
-        self.capturers.update_needs(
-            cid,
-            |h| {
-                handlers
-                    .get(h)
-                    .is_some_and(|h| h.spec().timestamps == Timestamps::Read)
-            },
-            |h| {
-                handlers
-                    .get(h)
-                    .is_some_and(|h| h.spec().framing != Framing::None)
-            },
-        );
+        self.capturers
+            .update_needs(cid, |h| handlers.get(h).map(|h| h.spec()));
     }
 
     /// `DELETE /capturers`: stops every handler of the capturer at `address` (their
