@@ -5,7 +5,7 @@
 //! | file | its calls |
 //! |---|---|
 //! | `sys.rs` (this one) | the receive batch: [`Batch`], `recvmmsg` with each unit's sender and kernel time |
-//! | `sys/send.rs` | the send batch: `sendmmsg` of many datagrams ([`send_batch`]) |
+//! | `sys/send.rs` | the send batch: `sendmmsg` of many datagrams, runs of one length offloaded ([`send_batch`]) |
 //! | `sys/sockets.rs` | socket options (receive buffer, drop counter, timestamps, multicast), AF_PACKET sockets |
 //! | `sys/files.rs` | files and folders without following links (`openat`, `fstatat`, `linkat`, ...), `flock` |
 //! | `sys/disk.rs` | free and total bytes of a file system |
@@ -42,7 +42,7 @@ pub use process::{
     cpu_time, effective_uid, open_fds, open_file_limit, raise_open_file_limit,
     resident_memory_bytes,
 };
-pub use send::{send_batch, SEND_BATCH};
+pub use send::{run_length, segment_max, send_batch, SEND_BATCH};
 pub use signals::{
     block_handled_signals, catch_signals, stop_self, take_caught, SignalFd, HANDLED_SIGNALS,
 };

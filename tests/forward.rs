@@ -39,16 +39,24 @@ fn target_stats(bsc: &Bsc, key: &str, target: &str) -> Value {
         .unwrap_or_else(|| panic!("no target {target} in {stats}"))
 }
 
-/// A UDP receiver on a free loopback port with a receive buffer that holds a
-/// whole test's datagrams (`SO_RCVBUFFORCE`: the tests run as root), and its port.
+/// A UDP receiver on a free loopback port with room for a whole test's
+/// datagrams ([`with_room`]), and its port.
 fn udp_receiver() -> (UdpSocket, u16) {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = with_room(&rx);
+    (rx, port)
+}
+
+/// Gives `rx` a receive buffer that holds a whole test's datagrams
+/// (`SO_RCVBUFFORCE`: the tests run as root) and a read timeout; returns its
+/// port.
+fn with_room(rx: &UdpSocket) -> u16 {
     rx.set_read_timeout(Some(PATIENCE)).unwrap();
     let size: libc::c_int = 64 << 20;
     // SAFETY: a valid socket and a c_int option of the size given.
     let rc = unsafe {
         libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&rx),
+            std::os::fd::AsRawFd::as_raw_fd(rx),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
             (&size as *const libc::c_int).cast(),
@@ -56,8 +64,7 @@ fn udp_receiver() -> (UdpSocket, u16) {
         )
     };
     assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-    let port = rx.local_addr().unwrap().port();
-    (rx, port)
+    rx.local_addr().unwrap().port()
 }
 
 /// Reads from `conn` until `want` bytes came or the peer closed.
@@ -827,4 +834,80 @@ fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
     }
     assert!(bsc.stop().success());
     assert_eq!(count_records(&root.join("tm.pcap")), n as usize);
+}
+
+/// Writes `units` to `conn` in one piece (one read of bsc's takes a run of
+/// them, so runs of one length go out offloaded) and returns them.
+fn write_units(conn: &mut TcpStream, units: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    std::io::Write::write_all(conn, &units.concat()).unwrap();
+    units
+}
+
+#[test]
+fn units_cross_a_smaller_or_shrinking_mtu_whole_and_in_order() {
+    let (dir, root) = TempDir::with_root("fwd-mtu");
+    let veth = common::veth::Veth::new();
+    let (_, far) = veth.address();
+    let rx = veth.udp_socket_far((far, 0).into());
+    let rx_port = with_room(&rx);
+    let (source, source_port) = tcp_peer();
+    let url = format!("udp://{far}:{rx_port}");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![json!({
+            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
+            "rotate_log": false, "file_name_pattern": "modem.pcap",
+            "framing": {"kind": "ccsds_space_packet"},
+            "forward": [url],
+        })],
+    );
+    let (mut conn, _) = source.accept().unwrap();
+    // Runs of one length (64 B, 2,000 B), a shorter one ending a run, lengths
+    // that change every unit, and units larger than the link's MTU (sent
+    // in IP fragments, as one datagram each).
+    let phase = |from: u64| -> Vec<Vec<u8>> {
+        let mut lens = vec![58; 100];
+        lens.extend([1994; 30]);
+        lens.extend([1000, 9494, 9494, 58, 58, 20]);
+        lens.extend((0..40).map(|k| 8 + k * 37));
+        lens.iter()
+            .enumerate()
+            .map(|(k, &n)| packet(0x100, from + k as u64, n))
+            .collect()
+    };
+    let mut sent = write_units(&mut conn, phase(0));
+    let receive = |units: &[Vec<u8>]| {
+        let mut buf = vec![0u8; 10_000];
+        for (k, want) in units.iter().enumerate() {
+            let n = rx.recv(&mut buf).unwrap_or_else(|e| {
+                panic!("unit {k}: {e}; {}; {:?}", bsc.get("/stats").1, bsc.log())
+            });
+            assert!(
+                buf[..n] == want[..],
+                "unit {k} of {} bytes: got {n} bytes, unit {}; {:?}",
+                want.len(),
+                u64::from_be_bytes(buf[6..14].try_into().unwrap()),
+                bsc.log_matching("forward")
+            );
+        }
+    };
+    receive(&sent);
+    // The link's MTU shrinks under the open target: the kernel refuses a run
+    // of 2,000-byte units as one message (EMSGSIZE; EINVAL before Linux 6.x),
+    // and bsc sends them again, one per call, runs now cut to the new MTU;
+    // none is lost.
+    veth.set_mtu(1500);
+    let again = write_units(&mut conn, phase(sent.len() as u64));
+    receive(&again);
+    sent.extend(again);
+    bsc.wait_log("runs of units up to 1472 bytes from now on");
+    let key = format!("['127.0.0.1', {source_port}]");
+    let t = target_stats(&bsc, &key, &url);
+    assert_eq!(t["units_sent"], json!(sent.len()), "{t}");
+    assert_eq!(t["units_dropped"], 0, "{t}");
+    assert_eq!(t["state"], "ready", "{t}");
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert_eq!(count_records(&root.join("modem.pcap")), sent.len());
 }

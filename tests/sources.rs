@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::veth::Veth;
 use common::*;
 use serde_json::json;
 
@@ -229,97 +230,6 @@ fn a_tcp_handler_whose_peer_is_down_connects_when_it_appears() {
         0,
         "bsc closed its end"
     );
-}
-
-/// A veth pair: `host` in this namespace, `far` in a namespace of its own; both
-/// removed when dropped.
-struct Veth {
-    ns: String,
-    host: String,
-    far: String,
-}
-
-impl Veth {
-    fn new() -> Veth {
-        let id = std::process::id() % 100_000;
-        let v = Veth {
-            ns: format!("bsc-test-{id}"),
-            host: format!("bsch{id}"),
-            far: format!("bscf{id}"),
-        };
-        let run = |args: &[&str]| {
-            let out = Command::new(args[0])
-                .args(&args[1..])
-                .output()
-                .expect("ip is needed: apt-get install iproute2 (make test installs it)");
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&["ip", "netns", "add", &v.ns]);
-        run(&[
-            "ip", "link", "add", &v.host, "type", "veth", "peer", "name", &v.far,
-        ]);
-        run(&["ip", "link", "set", &v.far, "netns", &v.ns]);
-        // No IPv6 on the pair: no router solicitations or other chatter in the capture.
-        std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", v.host),
-            "1",
-        )
-        .unwrap();
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &v.ns,
-            "sh",
-            "-c",
-            &format!("echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6", v.far),
-        ]);
-        run(&["ip", "link", "set", &v.host, "mtu", "9000", "up"]);
-        run(&[
-            "ip", "netns", "exec", &v.ns, "ip", "link", "set", &v.far, "mtu", "9000", "up",
-        ]);
-        v
-    }
-
-    /// Sends raw frames on an interface (in the namespace if `ns` is given).
-    fn send(ns: Option<&str>, ifname: &str, frames: &[Vec<u8>]) {
-        let script = "import socket,sys\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind((sys.argv[1],0))\nfor h in sys.argv[2:]:\n    s.send(bytes.fromhex(h))\n";
-        let hex: Vec<String> = frames
-            .iter()
-            .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
-            .collect();
-        let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "python3"]);
-                c
-            }
-            None => Command::new("python3"),
-        };
-        let out = cmd
-            .args(["-c", script, ifname])
-            .args(&hex)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sending frames: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
 }
 
 /// An Ethernet frame: broadcast destination, a fixed source, `ethertype`, and a

@@ -5,7 +5,7 @@
 //! | file | its job |
 //! |---|---|
 //! | `mod.rs` | [`Relay`]: one handler's targets; units offered to each, sent after each batch |
-//! | `target.rs` | [`Target`]: one target's socket (UDP: `sendmmsg`; TCP: [`crate::capture::tcp::TcpClient`]), queue and counters |
+//! | `target.rs` | [`Target`]: one target's socket (UDP: `sendmmsg`, runs of one length offloaded; TCP: [`crate::capture::tcp::TcpClient`]), queue and counters |
 //! | `queue.rs` | [`queue::UnitQueue`]: the bounded queue of whole units, sans I/O |
 //!
 //! Invariants:

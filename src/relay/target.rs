@@ -1,6 +1,8 @@
 //! One forward target: its queue, its socket and its counters. A UDP target
 //! is a connected, non-blocking datagram socket, sent with one `sendmmsg`
-//! per batch ([`crate::sys::send_batch`]); a TCP target is a
+//! per batch ([`crate::sys::send_batch`]), runs of units of one length as one
+//! message the kernel cuts (within the path's MTU, found when the target
+//! opens and again when the kernel refuses a run); a TCP target is a
 //! [`crate::capture::tcp::TcpClient`] (the TCP sources' connect, timeout and
 //! back-off), written without blocking. Nothing here waits: what a socket
 //! does not take stays queued, and what the queue cannot hold is dropped and
@@ -63,6 +65,9 @@ pub struct Target {
     /// Whether the socket would block: nothing is tried until it is ready
     /// again (no system call per batch for a target that does not read).
     blocked: bool,
+    /// The longest unit a UDP target sends as a segment of an offloaded
+    /// run ([`sys::segment_max`]); 0: each unit its own message.
+    segment_max: usize,
 }
 
 impl Target {
@@ -85,6 +90,7 @@ impl Target {
             last_error: None,
             dropping: false,
             blocked: false,
+            segment_max: 0,
         };
         let address = Address {
             host: spec.host.clone(),
@@ -92,7 +98,10 @@ impl Target {
         };
         match spec.carrier {
             Carrier::Udp => match udp_socket(&address, token, registry) {
-                Ok(s) => t.link = Link::Udp(Some(s)),
+                Ok(s) => {
+                    t.segment_max = sys::segment_max(s.as_raw_fd()).unwrap_or(0);
+                    t.link = Link::Udp(Some(s));
+                }
                 Err(e) => t.failed(format!("cannot send to {}: {e}", spec.url())),
             },
             Carrier::Tcp | Carrier::TcpLen => {
@@ -214,7 +223,7 @@ impl Target {
             if n == 0 {
                 return;
             }
-            match sys::send_batch(fd, &units[..n]) {
+            match sys::send_batch(fd, &units[..n], self.segment_max) {
                 Ok(n) => {
                     let bytes = self.queue.pop(n);
                     self.counters.units_sent += n as u64;
@@ -226,6 +235,19 @@ impl Target {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A run the path cannot take as one message (its MTU
+                // shrank; a device that cannot cut runs): sent again within
+                // the path's MTU now, or one datagram per call.
+                Err(e)
+                    if self.segment_max > 0
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EMSGSIZE | libc::EINVAL | libc::EIO)
+                        )
+                        && sys::run_length(&units[..n], self.segment_max) > 1 =>
+                {
+                    self.offload_failed(fd, &e);
+                }
                 // An ICMP error from an earlier datagram: it is reported (and
                 // cleared) here; this batch goes out with the next call.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -347,6 +369,25 @@ impl Target {
             Link::Udp(None) => {}
             Link::Tcp(c) => c.close(registry),
         }
+    }
+
+    /// A run of units could not go as one message: runs are cut to the
+    /// path's MTU from now on if it shrank, or not sent as runs at all.
+    fn offload_failed(&mut self, fd: std::os::fd::RawFd, e: &io::Error) {
+        let was = self.segment_max;
+        self.segment_max = sys::segment_max(fd).filter(|&m| m < was).unwrap_or(0);
+        let now = match self.segment_max {
+            0 => "one datagram per call from now on".to_string(),
+            m => format!("runs of units up to {m} bytes from now on"),
+        };
+        log::limited(
+            &format!("forward {} offload", self.spec.url()),
+            Level::Info,
+            format_args!(
+                "forward {}: a run of units sent as one: {e}; sending {now}",
+                self.spec.url()
+            ),
+        );
     }
 
     /// The connection died: the unit it cut is dropped (counted).

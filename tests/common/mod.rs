@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod replay;
+pub mod veth;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
