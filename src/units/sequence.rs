@@ -169,8 +169,7 @@ struct Stream {
 }
 
 /// Totals over all unit streams (master channels are in their own entries).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SequenceTotals {
     /// Units given to the checker (all of them, short and idle included).
     pub units: u64,

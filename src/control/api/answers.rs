@@ -1,17 +1,16 @@
 //! The answers of the management API as types, one per answer: the server
 //! fills them in (borrowing what it can: [`Text`] is a `Cow`) and serializes
-//! them; the `bsc` client ([`crate::control::client`]) deserializes the same types, so a
-//! field renamed here is renamed for both, and a field the client reads that
-//! goes away fails to compile.
+//! them; the `bsc` client ([`crate::control::client`]) reads the same types,
+//! the fields it shows by their keys ([`ReadFields`], in `answers/read.rs`,
+//! whose tests write each answer as the server does and read it back, so a
+//! field renamed here and not there fails them).
 //!
 //! The wire format is the contract (AIT's shapes, `shared/reference/`): field
 //! order is declaration order, and the answers that were once `json!` objects
 //! (`/health`, rotate, `DELETE /capturers`) keep their fields in alphabetical
-//! order, as `json!` wrote them. Every struct the client reads is
-//! `#[serde(default)]`: a field an older bsc did not send reads as empty. A
-//! field the client does not show is `#[serde(skip_deserializing)]`: reading
-//! it would be code in every binary for nothing (reading every field cost
-//! 16 KB more of the stripped aarch64 binary).
+//! order, as `json!` wrote them. A field an older bsc did not send reads as
+//! empty; a field the client does not show is not read: reading it would be
+//! code in every binary for nothing.
 //!
 //! Not here: a config entry (`GET /`, `/<name>/config`, the start and stop
 //! answers) is built by `config_entry` (`api.rs`) from the handler's keys; the
@@ -22,11 +21,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::manager::TcpStatus;
 use crate::ops::hooks::ShipStatus;
-use crate::units::sequence::{SequenceReport, SequenceTotals};
+use crate::units::sequence::SequenceReport;
+
+mod read;
+pub use read::{from_object, ReadFields};
 
 /// Text the server lends from its state and the client owns.
 pub type Text<'a> = Cow<'a, str>;
@@ -41,48 +43,33 @@ pub type Address<'a> = (Text<'a>, u16);
 pub type Stats<'a> = BTreeMap<String, Vec<StatsEntry<'a>>>;
 
 /// One entry of `GET /stats`: AIT's four fields, then plain numbers.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct StatsEntry<'a> {
     pub name: Text<'a>,
     /// AIT's words, AIT's meaning: reads (datagrams, TCP reads, frames), their
     /// bytes and the lifetime rate of those bytes.
-    #[serde(skip_deserializing)]
     pub reads: u64,
-    #[serde(skip_deserializing)]
     pub data_read_length: String,
-    #[serde(skip_deserializing)]
     pub approx_data_rate: String,
     /// Units: the reads, or with framing the units cut from them.
     pub packets: u64,
-    #[serde(skip_deserializing)]
     pub bytes: u64,
     pub rate_bytes_per_s: f64,
-    #[serde(skip_deserializing)]
     pub files_opened: u64,
     pub current_file: Option<String>,
     pub current_file_bytes: u64,
     pub last_packet_at: Option<String>,
-    #[serde(skip_deserializing)]
     pub write_errors: u64,
     pub records_lost: u64,
-    #[serde(skip_deserializing)]
     pub truncated: u64,
-    #[serde(skip_deserializing)]
     pub rotations_calendar: u64,
-    #[serde(skip_deserializing)]
     pub rotations_size: u64,
-    #[serde(skip_deserializing)]
     pub rotations_count: u64,
-    #[serde(skip_deserializing)]
     pub rotations_forced: u64,
-    #[serde(skip_deserializing)]
     pub files_deleted: u64,
     /// Open files deleted or moved behind bsc's back.
-    #[serde(skip_deserializing)]
     pub files_vanished: u64,
     /// Closed files the disk budget deleted before their `on_close` hook ended.
-    #[serde(skip_deserializing)]
     pub hooks_not_run: u64,
     /// `ok`, or `degraded` while writes fail or the disk budget stops writing.
     pub state: Text<'a>,
@@ -91,15 +78,12 @@ pub struct StatsEntry<'a> {
     pub origin: Text<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded_reason: Option<String>,
-    #[serde(skip_deserializing)]
     pub clock_synchronized: bool,
     /// The socket's bound local address.
     /// udp: the bound address; tcp: the connection's, while connected (as
     /// `/capturers` shows it); ethernet: the interface.
-    #[serde(skip_deserializing)]
     pub local_address: Option<String>,
     /// The receive buffer the kernel granted the socket.
-    #[serde(skip_deserializing)]
     pub rcvbuf_granted: usize,
     /// Units the kernel dropped on this socket for lack of buffer space.
     pub kernel_drops: u32,
@@ -109,32 +93,23 @@ pub struct StatsEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connected: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(skip_deserializing)]
     pub reconnects: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(skip_deserializing)]
     pub last_connected_at: Option<Option<String>>,
     /// Losses of synchronization while framing (0 without `framing`).
-    #[serde(skip_deserializing)]
     pub framing_errors: u64,
     /// Bytes in no unit: garbage, bad units, partial units at a disconnect.
-    #[serde(skip_deserializing)]
     pub bytes_discarded: u64,
     /// TM frames whose FECF failed (0 without `fecf`).
-    #[serde(skip_deserializing)]
     pub crc_errors: u64,
     /// Units `pre_write_transforms` filtered out.
-    #[serde(skip_deserializing)]
     pub filtered: u64,
     /// Only with `sequence_check`: totals, then per stream (at most 256; units of
     /// further streams count as `other`).
-    /// The client reads the totals only (`totals_only`).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "totals_only"
-    )]
+    /// The client reads the totals only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<SequenceReport>,
     /// Only for a handler with `ship` (or files of its key waiting): its backlog
     /// and how shipping goes.
@@ -146,22 +121,17 @@ pub struct StatsEntry<'a> {
 }
 
 /// One forward target of a handler in `GET /stats`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct ForwardStatus {
     /// Its URL (`udp://127.0.0.1:9000`).
     pub target: String,
     /// `ready` (udp), `connected`, `connecting`, `backoff` (tcp) or `error`.
     pub state: String,
-    #[serde(skip_deserializing)]
     pub units_sent: u64,
-    #[serde(skip_deserializing)]
     pub bytes_sent: u64,
     pub units_dropped: u64,
     /// Units and bytes waiting in its queue.
-    #[serde(skip_deserializing)]
     pub queued_units: usize,
-    #[serde(skip_deserializing)]
     pub queued_bytes: usize,
     pub last_error: Option<String>,
 }
@@ -183,21 +153,8 @@ impl StatsEntry<'_> {
     }
 }
 
-/// A sequence report read for its totals: the streams are for the status
-/// page and `/metrics`, and reading them is code the client does not need.
-fn totals_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SequenceReport>, D::Error> {
-    Ok(
-        Option::<SequenceTotals>::deserialize(d)?.map(|totals| SequenceReport {
-            totals,
-            streams: Vec::new(),
-            master_channels: Vec::new(),
-        }),
-    )
-}
-
 /// One entry of `GET /capturers`: a socket.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct CapturerEntry<'a> {
     pub address: Address<'a>,
     /// The address key its handlers are grouped under in `/` and `/stats`.
@@ -205,10 +162,8 @@ pub struct CapturerEntry<'a> {
     pub conn_type: Text<'a>,
     /// udp: the bound address; tcp: the connection's local address while connected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(skip_deserializing)]
     pub local_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(skip_deserializing)]
     pub ifindex: Option<u32>,
     /// `listening`, `connecting`, `connected`, `backoff` or `error`.
     pub state: Text<'a>,
@@ -216,12 +171,9 @@ pub struct CapturerEntry<'a> {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_deserializing)]
     pub rcvbuf_granted: usize,
-    #[serde(skip_deserializing)]
     pub kernel_drops: u32,
     /// The names of its handlers.
-    #[serde(skip_deserializing)]
     pub handlers: Vec<Text<'a>>,
 }
 
@@ -239,8 +191,7 @@ pub struct SeriesEntry<'a> {
 
 /// One handler of `GET /<name>/files`. The server writes it in pieces
 /// (`api/files.rs`), these fields in this order.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct HandlerFiles<'a> {
     pub address: Address<'a>,
     /// Oldest first, the open one last.
@@ -249,8 +200,7 @@ pub struct HandlerFiles<'a> {
 }
 
 /// One file of `GET /<name>/files`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct FileEntry<'a> {
     pub path: String,
     pub bytes: u64,
@@ -271,8 +221,7 @@ pub struct FileEntry<'a> {
 }
 
 /// One handler of the `POST /<name>/rotate` answer.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct Rotated<'a> {
     pub address: Address<'a>,
     /// The file opened next.
@@ -285,8 +234,7 @@ pub struct Rotated<'a> {
 /// The `DELETE /capturers` answer: the socket closed and the config entries
 /// of the handlers stopped with it (`E`: the server's entries, or what the
 /// client reads of them).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Serialize)]
 pub struct CapturerStopped<'a, E> {
     pub address: Address<'a>,
     pub conn_type: Text<'a>,
@@ -297,8 +245,8 @@ pub struct CapturerStopped<'a, E> {
 /// What the client reads of a config entry (`GET /`, `/<name>/config`, the
 /// start and stop answers, [`CapturerStopped::stopped`]); the entry itself has
 /// every key of the handler (`config_entry`, `api.rs`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(Serialize))]
 pub struct EntrySummary {
     pub handler: HandlerSummary,
     pub conn_type: String,
@@ -306,8 +254,8 @@ pub struct EntrySummary {
 }
 
 /// What the client reads of a config entry's `handler` dict.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(Serialize))]
 pub struct HandlerSummary {
     pub name: String,
     /// The folder of the file name rendered now.
@@ -442,12 +390,13 @@ mod tests {
             text.contains(r#""kernel_drops":0,"connected":false,"reconnects":4,"last_error":"connection refused","last_connected_at":null,"framing_errors":0"#),
             "{text}"
         );
-        let back: StatsEntry = serde_json::from_str(&text).unwrap();
+        let object = |text: &str| serde_json::from_str(text).unwrap();
+        let back: StatsEntry = from_object(object(&text)).unwrap();
         assert_eq!(back.connected, Some(false));
         assert_eq!(back.tcp_error(), Some("connection refused"));
-        let udp: StatsEntry = serde_json::from_value(
-            serde_json::json!({"name": "tlm", "packets": 3, "sequence": {"missing": 2, "streams": []}}),
-        )
+        let udp: StatsEntry = from_object(object(
+            r#"{"name": "tlm", "packets": 3, "sequence": {"missing": 2, "streams": []}}"#,
+        ))
         .unwrap();
         assert!(udp.connected.is_none() && udp.tcp_error().is_none());
         assert_eq!((udp.name.as_ref(), udp.packets), ("tlm", 3));

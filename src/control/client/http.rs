@@ -9,12 +9,11 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::safe::{one_line, terminal_safe};
 use super::{Call, Target};
-use crate::control::api::answers::{ErrorAnswer, Stats};
+use crate::control::api::answers::{from_object, ErrorAnswer, ReadFields, Stats};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,18 +114,16 @@ pub fn check_answer(answer: &Answer, server: &str) -> Result<Value, ClientError>
 
 /// A checked answer (a JSON object) read into its type: what bsc sends, or
 /// exit 3 (an answer of another shape is not bsc's). Fields an older bsc did
-/// not send read as empty ([`crate::control::api::answers`]). Read from the object
-/// itself, so serde's reading of a struct from an array, which bsc's answers
-/// never need, is not in the binary.
-pub fn read<T: DeserializeOwned>(answer: Value, server: &str) -> Result<T, ClientError> {
+/// not send read as empty ([`ReadFields`]).
+pub fn read<T: ReadFields>(answer: Value, server: &str) -> Result<T, ClientError> {
     match answer {
-        Value::Object(map) => T::deserialize(map).map_err(|e| not_shaped(server, e.to_string())),
+        Value::Object(map) => from_object(map).map_err(|e| not_shaped(server, e.to_string())),
         _ => Err(not_shaped(server, "not an object".into())),
     }
 }
 
 /// A checked answer that is a list of objects, each read as [`read`] does.
-pub fn read_list<T: DeserializeOwned>(answer: Value, server: &str) -> Result<Vec<T>, ClientError> {
+pub fn read_list<T: ReadFields>(answer: Value, server: &str) -> Result<Vec<T>, ClientError> {
     match answer {
         Value::Array(items) => items.into_iter().map(|v| read(v, server)).collect(),
         _ => Err(not_shaped(server, "not a list".into())),

@@ -365,11 +365,18 @@ pub fn file_list(answer: &[HandlerFiles]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::api::answers::ReadFields;
+    use crate::control::client::{read, read_list, read_stats};
     use serde_json::{json, Value};
 
     /// An answer's JSON read into its type, as the client reads it.
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
-        serde_json::from_value(v).unwrap()
+    fn typed<T: ReadFields>(v: Value) -> T {
+        read(v, "h:1").unwrap()
+    }
+
+    /// An answer's JSON list read, as the client reads it.
+    fn typed_list<T: ReadFields>(v: Value) -> Vec<T> {
+        read_list(v, "h:1").unwrap()
     }
 
     #[test]
@@ -394,8 +401,8 @@ mod tests {
     /// `bsc status`'s table from the JSON of `/stats` and `/capturers`.
     fn status(stats: &Value, capturers: &Value, now: UnixMicros) -> String {
         status_table(
-            &typed(stats.clone()),
-            &typed::<Vec<CapturerEntry>>(capturers.clone()),
+            &read_stats(stats.clone(), "h:1").unwrap(),
+            &typed_list::<CapturerEntry>(capturers.clone()),
             now,
         )
     }
@@ -549,7 +556,7 @@ tlm (*:8500)
 tlm (127.0.0.1:8600)
   no files yet
 ";
-        let out = file_list(&typed::<Vec<HandlerFiles>>(answer));
+        let out = file_list(&typed_list::<HandlerFiles>(answer));
         assert_eq!(out, want, "\n{out}");
     }
 
@@ -571,11 +578,11 @@ tlm (127.0.0.1:8600)
             "added vc (tcp 10.0.0.5:9000): files go to /data/vc1/ as %Y/%j/{name}.pcap; the first opens with the first unit\n"
         );
         assert_eq!(
-            format_stopped(&typed::<Vec<EntrySummary>>(json!([entry]))),
+            format_stopped(&typed_list::<EntrySummary>(json!([entry]))),
             "stopped tlm (udp 127.0.0.1:8500)\n"
         );
         assert_eq!(
-            format_rotated(&typed::<Vec<Rotated>>(json!([{"name": "tlm", "address": ["", 8500],
+            format_rotated(&typed_list::<Rotated>(json!([{"name": "tlm", "address": ["", 8500],
                 "previous_file": "/d/1.pcap", "log_file_path": "/d/2.pcap"},
                 {"name": "tlm", "address": ["", 8501], "previous_file": null, "log_file_path": "/d/3.pcap"}]))),
             "tlm (*:8500): closed /d/1.pcap; next file /d/2.pcap\ntlm (*:8501): no file was open; next file /d/3.pcap\n"

@@ -16,8 +16,7 @@ use crate::sys;
 use crate::{error, info, warn};
 
 /// What `/stats` shows of one handler key's shipping.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ShipStatus {
     pub pending_files: u64,
     pub pending_bytes: u64,
