@@ -45,8 +45,8 @@
 //! one gathering `writev` (records all copied wait, up to
 //! [`manager::handler::FLUSH_AT`] bytes, and every handler writes what it
 //! holds when the drain ends), then sends what it offered its forward targets
-//! (while the socket holds more than a drain takes, only once it is dry: the
-//! recording comes first)
+//! (while capture is behind, its socket over half full after a drain used its
+//! budget, only once the socket is dry: the recording comes first)
 //! ([`relay`]: each unit it recorded was copied into each target's queue, or
 //! dropped and counted when that queue was full) → a file it closed goes back to the manager as an event
 //! → once a second [`manager::Manager::tick`] forces data to the disk, applies

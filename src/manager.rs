@@ -174,8 +174,8 @@ impl Manager {
     /// and every handler of the capturer writes what it took before the drain
     /// ends (copies wait across batches, up to [`handler::FLUSH_AT`] bytes);
     /// the handlers' forward targets are sent what they were offered after
-    /// each batch, or once the socket is dry while it holds more than a drain
-    /// takes; arms the rotation and capturer timers that follow. `now` is the
+    /// each batch, or, while the capturer is behind (its socket more than half
+    /// full, [`Capturers::note_drain`]), once it is dry; arms the rotation and capturer timers that follow. `now` is the
     /// loop's instant, `clock` the time of reading.
     pub fn drain(
         &mut self,
@@ -197,10 +197,11 @@ impl Manager {
         // The wall clock's now for what handlers close during this drain (its
         // journaled closing time): read once, not per unit.
         let wall = clock().micros();
-        // While the socket holds more than a drain takes, the recording comes
-        // first: the handlers' forward targets are sent to only once it is
-        // dry, and units wait in their queues (dropped and counted when a
-        // queue is full). Otherwise each batch's units go as it is written.
+        // While the capturer is behind (its socket filling toward loss), the
+        // recording comes first: the handlers' forward targets are sent to
+        // only once it is dry, and units wait in their queues (dropped and
+        // counted when a queue is full). Otherwise each batch's units go as
+        // it is written.
         let behind = capturers.is_behind(cid);
         let drained = capturers.read(cid, registry, now, &clock, |units, gathers| {
             let ids = units.handlers();
@@ -237,8 +238,8 @@ impl Manager {
         for &hid in capturers.handlers_of(cid) {
             budget.wrote_early(handlers.flush(hid, &mut Gather::copying(), &mut cx));
         }
-        capturers.set_behind(cid, drained == Drained::More);
-        if drained != Drained::More {
+        capturers.note_drain(cid, &drained);
+        if !capturers.is_behind(cid) {
             relay_timers.send(handlers, capturers.handlers_of(cid), registry, now);
         }
         if let Drained::Ended(_) = drained {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `sys.rs` (this one) | the receive batch: [`Batch`], `recvmmsg` with each unit's sender and kernel time |
 //! | `sys/send.rs` | the send batch: `sendmmsg` of many datagrams, runs of one length offloaded ([`send_batch`]) |
-//! | `sys/sockets.rs` | socket options (receive buffer, drop counter, timestamps, multicast), AF_PACKET sockets |
+//! | `sys/sockets.rs` | socket options (receive buffer and how full it is, drop counter, timestamps, multicast), AF_PACKET sockets |
 //! | `sys/files.rs` | files and folders without following links (`openat`, `fstatat`, `linkat`, ...), `flock` |
 //! | `sys/disk.rs` | free and total bytes of a file system |
 //! | `sys/signals.rs` | the signals the loop reads from a `signalfd`; the ones `bsc replay` catches as flags |
@@ -48,7 +48,7 @@ pub use signals::{
 };
 pub use sockets::{
     enable_receive_timestamps, interface_index, join_multicast_v4_index, packet_socket,
-    set_multicast_all, set_receive_buffer, socket_drops, PACKET_OUTGOING,
+    receive_queue, set_multicast_all, set_receive_buffer, socket_drops, PACKET_OUTGOING,
 };
 
 use std::io;

@@ -836,6 +836,54 @@ fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
     assert_eq!(count_records(&root.join("tm.pcap")), n as usize);
 }
 
+#[test]
+fn a_burst_the_capture_socket_has_room_for_is_forwarded_whole() {
+    let (dir, root) = TempDir::with_root("fwd-room");
+    let port = free_udp_port();
+    let (udp_rx, udp_port) = udp_receiver();
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "tm",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "tm.pcap",
+                   "forward": [format!("udp://127.0.0.1:{udp_port}")],
+                   "forward_queue_bytes": "64KiB"}),
+        )],
+    );
+    // 8,000 of 1 KiB as fast as the test can send them: 18 MB charged,
+    // under half of bsc's 48 MiB receive buffer. Capture is never at risk,
+    // so forwarding never waits for the socket to run dry, and a queue that
+    // holds one batch (64 units) drops nothing however far bsc's drains lag.
+    let n: u64 = 8_000;
+    let s = sender(port);
+    let body = vec![0x5Au8; 1000];
+    for i in 0..n {
+        let mut p = i.to_be_bytes().to_vec();
+        p.extend_from_slice(&body);
+        s.send(&p).unwrap();
+    }
+    wait_until("all recorded", || stats_of(&bsc, port)["packets"] == n);
+    wait_until("the target's queue empty", || {
+        first_target(&bsc, port)["queued_units"] == 0
+    });
+    let t = first_target(&bsc, port);
+    assert_eq!(
+        (t["units_sent"].as_u64(), t["units_dropped"].as_u64()),
+        (Some(n), Some(0)),
+        "{t}"
+    );
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        let k = udp_rx.recv(&mut buf).unwrap();
+        assert_eq!(k, 1008);
+        assert_eq!(u64::from_be_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    assert!(bsc.stop().success());
+    assert_eq!(count_records(&root.join("tm.pcap")), n as usize);
+}
+
 /// Writes `units` to `conn` in one piece (one read of bsc's takes a run of
 /// them, so runs of one length go out offloaded) and returns them.
 fn write_units(conn: &mut TcpStream, units: Vec<Vec<u8>>) -> Vec<Vec<u8>> {

@@ -480,6 +480,20 @@ impl Capturer {
         self.drops_seen.get()
     }
 
+    /// Whether the socket holds more than half of what its buffer may: a
+    /// datagram socket whose drains no longer keep up is filling toward
+    /// loss. A TCP stream loses nothing by waiting (the peer is held back),
+    /// so it counts as filling whenever it holds more than a drain takes;
+    /// so does a socket the kernel does not answer for.
+    pub fn is_filling(&self) -> bool {
+        let fd = match &self.source {
+            Source::Udp(s) => s.as_raw_fd(),
+            Source::Ethernet(p) => p.as_raw_fd(),
+            Source::Tcp(_) => return true,
+        };
+        sys::receive_queue(fd).map_or(true, |(held, most)| held > most / 2)
+    }
+
     /// What the handlers need of a read: whether some handler wants the time
     /// of reading (not only the kernel's), and whether every one cuts a
     /// stream into units (framing).

@@ -12,9 +12,10 @@
 //! - the handlers' gathers for a batch ([`Gather`]) are handed out with the
 //!   batch and borrow it: none is left when the batch is read into again
 //!   (the compiler proves it; see [`crate::manager::pending`]);
-//! - `behind[cid]` says whether capturer `cid`'s last drain used up its
-//!   budget (the manager then holds its handlers' forward sends until it is
-//!   dry); false for a closed slot;
+//! - `behind[cid]` says whether capturer `cid` is behind: a drain used up its
+//!   budget while its socket held more than half its buffer, and no drain
+//!   has found it dry since (the manager then holds its handlers' forward
+//!   sends); false for a closed slot;
 //! - nothing here reads a clock: `now` comes from the loop.
 
 use std::collections::BTreeSet;
@@ -54,9 +55,9 @@ pub struct Capturers {
     next_seq: u64,
     /// The memory of the handlers' gathers, between batches.
     gathers: GatherPool,
-    /// By id: whether the capturer's last drain used up its budget (its socket
-    /// held more); the manager sends its handlers' forward targets nothing
-    /// until it is dry again.
+    /// By id: whether the capturer is behind ([`Capturers::note_drain`]);
+    /// the manager sends its handlers' forward targets nothing until it is
+    /// dry again.
     behind: Vec<bool>,
 }
 
@@ -124,7 +125,9 @@ impl Capturers {
     /// Deregisters and closes capturer `cid` (its port is free again); its
     /// timers go stale.
     pub fn close(&mut self, cid: CapturerId, registry: &Registry) {
-        self.set_behind(cid, false);
+        if let Some(behind) = self.behind.get_mut(cid) {
+            *behind = false;
+        }
         if let Some(cap) = self.slab.get_mut(cid).and_then(Option::take) {
             cap.close(registry);
         }
@@ -262,18 +265,26 @@ impl Capturers {
             .expect("capturer id refers to a live capturer")
     }
 
-    /// Whether capturer `cid`'s last drain used up its budget.
+    /// Whether capturer `cid` is behind (see [`Capturers::note_drain`]).
     pub fn is_behind(&self, cid: CapturerId) -> bool {
         self.behind.get(cid).copied().unwrap_or(false)
     }
 
-    /// Notes whether capturer `cid`'s last drain used up its budget.
-    pub fn set_behind(&mut self, cid: CapturerId, behind: bool) {
-        let live = self.slab.get(cid).is_some_and(Option::is_some);
+    /// Notes how capturer `cid`'s drain ended. It falls behind when a drain
+    /// uses up its budget while its socket is more than half full (capture
+    /// is then at risk: forwarding waits), and stays behind until a drain
+    /// finds the socket dry. A socket that holds more than a drain takes but
+    /// has room to spare is not behind: forwarding goes on, and the buffer
+    /// absorbs the time it takes.
+    pub fn note_drain(&mut self, cid: CapturerId, drained: &Drained) {
+        let behind = match (drained, self.slab.get(cid)) {
+            (Drained::More, Some(Some(c))) => self.is_behind(cid) || c.is_filling(),
+            _ => false,
+        };
         if self.behind.len() <= cid {
             self.behind.resize(cid + 1, false);
         }
-        self.behind[cid] = behind && live;
+        self.behind[cid] = behind;
     }
 
     /// The handlers capturer `cid` feeds (none once it is closed).

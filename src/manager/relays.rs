@@ -1,7 +1,7 @@
 //! The manager's side of live forwarding ([`crate::relay`]): a handler's
 //! targets opened when it starts and closed when it stops, the units of a
-//! batch sent once the batch is written (once the capture socket is dry
-//! while it holds more than a drain takes), target readiness routed by token,
+//! batch sent once the batch is written (while capture is behind, its socket
+//! over half full, once the socket is dry), target readiness routed by token,
 //! and the targets' timers (TCP connects and back-offs), which this file
 //! owns.
 //!

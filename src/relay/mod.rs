@@ -12,9 +12,10 @@
 //! - **the recording comes first**: offering a unit copies it into each
 //!   target's queue or drops it (counted) when that queue is full; nothing
 //!   here blocks or waits for a target, and one target's state never touches
-//!   another's queue; while the capture socket holds more than a drain takes
-//!   (bsc's core cannot both receive and send what comes in), the manager
-//!   sends nothing until it is dry, so units wait here or are dropped;
+//!   another's queue; while capture is behind (a drain used its budget with
+//!   the capture socket over half full: bsc's core cannot both receive and
+//!   send what comes in), the manager sends nothing until the socket is dry,
+//!   so units wait here or are dropped;
 //! - a target gets exactly the units the handler records (after framing and
 //!   transforms) that its filter keeps, in order, whole: a UDP target one
 //!   datagram per unit; a TCP target after a reconnect starts at a unit's

@@ -73,6 +73,22 @@ pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
 /// attached counter cost 2-4% of the CPU per 64-byte datagram; it also showed
 /// drops only once the next unit came).
 pub fn socket_drops(fd: RawFd) -> io::Result<u32> {
+    Ok(meminfo(fd)?[libc::SK_MEMINFO_DROPS as usize])
+}
+
+/// How full the socket's receive queue is: the bytes it holds (as the kernel
+/// charges them, headers and all) and the most it may hold (`SO_MEMINFO`'s
+/// `SK_MEMINFO_RMEM_ALLOC` and `SK_MEMINFO_RCVBUF`).
+pub fn receive_queue(fd: RawFd) -> io::Result<(u32, u32)> {
+    let info = meminfo(fd)?;
+    Ok((
+        info[libc::SK_MEMINFO_RMEM_ALLOC as usize],
+        info[libc::SK_MEMINFO_RCVBUF as usize],
+    ))
+}
+
+/// The socket's `SO_MEMINFO` words, up to `SK_MEMINFO_DROPS` at least.
+fn meminfo(fd: RawFd) -> io::Result<[u32; 16]> {
     // Room for more words than kernels have now; the kernel fills what it has.
     let mut info = [0u32; 16];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
@@ -87,9 +103,8 @@ pub fn socket_drops(fd: RawFd) -> io::Result<u32> {
             &mut len,
         )
     };
-    let at = libc::SK_MEMINFO_DROPS as usize;
     match rc {
-        0 if (len as usize) > at * 4 => Ok(info[at]),
+        0 if (len as usize) > libc::SK_MEMINFO_DROPS as usize * 4 => Ok(info),
         0 => Err(io::Error::other("SO_MEMINFO has no drop counter here")),
         _ => Err(io::Error::last_os_error()),
     }
@@ -233,5 +248,28 @@ mod tests {
         }
         let drops = socket_drops(rx.as_raw_fd()).unwrap();
         assert!(drops > 1000, "{drops}");
+    }
+
+    #[test]
+    fn the_receive_queue_says_what_it_holds_of_what_it_may() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_receive_buffer(rx.as_raw_fd(), 1 << 20).unwrap();
+        let (held, most) = receive_queue(rx.as_raw_fd()).unwrap();
+        assert_eq!(held, 0);
+        assert!(most >= 1 << 20, "{most}: the kernel doubles what is asked");
+        for _ in 0..10 {
+            tx.send_to(&[0u8; 1024], rx.local_addr().unwrap()).unwrap();
+        }
+        let (held, _) = receive_queue(rx.as_raw_fd()).unwrap();
+        assert!(
+            (10 * 1024..most).contains(&held),
+            "{held}: 10 datagrams and their overhead"
+        );
+        let mut buf = [0u8; 2048];
+        for _ in 0..10 {
+            rx.recv(&mut buf).unwrap();
+        }
+        assert_eq!(receive_queue(rx.as_raw_fd()).unwrap().0, 0);
     }
 }
