@@ -756,7 +756,7 @@ pub fn accept_within(listener: &TcpListener, who: &str) -> TcpStream {
 }
 
 /// An iovec over each buffer.
-fn iovecs<B: AsMut<[u8]>>(bufs: &mut [B]) -> Vec<libc::iovec> {
+pub fn iovecs<B: AsMut<[u8]>>(bufs: &mut [B]) -> Vec<libc::iovec> {
     bufs.iter_mut()
         .map(|b| {
             let b = b.as_mut();
@@ -770,7 +770,7 @@ fn iovecs<B: AsMut<[u8]>>(bufs: &mut [B]) -> Vec<libc::iovec> {
 
 /// One message header per iovec, each pointed at its iovec alone (no address,
 /// no control data).
-fn mmsghdrs(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+pub fn mmsghdrs(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
     // SAFETY: an all-zero mmsghdr is a valid value (null pointers, zero lengths).
     let mut msgs: Vec<libc::mmsghdr> = (0..iovs.len())
         .map(|_| unsafe { std::mem::zeroed() })
@@ -949,6 +949,10 @@ pub struct SmallOutcome {
     pub http: Vec<Duration>,
     /// What `/stats` answers cost after the step (`StatsProbe::After`).
     pub stats_cost: Option<StatsCost>,
+    /// Units bsc's forward targets sent and dropped, summed over every
+    /// handler's targets, and the datagrams bsc's capture sockets dropped
+    /// (`kernel_drops`) (`/stats` after the step; `None`: none forwards).
+    pub forward: Option<(u64, u64, u64)>,
 }
 
 impl SmallOutcome {
@@ -1050,6 +1054,7 @@ pub fn run_small_step_with(s: &SmallStep, extra: &serde_json::Value) -> SmallOut
     let user_share = (user + system > 0).then(|| user as f64 / (user + system) as f64);
     let stats_cost = (s.stats == StatsProbe::After).then(|| stats_cost(&bsc));
     let peak_rss_kb = peak_rss_kb(bsc.pid);
+    let forward = extra.get("forward").map(|_| forward_counts(&bsc.stats()));
     drop(bsc);
     let written = read_back(&files, 0, sent).distinct;
     SmallOutcome {
@@ -1061,7 +1066,27 @@ pub fn run_small_step_with(s: &SmallStep, extra: &serde_json::Value) -> SmallOut
         peak_rss_kb,
         http,
         stats_cost,
+        forward,
     }
+}
+
+/// `units_sent` and `units_dropped` summed over every forward target of
+/// every handler in a `/stats` answer, and `kernel_drops` over the handlers.
+fn forward_counts(stats: &serde_json::Value) -> (u64, u64, u64) {
+    let handlers = stats
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .filter_map(serde_json::Value::as_array)
+        .flatten();
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    handlers.fold((0, 0, 0), |(s, d, k), h| {
+        let targets = h["forward"].as_array().into_iter().flatten();
+        let (ts, td) = targets.fold((0, 0), |(s, d), t| {
+            (s + n(t, "units_sent"), d + n(t, "units_dropped"))
+        });
+        (s + ts, d + td, k + n(h, "kernel_drops"))
+    })
 }
 
 /// `STATS_POLLS` `/stats` answers back to back (at most 10 s): bsc's CPU over them.
@@ -1309,6 +1334,7 @@ fn run_small_reference(
         peak_rss_kb: 0,
         http: Vec::new(),
         stats_cost: None,
+        forward: None,
     }
 }
 

@@ -21,10 +21,12 @@
 //!   be most of the row's CPU), but 50 times after the step, on a line of its own:
 //!   bsc's CPU per answer, the document's size, p50/p99.
 //! - `forward` (forward.rs, issue 27): live forwarding against plain capture in
-//!   alternating runs: UDP 64 B and 1 KiB at the generator's maximum forwarded
-//!   to one UDP target (goal at most 1.6x the CPU per datagram, no capture loss,
-//!   every datagram forwarded), and 64 B forwarded to a TCP target that never
-//!   reads (goal: nothing measurable, read as at most 1.1x).
+//!   alternating runs: UDP 64 B and 1 KiB forwarded to one UDP target on
+//!   loopback at the generator's maximum and at a fixed pace in both steps, and
+//!   across a veth link into a namespace of its own (goal at most 1.6x the CPU
+//!   per datagram, no capture loss, every datagram forwarded), and 64 B
+//!   forwarded to a TCP target that never reads (goal: nothing measurable, read
+//!   as at most 1.1x). Needs root and `ip` for the link rows.
 //! - `units` (units.rs, issue 14): a TCP stream of CCSDS space packets from a
 //!   local server at its maximum rate, bsc with `framing: ccsds_space_packet`
 //!   (with and without `sequence_check`) against the same stream unframed; UDP
@@ -72,6 +74,9 @@ mod goals;
 mod large;
 mod replay;
 mod units;
+#[allow(dead_code)] // the tests' veth pair; the forward section uses part of it
+#[path = "../common/veth.rs"]
+mod veth;
 
 use std::time::{Duration, Instant};
 

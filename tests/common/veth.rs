@@ -102,6 +102,24 @@ impl Veth {
         (host, far)
     }
 
+    /// Has the far end's receive work (IP, UDP, delivery into its sockets)
+    /// done on the CPUs of `mask` (RPS), as a consumer on another machine
+    /// would do it, not by the sender's CPU in its own call.
+    pub fn steer_far_receive(&self, mask: u64) {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "sh",
+            "-c",
+            &format!(
+                "echo {mask:x} > /sys/class/net/{}/queues/rx-0/rps_cpus",
+                self.far
+            ),
+        ]);
+    }
+
     /// A UDP socket bound to `addr` in the far namespace (a socket keeps the
     /// namespace it was made in; a thread of its own enters it).
     pub fn udp_socket_far(&self, addr: SocketAddr) -> UdpSocket {
