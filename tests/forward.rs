@@ -783,17 +783,22 @@ fn a_udp_target_whose_host_is_not_found_degrades_health_at_once() {
     bsc.stop();
 }
 
-/// A burst larger than a drain takes (1,024 datagrams) with a target queue
-/// smaller than a drain's units: while bsc's socket holds more than a drain
-/// takes, the recording comes first (the target is sent to once the socket is
-/// dry; units beyond its queue are dropped, counted). Whichever way a run
-/// goes, every datagram is recorded, every unit is accounted for once, and
-/// what the target receives is in order.
-#[test]
-fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
-    let (dir, root) = TempDir::with_root("fwd-burst");
+/// bsc forwarding what a UDP handler records to a receiver here through a
+/// 64 KiB queue (a batch's 64 units of 1,008 bytes), after a burst of `n`
+/// such datagrams (each starting with its index) sent as fast as the test
+/// can: every one recorded and the target's queue empty.
+struct Burst {
+    _dir: TempDir,
+    root: std::path::PathBuf,
+    bsc: Bsc,
+    port: u16,
+    rx: UdpSocket,
+}
+
+fn burst(tag: &str, n: u64) -> Burst {
+    let (dir, root) = TempDir::with_root(tag);
     let port = free_udp_port();
-    let (udp_rx, udp_port) = udp_receiver();
+    let (rx, udp_port) = udp_receiver();
     let bsc = Bsc::capturing(
         dir.path(),
         &root,
@@ -805,9 +810,6 @@ fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
                    "forward_queue_bytes": "64KiB"}),
         )],
     );
-    // 10,000 of 1 KiB: 23 MB of bsc's 48 MiB receive buffer (2,304 bytes
-    // charged a datagram), so the kernel drops none even if bsc is slow.
-    let n: u64 = 10_000;
     let s = sender(port);
     let body = vec![0xA5u8; 1000];
     for i in 0..n {
@@ -819,56 +821,52 @@ fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
     wait_until("the target's queue empty", || {
         first_target(&bsc, port)["queued_units"] == 0
     });
-    let t = first_target(&bsc, port);
+    Burst {
+        _dir: dir,
+        root,
+        bsc,
+        port,
+        rx,
+    }
+}
+
+/// A burst larger than a drain takes (1,024 datagrams) with a target queue
+/// smaller than a drain's units: whichever way a run goes (bsc holds the
+/// target's units back while capture is behind, and drops and counts what
+/// its queue cannot hold), every datagram is recorded, every unit is
+/// accounted for once, and what the target receives is in order.
+#[test]
+fn a_burst_beyond_a_drain_is_recorded_whole_and_the_target_s_share_counted() {
+    // 10,000 of 1 KiB: 23 MB of bsc's 48 MiB receive buffer (2,304 bytes
+    // charged a datagram), so the kernel drops none even if bsc is slow.
+    let n: u64 = 10_000;
+    let b = burst("fwd-burst", n);
+    let t = first_target(&b.bsc, b.port);
     assert_eq!(accounted(&t), n, "{t}");
-    let stats = stats_of(&bsc, port);
+    let stats = stats_of(&b.bsc, b.port);
     assert_eq!(stats["kernel_drops"], 0, "{stats}");
     let mut buf = [0u8; 2048];
     let mut last = None;
     for _ in 0..t["units_sent"].as_u64().unwrap() {
-        let k = udp_rx.recv(&mut buf).unwrap();
+        let k = b.rx.recv(&mut buf).unwrap();
         assert_eq!(k, 1008);
         let i = u64::from_be_bytes(buf[..8].try_into().unwrap());
         assert!(last.is_none_or(|l| i > l), "{i} after {last:?}");
         last = Some(i);
     }
-    assert!(bsc.stop().success());
-    assert_eq!(count_records(&root.join("tm.pcap")), n as usize);
+    assert!(b.bsc.stop().success());
+    assert_eq!(count_records(&b.root.join("tm.pcap")), n as usize);
 }
 
 #[test]
 fn a_burst_the_capture_socket_has_room_for_is_forwarded_whole() {
-    let (dir, root) = TempDir::with_root("fwd-room");
-    let port = free_udp_port();
-    let (udp_rx, udp_port) = udp_receiver();
-    let bsc = Bsc::capturing(
-        dir.path(),
-        &root,
-        vec![udp_handler(
-            "tm",
-            port,
-            json!({"rotate_log": false, "file_name_pattern": "tm.pcap",
-                   "forward": [format!("udp://127.0.0.1:{udp_port}")],
-                   "forward_queue_bytes": "64KiB"}),
-        )],
-    );
-    // 8,000 of 1 KiB as fast as the test can send them: 18 MB charged,
-    // under half of bsc's 48 MiB receive buffer. Capture is never at risk,
-    // so forwarding never waits for the socket to run dry, and a queue that
-    // holds one batch (64 units) drops nothing however far bsc's drains lag.
+    // 8,000 of 1 KiB: 18 MB charged, under half of bsc's 48 MiB receive
+    // buffer. Capture is never at risk, so forwarding never waits for the
+    // socket to run dry, and a queue that holds one batch drops nothing
+    // however far bsc's drains lag.
     let n: u64 = 8_000;
-    let s = sender(port);
-    let body = vec![0x5Au8; 1000];
-    for i in 0..n {
-        let mut p = i.to_be_bytes().to_vec();
-        p.extend_from_slice(&body);
-        s.send(&p).unwrap();
-    }
-    wait_until("all recorded", || stats_of(&bsc, port)["packets"] == n);
-    wait_until("the target's queue empty", || {
-        first_target(&bsc, port)["queued_units"] == 0
-    });
-    let t = first_target(&bsc, port);
+    let b = burst("fwd-room", n);
+    let t = first_target(&b.bsc, b.port);
     assert_eq!(
         (t["units_sent"].as_u64(), t["units_dropped"].as_u64()),
         (Some(n), Some(0)),
@@ -876,12 +874,12 @@ fn a_burst_the_capture_socket_has_room_for_is_forwarded_whole() {
     );
     let mut buf = [0u8; 2048];
     for i in 0..n {
-        let k = udp_rx.recv(&mut buf).unwrap();
+        let k = b.rx.recv(&mut buf).unwrap();
         assert_eq!(k, 1008);
         assert_eq!(u64::from_be_bytes(buf[..8].try_into().unwrap()), i);
     }
-    assert!(bsc.stop().success());
-    assert_eq!(count_records(&root.join("tm.pcap")), n as usize);
+    assert!(b.bsc.stop().success());
+    assert_eq!(count_records(&b.root.join("tm.pcap")), n as usize);
 }
 
 /// Writes `units` to `conn` in one piece (one read of bsc's takes a run of
