@@ -957,3 +957,95 @@ fn units_cross_a_smaller_or_shrinking_mtu_whole_and_in_order() {
     assert!(bsc.stop().success());
     assert_eq!(count_records(&root.join("modem.pcap")), sent.len());
 }
+
+/// AIT's inbound UDP stream as ait-core builds it from `inbound-streams` (a
+/// `PortInputStream`: gevent's `DatagramServer` handing each datagram to the
+/// stream's handlers), one handler printing what it is given as hex, a line
+/// per datagram. It says `ready` once it listens, and ends after the seconds
+/// it is given (the test kills it sooner).
+const AIT_INBOUND: &str = r#"
+import sys, time, gevent, zmq.green as zmq
+from ait.core.server.stream import PortInputStream
+from ait.core.server.handler import Handler
+
+class Print(Handler):
+    def handle(self, data):
+        print(bytes(data).hex(), flush=True)
+        return data
+
+port, secs = int(sys.argv[1]), float(sys.argv[2])
+stream = PortInputStream("bsc_in", [port], [Print()], zmq_args={"zmq_context": zmq.Context()})
+stream.start()
+print("ready", flush=True)
+end = time.time() + secs
+while time.time() < end:
+    gevent.sleep(0.05)
+"#;
+
+#[test]
+fn aits_own_inbound_udp_stream_gets_each_unit_whole_and_in_order() {
+    use std::io::BufRead;
+    let (dir, root) = TempDir::with_root("fwd-ait");
+    // The least configuration ait-core imports with.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "default:\n  server:\n    plugins: []\n").unwrap();
+    let ait_port = free_udp_port();
+    let mut ait = std::process::Command::new(ait_python())
+        .args(["-c", AIT_INBOUND, &ait_port.to_string()])
+        .arg(PATIENCE.as_secs().to_string())
+        .env("AIT_CONFIG", &config)
+        .env("AIT_ROOT", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let out = ait.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(PATIENCE)
+            .expect("a line from AIT's stream")
+    };
+    assert_eq!(next(), "ready");
+    let (source, source_port) = tcp_peer();
+    let target = format!("udp://127.0.0.1:{ait_port}");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![json!({
+            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
+            "rotate_log": false, "file_name_pattern": "modem.pcap",
+            "framing": {"kind": "ccsds_space_packet"},
+            "forward": [target],
+        })],
+    );
+    let (mut conn, _) = source.accept().unwrap();
+    // In pieces that AIT's socket (the kernel's default buffer) holds whole.
+    let sent = packets(400);
+    for piece in sent.chunks(40) {
+        std::io::Write::write_all(&mut conn, &piece.concat()).unwrap();
+        for want in piece {
+            let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(next(), hex, "AIT's stream got the units in order, whole");
+        }
+    }
+    let key = format!("['127.0.0.1', {source_port}]");
+    let t = target_stats(&bsc, &key, &target);
+    assert_eq!(
+        (t["units_sent"].clone(), t["units_dropped"].clone()),
+        (json!(400), json!(0)),
+        "{t}"
+    );
+    let _ = ait.kill();
+    let _ = ait.wait();
+    drop(conn);
+    assert!(bsc.stop().success());
+    assert_eq!(count_records(&root.join("modem.pcap")), sent.len());
+}

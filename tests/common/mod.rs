@@ -949,13 +949,12 @@ pub fn send(bsc: &Bsc, port: u16, i: u64) {
 /// AIT's script `name`.py in the virtual environment tests/deps.sh makes, and
 /// its Python.
 pub fn ait_script(name: &str) -> (PathBuf, PathBuf) {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv");
-    let python = venv.join("bin/python3");
-    assert!(
-        python.exists(),
-        "AIT's client is needed: run `bash tests/deps.sh` (make test does), which installs ait-core into {}",
-        venv.display()
-    );
+    let python = ait_python();
+    let venv = python
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
     let out = Command::new("find")
         .arg(&venv)
         .args(["-name", &format!("{name}.py"), "-path", "*ait/core/bin/*"])
@@ -969,6 +968,19 @@ pub fn ait_script(name: &str) -> (PathBuf, PathBuf) {
         )
     });
     (python, PathBuf::from(script))
+}
+
+/// The Python of the virtual environment `tests/deps.sh` installs ait-core
+/// into (`target/ait-venv`).
+pub fn ait_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ait-venv");
+    let python = venv.join("bin/python3");
+    assert!(
+        python.exists(),
+        "AIT's client is needed: run `bash tests/deps.sh` (make test does), which installs ait-core into {}",
+        venv.display()
+    );
+    python
 }
 
 /// The environment that starts a test build of bsc on its driven clock: the
