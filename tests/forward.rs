@@ -1049,3 +1049,110 @@ fn aits_own_inbound_udp_stream_gets_each_unit_whole_and_in_order() {
     assert!(bsc.stop().success());
     assert_eq!(count_records(&root.join("modem.pcap")), sent.len());
 }
+
+/// A consumer behind a router whose far link has a smaller MTU (1,280): the
+/// first datagram too large for it is refused on the way (ICMP
+/// "fragmentation needed"), and the kernel reports that error with bsc's
+/// next send, which then sends nothing. bsc sends that unit again (the
+/// kernel now cuts it into fragments at the MTU it learned): the refused
+/// datagram is the only one lost, and bsc drops none.
+#[test]
+fn a_path_mtu_learned_from_a_router_costs_only_the_datagram_it_refused() {
+    let (dir, root) = TempDir::with_root("fwd-pmtu");
+    let path = common::veth::Routed::new(1280);
+    let rx = common::veth::udp_socket_in(&path.far, (path.far_addr, 0).into());
+    let rx_port = with_room(&rx);
+    let port = free_udp_port();
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "p",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "p.pcap",
+                   "forward": [format!("udp://{}:{rx_port}", path.far_addr)]}),
+        )],
+    );
+    // One at a time (each sent before the next comes), lengths changing
+    // every unit (no runs), each over the far link's MTU.
+    let n: u64 = 200;
+    let s = sender(port);
+    for i in 0..n {
+        let mut p = i.to_be_bytes().to_vec();
+        p.resize(1400 + (i % 7) as usize, i as u8);
+        s.send(&p).unwrap();
+        wait_until("the unit sent or dropped", || {
+            let t = first_target(&bsc, port);
+            t["units_sent"].as_u64().unwrap() + t["units_dropped"].as_u64().unwrap() > i
+        });
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.last() != Some(&(n - 1)) {
+        let k = rx.recv(&mut buf).expect("the last unit arrives");
+        let i = u64::from_be_bytes(buf[..8].try_into().unwrap());
+        assert_eq!(k, 1400 + (i % 7) as usize, "unit {i} whole");
+        got.push(i);
+    }
+    let t = first_target(&bsc, port);
+    assert_eq!(t["units_dropped"], 0, "{t}");
+    assert!(
+        !bsc.log_matching("Message too long").is_empty(),
+        "the router's refusal reached bsc's socket"
+    );
+    let lost: Vec<u64> = (0..n).filter(|i| !got.contains(i)).collect();
+    assert!(
+        lost.len() <= 1,
+        "lost on the way: {lost:?} (only the refused one may be)"
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    assert!(bsc.stop().success());
+    assert_eq!(count_records(&root.join("p.pcap")), n as usize);
+}
+
+/// A UDP target with no consumer: each datagram draws an ICMP "port
+/// unreachable" that the kernel reports with the next send. `/stats` keeps
+/// saying so while it lasts (a send that works after a refusal does not
+/// clear it), and clears it once a consumer is there.
+#[test]
+fn a_udp_target_nobody_listens_on_shows_as_refusing_until_one_does() {
+    let (dir, root) = TempDir::with_root("fwd-refused");
+    let port = free_udp_port();
+    let gone = free_udp_port();
+    let target = format!("udp://127.0.0.1:{gone}");
+    let bsc = Bsc::capturing(
+        dir.path(),
+        &root,
+        vec![udp_handler(
+            "tm",
+            port,
+            json!({"rotate_log": false, "file_name_pattern": "tm.pcap", "forward": [target]}),
+        )],
+    );
+    for i in 0..5 {
+        send(&bsc, port, i);
+    }
+    let t = first_target(&bsc, port);
+    assert_eq!(t["state"], "error", "{t}");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "{t}"
+    );
+    assert_eq!(accounted(&t), 5, "{t}");
+    let rx = UdpSocket::bind(("127.0.0.1", gone)).unwrap();
+    with_room(&rx);
+    send(&bsc, port, 5);
+    send(&bsc, port, 6);
+    let t = first_target(&bsc, port);
+    assert_eq!(
+        (t["state"].clone(), t["last_error"].clone()),
+        (json!("ready"), Value::Null),
+        "{t}"
+    );
+    let mut buf = [0u8; 64];
+    let k = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..k], &seq_payload(5)[..]);
+    assert!(bsc.stop().success());
+}

@@ -58,7 +58,9 @@ pub struct Target {
     queue: UnitQueue,
     link: Link,
     counters: Counters,
-    /// The last failure (`None` once a send succeeds again).
+    /// The last failure (`None` once a send succeeds again; for a UDP
+    /// target, once a call sends without an error, so that a consumer that
+    /// refuses every batch shows as failing).
     last_error: Option<String>,
     /// Whether the last unit offered was dropped (its queue full).
     dropping: bool,
@@ -68,6 +70,8 @@ pub struct Target {
     /// The longest unit a UDP target sends as a segment of an offloaded
     /// run ([`sys::segment_max`]); 0: each unit its own message.
     segment_max: usize,
+    /// Whether sending the front of the queue (UDP) failed once already.
+    retried: bool,
 }
 
 impl Target {
@@ -91,6 +95,7 @@ impl Target {
             dropping: false,
             blocked: false,
             segment_max: 0,
+            retried: false,
         };
         let address = Address {
             host: spec.host.clone(),
@@ -216,8 +221,10 @@ impl Target {
     /// Sends whole units, one `sendmmsg` per [`sys::SEND_BATCH`], until the
     /// queue is empty or the socket's buffer is full.
     fn send_datagrams(&mut self, fd: std::os::fd::RawFd) {
-        // Each turn sends or drops at least one unit, or stops.
-        for _ in 0..=self.queue.units() {
+        let mut erred = false;
+        // Each turn sends or drops at least one unit, or tries the front
+        // again (at most once in a row, but for refusals), or stops.
+        for _ in 0..=2 * self.queue.units() + 1 {
             let mut units: [&[u8]; sys::SEND_BATCH] = [&[]; sys::SEND_BATCH];
             let n = self.queue.front_units(&mut units);
             if n == 0 {
@@ -228,42 +235,66 @@ impl Target {
                     let bytes = self.queue.pop(n);
                     self.counters.units_sent += n as u64;
                     self.counters.bytes_sent += bytes;
-                    self.last_error = None;
+                    self.retried = false;
+                    if !erred {
+                        self.last_error = None;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.blocked = true;
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // A run the path cannot take as one message (its MTU
-                // shrank; a device that cannot cut runs): sent again within
-                // the path's MTU now, or one datagram per call.
-                Err(e)
-                    if self.segment_max > 0
-                        && matches!(
-                            e.raw_os_error(),
-                            Some(libc::EMSGSIZE | libc::EINVAL | libc::EIO)
-                        )
-                        && sys::run_length(&units[..n], self.segment_max) > 1 =>
-                {
-                    self.offload_failed(fd, &e);
-                }
-                // An ICMP error from an earlier datagram: it is reported (and
-                // cleared) here; this batch goes out with the next call.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.failed(format!(
-                        "{}: {e} (is the consumer running?)",
-                        self.spec.url()
-                    ));
-                }
                 Err(e) => {
-                    // This unit cannot go (too large, no route): dropped.
-                    self.queue.pop(1);
-                    self.counters.units_dropped += 1;
-                    self.failed(format!("{}: {e}", self.spec.url()));
+                    erred = true;
+                    let run = sys::run_length(&units[..n], self.segment_max) > 1;
+                    self.send_failed(fd, &e, run);
                 }
             }
         }
+    }
+
+    /// Sending the front of the queue failed with `e` (`run`: a run of units
+    /// sent as one message). The kernel reports the ICMP error an earlier
+    /// datagram drew (refused, unreachable, the path's MTU learned) with the
+    /// next send, which sends nothing: the front is tried again once (a
+    /// refusal, every time). A run the path cannot take as one message is
+    /// cut to the path's MTU if it shrank, else tried once more, then sent
+    /// one unit per call. A unit that fails twice in a row cannot go (too
+    /// large, no route): dropped, counted.
+    fn send_failed(&mut self, fd: std::os::fd::RawFd, e: &io::Error, run: bool) {
+        let url = self.spec.url();
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            return self.failed(format!("{url}: {e} (is the consumer running?)"));
+        }
+        let again = std::mem::replace(&mut self.retried, true);
+        let offload = run
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::EMSGSIZE | libc::EINVAL | libc::EIO)
+            );
+        if offload {
+            let was = self.segment_max;
+            let shrunk = sys::segment_max(fd).filter(|&m| m < was);
+            let now = match (shrunk, again) {
+                (Some(m), _) => format!("runs of units up to {m} bytes from now on"),
+                (None, false) => return self.failed(format!("{url}: {e}")),
+                (None, true) => "one datagram per call from now on".to_string(),
+            };
+            self.segment_max = shrunk.unwrap_or(0);
+            self.retried = false;
+            return log::limited(
+                &format!("forward {url} offload"),
+                Level::Info,
+                format_args!("forward {url}: a run of units sent as one: {e}; sending {now}"),
+            );
+        }
+        if again {
+            self.queue.pop(1);
+            self.counters.units_dropped += 1;
+            self.retried = false;
+        }
+        self.failed(format!("{url}: {e}"));
     }
 
     /// Writes queued bytes to the connection until it would block; a unit
@@ -369,25 +400,6 @@ impl Target {
             Link::Udp(None) => {}
             Link::Tcp(c) => c.close(registry),
         }
-    }
-
-    /// A run of units could not go as one message: runs are cut to the
-    /// path's MTU from now on if it shrank, or not sent as runs at all.
-    fn offload_failed(&mut self, fd: std::os::fd::RawFd, e: &io::Error) {
-        let was = self.segment_max;
-        self.segment_max = sys::segment_max(fd).filter(|&m| m < was).unwrap_or(0);
-        let now = match self.segment_max {
-            0 => "one datagram per call from now on".to_string(),
-            m => format!("runs of units up to {m} bytes from now on"),
-        };
-        log::limited(
-            &format!("forward {} offload", self.spec.url()),
-            Level::Info,
-            format_args!(
-                "forward {}: a run of units sent as one: {e}; sending {now}",
-                self.spec.url()
-            ),
-        );
     }
 
     /// The connection died: the unit it cut is dropped (counted).

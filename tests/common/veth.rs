@@ -120,20 +120,9 @@ impl Veth {
         ]);
     }
 
-    /// A UDP socket bound to `addr` in the far namespace (a socket keeps the
-    /// namespace it was made in; a thread of its own enters it).
+    /// A UDP socket bound to `addr` in the far namespace.
     pub fn udp_socket_far(&self, addr: SocketAddr) -> UdpSocket {
-        let path = format!("/run/netns/{}", self.ns);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).unwrap();
-            // SAFETY: setns on an open namespace file, for this thread only
-            // (it ends here; the socket stays in the namespace).
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            UdpSocket::bind(addr).unwrap()
-        })
-        .join()
-        .unwrap()
+        udp_socket_in(&self.ns, addr)
     }
 
     /// Sends raw frames on an interface (in the namespace if `ns` is given).
@@ -161,6 +150,160 @@ impl Veth {
             "sending frames: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// A UDP socket bound to `addr` in namespace `ns` (a socket keeps the
+/// namespace it was made in; a thread of its own enters it).
+pub fn udp_socket_in(ns: &str, addr: SocketAddr) -> UdpSocket {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let ns = File::open(&path).unwrap();
+        // SAFETY: setns on an open namespace file, for this thread only (it
+        // ends here; the socket stays in the namespace).
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        UdpSocket::bind(addr).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A consumer behind a router: this namespace -- (MTU 1,500) -- a router's
+/// namespace -- (a smaller MTU) -- the consumer's namespace. A datagram too
+/// large for the far link is refused by the router with ICMP "fragmentation
+/// needed" (the kernel sets DF on UDP by default), as across a real network.
+pub struct Routed {
+    host: String,
+    router: String,
+    pub far: String,
+    /// The consumer's address.
+    pub far_addr: Ipv4Addr,
+}
+
+impl Routed {
+    /// The path, the far link's MTU `mtu`; addresses in 198.18.0.0/15 (RFC
+    /// 2544), two /30s chosen by process.
+    pub fn new(mtu: u32) -> Routed {
+        let id = std::process::id() % 100_000;
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (std::process::id() % (1 << 13)) * 16;
+        let ip = |k: u32| Ipv4Addr::from(base + k);
+        let r = Routed {
+            host: format!("bscrh{id}"),
+            router: format!("bsc-router-{id}"),
+            far: format!("bsc-far-{id}"),
+            far_addr: ip(6),
+        };
+        let (rt, far) = (r.router.as_str(), r.far.as_str());
+        run(&["ip", "netns", "add", rt]);
+        run(&["ip", "netns", "add", far]);
+        run(&[
+            "ip", "link", "add", &r.host, "type", "veth", "peer", "name", "ra", "netns", rt,
+        ]);
+        run(&[
+            "ip", "-n", rt, "link", "add", "rb", "type", "veth", "peer", "name", "fc", "netns", far,
+        ]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", ip(1)),
+            "dev",
+            &r.host,
+        ]);
+        run(&["ip", "link", "set", &r.host, "up"]);
+        run(&[
+            "ip",
+            "route",
+            "add",
+            &format!("{}/30", ip(4)),
+            "via",
+            &ip(2).to_string(),
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            rt,
+            "addr",
+            "add",
+            &format!("{}/30", ip(2)),
+            "dev",
+            "ra",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            rt,
+            "addr",
+            "add",
+            &format!("{}/30", ip(5)),
+            "dev",
+            "rb",
+        ]);
+        run(&["ip", "-n", rt, "link", "set", "ra", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            rt,
+            "link",
+            "set",
+            "rb",
+            "mtu",
+            &mtu.to_string(),
+            "up",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            rt,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            far,
+            "addr",
+            "add",
+            &format!("{}/30", ip(6)),
+            "dev",
+            "fc",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            far,
+            "link",
+            "set",
+            "fc",
+            "mtu",
+            &mtu.to_string(),
+            "up",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            far,
+            "route",
+            "add",
+            "default",
+            "via",
+            &ip(5).to_string(),
+        ]);
+        r
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .output();
+        for ns in [&self.router, &self.far] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
     }
 }
 
