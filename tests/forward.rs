@@ -882,6 +882,25 @@ fn a_burst_the_capture_socket_has_room_for_is_forwarded_whole() {
     assert_eq!(count_records(&b.root.join("tm.pcap")), n as usize);
 }
 
+/// bsc recording a TCP source of space packets (`framing`, into
+/// `modem.pcap`) that forwards to `forward`, connected to a peer here: bsc,
+/// the peer's end of the connection, and the source's port.
+fn framed_modem(dir: &TempDir, root: &std::path::Path, forward: Value) -> (Bsc, TcpStream, u16) {
+    let (source, source_port) = tcp_peer();
+    let bsc = Bsc::capturing(
+        dir.path(),
+        root,
+        vec![json!({
+            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
+            "rotate_log": false, "file_name_pattern": "modem.pcap",
+            "framing": {"kind": "ccsds_space_packet"},
+            "forward": forward,
+        })],
+    );
+    let (conn, _) = source.accept().unwrap();
+    (bsc, conn, source_port)
+}
+
 /// Writes `units` to `conn` in one piece (one read of bsc's takes a run of
 /// them, so runs of one length go out offloaded) and returns them.
 fn write_units(conn: &mut TcpStream, units: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -896,19 +915,8 @@ fn units_cross_a_smaller_or_shrinking_mtu_whole_and_in_order() {
     let (_, far) = veth.address();
     let rx = veth.udp_socket_far((far, 0).into());
     let rx_port = with_room(&rx);
-    let (source, source_port) = tcp_peer();
     let url = format!("udp://{far}:{rx_port}");
-    let bsc = Bsc::capturing(
-        dir.path(),
-        &root,
-        vec![json!({
-            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
-            "rotate_log": false, "file_name_pattern": "modem.pcap",
-            "framing": {"kind": "ccsds_space_packet"},
-            "forward": [url],
-        })],
-    );
-    let (mut conn, _) = source.accept().unwrap();
+    let (bsc, mut conn, source_port) = framed_modem(&dir, &root, json!([url]));
     // Runs of one length (64 B, 2,000 B), a shorter one ending a run, lengths
     // that change every unit, and units larger than the link's MTU (sent
     // in IP fragments, as one datagram each).
@@ -1014,19 +1022,8 @@ fn aits_own_inbound_udp_stream_gets_each_unit_whole_and_in_order() {
             .expect("a line from AIT's stream")
     };
     assert_eq!(next(), "ready");
-    let (source, source_port) = tcp_peer();
     let target = format!("udp://127.0.0.1:{ait_port}");
-    let bsc = Bsc::capturing(
-        dir.path(),
-        &root,
-        vec![json!({
-            "name": "modem", "conn_type": "tcp", "address": ["127.0.0.1", source_port],
-            "rotate_log": false, "file_name_pattern": "modem.pcap",
-            "framing": {"kind": "ccsds_space_packet"},
-            "forward": [target],
-        })],
-    );
-    let (mut conn, _) = source.accept().unwrap();
+    let (bsc, mut conn, source_port) = framed_modem(&dir, &root, json!([target]));
     // In pieces that AIT's socket (the kernel's default buffer) holds whole.
     let sent = packets(400);
     for piece in sent.chunks(40) {

@@ -194,104 +194,27 @@ impl Routed {
             far: format!("bsc-far-{id}"),
             far_addr: ip(6),
         };
-        let (rt, far) = (r.router.as_str(), r.far.as_str());
-        run(&["ip", "netns", "add", rt]);
-        run(&["ip", "netns", "add", far]);
-        run(&[
-            "ip", "link", "add", &r.host, "type", "veth", "peer", "name", "ra", "netns", rt,
-        ]);
-        run(&[
-            "ip", "-n", rt, "link", "add", "rb", "type", "veth", "peer", "name", "fc", "netns", far,
-        ]);
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/30", ip(1)),
-            "dev",
-            &r.host,
-        ]);
-        run(&["ip", "link", "set", &r.host, "up"]);
-        run(&[
-            "ip",
-            "route",
-            "add",
-            &format!("{}/30", ip(4)),
-            "via",
-            &ip(2).to_string(),
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            rt,
-            "addr",
-            "add",
-            &format!("{}/30", ip(2)),
-            "dev",
-            "ra",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            rt,
-            "addr",
-            "add",
-            &format!("{}/30", ip(5)),
-            "dev",
-            "rb",
-        ]);
-        run(&["ip", "-n", rt, "link", "set", "ra", "up"]);
-        run(&[
-            "ip",
-            "-n",
-            rt,
-            "link",
-            "set",
-            "rb",
-            "mtu",
-            &mtu.to_string(),
-            "up",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            rt,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            far,
-            "addr",
-            "add",
-            &format!("{}/30", ip(6)),
-            "dev",
-            "fc",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            far,
-            "link",
-            "set",
-            "fc",
-            "mtu",
-            &mtu.to_string(),
-            "up",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            far,
-            "route",
-            "add",
-            "default",
-            "via",
-            &ip(5).to_string(),
-        ]);
+        let (host, rt, far) = (&r.host, &r.router, &r.far);
+        let (to_router, router_near, router_far) = (ip(1), ip(2), ip(5));
+        for command in [
+            format!("ip netns add {rt}"),
+            format!("ip netns add {far}"),
+            format!("ip link add {host} type veth peer name ra netns {rt}"),
+            format!("ip -n {rt} link add rb type veth peer name fc netns {far}"),
+            format!("ip addr add {to_router}/30 dev {host}"),
+            format!("ip link set {host} up"),
+            format!("ip route add {}/30 via {router_near}", ip(4)),
+            format!("ip -n {rt} addr add {router_near}/30 dev ra"),
+            format!("ip -n {rt} addr add {router_far}/30 dev rb"),
+            format!("ip -n {rt} link set ra up"),
+            format!("ip -n {rt} link set rb mtu {mtu} up"),
+            format!("ip netns exec {rt} sysctl -qw net.ipv4.ip_forward=1"),
+            format!("ip -n {far} addr add {}/30 dev fc", r.far_addr),
+            format!("ip -n {far} link set fc mtu {mtu} up"),
+            format!("ip -n {far} route add default via {router_far}"),
+        ] {
+            run(&command.split_whitespace().collect::<Vec<_>>());
+        }
         r
     }
 }
