@@ -175,8 +175,9 @@ impl Manager {
     /// ends (copies wait across batches, up to [`handler::FLUSH_AT`] bytes);
     /// the handlers' forward targets are sent what they were offered after
     /// each batch, or, while the capturer is behind (its socket more than half
-    /// full, [`Capturers::note_drain`]), once it is dry; arms the rotation and capturer timers that follow. `now` is the
-    /// loop's instant, `clock` the time of reading.
+    /// full, [`Capturers::note_drain`]), once it is dry; arms the rotation and
+    /// capturer timers that follow. `now` is the loop's instant, `clock` the
+    /// time of reading.
     pub fn drain(
         &mut self,
         cid: CapturerId,

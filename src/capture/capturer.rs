@@ -210,8 +210,7 @@ pub struct Capturer {
     pub seq: u64,
     /// The last receive error, until a unit is received again (udp, ethernet).
     error: Option<String>,
-    /// The kernel's drop count when it was last asked (see
-    /// [`Capturer::kernel_drops`]).
+    /// The kernel's drop count when last asked ([`Capturer::kernel_drops`]).
     drops_seen: std::cell::Cell<u32>,
     /// Whether a handler records the time of reading (so the clock is read per
     /// unit even when the kernel stamps it).
@@ -469,10 +468,8 @@ impl Capturer {
     /// ethernet; 0 for tcp), asked now ([`sys::socket_drops`]); the last
     /// count seen if the kernel does not answer, so that it never goes back.
     pub fn kernel_drops(&self) -> u32 {
-        let fd = match &self.source {
-            Source::Udp(s) => s.as_raw_fd(),
-            Source::Ethernet(p) => p.as_raw_fd(),
-            Source::Tcp(_) => return 0,
+        let Some(fd) = self.datagram_fd() else {
+            return 0;
         };
         if let Ok(n) = sys::socket_drops(fd) {
             self.drops_seen.set(self.drops_seen.get().max(n));
@@ -480,18 +477,21 @@ impl Capturer {
         self.drops_seen.get()
     }
 
-    /// Whether the socket holds more than half of what its buffer may: a
-    /// datagram socket whose drains no longer keep up is filling toward
-    /// loss. A TCP stream loses nothing by waiting (the peer is held back),
-    /// so it counts as filling whenever it holds more than a drain takes;
-    /// so does a socket the kernel does not answer for.
+    /// Whether the socket holds more than half what its buffer may (filling
+    /// toward loss). A TCP stream, which loses nothing by waiting, counts as
+    /// filling, and so does a socket the kernel does not answer for.
     pub fn is_filling(&self) -> bool {
-        let fd = match &self.source {
-            Source::Udp(s) => s.as_raw_fd(),
-            Source::Ethernet(p) => p.as_raw_fd(),
-            Source::Tcp(_) => return true,
-        };
-        sys::receive_queue(fd).map_or(true, |(held, most)| held > most / 2)
+        let held = self.datagram_fd().map(sys::receive_queue);
+        !matches!(held, Some(Ok((held, most))) if held <= most / 2)
+    }
+
+    /// The socket of a udp or ethernet capturer (`None` for tcp).
+    fn datagram_fd(&self) -> Option<std::os::fd::RawFd> {
+        match &self.source {
+            Source::Udp(s) => Some(s.as_raw_fd()),
+            Source::Ethernet(p) => Some(p.as_raw_fd()),
+            Source::Tcp(_) => None,
+        }
     }
 
     /// What the handlers need of a read: whether some handler wants the time
@@ -511,11 +511,11 @@ impl Capturer {
         }
     }
 
-    /// Reads until `WouldBlock` or [`READ_BUDGET`] units (TCP: as many bytes
-    /// as that many records of [`sys::SLOT`]), handing `deliver`
-    /// each batch as a [`Received`] (a TCP batch is one read into the start of
-    /// the batch). `now` is the loop's instant (TCP back-offs); `clock` is read for
-    /// the time a unit was read, only when a record needs it.
+    /// Reads until `WouldBlock` or [`READ_BUDGET`] units (TCP: as many bytes as
+    /// that many records of [`sys::SLOT`]), handing `deliver` each batch as a
+    /// [`Received`] (TCP: one read into the start of the batch). `now` is the
+    /// loop's instant (TCP back-offs); `clock` is read for the time a unit was
+    /// read, only when a record needs it.
     pub fn read<C: Fn() -> UnixNanos>(
         &mut self,
         registry: &Registry,

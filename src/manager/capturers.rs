@@ -379,4 +379,68 @@ mod tests {
         assert_eq!(order, [1, 0]);
         assert_eq!(caps.next_deadline(), None, "udp capturers have no timers");
     }
+
+    /// Drains capturer `cid` once, taking every unit, and notes how it ended.
+    fn drain_once(caps: &mut Capturers, cid: CapturerId, poll: &mio::Poll) -> Drained {
+        let drained = caps.read(
+            cid,
+            poll.registry(),
+            Instant::now(),
+            || UnixNanos(0),
+            |units, _| {
+                for _ in units.by_ref() {}
+            },
+        );
+        caps.note_drain(cid, &drained);
+        drained
+    }
+
+    #[test]
+    fn a_capturer_is_behind_only_while_its_socket_is_over_half_full_until_it_runs_dry() {
+        let poll = mio::Poll::new().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // 8 MiB asked (16 MiB granted, as root): 1 KiB datagrams are charged
+        // about 2.3 KB each, so 1,500 fit in under half and 6,000 in over it
+        // even after a drain (1,024) took its share.
+        let v = serde_json::json!({"name": "u", "conn_type": "udp",
+                                   "address": ["127.0.0.1", port], "rcvbuf_bytes": 8 << 20});
+        let spec = HandlerSpec::from_json(v.as_object().unwrap(), Origin::ConfigFile).unwrap();
+        let mut caps = Capturers::new();
+        let cid = caps
+            .open(&spec, poll.registry(), Instant::now(), UnixMicros(0))
+            .unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let send = |n: usize| {
+            for _ in 0..n {
+                tx.send_to(&[7u8; 1024], ("127.0.0.1", port)).unwrap();
+            }
+        };
+        // More than a drain takes, with room to spare: not behind.
+        send(1500);
+        assert_eq!(drain_once(&mut caps, cid, &poll), Drained::More);
+        assert!(!caps.is_behind(cid));
+        assert_eq!(drain_once(&mut caps, cid, &poll), Drained::Empty);
+        // Over half full after a drain: behind, and behind while drains take
+        // their budget, whatever the fill; no longer once one runs dry.
+        send(6000);
+        assert_eq!(drain_once(&mut caps, cid, &poll), Drained::More);
+        assert!(caps.is_behind(cid));
+        for _ in 0..3 {
+            assert_eq!(drain_once(&mut caps, cid, &poll), Drained::More);
+            assert!(caps.is_behind(cid), "until the socket runs dry");
+        }
+        while drain_once(&mut caps, cid, &poll) == Drained::More {}
+        assert!(!caps.is_behind(cid));
+        assert_eq!(caps.get(cid).kernel_drops(), 0, "every datagram fitted");
+        // A closed capturer is never behind.
+        send(6000);
+        drain_once(&mut caps, cid, &poll);
+        assert!(caps.is_behind(cid));
+        caps.close(cid, poll.registry());
+        assert!(!caps.is_behind(cid));
+    }
 }
